@@ -1,0 +1,47 @@
+import { Command, CommanderError } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { reportError } from './output.js';
+import { registerInit } from './init.js';
+import { registerStatus } from './status.js';
+import { registerMark } from './mark.js';
+import { registerDemo } from './demo.js';
+
+export const VERSION = '0.1.0';
+
+/** Builds the command tree; each verb lives in its own file. */
+export function buildProgram(): Command {
+  const program = new Command('jship')
+    .description('journal shipper for block volumes: journal every write, export to tapes, restore to any point in time')
+    .version(VERSION)
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+  registerInit(program);
+  registerStatus(program);
+  registerMark(program);
+  registerDemo(program);
+  return program;
+}
+
+/**
+ * Runs the CLI. Exit codes: 0 done, 1 the work failed or was refused,
+ * 2 usage (bad flag, size or time). Sets process.exitCode, never exits.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
+  const program = buildProgram();
+  if (json) program.configureOutput({ writeErr: () => undefined });
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        process.exitCode = 0;
+        return;
+      }
+      if (json) reportError(new JshipError('USAGE', e.message.replace(/^error: /, ''), { hint: 'run jship VERB --help' }), true);
+      process.exitCode = 2;
+      return;
+    }
+    reportError(e, json);
+  }
+}

@@ -1,0 +1,61 @@
+import cliProgress from 'cli-progress';
+import { JshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+
+/** Options every verb takes. */
+export interface CommonOptions {
+  json?: boolean;
+}
+
+/** JSON with bigints as strings (sequence numbers and ns timestamps pass 2^53). */
+export function toJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+}
+
+/** Prints the verb's result: one JSON object with --json, else the human lines. */
+export function emit(opts: CommonOptions, json: unknown, human: () => string[]): void {
+  if (opts.json) process.stdout.write(`${toJson(json)}\n`);
+  else for (const line of human()) process.stdout.write(`${line}\n`);
+}
+
+/** Prints an error (stdout JSON with --json, stderr text otherwise) and sets the exit code. */
+export function reportError(e: unknown, json: boolean): void {
+  const err = e instanceof JshipError
+    ? e
+    : new JshipError('IO', (e as Error)?.message ?? String(e), { hint: 'this is unexpected; the message above says what failed', cause: e });
+  process.exitCode = err.isUsage ? 2 : 1;
+  if (json) {
+    process.stdout.write(`${toJson({ error: err.toJSON() })}\n`);
+  } else {
+    process.stderr.write(`jship: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    if (process.env.JSHIP_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  }
+}
+
+export interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+/** A progress bar on a TTY (bytes, rate, ETA); silent under --json or when stdout is not a terminal. */
+export function progress(opts: CommonOptions, label: string, total: number): Progress {
+  if (opts.json || !process.stdout.isTTY || total <= 0) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar({
+    format: `${label} [{bar}] {percentage}% {doneText}/{totalText} ETA {eta_formatted}`,
+    hideCursor: true,
+    clearOnComplete: true,
+  }, cliProgress.Presets.shades_classic);
+  bar.start(total, 0, { doneText: formatSize(0), totalText: formatSize(total) });
+  return {
+    update: (done) => bar.update(done, { doneText: formatSize(done) }),
+    stop: () => bar.stop(),
+  };
+}
+
+/** Lays out rows of cells in aligned columns. */
+export function table(rows: string[][], indent = '  '): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, c.length); });
+  return rows.map((r) => indent + r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd());
+}

@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { isJshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { formatTime } from '../core/time.js';
+import { JournalGroup, type GroupStatus } from '../journal/journal-group.js';
+import { groupPaths, readGroupConfig } from '../journal/group-files.js';
+import { readJournalSuperblock } from '../journal/journal-volume.js';
+import { lockOwner } from '../journal/lock.js';
+import { emit, table, type CommonOptions } from './output.js';
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('state of a journal group: journal pointers and usage, sequence and time range, volumes')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: CommonOptions) => {
+      let group: JournalGroup;
+      try {
+        group = await JournalGroup.open(dir, { checkpointIntervalMs: 0 });
+      } catch (e) {
+        if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+        await offlineStatus(dir, opts);
+        return;
+      }
+      try {
+        const s = await group.status();
+        emit(opts, statusJson(s), () => statusLines(s));
+      } finally {
+        await group.close();
+      }
+    });
+}
+
+function time(ns: bigint | null): string | null {
+  return ns === null ? null : formatTime(ns);
+}
+
+function statusJson(s: GroupStatus): unknown {
+  return { ...s, time: { first: time(s.time.first), last: time(s.time.last), firstNs: s.time.first, lastNs: s.time.last } };
+}
+
+function statusLines(s: GroupStatus): string[] {
+  const j = s.journal;
+  return [
+    `group ${s.groupId}  ${s.dir}`,
+    `state: ${s.state}  (when full: ${s.policy.journalFull}; nearly-full at ${s.policy.nearlyFullPercent}%)`,
+    `journal ${j.path}  ${formatSize(j.size)}`,
+    `  journal-out seq ${j.out.seq}  journal-in seq ${j.in.seq}  ${j.records} records, ${formatSize(j.bytes)} of data`,
+    `  usage: ${j.usagePercent.metadata}% of ${j.metaSlots} record slots, ${j.usagePercent.data}% of ${formatSize(j.dataSize)} data`,
+    s.sequence.first === null
+      ? `  no records held${s.sequence.last !== null ? ` (last seq ${s.sequence.last})` : ''}`
+      : `  sequence ${s.sequence.first}..${s.sequence.last}  time ${time(s.time.first)} .. ${time(s.time.last)}`,
+    ...(s.dirty ? [`dirty bitmap: ${s.dirty.chunks} chunks (${formatSize(s.dirty.bytes)}) need a resync base`] : []),
+    ...(s.base ? [`base ${s.base.baseId} (${s.base.scope}) in progress`] : []),
+    ...(s.waitingWriters > 0 ? [`${s.waitingWriters} writers waiting for journal space`] : []),
+    `restore points named: ${s.markers}`,
+    'volumes:',
+    ...table(s.volumes.map((v) => [v.name, formatSize(v.size), `${v.records} records`, formatSize(v.bytes), v.extents.map((e) => e.path).join(' + ')])),
+  ];
+}
+
+/** Status of a group another process owns: its config and the journal's last durable checkpoint. */
+async function offlineStatus(dir: string, opts: CommonOptions): Promise<void> {
+  const config = await readGroupConfig(dir);
+  const owner = await lockOwner(groupPaths(dir).lock);
+  const sb = await readJournalSuperblock(config.journal.path);
+  const json = {
+    dir,
+    groupId: config.groupId,
+    owner: owner ?? null,
+    asOf: 'last checkpoint of the owning process',
+    journal: { path: config.journal.path, size: sb.journalSize, out: { seq: sb.outSeq }, checkpoint: { seq: sb.headSeq }, records: sb.headSeq - sb.outSeq },
+    volumes: config.volumes,
+  };
+  emit(opts, json, () => [
+    `group ${config.groupId}  ${dir}`,
+    `owned by process ${owner?.pid ?? '?'}${owner ? ` on ${owner.host}` : ''}: figures as of its last checkpoint`,
+    `journal ${config.journal.path}  journal-out seq ${sb.outSeq}, checkpoint seq ${sb.headSeq} (${sb.headSeq - sb.outSeq} records)`,
+    'volumes:',
+    ...table(config.volumes.map((v) => [v.name, formatSize(v.extents.reduce((a, e) => a + e.size, 0)), v.extents.map((e) => e.path).join(' + ')])),
+  ]);
+}

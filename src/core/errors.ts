@@ -1,0 +1,87 @@
+/**
+ * One error type for everything a user can see: a string code, a message that
+ * says what is wrong and where, and a hint that says what to do next.
+ *
+ * Codes are stable (scripts match on them); messages may change.
+ */
+export type ErrorCode =
+  // usage: exit code 2
+  | 'USAGE'
+  | 'BAD_SIZE'
+  | 'BAD_TIME'
+  | 'BAD_VOLUME_SPEC'
+  // records and formats
+  | 'RECORD_TRUNCATED'
+  | 'RECORD_BAD_MAGIC'
+  | 'RECORD_BAD_VERSION'
+  | 'RECORD_BAD_TYPE'
+  | 'RECORD_BAD_CRC'
+  | 'RECORD_BAD_FIELD'
+  | 'DATA_BAD_CRC'
+  | 'SUPERBLOCK_TRUNCATED'
+  | 'SUPERBLOCK_BAD_MAGIC'
+  | 'SUPERBLOCK_BAD_CRC'
+  | 'SUPERBLOCK_BAD_FIELD'
+  // journal volume and group
+  | 'JOURNAL_NOT_JOURNAL'
+  | 'JOURNAL_TOO_SMALL'
+  | 'JOURNAL_CORRUPT'
+  | 'JOURNAL_MISMATCH'
+  | 'JOURNAL_FULL'
+  | 'JOURNAL_PURGED'
+  | 'JOURNAL_SUSPENDED'
+  | 'RECORD_TOO_LARGE'
+  | 'GROUP_EXISTS'
+  | 'GROUP_NOT_FOUND'
+  | 'GROUP_BAD_CONFIG'
+  | 'GROUP_LOCKED'
+  | 'GROUP_CLOSED'
+  | 'MARKER_EXISTS'
+  | 'MARKER_BAD_NAME'
+  | 'BASE_IN_PROGRESS'
+  // volumes
+  | 'VOLUME_NOT_FOUND'
+  | 'VOLUME_UNKNOWN'
+  | 'VOLUME_SIZE_MISMATCH'
+  | 'VOLUME_NOT_USABLE'
+  | 'VOLUME_OUT_OF_RANGE'
+  | 'IO';
+
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC']);
+
+export interface JshipErrorOptions {
+  /** What to do next, in one sentence. */
+  hint?: string;
+  /** Where: a file, a sequence number, an offset. Printed with --json. */
+  details?: Record<string, string | number | bigint | boolean | null>;
+  cause?: unknown;
+}
+
+export class JshipError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, string | number | bigint | boolean | null>;
+
+  constructor(code: ErrorCode, message: string, options: JshipErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'JshipError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details ?? {};
+  }
+
+  /** True for errors in what the user typed (exit code 2), false for failures of the work (exit 1). */
+  get isUsage(): boolean {
+    return USAGE_CODES.has(this.code);
+  }
+
+  toJSON(): { code: ErrorCode; message: string; hint: string | null; details: Record<string, unknown> } {
+    const details: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(this.details)) details[k] = typeof v === 'bigint' ? v.toString() : v;
+    return { code: this.code, message: this.message, hint: this.hint ?? null, details };
+  }
+}
+
+export function isJshipError(e: unknown, code?: ErrorCode): e is JshipError {
+  return e instanceof JshipError && (code === undefined || e.code === code);
+}

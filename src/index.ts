@@ -1,0 +1,29 @@
+/**
+ * jship as a library: journal groups, their records, and the codecs shared
+ * by the journal, the tapes and the link.
+ */
+export { JshipError, isJshipError, type ErrorCode } from './core/errors.js';
+export { parseSize, formatSize } from './core/sizes.js';
+export { parseTime, formatTime, type Nanos } from './core/time.js';
+export {
+  RecordType, RECORD_SIZE, MAX_RECORD_DATA, GROUP_VOLUME, FLAG_BASE_ZERO,
+  encodeRecord, decodeRecord, verifyData, hasData, dataLength, dataCrc, recordTypeName,
+  type RecordHeader,
+} from './core/record.js';
+export { encodeMarker, decodeMarker, type MarkerPayload, type MarkerKind } from './core/marker.js';
+export { parseVolumeSpec, type VolumeSpec, type ExtentSpec } from './core/volume-spec.js';
+export type { GroupConfig, JournalFullPolicy } from './core/group-config.js';
+export { Volume } from './volume/volume.js';
+export {
+  createGroup, JournalGroup,
+  type CreateGroupOptions, type OpenGroupOptions, type WriteResult, type GroupStatus, type GroupState,
+} from './journal/journal-group.js';
+export { BaseRun, type BaseScope } from './journal/base-reader.js';
+export type { JournalRecord } from './journal/journal-volume.js';
+
+import { JournalGroup, type OpenGroupOptions } from './journal/journal-group.js';
+
+/** Opens a journal group for writing (see JournalGroup.open). */
+export function openGroup(dir: string, opts?: OpenGroupOptions): Promise<JournalGroup> {
+  return JournalGroup.open(dir, opts);
+}

@@ -1,0 +1,69 @@
+import { constants, promises as fsp } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** fsync of a directory, so that a rename or a new file in it survives a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Writes a file all or nothing: a temporary name in the same directory,
+ * fsync, rename over the final name, fsync of the directory.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await h.writeFile(data);
+    await h.sync();
+  } catch (e) {
+    await h.close();
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await h.close();
+  try {
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await syncDir(dirname(path));
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** Writes all of `data` at `position`, looping over short writes. */
+export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await h.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Reads exactly `length` bytes at `position`; returns fewer only at the end of the file. */
+export async function readFully(h: fsp.FileHandle, length: number, position: number, into?: Buffer, intoOff = 0): Promise<Buffer> {
+  const buf = into ?? Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await h.read(buf, intoOff + done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return into ? buf : buf.subarray(0, done);
+}

@@ -1,0 +1,75 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { checkGroupConfig, type GroupConfig } from '../core/group-config.js';
+import { writeFileAtomic } from '../io/files.js';
+
+/** The files of a group directory. */
+export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; journal: string } {
+  return {
+    config: join(dir, 'group.json'),
+    lock: join(dir, 'lock'),
+    markers: join(dir, 'markers.jsonl'),
+    bitmap: join(dir, 'dirty.bitmap'),
+    ackKey: join(dir, 'ack.key'),
+    journal: join(dir, 'journal.jv'),
+  };
+}
+
+export async function readGroupConfig(dir: string): Promise<GroupConfig> {
+  const path = groupPaths(dir).config;
+  let text: string;
+  try {
+    text = await fsp.readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new JshipError('GROUP_NOT_FOUND', `${dir} is not a journal group (${code === 'ENOENT' ? 'no group.json' : (e as Error).message})`, {
+      hint: 'create one with `jship init GROUP_DIR --volume NAME=PATH[:SIZE] --journal-size SIZE`, or check the directory',
+    });
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new JshipError('GROUP_BAD_CONFIG', `${path} is not valid JSON: ${(e as Error).message}`, {
+      hint: 'group.json is written by `jship init`; restore it from a backup',
+    });
+  }
+  return checkGroupConfig(v, path);
+}
+
+export async function writeGroupConfig(dir: string, config: GroupConfig): Promise<void> {
+  await writeFileAtomic(groupPaths(dir).config, `${JSON.stringify(config, null, 2)}\n`);
+}
+
+export interface MarkerEntry {
+  name: string;
+  seq: string;
+  timestamp: string;
+}
+
+/** Every restore-point name the group has used (names stay unique after their records are purged). */
+export async function readMarkerLog(dir: string): Promise<MarkerEntry[]> {
+  let text: string;
+  try {
+    text = await fsp.readFile(groupPaths(dir).markers, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: MarkerEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const v = JSON.parse(line) as Partial<MarkerEntry>;
+      if (typeof v.name === 'string') out.push({ name: v.name, seq: String(v.seq ?? ''), timestamp: String(v.timestamp ?? '') });
+    } catch {
+      // A half-written last line (crash while appending): the journal scan at open restores it.
+    }
+  }
+  return out;
+}
+
+export async function appendMarkerLog(dir: string, entry: MarkerEntry): Promise<void> {
+  await fsp.appendFile(groupPaths(dir).markers, `${JSON.stringify(entry)}\n`);
+}

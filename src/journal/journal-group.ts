@@ -1,0 +1,863 @@
+import { promises as fsp } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
+import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
+import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
+import {
+  GROUP_VOLUME, RecordType, dataCrc, encodeRecord, type RecordHeader,
+} from '../core/record.js';
+import { SB_CLEAN, SB_DIRTY_BITMAP, SB_SUSPENDED } from '../core/superblock.js';
+import { formatTime } from '../core/time.js';
+import type { VolumeSpec } from '../core/volume-spec.js';
+import { exists, writeFileAtomic } from '../io/files.js';
+import { Volume } from '../volume/volume.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
+import {
+  appendMarkerLog, groupPaths, readGroupConfig, readMarkerLog, writeGroupConfig, type MarkerEntry,
+} from './group-files.js';
+import { JournalVolume, type EncodedRecord, type JournalRecord } from './journal-volume.js';
+import { DirLock } from './lock.js';
+import { RangeOrder } from './range-order.js';
+import { BaseRun, type BaseScope } from './base-reader.js';
+
+export interface CreateGroupOptions {
+  volumes: VolumeSpec[];
+  journalSize: number;
+  /** Where the journal file goes; default GROUP_DIR/journal.jv. */
+  journalPath?: string;
+  /** What happens when the journal is full; default `block`. */
+  journalFull?: JournalFullPolicy;
+  blockTimeoutMs?: number;
+  nearlyFullPercent?: number;
+  /** Dirty-bitmap and base chunk size; default 1 MiB. */
+  chunkSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface OpenGroupOptions {
+  /** Wall clock in ns since the epoch (tests step it); default the system clock. */
+  wallClock?: () => bigint;
+  /** Monotonic clock in ns; default process.hrtime. */
+  monoClock?: () => bigint;
+  /** How often writes are made durable without a FLUSH (ms, 0 = never); default 5000. */
+  checkpointIntervalMs?: number;
+}
+
+/** What a journaled (or, while suspended, bitmap-tracked) write returns. */
+export interface WriteResult {
+  /** Sequence number of the (last) record of this write; while suspended, the last record before it. */
+  seq: bigint;
+  timestamp: bigint;
+  /** False while the group is suspended: the write is only in the dirty bitmap. */
+  journaled: boolean;
+}
+
+export type GroupState = 'active' | 'nearly-full' | 'full' | 'suspended' | 'resync-pending';
+
+export interface GroupStatus {
+  dir: string;
+  groupId: string;
+  state: GroupState;
+  policy: GroupConfig['policy'];
+  journal: {
+    path: string;
+    size: number;
+    metaSlots: number;
+    dataSize: number;
+    /** journal-out (§0074): oldest unpurged record. */
+    out: { seq: bigint; dataPos: bigint };
+    /** journal-in (§0075): where the next record goes. */
+    in: { seq: bigint; dataPos: bigint };
+    records: bigint;
+    bytes: bigint;
+    usagePercent: { metadata: number; data: number };
+    appliedSeq: bigint;
+  };
+  sequence: { first: bigint | null; last: bigint | null };
+  time: { first: bigint | null; last: bigint | null };
+  volumes: Array<{
+    name: string;
+    index: number;
+    size: number;
+    extents: Array<{ path: string; start: number; size: number; blockDevice: boolean }>;
+    records: number;
+    bytes: number;
+  }>;
+  dirty: { chunks: number; bytes: number; chunkSize: number } | null;
+  waitingWriters: number;
+  base: { baseId: bigint; scope: BaseScope } | null;
+  markers: number;
+}
+
+interface Batch {
+  records: EncodedRecord[];
+  bytes: number;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+interface SpaceWaiter {
+  count: number;
+  bytes: number;
+  resolve: () => void;
+}
+
+const MAX_BATCH_RECORDS = 4096;
+const MAX_BATCH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Creates a journal group in `dir` (which must not exist or be empty): opens
+ * or creates its volumes, creates and preallocates the journal, writes the
+ * HMAC key for acknowledgements and group.json. On failure, removes what it
+ * created and leaves existing files alone.
+ */
+export async function createGroup(dir: string, opts: CreateGroupOptions): Promise<GroupConfig> {
+  dir = resolve(dir);
+  await ensureEmptyDir(dir);
+  const paths = groupPaths(dir);
+  const journalPath = resolve(opts.journalPath ?? paths.journal);
+  const seen = new Map<string, string>();
+  for (const v of opts.volumes) {
+    if (seen.has(v.name)) throw new JshipError('BAD_VOLUME_SPEC', `volume name "${v.name}" is given twice`, { hint: 'each --volume needs its own name' });
+    seen.set(v.name, v.name);
+  }
+  const allPaths = opts.volumes.flatMap((v) => v.extents.map((e) => resolve(e.path)));
+  for (const p of allPaths) {
+    if (p === journalPath) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named both as a volume and as the journal`, { hint: 'the journal needs a file of its own' });
+    if (allPaths.indexOf(p) !== allPaths.lastIndexOf(p)) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes`, { hint: 'each file or device can belong to one volume only' });
+  }
+  if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: 'add --volume NAME=PATH[:SIZE]' });
+  const created: string[] = [];
+  const createdDir = !(await exists(dir));
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+    const volumes: GroupConfig['volumes'] = [];
+    for (const spec of opts.volumes) {
+      const missing = await Promise.all(spec.extents.map(async (e) => !(await exists(e.path))));
+      const vol = await Volume.open({ name: spec.name, extents: spec.extents.map((e) => ({ ...e, path: resolve(e.path) })) }, { create: true });
+      spec.extents.forEach((e, i) => {
+        if (missing[i]) created.push(resolve(e.path));
+      });
+      await vol.sync();
+      volumes.push({ name: vol.name, extents: vol.extents.map((e) => ({ path: e.path, size: e.size })) });
+      await vol.close();
+    }
+    const groupId = randomUUID();
+    await JournalVolume.create(journalPath, opts.journalSize, groupId, opts.onProgress);
+    created.push(journalPath);
+    await writeFileAtomic(paths.ackKey, `${randomBytes(32).toString('hex')}\n`, 0o600);
+    const config: GroupConfig = {
+      format: 1,
+      groupId,
+      createdAt: new Date().toISOString(),
+      volumes,
+      journal: { path: journalPath, size: opts.journalSize },
+      policy: {
+        journalFull: opts.journalFull ?? DEFAULT_POLICY.journalFull,
+        blockTimeoutMs: opts.blockTimeoutMs ?? DEFAULT_POLICY.blockTimeoutMs,
+        nearlyFullPercent: opts.nearlyFullPercent ?? DEFAULT_POLICY.nearlyFullPercent,
+      },
+      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    };
+    await writeGroupConfig(dir, config);
+    return config;
+  } catch (e) {
+    for (const p of created) await fsp.rm(p, { force: true });
+    await fsp.rm(paths.ackKey, { force: true });
+    if (createdDir) await fsp.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function ensureEmptyDir(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fsp.readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new JshipError('GROUP_EXISTS', `${dir} is a file, not a directory`, { hint: 'name a new directory for the group' });
+    throw e;
+  }
+  if (entries.length > 0) {
+    throw new JshipError('GROUP_EXISTS', `${dir} is not empty${entries.includes('group.json') ? ': it holds a group already' : ''}`, {
+      hint: 'name a new or empty directory; nothing was changed',
+    });
+  }
+}
+
+/**
+ * A journal group opened for writing: the consistency group of patent §0030
+ * and the primary side of §0037-0049. One sequence and one clock for all its
+ * volumes; every write is in the journal before it reaches the PVOL and
+ * before its promise resolves.
+ */
+export class JournalGroup {
+  readonly dir: string;
+  readonly config: GroupConfig;
+  readonly volumes: readonly Volume[];
+  readonly journal: JournalVolume;
+  readonly #lock: DirLock;
+  readonly #clock: MonotonicClock;
+  readonly #order = new RangeOrder();
+  readonly #inflight = new Set<Promise<unknown>>();
+  readonly #batches: Batch[] = [];
+  #writing = false;
+  #inWrite: Batch | undefined;
+  readonly #waiters: SpaceWaiter[] = [];
+  readonly #markerNames: Set<string>;
+  readonly #perVolume: Array<{ records: number; bytes: number }>;
+  #bitmap: DirtyBitmap | undefined;
+  #suspended = false;
+  #flushing: Promise<void> | undefined;
+  #flushQueued: Promise<void> | undefined;
+  #dirtySinceFlush = false;
+  #failed: Error | undefined;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #base: BaseRun | undefined;
+
+  private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
+    this.dir = dir;
+    this.config = config;
+    this.volumes = volumes;
+    this.journal = journal;
+    this.#lock = lock;
+    this.#clock = clock;
+    this.#markerNames = markerNames;
+    this.#perVolume = perVolume;
+  }
+
+  /**
+   * Opens a group for writing: takes the directory lock, opens the journal
+   * and the volumes, recovers after a crash (finds the end of the log and
+   * re-applies to the PVOLs every record not known to be on them).
+   */
+  static async open(dir: string, opts: OpenGroupOptions = {}): Promise<JournalGroup> {
+    dir = resolve(dir);
+    const config = await readGroupConfig(dir);
+    const paths = groupPaths(dir);
+    const lock = await DirLock.acquire(paths.lock, `group ${dir}`);
+    const volumes: Volume[] = [];
+    let journal: JournalVolume | undefined;
+    try {
+      journal = await JournalVolume.open(config.journal.path, config.groupId);
+      for (const v of config.volumes) volumes.push(await Volume.open(v));
+      const perVolume = config.volumes.map(() => ({ records: 0, bytes: 0 }));
+      const markerSeqs: bigint[] = [];
+      let lastTs = journal.lastTimestamp;
+      await journal.recover((h) => {
+        if (h.timestamp > lastTs) lastTs = h.timestamp;
+        if (h.type === RecordType.Marker) {
+          markerSeqs.push(h.seq);
+          return;
+        }
+        const pv = perVolume[h.volume];
+        if (!pv) throw new JshipError('JOURNAL_CORRUPT', `journal ${journal?.path}: record ${h.seq} names volume ${h.volume}, the group has ${config.volumes.length}`, { hint: 'the journal does not belong to this group config' });
+        pv.records++;
+        pv.bytes += h.type === RecordType.Update ? h.length : 0;
+      });
+      // Redo: every record after the last durable "applied" point goes to the PVOLs again (idempotent, in order).
+      const applied = journal.appliedSeq;
+      const end = journal.writtenSeq;
+      const redoFrom = applied + 1n > journal.outSeq ? applied + 1n : journal.outSeq;
+      for (let seq = redoFrom; seq < end;) {
+        const recs = await journal.readRecords(seq, 256);
+        for (const r of recs) await applyToVolume(volumes, r.header, r.data);
+        seq += BigInt(recs.length);
+      }
+      await Promise.all(volumes.map((v) => v.sync()));
+      const names = new Set<string>();
+      const log = await readMarkerLog(dir);
+      for (const m of log) names.add(m.name);
+      const missing: MarkerEntry[] = [];
+      for (const seq of markerSeqs) {
+        const [r] = await journal.readRecords(seq, 1);
+        if (!r) continue;
+        const p = decodeMarker(r.data, `journal record ${seq}`);
+        if (p.kind === 'restore-point' && !names.has(p.name)) {
+          names.add(p.name);
+          missing.push({ name: p.name, seq: String(seq), timestamp: String(r.header.timestamp) });
+        }
+      }
+      if (missing.length > 0) await writeFileAtomic(paths.markers, [...log, ...missing].map((m) => `${JSON.stringify(m)}\n`).join(''));
+      const sbFlags = journal.superblock.flags & ~SB_CLEAN;
+      await journal.writeSuperblock({ headSeq: end, headDataPos: journal.writtenPos, appliedSeq: end - 1n, lastTimestamp: lastTs, flags: sbFlags }, true);
+      const clock = new MonotonicClock(lastTs, opts.wallClock ?? systemWallClock(), opts.monoClock ?? systemMonoNs);
+      const group = new JournalGroup(dir, config, volumes, journal, lock, clock, names, perVolume);
+      if (sbFlags & SB_DIRTY_BITMAP) {
+        group.#bitmap = await group.#openBitmap();
+        group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
+      }
+      const interval = opts.checkpointIntervalMs ?? 5000;
+      if (interval > 0) {
+        group.#timer = setInterval(() => {
+          if (group.#dirtySinceFlush && !group.#closed && !group.#failed) group.flush().catch(() => undefined);
+        }, interval);
+        group.#timer.unref();
+      }
+      return group;
+    } catch (e) {
+      await journal?.close();
+      await Promise.all(volumes.map((v) => v.close()));
+      await lock.release();
+      throw e;
+    }
+  }
+
+  // ---- writes ---------------------------------------------------------------
+
+  /**
+   * Writes `data` at `offset` of a volume: journaled (sequence number and
+   * timestamp) before the PVOL is written and before the promise resolves.
+   * Do not change `data` until then. With `fua`, journal and PVOL are durable
+   * when it resolves.
+   */
+  async write(volume: string | number, offset: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<WriteResult> {
+    return this.#submit(RecordType.Update, volume, offset, data.length, data, opts.fua ?? false);
+  }
+
+  /** Writes zeroes over a range: a record without data. */
+  async writeZeroes(volume: string | number, offset: number, length: number, opts: { fua?: boolean } = {}): Promise<WriteResult> {
+    return this.#submit(RecordType.Zero, volume, offset, length, undefined, opts.fua ?? false);
+  }
+
+  /** Discards a range: journaled without data; the range reads back as zeroes. */
+  async trim(volume: string | number, offset: number, length: number, opts: { fua?: boolean } = {}): Promise<WriteResult> {
+    return this.#submit(RecordType.Trim, volume, offset, length, undefined, opts.fua ?? false);
+  }
+
+  /**
+   * Makes every write whose promise has resolved (and every one submitted
+   * before this call) durable: journal, PVOLs and dirty bitmap are fdatasynced.
+   */
+  async flush(): Promise<void> {
+    this.#checkUsable();
+    // A flush already running may have started before our writes: queue one more after it.
+    if (this.#flushing) {
+      this.#flushQueued ??= this.#flushing.then(() => {
+        this.#flushQueued = undefined;
+        return this.#doFlush();
+      });
+      return this.#flushQueued;
+    }
+    return this.#doFlush();
+  }
+
+  async #doFlush(): Promise<void> {
+    const run = (async () => {
+      this.#dirtySinceFlush = false;
+      const target = this.journal.allocSeq - 1n;
+      await Promise.allSettled([...this.#inflight]);
+      this.#checkUsable();
+      const headSeq = this.journal.writtenSeq;
+      const headDataPos = this.journal.writtenPos;
+      await Promise.all([this.journal.sync(), ...this.volumes.map((v) => v.sync()), this.#bitmap?.sync()]);
+      // Made durable by the next sync; until then the previous copy stands.
+      await this.journal.writeSuperblock({ headSeq, headDataPos, appliedSeq: target, lastTimestamp: this.#clock.last }, false);
+    })();
+    this.#flushing = run;
+    try {
+      await run;
+    } catch (e) {
+      this.#fail(e);
+      throw e;
+    } finally {
+      if (this.#flushing === run) this.#flushing = undefined;
+    }
+  }
+
+  async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
+    this.#checkUsable();
+    const volIdx = this.volumeIndex(volume);
+    const vol = this.volumes[volIdx] as Volume;
+    vol.checkRange(offset, length);
+    if (length === 0) return { seq: this.journal.allocSeq - 1n, timestamp: this.#clock.last, journaled: true };
+    const max = this.journal.maxRecordData;
+    const pieces = type === RecordType.Update ? Math.ceil(length / max) : 1;
+    const bytes = type === RecordType.Update ? length : 0;
+    if (bytes > this.journal.layout.dataSize / 2) {
+      throw new JshipError('RECORD_TOO_LARGE', `a write of ${length} bytes is larger than half the journal's data area (${this.journal.layout.dataSize} bytes)`, {
+        hint: 'write in smaller pieces, or re-create the group with a larger --journal-size',
+      });
+    }
+    if (this.#suspended && !(await this.#tryResume())) return this.#suspendedWrite(type, volIdx, offset, length, data, fua);
+    if (this.#waiters.length > 0 || !this.journal.fits(pieces, bytes, false)) {
+      if (this.config.policy.journalFull === 'suspend') {
+        await this.#suspend(`journal full (${this.#usageText()})`);
+        return this.#suspendedWrite(type, volIdx, offset, length, data, fua);
+      }
+      await this.#waitForSpace(pieces, bytes);
+      this.#checkUsable();
+    }
+    // From here to the end of the loop nothing awaits: numbers, journal order and PVOL order are taken together.
+    const applied: Promise<void>[] = [];
+    let last: { seq: bigint; timestamp: bigint } = { seq: 0n, timestamp: 0n };
+    for (let done = 0, i = 0; i < pieces; i++) {
+      const len = type === RecordType.Update ? Math.min(max, length - done) : length;
+      const piece = data?.subarray(done, done + len);
+      const rec = this.#allocRecord(type, volIdx, offset + done, len, piece);
+      const op = this.#order.register(volIdx, offset + done, len);
+      const off = offset + done;
+      applied.push(this.#track((async () => {
+        try {
+          await rec.journaled;
+          await op.ready;
+          if (piece) await vol.write(off, piece);
+          else await vol.writeZeroes(off, len);
+        } catch (e) {
+          this.#fail(e);
+          throw e;
+        } finally {
+          op.finish();
+        }
+      })()));
+      last = rec;
+      done += len;
+    }
+    this.#dirtySinceFlush = true;
+    await Promise.all(applied);
+    if (fua) await this.flush();
+    return { seq: last.seq, timestamp: last.timestamp, journaled: true };
+  }
+
+  /** Gives a record its sequence number, timestamp and journal place, and queues it. Synchronous. */
+  #allocRecord(type: RecordType, volume: number, offset: number, length: number, data: Uint8Array | undefined, extra: Partial<RecordHeader> = {}): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
+    let { timestamp, step } = this.#clock.next();
+    if (step) {
+      this.#allocMarker(clockStepMarker(step), timestamp);
+      ({ timestamp } = this.#clock.next());
+    }
+    const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
+    const header = encodeRecord({
+      type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0, ...extra,
+    });
+    if (volume !== GROUP_VOLUME) {
+      const pv = this.#perVolume[volume] as { records: number; bytes: number };
+      pv.records++;
+      pv.bytes += type === RecordType.Update ? length : 0;
+    }
+    return { seq, timestamp, journaled: this.#enqueue({ seq, dataPos, header, data }) };
+  }
+
+  #allocMarker(payload: MarkerPayload, timestamp?: bigint): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
+    const data = encodeMarker(payload);
+    if (timestamp === undefined) return this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, data.length, data);
+    const { seq, dataPos } = this.journal.allocate(data.length);
+    const header = encodeRecord({ type: RecordType.Marker, flags: 0, volume: GROUP_VOLUME, seq, timestamp, offset: 0, length: data.length, dataPos, aux: 0n, dataCrc: dataCrc(data) });
+    return { seq, timestamp, journaled: this.#enqueue({ seq, dataPos, header, data }) };
+  }
+
+  /**
+   * Journals a marker (waiting for space under the `block` policy; the
+   * marker reserve is used only by markers the group writes itself).
+   */
+  async appendMarker(payload: MarkerPayload, useReserve = false): Promise<{ seq: bigint; timestamp: bigint }> {
+    this.#checkUsable();
+    const bytes = encodeMarker(payload).length;
+    if (!useReserve && (this.#waiters.length > 0 || !this.journal.fits(1, bytes, false))) await this.#waitForSpace(1, bytes);
+    if (!this.journal.fits(1, bytes, true)) {
+      throw new JshipError('JOURNAL_FULL', `no journal space left for a "${payload.kind}" marker`, { hint: 'export and purge the journal first' });
+    }
+    const rec = this.#allocMarker(payload);
+    this.#dirtySinceFlush = true;
+    await this.#track(rec.journaled);
+    return { seq: rec.seq, timestamp: rec.timestamp };
+  }
+
+  /**
+   * Journals a named restore point (a marker record, §0159-0160). Names are
+   * unique within the group, also after their records are purged. Durable
+   * when it resolves.
+   */
+  async mark(name: string): Promise<{ seq: bigint; timestamp: bigint }> {
+    this.#checkUsable();
+    checkMarkerName(name);
+    if (this.#markerNames.has(name)) {
+      throw new JshipError('MARKER_EXISTS', `a restore point named "${name}" exists already in this group`, {
+        hint: 'marker names are unique within a group: choose another name (add a date, say)',
+      });
+    }
+    if (this.#suspended || this.#bitmap) {
+      throw new JshipError('JOURNAL_SUSPENDED', `no restore point can be taken: the group is ${this.#suspended ? 'suspended' : 'waiting for a resync base'}`, {
+        hint: 'purge the journal (export it) and take a resync base (jship export --base) first',
+      });
+    }
+    this.#markerNames.add(name);
+    try {
+      const r = await this.appendMarker({ kind: 'restore-point', name });
+      await this.flush();
+      await appendMarkerLog(this.dir, { name, seq: String(r.seq), timestamp: String(r.timestamp) });
+      return r;
+    } catch (e) {
+      this.#markerNames.delete(name);
+      throw e;
+    }
+  }
+
+  // ---- journal space ---------------------------------------------------------
+
+  /**
+   * Frees journal records up to `upto` (inclusive): journal-out moves past
+   * them (§0074, §0082). Only records that are durable on the PVOLs are
+   * purged, so a crash can always redo what is left. Returns the new journal-out.
+   */
+  async purge(upto: bigint): Promise<bigint> {
+    this.#checkUsable();
+    if (upto >= this.journal.allocSeq) {
+      throw new JshipError('USAGE', `cannot purge up to ${upto}: the last record is ${this.journal.allocSeq - 1n}`, { hint: 'purge only what was exported' });
+    }
+    if (upto < this.journal.outSeq) return this.journal.outSeq;
+    await this.flush();
+    const limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
+    const purged = await this.journal.purge(limit);
+    for (const h of purged) {
+      const pv = this.#perVolume[h.volume];
+      if (!pv) continue;
+      pv.records--;
+      pv.bytes -= h.type === RecordType.Update ? h.length : 0;
+    }
+    this.#wakeWaiters();
+    return this.journal.outSeq;
+  }
+
+  async #waitForSpace(count: number, bytes: number): Promise<void> {
+    const deadline = Date.now() + this.config.policy.blockTimeoutMs;
+    let front = false;
+    while (front ? !this.journal.fits(count, bytes, false) : this.#waiters.length > 0 || !this.journal.fits(count, bytes, false)) {
+      const left = deadline - Date.now();
+      const waited = await new Promise<boolean>((resolveWait) => {
+        const w: SpaceWaiter = { count, bytes, resolve: () => resolveWait(true) };
+        if (front) this.#waiters.unshift(w);
+        else this.#waiters.push(w);
+        setTimeout(() => {
+          const i = this.#waiters.indexOf(w);
+          if (i >= 0) {
+            this.#waiters.splice(i, 1);
+            resolveWait(false);
+          }
+        }, Math.max(0, left)).unref();
+      });
+      if (!waited) {
+        this.#wakeWaiters();
+        throw new JshipError('JOURNAL_FULL', `the journal is full (${this.#usageText()}) and no space was freed within ${this.config.policy.blockTimeoutMs} ms`, {
+          hint: 'export the journal so that it can be purged (jship export), or re-create the group with a larger --journal-size',
+        });
+      }
+      this.#checkUsable();
+      front = true;
+    }
+  }
+
+  #wakeWaiters(): void {
+    let count = 0;
+    let bytes = 0;
+    while (this.#waiters.length > 0) {
+      const w = this.#waiters[0] as SpaceWaiter;
+      if (!this.journal.fits(count + w.count, bytes + w.bytes, false)) break;
+      count += w.count;
+      bytes += w.bytes;
+      this.#waiters.shift();
+      w.resolve();
+    }
+  }
+
+  // ---- suspend policy ----------------------------------------------------------
+
+  async #openBitmap(): Promise<DirtyBitmap> {
+    return DirtyBitmap.open(groupPaths(this.dir).bitmap, this.config.chunkSize, this.volumes.map((v) => v.size));
+  }
+
+  async #suspend(reason: string): Promise<void> {
+    if (this.#suspended) return;
+    this.#suspended = true;
+    this.#bitmap ??= await this.#openBitmap();
+    await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
+    await this.appendMarker({ kind: 'suspended', reason }, true);
+  }
+
+  /** Journaling resumes once the journal is below half the nearly-full threshold. */
+  async #tryResume(): Promise<boolean> {
+    const u = this.journal.usage();
+    const percent = Math.max(u.metaFraction, u.dataFraction) * 100;
+    if (percent >= this.config.policy.nearlyFullPercent / 2) return false;
+    this.#suspended = false;
+    const bitmap = this.#bitmap as DirtyBitmap;
+    await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_SUSPENDED }, true);
+    await this.appendMarker({ kind: 'resumed', dirtyBytes: bitmap.dirtyCount() * bitmap.chunkSize }, true);
+    return true;
+  }
+
+  async #suspendedWrite(type: RecordType, volIdx: number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
+    const vol = this.volumes[volIdx] as Volume;
+    const bitmap = this.#bitmap as DirtyBitmap;
+    const op = this.#order.register(volIdx, offset, length);
+    this.#dirtySinceFlush = true;
+    await this.#track((async () => {
+      try {
+        await op.ready;
+        await bitmap.mark(volIdx, offset, length);
+        if (type === RecordType.Update && data) await vol.write(offset, data);
+        else await vol.writeZeroes(offset, length);
+      } catch (e) {
+        this.#fail(e);
+        throw e;
+      } finally {
+        op.finish();
+      }
+    })());
+    if (fua) await this.flush();
+    return { seq: this.journal.allocSeq - 1n, timestamp: this.#clock.peek(), journaled: false };
+  }
+
+  // ---- base ------------------------------------------------------------------
+
+  /**
+   * Starts a base journal (§0154-0158): journals a "base started" marker
+   * whose sequence number becomes the base id, and returns a BaseRun that
+   * reads the volumes chunk by chunk while writes go on. `resync` reads only
+   * the chunks of the dirty bitmap.
+   */
+  async beginBase(opts: { scope?: BaseScope; volumes?: string[] } = {}): Promise<BaseRun> {
+    this.#checkUsable();
+    if (this.#base) {
+      throw new JshipError('BASE_IN_PROGRESS', `base ${this.#base.baseId} is still being taken`, { hint: 'wait for it to complete, or abort it' });
+    }
+    const scope = opts.scope ?? (this.#bitmap ? 'resync' : 'full');
+    if (this.#suspended && !(await this.#tryResume())) {
+      throw new JshipError('JOURNAL_SUSPENDED', 'the group is suspended and its journal is still nearly full', {
+        hint: 'export and purge the journal first; the resync base needs journal space for its markers',
+      });
+    }
+    if (scope === 'resync' && !this.#bitmap) {
+      throw new JshipError('USAGE', 'a resync base needs a dirty bitmap; this group was never suspended', { hint: 'take a full base' });
+    }
+    const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
+    const indexes = names.map((n) => this.volumeIndex(n));
+    const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names });
+    const run = new BaseRun(this.#baseHooks(), started.seq, scope, indexes, this.config.chunkSize);
+    this.#base = run;
+    return run;
+  }
+
+  #baseHooks(): ConstructorParameters<typeof BaseRun>[0] {
+    return {
+      volumes: this.volumes,
+      bitmap: () => this.#bitmap,
+      order: this.#order,
+      position: () => this.journal.allocSeq - 1n,
+      now: () => this.#clock.peek(),
+      track: (p) => this.#track(p),
+      check: () => this.#checkUsable(),
+      mark: (p) => this.appendMarker(p, p.kind !== 'base-started'),
+      finished: async (run, ok) => {
+        if (this.#base === run) this.#base = undefined;
+        if (ok && run.scope === 'resync' && this.#bitmap) {
+          await this.#bitmap.persist();
+          await this.#bitmap.sync();
+          if (this.#bitmap.dirtyCount() === 0 && !this.#suspended) {
+            await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_DIRTY_BITMAP }, true);
+            await this.#bitmap.close();
+            this.#bitmap = undefined;
+            await fsp.rm(groupPaths(this.dir).bitmap, { force: true });
+          }
+        }
+        await this.flush();
+      },
+    };
+  }
+
+  // ---- reading ---------------------------------------------------------------
+
+  /**
+   * The journal's records from `from` (default: journal-out) up to the last
+   * one written, verified, in sequence order. Throws JOURNAL_PURGED when
+   * `from` is already purged.
+   */
+  async *records(from?: bigint, opts: { batch?: number } = {}): AsyncGenerator<JournalRecord> {
+    let seq = from ?? this.journal.outSeq;
+    for (;;) {
+      this.#checkUsable();
+      const recs = await this.journal.readRecords(seq, opts.batch ?? 256);
+      if (recs.length === 0) return;
+      for (const r of recs) yield r;
+      seq += BigInt(recs.length);
+    }
+  }
+
+  // ---- status ----------------------------------------------------------------
+
+  volumeIndex(volume: string | number): number {
+    if (typeof volume === 'number') {
+      if (Number.isInteger(volume) && volume >= 0 && volume < this.volumes.length) return volume;
+    } else {
+      const i = this.volumes.findIndex((v) => v.name === volume);
+      if (i >= 0) return i;
+    }
+    throw new JshipError('VOLUME_UNKNOWN', `group has no volume ${JSON.stringify(volume)}`, {
+      hint: `its volumes are: ${this.volumes.map((v) => v.name).join(', ')}`,
+    });
+  }
+
+  get state(): GroupState {
+    if (this.#suspended) return 'suspended';
+    if (this.#bitmap) return 'resync-pending';
+    if (this.#waiters.length > 0 || !this.journal.fits(1, 1, false)) return 'full';
+    const u = this.journal.usage();
+    if (Math.max(u.metaFraction, u.dataFraction) * 100 >= this.config.policy.nearlyFullPercent) return 'nearly-full';
+    return 'active';
+  }
+
+  async status(): Promise<GroupStatus> {
+    const j = this.journal;
+    const u = j.usage();
+    const hasRecords = j.writtenSeq > j.outSeq;
+    let firstTs: bigint | null = null;
+    if (hasRecords) {
+      const raw = await j.readHeaders(j.outSeq, 1);
+      firstTs = raw.readBigUInt64LE(16);
+    }
+    const round = (f: number): number => Math.round(f * 10000) / 100;
+    return {
+      dir: this.dir,
+      groupId: this.config.groupId,
+      state: this.state,
+      policy: this.config.policy,
+      journal: {
+        path: j.path,
+        size: j.layout.journalSize,
+        metaSlots: j.layout.metaSlots,
+        dataSize: j.layout.dataSize,
+        out: { seq: j.outSeq, dataPos: j.outDataPos },
+        in: { seq: j.allocSeq, dataPos: j.allocPos },
+        records: u.records,
+        bytes: u.bytes,
+        usagePercent: { metadata: round(u.metaFraction), data: round(u.dataFraction) },
+        appliedSeq: j.appliedSeq,
+      },
+      sequence: { first: hasRecords ? j.outSeq : null, last: j.allocSeq > 1n ? j.allocSeq - 1n : null },
+      time: { first: firstTs, last: this.#clock.last > 0n ? this.#clock.last : null },
+      volumes: this.volumes.map((v, i) => ({
+        name: v.name,
+        index: i,
+        size: v.size,
+        extents: v.extents.map((e) => ({ ...e })),
+        records: this.#perVolume[i]?.records ?? 0,
+        bytes: this.#perVolume[i]?.bytes ?? 0,
+      })),
+      dirty: this.#bitmap ? { chunks: this.#bitmap.dirtyCount(), bytes: this.#bitmap.dirtyCount() * this.#bitmap.chunkSize, chunkSize: this.#bitmap.chunkSize } : null,
+      waitingWriters: this.#waiters.length,
+      base: this.#base ? { baseId: this.#base.baseId, scope: this.#base.scope } : null,
+      markers: this.#markerNames.size,
+    };
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------
+
+  /** Flushes, marks the journal cleanly closed and releases the group. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#timer) clearInterval(this.#timer);
+    try {
+      if (!this.#failed) {
+        await this.flush();
+        await this.journal.writeSuperblock({ flags: this.journal.superblock.flags | SB_CLEAN, lastTimestamp: this.#clock.last }, true);
+      }
+    } finally {
+      this.#closed = true;
+      for (const w of this.#waiters.splice(0)) w.resolve();
+      await this.journal.close();
+      await Promise.all(this.volumes.map((v) => v.close()));
+      await this.#bitmap?.close();
+      await this.#lock.release();
+    }
+  }
+
+  #checkUsable(): void {
+    if (this.#closed) throw new JshipError('GROUP_CLOSED', `group ${this.dir} is closed`, { hint: 'open it again' });
+    if (this.#failed) {
+      throw new JshipError('IO', `group ${this.dir} stopped after an I/O error: ${this.#failed.message}`, {
+        hint: 'check the disks, then open the group again: recovery replays the journal onto the PVOLs',
+        cause: this.#failed,
+      });
+    }
+  }
+
+  #fail(e: unknown): void {
+    this.#failed ??= e instanceof Error ? e : new Error(String(e));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inflight.add(p);
+    const done = (): void => {
+      this.#inflight.delete(p);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  #enqueue(rec: EncodedRecord): Promise<void> {
+    let b = this.#batches[this.#batches.length - 1];
+    const len = rec.data?.length ?? 0;
+    if (!b || b === this.#inWrite || b.records.length >= MAX_BATCH_RECORDS || b.bytes + len > MAX_BATCH_BYTES) {
+      let resolveB!: () => void;
+      let rejectB!: (e: unknown) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolveB = res;
+        rejectB = rej;
+      });
+      done.catch(() => undefined);
+      b = { records: [], bytes: 0, done, resolve: resolveB, reject: rejectB };
+      this.#batches.push(b);
+    }
+    b.records.push(rec);
+    b.bytes += len;
+    if (!this.#writing) {
+      this.#writing = true;
+      queueMicrotask(() => void this.#writeLoop());
+    }
+    return b.done;
+  }
+
+  async #writeLoop(): Promise<void> {
+    for (;;) {
+      const b = this.#batches[0];
+      if (!b) break;
+      try {
+        if (this.#failed) throw this.#failed;
+        this.#inWrite = b;
+        await this.journal.writeBatch(b.records);
+        this.#batches.shift();
+        b.resolve();
+      } catch (e) {
+        this.#batches.shift();
+        this.#fail(e);
+        b.reject(e);
+      } finally {
+        this.#inWrite = undefined;
+      }
+    }
+    this.#writing = false;
+  }
+
+  #usageText(): string {
+    const u = this.journal.usage();
+    return `${u.records} records, ${(u.metaFraction * 100).toFixed(1)}% of slots, ${(u.dataFraction * 100).toFixed(1)}% of data`;
+  }
+}
+
+function clockStepMarker(step: ClockStep): MarkerPayload {
+  return { kind: 'clock-step', from: formatTime(step.expected), to: formatTime(step.actual), stepNs: String(step.actual - step.expected) };
+}
+
+/** Applies one journal record to the PVOLs (recovery redo). */
+export async function applyToVolume(volumes: readonly Volume[], h: RecordHeader, data: Buffer): Promise<void> {
+  if (h.type === RecordType.Marker) return;
+  const vol = volumes[h.volume];
+  if (!vol) throw new JshipError('JOURNAL_CORRUPT', `record ${h.seq} names volume ${h.volume}, which the group does not have`);
+  if (h.type === RecordType.Update) await vol.write(h.offset, data);
+  else await vol.writeZeroes(h.offset, h.length);
+}
