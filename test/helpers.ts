@@ -1,0 +1,26 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { createGroup, type CreateGroupOptions } from '../src/journal/journal-group.js';
+
+/** A fresh temporary directory, removed after the test. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'jship-test-'));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+
+/** Creates a group in DIR/group with volumes given as name → size (files in DIR). */
+export async function makeGroup(dir: string, sizes: Record<string, number>, opts: Partial<CreateGroupOptions> = {}): Promise<string> {
+  const groupDir = join(dir, 'group');
+  await createGroup(groupDir, {
+    volumes: Object.entries(sizes).map(([name, size]) => ({ name, extents: [{ path: join(dir, `${name}.img`), size }] })),
+    journalSize: 4 * MiB,
+    ...opts,
+  });
+  return groupDir;
+}

@@ -1,0 +1,127 @@
+import { openSync, readSync, writeSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { planLayout } from '../../src/core/journal-layout.js';
+import { RECORD_SIZE } from '../../src/core/record.js';
+import { tempDir, makeGroup, KiB, MiB } from '../helpers.js';
+
+function patch(path: string, pos: number, f: (b: Buffer) => void, len = 1): void {
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(len);
+  readSync(fd, b, 0, len, pos);
+  f(b);
+  writeSync(fd, b, 0, len, pos);
+  closeSync(fd);
+}
+
+describe('journal volume', () => {
+  const dir = tempDir();
+
+  it('wraps around both rings and keeps records readable after reopening', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 1 * MiB });
+    let group = await JournalGroup.open(g);
+    const dataSize = group.journal.layout.dataSize;
+    const written: Array<{ seq: bigint; byte: number }> = [];
+    // Write about three times the data ring, purging behind.
+    for (let i = 0; written.length === 0 || i * 48 * KiB < 3 * dataSize; i++) {
+      const r = await group.write('a', (i % 16) * 64 * KiB, Buffer.alloc(48 * KiB, i & 0xff));
+      written.push({ seq: r.seq, byte: i & 0xff });
+      if (i % 8 === 7) await group.purge(r.seq - 4n);
+      if (i === 40) {
+        await group.close();
+        group = await JournalGroup.open(g);
+      }
+    }
+    const recs = [];
+    for await (const r of group.records()) recs.push(r);
+    expect(recs.length).toBeGreaterThan(0);
+    for (const r of recs) {
+      const w = written.find((x) => x.seq === r.header.seq);
+      expect(r.data.every((b) => b === w?.byte)).toBe(true);
+    }
+    expect(group.journal.allocPos).toBeGreaterThan(BigInt(2 * dataSize));
+    await group.close();
+  });
+
+  it('takes a half-written tail record as the end of the log', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 10; i++) await group.write('a', i * 4096, Buffer.alloc(4096, i + 1));
+    await group.flush();
+    for (let i = 10; i < 20; i++) await group.write('a', i * 4096, Buffer.alloc(4096, i + 1));
+    // Simulate a crash: copy the files as they are, without close.
+    const jpath = group.journal.path;
+    const layout = planLayout(4 * MiB);
+    const copy = readFileSync(jpath);
+    await group.close();
+    writeFileSync(jpath, copy);
+    // Tear the header of the last record (seq 20) and put the superblock back to the flush point.
+    patch(jpath, layout.metaOffset + 20 * RECORD_SIZE + 10, (b) => { b[0] = (b[0] as number) ^ 0xff; });
+    const reopened = await JournalGroup.open(g);
+    expect(reopened.journal.writtenSeq).toBe(20n);
+    const seqs = [];
+    for await (const r of reopened.records()) seqs.push(r.header.seq);
+    expect(seqs).toEqual(Array.from({ length: 19 }, (_, i) => BigInt(i + 1)));
+    await reopened.close();
+  });
+
+  it('names the sequence number of a damaged record in the middle', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const group = await JournalGroup.open(g);
+    for (let i = 0; i < 10; i++) await group.write('a', i * 4096, Buffer.alloc(4096, i + 1));
+    const jpath = group.journal.path;
+    await group.close();
+    const layout = planLayout(4 * MiB);
+    patch(jpath, layout.metaOffset + 5 * RECORD_SIZE + 30, (b) => { b[0] = (b[0] as number) ^ 1; });
+    await expect(JournalGroup.open(g)).rejects.toThrowError(/record 5 is damaged/);
+    patch(jpath, layout.metaOffset + 5 * RECORD_SIZE + 30, (b) => { b[0] = (b[0] as number) ^ 1; });
+    // Damaged data is found when the record is read.
+    patch(jpath, layout.dataOffset + 3 * 4096 + 7, (b) => { b[0] = (b[0] as number) ^ 1; });
+    const again = await JournalGroup.open(g);
+    const read = async (): Promise<void> => {
+      for await (const r of again.records()) void r;
+    };
+    await expect(read()).rejects.toThrowError(expect.objectContaining({ code: 'JOURNAL_CORRUPT', message: expect.stringMatching(/record 4 is damaged/) }));
+    await again.close();
+  });
+
+  it('survives one damaged superblock copy and refuses two', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const group = await JournalGroup.open(g);
+    await group.write('a', 0, Buffer.alloc(4096, 9));
+    const jpath = group.journal.path;
+    await group.close();
+    const gen = readFileSync(jpath).readBigUInt64LE(32) > readFileSync(jpath).readBigUInt64LE(4096 + 32) ? 0 : 1;
+    patch(jpath, gen * 4096 + 40, (b) => { b[0] = (b[0] as number) ^ 0x55; });
+    const g2 = await JournalGroup.open(g);
+    await g2.write('a', 4096, Buffer.alloc(4096, 8));
+    const recs = [];
+    for await (const r of g2.records()) recs.push(r.header.seq);
+    expect(recs).toEqual([1n, 2n]);
+    await g2.close();
+    patch(jpath, 40, (b) => { b[0] = (b[0] as number) ^ 0x55; });
+    patch(jpath, 4096 + 40, (b) => { b[0] = (b[0] as number) ^ 0x55; });
+    const before = readFileSync(jpath);
+    await expect(JournalGroup.open(g)).rejects.toThrowError(expect.objectContaining({ code: 'JOURNAL_CORRUPT', message: expect.stringMatching(/both superblock copies/) }));
+    expect(readFileSync(jpath).equals(before)).toBe(true);
+  });
+
+  it('refuses a foreign file as the journal and changes nothing', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const cfg = JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')) as { journal: { path: string } };
+    const foreign = Buffer.alloc(4 * MiB, 0x61);
+    writeFileSync(cfg.journal.path, foreign);
+    await expect(JournalGroup.open(g)).rejects.toThrowError(expect.objectContaining({ code: 'JOURNAL_NOT_JOURNAL' }));
+    expect(readFileSync(cfg.journal.path).equals(foreign)).toBe(true);
+  });
+
+  it('refuses another group\'s journal', async () => {
+    const g1 = await makeGroup(join(dir, 'one'), { a: 1 * MiB });
+    const g2 = await makeGroup(join(dir, 'two'), { a: 1 * MiB });
+    const c1 = JSON.parse(readFileSync(join(g1, 'group.json'), 'utf8')) as { journal: { path: string } };
+    const c2 = JSON.parse(readFileSync(join(g2, 'group.json'), 'utf8')) as { journal: { path: string } };
+    writeFileSync(c1.journal.path, readFileSync(c2.journal.path));
+    await expect(JournalGroup.open(g1)).rejects.toThrowError(expect.objectContaining({ code: 'JOURNAL_MISMATCH' }));
+  });
+});
