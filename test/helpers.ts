@@ -1,12 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach } from 'vitest';
+import { afterEach, beforeEach } from 'vitest';
 import { createGroup, type CreateGroupOptions } from '../src/journal/journal-group.js';
 
-/** A fresh temporary directory, removed after the test. */
+/** A temporary directory, empty at the start of each test and removed after it. */
 export function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'jship-test-'));
+  beforeEach(() => mkdirSync(dir, { recursive: true }));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

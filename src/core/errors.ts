@@ -47,7 +47,7 @@ export type ErrorCode =
   | 'VOLUME_OUT_OF_RANGE'
   | 'IO';
 
-const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC']);
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME']);
 
 export interface JshipErrorOptions {
   /** What to do next, in one sentence. */

@@ -1,0 +1,45 @@
+// Shared helpers for the benchmarks: timing, peers run as child processes, reporting.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+export const MiB = 1024 * 1024;
+
+export function scratch(name) {
+  const dir = mkdtempSync(join(process.env.JSHIP_BENCH_DIR ?? tmpdir(), `jship-bench-${name}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs a command, returns seconds it took; throws on failure. */
+export function timeCommand(cmd, args, opts = {}) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return secs;
+}
+
+export async function timeAsync(fn) {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+export function dropCaches() {
+  spawnSync('sync');
+}
+
+export function machine() {
+  const c = cpus();
+  return `${c.length} × ${c[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, node ${process.version}`;
+}
+
+export function mbps(bytes, secs) {
+  return bytes / MiB / secs;
+}

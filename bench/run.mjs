@@ -1,0 +1,21 @@
+// npm run bench: every benchmark, each a ratio against a native peer measured
+// in the same run on the same data. Results: a table on stdout and
+// bench/out/results.json. Record them in docs/BENCHMARKS.md.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { benchAppend } from './append.mjs';
+import { machine } from './lib.mjs';
+
+const only = process.argv[2];
+const benches = { append: benchAppend };
+const all = [];
+console.log(`machine: ${machine()}`);
+for (const [name, fn] of Object.entries(benches)) {
+  if (only && only !== name) continue;
+  for (const r of await fn()) {
+    all.push(r);
+    const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : '';
+    console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×`);
+  }
+}
+mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./out/results.json', import.meta.url), JSON.stringify({ machine: machine(), date: new Date().toISOString(), results: all }, null, 2));

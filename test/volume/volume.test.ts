@@ -1,0 +1,68 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Volume } from '../../src/volume/volume.js';
+import { tempDir, MiB } from '../helpers.js';
+
+describe('volumes', () => {
+  const dir = tempDir();
+
+  it('creates missing files at their size and concatenates a volume group in order', async () => {
+    const a = join(dir, 'a.img');
+    const b = join(dir, 'b.img');
+    const vol = await Volume.open({ name: 'vg', extents: [{ path: a, size: 1 * MiB }, { path: b, size: 2 * MiB }] }, { create: true });
+    try {
+      expect(vol.size).toBe(3 * MiB);
+      expect(vol.extents.map((e) => e.start)).toEqual([0, 1 * MiB]);
+      const data = Buffer.alloc(8192);
+      for (let i = 0; i < data.length; i++) data[i] = i % 251;
+      await vol.write(1 * MiB - 4096, data); // spans the boundary
+      await vol.sync();
+      expect((await vol.read(1 * MiB - 4096, 8192)).equals(data)).toBe(true);
+      expect(readFileSync(a).subarray(1 * MiB - 4096).equals(data.subarray(0, 4096))).toBe(true);
+      expect(readFileSync(b).subarray(0, 4096).equals(data.subarray(4096))).toBe(true);
+      await vol.writeZeroes(1 * MiB - 100, 200);
+      expect((await vol.read(1 * MiB - 100, 200)).every((x) => x === 0)).toBe(true);
+      expect(() => vol.checkRange(3 * MiB - 1, 2)).toThrowError(expect.objectContaining({ code: 'VOLUME_OUT_OF_RANGE' }));
+      await expect(vol.write(-1, data)).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_OUT_OF_RANGE' }));
+    } finally {
+      await vol.close();
+    }
+    expect(statSync(b).size).toBe(2 * MiB);
+  });
+
+  it('refuses missing, wrong-size, empty and unusable paths with clear errors', async () => {
+    await expect(Volume.open({ name: 'x', extents: [{ path: join(dir, 'nope.img') }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_FOUND', message: expect.stringMatching(/nope\.img does not exist/) }));
+    writeFileSync(join(dir, 'small.img'), Buffer.alloc(4096));
+    await expect(Volume.open({ name: 'x', extents: [{ path: join(dir, 'small.img'), size: 8192 }] }, { create: true })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_SIZE_MISMATCH' }));
+    writeFileSync(join(dir, 'empty.img'), '');
+    await expect(Volume.open({ name: 'x', extents: [{ path: join(dir, 'empty.img') }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_USABLE' }));
+    mkdirSync(join(dir, 'adir'));
+    await expect(Volume.open({ name: 'x', extents: [{ path: join(dir, 'adir') }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_USABLE' }));
+    await expect(Volume.open({ name: 'x', extents: [{ path: join(dir, 'small.img', 'under-a-file') }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_USABLE' }));
+    await expect(Volume.open({ name: 'x', extents: [{ path: '/dev/null' }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_USABLE' }));
+  });
+
+  it('opens a block device (a loop device) and finds its size', async () => {
+    const backing = join(dir, 'loop.img');
+    writeFileSync(backing, Buffer.alloc(3 * MiB));
+    const dev = execFileSync('losetup', ['-f', '--show', backing], { encoding: 'utf8' }).trim();
+    try {
+      const vol = await Volume.open({ name: 'dev', extents: [{ path: dev }] });
+      try {
+        expect(vol.size).toBe(3 * MiB);
+        expect(vol.extents[0]?.blockDevice).toBe(true);
+        await vol.write(4096, Buffer.alloc(4096, 0x5a));
+        await vol.sync();
+        expect((await vol.read(4096, 4096)).every((x) => x === 0x5a)).toBe(true);
+      } finally {
+        await vol.close();
+      }
+      await expect(Volume.open({ name: 'dev', extents: [{ path: dev, size: 1 * MiB }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_SIZE_MISMATCH' }));
+    } finally {
+      execFileSync('losetup', ['-d', dev]);
+    }
+    expect(readFileSync(backing).subarray(4096, 8192).every((x) => x === 0x5a)).toBe(true);
+  });
+});
