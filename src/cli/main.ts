@@ -5,6 +5,10 @@ import { registerInit } from './init.js';
 import { registerStatus } from './status.js';
 import { registerMark } from './mark.js';
 import { registerDemo } from './demo.js';
+import { registerExport } from './export.js';
+import { registerAck } from './ack.js';
+import { registerImport } from './import.js';
+import { registerVerify } from './verify.js';
 
 export const VERSION = '0.1.0';
 
@@ -18,6 +22,10 @@ export function buildProgram(): Command {
   registerInit(program);
   registerStatus(program);
   registerMark(program);
+  registerExport(program);
+  registerAck(program);
+  registerImport(program);
+  registerVerify(program);
   registerDemo(program);
   return program;
 }

@@ -45,6 +45,22 @@ export type ErrorCode =
   | 'VOLUME_SIZE_MISMATCH'
   | 'VOLUME_NOT_USABLE'
   | 'VOLUME_OUT_OF_RANGE'
+  // tapes
+  | 'TAPE_DAMAGED'
+  | 'TAPE_TRUNCATED'
+  | 'TAPE_AUTH_FAILED'
+  | 'TAPE_KEY_REQUIRED'
+  | 'TAPE_BAD_LABEL'
+  | 'TAPE_FOREIGN'
+  | 'TAPE_CONFLICT'
+  | 'TAPE_CHAIN_BROKEN'
+  | 'TAPE_EXISTS'
+  | 'MEDIA_TOO_SMALL'
+  // replica
+  | 'REPLICA_NOT_FOUND'
+  | 'REPLICA_NOT_EMPTY'
+  | 'REPLICA_BAD'
+  | 'ACK_INVALID'
   | 'IO';
 
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME']);

@@ -1,0 +1,103 @@
+import type { Command } from 'commander';
+import { promises as fsp } from 'node:fs';
+import { JshipError } from '../core/errors.js';
+import { formatSize, parseSize } from '../core/sizes.js';
+import { formatTime } from '../core/time.js';
+import { JournalGroup } from '../journal/journal-group.js';
+import { readKeyFile } from '../tape/crypto.js';
+import { DirDestination, FileDestination, StreamDestination, type TapeDestination } from '../tape/destination.js';
+import { exportGroup } from '../tape/export.js';
+import { emit, progress, type CommonOptions } from './output.js';
+
+interface ExportCliOptions extends CommonOptions {
+  to?: string;
+  base?: boolean;
+  mediaSize?: string;
+  keepUntilAck?: boolean;
+  purgeOnClose?: boolean;
+  encryptKey?: string;
+  allowEmpty?: boolean;
+}
+
+/** A directory (existing, or named with a trailing /), a file, or - for standard output. */
+export async function destinationFor(to: string): Promise<TapeDestination> {
+  if (to === '-') return new StreamDestination(process.stdout);
+  const st = await fsp.stat(to).catch(() => undefined);
+  if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to);
+  if (st) throw new JshipError('TAPE_EXISTS', `${to} exists already`, { hint: 'tapes are never overwritten: name a new file, or a directory' });
+  return new FileDestination(to);
+}
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('write the journal (and with --base, a full copy of the volumes) into tape files, then purge what is secured')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, or - for standard output')
+    .option('--base', 'first write a base journal of every volume, read while writes go on')
+    .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
+    .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
+    .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
+    .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
+    .option('--allow-empty', 'write a tape even when there is nothing to export')
+    .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)')
+    .action(async (dir: string, opts: ExportCliOptions) => {
+      if (!opts.to) throw new JshipError('USAGE', 'export needs --to DIR_OR_FILE (or - for standard output)', { hint: 'e.g. jship export /srv/grp --to /mnt/tapes/' });
+      if (opts.purgeOnClose && opts.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
+      const mediaSize = opts.mediaSize !== undefined ? parseSize(opts.mediaSize, '--media-size') : undefined;
+      const key = opts.encryptKey ? await readKeyFile(opts.encryptKey) : undefined;
+      const destination = await destinationFor(opts.to);
+      const toStdout = opts.to === '-';
+      const group = await JournalGroup.open(dir);
+      let result;
+      try {
+        const st = await group.status();
+        const estimate = Number(st.journal.bytes) + (opts.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
+        const bar = toStdout ? progress({ json: true }, '', 0) : progress(opts, 'exporting', estimate);
+        try {
+          result = await exportGroup(group, {
+            destination,
+            ...(opts.base ? { base: true } : {}),
+            ...(mediaSize !== undefined ? { mediaSize } : {}),
+            ...(opts.keepUntilAck ? { keepUntilAck: true } : {}),
+            ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),
+            ...(key ? { key } : {}),
+            ...(opts.allowEmpty ? { allowEmpty: true } : {}),
+            onProgress: (n) => bar.update(n),
+          });
+        } finally {
+          bar.stop();
+        }
+      } finally {
+        await group.close();
+      }
+      const r = result;
+      const json = {
+        nothingToExport: r.nothingToExport,
+        tapes: r.tapes.map((t) => ({ serial: t.serial, name: t.name, location: t.location, bytes: t.bytes, sha256: t.sha256, records: t.trailer.records, updates: t.trailer.updates, base: t.trailer.base })),
+        records: r.records,
+        updates: r.updates && { firstSeq: r.updates.firstSeq, lastSeq: r.updates.lastSeq, firstTime: formatTime(r.updates.firstTs), lastTime: formatTime(r.updates.lastTs) },
+        base: r.base,
+        rawBytes: r.rawBytes,
+        tapeBytes: r.tapeBytes,
+        compressionRatio: r.tapeBytes > 0 ? r.rawBytes / r.tapeBytes : null,
+        journalOut: r.journalOut,
+        awaitingAck: r.awaitingAck,
+        lostBeforeExport: r.lostBeforeExport,
+      };
+      const lines = (): string[] => r.nothingToExport
+        ? ['nothing to export: the journal holds no record after the last tape']
+        : [
+            `exported ${r.records} records${r.updates ? ` (seq ${r.updates.firstSeq}..${r.updates.lastSeq}, ${formatTime(r.updates.firstTs)} .. ${formatTime(r.updates.lastTs)})` : ''}${r.base ? `, base ${r.base.baseId} complete at seq ${r.base.completeSeq}` : ''}`,
+            ...r.tapes.map((t) => `  tape ${t.serial}: ${t.location}  ${formatSize(t.bytes)}`),
+            `${formatSize(r.rawBytes)} of records in ${formatSize(r.tapeBytes)} of tape${r.tapeBytes > 0 ? ` (${(r.rawBytes / r.tapeBytes).toFixed(2)}:1)` : ''}`,
+            r.awaitingAck ? `journal kept until an acknowledgement arrives (jship ack); journal-out is seq ${r.journalOut}` : `journal purged: journal-out is now seq ${r.journalOut}`,
+            ...(r.lostBeforeExport ? [`warning: records ${r.lostBeforeExport.from}..${r.lostBeforeExport.to} were purged before any export took them: the replica will show this gap`] : []),
+          ];
+      if (toStdout) {
+        process.stderr.write(opts.json ? `${JSON.stringify(json, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))}\n` : `${lines().join('\n')}\n`);
+      } else {
+        emit(opts, json, lines);
+      }
+    });
+}

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { promises as fsp } from 'node:fs';
+import { JshipError } from '../core/errors.js';
+import { makeAck, parseAckKey } from '../core/ack.js';
+import { writeFileAtomic } from '../io/files.js';
+import { readKeyFile } from '../tape/crypto.js';
+import { importTapes, type ImportReport } from '../replica/import.js';
+import { emit, progress, type CommonOptions } from './output.js';
+
+interface ImportCliOptions extends CommonOptions {
+  key?: string;
+  ackOut?: string;
+  ackKey?: string;
+}
+
+export function registerImport(program: Command): void {
+  program
+    .command('import')
+    .description('verify tapes and store them in a replica (created on first use), catalogued by sequence and time')
+    .argument('<REPLICA_DIR>', 'the replica (a new or empty directory creates one)')
+    .argument('<TAPE_OR_DIR...>', 'tape files, or directories of *.tar.zst tapes')
+    .option('--key <FILE>', 'the key of encrypted tapes (as given to export --encrypt-key)')
+    .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')
+    .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, sources: string[], opts: ImportCliOptions) => {
+      if (opts.ackOut && !opts.ackKey) throw new JshipError('USAGE', '--ack-out needs --ack-key FILE (a copy of GROUP_DIR/ack.key)', { hint: 'copy ack.key from the primary site' });
+      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+      const ackKey = opts.ackKey ? parseAckKey(await fsp.readFile(opts.ackKey, 'utf8').catch((e: Error) => {
+        throw new JshipError('USAGE', `cannot read ${opts.ackKey}: ${e.message}`);
+      }), opts.ackKey) : undefined;
+      let bar: ReturnType<typeof progress> | undefined;
+      let report: ImportReport;
+      try {
+        report = await importTapes(dir, sources, {
+          ...(key ? { key } : {}),
+          onProgress: (done, total) => {
+            bar ??= progress(opts, 'importing', total);
+            bar.update(done);
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
+      let ack: { file: string; seq: bigint } | null = null;
+      if (opts.ackOut && ackKey) {
+        const replica = await fsp.readFile(`${report.replica}/replica.json`, 'utf8');
+        const groupId = (JSON.parse(replica) as { groupId: string }).groupId;
+        if (report.contiguousThrough === null) {
+          process.stderr.write('jship: no acknowledgement written: the start of the chain (tape 1) is not in the replica\n');
+        } else {
+          await writeFileAtomic(opts.ackOut, `${JSON.stringify(makeAck(ackKey, groupId, report.contiguousThrough))}\n`);
+          ack = { file: opts.ackOut, seq: report.contiguousThrough };
+        }
+      }
+      if (!report.ok) process.exitCode = 1;
+      emit(opts, { ...report, ack }, () => [
+        ...(report.created ? [`created replica ${report.replica}`] : []),
+        ...report.tapes.map((t) => `${t.outcome.padEnd(9)} ${t.source}: ${t.message}`),
+        report.coverage.length === 0 ? 'the replica holds no update records yet' : `holds seq ${report.coverage.map((c) => `${c.from}..${c.to}`).join(', ')}`,
+        ...report.gaps.map((g) => `warning: gap: records ${g.from}..${g.to} missing${g.serials.length > 0 ? ` (expected in tape${g.serials.length > 1 ? 's' : ''} ${g.serials.join(', ')})` : ''}; import them when they arrive`),
+        ...(report.missingSerials.length > 0 ? [`warning: tapes not yet imported: ${report.missingSerials.join(', ')}`] : []),
+        ...(ack ? [`acknowledgement of seq ${ack.seq} written to ${ack.file}`] : []),
+      ]);
+    });
+}

@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import { readKeyFile } from '../tape/crypto.js';
+import { verifyTapes } from '../tape/verify.js';
+import { expandTapeSources } from '../tape/tape-file.js';
+import { formatSize } from '../core/sizes.js';
+import { emit, type CommonOptions } from './output.js';
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('check tapes offline, with no replica: structure, every checksum and hash, trailer, and the chain between tapes given together')
+    .argument('<TAPE...>', 'tape files (or directories of them)')
+    .option('--key <FILE>', 'key of encrypted tapes (without it only their structure and hashes are checked)')
+    .option('--json', 'print one JSON object')
+    .action(async (paths: string[], opts: CommonOptions & { key?: string }) => {
+      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+      const results = await verifyTapes(await expandTapeSources(paths), key ? { key } : {});
+      if (results.some((r) => !r.ok)) process.exitCode = 1;
+      emit(opts, { ok: results.every((r) => r.ok), tapes: results }, () => results.flatMap((r) => [
+        r.ok
+          ? `ok    ${r.path}: tape ${r.label?.serial}, ${r.segments} segments, ${r.records} records${r.firstSeq !== null ? `, seq ${r.firstSeq}..${r.lastSeq}` : ''}, ${formatSize(r.bytes)}${r.recordsChecked ? '' : ' (encrypted: structure and hashes checked; give --key to check the records)'}`
+          : `BAD   ${r.path}: ${r.error ? `${r.error.message}; intact before it: ${r.error.segmentsIntact} segments, ${r.error.recordsIntact} records${r.error.lastGoodSeq ? ` (through seq ${r.error.lastGoodSeq})` : ''}` : 'chain problem'}`,
+        ...(r.error?.hint ? [`      hint: ${r.error.hint}`] : []),
+        ...r.chain.map((c) => `      chain: ${c}`),
+      ]));
+    });
+}

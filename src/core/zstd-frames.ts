@@ -1,0 +1,54 @@
+/**
+ * Finds zstd frame boundaries without decompressing (RFC 8878 §3.1): the
+ * frame header gives the header length, each block header its size, the
+ * descriptor whether a 4-byte checksum follows the last block. Tapes put one
+ * tar entry in each frame, so frame boundaries are entry boundaries.
+ */
+export const ZSTD_MAGIC = 0xfd2fb528;
+
+export type FrameScan =
+  /** A whole frame of `length` bytes starts at the offset given. */
+  | { kind: 'frame'; length: number }
+  /** More bytes are needed to know the frame's length. */
+  | { kind: 'need-more' }
+  /** The bytes at the offset are not a zstd frame (`why` says what is wrong). */
+  | { kind: 'invalid'; why: string };
+
+const MAX_BLOCK = 128 * 1024;
+
+/** Scans the frame that starts at `buf[off]`. Skippable frames count as frames. */
+export function scanFrame(buf: Uint8Array, off: number): FrameScan {
+  const avail = buf.length - off;
+  if (avail < 4) return { kind: 'need-more' };
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const magic = view.getUint32(off, true);
+  if ((magic & 0xfffffff0) === 0x184d2a50) {
+    if (avail < 8) return { kind: 'need-more' };
+    const size = view.getUint32(off + 4, true);
+    return avail < 8 + size ? { kind: 'need-more' } : { kind: 'frame', length: 8 + size };
+  }
+  if (magic !== ZSTD_MAGIC) return { kind: 'invalid', why: `no zstd frame magic at this offset (found 0x${magic.toString(16).padStart(8, '0')})` };
+  if (avail < 5) return { kind: 'need-more' };
+  const fhd = buf[off + 4] as number;
+  const fcsFlag = fhd >> 6;
+  const single = (fhd >> 5) & 1;
+  if ((fhd >> 3) & 1) return { kind: 'invalid', why: 'reserved bit set in the frame header' };
+  const checksum = (fhd >> 2) & 1;
+  const dictFlag = fhd & 3;
+  const fcsSize = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag] as number;
+  let pos = off + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]! + fcsSize;
+  for (;;) {
+    if (buf.length - pos < 3) return { kind: 'need-more' };
+    const bh = (buf[pos] as number) | ((buf[pos + 1] as number) << 8) | ((buf[pos + 2] as number) << 16);
+    const last = bh & 1;
+    const type = (bh >> 1) & 3;
+    const size = bh >>> 3;
+    if (type === 3) return { kind: 'invalid', why: 'reserved block type' };
+    if (size > MAX_BLOCK) return { kind: 'invalid', why: `block of ${size} bytes exceeds the 128 KiB maximum` };
+    pos += 3 + (type === 1 ? 1 : size);
+    if (last) break;
+  }
+  pos += checksum ? 4 : 0;
+  if (pos > buf.length) return { kind: 'need-more' };
+  return { kind: 'frame', length: pos - off };
+}

@@ -1,0 +1,246 @@
+import Database from 'better-sqlite3';
+import { JshipError } from '../core/errors.js';
+
+/** A tape as the catalogue knows it. Sequence numbers and timestamps are bigints. */
+export interface TapeRow {
+  serial: number;
+  file: string;
+  sha256: string;
+  bytes: number;
+  mediaSet: string;
+  mediaIndex: number;
+  mediaLast: boolean | null;
+  prevSha256: string | null;
+  keyId: string | null;
+  /** `complete`: verified to its trailer. `partial`: damaged or truncated; only its verified segments count. */
+  status: 'complete' | 'partial';
+  problem: string | null;
+  records: number;
+  firstSeq: bigint | null;
+  lastSeq: bigint | null;
+  firstTs: bigint | null;
+  lastTs: bigint | null;
+  baseId: bigint | null;
+  createdAt: string;
+  importedAt: string;
+}
+
+export interface SegmentRow {
+  serial: number;
+  idx: number;
+  kind: 'update' | 'base';
+  firstSeq: bigint;
+  lastSeq: bigint;
+  firstTs: bigint;
+  lastTs: bigint;
+  records: number;
+  /** Where the segment's zstd frame sits in the tape file, for reading it alone. */
+  frameOffset: number;
+  frameLength: number;
+  sha256: string;
+  baseId: bigint | null;
+}
+
+export interface MarkerRow {
+  seq: bigint;
+  ts: bigint;
+  kind: string;
+  name: string | null;
+  baseId: bigint | null;
+  serial: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tapes (
+  serial INTEGER PRIMARY KEY,
+  file TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  media_set TEXT NOT NULL,
+  media_index INTEGER NOT NULL,
+  media_last INTEGER,
+  prev_sha256 TEXT,
+  key_id TEXT,
+  status TEXT NOT NULL CHECK (status IN ('complete', 'partial')),
+  problem TEXT,
+  records INTEGER NOT NULL,
+  first_seq INTEGER, last_seq INTEGER, first_ts INTEGER, last_ts INTEGER,
+  base_id INTEGER,
+  created_at TEXT NOT NULL,
+  imported_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+  serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('update', 'base')),
+  first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+  records INTEGER NOT NULL,
+  frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  base_id INTEGER,
+  PRIMARY KEY (serial, idx)
+);
+CREATE INDEX IF NOT EXISTS segments_seq ON segments (kind, first_seq);
+CREATE INDEX IF NOT EXISTS segments_time ON segments (kind, last_ts);
+CREATE TABLE IF NOT EXISTS markers (
+  seq INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT,
+  base_id INTEGER,
+  serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS markers_name ON markers (name);
+`;
+
+type Row = Record<string, unknown>;
+const big = (v: unknown): bigint | null => (v === null || v === undefined ? null : BigInt(v as bigint | number));
+const num = (v: unknown): number => Number(v as bigint | number);
+
+/**
+ * The replica's catalogue (SQLite, WAL): tapes, their segments with frame
+ * offsets (so that a restore reads only the segments it needs), markers, and
+ * the time index (segment time ranges). It can always be rebuilt from the
+ * stored tapes (`jship catalog --rebuild`).
+ */
+export class Catalog {
+  readonly #db: Database.Database;
+
+  constructor(path: string) {
+    try {
+      this.#db = new Database(path);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('foreign_keys = ON');
+      this.#db.defaultSafeIntegers(true);
+      this.#db.exec(SCHEMA);
+    } catch (e) {
+      throw new JshipError('REPLICA_BAD', `catalogue ${path} cannot be opened: ${(e as Error).message}`, {
+        hint: 'rebuild it from the stored tapes: jship catalog REPLICA_DIR --rebuild',
+        cause: e,
+      });
+    }
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  getMeta(key: string): string | undefined {
+    const r = this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined;
+    return r ? String(r.value) : undefined;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  tape(serial: number): TapeRow | undefined {
+    const r = this.#db.prepare('SELECT * FROM tapes WHERE serial = ?').get(serial) as Row | undefined;
+    return r ? toTape(r) : undefined;
+  }
+
+  tapes(): TapeRow[] {
+    return (this.#db.prepare('SELECT * FROM tapes ORDER BY serial').all() as Row[]).map(toTape);
+  }
+
+  segments(serial?: number): SegmentRow[] {
+    const rows = serial === undefined
+      ? this.#db.prepare('SELECT * FROM segments ORDER BY serial, idx').all()
+      : this.#db.prepare('SELECT * FROM segments WHERE serial = ? ORDER BY idx').all(serial);
+    return (rows as Row[]).map(toSegment);
+  }
+
+  markers(): MarkerRow[] {
+    return (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
+      seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), serial: num(r.serial),
+    }));
+  }
+
+  /** Replaces everything known about a tape serial with `tape`, its segments and markers, in one transaction. */
+  putTape(tape: TapeRow, segments: SegmentRow[], markers: MarkerRow[]): void {
+    const tx = this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(tape.serial);
+      this.#db.prepare(`INSERT INTO tapes (serial, file, sha256, bytes, media_set, media_index, media_last, prev_sha256, key_id, status, problem, records,
+        first_seq, last_seq, first_ts, last_ts, base_id, created_at, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+        tape.serial, tape.file, tape.sha256, tape.bytes, tape.mediaSet, tape.mediaIndex, tape.mediaLast === null ? null : tape.mediaLast ? 1 : 0,
+        tape.prevSha256, tape.keyId, tape.status, tape.problem, tape.records, tape.firstSeq, tape.lastSeq, tape.firstTs, tape.lastTs, tape.baseId, tape.createdAt, tape.importedAt,
+      );
+      const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId);
+      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, serial) VALUES (?, ?, ?, ?, ?, ?)');
+      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.serial);
+    });
+    tx();
+  }
+
+  deleteTape(serial: number): void {
+    this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(serial);
+  }
+
+  /** Forgets every tape (before a rebuild). */
+  clear(): void {
+    this.#db.exec('DELETE FROM markers; DELETE FROM segments; DELETE FROM tapes;');
+  }
+
+  /** Verified update ranges, merged: what sequence numbers the replica holds. */
+  coverage(): Array<{ from: bigint; to: bigint }> {
+    const rows = this.#db.prepare("SELECT first_seq, last_seq FROM segments WHERE kind = 'update' ORDER BY first_seq").all() as Row[];
+    const out: Array<{ from: bigint; to: bigint }> = [];
+    for (const r of rows) {
+      const from = BigInt(r.first_seq as bigint);
+      const to = BigInt(r.last_seq as bigint);
+      const last = out[out.length - 1];
+      if (last && from <= last.to + 1n) {
+        if (to > last.to) last.to = to;
+      } else {
+        out.push({ from, to });
+      }
+    }
+    return out;
+  }
+}
+
+function toTape(r: Row): TapeRow {
+  return {
+    serial: num(r.serial),
+    file: String(r.file),
+    sha256: String(r.sha256),
+    bytes: num(r.bytes),
+    mediaSet: String(r.media_set),
+    mediaIndex: num(r.media_index),
+    mediaLast: r.media_last === null ? null : num(r.media_last) === 1,
+    prevSha256: r.prev_sha256 === null ? null : String(r.prev_sha256),
+    keyId: r.key_id === null ? null : String(r.key_id),
+    status: r.status === 'complete' ? 'complete' : 'partial',
+    problem: r.problem === null ? null : String(r.problem),
+    records: num(r.records),
+    firstSeq: big(r.first_seq),
+    lastSeq: big(r.last_seq),
+    firstTs: big(r.first_ts),
+    lastTs: big(r.last_ts),
+    baseId: big(r.base_id),
+    createdAt: String(r.created_at),
+    importedAt: String(r.imported_at),
+  };
+}
+
+function toSegment(r: Row): SegmentRow {
+  return {
+    serial: num(r.serial),
+    idx: num(r.idx),
+    kind: r.kind === 'base' ? 'base' : 'update',
+    firstSeq: BigInt(r.first_seq as bigint),
+    lastSeq: BigInt(r.last_seq as bigint),
+    firstTs: BigInt(r.first_ts as bigint),
+    lastTs: BigInt(r.last_ts as bigint),
+    records: num(r.records),
+    frameOffset: num(r.frame_offset),
+    frameLength: num(r.frame_length),
+    sha256: String(r.sha256),
+    baseId: big(r.base_id),
+  };
+}

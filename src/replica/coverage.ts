@@ -1,0 +1,40 @@
+import type { Catalog } from './catalog.js';
+
+export interface ChainReport {
+  /** Sequence ranges held, merged. */
+  coverage: Array<{ from: bigint; to: bigint }>;
+  /** Holes between them, with the serials of the tapes that should fill them. */
+  gaps: Array<{ from: bigint; to: bigint; serials: number[] }>;
+  /** Serials below the highest one held that the replica has not seen. */
+  missingSerials: number[];
+  /** The last record of the contiguous run from the start of the chain (what an acknowledgement may cover); null when the chain's start is missing. */
+  contiguousThrough: bigint | null;
+}
+
+/** What the replica holds of the chain, and what is missing (pure over the catalogue). */
+export function chainReport(cat: Catalog): ChainReport {
+  const tapes = cat.tapes();
+  const coverage = cat.coverage();
+  const have = new Set(tapes.map((t) => t.serial));
+  const maxSerial = tapes.reduce((m, t) => Math.max(m, t.serial), 0);
+  const expired = BigInt(cat.getMeta('expiredThrough') ?? '0');
+  const missingSerials: number[] = [];
+  for (let s = 1; s <= maxSerial; s++) if (!have.has(s) && BigInt(s) > BigInt(cat.getMeta('expiredSerialsThrough') ?? '0')) missingSerials.push(s);
+  const serialOf = (seq: bigint): number | undefined => tapes.find((t) => t.firstSeq !== null && t.lastSeq !== null && t.firstSeq <= seq && seq <= t.lastSeq)?.serial;
+  const gaps: ChainReport['gaps'] = [];
+  for (let i = 1; i < coverage.length; i++) {
+    const a = coverage[i - 1] as { from: bigint; to: bigint };
+    const b = coverage[i] as { from: bigint; to: bigint };
+    const lo = serialOf(a.to) ?? 0;
+    const hi = serialOf(b.from) ?? maxSerial + 1;
+    const serials: number[] = [];
+    for (let s = lo + 1; s < hi; s++) serials.push(s);
+    gaps.push({ from: a.to + 1n, to: b.from - 1n, serials });
+  }
+  // The chain starts with tape 1 (or where expiry cut it): every tape up to the first with updates must be here.
+  const first = coverage[0];
+  const firstTape = tapes.find((t) => t.firstSeq !== null);
+  const startKnown = firstTape !== undefined && (expired > 0n || missingSerials.every((s) => s > firstTape.serial));
+  const contiguousThrough = first && startKnown ? first.to : null;
+  return { coverage, gaps, missingSerials, contiguousThrough };
+}

@@ -1,0 +1,285 @@
+import { constants, promises as fsp } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
+import { decodeMarker } from '../core/marker.js';
+import { RecordType } from '../core/record.js';
+import { syncDir, writeFully } from '../io/files.js';
+import type { TapeKey } from '../tape/crypto.js';
+import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { readTape } from '../tape/tape-reader.js';
+import { expandTapeSources, fileChunks, findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
+import { ZstdPool } from '../tape/zstd-pool.js';
+import type { MarkerRow, SegmentRow, TapeRow } from './catalog.js';
+import { Replica } from './replica.js';
+import { chainReport, type ChainReport } from './coverage.js';
+
+export type TapeOutcome =
+  /** Verified to its trailer and stored. */
+  | 'imported'
+  /** The replica had this exact tape already: nothing changed. */
+  | 'duplicate'
+  /** A complete copy replaced a damaged one the replica had. */
+  | 'replaced'
+  /** Damaged or truncated: its verified records were kept. */
+  | 'partial'
+  /** Not taken at all (another group, not a tape, a conflicting serial, no key). */
+  | 'refused';
+
+export interface TapeImport {
+  source: string;
+  serial: number | null;
+  outcome: TapeOutcome;
+  message: string;
+  code: ErrorCode | null;
+  records: number;
+  updates: { firstSeq: bigint; lastSeq: bigint } | null;
+  /** For damaged tapes: what could not be kept. */
+  lost: { segments: number; firstSeq: bigint | null; lastSeq: bigint | null; records: number | null } | null;
+}
+
+export interface ImportReport extends ChainReport {
+  replica: string;
+  created: boolean;
+  tapes: TapeImport[];
+  /** True when every tape was imported or already there, and nothing was refused or damaged. */
+  ok: boolean;
+}
+
+export interface ImportOptions {
+  key?: TapeKey;
+  pool?: ZstdPool;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Imports tapes into a replica (creating it from the first label when the
+ * directory is new or empty): each tape is copied into the store while it is
+ * verified, then renamed into place and catalogued in one transaction, so a
+ * crash at any point leaves a consistent catalogue and a rerun completes it.
+ */
+export async function importTapes(dir: string, sources: string[], opts: ImportOptions = {}): Promise<ImportReport> {
+  const files = await expandTapeSources(sources);
+  if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, or directories holding *.tar.zst tapes' });
+  const reports: TapeImport[] = [];
+  const labels = new Map<string, TapeLabel>();
+  for (const f of files) {
+    try {
+      labels.set(f, await readLabel(f));
+    } catch (e) {
+      if (!isJshipError(e)) throw e;
+      reports.push(refused(f, null, e));
+    }
+  }
+  const first = files.map((f) => labels.get(f)).find((l) => l !== undefined);
+  const opened = await Replica.openOrCreate(dir, async () => first && { groupId: first.groupId, volumes: first.volumes });
+  if (!opened) {
+    return { replica: dir, created: false, tapes: reports, ok: false, coverage: [], gaps: [], missingSerials: [], contiguousThrough: null };
+  }
+  const { replica, created } = opened;
+  const pool = opts.pool ?? new ZstdPool();
+  try {
+    await cleanIncoming(replica);
+    const sizes = await Promise.all(files.map(async (f) => (await fsp.stat(f)).size));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let done = 0;
+    for (const [i, f] of files.entries()) {
+      const label = labels.get(f);
+      if (label) reports.push(await importOne(replica, f, label, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total)));
+      done += sizes[i] ?? 0;
+      opts.onProgress?.(done, total);
+    }
+    const chain = chainReport(replica.catalog);
+    const ok = reports.every((r) => r.outcome === 'imported' || r.outcome === 'duplicate' || r.outcome === 'replaced');
+    return { replica: replica.dir, created, tapes: reports, ok, ...chain };
+  } finally {
+    if (!opts.pool) await pool.close();
+    await replica.close();
+  }
+}
+
+async function cleanIncoming(replica: Replica): Promise<void> {
+  for (const n of await fsp.readdir(replica.tapesDir)) {
+    if (n.startsWith('.incoming-')) await fsp.rm(replica.tapePath(n), { force: true });
+  }
+}
+
+function refused(source: string, serial: number | null, e: JshipError): TapeImport {
+  return { source, serial, outcome: 'refused', message: e.message, code: e.code, records: 0, updates: null, lost: null };
+}
+
+async function importOne(replica: Replica, source: string, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void): Promise<TapeImport> {
+  const cat = replica.catalog;
+  const cfg = replica.config;
+  if (label.groupId !== cfg.groupId) {
+    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} belongs to group ${label.groupId}; this replica holds group ${cfg.groupId}`, {
+      hint: 'import it into a replica of its own group (a new directory)',
+    }));
+  }
+  if (JSON.stringify(label.volumes) !== JSON.stringify(cfg.volumes)) {
+    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source}: its volumes (${label.volumes.map((v) => `${v.name} ${v.size}`).join(', ')}) differ from the replica's`, {
+      hint: 'the group was re-created with other volumes: use a new replica',
+    }));
+  }
+  const existing = cat.tape(label.serial);
+  const size = (await fsp.stat(source)).size;
+  if (existing && existing.status === 'complete' && existing.bytes === size && (await sha256File(source)) === existing.sha256) {
+    return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
+  }
+  const tmp = replica.tapePath(`.incoming-${randomBytes(6).toString('hex')}`);
+  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  const hash = createHash('sha256');
+  let pos = 0;
+  const segments: SegmentRow[] = [];
+  const markers: MarkerRow[] = [];
+  let trailer: TapeTrailer | undefined;
+  let damage: JshipError | undefined;
+  let closed = false;
+  try {
+    try {
+      for await (const item of readTape(fileChunks(source), {
+        where: source,
+        ...(opts.key ? { key: opts.key } : {}),
+        ...(opts.pool ? { pool: opts.pool } : {}),
+        onBytes: async (c) => {
+          hash.update(c);
+          await writeFully(h, c, pos);
+          pos += c.length;
+          progress(pos);
+        },
+      })) {
+        if (item.type === 'segment') {
+          const r0 = item.records[0];
+          segments.push({
+            serial: label.serial, idx: item.index, kind: item.info.kind,
+            firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
+            records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
+            baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
+          });
+          for (const r of item.records) {
+            if (r.header.type !== RecordType.Marker) continue;
+            const p = decodeMarker(r.data, `${source} record ${r.header.seq}`);
+            markers.push({
+              seq: r.header.seq, ts: r.header.timestamp, kind: p.kind,
+              name: p.kind === 'restore-point' ? p.name : null,
+              baseId: p.kind === 'base-started' ? r.header.seq : 'baseId' in p ? BigInt(p.baseId) : null,
+              serial: label.serial,
+            });
+          }
+        } else if (item.type === 'trailer') {
+          trailer = item.trailer;
+        }
+      }
+    } catch (e) {
+      if (!isJshipError(e) || !e.code.startsWith('TAPE_')) throw e;
+      damage = e;
+    }
+    if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && segments.length === 0))) {
+      return refused(source, label.serial, damage);
+    }
+    const sha256 = hash.digest('hex');
+    const updates = segments.filter((s) => s.kind === 'update');
+    const records = segments.reduce((n, s) => n + s.records, 0);
+    const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
+    if (damage) {
+      const lost = await describeLoss(source, segments);
+      const keptText = tapeUpdates ? `records ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq} kept` : `${records} records kept`;
+      const message = `${damage.message}; ${segments.length} segments (${records} records) verified, ${keptText}${lost.text}`;
+      if (existing && (existing.status === 'complete' || existing.records >= records)) {
+        return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of tape ${label.serial}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
+      }
+      if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
+      const file = `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
+      await h.sync();
+      await h.close();
+      closed = true;
+      await fsp.rename(tmp, replica.tapePath(file));
+      await syncDir(replica.tapesDir);
+      cat.putTape(tapeRow(label, file, sha256, pos, 'partial', damage.message, segments, trailer), segments, markers);
+      if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
+      return { source, serial: label.serial, outcome: 'partial', message, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
+    }
+    if (existing && existing.status === 'complete') {
+      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null };
+      return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${source} is tape ${label.serial}, but the replica holds a different tape ${label.serial} (${existing.file})`, {
+        hint: 'two different exports used the same serial: find out which is right; nothing was changed',
+      }));
+    }
+    const seqs = segments.flatMap((s) => [s.firstSeq, s.lastSeq]);
+    const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
+    const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
+    const file = tapeFileName(label.serial, lo, hi);
+    await h.sync();
+    await h.close();
+    closed = true;
+    const finalPath = replica.tapePath(file);
+    try {
+      await fsp.link(tmp, finalPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // Left by an import that was killed before it catalogued the tape: keep it if it is this very tape.
+      if ((await sha256File(finalPath)) !== sha256) {
+        return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${finalPath} exists and is not this tape`, { hint: 'move the stray file away, then import again' }));
+      }
+    }
+    await fsp.rm(tmp, { force: true });
+    await syncDir(replica.tapesDir);
+    cat.putTape(tapeRow(label, file, sha256, pos, 'complete', null, segments, trailer), segments, markers);
+    if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
+    return {
+      source, serial: label.serial, outcome: existing ? 'replaced' : 'imported',
+      message: `tape ${label.serial}: ${records} records${tapeUpdates ? `, seq ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq}` : ''}${existing ? ' (replaced the damaged copy)' : ''}`,
+      code: null, records, updates: tapeUpdates, lost: null,
+    };
+  } finally {
+    if (!closed) await h.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true });
+  }
+}
+
+function range(t: TapeRow): { firstSeq: bigint; lastSeq: bigint } | null {
+  return t.firstSeq !== null && t.lastSeq !== null ? { firstSeq: t.firstSeq, lastSeq: t.lastSeq } : null;
+}
+
+function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: number, status: 'complete' | 'partial', problem: string | null, segments: SegmentRow[], trailer: TapeTrailer | undefined): TapeRow {
+  const updates = segments.filter((s) => s.kind === 'update');
+  const u0 = updates[0];
+  const u1 = updates[updates.length - 1];
+  const base = segments.find((s) => s.kind === 'base');
+  return {
+    serial: label.serial,
+    file,
+    sha256,
+    bytes,
+    mediaSet: label.mediaSet.id,
+    mediaIndex: label.mediaSet.index,
+    mediaLast: trailer ? trailer.mediaSet.last : null,
+    prevSha256: label.prevTapeSha256,
+    keyId: label.encryption?.keyId ?? null,
+    status,
+    problem,
+    records: segments.reduce((n, s) => n + s.records, 0),
+    firstSeq: u0?.firstSeq ?? null,
+    lastSeq: u1?.lastSeq ?? null,
+    firstTs: u0?.firstTs ?? null,
+    lastTs: u1?.lastTs ?? null,
+    baseId: base?.baseId ?? null,
+    createdAt: label.createdAt,
+    importedAt: new Date().toISOString(),
+  };
+}
+
+/** What a damaged tape lost, from its trailer if one can still be found near its end. */
+async function describeLoss(source: string, kept: SegmentRow[]): Promise<{ text: string; lost: TapeImport['lost'] }> {
+  const trailer = await findTrailer(source).catch(() => undefined);
+  if (!trailer) {
+    const last = kept.filter((s) => s.kind === 'update').pop();
+    return { text: `; its trailer is unreadable, so what followed ${last ? `seq ${last.lastSeq}` : 'the verified part'} is unknown`, lost: { segments: 0, firstSeq: last ? last.lastSeq + 1n : null, lastSeq: null, records: null } };
+  }
+  const missing = trailer.segments.slice(kept.length);
+  const upd = missing.filter((s) => s.kind === 'update');
+  const records = missing.reduce((n, s) => n + s.records, 0);
+  const firstSeq = upd[0] ? BigInt(upd[0].firstSeq) : null;
+  const lastSeq = upd.length > 0 ? BigInt((upd[upd.length - 1] as { lastSeq: string }).lastSeq) : null;
+  const what = firstSeq !== null ? `records ${firstSeq}..${lastSeq} (${records} records in ${missing.length} segments)` : `${records} base records in ${missing.length} segments`;
+  return { text: `; lost: ${what}, per its trailer`, lost: { segments: missing.length, firstSeq, lastSeq, records } };
+}

@@ -1,0 +1,115 @@
+import { promises as fsp } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { writeFileAtomic } from '../io/files.js';
+import { DirLock } from '../journal/lock.js';
+import { Catalog } from './catalog.js';
+
+/** replica.json: the group a replica belongs to, adopted from the first tape imported. */
+export interface ReplicaConfig {
+  format: 1;
+  groupId: string;
+  volumes: Array<{ name: string; size: number }>;
+  createdAt: string;
+}
+
+/**
+ * The secondary site's store: the verified tapes themselves (tapes/), their
+ * catalogue (catalog.db) and the group they belong to (replica.json). One
+ * process owns it at a time (lock), as for a group.
+ */
+export class Replica {
+  readonly dir: string;
+  readonly config: ReplicaConfig;
+  readonly catalog: Catalog;
+  readonly #lock: DirLock;
+
+  private constructor(dir: string, config: ReplicaConfig, catalog: Catalog, lock: DirLock) {
+    this.dir = dir;
+    this.config = config;
+    this.catalog = catalog;
+    this.#lock = lock;
+  }
+
+  get tapesDir(): string {
+    return join(this.dir, 'tapes');
+  }
+
+  tapePath(file: string): string {
+    return join(this.tapesDir, file);
+  }
+
+  /** Opens an existing replica. */
+  static async open(dir: string): Promise<Replica> {
+    dir = resolve(dir);
+    const config = await readReplicaConfig(dir);
+    if (!config) {
+      throw new JshipError('REPLICA_NOT_FOUND', `${dir} is not a jship replica (no replica.json)`, {
+        hint: 'a replica is created by the first `jship import REPLICA_DIR TAPE` into a new or empty directory',
+      });
+    }
+    return Replica.#lockAndOpen(dir, config);
+  }
+
+  /**
+   * Opens the replica in `dir`, or creates it there from `init()` (called only
+   * when the directory does not exist or is empty). Anything else is refused.
+   */
+  static async openOrCreate(dir: string, init: () => Promise<Omit<ReplicaConfig, 'format' | 'createdAt'> | undefined>): Promise<{ replica: Replica; created: boolean } | undefined> {
+    dir = resolve(dir);
+    const existing = await readReplicaConfig(dir);
+    if (existing) return { replica: await Replica.#lockAndOpen(dir, existing), created: false };
+    const entries = await fsp.readdir(dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [] as string[];
+      if (e.code === 'ENOTDIR') throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is a file, not a directory`, { hint: 'name a new or empty directory for the replica' });
+      throw e;
+    });
+    if (entries.length > 0) {
+      throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is neither a replica nor empty`, {
+        hint: 'import into an existing replica, or into a new or empty directory; nothing was changed',
+      });
+    }
+    const fields = await init();
+    if (!fields) return undefined;
+    await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
+    const config: ReplicaConfig = { format: 1, ...fields, createdAt: new Date().toISOString() };
+    await writeFileAtomic(join(dir, 'replica.json'), `${JSON.stringify(config, null, 2)}\n`);
+    return { replica: await Replica.#lockAndOpen(dir, config), created: true };
+  }
+
+  static async #lockAndOpen(dir: string, config: ReplicaConfig): Promise<Replica> {
+    const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`);
+    try {
+      await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
+      return new Replica(dir, config, new Catalog(join(dir, 'catalog.db')), lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.catalog.close();
+    await this.#lock.release();
+  }
+}
+
+async function readReplicaConfig(dir: string): Promise<ReplicaConfig | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(join(dir, 'replica.json'), 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw e;
+  }
+  try {
+    const v = JSON.parse(text) as ReplicaConfig;
+    if (v.format !== 1 || typeof v.groupId !== 'string' || !Array.isArray(v.volumes)) throw new Error('malformed');
+    return v;
+  } catch (e) {
+    throw new JshipError('REPLICA_BAD', `${join(dir, 'replica.json')} is damaged (${(e as Error).message})`, {
+      hint: 'restore it from a backup, or create a new replica and import the tapes again',
+    });
+  }
+}

@@ -1,0 +1,73 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { writeFileAtomic } from '../io/files.js';
+
+/**
+ * The primary's side of the tape chain (GROUP_DIR/chain.json): where the next
+ * export continues, and which tapes still wait for an acknowledgement.
+ */
+export interface ChainState {
+  format: 1;
+  /** Serial of the next tape. */
+  nextSerial: number;
+  /** SHA-256 of the last tape of the chain. */
+  lastTapeSha256: string | null;
+  /** Highest sequence number written to a committed tape (the chain's position; export continues after it). */
+  exportedSeq: string;
+  /** Tapes written with --keep-until-ack (or to a stream) that no acknowledgement has covered yet. */
+  pendingAcks: Array<{ serial: number; firstSeq: string; lastSeq: string }>;
+  /** Highest sequence number an acknowledgement covered. */
+  ackedSeq: string;
+  /** Set just before a tape is renamed into place; cleared once the state has caught up. */
+  committing: { serial: number; path: string; sha256: string; lastSeq: string | null; keepUntilAck: boolean; firstSeq: string | null } | null;
+}
+
+export const EMPTY_CHAIN: ChainState = { format: 1, nextSerial: 1, lastTapeSha256: null, exportedSeq: '0', pendingAcks: [], ackedSeq: '0', committing: null };
+
+export function chainPath(groupDir: string): string {
+  return join(groupDir, 'chain.json');
+}
+
+export async function readChainState(groupDir: string): Promise<ChainState> {
+  let text: string;
+  try {
+    text = await fsp.readFile(chainPath(groupDir), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_CHAIN };
+    throw e;
+  }
+  try {
+    const v = JSON.parse(text) as ChainState;
+    if (v.format !== 1 || !Number.isSafeInteger(v.nextSerial) || !/^\d+$/.test(v.exportedSeq) || !Array.isArray(v.pendingAcks)) throw new Error('malformed');
+    return v;
+  } catch (e) {
+    throw new JshipError('GROUP_BAD_CONFIG', `${chainPath(groupDir)} is damaged (${(e as Error).message})`, {
+      hint: 'it records where the tape chain stands; restore it from a backup, or look up the last tape exported and rebuild it by hand',
+    });
+  }
+}
+
+export async function writeChainState(groupDir: string, s: ChainState): Promise<void> {
+  await writeFileAtomic(chainPath(groupDir), `${JSON.stringify(s, null, 2)}\n`);
+}
+
+/**
+ * The position the tape chain has secured: every record up to it is on a
+ * durable tape that needs no acknowledgement, or was acknowledged.
+ */
+export function securedSeq(s: ChainState): bigint {
+  const exported = BigInt(s.exportedSeq);
+  const first = s.pendingAcks[0];
+  if (!first) return exported;
+  const before = BigInt(first.firstSeq) - 1n;
+  const acked = BigInt(s.ackedSeq);
+  if (acked <= before) return before;
+  return acked < exported ? acked : exported;
+}
+
+/** Applies an acknowledgement of everything up to `seq`. */
+export function applyAck(s: ChainState, seq: bigint): ChainState {
+  const acked = seq > BigInt(s.ackedSeq) ? seq : BigInt(s.ackedSeq);
+  return { ...s, ackedSeq: acked.toString(), pendingAcks: s.pendingAcks.filter((p) => BigInt(p.lastSeq) > acked) };
+}

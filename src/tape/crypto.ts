@@ -1,0 +1,60 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { JshipError } from '../core/errors.js';
+
+export const ALGORITHM = 'aes-256-gcm';
+const NONCE = 12;
+const TAG = 16;
+
+/** A segment encryption key and its public id (the first 8 bytes of its SHA-256, hex). */
+export interface TapeKey {
+  key: Buffer;
+  keyId: string;
+}
+
+/** Reads a key file: 32 bytes raw, or 64 hex characters (a trailing newline is fine). */
+export async function readKeyFile(path: string): Promise<TapeKey> {
+  let raw: Buffer;
+  try {
+    raw = await fsp.readFile(path);
+  } catch (e) {
+    throw new JshipError('USAGE', `cannot read key file ${path}: ${(e as Error).message}`, { hint: 'give the path of a 32-byte key file (e.g. made with: head -c 32 /dev/urandom > tape.key)' });
+  }
+  const text = raw.toString('latin1').trim();
+  let key: Buffer;
+  if (/^[0-9a-fA-F]{64}$/.test(text)) key = Buffer.from(text, 'hex');
+  else if (raw.length === 32) key = raw;
+  else {
+    throw new JshipError('USAGE', `key file ${path} holds ${raw.length} bytes, not a 256-bit key`, {
+      hint: 'a key file is 32 raw bytes or 64 hex characters (head -c 32 /dev/urandom > tape.key)',
+    });
+  }
+  return { key, keyId: createHash('sha256').update(key).digest('hex').slice(0, 16) };
+}
+
+/** Encrypts a segment payload: nonce + ciphertext + tag; `aad` binds it to its header and group. */
+export function encryptPayload(key: TapeKey, plain: Buffer, aad: Buffer): Buffer {
+  const nonce = randomBytes(NONCE);
+  const c = createCipheriv(ALGORITHM, key.key, nonce);
+  c.setAAD(aad);
+  const body = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]);
+}
+
+/** Decrypts and authenticates; any change of a byte (or a wrong key) is TAPE_BAD_KEY or TAPE_DAMAGED. */
+export function decryptPayload(key: TapeKey, sealed: Buffer, aad: Buffer, where: string): Buffer {
+  if (sealed.length < NONCE + TAG) throw new JshipError('TAPE_DAMAGED', `${where}: encrypted payload too short`);
+  const d = createDecipheriv(ALGORITHM, key.key, sealed.subarray(0, NONCE));
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(sealed.length - TAG));
+  try {
+    return Buffer.concat([d.update(sealed.subarray(NONCE, sealed.length - TAG)), d.final()]);
+  } catch (e) {
+    throw new JshipError('TAPE_AUTH_FAILED', `${where}: authentication failed: the key is wrong or the segment was modified`, {
+      hint: 'check that the key file is the one the tape was written with (its key id is in the label); if it is, this copy of the tape was altered',
+      cause: e,
+    });
+  }
+}
+
+export const ENCRYPTION_OVERHEAD = NONCE + TAG;

@@ -1,0 +1,183 @@
+import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { JshipError } from '../core/errors.js';
+import { encodeRecord } from '../core/record.js';
+import type { JournalGroup } from '../journal/journal-group.js';
+import type { TapeKey } from './crypto.js';
+import type { TapeDestination } from './destination.js';
+import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
+import { SegmentKind } from './segment.js';
+import { ZstdPool } from './zstd-pool.js';
+import { readChainState, securedSeq, writeChainState, type ChainState } from './chain-state.js';
+import type { TapeTrailer } from './label.js';
+
+export interface ExportOptions {
+  destination: TapeDestination;
+  /** Also write a base journal of every volume, read while writes go on. */
+  base?: boolean;
+  mediaSize?: number;
+  /** Do not purge until an acknowledgement covers the tapes. */
+  keepUntilAck?: boolean;
+  /** A stream destination: purge once the stream closed cleanly (else it waits for an ack). */
+  purgeOnClose?: boolean;
+  key?: TapeKey;
+  /** Write a tape even when there is nothing to export. */
+  allowEmpty?: boolean;
+  segmentBytes?: number;
+  pool?: ZstdPool;
+  onProgress?: (rawBytes: number) => void;
+}
+
+export interface ExportResult {
+  nothingToExport: boolean;
+  tapes: WrittenTape[];
+  records: number;
+  updates: { firstSeq: bigint; lastSeq: bigint; firstTs: bigint; lastTs: bigint } | null;
+  base: { baseId: bigint; completeSeq: bigint; records: number; bytes: number } | null;
+  /** Bytes of records written (headers and data, before compression). */
+  rawBytes: number;
+  tapeBytes: number;
+  /** Journal-out after the purge (records before it are freed). */
+  journalOut: bigint;
+  /** True when the tapes wait for an acknowledgement before the journal is purged. */
+  awaitingAck: boolean;
+  /** Records purged from the journal before any export took them: the replica will see this gap. */
+  lostBeforeExport: { from: bigint; to: bigint } | null;
+}
+
+/**
+ * Exports the journal from the tape chain's position (not from journal-out:
+ * records held for an acknowledgement are not written twice) up to the last
+ * record written, optionally after a base; commits each tape durably, then
+ * purges what the chain has secured (DESIGN invariant 5).
+ */
+export async function exportGroup(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
+  let state = await reconcile(group.dir, await readChainState(group.dir));
+  const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
+  let from = BigInt(state.exportedSeq) + 1n;
+  let lostBeforeExport: ExportResult['lostBeforeExport'] = null;
+  if (from < group.journal.outSeq) {
+    lostBeforeExport = { from, to: group.journal.outSeq - 1n };
+    from = group.journal.outSeq;
+  }
+  if (!opts.base && from >= group.journal.writtenSeq && !opts.allowEmpty) {
+    return {
+      nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
+      journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport,
+    };
+  }
+  if (opts.mediaSize !== undefined && !opts.destination.splittable) {
+    throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
+  }
+  let baseRun = opts.base ? await group.beginBase({ scope: 'full' }) : undefined;
+  let baseInfo: ExportResult['base'] = null;
+  const pool = opts.pool ?? new ZstdPool();
+  const writer = new MediaSetWriter({
+    groupId: group.config.groupId,
+    volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
+    firstSerial: state.nextSerial,
+    prevSha256: state.lastTapeSha256,
+    destination: opts.destination,
+    pool,
+    ...(opts.key ? { key: opts.key } : {}),
+    ...(opts.mediaSize !== undefined ? { mediaSize: opts.mediaSize } : {}),
+    ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(baseRun ? { base: { baseId: baseRun.baseId, scope: baseRun.scope } } : {}),
+    beforeCommit: async (t) => {
+      if (!opts.destination.durable) return;
+      state = { ...state, committing: { serial: t.serial, path: t.finalPath, sha256: t.sha256, firstSeq: t.trailer.updates?.firstSeq ?? null, lastSeq: t.trailer.updates?.lastSeq ?? null, keepUntilAck: keep } };
+      await writeChainState(group.dir, state);
+    },
+    onTape: async (t) => {
+      state = advance(state, t.serial, t.sha256, t.trailer, keep);
+      await writeChainState(group.dir, state);
+    },
+  });
+  let records = 0;
+  let rawBytes = 0;
+  let first: { seq: bigint; ts: bigint } | undefined;
+  let last: { seq: bigint; ts: bigint } | undefined;
+  try {
+    if (baseRun) {
+      const run = baseRun;
+      for await (const r of run.read()) {
+        await writer.add(SegmentKind.Base, r.header, encodeRecord(r.header), r.data);
+        rawBytes += 64 + r.data.length;
+      }
+      const done = await run.complete();
+      baseInfo = { baseId: run.baseId, completeSeq: done.seq, records: run.records, bytes: run.bytes };
+      baseRun = undefined;
+    }
+    const end = group.journal.writtenSeq;
+    if (from < end) {
+      for await (const r of group.records(from)) {
+        if (r.header.seq >= end) break;
+        await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
+        records++;
+        rawBytes += 64 + r.data.length;
+        first ??= { seq: r.header.seq, ts: r.header.timestamp };
+        last = { seq: r.header.seq, ts: r.header.timestamp };
+      }
+    }
+    await writer.finish({ allowEmpty: opts.allowEmpty ?? false });
+  } catch (e) {
+    await writer.abort();
+    if (baseRun) await baseRun.abort((e as Error).message).catch(() => undefined);
+    throw e;
+  } finally {
+    if (!opts.pool) await pool.close();
+  }
+  const secured = securedSeq(state);
+  const lastWritten = group.journal.writtenSeq - 1n;
+  const purgeTo = secured < lastWritten ? secured : lastWritten;
+  const journalOut = purgeTo >= group.journal.outSeq ? await group.purge(purgeTo) : group.journal.outSeq;
+  return {
+    nothingToExport: false,
+    tapes: [...writer.tapes],
+    records: records + (baseInfo?.records ?? 0),
+    updates: first && last ? { firstSeq: first.seq, lastSeq: last.seq, firstTs: first.ts, lastTs: last.ts } : null,
+    base: baseInfo,
+    rawBytes,
+    tapeBytes: writer.tapes.reduce((n, t) => n + t.bytes, 0),
+    journalOut,
+    awaitingAck: state.pendingAcks.length > 0,
+    lostBeforeExport,
+  };
+}
+
+function advance(state: ChainState, serial: number, sha256: string, trailer: TapeTrailer, keep: boolean): ChainState {
+  const lastSeq = trailer.updates ? BigInt(trailer.updates.lastSeq) : null;
+  const exported = lastSeq !== null && lastSeq > BigInt(state.exportedSeq) ? lastSeq : BigInt(state.exportedSeq);
+  return {
+    ...state,
+    nextSerial: serial + 1,
+    lastTapeSha256: sha256,
+    exportedSeq: exported.toString(),
+    pendingAcks: keep && trailer.updates ? [...state.pendingAcks, { serial, firstSeq: trailer.updates.firstSeq, lastSeq: trailer.updates.lastSeq }] : state.pendingAcks,
+    committing: null,
+  };
+}
+
+/** A crash between "about to rename tape N" and "state updated": adopt tape N if it is in place, whole. */
+async function reconcile(dir: string, state: ChainState): Promise<ChainState> {
+  const c = state.committing;
+  if (!c) return state;
+  let sha: string | undefined;
+  try {
+    const h = createHash('sha256');
+    for await (const chunk of createReadStream(c.path)) h.update(chunk as Buffer);
+    sha = h.digest('hex');
+  } catch {
+    sha = undefined;
+  }
+  let next: ChainState;
+  if (sha === c.sha256) {
+    const trailer = { updates: c.lastSeq !== null && c.firstSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTs: '0', lastTs: '0' } : null } as TapeTrailer;
+    next = advance(state, c.serial, c.sha256, trailer, c.keepUntilAck);
+  } else {
+    next = { ...state, committing: null };
+  }
+  await writeChainState(dir, next);
+  return next;
+}

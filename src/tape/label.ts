@@ -1,0 +1,127 @@
+import { JshipError } from '../core/errors.js';
+
+/** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
+export interface TapeLabel {
+  format: 'jship-tape';
+  version: 1;
+  groupId: string;
+  volumes: Array<{ name: string; size: number }>;
+  /** Position in the group's chain of tapes, from 1. */
+  serial: number;
+  /** The tapes written by one export (split by --media-size) share a media set id. */
+  mediaSet: { id: string; index: number };
+  /** SHA-256 of the whole file of the chain's previous tape (serial - 1); null for serial 1. */
+  prevTapeSha256: string | null;
+  createdAt: string;
+  host: string;
+  encryption: { algorithm: 'aes-256-gcm'; keyId: string } | null;
+}
+
+export interface SegmentInfo {
+  /** Tar entry name: segments/NNNNNNNN.jrs, numbered across the media set. */
+  name: string;
+  kind: 'update' | 'base';
+  /** SHA-256 of the entry's content (as stored: encrypted when the tape is). */
+  sha256: string;
+  records: number;
+  /** Sequence numbers (base segments: positions). Decimal strings: they pass 2^53. */
+  firstSeq: string;
+  lastSeq: string;
+  firstTs: string;
+  lastTs: string;
+  /** Bytes of the entry's content. */
+  bytes: number;
+}
+
+export interface MarkerInfo {
+  seq: string;
+  ts: string;
+  kind: string;
+  name?: string;
+  baseId?: string;
+}
+
+/** The last entry (`jship-trailer.json`): without it the tape is visibly truncated. */
+export interface TapeTrailer {
+  format: 'jship-tape-trailer';
+  version: 1;
+  serial: number;
+  mediaSet: { id: string; index: number; last: boolean };
+  records: number;
+  /** Data bytes of the records (volume bytes of updates and base chunks, payload bytes of markers). */
+  bytes: number;
+  /** Range of the update records (journal records: updates, zeroes, trims, markers); null when none. */
+  updates: { firstSeq: string; lastSeq: string; firstTs: string; lastTs: string } | null;
+  /** The base records of this tape; null when none. */
+  base: { baseId: string; scope: string; records: number; firstPos: string; lastPos: string } | null;
+  markers: MarkerInfo[];
+  segments: SegmentInfo[];
+}
+
+export const LABEL_NAME = 'jship-label.json';
+export const TRAILER_NAME = 'jship-trailer.json';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const DEC = /^\d{1,20}$/;
+
+function fail(where: string, field: string, why: string): never {
+  throw new JshipError('TAPE_BAD_LABEL', `${where}: ${field} ${why}`, { hint: 'the label or trailer is not one jship writes: a foreign or damaged tape' });
+}
+
+function parse(text: Buffer, where: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(text.toString('utf8')) as unknown;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  return fail(where, 'the entry', 'is not a JSON object');
+}
+
+export function encodeJson(v: unknown): Buffer {
+  return Buffer.from(`${JSON.stringify(v, null, 1)}\n`, 'utf8');
+}
+
+export function decodeLabel(text: Buffer, where: string): TapeLabel {
+  const v = parse(text, where);
+  if (v.format !== 'jship-tape') fail(where, 'format', 'is not "jship-tape"');
+  if (v.version !== 1) fail(where, 'version', `${String(v.version)} is not supported (this jship reads version 1)`);
+  if (typeof v.groupId !== 'string' || !UUID.test(v.groupId)) fail(where, 'groupId', 'is not a UUID');
+  if (!Array.isArray(v.volumes) || v.volumes.length === 0) fail(where, 'volumes', 'is empty');
+  for (const vol of v.volumes as unknown[]) {
+    const o = vol as Record<string, unknown>;
+    if (typeof o?.name !== 'string' || !Number.isSafeInteger(o.size)) fail(where, 'volumes', 'has an entry without name or size');
+  }
+  if (!Number.isSafeInteger(v.serial) || (v.serial as number) < 1) fail(where, 'serial', 'is not a positive integer');
+  const ms = v.mediaSet as Record<string, unknown> | undefined;
+  if (typeof ms?.id !== 'string' || !Number.isSafeInteger(ms.index)) fail(where, 'mediaSet', 'is malformed');
+  if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a SHA-256');
+  const enc = v.encryption as Record<string, unknown> | null;
+  if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || typeof enc.keyId !== 'string')) fail(where, 'encryption', 'names an unknown algorithm');
+  return v as unknown as TapeLabel;
+}
+
+export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
+  const v = parse(text, where);
+  if (v.format !== 'jship-tape-trailer') fail(where, 'format', 'is not "jship-tape-trailer"');
+  if (v.version !== 1) fail(where, 'version', 'is not supported');
+  if (!Number.isSafeInteger(v.serial)) fail(where, 'serial', 'is missing');
+  if (!Array.isArray(v.segments)) fail(where, 'segments', 'is missing');
+  for (const s of v.segments as unknown[]) {
+    const o = s as Record<string, unknown>;
+    if (typeof o?.name !== 'string' || typeof o.sha256 !== 'string' || !HEX64.test(o.sha256) || !DEC.test(String(o.firstSeq)) || !DEC.test(String(o.lastSeq))) {
+      fail(where, 'segments', 'has a malformed entry');
+    }
+  }
+  if (!Array.isArray(v.markers)) fail(where, 'markers', 'is missing');
+  if (!Number.isSafeInteger(v.records)) fail(where, 'records', 'is missing');
+  return v as unknown as TapeTrailer;
+}
+
+/** Sort-friendly tape file name: serial, then first and last sequence number, zero-padded. */
+export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint | null): string {
+  const s = String(serial).padStart(6, '0');
+  const f = firstSeq.toString().padStart(16, '0');
+  return lastSeq === null ? `jship-${s}-${f}.tar.zst` : `jship-${s}-${f}-${lastSeq.toString().padStart(16, '0')}.tar.zst`;
+}

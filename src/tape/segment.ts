@@ -1,0 +1,120 @@
+import { crc32 } from 'node:zlib';
+import { JshipError } from '../core/errors.js';
+import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } from '../core/record.js';
+
+/**
+ * A journal segment: one tar entry of a tape, a batch of records behind a
+ * 64-byte header. See docs/FORMAT.md, "Segment".
+ *
+ * | off | size | field                                                   |
+ * |-----|------|---------------------------------------------------------|
+ * |   0 |    8 | magic "JSHIPSG1"                                        |
+ * |   8 |    2 | version (1)                                             |
+ * |  10 |    1 | kind: 1 update records, 2 base records                  |
+ * |  11 |    1 | flags: bit 0 payload encrypted (AES-256-GCM)            |
+ * |  12 |    4 | record count                                            |
+ * |  16 |    8 | first sequence number (base: first position)            |
+ * |  24 |    8 | last sequence number (base: last position)              |
+ * |  32 |    8 | first timestamp (ns)                                    |
+ * |  40 |    8 | last timestamp (ns)                                     |
+ * |  48 |    8 | payload bytes that follow                               |
+ * |  56 |    4 | reserved (0)                                            |
+ * |  60 |    4 | CRC-32 of bytes 0..59                                   |
+ *
+ * Payload: the records (64-byte header + data each), or, when encrypted,
+ * nonce (12) + ciphertext of the records + GCM tag (16).
+ */
+export const SEGMENT_HEADER_SIZE = 64;
+const MAGIC = Buffer.from('JSHIPSG1', 'latin1');
+export const FLAG_ENCRYPTED = 0x01;
+
+export enum SegmentKind {
+  Update = 1,
+  Base = 2,
+}
+
+export interface SegmentHeader {
+  kind: SegmentKind;
+  encrypted: boolean;
+  count: number;
+  firstSeq: bigint;
+  lastSeq: bigint;
+  firstTs: bigint;
+  lastTs: bigint;
+  payloadBytes: number;
+}
+
+export function encodeSegmentHeader(h: SegmentHeader): Buffer {
+  const b = Buffer.alloc(SEGMENT_HEADER_SIZE);
+  MAGIC.copy(b, 0);
+  b.writeUInt16LE(1, 8);
+  b[10] = h.kind;
+  b[11] = h.encrypted ? FLAG_ENCRYPTED : 0;
+  b.writeUInt32LE(h.count, 12);
+  b.writeBigUInt64LE(h.firstSeq, 16);
+  b.writeBigUInt64LE(h.lastSeq, 24);
+  b.writeBigUInt64LE(h.firstTs, 32);
+  b.writeBigUInt64LE(h.lastTs, 40);
+  b.writeBigUInt64LE(BigInt(h.payloadBytes), 48);
+  b.writeUInt32LE(crc32(b.subarray(0, 60)), 60);
+  return b;
+}
+
+export function decodeSegmentHeader(b: Buffer, where: string): SegmentHeader {
+  const bad = (why: string): never => {
+    throw new JshipError('TAPE_DAMAGED', `${where}: ${why}`, { hint: 'the segment is damaged; records from here on cannot be read from this copy' });
+  };
+  if (b.length < SEGMENT_HEADER_SIZE) bad('segment shorter than its header');
+  if (!b.subarray(0, 8).equals(MAGIC)) bad('not a journal segment (bad magic)');
+  if (crc32(b.subarray(0, 60)) !== b.readUInt32LE(60)) bad('segment header checksum mismatch');
+  if (b.readUInt16LE(8) !== 1) bad(`segment version ${b.readUInt16LE(8)} is not supported`);
+  const kind = b[10] as number;
+  if (kind !== SegmentKind.Update && kind !== SegmentKind.Base) bad(`unknown segment kind ${kind}`);
+  const flags = b[11] as number;
+  if ((flags & ~FLAG_ENCRYPTED) !== 0) bad(`unknown segment flags 0x${flags.toString(16)}`);
+  const payload = b.readBigUInt64LE(48);
+  if (payload !== BigInt(b.length - SEGMENT_HEADER_SIZE)) bad(`payload is ${b.length - SEGMENT_HEADER_SIZE} bytes, the header says ${payload}`);
+  return {
+    kind: kind as SegmentKind,
+    encrypted: (flags & FLAG_ENCRYPTED) !== 0,
+    count: b.readUInt32LE(12),
+    firstSeq: b.readBigUInt64LE(16),
+    lastSeq: b.readBigUInt64LE(24),
+    firstTs: b.readBigUInt64LE(32),
+    lastTs: b.readBigUInt64LE(40),
+    payloadBytes: Number(payload),
+  };
+}
+
+/** A record as it goes into a segment: its encoded header and its data. */
+export interface RawRecord {
+  header: Buffer;
+  data: Uint8Array;
+}
+
+/** Parses and verifies the records of a (decrypted) segment payload against its header. */
+export function parseRecords(payload: Buffer, sh: SegmentHeader, where: string): Array<{ header: RecordHeader; data: Buffer }> {
+  const out: Array<{ header: RecordHeader; data: Buffer }> = [];
+  let off = 0;
+  for (let i = 0; i < sh.count; i++) {
+    let h: RecordHeader;
+    try {
+      h = decodeRecord(payload, off, `${where} record ${i}`);
+      const len = dataLength(h);
+      if (off + RECORD_SIZE + len > payload.length) throw new JshipError('RECORD_TRUNCATED', `${where} record ${i}: data runs past the segment`);
+      const data = payload.subarray(off + RECORD_SIZE, off + RECORD_SIZE + len);
+      verifyData(h, data, `${where} record ${i}`);
+      out.push({ header: h, data });
+      off += RECORD_SIZE + len;
+    } catch (e) {
+      throw new JshipError('TAPE_DAMAGED', (e as Error).message, { hint: 'the segment is damaged', cause: e });
+    }
+  }
+  if (off !== payload.length) throw new JshipError('TAPE_DAMAGED', `${where}: ${payload.length - off} bytes after the last of ${sh.count} records`);
+  const first = out[0]?.header;
+  const last = out[out.length - 1]?.header;
+  if (first && last && (first.seq !== sh.firstSeq || last.seq !== sh.lastSeq)) {
+    throw new JshipError('TAPE_DAMAGED', `${where}: records span ${first.seq}..${last.seq}, the segment header says ${sh.firstSeq}..${sh.lastSeq}`);
+  }
+  return out;
+}

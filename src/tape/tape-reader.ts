@@ -1,0 +1,251 @@
+import { createHash } from 'node:crypto';
+import { decompress } from 'zstd-napi';
+import { JshipError, isJshipError } from '../core/errors.js';
+import { RecordType, type RecordHeader } from '../core/record.js';
+import { uuidToBytes } from '../core/superblock.js';
+import { scanFrame } from '../core/zstd-frames.js';
+import { decryptPayload, type TapeKey } from './crypto.js';
+import {
+  LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
+} from './label.js';
+import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, type SegmentHeader } from './segment.js';
+import { TAR_EOF, decodeEntries, type TarEntry } from './tar-entry.js';
+import type { ZstdPool } from './zstd-pool.js';
+
+export interface TapeRecord {
+  header: RecordHeader;
+  data: Buffer;
+}
+
+export type TapeItem =
+  | { type: 'label'; label: TapeLabel; offset: number; length: number }
+  | { type: 'segment'; index: number; info: SegmentInfo; header: SegmentHeader; records: TapeRecord[]; offset: number; length: number }
+  | { type: 'trailer'; trailer: TapeTrailer; offset: number; length: number };
+
+export interface ReadTapeOptions {
+  /** Names the tape in messages (its path). */
+  where: string;
+  key?: TapeKey;
+  /** Decompresses on worker threads when given. */
+  pool?: ZstdPool;
+  /** Called with every byte of the file as it is read (to hash or copy it). */
+  onBytes?: (chunk: Buffer) => void | Promise<void>;
+  /** Skip decrypting and parsing records: check frames, entries and hashes only. */
+  structureOnly?: boolean;
+}
+
+/** What was verified before a tape turned out damaged or truncated. */
+export interface TapeProgress {
+  segments: number;
+  records: number;
+  lastSeq: bigint | null;
+  offset: number;
+}
+
+const READ_AHEAD = 4;
+
+/**
+ * Reads a tape as it streams in: frame by frame (boundaries from the zstd
+ * block headers), each frame one tar entry (decoded by tar-stream), each
+ * segment checked against its SHA-256, decrypted and authenticated when the
+ * tape is encrypted, and every record's CRCs verified. Yields the label,
+ * each segment and the trailer. A premature end is TAPE_TRUNCATED, any
+ * damage TAPE_DAMAGED (or TAPE_AUTH_FAILED), with `details` saying how much
+ * was verified before it.
+ */
+export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts: ReadTapeOptions): AsyncGenerator<TapeItem> {
+  const progress: TapeProgress = { segments: 0, records: 0, lastSeq: null, offset: 0 };
+  const fail = (code: 'TAPE_DAMAGED' | 'TAPE_TRUNCATED', message: string, hint: string, cause?: unknown): never => {
+    throw new JshipError(code, `${opts.where}: ${message}`, {
+      hint,
+      details: { segmentsVerified: progress.segments, recordsVerified: progress.records, lastGoodSeq: progress.lastSeq?.toString() ?? null, offset: progress.offset },
+      ...(cause !== undefined ? { cause } : {}),
+    });
+  };
+  let label: TapeLabel | undefined;
+  let trailer: TapeTrailer | undefined;
+  let sawEof = false;
+  const seen: SegmentInfo[] = [];
+  let nextUpdateSeq: bigint | undefined;
+  let index = 0;
+
+  const handle = async (bytes: Buffer, offset: number, length: number): Promise<TapeItem | undefined> => {
+    const allZero = bytes.every((b) => b === 0);
+    if (sawEof || trailer) {
+      if (allZero) {
+        sawEof = true;
+        return undefined;
+      }
+      return fail('TAPE_DAMAGED', `data after the ${sawEof ? 'end of the archive' : 'trailer'} at byte ${offset}`, 'the file holds more than one tape or was appended to');
+    }
+    const where = `${opts.where} at byte ${offset}`;
+    const entries = await decodeEntries(bytes, where);
+    const entry = entries[0];
+    if (!entry) return fail('TAPE_DAMAGED', `frame at byte ${offset} holds no tar entry`, 'the tape is damaged');
+    if (!label) {
+      if (entry.name !== LABEL_NAME || entries.length !== 1) {
+        throw new JshipError('TAPE_BAD_LABEL', `${opts.where} does not start with a jship label (first entry: ${entry.name})`, {
+          hint: 'this is not a jship tape (a plain tar archive?)',
+        });
+      }
+      label = decodeLabel(entry.content, `${opts.where} label`);
+      if (label.encryption && !opts.structureOnly) {
+        if (!opts.key) {
+          throw new JshipError('TAPE_KEY_REQUIRED', `${opts.where} is encrypted (key id ${label.encryption.keyId}); no key was given`, {
+            hint: 'give the key file with --key (export: --encrypt-key); an encrypted tape is never read without it',
+          });
+        }
+        if (opts.key.keyId !== label.encryption.keyId) {
+          throw new JshipError('TAPE_AUTH_FAILED', `${opts.where} was encrypted with key id ${label.encryption.keyId}, the key given has id ${opts.key.keyId}`, {
+            hint: 'give the key file the tape was written with',
+          });
+        }
+      }
+      return { type: 'label', label, offset, length };
+    }
+    if (entry.name === TRAILER_NAME) {
+      if (entries.length !== 1) fail('TAPE_DAMAGED', 'entries after the trailer', 'the tape was assembled from parts');
+      trailer = decodeTrailer(entry.content, `${opts.where} trailer`);
+      sawEof = bytes.length >= TAR_EOF.length && bytes.subarray(bytes.length - TAR_EOF.length).every((b) => b === 0);
+      const listed = trailer.segments;
+      if (listed.length !== seen.length || listed.some((x, i) => x.name !== seen[i]?.name || x.sha256 !== seen[i]?.sha256 || x.records !== seen[i]?.records)) {
+        fail('TAPE_DAMAGED', `the trailer lists ${listed.length} segments, the tape holds ${seen.length} that do not all match it`, 'the tape is damaged or was assembled from parts');
+      }
+      if (trailer.serial !== label.serial) fail('TAPE_DAMAGED', `the trailer says serial ${trailer.serial}, the label ${label.serial}`, 'the tape was assembled from parts');
+      return { type: 'trailer', trailer, offset, length };
+    }
+    return segment(entries, offset, length);
+  };
+
+  const segment = (entries: TarEntry[], offset: number, length: number): TapeItem => {
+    const [entry, sum] = entries as [TarEntry, TarEntry | undefined];
+    const lab = label as TapeLabel;
+    if (!/^segments\/\d{8}\.jrs$/.test(entry.name)) fail('TAPE_DAMAGED', `unexpected entry "${entry.name}"`, 'the tape holds entries jship does not write');
+    const sha = createHash('sha256').update(entry.content).digest('hex');
+    const expected = sum && entries.length === 2 && sum.name === entry.name.replace(/\.jrs$/, '.sha256') ? /^([0-9a-f]{64}) {2}/.exec(sum.content.toString('latin1'))?.[1] : undefined;
+    if (!expected) fail('TAPE_DAMAGED', `segment ${entry.name} is not followed by its hash entry`, 'the tape is damaged or was assembled from parts');
+    if (sha !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: SHA-256 mismatch`, 'the segment is damaged');
+    const sh = decodeSegmentHeader(entry.content, `${opts.where} ${entry.name}`);
+    if (sh.encrypted !== !!lab.encryption) fail('TAPE_DAMAGED', `segment ${entry.name}: encryption flag contradicts the label`, 'the tape was assembled from parts');
+    let records: TapeRecord[] = [];
+    if (!opts.structureOnly) {
+      let payload = entry.content.subarray(SEGMENT_HEADER_SIZE);
+      if (sh.encrypted && opts.key) {
+        payload = decryptPayload(opts.key, payload, Buffer.concat([entry.content.subarray(0, SEGMENT_HEADER_SIZE), uuidToBytes(lab.groupId)]), `${opts.where} ${entry.name}`);
+      }
+      records = parseRecords(payload, sh, `${opts.where} ${entry.name}`);
+      for (const r of records) {
+        if (r.header.volume !== 0xffff && r.header.volume >= lab.volumes.length) fail('TAPE_DAMAGED', `record ${r.header.seq} names volume ${r.header.volume}; the tape has ${lab.volumes.length}`, 'the tape is damaged');
+        if ((sh.kind === SegmentKind.Base) !== (r.header.type === RecordType.Base)) fail('TAPE_DAMAGED', `record ${r.header.seq} does not belong in a ${sh.kind === SegmentKind.Base ? 'base' : 'update'} segment`, 'the tape is damaged');
+        if (sh.kind === SegmentKind.Update) {
+          if (nextUpdateSeq !== undefined && r.header.seq !== nextUpdateSeq) fail('TAPE_DAMAGED', `record ${r.header.seq} follows ${nextUpdateSeq - 1n}: sequence gap inside the tape`, 'the tape is damaged');
+          nextUpdateSeq = r.header.seq + 1n;
+        }
+      }
+    }
+    const info: SegmentInfo = {
+      name: entry.name,
+      kind: sh.kind === SegmentKind.Base ? 'base' : 'update',
+      sha256: sha,
+      records: sh.count,
+      firstSeq: sh.firstSeq.toString(),
+      lastSeq: sh.lastSeq.toString(),
+      firstTs: sh.firstTs.toString(),
+      lastTs: sh.lastTs.toString(),
+      bytes: entry.content.length,
+    };
+    seen.push(info);
+    progress.segments++;
+    progress.records += sh.count;
+    if (sh.kind === SegmentKind.Update) progress.lastSeq = sh.lastSeq;
+    return { type: 'segment', index: index++, info, header: sh, records, offset, length };
+  };
+
+  // Frames are cut from the stream, decompressed ahead (on the pool), handled in order.
+  const parts: Buffer[] = [];
+  let partsLen = 0;
+  let buf = Buffer.alloc(0);
+  let bufStart = 0; // file offset of buf[0]
+  let want = 0;
+  const pending: Array<{ offset: number; length: number; out: Promise<Buffer> }> = [];
+  const decode = (frame: Buffer): Promise<Buffer> => {
+    if (opts.pool) return opts.pool.decompress(frame);
+    try {
+      return Promise.resolve(decompress(frame));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+  const drainOne = async (): Promise<TapeItem | undefined> => {
+    const p = pending.shift();
+    if (!p) return undefined;
+    let bytes: Buffer;
+    try {
+      bytes = await p.out;
+    } catch (e) {
+      return fail('TAPE_DAMAGED', `frame at byte ${p.offset} does not decompress (${(e as Error).message})`, 'the tape is damaged at this point; the records before it were verified', e);
+    }
+    progress.offset = p.offset;
+    try {
+      return await handle(bytes, p.offset, p.length);
+    } catch (e) {
+      if (isJshipError(e) && !('segmentsVerified' in e.details)) {
+        Object.assign(e.details, { segmentsVerified: progress.segments, recordsVerified: progress.records, lastGoodSeq: progress.lastSeq?.toString() ?? null, offset: p.offset });
+      }
+      throw e;
+    }
+  };
+  const cut = (): void => {
+    for (;;) {
+      const s = scanFrame(buf, 0);
+      if (s.kind === 'need-more') {
+        want = Math.max(buf.length * 2, buf.length + 64 * 1024);
+        return;
+      }
+      if (s.kind === 'invalid') {
+        if (buf.every((b) => b === 0)) return; // padding after the end of the archive (tape devices pad blocks)
+        return fail('TAPE_DAMAGED', `no zstd frame at byte ${bufStart} (${s.why})`, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
+      }
+      const frame = buf.subarray(0, s.length);
+      const out = decode(frame);
+      out.catch(() => undefined);
+      pending.push({ offset: bufStart, length: s.length, out });
+      buf = buf.subarray(s.length);
+      bufStart += s.length;
+      want = 0;
+    }
+  };
+
+  for await (const chunk of source) {
+    const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (opts.onBytes) await opts.onBytes(c);
+    parts.push(c);
+    partsLen += c.length;
+    if (buf.length + partsLen < want) continue;
+    buf = Buffer.concat([buf, ...parts]);
+    parts.length = 0;
+    partsLen = 0;
+    cut();
+    while (pending.length > READ_AHEAD) {
+      const item = await drainOne();
+      if (item) yield item;
+    }
+  }
+  if (partsLen > 0) {
+    buf = Buffer.concat([buf, ...parts]);
+    cut();
+  }
+  while (pending.length > 0) {
+    const item = await drainOne();
+    if (item) yield item;
+  }
+  if (!label) {
+    if (bufStart === 0 && buf.length === 0) fail('TAPE_TRUNCATED', 'the file is empty', 'the copy of this tape is empty: copy it again');
+    fail('TAPE_TRUNCATED', 'ends before its label is complete', 'the copy is cut short: copy the tape again');
+  }
+  if (buf.length > 0 && !buf.every((b) => b === 0)) {
+    fail('TAPE_TRUNCATED', `ends inside a frame at byte ${bufStart} (${buf.length} bytes of it present)`, 'the copy is cut short: copy the tape again; the records before this point were verified');
+  }
+  if (!trailer) fail('TAPE_TRUNCATED', 'ends without its trailer', 'the copy is cut short: copy the tape again; the records before this point were verified');
+  if (!sawEof) fail('TAPE_TRUNCATED', 'ends without the end-of-archive blocks', 'the copy is cut short: copy the tape again');
+}

@@ -1,0 +1,331 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { JshipError } from '../core/errors.js';
+import { decodeMarker } from '../core/marker.js';
+import { RECORD_SIZE, RecordType, type RecordHeader } from '../core/record.js';
+import { uuidToBytes } from '../core/superblock.js';
+import { formatSize } from '../core/sizes.js';
+import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
+import type { TapeDestination, TapeOutput } from './destination.js';
+import {
+  LABEL_NAME, TRAILER_NAME, encodeJson, tapeFileName,
+  type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
+} from './label.js';
+import { SegmentKind, encodeSegmentHeader } from './segment.js';
+import { TAR_EOF, encodeEntries } from './tar-entry.js';
+import type { ZstdPool } from './zstd-pool.js';
+
+export const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
+const MAX_SEALS_IN_FLIGHT = 6;
+
+/** A tape that was written and committed. */
+export interface WrittenTape {
+  serial: number;
+  name: string;
+  /** Where it is (a file path, or the stream's description). */
+  location: string;
+  sha256: string;
+  bytes: number;
+  label: TapeLabel;
+  trailer: TapeTrailer;
+}
+
+export interface MediaSetOptions {
+  groupId: string;
+  volumes: Array<{ name: string; size: number }>;
+  /** Serial of the first tape; the next ones follow. */
+  firstSerial: number;
+  /** SHA-256 of the chain's previous tape, or null for the first tape of a chain. */
+  prevSha256: string | null;
+  destination: TapeDestination;
+  pool: ZstdPool;
+  key?: TapeKey;
+  /** Split into tapes of at most this many bytes. */
+  mediaSize?: number;
+  segmentBytes?: number;
+  /** For the trailer of tapes with base records. */
+  base?: { baseId: bigint; scope: string };
+  /** Called with each tape's intended final path, after it is durable and before it is renamed into place. */
+  beforeCommit?: (t: { serial: number; finalPath: string; sha256: string; trailer: TapeTrailer }) => Promise<void>;
+  /** Called when a tape is in place. */
+  onTape?: (t: WrittenTape) => Promise<void>;
+  /** Bytes of records taken in so far. */
+  onProgress?: (rawBytes: number) => void;
+}
+
+interface Sealed {
+  info: SegmentInfo;
+  frame: Buffer;
+  kind: SegmentKind;
+  markers: MarkerInfo[];
+  records: number;
+  dataBytes: number;
+  first: { seq: bigint; ts: bigint };
+  last: { seq: bigint; ts: bigint };
+}
+
+interface OpenTape {
+  serial: number;
+  index: number;
+  label: TapeLabel;
+  out: TapeOutput;
+  hash: ReturnType<typeof createHash>;
+  bytes: number;
+  segments: Sealed[];
+}
+
+/**
+ * Writes records into one tape, or a media set of tapes no larger than
+ * `mediaSize`: a label frame, one zstd frame per segment (compressed on the
+ * worker pool, written in order), a trailer frame and the tar end-of-archive
+ * frame. Each tape is complete and verifiable on its own.
+ */
+export class MediaSetWriter {
+  readonly #o: MediaSetOptions;
+  readonly #segmentBytes: number;
+  readonly #mediaSetId = randomUUID();
+  #serial: number;
+  #prevSha: string | null;
+  #index = 0;
+  #segNo = 0;
+  #kind: SegmentKind | undefined;
+  #parts: Uint8Array[] = [];
+  #partBytes = 0;
+  #headers: RecordHeader[] = [];
+  #dataBytes = 0;
+  #raw = 0;
+  readonly #sealing: Array<Promise<Sealed>> = [];
+  #tape: OpenTape | undefined;
+  readonly #written: WrittenTape[] = [];
+  #failed: unknown;
+
+  constructor(o: MediaSetOptions) {
+    this.#o = o;
+    this.#serial = o.firstSerial;
+    this.#prevSha = o.prevSha256;
+    const limit = o.mediaSize ? Math.max(64 * 1024, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
+    this.#segmentBytes = Math.min(o.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limit);
+    if (o.mediaSize !== undefined && !o.destination.splittable) {
+      throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${o.destination.where}`, { hint: 'give --to a directory' });
+    }
+  }
+
+  get tapes(): readonly WrittenTape[] {
+    return this.#written;
+  }
+
+  /** Adds one record (its encoded 64-byte header and its data) to the current segment. */
+  async add(kind: SegmentKind, header: RecordHeader, encoded: Buffer, data: Uint8Array): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    if (this.#kind !== undefined && (kind !== this.#kind || this.#partBytes + RECORD_SIZE + data.length > this.#segmentBytes)) await this.#seal();
+    this.#kind = kind;
+    this.#parts.push(encoded);
+    if (data.length > 0) this.#parts.push(data);
+    this.#partBytes += RECORD_SIZE + data.length;
+    this.#headers.push(header);
+    this.#dataBytes += data.length;
+  }
+
+  /** Seals the last segment and closes the last tape. Returns every tape written. */
+  async finish(opts: { allowEmpty?: boolean } = {}): Promise<WrittenTape[]> {
+    await this.#seal();
+    await this.#drain(0);
+    if (!this.#tape && opts.allowEmpty) await this.#openTape();
+    if (this.#tape) await this.#closeTape(true);
+    return this.#written;
+  }
+
+  /** Removes the tape being written (tapes already committed stay). */
+  async abort(): Promise<void> {
+    this.#failed ??= new Error('aborted');
+    await Promise.allSettled(this.#sealing.splice(0));
+    await this.#tape?.out.abort();
+    this.#tape = undefined;
+  }
+
+  async #seal(): Promise<void> {
+    if (this.#headers.length === 0 || this.#kind === undefined) return;
+    const parts = this.#parts;
+    const headers = this.#headers;
+    const kind = this.#kind;
+    const dataBytes = this.#dataBytes;
+    this.#raw += this.#partBytes;
+    this.#parts = [];
+    this.#partBytes = 0;
+    this.#headers = [];
+    this.#dataBytes = 0;
+    const name = `segments/${String(++this.#segNo).padStart(8, '0')}.jrs`;
+    const p = this.#sealSegment(name, kind, parts, headers, dataBytes);
+    p.catch(() => undefined);
+    this.#sealing.push(p);
+    this.#o.onProgress?.(this.#raw);
+    await this.#drain(MAX_SEALS_IN_FLIGHT);
+  }
+
+  async #sealSegment(name: string, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number): Promise<Sealed> {
+    const body = Buffer.concat(parts);
+    const first = headers[0] as RecordHeader;
+    const last = headers[headers.length - 1] as RecordHeader;
+    const key = this.#o.key;
+    const sh = encodeSegmentHeader({
+      kind,
+      encrypted: key !== undefined,
+      count: headers.length,
+      firstSeq: first.seq,
+      lastSeq: last.seq,
+      firstTs: first.timestamp,
+      lastTs: last.timestamp,
+      payloadBytes: body.length + (key ? ENCRYPTION_OVERHEAD : 0),
+    });
+    const payload = key ? encryptPayload(key, body, Buffer.concat([sh, uuidToBytes(this.#o.groupId)])) : body;
+    const content = Buffer.concat([sh, payload]);
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    const info: SegmentInfo = {
+      name,
+      kind: kind === SegmentKind.Base ? 'base' : 'update',
+      sha256,
+      records: headers.length,
+      firstSeq: first.seq.toString(),
+      lastSeq: last.seq.toString(),
+      firstTs: first.timestamp.toString(),
+      lastTs: last.timestamp.toString(),
+      bytes: content.length,
+    };
+    const markers: MarkerInfo[] = [];
+    if (kind === SegmentKind.Update) {
+      let off = 0;
+      for (const h of headers) {
+        if (h.type === RecordType.Marker) {
+          const p = decodeMarker(body.subarray(off + RECORD_SIZE, off + RECORD_SIZE + h.length));
+          markers.push({
+            seq: h.seq.toString(), ts: h.timestamp.toString(), kind: p.kind,
+            ...('name' in p ? { name: p.name } : {}),
+            ...(p.kind === 'base-started' ? { baseId: h.seq.toString() } : 'baseId' in p ? { baseId: p.baseId } : {}),
+          });
+        }
+        off += RECORD_SIZE + (h.type === RecordType.Update || h.type === RecordType.Marker ? h.length : 0);
+      }
+    }
+    // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
+    const entry = await encodeEntries([
+      { name, content },
+      { name: name.replace(/\.jrs$/, '.sha256'), content: Buffer.from(`${sha256}  ${name}\n`) },
+    ], new Date(Number(last.timestamp / 1_000_000n)));
+    const frame = await this.#o.pool.compress(entry);
+    return {
+      info, frame, kind, markers, records: headers.length, dataBytes,
+      first: { seq: first.seq, ts: first.timestamp }, last: { seq: last.seq, ts: last.timestamp },
+    };
+  }
+
+  /** Writes sealed segments, in order, until at most `keep` are in flight. */
+  async #drain(keep: number): Promise<void> {
+    while (this.#sealing.length > keep) {
+      const s = await (this.#sealing[0] as Promise<Sealed>);
+      this.#sealing.shift();
+      try {
+        await this.#emit(s);
+      } catch (e) {
+        this.#failed = e;
+        throw e;
+      }
+    }
+  }
+
+  async #emit(s: Sealed): Promise<void> {
+    this.#tape ??= await this.#openTape();
+    const size = this.#o.mediaSize;
+    if (size !== undefined) {
+      const need = s.frame.length + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length);
+      if (this.#tape.bytes + need > size) {
+        if (this.#tape.segments.length > 0) {
+          await this.#closeTape(false);
+          this.#tape = await this.#openTape();
+        }
+        if (this.#tape.bytes + need > size) {
+          throw new JshipError('MEDIA_TOO_SMALL', `--media-size ${formatSize(size)} cannot hold a label, one ${formatSize(s.frame.length)} segment and a trailer`, {
+            hint: `give a --media-size of at least ${formatSize(this.#tape.bytes + need)}`,
+          });
+        }
+      }
+    }
+    await this.#write(this.#tape, s.frame);
+    this.#tape.segments.push(s);
+  }
+
+  async #openTape(): Promise<OpenTape> {
+    const serial = this.#serial++;
+    const label: TapeLabel = {
+      format: 'jship-tape',
+      version: 1,
+      groupId: this.#o.groupId,
+      volumes: this.#o.volumes,
+      serial,
+      mediaSet: { id: this.#mediaSetId, index: this.#index++ },
+      prevTapeSha256: this.#prevSha,
+      createdAt: new Date().toISOString(),
+      host: hostname(),
+      encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
+    };
+    const frame = await this.#o.pool.compress(await encodeEntries([{ name: LABEL_NAME, content: encodeJson(label) }], new Date()));
+    const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial), hash: createHash('sha256'), bytes: 0, segments: [] };
+    this.#tape = tape;
+    await this.#write(tape, frame);
+    return tape;
+  }
+
+  async #closeTape(last: boolean): Promise<void> {
+    const tape = this.#tape as OpenTape;
+    this.#tape = undefined;
+    const trailer = buildTrailer(tape, last, this.#o.base);
+    const frame = await this.#o.pool.compress(Buffer.concat([await encodeEntries([{ name: TRAILER_NAME, content: encodeJson(trailer) }], new Date()), TAR_EOF]));
+    await this.#write(tape, frame);
+    const sha256 = tape.hash.digest('hex');
+    const seqs = tape.segments.flatMap((s) => [s.first.seq, s.last.seq]);
+    const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
+    const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
+    const name = tapeFileName(tape.serial, lo, hi);
+    const location = await tape.out.commit(name, async (finalPath) => {
+      await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
+    });
+    const written: WrittenTape = { serial: tape.serial, name, location, sha256, bytes: tape.bytes, label: tape.label, trailer };
+    this.#written.push(written);
+    this.#prevSha = sha256;
+    await this.#o.onTape?.(written);
+  }
+
+  async #write(tape: OpenTape, chunk: Buffer): Promise<void> {
+    tape.hash.update(chunk);
+    tape.bytes += chunk.length;
+    await tape.out.write(chunk);
+  }
+}
+
+/** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */
+function trailerReserve(segments: number, markers: number): number {
+  return 4096 + 400 * segments + 260 * markers;
+}
+
+function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base']): TapeTrailer {
+  const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
+  const bases = tape.segments.filter((s) => s.kind === SegmentKind.Base);
+  const u0 = updates[0];
+  const u1 = updates[updates.length - 1];
+  const b0 = bases[0];
+  const b1 = bases[bases.length - 1];
+  return {
+    format: 'jship-tape-trailer',
+    version: 1,
+    serial: tape.serial,
+    mediaSet: { id: tape.label.mediaSet.id, index: tape.index, last },
+    records: tape.segments.reduce((n, s) => n + s.records, 0),
+    bytes: tape.segments.reduce((n, s) => n + s.dataBytes, 0),
+    updates: u0 && u1 ? { firstSeq: u0.first.seq.toString(), lastSeq: u1.last.seq.toString(), firstTs: u0.first.ts.toString(), lastTs: u1.last.ts.toString() } : null,
+    base: b0 && b1 && base ? {
+      baseId: base.baseId.toString(), scope: base.scope, records: bases.reduce((n, s) => n + s.records, 0), firstPos: b0.first.seq.toString(), lastPos: b1.last.seq.toString(),
+    } : null,
+    markers: tape.segments.flatMap((s) => s.markers),
+    segments: tape.segments.map((s) => s.info),
+  };
+}
+
