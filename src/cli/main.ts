@@ -9,6 +9,9 @@ import { registerExport } from './export.js';
 import { registerAck } from './ack.js';
 import { registerImport } from './import.js';
 import { registerVerify } from './verify.js';
+import { registerTapes } from './tapes.js';
+import { registerCatalog } from './catalog.js';
+import { registerExpire } from './expire.js';
 
 export const VERSION = '0.1.0';
 
@@ -26,6 +29,9 @@ export function buildProgram(): Command {
   registerAck(program);
   registerImport(program);
   registerVerify(program);
+  registerTapes(program);
+  registerCatalog(program);
+  registerExpire(program);
   registerDemo(program);
   return program;
 }
@@ -36,6 +42,8 @@ export function buildProgram(): Command {
  */
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
+  // A reader that went away (| head) is not an error of ours; a tape written to a stream sees it in its own write callbacks.
+  process.stdout.on('error', () => undefined);
   const program = buildProgram();
   if (json) program.configureOutput({ writeErr: () => undefined });
   try {

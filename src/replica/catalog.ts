@@ -47,8 +47,12 @@ export interface MarkerRow {
   kind: string;
   name: string | null;
   baseId: bigint | null;
+  /** base-started markers: full or resync. */
+  scope: string | null;
   serial: number;
 }
+
+export const SCHEMA_VERSION = 1;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +94,7 @@ CREATE TABLE IF NOT EXISTS markers (
   kind TEXT NOT NULL,
   name TEXT,
   base_id INTEGER,
+  scope TEXT,
   serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS markers_name ON markers (name);
@@ -116,6 +121,9 @@ export class Catalog {
       this.#db.pragma('foreign_keys = ON');
       this.#db.defaultSafeIntegers(true);
       this.#db.exec(SCHEMA);
+      const version = this.getMeta('schema');
+      if (version === undefined) this.setMeta('schema', String(SCHEMA_VERSION));
+      else if (version !== String(SCHEMA_VERSION)) throw new Error(`schema version ${version}, this jship uses ${SCHEMA_VERSION}`);
     } catch (e) {
       throw new JshipError('REPLICA_BAD', `catalogue ${path} cannot be opened: ${(e as Error).message}`, {
         hint: 'rebuild it from the stored tapes: jship catalog REPLICA_DIR --rebuild',
@@ -155,7 +163,7 @@ export class Catalog {
 
   markers(): MarkerRow[] {
     return (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
-      seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), serial: num(r.serial),
+      seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), serial: num(r.serial),
     }));
   }
 
@@ -171,8 +179,8 @@ export class Catalog {
       const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
       for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId);
-      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, serial) VALUES (?, ?, ?, ?, ?, ?)');
-      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.serial);
+      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, serial) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.serial);
     });
     tx();
   }

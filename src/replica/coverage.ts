@@ -19,7 +19,8 @@ export function chainReport(cat: Catalog): ChainReport {
   const maxSerial = tapes.reduce((m, t) => Math.max(m, t.serial), 0);
   const expired = BigInt(cat.getMeta('expiredThrough') ?? '0');
   const missingSerials: number[] = [];
-  for (let s = 1; s <= maxSerial; s++) if (!have.has(s) && BigInt(s) > BigInt(cat.getMeta('expiredSerialsThrough') ?? '0')) missingSerials.push(s);
+  const expiredSerials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
+  for (let s = 1; s <= maxSerial; s++) if (!have.has(s) && !expiredSerials.has(s)) missingSerials.push(s);
   const serialOf = (seq: bigint): number | undefined => tapes.find((t) => t.firstSeq !== null && t.lastSeq !== null && t.firstSeq <= seq && seq <= t.lastSeq)?.serial;
   const gaps: ChainReport['gaps'] = [];
   for (let i = 1; i < coverage.length; i++) {

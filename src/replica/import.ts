@@ -57,6 +57,57 @@ export interface ImportOptions {
  * verified, then renamed into place and catalogued in one transaction, so a
  * crash at any point leaves a consistent catalogue and a rerun completes it.
  */
+export interface ScannedTape {
+  segments: SegmentRow[];
+  markers: MarkerRow[];
+  trailer: TapeTrailer | undefined;
+  /** Why reading stopped early (a damaged or truncated tape), with the segments before it verified. */
+  damage: JshipError | undefined;
+}
+
+/** Reads and verifies a whole tape into catalogue rows; damage stops it and is returned, not thrown. */
+export async function scanTape(source: string, serial: number, opts: ImportOptions, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+  const segments: SegmentRow[] = [];
+  const markers: MarkerRow[] = [];
+  let trailer: TapeTrailer | undefined;
+  let damage: JshipError | undefined;
+  try {
+    for await (const item of readTape(fileChunks(source), {
+      where: source,
+      ...(opts.key ? { key: opts.key } : {}),
+      ...(opts.pool ? { pool: opts.pool } : {}),
+      ...(onBytes ? { onBytes } : {}),
+    })) {
+      if (item.type === 'segment') {
+        const r0 = item.records[0];
+        segments.push({
+          serial, idx: item.index, kind: item.info.kind,
+          firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
+          records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
+          baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
+        });
+        for (const r of item.records) {
+          if (r.header.type !== RecordType.Marker) continue;
+          const p = decodeMarker(r.data, `${source} record ${r.header.seq}`);
+          markers.push({
+            seq: r.header.seq, ts: r.header.timestamp, kind: p.kind,
+            name: p.kind === 'restore-point' ? p.name : null,
+            baseId: p.kind === 'base-started' ? r.header.seq : 'baseId' in p ? BigInt(p.baseId) : null,
+            scope: p.kind === 'base-started' ? p.scope : null,
+            serial,
+          });
+        }
+      } else if (item.type === 'trailer') {
+        trailer = item.trailer;
+      }
+    }
+  } catch (e) {
+    if (!isJshipError(e) || !e.code.startsWith('TAPE_')) throw e;
+    damage = e;
+  }
+  return { segments, markers, trailer, damage };
+}
+
 export async function importTapes(dir: string, sources: string[], opts: ImportOptions = {}): Promise<ImportReport> {
   const files = await expandTapeSources(sources);
   if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, or directories holding *.tar.zst tapes' });
@@ -129,50 +180,14 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   const hash = createHash('sha256');
   let pos = 0;
-  const segments: SegmentRow[] = [];
-  const markers: MarkerRow[] = [];
-  let trailer: TapeTrailer | undefined;
-  let damage: JshipError | undefined;
   let closed = false;
   try {
-    try {
-      for await (const item of readTape(fileChunks(source), {
-        where: source,
-        ...(opts.key ? { key: opts.key } : {}),
-        ...(opts.pool ? { pool: opts.pool } : {}),
-        onBytes: async (c) => {
-          hash.update(c);
-          await writeFully(h, c, pos);
-          pos += c.length;
-          progress(pos);
-        },
-      })) {
-        if (item.type === 'segment') {
-          const r0 = item.records[0];
-          segments.push({
-            serial: label.serial, idx: item.index, kind: item.info.kind,
-            firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
-            records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
-            baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
-          });
-          for (const r of item.records) {
-            if (r.header.type !== RecordType.Marker) continue;
-            const p = decodeMarker(r.data, `${source} record ${r.header.seq}`);
-            markers.push({
-              seq: r.header.seq, ts: r.header.timestamp, kind: p.kind,
-              name: p.kind === 'restore-point' ? p.name : null,
-              baseId: p.kind === 'base-started' ? r.header.seq : 'baseId' in p ? BigInt(p.baseId) : null,
-              serial: label.serial,
-            });
-          }
-        } else if (item.type === 'trailer') {
-          trailer = item.trailer;
-        }
-      }
-    } catch (e) {
-      if (!isJshipError(e) || !e.code.startsWith('TAPE_')) throw e;
-      damage = e;
-    }
+    const { segments, markers, trailer, damage } = await scanTape(source, label.serial, opts, async (c) => {
+      hash.update(c);
+      await writeFully(h, c, pos);
+      pos += c.length;
+      progress(pos);
+    });
     if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && segments.length === 0))) {
       return refused(source, label.serial, damage);
     }
@@ -240,7 +255,7 @@ function range(t: TapeRow): { firstSeq: bigint; lastSeq: bigint } | null {
   return t.firstSeq !== null && t.lastSeq !== null ? { firstSeq: t.firstSeq, lastSeq: t.lastSeq } : null;
 }
 
-function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: number, status: 'complete' | 'partial', problem: string | null, segments: SegmentRow[], trailer: TapeTrailer | undefined): TapeRow {
+export function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: number, status: 'complete' | 'partial', problem: string | null, segments: SegmentRow[], trailer: TapeTrailer | undefined): TapeRow {
   const updates = segments.filter((s) => s.kind === 'update');
   const u0 = updates[0];
   const u1 = updates[updates.length - 1];

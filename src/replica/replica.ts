@@ -39,8 +39,8 @@ export class Replica {
     return join(this.tapesDir, file);
   }
 
-  /** Opens an existing replica. */
-  static async open(dir: string): Promise<Replica> {
+  /** Opens an existing replica; with `freshCatalog`, drops its catalogue first (a rebuild). */
+  static async open(dir: string, opts: { freshCatalog?: boolean } = {}): Promise<Replica> {
     dir = resolve(dir);
     const config = await readReplicaConfig(dir);
     if (!config) {
@@ -48,7 +48,7 @@ export class Replica {
         hint: 'a replica is created by the first `jship import REPLICA_DIR TAPE` into a new or empty directory',
       });
     }
-    return Replica.#lockAndOpen(dir, config);
+    return Replica.#lockAndOpen(dir, config, opts.freshCatalog ?? false);
   }
 
   /**
@@ -77,10 +77,11 @@ export class Replica {
     return { replica: await Replica.#lockAndOpen(dir, config), created: true };
   }
 
-  static async #lockAndOpen(dir: string, config: ReplicaConfig): Promise<Replica> {
+  static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false): Promise<Replica> {
     const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`);
     try {
       await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
+      if (freshCatalog) for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) await fsp.rm(join(dir, f), { force: true });
       return new Replica(dir, config, new Catalog(join(dir, 'catalog.db')), lock);
     } catch (e) {
       await lock.release();

@@ -103,7 +103,7 @@ export class MediaSetWriter {
     this.#o = o;
     this.#serial = o.firstSerial;
     this.#prevSha = o.prevSha256;
-    const limit = o.mediaSize ? Math.max(64 * 1024, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
+    const limit = o.mediaSize ? Math.max(4096, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
     this.#segmentBytes = Math.min(o.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limit);
     if (o.mediaSize !== undefined && !o.destination.splittable) {
       throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${o.destination.where}`, { hint: 'give --to a directory' });

@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { formatTime, parseTime } from '../core/time.js';
+import { expireReplica } from '../replica/expire.js';
+import { emit, type CommonOptions } from './output.js';
+
+export function registerExpire(program: Command): void {
+  program
+    .command('expire')
+    .description('remove tapes no restore point after the cut needs (a dry run unless --confirm)')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--keep-since <TIME>', 'keep every restore point from TIME on')
+    .option('--keep-last <N>', 'keep the restore points from the Nth newest complete base on')
+    .option('--confirm', 'delete; without it, only say what would go')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: CommonOptions & { keepSince?: string; keepLast?: string; confirm?: boolean }) => {
+      if ((opts.keepSince === undefined) === (opts.keepLast === undefined)) {
+        throw new JshipError('USAGE', 'expire needs exactly one of --keep-since TIME and --keep-last N', { hint: 'e.g. jship expire /srv/replica --keep-since 2026-11-01T00:00:00Z' });
+      }
+      const rule = opts.keepSince !== undefined ? { keepSinceTs: parseTime(opts.keepSince) } : { keepLast: Number(opts.keepLast) };
+      const r = await expireReplica(dir, rule, opts.confirm === true);
+      emit(opts, { ...r, remove: r.remove.map((x) => ({ serial: x.serial, file: x.file, bytes: x.bytes })), keep: r.keep.map((x) => x.serial) }, () => [
+        r.reason,
+        ...(r.keepFromBase ? [`kept restore points start from base ${r.keepFromBase.baseId}, complete ${formatTime(r.keepFromBase.completeTs)}`] : []),
+        r.remove.length === 0
+          ? 'nothing to remove'
+          : `${r.removed ? 'removed' : 'would remove'} ${r.remove.length} tapes (${formatSize(r.bytes)}): ${r.remove.map((x) => x.serial).join(', ')}${r.removed ? '' : ' (run again with --confirm to delete)'}`,
+      ]);
+    });
+}

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { isJshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { formatTime } from '../core/time.js';
+import { Replica } from '../replica/replica.js';
+import { chainReport } from '../replica/coverage.js';
+import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
+import type { TapeTrailer } from '../tape/label.js';
+import { emit, table, type CommonOptions } from './output.js';
+
+const t = (ns: bigint | string | null | undefined): string => (ns === null || ns === undefined ? '-' : formatTime(BigInt(ns)));
+
+export function registerTapes(program: Command): void {
+  program
+    .command('tapes')
+    .description('list the tapes of a replica (from its catalogue) or of a directory of tape files (from their labels and trailers)')
+    .argument('<REPLICA_DIR_OR_DIR>', 'a replica, or a directory holding tapes')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: CommonOptions) => {
+      const isReplica = await fsp.access(join(dir, 'replica.json')).then(() => true, () => false);
+      if (isReplica) {
+        const replica = await Replica.open(dir);
+        try {
+          const tapes = replica.catalog.tapes();
+          const chain = chainReport(replica.catalog);
+          emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes, ...chain }, () => [
+            `replica ${replica.dir} of group ${replica.config.groupId}: ${tapes.length} tapes`,
+            ...table([['serial', 'status', 'records', 'seq', 'time', 'size', 'file'], ...tapes.map((x) => [
+              String(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),
+              `${t(x.firstTs)} .. ${t(x.lastTs)}`, formatSize(x.bytes), x.file,
+            ])]),
+            ...tapes.filter((x) => x.problem).map((x) => `tape ${x.serial}: ${x.problem}`),
+            ...chain.gaps.map((g) => `gap: records ${g.from}..${g.to} missing${g.serials.length ? ` (tapes ${g.serials.join(', ')})` : ''}`),
+            ...(chain.missingSerials.length ? [`tapes not yet imported: ${chain.missingSerials.join(', ')}`] : []),
+          ]);
+        } finally {
+          await replica.close();
+        }
+        return;
+      }
+      const files = await expandTapeSources([dir]);
+      const rows: Array<{ file: string; bytes: number; serial: number | null; groupId: string | null; encrypted: boolean | null; mediaSet: { id: string; index: number } | null; trailer: TapeTrailer | null; problem: string | null }> = [];
+      for (const f of files) {
+        const { size } = await fsp.stat(f);
+        try {
+          const label = await readLabel(f);
+          const trailer = await findTrailer(f);
+          rows.push({ file: f, bytes: size, serial: label.serial, groupId: label.groupId, encrypted: label.encryption !== null, mediaSet: label.mediaSet, trailer: trailer ?? null, problem: trailer ? null : 'no trailer found: truncated or damaged (jship verify tells more)' });
+        } catch (e) {
+          if (!isJshipError(e)) throw e;
+          rows.push({ file: f, bytes: size, serial: null, groupId: null, encrypted: null, mediaSet: null, trailer: null, problem: e.message });
+        }
+      }
+      if (rows.some((r) => r.problem)) process.exitCode = 1;
+      emit(opts, { dir, tapes: rows }, () => [
+        ...table([['serial', 'records', 'seq', 'time', 'size', 'file'], ...rows.map((r) => [
+          String(r.serial ?? '?'), String(r.trailer?.records ?? '?'),
+          r.trailer?.updates ? `${r.trailer.updates.firstSeq}..${r.trailer.updates.lastSeq}` : r.trailer?.base ? `base ${r.trailer.base.baseId}` : '-',
+          r.trailer?.updates ? `${t(r.trailer.updates.firstTs)} .. ${t(r.trailer.updates.lastTs)}` : '-', formatSize(r.bytes), r.file,
+        ])]),
+        ...rows.filter((r) => r.problem).map((r) => `${r.file}: ${r.problem}`),
+      ]);
+    });
+}

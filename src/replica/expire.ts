@@ -1,0 +1,82 @@
+import { promises as fsp } from 'node:fs';
+import { JshipError } from '../core/errors.js';
+import type { Catalog, MarkerRow, TapeRow } from './catalog.js';
+import { Replica } from './replica.js';
+
+export interface ExpirePlan {
+  /** The base every kept restore point starts from; null when nothing can go. */
+  keepFromBase: { baseId: bigint; completeSeq: bigint; completeTs: bigint } | null;
+  remove: TapeRow[];
+  keep: TapeRow[];
+  bytes: number;
+  reason: string;
+}
+
+/** Complete full bases, oldest first: a base-started marker (scope full) with its base-complete marker. */
+export function completeBases(cat: Catalog): Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint }> {
+  const markers = cat.markers();
+  const started = new Map<bigint, MarkerRow>();
+  for (const m of markers) if (m.kind === 'base-started' && m.scope === 'full' && m.baseId !== null) started.set(m.baseId, m);
+  const out: Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint }> = [];
+  for (const m of markers) {
+    if (m.kind === 'base-complete' && m.baseId !== null && started.has(m.baseId)) out.push({ baseId: m.baseId, completeSeq: m.seq, completeTs: m.ts });
+  }
+  return out;
+}
+
+/**
+ * What retention may remove: everything no restore point after the cut needs.
+ * Restore points from `keepSinceTs` on (or from the Nth newest base on) start
+ * from the newest full base complete by then; its base records and every
+ * update from its "base started" marker on stay, and so does anything newer.
+ */
+export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepLast: number }): ExpirePlan {
+  const bases = completeBases(cat);
+  const tapes = cat.tapes();
+  let base: (typeof bases)[number] | undefined;
+  let reason: string;
+  if ('keepLast' in rule) {
+    base = bases.length >= rule.keepLast ? bases[bases.length - rule.keepLast] : undefined;
+    reason = base ? `keep the last ${rule.keepLast} complete base(s), from base ${base.baseId}` : `fewer than ${rule.keepLast} complete bases: everything stays`;
+  } else {
+    base = [...bases].reverse().find((b) => b.completeTs <= rule.keepSinceTs);
+    reason = base ? `restore points from the cut on start from base ${base.baseId} (complete at seq ${base.completeSeq})` : 'no full base was complete by the cut: everything stays';
+  }
+  if (!base) return { keepFromBase: null, remove: [], keep: tapes, bytes: 0, reason };
+  const b = base;
+  const segments = cat.segments();
+  const needed = new Set<number>();
+  for (const s of segments) {
+    if (s.kind === 'base' ? s.baseId !== null && s.baseId >= b.baseId : s.lastSeq >= b.baseId) needed.add(s.serial);
+  }
+  // A tape with no segments (an empty export) goes with the tapes before it.
+  const maxNeeded = Math.max(0, ...needed);
+  const remove = tapes.filter((t) => !needed.has(t.serial) && t.serial < maxNeeded);
+  const keep = tapes.filter((t) => !remove.includes(t));
+  return { keepFromBase: b, remove, keep, bytes: remove.reduce((n, t) => n + t.bytes, 0), reason };
+}
+
+/** Plans retention and, with `confirm`, removes the tapes (files and catalogue rows). */
+export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean): Promise<ExpirePlan & { removed: boolean }> {
+  if ('keepLast' in rule && (!Number.isSafeInteger(rule.keepLast) || rule.keepLast < 1)) {
+    throw new JshipError('USAGE', `--keep-last ${rule.keepLast} is not a positive number of bases`, { hint: 'e.g. --keep-last 2' });
+  }
+  const replica = await Replica.open(dir);
+  try {
+    const cat = replica.catalog;
+    const plan = planExpire(cat, rule);
+    if (confirm && plan.remove.length > 0 && plan.keepFromBase) {
+      const serials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
+      for (const t of plan.remove) {
+        cat.deleteTape(t.serial);
+        serials.add(t.serial);
+        await fsp.rm(replica.tapePath(t.file), { force: true });
+      }
+      cat.setMeta('expiredSerials', JSON.stringify([...serials].sort((a, b) => a - b)));
+      cat.setMeta('expiredThrough', (plan.keepFromBase.baseId - 1n).toString());
+    }
+    return { ...plan, removed: confirm && plan.remove.length > 0 };
+  } finally {
+    await replica.close();
+  }
+}

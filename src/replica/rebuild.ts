@@ -1,0 +1,60 @@
+import { promises as fsp } from 'node:fs';
+import { isJshipError } from '../core/errors.js';
+import type { TapeKey } from '../tape/crypto.js';
+import { readLabel, sha256File } from '../tape/tape-file.js';
+import { ZstdPool } from '../tape/zstd-pool.js';
+import { chainReport, type ChainReport } from './coverage.js';
+import { scanTape, tapeRow } from './import.js';
+import { Replica } from './replica.js';
+
+export interface RebuildReport extends ChainReport {
+  tapes: Array<{ file: string; serial: number | null; status: 'complete' | 'partial' | 'unreadable'; records: number; message: string | null }>;
+}
+
+/**
+ * Rebuilds the catalogue from the stored tapes alone (Bacula's bscan lesson):
+ * every tape in tapes/ is read and verified again.
+ */
+export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}): Promise<RebuildReport> {
+  // The old catalogue may be damaged or of another schema: keep only what it says about expiry.
+  const expired = await (async () => {
+    try {
+      const r = await Replica.open(dir);
+      try {
+        return { through: r.catalog.getMeta('expiredThrough'), serials: r.catalog.getMeta('expiredSerials') };
+      } finally {
+        await r.close();
+      }
+    } catch {
+      return { through: undefined, serials: undefined };
+    }
+  })();
+  const replica = await Replica.open(dir, { freshCatalog: true });
+  const pool = new ZstdPool();
+  try {
+    const files = (await fsp.readdir(replica.tapesDir)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
+    const cat = replica.catalog;
+    const tapes: RebuildReport['tapes'] = [];
+    for (const file of files) {
+      const path = replica.tapePath(file);
+      try {
+        const label = await readLabel(path);
+        const scan = await scanTape(path, label.serial, { ...opts, pool });
+        const status = scan.damage ? 'partial' : 'complete';
+        if (scan.damage && scan.segments.length === 0) throw scan.damage;
+        const { size } = await fsp.stat(path);
+        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, scan.segments, scan.trailer), scan.segments, scan.markers);
+        tapes.push({ file, serial: label.serial, status, records: scan.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
+      } catch (e) {
+        if (!isJshipError(e)) throw e;
+        tapes.push({ file, serial: null, status: 'unreadable', records: 0, message: e.message });
+      }
+    }
+    if (expired.through) cat.setMeta('expiredThrough', expired.through);
+    if (expired.serials) cat.setMeta('expiredSerials', expired.serials);
+    return { tapes, ...chainReport(cat) };
+  } finally {
+    await pool.close();
+    await replica.close();
+  }
+}
