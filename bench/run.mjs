@@ -3,16 +3,21 @@
 // bench/out/results.json. Record them in docs/BENCHMARKS.md.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchAppend } from './append.mjs';
+import { benchTapes, benchTapeRss } from './tapes.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend };
+const benches = { append: benchAppend, tapes: benchTapes, rss: benchTapeRss };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
   if (only && only !== name) continue;
   for (const r of await fn()) {
     all.push(r);
+    if (r.jship.rssMiB !== undefined && !r.peer) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} peak RSS ${r.jship.rssMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB) in ${r.jship.secs.toFixed(1)} s`);
+      continue;
+    }
     const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : '';
     console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×`);
   }

@@ -262,7 +262,7 @@ export class JournalVolume {
    * or before `maxBytes` of data. Throws JOURNAL_PURGED when `seq` is gone and
    * JOURNAL_CORRUPT when a record fails its checks.
    */
-  async readRecords(seq: bigint, max: number, maxBytes = 16 * 1024 * 1024): Promise<JournalRecord[]> {
+  async readRecords(seq: bigint, max: number, maxBytes = 4 * 1024 * 1024): Promise<JournalRecord[]> {
     this.#checkReadable(seq);
     const count = Number(bigMin(BigInt(max), this.writtenSeq - seq));
     if (count <= 0) return [];

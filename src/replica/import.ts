@@ -8,7 +8,7 @@ import type { TapeKey } from '../tape/crypto.js';
 import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, fileChunks, findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
-import { ZstdPool } from '../tape/zstd-pool.js';
+import { FramePool } from '../tape/frame-pool.js';
 import type { MarkerRow, SegmentRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
@@ -47,7 +47,7 @@ export interface ImportReport extends ChainReport {
 
 export interface ImportOptions {
   key?: TapeKey;
-  pool?: ZstdPool;
+  pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -127,7 +127,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
     return { replica: dir, created: false, tapes: reports, ok: false, coverage: [], gaps: [], missingSerials: [], contiguousThrough: null };
   }
   const { replica, created } = opened;
-  const pool = opts.pool ?? new ZstdPool();
+  const pool = opts.pool ?? new FramePool();
   try {
     await cleanIncoming(replica);
     const sizes = await Promise.all(files.map(async (f) => (await fsp.stat(f)).size));

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { isJshipError } from '../core/errors.js';
 import type { TapeKey } from '../tape/crypto.js';
 import { readLabel, sha256File } from '../tape/tape-file.js';
-import { ZstdPool } from '../tape/zstd-pool.js';
+import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
 import { scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
@@ -30,7 +30,7 @@ export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}):
     }
   })();
   const replica = await Replica.open(dir, { freshCatalog: true });
-  const pool = new ZstdPool();
+  const pool = new FramePool();
   try {
     const files = (await fsp.readdir(replica.tapesDir)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
     const cat = replica.catalog;

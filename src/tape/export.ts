@@ -7,7 +7,7 @@ import type { TapeKey } from './crypto.js';
 import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
 import { SegmentKind } from './segment.js';
-import { ZstdPool } from './zstd-pool.js';
+import { FramePool } from './frame-pool.js';
 import { readChainState, securedSeq, writeChainState, type ChainState } from './chain-state.js';
 import type { TapeTrailer } from './label.js';
 
@@ -24,7 +24,7 @@ export interface ExportOptions {
   /** Write a tape even when there is nothing to export. */
   allowEmpty?: boolean;
   segmentBytes?: number;
-  pool?: ZstdPool;
+  pool?: FramePool;
   onProgress?: (rawBytes: number) => void;
 }
 
@@ -52,6 +52,9 @@ export interface ExportResult {
  * purges what the chain has secured (DESIGN invariant 5).
  */
 export async function exportGroup(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
+  if (opts.mediaSize !== undefined && !opts.destination.splittable) {
+    throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
+  }
   let state = await reconcile(group.dir, await readChainState(group.dir));
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
   let from = BigInt(state.exportedSeq) + 1n;
@@ -66,12 +69,9 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
       journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport,
     };
   }
-  if (opts.mediaSize !== undefined && !opts.destination.splittable) {
-    throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
-  }
   let baseRun = opts.base ? await group.beginBase({ scope: 'full' }) : undefined;
   let baseInfo: ExportResult['base'] = null;
-  const pool = opts.pool ?? new ZstdPool();
+  const pool = opts.pool ?? new FramePool();
   const writer = new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),

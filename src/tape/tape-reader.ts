@@ -10,7 +10,7 @@ import {
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, type SegmentHeader } from './segment.js';
 import { TAR_EOF, decodeEntries, type TarEntry } from './tar-entry.js';
-import type { ZstdPool } from './zstd-pool.js';
+import type { FramePool } from './frame-pool.js';
 
 export interface TapeRecord {
   header: RecordHeader;
@@ -27,7 +27,7 @@ export interface ReadTapeOptions {
   where: string;
   key?: TapeKey;
   /** Decompresses on worker threads when given. */
-  pool?: ZstdPool;
+  pool?: FramePool;
   /** Called with every byte of the file as it is read (to hash or copy it). */
   onBytes?: (chunk: Buffer) => void | Promise<void>;
   /** Skip decrypting and parsing records: check frames, entries and hashes only. */

@@ -12,11 +12,10 @@ import {
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
 import { SegmentKind, encodeSegmentHeader } from './segment.js';
-import { TAR_EOF, encodeEntries } from './tar-entry.js';
-import type { ZstdPool } from './zstd-pool.js';
+import type { FramePool } from './frame-pool.js';
 
 export const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
-const MAX_SEALS_IN_FLIGHT = 6;
+const MAX_SEALS_IN_FLIGHT = 4;
 
 /** A tape that was written and committed. */
 export interface WrittenTape {
@@ -38,7 +37,7 @@ export interface MediaSetOptions {
   /** SHA-256 of the chain's previous tape, or null for the first tape of a chain. */
   prevSha256: string | null;
   destination: TapeDestination;
-  pool: ZstdPool;
+  pool: FramePool;
   key?: TapeKey;
   /** Split into tapes of at most this many bytes. */
   mediaSize?: number;
@@ -71,7 +70,8 @@ interface OpenTape {
   out: TapeOutput;
   hash: ReturnType<typeof createHash>;
   bytes: number;
-  segments: Sealed[];
+  /** What the trailer needs of each segment written (not the frames: they are gone to the output). */
+  segments: Array<Omit<Sealed, 'frame'>>;
 }
 
 /**
@@ -92,6 +92,7 @@ export class MediaSetWriter {
   #parts: Uint8Array[] = [];
   #partBytes = 0;
   #headers: RecordHeader[] = [];
+  #markers: MarkerInfo[] = [];
   #dataBytes = 0;
   #raw = 0;
   readonly #sealing: Array<Promise<Sealed>> = [];
@@ -124,6 +125,7 @@ export class MediaSetWriter {
     this.#partBytes += RECORD_SIZE + data.length;
     this.#headers.push(header);
     this.#dataBytes += data.length;
+    if (header.type === RecordType.Marker) this.#markers.push(markerInfo(header, data));
   }
 
   /** Seals the last segment and closes the last tape. Returns every tape written. */
@@ -149,21 +151,23 @@ export class MediaSetWriter {
     const headers = this.#headers;
     const kind = this.#kind;
     const dataBytes = this.#dataBytes;
+    const markers = this.#markers;
+    this.#markers = [];
     this.#raw += this.#partBytes;
     this.#parts = [];
     this.#partBytes = 0;
     this.#headers = [];
     this.#dataBytes = 0;
     const name = `segments/${String(++this.#segNo).padStart(8, '0')}.jrs`;
-    const p = this.#sealSegment(name, kind, parts, headers, dataBytes);
+    const p = this.#sealSegment(name, kind, parts, headers, dataBytes, markers);
     p.catch(() => undefined);
     this.#sealing.push(p);
     this.#o.onProgress?.(this.#raw);
     await this.#drain(MAX_SEALS_IN_FLIGHT);
   }
 
-  async #sealSegment(name: string, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number): Promise<Sealed> {
-    const body = Buffer.concat(parts);
+  async #sealSegment(name: string, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
+    const bodyBytes = parts.reduce((n, p) => n + p.length, 0);
     const first = headers[0] as RecordHeader;
     const last = headers[headers.length - 1] as RecordHeader;
     const key = this.#o.key;
@@ -175,43 +179,22 @@ export class MediaSetWriter {
       lastSeq: last.seq,
       firstTs: first.timestamp,
       lastTs: last.timestamp,
-      payloadBytes: body.length + (key ? ENCRYPTION_OVERHEAD : 0),
+      payloadBytes: bodyBytes + (key ? ENCRYPTION_OVERHEAD : 0),
     });
-    const payload = key ? encryptPayload(key, body, Buffer.concat([sh, uuidToBytes(this.#o.groupId)])) : body;
-    const content = Buffer.concat([sh, payload]);
-    const sha256 = createHash('sha256').update(content).digest('hex');
+    const payload = key ? [encryptPayload(key, Buffer.concat(parts), Buffer.concat([sh, uuidToBytes(this.#o.groupId)]))] : parts;
+    // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
+    const { buf: frame, sha256 } = await this.#o.pool.frame([{ name, content: [sh, ...payload] }], { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashFirst: true });
     const info: SegmentInfo = {
       name,
       kind: kind === SegmentKind.Base ? 'base' : 'update',
-      sha256,
+      sha256: sha256 as string,
       records: headers.length,
       firstSeq: first.seq.toString(),
       lastSeq: last.seq.toString(),
       firstTs: first.timestamp.toString(),
       lastTs: last.timestamp.toString(),
-      bytes: content.length,
+      bytes: sh.length + payload.reduce((n, p) => n + p.length, 0),
     };
-    const markers: MarkerInfo[] = [];
-    if (kind === SegmentKind.Update) {
-      let off = 0;
-      for (const h of headers) {
-        if (h.type === RecordType.Marker) {
-          const p = decodeMarker(body.subarray(off + RECORD_SIZE, off + RECORD_SIZE + h.length));
-          markers.push({
-            seq: h.seq.toString(), ts: h.timestamp.toString(), kind: p.kind,
-            ...('name' in p ? { name: p.name } : {}),
-            ...(p.kind === 'base-started' ? { baseId: h.seq.toString() } : 'baseId' in p ? { baseId: p.baseId } : {}),
-          });
-        }
-        off += RECORD_SIZE + (h.type === RecordType.Update || h.type === RecordType.Marker ? h.length : 0);
-      }
-    }
-    // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
-    const entry = await encodeEntries([
-      { name, content },
-      { name: name.replace(/\.jrs$/, '.sha256'), content: Buffer.from(`${sha256}  ${name}\n`) },
-    ], new Date(Number(last.timestamp / 1_000_000n)));
-    const frame = await this.#o.pool.compress(entry);
     return {
       info, frame, kind, markers, records: headers.length, dataBytes,
       first: { seq: first.seq, ts: first.timestamp }, last: { seq: last.seq, ts: last.timestamp },
@@ -250,7 +233,8 @@ export class MediaSetWriter {
       }
     }
     await this.#write(this.#tape, s.frame);
-    this.#tape.segments.push(s);
+    const { frame: _written, ...meta } = s;
+    this.#tape.segments.push(meta);
   }
 
   async #openTape(): Promise<OpenTape> {
@@ -267,7 +251,7 @@ export class MediaSetWriter {
       host: hostname(),
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
     };
-    const frame = await this.#o.pool.compress(await encodeEntries([{ name: LABEL_NAME, content: encodeJson(label) }], new Date()));
+    const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
     const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial), hash: createHash('sha256'), bytes: 0, segments: [] };
     this.#tape = tape;
     await this.#write(tape, frame);
@@ -278,7 +262,7 @@ export class MediaSetWriter {
     const tape = this.#tape as OpenTape;
     this.#tape = undefined;
     const trailer = buildTrailer(tape, last, this.#o.base);
-    const frame = await this.#o.pool.compress(Buffer.concat([await encodeEntries([{ name: TRAILER_NAME, content: encodeJson(trailer) }], new Date()), TAR_EOF]));
+    const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
     const seqs = tape.segments.flatMap((s) => [s.first.seq, s.last.seq]);
@@ -299,6 +283,15 @@ export class MediaSetWriter {
     tape.bytes += chunk.length;
     await tape.out.write(chunk);
   }
+}
+
+function markerInfo(h: RecordHeader, data: Uint8Array): MarkerInfo {
+  const p = decodeMarker(data);
+  return {
+    seq: h.seq.toString(), ts: h.timestamp.toString(), kind: p.kind,
+    ...('name' in p ? { name: p.name } : {}),
+    ...(p.kind === 'base-started' ? { baseId: h.seq.toString() } : 'baseId' in p ? { baseId: p.baseId } : {}),
+  };
 }
 
 /** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */

@@ -5,7 +5,7 @@ import type { TapeKey } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { fileChunks } from './tape-file.js';
-import type { ZstdPool } from './zstd-pool.js';
+import type { FramePool } from './frame-pool.js';
 
 export interface TapeVerification {
   path: string;
@@ -26,7 +26,7 @@ export interface TapeVerification {
 }
 
 /** Verifies tapes offline, with no replica; checks the chain between consecutive tapes given together. */
-export async function verifyTapes(paths: string[], opts: { key?: TapeKey; pool?: ZstdPool } = {}): Promise<TapeVerification[]> {
+export async function verifyTapes(paths: string[], opts: { key?: TapeKey; pool?: FramePool } = {}): Promise<TapeVerification[]> {
   const out: TapeVerification[] = [];
   for (const path of paths) out.push(await verifyOne(path, opts));
   const bySerial = [...out].filter((v) => v.label).sort((a, b) => (a.label as TapeLabel).serial - (b.label as TapeLabel).serial);
@@ -51,7 +51,7 @@ export async function verifyTapes(paths: string[], opts: { key?: TapeKey; pool?:
   return out;
 }
 
-async function verifyOne(path: string, opts: { key?: TapeKey; pool?: ZstdPool }): Promise<TapeVerification> {
+async function verifyOne(path: string, opts: { key?: TapeKey; pool?: FramePool }): Promise<TapeVerification> {
   const v: TapeVerification = {
     path, ok: false, label: null, trailer: null, sha256: null, bytes: 0, segments: 0, records: 0, recordsChecked: true,
     firstSeq: null, lastSeq: null, error: null, chain: [],

@@ -3,10 +3,11 @@ import { copyFileSync, readdirSync, readFileSync, writeFileSync, existsSync } fr
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compress, decompress } from 'zstd-napi';
+import { decompress } from 'zstd-napi';
 import { scanFrame } from '../../src/core/zstd-frames.js';
 import { readKeyFile } from '../../src/tape/crypto.js';
-import { decodeEntries, encodeEntries, TAR_EOF } from '../../src/tape/tar-entry.js';
+import { decodeEntries } from '../../src/tape/tar-entry.js';
+import { FramePool } from '../../src/tape/frame-pool.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { importTapes } from '../../src/replica/import.js';
 import { Replica } from '../../src/replica/replica.js';
@@ -118,13 +119,15 @@ describe('damaged media', () => {
     const seg = Buffer.from(entries[0]!.content);
     seg[100] = (seg[100] as number) ^ 1; // inside the ciphertext
     const sha = (await import('node:crypto')).createHash('sha256').update(seg).digest('hex');
-    const forged = compress(await encodeEntries([{ name: entries[0]!.name, content: seg }, { name: entries[1]!.name, content: Buffer.from(`${sha}  ${entries[0]!.name}\n`) }], new Date()));
+    const pool = new FramePool({ threads: 1 });
+    const forged = (await pool.frame([{ name: entries[0]!.name, content: [seg] }], { mtime: new Date(), hashFirst: true })).buf;
     // Fix the trailer's hash too, so that only the encryption can tell.
     const [toff, tlen] = fr[fr.length - 1]!;
     const tent = await decodeEntries(decompress(buf.subarray(toff, toff + tlen)), 'x');
     const trailer = JSON.parse(tent[0]!.content.toString());
     trailer.segments[0].sha256 = sha;
-    const tframe = compress(Buffer.concat([await encodeEntries([{ name: 'jship-trailer.json', content: Buffer.from(JSON.stringify(trailer)) }], new Date()), TAR_EOF]));
+    const tframe = (await pool.frame([{ name: 'jship-trailer.json', content: [Buffer.from(JSON.stringify(trailer))] }], { mtime: new Date(), eof: true })).buf;
+    await pool.close();
     const out = Buffer.concat([buf.subarray(0, off), forged, buf.subarray(off + len, toff), tframe]);
     writeFileSync(join(dir, 'forged.tar.zst'), out);
     const [v] = await verifyTapes([join(dir, 'forged.tar.zst')], { key });

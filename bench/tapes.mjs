@@ -1,0 +1,120 @@
+// Tape benchmarks: export (journal -> tape) against `tar -c | zstd -1 -T1` of the
+// same bytes ending with an fsync; import + verify against `zstd -d | sha256sum`;
+// peak RSS of export and import for a 4 GiB volume's base plus a million records.
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { createGroup, openGroup } from '../dist/index.js';
+import { MiB, scratch, timeCommand, median, mbps } from './lib.mjs';
+
+const WORDS = 'the of and to in is was for on that with as by at from journal volume record tape base sequence restore marker primary secondary export import purge ring segment'.split(' ');
+
+/** Mixed data: a third random, a third zeros, a third text, in 1 MiB blocks. */
+function mixedBlock(i) {
+  if (i % 3 === 0) return randomBytes(MiB);
+  if (i % 3 === 1) return Buffer.alloc(MiB);
+  let s = '';
+  while (s.length < MiB) s += `${WORDS[Math.floor(Math.random() * WORDS.length)]}${Math.random() < 0.1 ? '.\n' : ' '}`;
+  return Buffer.from(s.slice(0, MiB));
+}
+
+const jship = new URL('../bin/jship', import.meta.url).pathname;
+
+function runJship(args) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, jship, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stderr}`);
+  const rssKiB = Number(r.stderr.trim().split('\n').pop());
+  return { secs, rssMiB: rssKiB / 1024 };
+}
+
+export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_TAPE_MIB ?? 1024) } = {}) {
+  const results = [];
+  const { dir, cleanup } = scratch('tapes');
+  try {
+    const g = join(dir, 'g');
+    const vol = join(dir, 'vol.img');
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
+    const group = await openGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, mixedBlock(i));
+    await group.close();
+    const journalBytes = sizeMiB * MiB;
+    // Export purges the journal: each run starts from a pristine copy of the group directory.
+    spawnSync('cp', ['-a', g, `${g}.orig`]);
+    const exportTimes = [];
+    const peerTimes = [];
+    let tapeDir;
+    for (let r = 0; r < runs; r++) {
+      spawnSync('rm', ['-rf', g]);
+      spawnSync('cp', ['-a', `${g}.orig`, g]);
+      spawnSync('sync');
+      tapeDir = join(dir, `tapes${r}`);
+      exportTimes.push(runJship(['export', g, '--to', `${tapeDir}/`]).secs);
+      peerTimes.push(timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T1 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]));
+      if (r < runs - 1) spawnSync('rm', ['-rf', tapeDir, `${dir}/peer${r}.tar.zst`]);
+    }
+    const tape = join(tapeDir, readdirSync(tapeDir).find((n) => n.endsWith('.tar.zst')));
+    const tapeBytes = statSync(tape).size;
+    const peerBytes = statSync(`${dir}/peer${runs - 1}.tar.zst`).size;
+    const ej = median(exportTimes);
+    const ep = median(peerTimes);
+    results.push({
+      bench: 'export', case: `${sizeMiB} MiB mixed`, bytes: journalBytes,
+      jship: { secs: ej, mibPerSec: mbps(journalBytes, ej), tapeBytes },
+      peer: { name: 'tar | zstd -1 -T1 + sync', secs: ep, mibPerSec: mbps(journalBytes, ep), tapeBytes: peerBytes },
+      ratio: ep / ej,
+    });
+    const importTimes = [];
+    const verifyPeer = [];
+    for (let r = 0; r < runs; r++) {
+      const rep = join(dir, `rep${r}`);
+      importTimes.push(runJship(['import', rep, tape]).secs);
+      verifyPeer.push(timeCommand('sh', ['-c', `zstd -d -c -q ${tape} | sha256sum > /dev/null`]));
+      spawnSync('rm', ['-rf', rep]);
+    }
+    const ij = median(importTimes);
+    const ip = median(verifyPeer);
+    results.push({
+      bench: 'import', case: `${sizeMiB} MiB tape`, bytes: journalBytes,
+      jship: { secs: ij, mibPerSec: mbps(journalBytes, ij) },
+      peer: { name: 'zstd -d | sha256sum', secs: ip, mibPerSec: mbps(journalBytes, ip) },
+      ratio: ip / ij,
+    });
+  } finally {
+    cleanup();
+  }
+  return results;
+}
+
+/** Peak RSS of export and import: a 4 GiB volume's base plus a million update records. */
+export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_RSS_GIB ?? 4), records = Number(process.env.JSHIP_BENCH_RSS_RECORDS ?? 1_000_000) } = {}) {
+  const { dir, cleanup } = scratch('rss');
+  try {
+    const g = join(dir, 'g');
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: Math.ceil(records * (512 + 64 + 64) / MiB + 64) * MiB });
+    const group = await openGroup(g, { checkpointIntervalMs: 0 });
+    // Some data in the volume so that the base is not all zero chunks: 64 MiB of random.
+    for (let i = 0; i < 64; i++) await group.write(0, i * 64 * MiB, randomBytes(MiB));
+    const block = randomBytes(512);
+    let next = 0;
+    const size = volumeGiB * 1024 * MiB;
+    const worker = async () => {
+      while (next < records) {
+        const i = next++;
+        await group.write(0, (i * 7919 * 512) % size, block);
+      }
+    };
+    await Promise.all(Array.from({ length: 64 }, worker));
+    await group.close();
+    const ex = runJship(['export', g, '--to', `${dir}/tapes/`, '--base']);
+    const im = runJship(['import', join(dir, 'rep'), `${dir}/tapes`]);
+    return [
+      { bench: 'rss', case: `export --base ${volumeGiB} GiB + ${records} records`, jship: { secs: ex.secs, rssMiB: ex.rssMiB }, limitMiB: 256 },
+      { bench: 'rss', case: `import of the same`, jship: { secs: im.secs, rssMiB: im.rssMiB }, limitMiB: 256 },
+    ];
+  } finally {
+    cleanup();
+  }
+}

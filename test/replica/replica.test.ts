@@ -1,0 +1,109 @@
+import { rmSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { importTapes } from '../../src/replica/import.js';
+import { rebuildCatalog } from '../../src/replica/rebuild.js';
+import { expireReplica } from '../../src/replica/expire.js';
+import { Replica } from '../../src/replica/replica.js';
+import { tempDir } from '../helpers.js';
+import { exportTo, groupWithData, writeMixed } from '../tape/helpers.js';
+
+const bin = new URL('../../bin/jship', import.meta.url).pathname;
+const jship = (...args: string[]): { code: number; out: any; stderr: string } => {
+  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
+  return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
+};
+
+describe('replica catalogue and retention', () => {
+  const dir = tempDir();
+
+  it('rebuilds the catalogue from the stored tapes alone', async () => {
+    const { group } = await groupWithData(dir, 100);
+    await group.mark('m1');
+    await exportTo(group, join(dir, 't'), { mediaSize: 64 * 1024 });
+    await group.close();
+    await importTapes(join(dir, 'rep'), [join(dir, 't')]);
+    const snapshot = async (): Promise<unknown> => {
+      const r = await Replica.open(join(dir, 'rep'));
+      try {
+        return { tapes: r.catalog.tapes().map((t) => ({ ...t, importedAt: '' })), segments: r.catalog.segments(), markers: r.catalog.markers() };
+      } finally {
+        await r.close();
+      }
+    };
+    const before = await snapshot();
+    rmSync(join(dir, 'rep', 'catalog.db'));
+    writeFileSync(join(dir, 'rep', 'catalog.db'), 'garbage, not sqlite');
+    await expect(Replica.open(join(dir, 'rep'))).rejects.toThrowError(expect.objectContaining({ code: 'REPLICA_BAD' }));
+    const report = await rebuildCatalog(join(dir, 'rep'));
+    expect(report.tapes.every((t) => t.status === 'complete')).toBe(true);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('expire keeps every tape a restore point after the cut needs, and is a dry run without --confirm', async () => {
+    const { g, group } = await groupWithData(dir, 50);
+    await exportTo(group, join(dir, 't'), { base: true }); // tape 1: base A + updates
+    await writeMixed(group, 50, 2);
+    await exportTo(group, join(dir, 't')); // tape 2
+    await new Promise((r) => setTimeout(r, 20));
+    const cut = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 20));
+    await writeMixed(group, 50, 3);
+    await exportTo(group, join(dir, 't'), { base: true }); // tape 3: base B + updates
+    await writeMixed(group, 50, 4);
+    await exportTo(group, join(dir, 't')); // tape 4
+    await group.close();
+    void g;
+    await importTapes(join(dir, 'rep'), [join(dir, 't')]);
+    // Restore points from the cut on need base A (the newest complete by then): nothing can go.
+    const sinceCut = await expireReplica(join(dir, 'rep'), { keepSinceTs: BigInt(Date.parse(cut)) * 1_000_000n }, true);
+    expect(sinceCut.remove).toEqual([]);
+    // Keeping only the last base: tapes 1 and 2 are not needed.
+    const dry = jship('expire', join(dir, 'rep'), '--keep-last', '1');
+    expect(dry.code).toBe(0);
+    expect(dry.out.remove.map((t: { serial: number }) => t.serial)).toEqual([1, 2]);
+    expect(readdirSync(join(dir, 'rep', 'tapes'))).toHaveLength(4);
+    const real = jship('expire', join(dir, 'rep'), '--keep-last', '1', '--confirm');
+    expect(real.out.removed).toBe(true);
+    expect(readdirSync(join(dir, 'rep', 'tapes')).length).toBe(2);
+    const tapes = jship('tapes', join(dir, 'rep'));
+    expect(tapes.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3, 4]);
+    expect(tapes.out.missingSerials).toEqual([]);
+    expect(tapes.out.gaps).toEqual([]);
+    expect(jship('expire', join(dir, 'rep')).code).toBe(2);
+    expect(jship('expire', join(dir, 'rep'), '--keep-since', '2026-01-01T00:00:00').code).toBe(2);
+  });
+
+  it('CLI: export, verify, import, tapes with their exit codes', async () => {
+    const { g, group } = await groupWithData(dir, 30);
+    await group.close();
+    const ex = jship('export', g, '--to', join(dir, 't/'));
+    expect(ex.code).toBe(0);
+    expect(ex.out.tapes).toHaveLength(1);
+    expect(ex.out.compressionRatio).toBeGreaterThan(0.9);
+    const none = jship('export', g, '--to', join(dir, 't/'));
+    expect(none.code).toBe(0);
+    expect(none.out.nothingToExport).toBe(true);
+    const empty = jship('export', g, '--to', join(dir, 't/'), '--allow-empty');
+    expect(empty.code).toBe(0);
+    expect(empty.out.tapes).toHaveLength(1);
+    expect(jship('verify', join(dir, 't')).code).toBe(0);
+    const file = ex.out.tapes[0].location as string;
+    expect(jship('export', g, '--to', file).code).toBe(1); // exists: never overwritten
+    expect(jship('export', g).code).toBe(2);
+    expect(jship('export', g, '--to', join(dir, 'one.tar.zst'), '--media-size', '1M').code).toBe(2);
+    expect(jship('export', g, '--to', join(dir, 't/'), '--media-size', '1Q').code).toBe(2);
+    const imp = jship('import', join(dir, 'rep'), join(dir, 't'));
+    expect(imp.code).toBe(0);
+    expect(imp.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['imported', 'imported']);
+    writeFileSync(join(dir, 'junk.tar.zst'), 'not a tape at all');
+    const junk = jship('import', join(dir, 'rep'), join(dir, 'junk.tar.zst'));
+    expect(junk.code).toBe(1);
+    expect(junk.out.tapes[0].outcome).toBe('refused');
+    const v = jship('verify', join(dir, 'junk.tar.zst'));
+    expect(v.code).toBe(1);
+    expect(jship('import', join(dir, 'rep'), join(dir, 'nope')).code).toBe(2);
+    expect(jship('tapes', join(dir, 't')).code).toBe(0);
+  });
+});
