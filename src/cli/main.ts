@@ -12,6 +12,8 @@ import { registerVerify } from './verify.js';
 import { registerTapes } from './tapes.js';
 import { registerCatalog } from './catalog.js';
 import { registerExpire } from './expire.js';
+import { registerRestore } from './restore.js';
+import { registerTimeline } from './timeline.js';
 
 export const VERSION = '0.1.0';
 
@@ -32,6 +34,8 @@ export function buildProgram(): Command {
   registerTapes(program);
   registerCatalog(program);
   registerExpire(program);
+  registerRestore(program);
+  registerTimeline(program);
   registerDemo(program);
   return program;
 }

@@ -61,6 +61,9 @@ export type ErrorCode =
   | 'REPLICA_NOT_EMPTY'
   | 'REPLICA_BAD'
   | 'ACK_INVALID'
+  // restore
+  | 'RESTORE_REFUSED'
+  | 'TARGET_NOT_USABLE'
   | 'IO';
 
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME']);

@@ -39,6 +39,8 @@ export interface SegmentRow {
   frameLength: number;
   sha256: string;
   baseId: bigint | null;
+  /** The record index (src/core/record-index.ts); read on demand, not by segments(). */
+  index?: Buffer;
 }
 
 export interface MarkerRow {
@@ -49,10 +51,14 @@ export interface MarkerRow {
   baseId: bigint | null;
   /** base-started markers: full or resync. */
   scope: string | null;
+  /** The marker's JSON payload. */
+  payload: string;
   serial: number;
 }
 
 export const SCHEMA_VERSION = 1;
+
+const SEGMENT_COLUMNS = 'serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +90,7 @@ CREATE TABLE IF NOT EXISTS segments (
   frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
   sha256 TEXT NOT NULL,
   base_id INTEGER,
+  record_index BLOB NOT NULL,
   PRIMARY KEY (serial, idx)
 );
 CREATE INDEX IF NOT EXISTS segments_seq ON segments (kind, first_seq);
@@ -95,6 +102,7 @@ CREATE TABLE IF NOT EXISTS markers (
   name TEXT,
   base_id INTEGER,
   scope TEXT,
+  payload TEXT NOT NULL,
   serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS markers_name ON markers (name);
@@ -156,14 +164,20 @@ export class Catalog {
 
   segments(serial?: number): SegmentRow[] {
     const rows = serial === undefined
-      ? this.#db.prepare('SELECT * FROM segments ORDER BY serial, idx').all()
-      : this.#db.prepare('SELECT * FROM segments WHERE serial = ? ORDER BY idx').all(serial);
+      ? this.#db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM segments ORDER BY serial, idx`).all()
+      : this.#db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
     return (rows as Row[]).map(toSegment);
+  }
+
+  /** The record index of one segment. */
+  recordIndex(serial: number, idx: number): Buffer {
+    const r = this.#db.prepare('SELECT record_index FROM segments WHERE serial = ? AND idx = ?').get(serial, idx) as Row | undefined;
+    return r ? Buffer.from(r.record_index as Uint8Array) : Buffer.alloc(0);
   }
 
   markers(): MarkerRow[] {
     return (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
-      seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), serial: num(r.serial),
+      seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
   }
 
@@ -176,11 +190,11 @@ export class Catalog {
         tape.serial, tape.file, tape.sha256, tape.bytes, tape.mediaSet, tape.mediaIndex, tape.mediaLast === null ? null : tape.mediaLast ? 1 : 0,
         tape.prevSha256, tape.keyId, tape.status, tape.problem, tape.records, tape.firstSeq, tape.lastSeq, tape.firstTs, tape.lastTs, tape.baseId, tape.createdAt, tape.importedAt,
       );
-      const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId);
-      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, serial) VALUES (?, ?, ?, ?, ?, ?, ?)');
-      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.serial);
+      const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId, s.index ?? Buffer.alloc(0));
+      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial);
     });
     tx();
   }

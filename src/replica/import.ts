@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
+import { buildRecordIndex } from '../core/record-index.js';
 import { syncDir, writeFully } from '../io/files.js';
 import type { TapeKey } from '../tape/crypto.js';
 import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
@@ -85,6 +86,7 @@ export async function scanTape(source: string, serial: number, opts: ImportOptio
           firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
           records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
           baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
+          index: buildRecordIndex(item.records.map((r) => r.header)),
         });
         for (const r of item.records) {
           if (r.header.type !== RecordType.Marker) continue;
@@ -94,6 +96,7 @@ export async function scanTape(source: string, serial: number, opts: ImportOptio
             name: p.kind === 'restore-point' ? p.name : null,
             baseId: p.kind === 'base-started' ? r.header.seq : 'baseId' in p ? BigInt(p.baseId) : null,
             scope: p.kind === 'base-started' ? p.scope : null,
+            payload: JSON.stringify(p),
             serial,
           });
         }

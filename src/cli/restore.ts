@@ -1,0 +1,89 @@
+import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { formatTime, parseTime } from '../core/time.js';
+import { readKeyFile } from '../tape/crypto.js';
+import { restoreReplica } from '../replica/restore.js';
+import type { PointSpec } from '../replica/restore-plan.js';
+import { emit, progress, type CommonOptions } from './output.js';
+
+interface RestoreCliOptions extends CommonOptions {
+  volume: string[];
+  target: string[];
+  until?: string;
+  exclusive?: boolean;
+  marker?: string;
+  seq?: string;
+  inconsistent?: boolean;
+  dryRun?: boolean;
+  coalesce: boolean;
+  force?: boolean;
+  key?: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function pointFromOptions(o: { until?: string; exclusive?: boolean; marker?: string; seq?: string }): PointSpec {
+  const given = [o.until, o.marker, o.seq].filter((x) => x !== undefined).length;
+  if (given > 1) throw new JshipError('USAGE', 'give one of --until, --marker and --seq', { hint: 'a restore has one point' });
+  if (o.exclusive && o.until === undefined) throw new JshipError('USAGE', '--exclusive goes with --until', { hint: 'e.g. --until 2026-11-24T23:00:00Z --exclusive' });
+  if (o.until !== undefined) return { kind: 'until', ts: parseTime(o.until), exclusive: o.exclusive ?? false };
+  if (o.marker !== undefined) return { kind: 'marker', name: o.marker };
+  if (o.seq !== undefined) {
+    if (!/^\d{1,20}$/.test(o.seq) || BigInt(o.seq) === 0n) throw new JshipError('USAGE', `--seq "${o.seq}" is not a sequence number`, { hint: 'a positive whole number' });
+    return { kind: 'seq', seq: BigInt(o.seq) };
+  }
+  return { kind: 'latest' };
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description('rebuild volumes as they were at a point: into the SVOLs (default, whole group) or into files or devices')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--volume <NAME>', 'restore this volume (repeat; needs --target)', collect, [])
+    .option('--target <[NAME=]PATH>', 'where to: a file or block device per volume (NAME=PATH, repeat), a bare PATH for one volume, or a directory (DIR/NAME.img)', collect, [])
+    .option('--until <TIME>', 'the state at TIME: every record stamped up to and including TIME (ISO 8601 with a zone, or @SECONDS)')
+    .option('--exclusive', 'with --until: leave out records stamped exactly TIME')
+    .option('--marker <NAME>', 'the state at a named restore point')
+    .option('--seq <N>', 'the state after record N')
+    .option('--inconsistent', 'allow a point before the base completed (a partial image; files and devices only)')
+    .option('--dry-run', 'print the plan (tapes, records, bytes, the time the result represents) and change nothing')
+    .option('--no-coalesce', 'replay every record in order instead of writing each surviving extent once')
+    .option('--force', 'replace existing target files (only once the restore is complete)')
+    .option('--key <FILE>', 'key of encrypted tapes')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: RestoreCliOptions) => {
+      const point = pointFromOptions(opts);
+      const targets = opts.target.map((t) => {
+        const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,62})=(.+)$/.exec(t);
+        return m ? { volume: m[1] as string, path: m[2] as string } : { path: t };
+      });
+      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+      let bar: ReturnType<typeof progress> | undefined;
+      let r;
+      try {
+        r = await restoreReplica(dir, {
+          point, targets, volumes: opts.volume,
+          ...(opts.dryRun ? { dryRun: true } : {}),
+          ...(opts.inconsistent ? { inconsistent: true } : {}),
+          coalesce: opts.coalesce,
+          ...(opts.force ? { force: true } : {}),
+          ...(key ? { key } : {}),
+          onProgress: (done, total) => {
+            bar ??= progress(opts, 'restoring', total);
+            bar.update(done);
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
+      const p = r.plan;
+      emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => [
+        `${r.dryRun ? 'plan: restore' : 'restored'} ${r.targets.map((t) => `${t.volume} → ${t.path}`).join(', ')}`,
+        `  point: ${p.point}; the result is the state at ${formatTime(p.ts)}${p.inconsistent ? ' (INCONSISTENT: before the base completed)' : ''}`,
+        `  ${p.incrementalFrom !== null ? `from the SVOLs at seq ${p.incrementalFrom}` : `from base ${p.bases[0]?.baseId ?? '?'}`}${p.bases.length > (p.incrementalFrom !== null ? 0 : 1) ? ` with resync bases ${p.bases.filter((b) => b.scope === 'resync').map((b) => b.baseId).join(', ')}` : ''}: ${p.records} records in ${p.segments} segments of tapes ${p.tapes.join(', ') || '-'}`,
+        ...(r.dryRun ? [] : [`  ${r.coalesced ? 'coalesced' : 'replayed in order'}: ${formatSize(r.bytesWritten)} written, ${r.segmentsRead} of ${p.segments} segments read`]),
+      ]);
+    });
+}

@@ -1,0 +1,63 @@
+import type { Command } from 'commander';
+import { formatTime } from '../core/time.js';
+import { Replica } from '../replica/replica.js';
+import { buildTimeline, type Timeline } from '../replica/timeline.js';
+import { readReplicaState } from '../replica/restore.js';
+import { emit, type CommonOptions } from './output.js';
+
+const WIDTH = 60;
+const SPARK = '▁▂▃▄▅▆▇█';
+
+/** The picture: a time axis with coverage (█), gaps (·), base completions (◆) and markers (▲), and the write rate. */
+export function drawTimeline(t: Timeline): string[] {
+  const lo = t.rate.fromTs;
+  const hi = t.rate.toTs > lo ? t.rate.toTs : lo + 1n;
+  const col = (ts: bigint): number => Math.max(0, Math.min(WIDTH - 1, Number(((ts - lo) * BigInt(WIDTH - 1)) / (hi - lo))));
+  const axis = new Array<string>(WIDTH).fill('·');
+  for (const c of t.coverage) for (let i = col(c.fromTs); i <= col(c.toTs); i++) axis[i] = '█';
+  const marks = new Array<string>(WIDTH).fill(' ');
+  for (const b of t.bases) if (b.completeTs !== null) marks[col(b.completeTs)] = '◆';
+  for (const m of t.markers) if (m.kind === 'restore-point') marks[col(m.ts)] = '▲';
+  const max = Math.max(1, ...t.rate.buckets);
+  const spark = t.rate.buckets.map((n) => (n === 0 ? ' ' : SPARK[Math.min(SPARK.length - 1, Math.floor((n / max) * (SPARK.length - 1)))]));
+  const sparkLine = Array.from({ length: WIDTH }, (_v, i) => spark[Math.floor((i * spark.length) / WIDTH)] ?? ' ').join('');
+  return [
+    `  ${formatTime(lo)}${' '.repeat(Math.max(1, WIDTH - 60))}→ ${formatTime(hi)}`,
+    `  |${axis.join('')}|  coverage (█ held, · missing)`,
+    `  |${marks.join('')}|  ◆ base complete  ▲ restore point`,
+    `  |${sparkLine}|  write rate`,
+  ];
+}
+
+export function registerTimeline(program: Command): void {
+  program
+    .command('timeline')
+    .description('what can be restored: base completions, coverage, gaps, restore points, write rate')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: CommonOptions) => {
+      const replica = await Replica.open(dir);
+      let t: Timeline;
+      try {
+        t = buildTimeline(replica.catalog);
+      } finally {
+        await replica.close();
+      }
+      const state = await readReplicaState(replica.dir);
+      emit(opts, { ...t, svol: state.svol }, () => [
+        t.restorable
+          ? `restorable: ${formatTime(t.restorable.fromTs)} .. ${formatTime(t.restorable.toTs)} (seq ${t.restorable.fromSeq}..${t.restorable.toSeq})`
+          : 'restorable: nothing yet (no full base complete within the records held from the start)',
+        ...drawTimeline(t),
+        'coverage:',
+        ...t.coverage.map((c) => `  seq ${c.fromSeq}..${c.toSeq}  ${formatTime(c.fromTs)} .. ${formatTime(c.toTs)}`),
+        ...t.gaps.map((g) => `  GAP seq ${g.from}..${g.to}${g.serials.length ? ` (tapes ${g.serials.join(', ')})` : ''}`),
+        ...(t.missingSerials.length ? [`tapes not yet imported: ${t.missingSerials.join(', ')}`] : []),
+        'bases:',
+        ...t.bases.map((b) => `  ${b.scope} base ${b.baseId}: started ${formatTime(b.startedTs)}, ${b.completeTs !== null ? `complete ${formatTime(b.completeTs)} (seq ${b.completeSeq})` : 'NOT COMPLETE in the records held'}`),
+        'markers:',
+        ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}`),
+        `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}`,
+      ]);
+    });
+}

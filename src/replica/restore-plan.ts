@@ -1,0 +1,169 @@
+import { JshipError } from '../core/errors.js';
+import { indexLength, readIndexEntry } from '../core/record-index.js';
+import { formatTime } from '../core/time.js';
+import type { Catalog, MarkerRow, SegmentRow } from './catalog.js';
+import { completeBases } from './expire.js';
+
+/** Which point to restore to. */
+export type PointSpec =
+  | { kind: 'latest' }
+  | { kind: 'seq'; seq: bigint }
+  | { kind: 'until'; ts: bigint; exclusive: boolean }
+  | { kind: 'marker'; name: string };
+
+export interface BaseChoice {
+  baseId: bigint;
+  scope: 'full' | 'resync';
+  completeSeq: bigint | null;
+  segments: SegmentRow[];
+}
+
+export interface RestorePlan {
+  /** Records with sequence numbers up to this one are applied. */
+  seq: bigint;
+  /** The time the result represents: the timestamp of record `seq`. */
+  ts: bigint;
+  point: string;
+  /** Bases applied (a full base, then resync bases); empty for an incremental SVOL restore. */
+  bases: BaseChoice[];
+  /** Updates applied: those with from < seq <= plan.seq. */
+  from: bigint;
+  updateSegments: SegmentRow[];
+  /** Base records with a position beyond the point are left out (--inconsistent only). */
+  inconsistent: boolean;
+  records: number;
+}
+
+const ranges = (cov: Array<{ from: bigint; to: bigint }>): string => cov.map((c) => `${c.from}..${c.to}`).join(', ') || 'none';
+
+function refuse(message: string, hint: string): never {
+  throw new JshipError('RESTORE_REFUSED', message, { hint });
+}
+
+/** Resolves a point to the last sequence number it includes, refusing points the replica cannot vouch for. */
+export function resolvePoint(cat: Catalog, spec: PointSpec): { seq: bigint; ts: bigint; point: string } {
+  const cov = cat.coverage();
+  if (cov.length === 0) refuse('the replica holds no journal records', 'import tapes first (jship import)');
+  const held = (s: bigint): boolean => cov.some((c) => c.from <= s && s <= c.to);
+  const updates = cat.segments().filter((s) => s.kind === 'update');
+  const tsOf = (seq: bigint): bigint => {
+    const seg = updates.find((s) => s.firstSeq <= seq && seq <= s.lastSeq) as SegmentRow;
+    const idx = cat.recordIndex(seg.serial, seg.idx);
+    return readIndexEntry(idx, Number(seq - seg.firstSeq)).ts;
+  };
+  const first = cov[0] as { from: bigint; to: bigint };
+  switch (spec.kind) {
+    case 'latest':
+      return { seq: first.to, ts: tsOf(first.to), point: `latest (seq ${first.to}, before the first gap)` };
+    case 'seq':
+      if (!held(spec.seq)) refuse(`record ${spec.seq} is not in the replica (it holds ${ranges(cov)})`, 'choose a sequence number inside the covered ranges, or import the missing tapes');
+      return { seq: spec.seq, ts: tsOf(spec.seq), point: `seq ${spec.seq}` };
+    case 'marker': {
+      const m = cat.markers().find((x) => x.kind === 'restore-point' && x.name === spec.name);
+      if (!m) {
+        const names = cat.markers().filter((x) => x.kind === 'restore-point').map((x) => x.name);
+        refuse(`no restore point named "${spec.name}" in the replica`, names.length ? `known restore points: ${names.join(', ')}` : 'the replica holds no named restore points (jship mark makes them)');
+      }
+      return { seq: m.seq, ts: m.ts, point: `marker "${spec.name}" (seq ${m.seq})` };
+    }
+    case 'until': {
+      const ok = (ts: bigint): boolean => (spec.exclusive ? ts < spec.ts : ts <= spec.ts);
+      const candidates = updates.filter((s) => ok(s.firstTs)).sort((a, b) => (a.lastSeq < b.lastSeq ? -1 : 1));
+      const seg = candidates[candidates.length - 1];
+      const firstTs = updates.reduce<bigint | null>((m, s) => (m === null || s.firstTs < m ? s.firstTs : m), null);
+      if (!seg) refuse(`${formatTime(spec.ts)} is before the first record in the replica (${firstTs !== null ? formatTime(firstTs) : 'none'})`, 'choose a later time; jship timeline shows what can be restored');
+      const idx = cat.recordIndex(seg.serial, seg.idx);
+      let seq = seg.firstSeq;
+      let ts = readIndexEntry(idx, 0).ts;
+      for (let i = 0; i < indexLength(idx); i++) {
+        const e = readIndexEntry(idx, i);
+        if (!ok(e.ts)) break;
+        seq = e.seq;
+        ts = e.ts;
+      }
+      const interval = cov.find((c) => c.from <= seq && seq <= c.to) as { from: bigint; to: bigint };
+      if (seq === interval.to) {
+        const later = cov.find((c) => c.from > seq);
+        if (later) refuse(`${formatTime(spec.ts)} falls in a gap: records ${seq + 1n}..${later.from - 1n} are missing`, `import the missing tapes, or choose a time up to ${formatTime(ts)} (the replica holds ${ranges(cov)})`);
+        if (!ok(ts) || spec.ts > ts) {
+          refuse(`${formatTime(spec.ts)} is after the last record in the replica (seq ${seq}, ${formatTime(ts)})`, `records after it may exist but have not arrived; choose a time up to ${formatTime(ts)} or restore the latest point`);
+        }
+      }
+      return { seq, ts, point: `${spec.exclusive ? 'before' : 'until'} ${formatTime(spec.ts)} (seq ${seq})` };
+    }
+  }
+}
+
+/**
+ * Plans a restore: the point, the base to start from (the newest full base
+ * complete by the point whose records up to the point are all here, plus any
+ * resync bases after it), and the update segments to apply. `svolSeq` makes
+ * it incremental from an SVOL already restored to that sequence number.
+ */
+export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inconsistent?: boolean } = {}): RestorePlan {
+  const p = resolvePoint(cat, spec);
+  const cov = cat.coverage();
+  const covers = (from: bigint, to: bigint): boolean => from > to || cov.some((c) => c.from <= from && to <= c.to);
+  const segments = cat.segments();
+  const markers = cat.markers();
+  const baseSegments = (id: bigint): SegmentRow[] => segments.filter((s) => s.kind === 'base' && s.baseId === id);
+  const completeRecords = (m: MarkerRow | undefined): number => (m ? Number((JSON.parse(m.payload) as { records?: number }).records ?? -1) : -1);
+  const baseWhole = (id: bigint): boolean => baseSegments(id).reduce((n, s) => n + s.records, 0) === completeRecords(markers.find((m) => m.kind === 'base-complete' && m.baseId === id));
+  const svol = opts.svolSeq;
+
+  // Suspensions: no consistent point between a "suspended" marker and the completion of a resync base after it.
+  const suspended = markers.filter((m) => m.kind === 'suspended' && m.seq <= p.seq);
+  const lastSuspension = suspended[suspended.length - 1];
+  const resyncs = markers.filter((m) => m.kind === 'base-started' && m.scope === 'resync');
+  const resyncComplete = (id: bigint): bigint | null => markers.find((m) => m.kind === 'base-complete' && m.baseId === id)?.seq ?? null;
+  if (lastSuspension) {
+    const healed = resyncs.some((r) => r.seq > lastSuspension.seq && (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq);
+    if (!healed && !opts.inconsistent) {
+      refuse(`no consistent point at seq ${p.seq}: the journal was suspended at seq ${lastSuspension.seq} and no resync base completed after it by the point`, 'choose a point before the suspension, or one after the resync base completes (jship timeline shows both)');
+    }
+  }
+
+  if (svol !== undefined && svol > 0n) {
+    if (p.seq < svol) refuse(`the SVOLs are already at seq ${svol}, later than ${p.point}`, 'restores into the SVOLs only move forward: restore into a file or device with --target');
+    if (!covers(svol + 1n, p.seq)) refuse(`records ${svol + 1n}..${p.seq} are not all in the replica (it holds ${ranges(cov)})`, 'import the missing tapes first');
+    const bases = resyncs
+      .filter((r) => r.seq > svol && (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && baseWhole(r.seq))
+      .map((r): BaseChoice => ({ baseId: r.seq, scope: 'resync', completeSeq: resyncComplete(r.seq), segments: baseSegments(r.seq) }));
+    return finish(p, bases, svol, segments, false);
+  }
+
+  const full = completeBases(cat).filter((b) => b.completeSeq <= p.seq).reverse();
+  const chosen = full.find((b) => covers(b.baseId + 1n, p.seq) && baseWhole(b.baseId));
+  if (!chosen) {
+    const started = markers.filter((m) => m.kind === 'base-started' && m.scope === 'full' && m.seq <= p.seq).pop();
+    if (opts.inconsistent && started && baseSegments(started.seq).length > 0) {
+      return finish(p, [{ baseId: started.seq, scope: 'full', completeSeq: null, segments: baseSegments(started.seq) }], started.seq, segments, true);
+    }
+    if (started && !full.some((b) => b.baseId === started.seq)) {
+      refuse(`${p.point} is before base ${started.seq} completed: the volumes were not yet fully copied then`, 'choose a later point (jship timeline shows when the base completed), or add --inconsistent to restore a partial image');
+    }
+    if (full.length > 0) refuse(`no base usable for ${p.point}: base ${full[0]?.baseId} needs records or base tapes the replica does not hold (it holds ${ranges(cov)})`, 'import the missing tapes');
+    refuse(`no complete base by ${p.point}: the replica holds no full copy of the volumes before it`, 'export a base (jship export --base) and import it, or choose a later point');
+  }
+  const bases: BaseChoice[] = [{ baseId: chosen.baseId, scope: 'full', completeSeq: chosen.completeSeq, segments: baseSegments(chosen.baseId) }];
+  for (const r of resyncs) {
+    const done = resyncComplete(r.seq);
+    if (r.seq > chosen.baseId && done !== null && done <= p.seq && baseWhole(r.seq)) bases.push({ baseId: r.seq, scope: 'resync', completeSeq: done, segments: baseSegments(r.seq) });
+  }
+  return finish(p, bases, chosen.baseId, segments, false);
+}
+
+function finish(p: { seq: bigint; ts: bigint; point: string }, bases: BaseChoice[], from: bigint, segments: SegmentRow[], inconsistent: boolean): RestorePlan {
+  const updateSegments = segments
+    .filter((s) => s.kind === 'update' && s.lastSeq > from && s.firstSeq <= p.seq)
+    .sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : 1));
+  // Each sequence number once (a tape imported as partial and complete never both count).
+  const seen = new Set<bigint>();
+  const unique = updateSegments.filter((s) => (seen.has(s.firstSeq) ? false : (seen.add(s.firstSeq), true)));
+  const records = unique.reduce((n, s) => {
+    const lo = s.firstSeq > from ? s.firstSeq : from + 1n;
+    const hi = s.lastSeq < p.seq ? s.lastSeq : p.seq;
+    return n + Number(hi - lo + 1n);
+  }, 0) + bases.reduce((n, b) => n + b.segments.reduce((m, s) => m + s.records, 0), 0);
+  return { ...p, bases, from, updateSegments: unique, inconsistent, records };
+}

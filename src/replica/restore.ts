@@ -1,0 +1,340 @@
+import { promises as fsp } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
+import { indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
+import { SectorClaims, type Claim } from '../core/winners.js';
+import { writeFileAtomic } from '../io/files.js';
+import type { TapeKey } from '../tape/crypto.js';
+import type { Catalog, SegmentRow } from './catalog.js';
+import { Replica } from './replica.js';
+import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
+import { SegmentSource } from './segment-source.js';
+import { openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
+
+export interface RestoreOptions {
+  point: PointSpec;
+  /** Volumes to restore (default: all). Only with targets: the SVOLs are always restored together. */
+  volumes?: string[];
+  /** Volume name → path; a directory means DIR/NAME.img. Without targets, the SVOLs. */
+  targets?: Array<{ volume?: string; path: string }>;
+  dryRun?: boolean;
+  inconsistent?: boolean;
+  /** Write each surviving extent once (default); false replays every record in order. */
+  coalesce?: boolean;
+  force?: boolean;
+  key?: TapeKey;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface RestoreResult {
+  plan: {
+    seq: bigint;
+    ts: bigint;
+    point: string;
+    bases: Array<{ baseId: bigint; scope: string; segments: number }>;
+    incrementalFrom: bigint | null;
+    records: number;
+    segments: number;
+    tapes: number[];
+    inconsistent: boolean;
+  };
+  targets: Array<{ volume: string; path: string; kind: string }>;
+  dryRun: boolean;
+  coalesced: boolean;
+  /** Segments whose data was read (decompressed); the rest was superseded. */
+  segmentsRead: number;
+  bytesWritten: number;
+}
+
+/** REPLICA_DIR/state.json: the secondary pointers of the SVOLs (§0078-0083) and restores in progress. */
+interface ReplicaState {
+  format: 1;
+  svol: { restoredSeq: string; restoredTs: string | null; inProgress: { seq: string; startedAt: string } | null };
+  devices: Record<string, { inProgress: { seq: string; startedAt: string } | null; restoredSeq: string | null }>;
+}
+
+const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };
+
+export async function readReplicaState(dir: string): Promise<ReplicaState> {
+  try {
+    return JSON.parse(await fsp.readFile(join(dir, 'state.json'), 'utf8')) as ReplicaState;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY_STATE);
+    throw new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${(e as Error).message}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' });
+  }
+}
+
+async function writeReplicaState(dir: string, s: ReplicaState): Promise<void> {
+  await writeFileAtomic(join(dir, 'state.json'), `${JSON.stringify(s, null, 2)}\n`);
+}
+
+interface Ref {
+  e: IndexEntry;
+  seg: SegmentRow;
+}
+
+/**
+ * Restores volumes to a point (DESIGN invariant 3): the base, then exactly the
+ * records up to the point in sequence order — coalesced, so that each byte
+ * range is written once, from the last record that wrote it, and segments
+ * whose data is all superseded are never read. Into the SVOLs (in place,
+ * forward only, the "restored" pointer persisted after the data is durable) or
+ * into any files or devices.
+ */
+export async function restoreReplica(dir: string, opts: RestoreOptions): Promise<RestoreResult> {
+  const replica = await Replica.open(dir);
+  try {
+    return await run(replica, opts);
+  } finally {
+    await replica.close();
+  }
+}
+
+async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResult> {
+  const cat = replica.catalog;
+  const vols = replica.config.volumes;
+  const toSvol = !opts.targets || opts.targets.length === 0;
+  if (toSvol && opts.volumes && opts.volumes.length > 0) {
+    throw new JshipError('USAGE', '--volume needs --target: the SVOLs are always restored together', { hint: 'restoring one SVOL alone would break the group\'s consistency; give --target PATH to restore one volume elsewhere' });
+  }
+  const selected = (opts.volumes && opts.volumes.length > 0 ? opts.volumes : vols.map((v) => v.name)).map((name) => {
+    const i = vols.findIndex((v) => v.name === name);
+    if (i < 0) throw new JshipError('USAGE', `the replica has no volume "${name}"`, { hint: `its volumes: ${vols.map((v) => v.name).join(', ')}` });
+    return i;
+  });
+  const state = await readReplicaState(replica.dir);
+  const svolSeq = BigInt(state.svol.restoredSeq);
+  if (toSvol && opts.inconsistent) throw new JshipError('USAGE', '--inconsistent needs --target: an SVOL only ever holds consistent points', { hint: 'restore the partial image into a file' });
+  const plan = planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
+  const inProgress = state.svol.inProgress;
+  if (toSvol && inProgress && plan.seq < BigInt(inProgress.seq)) {
+    throw new JshipError('RESTORE_REFUSED', `an interrupted restore of the SVOLs to seq ${inProgress.seq} left them between points; restore them to at least that point`, {
+      hint: 'rerun the restore to the same (or a later) point; for an earlier point use --target',
+    });
+  }
+  const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: join(replica.dir, 'svol', `${vols[i]!.name}.img`) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
+  const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))].sort((a, b) => a - b);
+  const result: RestoreResult = {
+    plan: {
+      seq: plan.seq, ts: plan.ts, point: plan.point,
+      bases: plan.bases.map((b) => ({ baseId: b.baseId, scope: b.scope, segments: b.segments.length })),
+      incrementalFrom: toSvol && svolSeq > 0n ? svolSeq : null,
+      records: plan.records,
+      segments: plan.updateSegments.length + plan.bases.reduce((n, b) => n + b.segments.length, 0),
+      tapes, inconsistent: plan.inconsistent,
+    },
+    targets: targetPaths.map((t) => ({ ...t, kind: toSvol ? 'svol' : 'target' })),
+    dryRun: opts.dryRun ?? false,
+    coalesced: false,
+    segmentsRead: 0,
+    bytesWritten: 0,
+  };
+  const source = new SegmentSource(replica, opts.key);
+  source.checkKeys(tapes);
+  if (opts.dryRun) return result;
+  if (toSvol && plan.seq === svolSeq && !inProgress) return result;
+
+  const targets: Array<RestoreTarget | undefined> = vols.map(() => undefined);
+  try {
+    for (const [k, i] of selected.entries()) {
+      const t = targetPaths[k]!;
+      targets[i] = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false);
+    }
+    result.targets = targets.filter((t): t is RestoreTarget => !!t).map((t) => ({ volume: t.volume, path: t.path, kind: t.kind }));
+    const now = new Date().toISOString();
+    if (toSvol) {
+      state.svol.inProgress = { seq: plan.seq.toString(), startedAt: now };
+      await writeReplicaState(replica.dir, state);
+    }
+    const devices = targets.filter((t) => t?.kind === 'device') as RestoreTarget[];
+    if (devices.length > 0) {
+      for (const d of devices) state.devices[d.path] = { inProgress: { seq: plan.seq.toString(), startedAt: now }, restoredSeq: null };
+      await writeReplicaState(replica.dir, state);
+    }
+    const apply = new Applier(cat, plan, targets, vols.map((v) => v.size), source, opts.onProgress);
+    const coalesce = (opts.coalesce ?? true) && apply.alignedForClaims();
+    result.coalesced = coalesce;
+    if (coalesce) await apply.coalesced();
+    else await apply.inOrder();
+    for (const t of targets) await t?.finish();
+    result.segmentsRead = source.read;
+    result.bytesWritten = apply.bytesWritten;
+    if (toSvol) {
+      state.svol = { restoredSeq: plan.seq.toString(), restoredTs: plan.ts.toString(), inProgress: null };
+      await writeReplicaState(replica.dir, state);
+    }
+    if (devices.length > 0) {
+      for (const d of devices) state.devices[d.path] = { inProgress: null, restoredSeq: plan.seq.toString() };
+      await writeReplicaState(replica.dir, state);
+    }
+    return result;
+  } catch (e) {
+    for (const t of targets) if (t && t.kind === 'file') await t.abort();
+    for (const t of targets) if (t && t.kind !== 'file') await t.abort();
+    throw e;
+  }
+}
+
+/** `--target`: NAME=PATH pairs, a bare PATH for a single volume, or a directory (DIR/NAME.img each). */
+async function resolveTargets(specs: Array<{ volume?: string; path: string }>, names: string[]): Promise<Array<{ volume: string; path: string }>> {
+  const out = new Map<string, string>();
+  for (const s of specs) {
+    if (s.volume !== undefined) {
+      if (!names.includes(s.volume)) throw new JshipError('USAGE', `--target ${s.volume}=... names a volume that is not being restored`, { hint: `restoring: ${names.join(', ')}` });
+      out.set(s.volume, resolve(s.path));
+      continue;
+    }
+    if (s.path.endsWith('/')) await fsp.mkdir(s.path, { recursive: true });
+    const st = await fsp.stat(s.path).catch(() => undefined);
+    if (st?.isDirectory()) {
+      for (const n of names) if (!out.has(n)) out.set(n, join(resolve(s.path), `${n}.img`));
+    } else if (names.length === 1) {
+      out.set(names[0] as string, resolve(s.path));
+    } else {
+      throw new JshipError('USAGE', `--target ${s.path}: a bare path needs exactly one volume (restoring ${names.length})`, { hint: 'use --target NAME=PATH for each, a directory, or --volume NAME' });
+    }
+  }
+  const missing = names.filter((n) => !out.has(n));
+  if (missing.length > 0) throw new JshipError('USAGE', `no --target for volume${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { hint: 'give --target NAME=PATH for each, or a directory, or select volumes with --volume' });
+  return names.map((n) => ({ volume: n, path: out.get(n) as string }));
+}
+
+const CLAIM_WINDOW = 1_000_000;
+
+/** Streams the planned records (base records merged by position) and writes them. */
+class Applier {
+  bytesWritten = 0;
+  readonly #cat: Catalog;
+  readonly #plan: RestorePlan;
+  readonly #targets: Array<RestoreTarget | undefined>;
+  readonly #source: SegmentSource;
+  readonly #progress: ((done: number, total: number) => void) | undefined;
+  readonly #base: Ref[];
+  readonly #sizes: number[];
+
+  constructor(cat: Catalog, plan: RestorePlan, targets: Array<RestoreTarget | undefined>, sizes: number[], source: SegmentSource, progress?: (done: number, total: number) => void) {
+    this.#cat = cat;
+    this.#sizes = sizes;
+    this.#plan = plan;
+    this.#targets = targets;
+    this.#source = source;
+    this.#progress = progress;
+    const base: Ref[] = [];
+    for (const b of plan.bases) {
+      for (const seg of [...b.segments].sort((x, y) => x.serial - y.serial || x.idx - y.idx)) {
+        const idx = cat.recordIndex(seg.serial, seg.idx);
+        for (let i = 0; i < indexLength(idx); i++) {
+          const e = readIndexEntry(idx, i);
+          if (plan.inconsistent && e.seq > plan.seq) continue;
+          base.push({ e, seg });
+        }
+      }
+    }
+    // Stable by position: a resync base after the full base at the same position.
+    this.#base = base.map((r, i) => ({ r, i })).sort((a, b) => (a.r.e.seq < b.r.e.seq ? -1 : a.r.e.seq > b.r.e.seq ? 1 : a.i - b.i)).map((x) => x.r);
+  }
+
+  #wanted(e: IndexEntry): boolean {
+    return e.type !== RecordType.Marker && this.#targets[e.volume] !== undefined;
+  }
+
+  *#updates(reverse: boolean): Generator<Ref> {
+    const segs = reverse ? [...this.#plan.updateSegments].reverse() : this.#plan.updateSegments;
+    for (const seg of segs) {
+      const idx = this.#cat.recordIndex(seg.serial, seg.idx);
+      const n = indexLength(idx);
+      for (let k = 0; k < n; k++) {
+        const e = readIndexEntry(idx, reverse ? n - 1 - k : k);
+        if (e.seq <= this.#plan.from || e.seq > this.#plan.seq) continue;
+        yield { e, seg };
+      }
+    }
+  }
+
+  /** Every record of the plan in replay order (forward) or its exact reverse. */
+  *#all(reverse: boolean): Generator<Ref> {
+    const base = this.#base;
+    if (!reverse) {
+      let b = 0;
+      for (const u of this.#updates(false)) {
+        while (b < base.length && (base[b] as Ref).e.seq < u.e.seq) yield base[b++] as Ref;
+        yield u;
+      }
+      while (b < base.length) yield base[b++] as Ref;
+    } else {
+      let b = base.length - 1;
+      for (const u of this.#updates(true)) {
+        while (b >= 0 && (base[b] as Ref).e.seq >= u.e.seq) yield base[b--] as Ref;
+        yield u;
+      }
+      while (b >= 0) yield base[b--] as Ref;
+    }
+  }
+
+  alignedForClaims(): boolean {
+    const claims = new SectorClaims(this.#sizes);
+    for (const r of this.#all(false)) if (this.#wanted(r.e) && !claims.aligned(r.e.volume, r.e.offset, r.e.length)) return false;
+    return true;
+  }
+
+  /** Newest record first: each sector goes to the last record that wrote it; written once, grouped by segment. */
+  async coalesced(): Promise<void> {
+    const claims = new SectorClaims(this.#sizes);
+    let pending: Array<{ c: Claim; r: Ref }> = [];
+    for (const r of this.#all(true)) {
+      if (!this.#wanted(r.e)) continue;
+      for (const c of claims.claim(r.e.volume, r.e.offset, r.e.length)) pending.push({ c, r });
+      if (pending.length >= CLAIM_WINDOW) {
+        await this.#writeClaims(pending);
+        pending = [];
+      }
+    }
+    await this.#writeClaims(pending);
+  }
+
+  async #writeClaims(claims: Array<{ c: Claim; r: Ref }>): Promise<void> {
+    const bySeg = new Map<string, Array<{ c: Claim; r: Ref }>>();
+    for (const x of claims) {
+      if (isZero(x.r.e)) {
+        const t = this.#targets[x.c.volume] as RestoreTarget;
+        if (!t.fresh) await t.zero(x.c.start, x.c.end - x.c.start);
+        this.bytesWritten += t.fresh ? 0 : x.c.end - x.c.start;
+        continue;
+      }
+      const k = `${x.r.seg.serial}:${x.r.seg.idx}`;
+      const list = bySeg.get(k);
+      if (list) list.push(x);
+      else bySeg.set(k, [x]);
+    }
+    let done = 0;
+    for (const list of bySeg.values()) {
+      const payload = await this.#source.payload((list[0] as { r: Ref }).r.seg);
+      list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
+      for (const { c, r } of list) {
+        const from = r.e.dataOff + c.delta;
+        await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
+        this.bytesWritten += c.end - c.start;
+      }
+      this.#progress?.(++done, bySeg.size);
+    }
+  }
+
+  /** Every record in sequence order, as a naive replay does (also the path for records not on sector boundaries). */
+  async inOrder(): Promise<void> {
+    for (const r of this.#all(false)) {
+      if (!this.#wanted(r.e)) continue;
+      const t = this.#targets[r.e.volume] as RestoreTarget;
+      if (isZero(r.e)) await t.zero(r.e.offset, r.e.length);
+      else {
+        const payload = await this.#source.payload(r.seg);
+        await t.write(r.e.offset, payload.subarray(r.e.dataOff, r.e.dataOff + r.e.length));
+      }
+      this.bytesWritten += r.e.length;
+    }
+  }
+}
+
+function isZero(e: IndexEntry): boolean {
+  return e.type === RecordType.Zero || e.type === RecordType.Trim || (e.type === RecordType.Base && (e.flags & FLAG_BASE_ZERO) !== 0);
+}

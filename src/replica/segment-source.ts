@@ -1,0 +1,83 @@
+import { promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { decompress } from 'zstd-napi';
+import { JshipError } from '../core/errors.js';
+import { uuidToBytes } from '../core/superblock.js';
+import { decryptPayload, type TapeKey } from '../tape/crypto.js';
+import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from '../tape/segment.js';
+import { decodeEntries } from '../tape/tar-entry.js';
+import type { SegmentRow } from './catalog.js';
+import type { Replica } from './replica.js';
+
+/**
+ * Reads single segments out of the stored tapes by their frame offsets:
+ * one frame read, decompressed, checked against the catalogued SHA-256 and
+ * decrypted. A small cache serves records that come from the same segment.
+ */
+export class SegmentSource {
+  readonly #replica: Replica;
+  readonly #key: TapeKey | undefined;
+  readonly #files = new Map<number, { path: string; keyId: string | null }>();
+  readonly #cache = new Map<string, Buffer>();
+  readonly #cacheSize: number;
+  read = 0;
+
+  constructor(replica: Replica, key: TapeKey | undefined, cacheSize = 4) {
+    this.#replica = replica;
+    this.#key = key;
+    this.#cacheSize = cacheSize;
+    for (const t of replica.catalog.tapes()) this.#files.set(t.serial, { path: replica.tapePath(t.file), keyId: t.keyId });
+  }
+
+  /** Refuses up front when a tape the restore needs is encrypted and no (or another) key was given. */
+  checkKeys(serials: Iterable<number>): void {
+    for (const s of serials) {
+      const f = this.#files.get(s);
+      if (f?.keyId && this.#key?.keyId !== f.keyId) {
+        throw new JshipError(this.#key ? 'TAPE_AUTH_FAILED' : 'TAPE_KEY_REQUIRED', `tape ${s} is encrypted (key id ${f.keyId})${this.#key ? `; the key given has id ${this.#key.keyId}` : ' and no key was given'}`, {
+          hint: 'give the key the tapes were written with: --key FILE',
+        });
+      }
+    }
+  }
+
+  /** The decrypted records payload of a segment. */
+  async payload(seg: SegmentRow): Promise<Buffer> {
+    const k = `${seg.serial}:${seg.idx}`;
+    const hit = this.#cache.get(k);
+    if (hit) {
+      this.#cache.delete(k);
+      this.#cache.set(k, hit);
+      return hit;
+    }
+    const f = this.#files.get(seg.serial);
+    if (!f) throw new JshipError('REPLICA_BAD', `tape ${seg.serial} is catalogued but not stored`, { hint: 'jship catalog --rebuild' });
+    const h = await fsp.open(f.path, 'r');
+    const frame = Buffer.alloc(seg.frameLength);
+    try {
+      await h.read(frame, 0, seg.frameLength, seg.frameOffset);
+    } finally {
+      await h.close();
+    }
+    const where = `${f.path} segment ${seg.idx}`;
+    let content: Buffer;
+    try {
+      content = (await decodeEntries(decompress(frame), where))[0]?.content ?? Buffer.alloc(0);
+    } catch (e) {
+      throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });
+    }
+    if (createHash('sha256').update(content).digest('hex') !== seg.sha256) {
+      throw new JshipError('TAPE_DAMAGED', `${where}: SHA-256 differs from the catalogue`, { hint: 'the stored tape changed since it was imported: import a good copy again' });
+    }
+    const sh = decodeSegmentHeader(content, where);
+    let payload = content.subarray(SEGMENT_HEADER_SIZE);
+    if (sh.encrypted) {
+      if (!this.#key) throw new JshipError('TAPE_KEY_REQUIRED', `${where} is encrypted and no key was given`, { hint: 'give --key' });
+      payload = decryptPayload(this.#key, payload, Buffer.concat([content.subarray(0, SEGMENT_HEADER_SIZE), uuidToBytes(this.#replica.config.groupId)]), where);
+    }
+    this.read++;
+    this.#cache.set(k, payload);
+    if (this.#cache.size > this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value as string);
+    return payload;
+  }
+}

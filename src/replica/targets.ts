@@ -1,0 +1,116 @@
+import { constants, promises as fsp, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { syncDir, writeFully } from '../io/files.js';
+
+/** Where one volume is restored to. */
+export interface RestoreTarget {
+  volume: string;
+  path: string;
+  kind: 'svol' | 'file' | 'device';
+  /** Starts as zeroes (a new file): zero ranges need no writing. */
+  fresh: boolean;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  zero(offset: number, length: number): Promise<void>;
+  /** Makes it durable (and, for a file, renames it into place). */
+  finish(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+const ZEROES = Buffer.alloc(1024 * 1024);
+
+function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: boolean, onFinish: () => Promise<void>, onAbort: () => Promise<void>): RestoreTarget {
+  let closed = false;
+  return {
+    volume, path, kind, fresh,
+    write: (offset, data) => writeFully(h, data, offset),
+    async zero(offset, length) {
+      for (let done = 0; done < length; done += ZEROES.length) await writeFully(h, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)), offset + done);
+    },
+    async finish() {
+      await h.datasync();
+      await h.close();
+      closed = true;
+      await onFinish();
+    },
+    async abort() {
+      if (!closed) await h.close().catch(() => undefined);
+      closed = true;
+      await onAbort();
+    },
+  };
+}
+
+/**
+ * A file target: written under a temporary name in the same directory and
+ * renamed into place when complete (all or nothing). An existing file is
+ * replaced only with `force`.
+ */
+export async function openFileTarget(volume: string, path: string, size: number, force: boolean): Promise<RestoreTarget> {
+  path = resolve(path);
+  const st = await fsp.stat(path).catch(() => undefined);
+  if (st && !force) {
+    throw new JshipError('TARGET_NOT_USABLE', `${path} exists`, { hint: 'name a new file, or add --force to replace it (it is replaced only once the restore is complete)' });
+  }
+  if (st && !st.isFile()) throw new JshipError('TARGET_NOT_USABLE', `${path} is not a regular file`, { hint: 'name a file or a block device' });
+  const tmp = join(dirname(path), `.${basename(path)}.jship-restore`);
+  await fsp.rm(tmp, { force: true });
+  let h: fsp.FileHandle;
+  try {
+    h = await fsp.open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+    await h.truncate(size);
+  } catch (e) {
+    throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
+  }
+  return handleTarget(volume, path, 'file', h, true, async () => {
+    await fsp.rename(tmp, path);
+    await syncDir(dirname(path));
+  }, async () => {
+    await fsp.rm(tmp, { force: true });
+  });
+}
+
+/** A block device, written in place after checks: big enough, not mounted (nor any of its partitions). */
+export async function openDeviceTarget(volume: string, path: string, size: number, st: Stats): Promise<RestoreTarget> {
+  const dev = `${Math.floor(st.rdev / 256) & 0xfff}:${(st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)}`;
+  const devSize = Number((await fsp.readFile(`/sys/dev/block/${dev}/size`, 'utf8')).trim()) * 512;
+  if (devSize < size) {
+    throw new JshipError('TARGET_NOT_USABLE', `${path} holds ${formatSize(devSize)}, the volume "${volume}" needs ${formatSize(size)}`, { hint: 'give a device at least as large as the volume' });
+  }
+  const devs = new Set([dev]);
+  const sys = await fsp.realpath(`/sys/dev/block/${dev}`);
+  for (const n of await fsp.readdir(sys).catch(() => [] as string[])) {
+    const d = await fsp.readFile(join(sys, n, 'dev'), 'utf8').catch(() => undefined);
+    if (d && (await fsp.access(join(sys, n, 'partition')).then(() => true, () => false))) devs.add(d.trim());
+  }
+  const mounts = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  const mounted = mounts.split('\n').map((l) => l.split(' ')).find((f) => f[2] !== undefined && devs.has(f[2]));
+  if (mounted) {
+    throw new JshipError('TARGET_NOT_USABLE', `${path} is mounted (${mounted[4]}) — restoring into it would corrupt a live file system`, { hint: 'unmount it (and its partitions) first, or restore into another device or a file' });
+  }
+  const h = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((e: Error) => {
+    throw new JshipError('TARGET_NOT_USABLE', `cannot open ${path}: ${e.message}`, { hint: 'the device is in use, or jship lacks permission' });
+  });
+  return handleTarget(volume, path, 'device', h, false, async () => undefined, async () => undefined);
+}
+
+/** The standing secondary copy of a volume, written in place. */
+export async function openSvolTarget(volume: string, path: string, size: number): Promise<RestoreTarget> {
+  await fsp.mkdir(dirname(path), { recursive: true });
+  const st = await fsp.stat(path).catch(() => undefined);
+  const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  if (!st) await h.truncate(size);
+  else if (st.size !== size) {
+    await h.close();
+    throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
+  }
+  return handleTarget(volume, path, 'svol', h, !st, async () => undefined, async () => undefined);
+}
+
+/** Opens a named target: an existing block device in place, anything else as a file. */
+export async function openTarget(volume: string, path: string, size: number, force: boolean): Promise<RestoreTarget> {
+  const st = await fsp.stat(path).catch(() => undefined);
+  if (st?.isBlockDevice()) return openDeviceTarget(volume, path, size, st);
+  return openFileTarget(volume, path, size, force);
+}
