@@ -1,0 +1,107 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { importTapes } from '../../src/replica/import.js';
+import { formatTime } from '../../src/core/time.js';
+import { tempDir, makeGroup, MiB, KiB } from '../helpers.js';
+import { exportTo, writeMixed } from '../tape/helpers.js';
+
+const bin = new URL('../../bin/jship', import.meta.url).pathname;
+const jship = (...args: string[]): { code: number; out: any; stderr: string } => {
+  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
+  return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
+};
+
+describe('restore refusals and targets', () => {
+  const dir = tempDir();
+
+  it('refuses points it cannot vouch for, naming what is covered', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g);
+    await writeMixed(group, 40, 1);
+    const early = await group.write('a', 0, Buffer.alloc(512, 1));
+    await exportTo(group, join(dir, 't'), { base: true });
+    await group.mark('after-base');
+    await writeMixed(group, 20, 2);
+    const mid = await group.write('a', 4096, Buffer.alloc(512, 2));
+    await writeMixed(group, 20, 4);
+    await exportTo(group, join(dir, 't')); // tape 2
+    await writeMixed(group, 40, 3);
+    const last = await group.write('b', 0, Buffer.alloc(512, 9));
+    await exportTo(group, join(dir, 't')); // tape 3
+    await group.close();
+    const rep = join(dir, 'rep');
+    // Tape 2 missing: a gap.
+    const files = (await import('node:fs')).readdirSync(join(dir, 't')).sort().map((n) => join(dir, 't', n));
+    await importTapes(rep, [files[0]!, files[2]!]);
+    const before = jship('restore', rep, '--until', formatTime(early.timestamp), '--target', join(dir, 'x/'));
+    expect(before.code).toBe(1);
+    expect(before.out.error.code).toBe('RESTORE_REFUSED');
+    expect(before.out.error.message).toMatch(/no complete base|before base/);
+    const gap = jship('restore', rep, '--seq', String(mid.seq), '--dry-run');
+    expect(gap.code).toBe(1);
+    expect(gap.out.error.message).toMatch(/not in the replica \(it holds 1\.\.\d+, \d+\.\.\d+\)/);
+    const beyond = jship('restore', rep, '--seq', String(last.seq - 5n), '--dry-run');
+    expect(beyond.code).toBe(1);
+    expect(beyond.out.error.message).toMatch(/needs records or base tapes the replica does not hold/);
+    const after = jship('restore', rep, '--until', formatTime(last.timestamp + 1_000_000_000n), '--target', join(dir, 'x/'));
+    expect(after.code).toBe(1);
+    expect(after.out.error.message).toMatch(/after the last record/);
+    expect(jship('restore', rep, '--until', '2026-11-24T23:00:00').code).toBe(2);
+    expect(jship('restore', rep, '--until', 'yesterday').code).toBe(2);
+    expect(jship('restore', rep, '--marker', 'nope').out.error.hint).toMatch(/no named restore points/);
+    expect(jship('restore', rep, '--volume', 'a').code).toBe(2);
+    expect(jship('restore', rep, '--seq', '5', '--marker', 'x').code).toBe(2);
+    // Importing tape 2 closes the gap; then the SVOLs go forward and refuse going back.
+    await importTapes(rep, [files[1]!]);
+    expect(jship('restore', rep, '--marker', 'nope').out.error.hint).toMatch(/known restore points: after-base/);
+    const fwd = jship('restore', rep);
+    expect(fwd.code).toBe(0);
+    expect(fwd.out.plan.seq).toBe(String(last.seq));
+    const back = jship('restore', rep, '--marker', 'after-base');
+    expect(back.code).toBe(1);
+    expect(back.out.error.hint).toMatch(/--target/);
+    const tgt = jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/'));
+    expect(tgt.code).toBe(0);
+    expect(jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/')).out.error.code).toBe('TARGET_NOT_USABLE');
+    expect(jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/'), '--force').code).toBe(0);
+    // Partial image before base complete, only when asked for, only into a target.
+    const inc = jship('restore', rep, '--seq', String(early.seq + 1n), '--inconsistent', '--target', join(dir, 'inc/'));
+    expect(inc.code).toBe(0);
+    expect(inc.out.plan.inconsistent).toBe(true);
+    const single = jship('restore', rep, '--volume', 'b', '--target', join(dir, 'b-only.img'));
+    expect(single.code).toBe(0);
+    expect(readFileSync(join(dir, 'b-only.img')).equals(readFileSync(join(dir, 'b.img')))).toBe(true);
+    const tl = jship('timeline', rep);
+    expect(tl.code).toBe(0);
+    expect(tl.out.gaps).toEqual([]);
+    expect(tl.out.svol.restoredSeq).toBe(String(last.seq));
+  });
+
+  it('an SVOL restore killed midway converges when rerun', async () => {
+    const g = await makeGroup(dir, { a: 48 * MiB }, { journalSize: 64 * MiB, chunkSize: 1 * MiB });
+    const group = await JournalGroup.open(g);
+    for (let i = 0; i < 48; i++) await group.write('a', i * MiB, Buffer.alloc(MiB, (i * 37) & 0xff || 1));
+    await exportTo(group, join(dir, 't'), { base: true });
+    await writeMixed(group, 300, 5);
+    await exportTo(group, join(dir, 't'));
+    await group.close();
+    await importTapes(join(dir, 'rep'), [join(dir, 't')]);
+    const expected = readFileSync(join(dir, 'a.img'));
+    for (let trial = 0; trial < 3; trial++) {
+      const child = spawn(process.execPath, [bin, 'restore', join(dir, 'rep')], { stdio: 'ignore' });
+      const exited = new Promise((r) => child.on('exit', r));
+      await new Promise((r) => setTimeout(r, 150 + trial * 100));
+      child.kill('SIGKILL');
+      await exited;
+      const state = existsSync(join(dir, 'rep', 'state.json')) ? JSON.parse(readFileSync(join(dir, 'rep', 'state.json'), 'utf8')) : null;
+      if (state?.svol.inProgress) expect(jship('timeline', join(dir, 'rep')).out.svol.inProgress).not.toBeNull();
+      const rerun = jship('restore', join(dir, 'rep'));
+      expect(rerun.code).toBe(0);
+      expect(readFileSync(join(dir, 'rep', 'svol', 'a.img')).equals(expected)).toBe(true);
+      writeFileSync(join(dir, 'rep', 'state.json'), JSON.stringify({ format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} }));
+    }
+  });
+});
