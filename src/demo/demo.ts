@@ -1,13 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { decodeMarker } from '../core/marker.js';
-import { RecordType } from '../core/record.js';
-import { applyToImages, compareReplayOrder } from '../core/replay.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { createGroup, JournalGroup } from '../journal/journal-group.js';
-import type { JournalRecord } from '../journal/journal-volume.js';
+import { DirDestination } from '../tape/destination.js';
+import { exportGroup } from '../tape/export.js';
+import { verifyTapes } from '../tape/verify.js';
+import { importTapes } from '../replica/import.js';
+import { restoreReplica } from '../replica/restore.js';
+import type { PointSpec } from '../replica/restore-plan.js';
 
 export interface DemoCheck {
   name: string;
@@ -22,102 +24,111 @@ export interface DemoResult {
 }
 
 const MiB = 1024 * 1024;
+const NAMES = ['db', 'logs'];
+const SIZES = [8 * MiB, 4 * MiB];
 
 /**
- * The primary-side flow on local files, narrated through `say`: a group of
- * two volumes (one a volume group of two files), writes at several moments,
- * a named restore point, a base taken while writes go on, and checks that
- * the journal and the base rebuild exactly what was written.
+ * The whole flow on local files, narrated through `say`: a primary group of
+ * two volumes (one a volume group of two files) written at several moments
+ * with a restore point between them; a base exported as a media set while
+ * writes go on, then the updates; everything imported into a replica in
+ * another directory; restores to a timestamp, to the restore point and to
+ * the latest point, each checked byte for byte against what was written.
  */
 export async function runDemo(dir: string, say: (line: string) => void): Promise<DemoResult> {
   const checks: DemoCheck[] = [];
   const check = (name: string, ok: boolean, detail: string): void => {
     checks.push({ name, ok, detail });
-    say(`  ${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
+    say(`   ${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
   };
-  await fsp.mkdir(dir, { recursive: true });
-  const groupDir = join(dir, 'primary');
-  const sizes = [8 * MiB, 4 * MiB];
-  say(`1. creating journal group ${groupDir}: volume "db" (8 MiB) and volume group "logs" (two 2 MiB files), 16 MiB journal`);
+  const primary = join(dir, 'primary');
+  const groupDir = join(primary, 'group');
+  const tapes = join(dir, 'carried-tapes');
+  const replica = join(dir, 'secondary', 'replica');
+  await fsp.mkdir(primary, { recursive: true });
+  say(`1. primary site: journal group ${groupDir}, volume "db" (8 MiB) and volume group "logs" (two 2 MiB files), 16 MiB journal`);
   await createGroup(groupDir, {
     volumes: [
-      { name: 'db', extents: [{ path: join(dir, 'db.img'), size: 8 * MiB }] },
-      { name: 'logs', extents: [{ path: join(dir, 'logs-1.img'), size: 2 * MiB }, { path: join(dir, 'logs-2.img'), size: 2 * MiB }] },
+      { name: 'db', extents: [{ path: join(primary, 'db.img'), size: SIZES[0] as number }] },
+      { name: 'logs', extents: [{ path: join(primary, 'logs-1.img'), size: 2 * MiB }, { path: join(primary, 'logs-2.img'), size: 2 * MiB }] },
     ],
     journalSize: 16 * MiB,
     chunkSize: 256 * 1024,
   });
   const group = await JournalGroup.open(groupDir);
-  const model = sizes.map((s) => Buffer.alloc(s));
+  const model = SIZES.map((s) => Buffer.alloc(s));
+  const snapshot = (): Buffer[] => model.map((m) => Buffer.from(m));
+  let last = 0n;
   const writes = async (count: number): Promise<void> => {
     for (let i = 0; i < count; i++) {
       const v = i % 2;
-      const size = model[v]?.length ?? 0;
-      const len = 512 * (1 + Math.floor(Math.random() * 64));
-      const off = Math.floor(Math.random() * ((size - len) / 512)) * 512;
+      const size = SIZES[v] as number;
+      const len = 4096 * (1 + Math.floor(Math.random() * 16));
+      const off = Math.floor(Math.random() * ((size - len) / 4096)) * 4096;
       const roll = Math.random();
+      let r;
       if (roll < 0.85) {
         const data = randomBytes(len);
-        await group.write(v, off, data);
+        r = await group.write(v, off, data);
         data.copy(model[v] as Buffer, off);
-      } else if (roll < 0.93) {
-        await group.writeZeroes(v, off, len);
-        model[v]?.fill(0, off, off + len);
       } else {
-        await group.trim(v, off, len);
+        r = roll < 0.93 ? await group.writeZeroes(v, off, len) : await group.trim(v, off, len);
         model[v]?.fill(0, off, off + len);
       }
+      last = r.timestamp;
     }
   };
+  let atTime: { ts: bigint; images: Buffer[] };
+  let atMark: Buffer[];
   try {
-    say('2. writing 300 blocks (writes, zeroes, trims) through the library API');
-    await writes(300);
-    const markAt = model.map((m) => Buffer.from(m));
-    const mark = await group.mark('before-batch-job');
-    say(`3. restore point "before-batch-job" at seq ${mark.seq}, ${formatTime(mark.timestamp)}`);
-    say('4. taking a base journal of both volumes while 200 more writes go on');
-    const base = await group.beginBase();
-    const baseRecords: JournalRecord[] = [];
-    const reader = (async () => {
-      for await (const r of base.read()) baseRecords.push(r);
-    })();
-    await Promise.all([reader, writes(200)]);
-    const complete = await base.complete();
-    say(`   base ${base.baseId}: ${base.records} chunks, ${formatSize(base.bytes)}, complete at seq ${complete.seq}`);
-    say('5. 100 more writes, then a flush');
+    say('2. writing 200 blocks (writes, zeroes, trims) through the library API');
+    await writes(200);
+    say(`3. exporting a base as a media set of 3 MiB tapes to ${tapes}, while 150 more writes go on`);
+    const [base] = await Promise.all([
+      exportGroup(group, { destination: new DirDestination(tapes), base: true, mediaSize: 3 * MiB }),
+      writes(150),
+    ]);
+    say(`   base ${base.base?.baseId} complete at seq ${base.base?.completeSeq}: ${base.tapes.length} tapes, ${formatSize(base.tapeBytes)}`);
     await writes(100);
-    await group.flush();
-
-    say('6. checking');
-    const pvols = await Promise.all(group.volumes.map((v) => v.read(0, v.size)));
-    check('PVOLs hold what was written', pvols.every((p, i) => p.equals(model[i] as Buffer)), `${group.volumes.length} volumes, ${formatSize(sizes[0]! + sizes[1]!)}`);
-    const all: JournalRecord[] = [];
-    for await (const r of group.records()) all.push({ header: r.header, data: Buffer.from(r.data) });
-    const seqs = all.map((r) => r.header.seq);
-    const gapless = seqs.every((s, i) => s === BigInt(i + 1));
-    const stamps = all.every((r, i) => i === 0 || r.header.timestamp > (all[i - 1] as JournalRecord).header.timestamp);
-    check('sequence is gapless', gapless, `records 1..${seqs[seqs.length - 1]}`);
-    check('timestamps increase with sequence', stamps, `${formatTime(all[0]!.header.timestamp)} .. ${formatTime(all[all.length - 1]!.header.timestamp)}`);
-    const replay = sizes.map((s) => Buffer.alloc(s));
-    for (const r of all) applyToImages(replay, r.header, r.data);
-    check('journal replay equals the volumes', replay.every((p, i) => p.equals(model[i] as Buffer)), `${all.length} records applied to empty volumes`);
-    const atMark = sizes.map((s) => Buffer.alloc(s));
-    for (const r of all) if (r.header.seq <= mark.seq) applyToImages(atMark, r.header, r.data);
-    check('replay up to the restore point equals the volumes as they were then', atMark.every((p, i) => p.equals(markAt[i] as Buffer)), `records 1..${mark.seq}`);
-    const fromBase = [...baseRecords, ...all.filter((r) => r.header.seq > base.baseId)].sort((a, b) => compareReplayOrder(a.header, b.header));
-    const rebuilt = sizes.map((s) => Buffer.alloc(s, 0xee));
-    for (const r of fromBase) applyToImages(rebuilt, r.header, r.data);
-    check('base taken under writes plus later updates equals the volumes', rebuilt.every((p, i) => p.equals(model[i] as Buffer)), `${baseRecords.length} base chunks + ${fromBase.length - baseRecords.length} updates`);
-    const markers = all.filter((r) => r.header.type === RecordType.Marker).map((r) => decodeMarker(r.data).kind);
-    check('markers journaled in order', markers.join(',') === 'restore-point,base-started,base-complete', markers.join(', '));
-
-    const out = await group.purge(mark.seq);
-    const st = await group.status();
-    say(`7. purged up to the restore point: journal-out is now seq ${out}; ${st.journal.records} records (${formatSize(st.journal.bytes)}) held, usage ${st.journal.usagePercent.data}% of data`);
+    atTime = { ts: last, images: snapshot() };
+    say(`4. the time to restore to later: ${formatTime(atTime.ts)}`);
+    await writes(50);
+    const mark = await group.mark('before-batch-job');
+    atMark = snapshot();
+    say(`5. restore point "before-batch-job" at seq ${mark.seq}, then 200 more writes`);
+    await writes(200);
+    const upd = await exportGroup(group, { destination: new DirDestination(tapes), mediaSize: 3 * MiB });
+    say(`6. exported the updates: seq ${upd.updates?.firstSeq}..${upd.updates?.lastSeq} in ${upd.tapes.length} tapes; journal purged to seq ${upd.journalOut}`);
   } finally {
     await group.close();
   }
+  const latest = snapshot();
+  const pvols = await Promise.all([fsp.readFile(join(primary, 'db.img')), Promise.all([fsp.readFile(join(primary, 'logs-1.img')), fsp.readFile(join(primary, 'logs-2.img'))]).then((p) => Buffer.concat(p))]);
+  check('PVOLs hold what was written', pvols.every((p, i) => p.equals(model[i] as Buffer)), `${formatSize(SIZES[0]! + SIZES[1]!)}`);
+
+  const files = (await fsp.readdir(tapes)).filter((n) => n.endsWith('.tar.zst')).sort();
+  const verified = await verifyTapes(files.map((n) => join(tapes, n)));
+  check('every tape verifies on its own, and the chain holds', verified.every((v) => v.ok), `${files.length} tapes`);
+
+  say(`7. secondary site: importing the tapes into ${replica}, in reverse order (as carried media may come)`);
+  const imp = await importTapes(replica, [...files].reverse().map((n) => join(tapes, n)));
+  check('import takes every tape, with no gap', imp.ok && imp.gaps.length === 0 && imp.tapes.every((t) => t.outcome === 'imported'), `${imp.tapes.length} imported, seq ${imp.coverage.map((c) => `${c.from}..${c.to}`).join(', ')}`);
+
+  const restore = async (what: string, point: PointSpec, expected: Buffer[], into: string): Promise<void> => {
+    const out = join(dir, 'secondary', into);
+    const r = await restoreReplica(replica, { point, targets: [{ path: `${out}/` }] });
+    const got = await Promise.all(NAMES.map((n) => fsp.readFile(join(out, `${n}.img`))));
+    check(`restore ${what} equals the volumes as they were`, got.every((g, i) => g.equals(expected[i] as Buffer)), `${r.plan.point}: ${r.plan.records} records, ${r.segmentsRead} of ${r.plan.segments} segments read, into ${out}`);
+  };
+  say('8. restoring to the timestamp, to the restore point and to the latest point, each into new files');
+  await restore(`--until ${formatTime(atTime.ts)}`, { kind: 'until', ts: atTime.ts, exclusive: false }, atTime.images, 'at-time');
+  await restore('--marker before-batch-job', { kind: 'marker', name: 'before-batch-job' }, atMark, 'at-marker');
+  await restore('to the latest point', { kind: 'latest' }, latest, 'latest');
+  const sv = await restoreReplica(replica, { point: { kind: 'latest' } });
+  const svols = await Promise.all(NAMES.map((n) => fsp.readFile(join(replica, 'svol', `${n}.img`))));
+  check('the standing secondary copies (SVOLs) equal the latest point', svols.every((g, i) => g.equals(latest[i] as Buffer)), `seq ${sv.plan.seq}`);
+
   const ok = checks.every((c) => c.ok);
-  say(ok ? `all ${checks.length} checks passed; files are in ${dir}` : `${checks.filter((c) => !c.ok).length} checks FAILED; files are in ${dir}`);
+  say(ok ? `all ${checks.length} checks passed; the files are in ${dir}` : `${checks.filter((c) => !c.ok).length} checks FAILED; the files are in ${dir}`);
   return { dir, checks, ok };
 }
