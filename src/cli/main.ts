@@ -14,6 +14,7 @@ import { registerCatalog } from './catalog.js';
 import { registerExpire } from './expire.js';
 import { registerRestore } from './restore.js';
 import { registerTimeline } from './timeline.js';
+import { registerScan } from './scan.js';
 
 export const VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerStatus(program);
   registerMark(program);
+  registerScan(program);
   registerExport(program);
   registerAck(program);
   registerImport(program);

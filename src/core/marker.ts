@@ -17,12 +17,14 @@ export type MarkerPayload =
   /** Journaling resumed after a suspension; a resync base is needed before a restore point exists again. */
   | { kind: 'resumed'; dirtyBytes: number }
   /** The wall clock stepped (back, or forward by more than a minute). */
-  | { kind: 'clock-step'; from: string; to: string; stepNs: string };
+  | { kind: 'clock-step'; from: string; to: string; stepNs: string }
+  /** A changed-block scan (`jship scan`): the volumes' images as of this point, consistent only if they were quiet. */
+  | { kind: 'scan'; volumes: Array<{ name: string; changedBlocks: number; bytes: number; grownFrom?: number; first?: boolean }> };
 
 export type MarkerKind = MarkerPayload['kind'];
 
 const KINDS: ReadonlySet<string> = new Set<MarkerKind>([
-  'restore-point', 'base-started', 'base-complete', 'base-interrupted', 'suspended', 'resumed', 'clock-step',
+  'restore-point', 'base-started', 'base-complete', 'base-interrupted', 'suspended', 'resumed', 'clock-step', 'scan',
 ]);
 
 export function encodeMarker(p: MarkerPayload): Buffer {

@@ -320,6 +320,14 @@ export class JournalGroup {
     return this.#submit(RecordType.Update, volume, offset, data.length, data, opts.fua ?? false);
   }
 
+  /**
+   * Journals a change that is already on the PVOL (made outside jship, found
+   * by a scan): an update record, no PVOL write.
+   */
+  async journalChange(volume: string | number, offset: number, data: Uint8Array): Promise<WriteResult> {
+    return this.#submit(RecordType.Update, volume, offset, data.length, data, false, false);
+  }
+
   /** Writes zeroes over a range: a record without data. */
   async writeZeroes(volume: string | number, offset: number, length: number, opts: { fua?: boolean } = {}): Promise<WriteResult> {
     return this.#submit(RecordType.Zero, volume, offset, length, undefined, opts.fua ?? false);
@@ -370,7 +378,7 @@ export class JournalGroup {
     }
   }
 
-  async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
+  async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean, toPvol = true): Promise<WriteResult> {
     this.#checkUsable();
     const volIdx = this.volumeIndex(volume);
     const vol = this.volumes[volIdx] as Volume;
@@ -406,6 +414,7 @@ export class JournalGroup {
         try {
           await rec.journaled;
           await op.ready;
+          if (!toPvol) return;
           if (piece) await vol.write(off, piece);
           else await vol.writeZeroes(off, len);
         } catch (e) {

@@ -169,10 +169,16 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
       hint: 'import it into a replica of its own group (a new directory)',
     }));
   }
-  if (JSON.stringify(label.volumes) !== JSON.stringify(cfg.volumes)) {
+  const sameNames = label.volumes.length === cfg.volumes.length && label.volumes.every((v, i) => v.name === cfg.volumes[i]?.name);
+  if (!sameNames || label.volumes.some((v, i) => v.size < (cfg.volumes[i]?.size ?? 0) && label.serial > newestSerial(replica))) {
     return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source}: its volumes (${label.volumes.map((v) => `${v.name} ${v.size}`).join(', ')}) differ from the replica's`, {
       hint: 'the group was re-created with other volumes: use a new replica',
     }));
+  }
+  // Volumes grow (jship scan adopts a grown file): the replica follows the largest size seen.
+  if (label.volumes.some((v, i) => v.size > (cfg.volumes[i]?.size ?? 0))) {
+    cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: Math.max(v.size, label.volumes[i]?.size ?? 0) }));
+    await replica.saveConfig();
   }
   const existing = cat.tape(label.serial);
   const size = (await fsp.stat(source)).size;
@@ -252,6 +258,10 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
     if (!closed) await h.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
   }
+}
+
+function newestSerial(replica: Replica): number {
+  return replica.catalog.tapes().reduce((m, t) => Math.max(m, t.serial), 0);
 }
 
 function range(t: TapeRow): { firstSeq: bigint; lastSeq: bigint } | null {

@@ -9,6 +9,7 @@ import { Catalog } from './catalog.js';
 export interface ReplicaConfig {
   format: 1;
   groupId: string;
+  /** Sizes grow with the group's volumes (never shrink). */
   volumes: Array<{ name: string; size: number }>;
   createdAt: string;
 }
@@ -29,6 +30,11 @@ export class Replica {
     this.config = config;
     this.catalog = catalog;
     this.#lock = lock;
+  }
+
+  /** Writes replica.json again (after the volumes grew). */
+  async saveConfig(): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'replica.json'), `${JSON.stringify(this.config, null, 2)}\n`);
   }
 
   get tapesDir(): string {

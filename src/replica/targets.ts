@@ -100,7 +100,7 @@ export async function openSvolTarget(volume: string, path: string, size: number)
   await fsp.mkdir(dirname(path), { recursive: true });
   const st = await fsp.stat(path).catch(() => undefined);
   const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
-  if (!st) await h.truncate(size);
+  if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
   else if (st.size !== size) {
     await h.close();
     throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
