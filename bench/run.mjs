@@ -4,10 +4,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchAppend } from './append.mjs';
 import { benchTapes, benchTapeRss } from './tapes.mjs';
+import { benchFullRestore, benchHotSpot } from './restore.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, rss: benchTapeRss };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
@@ -19,7 +20,8 @@ for (const [name, fn] of Object.entries(benches)) {
       continue;
     }
     const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : '';
-    console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×`);
+    const more = r.jship.segmentsRead !== undefined ? `  (${r.jship.segmentsRead}/${r.jship.segments} segments read, identical: ${r.jship.identical}, RSS ${r.jship.rssMiB.toFixed(0)} MiB)` : '';
+    console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×${more}`);
   }
 }
 mkdirSync(new URL('./out/', import.meta.url), { recursive: true });

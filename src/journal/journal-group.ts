@@ -548,7 +548,7 @@ export class JournalGroup {
             this.#waiters.splice(i, 1);
             resolveWait(false);
           }
-        }, Math.max(0, left)).unref();
+        }, Math.max(0, left));
       });
       if (!waited) {
         this.#wakeWaiters();

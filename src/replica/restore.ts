@@ -10,6 +10,7 @@ import type { Catalog, SegmentRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
 import { SegmentSource } from './segment-source.js';
+import { FramePool } from '../tape/frame-pool.js';
 import { openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
 
 export interface RestoreOptions {
@@ -92,6 +93,15 @@ export async function restoreReplica(dir: string, opts: RestoreOptions): Promise
 }
 
 async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResult> {
+  const pool = new FramePool();
+  try {
+    return await runWith(replica, opts, pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool): Promise<RestoreResult> {
   const cat = replica.catalog;
   const vols = replica.config.volumes;
   const toSvol = !opts.targets || opts.targets.length === 0;
@@ -130,7 +140,7 @@ async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResul
     segmentsRead: 0,
     bytesWritten: 0,
   };
-  const source = new SegmentSource(replica, opts.key);
+  const source = new SegmentSource(replica, opts.key, { cacheSize: READ_AHEAD + 2, pool });
   source.checkKeys(tapes);
   if (opts.dryRun) return result;
   if (toSvol && plan.seq === svolSeq && !inProgress) return result;
@@ -201,6 +211,8 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
 }
 
 const CLAIM_WINDOW = 1_000_000;
+const READ_AHEAD = 3;
+const WRITES_IN_FLIGHT = 8;
 
 /** Streams the planned records (base records merged by position) and writes them. */
 class Applier {
@@ -308,14 +320,33 @@ class Applier {
       else bySeg.set(k, [x]);
     }
     let done = 0;
-    for (const list of bySeg.values()) {
-      const payload = await this.#source.payload((list[0] as { r: Ref }).r.seg);
-      list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
-      for (const { c, r } of list) {
-        const from = r.e.dataOff + c.delta;
-        await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
-        this.bytesWritten += c.end - c.start;
+    const lists = [...bySeg.values()];
+    // Read ahead: the next segments decompress on the worker pool while this one is written.
+    const ahead = new Map<number, Promise<Buffer>>();
+    const fetch = (i: number): void => {
+      const l = lists[i];
+      if (l && !ahead.has(i)) {
+        const p = this.#source.payload((l[0] as { r: Ref }).r.seg);
+        p.catch(() => undefined);
+        ahead.set(i, p);
       }
+    };
+    for (const [i, list] of lists.entries()) {
+      for (let k = i; k < i + READ_AHEAD; k++) fetch(k);
+      const payload = await (ahead.get(i) as Promise<Buffer>);
+      ahead.delete(i);
+      list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
+      // Claims are disjoint: several writes in flight keep the target busy.
+      let next = 0;
+      const writer = async (): Promise<void> => {
+        while (next < list.length) {
+          const { c, r } = list[next++] as { c: Claim; r: Ref };
+          const from = r.e.dataOff + c.delta;
+          await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
+          this.bytesWritten += c.end - c.start;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, list.length) }, writer));
       this.#progress?.(++done, bySeg.size);
     }
   }

@@ -1,0 +1,90 @@
+// Restore benchmarks: a full restore of a volume from base tapes against
+// `dd bs=1M conv=fdatasync` of the same size; and a hot-spot workload (90 % of
+// writes on 10 % of the blocks) restored coalesced against a naive in-order
+// replay of every record, in the same run on the same tapes.
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createGroup, openGroup } from '../dist/index.js';
+import { MiB, scratch, timeCommand, median, mbps } from './lib.mjs';
+
+const jship = new URL('../bin/jship', import.meta.url).pathname;
+
+function run(args) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, jship, ...args, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
+  return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: JSON.parse(r.stdout) };
+}
+
+export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_RESTORE_MIB ?? 1024) } = {}) {
+  const { dir, cleanup } = scratch('restore');
+  try {
+    const g = join(dir, 'g');
+    const vol = join(dir, 'vol.img');
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
+    const group = await openGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < sizeMiB; i += 1) await group.write(0, i * MiB, i % 2 ? randomBytes(MiB) : Buffer.alloc(MiB, i & 0xff));
+    await group.close();
+    run(['export', g, '--to', `${dir}/tapes/`, '--base']);
+    run(['import', join(dir, 'rep'), `${dir}/tapes`]);
+    const j = [];
+    const d = [];
+    for (let r = 0; r < runs; r++) {
+      j.push(run(['restore', join(dir, 'rep'), '--target', join(dir, `out${r}.img`)]).secs);
+      d.push(timeCommand('dd', [`if=${vol}`, `of=${join(dir, `dd${r}.img`)}`, 'bs=1M', 'conv=fdatasync', 'status=none']));
+      spawnSync('rm', ['-f', join(dir, `out${r}.img`), join(dir, `dd${r}.img`)]);
+    }
+    const js = median(j);
+    const ds = median(d);
+    return [{ bench: 'restore', case: `full ${sizeMiB} MiB from base`, jship: { secs: js, mibPerSec: mbps(sizeMiB * MiB, js) }, peer: { name: 'dd bs=1M conv=fdatasync', secs: ds, mibPerSec: mbps(sizeMiB * MiB, ds) }, ratio: ds / js }];
+  } finally {
+    cleanup();
+  }
+}
+
+export async function benchHotSpot({ records = Number(process.env.JSHIP_BENCH_HOT_RECORDS ?? 1_000_000), sizeMiB = 256 } = {}) {
+  const { dir, cleanup } = scratch('hot');
+  try {
+    const g = join(dir, 'g');
+    const size = sizeMiB * MiB;
+    const blocks = size / 4096;
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size }] }], journalSize: Math.ceil((records * (512 + 64)) / MiB + sizeMiB + 128) * MiB });
+    let group = await openGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, randomBytes(MiB));
+    await group.close();
+    run(['export', g, '--to', `${dir}/tapes/`, '--base']);
+    group = await openGroup(g, { checkpointIntervalMs: 0 });
+    const data = randomBytes(512);
+    let next = 0;
+    let seed = 12345;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    const worker = async () => {
+      while (next < records) {
+        next++;
+        const hot = rand() < 0.9;
+        const block = hot ? Math.floor(rand() * blocks * 0.1) : Math.floor(blocks * 0.1 + rand() * blocks * 0.9);
+        await group.write(0, block * 4096 + Math.floor(rand() * 8) * 512, data);
+      }
+    };
+    await Promise.all(Array.from({ length: 64 }, worker));
+    await group.close();
+    run(['export', g, '--to', `${dir}/tapes/`]);
+    run(['import', join(dir, 'rep'), `${dir}/tapes`]);
+    const naive = run(['restore', join(dir, 'rep'), '--target', join(dir, 'naive.img'), '--no-coalesce']);
+    const coal = run(['restore', join(dir, 'rep'), '--target', join(dir, 'coalesced.img')]);
+    const same = spawnSync('cmp', [join(dir, 'naive.img'), join(dir, 'coalesced.img')]).status === 0;
+    return [{
+      bench: 'restore', case: `hot spot, ${records} records`,
+      jship: { secs: coal.secs, mibPerSec: mbps(size, coal.secs), segmentsRead: coal.out.segmentsRead, segments: coal.out.plan.segments, rssMiB: coal.rssMiB, identical: same },
+      peer: { name: 'naive replay in order', secs: naive.secs, mibPerSec: mbps(size, naive.secs), rssMiB: naive.rssMiB },
+      ratio: naive.secs / coal.secs,
+    }];
+  } finally {
+    cleanup();
+  }
+}
