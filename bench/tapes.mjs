@@ -88,7 +88,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
   return results;
 }
 
-/** Peak RSS of export and import: a 4 GiB volume's base plus a million update records. */
+/** Peak RSS of export, import and restore: a 4 GiB volume's base plus a million update records. */
 export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_RSS_GIB ?? 4), records = Number(process.env.JSHIP_BENCH_RSS_RECORDS ?? 1_000_000) } = {}) {
   const { dir, cleanup } = scratch('rss');
   try {
@@ -110,9 +110,11 @@ export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_
     await group.close();
     const ex = runJship(['export', g, '--to', `${dir}/tapes/`, '--base']);
     const im = runJship(['import', join(dir, 'rep'), `${dir}/tapes`]);
+    const re = runJship(['restore', join(dir, 'rep'), '--target', join(dir, 'restored.img')]);
     return [
       { bench: 'rss', case: `export --base ${volumeGiB} GiB + ${records} records`, jship: { secs: ex.secs, rssMiB: ex.rssMiB }, limitMiB: 256 },
       { bench: 'rss', case: `import of the same`, jship: { secs: im.secs, rssMiB: im.rssMiB }, limitMiB: 256 },
+      { bench: 'rss', case: `restore of the same (latest point)`, jship: { secs: re.secs, rssMiB: re.rssMiB }, limitMiB: 256 },
     ];
   } finally {
     cleanup();
