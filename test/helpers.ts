@@ -1,4 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
@@ -24,4 +26,12 @@ export async function makeGroup(dir: string, sizes: Record<string, number>, opts
     ...opts,
   });
   return groupDir;
+}
+
+export const BIN = fileURLToPath(new URL('../bin/jship', import.meta.url));
+
+/** Runs the built CLI with --json; returns the exit code and the parsed JSON object. */
+export function jshipJson(...args: string[]): { code: number; out: any; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8' });
+  return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
 }

@@ -1,19 +1,15 @@
 import { rmSync, readdirSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
 import { rebuildCatalog } from '../../src/replica/rebuild.js';
 import { expireReplica } from '../../src/replica/expire.js';
 import { Replica } from '../../src/replica/replica.js';
-import { tempDir } from '../helpers.js';
+import { jshipJson, tempDir } from '../helpers.js';
 import { exportTo, groupWithData, writeMixed } from '../tape/helpers.js';
 
-const bin = new URL('../../bin/jship', import.meta.url).pathname;
-const jship = (...args: string[]): { code: number; out: any; stderr: string } => {
-  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
-  return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
-};
+const jship = jshipJson;
 
 describe('replica catalogue and retention', () => {
   const dir = tempDir();

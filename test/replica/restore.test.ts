@@ -1,18 +1,15 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { formatTime } from '../../src/core/time.js';
-import { tempDir, makeGroup, MiB, KiB } from '../helpers.js';
+import { BIN, jshipJson, tempDir, makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
 
-const bin = new URL('../../bin/jship', import.meta.url).pathname;
-const jship = (...args: string[]): { code: number; out: any; stderr: string } => {
-  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
-  return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
-};
+const bin = BIN;
+const jship = jshipJson;
 
 describe('restore refusals and targets', () => {
   const dir = tempDir();

@@ -39,16 +39,20 @@ async function segmentRecordCounts(path: string): Promise<Array<{ end: number; r
   return out;
 }
 
+/** A tape of 120 records in 16 KiB segments, with where each segment's frame ends. */
+async function smallTape(dir: string): Promise<{ file: string; good: Buffer; segs: Array<{ end: number; records: number; lastSeq: bigint }> }> {
+  const { group } = await groupWithData(dir, 120);
+  await exportTo(group, tapesDir(dir), { segmentBytes: 16 * 1024 });
+  await group.close();
+  const file = join(tapesDir(dir), readdirSync(tapesDir(dir))[0]!);
+  return { file, good: readFileSync(file), segs: await segmentRecordCounts(file) };
+}
+
 describe('damaged media', () => {
   const dir = tempDir();
 
   it('any flipped bit is found, and import keeps exactly the segments before it (property)', async () => {
-    const { group } = await groupWithData(dir, 120);
-    await exportTo(group, tapesDir(dir), { segmentBytes: 16 * 1024 });
-    await group.close();
-    const file = join(tapesDir(dir), readdirSync(tapesDir(dir))[0]!);
-    const good = readFileSync(file);
-    const segs = await segmentRecordCounts(file);
+    const { file, good, segs } = await smallTape(dir);
     expect(segs.length).toBeGreaterThan(3);
     let run = 0;
     await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: good.length * 8 - 1 }), async (bit) => {
@@ -73,12 +77,7 @@ describe('damaged media', () => {
   });
 
   it('truncation at many offsets: TAPE_TRUNCATED (or damaged), the segments before the cut kept, what was lost named', async () => {
-    const { group } = await groupWithData(dir, 120);
-    await exportTo(group, tapesDir(dir), { segmentBytes: 16 * 1024 });
-    await group.close();
-    const file = join(tapesDir(dir), readdirSync(tapesDir(dir))[0]!);
-    const good = readFileSync(file);
-    const segs = await segmentRecordCounts(file);
+    const { file, good, segs } = await smallTape(dir);
     const total = segs.reduce((n, s) => n + s.records, 0);
     for (let i = 0; i < 25; i++) {
       const cut = Math.floor((good.length - 1) * (i / 25));
