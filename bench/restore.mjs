@@ -50,7 +50,7 @@ export async function benchHotSpot({ records = Number(process.env.JSHIP_BENCH_HO
     const g = join(dir, 'g');
     const size = sizeMiB * MiB;
     const blocks = size / 4096;
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size }] }], journalSize: Math.ceil((records * (512 + 64)) / MiB + sizeMiB + 128) * MiB });
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size }] }], journalSize: Math.ceil((records * 2112) / MiB + sizeMiB + 128) * MiB }); // one record slot per 2 KiB of journal
     let group = await openGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, randomBytes(MiB));
     await group.close();

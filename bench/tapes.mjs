@@ -93,7 +93,7 @@ export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_
   const { dir, cleanup } = scratch('rss');
   try {
     const g = join(dir, 'g');
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: Math.ceil(records * (512 + 64 + 64) / MiB + 128) * MiB });
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: Math.ceil((records * 2112) / MiB + 128) * MiB }); // one record slot per 2 KiB of journal
     const group = await openGroup(g, { checkpointIntervalMs: 0 });
     // Some data in the volume so that the base is not all zero chunks: 64 MiB of random.
     for (let i = 0; i < 64; i++) await group.write(0, i * 64 * MiB, randomBytes(MiB));

@@ -210,7 +210,7 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
   return names.map((n) => ({ volume: n, path: out.get(n) as string }));
 }
 
-const CLAIM_WINDOW = 1_000_000;
+const CLAIM_WINDOW = 250_000;
 const READ_AHEAD = 3;
 const WRITES_IN_FLIGHT = 8;
 
