@@ -7,6 +7,7 @@ import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { readJournalSuperblock } from '../journal/journal-volume.js';
 import { lockOwner } from '../journal/lock.js';
 import { emit, table, type CommonOptions } from './output.js';
+import { readChainState, securedSeq, type ChainState } from '../tape/chain-state.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -25,7 +26,8 @@ export function registerStatus(program: Command): void {
       }
       try {
         const s = await group.status();
-        emit(opts, statusJson(s), () => statusLines(s));
+        const chain = await readChainState(group.dir);
+        emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain) }, () => [...statusLines(s), ...chainLines(chain)]);
       } finally {
         await group.close();
       }
@@ -38,6 +40,18 @@ function time(ns: bigint | null): string | null {
 
 function statusJson(s: GroupStatus): unknown {
   return { ...s, time: { first: time(s.time.first), last: time(s.time.last), firstNs: s.time.first, lastNs: s.time.last } };
+}
+
+function chainJson(c: ChainState): unknown {
+  return { nextSerial: c.nextSerial, exportedSeq: c.exportedSeq, securedSeq: securedSeq(c), awaitingAck: c.pendingAcks.map((p) => p.serial) };
+}
+
+function chainLines(c: ChainState): string[] {
+  return [
+    c.nextSerial === 1
+      ? 'tapes: none exported yet'
+      : `tapes: ${c.nextSerial - 1} exported, through seq ${c.exportedSeq}${c.pendingAcks.length > 0 ? `; awaiting an ack: tapes ${c.pendingAcks.map((p) => p.serial).join(', ')}` : ''}`,
+  ];
 }
 
 function statusLines(s: GroupStatus): string[] {
