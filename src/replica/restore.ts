@@ -58,10 +58,21 @@ interface ReplicaState {
 const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };
 
 export async function readReplicaState(dir: string): Promise<ReplicaState> {
+  let text: string;
   try {
-    return JSON.parse(await fsp.readFile(join(dir, 'state.json'), 'utf8')) as ReplicaState;
+    text = await fsp.readFile(join(dir, 'state.json'), 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY_STATE);
+    throw e;
+  }
+  try {
+    const v = JSON.parse(text) as ReplicaState;
+    const seqOk = (x: unknown): boolean => typeof x === 'string' && /^\d{1,20}$/.test(x);
+    if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
+      throw new Error('unexpected fields');
+    }
+    return v;
+  } catch (e) {
     throw new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${(e as Error).message}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' });
   }
 }
