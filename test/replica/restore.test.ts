@@ -75,6 +75,11 @@ describe('restore refusals and targets', () => {
     expect(tl.code).toBe(0);
     expect(tl.out.gaps).toEqual([]);
     expect(tl.out.svol.restoredSeq).toBe(String(last.seq));
+    // A damaged state file is named, not trusted.
+    writeFileSync(join(rep, 'state.json'), '{"format":1,"svol":{"restoredSeq":"x"}}');
+    const bad = jship('restore', rep);
+    expect(bad.code).toBe(1);
+    expect(bad.out.error.code).toBe('REPLICA_BAD');
   });
 
   it('an SVOL restore killed midway converges when rerun', async () => {
