@@ -98,7 +98,7 @@ export function dataCrc(data: Uint8Array): number {
 const U64_MAX = (1n << 64n) - 1n;
 
 /** Writes the 64-byte header of `h` at `buf[off..off+64)` and returns `buf`. */
-export function encodeRecord(h: RecordHeader, buf: Buffer = Buffer.alloc(RECORD_SIZE), off = 0): Buffer {
+export function encodeRecord(h: RecordHeader, buf: Buffer = Buffer.allocUnsafe(RECORD_SIZE), off = 0): Buffer {
   checkHeader(h, (field, why) => new JshipError('RECORD_BAD_FIELD', `cannot encode record: ${field} ${why}`));
   buf[off] = RECORD_MAGIC0;
   buf[off + 1] = RECORD_MAGIC1;

@@ -522,13 +522,12 @@ export class JournalGroup {
     if (upto < this.journal.outSeq) return this.journal.outSeq;
     await this.flush();
     const limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
-    const purged = await this.journal.purge(limit);
-    for (const h of purged) {
+    await this.journal.purge(limit, (h) => {
       const pv = this.#perVolume[h.volume];
-      if (!pv) continue;
+      if (!pv) return;
       pv.records--;
       pv.bytes -= h.type === RecordType.Update ? h.length : 0;
-    }
+    });
     this.#wakeWaiters();
     return this.journal.outSeq;
   }

@@ -378,21 +378,22 @@ export class JournalVolume {
    * Frees records up to `upto` (inclusive): journal-out moves past them. The
    * superblock is made durable before the space can be reused.
    */
-  async purge(upto: bigint): Promise<RecordHeader[]> {
-    if (upto < this.outSeq) return [];
+  async purge(upto: bigint, visit?: (h: RecordHeader) => void): Promise<void> {
+    if (upto < this.outSeq) return;
     if (upto >= this.writtenSeq) throw new Error(`purge past the written end (${upto} >= ${this.writtenSeq})`);
-    const count = Number(upto - this.outSeq + 1n);
-    const purged: RecordHeader[] = [];
+    // Headers are read in slices and handed to `visit`, never all held at once.
+    let last: RecordHeader | undefined;
     for (let s = this.outSeq; s <= upto; s += BigInt(SCAN_SLOTS)) {
-      const n = Math.min(SCAN_SLOTS, count - Number(s - this.outSeq));
+      const n = Number(bigMin(BigInt(SCAN_SLOTS), upto - s + 1n));
       const raw = await this.readHeaders(s, n);
-      for (let i = 0; i < n; i++) purged.push(this.#decodeAt(raw, i, s + BigInt(i)));
+      for (let i = 0; i < n; i++) {
+        last = this.#decodeAt(raw, i, s + BigInt(i));
+        visit?.(last);
+      }
     }
-    const last = purged[purged.length - 1];
     const newOut = upto + 1n;
     const newOutPos = last ? last.dataPos + BigInt(dataLength(last)) : this.outDataPos;
     await this.writeSuperblock({ outSeq: newOut, outDataPos: newOutPos }, true);
-    return purged;
   }
 
   /** fdatasync of the journal file. */

@@ -39,10 +39,18 @@ async function frame(m) {
   const all = await pack(entries, new Date(m.mtime));
   return { out: c.compress(m.eof ? all : all.subarray(0, all.length - EOF)), sha256 };
 }
+// Frame buffers live outside the JS heap, where V8 collects late (after tens of MiB
+// per thread): collect every few frames, so that memory stays bounded.
+require('node:v8').setFlagsFromString('--expose-gc');
+const collect = require('node:vm').runInNewContext('gc');
+let jobs = 0;
 parentPort.on('message', async (m) => {
+  if (++jobs % 4 === 0) collect();
   try {
     const r = m.op === 'frame' ? await frame(m) : { out: d.decompress(Buffer.from(m.buf)), sha256: null };
-    const ab = r.out.buffer.slice(r.out.byteOffset, r.out.byteOffset + r.out.byteLength);
+    // Hand the output over without a copy when it owns its memory.
+    const whole = r.out.byteOffset === 0 && r.out.byteLength === r.out.buffer.byteLength;
+    const ab = whole ? r.out.buffer : r.out.buffer.slice(r.out.byteOffset, r.out.byteOffset + r.out.byteLength);
     parentPort.postMessage({ id: m.id, buf: ab, sha256: r.sha256 }, [ab]);
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });

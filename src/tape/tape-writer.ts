@@ -14,8 +14,8 @@ import {
 import { SegmentKind, encodeSegmentHeader } from './segment.js';
 import type { FramePool } from './frame-pool.js';
 
-export const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
-const MAX_SEALS_IN_FLIGHT = 4;
+export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
+const MAX_SEALS_IN_FLIGHT = 3;
 
 /** A tape that was written and committed. */
 export interface WrittenTape {
