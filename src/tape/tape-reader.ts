@@ -167,6 +167,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let buf = Buffer.alloc(0);
   let bufStart = 0; // file offset of buf[0]
   let want = 0;
+  // Frames cut from the stream wait here compressed; at most READ_AHEAD are being decompressed.
+  const cutFrames: Array<{ offset: number; length: number; frame: Buffer }> = [];
   const pending: Array<{ offset: number; length: number; out: Promise<Buffer> }> = [];
   const decode = (frame: Buffer): Promise<Buffer> => {
     if (opts.pool) return opts.pool.decompress(frame);
@@ -176,7 +178,16 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       return Promise.reject(e);
     }
   };
+  const startDecoding = (): void => {
+    while (pending.length < READ_AHEAD && cutFrames.length > 0) {
+      const f = cutFrames.shift() as { offset: number; length: number; frame: Buffer };
+      const out = decode(f.frame);
+      out.catch(() => undefined);
+      pending.push({ offset: f.offset, length: f.length, out });
+    }
+  };
   const drainOne = async (): Promise<TapeItem | undefined> => {
+    startDecoding();
     const p = pending.shift();
     if (!p) return undefined;
     let bytes: Buffer;
@@ -206,10 +217,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
         if (buf.every((b) => b === 0)) return; // padding after the end of the archive (tape devices pad blocks)
         return fail('TAPE_DAMAGED', `no zstd frame at byte ${bufStart} (${s.why})`, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
       }
-      const frame = buf.subarray(0, s.length);
-      const out = decode(frame);
-      out.catch(() => undefined);
-      pending.push({ offset: bufStart, length: s.length, out });
+      cutFrames.push({ offset: bufStart, length: s.length, frame: buf.subarray(0, s.length) });
       buf = buf.subarray(s.length);
       bufStart += s.length;
       want = 0;
@@ -226,7 +234,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     parts.length = 0;
     partsLen = 0;
     cut();
-    while (pending.length > READ_AHEAD) {
+    startDecoding();
+    while (cutFrames.length > 0) {
       const item = await drainOne();
       if (item) yield item;
     }
@@ -235,7 +244,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     buf = Buffer.concat([buf, ...parts]);
     cut();
   }
-  while (pending.length > 0) {
+  while (pending.length > 0 || cutFrames.length > 0) {
     const item = await drainOne();
     if (item) yield item;
   }
