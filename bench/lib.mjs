@@ -31,10 +31,6 @@ export function median(xs) {
   return s[Math.floor(s.length / 2)];
 }
 
-export function dropCaches() {
-  spawnSync('sync');
-}
-
 export function machine() {
   const c = cpus();
   return `${c.length} × ${c[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, node ${process.version}`;
@@ -42,4 +38,18 @@ export function machine() {
 
 export function mbps(bytes, secs) {
   return bytes / MiB / secs;
+}
+
+const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
+
+/**
+ * Runs the jship CLI as a user does (through its launcher) under GNU time:
+ * returns seconds, peak RSS in MiB, and the --json output when asked for.
+ */
+export function runJship(args, { json = false } = {}) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', JSHIP, ...args, ...(json ? ['--json'] : [])], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
+  return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: json ? JSON.parse(r.stdout) : null };
 }

@@ -6,17 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship } from './lib.mjs';
 
-const jship = new URL('../bin/jship', import.meta.url).pathname;
-
-function run(args) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, jship, ...args, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
-  return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: JSON.parse(r.stdout) };
-}
+const run = (args) => runJship(args, { json: true });
 
 export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_RESTORE_MIB ?? 1024) } = {}) {
   const { dir, cleanup } = scratch('restore');

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship } from './lib.mjs';
 
 const WORDS = 'the of and to in is was for on that with as by at from journal volume record tape base sequence restore marker primary secondary export import purge ring segment'.split(' ');
 
@@ -17,17 +17,6 @@ function mixedBlock(i) {
   let s = '';
   while (s.length < MiB) s += `${WORDS[Math.floor(Math.random() * WORDS.length)]}${Math.random() < 0.1 ? '.\n' : ' '}`;
   return Buffer.from(s.slice(0, MiB));
-}
-
-const jship = new URL('../bin/jship', import.meta.url).pathname;
-
-function runJship(args) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, jship, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stderr}`);
-  const rssKiB = Number(r.stderr.trim().split('\n').pop());
-  return { secs, rssMiB: rssKiB / 1024 };
 }
 
 export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_TAPE_MIB ?? 1024) } = {}) {
