@@ -67,7 +67,8 @@ export class SegmentSource {
     const where = `${f.path} segment ${seg.idx}`;
     let content: Buffer;
     try {
-      content = (await decodeEntries(this.#pool ? await this.#pool.decompress(frame) : decompress(frame), where))[0]?.content ?? Buffer.alloc(0);
+      const entries = this.#pool ? (await this.#pool.unframe(frame)).entries : await decodeEntries(decompress(frame), where);
+      content = entries[0]?.content ?? Buffer.alloc(0);
     } catch (e) {
       throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });
     }

@@ -7,7 +7,7 @@ const require = createRequire(import.meta.url);
 // The worker is plain CommonJS run with `eval`, so that it works from the
 // compiled package and from the TypeScript sources under the test runner alike.
 // It packs tar entries with tar-stream, hashes segments and compresses each
-// frame with zstd; or decompresses a frame.
+// frame with zstd; or decompresses a frame and takes its entries apart.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
@@ -39,6 +39,30 @@ async function frame(m) {
   const all = await pack(entries, new Date(m.mtime));
   return { out: c.compress(m.eof ? all : all.subarray(0, all.length - EOF)), sha256 };
 }
+async function unframe(m) {
+  const bytes = d.decompress(Buffer.from(m.buf));
+  const entries = [];
+  const x = tar.extract();
+  const done = (async () => {
+    for await (const e of x) {
+      const parts = [];
+      for await (const c of e) parts.push(c);
+      entries.push({ name: e.header.name, content: Buffer.concat(parts) });
+    }
+  })();
+  x.end(Buffer.concat([bytes, Buffer.alloc(EOF)]));
+  await done;
+  const tail = bytes.subarray(Math.max(0, bytes.length - EOF));
+  return {
+    entries,
+    allZero: entries.length === 0 && bytes.every((b) => b === 0),
+    endsWithEof: bytes.length >= EOF && tail.every((b) => b === 0),
+  };
+}
+function own(b) {
+  // Small buffers come from Node's shared pool: copy them rather than hand over the pool.
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b.buffer : b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+}
 // Frame buffers live outside the JS heap, where V8 collects late (after tens of MiB
 // per thread): collect every few frames, so that memory stays bounded.
 require('node:v8').setFlagsFromString('--expose-gc');
@@ -47,7 +71,13 @@ let jobs = 0;
 parentPort.on('message', async (m) => {
   if (++jobs % 4 === 0) collect();
   try {
-    const r = m.op === 'frame' ? await frame(m) : { out: d.decompress(Buffer.from(m.buf)), sha256: null };
+    if (m.op === 'unframe') {
+      const r = await unframe(m);
+      const entries = r.entries.map((e) => ({ name: e.name, content: own(e.content) }));
+      parentPort.postMessage({ id: m.id, entries, allZero: r.allZero, endsWithEof: r.endsWithEof }, entries.map((e) => e.content));
+      return;
+    }
+    const r = await frame(m);
     // Hand the output over without a copy when it owns its memory.
     const whole = r.out.byteOffset === 0 && r.out.byteLength === r.out.buffer.byteLength;
     const ab = whole ? r.out.buffer : r.out.buffer.slice(r.out.byteOffset, r.out.byteOffset + r.out.byteLength);
@@ -63,11 +93,26 @@ interface Result {
   sha256: string | null;
 }
 
+/** A frame taken apart: its tar entries, and whether it ended the archive (or was padding). */
+export interface Unframed {
+  entries: Array<{ name: string; content: Buffer }>;
+  allZero: boolean;
+  endsWithEof: boolean;
+}
+
 interface Job {
   msg: Record<string, unknown>;
   transfer: ArrayBuffer[];
-  resolve: (r: Result) => void;
+  resolve: (r: Reply) => void;
   reject: (e: Error) => void;
+}
+
+interface Reply {
+  buf?: ArrayBuffer;
+  sha256?: string | null;
+  entries?: Array<{ name: string; content: ArrayBuffer }>;
+  allZero?: boolean;
+  endsWithEof?: boolean;
 }
 
 /** Copies into an ArrayBuffer of its own, to be handed to a worker without another copy. */
@@ -102,12 +147,12 @@ export class FramePool {
     for (let i = 0; i < n; i++) {
       const w = new Worker(WORKER, { eval: true, workerData });
       w.unref();
-      w.on('message', (m: { buf?: ArrayBuffer; sha256?: string | null; error?: string }) => {
+      w.on('message', (m: Reply & { error?: string }) => {
         const job = this.#busy.get(w);
         this.#busy.delete(w);
         if (job) {
-          if (m.error !== undefined || !m.buf) job.reject(new Error(`zstd: ${m.error ?? 'no output'}`));
-          else job.resolve({ buf: Buffer.from(m.buf), sha256: m.sha256 ?? null });
+          if (m.error !== undefined || (!m.buf && !m.entries)) job.reject(new Error(`zstd: ${m.error ?? 'no output'}`));
+          else job.resolve(m);
         }
         this.#dispatch();
       });
@@ -127,17 +172,24 @@ export class FramePool {
    */
   async frame(entries: Array<{ name: string; content: Uint8Array[] }>, opts: { mtime: Date; hashFirst?: boolean; eof?: boolean }): Promise<Result> {
     const list = entries.map((e) => ({ name: e.name, content: owned(e.content) }));
-    return this.#submit({ op: 'frame', entries: list, mtime: opts.mtime.getTime(), hashFirst: opts.hashFirst ?? false, eof: opts.eof ?? false }, list.map((e) => e.content));
+    const r = await this.#submit({ op: 'frame', entries: list, mtime: opts.mtime.getTime(), hashFirst: opts.hashFirst ?? false, eof: opts.eof ?? false }, list.map((e) => e.content));
+    return { buf: Buffer.from(r.buf as ArrayBuffer), sha256: r.sha256 ?? null };
   }
 
-  async decompress(frame: Buffer): Promise<Buffer> {
+  /** Decompresses a frame and takes its tar entries apart (tar-stream), off the main thread. */
+  async unframe(frame: Buffer): Promise<Unframed> {
     const buf = owned([frame]);
-    return (await this.#submit({ op: 'decompress', buf }, [buf])).buf;
+    const r = await this.#submit({ op: 'unframe', buf }, [buf]);
+    return {
+      entries: (r.entries ?? []).map((e) => ({ name: e.name, content: Buffer.from(e.content) })),
+      allZero: r.allZero ?? false,
+      endsWithEof: r.endsWithEof ?? false,
+    };
   }
 
-  #submit(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Result> {
+  #submit(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> {
     if (this.#closed) return Promise.reject(new Error('frame pool is closed'));
-    return new Promise<Result>((resolve, reject) => {
+    return new Promise<Reply>((resolve, reject) => {
       this.#queue.push({ msg, transfer, resolve, reject });
       this.#dispatch();
     });

@@ -9,8 +9,8 @@ import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, type SegmentHeader } from './segment.js';
-import { TAR_EOF, decodeEntries, type TarEntry } from './tar-entry.js';
-import type { FramePool } from './frame-pool.js';
+import { unframeBytes, type TarEntry } from './tar-entry.js';
+import type { FramePool, Unframed } from './frame-pool.js';
 
 export interface TapeRecord {
   header: RecordHeader;
@@ -69,17 +69,15 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let nextUpdateSeq: bigint | undefined;
   let index = 0;
 
-  const handle = async (bytes: Buffer, offset: number, length: number): Promise<TapeItem | undefined> => {
-    const allZero = bytes.every((b) => b === 0);
+  const handle = async (frame: Unframed, offset: number, length: number): Promise<TapeItem | undefined> => {
     if (sawEof || trailer) {
-      if (allZero) {
+      if (frame.allZero) {
         sawEof = true;
         return undefined;
       }
       return fail('TAPE_DAMAGED', `data after the ${sawEof ? 'end of the archive' : 'trailer'} at byte ${offset}`, 'the file holds more than one tape or was appended to');
     }
-    const where = `${opts.where} at byte ${offset}`;
-    const entries = await decodeEntries(bytes, where);
+    const entries = frame.entries;
     const entry = entries[0];
     if (!entry) return fail('TAPE_DAMAGED', `frame at byte ${offset} holds no tar entry`, 'the tape is damaged');
     if (!label) {
@@ -106,7 +104,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (entry.name === TRAILER_NAME) {
       if (entries.length !== 1) fail('TAPE_DAMAGED', 'entries after the trailer', 'the tape was assembled from parts');
       trailer = decodeTrailer(entry.content, `${opts.where} trailer`);
-      sawEof = bytes.length >= TAR_EOF.length && bytes.subarray(bytes.length - TAR_EOF.length).every((b) => b === 0);
+      sawEof = frame.endsWithEof;
       const listed = trailer.segments;
       if (listed.length !== seen.length || listed.some((x, i) => x.name !== seen[i]?.name || x.sha256 !== seen[i]?.sha256 || x.records !== seen[i]?.records)) {
         fail('TAPE_DAMAGED', `the trailer lists ${listed.length} segments, the tape holds ${seen.length} that do not all match it`, 'the tape is damaged or was assembled from parts');
@@ -169,11 +167,11 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let want = 0;
   // Frames cut from the stream wait here compressed; at most READ_AHEAD are being decompressed.
   const cutFrames: Array<{ offset: number; length: number; frame: Buffer }> = [];
-  const pending: Array<{ offset: number; length: number; out: Promise<Buffer> }> = [];
-  const decode = (frame: Buffer): Promise<Buffer> => {
-    if (opts.pool) return opts.pool.decompress(frame);
+  const pending: Array<{ offset: number; length: number; out: Promise<Unframed> }> = [];
+  const decode = (frame: Buffer, offset: number): Promise<Unframed> => {
+    if (opts.pool) return opts.pool.unframe(frame);
     try {
-      return Promise.resolve(decompress(frame));
+      return unframeBytes(decompress(frame), `${opts.where} at byte ${offset}`);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -181,7 +179,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   const startDecoding = (): void => {
     while (pending.length < READ_AHEAD && cutFrames.length > 0) {
       const f = cutFrames.shift() as { offset: number; length: number; frame: Buffer };
-      const out = decode(f.frame);
+      const out = decode(f.frame, f.offset);
       out.catch(() => undefined);
       pending.push({ offset: f.offset, length: f.length, out });
     }
@@ -190,15 +188,16 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     startDecoding();
     const p = pending.shift();
     if (!p) return undefined;
-    let bytes: Buffer;
+    let frame: Unframed;
     try {
-      bytes = await p.out;
+      frame = await p.out;
     } catch (e) {
+      if (isJshipError(e)) throw e;
       return fail('TAPE_DAMAGED', `frame at byte ${p.offset} does not decompress (${(e as Error).message})`, 'the tape is damaged at this point; the records before it were verified', e);
     }
     progress.offset = p.offset;
     try {
-      return await handle(bytes, p.offset, p.length);
+      return await handle(frame, p.offset, p.length);
     } catch (e) {
       if (isJshipError(e) && !('segmentsVerified' in e.details)) {
         Object.assign(e.details, { segmentsVerified: progress.segments, recordsVerified: progress.records, lastGoodSeq: progress.lastSeq?.toString() ?? null, offset: p.offset });

@@ -28,3 +28,13 @@ export async function decodeEntries(bytes: Buffer, where: string): Promise<TarEn
   }
   return entries;
 }
+
+/** Takes a decompressed frame apart on this thread (the pool does the same on a worker). */
+export async function unframeBytes(bytes: Buffer, where: string): Promise<{ entries: TarEntry[]; allZero: boolean; endsWithEof: boolean }> {
+  const entries = await decodeEntries(bytes, where);
+  return {
+    entries,
+    allZero: entries.length === 0 && bytes.every((b) => b === 0),
+    endsWithEof: bytes.length >= TAR_EOF.length && bytes.subarray(bytes.length - TAR_EOF.length).every((b) => b === 0),
+  };
+}
