@@ -39,8 +39,6 @@ export interface SegmentRow {
   frameLength: number;
   sha256: string;
   baseId: bigint | null;
-  /** The record index (src/core/record-index.ts); read on demand, not by segments(). */
-  index?: Buffer;
 }
 
 export interface MarkerRow {
@@ -106,6 +104,12 @@ CREATE TABLE IF NOT EXISTS markers (
   serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS markers_name ON markers (name);
+CREATE TABLE IF NOT EXISTS staged_index (
+  stage TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  record_index BLOB NOT NULL,
+  PRIMARY KEY (stage, idx)
+);
 `;
 
 type Row = Record<string, unknown>;
@@ -181,8 +185,26 @@ export class Catalog {
     }));
   }
 
-  /** Replaces everything known about a tape serial with `tape`, its segments and markers, in one transaction. */
-  putTape(tape: TapeRow, segments: SegmentRow[], markers: MarkerRow[]): void {
+  /**
+   * Parks a segment's record index while its tape is still being read, so
+   * that an import holds no index in memory; `putTape` with the same stage
+   * takes them, `dropStaged` forgets them.
+   */
+  stageIndex(stage: string, idx: number, index: Buffer): void {
+    this.#db.prepare('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, index);
+  }
+
+  /** Forgets staged indexes: one stage, or all (left by a killed import). */
+  dropStaged(stage?: string): void {
+    if (stage === undefined) this.#db.prepare('DELETE FROM staged_index').run();
+    else this.#db.prepare('DELETE FROM staged_index WHERE stage = ?').run(stage);
+  }
+
+  /**
+   * Replaces everything known about a tape serial with `tape`, its segments
+   * and markers, in one transaction. Segment indexes come from `stage`.
+   */
+  putTape(tape: TapeRow, segments: SegmentRow[], markers: MarkerRow[], stage: string): void {
     const tx = this.#db.transaction(() => {
       this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(tape.serial);
       this.#db.prepare(`INSERT INTO tapes (serial, file, sha256, bytes, media_set, media_index, media_last, prev_sha256, key_id, status, problem, records,
@@ -191,8 +213,9 @@ export class Catalog {
         tape.prevSha256, tape.keyId, tape.status, tape.problem, tape.records, tape.firstSeq, tape.lastSeq, tape.firstTs, tape.lastTs, tape.baseId, tape.createdAt, tape.importedAt,
       );
       const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId, s.index ?? Buffer.alloc(0));
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT record_index FROM staged_index WHERE stage = ? AND idx = ?))`);
+      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId, stage, s.idx);
+      this.#db.prepare('DELETE FROM staged_index WHERE stage = ?').run(stage);
       const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
       for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial);
     });

@@ -67,7 +67,7 @@ export interface ScannedTape {
 }
 
 /** Reads and verifies a whole tape into catalogue rows; damage stops it and is returned, not thrown. */
-export async function scanTape(source: string, serial: number, opts: ImportOptions, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+export async function scanTape(source: string, serial: number, opts: ImportOptions, stage: (idx: number, index: Buffer) => void, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
   const segments: SegmentRow[] = [];
   const markers: MarkerRow[] = [];
   let trailer: TapeTrailer | undefined;
@@ -86,8 +86,8 @@ export async function scanTape(source: string, serial: number, opts: ImportOptio
           firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
           records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
           baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
-          index: buildRecordIndex(item.records.map((r) => r.header)),
         });
+        stage(item.index, buildRecordIndex(item.records.map((r) => r.header)));
         for (const r of item.records) {
           if (r.header.type !== RecordType.Marker) continue;
           const p = decodeMarker(r.data, `${source} record ${r.header.seq}`);
@@ -130,7 +130,8 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
     return { replica: dir, created: false, tapes: reports, ok: false, coverage: [], gaps: [], missingSerials: [], contiguousThrough: null };
   }
   const { replica, created } = opened;
-  const pool = opts.pool ?? new FramePool();
+  // One worker: decompressing is fast next to hashing and checking on this thread, and each worker costs memory.
+  const pool = opts.pool ?? new FramePool({ threads: 1 });
   try {
     await cleanIncoming(replica);
     const sizes = await Promise.all(files.map(async (f) => (await fsp.stat(f)).size));
@@ -152,6 +153,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
 }
 
 async function cleanIncoming(replica: Replica): Promise<void> {
+  replica.catalog.dropStaged();
   for (const n of await fsp.readdir(replica.tapesDir)) {
     if (n.startsWith('.incoming-')) await fsp.rm(replica.tapePath(n), { force: true });
   }
@@ -185,13 +187,14 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
   if (existing && existing.status === 'complete' && existing.bytes === size && (await sha256File(source)) === existing.sha256) {
     return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
-  const tmp = replica.tapePath(`.incoming-${randomBytes(6).toString('hex')}`);
+  const stage = randomBytes(6).toString('hex');
+  const tmp = replica.tapePath(`.incoming-${stage}`);
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   const hash = createHash('sha256');
   let pos = 0;
   let closed = false;
   try {
-    const { segments, markers, trailer, damage } = await scanTape(source, label.serial, opts, async (c) => {
+    const { segments, markers, trailer, damage } = await scanTape(source, label.serial, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
       await writeFully(h, c, pos);
       pos += c.length;
@@ -218,7 +221,7 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
       closed = true;
       await fsp.rename(tmp, replica.tapePath(file));
       await syncDir(replica.tapesDir);
-      cat.putTape(tapeRow(label, file, sha256, pos, 'partial', damage.message, segments, trailer), segments, markers);
+      cat.putTape(tapeRow(label, file, sha256, pos, 'partial', damage.message, segments, trailer), segments, markers, stage);
       if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
       return { source, serial: label.serial, outcome: 'partial', message, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
     }
@@ -247,7 +250,7 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
     }
     await fsp.rm(tmp, { force: true });
     await syncDir(replica.tapesDir);
-    cat.putTape(tapeRow(label, file, sha256, pos, 'complete', null, segments, trailer), segments, markers);
+    cat.putTape(tapeRow(label, file, sha256, pos, 'complete', null, segments, trailer), segments, markers, stage);
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return {
       source, serial: label.serial, outcome: existing ? 'replaced' : 'imported',
@@ -255,6 +258,7 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
       code: null, records, updates: tapeUpdates, lost: null,
     };
   } finally {
+    cat.dropStaged(stage);
     if (!closed) await h.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
   }

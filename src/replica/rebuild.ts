@@ -39,13 +39,14 @@ export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}):
       const path = replica.tapePath(file);
       try {
         const label = await readLabel(path);
-        const scan = await scanTape(path, label.serial, { ...opts, pool });
+        const scan = await scanTape(path, label.serial, { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
         const status = scan.damage ? 'partial' : 'complete';
         if (scan.damage && scan.segments.length === 0) throw scan.damage;
         const { size } = await fsp.stat(path);
-        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, scan.segments, scan.trailer), scan.segments, scan.markers);
+        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, scan.segments, scan.trailer), scan.segments, scan.markers, file);
         tapes.push({ file, serial: label.serial, status, records: scan.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
       } catch (e) {
+        cat.dropStaged(file);
         if (!isJshipError(e)) throw e;
         tapes.push({ file, serial: null, status: 'unreadable', records: 0, message: e.message });
       }

@@ -33,7 +33,7 @@ export interface ExportResult {
   tapes: WrittenTape[];
   records: number;
   updates: { firstSeq: bigint; lastSeq: bigint; firstTs: bigint; lastTs: bigint } | null;
-  base: { baseId: bigint; completeSeq: bigint; records: number; bytes: number } | null;
+  base: { baseId: bigint; scope: 'full' | 'resync'; completeSeq: bigint; records: number; bytes: number } | null;
   /** Bytes of records written (headers and data, before compression). */
   rawBytes: number;
   tapeBytes: number;
@@ -63,13 +63,16 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     lostBeforeExport = { from, to: group.journal.outSeq - 1n };
     from = group.journal.outSeq;
   }
-  if (!opts.base && from >= group.journal.writtenSeq && !opts.allowEmpty) {
+  if (!opts.base && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
     return {
       nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
       journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport,
     };
   }
-  let baseRun = opts.base ? await group.beginBase({ scope: 'full' }) : undefined;
+  // After a suspension (journaling resumed, the dirty bitmap still holds regions), every export
+  // carries a resync base of those regions until one completes: no restore point exists until then.
+  const resync = !opts.base && group.state === 'resync-pending';
+  let baseRun = opts.base || resync ? await group.beginBase({ scope: opts.base ? 'full' : 'resync' }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
   const writer = new MediaSetWriter({
@@ -106,7 +109,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
         rawBytes += 64 + r.data.length;
       }
       const done = await run.complete();
-      baseInfo = { baseId: run.baseId, completeSeq: done.seq, records: run.records, bytes: run.bytes };
+      baseInfo = { baseId: run.baseId, scope: run.scope, completeSeq: done.seq, records: run.records, bytes: run.bytes };
       baseRun = undefined;
     }
     const end = group.journal.writtenSeq;

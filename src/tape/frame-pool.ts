@@ -69,7 +69,7 @@ require('node:v8').setFlagsFromString('--expose-gc');
 const collect = require('node:vm').runInNewContext('gc');
 let jobs = 0;
 parentPort.on('message', async (m) => {
-  if (++jobs % 4 === 0) collect();
+  if (++jobs % 2 === 0) collect({ type: 'minor' });
   try {
     if (m.op === 'unframe') {
       const r = await unframe(m);
