@@ -159,10 +159,6 @@ export class JournalVolume {
     return this.#sb.lastTimestamp;
   }
 
-  get wasCleanlyClosed(): boolean {
-    return (this.#sb.flags & SB_CLEAN) !== 0;
-  }
-
   /** Records held (allocated, not purged) and data bytes held. */
   usage(): { records: bigint; bytes: bigint; metaFraction: number; dataFraction: number } {
     const records = this.allocSeq - this.outSeq;

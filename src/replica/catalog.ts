@@ -226,11 +226,6 @@ export class Catalog {
     this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(serial);
   }
 
-  /** Forgets every tape (before a rebuild). */
-  clear(): void {
-    this.#db.exec('DELETE FROM markers; DELETE FROM segments; DELETE FROM tapes;');
-  }
-
   /** Verified update ranges, merged: what sequence numbers the replica holds. */
   coverage(): Array<{ from: bigint; to: bigint }> {
     const rows = this.#db.prepare("SELECT first_seq, last_seq FROM segments WHERE kind = 'update' ORDER BY first_seq").all() as Row[];
