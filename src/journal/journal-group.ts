@@ -687,12 +687,17 @@ export class JournalGroup {
    */
   async *records(from?: bigint, opts: { batch?: number } = {}): AsyncGenerator<JournalRecord> {
     let seq = from ?? this.journal.outSeq;
+    const batch = opts.batch ?? 256;
+    // The next batch is read while the caller works on this one.
+    let next = this.journal.readRecords(seq, batch);
     for (;;) {
       this.#checkUsable();
-      const recs = await this.journal.readRecords(seq, opts.batch ?? 256);
+      const recs = await next;
       if (recs.length === 0) return;
-      for (const r of recs) yield r;
       seq += BigInt(recs.length);
+      next = this.journal.readRecords(seq, batch);
+      next.catch(() => undefined);
+      for (const r of recs) yield r;
     }
   }
 

@@ -96,6 +96,10 @@ export class MediaSetWriter {
   #dataBytes = 0;
   #raw = 0;
   readonly #sealing: Array<Promise<Sealed>> = [];
+  /** The writer loop: writes sealed segments in order while the caller goes on reading and sealing. */
+  #writerActive = false;
+  #writerDone: Promise<void> = Promise.resolve();
+  #waiter: (() => void) | undefined;
   #tape: OpenTape | undefined;
   readonly #written: WrittenTape[] = [];
   #failed: unknown;
@@ -131,7 +135,9 @@ export class MediaSetWriter {
   /** Seals the last segment and closes the last tape. Returns every tape written. */
   async finish(opts: { allowEmpty?: boolean } = {}): Promise<WrittenTape[]> {
     await this.#seal();
-    await this.#drain(0);
+    await this.#waitBelow(0);
+    await this.#writerDone;
+    if (this.#failed) throw this.#failed;
     if (!this.#tape && opts.allowEmpty) await this.#openTape();
     if (this.#tape) await this.#closeTape(true);
     return this.#written;
@@ -141,6 +147,7 @@ export class MediaSetWriter {
   async abort(): Promise<void> {
     this.#failed ??= new Error('aborted');
     await Promise.allSettled(this.#sealing.splice(0));
+    await this.#writerDone;
     await this.#tape?.out.abort();
     this.#tape = undefined;
   }
@@ -163,7 +170,8 @@ export class MediaSetWriter {
     p.catch(() => undefined);
     this.#sealing.push(p);
     this.#o.onProgress?.(this.#raw);
-    await this.#drain(MAX_SEALS_IN_FLIGHT);
+    this.#startWriter();
+    await this.#waitBelow(MAX_SEALS_IN_FLIGHT);
   }
 
   async #sealSegment(name: string, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
@@ -201,18 +209,43 @@ export class MediaSetWriter {
     };
   }
 
-  /** Writes sealed segments, in order, until at most `keep` are in flight. */
-  async #drain(keep: number): Promise<void> {
-    while (this.#sealing.length > keep) {
-      const s = await (this.#sealing[0] as Promise<Sealed>);
-      this.#sealing.shift();
+  #startWriter(): void {
+    if (this.#writerActive) return;
+    this.#writerActive = true;
+    this.#writerDone = (async () => {
       try {
-        await this.#emit(s);
+        for (;;) {
+          const head = this.#sealing[0];
+          // Checked and cleared in one synchronous step: a segment queued after this starts a new loop.
+          if (!head || this.#failed) return;
+          await this.#emit(await head);
+          this.#sealing.shift();
+          this.#wake();
+        }
       } catch (e) {
-        this.#failed = e;
-        throw e;
+        this.#failed ??= e;
+      } finally {
+        this.#writerActive = false;
+        this.#wake();
       }
+    })();
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+
+  /** Waits until at most `n` segments are in flight (sealing or waiting to be written). */
+  async #waitBelow(n: number): Promise<void> {
+    while (this.#sealing.length > n && !this.#failed) {
+      if (!this.#writerActive) this.#startWriter();
+      await new Promise<void>((resolve) => {
+        this.#waiter = resolve;
+      });
     }
+    if (this.#failed) throw this.#failed;
   }
 
   async #emit(s: Sealed): Promise<void> {
