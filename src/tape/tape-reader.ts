@@ -42,7 +42,7 @@ export interface TapeProgress {
   offset: number;
 }
 
-const READ_AHEAD = 4;
+const READ_AHEAD = 2;
 
 /**
  * Reads a tape as it streams in: frame by frame (boundaries from the zstd
