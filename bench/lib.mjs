@@ -53,3 +53,15 @@ export function runJship(args, { json = false } = {}) {
   if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
   return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: json ? JSON.parse(r.stdout) : null };
 }
+
+/** A group of one volume of `sizeMiB`, written 1 MiB at a time with `block(i)`; returns the group dir and the volume file. */
+export async function filledGroup(dir, sizeMiB, block) {
+  const { createGroup, openGroup } = await import('../dist/index.js');
+  const g = join(dir, 'g');
+  const vol = join(dir, 'vol.img');
+  await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
+  const group = await openGroup(g, { checkpointIntervalMs: 0 });
+  for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, block(i));
+  await group.close();
+  return { g, vol };
+}

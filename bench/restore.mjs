@@ -6,19 +6,14 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup } from './lib.mjs';
 
 const run = (args) => runJship(args, { json: true });
 
 export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_RESTORE_MIB ?? 1024) } = {}) {
   const { dir, cleanup } = scratch('restore');
   try {
-    const g = join(dir, 'g');
-    const vol = join(dir, 'vol.img');
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
-    const group = await openGroup(g, { checkpointIntervalMs: 0 });
-    for (let i = 0; i < sizeMiB; i += 1) await group.write(0, i * MiB, i % 2 ? randomBytes(MiB) : Buffer.alloc(MiB, i & 0xff));
-    await group.close();
+    const { g, vol } = await filledGroup(dir, sizeMiB, (i) => (i % 2 ? randomBytes(MiB) : Buffer.alloc(MiB, i & 0xff)));
     run(['export', g, '--to', `${dir}/tapes/`, '--base']);
     run(['import', join(dir, 'rep'), `${dir}/tapes`]);
     const j = [];

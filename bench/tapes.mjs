@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup } from './lib.mjs';
 
 const WORDS = 'the of and to in is was for on that with as by at from journal volume record tape base sequence restore marker primary secondary export import purge ring segment'.split(' ');
 
@@ -23,12 +23,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
   const results = [];
   const { dir, cleanup } = scratch('tapes');
   try {
-    const g = join(dir, 'g');
-    const vol = join(dir, 'vol.img');
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
-    const group = await openGroup(g, { checkpointIntervalMs: 0 });
-    for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, mixedBlock(i));
-    await group.close();
+    const { g } = await filledGroup(dir, sizeMiB, mixedBlock);
     const journalBytes = sizeMiB * MiB;
     // Export purges the journal: each run starts from a pristine copy of the group directory.
     spawnSync('cp', ['-a', g, `${g}.orig`]);

@@ -5,7 +5,7 @@ import { makeAck, parseAckKey } from '../core/ack.js';
 import { writeFileAtomic } from '../io/files.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { importTapes, type ImportReport } from '../replica/import.js';
-import { emit, progress, type CommonOptions } from './output.js';
+import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface ImportCliOptions extends CommonOptions {
   key?: string;
@@ -29,18 +29,15 @@ export function registerImport(program: Command): void {
       const ackKey = opts.ackKey ? parseAckKey(await fsp.readFile(opts.ackKey, 'utf8').catch((e: Error) => {
         throw new JshipError('USAGE', `cannot read ${opts.ackKey}: ${e.message}`);
       }), opts.ackKey) : undefined;
-      let bar: ReturnType<typeof progress> | undefined;
+      const bar = lazyProgress(opts, 'importing');
       let report: ImportReport;
       try {
         report = await importTapes(dir, sources, {
           ...(key ? { key } : {}),
-          onProgress: (done, total) => {
-            bar ??= progress(opts, 'importing', total);
-            bar.update(done);
-          },
+          onProgress: bar.onProgress,
         });
       } finally {
-        bar?.stop();
+        bar.stop();
       }
       let ack: { file: string; seq: bigint } | null = null;
       if (opts.ackOut && ackKey) {

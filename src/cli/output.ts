@@ -53,6 +53,18 @@ export function progress(opts: CommonOptions, label: string, total: number): Pro
   };
 }
 
+/** A progress bar made on the first report, when the total is known; `stop` is safe either way. */
+export function lazyProgress(opts: CommonOptions, label: string): { onProgress: (done: number, total: number) => void; stop: () => void } {
+  let bar: Progress | undefined;
+  return {
+    onProgress: (done, total) => {
+      bar ??= progress(opts, label, total);
+      bar.update(done);
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
 /** Lays out rows of cells in aligned columns. */
 export function table(rows: string[][], indent = '  '): string[] {
   const widths: number[] = [];

@@ -5,7 +5,7 @@ import { formatTime, parseTime } from '../core/time.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { PointSpec } from '../replica/restore-plan.js';
-import { emit, progress, type CommonOptions } from './output.js';
+import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface RestoreCliOptions extends CommonOptions {
   volume: string[];
@@ -60,7 +60,7 @@ export function registerRestore(program: Command): void {
         return m ? { volume: m[1] as string, path: m[2] as string } : { path: t };
       });
       const key = opts.key ? await readKeyFile(opts.key) : undefined;
-      let bar: ReturnType<typeof progress> | undefined;
+      const bar = lazyProgress(opts, 'restoring');
       let r;
       try {
         r = await restoreReplica(dir, {
@@ -70,13 +70,10 @@ export function registerRestore(program: Command): void {
           coalesce: opts.coalesce,
           ...(opts.force ? { force: true } : {}),
           ...(key ? { key } : {}),
-          onProgress: (done, total) => {
-            bar ??= progress(opts, 'restoring', total);
-            bar.update(done);
-          },
+          onProgress: bar.onProgress,
         });
       } finally {
-        bar?.stop();
+        bar.stop();
       }
       const p = r.plan;
       emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => [

@@ -3,7 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { scanGroup } from '../journal/scan.js';
-import { emit, progress, type CommonOptions } from './output.js';
+import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 export function registerScan(program: Command): void {
   program
@@ -17,18 +17,15 @@ export function registerScan(program: Command): void {
       if (blockSize !== undefined && (blockSize < 512 || blockSize > 16 * 1024 * 1024 || blockSize % 512 !== 0)) {
         throw new JshipError('BAD_SIZE', `--block-size ${opts.blockSize} must be a multiple of 512 between 512 and 16M`, { hint: 'e.g. 64K' });
       }
-      let bar: ReturnType<typeof progress> | undefined;
+      const bar = lazyProgress(opts, 'scanning');
       let r;
       try {
         r = await scanGroup(dir, {
           ...(blockSize !== undefined ? { blockSize } : {}),
-          onProgress: (done, total) => {
-            bar ??= progress(opts, 'scanning', total);
-            bar.update(done);
-          },
+          onProgress: bar.onProgress,
         });
       } finally {
-        bar?.stop();
+        bar.stop();
       }
       const rep = r;
       emit(opts, { ...rep, marker: { seq: rep.marker.seq, timestamp: formatTime(rep.marker.timestamp) } }, () => [

@@ -434,15 +434,23 @@ export class JournalGroup {
   }
 
   /** Gives a record its sequence number, timestamp and journal place, and queues it. Synchronous. */
-  #allocRecord(type: RecordType, volume: number, offset: number, length: number, data: Uint8Array | undefined, extra: Partial<RecordHeader> = {}): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
-    let { timestamp, step } = this.#clock.next();
-    if (step) {
-      this.#allocMarker(clockStepMarker(step), timestamp);
-      ({ timestamp } = this.#clock.next());
+  #allocRecord(type: RecordType, volume: number, offset: number, length: number, data: Uint8Array | undefined, stamp?: bigint): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
+    let timestamp: bigint;
+    if (stamp !== undefined) {
+      timestamp = stamp;
+    } else {
+      const next = this.#clock.next();
+      timestamp = next.timestamp;
+      if (next.step) {
+        // The step is journaled first, with the stamp it was noticed at.
+        const marker = encodeMarker(clockStepMarker(next.step));
+        this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, marker.length, marker, timestamp);
+        timestamp = this.#clock.next().timestamp;
+      }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
     const header = encodeRecord({
-      type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0, ...extra,
+      type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
     });
     if (volume !== GROUP_VOLUME) {
       const pv = this.#perVolume[volume] as { records: number; bytes: number };
@@ -452,26 +460,18 @@ export class JournalGroup {
     return { seq, timestamp, journaled: this.#enqueue({ seq, dataPos, header, data }) };
   }
 
-  #allocMarker(payload: MarkerPayload, timestamp?: bigint): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
-    const data = encodeMarker(payload);
-    if (timestamp === undefined) return this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, data.length, data);
-    const { seq, dataPos } = this.journal.allocate(data.length);
-    const header = encodeRecord({ type: RecordType.Marker, flags: 0, volume: GROUP_VOLUME, seq, timestamp, offset: 0, length: data.length, dataPos, aux: 0n, dataCrc: dataCrc(data) });
-    return { seq, timestamp, journaled: this.#enqueue({ seq, dataPos, header, data }) };
-  }
-
   /**
    * Journals a marker (waiting for space under the `block` policy; the
    * marker reserve is used only by markers the group writes itself).
    */
   async appendMarker(payload: MarkerPayload, useReserve = false): Promise<{ seq: bigint; timestamp: bigint }> {
     this.#checkUsable();
-    const bytes = encodeMarker(payload).length;
-    if (!useReserve && (this.#waiters.length > 0 || !this.journal.fits(1, bytes, false))) await this.#waitForSpace(1, bytes);
-    if (!this.journal.fits(1, bytes, true)) {
+    const data = encodeMarker(payload);
+    if (!useReserve && (this.#waiters.length > 0 || !this.journal.fits(1, data.length, false))) await this.#waitForSpace(1, data.length);
+    if (!this.journal.fits(1, data.length, true)) {
       throw new JshipError('JOURNAL_FULL', `no journal space left for a "${payload.kind}" marker`, { hint: 'export and purge the journal first' });
     }
-    const rec = this.#allocMarker(payload);
+    const rec = this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, data.length, data);
     this.#dirtySinceFlush = true;
     await this.#track(rec.journaled);
     return { seq: rec.seq, timestamp: rec.timestamp };

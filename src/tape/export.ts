@@ -1,5 +1,3 @@
-import { createReadStream } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { JshipError } from '../core/errors.js';
 import { encodeRecord } from '../core/record.js';
 import type { JournalGroup } from '../journal/journal-group.js';
@@ -8,8 +6,8 @@ import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
+import { sha256File } from './tape-file.js';
 import { readChainState, securedSeq, writeChainState, type ChainState } from './chain-state.js';
-import type { TapeTrailer } from './label.js';
 
 export interface ExportOptions {
   destination: TapeDestination;
@@ -93,7 +91,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
       await writeChainState(group.dir, state);
     },
     onTape: async (t) => {
-      state = advance(state, t.serial, t.sha256, t.trailer, keep);
+      state = advance(state, t.serial, t.sha256, t.trailer.updates, keep);
       await writeChainState(group.dir, state);
     },
   });
@@ -149,15 +147,16 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   };
 }
 
-function advance(state: ChainState, serial: number, sha256: string, trailer: TapeTrailer, keep: boolean): ChainState {
-  const lastSeq = trailer.updates ? BigInt(trailer.updates.lastSeq) : null;
+/** The chain after tape `serial` is in place; `updates` is the range of its journal records, if any. */
+function advance(state: ChainState, serial: number, sha256: string, updates: { firstSeq: string; lastSeq: string } | null, keep: boolean): ChainState {
+  const lastSeq = updates ? BigInt(updates.lastSeq) : null;
   const exported = lastSeq !== null && lastSeq > BigInt(state.exportedSeq) ? lastSeq : BigInt(state.exportedSeq);
   return {
     ...state,
     nextSerial: serial + 1,
     lastTapeSha256: sha256,
     exportedSeq: exported.toString(),
-    pendingAcks: keep && trailer.updates ? [...state.pendingAcks, { serial, firstSeq: trailer.updates.firstSeq, lastSeq: trailer.updates.lastSeq }] : state.pendingAcks,
+    pendingAcks: keep && updates ? [...state.pendingAcks, { serial, firstSeq: updates.firstSeq, lastSeq: updates.lastSeq }] : state.pendingAcks,
     committing: null,
   };
 }
@@ -166,21 +165,10 @@ function advance(state: ChainState, serial: number, sha256: string, trailer: Tap
 async function reconcile(dir: string, state: ChainState): Promise<ChainState> {
   const c = state.committing;
   if (!c) return state;
-  let sha: string | undefined;
-  try {
-    const h = createHash('sha256');
-    for await (const chunk of createReadStream(c.path)) h.update(chunk as Buffer);
-    sha = h.digest('hex');
-  } catch {
-    sha = undefined;
-  }
-  let next: ChainState;
-  if (sha === c.sha256) {
-    const trailer = { updates: c.lastSeq !== null && c.firstSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTs: '0', lastTs: '0' } : null } as TapeTrailer;
-    next = advance(state, c.serial, c.sha256, trailer, c.keepUntilAck);
-  } else {
-    next = { ...state, committing: null };
-  }
+  const sha = await sha256File(c.path).catch(() => undefined);
+  const next = sha === c.sha256
+    ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq } : null, c.keepUntilAck)
+    : { ...state, committing: null };
   await writeChainState(dir, next);
   return next;
 }
