@@ -4,7 +4,7 @@ import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
-import { fileChunks } from './tape-file.js';
+import { fileChunks, readLabel } from './tape-file.js';
 import type { FramePool } from './frame-pool.js';
 
 export interface TapeVerification {
@@ -60,17 +60,8 @@ async function verifyOne(path: string, opts: { key?: TapeKey; pool?: FramePool }
   try {
     const st = await fsp.stat(path);
     if (!st.isFile()) throw new JshipError('USAGE', `${path} is not a file`, { hint: 'name tape files' });
-    const label = await (async () => {
-      const gen = readTape(fileChunks(path, 0, 1024 * 1024 - 1), { where: path, structureOnly: true });
-      try {
-        for await (const item of gen) if (item.type === 'label') return item.label;
-      } catch {
-        // reported by the full read below
-      } finally {
-        await gen.return(undefined);
-      }
-      return null;
-    })();
+    // Only the label decides how to read; a tape without one is reported by the full read below.
+    const label = await readLabel(path).catch(() => null);
     const structureOnly = !!label?.encryption && !opts.key;
     v.recordsChecked = !structureOnly;
     for await (const item of readTape(fileChunks(path), {
