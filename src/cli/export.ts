@@ -1,13 +1,10 @@
 import type { Command } from 'commander';
-import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
-import { JournalGroup } from '../journal/journal-group.js';
-import { readKeyFile } from '../tape/crypto.js';
-import { DirDestination, FileDestination, StreamDestination, type TapeDestination } from '../tape/destination.js';
-import { exportGroup } from '../tape/export.js';
-import { emit, progress, type CommonOptions } from './output.js';
+import { onGroup } from '../control/owner.js';
+import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface ExportCliOptions extends CommonOptions {
   to?: string;
@@ -17,15 +14,6 @@ interface ExportCliOptions extends CommonOptions {
   purgeOnClose?: boolean;
   encryptKey?: string;
   allowEmpty?: boolean;
-}
-
-/** A directory (existing, or named with a trailing /), a file, or - for standard output. */
-export async function destinationFor(to: string): Promise<TapeDestination> {
-  if (to === '-') return new StreamDestination(process.stdout);
-  const st = await fsp.stat(to).catch(() => undefined);
-  if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to);
-  if (st) throw new JshipError('TAPE_EXISTS', `${to} exists already`, { hint: 'tapes are never overwritten: name a new file, or a directory' });
-  return new FileDestination(to);
 }
 
 export function registerExport(program: Command): void {
@@ -43,33 +31,26 @@ export function registerExport(program: Command): void {
     .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)')
     .action(async (dir: string, opts: ExportCliOptions) => {
       if (!opts.to) throw new JshipError('USAGE', 'export needs --to DIR_OR_FILE (or - for standard output)', { hint: 'e.g. jship export /srv/grp --to /mnt/tapes/' });
-      if (opts.purgeOnClose && opts.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
-      const mediaSize = opts.mediaSize !== undefined ? parseSize(opts.mediaSize, '--media-size') : undefined;
-      const key = opts.encryptKey ? await readKeyFile(opts.encryptKey) : undefined;
-      const destination = await destinationFor(opts.to);
+      const req: ExportRequest = {
+        to: opts.to,
+        ...(opts.base ? { base: true } : {}),
+        ...(opts.mediaSize !== undefined ? { mediaSize: parseSize(opts.mediaSize, '--media-size') } : {}),
+        ...(opts.keepUntilAck ? { keepUntilAck: true } : {}),
+        ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),
+        ...(opts.encryptKey !== undefined ? { encryptKey: opts.encryptKey } : {}),
+        ...(opts.allowEmpty ? { allowEmpty: true } : {}),
+      };
       const toStdout = opts.to === '-';
-      const group = await JournalGroup.open(dir);
+      const bar = lazyProgress(toStdout ? { json: true } : opts, 'exporting');
       let result;
       try {
-        const st = await group.status();
-        const estimate = Number(st.journal.bytes) + (opts.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
-        const bar = toStdout ? progress({ json: true }, '', 0) : progress(opts, 'exporting', estimate);
-        try {
-          result = await exportGroup(group, {
-            destination,
-            ...(opts.base ? { base: true } : {}),
-            ...(mediaSize !== undefined ? { mediaSize } : {}),
-            ...(opts.keepUntilAck ? { keepUntilAck: true } : {}),
-            ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),
-            ...(key ? { key } : {}),
-            ...(opts.allowEmpty ? { allowEmpty: true } : {}),
-            onProgress: (n) => bar.update(n),
-          });
-        } finally {
-          bar.stop();
-        }
+        result = await onGroup(
+          dir,
+          (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined),
+          { op: 'export', args: { ...absoluteRequest(req) }, onProgress: bar.onProgress },
+        );
       } finally {
-        await group.close();
+        bar.stop();
       }
       const r = result;
       const json = {

@@ -15,6 +15,7 @@ import { registerExpire } from './expire.js';
 import { registerRestore } from './restore.js';
 import { registerTimeline } from './timeline.js';
 import { registerScan } from './scan.js';
+import { registerServe } from './serve.js';
 
 export const VERSION = '0.1.0';
 
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerMark(program);
   registerScan(program);
+  registerServe(program);
   registerExport(program);
   registerAck(program);
   registerImport(program);

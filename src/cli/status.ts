@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
-import { JournalGroup, type GroupStatus } from '../journal/journal-group.js';
+import type { GroupStatus } from '../journal/journal-group.js';
+import { onGroup } from '../control/owner.js';
+import type { ServerStats } from '../nbd/server.js';
 import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { readJournalSuperblock } from '../journal/journal-volume.js';
 import { lockOwner } from '../journal/lock.js';
@@ -16,22 +18,30 @@ export function registerStatus(program: Command): void {
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, opts: CommonOptions) => {
-      let group: JournalGroup;
+      let got: { status: GroupStatus; serve: ServerStats | null };
       try {
-        group = await JournalGroup.open(dir, { checkpointIntervalMs: 0 });
+        got = await onGroup(dir, async (g) => ({ status: await g.status(), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
       } catch (e) {
+        // Owned by a process without a control socket (an export, a scan): read what is on disk.
         if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
         await offlineStatus(dir, opts);
         return;
       }
-      try {
-        const s = await group.status();
-        const chain = await readChainState(group.dir);
-        emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain) }, () => [...statusLines(s), ...chainLines(chain)]);
-      } finally {
-        await group.close();
-      }
+      const { status: s, serve } = got;
+      const chain = await readChainState(s.dir);
+      emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain), serving: serve }, () => [...statusLines(s), ...chainLines(chain), ...(serve ? serveLines(serve) : [])]);
     });
+}
+
+/** What a running `jship serve` adds: where it listens, its clients and request rates. */
+function serveLines(v: ServerStats): string[] {
+  const r = v.rates;
+  return [
+    `serving on ${v.listening} since ${new Date(v.startedAt).toISOString()}: ${v.connections.length} clients connected, ${v.totals.connections} since start`,
+    `  last ${Math.round(r.seconds)} s: ${r.requestsPerSecond.toFixed(1)} requests/s, writes ${formatSize(Math.round(r.writeBytesPerSecond))}/s, reads ${formatSize(Math.round(r.readBytesPerSecond))}/s`,
+    `  since start: ${v.totals.requests} requests, ${formatSize(v.totals.bytesWritten)} written, ${formatSize(v.totals.bytesRead)} read, ${v.totals.errors} errors`,
+    ...table(v.connections.map((c) => [c.id, c.export ?? '(negotiating)', `${Object.values(c.requests).reduce((n, k) => n + k, 0)} requests`, `${c.inFlight} in flight`, `since ${new Date(c.connectedAt).toISOString()}`])),
+  ];
 }
 
 function time(ns: bigint | null): string | null {

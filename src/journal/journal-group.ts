@@ -338,6 +338,12 @@ export class JournalGroup {
     return this.#submit(RecordType.Trim, volume, offset, length, undefined, opts.fua ?? false);
   }
 
+  /** Reads from a PVOL: every write whose promise has resolved is seen. */
+  async read(volume: string | number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    this.#checkUsable();
+    return (this.volumes[this.volumeIndex(volume)] as Volume).read(offset, length, into);
+  }
+
   /**
    * Makes every write whose promise has resolved (and every one submitted
    * before this call) durable: journal, PVOLs and dirty bitmap are fdatasynced.

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import type { Listen } from '../nbd/server.js';
+import { Serving } from '../nbd/serve-group.js';
+import { emit, toJson, type CommonOptions } from './output.js';
+
+interface ServeCliOptions extends CommonOptions {
+  socket?: string;
+  listen?: string;
+}
+
+/** PORT (loopback), HOST:PORT or [IPV6]:PORT. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new JshipError('USAGE', `--listen ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPV6]:PORT`, { hint: 'e.g. --listen 10809 (loopback) or --listen 192.0.2.7:10809' });
+  }
+  const host = m[1] === undefined ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');
+  return { host, port };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('serve the volumes of a journal group over NBD (one export per volume): every write is journaled before it is acknowledged')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .option('--socket <PATH>', 'listen on this Unix socket (default: GROUP_DIR/nbd.sock)')
+    .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
+    .option('--json', 'print one JSON line when ready and one when stopped; the log goes to standard error')
+    .action(async (dir: string, opts: ServeCliOptions) => {
+      if (opts.socket !== undefined && opts.listen !== undefined) {
+        throw new JshipError('USAGE', '--socket and --listen exclude each other', { hint: 'serve on a Unix socket or on TCP, not both' });
+      }
+      const listen: Listen | undefined = opts.listen !== undefined ? parseListen(opts.listen) : opts.socket !== undefined ? { socket: opts.socket } : undefined;
+      const serving = await Serving.start(dir, listen ? { listen } : {});
+      const stopped = new Promise<string>((resolve) => {
+        const onSignal = (sig: string): void => {
+          process.removeAllListeners('SIGTERM');
+          process.removeAllListeners('SIGINT');
+          // A second signal while stopping: leave at once; the journal's recovery covers it.
+          const hard = (): void => {
+            process.stderr.write('jship serve: stopping at once (the journal is recovered at the next open)\n');
+            process.exit(1);
+          };
+          process.once('SIGTERM', hard);
+          process.once('SIGINT', hard);
+          resolve(sig);
+        };
+        process.once('SIGTERM', () => onSignal('SIGTERM'));
+        process.once('SIGINT', () => onSignal('SIGINT'));
+      });
+      emit(opts, { ready: true, pid: process.pid, listening: serving.nbd.address, group: serving.group.dir, exports: serving.exports }, () => [
+        `serving group ${serving.group.config.groupId} on ${serving.nbd.address} (pid ${process.pid})`,
+        ...serving.exports.map((e) => `  ${e.name}  ${formatSize(e.size)}  ${e.uri}`),
+        'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
+      ]);
+      const sig = await stopped;
+      process.stderr.write(`${new Date().toISOString()} ${sig}: finishing requests in flight, flushing\n`);
+      await serving.stop();
+      const after = serving.nbd.stats().totals;
+      if (opts.json) process.stdout.write(`${toJson({ stopped: true, signal: sig, ...after })}\n`);
+      else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written; journal flushed, group closed\n`);
+    });
+}

@@ -1,0 +1,56 @@
+import { connect } from 'node:net';
+import { JshipError, type ErrorCode } from '../core/errors.js';
+import { LineSplitter, decodeControl, encodeControl } from './control-codec.js';
+import { controlSocketPath } from './control-server.js';
+
+/**
+ * Sends one operation to the process that owns a group (a running `jship
+ * serve`) and waits for its result. `locked` is the error that sent us here:
+ * when no owner answers on the control socket, it is what the user sees.
+ */
+export async function callOwner(
+  dir: string,
+  op: string,
+  args: Record<string, unknown>,
+  locked: JshipError,
+  onProgress?: (done: number, total: number) => void,
+): Promise<unknown> {
+  const path = controlSocketPath(dir);
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    const lines = new LineSplitter();
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      fn();
+    };
+    socket.setEncoding('utf8');
+    socket.once('connect', () => socket.write(encodeControl({ op, args })));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') settle(() => reject(locked));
+      else settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} did not answer on ${path}: ${e.message}`, { hint: 'check that jship serve is running', cause: e })));
+    });
+    socket.on('close', () => settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} closed its control socket without an answer`, {
+      hint: 'it may have stopped in the middle: check its log, then run the command again',
+    }))));
+    socket.on('data', (chunk: string) => {
+      try {
+        for (const line of lines.push(chunk)) {
+          const m = decodeControl(line) as { type?: string; done?: number; total?: number; result?: unknown; code?: string; message?: string; hint?: string; details?: unknown };
+          if (m.type === 'progress') onProgress?.(m.done ?? 0, m.total ?? 0);
+          else if (m.type === 'result') settle(() => resolve(m.result));
+          else if (m.type === 'error') {
+            settle(() => reject(new JshipError((m.code ?? 'IO') as ErrorCode, m.message ?? 'the owner refused', {
+              ...(m.hint ? { hint: m.hint } : {}),
+              ...(m.details !== null && typeof m.details === 'object' ? { details: m.details as Record<string, string | number | bigint | boolean | null> } : {}),
+            })));
+          }
+        }
+      } catch (e) {
+        settle(() => reject(e));
+      }
+    });
+  });
+}

@@ -1,0 +1,126 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { LineSplitter, asRequest, decodeControl, encodeControl, type ControlReply } from './control-codec.js';
+
+export const CONTROL_SOCKET = 'control.sock';
+
+/** A handler runs one operation in the owning process; it may report progress. */
+export type ControlHandler = (args: Record<string, unknown>, progress: (done: number, total: number) => void) => Promise<unknown>;
+
+export function controlSocketPath(dir: string): string {
+  return join(dir, CONTROL_SOCKET);
+}
+
+/**
+ * The control socket of a group's owner (GROUP_DIR/control.sock, mode 0600:
+ * file permissions are the access control). One request per connection;
+ * replies are progress lines, then one result or error line. Operations are
+ * the owner's own (mark, status, export, ack): the CLI verbs send them here
+ * when the group is locked by a running server.
+ */
+export class ControlServer {
+  readonly #server: Server;
+  readonly #handlers: Map<string, ControlHandler>;
+  readonly #sockets = new Set<Socket>();
+  readonly #running = new Set<Promise<unknown>>();
+  #path = '';
+
+  constructor(handlers: Record<string, ControlHandler>, readonly log: (message: string) => void) {
+    this.#handlers = new Map(Object.entries(handlers));
+    this.#server = createServer((s) => this.#accept(s));
+  }
+
+  async listen(dir: string): Promise<string> {
+    const path = controlSocketPath(dir);
+    if (Buffer.byteLength(path) > 107) {
+      throw new JshipError('USAGE', `the group directory path is too long for its control socket ${path} (at most 107 bytes)`, {
+        hint: 'serve the group through a shorter path (a symbolic link to the group directory works)',
+      });
+    }
+    // The group lock is held: a socket file here is a leftover of a dead owner.
+    await fsp.rm(path, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(path, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    await fsp.chmod(path, 0o600);
+    this.#path = path;
+    return path;
+  }
+
+  /** Stops accepting and waits for the operations that are running. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await Promise.allSettled([...this.#running]);
+    for (const s of this.#sockets) s.destroy();
+    if (this.#path) await fsp.rm(this.#path, { force: true });
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.setEncoding('utf8');
+    const lines = new LineSplitter();
+    let started = false;
+    const send = (m: ControlReply): void => {
+      if (!socket.destroyed) socket.write(encodeControl(m));
+    };
+    socket.on('data', (chunk: string) => {
+      let got: string[];
+      try {
+        got = lines.push(chunk);
+      } catch (e) {
+        this.#refuse(socket, e);
+        return;
+      }
+      const line = got[0];
+      if (started || line === undefined) return;
+      started = true;
+      let op: string;
+      let args: Record<string, unknown>;
+      try {
+        ({ op, args } = asRequest(decodeControl(line)));
+      } catch (e) {
+        this.#refuse(socket, e);
+        return;
+      }
+      const handler = this.#handlers.get(op);
+      if (!handler) {
+        this.#refuse(socket, new JshipError('CONTROL_PROTOCOL', `unknown control operation "${op}"`, { hint: `the owner answers: ${[...this.#handlers.keys()].join(', ')}` }));
+        return;
+      }
+      let last = 0;
+      const run = handler(args, (done, total) => {
+        const now = Date.now();
+        if (now - last < 100 && done < total) return;
+        last = now;
+        send({ type: 'progress', done, total });
+      }).then(
+        (result) => send({ type: 'result', result }),
+        (e: unknown) => send(errorReply(e)),
+      ).finally(() => {
+        this.#running.delete(run);
+        socket.end();
+      });
+      this.#running.add(run);
+    });
+  }
+
+  #refuse(socket: Socket, e: unknown): void {
+    this.log(`control: refused a request: ${(e as Error).message}`);
+    socket.end(encodeControl(errorReply(e)));
+  }
+}
+
+function errorReply(e: unknown): ControlReply {
+  if (e instanceof JshipError) {
+    return { type: 'error', code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) };
+  }
+  return { type: 'error', code: 'IO', message: (e as Error)?.message ?? String(e) };
+}

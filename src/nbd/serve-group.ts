@@ -1,0 +1,123 @@
+import { join } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { ControlServer } from '../control/control-server.js';
+import { JournalGroup, type GroupStatus, type OpenGroupOptions } from '../journal/journal-group.js';
+import { acknowledge } from '../tape/acknowledge.js';
+import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import type { Log } from './connection.js';
+import { groupBackend } from './group-backend.js';
+import { NbdServer, type Listen, type ServerStats } from './server.js';
+
+export const NBD_SOCKET = 'nbd.sock';
+
+export interface ServeOptions extends OpenGroupOptions {
+  /** Default: a Unix socket GROUP_DIR/nbd.sock. */
+  listen?: Listen;
+  log?: Log;
+}
+
+export interface ServedExport {
+  name: string;
+  size: number;
+  uri: string;
+}
+
+/** What `jship status` gets from a serving owner. */
+export interface ServingStatus {
+  status: GroupStatus;
+  serve: ServerStats;
+}
+
+/**
+ * A journal group served over NBD, one export per volume, with the control
+ * socket through which mark/status/export/ack reach the owner. `stop`
+ * finishes what clients have sent, flushes and closes the group.
+ */
+export class Serving {
+  readonly group: JournalGroup;
+  readonly nbd: NbdServer;
+  readonly control: ControlServer;
+  readonly exports: readonly ServedExport[];
+  #stopping: Promise<void> | undefined;
+
+  private constructor(group: JournalGroup, nbd: NbdServer, control: ControlServer, exports: ServedExport[]) {
+    this.group = group;
+    this.nbd = nbd;
+    this.control = control;
+    this.exports = exports;
+  }
+
+  static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
+    const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
+    const group = await JournalGroup.open(dir, opts);
+    const nbd = new NbdServer(groupBackend(group), log);
+    const handlers = controlHandlers(group, nbd);
+    const control = new ControlServer(handlers, log);
+    try {
+      const listen = opts.listen ?? { socket: join(group.dir, NBD_SOCKET) };
+      await control.listen(group.dir);
+      const where = await nbd.listen(listen);
+      const exports = group.volumes.map((v) => ({
+        name: v.name,
+        size: v.size,
+        uri: 'socket' in listen ? `nbd+unix:///${encodeURIComponent(v.name)}?socket=${where}` : `nbd://${where}/${encodeURIComponent(v.name)}`,
+      }));
+      return new Serving(group, nbd, control, exports);
+    } catch (e) {
+      await nbd.close().catch(() => undefined);
+      await control.close().catch(() => undefined);
+      await group.close();
+      throw e;
+    }
+  }
+
+  /** Stops accepting, lets in-flight requests and control operations finish, flushes and closes the group. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      try {
+        await this.nbd.close();
+        await this.control.close();
+      } finally {
+        await this.group.close();
+      }
+    })();
+    return this.#stopping;
+  }
+}
+
+function controlHandlers(group: JournalGroup, nbd: NbdServer): ConstructorParameters<typeof ControlServer>[0] {
+  return {
+    status: async (): Promise<ServingStatus> => ({ status: await group.status(), serve: nbd.stats() }),
+    mark: async (args) => group.mark(stringArg(args, 'name')),
+    export: async (args, progress) => runExport(group, exportArgs(args), progress),
+    ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
+  };
+}
+
+function stringArg(args: Record<string, unknown>, name: string): string {
+  const v = args[name];
+  if (typeof v !== 'string') throw new JshipError('CONTROL_PROTOCOL', `control argument "${name}" is missing or not a string`, { hint: 'use the jship CLI, which sends it' });
+  return v;
+}
+
+function exportArgs(args: Record<string, unknown>): ExportRequest {
+  const req: ExportRequest = { to: stringArg(args, 'to') };
+  for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty'] as const) {
+    const v = args[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw new JshipError('CONTROL_PROTOCOL', `control argument "${k}" is not a boolean`, { hint: 'use the jship CLI, which sends it' });
+    req[k] = v;
+  }
+  if (args.mediaSize !== undefined) {
+    if (typeof args.mediaSize !== 'number' || !Number.isSafeInteger(args.mediaSize) || args.mediaSize <= 0) {
+      throw new JshipError('CONTROL_PROTOCOL', 'control argument "mediaSize" is not a positive integer', { hint: 'use the jship CLI, which sends it' });
+    }
+    req.mediaSize = args.mediaSize;
+  }
+  if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
+  // Relative paths would be taken from the server's working directory, not the caller's.
+  if (absoluteRequest(req).to !== req.to || (req.encryptKey !== undefined && absoluteRequest(req).encryptKey !== req.encryptKey)) {
+    throw new JshipError('CONTROL_PROTOCOL', 'control export paths must be absolute', { hint: 'use the jship CLI, which sends them so' });
+  }
+  return req;
+}

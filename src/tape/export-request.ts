@@ -1,0 +1,68 @@
+import { promises as fsp } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { JshipError } from '../core/errors.js';
+import type { JournalGroup } from '../journal/journal-group.js';
+import { readKeyFile } from './crypto.js';
+import { DirDestination, FileDestination, StreamDestination, type TapeDestination } from './destination.js';
+import { exportGroup, type ExportResult } from './export.js';
+
+/**
+ * An export as the user asks for it: plain values (paths, flags), so that
+ * it can be run here or sent to the process that owns the group.
+ */
+export interface ExportRequest {
+  /** A directory (existing, or named with a trailing /), a new file, or - for standard output. */
+  to: string;
+  base?: boolean;
+  mediaSize?: number;
+  keepUntilAck?: boolean;
+  purgeOnClose?: boolean;
+  /** Path of a 32-byte key file. */
+  encryptKey?: string;
+  allowEmpty?: boolean;
+}
+
+/** The request with its paths made absolute (for another process with another working directory). */
+export function absoluteRequest(req: ExportRequest): ExportRequest {
+  return {
+    ...req,
+    to: req.to === '-' || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
+    ...(req.encryptKey !== undefined ? { encryptKey: resolve(req.encryptKey) } : {}),
+  };
+}
+
+/** A directory (existing, or named with a trailing /), a file, or - for `stdout`. */
+export async function destinationFor(to: string, stdout?: Writable): Promise<TapeDestination> {
+  if (to === '-') {
+    if (!stdout) {
+      throw new JshipError('USAGE', 'a tape to standard output cannot be written by the process that serves the group', {
+        hint: 'while jship serve runs, export to a directory or a file',
+      });
+    }
+    return new StreamDestination(stdout);
+  }
+  const st = await fsp.stat(to).catch(() => undefined);
+  if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to);
+  if (st) throw new JshipError('TAPE_EXISTS', `${to} exists already`, { hint: 'tapes are never overwritten: name a new file, or a directory' });
+  return new FileDestination(to);
+}
+
+/** Checks the request, then exports; progress is reported as (raw bytes done, estimated total). */
+export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable): Promise<ExportResult> {
+  if (req.purgeOnClose && req.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
+  const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
+  const destination = await destinationFor(req.to, stdout);
+  const st = await group.status();
+  const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
+  return exportGroup(group, {
+    destination,
+    ...(req.base ? { base: true } : {}),
+    ...(req.mediaSize !== undefined ? { mediaSize: req.mediaSize } : {}),
+    ...(req.keepUntilAck ? { keepUntilAck: true } : {}),
+    ...(req.purgeOnClose ? { purgeOnClose: true } : {}),
+    ...(key ? { key } : {}),
+    ...(req.allowEmpty ? { allowEmpty: true } : {}),
+    ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
+  });
+}
