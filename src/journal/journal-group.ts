@@ -208,6 +208,7 @@ export class JournalGroup {
   #writing = false;
   #inWrite: Batch | undefined;
   readonly #waiters: SpaceWaiter[] = [];
+  #closing = false;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
@@ -542,12 +543,22 @@ export class JournalGroup {
     const deadline = Date.now() + this.config.policy.blockTimeoutMs;
     let front = false;
     while (front ? !this.journal.fits(count, bytes, false) : this.#waiters.length > 0 || !this.journal.fits(count, bytes, false)) {
+      if (this.#closing) {
+        throw new JshipError('GROUP_CLOSED', `group ${this.dir} is closing: a write waiting for journal space was not journaled`, { hint: 'write it again once the group is open again' });
+      }
       const left = deadline - Date.now();
       const waited = await new Promise<boolean>((resolveWait) => {
-        const w: SpaceWaiter = { count, bytes, resolve: () => resolveWait(true) };
+        const w: SpaceWaiter = {
+          count,
+          bytes,
+          resolve: () => {
+            clearTimeout(timer);
+            resolveWait(true);
+          },
+        };
         if (front) this.#waiters.unshift(w);
         else this.#waiters.push(w);
-        setTimeout(() => {
+        const timer = setTimeout(() => {
           const i = this.#waiters.indexOf(w);
           if (i >= 0) {
             this.#waiters.splice(i, 1);
@@ -775,6 +786,17 @@ export class JournalGroup {
   }
 
   // ---- lifecycle ---------------------------------------------------------------
+
+  /**
+   * Writes waiting for journal space (policy `block`) fail now with
+   * GROUP_CLOSED instead of waiting out their deadline, and so will any that
+   * would have to wait from now on; writes that fit go on. Used by a server
+   * that is stopping.
+   */
+  refuseWaitingWrites(): void {
+    this.#closing = true;
+    for (const w of this.#waiters.splice(0)) w.resolve();
+  }
 
   /** Flushes, marks the journal cleanly closed and releases the group. */
   async close(): Promise<void> {

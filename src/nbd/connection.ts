@@ -439,12 +439,12 @@ export class NbdConnection {
     }
     if (r.type === Cmd.BLOCK_STATUS && !this.#blockStatus) return { errno: Errno.EINVAL, message: `block status needs the ${BASE_ALLOCATION} meta context (NBD_OPT_SET_META_CONTEXT)` };
     if (r.length === 0) return { errno: Errno.EINVAL, message: `${name} of 0 bytes` };
+    if ((r.type === Cmd.READ || r.type === Cmd.WRITE) && r.length > this.#backend.maxBlock) {
+      return { errno: Errno.EINVAL, message: `${name} of ${r.length} bytes is larger than the maximum block size ${this.#backend.maxBlock}` };
+    }
     const writes = r.type === Cmd.WRITE || r.type === Cmd.WRITE_ZEROES;
     if (r.offset + BigInt(r.length) > BigInt(exp.size)) {
       return { errno: writes ? Errno.ENOSPC : Errno.EINVAL, message: `${name} of ${r.length} bytes at ${r.offset} goes past the end of "${exp.name}" (${exp.size} bytes)` };
-    }
-    if ((r.type === Cmd.READ || r.type === Cmd.WRITE) && r.length > this.#backend.maxBlock) {
-      return { errno: Errno.EINVAL, message: `${name} of ${r.length} bytes is larger than the maximum block size ${this.#backend.maxBlock}` };
     }
     return undefined;
   }

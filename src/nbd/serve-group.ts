@@ -75,6 +75,7 @@ export class Serving {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       try {
+        this.group.refuseWaitingWrites();
         await this.nbd.close();
         await this.control.close();
       } finally {

@@ -55,7 +55,7 @@ describe('jship serve with real clients', () => {
   it('qemu-img convert/compare/info, nbdcopy both ways with several connections, nbdinfo, fio with verify', async () => {
     const g = await makeGroup(dir, { a: 16 * MiB, b: 8 * MiB }, { journalSize: 160 * MiB });
     const s = await serve(g);
-    const [a, b] = s.ready.exports as [{ uri: string }, { uri: string }];
+    const [a, b] = s.ready.exports as unknown as [{ uri: string }, { uri: string }];
     const src = join(dir, 'src.img');
     writeFileSync(src, Buffer.concat([randomBytes(6 * MiB), Buffer.alloc(4 * MiB), randomBytes(6 * MiB)]));
 
