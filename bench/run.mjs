@@ -5,10 +5,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchAppend } from './append.mjs';
 import { benchTapes, benchTapeRss } from './tapes.mjs';
 import { benchFullRestore, benchHotSpot } from './restore.mjs';
+import { benchNbd } from './nbd.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
@@ -19,7 +20,7 @@ for (const [name, fn] of Object.entries(benches)) {
       console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} peak RSS ${r.jship.rssMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB) in ${r.jship.secs.toFixed(1)} s`);
       continue;
     }
-    const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : '';
+    const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : r.jship.iops ? `  ${Math.round(r.jship.iops)} IOPS vs ${Math.round(r.peer.iops)}` : '';
     const more = r.jship.segmentsRead !== undefined ? `  (${r.jship.segmentsRead}/${r.jship.segments} segments read, identical: ${r.jship.identical}, RSS ${r.jship.rssMiB.toFixed(0)} MiB)` : '';
     console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×${more}`);
   }

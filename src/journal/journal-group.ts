@@ -43,6 +43,12 @@ export interface OpenGroupOptions {
   monoClock?: () => bigint;
   /** How often writes are made durable without a FLUSH (ms, 0 = never); default 5000. */
   checkpointIntervalMs?: number;
+  /**
+   * A write (without FUA) resolves once it is journaled; its PVOL write
+   * follows in journal order. Reads through `read` and `flush` still see
+   * it. Default false: a write resolves after the PVOL write too.
+   */
+  replyAfterJournal?: boolean;
 }
 
 /** What a journaled (or, while suspended, bitmap-tracked) write returns. */
@@ -209,6 +215,7 @@ export class JournalGroup {
   #inWrite: Batch | undefined;
   readonly #waiters: SpaceWaiter[] = [];
   #closing = false;
+  #replyAfterJournal = false;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
@@ -293,6 +300,7 @@ export class JournalGroup {
         group.#bitmap = await group.#openBitmap();
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
+      group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
@@ -339,10 +347,22 @@ export class JournalGroup {
     return this.#submit(RecordType.Trim, volume, offset, length, undefined, opts.fua ?? false);
   }
 
-  /** Reads from a PVOL: every write whose promise has resolved is seen. */
+  /**
+   * Reads from a PVOL: every write whose promise has resolved is seen (a
+   * read waits for PVOL writes of overlapping ranges submitted before it).
+   */
   async read(volume: string | number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.#checkUsable();
-    return (this.volumes[this.volumeIndex(volume)] as Volume).read(offset, length, into);
+    const volIdx = this.volumeIndex(volume);
+    const vol = this.volumes[volIdx] as Volume;
+    vol.checkRange(offset, length);
+    const op = this.#order.register(volIdx, offset, length);
+    try {
+      await op.ready;
+      return await vol.read(offset, length, into);
+    } finally {
+      op.finish();
+    }
   }
 
   /**
@@ -410,6 +430,7 @@ export class JournalGroup {
     }
     // From here to the end of the loop nothing awaits: numbers, journal order and PVOL order are taken together.
     const applied: Promise<void>[] = [];
+    const journaled: Promise<void>[] = [];
     let last: { seq: bigint; timestamp: bigint } = { seq: 0n, timestamp: 0n };
     for (let done = 0, i = 0; i < pieces; i++) {
       const len = type === RecordType.Update ? Math.min(max, length - done) : length;
@@ -431,11 +452,18 @@ export class JournalGroup {
           op.finish();
         }
       })()));
+      journaled.push(rec.journaled);
       last = rec;
       done += len;
     }
     this.#dirtySinceFlush = true;
-    await Promise.all(applied);
+    if (this.#replyAfterJournal && !fua) {
+      // The PVOL write goes on behind: reads wait for it (range order), flush waits for it, recovery redoes it.
+      await Promise.all(journaled);
+      for (const a of applied) a.catch(() => undefined);
+    } else {
+      await Promise.all(applied);
+    }
     if (fua) await this.flush();
     return { seq: last.seq, timestamp: last.timestamp, journaled: true };
   }

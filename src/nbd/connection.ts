@@ -68,6 +68,7 @@ export class NbdConnection {
   #stopping = false;
   #waiting = false;
   #idle: (() => void) | undefined;
+  #corked = false;
 
   constructor(socket: Socket, backend: NbdBackend, budget: Budget, log: Log, id: string) {
     this.#socket = socket;
@@ -455,11 +456,21 @@ export class NbdConnection {
     else this.#send(encodeSimpleReply(r.handle, errno));
   }
 
-  /** Writes one reply whole: its pieces leave together, never interleaved with another reply. */
+  /**
+   * Writes one reply whole: its pieces leave together, never interleaved with
+   * another reply. Replies finished in the same turn of the event loop (a
+   * group commit completes many writes at once) leave in one writev.
+   */
   #send(...pieces: Buffer[]): void {
     if (this.#socket.destroyed) return;
-    this.#socket.cork();
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      setImmediate(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
     for (const p of pieces) this.#socket.write(p);
-    this.#socket.uncork();
   }
 }

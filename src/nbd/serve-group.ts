@@ -49,7 +49,8 @@ export class Serving {
 
   static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
     const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
-    const group = await JournalGroup.open(dir, opts);
+    // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
+    const group = await JournalGroup.open(dir, { replyAfterJournal: true, ...opts });
     const nbd = new NbdServer(groupBackend(group), log);
     const handlers = controlHandlers(group, nbd);
     const control = new ControlServer(handlers, log);

@@ -84,7 +84,7 @@ describe('jship serve with real clients', () => {
     ]);
 
     const fio = client('fio', '--name=verify', '--ioengine=nbd', `--uri=${b.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=32',
-      '--size=8M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json');
+      '--size=8M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json');
     const job = JSON.parse(fio.slice(fio.indexOf('{'))).jobs[0];
     expect(job.error).toBe(0);
     expect(job.write.total_ios).toBe(2048);

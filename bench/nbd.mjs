@@ -1,0 +1,93 @@
+// NBD capture: fio through `jship serve` (every byte journaled, then written
+// to the PVOL) against `nbdkit file` and `qemu-nbd --cache=writeback -e 4`
+// serving the same 1 GiB file over a Unix socket, in the same run. Also the
+// jship server's peak RSS under that load.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createGroup } from '../dist/index.js';
+import { MiB, scratch, median } from './lib.mjs';
+
+const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
+const SIZE = 1024 * MiB;
+
+const JOBS = [
+  { name: '4 KiB randwrite qd32 ×2', args: ['--rw=randwrite', '--bs=4k', '--iodepth=32', '--numjobs=2', '--io_size=256M'], journal: 1024 * MiB },
+  { name: '1 MiB seqwrite qd8', args: ['--rw=write', '--bs=1M', '--iodepth=8', '--numjobs=1', '--io_size=1G'], journal: 1536 * MiB },
+];
+
+const SERVERS = {
+  jship: async (dir, sock, journal) => {
+    const g = join(dir, 'g');
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: SIZE }] }], journalSize: journal });
+    return spawn(JSHIP, ['serve', g, '--socket', sock], { stdio: ['ignore', 'ignore', 'ignore'] });
+  },
+  'nbdkit file': async (dir, sock) => {
+    writeFileSync(join(dir, 'vol.img'), '');
+    spawnSync('truncate', ['-s', String(SIZE), join(dir, 'vol.img')]);
+    return spawn('nbdkit', ['--foreground', '--unix', sock, 'file', `file=${join(dir, 'vol.img')}`], { stdio: 'ignore' });
+  },
+  'qemu-nbd': async (dir, sock) => {
+    writeFileSync(join(dir, 'vol.img'), '');
+    spawnSync('truncate', ['-s', String(SIZE), join(dir, 'vol.img')]);
+    return spawn('qemu-nbd', ['--persistent', '--cache=writeback', '-e', '4', '-f', 'raw', '-k', sock, join(dir, 'vol.img')], { stdio: 'ignore' });
+  },
+};
+
+async function ready(sock, proc) {
+  for (let i = 0; i < 600; i++) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}`);
+    if (existsSync(sock) && spawnSync('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]).status === 0) return;
+    await sleep(50);
+  }
+  throw new Error(`no server on ${sock}`);
+}
+
+function peakRssMiB(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function runOnce(server, job) {
+  const { dir, cleanup } = scratch('nbd');
+  const sock = join(dir, 's.sock');
+  const proc = await SERVERS[server](dir, sock, job.journal);
+  try {
+    await ready(sock, proc);
+    const r = spawnSync('fio', ['--name=bench', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, `--size=${SIZE}`, '--end_fsync=1',
+      '--group_reporting', '--output-format=json', ...job.args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`fio against ${server} failed: ${r.stderr}`);
+    const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
+    if (j.error !== 0) throw new Error(`fio against ${server}: error ${j.error}`);
+    const rss = peakRssMiB(proc.pid);
+    return { iops: j.write.iops, mibPerSec: j.write.bw_bytes / MiB, rssMiB: rss };
+  } finally {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
+    cleanup();
+  }
+}
+
+export async function benchNbd({ runs = 2 } = {}) {
+  const results = [];
+  for (const job of JOBS) {
+    const got = {};
+    for (let r = 0; r < runs; r++) {
+      for (const server of Object.keys(SERVERS)) (got[server] ??= []).push(await runOnce(server, job));
+    }
+    const med = (s) => {
+      const xs = got[s];
+      const m = median(xs.map((x) => x.mibPerSec));
+      return { iops: median(xs.map((x) => x.iops)), mibPerSec: m, rssMiB: Math.max(...xs.map((x) => x.rssMiB)) };
+    };
+    const j = med('jship');
+    for (const peer of ['nbdkit file', 'qemu-nbd']) {
+      const p = med(peer);
+      results.push({ bench: 'nbd', case: job.name, jship: j, peer: { name: peer, ...p }, ratio: j.mibPerSec / p.mibPerSec });
+    }
+    results.push({ bench: 'nbd', case: `${job.name}: server RSS`, jship: { rssMiB: j.rssMiB, secs: 0 }, limitMiB: 256 });
+  }
+  return results;
+}
