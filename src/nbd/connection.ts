@@ -20,6 +20,16 @@ const CONNECTION_LIMIT = 64 * 1024 * 1024;
 /** Replies queued on the socket beyond this stop reading too (a client that does not read its replies). */
 const SOCKET_QUEUE_LIMIT = 16 * 1024 * 1024;
 const META_CONTEXT_ID = 1;
+/** Command flags each command may carry (clients are known to set FUA on anything; it is ignored where it means nothing). */
+const ALLOWED_FLAGS: Readonly<Record<number, number>> = {
+  [Cmd.READ]: CFLAG.DF | CFLAG.FUA,
+  [Cmd.WRITE]: CFLAG.FUA,
+  [Cmd.FLUSH]: CFLAG.FUA,
+  [Cmd.TRIM]: CFLAG.FUA,
+  [Cmd.CACHE]: CFLAG.FUA,
+  [Cmd.WRITE_ZEROES]: CFLAG.FUA | CFLAG.NO_HOLE | CFLAG.FAST_ZERO,
+  [Cmd.BLOCK_STATUS]: CFLAG.REQ_ONE | CFLAG.FUA,
+};
 const PREFERRED_BLOCK = 4096;
 
 export interface ConnectionStats {
@@ -424,15 +434,7 @@ export class NbdConnection {
   #check(r: Request, exp: NbdExport): { errno: number; message: string } | undefined {
     const name = CMD_NAMES[r.type];
     if (name === undefined) return { errno: Errno.EINVAL, message: `unknown command ${r.type}` };
-    const allowed = {
-      [Cmd.READ]: CFLAG.DF | CFLAG.FUA,
-      [Cmd.WRITE]: CFLAG.FUA,
-      [Cmd.FLUSH]: CFLAG.FUA,
-      [Cmd.TRIM]: CFLAG.FUA,
-      [Cmd.CACHE]: CFLAG.FUA,
-      [Cmd.WRITE_ZEROES]: CFLAG.FUA | CFLAG.NO_HOLE | CFLAG.FAST_ZERO,
-      [Cmd.BLOCK_STATUS]: CFLAG.REQ_ONE | CFLAG.FUA,
-    }[r.type] ?? 0;
+    const allowed = ALLOWED_FLAGS[r.type] ?? 0;
     if ((r.flags & ~allowed) !== 0) return { errno: Errno.EINVAL, message: `flags 0x${r.flags.toString(16)} are not valid on ${name}` };
     if ((r.flags & CFLAG.DF) && !this.#structured) return { errno: Errno.EINVAL, message: 'DF needs structured replies' };
     if (r.type === Cmd.FLUSH) {
