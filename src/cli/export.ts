@@ -5,8 +5,9 @@ import { formatTime } from '../core/time.js';
 import { onGroup } from '../control/owner.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
+import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
-interface ExportCliOptions extends CommonOptions {
+interface ExportCliOptions extends CommonOptions, S3CliOptions {
   to?: string;
   base?: boolean;
   mediaSize?: string;
@@ -17,18 +18,19 @@ interface ExportCliOptions extends CommonOptions {
 }
 
 export function registerExport(program: Command): void {
-  program
+  const cmd = program
     .command('export')
     .description('write the journal (and with --base, a full copy of the volumes) into tape files, then purge what is secured')
     .argument('<GROUP_DIR>', 'the journal group')
-    .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, or - for standard output')
+    .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, s3://BUCKET/PREFIX, or - for standard output')
     .option('--base', 'first write a base journal of every volume, read while writes go on')
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
     .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
     .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
-    .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)')
+    .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)');
+  withS3Options(cmd)
     .action(async (dir: string, opts: ExportCliOptions) => {
       if (!opts.to) throw new JshipError('USAGE', 'export needs --to DIR_OR_FILE (or - for standard output)', { hint: 'e.g. jship export /srv/grp --to /mnt/tapes/' });
       const req: ExportRequest = {
@@ -39,6 +41,7 @@ export function registerExport(program: Command): void {
         ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),
         ...(opts.encryptKey !== undefined ? { encryptKey: opts.encryptKey } : {}),
         ...(opts.allowEmpty ? { allowEmpty: true } : {}),
+        s3: s3Settings(opts),
       };
       const toStdout = opts.to === '-';
       const bar = lazyProgress(toStdout ? { json: true } : opts, 'exporting');

@@ -6,23 +6,25 @@ import { writeFileAtomic } from '../io/files.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { importTapes, type ImportReport } from '../replica/import.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
+import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
-interface ImportCliOptions extends CommonOptions {
+interface ImportCliOptions extends CommonOptions, S3CliOptions {
   key?: string;
   ackOut?: string;
   ackKey?: string;
 }
 
 export function registerImport(program: Command): void {
-  program
+  const cmd = program
     .command('import')
     .description('verify tapes and store them in a replica (created on first use), catalogued by sequence and time')
     .argument('<REPLICA_DIR>', 'the replica (a new or empty directory creates one)')
-    .argument('<TAPE_OR_DIR...>', 'tape files, or directories of *.tar.zst tapes')
+    .argument('<TAPE_OR_DIR...>', 'tape files, directories of *.tar.zst tapes, or s3://BUCKET/PREFIX (the tapes there, in order)')
     .option('--key <FILE>', 'the key of encrypted tapes (as given to export --encrypt-key)')
     .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')
     .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
-    .option('--json', 'print one JSON object')
+    .option('--json', 'print one JSON object');
+  withS3Options(cmd)
     .action(async (dir: string, sources: string[], opts: ImportCliOptions) => {
       if (opts.ackOut && !opts.ackKey) throw new JshipError('USAGE', '--ack-out needs --ack-key FILE (a copy of GROUP_DIR/ack.key)', { hint: 'copy ack.key from the primary site' });
       const key = opts.key ? await readKeyFile(opts.key) : undefined;
@@ -34,6 +36,7 @@ export function registerImport(program: Command): void {
       try {
         report = await importTapes(dir, sources, {
           ...(key ? { key } : {}),
+          s3: s3Settings(opts),
           onProgress: bar.onProgress,
         });
       } finally {

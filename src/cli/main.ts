@@ -50,6 +50,8 @@ export function buildProgram(): Command {
  */
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
+  // The AWS SDK warns on every run that its releases after January 2027 need Node 22; the lock file pins this one.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // A reader that went away (| head) is not an error of ours; a tape written to a stream sees it in its own write callbacks.
   process.stdout.on('error', () => undefined);
   const program = buildProgram();

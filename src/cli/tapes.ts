@@ -9,17 +9,20 @@ import { chainReport } from '../replica/coverage.js';
 import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
 import type { TapeTrailer } from '../tape/label.js';
 import { emit, table, type CommonOptions } from './output.js';
+import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
+import { isS3Url } from '../s3/s3-url.js';
 
 const t = (ns: bigint | string | null | undefined): string => (ns === null || ns === undefined ? '-' : formatTime(BigInt(ns)));
 
 export function registerTapes(program: Command): void {
-  program
+  const cmd = program
     .command('tapes')
     .description('list the tapes of a replica (from its catalogue) or of a directory of tape files (from their labels and trailers)')
-    .argument('<REPLICA_DIR_OR_DIR>', 'a replica, or a directory holding tapes')
-    .option('--json', 'print one JSON object')
-    .action(async (dir: string, opts: CommonOptions) => {
-      const isReplica = await fsp.access(join(dir, 'replica.json')).then(() => true, () => false);
+    .argument('<REPLICA_DIR_OR_DIR>', 'a replica, a directory holding tapes, or s3://BUCKET/PREFIX')
+    .option('--json', 'print one JSON object');
+  withS3Options(cmd)
+    .action(async (dir: string, opts: CommonOptions & S3CliOptions) => {
+      const isReplica = !isS3Url(dir) && await fsp.access(join(dir, 'replica.json')).then(() => true, () => false);
       if (isReplica) {
         const replica = await Replica.open(dir);
         try {
@@ -40,13 +43,14 @@ export function registerTapes(program: Command): void {
         }
         return;
       }
-      const files = await expandTapeSources([dir]);
+      const files = await expandTapeSources([dir], s3Settings(opts));
       const rows: Array<{ file: string; bytes: number; serial: number | null; groupId: string | null; encrypted: boolean | null; mediaSet: { id: string; index: number } | null; trailer: TapeTrailer | null; problem: string | null }> = [];
-      for (const f of files) {
-        const { size } = await fsp.stat(f);
+      for (const src of files) {
+        const f = src.where;
+        const size = await src.size();
         try {
-          const label = await readLabel(f);
-          const trailer = await findTrailer(f);
+          const label = await readLabel(src);
+          const trailer = await findTrailer(src);
           rows.push({ file: f, bytes: size, serial: label.serial, groupId: label.groupId, encrypted: label.encryption !== null, mediaSet: label.mediaSet, trailer: trailer ?? null, problem: trailer ? null : 'no trailer found: truncated or damaged (jship verify tells more)' });
         } catch (e) {
           if (!isJshipError(e)) throw e;

@@ -4,17 +4,19 @@ import { verifyTapes } from '../tape/verify.js';
 import { expandTapeSources } from '../tape/tape-file.js';
 import { formatSize } from '../core/sizes.js';
 import { emit, type CommonOptions } from './output.js';
+import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
 export function registerVerify(program: Command): void {
-  program
+  const cmd = program
     .command('verify')
     .description('check tapes offline, with no replica: structure, every checksum and hash, trailer, and the chain between tapes given together')
-    .argument('<TAPE...>', 'tape files (or directories of them)')
+    .argument('<TAPE...>', 'tape files (or directories of them), s3://BUCKET/KEY.tar.zst objects or s3://BUCKET/PREFIX')
     .option('--key <FILE>', 'key of encrypted tapes (without it only their structure and hashes are checked)')
-    .option('--json', 'print one JSON object')
-    .action(async (paths: string[], opts: CommonOptions & { key?: string }) => {
+    .option('--json', 'print one JSON object');
+  withS3Options(cmd)
+    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & { key?: string }) => {
       const key = opts.key ? await readKeyFile(opts.key) : undefined;
-      const results = await verifyTapes(await expandTapeSources(paths), key ? { key } : {});
+      const results = await verifyTapes(await expandTapeSources(paths, s3Settings(opts)), key ? { key } : {});
       if (results.some((r) => !r.ok)) process.exitCode = 1;
       emit(opts, { ok: results.every((r) => r.ok), tapes: results }, () => results.flatMap((r) => [
         r.ok

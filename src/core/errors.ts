@@ -58,6 +58,14 @@ export type ErrorCode =
   | 'TAPE_CHAIN_BROKEN'
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
+  // object storage
+  | 'S3_BAD_URL'
+  | 'S3_NO_BUCKET'
+  | 'S3_ACCESS_DENIED'
+  | 'S3_NOT_FOUND'
+  | 'S3_UNREACHABLE'
+  | 'S3_MISMATCH'
+  | 'S3_ERROR'
   // replica
   | 'REPLICA_NOT_FOUND'
   | 'REPLICA_NOT_EMPTY'
@@ -68,7 +76,7 @@ export type ErrorCode =
   | 'TARGET_NOT_USABLE'
   | 'IO';
 
-const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME']);
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME', 'S3_BAD_URL']);
 
 export interface JshipErrorOptions {
   /** What to do next, in one sentence. */

@@ -117,6 +117,13 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     req.mediaSize = args.mediaSize;
   }
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
+  if (args.s3 !== undefined) {
+    const s3 = args.s3 as Record<string, unknown>;
+    if (s3 === null || typeof s3 !== 'object' || (s3.endpoint !== undefined && typeof s3.endpoint !== 'string') || (s3.pathStyle !== undefined && typeof s3.pathStyle !== 'boolean')) {
+      throw new JshipError('CONTROL_PROTOCOL', 'control argument "s3" is not {endpoint?, pathStyle?}', { hint: 'use the jship CLI, which sends it' });
+    }
+    req.s3 = { ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint as string } : {}), ...(s3.pathStyle !== undefined ? { pathStyle: s3.pathStyle as boolean } : {}) };
+  }
   // Relative paths would be taken from the server's working directory, not the caller's.
   if (absoluteRequest(req).to !== req.to || (req.encryptKey !== undefined && absoluteRequest(req).encryptKey !== req.encryptKey)) {
     throw new JshipError('CONTROL_PROTOCOL', 'control export paths must be absolute', { hint: 'use the jship CLI, which sends them so' });

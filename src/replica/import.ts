@@ -8,7 +8,9 @@ import { syncDir, writeFully } from '../io/files.js';
 import type { TapeKey } from '../tape/crypto.js';
 import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
-import { expandTapeSources, fileChunks, findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
+import { expandTapeSources, findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
+import { asSource, type TapeSource } from '../tape/tape-source.js';
+import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
 import type { MarkerRow, SegmentRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
@@ -48,6 +50,8 @@ export interface ImportReport extends ChainReport {
 
 export interface ImportOptions {
   key?: TapeKey;
+  /** How to reach the store for s3:// sources. */
+  s3?: S3Settings;
   pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
 }
@@ -67,13 +71,15 @@ export interface ScannedTape {
 }
 
 /** Reads and verifies a whole tape into catalogue rows; damage stops it and is returned, not thrown. */
-export async function scanTape(source: string, serial: number, opts: ImportOptions, stage: (idx: number, index: Buffer) => void, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+export async function scanTape(from: string | TapeSource, serial: number, opts: ImportOptions, stage: (idx: number, index: Buffer) => void, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+  const src = asSource(from);
+  const source = src.where;
   const segments: SegmentRow[] = [];
   const markers: MarkerRow[] = [];
   let trailer: TapeTrailer | undefined;
   let damage: JshipError | undefined;
   try {
-    for await (const item of readTape(fileChunks(source), {
+    for await (const item of readTape(src.chunks(), {
       where: source,
       ...(opts.key ? { key: opts.key } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
@@ -112,16 +118,16 @@ export async function scanTape(source: string, serial: number, opts: ImportOptio
 }
 
 export async function importTapes(dir: string, sources: string[], opts: ImportOptions = {}): Promise<ImportReport> {
-  const files = await expandTapeSources(sources);
-  if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, or directories holding *.tar.zst tapes' });
+  const files = await expandTapeSources(sources, opts.s3);
+  if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, directories holding *.tar.zst tapes, or an s3://BUCKET/PREFIX holding tapes' });
   const reports: TapeImport[] = [];
-  const labels = new Map<string, TapeLabel>();
+  const labels = new Map<TapeSource, TapeLabel>();
   for (const f of files) {
     try {
       labels.set(f, await readLabel(f));
     } catch (e) {
       if (!isJshipError(e)) throw e;
-      reports.push(refused(f, null, e));
+      reports.push(refused(f.where, null, e));
     }
   }
   const first = files.map((f) => labels.get(f)).find((l) => l !== undefined);
@@ -134,7 +140,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
   const pool = opts.pool ?? new FramePool({ threads: 1 });
   try {
     await cleanIncoming(replica);
-    const sizes = await Promise.all(files.map(async (f) => (await fsp.stat(f)).size));
+    const sizes = await Promise.all(files.map((f) => f.size()));
     const total = sizes.reduce((a, b) => a + b, 0);
     let done = 0;
     for (const [i, f] of files.entries()) {
@@ -163,7 +169,8 @@ function refused(source: string, serial: number | null, e: JshipError): TapeImpo
   return { source, serial, outcome: 'refused', message: e.message, code: e.code, records: 0, updates: null, lost: null };
 }
 
-async function importOne(replica: Replica, source: string, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void): Promise<TapeImport> {
+async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void): Promise<TapeImport> {
+  const source = src.where;
   const cat = replica.catalog;
   const cfg = replica.config;
   if (label.groupId !== cfg.groupId) {
@@ -183,8 +190,8 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
     await replica.saveConfig();
   }
   const existing = cat.tape(label.serial);
-  const size = (await fsp.stat(source)).size;
-  if (existing && existing.status === 'complete' && existing.bytes === size && (await sha256File(source)) === existing.sha256) {
+  const size = await src.size();
+  if (existing && existing.status === 'complete' && existing.bytes === size && (await sha256File(src)) === existing.sha256) {
     return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
   const stage = randomBytes(6).toString('hex');
@@ -194,7 +201,7 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
   let pos = 0;
   let closed = false;
   try {
-    const { segments, markers, trailer, damage } = await scanTape(source, label.serial, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
+    const { segments, markers, trailer, damage } = await scanTape(src, label.serial, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
       await writeFully(h, c, pos);
       pos += c.length;
@@ -208,7 +215,7 @@ async function importOne(replica: Replica, source: string, label: TapeLabel, opt
     const records = segments.reduce((n, s) => n + s.records, 0);
     const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
     if (damage) {
-      const lost = await describeLoss(source, segments);
+      const lost = await describeLoss(src, segments);
       const keptText = tapeUpdates ? `records ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq} kept` : `${records} records kept`;
       const message = `${damage.message}; ${segments.length} segments (${records} records) verified, ${keptText}${lost.text}`;
       if (existing && (existing.status === 'complete' || existing.records >= records)) {
@@ -301,7 +308,7 @@ export function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: n
 }
 
 /** What a damaged tape lost, from its trailer if one can still be found near its end. */
-async function describeLoss(source: string, kept: SegmentRow[]): Promise<{ text: string; lost: TapeImport['lost'] }> {
+async function describeLoss(source: TapeSource, kept: SegmentRow[]): Promise<{ text: string; lost: TapeImport['lost'] }> {
   const trailer = await findTrailer(source).catch(() => undefined);
   if (!trailer) {
     const last = kept.filter((s) => s.kind === 'update').pop();

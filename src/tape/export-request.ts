@@ -6,6 +6,9 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
 import { DirDestination, FileDestination, StreamDestination, type TapeDestination } from './destination.js';
 import { exportGroup, type ExportResult } from './export.js';
+import { S3Destination } from '../s3/s3-destination.js';
+import type { S3Settings } from '../s3/s3-store.js';
+import { isS3Url } from '../s3/s3-url.js';
 
 /**
  * An export as the user asks for it: plain values (paths, flags), so that
@@ -21,19 +24,22 @@ export interface ExportRequest {
   /** Path of a 32-byte key file. */
   encryptKey?: string;
   allowEmpty?: boolean;
+  /** How to reach the store when `to` is an s3:// URL. */
+  s3?: S3Settings;
 }
 
 /** The request with its paths made absolute (for another process with another working directory). */
 export function absoluteRequest(req: ExportRequest): ExportRequest {
   return {
     ...req,
-    to: req.to === '-' || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
+    to: req.to === '-' || isS3Url(req.to) || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
     ...(req.encryptKey !== undefined ? { encryptKey: resolve(req.encryptKey) } : {}),
   };
 }
 
-/** A directory (existing, or named with a trailing /), a file, or - for `stdout`. */
-export async function destinationFor(to: string, stdout?: Writable): Promise<TapeDestination> {
+/** A directory (existing, or named with a trailing /), a file, an s3://BUCKET/PREFIX, or - for `stdout`. */
+export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}): Promise<TapeDestination> {
+  if (isS3Url(to)) return new S3Destination(to, s3);
   if (to === '-') {
     if (!stdout) {
       throw new JshipError('USAGE', 'a tape to standard output cannot be written by the process that serves the group', {
@@ -52,7 +58,7 @@ export async function destinationFor(to: string, stdout?: Writable): Promise<Tap
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable): Promise<ExportResult> {
   if (req.purgeOnClose && req.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
-  const destination = await destinationFor(req.to, stdout);
+  const destination = await destinationFor(req.to, stdout, req.s3);
   const st = await group.status();
   const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
   return exportGroup(group, {
@@ -63,6 +69,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(req.purgeOnClose ? { purgeOnClose: true } : {}),
     ...(key ? { key } : {}),
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
+    ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
   });
 }

@@ -6,7 +6,9 @@ import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
-import { sha256File } from './tape-file.js';
+import { expandTapeSources, sha256File } from './tape-file.js';
+import type { S3Settings } from '../s3/s3-store.js';
+import { isS3Url } from '../s3/s3-url.js';
 import { readChainState, securedSeq, writeChainState, type ChainState } from './chain-state.js';
 
 export interface ExportOptions {
@@ -23,6 +25,8 @@ export interface ExportOptions {
   allowEmpty?: boolean;
   segmentBytes?: number;
   pool?: FramePool;
+  /** How to reach the store, for a tape committed to s3:// before a crash (see reconcile). */
+  s3?: S3Settings;
   onProgress?: (rawBytes: number) => void;
 }
 
@@ -53,7 +57,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
     throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
   }
-  let state = await reconcile(group.dir, await readChainState(group.dir));
+  let state = await reconcile(group.dir, await readChainState(group.dir), opts.s3);
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
   let from = BigInt(state.exportedSeq) + 1n;
   let lostBeforeExport: ExportResult['lostBeforeExport'] = null;
@@ -162,10 +166,10 @@ function advance(state: ChainState, serial: number, sha256: string, updates: { f
 }
 
 /** A crash between "about to rename tape N" and "state updated": adopt tape N if it is in place, whole. */
-async function reconcile(dir: string, state: ChainState): Promise<ChainState> {
+async function reconcile(dir: string, state: ChainState, s3?: S3Settings): Promise<ChainState> {
   const c = state.committing;
   if (!c) return state;
-  const sha = await sha256File(c.path).catch(() => undefined);
+  const sha = await (async () => sha256File(isS3Url(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
   const next = sha === c.sha256
     ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq } : null, c.keepUntilAck)
     : { ...state, committing: null };

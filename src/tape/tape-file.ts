@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
@@ -7,18 +7,27 @@ import { ZSTD_MAGIC, scanFrame } from '../core/zstd-frames.js';
 import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { decodeEntries } from './tar-entry.js';
-
-export const READ_CHUNK = 4 * 1024 * 1024;
+import { asSource, fileSource, type TapeSource } from './tape-source.js';
+import { isS3Url } from '../s3/s3-url.js';
+import { s3Sources } from '../s3/s3-source.js';
+import type { S3Settings } from '../s3/s3-store.js';
 
 /** Streams a file in large chunks (the reader cuts frames out of them). */
 export function fileChunks(path: string, start = 0, end?: number): AsyncIterable<Buffer> {
-  return createReadStream(path, { highWaterMark: READ_CHUNK, start, ...(end !== undefined ? { end } : {}) }) as AsyncIterable<Buffer>;
+  return fileSource(path).chunks(start, end);
 }
 
-/** The tape files named: files as they are, directories by their *.tar.zst files in name order. */
-export async function expandTapeSources(sources: string[]): Promise<string[]> {
-  const out: string[] = [];
+/**
+ * The tapes named: files as they are, directories by their *.tar.zst files
+ * in name order, s3:// URLs as one tape object or every tape under a prefix.
+ */
+export async function expandTapeSources(sources: string[], s3: S3Settings = {}): Promise<TapeSource[]> {
+  const out: TapeSource[] = [];
   for (const s of sources) {
+    if (isS3Url(s)) {
+      out.push(...(await s3Sources(s, s3)));
+      continue;
+    }
     let st;
     try {
       st = await fsp.stat(s);
@@ -27,17 +36,20 @@ export async function expandTapeSources(sources: string[]): Promise<string[]> {
     }
     if (st.isDirectory()) {
       const names = (await fsp.readdir(s)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
-      out.push(...names.map((n) => join(s, n)));
+      out.push(...names.map((n) => fileSource(join(s, n))));
     } else {
-      out.push(s);
+      out.push(fileSource(s));
     }
   }
   return out;
 }
 
 /** Reads only a tape's label (the first frame). */
-export async function readLabel(path: string): Promise<TapeLabel> {
-  const gen = readTape(fileChunks(path, 0, 1024 * 1024 - 1), { where: path, structureOnly: true });
+export async function readLabel(source: string | TapeSource): Promise<TapeLabel> {
+  const src = asSource(source);
+  const path = src.where;
+  const size = await src.size();
+  const gen = readTape(src.chunks(0, Math.min(size, 1024 * 1024) - 1), { where: path, structureOnly: true });
   try {
     for await (const item of gen) if (item.type === 'label') return item.label;
   } catch (e) {
@@ -48,9 +60,9 @@ export async function readLabel(path: string): Promise<TapeLabel> {
   throw new JshipError('TAPE_BAD_LABEL', `${path}: no jship label in its first MiB`, { hint: 'this is not a jship tape, or its beginning is damaged' });
 }
 
-export async function sha256File(path: string): Promise<string> {
+export async function sha256File(source: string | TapeSource): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of fileChunks(path)) h.update(c);
+  for await (const c of asSource(source).chunks()) h.update(c);
   return h.digest('hex');
 }
 
@@ -59,16 +71,15 @@ export async function sha256File(path: string): Promise<string> {
  * say exactly which segments were lost: tries each zstd frame start in the
  * last few MiB until one decodes to the trailer entry.
  */
-export async function findTrailer(path: string): Promise<TapeTrailer | undefined> {
-  const st = await fsp.stat(path);
-  const span = Math.min(st.size, 8 * 1024 * 1024);
-  const h = await fsp.open(path, 'r');
-  const buf = Buffer.alloc(span);
-  try {
-    await h.read(buf, 0, span, st.size - span);
-  } finally {
-    await h.close();
-  }
+export async function findTrailer(source: string | TapeSource): Promise<TapeTrailer | undefined> {
+  const src = asSource(source);
+  const path = src.where;
+  const size = await src.size();
+  const span = Math.min(size, 8 * 1024 * 1024);
+  if (span === 0) return undefined;
+  const parts: Buffer[] = [];
+  for await (const c of src.chunks(size - span, size - 1)) parts.push(c);
+  const buf = Buffer.concat(parts);
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(ZSTD_MAGIC);
   for (let i = buf.lastIndexOf(magic); i >= 0; i = i === 0 ? -1 : buf.lastIndexOf(magic, i - 1)) {

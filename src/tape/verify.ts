@@ -4,7 +4,8 @@ import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
-import { fileChunks, readLabel } from './tape-file.js';
+import { readLabel } from './tape-file.js';
+import { asSource, type TapeSource } from './tape-source.js';
 import type { FramePool } from './frame-pool.js';
 
 export interface TapeVerification {
@@ -26,9 +27,9 @@ export interface TapeVerification {
 }
 
 /** Verifies tapes offline, with no replica; checks the chain between consecutive tapes given together. */
-export async function verifyTapes(paths: string[], opts: { key?: TapeKey; pool?: FramePool } = {}): Promise<TapeVerification[]> {
+export async function verifyTapes(sources: Array<string | TapeSource>, opts: { key?: TapeKey; pool?: FramePool } = {}): Promise<TapeVerification[]> {
   const out: TapeVerification[] = [];
-  for (const path of paths) out.push(await verifyOne(path, opts));
+  for (const src of sources) out.push(await verifyOne(asSource(src), opts));
   const bySerial = [...out].filter((v) => v.label).sort((a, b) => (a.label as TapeLabel).serial - (b.label as TapeLabel).serial);
   for (let i = 1; i < bySerial.length; i++) {
     const prev = bySerial[i - 1] as TapeVerification;
@@ -51,20 +52,20 @@ export async function verifyTapes(paths: string[], opts: { key?: TapeKey; pool?:
   return out;
 }
 
-async function verifyOne(path: string, opts: { key?: TapeKey; pool?: FramePool }): Promise<TapeVerification> {
+async function verifyOne(src: TapeSource, opts: { key?: TapeKey; pool?: FramePool }): Promise<TapeVerification> {
+  const path = src.where;
   const v: TapeVerification = {
     path, ok: false, label: null, trailer: null, sha256: null, bytes: 0, segments: 0, records: 0, recordsChecked: true,
     firstSeq: null, lastSeq: null, error: null, chain: [],
   };
   const hash = createHash('sha256');
   try {
-    const st = await fsp.stat(path);
-    if (!st.isFile()) throw new JshipError('USAGE', `${path} is not a file`, { hint: 'name tape files' });
+    await src.size();
     // Only the label decides how to read; a tape without one is reported by the full read below.
-    const label = await readLabel(path).catch(() => null);
+    const label = await readLabel(src).catch(() => null);
     const structureOnly = !!label?.encryption && !opts.key;
     v.recordsChecked = !structureOnly;
-    for await (const item of readTape(fileChunks(path), {
+    for await (const item of readTape(src.chunks(), {
       where: path, structureOnly,
       ...(opts.key ? { key: opts.key } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),

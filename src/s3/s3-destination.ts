@@ -1,0 +1,209 @@
+import {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand,
+  ListMultipartUploadsCommand, PutObjectCommand, UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { JshipError } from '../core/errors.js';
+import type { TapeDestination, TapeOutput } from '../tape/destination.js';
+import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
+import { asPrefix, expectedEtag, parseS3Url, s3UrlOf, tapeObjectName } from './s3-url.js';
+
+/** Parts uploading at once: with 8 MiB parts, at most 32 MiB of a tape is in memory. */
+const PARTS_IN_FLIGHT = 3;
+/** After this many parts the part size doubles, so a tape of any size stays under S3's 10,000 parts. */
+const PARTS_PER_STEP = 1000;
+
+/**
+ * Tapes as objects under an s3:// prefix, named `jship-SERIAL.tar.zst`
+ * (they sort like tape files). Each is uploaded while it is written, in
+ * parts with Content-MD5 (the store checks every part), and becomes visible
+ * only when complete; its size and ETag are then confirmed with HeadObject
+ * before the export counts it (and so before anything is purged).
+ */
+export class S3Destination implements TapeDestination {
+  readonly where: string;
+  readonly durable = true;
+  readonly splittable = true;
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #settings: S3Settings;
+
+  constructor(url: string, settings: S3Settings = {}) {
+    const { bucket, key } = parseS3Url(url);
+    this.#bucket = bucket;
+    this.#prefix = asPrefix(key);
+    this.#settings = settings;
+    this.where = s3UrlOf(bucket, this.#prefix);
+  }
+
+  async open(serial: number): Promise<TapeOutput> {
+    const st = await store(this.#settings);
+    return S3Upload.start(st, this.#bucket, this.#prefix + tapeObjectName(serial));
+  }
+}
+
+class S3Upload implements TapeOutput {
+  readonly #st: Store;
+  readonly #bucket: string;
+  readonly #key: string;
+  /** Set when the key already holds an object: nothing is uploaded, the bytes are compared at commit. */
+  readonly #existing: { size: number; etag: string } | undefined;
+  #uploadId: string | undefined;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #bytes = 0;
+  readonly #md5s: Buffer[] = [];
+  readonly #etags: string[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  #failed: unknown;
+
+  private constructor(st: Store, bucket: string, key: string, existing: { size: number; etag: string } | undefined) {
+    this.#st = st;
+    this.#bucket = bucket;
+    this.#key = key;
+    this.#existing = existing;
+  }
+
+  static async start(st: Store, bucket: string, key: string): Promise<S3Upload> {
+    let existing: { size: number; etag: string } | undefined;
+    try {
+      const h = await st.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      existing = { size: h.ContentLength ?? 0, etag: unquote(h.ETag) };
+    } catch (e) {
+      const err = s3Error(e, 'checking the tape key', bucket, key);
+      if (err.code !== 'S3_NOT_FOUND') throw err;
+    }
+    // Uploads of this key left by an export that was killed: abort them, so no orphan parts stay billed.
+    if (!existing) await abortOrphans(st, bucket, key);
+    return new S3Upload(st, bucket, key, existing);
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    this.#bytes += chunk.length;
+    const size = this.#partSize();
+    while (this.#pendingBytes >= size) {
+      const all = Buffer.concat(this.#pending);
+      const part = all.subarray(0, size);
+      const rest = all.subarray(size);
+      this.#pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+      this.#pendingBytes = rest.length;
+      await this.#sendPart(part);
+    }
+  }
+
+  async commit(_name: string, beforeRename?: (finalPath: string) => Promise<void>): Promise<string> {
+    const url = s3UrlOf(this.#bucket, this.#key);
+    const last = Buffer.concat(this.#pending);
+    this.#pending = [];
+    const single = this.#md5s.length === 0 && this.#uploadId === undefined;
+    if (single) {
+      this.#md5s.push(md5(last));
+    } else if (last.length > 0 || this.#md5s.length === 0) {
+      await this.#sendPart(last);
+    }
+    await this.#drain();
+    const etag = expectedEtag(this.#md5s, !single);
+    if (this.#existing) {
+      if (this.#existing.size === this.#bytes && this.#existing.etag === etag) return url;
+      throw new JshipError('TAPE_EXISTS', `${url} exists already and holds other bytes`, {
+        hint: 'objects are never overwritten: export to another prefix, or find out where that object came from',
+      });
+    }
+    await beforeRename?.(url);
+    try {
+      if (single) {
+        await this.#st.client.send(new PutObjectCommand({
+          Bucket: this.#bucket, Key: this.#key, Body: last, ContentLength: last.length, ContentMD5: (this.#md5s[0] as Buffer).toString('base64'),
+          ContentType: 'application/zstd',
+        }));
+      } else {
+        await this.#st.client.send(new CompleteMultipartUploadCommand({
+          Bucket: this.#bucket, Key: this.#key, UploadId: this.#uploadId,
+          MultipartUpload: { Parts: this.#etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }));
+        this.#uploadId = undefined;
+      }
+    } catch (e) {
+      throw s3Error(e, 'completing the tape upload', this.#bucket, this.#key);
+    }
+    // What the store holds is what we sent: size and ETag (the MD5s it checked), read back.
+    let head;
+    try {
+      head = await this.#st.client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key }));
+    } catch (e) {
+      throw s3Error(e, 'confirming the uploaded tape', this.#bucket, this.#key);
+    }
+    if (head.ContentLength !== this.#bytes || unquote(head.ETag) !== etag) {
+      throw new JshipError('S3_MISMATCH', `${url}: the store holds ${head.ContentLength} bytes with ETag ${unquote(head.ETag)}, but ${this.#bytes} bytes with ETag ${etag} were sent`, {
+        hint: 'the tape was not counted and nothing was purged; check the store, then export again',
+      });
+    }
+    return url;
+  }
+
+  async abort(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+    if (this.#uploadId === undefined) return;
+    const id = this.#uploadId;
+    this.#uploadId = undefined;
+    // Best effort: a store that is down keeps the upload; the next export of this key aborts it.
+    await this.#st.client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: this.#key, UploadId: id })).catch(() => undefined);
+  }
+
+  #partSize(): number {
+    return this.#st.partSize * 2 ** Math.floor(this.#md5s.length / PARTS_PER_STEP);
+  }
+
+  async #sendPart(body: Buffer): Promise<void> {
+    const digest = md5(body);
+    const number = this.#md5s.length + 1;
+    this.#md5s.push(digest);
+    if (this.#existing) return;
+    if (this.#uploadId === undefined) {
+      try {
+        const r = await this.#st.client.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: this.#key, ContentType: 'application/zstd' }));
+        this.#uploadId = r.UploadId;
+      } catch (e) {
+        throw s3Error(e, 'starting the tape upload', this.#bucket, this.#key);
+      }
+    }
+    while (this.#inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(this.#inFlight);
+    if (this.#failed) throw this.#failed;
+    const p = this.#st.client.send(new UploadPartCommand({
+      Bucket: this.#bucket, Key: this.#key, UploadId: this.#uploadId, PartNumber: number,
+      Body: body, ContentLength: body.length, ContentMD5: digest.toString('base64'),
+    })).then((r) => {
+      this.#etags[number - 1] = unquote(r.ETag);
+    }, (e: unknown) => {
+      this.#failed ??= s3Error(e, `uploading part ${number} of the tape`, this.#bucket, this.#key);
+    }).finally(() => this.#inFlight.delete(p));
+    this.#inFlight.add(p);
+  }
+
+  async #drain(): Promise<void> {
+    await Promise.all([...this.#inFlight]);
+    if (this.#failed) throw this.#failed;
+  }
+}
+
+async function abortOrphans(st: Store, bucket: string, key: string): Promise<void> {
+  try {
+    const r = await st.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+    for (const u of r.Uploads ?? []) {
+      if (u.Key === key && u.UploadId) await st.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
+    }
+  } catch (e) {
+    throw s3Error(e, 'looking for unfinished uploads of the tape', bucket, key);
+  }
+}
+
+function md5(b: Buffer): Buffer {
+  return createHash('md5').update(b).digest();
+}
+
+function unquote(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '');
+}

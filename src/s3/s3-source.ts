@@ -1,0 +1,86 @@
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Readable } from 'node:stream';
+import type { TapeSource } from '../tape/tape-source.js';
+import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
+import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
+
+const RESUMES = 5;
+
+/**
+ * A tape object read as a stream. A read that breaks in the middle resumes
+ * with a range request from the byte it reached (up to 5 times, with
+ * backoff), so one dropped connection does not fail an import.
+ */
+export class S3Source implements TapeSource {
+  readonly where: string;
+
+  constructor(private readonly st: Store, readonly bucket: string, readonly key: string, private knownSize?: number) {
+    this.where = s3UrlOf(bucket, key);
+  }
+
+  async size(): Promise<number> {
+    if (this.knownSize === undefined) {
+      try {
+        const h = await this.st.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key }));
+        this.knownSize = h.ContentLength ?? 0;
+      } catch (e) {
+        throw s3Error(e, 'reading a tape', this.bucket, this.key);
+      }
+    }
+    return this.knownSize;
+  }
+
+  async *chunks(start = 0, end?: number): AsyncIterable<Buffer> {
+    let pos = start;
+    const last = end ?? (await this.size()) - 1;
+    for (let attempt = 0; pos <= last; attempt++) {
+      let body: Readable;
+      try {
+        const r = await this.st.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${pos}-${last}` }));
+        body = r.Body as Readable;
+      } catch (e) {
+        throw s3Error(e, 'reading a tape', this.bucket, this.key);
+      }
+      try {
+        for await (const c of body) {
+          const b = c as Buffer;
+          pos += b.length;
+          yield b;
+        }
+        return;
+      } catch (e) {
+        body.destroy();
+        if (attempt >= RESUMES) throw s3Error(e, `reading a tape (at byte ${pos}, after ${RESUMES} resumed reads)`, this.bucket, this.key);
+        await sleep(200 * 2 ** attempt);
+      }
+    }
+  }
+}
+
+/** A tape object (`s3://BUCKET/KEY.tar.zst`), or every tape object under a prefix, in name order. */
+export async function s3Sources(url: string, settings: S3Settings = {}): Promise<S3Source[]> {
+  const { bucket, key } = parseS3Url(url);
+  const st = await store(settings);
+  if (key.endsWith('.tar.zst')) {
+    const one = new S3Source(st, bucket, key);
+    await one.size();
+    return [one];
+  }
+  const prefix = asPrefix(key);
+  const out: S3Source[] = [];
+  let token: string | undefined;
+  try {
+    do {
+      const r = await st.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }));
+      for (const o of r.Contents ?? []) {
+        const name = (o.Key ?? '').slice(prefix.length);
+        if (TAPE_OBJECT.test(name)) out.push(new S3Source(st, bucket, o.Key as string, o.Size ?? 0));
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+  } catch (e) {
+    throw s3Error(e, 'listing tapes', bucket, prefix);
+  }
+  return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}

@@ -1,0 +1,158 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client,
+} from '@aws-sdk/client-s3';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { exportGroup } from '../../src/tape/export.js';
+import { S3Destination } from '../../src/s3/s3-destination.js';
+import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+
+/**
+ * Tapes to and from a real S3 store: Ceph's radosgw on loopback, started by
+ * scripts/s3-peer.sh (it fails loudly when it cannot start; never skipped).
+ */
+const PEER = new URL('../../scripts/s3-peer.sh', import.meta.url).pathname;
+const CEPH = '/tmp/jship-test-s3-peer';
+const ENDPOINT = 'http://127.0.0.1:7480';
+const ACCESS = 'jshipaccesskey';
+const SECRET = 'jshipsecretkey';
+
+function peer(cmd: string): void {
+  const r = spawnSync(PEER, [cmd, CEPH, 'memstore'], { encoding: 'utf8', env: { ...process.env, ACCESS_KEY: ACCESS, SECRET_KEY: SECRET } });
+  if (r.status !== 0) throw new Error(`scripts/s3-peer.sh ${cmd} failed (${r.status}): ${r.stdout}\n${r.stderr}\n(.ci/run installs radosgw ceph-mon ceph-osd curl)`);
+}
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+const s3 = new S3Client({ region: 'us-east-1', endpoint: ENDPOINT, forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+
+async function body(bucket: string, key: string): Promise<Buffer> {
+  const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+describe('S3 vault against Ceph radosgw', () => {
+  const dir = tempDir();
+  beforeAll(async () => {
+    peer('start');
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_ENDPOINT_URL: ENDPOINT, AWS_REGION: 'us-east-1' });
+    for (const b of ['vault', 'faults']) await s3.send(new CreateBucketCommand({ Bucket: b }));
+  }, 120_000);
+  afterAll(() => peer('stop'));
+
+  /** A group whose volume holds `mib` MiB of random bytes (journaled), plus its image for comparison. */
+  async function group(name: string, mib: number): Promise<{ g: string; img: string }> {
+    const g = await makeGroup(join(dir, name), { a: 32 * MiB }, { journalSize: 128 * MiB });
+    const grp = await JournalGroup.open(g);
+    for (let i = 0; i < mib; i++) await grp.write(0, i * MiB, randomBytes(MiB));
+    await grp.close();
+    return { g, img: join(dir, name, 'a.img') };
+  }
+
+  it('export, tapes, verify, import, restore byte-exact; a second export to the prefix; importing twice', async () => {
+    const { g, img } = await group('plain', 20);
+    const e1 = jshipJson('export', g, '--to', 's3://vault/plain/', '--base');
+    expect(e1.code, e1.stderr).toBe(0);
+    expect(e1.out.tapes[0].location).toBe('s3://vault/plain/jship-000001.tar.zst');
+    // Bigger than the 8 MiB part size: a multipart upload, each part with Content-MD5.
+    expect(e1.out.tapes[0].bytes).toBeGreaterThan(40 * MiB);
+    const grp = await JournalGroup.open(g);
+    await grp.write(0, 0, Buffer.alloc(MiB, 7));
+    await grp.mark('after');
+    await grp.close();
+    const e2 = jshipJson('export', g, '--to', 's3://vault/plain');
+    expect(e2.code, e2.stderr).toBe(0);
+    expect(e2.out.tapes.map((t: { location: string }) => t.location)).toEqual(['s3://vault/plain/jship-000002.tar.zst']);
+
+    const tapes = jshipJson('tapes', 's3://vault/plain/');
+    expect(tapes.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([1, 2]);
+    const v = jshipJson('verify', 's3://vault/plain/');
+    expect(v.code, JSON.stringify(v.out)).toBe(0);
+
+    const rep = join(dir, 'rep');
+    const i1 = jshipJson('import', rep, 's3://vault/plain/');
+    expect(i1.code, JSON.stringify(i1.out)).toBe(0);
+    expect(i1.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['imported', 'imported']);
+    const i2 = jshipJson('import', rep, 's3://vault/plain/');
+    expect(i2.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['duplicate', 'duplicate']);
+    const out = join(dir, 'out.img');
+    expect(jshipJson('restore', rep, '--target', out).code).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
+  });
+
+  it('a media set and an encrypted export; a missing object in the middle is a gap; an altered object is caught', async () => {
+    const { g, img } = await group('span', 24);
+    const key = join(dir, 'tape.key');
+    writeFileSync(key, randomBytes(32));
+    const e = jshipJson('export', g, '--to', 's3://vault/span/', '--base', '--media-size', '10M', '--encrypt-key', key);
+    expect(e.code, e.stderr).toBe(0);
+    const n = e.out.tapes.length;
+    expect(n).toBeGreaterThanOrEqual(3);
+    const whole = join(dir, 'whole');
+    const all = jshipJson('import', whole, 's3://vault/span/', '--key', key);
+    expect(all.code, JSON.stringify(all.out)).toBe(0);
+    const out = join(dir, 'span.img');
+    expect(jshipJson('restore', whole, '--target', out, '--key', key).code).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
+
+    // Tape 2 vanishes from the store; tape 3 is altered there (one byte in its middle).
+    await s3.send(new DeleteObjectCommand({ Bucket: 'vault', Key: 'span/jship-000002.tar.zst' }));
+    const t3 = await body('vault', 'span/jship-000003.tar.zst');
+    t3[Math.floor(t3.length / 2)] ^= 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: 'span/jship-000003.tar.zst', Body: t3 }));
+    const partial = jshipJson('import', join(dir, 'partial'), 's3://vault/span/', '--key', key);
+    expect(partial.code).toBe(1);
+    expect(partial.out.missingSerials).toContain(2);
+    const third = partial.out.tapes.find((t: { serial: number }) => t.serial === 3);
+    expect(third.outcome).not.toBe('imported');
+    expect(third.message).toMatch(/SHA-256|checksum|damaged|authentication|CRC/i);
+  });
+
+  it('faults: wrong credentials, missing bucket, the gateway stopped in the middle of an upload', async () => {
+    const { g } = await group('faults', 24);
+    const env = { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret' };
+    const denied = spawnSync(process.execPath, [BIN, 'export', g, '--to', 's3://faults/a/', '--json'], { encoding: 'utf8', env });
+    expect(denied.status).toBe(1);
+    const err = JSON.parse(denied.stdout).error;
+    expect(err.code).toBe('S3_ACCESS_DENIED');
+    expect(denied.stdout + denied.stderr).not.toContain('not-the-secret');
+    const nob = jshipJson('export', g, '--to', 's3://no-such-bucket/a/');
+    expect(nob.code).toBe(1);
+    expect(nob.out.error.code).toBe('S3_NO_BUCKET');
+    expect(nob.out.error.message).toMatch(/no-such-bucket/);
+
+    // Another group's tape 1 is already under s3://vault/plain/: never overwritten, nothing purged.
+    const clash = jshipJson('export', g, '--to', 's3://vault/plain/');
+    expect(clash.code).toBe(1);
+    expect(clash.out.error.code).toBe('TAPE_EXISTS');
+
+    // Stop the gateway once 12 MiB of the tape went out (parts 1 and maybe 2 are stored, the rest are not).
+    const grp = await JournalGroup.open(g);
+    const outBefore = grp.journal.outSeq;
+    let stopped = false;
+    await expect(exportGroup(grp, {
+      destination: new S3Destination('s3://faults/cut/'),
+      base: true,
+      onProgress: (n) => {
+        if (!stopped && n > 12 * MiB) {
+          stopped = true;
+          spawnSync(PEER, ['stop-rgw', CEPH]);
+        }
+      },
+    })).rejects.toMatchObject({ code: expect.stringMatching(/^S3_/) });
+    expect(stopped).toBe(true);
+    expect(grp.journal.outSeq).toBe(outBefore); // nothing purged
+    await grp.close();
+    peer('start-rgw');
+    await expect(s3.send(new HeadObjectCommand({ Bucket: 'faults', Key: 'cut/jship-000001.tar.zst' }))).rejects.toMatchObject({ name: 'NotFound' });
+    // The next export aborts what the cut one left and completes.
+    const again = jshipJson('export', g, '--to', 's3://faults/cut/', '--base');
+    expect(again.code, again.stderr).toBe(0);
+    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'faults' }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+    expect(again.out.journalOut).not.toBe(outBefore.toString());
+  });
+});
