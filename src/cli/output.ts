@@ -38,17 +38,18 @@ export interface Progress {
   stop(): void;
 }
 
-/** A progress bar on a TTY (bytes, rate, ETA); silent under --json or when stdout is not a terminal. */
+/** A progress bar on a TTY (bytes, rate, ETA): also for uploads to and downloads from a store; silent under --json or when stdout is not a terminal. */
 export function progress(opts: CommonOptions, label: string, total: number): Progress {
   if (opts.json || !process.stdout.isTTY || total <= 0) return { update: () => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar({
-    format: `${label} [{bar}] {percentage}% {doneText}/{totalText} ETA {eta_formatted}`,
+    format: `${label} [{bar}] {percentage}% {doneText}/{totalText} {rateText}/s ETA {eta_formatted}`,
     hideCursor: true,
     clearOnComplete: true,
   }, cliProgress.Presets.shades_classic);
-  bar.start(total, 0, { doneText: formatSize(0), totalText: formatSize(total) });
+  const t0 = Date.now();
+  bar.start(total, 0, { doneText: formatSize(0), totalText: formatSize(total), rateText: formatSize(0) });
   return {
-    update: (done) => bar.update(done, { doneText: formatSize(done) }),
+    update: (done) => bar.update(done, { doneText: formatSize(done), rateText: formatSize(Math.round(done / Math.max((Date.now() - t0) / 1000, 0.001))) }),
     stop: () => bar.stop(),
   };
 }

@@ -56,8 +56,12 @@ export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepL
   return { keepFromBase: b, remove, keep, bytes: remove.reduce((n, t) => n + t.bytes, 0), reason };
 }
 
-/** Plans retention and, with `confirm`, removes the tapes (files and catalogue rows). */
-export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean): Promise<ExpirePlan & { removed: boolean }> {
+/**
+ * Plans retention and, with `confirm`, removes the tapes (files and
+ * catalogue rows). `expiredSerials`: every serial retention has removed from
+ * this replica, now (or, in a dry run, would) and before.
+ */
+export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean): Promise<ExpirePlan & { removed: boolean; expiredSerials: number[] }> {
   if ('keepLast' in rule && (!Number.isSafeInteger(rule.keepLast) || rule.keepLast < 1)) {
     throw new JshipError('USAGE', `--keep-last ${rule.keepLast} is not a positive number of bases`, { hint: 'e.g. --keep-last 2' });
   }
@@ -65,17 +69,18 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
   try {
     const cat = replica.catalog;
     const plan = planExpire(cat, rule);
+    const serials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
+    for (const t of plan.remove) serials.add(t.serial);
+    const expiredSerials = [...serials].sort((a, b) => a - b);
     if (confirm && plan.remove.length > 0 && plan.keepFromBase) {
-      const serials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
       for (const t of plan.remove) {
         cat.deleteTape(t.serial);
-        serials.add(t.serial);
         await fsp.rm(replica.tapePath(t.file), { force: true });
       }
-      cat.setMeta('expiredSerials', JSON.stringify([...serials].sort((a, b) => a - b)));
+      cat.setMeta('expiredSerials', JSON.stringify(expiredSerials));
       cat.setMeta('expiredThrough', (plan.keepFromBase.baseId - 1n).toString());
     }
-    return { ...plan, removed: confirm && plan.remove.length > 0 };
+    return { ...plan, removed: confirm && plan.remove.length > 0, expiredSerials };
   } finally {
     await replica.close();
   }

@@ -1,9 +1,9 @@
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
-import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
+import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf, tapeObjectName } from './s3-url.js';
 
 const RESUMES = 5;
 
@@ -83,4 +83,28 @@ export async function s3Sources(url: string, settings: S3Settings = {}): Promise
     throw s3Error(e, 'listing tapes', bucket, prefix);
   }
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/**
+ * The tape objects of these serials under the prefix (expire --vault): with
+ * `confirm`, deleted. Returns the URLs of those present.
+ */
+export async function expireTapeObjects(url: string, serials: number[], confirm: boolean, settings: S3Settings = {}): Promise<string[]> {
+  const { bucket, key } = parseS3Url(url);
+  const prefix = asPrefix(key);
+  const st = await store(settings);
+  const present = new Set((await s3Sources(url, settings)).map((s) => s.key));
+  const gone: string[] = [];
+  for (const serial of serials) {
+    const k = prefix + tapeObjectName(serial);
+    if (!present.has(k)) continue;
+    gone.push(s3UrlOf(bucket, k));
+    if (!confirm) continue;
+    try {
+      await st.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: k }));
+    } catch (e) {
+      throw s3Error(e, 'deleting an expired tape', bucket, k);
+    }
+  }
+  return gone;
 }

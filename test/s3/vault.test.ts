@@ -81,6 +81,19 @@ describe('S3 vault against Ceph radosgw', () => {
     const out = join(dir, 'out.img');
     expect(jshipJson('restore', rep, '--target', out).code).toBe(0);
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
+
+    // A second base; retention keeps the last one: tapes 1 and 2 go, from the replica and the vault (dry run first).
+    expect(jshipJson('export', g, '--to', 's3://vault/plain/', '--base').code).toBe(0);
+    expect(jshipJson('import', rep, 's3://vault/plain/').code).toBe(0);
+    const dry = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/');
+    expect(dry.code, JSON.stringify(dry.out)).toBe(0);
+    expect(dry.out.vault).toEqual({ url: 's3://vault/plain/', objects: ['s3://vault/plain/jship-000001.tar.zst', 's3://vault/plain/jship-000002.tar.zst'], deleted: false });
+    expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.length).toBe(3);
+    const done = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/', '--confirm');
+    expect(done.out.vault.deleted).toBe(true);
+    expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3]);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'after-expire.img')).code).toBe(0);
+    expect(readFileSync(join(dir, 'after-expire.img')).equals(readFileSync(img))).toBe(true);
   });
 
   it('a media set and an encrypted export; a missing object in the middle is a gap; an altered object is caught', async () => {
@@ -101,7 +114,7 @@ describe('S3 vault against Ceph radosgw', () => {
     // Tape 2 vanishes from the store; tape 3 is altered there (one byte in its middle).
     await s3.send(new DeleteObjectCommand({ Bucket: 'vault', Key: 'span/jship-000002.tar.zst' }));
     const t3 = await body('vault', 'span/jship-000003.tar.zst');
-    t3[Math.floor(t3.length / 2)] ^= 0xff;
+    t3.writeUInt8(t3.readUInt8(Math.floor(t3.length / 2)) ^ 0xff, Math.floor(t3.length / 2));
     await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: 'span/jship-000003.tar.zst', Body: t3 }));
     const partial = jshipJson('import', join(dir, 'partial'), 's3://vault/span/', '--key', key);
     expect(partial.code).toBe(1);
@@ -124,8 +137,8 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(nob.out.error.code).toBe('S3_NO_BUCKET');
     expect(nob.out.error.message).toMatch(/no-such-bucket/);
 
-    // Another group's tape 1 is already under s3://vault/plain/: never overwritten, nothing purged.
-    const clash = jshipJson('export', g, '--to', 's3://vault/plain/');
+    // Another group's tape 1 is already under s3://vault/span/: never overwritten, nothing purged.
+    const clash = jshipJson('export', g, '--to', 's3://vault/span/');
     expect(clash.code).toBe(1);
     expect(clash.out.error.code).toBe('TAPE_EXISTS');
 
