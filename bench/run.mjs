@@ -6,10 +6,11 @@ import { benchAppend } from './append.mjs';
 import { benchTapes, benchTapeRss } from './tapes.mjs';
 import { benchFullRestore, benchHotSpot } from './restore.mjs';
 import { benchNbd } from './nbd.mjs';
+import { benchS3 } from './s3.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3 };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {

@@ -1,0 +1,82 @@
+// The S3 vault: upload and download of a 1 GiB tape against `rclone copy` of
+// the same file to the same endpoint (Ceph radosgw on loopback, bluestore,
+// started by scripts/s3-peer.sh), and the peak RSS of `jship export --to s3://`
+// writing a tape larger than 1 GiB.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Destination } from '../dist/s3/s3-destination.js';
+import { s3Sources } from '../dist/s3/s3-source.js';
+import { fileChunks } from '../dist/tape/tape-file.js';
+import { MiB, scratch, timeCommand, timeAsync, median, mbps, runJship, filledGroup } from './lib.mjs';
+
+const PEER = new URL('../scripts/s3-peer.sh', import.meta.url).pathname;
+const ENDPOINT = 'http://127.0.0.1:7480';
+const KEYS = { ACCESS_KEY: 'jshipaccesskey', SECRET_KEY: 'jshipsecretkey' };
+
+function peer(cmd, dir) {
+  const r = spawnSync(PEER, [cmd, dir, 'bluestore'], { encoding: 'utf8', env: { ...process.env, ...KEYS } });
+  if (r.status !== 0) throw new Error(`s3-peer.sh ${cmd}: ${r.stdout}${r.stderr}`);
+}
+
+export async function benchS3({ runs = 2 } = {}) {
+  const { dir, cleanup } = scratch('s3');
+  const ceph = join(dir, 'ceph');
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: KEYS.ACCESS_KEY, AWS_SECRET_ACCESS_KEY: KEYS.SECRET_KEY, AWS_ENDPOINT_URL: ENDPOINT, AWS_REGION: 'us-east-1',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    RCLONE_CONFIG_VAULT_TYPE: 's3', RCLONE_CONFIG_VAULT_PROVIDER: 'Ceph', RCLONE_CONFIG_VAULT_ENDPOINT: ENDPOINT,
+    RCLONE_CONFIG_VAULT_ACCESS_KEY_ID: KEYS.ACCESS_KEY, RCLONE_CONFIG_VAULT_SECRET_ACCESS_KEY: KEYS.SECRET_KEY,
+  });
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: ENDPOINT, forcePathStyle: true });
+  const empty = async () => {
+    const r = await s3.send(new ListObjectsV2Command({ Bucket: 'bench' }));
+    for (const o of r.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: 'bench', Key: o.Key }));
+  };
+  try {
+    peer('start', ceph);
+    await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
+    // A tape of 1.1 GiB of random records (incompressible: every byte goes over the wire).
+    const { g } = await filledGroup(dir, 1152, () => randomBytes(MiB));
+    spawnSync('cp', ['-a', g, `${g}.orig`]);
+    runJship(['export', g, '--to', `${dir}/tapes/`]);
+    const tape = join(dir, 'tapes', readdirSync(join(dir, 'tapes'))[0]);
+    const bytes = statSync(tape).size;
+    const up = [], upPeer = [], down = [], downPeer = [];
+    for (let r = 0; r < runs; r++) {
+      up.push(await timeAsync(async () => {
+        const out = await new S3Destination(`s3://bench/j${r}/`).open(1);
+        for await (const c of fileChunks(tape)) await out.write(c);
+        await out.commit('tape');
+      }));
+      upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`]));
+      const local = join(dir, `down${r}.tar.zst`);
+      down.push(await timeAsync(async () => {
+        const [src] = await s3Sources(`s3://bench/j${r}/jship-000001.tar.zst`);
+        const w = createWriteStream(local);
+        for await (const c of src.chunks()) if (!w.write(c)) await new Promise((res) => w.once('drain', res));
+        await new Promise((res, rej) => w.end((e) => (e ? rej(e) : res())));
+      }));
+      spawnSync('rm', ['-f', local]);
+      const pdir = join(dir, `pdown${r}`);
+      downPeer.push(timeCommand('rclone', ['copy', `vault:bench/p${r}/${tape.split('/').pop()}`, pdir]));
+      spawnSync('rm', ['-rf', pdir]);
+      await empty();
+    }
+    // Peak RSS of the whole export of that 1.1 GiB of journal straight to the store.
+    spawnSync('rm', ['-rf', g]);
+    spawnSync('cp', ['-a', `${g}.orig`, g]);
+    const rss = runJship(['export', g, '--to', 's3://bench/rss/'], { json: true });
+    const results = [
+      { bench: 's3', case: 'upload 1.1 GiB tape', jship: { secs: median(up), mibPerSec: mbps(bytes, median(up)) }, peer: { name: 'rclone copy', secs: median(upPeer), mibPerSec: mbps(bytes, median(upPeer)) }, ratio: median(upPeer) / median(up) },
+      { bench: 's3', case: 'download 1.1 GiB tape', jship: { secs: median(down), mibPerSec: mbps(bytes, median(down)) }, peer: { name: 'rclone copy', secs: median(downPeer), mibPerSec: mbps(bytes, median(downPeer)) }, ratio: median(downPeer) / median(down) },
+      { bench: 's3', case: `export --to s3:// of a ${(rss.out.tapeBytes / MiB).toFixed(0)} MiB tape`, jship: { rssMiB: rss.rssMiB, secs: rss.secs }, limitMiB: 256 },
+    ];
+    return results;
+  } finally {
+    s3.destroy();
+    try { peer('stop', ceph); } finally { cleanup(); }
+  }
+}
