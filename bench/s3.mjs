@@ -31,6 +31,9 @@ export async function benchS3({ runs = 2 } = {}) {
     RCLONE_CONFIG_VAULT_ACCESS_KEY_ID: KEYS.ACCESS_KEY, RCLONE_CONFIG_VAULT_SECRET_ACCESS_KEY: KEYS.SECRET_KEY,
   });
   const s3 = new S3Client({ region: 'us-east-1', endpoint: ENDPOINT, forcePathStyle: true });
+  // rclone's S3 backend fails on AWS_CA_BUNDLE with a custom HTTP transport; the endpoint is plain http anyway.
+  const rcloneEnv = { ...process.env };
+  delete rcloneEnv.AWS_CA_BUNDLE;
   const empty = async () => {
     const r = await s3.send(new ListObjectsV2Command({ Bucket: 'bench' }));
     for (const o of r.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: 'bench', Key: o.Key }));
@@ -51,7 +54,7 @@ export async function benchS3({ runs = 2 } = {}) {
         for await (const c of fileChunks(tape)) await out.write(c);
         await out.commit('tape');
       }));
-      upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`]));
+      upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`], { env: rcloneEnv }));
       const local = join(dir, `down${r}.tar.zst`);
       down.push(await timeAsync(async () => {
         const [src] = await s3Sources(`s3://bench/j${r}/jship-000001.tar.zst`);
@@ -61,7 +64,7 @@ export async function benchS3({ runs = 2 } = {}) {
       }));
       spawnSync('rm', ['-f', local]);
       const pdir = join(dir, `pdown${r}`);
-      downPeer.push(timeCommand('rclone', ['copy', `vault:bench/p${r}/${tape.split('/').pop()}`, pdir]));
+      downPeer.push(timeCommand('rclone', ['copy', `vault:bench/p${r}/${tape.split('/').pop()}`, pdir], { env: rcloneEnv }));
       spawnSync('rm', ['-rf', pdir]);
       await empty();
     }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
+import { isJshipError, type ErrorCode } from '../core/errors.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';

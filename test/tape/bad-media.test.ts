@@ -52,7 +52,7 @@ describe('damaged media', () => {
   const dir = tempDir();
 
   it('any flipped bit is found, and import keeps exactly the segments before it (property)', async () => {
-    const { file, good, segs } = await smallTape(dir);
+    const { good, segs } = await smallTape(dir);
     expect(segs.length).toBeGreaterThan(3);
     let run = 0;
     await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: good.length * 8 - 1 }), async (bit) => {
@@ -77,7 +77,7 @@ describe('damaged media', () => {
   });
 
   it('truncation at many offsets: TAPE_TRUNCATED (or damaged), the segments before the cut kept, what was lost named', async () => {
-    const { file, good, segs } = await smallTape(dir);
+    const { good, segs } = await smallTape(dir);
     const total = segs.reduce((n, s) => n + s.records, 0);
     for (let i = 0; i < 25; i++) {
       const cut = Math.floor((good.length - 1) * (i / 25));
