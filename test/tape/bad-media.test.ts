@@ -77,7 +77,7 @@ describe('damaged media', () => {
   });
 
   it('truncation at many offsets: TAPE_TRUNCATED (or damaged), the segments before the cut kept, what was lost named', async () => {
-    const { good, segs } = await smallTape(dir);
+    const { file, good, segs } = await smallTape(dir);
     const total = segs.reduce((n, s) => n + s.records, 0);
     for (let i = 0; i < 25; i++) {
       const cut = Math.floor((good.length - 1) * (i / 25));
