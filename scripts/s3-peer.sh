@@ -79,7 +79,7 @@ osd data = $DIR/osd
 osd objectstore = $STORE
 memstore device bytes = 1073741824
 bluestore block create = true
-bluestore block size = 4294967296
+bluestore block size = 17179869184
 bluestore block db create = false
 bluestore block wal create = false
 osd class load list = *
@@ -88,6 +88,9 @@ osd class default list = *
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw data = $DIR/rgw
 rgw dns name = localhost
+# Deleted objects' data is collected soon, not after the default two hours (benchmarks delete and rewrite GiBs).
+rgw gc obj min wait = 10
+rgw gc processor period = 10
 EOF
   ceph-mon --id a --mkfs --keyring /dev/null >"$DIR/log/setup.log" 2>&1
   ceph-mon --id a
