@@ -13,6 +13,7 @@ import { formatTime } from '../core/time.js';
 import type { VolumeSpec } from '../core/volume-spec.js';
 import { exists, writeFileAtomic } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
+import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import {
   appendMarkerLog, groupPaths, readGroupConfig, readMarkerLog, writeGroupConfig, type MarkerEntry,
@@ -46,7 +47,9 @@ export interface OpenGroupOptions {
   /**
    * A write (without FUA) resolves once it is journaled; its PVOL write
    * follows in journal order. Reads through `read` and `flush` still see
-   * it. Default false: a write resolves after the PVOL write too.
+   * it. The caller must then leave the data unchanged until the next
+   * flush (an NBD payload is never reused). Default false: a write
+   * resolves after the PVOL write too.
    */
   replyAfterJournal?: boolean;
 }
@@ -215,6 +218,7 @@ export class JournalGroup {
   #inWrite: Batch | undefined;
   readonly #waiters: SpaceWaiter[] = [];
   #closing = false;
+  readonly #pvolWriter = new PvolWriter();
   #replyAfterJournal = false;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
@@ -443,7 +447,7 @@ export class JournalGroup {
           await rec.journaled;
           await op.ready;
           if (!toPvol) return;
-          if (piece) await vol.write(off, piece);
+          if (piece) await (piece.length <= SMALL_WRITE ? vol.writeBatched(this.#pvolWriter, off, piece) : vol.write(off, piece));
           else await vol.writeZeroes(off, len);
         } catch (e) {
           this.#fail(e);
@@ -838,6 +842,7 @@ export class JournalGroup {
     } finally {
       this.#closed = true;
       for (const w of this.#waiters.splice(0)) w.resolve();
+      await this.#pvolWriter.close();
       await this.journal.close();
       await Promise.all(this.volumes.map((v) => v.close()));
       await this.#bitmap?.close();

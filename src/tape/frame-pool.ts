@@ -145,7 +145,7 @@ export class FramePool {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism()));
     const workerData = { zstdPath: require.resolve('zstd-napi'), tarPath: require.resolve('tar-stream'), level: opts.level ?? 1 };
     for (let i = 0; i < n; i++) {
-      const w = new Worker(WORKER, { eval: true, workerData });
+      const w = new Worker(WORKER, { eval: true, workerData, execArgv: [] });
       w.unref();
       w.on('message', (m: Reply & { error?: string }) => {
         const job = this.#busy.get(w);

@@ -49,6 +49,7 @@ export async function readLabel(source: string | TapeSource): Promise<TapeLabel>
   const src = asSource(source);
   const path = src.where;
   const size = await src.size();
+  if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${path}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
   const gen = readTape(src.chunks(0, Math.min(size, 1024 * 1024) - 1), { where: path, structureOnly: true });
   try {
     for await (const item of gen) if (item.type === 'label') return item.label;

@@ -2,6 +2,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
 import { formatSize } from '../core/sizes.js';
+import type { PvolWriter } from './pvol-writer.js';
 
 /** One file or block device of a volume, placed at `start` in the volume's address space. */
 export interface Extent {
@@ -91,6 +92,12 @@ export class Volume {
         done += bytesWritten;
       }
     });
+  }
+
+  /** Writes through a PvolWriter: small writes batched onto its worker thread. */
+  async writeBatched(writer: PvolWriter, offset: number, data: Uint8Array): Promise<void> {
+    this.checkRange(offset, data.length);
+    await this.#each(offset, data.length, (h, pos, bufOff, len) => writer.write(h.fd, pos, data.subarray(bufOff, bufOff + len)));
   }
 
   /** Writes zeroes over a range (also used for TRIM, so that a trimmed range reads back as zeroes). */

@@ -1,0 +1,122 @@
+import { Worker } from 'node:worker_threads';
+import { JshipError } from '../core/errors.js';
+
+// Plain CommonJS run with `eval` (see frame-pool.ts; execArgv is cleared so that a
+// parent started with --input-type=module does not make it ESM). Each message is a batch
+// of small writes whose data was copied into one transferred buffer; they are
+// written in order with pwrite, and one reply says the batch is done.
+const WORKER = `
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+parentPort.on('message', ({ id, ops, buf }) => {
+  try {
+    for (let i = 0; i < ops.length; i += 4) {
+      const fd = ops[i], pos = ops[i + 1], off = ops[i + 2], len = ops[i + 3];
+      let done = 0;
+      while (done < len) done += fs.writeSync(fd, new Uint8Array(buf, off + done, len - done), 0, len - done, pos + done);
+    }
+    parentPort.postMessage({ id });
+  } catch (e) {
+    parentPort.postMessage({ id, error: e.message, code: e.code });
+  }
+});
+`;
+
+/** Writes at most this large go through the batch writer; larger ones are cheaper as one pwrite of their own. */
+export const SMALL_WRITE = 64 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_OPS = 512;
+
+interface Batch {
+  id: number;
+  ops: number[];
+  pieces: Array<{ data: Uint8Array; off: number }>;
+  bytes: number;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Small PVOL writes, batched onto one worker thread. Each write through the
+ * thread pool costs the main thread a dispatch and the pool a wake-up; a
+ * batch costs one message. Writes queued in the same turn of the event loop
+ * leave together; the caller keeps overlapping writes apart (range order).
+ */
+export class PvolWriter {
+  #worker: Worker | undefined;
+  #pending: Batch | undefined;
+  readonly #inFlight = new Map<number, Batch>();
+  #next = 1;
+  #closed = false;
+
+  /** Writes `data` at `pos` of `fd`; resolves once it is in the file (page cache). */
+  write(fd: number, pos: number, data: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new JshipError('GROUP_CLOSED', 'the PVOL writer is closed', { hint: 'open the group again' }));
+    let b = this.#pending;
+    if (!b) {
+      b = this.#newBatch();
+      this.#pending = b;
+      setImmediate(() => this.#send(b as Batch));
+    }
+    b.ops.push(fd, pos, b.bytes, data.length);
+    b.pieces.push({ data, off: b.bytes });
+    b.bytes += data.length;
+    const done = b.done;
+    if (b.bytes >= BATCH_BYTES || b.ops.length >= BATCH_OPS * 4) this.#send(b);
+    return done;
+  }
+
+  async close(): Promise<void> {
+    if (this.#pending) this.#send(this.#pending);
+    await Promise.allSettled([...this.#inFlight.values()].map((b) => b.done));
+    this.#closed = true;
+    await this.#worker?.terminate();
+    this.#worker = undefined;
+  }
+
+  #newBatch(): Batch {
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    done.catch(() => undefined);
+    return { id: this.#next++, ops: [], pieces: [], bytes: 0, done, resolve, reject };
+  }
+
+  #send(b: Batch): void {
+    if (this.#pending !== b) return;
+    this.#pending = undefined;
+    const buf = new ArrayBuffer(b.bytes);
+    const view = new Uint8Array(buf);
+    for (const p of b.pieces) view.set(p.data, p.off);
+    b.pieces = [];
+    const w = this.#ensureWorker();
+    this.#inFlight.set(b.id, b);
+    w.ref();
+    w.postMessage({ id: b.id, ops: b.ops, buf }, [buf]);
+  }
+
+  #ensureWorker(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(WORKER, { eval: true, execArgv: [] });
+    w.unref();
+    w.on('message', (m: { id: number; error?: string; code?: string }) => {
+      const b = this.#inFlight.get(m.id);
+      this.#inFlight.delete(m.id);
+      if (this.#inFlight.size === 0) w.unref();
+      if (!b) return;
+      if (m.error !== undefined) b.reject(Object.assign(new Error(`PVOL write: ${m.error}`), { code: m.code }));
+      else b.resolve();
+    });
+    w.on('error', (e) => {
+      for (const b of this.#inFlight.values()) b.reject(e);
+      this.#inFlight.clear();
+      this.#worker = undefined;
+    });
+    this.#worker = w;
+    return w;
+  }
+}
