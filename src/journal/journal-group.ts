@@ -115,6 +115,8 @@ interface SpaceWaiter {
 }
 
 const MAX_BATCH_RECORDS = 4096;
+/** With replyAfterJournal, at most this many bytes of replied writes wait for their PVOL write. */
+const MAX_PVOL_BEHIND = 32 * 1024 * 1024;
 const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 
 /**
@@ -220,6 +222,8 @@ export class JournalGroup {
   #closing = false;
   readonly #pvolWriter = new PvolWriter();
   #replyAfterJournal = false;
+  /** Bytes replied to (replyAfterJournal) whose PVOL writes are not done yet. */
+  #pvolBehind = 0;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
@@ -461,10 +465,13 @@ export class JournalGroup {
       done += len;
     }
     this.#dirtySinceFlush = true;
-    if (this.#replyAfterJournal && !fua) {
+    if (this.#replyAfterJournal && !fua && this.#pvolBehind < MAX_PVOL_BEHIND) {
       // The PVOL write goes on behind: reads wait for it (range order), flush waits for it, recovery redoes it.
+      // Its data stays in memory until then, so the bytes behind are bounded: past the bound, writes wait as before.
+      this.#pvolBehind += length;
+      const all = Promise.all(applied);
+      all.then(() => { this.#pvolBehind -= length; }, () => { this.#pvolBehind -= length; });
       await Promise.all(journaled);
-      for (const a of applied) a.catch(() => undefined);
     } else {
       await Promise.all(applied);
     }
