@@ -10,11 +10,11 @@ interface ServeCliOptions extends CommonOptions {
   listen?: string;
 }
 
-/** PORT (loopback), HOST:PORT or [IPV6]:PORT. */
+/** PORT (loopback), HOST:PORT or [IPV6]:PORT; port 0 picks a free one (printed when ready). */
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) {
+  if (!m || port > 65535) {
     throw new JshipError('USAGE', `--listen ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPV6]:PORT`, { hint: 'e.g. --listen 10809 (loopback) or --listen 192.0.2.7:10809' });
   }
   const host = m[1] === undefined ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');

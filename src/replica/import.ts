@@ -191,7 +191,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   }
   const existing = cat.tape(label.serial);
   const size = await src.size();
-  if (existing && existing.status === 'complete' && existing.bytes === size && (await sha256File(src)) === existing.sha256) {
+  if (existing && existing.status === 'complete' && existing.bytes === size && (await sameTape(replica, existing, src, label))) {
     return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
   const stage = randomBytes(6).toString('hex');
@@ -269,6 +269,19 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (!closed) await h.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
   }
+}
+
+/**
+ * Whether a source holds the tape the replica has. A local file is hashed;
+ * a remote object is not downloaded for that: the same size and the same
+ * label (group, serial, media set id, previous tape's SHA-256, creation
+ * time, host) identify it, so importing a whole prefix again reads only
+ * the first MiB of each tape already held.
+ */
+async function sameTape(replica: Replica, existing: TapeRow, src: TapeSource, label: TapeLabel): Promise<boolean> {
+  if (!src.remote) return (await sha256File(src)) === existing.sha256;
+  const held = await readLabel(replica.tapePath(existing.file)).catch(() => undefined);
+  return held !== undefined && JSON.stringify(held) === JSON.stringify(label);
 }
 
 function newestSerial(replica: Replica): number {

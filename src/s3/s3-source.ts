@@ -14,6 +14,7 @@ const RESUMES = 5;
  */
 export class S3Source implements TapeSource {
   readonly where: string;
+  readonly remote = true;
 
   constructor(private readonly st: Store, readonly bucket: string, readonly key: string, private knownSize?: number) {
     this.where = s3UrlOf(bucket, key);

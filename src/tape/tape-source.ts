@@ -6,6 +6,8 @@ export const READ_CHUNK = 4 * 1024 * 1024;
 export interface TapeSource {
   /** For messages: a path or an s3:// URL. */
   readonly where: string;
+  /** Reading it costs a transfer (an object store), not a local read. */
+  readonly remote?: boolean;
   size(): Promise<number>;
   /** The bytes from `start` through `end` (inclusive), in large chunks. */
   chunks(start?: number, end?: number): AsyncIterable<Buffer>;

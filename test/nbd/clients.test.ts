@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { RecordType } from '../../src/core/record.js';
 import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
 import { client, journalReproducesVolumes, serve } from './helpers.js';
+import { parseListen } from '../../src/cli/serve.js';
 
 /** The real NBD clients against `jship serve`, each checked against what it wrote and against the journal. */
 describe('jship serve with real clients', () => {
@@ -93,5 +94,25 @@ describe('jship serve with real clients', () => {
     const { ok, headers } = await journalReproducesVolumes(g);
     expect(ok).toBe(true);
     expect(headers.filter((h) => h.volume === 1 && h.type === RecordType.Update).reduce((n, h) => n + h.length, 0)).toBe(1 * MiB + 8 * MiB);
+  });
+
+  it('TCP when asked: loopback by default, an ephemeral port, the export named in the URI', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const s = await serve(g, '--listen', '0');
+    expect(s.ready.listening).toMatch(/^127\.0\.0\.1:\d+$/);
+    const uri = s.ready.exports[0]!.uri;
+    expect(uri).toBe(`nbd://${s.ready.listening}/a`);
+    client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x3c 0 64k', '-c', 'read -P 0x3c 0 64k');
+    expect((await s.stop()).code).toBe(0);
+    expect((await journalReproducesVolumes(g)).ok).toBe(true);
+  });
+});
+
+describe('--listen parsing', () => {
+  it('PORT, HOST:PORT, [IPV6]:PORT; anything else is a usage error', () => {
+    expect(parseListen('10809')).toEqual({ host: '127.0.0.1', port: 10809 });
+    expect(parseListen('0.0.0.0:10809')).toEqual({ host: '0.0.0.0', port: 10809 });
+    expect(parseListen('[::1]:7000')).toEqual({ host: '::1', port: 7000 });
+    for (const bad of ['', 'x', '70000', 'host:', ':80', 'a:b:80']) expect(() => parseListen(bad)).toThrow(/--listen/);
   });
 });
