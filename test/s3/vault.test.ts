@@ -9,6 +9,8 @@ import {
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
+import type { TapeDestination } from '../../src/tape/destination.js';
+import { readChainState } from '../../src/tape/chain-state.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 
 /**
@@ -167,5 +169,29 @@ describe('S3 vault against Ceph radosgw', () => {
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'faults' }));
     expect(uploads.Uploads ?? []).toEqual([]);
     expect(again.out.journalOut).not.toBe(outBefore.toString());
+  });
+
+  it('a crash after the object completed but before the chain state was written: the next export adopts the tape', async () => {
+    const { g } = await group('crash', 6);
+    const grp = await JournalGroup.open(g);
+    const real = new S3Destination('s3://faults/crash/');
+    const crashing: TapeDestination = {
+      where: real.where, durable: true, splittable: true,
+      open: async (serial) => {
+        const out = await real.open(serial);
+        return { ...out, write: (c) => out.write(c), abort: () => out.abort(), commit: async (n, before) => { await out.commit(n, before); throw new Error('killed after the upload completed'); } };
+      },
+    };
+    await expect(exportGroup(grp, { destination: crashing })).rejects.toThrow(/killed after the upload/);
+    expect((await readChainState(g)).committing?.path).toBe('s3://faults/crash/jship-000001.tar.zst');
+    await grp.write(0, 0, Buffer.alloc(4096, 1));
+    const r = await exportGroup(grp, { destination: new S3Destination('s3://faults/crash/') });
+    await grp.close();
+    // Tape 1 was taken as written (its object hashed to the SHA-256 recorded before the crash); tape 2 holds only what came after.
+    expect(r.tapes.map((t) => t.serial)).toEqual([2]);
+    expect(r.updates?.firstSeq).toBe(7n);
+    const rep = jshipJson('import', join(dir, 'crash-rep'), 's3://faults/crash/');
+    expect(rep.code, JSON.stringify(rep.out)).toBe(0);
+    expect(rep.out.gaps).toEqual([]);
   });
 });
