@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { exportGroup } from '../../src/tape/export.js';
+import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
@@ -169,6 +170,28 @@ describe('S3 vault against Ceph radosgw', () => {
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'faults' }));
     expect(uploads.Uploads ?? []).toEqual([]);
     expect(again.out.journalOut).not.toBe(outBefore.toString());
+  });
+
+  it('a download that breaks in the middle (the gateway restarted) resumes where it was and imports whole', async () => {
+    const { g, img } = await group('resume', 24);
+    expect(jshipJson('export', g, '--to', 's3://faults/resume/', '--base').code).toBe(0);
+    let cut = false;
+    let back: Promise<unknown> | undefined;
+    const report = await importTapes(join(dir, 'resume-rep'), ['s3://faults/resume/'], {
+      onProgress: (done) => {
+        if (!cut && done > 8 * MiB) {
+          cut = true;
+          spawnSync(PEER, ['stop-rgw', CEPH]);
+          back = new Promise((res) => { spawn(PEER, ['start-rgw', CEPH], { stdio: 'ignore' }).once('exit', res); });
+        }
+      },
+    });
+    await back;
+    expect(cut).toBe(true);
+    expect(report.tapes.map((t) => t.outcome)).toEqual(['imported']);
+    const out = join(dir, 'resume.img');
+    expect(jshipJson('restore', join(dir, 'resume-rep'), '--target', out).code).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
   });
 
   it('a crash after the object completed but before the chain state was written: the next export adopts the tape', async () => {
