@@ -220,6 +220,7 @@ export class JournalGroup {
   #inWrite: Batch | undefined;
   readonly #waiters: SpaceWaiter[] = [];
   #closing = false;
+  #suspending: Promise<void> | undefined;
   readonly #pvolWriter = new PvolWriter();
   #replyAfterJournal = false;
   /** Bytes replied to (replyAfterJournal) whose PVOL writes are not done yet. */
@@ -637,10 +638,17 @@ export class JournalGroup {
 
   async #suspend(reason: string): Promise<void> {
     if (this.#suspended) return;
-    this.#suspended = true;
-    this.#bitmap ??= await this.#openBitmap();
-    await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
-    await this.appendMarker({ kind: 'suspended', reason }, true);
+    // Concurrent writers that find the journal full wait for the same suspension: none may
+    // take the bitmap path before the bitmap is open.
+    this.#suspending ??= (async () => {
+      this.#bitmap ??= await this.#openBitmap();
+      await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
+      this.#suspended = true;
+      await this.appendMarker({ kind: 'suspended', reason }, true);
+    })().finally(() => {
+      this.#suspending = undefined;
+    });
+    return this.#suspending;
   }
 
   /** Journaling resumes once the journal is below half the nearly-full threshold. */

@@ -426,6 +426,8 @@ export class NbdConnection {
       this.#send(encodeSimpleReply(r.handle, 0));
     } catch (e) {
       const { errno, message } = this.#backend.errno(e);
+      // Failures of ours (not the client's): the operator needs to see them, not only the client.
+      if (errno === Errno.EIO) this.#log(`${this.stats.id}: ${CMD_NAMES[r.type]} of ${r.length} bytes at ${r.offset} failed: ${message}`);
       this.#replyError(r, errno, message);
     }
   }

@@ -41,6 +41,20 @@ describe('journal-full policies', () => {
     }
   });
 
+  it('suspend: many writers finding the journal full at once all go on into the bitmap (no one before it is open)', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    try {
+      const writes = Array.from({ length: 32 }, (_, i) => group.write('a', i * 128 * KiB, Buffer.alloc(128 * KiB, i + 1)));
+      const results = await Promise.all(writes);
+      expect(results.some((r) => !r.journaled)).toBe(true);
+      expect(group.state).toBe('suspended');
+      for (let i = 0; i < 32; i++) expect((await group.read('a', i * 128 * KiB, 128 * KiB)).every((x) => x === i + 1)).toBe(true);
+    } finally {
+      await group.close();
+    }
+  });
+
   it('suspend: writes go on into the dirty bitmap, resume after purge, and a resync base reads exactly the dirty chunks', async () => {
     const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
     let group = await JournalGroup.open(g);
