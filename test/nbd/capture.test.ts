@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -62,5 +63,34 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     expect(jshipJson('restore', rep, '--target', outL).code).toBe(0);
     expect(readFileSync(outL).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
     expect(readFileSync(outL).equals(readFileSync(out2))).toBe(false);
+  });
+
+  it('a base exported while fio writes: the restore of the latest point equals the volume', async () => {
+    const g = await makeGroup(dir, { a: 16 * MiB }, { journalSize: 256 * MiB });
+    const s = await serve(g);
+    const uri = s.ready.exports[0]!.uri;
+    const fio = spawn('fio', ['--name=load', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
+      '--size=16M', '--time_based', '--runtime=30'], { stdio: 'ignore' });
+    const fioDone = new Promise((r) => fio.once('close', r));
+    try {
+      await sleep(300);
+      const tapes = join(dir, 'tapes') + '/';
+      const base = jshipJson('export', g, '--to', tapes, '--base');
+      expect(base.code, base.stderr).toBe(0);
+      const more = jshipJson('export', g, '--to', tapes);
+      expect(more.code, more.stderr).toBe(0);
+    } finally {
+      fio.kill('SIGTERM');
+      await fioDone;
+    }
+    const last = jshipJson('export', g, '--to', join(dir, 'tapes') + '/', '--allow-empty');
+    expect(last.code, last.stderr).toBe(0);
+    expect((await s.stop()).code).toBe(0);
+    const rep = join(dir, 'rep');
+    expect(jshipJson('import', rep, join(dir, 'tapes')).code).toBe(0);
+    const out = join(dir, 'latest.img');
+    const r = jshipJson('restore', rep, '--target', out);
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
   });
 });
