@@ -72,15 +72,18 @@ export class ControlServer {
       if (!socket.destroyed) socket.write(encodeControl(m));
     };
     socket.on('data', (chunk: string) => {
+      // One request per connection: anything after it (or after a refusal) is ignored.
+      if (started) return;
       let got: string[];
       try {
         got = lines.push(chunk);
       } catch (e) {
+        started = true;
         this.#refuse(socket, e);
         return;
       }
       const line = got[0];
-      if (started || line === undefined) return;
+      if (line === undefined) return;
       started = true;
       let op: string;
       let args: Record<string, unknown>;
