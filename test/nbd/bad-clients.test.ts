@@ -237,4 +237,49 @@ describe('misbehaving clients', () => {
       { type: RecordType.Zero, volume: 0, offset: 2 * MiB, length: 64 * KiB },
     ]);
   });
+
+  it('structured replies: data chunks, error chunks with a message, block status with REQ_ONE', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const s = await serve(g);
+    const c = new Raw(join(g, 'nbd.sock'));
+    await c.read(18);
+    c.send(u32(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES), encodeOptionHeader(Opt.STRUCTURED_REPLY, 0));
+    expect((await c.optionReply()).type).toBe(Rep.ACK);
+    const q = Buffer.from('base:allocation');
+    const meta = Buffer.concat([u32(1), Buffer.from('a'), u32(1), u32(q.length), q]);
+    c.send(encodeOptionHeader(Opt.SET_META_CONTEXT, meta.length), meta);
+    const ctx = await c.optionReply();
+    expect(ctx.type).toBe(Rep.META_CONTEXT);
+    expect(ctx.data.subarray(4).toString()).toBe('base:allocation');
+    expect((await c.optionReply()).type).toBe(Rep.ACK);
+    const go = Buffer.concat([u32(1), Buffer.from('a'), Buffer.from([0, 0])]);
+    c.send(encodeOptionHeader(Opt.GO, go.length), go);
+    for (let r = await c.optionReply(); r.type !== Rep.ACK; r = await c.optionReply()) expect(r.type).toBe(Rep.INFO);
+
+    const chunk = async (): Promise<{ flags: number; type: number; handle: bigint; payload: Buffer }> => {
+      const h = await c.read(20);
+      expect(h.readUInt32BE(0)).toBe(0x668e33ef);
+      return { flags: h.readUInt16BE(4), type: h.readUInt16BE(6), handle: h.readBigUInt64BE(8), payload: await c.read(h.readUInt32BE(16)) };
+    };
+    c.send(req(Cmd.WRITE, 1n, 4096, 4096), Buffer.alloc(4096, 0x5a));
+    expect(await c.simpleReply()).toEqual({ error: 0, handle: 1n }); // a success without data may be a simple reply
+    c.send(req(Cmd.READ, 2n, 4096, 4096, 0x4 /* DF */));
+    const data = await chunk();
+    expect(data).toMatchObject({ flags: 1, type: 1, handle: 2n });
+    expect(data.payload.readBigUInt64BE(0)).toBe(4096n);
+    expect(data.payload.subarray(8).every((x) => x === 0x5a)).toBe(true);
+    c.send(req(Cmd.READ, 3n, 1 * MiB - 10, 4096));
+    const err = await chunk();
+    expect(err).toMatchObject({ flags: 1, type: 0x8001, handle: 3n });
+    expect(err.payload.readUInt32BE(0)).toBe(Errno.EINVAL);
+    expect(err.payload.subarray(6).toString()).toMatch(/past the end of "a"/);
+    c.send(req(Cmd.BLOCK_STATUS, 4n, 0, 1 * MiB, 0x8 /* REQ_ONE */));
+    const bs = await chunk();
+    expect(bs).toMatchObject({ flags: 1, type: 5, handle: 4n });
+    expect(bs.payload.length).toBe(12); // context id + one descriptor
+    expect([bs.payload.readUInt32BE(4), bs.payload.readUInt32BE(8)]).toEqual([65536, 0]); // the first 64 KiB granule holds data
+    c.send(req(Cmd.DISC, 5n, 0, 0));
+    expect(await c.closedByServer()).toBe(true);
+    expect((await s.stop()).code).toBe(0);
+  });
 });
