@@ -4,7 +4,14 @@ import { readFileSync } from 'node:fs';
 import { applyToImages } from '../../src/core/replay.js';
 import { RecordType } from '../../src/core/record.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
+import { afterAll } from 'vitest';
 import { BIN } from '../helpers.js';
+
+/** Servers a test started and did not stop (it failed or timed out) are killed when its file ends. */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 /**
  * Replays every record of the (stopped) group's journal onto zeroed images
@@ -48,6 +55,8 @@ export interface Served {
 /** Starts the built `jship serve GROUP_DIR … --json` and waits for its ready line. */
 export async function serve(groupDir: string, ...args: string[]): Promise<Served> {
   const proc = spawn(process.execPath, [BIN, 'serve', groupDir, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.once('close', () => running.delete(proc));
   let log = '';
   proc.stderr?.setEncoding('utf8').on('data', (d: string) => { log += d; });
   const lines = createInterface({ input: proc.stdout! });
