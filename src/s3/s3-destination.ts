@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
-import { asPrefix, expectedEtag, parseS3Url, s3UrlOf, tapeObjectName } from './s3-url.js';
+import { asPrefix, expectedEtag, parseS3Url, s3UrlOf } from './s3-url.js';
+import { tapeFileName } from '../tape/label.js';
 
 /** Parts uploading at once: with 8 MiB parts, at most 32 MiB of a tape is in memory. */
 const PARTS_IN_FLIGHT = 3;
@@ -14,7 +15,7 @@ const PARTS_IN_FLIGHT = 3;
 const PARTS_PER_STEP = 1000;
 
 /**
- * Tapes as objects under an s3:// prefix, named `jship-SERIAL.tar.zst`
+ * Tapes as objects under an s3:// prefix, named `jship-SERIAL-FIRSTSEQ.tar.zst`
  * (they sort like tape files). Each is uploaded while it is written, in
  * parts with Content-MD5 (the store checks every part), and becomes visible
  * only when complete; its size and ETag are then confirmed with HeadObject
@@ -36,9 +37,12 @@ export class S3Destination implements TapeDestination {
     this.where = s3UrlOf(bucket, this.#prefix);
   }
 
-  async open(serial: number): Promise<TapeOutput> {
+  async open(serial: number, firstSeq: bigint): Promise<TapeOutput> {
     const st = await store(this.#settings);
-    return S3Upload.start(st, this.#bucket, this.#prefix + tapeObjectName(serial));
+    // The last sequence number is not known yet: the key carries the serial and the first one (DESIGN "Names").
+    const key = this.#prefix + tapeFileName(serial, firstSeq, null);
+    // Uploads of this serial left by an export that was killed (its retry may start at another sequence number).
+    return S3Upload.start(st, this.#bucket, key, `${this.#prefix}jship-${String(serial).padStart(6, '0')}-`);
   }
 }
 
@@ -64,7 +68,7 @@ class S3Upload implements TapeOutput {
     this.#existing = existing;
   }
 
-  static async start(st: Store, bucket: string, key: string): Promise<S3Upload> {
+  static async start(st: Store, bucket: string, key: string, orphanPrefix: string): Promise<S3Upload> {
     let existing: { size: number; etag: string } | undefined;
     try {
       const h = await st.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
@@ -73,8 +77,8 @@ class S3Upload implements TapeOutput {
       const err = s3Error(e, 'checking the tape key', bucket, key);
       if (err.code !== 'S3_NOT_FOUND') throw err;
     }
-    // Uploads of this key left by an export that was killed: abort them, so no orphan parts stay billed.
-    if (!existing) await abortOrphans(st, bucket, key);
+    // Unfinished uploads of this tape left by an export that was killed: abort them, so no orphan parts stay billed.
+    if (!existing) await abortOrphans(st, bucket, orphanPrefix);
     return new S3Upload(st, bucket, key, existing);
   }
 
@@ -189,14 +193,14 @@ class S3Upload implements TapeOutput {
   }
 }
 
-async function abortOrphans(st: Store, bucket: string, key: string): Promise<void> {
+async function abortOrphans(st: Store, bucket: string, prefix: string): Promise<void> {
   try {
-    const r = await st.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+    const r = await st.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
     for (const u of r.Uploads ?? []) {
-      if (u.Key === key && u.UploadId) await st.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
+      if (u.Key?.startsWith(prefix) && u.UploadId) await st.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
     }
   } catch (e) {
-    throw s3Error(e, 'looking for unfinished uploads of the tape', bucket, key);
+    throw s3Error(e, 'looking for unfinished uploads of the tape', bucket, prefix);
   }
 }
 

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
-import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf, tapeObjectName } from './s3-url.js';
+import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf, tapeSerialOf } from './s3-url.js';
 
 const RESUMES = 5;
 /** Large reads go as ranges of this size, several at once (a single HTTP stream does not fill the link). */
@@ -128,11 +128,12 @@ export async function expireTapeObjects(url: string, serials: number[], confirm:
   const { bucket, key } = parseS3Url(url);
   const prefix = asPrefix(key);
   const st = await store(settings);
-  const present = new Set((await s3Sources(url, settings)).map((s) => s.key));
+  const wanted = new Set(serials);
   const gone: string[] = [];
-  for (const serial of serials) {
-    const k = prefix + tapeObjectName(serial);
-    if (!present.has(k)) continue;
+  for (const src of await s3Sources(url, settings)) {
+    const k = src.key;
+    const serial = tapeSerialOf(k.slice(prefix.length));
+    if (serial === undefined || !wanted.has(serial)) continue;
     gone.push(s3UrlOf(bucket, k));
     if (!confirm) continue;
     try {

@@ -39,12 +39,14 @@ export function s3UrlOf(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }
 
-/** Object name of a tape: sorts by serial like the tape file names do. */
-export function tapeObjectName(serial: number): string {
-  return `jship-${String(serial).padStart(6, '0')}.tar.zst`;
-}
+/** Tape names (files and objects): `jship-SERIAL[-FIRSTSEQ[-LASTSEQ]].tar.zst`. */
+export const TAPE_OBJECT = /^jship-(\d{6,})(-[0-9a-z-]+)?\.tar\.zst$/;
 
-export const TAPE_OBJECT = /^jship-\d{6,}(-[0-9a-z-]+)?\.tar\.zst$/;
+/** The serial a tape name carries, or undefined for another name. */
+export function tapeSerialOf(name: string): number | undefined {
+  const m = TAPE_OBJECT.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
 
 /**
  * The ETag S3 gives an object: the MD5 of the body for a single PUT; for a

@@ -25,7 +25,8 @@ export interface TapeDestination {
   readonly durable: boolean;
   /** Can hold more than one tape (a directory), so --media-size may split. */
   readonly splittable: boolean;
-  open(serial: number): Promise<TapeOutput>;
+  /** Opens tape `serial`, whose first record has sequence number `firstSeq` (a name chosen now carries both). */
+  open(serial: number, firstSeq: bigint): Promise<TapeOutput>;
 }
 
 /** Tapes as files in a directory, each written under a temporary name, fsynced and renamed. */

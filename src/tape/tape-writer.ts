@@ -138,7 +138,7 @@ export class MediaSetWriter {
     await this.#waitBelow(0);
     await this.#writerDone;
     if (this.#failed) throw this.#failed;
-    if (!this.#tape && opts.allowEmpty) await this.#openTape();
+    if (!this.#tape && opts.allowEmpty) this.#tape = await this.#openTape(0n);
     if (this.#tape) await this.#closeTape(true);
     return this.#written;
   }
@@ -249,14 +249,14 @@ export class MediaSetWriter {
   }
 
   async #emit(s: Sealed): Promise<void> {
-    this.#tape ??= await this.#openTape();
+    this.#tape ??= await this.#openTape(s.first.seq);
     const size = this.#o.mediaSize;
     if (size !== undefined) {
       const need = s.frame.length + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length);
       if (this.#tape.bytes + need > size) {
         if (this.#tape.segments.length > 0) {
           await this.#closeTape(false);
-          this.#tape = await this.#openTape();
+          this.#tape = await this.#openTape(s.first.seq);
         }
         if (this.#tape.bytes + need > size) {
           throw new JshipError('MEDIA_TOO_SMALL', `--media-size ${formatSize(size)} cannot hold a label, one ${formatSize(s.frame.length)} segment and a trailer`, {
@@ -270,7 +270,7 @@ export class MediaSetWriter {
     this.#tape.segments.push(meta);
   }
 
-  async #openTape(): Promise<OpenTape> {
+  async #openTape(firstSeq: bigint): Promise<OpenTape> {
     const serial = this.#serial++;
     const label: TapeLabel = {
       format: 'jship-tape',
@@ -285,7 +285,7 @@ export class MediaSetWriter {
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
-    const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial), hash: createHash('sha256'), bytes: 0, segments: [] };
+    const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq), hash: createHash('sha256'), bytes: 0, segments: [] };
     this.#tape = tape;
     await this.#write(tape, frame);
     return tape;

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client,
+  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { exportGroup } from '../../src/tape/export.js';
@@ -59,7 +59,8 @@ describe('S3 vault against Ceph radosgw', () => {
     const { g, img } = await group('plain', 20);
     const e1 = jshipJson('export', g, '--to', 's3://vault/plain/', '--base');
     expect(e1.code, e1.stderr).toBe(0);
-    expect(e1.out.tapes[0].location).toBe('s3://vault/plain/jship-000001.tar.zst');
+    // The key carries the serial and the first sequence number (the last is not known when the upload starts).
+    expect(e1.out.tapes[0].location).toMatch(/^s3:\/\/vault\/plain\/jship-000001-\d{16}\.tar\.zst$/);
     // Bigger than the 8 MiB part size: a multipart upload, each part with Content-MD5.
     expect(e1.out.tapes[0].bytes).toBeGreaterThan(40 * MiB);
     const grp = await JournalGroup.open(g);
@@ -68,7 +69,7 @@ describe('S3 vault against Ceph radosgw', () => {
     await grp.close();
     const e2 = jshipJson('export', g, '--to', 's3://vault/plain');
     expect(e2.code, e2.stderr).toBe(0);
-    expect(e2.out.tapes.map((t: { location: string }) => t.location)).toEqual(['s3://vault/plain/jship-000002.tar.zst']);
+    expect(e2.out.tapes.map((t: { location: string }) => t.location)).toEqual([expect.stringMatching(/^s3:\/\/vault\/plain\/jship-000002-\d{16}\.tar\.zst$/)]);
 
     const tapes = jshipJson('tapes', 's3://vault/plain/');
     expect(tapes.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([1, 2]);
@@ -90,7 +91,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(jshipJson('import', rep, 's3://vault/plain/').code).toBe(0);
     const dry = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/');
     expect(dry.code, JSON.stringify(dry.out)).toBe(0);
-    expect(dry.out.vault).toEqual({ url: 's3://vault/plain/', objects: ['s3://vault/plain/jship-000001.tar.zst', 's3://vault/plain/jship-000002.tar.zst'], deleted: false });
+    expect(dry.out.vault).toEqual({ url: 's3://vault/plain/', objects: [e1.out.tapes[0].location, e2.out.tapes[0].location], deleted: false });
     expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.length).toBe(3);
     const done = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/', '--confirm');
     expect(done.out.vault.deleted).toBe(true);
@@ -115,10 +116,11 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
 
     // Tape 2 vanishes from the store; tape 3 is altered there (one byte in its middle).
-    await s3.send(new DeleteObjectCommand({ Bucket: 'vault', Key: 'span/jship-000002.tar.zst' }));
-    const t3 = await body('vault', 'span/jship-000003.tar.zst');
+    const keyOf = (serial: number): string => (e.out.tapes[serial - 1].location as string).slice("s3://vault/".length);
+    await s3.send(new DeleteObjectCommand({ Bucket: 'vault', Key: keyOf(2) }));
+    const t3 = await body("vault", keyOf(3));
     t3.writeUInt8(t3.readUInt8(Math.floor(t3.length / 2)) ^ 0xff, Math.floor(t3.length / 2));
-    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: 'span/jship-000003.tar.zst', Body: t3 }));
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: keyOf(3), Body: t3 }));
     const partial = jshipJson('import', join(dir, 'partial'), 's3://vault/span/', '--key', key);
     expect(partial.code).toBe(1);
     expect(partial.out.missingSerials).toContain(2);
@@ -140,8 +142,9 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(nob.out.error.code).toBe('S3_NO_BUCKET');
     expect(nob.out.error.message).toMatch(/no-such-bucket/);
 
-    // Another group's tape 1 is already under s3://vault/span/: never overwritten, nothing purged.
-    const clash = jshipJson('export', g, '--to', 's3://vault/span/');
+    // Another object already holds the key this export's tape 1 gets: never overwritten, nothing purged.
+    await s3.send(new PutObjectCommand({ Bucket: 'faults', Key: 'clash/jship-000001-0000000000000001.tar.zst', Body: Buffer.from('not this tape') }));
+    const clash = jshipJson('export', g, '--to', 's3://faults/clash/');
     expect(clash.code).toBe(1);
     expect(clash.out.error.code).toBe('TAPE_EXISTS');
 
@@ -163,7 +166,8 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(grp.journal.outSeq).toBe(outBefore); // nothing purged
     await grp.close();
     peer('start-rgw');
-    await expect(s3.send(new HeadObjectCommand({ Bucket: 'faults', Key: 'cut/jship-000001.tar.zst' }))).rejects.toMatchObject({ name: 'NotFound' });
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'faults', Prefix: 'cut/' }));
+    expect(listed.Contents ?? []).toEqual([]);
     // The next export aborts what the cut one left and completes.
     const again = jshipJson('export', g, '--to', 's3://faults/cut/', '--base');
     expect(again.code, again.stderr).toBe(0);
@@ -200,13 +204,13 @@ describe('S3 vault against Ceph radosgw', () => {
     const real = new S3Destination('s3://faults/crash/');
     const crashing: TapeDestination = {
       where: real.where, durable: true, splittable: true,
-      open: async (serial) => {
-        const out = await real.open(serial);
+      open: async (serial, firstSeq) => {
+        const out = await real.open(serial, firstSeq);
         return { ...out, write: (c) => out.write(c), abort: () => out.abort(), commit: async (n, before) => { await out.commit(n, before); throw new Error('killed after the upload completed'); } };
       },
     };
     await expect(exportGroup(grp, { destination: crashing })).rejects.toThrow(/killed after the upload/);
-    expect((await readChainState(g)).committing?.path).toBe('s3://faults/crash/jship-000001.tar.zst');
+    expect((await readChainState(g)).committing?.path).toBe('s3://faults/crash/jship-000001-0000000000000001.tar.zst');
     await grp.write(0, 0, Buffer.alloc(4096, 1));
     const r = await exportGroup(grp, { destination: new S3Destination('s3://faults/crash/') });
     await grp.close();
