@@ -28,13 +28,17 @@ export function registerServe(program: Command): void {
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--socket <PATH>', 'listen on this Unix socket (default: GROUP_DIR/nbd.sock)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
-    .option('--json', 'print one JSON line when ready and one when stopped; the log goes to standard error')
+    .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
       if (opts.socket !== undefined && opts.listen !== undefined) {
         throw new JshipError('USAGE', '--socket and --listen exclude each other', { hint: 'serve on a Unix socket or on TCP, not both' });
       }
       const listen: Listen | undefined = opts.listen !== undefined ? parseListen(opts.listen) : opts.socket !== undefined ? { socket: opts.socket } : undefined;
-      const serving = await Serving.start(dir, listen ? { listen } : {});
+      // Under --json every event is a JSON line on stdout (ready, each log event, stopped); else the log goes to stderr.
+      const log = opts.json
+        ? (message: string): void => { process.stdout.write(`${toJson({ event: 'log', time: new Date().toISOString(), message })}\n`); }
+        : (message: string): void => { process.stderr.write(`${new Date().toISOString()} ${message}\n`); };
+      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), log });
       const stopped = new Promise<string>((resolve) => {
         const onSignal = (sig: string): void => {
           process.removeAllListeners('SIGTERM');
@@ -51,16 +55,16 @@ export function registerServe(program: Command): void {
         process.once('SIGTERM', () => onSignal('SIGTERM'));
         process.once('SIGINT', () => onSignal('SIGINT'));
       });
-      emit(opts, { ready: true, pid: process.pid, listening: serving.nbd.address, group: serving.group.dir, exports: serving.exports }, () => [
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: serving.nbd.address, group: serving.group.dir, exports: serving.exports }, () => [
         `serving group ${serving.group.config.groupId} on ${serving.nbd.address} (pid ${process.pid})`,
         ...serving.exports.map((e) => `  ${e.name}  ${formatSize(e.size)}  ${e.uri}`),
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
       ]);
       const sig = await stopped;
-      process.stderr.write(`${new Date().toISOString()} ${sig}: finishing requests in flight, flushing\n`);
+      log(`${sig}: finishing requests in flight, flushing`);
       await serving.stop();
       const after = serving.nbd.stats().totals;
-      if (opts.json) process.stdout.write(`${toJson({ stopped: true, signal: sig, ...after })}\n`);
+      if (opts.json) process.stdout.write(`${toJson({ event: 'stopped', stopped: true, signal: sig, ...after })}\n`);
       else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written; journal flushed, group closed\n`);
     });
 }

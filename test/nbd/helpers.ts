@@ -74,18 +74,20 @@ export async function serve(groupDir: string, ...args: string[]): Promise<Served
     }
     return queue.shift() as string;
   };
-  const ready = JSON.parse(await nextLine());
+  // Every line is one JSON event; log events may come before the ready line.
+  let ready = JSON.parse(await nextLine());
+  while (ready.event === 'log') ready = JSON.parse(await nextLine());
   if (!ready.ready) throw new Error(`jship serve did not start: ${JSON.stringify(ready)}\n${log}`);
   return {
     proc,
     ready,
     exited,
-    log: () => log,
+    log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => e.event === 'log').map((e) => `${e.time} ${e.message}\n`).join(''),
     stop: async (signal = 'SIGTERM') => {
       proc.kill(signal);
       const code = await exited;
-      const last = queue.at(-1);
-      return { code, out: last ? JSON.parse(last) : null };
+      const last = queue.map((l) => JSON.parse(l)).filter((e) => e.event === 'stopped').at(-1);
+      return { code, out: last ?? null };
     },
   };
 }
