@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
+import { callOwner } from '../control/control-client.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { scanGroup } from '../journal/scan.js';
@@ -20,9 +21,11 @@ export function registerScan(program: Command): void {
       const bar = lazyProgress(opts, 'scanning');
       let r;
       try {
-        r = await scanGroup(dir, {
-          ...(blockSize !== undefined ? { blockSize } : {}),
-          onProgress: bar.onProgress,
+        const scanOpts = { ...(blockSize !== undefined ? { blockSize } : {}), onProgress: bar.onProgress };
+        r = await scanGroup(dir, scanOpts).catch(async (e: unknown) => {
+          // Owned by a server: it is asked (and says why it will not scan), like mark, export and status.
+          if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+          return (await callOwner(dir, 'scan', {}, e)) as Awaited<ReturnType<typeof scanGroup>>;
         });
       } finally {
         bar.stop();

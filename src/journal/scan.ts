@@ -5,7 +5,8 @@ import xxhash from 'xxhash-wasm';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { writeFileAtomic } from '../io/files.js';
-import { readGroupConfig, writeGroupConfig } from './group-files.js';
+import { groupPaths, readGroupConfig, writeGroupConfig } from './group-files.js';
+import { lockOwner } from './lock.js';
 import { JournalGroup } from './journal-group.js';
 
 export const DEFAULT_SCAN_BLOCK = 64 * 1024;
@@ -116,6 +117,14 @@ export async function adoptGrownVolumes(dir: string): Promise<Map<string, number
  * volumes were quiet (or snapshots) while scanned.
  */
 export async function scanGroup(dir: string, opts: { blockSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<ScanReport> {
+  // Growth is adopted into group.json before the group is opened: not while another process owns it.
+  const owner = await lockOwner(groupPaths(dir).lock);
+  if (owner) {
+    throw new JshipError('GROUP_LOCKED', `group ${dir} is in use by process ${owner.pid} on ${owner.host}`, {
+      hint: 'one process owns a group at a time: stop that process, or talk to it (its control socket) instead',
+      details: { pid: owner.pid, host: owner.host },
+    });
+  }
   const grown = await adoptGrownVolumes(dir);
   const group = await JournalGroup.open(dir);
   const { h64Raw } = await xxhash();

@@ -93,6 +93,11 @@ function controlHandlers(group: JournalGroup, nbd: NbdServer): ConstructorParame
     mark: async (args) => group.mark(stringArg(args, 'name')),
     export: async (args, progress) => runExport(group, exportArgs(args), progress),
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
+    scan: async () => {
+      throw new JshipError('GROUP_LOCKED', `${group.dir} is being served over NBD: every write through it is journaled already, and a scan would journal it again`, {
+        hint: 'stop jship serve to scan changes made to the PVOLs outside it (there should be none while it serves)',
+      });
+    },
   };
 }
 
