@@ -1,6 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { expect } from 'vitest';
+import { ByteQueue } from '../../src/nbd/byte-queue.js';
+import { FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, encodeRequest } from '../../src/nbd/protocol.js';
 import { applyToImages } from '../../src/core/replay.js';
 import { RecordType } from '../../src/core/record.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
@@ -54,7 +58,13 @@ export interface Served {
 
 /** Starts the built `jship serve GROUP_DIR … --json` and waits for its ready line. */
 export async function serve(groupDir: string, ...args: string[]): Promise<Served> {
-  const proc = spawn(process.execPath, [BIN, 'serve', groupDir, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return serveUnder([], groupDir, ...args);
+}
+
+/** `serve`, run under another program (e.g. strace -f -o FILE). */
+export async function serveUnder(wrap: string[], groupDir: string, ...args: string[]): Promise<Served> {
+  const cmd = [...wrap, process.execPath, BIN, 'serve', groupDir, ...args, '--json'];
+  const proc = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   proc.once('close', () => running.delete(proc));
   let log = '';
@@ -84,10 +94,89 @@ export async function serve(groupDir: string, ...args: string[]): Promise<Served
     exited,
     log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => e.event === 'log').map((e) => `${e.time} ${e.message}\n`).join(''),
     stop: async (signal = 'SIGTERM') => {
-      proc.kill(signal);
+      // The server itself, also when it runs under another program (strace).
+      process.kill(ready.pid, signal);
       const code = await exited;
       const last = queue.map((l) => JSON.parse(l)).filter((e) => e.event === 'stopped').at(-1);
       return { code, out: last ?? null };
     },
   };
 }
+
+/** Raw bytes over the socket: the misbehaving client no real program is. */
+export class Raw {
+  readonly socket: Socket;
+  readonly #in = new ByteQueue();
+  #wake: (() => void) | undefined;
+  closed = false;
+
+  constructor(path: string) {
+    this.socket = connect(path);
+    this.socket.on('data', (d: Buffer) => {
+      this.#in.push(d);
+      this.#wake?.();
+    });
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.#wake?.();
+    });
+    this.socket.on('error', () => undefined);
+  }
+
+  send(...bufs: Buffer[]): void {
+    for (const b of bufs) this.socket.write(b);
+  }
+
+  async read(n: number): Promise<Buffer> {
+    for (;;) {
+      const b = this.#in.take(n);
+      if (b) return Buffer.from(b);
+      if (this.closed) throw new Error(`connection closed with ${this.#in.length} of ${n} bytes`);
+      await new Promise<void>((r) => { this.#wake = r; });
+    }
+  }
+
+  /** Resolves true when the server closes the connection (within 5 s). */
+  async closedByServer(): Promise<boolean> {
+    const until = Date.now() + 5000;
+    while (!this.closed && Date.now() < until) await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 100); });
+    return this.closed;
+  }
+
+  async optionReply(): Promise<{ option: number; type: number; data: Buffer }> {
+    const h = await this.read(20);
+    expect(h.readBigUInt64BE(0)).toBe(0x3e889045565a9n);
+    const data = await this.read(h.readUInt32BE(16));
+    return { option: h.readUInt32BE(8), type: h.readUInt32BE(12), data };
+  }
+
+  /** Greeting, flags, then GO on `name`: ready for requests (simple replies). */
+  async handshake(name = 'a'): Promise<void> {
+    await this.read(18);
+    this.send(u32(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+    const n = Buffer.from(name);
+    const data = Buffer.concat([u32(n.length), n, Buffer.from([0, 0])]);
+    this.send(encodeOptionHeader(Opt.GO, data.length), data);
+    for (;;) {
+      const r = await this.optionReply();
+      if (r.type === Rep.ACK) return;
+      expect(r.type).toBe(Rep.INFO);
+    }
+  }
+
+  async simpleReply(): Promise<{ error: number; handle: bigint }> {
+    const b = await this.read(16);
+    expect(b.readUInt32BE(0)).toBe(0x67446698);
+    return { error: b.readUInt32BE(4), handle: b.readBigUInt64BE(8) };
+  }
+}
+
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+export const req = (type: number, handle: bigint, offset: number, length: number, flags = 0): Buffer =>
+  encodeRequest({ flags, type, handle, offset: BigInt(offset), length });
+
