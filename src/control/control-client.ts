@@ -15,7 +15,7 @@ export async function callOwner(
   locked: JshipError,
   onProgress?: (done: number, total: number) => void,
 ): Promise<unknown> {
-  const path = controlSocketPath(dir);
+  const path = await controlSocketPath(dir);
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     const lines = new LineSplitter();

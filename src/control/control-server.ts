@@ -1,16 +1,23 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../io/files.js';
 import { JshipError } from '../core/errors.js';
 import { LineSplitter, asRequest, decodeControl, encodeControl, type ControlReply } from './control-codec.js';
 
 export const CONTROL_SOCKET = 'control.sock';
+/** Written when the group directory's path is too long for a socket: where the control socket is instead. */
+export const CONTROL_POINTER = 'control.path';
+const MAX_SOCKET_PATH = 107;
 
 /** A handler runs one operation in the owning process; it may report progress. */
 export type ControlHandler = (args: Record<string, unknown>, progress: (done: number, total: number) => void) => Promise<unknown>;
 
-export function controlSocketPath(dir: string): string {
-  return join(dir, CONTROL_SOCKET);
+/** Where the owner of a group listens: GROUP_DIR/control.sock, or where GROUP_DIR/control.path says. */
+export async function controlSocketPath(dir: string): Promise<string> {
+  const pointer = await fsp.readFile(join(dir, CONTROL_POINTER), 'utf8').catch(() => undefined);
+  return pointer?.trim() || join(dir, CONTROL_SOCKET);
 }
 
 /**
@@ -26,20 +33,24 @@ export class ControlServer {
   readonly #sockets = new Set<Socket>();
   readonly #running = new Set<Promise<unknown>>();
   #path = '';
+  #pointer = '';
 
   constructor(handlers: Record<string, ControlHandler>, readonly log: (message: string) => void) {
     this.#handlers = new Map(Object.entries(handlers));
     this.#server = createServer((s) => this.#accept(s));
   }
 
-  async listen(dir: string): Promise<string> {
-    const path = controlSocketPath(dir);
-    if (Buffer.byteLength(path) > 107) {
-      throw new JshipError('USAGE', `the group directory path is too long for its control socket ${path} (at most 107 bytes)`, {
-        hint: 'serve the group through a shorter path (a symbolic link to the group directory works)',
-      });
+  async listen(dir: string, groupId: string): Promise<string> {
+    let path = join(dir, CONTROL_SOCKET);
+    const pointer = join(dir, CONTROL_POINTER);
+    // The group lock is held: socket and pointer files here are leftovers of a dead owner.
+    await fsp.rm(pointer, { force: true });
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      // Too long for a Unix socket: listen in the temporary directory and say where in the group directory.
+      path = join(tmpdir(), `jship-${groupId}.control.sock`);
+      await writeFileAtomic(pointer, `${path}\n`);
+      this.#pointer = pointer;
     }
-    // The group lock is held: a socket file here is a leftover of a dead owner.
     await fsp.rm(path, { force: true });
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
@@ -59,6 +70,7 @@ export class ControlServer {
     await Promise.allSettled([...this.#running]);
     for (const s of this.#sockets) s.destroy();
     if (this.#path) await fsp.rm(this.#path, { force: true });
+    if (this.#pointer) await fsp.rm(this.#pointer, { force: true });
   }
 
   #accept(socket: Socket): void {

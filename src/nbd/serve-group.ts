@@ -56,7 +56,7 @@ export class Serving {
     const control = new ControlServer(handlers, log);
     try {
       const listen = opts.listen ?? { socket: join(group.dir, NBD_SOCKET) };
-      await control.listen(group.dir);
+      await control.listen(group.dir, group.config.groupId);
       const where = await nbd.listen(listen);
       const exports = group.volumes.map((v) => ({
         name: v.name,

@@ -40,8 +40,8 @@ describe('control socket', () => {
         throw new JshipError('MARKER_EXISTS', 'marker "x" exists', { hint: 'pick another name' });
       },
     }, (m) => log.push(m));
-    const path = await server.listen(dir);
-    expect(path).toBe(controlSocketPath(dir));
+    const path = await server.listen(dir, 'test-group');
+    expect(path).toBe(await controlSocketPath(dir));
     try {
       expect(await raw(path, 'this is not json\n')).toEqual([{ type: 'error', code: 'CONTROL_PROTOCOL', message: expect.stringMatching(/not JSON/), hint: expect.any(String), details: {} }]);
       expect(await raw(path, '[1,2]\n')).toMatchObject([{ type: 'error', code: 'CONTROL_PROTOCOL' }]);

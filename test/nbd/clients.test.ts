@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RecordType } from '../../src/core/record.js';
-import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { BIN, KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { client, journalReproducesVolumes, serve } from './helpers.js';
 import { parseListen } from '../../src/cli/serve.js';
 
@@ -105,6 +106,27 @@ describe('jship serve with real clients', () => {
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x3c 0 64k', '-c', 'read -P 0x3c 0 64k');
     expect((await s.stop()).code).toBe(0);
     expect((await journalReproducesVolumes(g)).ok).toBe(true);
+  });
+});
+
+describe('a group directory too deep for a Unix socket path', () => {
+  const dir = tempDir();
+
+  it('serve asks for --socket; with one, mark and status reach it through a control socket in the temporary directory', async () => {
+    const deep = join(dir, 'd'.repeat(60), 'e'.repeat(60));
+    const g = await makeGroup(deep, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const refused = spawnSync(process.execPath, [BIN, 'serve', g, '--json'], { encoding: 'utf8' });
+    expect(refused.status).toBe(2);
+    expect(JSON.parse(refused.stdout).error.hint).toMatch(/--socket/);
+    const sock = join(dir, 'n.sock');
+    const s = await serve(g, '--socket', sock);
+    expect(existsSync(join(g, 'control.path'))).toBe(true);
+    client('qemu-io', '-f', 'raw', `nbd+unix:///a?socket=${sock}`, '-c', 'write -P 0x61 0 4k');
+    const mark = jshipJson('mark', g, 'deep');
+    expect(mark.code, mark.stderr).toBe(0);
+    expect(jshipJson('status', g).out.serving.listening).toBe(sock);
+    expect((await s.stop()).code).toBe(0);
+    expect(existsSync(join(g, 'control.path'))).toBe(false);
   });
 });
 
