@@ -3,13 +3,13 @@ import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/files.js';
+import { fitsSocketPath, listenOn } from '../io/sockets.js';
 import { JshipError } from '../core/errors.js';
 import { LineSplitter, asRequest, decodeControl, encodeControl, type ControlReply } from './control-codec.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 /** Written when the group directory's path is too long for a socket: where the control socket is instead. */
 export const CONTROL_POINTER = 'control.path';
-const MAX_SOCKET_PATH = 107;
 
 /** A handler runs one operation in the owning process; it may report progress. */
 export type ControlHandler = (args: Record<string, unknown>, progress: (done: number, total: number) => void) => Promise<unknown>;
@@ -45,21 +45,14 @@ export class ControlServer {
     const pointer = join(dir, CONTROL_POINTER);
     // The group lock is held: socket and pointer files here are leftovers of a dead owner.
     await fsp.rm(pointer, { force: true });
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    if (!fitsSocketPath(path)) {
       // Too long for a Unix socket: listen in the temporary directory and say where in the group directory.
       path = join(tmpdir(), `jship-${groupId}.control.sock`);
       await writeFileAtomic(pointer, `${path}\n`);
       this.#pointer = pointer;
     }
     await fsp.rm(path, { force: true });
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(path, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    await fsp.chmod(path, 0o600);
+    await listenOn(this.#server, { socket: path });
     this.#path = path;
     return path;
   }

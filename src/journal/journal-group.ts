@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
+import { deferred } from '../core/deferred.js';
 import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
@@ -892,14 +893,8 @@ export class JournalGroup {
     let b = this.#batches[this.#batches.length - 1];
     const len = rec.data?.length ?? 0;
     if (!b || b === this.#inWrite || b.records.length >= MAX_BATCH_RECORDS || b.bytes + len > MAX_BATCH_BYTES) {
-      let resolveB!: () => void;
-      let rejectB!: (e: unknown) => void;
-      const done = new Promise<void>((res, rej) => {
-        resolveB = res;
-        rejectB = rej;
-      });
-      done.catch(() => undefined);
-      b = { records: [], bytes: 0, done, resolve: resolveB, reject: rejectB };
+      const d = deferred();
+      b = { records: [], bytes: 0, done: d.promise, resolve: d.resolve, reject: d.reject };
       this.#batches.push(b);
     }
     b.records.push(rec);

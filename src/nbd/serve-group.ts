@@ -130,7 +130,8 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     req.s3 = { ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint as string } : {}), ...(s3.pathStyle !== undefined ? { pathStyle: s3.pathStyle as boolean } : {}) };
   }
   // Relative paths would be taken from the server's working directory, not the caller's.
-  if (absoluteRequest(req).to !== req.to || (req.encryptKey !== undefined && absoluteRequest(req).encryptKey !== req.encryptKey)) {
+  const absolute = absoluteRequest(req);
+  if (absolute.to !== req.to || absolute.encryptKey !== req.encryptKey) {
     throw new JshipError('CONTROL_PROTOCOL', 'control export paths must be absolute', { hint: 'use the jship CLI, which sends them so' });
   }
   return req;

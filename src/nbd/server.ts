@@ -1,14 +1,13 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
+import { MAX_SOCKET_PATH, fitsSocketPath, listenOn } from '../io/sockets.js';
 import { Budget } from './budget.js';
 import { NbdConnection, type ConnectionStats, type Log } from './connection.js';
 import type { NbdBackend } from './export.js';
 
 /** Payload and reply bytes all connections together may hold. */
 const SERVER_BUDGET = 128 * 1024 * 1024;
-/** Longest Unix socket path Linux takes (sun_path is 108 bytes with the NUL). */
-export const MAX_SOCKET_PATH = 107;
 const RATE_WINDOW = 10;
 
 export type Listen = { socket: string } | { host: string; port: number };
@@ -50,29 +49,20 @@ export class NbdServer {
 
   async listen(where: Listen): Promise<string> {
     if ('socket' in where) {
-      if (Buffer.byteLength(where.socket) > MAX_SOCKET_PATH) {
+      if (!fitsSocketPath(where.socket)) {
         throw new JshipError('USAGE', `socket path ${where.socket} is longer than the ${MAX_SOCKET_PATH} bytes a Unix socket path may have`, {
           hint: 'give a shorter --socket PATH',
         });
       }
       await removeStaleSocket(where.socket);
     }
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      const done = (): void => {
-        this.#server.off('error', reject);
-        resolve();
-      };
-      if ('socket' in where) this.#server.listen(where.socket, done);
-      else this.#server.listen(where.port, where.host, done);
-    }).catch((e: NodeJS.ErrnoException) => {
+    await listenOn(this.#server, where).catch((e: NodeJS.ErrnoException) => {
       throw new JshipError('IO', `cannot listen on ${'socket' in where ? where.socket : `${where.host}:${where.port}`}: ${e.message}`, {
         hint: e.code === 'EADDRINUSE' ? 'another server listens there: stop it or pick another address' : 'check the address and permissions',
         cause: e,
       });
     });
     if ('socket' in where) {
-      await fsp.chmod(where.socket, 0o600);
       this.#where = where.socket;
     } else {
       const a = this.#server.address();

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { JshipError } from '../core/errors.js';
+import { deferred } from '../core/deferred.js';
 
 // Plain CommonJS run with `eval` (see frame-pool.ts; execArgv is cleared so that a
 // parent started with --input-type=module does not make it ESM). Each message is a batch
@@ -76,14 +77,8 @@ export class PvolWriter {
   }
 
   #newBatch(): Batch {
-    let resolve!: () => void;
-    let reject!: (e: unknown) => void;
-    const done = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    done.catch(() => undefined);
-    return { id: this.#next++, ops: [], pieces: [], bytes: 0, done, resolve, reject };
+    const d = deferred();
+    return { id: this.#next++, ops: [], pieces: [], bytes: 0, done: d.promise, resolve: d.resolve, reject: d.reject };
   }
 
   #send(b: Batch): void {

@@ -1,0 +1,21 @@
+/** A promise with its resolve and reject, settled by whoever holds it. */
+export interface Deferred<T = void> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A promise to be settled later. Its rejection is marked handled: the
+ * waiters that await it see it; nobody waiting is not an unhandled rejection.
+ */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
