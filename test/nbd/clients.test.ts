@@ -137,4 +137,12 @@ describe('--listen parsing', () => {
     expect(parseListen('[::1]:7000')).toEqual({ host: '::1', port: 7000 });
     for (const bad of ['', 'x', '70000', 'host:', ':80', 'a:b:80']) expect(() => parseListen(bad)).toThrow(/--listen/);
   });
+
+  it('--socket with --listen, or a bad --listen, is a usage error before anything is opened', () => {
+    for (const args of [['--socket', '/tmp/x.sock', '--listen', '10809'], ['--listen', 'nope']]) {
+      const r = spawnSync(process.execPath, [BIN, 'serve', '/nonexistent-group', ...args, '--json'], { encoding: 'utf8' });
+      expect(r.status).toBe(2);
+      expect(JSON.parse(r.stdout).error.code).toBe('USAGE');
+    }
+  });
 });
