@@ -16,6 +16,7 @@ import { registerRestore } from './restore.js';
 import { registerTimeline } from './timeline.js';
 import { registerScan } from './scan.js';
 import { registerServe } from './serve.js';
+import { registerLink } from './link.js';
 
 export const VERSION = '0.1.0';
 
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerMark(program);
   registerScan(program);
   registerServe(program);
+  registerLink(program);
   registerExport(program);
   registerAck(program);
   registerImport(program);

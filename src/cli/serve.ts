@@ -4,10 +4,18 @@ import { formatSize } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
 import { Serving } from '../nbd/serve-group.js';
 import { emit, toJson, type CommonOptions } from './output.js';
+import { untilStopSignal } from './signals.js';
+import type { NbdServer } from '../nbd/server.js';
+import { parseHostPort } from '../link/dial.js';
+import { readLinkKey } from '../link/link-tls.js';
+import type { LinkEvent } from '../link/primary-session.js';
+import { groupPaths } from '../journal/group-files.js';
 
 interface ServeCliOptions extends CommonOptions {
   socket?: string;
   listen?: string;
+  linkListen?: string;
+  psk?: string;
 }
 
 /** PORT (loopback), HOST:PORT or [IPV6]:PORT; port 0 picks a free one (printed when ready). */
@@ -28,6 +36,8 @@ export function registerServe(program: Command): void {
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--socket <PATH>', 'listen on this Unix socket (default: GROUP_DIR/nbd.sock)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
+    .option('--link-listen <HOST:PORT>', 'also serve the direct link: secondaries pull from here (jship link pull)')
+    .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
       if (opts.socket !== undefined && opts.listen !== undefined) {
@@ -38,32 +48,24 @@ export function registerServe(program: Command): void {
       const log = opts.json
         ? (message: string): void => { process.stdout.write(`${toJson({ event: 'log', time: new Date().toISOString(), message })}\n`); }
         : (message: string): void => { process.stderr.write(`${new Date().toISOString()} ${message}\n`); };
-      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), log });
-      const stopped = new Promise<string>((resolve) => {
-        const onSignal = (sig: string): void => {
-          process.removeAllListeners('SIGTERM');
-          process.removeAllListeners('SIGINT');
-          // A second signal while stopping: leave at once; the journal's recovery covers it.
-          const hard = (): void => {
-            process.stderr.write('jship serve: stopping at once (the journal is recovered at the next open)\n');
-            process.exit(1);
-          };
-          process.once('SIGTERM', hard);
-          process.once('SIGINT', hard);
-          resolve(sig);
-        };
-        process.once('SIGTERM', () => onSignal('SIGTERM'));
-        process.once('SIGINT', () => onSignal('SIGINT'));
-      });
-      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: serving.nbd.address, group: serving.group.dir, exports: serving.exports }, () => [
-        `serving group ${serving.group.config.groupId} on ${serving.nbd.address} (pid ${process.pid})`,
+      const link = opts.linkListen !== undefined ? {
+        listen: parseHostPort(opts.linkListen, '--link-listen'),
+        key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
+        log: (e: LinkEvent): void => log(toJson(e)),
+      } : undefined;
+      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), log });
+      const nbd = serving.nbd as NbdServer;
+      const stopped = untilStopSignal('serve');
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: nbd.address, link: serving.link?.address ?? null, group: serving.group.dir, exports: serving.exports }, () => [
+        `serving group ${serving.group.config.groupId} on ${nbd.address} (pid ${process.pid})`,
+        ...(serving.link ? [`  direct link: secondaries pull from ${serving.link.address} (TLS-PSK)`] : []),
         ...serving.exports.map((e) => `  ${e.name}  ${formatSize(e.size)}  ${e.uri}`),
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
       ]);
       const sig = await stopped;
       log(`${sig}: finishing requests in flight, flushing`);
       await serving.stop();
-      const after = serving.nbd.stats().totals;
+      const after = nbd.stats().totals;
       if (opts.json) process.stdout.write(`${toJson({ event: 'stopped', stopped: true, signal: sig, ...after })}\n`);
       else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written; journal flushed, group closed\n`);
     });

@@ -10,6 +10,8 @@ import { readJournalSuperblock } from '../journal/journal-volume.js';
 import { lockOwner } from '../journal/lock.js';
 import { emit, table, type CommonOptions } from './output.js';
 import { readChainState, securedSeq, type ChainState } from '../tape/chain-state.js';
+import { secondaryLag, type SecondaryLag } from '../link/lag.js';
+import { readRegistry } from '../link/registry.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -29,7 +31,8 @@ export function registerStatus(program: Command): void {
       }
       const { status: s, serve } = got;
       const chain = await readChainState(s.dir);
-      emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain), serving: serve }, () => [...statusLines(s), ...chainLines(chain), ...(serve ? serveLines(serve) : [])]);
+      const link = secondaryLag(s, await readRegistry(s.dir));
+      emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain), link, serving: serve }, () => [...statusLines(s), ...chainLines(chain), ...linkLines(link), ...(serve ? serveLines(serve) : [])]);
     });
 }
 
@@ -41,6 +44,19 @@ function serveLines(v: ServerStats): string[] {
     `  last ${Math.round(r.seconds)} s: ${r.requestsPerSecond.toFixed(1)} requests/s, writes ${formatSize(Math.round(r.writeBytesPerSecond))}/s, reads ${formatSize(Math.round(r.readBytesPerSecond))}/s`,
     `  since start: ${v.totals.requests} requests, ${formatSize(v.totals.bytesWritten)} written, ${formatSize(v.totals.bytesRead)} read, ${v.totals.errors} errors`,
     ...table(v.connections.map((c) => [c.id, c.export ?? '(negotiating)', `${Object.values(c.requests).reduce((n, k) => n + k, 0)} requests`, `${c.inFlight} in flight`, `since ${new Date(c.connectedAt).toISOString()}`])),
+  ];
+}
+
+/** Each link secondary: position and lag (records, bytes, seconds) and a catch-up estimate. */
+function linkLines(link: SecondaryLag[]): string[] {
+  if (link.length === 0) return [];
+  const secs = (n: number | null): string => (n === null ? '?' : n < 120 ? `${n.toFixed(1)} s` : `${(n / 60).toFixed(1)} min`);
+  return [
+    `link secondaries: ${link.length}`,
+    ...table(link.map((l) => [
+      l.name, l.address ?? '-', `confirmed seq ${l.confirmedSeq}`, `lag ${l.records} records`, l.bytes === null ? '? bytes' : formatSize(l.bytes), secs(l.seconds),
+      `eta ${secs(l.etaSeconds)}`, l.detached ? 'detached (failover)' : l.needsBase ? 'needs a base' : '', `seen ${l.lastSeen ?? 'never'}`,
+    ])),
   ];
 }
 

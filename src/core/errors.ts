@@ -66,6 +66,15 @@ export type ErrorCode =
   | 'S3_UNREACHABLE'
   | 'S3_MISMATCH'
   | 'S3_ERROR'
+  // direct link
+  | 'LINK_PROTOCOL'
+  | 'LINK_VERSION'
+  | 'LINK_AUTH'
+  | 'LINK_FOREIGN'
+  | 'LINK_POSITION'
+  | 'LINK_UNREACHABLE'
+  | 'LINK_CLOSED'
+  | 'LINK_REFUSED'
   // replica
   | 'REPLICA_NOT_FOUND'
   | 'REPLICA_NOT_EMPTY'

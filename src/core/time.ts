@@ -78,3 +78,11 @@ export function formatTime(ns: Nanos): string {
   const iso = new Date(Number(secs) * 1000).toISOString(); // ...:SS.000Z
   return `${iso.slice(0, 19)}.${frac.toString().padStart(9, '0')}Z`;
 }
+
+/** A duration: a number with a unit (ms, s, m, h, d), e.g. 30s, 15m, 2h; in nanoseconds. */
+export function parseDuration(text: string, what = 'duration'): Nanos {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!m) throw new JshipError('BAD_TIME', `${what} ${JSON.stringify(text)} is not a duration`, { hint: 'write a number and a unit: 500ms, 30s, 15m, 2h, 1d' });
+  const unit = { ms: 1e6, s: 1e9, m: 60e9, h: 3600e9, d: 86400e9 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return BigInt(Math.round(Number(m[1]) * unit));
+}

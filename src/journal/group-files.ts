@@ -5,13 +5,14 @@ import { checkGroupConfig, type GroupConfig } from '../core/group-config.js';
 import { writeFileAtomic } from '../io/files.js';
 
 /** The files of a group directory. */
-export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; journal: string } {
+export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string } {
   return {
     config: join(dir, 'group.json'),
     lock: join(dir, 'lock'),
     markers: join(dir, 'markers.jsonl'),
     bitmap: join(dir, 'dirty.bitmap'),
     ackKey: join(dir, 'ack.key'),
+    linkKey: join(dir, 'link.key'),
     journal: join(dir, 'journal.jv'),
   };
 }

@@ -161,6 +161,7 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
     await JournalVolume.create(journalPath, opts.journalSize, groupId, opts.onProgress);
     created.push(journalPath);
     await writeFileAtomic(paths.ackKey, `${randomBytes(32).toString('hex')}\n`, 0o600);
+    await writeFileAtomic(paths.linkKey, `${randomBytes(32).toString('hex')}\n`, 0o600);
     const config: GroupConfig = {
       format: 1,
       groupId,
@@ -179,6 +180,7 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
   } catch (e) {
     for (const p of created) await fsp.rm(p, { force: true });
     await fsp.rm(paths.ackKey, { force: true });
+    await fsp.rm(paths.linkKey, { force: true });
     if (createdDir) await fsp.rm(dir, { recursive: true, force: true });
     throw e;
   }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { Budget } from './budget.js';
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../core/byte-queue.js';
 import type { NbdBackend, NbdExport } from './export.js';
 import {
   BASE_ALLOCATION, CFLAG, CMD_NAMES, Cmd, Errno, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT, Info,

@@ -7,12 +7,18 @@ import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-r
 import type { Log } from './connection.js';
 import { groupBackend } from './group-backend.js';
 import { NbdServer, type Listen, type ServerStats } from './server.js';
+import { LinkPrimary, type LinkPrimaryOptions } from '../link/link-primary.js';
+import { forgetSecondary } from '../link/forget.js';
 
 export const NBD_SOCKET = 'nbd.sock';
 
 export interface ServeOptions extends OpenGroupOptions {
   /** Default: a Unix socket GROUP_DIR/nbd.sock. */
   listen?: Listen;
+  /** false: no NBD (the owner serves the link and the control socket only). */
+  nbd?: boolean;
+  /** The primary's end of the direct link, run by the same process. */
+  link?: LinkPrimaryOptions;
   log?: Log;
 }
 
@@ -25,7 +31,7 @@ export interface ServedExport {
 /** What `jship status` gets from a serving owner. */
 export interface ServingStatus {
   status: GroupStatus;
-  serve: ServerStats;
+  serve: ServerStats | null;
 }
 
 /**
@@ -35,14 +41,16 @@ export interface ServingStatus {
  */
 export class Serving {
   readonly group: JournalGroup;
-  readonly nbd: NbdServer;
+  readonly nbd: NbdServer | null;
+  readonly link: LinkPrimary | null;
   readonly control: ControlServer;
   readonly exports: readonly ServedExport[];
   #stopping: Promise<void> | undefined;
 
-  private constructor(group: JournalGroup, nbd: NbdServer, control: ControlServer, exports: ServedExport[]) {
+  private constructor(group: JournalGroup, nbd: NbdServer | null, link: LinkPrimary | null, control: ControlServer, exports: ServedExport[]) {
     this.group = group;
     this.nbd = nbd;
+    this.link = link;
     this.control = control;
     this.exports = exports;
   }
@@ -51,21 +59,26 @@ export class Serving {
     const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
     const group = await JournalGroup.open(dir, { replyAfterJournal: true, ...opts });
-    const nbd = new NbdServer(groupBackend(group), log);
+    const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     const handlers = controlHandlers(group, nbd);
     const control = new ControlServer(handlers, log);
+    let link: LinkPrimary | null = null;
     try {
-      const listen = opts.listen ?? { socket: join(group.dir, NBD_SOCKET) };
       await control.listen(group.dir, group.config.groupId);
-      const where = await nbd.listen(listen);
-      const exports = group.volumes.map((v) => ({
-        name: v.name,
-        size: v.size,
-        uri: 'socket' in listen ? `nbd+unix:///${encodeURIComponent(v.name)}?socket=${where}` : `nbd://${where}/${encodeURIComponent(v.name)}`,
-      }));
-      return new Serving(group, nbd, control, exports);
+      let exports: ServedExport[] = [];
+      if (nbd) {
+        const listen = opts.listen ?? { socket: join(group.dir, NBD_SOCKET) };
+        const where = await nbd.listen(listen);
+        exports = group.volumes.map((v) => ({
+          name: v.name,
+          size: v.size,
+          uri: 'socket' in listen ? `nbd+unix:///${encodeURIComponent(v.name)}?socket=${where}` : `nbd://${where}/${encodeURIComponent(v.name)}`,
+        }));
+      }
+      if (opts.link) link = await LinkPrimary.start(group, opts.link);
+      return new Serving(group, nbd, link, control, exports);
     } catch (e) {
-      await nbd.close().catch(() => undefined);
+      await nbd?.close().catch(() => undefined);
       await control.close().catch(() => undefined);
       await group.close();
       throw e;
@@ -77,7 +90,8 @@ export class Serving {
     this.#stopping ??= (async () => {
       try {
         this.group.refuseWaitingWrites();
-        await this.nbd.close();
+        await this.link?.stop();
+        await this.nbd?.close();
         await this.control.close();
       } finally {
         await this.group.close();
@@ -87,13 +101,15 @@ export class Serving {
   }
 }
 
-function controlHandlers(group: JournalGroup, nbd: NbdServer): ConstructorParameters<typeof ControlServer>[0] {
+function controlHandlers(group: JournalGroup, nbd: NbdServer | null): ConstructorParameters<typeof ControlServer>[0] {
   return {
-    status: async (): Promise<ServingStatus> => ({ status: await group.status(), serve: nbd.stats() }),
+    status: async (): Promise<ServingStatus> => ({ status: await group.status(), serve: nbd?.stats() ?? null }),
     mark: async (args) => group.mark(stringArg(args, 'name')),
     export: async (args, progress) => runExport(group, exportArgs(args), progress),
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
+    linkForget: async (args) => forgetSecondary(group, stringArg(args, 'name')),
     scan: async () => {
+      if (!nbd) throw new JshipError('GROUP_LOCKED', `${group.dir} is owned by a running jship link process`, { hint: 'stop it to scan the PVOLs' });
       throw new JshipError('GROUP_LOCKED', `${group.dir} is being served over NBD: every write through it is journaled already, and a scan would journal it again`, {
         hint: 'stop jship serve to scan changes made to the PVOLs outside it (there should be none while it serves)',
       });

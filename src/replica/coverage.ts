@@ -13,7 +13,9 @@ export interface ChainReport {
 
 /** What the replica holds of the chain, and what is missing (pure over the catalogue). */
 export function chainReport(cat: Catalog): ChainReport {
-  const tapes = cat.tapes();
+  const all = cat.tapes();
+  // Serials are the tape chain's; link tapes (negative keys) have a chain of their own, checked by the link itself.
+  const tapes = all.filter((t) => t.serial > 0);
   const coverage = cat.coverage();
   const have = new Set(tapes.map((t) => t.serial));
   const maxSerial = tapes.reduce((m, t) => Math.max(m, t.serial), 0);
@@ -35,7 +37,8 @@ export function chainReport(cat: Catalog): ChainReport {
   // The chain starts with tape 1 (or where expiry cut it): every tape up to the first with updates must be here.
   const first = coverage[0];
   const firstTape = tapes.find((t) => t.firstSeq !== null);
-  const startKnown = firstTape !== undefined && (expired > 0n || missingSerials.every((s) => s > firstTape.serial));
+  const linkStart = all.some((t) => t.serial === -1 && t.firstSeq !== null && first !== undefined && t.firstSeq <= first.to);
+  const startKnown = linkStart || (firstTape !== undefined && (expired > 0n || missingSerials.every((s) => s > firstTape.serial)));
   const contiguousThrough = first && startKnown ? first.to : null;
   return { coverage, gaps, missingSerials, contiguousThrough };
 }

@@ -49,9 +49,10 @@ export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepL
   for (const s of segments) {
     if (s.kind === 'base' ? s.baseId !== null && s.baseId >= b.baseId : s.lastSeq >= b.baseId) needed.add(s.serial);
   }
-  // A tape with no segments (an empty export) goes with the tapes before it.
-  const maxNeeded = Math.max(0, ...needed);
-  const remove = tapes.filter((t) => !needed.has(t.serial) && t.serial < maxNeeded);
+  // A tape with no segments (an empty export) goes with the tapes before it, in its own chain
+  // (the tape chain's keys are its serials, a link secondary's are minus its serials).
+  const maxNeeded = (link: boolean): number => Math.max(0, ...[...needed].filter((k) => k < 0 === link).map(Math.abs));
+  const remove = tapes.filter((t) => !needed.has(t.serial) && Math.abs(t.serial) < maxNeeded(t.serial < 0));
   const keep = tapes.filter((t) => !remove.includes(t));
   return { keepFromBase: b, remove, keep, bytes: remove.reduce((n, t) => n + t.bytes, 0), reason };
 }

@@ -54,6 +54,12 @@ export interface ImportOptions {
   s3?: S3Settings;
   pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The source is a file in the replica's tapes directory, written and
+   * fsynced by the link receiver: it is verified in place and linked under
+   * its final name instead of being copied.
+   */
+  adopt?: boolean;
 }
 
 /**
@@ -158,6 +164,18 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
   }
 }
 
+/**
+ * Imports one link tape the receiver wrote (and fsynced) into the replica's
+ * tapes directory: verified in place, renamed under its final name and
+ * catalogued, like any tape.
+ */
+export async function importLinkTape(replica: Replica, path: string, pool: FramePool): Promise<TapeImport> {
+  const src = asSource(path);
+  const label = await readLabel(src);
+  if (!label.link) throw new JshipError('TAPE_BAD_LABEL', `${path} is not a link tape`, { hint: 'this is a bug in jship' });
+  return importOne(replica, src, label, { pool, adopt: true }, () => undefined);
+}
+
 async function cleanIncoming(replica: Replica): Promise<void> {
   replica.catalog.dropStaged();
   for (const n of await fsp.readdir(replica.tapesDir)) {
@@ -189,21 +207,35 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: Math.max(v.size, label.volumes[i]?.size ?? 0) }));
     await replica.saveConfig();
   }
-  const existing = cat.tape(label.serial);
+  if (label.link) {
+    const mine = cfg.linkName ?? label.link.secondary;
+    if (label.link.secondary !== mine) {
+      return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} is link tape ${label.serial} of secondary "${label.link.secondary}"; this replica is secondary "${mine}"`, {
+        hint: 'link tapes belong to the replica they were sent to: import the tape chain\'s tapes instead',
+      }));
+    }
+    if (cfg.linkName === undefined) {
+      cfg.linkName = mine;
+      await replica.saveConfig();
+    }
+  }
+  const key = catalogKey(label);
+  const existing = cat.tape(key);
   const size = await src.size();
   if (existing && existing.status === 'complete' && existing.bytes === size && (await sameTape(replica, existing, src, label))) {
     return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
   const stage = randomBytes(6).toString('hex');
-  const tmp = replica.tapePath(`.incoming-${stage}`);
-  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  const adopt = opts.adopt === true;
+  const tmp = adopt ? source : replica.tapePath(`.incoming-${stage}`);
+  const h = adopt ? undefined : await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   const hash = createHash('sha256');
   let pos = 0;
   let closed = false;
   try {
-    const { segments, markers, trailer, damage } = await scanTape(src, label.serial, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
+    const { segments, markers, trailer, damage } = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
-      await writeFully(h, c, pos);
+      if (h) await writeFully(h, c, pos);
       pos += c.length;
       progress(pos);
     });
@@ -222,9 +254,9 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
         return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of tape ${label.serial}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
       }
       if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
-      const file = `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
-      await h.sync();
-      await h.close();
+      const file = label.link ? `jship-link-${String(label.serial).padStart(6, '0')}-partial.tar.zst` : `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
+      await h?.sync();
+      await h?.close();
       closed = true;
       await fsp.rename(tmp, replica.tapePath(file));
       await syncDir(replica.tapesDir);
@@ -241,9 +273,9 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     const seqs = segments.flatMap((s) => [s.firstSeq, s.lastSeq]);
     const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
     const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
-    const file = tapeFileName(label.serial, lo, hi);
-    await h.sync();
-    await h.close();
+    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeFileName(label.serial, lo, hi).slice('jship-'.length)}`;
+    await h?.sync();
+    await h?.close();
     closed = true;
     const finalPath = replica.tapePath(file);
     try {
@@ -266,8 +298,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     };
   } finally {
     cat.dropStaged(stage);
-    if (!closed) await h.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
+    if (!closed) await h?.close().catch(() => undefined);
+    if (!adopt) await fsp.rm(tmp, { force: true });
   }
 }
 
@@ -288,6 +320,14 @@ function newestSerial(replica: Replica): number {
   return replica.catalog.tapes().reduce((m, t) => Math.max(m, t.serial), 0);
 }
 
+/**
+ * The tape's key in the catalogue: its serial for the tape chain; minus its
+ * serial for a link secondary's chain (serials of their own: docs/FORMAT.md).
+ */
+export function catalogKey(label: TapeLabel): number {
+  return label.link ? -label.serial : label.serial;
+}
+
 function range(t: TapeRow): { firstSeq: bigint; lastSeq: bigint } | null {
   return t.firstSeq !== null && t.lastSeq !== null ? { firstSeq: t.firstSeq, lastSeq: t.lastSeq } : null;
 }
@@ -298,7 +338,7 @@ export function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: n
   const u1 = updates[updates.length - 1];
   const base = segments.find((s) => s.kind === 'base');
   return {
-    serial: label.serial,
+    serial: catalogKey(label),
     file,
     sha256,
     bytes,

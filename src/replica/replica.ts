@@ -12,6 +12,8 @@ export interface ReplicaConfig {
   /** Sizes grow with the group's volumes (never shrink). */
   volumes: Array<{ name: string; size: number }>;
   createdAt: string;
+  /** The name this replica has at its primary as a direct-link secondary (set by the first link tape). */
+  linkName?: string;
 }
 
 /**

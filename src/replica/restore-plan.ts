@@ -18,6 +18,16 @@ export interface BaseChoice {
   segments: SegmentRow[];
 }
 
+/**
+ * An update segment and the part of it a plan applies: records `first`..`last`.
+ * Tapes and the link can both hold a record, in segments cut differently;
+ * each record is taken from one of them.
+ */
+export interface PlannedSegment extends SegmentRow {
+  first: bigint;
+  last: bigint;
+}
+
 export interface RestorePlan {
   /** Records with sequence numbers up to this one are applied. */
   seq: bigint;
@@ -28,7 +38,8 @@ export interface RestorePlan {
   bases: BaseChoice[];
   /** Updates applied: those with from < seq <= plan.seq. */
   from: bigint;
-  updateSegments: SegmentRow[];
+  /** In sequence order, each sequence number in exactly one of them. */
+  updateSegments: PlannedSegment[];
   /** Base records with a position beyond the point are left out (--inconsistent only). */
   inconsistent: boolean;
   records: number;
@@ -154,16 +165,20 @@ export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: big
 }
 
 function finish(p: { seq: bigint; ts: bigint; point: string }, bases: BaseChoice[], from: bigint, segments: SegmentRow[], inconsistent: boolean): RestorePlan {
-  const updateSegments = segments
+  const candidates = segments
     .filter((s) => s.kind === 'update' && s.lastSeq > from && s.firstSeq <= p.seq)
-    .sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : 1));
-  // Each sequence number once (a tape imported as partial and complete never both count).
-  const seen = new Set<bigint>();
-  const unique = updateSegments.filter((s) => (seen.has(s.firstSeq) ? false : (seen.add(s.firstSeq), true)));
-  const records = unique.reduce((n, s) => {
-    const lo = s.firstSeq > from ? s.firstSeq : from + 1n;
-    const hi = s.lastSeq < p.seq ? s.lastSeq : p.seq;
-    return n + Number(hi - lo + 1n);
-  }, 0) + bases.reduce((n, b) => n + b.segments.reduce((m, s) => m + s.records, 0), 0);
-  return { ...p, bases, from, updateSegments: unique, inconsistent, records };
+    .sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : a.firstSeq > b.firstSeq ? 1 : a.lastSeq > b.lastSeq ? -1 : a.lastSeq < b.lastSeq ? 1 : 0));
+  // Each sequence number once: walk up from `from`, taking from each segment only what is not taken yet.
+  const updateSegments: PlannedSegment[] = [];
+  let next = from + 1n;
+  for (const s of candidates) {
+    if (s.lastSeq < next || s.firstSeq > next) continue;
+    const last = s.lastSeq < p.seq ? s.lastSeq : p.seq;
+    updateSegments.push({ ...s, first: next, last });
+    next = last + 1n;
+    if (next > p.seq) break;
+  }
+  const records = updateSegments.reduce((n, s) => n + Number(s.last - s.first + 1n), 0)
+    + bases.reduce((n, b) => n + b.segments.reduce((m, s) => m + s.records, 0), 0);
+  return { ...p, bases, from, updateSegments, inconsistent, records };
 }

@@ -269,7 +269,7 @@ class Applier {
       const n = indexLength(idx);
       for (let k = 0; k < n; k++) {
         const e = readIndexEntry(idx, reverse ? n - 1 - k : k);
-        if (e.seq <= this.#plan.from || e.seq > this.#plan.seq) continue;
+        if (e.seq < seg.first || e.seq > seg.last) continue;
         yield { e, seg };
       }
     }

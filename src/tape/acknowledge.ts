@@ -3,7 +3,8 @@ import { JshipError } from '../core/errors.js';
 import { parseAckKey, verifyAck } from '../core/ack.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { groupPaths } from '../journal/group-files.js';
-import { applyAck, readChainState, securedSeq, writeChainState } from './chain-state.js';
+import { applyAck, readChainState, writeChainState } from './chain-state.js';
+import { purgeSecured } from './purge.js';
 
 export interface AckResult {
   acknowledged: bigint;
@@ -27,9 +28,6 @@ export async function acknowledge(group: JournalGroup, text: string, ackFile: st
   }
   state = applyAck(state, seq);
   await writeChainState(group.dir, state);
-  const secured = securedSeq(state);
-  const last = group.journal.writtenSeq - 1n;
-  const to = secured < last ? secured : last;
-  const out = to >= group.journal.outSeq ? await group.purge(to) : group.journal.outSeq;
+  const out = await purgeSecured(group);
   return { acknowledged: seq, journalOut: out, pendingTapes: state.pendingAcks.map((p) => p.serial) };
 }

@@ -10,9 +10,10 @@ export interface TapeOutput {
   /**
    * Makes the tape durable and visible under `name` (files: fsync, rename,
    * fsync of the directory). Returns where it is. `beforeRename` runs after
-   * the fsync and before the rename (to record the intent).
+   * the fsync and before the rename (to record the intent). `tape`: the
+   * whole tape's SHA-256 and size, as the writer computed them.
    */
-  commit(name: string, beforeRename?: (finalPath: string) => Promise<void>): Promise<string>;
+  commit(name: string, beforeRename?: (finalPath: string) => Promise<void>, tape?: { sha256: string; bytes: number }): Promise<string>;
   /** Removes what was written. */
   abort(): Promise<void>;
 }

@@ -4,12 +4,14 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
+import type { TapeTrailer } from './label.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
 import { expandTapeSources, sha256File } from './tape-file.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
-import { readChainState, securedSeq, writeChainState, type ChainState } from './chain-state.js';
+import { readChainState, writeChainState, type ChainState } from './chain-state.js';
+import { purgeSecured } from './purge.js';
 
 export interface ExportOptions {
   destination: TapeDestination;
@@ -27,6 +29,18 @@ export interface ExportOptions {
   pool?: FramePool;
   /** How to reach the store, for a tape committed to s3:// before a crash (see reconcile). */
   s3?: S3Settings;
+  /**
+   * Another chain than the tape chain (a link secondary's): where it stands
+   * and how to record each tape sent. Default: GROUP_DIR/chain.json.
+   */
+  chain?: {
+    state: ChainState;
+    link: { secondary: string };
+    /** Runs before a tape's end reaches the destination: `dataEnd` is the journal data position after its last update. */
+    beforeSend: (t: { serial: number; sha256: string; trailer: TapeTrailer }, dataEnd: bigint | null) => Promise<void>;
+  };
+  /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
+  maxUpdateBytes?: number;
   onProgress?: (rawBytes: number) => void;
 }
 
@@ -45,6 +59,8 @@ export interface ExportResult {
   awaitingAck: boolean;
   /** Records purged from the journal before any export took them: the replica will see this gap. */
   lostBeforeExport: { from: bigint; to: bigint } | null;
+  /** Journal data position after the last update record exported (for lag in bytes). */
+  dataEnd: bigint | null;
 }
 
 /**
@@ -57,7 +73,9 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
     throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
   }
-  let state = await reconcile(group.dir, await readChainState(group.dir), opts.s3);
+  const chain = opts.chain;
+  let state = chain ? chain.state : await reconcile(group.dir, await readChainState(group.dir), opts.s3);
+  const save = chain ? async () => undefined : (s: ChainState) => writeChainState(group.dir, s);
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
   let from = BigInt(state.exportedSeq) + 1n;
   let lostBeforeExport: ExportResult['lostBeforeExport'] = null;
@@ -68,7 +86,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   if (!opts.base && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
     return {
       nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
-      journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport,
+      journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport, dataEnd: null,
     };
   }
   // After a suspension (journaling resumed, the dirty bitmap still holds regions), every export
@@ -90,19 +108,23 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(baseRun ? { base: { baseId: baseRun.baseId, scope: baseRun.scope } } : {}),
     beforeCommit: async (t) => {
+      if (chain) return chain.beforeSend(t, dataEnd);
       if (!opts.destination.durable) return;
       state = { ...state, committing: { serial: t.serial, path: t.finalPath, sha256: t.sha256, firstSeq: t.trailer.updates?.firstSeq ?? null, lastSeq: t.trailer.updates?.lastSeq ?? null, keepUntilAck: keep } };
-      await writeChainState(group.dir, state);
+      await save(state);
     },
     onTape: async (t) => {
       state = advance(state, t.serial, t.sha256, t.trailer.updates, keep);
-      await writeChainState(group.dir, state);
+      await save(state);
     },
+    ...(chain ? { link: chain.link } : {}),
   });
   let records = 0;
   let rawBytes = 0;
   let first: { seq: bigint; ts: bigint } | undefined;
   let last: { seq: bigint; ts: bigint } | undefined;
+  let dataEnd: bigint | null = null;
+  let updateBytes = 0;
   try {
     if (baseRun) {
       const run = baseRun;
@@ -117,10 +139,12 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     const end = group.journal.writtenSeq;
     if (from < end) {
       for await (const r of group.records(from)) {
-        if (r.header.seq >= end) break;
+        if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
         await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
         records++;
         rawBytes += 64 + r.data.length;
+        updateBytes += 64 + r.data.length;
+        dataEnd = r.header.dataPos + BigInt(r.data.length);
         first ??= { seq: r.header.seq, ts: r.header.timestamp };
         last = { seq: r.header.seq, ts: r.header.timestamp };
       }
@@ -133,10 +157,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   } finally {
     if (!opts.pool) await pool.close();
   }
-  const secured = securedSeq(state);
-  const lastWritten = group.journal.writtenSeq - 1n;
-  const purgeTo = secured < lastWritten ? secured : lastWritten;
-  const journalOut = purgeTo >= group.journal.outSeq ? await group.purge(purgeTo) : group.journal.outSeq;
+  const journalOut = await purgeSecured(group);
   return {
     nothingToExport: false,
     tapes: [...writer.tapes],
@@ -148,6 +169,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     journalOut,
     awaitingAck: state.pendingAcks.length > 0,
     lostBeforeExport,
+    dataEnd,
   };
 }
 

@@ -15,6 +15,12 @@ export interface TapeLabel {
   createdAt: string;
   host: string;
   encryption: { algorithm: 'aes-256-gcm'; keyId: string } | null;
+  /**
+   * Present on tapes sent over the direct link: they form the chain of one
+   * secondary (serials and previous-tape hashes of their own), apart from
+   * the tape chain.
+   */
+  link?: { secondary: string };
 }
 
 export interface SegmentInfo {
@@ -99,6 +105,8 @@ export function decodeLabel(text: Buffer, where: string): TapeLabel {
   if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a SHA-256');
   const enc = v.encryption as Record<string, unknown> | null;
   if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || typeof enc.keyId !== 'string')) fail(where, 'encryption', 'names an unknown algorithm');
+  const link = v.link as Record<string, unknown> | undefined;
+  if (link !== undefined && (typeof link !== 'object' || link === null || typeof link.secondary !== 'string' || link.secondary === '')) fail(where, 'link', 'is malformed');
   return v as unknown as TapeLabel;
 }
 

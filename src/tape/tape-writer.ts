@@ -42,6 +42,8 @@ export interface MediaSetOptions {
   /** Split into tapes of at most this many bytes. */
   mediaSize?: number;
   segmentBytes?: number;
+  /** Tapes of a link secondary's chain (their own serials), not of the tape chain. */
+  link?: { secondary: string };
   /** For the trailer of tapes with base records. */
   base?: { baseId: bigint; scope: string };
   /** Called with each tape's intended final path, after it is durable and before it is renamed into place. */
@@ -283,6 +285,7 @@ export class MediaSetWriter {
       createdAt: new Date().toISOString(),
       host: hostname(),
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
+      ...(this.#o.link ? { link: this.#o.link } : {}),
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
     const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq), hash: createHash('sha256'), bytes: 0, segments: [] };
@@ -304,7 +307,7 @@ export class MediaSetWriter {
     const name = tapeFileName(tape.serial, lo, hi);
     const location = await tape.out.commit(name, async (finalPath) => {
       await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
-    });
+    }, { sha256, bytes: tape.bytes });
     const written: WrittenTape = { serial: tape.serial, name, location, sha256, bytes: tape.bytes, label: tape.label, trailer };
     this.#written.push(written);
     this.#prevSha = sha256;

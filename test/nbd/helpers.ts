@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { expect } from 'vitest';
-import { ByteQueue } from '../../src/nbd/byte-queue.js';
+import { ByteQueue } from '../../src/core/byte-queue.js';
 import { FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, encodeRequest } from '../../src/nbd/protocol.js';
 import { applyToImages } from '../../src/core/replay.js';
 import { RecordType } from '../../src/core/record.js';

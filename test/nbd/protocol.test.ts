@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ByteQueue } from '../../src/nbd/byte-queue.js';
+import { ByteQueue } from '../../src/core/byte-queue.js';
 import {
   Cmd, Info, Opt, OptionDataError, REPLY_FLAG_DONE, Rep, decodeInfoRequest, decodeMetaContextRequest, decodeOptionHeader,
   decodeRequest, encodeBlockStatusChunk, encodeErrorChunk, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize,

@@ -1,0 +1,189 @@
+import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { parseDuration } from '../core/time.js';
+import { parseSize } from '../core/sizes.js';
+import { onGroup } from '../control/owner.js';
+import { groupPaths } from '../journal/group-files.js';
+import { parseCandidates, type Candidate } from '../link/candidates.js';
+import { parseHostPort } from '../link/dial.js';
+import { forgetSecondary } from '../link/forget.js';
+import { LinkReceiver, runPull, type LinkSecondaryOptions } from '../link/link-secondary.js';
+import { readLinkKey } from '../link/link-tls.js';
+import { NAME } from '../link/messages.js';
+import type { LinkEvent } from '../link/primary-session.js';
+import { Serving } from '../nbd/serve-group.js';
+import { heldPosition } from '../link/secondary-session.js';
+import { emit, toJson, type CommonOptions } from './output.js';
+import { untilStopSignal } from './signals.js';
+
+interface LinkCliOptions extends CommonOptions {
+  listen?: string;
+  to?: string;
+  from?: string;
+  candidates?: string;
+  failoverAfter?: string;
+  psk?: string;
+  name?: string;
+  apply?: boolean;
+  applyDelay?: string;
+  once?: boolean;
+  maxTape?: string;
+}
+
+/** Events: one JSON line each with --json (DESIGN: long-running verbs), else a timestamped line on stderr. */
+function eventLog(opts: CommonOptions): (e: LinkEvent) => void {
+  return opts.json
+    ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
+    : (e) => {
+      const { event, ...rest } = e;
+      process.stderr.write(`${new Date().toISOString()} ${event} ${Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : toJson(v)}`).join(' ')}\n`);
+    };
+}
+
+function required(v: string | undefined, flag: string, verb: string): string {
+  if (v === undefined) throw new JshipError('USAGE', `jship link ${verb} needs ${flag}`, { hint: `run jship link ${verb} --help` });
+  return v;
+}
+
+/** The replica's name at its primary: --name, else the one it has, else HOST-DIRNAME. */
+async function secondaryName(dir: string, given: string | undefined, log: (e: LinkEvent) => void): Promise<string> {
+  if (given !== undefined) {
+    if (!NAME.test(given)) throw new JshipError('USAGE', `--name ${JSON.stringify(given)} is not a secondary name`, { hint: 'letters, digits, . _ : - (up to 64), starting with a letter or digit' });
+    return given;
+  }
+  const pos = await heldPosition(dir, { log });
+  if (pos.linkName) return pos.linkName;
+  return `${hostname()}-${basename(resolve(dir))}`.replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || 'secondary';
+}
+
+async function secondaryOptions(dir: string, opts: LinkCliOptions, verb: string): Promise<LinkSecondaryOptions> {
+  const log = eventLog(opts);
+  const key = await readLinkKey(required(opts.psk, '--psk FILE (the primary\'s GROUP_DIR/link.key)', verb));
+  if (opts.applyDelay !== undefined && !opts.apply) throw new JshipError('USAGE', '--apply-delay needs --apply', { hint: 'add --apply to keep the SVOLs restored' });
+  const delayNs = opts.applyDelay !== undefined ? parseDuration(opts.applyDelay, '--apply-delay') : 0n;
+  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}) };
+}
+
+/** Runs until SIGTERM/SIGINT, then stops `stop` and says so. */
+async function runUntilSignal(verb: string, opts: CommonOptions, ready: object, human: string[], stop: () => Promise<void>): Promise<void> {
+  const stopped = untilStopSignal(`link ${verb}`);
+  emit(opts, { event: 'ready', ready: true, pid: process.pid, ...ready }, () => human);
+  const sig = await stopped;
+  await stop();
+  emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); every peer resumes from its confirmed position`]);
+}
+
+export function registerLink(program: Command): void {
+  const link = program
+    .command('link')
+    .description('direct link: move the journal to secondary sites over TCP (TLS with a pre-shared key), pulled or pushed');
+
+  link
+    .command('serve')
+    .description('primary: let secondaries pull the journal (jship serve --link-listen does the same next to NBD)')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .option('--listen <HOST:PORT>', 'where secondaries connect')
+    .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
+    .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--json', 'JSON lines on standard output, one per event')
+    .action(async (dir: string, opts: LinkCliOptions) => {
+      const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'serve'), '--listen');
+      const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
+      const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
+      const address = serving.link?.address ?? '';
+      await runUntilSignal('serve', opts, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
+        [`serving the journal of group ${serving.group.config.groupId} to secondaries on ${address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
+        () => serving.stop());
+    });
+
+  link
+    .command('push')
+    .description('primary: push the journal to a secondary running jship link receive, or to the first reachable of --candidates')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .option('--to <HOST:PORT>', 'the receiving secondary')
+    .option('--candidates <FILE>', 'JSON list of {"address": "HOST:PORT", "priority": N}: failover in priority order')
+    .option('--failover-after <DURATION>', 'move to the next candidate when the current one is unreachable this long (default 60s)')
+    .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
+    .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--json', 'JSON lines on standard output, one per event')
+    .action(async (dir: string, opts: LinkCliOptions) => {
+      if ((opts.to === undefined) === (opts.candidates === undefined)) throw new JshipError('USAGE', 'jship link push needs either --to HOST:PORT or --candidates FILE', { hint: 'run jship link push --help' });
+      const push: Candidate[] = opts.to !== undefined
+        ? [{ ...parseHostPort(opts.to, '--to'), address: opts.to, priority: 1 }]
+        : parseCandidates(await fsp.readFile(opts.candidates as string, 'utf8').catch((e: Error) => {
+          throw new JshipError('USAGE', `--candidates ${opts.candidates}: ${e.message}`, { hint: 'name a readable JSON file' });
+        }), opts.candidates as string);
+      const failoverMs = opts.failoverAfter !== undefined ? Number(parseDuration(opts.failoverAfter, '--failover-after') / 1_000_000n) : 60_000;
+      const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
+      const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
+      await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
+        [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
+        () => serving.stop());
+    });
+
+  link
+    .command('pull')
+    .description('secondary: pull the journal from a primary running jship link serve into a replica (created when the directory is new or empty)')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--from <HOST:PORT>', 'the primary')
+    .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
+    .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
+    .option('--apply', 'keep the SVOLs restored up to the newest record')
+    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake')
+    .option('--once', 'stop when caught up (else run until SIGTERM, reconnecting after failures)')
+    .option('--json', 'JSON lines on standard output, one per event')
+    .action(async (dir: string, opts: LinkCliOptions) => {
+      const from = parseHostPort(required(opts.from, '--from HOST:PORT', 'pull'), '--from');
+      const o = await secondaryOptions(dir, opts, 'pull');
+      if (opts.once) {
+        const r = await runPull({ ...o, from, once: true });
+        emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [`caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`]);
+        return;
+      }
+      const stop = { stopped: false };
+      const run = runPull({ ...o, from, stop });
+      const stopped = untilStopSignal('link pull');
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name }, () => [`pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`]);
+      const sig = await Promise.race([stopped, run.then(() => null)]);
+      stop.stopped = true;
+      // What is stored and confirmed stays; a tape half received is dropped and sent again next time.
+      emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); the next pull resumes from the last confirmed tape`]);
+      process.exit(process.exitCode ?? 0);
+    });
+
+  link
+    .command('receive')
+    .description('secondary: accept the journal a primary pushes (jship link push) into a replica (created when the directory is new or empty)')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--listen <HOST:PORT>', 'where the primary connects')
+    .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
+    .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
+    .option('--apply', 'keep the SVOLs restored up to the newest record')
+    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m)')
+    .option('--json', 'JSON lines on standard output, one per event')
+    .action(async (dir: string, opts: LinkCliOptions) => {
+      const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'receive'), '--listen');
+      const o = await secondaryOptions(dir, opts, 'receive');
+      const r = await LinkReceiver.start({ ...o, listen });
+      await runUntilSignal('receive', opts, { listening: r.address, name: o.name },
+        [`receiving into ${o.replicaDir} as "${o.name}" on ${r.address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`], () => r.stop());
+    });
+
+  link
+    .command('forget')
+    .description('primary: unregister a secondary, so that it no longer pins the journal (it needs a new replica to come back)')
+    .argument('<GROUP_DIR>', 'the journal group')
+    .argument('<NAME>', 'the secondary (jship status lists them)')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, name: string, opts: CommonOptions) => {
+      const r = await onGroup(dir, (g) => forgetSecondary(g, name), { op: 'linkForget', args: { name } });
+      emit(opts, r, () => [`secondary "${name}" unregistered (it had confirmed seq ${r.confirmedSeq}); journal-out is now seq ${r.journalOut}`]);
+    });
+}
+
+function maxTape(opts: LinkCliOptions): { maxTapeBytes?: number } {
+  return opts.maxTape === undefined ? {} : { maxTapeBytes: parseSize(opts.maxTape, '--max-tape') };
+}

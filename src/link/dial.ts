@@ -1,0 +1,50 @@
+import tls from 'node:tls';
+import { JshipError } from '../core/errors.js';
+import { Channel } from './channel.js';
+import { clientOptions, handshakeFailure } from './link-tls.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** HOST:PORT, [IPv6]:PORT or PORT (loopback). */
+export function parseHostPort(text: string, flag: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new JshipError('USAGE', `${flag} ${JSON.stringify(text)} is not HOST:PORT`, { hint: `e.g. ${flag} 192.0.2.10:7070, ${flag} [::1]:7070, or ${flag} 7070 for loopback` });
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** Connects and authenticates (TLS-PSK; identity: the group id, or "new" for a replica not created yet). */
+export function dial(to: HostPort, key: Buffer, identity: string, timeoutMs = 10_000): Promise<Channel> {
+  const where = formatHostPort(to);
+  return new Promise<Channel>((resolve, reject) => {
+    const socket = tls.connect({ host: to.host, port: to.port, ...clientOptions(key, identity) });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new JshipError('LINK_UNREACHABLE', `${where} did not answer within ${timeoutMs / 1000} s`, { hint: 'check that the other site runs jship link and that the network lets the port through' }));
+    }, timeoutMs);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.setKeepAlive(true, 10_000);
+      socket.setNoDelay(true);
+      resolve(new Channel(socket, where));
+    });
+    const onError = (e: Error & { code?: string }): void => {
+      clearTimeout(timer);
+      const tlsFailure = e.code?.startsWith('ERR_SSL') === true;
+      reject(tlsFailure
+        ? new JshipError('LINK_AUTH', `${where}: ${handshakeFailure(e)}`, { hint: 'both sites need the same link key (--psk FILE, the primary\'s GROUP_DIR/link.key) and the same group' })
+        : new JshipError('LINK_UNREACHABLE', `${where} cannot be reached: ${e.message}`, { hint: 'check that the other site runs jship link and that the network lets the port through' }));
+    };
+    socket.once('error', onError);
+  });
+}

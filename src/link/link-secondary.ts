@@ -1,0 +1,118 @@
+import { JshipError, isJshipError } from '../core/errors.js';
+import { FramePool } from '../tape/frame-pool.js';
+import type { Channel } from './channel.js';
+import { dial, type HostPort } from './dial.js';
+import { LinkServer } from './link-server.js';
+import type { LinkStatus } from './messages.js';
+import type { LinkLog } from './primary-session.js';
+import { heldPosition, runSecondary, type SecondaryOptions } from './secondary-session.js';
+
+export interface LinkSecondaryOptions {
+  replicaDir: string;
+  name: string;
+  key: Buffer;
+  log: LinkLog;
+  apply?: { delayNs: bigint };
+  timeoutMs?: number;
+  lockWaitMs?: number;
+}
+
+/** Errors a retry cannot mend: the wrong key, group, position or arguments. */
+const FATAL = new Set(['LINK_AUTH', 'LINK_FOREIGN', 'LINK_POSITION', 'LINK_VERSION', 'USAGE', 'REPLICA_BAD', 'REPLICA_NOT_EMPTY', 'TAPE_FOREIGN']);
+
+export function isFatal(e: unknown): boolean {
+  return !isJshipError(e) || FATAL.has(e.code);
+}
+
+function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' | 'push', once: boolean): SecondaryOptions {
+  return {
+    replicaDir: o.replicaDir, name: o.name, mode, pool, log: o.log, once,
+    ...(o.apply ? { apply: o.apply } : {}),
+    ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    ...(o.lockWaitMs !== undefined ? { lockWaitMs: o.lockWaitMs } : {}),
+  };
+}
+
+/**
+ * Pull mode: dial the primary, store what it sends, and dial again after a
+ * broken connection (backing off up to 30 s), from the replica's own
+ * position. `once`: stop when caught up (and fail on the first error).
+ */
+export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?: boolean; stop?: { stopped: boolean } }): Promise<{ tapes: number; records: number; status: LinkStatus | null }> {
+  const pool = new FramePool();
+  let tapes = 0;
+  let records = 0;
+  let backoff = 500;
+  try {
+    for (;;) {
+      try {
+        const pos = await heldPosition(o.replicaDir, o);
+        const ch = await dial(o.from, o.key, pos.groupId ?? 'new');
+        try {
+          const r = await runSecondary(ch, sessionOptions(o, pool, 'pull', o.once === true));
+          return { tapes: tapes + r.tapes, records: records + r.records, status: r.status };
+        } finally {
+          ch.close();
+        }
+      } catch (e) {
+        if (o.once || isFatal(e) || o.stop?.stopped) throw e;
+        o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', code: isJshipError(e) ? e.code : null, why: (e as Error).message, retryInMs: backoff });
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 30_000);
+      }
+    }
+  } finally {
+    await pool.close();
+  }
+}
+
+/**
+ * Push mode, the secondary's end: listen for the primary (one at a time)
+ * and store what it sends. The replica is created from the first primary's
+ * hello when the directory is new or empty.
+ */
+export class LinkReceiver {
+  readonly address: string;
+  readonly #server: LinkServer;
+  readonly #pool: FramePool;
+
+  private constructor(server: LinkServer, address: string, pool: FramePool) {
+    this.#server = server;
+    this.address = address;
+    this.#pool = pool;
+  }
+
+  static async start(o: LinkSecondaryOptions & { listen: HostPort }): Promise<LinkReceiver> {
+    const pool = new FramePool();
+    const pos = await heldPosition(o.replicaDir, o);
+    let groupId = pos.groupId;
+    let busy = false;
+    const session = async (ch: Channel): Promise<void> => {
+      if (busy) {
+        await ch.refuse(new JshipError('LINK_REFUSED', 'this receiver is busy with another primary', { hint: 'one primary pushes to a replica at a time' }));
+        return;
+      }
+      busy = true;
+      try {
+        await runSecondary(ch, sessionOptions(o, pool, 'push', false));
+      } finally {
+        busy = false;
+        // A new replica was created by this session: from now on only its group is let in.
+        groupId ??= (await heldPosition(o.replicaDir, o).catch(() => ({ groupId: null }))).groupId;
+      }
+    };
+    const server = new LinkServer({ key: o.key, identityOk: (id) => (groupId === null ? /^[0-9a-f-]{36}$/.test(id) : id === groupId), session, log: o.log });
+    try {
+      const address = await server.listen(o.listen.host, o.listen.port);
+      return new LinkReceiver(server, address, pool);
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#server.close();
+    await this.#pool.close();
+  }
+}

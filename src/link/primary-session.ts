@@ -1,0 +1,226 @@
+import { hostname } from 'node:os';
+import { JshipError, isJshipError } from '../core/errors.js';
+import type { JournalGroup } from '../journal/journal-group.js';
+import { EMPTY_CHAIN } from '../tape/chain-state.js';
+import { exportGroup } from '../tape/export.js';
+import type { FramePool } from '../tape/frame-pool.js';
+import { purgeSecured } from '../tape/purge.js';
+import type { Channel } from './channel.js';
+import { MessageType } from './frame.js';
+import { LinkDestination } from './link-destination.js';
+import {
+  decodeConfirm, decodeRead, decodeSecondaryHello, expect, message,
+  type LinkStatus, type SecondaryHello,
+} from './messages.js';
+import { newSecondary, readRegistry, updateRegistry, type SecondaryState } from './registry.js';
+
+/** What a link process reports: one JSON line each under --json. */
+export type LinkEvent = { event: string; [k: string]: unknown };
+export type LinkLog = (e: LinkEvent) => void;
+
+export interface PrimaryOptions {
+  group: JournalGroup;
+  pool: FramePool;
+  log: LinkLog;
+  /** Update records per link tape, at most (bytes of records). */
+  maxTapeBytes?: number;
+  /** Silence from the secondary that ends the session. */
+  timeoutMs?: number;
+  /** Push mode: how often an IDLE tells the receiver the primary is alive. */
+  heartbeatMs?: number;
+  /** Told the secondary's name once its hello is read. */
+  onName?: (name: string) => void;
+}
+
+const DEFAULT_TAPE_BYTES = 64 * 1024 * 1024;
+/** Names with a session right now (one connection per secondary). */
+const active = new Set<string>();
+
+export async function linkStatus(group: JournalGroup, confirmed: bigint): Promise<LinkStatus> {
+  const st = await group.status();
+  return {
+    lastSeq: st.sequence.last?.toString() ?? null, lastTs: st.time.last?.toString() ?? null,
+    outSeq: st.journal.out.seq.toString(), inSeq: st.journal.in.seq.toString(),
+    usagePercent: st.journal.usagePercent, confirmedSeq: confirmed.toString(),
+  };
+}
+
+function positionRefused(name: string, held: SecondaryHello['held'], s: SecondaryState): never {
+  const mine = s.confirmed.serial === 0 ? 'none confirmed' : `link tape ${s.confirmed.serial} (${s.confirmed.sha256?.slice(0, 12)}…)`;
+  const theirs = held ? `link tape ${held.serial} (${held.sha256.slice(0, 12)}…)` : 'no link tape';
+  throw new JshipError('LINK_POSITION', `secondary "${name}" says it holds ${theirs}; this primary's record says ${mine}: nothing was sent`, {
+    hint: 'a replica restored from an older copy, another replica using the same name, or a forged position. Give the replica another --name (it gets a new base), or unregister the old one: jship link forget GROUP_DIR NAME',
+  });
+}
+
+/**
+ * The primary's side of one connection, whoever dialled: checks the
+ * secondary's hello and resume position against its own record, then
+ * sends link tapes one at a time (pull: when asked with READ; push: as
+ * records come), each confirmed before the next; after each confirmation
+ * it purges what every consumer has secured.
+ */
+export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> {
+  const { group, log } = o;
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  const hello = decodeSecondaryHello(await firstFrame(ch, timeoutMs));
+  const name = hello.name;
+  o.onName?.(name);
+  if (hello.groupId !== null && hello.groupId !== group.config.groupId) {
+    throw new JshipError('LINK_FOREIGN', `secondary "${name}" holds a replica of group ${hello.groupId}; this primary serves group ${group.config.groupId}`, { hint: 'point it at a primary of its own group, or give it a new replica directory' });
+  }
+  if (active.has(name)) {
+    throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
+  }
+  active.add(name);
+  try {
+    const sec = await updateRegistry(group.dir, (r) => {
+      let s = r.secondaries.find((x) => x.name === name);
+      if (!s) {
+        if (hello.held !== null) positionRefused(name, hello.held, newSecondary(name, 0n, null));
+        s = newSecondary(name, group.journal.writtenSeq - 1n, ch.peer);
+        r.secondaries.push(s);
+      } else {
+        const h = hello.held;
+        const sameAsConfirmed = h === null ? s.confirmed.serial === 0 : h.serial === s.confirmed.serial && h.sha256 === s.confirmed.sha256;
+        const inflight = s.inflight;
+        if (!sameAsConfirmed) {
+          if (!(h && inflight && h.serial === inflight.serial && h.sha256 === inflight.sha256)) positionRefused(name, h, s);
+          confirm(s, inflight, 0);
+        }
+        s.inflight = null;
+        s.address = ch.peer;
+        if (s.detached) {
+          // Back after a failover: it pins the journal again; what was purged meanwhile comes as a new base.
+          delete s.detached;
+          if (BigInt(s.confirmed.seq) + 1n < group.journal.outSeq) s.needsBase = true;
+        }
+      }
+      s.lastSeen = new Date().toISOString();
+      return { ...s };
+    });
+    log({ event: 'secondary-connected', name, peer: ch.peer, mode: hello.mode, confirmedSeq: sec.confirmed.seq, newSecondary: sec.confirmed.serial === 0 });
+    await ch.send(message(MessageType.Hello, {
+      role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(),
+      status: await linkStatus(group, BigInt(sec.confirmed.seq)),
+    }));
+    await purgeSecured(group);
+    await sendLoop(ch, o, name, hello.mode, timeoutMs);
+  } finally {
+    active.delete(name);
+  }
+}
+
+async function firstFrame(ch: Channel, timeoutMs: number): ReturnType<Channel['next']> {
+  const f = await ch.next(timeoutMs);
+  expect(f, MessageType.Hello);
+  return f;
+}
+
+/** Moves a secondary's position to the tape it confirmed. */
+function confirm(s: SecondaryState, t: NonNullable<SecondaryState['inflight']>, seconds: number): void {
+  const before = s.confirmed.dataEnd !== null && t.dataEnd !== null ? BigInt(t.dataEnd) - BigInt(s.confirmed.dataEnd) : 0n;
+  if (seconds > 0 && before > 0n) s.rate = s.rate === 0 ? Number(before) / seconds : 0.7 * s.rate + 0.3 * (Number(before) / seconds);
+  s.confirmed = { serial: t.serial, sha256: t.sha256, seq: t.seq, ts: t.ts ?? s.confirmed.ts, dataEnd: t.dataEnd ?? s.confirmed.dataEnd, at: new Date().toISOString() };
+  if (t.base) s.needsBase = false;
+  s.inflight = null;
+}
+
+async function current(dir: string, name: string): Promise<SecondaryState> {
+  const s = (await readRegistry(dir)).secondaries.find((x) => x.name === name);
+  if (!s) throw new JshipError('LINK_REFUSED', `secondary "${name}" was unregistered`, { hint: 'it connects again as a new secondary, with a new base' });
+  return s;
+}
+
+async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number): Promise<void> {
+  const { group, log } = o;
+  const heartbeatMs = o.heartbeatMs ?? 5000;
+  for (;;) {
+    let waitMs = heartbeatMs;
+    if (mode === 'pull') {
+      const f = await ch.next(timeoutMs + 60_000);
+      if (f.type === MessageType.StatusRequest) {
+        await ch.send(message(MessageType.Status, { status: await linkStatus(group, BigInt((await current(group.dir, name)).confirmed.seq)) }));
+        continue;
+      }
+      expect(f, MessageType.Read);
+      waitMs = Math.min(decodeRead(f).waitMs, 60_000);
+    }
+    const s = await current(group.dir, name);
+    if (!(await recordsFor(group, s, waitMs))) {
+      await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
+      continue;
+    }
+    const started = Date.now();
+    const result = await exportWithRetry(ch, o, s, log);
+    if (result.nothingToExport) {
+      await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
+      continue;
+    }
+    const tape = result.tapes[0];
+    if (!tape) throw new JshipError('IO', 'a link export wrote no tape', { hint: 'this is a bug in jship' });
+    // Import of a large tape takes time at the secondary: wait for its confirmation longer than for a message.
+    const c = decodeConfirmFrame(await ch.next(timeoutMs + 600_000));
+    if (c.serial !== tape.serial || c.sha256 !== tape.sha256) {
+      throw new JshipError('LINK_POSITION', `secondary "${name}" confirmed link tape ${c.serial} (${c.sha256.slice(0, 12)}…), but tape ${tape.serial} (${tape.sha256.slice(0, 12)}…) was sent`, { hint: 'the replica stored something else than was sent; nothing is purged for it' });
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const after = await updateRegistry(group.dir, (r) => {
+      const x = r.secondaries.find((y) => y.name === name);
+      if (x?.inflight) confirm(x, x.inflight, seconds);
+      if (x) x.lastSeen = new Date().toISOString();
+      return x ? { ...x } : undefined;
+    });
+    const journalOut = await purgeSecured(group);
+    log({
+      event: 'tape-confirmed', name, serial: tape.serial, bytes: tape.bytes, records: result.records, seq: after?.confirmed.seq ?? null,
+      base: result.base ? { baseId: result.base.baseId.toString(), scope: result.base.scope } : null, seconds, journalOut: journalOut.toString(),
+    });
+  }
+}
+
+function decodeConfirmFrame(f: Awaited<ReturnType<Channel['next']>>): ReturnType<typeof decodeConfirm> {
+  expect(f, MessageType.Confirm);
+  return decodeConfirm(f);
+}
+
+/** Whether there is something to send to `s` (a base, a resync base, records), waiting up to `waitMs` for records. */
+async function recordsFor(group: JournalGroup, s: SecondaryState, waitMs: number): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (s.needsBase || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > BigInt(s.confirmed.seq)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Exports the next link tape for `s`; a base taken by someone else at the moment is waited for. */
+async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog): ReturnType<typeof exportGroup> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await exportGroup(o.group, {
+        destination: new LinkDestination(ch),
+        base: s.needsBase,
+        keepUntilAck: true,
+        pool: o.pool,
+        maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,
+        chain: {
+          state: { ...EMPTY_CHAIN, nextSerial: s.confirmed.serial + 1, lastTapeSha256: s.confirmed.sha256, exportedSeq: s.confirmed.seq, ackedSeq: s.confirmed.seq },
+          link: { secondary: s.name },
+          beforeSend: async (t, dataEnd) => {
+            const u = t.trailer.updates;
+            const base = t.trailer.base !== null && t.trailer.base.scope === 'full' && t.trailer.markers.some((m) => m.kind === 'base-complete' && m.baseId === t.trailer.base?.baseId);
+            await updateRegistry(o.group.dir, (r) => {
+              const x = r.secondaries.find((y) => y.name === s.name);
+              if (x) x.inflight = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? x.confirmed.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base };
+            });
+          },
+        },
+      });
+    } catch (e) {
+      if (!isJshipError(e, 'BASE_IN_PROGRESS') || attempt > 600) throw e;
+      if (attempt === 0) log({ event: 'waiting', name: s.name, why: e.message });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}

@@ -1,0 +1,186 @@
+import { createHash } from 'node:crypto';
+import { constants, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { JshipError, isJshipError } from '../core/errors.js';
+import { syncDir, writeFully } from '../io/files.js';
+import { importLinkTape } from '../replica/import.js';
+import { Replica } from '../replica/replica.js';
+import { resolvePoint } from '../replica/restore-plan.js';
+import { restoreReplica } from '../replica/restore.js';
+import type { FramePool } from '../tape/frame-pool.js';
+import type { Channel } from './channel.js';
+import { MessageType, type Frame } from './frame.js';
+import {
+  decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
+  type LinkStatus, type PrimaryHello,
+} from './messages.js';
+import type { LinkLog } from './primary-session.js';
+
+export interface SecondaryOptions {
+  replicaDir: string;
+  /** This replica's name at the primary. */
+  name: string;
+  mode: 'pull' | 'push';
+  pool: FramePool;
+  log: LinkLog;
+  /** Keep the SVOLs restored: up to the newest record, or up to now minus `delayNs`. */
+  apply?: { delayNs: bigint };
+  /** Pull: stop once the primary has nothing more to send. */
+  once?: boolean;
+  timeoutMs?: number;
+  /** How long to wait for a replica another process holds (a restore) before giving up. */
+  lockWaitMs?: number;
+}
+
+/** What the replica holds of its link chain: the resume position it reports. */
+export interface Held {
+  groupId: string | null;
+  linkName: string | null;
+  held: { serial: number; sha256: string } | null;
+}
+
+const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () => false);
+
+/** Runs `fn` with the replica open, waiting while another process (a restore, an import) holds it. */
+export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?: number }, fn: (r: Replica) => Promise<T>): Promise<T> {
+  const deadline = Date.now() + (o.lockWaitMs ?? 3_600_000);
+  let told = false;
+  for (;;) {
+    let r: Replica;
+    try {
+      r = await Replica.open(dir);
+    } catch (e) {
+      if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline) throw e;
+      if (!told) o.log({ event: 'waiting', why: e.message });
+      told = true;
+      await new Promise((res) => setTimeout(res, 500));
+      continue;
+    }
+    try {
+      return await fn(r);
+    } finally {
+      await r.close();
+    }
+  }
+}
+
+export async function heldPosition(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Held> {
+  if (!(await exists(join(dir, 'replica.json')))) return { groupId: null, linkName: null, held: null };
+  return withReplica(dir, o, async (r) => {
+    const last = r.catalog.tapes().filter((t) => t.serial < 0 && t.status === 'complete').sort((a, b) => a.serial - b.serial)[0];
+    return { groupId: r.config.groupId, linkName: r.config.linkName ?? null, held: last ? { serial: -last.serial, sha256: last.sha256 } : null };
+  });
+}
+
+/**
+ * The secondary's side of one connection, whoever dialled: reports its
+ * position, creates the replica from the primary's hello when it is new,
+ * then stores each link tape (received into the tapes directory, fsynced,
+ * verified and catalogued by import) before confirming it. Returns when the
+ * primary is caught up and `once` is set.
+ */
+export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ tapes: number; records: number; status: LinkStatus }> {
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  const pos = await heldPosition(o.replicaDir, o);
+  if (pos.linkName !== null && pos.linkName !== o.name) {
+    throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${o.name}"`, { hint: `leave out --name, or give --name ${pos.linkName}` });
+  }
+  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode }));
+  const f = await ch.next(timeoutMs);
+  expect(f, MessageType.Hello);
+  const hello = decodePrimaryHello(f);
+  if (pos.groupId !== null && hello.groupId !== pos.groupId) {
+    throw new JshipError('LINK_FOREIGN', `${ch.peer} serves group ${hello.groupId}; this replica holds group ${pos.groupId}`, { hint: 'point the replica at its own primary' });
+  }
+  if (pos.groupId === null) await createReplica(o.replicaDir, hello, o.name);
+  o.log({ event: 'connected', peer: ch.peer, host: hello.host, groupId: hello.groupId, mode: o.mode, held: pos.held?.serial ?? 0, primaryLastSeq: hello.status.lastSeq });
+  await cleanSpools(o.replicaDir);
+  let status = hello.status;
+  let tapes = 0;
+  let records = 0;
+  for (;;) {
+    if (o.mode === 'pull') await ch.send(message(MessageType.Read, { waitMs: o.once ? 0 : 10_000 }));
+    const next = await ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
+    if (next.type === MessageType.Idle) {
+      status = decodeIdle(next).status;
+      if (o.apply) await apply(o);
+      if (o.once) return { tapes, records, status };
+      continue;
+    }
+    expect(next, MessageType.TapeBegin);
+    const got = await receiveTape(ch, decodeTapeBegin(next).serial, o, timeoutMs);
+    tapes++;
+    records += got.records;
+    await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
+    o.log({ event: 'tape-stored', serial: got.serial, bytes: got.bytes, records: got.records, seq: got.lastSeq });
+    if (o.apply) await apply(o);
+  }
+}
+
+async function createReplica(dir: string, hello: PrimaryHello, name: string): Promise<void> {
+  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: hello.groupId, volumes: hello.volumes }));
+  if (!opened) throw new JshipError('IO', `${dir}: the replica could not be created`, { hint: 'check the directory' });
+  opened.replica.config.linkName = name;
+  await opened.replica.saveConfig();
+  await opened.replica.close();
+}
+
+async function cleanSpools(dir: string): Promise<void> {
+  const tapesDir = join(dir, 'tapes');
+  for (const n of await fsp.readdir(tapesDir).catch(() => [] as string[])) {
+    if (n.startsWith('.link-spool-')) await fsp.rm(join(tapesDir, n), { force: true });
+  }
+}
+
+/** Receives one tape into a spool file, checks its size and hash, fsyncs it and imports it in place. */
+async function receiveTape(ch: Channel, serial: number, o: SecondaryOptions, timeoutMs: number): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
+  const spool = join(o.replicaDir, 'tapes', `.link-spool-${process.pid}-${serial}`);
+  const h = await fsp.open(spool, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+  const hash = createHash('sha256');
+  let pos = 0;
+  let kept = false;
+  try {
+    let f: Frame;
+    for (f = await ch.next(timeoutMs); f.type === MessageType.TapeData; f = await ch.next(timeoutMs)) {
+      hash.update(f.payload);
+      await writeFully(h, f.payload, pos);
+      pos += f.payload.length;
+    }
+    expect(f, MessageType.TapeEnd);
+    const end = decodeTapeEnd(f);
+    const sha256 = hash.digest('hex');
+    if (end.serial !== serial || end.bytes !== pos || end.sha256 !== sha256) {
+      throw new JshipError('LINK_PROTOCOL', `link tape ${serial} arrived as ${pos} bytes with SHA-256 ${sha256.slice(0, 12)}…; the primary sent ${end.bytes} bytes, ${end.sha256.slice(0, 12)}…`, { hint: 'the tape was damaged on its way; it was not stored and is sent again' });
+    }
+    await h.sync();
+    await h.close();
+    kept = true;
+    const report = await withReplica(o.replicaDir, o, async (r) => {
+      const rep = await importLinkTape(r, spool, o.pool);
+      await syncDir(r.tapesDir);
+      return rep;
+    });
+    if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
+      throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
+    }
+    return { serial, sha256, bytes: pos, records: report.records, lastSeq: report.updates?.lastSeq.toString() ?? null };
+  } finally {
+    if (!kept) await h.close().catch(() => undefined);
+    await fsp.rm(spool, { force: true });
+  }
+}
+
+/** Restores the SVOLs up to the newest record, or to now minus the delay; a point not restorable yet is waited for. */
+async function apply(o: SecondaryOptions): Promise<void> {
+  const delay = o.apply?.delayNs ?? 0n;
+  try {
+    const latest = await withReplica(o.replicaDir, o, async (r) => resolvePoint(r.catalog, { kind: 'latest' }));
+    const cutoff = BigInt(Date.now()) * 1_000_000n - delay;
+    const point = delay === 0n || latest.ts <= cutoff ? { kind: 'latest' as const } : { kind: 'until' as const, ts: cutoff, exclusive: false };
+    const res = await restoreReplica(o.replicaDir, { point });
+    if (res.plan.records > 0) o.log({ event: 'applied', seq: res.plan.seq.toString(), ts: res.plan.ts.toString(), records: res.plan.records });
+  } catch (e) {
+    if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;
+    o.log({ event: 'apply-waiting', why: e.message });
+  }
+}

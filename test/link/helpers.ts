@@ -1,0 +1,35 @@
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { JournalGroup } from '../../src/journal/journal-group.js';
+import { restoreReplica } from '../../src/replica/restore.js';
+import type { LinkEvent } from '../../src/link/primary-session.js';
+
+/** Collects link events (and prints them when JSHIP_TEST_VERBOSE is set). */
+export function events(): { log: (e: LinkEvent) => void; all: LinkEvent[] } {
+  const all: LinkEvent[] = [];
+  return { all, log: (e) => { all.push(e); if (process.env.JSHIP_TEST_VERBOSE) console.log(JSON.stringify(e, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))); } };
+}
+
+/** Copies of the PVOL files now, with the time of the last record written. */
+export async function snapshot(group: JournalGroup, dir: string, tag: string): Promise<{ ts: bigint; seq: bigint; files: Record<string, string> }> {
+  await group.flush();
+  const st = await group.status();
+  const files: Record<string, string> = {};
+  for (const v of st.volumes) {
+    const to = join(dir, `${tag}-${v.name}.img`);
+    copyFileSync(v.extents[0]!.path, to);
+    files[v.name] = to;
+  }
+  return { ts: st.time.last!, seq: st.sequence.last!, files };
+}
+
+/** Restores the replica into files at `ts` and checks each volume against the snapshot. */
+export async function expectRestoresTo(replica: string, dir: string, snap: { ts: bigint; files: Record<string, string> }, tag: string): Promise<void> {
+  const out = join(dir, `restored-${tag}`);
+  await restoreReplica(replica, { point: { kind: 'until', ts: snap.ts, exclusive: false }, targets: [{ path: `${out}/` }] });
+  for (const [name, file] of Object.entries(snap.files)) {
+    const got = readFileSync(join(out, `${name}.img`));
+    const want = readFileSync(file);
+    if (!got.equals(want)) throw new Error(`volume ${name} restored at ${tag} differs from the snapshot`);
+  }
+}

@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { groupPaths } from '../../src/journal/group-files.js';
+import { LinkPrimary } from '../../src/link/link-primary.js';
+import { runPull } from '../../src/link/link-secondary.js';
+import { readRegistry } from '../../src/link/registry.js';
+import { parseHostPort } from '../../src/link/dial.js';
+import { readLinkKey } from '../../src/link/link-tls.js';
+import { Replica } from '../../src/replica/replica.js';
+import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { writeMixed } from '../tape/helpers.js';
+import { events, expectRestoresTo, snapshot } from './helpers.js';
+
+describe('link pull (library)', () => {
+  const dir = tempDir();
+
+  it('a new secondary gets a base over the link, then updates written while it pulls; restores are exact at chosen times and the journal is purged to what it confirmed', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g);
+    const key = await readLinkKey(groupPaths(g).linkKey);
+    await writeMixed(group, 60, 1);
+    const ev = events();
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log, maxTapeBytes: 64 * KiB });
+    try {
+      const from = parseHostPort(primary.address as string, '--from');
+      const rep = join(dir, 'rep');
+      const sec = events();
+      const first = await runPull({ replicaDir: rep, name: 'site-b', key, log: sec.log, from, once: true });
+      expect(first.tapes).toBeGreaterThanOrEqual(1);
+      const s1 = await snapshot(group, dir, 's1');
+      // Writes go on while the secondary pulls, in several sessions.
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 0; writing && i < 400; i++) {
+          await writeMixed(group, 5, 100 + i);
+          if (i === 40) await group.mark('mid');
+        }
+      })();
+      for (let i = 0; i < 3; i++) await runPull({ replicaDir: rep, name: 'site-b', key, log: sec.log, from, once: true });
+      writing = false;
+      await writer;
+      await group.write('b', 4096, randomBytes(8192));
+      const s2 = await snapshot(group, dir, 's2');
+      await runPull({ replicaDir: rep, name: 'site-b', key, log: sec.log, from, once: true });
+      await expectRestoresTo(rep, dir, s1, 's1');
+      await expectRestoresTo(rep, dir, s2, 's2');
+      // Purge: nothing else pins the journal (no tape exported yet), so journal-out follows the confirmation.
+      const reg = await readRegistry(g);
+      expect(reg.secondaries.map((s) => s.name)).toEqual(['site-b']);
+      expect(BigInt(reg.secondaries[0]!.confirmed.seq)).toBe(s2.seq);
+      expect(group.journal.outSeq).toBe(s2.seq + 1n);
+      // The replica knows its name at the primary, and its link tapes are catalogued apart from the tape chain.
+      const r = await Replica.open(rep);
+      expect(r.config.linkName).toBe('site-b');
+      expect(r.catalog.tapes().every((t) => t.serial < 0)).toBe(true);
+      await r.close();
+      expect(JSON.parse(readFileSync(join(rep, 'replica.json'), 'utf8')).groupId).toBe(group.config.groupId);
+    } finally {
+      await primary.stop();
+      await group.close();
+    }
+  }, 60_000);
+});
