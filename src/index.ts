@@ -31,3 +31,7 @@ export { Serving, type ServeOptions, type ServedExport, type ServingStatus } fro
 export { NbdServer, type Listen, type ServerStats } from './nbd/server.js';
 export { groupBackend } from './nbd/group-backend.js';
 export type { NbdBackend, NbdExport } from './nbd/export.js';
+export { LinkPrimary, type LinkPrimaryOptions } from './link/link-primary.js';
+export { LinkReceiver, runPull, type LinkSecondaryOptions } from './link/link-secondary.js';
+export { readLinkKey } from './link/link-tls.js';
+export type { LinkEvent, LinkLog } from './link/primary-session.js';

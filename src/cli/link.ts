@@ -111,12 +111,7 @@ export function registerLink(program: Command): void {
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
       if ((opts.to === undefined) === (opts.candidates === undefined)) throw new JshipError('USAGE', 'jship link push needs either --to HOST:PORT or --candidates FILE', { hint: 'run jship link push --help' });
-      const push: Candidate[] = opts.to !== undefined
-        ? [{ ...parseHostPort(opts.to, '--to'), address: opts.to, priority: 1 }]
-        : parseCandidates(await fsp.readFile(opts.candidates as string, 'utf8').catch((e: Error) => {
-          throw new JshipError('USAGE', `--candidates ${opts.candidates}: ${e.message}`, { hint: 'name a readable JSON file' });
-        }), opts.candidates as string);
-      const failoverMs = opts.failoverAfter !== undefined ? Number(parseDuration(opts.failoverAfter, '--failover-after') / 1_000_000n) : 60_000;
+      const { push, failoverMs } = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '');
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
       const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
       await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
@@ -182,6 +177,17 @@ export function registerLink(program: Command): void {
       const r = await onGroup(dir, (g) => forgetSecondary(g, name), { op: 'linkForget', args: { name } });
       emit(opts, r, () => [`secondary "${name}" unregistered (it had confirmed seq ${r.confirmedSeq}); journal-out is now seq ${r.journalOut}`]);
     });
+}
+
+/** The push targets of --to or --candidates (flags named with `prefix`, e.g. "link-" for jship serve). */
+export async function pushTargets(to: string | undefined, candidates: string | undefined, failoverAfter: string | undefined, prefix: string): Promise<{ push: Candidate[]; failoverMs: number }> {
+  const push: Candidate[] = to !== undefined
+    ? [{ ...parseHostPort(to, `--${prefix}to`), address: to, priority: 1 }]
+    : parseCandidates(await fsp.readFile(candidates as string, 'utf8').catch((e: Error) => {
+      throw new JshipError('USAGE', `--${prefix}candidates ${candidates}: ${e.message}`, { hint: 'name a readable JSON file' });
+    }), candidates as string);
+  const failoverMs = failoverAfter !== undefined ? Number(parseDuration(failoverAfter, `--${prefix}failover-after`) / 1_000_000n) : 60_000;
+  return { push, failoverMs };
 }
 
 function maxTape(opts: LinkCliOptions): { maxTapeBytes?: number } {

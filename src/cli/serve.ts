@@ -7,6 +7,7 @@ import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
 import { parseHostPort } from '../link/dial.js';
+import { pushTargets } from './link.js';
 import { readLinkKey } from '../link/link-tls.js';
 import type { LinkEvent } from '../link/primary-session.js';
 import { groupPaths } from '../journal/group-files.js';
@@ -15,6 +16,9 @@ interface ServeCliOptions extends CommonOptions {
   socket?: string;
   listen?: string;
   linkListen?: string;
+  linkTo?: string;
+  linkCandidates?: string;
+  linkFailoverAfter?: string;
   psk?: string;
 }
 
@@ -37,6 +41,9 @@ export function registerServe(program: Command): void {
     .option('--socket <PATH>', 'listen on this Unix socket (default: GROUP_DIR/nbd.sock)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
     .option('--link-listen <HOST:PORT>', 'also serve the direct link: secondaries pull from here (jship link pull)')
+    .option('--link-to <HOST:PORT>', 'also push the journal to a secondary running jship link receive')
+    .option('--link-candidates <FILE>', 'push to the first reachable of these instead (see jship link push)')
+    .option('--link-failover-after <DURATION>', 'with --link-candidates: move on after this long unreachable (default 60s)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
@@ -48,8 +55,11 @@ export function registerServe(program: Command): void {
       const log = opts.json
         ? (message: string): void => { process.stdout.write(`${toJson({ event: 'log', time: new Date().toISOString(), message })}\n`); }
         : (message: string): void => { process.stderr.write(`${new Date().toISOString()} ${message}\n`); };
-      const link = opts.linkListen !== undefined ? {
-        listen: parseHostPort(opts.linkListen, '--link-listen'),
+      if (opts.linkTo !== undefined && opts.linkCandidates !== undefined) throw new JshipError('USAGE', '--link-to and --link-candidates exclude each other', { hint: 'push to one secondary, or to the first reachable candidate' });
+      const pushing = opts.linkTo !== undefined || opts.linkCandidates !== undefined;
+      const link = opts.linkListen !== undefined || pushing ? {
+        ...(opts.linkListen !== undefined ? { listen: parseHostPort(opts.linkListen, '--link-listen') } : {}),
+        ...(pushing ? await pushTargets(opts.linkTo, opts.linkCandidates, opts.linkFailoverAfter, 'link-') : {}),
         key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
         log: (e: LinkEvent): void => log(toJson(e)),
       } : undefined;
@@ -58,7 +68,8 @@ export function registerServe(program: Command): void {
       const stopped = untilStopSignal('serve');
       emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: nbd.address, link: serving.link?.address ?? null, group: serving.group.dir, exports: serving.exports }, () => [
         `serving group ${serving.group.config.groupId} on ${nbd.address} (pid ${process.pid})`,
-        ...(serving.link ? [`  direct link: secondaries pull from ${serving.link.address} (TLS-PSK)`] : []),
+        ...(serving.link?.address ? [`  direct link: secondaries pull from ${serving.link.address} (TLS-PSK)`] : []),
+        ...(pushing ? [`  direct link: pushing to ${opts.linkTo ?? `the candidates in ${opts.linkCandidates}`}`] : []),
         ...serving.exports.map((e) => `  ${e.name}  ${formatSize(e.size)}  ${e.uri}`),
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
       ]);

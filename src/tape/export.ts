@@ -136,7 +136,10 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
       baseInfo = { baseId: run.baseId, scope: run.scope, completeSeq: done.seq, records: run.records, bytes: run.bytes };
       baseRun = undefined;
     }
+    // Only records known durable leave the primary: after a power cut it must not reuse a
+    // sequence number that a tape or a secondary already holds.
     const end = group.journal.writtenSeq;
+    if (from < end) await group.flush();
     if (from < end) {
       for await (const r of group.records(from)) {
         if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
