@@ -24,9 +24,10 @@ export async function snapshot(group: JournalGroup, dir: string, tag: string): P
 }
 
 /** Restores the replica into files at `ts` and checks each volume against the snapshot. */
-export async function expectRestoresTo(replica: string, dir: string, snap: { ts: bigint; files: Record<string, string> }, tag: string): Promise<void> {
+export async function expectRestoresTo(replica: string, dir: string, snap: { ts: bigint; seq: bigint; files: Record<string, string> }, tag: string, by: 'time' | 'seq' = 'time'): Promise<void> {
   const out = join(dir, `restored-${tag}`);
-  await restoreReplica(replica, { point: { kind: 'until', ts: snap.ts, exclusive: false }, targets: [{ path: `${out}/` }] });
+  const point = by === 'time' ? { kind: 'until' as const, ts: snap.ts, exclusive: false } : { kind: 'seq' as const, seq: snap.seq };
+  await restoreReplica(replica, { point, targets: [{ path: `${out}/` }] });
   for (const [name, file] of Object.entries(snap.files)) {
     const got = readFileSync(join(out, `${name}.img`));
     const want = readFileSync(file);
