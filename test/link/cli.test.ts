@@ -1,0 +1,92 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { groupPaths } from '../../src/journal/group-files.js';
+import { MiB, jshipJson, makeGroup, tempDir, BIN } from '../helpers.js';
+import { client, serve } from '../nbd/helpers.js';
+
+/** Starts a long-running `jship link …` with --json and waits for its ready line. */
+async function linkProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null> }> {
+  const p = spawn(process.execPath, [BIN, 'link', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: any[] = [];
+  let err = '';
+  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const exited = new Promise<number | null>((r) => p.once('close', r));
+  const ready = await new Promise<any>((resolve, reject) => {
+    createInterface({ input: p.stdout }).on('line', (l) => {
+      const e = JSON.parse(l);
+      events.push(e);
+      if (e.ready) resolve(e);
+    });
+    void exited.then((c) => reject(new Error(`jship link ${args[0]} exited ${c}: ${err}`)));
+  });
+  return { ready, events, stop: async () => { p.kill('SIGTERM'); return exited; } };
+}
+
+async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('link through the CLI and NBD', () => {
+  const dir = tempDir();
+
+  it('jship serve with --link-listen and --link-to: writes through qemu-io reach a pulling and a receiving replica; restores compare equal with qemu-img', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB, b: 1 * MiB }, { journalSize: 32 * MiB });
+    const key = groupPaths(g).linkKey;
+    const pushed = join(dir, 'pushed');
+    const recv = await linkProc('receive', pushed, '--listen', '127.0.0.1:0', '--psk', key, '--name', 'site-c', '--apply');
+    const srv = await serve(g, '--link-listen', '127.0.0.1:0', '--link-to', recv.ready.listening);
+    const linkAt = (srv.ready as any).link as string;
+    expect(linkAt).toMatch(/^127\.0\.0\.1:\d+$/);
+    const [a, b] = srv.ready.exports.map((e) => e.uri);
+    const rep = join(dir, 'pulled');
+    const pullOnce = () => spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', linkAt, '--psk', key, '--name', 'site-b', '--once', '--json'], { encoding: 'utf8' });
+    try {
+      // The pulling secondary registers (and gets its base) before the writes: it holds every point from then on.
+      expect(pullOnce().status).toBe(0);
+      client('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x22 3M 512k', a!);
+      client('qemu-io', '-f', 'raw', '-c', 'write -P 0x33 4k 64k', b!);
+      expect(jshipJson('mark', g, 'before-change').code).toBe(0);
+      client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', a!, join(dir, 'a-at-mark.raw'));
+      client('qemu-io', '-f', 'raw', '-c', 'write -P 0x44 512k 1M', '-c', 'write -z 3M 256k', a!);
+      client('qemu-io', '-f', 'raw', '-c', 'discard 4k 4k', b!);
+      const pull = pullOnce();
+      expect(pull.status, pull.stderr).toBe(0);
+      // One JSON line per event, the last one says it caught up.
+      const lines = pull.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines.map((e) => e.event)).toContain('connected');
+      expect(lines.filter((e) => e.event === 'tape-stored').length).toBeGreaterThan(0);
+      expect(lines.at(-1).event).toBe('caught-up');
+      // Status through the control socket lists both secondaries with their lag.
+      await until('site-c to catch up', () => {
+        const st = jshipJson('status', g);
+        return st.out.link?.find((l: any) => l.name === 'site-c')?.records === '0';
+      });
+      const st = jshipJson('status', g).out;
+      expect(st.link.map((l: any) => l.name).sort()).toEqual(['site-b', 'site-c']);
+      expect(st.link.find((l: any) => l.name === 'site-b').records).toBe('0');
+      for (const [name, uri] of [['a', a!], ['b', b!]] as const) client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `${name}-now.raw`));
+      const stopped = await srv.stop();
+      expect(stopped.code).toBe(0);
+      // The pulled replica: latest and at the marker.
+      expect(jshipJson('restore', rep, '--target', join(dir, 'latest/')).code).toBe(0);
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'latest', 'a.img'), join(dir, 'a-now.raw'));
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'latest', 'b.img'), join(dir, 'b-now.raw'));
+      expect(jshipJson('restore', rep, '--marker', 'before-change', '--target', join(dir, 'marked/')).code).toBe(0);
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'marked', 'a.img'), join(dir, 'a-at-mark.raw'));
+      // The pushed replica kept its SVOLs applied.
+      await until('the receiver to apply', () => recv.events.some((e) => e.event === 'applied' && e.seq === st.sequence.last));
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(pushed, 'svol', 'a.img'), join(dir, 'a-now.raw'));
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(pushed, 'svol', 'b.img'), join(dir, 'b-now.raw'));
+      expect(recv.events.some((e) => e.event === 'tape-stored')).toBe(true);
+    } finally {
+      await srv.stop().catch(() => undefined);
+      expect(await recv.stop()).toBe(0);
+    }
+  }, 120_000);
+});
