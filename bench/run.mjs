@@ -7,16 +7,21 @@ import { benchTapes, benchTapeRss } from './tapes.mjs';
 import { benchFullRestore, benchHotSpot } from './restore.mjs';
 import { benchNbd } from './nbd.mjs';
 import { benchS3 } from './s3.mjs';
+import { benchLink } from './link.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3 };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
   if (only && only !== name) continue;
   for (const r of await fn()) {
     all.push(r);
+    if (r.jship.maxRecords !== undefined) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(24)} lag median ${r.jship.medianRecords} records / ${r.jship.medianSeconds.toFixed(2)} s, max ${r.jship.maxRecords} records / ${r.jship.maxSeconds.toFixed(2)} s (${r.jship.samples} samples)`);
+      continue;
+    }
     if (r.jship.rssMiB !== undefined && !r.peer) {
       console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} peak RSS ${r.jship.rssMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB) in ${r.jship.secs.toFixed(1)} s`);
       continue;

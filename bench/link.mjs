@@ -1,0 +1,119 @@
+// The direct link: 1 GiB of journal records pulled by a secondary
+// (`jship link pull --once`: TLS-PSK, link tapes compressed and hashed,
+// written, fsynced and imported) against a plain TLS socket copy of the same
+// number of bytes with the receiver fsyncing as often (bench/tls-copy.mjs),
+// in the same run. Then the lag of a pulling secondary behind `jship serve`
+// under a steady fio write load, sampled from `jship status` every second.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createGroup, openGroup } from '../dist/index.js';
+import { MiB, scratch, median, mbps, timeCommand } from './lib.mjs';
+
+const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
+const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
+const DATA_MIB = 1024;
+const TAPE = 64 * MiB;
+
+function jship(args) {
+  const r = spawnSync(JSHIP, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+async function started(args, what) {
+  const p = spawn(JSHIP, [...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise((resolve, reject) => {
+    p.stdout.on('data', (c) => { out += c; if (out.includes('"ready":true')) resolve(); });
+    p.on('exit', (code) => reject(new Error(`${what} exited ${code}: ${out}`)));
+  });
+  return { p, ready: JSON.parse(out.split('\n').find((l) => l.includes('"ready":true'))) };
+}
+
+async function stop(p) {
+  const done = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  await done;
+}
+
+async function throughput(dir, runs) {
+  const g = join(dir, 'g');
+  await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'v.img'), size: 64 * MiB }] }], journalSize: (DATA_MIB + 128) * MiB });
+  const key = join(g, 'link.key');
+  const rep = join(dir, 'rep');
+  // Register the secondary (its base: the 64 MiB volume), then write 1 GiB of incompressible records.
+  let srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0'], 'link serve');
+  jship(['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--name', 'bench', '--once']);
+  await stop(srv.p);
+  const group = await openGroup(g, { checkpointIntervalMs: 0 });
+  for (let i = 0; i < DATA_MIB; i++) await group.write(0, (i % 64) * MiB, randomBytes(MiB));
+  await group.close();
+  spawnSync('cp', ['-a', g, `${g}.orig`]);
+  spawnSync('cp', ['-a', rep, `${rep}.orig`]);
+  const input = join(dir, 'peer-in');
+  spawnSync('dd', ['if=/dev/urandom', `of=${input}`, 'bs=1M', `count=${DATA_MIB}`], { stdio: 'ignore' });
+  const keyHex = readFileSync(key, 'utf8').trim();
+  const ours = [];
+  const theirs = [];
+  for (let r = 0; r < runs; r++) {
+    for (const [from, to] of [[`${g}.orig`, g], [`${rep}.orig`, rep]]) {
+      rmSync(to, { recursive: true, force: true });
+      spawnSync('cp', ['-a', from, to]);
+    }
+    spawnSync('sync');
+    srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0', '--max-tape', String(TAPE)], 'link serve');
+    ours.push(timeCommand(JSHIP, ['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--once']));
+    await stop(srv.p);
+    spawnSync('sync');
+    const portFile = join(dir, 'port');
+    rmSync(portFile, { force: true });
+    const recv = spawn(process.execPath, [PEER, 'recv', portFile, join(dir, 'peer-out'), String(DATA_MIB * MiB), String(TAPE), keyHex], { stdio: 'inherit' });
+    while (!existsSync(portFile) || readFileSync(portFile, 'utf8') === '') await sleep(20);
+    theirs.push(timeCommand(process.execPath, [PEER, 'send', readFileSync(portFile, 'utf8'), input, keyHex]));
+    await new Promise((r) => (recv.exitCode !== null ? r() : recv.once('exit', r)));
+    rmSync(join(dir, 'peer-out'), { force: true });
+  }
+  const bytes = DATA_MIB * MiB;
+  const j = median(ours);
+  const p = median(theirs);
+  return { bench: 'link', case: '1 GiB pull', jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
+}
+
+async function lag(dir) {
+  const g = join(dir, 'lg');
+  await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'lv.img'), size: 256 * MiB }] }], journalSize: 512 * MiB });
+  const sock = join(dir, 'nbd.sock');
+  const srv = await started(['serve', g, '--socket', sock, '--link-listen', '127.0.0.1:0'], 'serve');
+  const rep = join(dir, 'lrep');
+  const pull = await started(['link', 'pull', rep, '--from', srv.ready.link, '--psk', join(g, 'link.key'), '--name', 'lag'], 'link pull');
+  const fio = spawn('fio', ['--name=lag', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, '--size=256M', '--rw=randwrite', '--bs=4k', '--iodepth=8',
+    '--rate=20m', '--time_based', '--runtime=30', '--output-format=json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const samples = [];
+  const t0 = Date.now();
+  while (fio.exitCode === null && Date.now() - t0 < 60_000) {
+    await sleep(1000);
+    const st = JSON.parse(jship(['status', g, '--json']));
+    const l = st.link?.find((x) => x.name === 'lag');
+    if (l && Date.now() - t0 > 5000) samples.push({ records: Number(l.records), seconds: l.seconds ?? 0 });
+  }
+  await new Promise((r) => (fio.exitCode !== null ? r() : fio.once('exit', r)));
+  await stop(pull.p);
+  await stop(srv.p);
+  const recs = samples.map((s) => s.records);
+  const secs = samples.map((s) => s.seconds);
+  return {
+    bench: 'link', case: 'lag, fio 20 MiB/s 4k', jship: { samples: samples.length, medianRecords: median(recs), maxRecords: Math.max(...recs), medianSeconds: median(secs), maxSeconds: Math.max(...secs) },
+  };
+}
+
+export async function benchLink({ runs = 2 } = {}) {
+  const { dir, cleanup } = scratch('link');
+  try {
+    return [await throughput(dir, runs), await lag(dir)];
+  } finally {
+    cleanup();
+  }
+}
