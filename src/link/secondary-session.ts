@@ -1,18 +1,16 @@
-import { createHash } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { syncDir, writeFully } from '../io/files.js';
-import { importLinkTape } from '../replica/import.js';
+import { importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
 import { resolvePoint } from '../replica/restore-plan.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import type { Channel } from './channel.js';
-import { MessageType, type Frame } from './frame.js';
+import { MessageType } from './frame.js';
 import {
   decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
-  type LinkStatus, type PrimaryHello,
+  type LinkStatus, type PrimaryHello, type TapeEnd,
 } from './messages.js';
 import type { LinkLog } from './primary-session.js';
 
@@ -94,7 +92,6 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   }
   if (pos.groupId === null) await createReplica(o.replicaDir, hello, o.name);
   o.log({ event: 'connected', peer: ch.peer, host: hello.host, groupId: hello.groupId, mode: o.mode, held: pos.held?.serial ?? 0, primaryLastSeq: hello.status.lastSeq });
-  await cleanSpools(o.replicaDir);
   let status = hello.status;
   let tapes = 0;
   let records = 0;
@@ -125,49 +122,43 @@ async function createReplica(dir: string, hello: PrimaryHello, name: string): Pr
   await opened.replica.close();
 }
 
-async function cleanSpools(dir: string): Promise<void> {
-  const tapesDir = join(dir, 'tapes');
-  for (const n of await fsp.readdir(tapesDir).catch(() => [] as string[])) {
-    if (n.startsWith('.link-spool-')) await fsp.rm(join(tapesDir, n), { force: true });
-  }
-}
-
-/** Receives one tape into a spool file, checks its size and hash, fsyncs it and imports it in place. */
+/**
+ * Receives one tape and imports it as it arrives (copied, hashed and
+ * verified in one pass), holding the replica meanwhile; the size and
+ * SHA-256 of TAPE_END must match what arrived.
+ */
 async function receiveTape(ch: Channel, serial: number, o: SecondaryOptions, timeoutMs: number): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
-  const spool = join(o.replicaDir, 'tapes', `.link-spool-${process.pid}-${serial}`);
-  const h = await fsp.open(spool, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
-  const hash = createHash('sha256');
-  let pos = 0;
-  let kept = false;
-  try {
-    let f: Frame;
-    for (f = await ch.next(timeoutMs); f.type === MessageType.TapeData; f = await ch.next(timeoutMs)) {
-      hash.update(f.payload);
-      await writeFully(h, f.payload, pos);
-      pos += f.payload.length;
+  const where = `link tape ${serial} from ${ch.peer}`;
+  const first = await ch.next(timeoutMs);
+  expect(first, MessageType.TapeData);
+  let end: TapeEnd | undefined;
+  let bytes = first.payload.length;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    yield first.payload;
+    for (let f = await ch.next(timeoutMs); ; f = await ch.next(timeoutMs)) {
+      if (f.type !== MessageType.TapeData) {
+        expect(f, MessageType.TapeEnd);
+        end = decodeTapeEnd(f);
+        if (end.serial !== serial || end.bytes !== bytes) {
+          throw new JshipError('LINK_PROTOCOL', `${where}: ${bytes} bytes arrived, TAPE_END says tape ${end.serial} of ${end.bytes} bytes`, { hint: 'it was not stored and is sent again' });
+        }
+        return;
+      }
+      bytes += f.payload.length;
+      yield f.payload;
     }
-    expect(f, MessageType.TapeEnd);
-    const end = decodeTapeEnd(f);
-    const sha256 = hash.digest('hex');
-    if (end.serial !== serial || end.bytes !== pos || end.sha256 !== sha256) {
-      throw new JshipError('LINK_PROTOCOL', `link tape ${serial} arrived as ${pos} bytes with SHA-256 ${sha256.slice(0, 12)}…; the primary sent ${end.bytes} bytes, ${end.sha256.slice(0, 12)}…`, { hint: 'the tape was damaged on its way; it was not stored and is sent again' });
-    }
-    await h.sync();
-    await h.close();
-    kept = true;
-    const report = await withReplica(o.replicaDir, o, async (r) => {
-      const rep = await importLinkTape(r, spool, o.pool);
-      await syncDir(r.tapesDir);
-      return rep;
-    });
-    if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
-      throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
-    }
-    return { serial, sha256, bytes: pos, records: report.records, lastSeq: report.updates?.lastSeq.toString() ?? null };
-  } finally {
-    if (!kept) await h.close().catch(() => undefined);
-    await fsp.rm(spool, { force: true });
   }
+  const report = await withReplica(o.replicaDir, o, async (r) => {
+    const rep = await importLinkStream(r, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256 });
+    if (!end) throw new JshipError('LINK_PROTOCOL', `${where}: the tape ended before TAPE_END`, { hint: 'it is sent again' });
+    return rep;
+  });
+  if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
+    throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
+  }
+  const done = end as TapeEnd | undefined;
+  if (!done) throw new JshipError('LINK_PROTOCOL', `${where}: no TAPE_END`, { hint: 'it is sent again' });
+  return { serial, sha256: done.sha256, bytes, records: report.records, lastSeq: report.updates?.lastSeq.toString() ?? null };
 }
 
 /** Restores the SVOLs up to the newest record, or to now minus the delay; a point not restorable yet is waited for. */

@@ -8,7 +8,7 @@ import { syncDir, writeFully } from '../io/files.js';
 import type { TapeKey } from '../tape/crypto.js';
 import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
-import { expandTapeSources, findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
+import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
 import { asSource, type TapeSource } from '../tape/tape-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
@@ -54,12 +54,8 @@ export interface ImportOptions {
   s3?: S3Settings;
   pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
-  /**
-   * The source is a file in the replica's tapes directory, written and
-   * fsynced by the link receiver: it is verified in place and linked under
-   * its final name instead of being copied.
-   */
-  adopt?: boolean;
+  /** The whole tape's SHA-256 as its sender computed it (asked once the tape is read): another one refuses the tape. */
+  expectSha256?: () => string | undefined;
 }
 
 /**
@@ -165,15 +161,16 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
 }
 
 /**
- * Imports one link tape the receiver wrote (and fsynced) into the replica's
- * tapes directory: verified in place, renamed under its final name and
- * catalogued, like any tape.
+ * Imports one link tape as it arrives: `chunks` is the tape's bytes, read
+ * once, and `first` the first of them (the label frame, which the sender
+ * writes alone). Stored, verified and catalogued like any tape.
  */
-export async function importLinkTape(replica: Replica, path: string, pool: FramePool): Promise<TapeImport> {
-  const src = asSource(path);
-  const label = await readLabel(src);
-  if (!label.link) throw new JshipError('TAPE_BAD_LABEL', `${path} is not a link tape`, { hint: 'this is a bug in jship' });
-  return importOne(replica, src, label, { pool, adopt: true }, () => undefined);
+export async function importLinkStream(replica: Replica, first: Buffer, chunks: () => AsyncIterable<Buffer>, where: string, opts: { pool: FramePool; expectSha256: () => string | undefined }): Promise<TapeImport> {
+  const label = await labelOf(first, where);
+  if (!label.link) throw new JshipError('TAPE_BAD_LABEL', `${where} is not a link tape`, { hint: 'the primary sent a tape of its tape chain over the link: run the same jship release on both sites' });
+  // A stream has no size to compare with and cannot be read twice: it is copied, hashed and verified in one pass.
+  const src: TapeSource = { where, remote: true, size: async () => -1, chunks };
+  return importOne(replica, src, label, opts, () => undefined);
 }
 
 async function cleanIncoming(replica: Replica): Promise<void> {
@@ -226,16 +223,15 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
   const stage = randomBytes(6).toString('hex');
-  const adopt = opts.adopt === true;
-  const tmp = adopt ? source : replica.tapePath(`.incoming-${stage}`);
-  const h = adopt ? undefined : await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  const tmp = replica.tapePath(`.incoming-${stage}`);
+  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   const hash = createHash('sha256');
   let pos = 0;
   let closed = false;
   try {
     const { segments, markers, trailer, damage } = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
-      if (h) await writeFully(h, c, pos);
+      await writeFully(h, c, pos);
       pos += c.length;
       progress(pos);
     });
@@ -255,8 +251,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       }
       if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
       const file = label.link ? `jship-link-${String(label.serial).padStart(6, '0')}-partial.tar.zst` : `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
-      await h?.sync();
-      await h?.close();
+      await h.sync();
+      await h.close();
       closed = true;
       await fsp.rename(tmp, replica.tapePath(file));
       await syncDir(replica.tapesDir);
@@ -274,8 +270,12 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
     const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
     const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeFileName(label.serial, lo, hi).slice('jship-'.length)}`;
-    await h?.sync();
-    await h?.close();
+    const expected = opts.expectSha256?.();
+    if (expected !== undefined && expected !== sha256) {
+      return refused(source, label.serial, new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${sha256.slice(0, 12)}…, its sender computed ${expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }));
+    }
+    await h.sync();
+    await h.close();
     closed = true;
     const finalPath = replica.tapePath(file);
     try {
@@ -298,8 +298,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     };
   } finally {
     cat.dropStaged(stage);
-    if (!closed) await h?.close().catch(() => undefined);
-    if (!adopt) await fsp.rm(tmp, { force: true });
+    if (!closed) await h.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true });
   }
 }
 

@@ -44,13 +44,19 @@ export async function expandTapeSources(sources: string[], s3: S3Settings = {}):
   return out;
 }
 
-/** Reads only a tape's label (the first frame). */
+/** Reads only a tape's label (the first frame, within the first MiB). */
 export async function readLabel(source: string | TapeSource): Promise<TapeLabel> {
   const src = asSource(source);
-  const path = src.where;
   const size = await src.size();
-  if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${path}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
-  const gen = readTape(src.chunks(0, Math.min(size, 1024 * 1024) - 1), { where: path, structureOnly: true });
+  if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
+  const parts: Buffer[] = [];
+  for await (const c of src.chunks(0, Math.min(size, 1024 * 1024) - 1)) parts.push(c);
+  return labelOf(Buffer.concat(parts), src.where);
+}
+
+/** A tape's label from its first bytes (the label frame, as a writer writes it first and alone). */
+export async function labelOf(first: Buffer, where: string): Promise<TapeLabel> {
+  const gen = readTape((async function* () { yield first; })(), { where, structureOnly: true });
   try {
     for await (const item of gen) if (item.type === 'label') return item.label;
   } catch (e) {
@@ -58,7 +64,7 @@ export async function readLabel(source: string | TapeSource): Promise<TapeLabel>
   } finally {
     await gen.return(undefined);
   }
-  throw new JshipError('TAPE_BAD_LABEL', `${path}: no jship label in its first MiB`, { hint: 'this is not a jship tape, or its beginning is damaged' });
+  throw new JshipError('TAPE_BAD_LABEL', `${where}: no jship label in its first ${first.length} bytes`, { hint: 'this is not a jship tape, or its beginning is damaged' });
 }
 
 export async function sha256File(source: string | TapeSource): Promise<string> {
@@ -77,7 +83,7 @@ export async function findTrailer(source: string | TapeSource): Promise<TapeTrai
   const path = src.where;
   const size = await src.size();
   const span = Math.min(size, 8 * 1024 * 1024);
-  if (span === 0) return undefined;
+  if (span <= 0) return undefined; // empty, or a stream of unknown size
   const parts: Buffer[] = [];
   for await (const c of src.chunks(size - span, size - 1)) parts.push(c);
   const buf = Buffer.concat(parts);

@@ -6,7 +6,6 @@ import { groupPaths } from '../../src/journal/group-files.js';
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { LinkReceiver } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
-import { parseHostPort } from '../../src/link/dial.js';
 import { readLinkKey } from '../../src/link/link-tls.js';
 import type { LinkEvent } from '../../src/link/primary-session.js';
 import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
