@@ -1,6 +1,6 @@
 import { constants, promises as fsp, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
 
 interface LockInfo {
   pid: number;
@@ -8,6 +8,15 @@ interface LockInfo {
   /** Start time of the process (from /proc), so that a reused pid is not taken for the owner. */
   start: string;
   since: string;
+  /** This owner hands the lock over between its units of work when another process asks (the link receiver). */
+  yields?: boolean;
+}
+
+export interface AcquireOptions {
+  /** Mark the lock as one this owner yields when asked (see `wanted`). */
+  yields?: boolean;
+  /** How long to wait for an owner that yields (default 10 minutes). */
+  waitMs?: number;
 }
 
 /**
@@ -23,8 +32,35 @@ export class DirLock {
     this.path = path;
   }
 
-  static async acquire(path: string, what: string): Promise<DirLock> {
-    const me: LockInfo = { pid: process.pid, host: hostname(), start: processStart(process.pid) ?? '', since: new Date().toISOString() };
+  static async acquire(path: string, what: string, opts: AcquireOptions = {}): Promise<DirLock> {
+    const me: LockInfo = { pid: process.pid, host: hostname(), start: processStart(process.pid) ?? '', since: new Date().toISOString(), ...(opts.yields ? { yields: true } : {}) };
+    const deadline = Date.now() + (opts.waitMs ?? 600_000);
+    let asked = false;
+    try {
+      for (;;) {
+        try {
+          return await DirLock.#tryAcquire(path, what, me);
+        } catch (e) {
+          const owner = isJshipError(e, 'GROUP_LOCKED') ? await readLock(path) : undefined;
+          if (!owner?.yields || opts.yields || Date.now() > deadline) throw e;
+          // Ask the owner to hand over between two of its units of work, and wait for it.
+          if (!asked) await fsp.writeFile(`${path}.want`, JSON.stringify(me));
+          asked = true;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    } finally {
+      if (asked) await fsp.rm(`${path}.want`, { force: true });
+    }
+  }
+
+  /** Whether a live process asks for this lock (an owner that yields then releases it). */
+  async wanted(): Promise<boolean> {
+    const w = await readLock(`${this.path}.want`);
+    return w !== undefined && isAlive(w);
+  }
+
+  static async #tryAcquire(path: string, what: string, me: LockInfo): Promise<DirLock> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const h = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
@@ -64,7 +100,7 @@ async function readLock(path: string): Promise<LockInfo | undefined> {
   try {
     const v = JSON.parse(await fsp.readFile(path, 'utf8')) as Partial<LockInfo>;
     if (typeof v.pid !== 'number' || typeof v.host !== 'string') return undefined;
-    return { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? '') };
+    return { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? ''), ...(v.yields === true ? { yields: true } : {}) };
   } catch {
     // Unreadable or half-written (its writer died between create and write): stale.
     return undefined;

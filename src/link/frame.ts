@@ -21,7 +21,7 @@ export const LINK_VERSION = 1;
 export const FRAME_HEADER = 16;
 /** No frame is larger: tape bytes travel in chunks of DATA_CHUNK. */
 export const MAX_PAYLOAD = 4 * 1024 * 1024;
-export const DATA_CHUNK = 1024 * 1024;
+export const DATA_CHUNK = MAX_PAYLOAD;
 
 export enum MessageType {
   Hello = 1,

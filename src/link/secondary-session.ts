@@ -39,26 +39,29 @@ export interface Held {
 
 const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () => false);
 
-/** Runs `fn` with the replica open, waiting while another process (a restore, an import) holds it. */
-export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?: number }, fn: (r: Replica) => Promise<T>): Promise<T> {
+/** Opens the replica, waiting while another process (a restore, an import) holds it. */
+async function openReplica(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Replica> {
   const deadline = Date.now() + (o.lockWaitMs ?? 3_600_000);
   let told = false;
   for (;;) {
-    let r: Replica;
     try {
-      r = await Replica.open(dir);
+      return await Replica.open(dir, { yields: true });
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline) throw e;
       if (!told) o.log({ event: 'waiting', why: e.message });
       told = true;
       await new Promise((res) => setTimeout(res, 500));
-      continue;
     }
-    try {
-      return await fn(r);
-    } finally {
-      await r.close();
-    }
+  }
+}
+
+/** Runs `fn` with the replica open (see openReplica). */
+export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?: number }, fn: (r: Replica) => Promise<T>): Promise<T> {
+  const r = await openReplica(dir, o);
+  try {
+    return await fn(r);
+  } finally {
+    await r.close();
   }
 }
 
@@ -95,23 +98,61 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   let status = hello.status;
   let tapes = 0;
   let records = 0;
-  for (;;) {
-    if (o.mode === 'pull') await ch.send(message(MessageType.Read, { waitMs: o.once ? 0 : 10_000 }));
-    const next = await ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
-    if (next.type === MessageType.Idle) {
-      status = decodeIdle(next).status;
-      if (o.apply) await apply(o);
-      if (o.once) return { tapes, records, status };
-      continue;
+  // The secondary's pointers (§0078-0083): what the primary has for it, what is stored, what the SVOLs are being and have been restored to.
+  const pointers: Pointers = { readScheduled: status.lastSeq, read: null, restoreScheduled: null, restored: null };
+  // Held while tapes come back to back; let go when the primary is idle and for each apply, so that restores can run.
+  let replica: Replica | undefined;
+  const release = async (): Promise<void> => {
+    await replica?.close();
+    replica = undefined;
+  };
+  try {
+    for (;;) {
+      if (o.mode === 'pull') await ch.send(message(MessageType.Read, { waitMs: o.once ? 0 : 10_000 }));
+      const pending = ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
+      // While the next tape is not here, another process asking for the replica gets it.
+      while (replica && !(await settlesWithin(pending, 200))) {
+        if (await replica.wanted()) {
+          o.log({ event: 'yielding', why: 'another process asked for the replica (a restore, an import): it goes first' });
+          await release();
+        }
+      }
+      const next = await pending;
+      if (next.type === MessageType.Idle) {
+        await release();
+        status = decodeIdle(next).status;
+        pointers.readScheduled = status.lastSeq;
+        if (o.apply) await apply(o, pointers);
+        if (o.once) return { tapes, records, status };
+        continue;
+      }
+      expect(next, MessageType.TapeBegin);
+      replica ??= await openReplica(o.replicaDir, o);
+      const got = await receiveTape(ch, replica, decodeTapeBegin(next).serial, o, timeoutMs);
+      tapes++;
+      records += got.records;
+      await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
+      pointers.read = got.lastSeq ?? pointers.read;
+      o.log({ event: 'tape-stored', serial: got.serial, bytes: got.bytes, records: got.records, seq: got.lastSeq, pointers: { ...pointers } });
+      if (o.apply) {
+        await release();
+        await apply(o, pointers);
+      }
     }
-    expect(next, MessageType.TapeBegin);
-    const got = await receiveTape(ch, decodeTapeBegin(next).serial, o, timeoutMs);
-    tapes++;
-    records += got.records;
-    await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
-    o.log({ event: 'tape-stored', serial: got.serial, bytes: got.bytes, records: got.records, seq: got.lastSeq });
-    if (o.apply) await apply(o);
+  } finally {
+    await release();
   }
+}
+
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+}
+
+interface Pointers {
+  readScheduled: string | null;
+  read: string | null;
+  restoreScheduled: string | null;
+  restored: string | null;
 }
 
 async function createReplica(dir: string, hello: PrimaryHello, name: string): Promise<void> {
@@ -124,10 +165,10 @@ async function createReplica(dir: string, hello: PrimaryHello, name: string): Pr
 
 /**
  * Receives one tape and imports it as it arrives (copied, hashed and
- * verified in one pass), holding the replica meanwhile; the size and
- * SHA-256 of TAPE_END must match what arrived.
+ * verified in one pass); the size and SHA-256 of TAPE_END must match what
+ * arrived.
  */
-async function receiveTape(ch: Channel, serial: number, o: SecondaryOptions, timeoutMs: number): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
+async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
   const where = `link tape ${serial} from ${ch.peer}`;
   const first = await ch.next(timeoutMs);
   expect(first, MessageType.TapeData);
@@ -148,11 +189,7 @@ async function receiveTape(ch: Channel, serial: number, o: SecondaryOptions, tim
       yield f.payload;
     }
   }
-  const report = await withReplica(o.replicaDir, o, async (r) => {
-    const rep = await importLinkStream(r, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256 });
-    if (!end) throw new JshipError('LINK_PROTOCOL', `${where}: the tape ended before TAPE_END`, { hint: 'it is sent again' });
-    return rep;
-  });
+  const report = await importLinkStream(replica, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256 });
   if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
     throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
   }
@@ -162,14 +199,17 @@ async function receiveTape(ch: Channel, serial: number, o: SecondaryOptions, tim
 }
 
 /** Restores the SVOLs up to the newest record, or to now minus the delay; a point not restorable yet is waited for. */
-async function apply(o: SecondaryOptions): Promise<void> {
+async function apply(o: SecondaryOptions, pointers: Pointers): Promise<void> {
   const delay = o.apply?.delayNs ?? 0n;
   try {
     const latest = await withReplica(o.replicaDir, o, async (r) => resolvePoint(r.catalog, { kind: 'latest' }));
     const cutoff = BigInt(Date.now()) * 1_000_000n - delay;
     const point = delay === 0n || latest.ts <= cutoff ? { kind: 'latest' as const } : { kind: 'until' as const, ts: cutoff, exclusive: false };
+    pointers.restoreScheduled = point.kind === 'latest' ? latest.seq.toString() : null;
     const res = await restoreReplica(o.replicaDir, { point });
-    if (res.plan.records > 0) o.log({ event: 'applied', seq: res.plan.seq.toString(), ts: res.plan.ts.toString(), records: res.plan.records });
+    pointers.restored = res.plan.seq.toString();
+    pointers.restoreScheduled = pointers.restored;
+    if (res.plan.records > 0) o.log({ event: 'applied', seq: res.plan.seq.toString(), ts: res.plan.ts.toString(), records: res.plan.records, pointers: { ...pointers } });
   } catch (e) {
     if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;
     o.log({ event: 'apply-waiting', why: e.message });

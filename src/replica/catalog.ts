@@ -144,6 +144,14 @@ export class Catalog {
     }
   }
 
+  #sync = true;
+
+  #synchronous(on: boolean): void {
+    if (this.#sync === on) return;
+    this.#db.pragma(`synchronous = ${on ? 'FULL' : 'OFF'}`);
+    this.#sync = on;
+  }
+
   close(): void {
     this.#db.close();
   }
@@ -154,6 +162,7 @@ export class Catalog {
   }
 
   setMeta(key: string, value: string): void {
+    this.#synchronous(true);
     this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
@@ -191,6 +200,9 @@ export class Catalog {
    * takes them, `dropStaged` forgets them.
    */
   stageIndex(stage: string, idx: number, index: Buffer): void {
+    // Staged rows need no durability of their own (a crash drops them anyway):
+    // no fsync per segment; putTape's transaction, synchronous again, makes them durable with the rest.
+    this.#synchronous(false);
     this.#db.prepare('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, index);
   }
 
@@ -205,6 +217,7 @@ export class Catalog {
    * and markers, in one transaction. Segment indexes come from `stage`.
    */
   putTape(tape: TapeRow, segments: SegmentRow[], markers: MarkerRow[], stage: string): void {
+    this.#synchronous(true);
     const tx = this.#db.transaction(() => {
       this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(tape.serial);
       this.#db.prepare(`INSERT INTO tapes (serial, file, sha256, bytes, media_set, media_index, media_last, prev_sha256, key_id, status, problem, records,
@@ -223,6 +236,7 @@ export class Catalog {
   }
 
   deleteTape(serial: number): void {
+    this.#synchronous(true);
     this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(serial);
   }
 

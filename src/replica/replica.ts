@@ -48,7 +48,7 @@ export class Replica {
   }
 
   /** Opens an existing replica; with `freshCatalog`, drops its catalogue first (a rebuild). */
-  static async open(dir: string, opts: { freshCatalog?: boolean } = {}): Promise<Replica> {
+  static async open(dir: string, opts: { freshCatalog?: boolean; yields?: boolean } = {}): Promise<Replica> {
     dir = resolve(dir);
     const config = await readReplicaConfig(dir);
     if (!config) {
@@ -56,7 +56,7 @@ export class Replica {
         hint: 'a replica is created by the first `jship import REPLICA_DIR TAPE` into a new or empty directory',
       });
     }
-    return Replica.#lockAndOpen(dir, config, opts.freshCatalog ?? false);
+    return Replica.#lockAndOpen(dir, config, opts.freshCatalog ?? false, opts.yields ?? false);
   }
 
   /**
@@ -85,8 +85,8 @@ export class Replica {
     return { replica: await Replica.#lockAndOpen(dir, config), created: true };
   }
 
-  static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false): Promise<Replica> {
-    const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`);
+  static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false, yields = false): Promise<Replica> {
+    const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, { yields });
     try {
       await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
       if (freshCatalog) for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) await fsp.rm(join(dir, f), { force: true });
@@ -95,6 +95,11 @@ export class Replica {
       await lock.release();
       throw e;
     }
+  }
+
+  /** Whether another process waits for this replica (an owner that yields then closes it). */
+  wanted(): Promise<boolean> {
+    return this.#lock.wanted();
   }
 
   async close(): Promise<void> {
