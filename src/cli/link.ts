@@ -10,7 +10,7 @@ import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
 import { parseHostPort } from '../link/dial.js';
 import { forgetSecondary } from '../link/forget.js';
-import { LinkReceiver, runPull, type LinkSecondaryOptions } from '../link/link-secondary.js';
+import { LinkReceiver, runPull, type LinkSecondaryOptions, type PullStop } from '../link/link-secondary.js';
 import { readLinkKey } from '../link/link-tls.js';
 import { NAME } from '../link/messages.js';
 import type { LinkEvent } from '../link/primary-session.js';
@@ -138,15 +138,17 @@ export function registerLink(program: Command): void {
         emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [`caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`]);
         return;
       }
-      const stop = { stopped: false };
+      const stop: PullStop = { stopped: false };
       const run = runPull({ ...o, from, stop });
       const stopped = untilStopSignal('link pull');
       emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name }, () => [`pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`]);
+      // runPull returns only when stopped, or fails on an error no retry mends (a wrong key, group or position).
       const sig = await Promise.race([stopped, run.then(() => null)]);
       stop.stopped = true;
+      stop.channel?.destroy();
+      await run;
       // What is stored and confirmed stays; a tape half received is dropped and sent again next time.
       emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); the next pull resumes from the last confirmed tape`]);
-      process.exit(process.exitCode ?? 0);
     });
 
   link

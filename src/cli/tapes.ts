@@ -31,10 +31,10 @@ export function registerTapes(program: Command): void {
           emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes, ...chain }, () => [
             `replica ${replica.dir} of group ${replica.config.groupId}: ${tapes.length} tapes`,
             ...table([['serial', 'status', 'records', 'seq', 'time', 'size', 'file'], ...tapes.map((x) => [
-              String(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),
+              x.serial < 0 ? `link ${-x.serial}` : String(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),
               `${t(x.firstTs)} .. ${t(x.lastTs)}`, formatSize(x.bytes), x.file,
             ])]),
-            ...tapes.filter((x) => x.problem).map((x) => `tape ${x.serial}: ${x.problem}`),
+            ...tapes.filter((x) => x.problem).map((x) => `${x.serial < 0 ? `link tape ${-x.serial}` : `tape ${x.serial}`}: ${x.problem}`),
             ...chain.gaps.map((g) => `gap: records ${g.from}..${g.to} missing${g.serials.length ? ` (tapes ${g.serials.join(', ')})` : ''}`),
             ...(chain.missingSerials.length ? [`tapes not yet imported: ${chain.missingSerials.join(', ')}`] : []),
           ]);

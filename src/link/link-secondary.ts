@@ -38,7 +38,13 @@ function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' |
  * broken connection (backing off up to 30 s), from the replica's own
  * position. `once`: stop when caught up (and fail on the first error).
  */
-export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?: boolean; stop?: { stopped: boolean } }): Promise<{ tapes: number; records: number; status: LinkStatus | null }> {
+/** Set `stopped` and destroy `channel` to make a running pull return (what is stored stays; a tape half received is dropped). */
+export interface PullStop {
+  stopped: boolean;
+  channel?: Channel;
+}
+
+export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?: boolean; stop?: PullStop }): Promise<{ tapes: number; records: number; status: LinkStatus | null }> {
   const pool = new FramePool();
   let tapes = 0;
   let records = 0;
@@ -48,6 +54,7 @@ export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?:
       try {
         const pos = await heldPosition(o.replicaDir, o);
         const ch = await dial(o.from, o.key, pos.groupId ?? 'new');
+        if (o.stop) o.stop.channel = ch;
         try {
           const r = await runSecondary(ch, sessionOptions(o, pool, 'pull', o.once === true));
           return { tapes: tapes + r.tapes, records: records + r.records, status: r.status };
@@ -55,9 +62,11 @@ export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?:
           ch.close();
         }
       } catch (e) {
-        if (o.once || isFatal(e) || o.stop?.stopped) throw e;
+        if (o.stop?.stopped) return { tapes, records, status: null };
+        if (o.once || isFatal(e)) throw e;
         o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', code: isJshipError(e) ? e.code : null, why: (e as Error).message, retryInMs: backoff });
-        await new Promise((r) => setTimeout(r, backoff));
+        for (const until = Date.now() + backoff; Date.now() < until && !o.stop?.stopped;) await new Promise((r) => setTimeout(r, 200));
+        if (o.stop?.stopped) return { tapes, records, status: null };
         backoff = Math.min(backoff * 2, 30_000);
       }
     }

@@ -33,7 +33,7 @@ export interface PrimaryOptions {
 }
 
 const DEFAULT_TAPE_BYTES = 64 * 1024 * 1024;
-/** Names with a session right now (one connection per secondary). */
+/** Secondaries with a session right now, by group directory and name (one connection per secondary). */
 const active = new Set<string>();
 
 export async function linkStatus(group: JournalGroup, confirmed: bigint): Promise<LinkStatus> {
@@ -69,10 +69,11 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
   if (hello.groupId !== null && hello.groupId !== group.config.groupId) {
     throw new JshipError('LINK_FOREIGN', `secondary "${name}" holds a replica of group ${hello.groupId}; this primary serves group ${group.config.groupId}`, { hint: 'point it at a primary of its own group, or give it a new replica directory' });
   }
-  if (active.has(name)) {
+  const key = `${group.dir}\0${name}`;
+  if (active.has(key)) {
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
   }
-  active.add(name);
+  active.add(key);
   try {
     const sec = await updateRegistry(group.dir, (r) => {
       let s = r.secondaries.find((x) => x.name === name);
@@ -107,7 +108,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     await purgeSecured(group);
     await sendLoop(ch, o, name, hello.mode, timeoutMs);
   } finally {
-    active.delete(name);
+    active.delete(key);
   }
 }
 

@@ -4,7 +4,7 @@ import type { TapeKey } from '../tape/crypto.js';
 import { readLabel, sha256File } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
-import { scanTape, tapeRow } from './import.js';
+import { catalogKey, scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
 
 export interface RebuildReport extends ChainReport {
@@ -39,12 +39,12 @@ export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}):
       const path = replica.tapePath(file);
       try {
         const label = await readLabel(path);
-        const scan = await scanTape(path, label.serial, { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
+        const scan = await scanTape(path, catalogKey(label), { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
         const status = scan.damage ? 'partial' : 'complete';
         if (scan.damage && scan.segments.length === 0) throw scan.damage;
         const { size } = await fsp.stat(path);
         cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, scan.segments, scan.trailer), scan.segments, scan.markers, file);
-        tapes.push({ file, serial: label.serial, status, records: scan.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
+        tapes.push({ file, serial: catalogKey(label), status, records: scan.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
       } catch (e) {
         cat.dropStaged(file);
         if (!isJshipError(e)) throw e;

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { TarEntry } from './tar-entry.js';
 
 const require = createRequire(import.meta.url);
 
@@ -47,7 +48,9 @@ async function unframe(m) {
     for await (const e of x) {
       const parts = [];
       for await (const c of e) parts.push(c);
-      entries.push({ name: e.header.name, content: Buffer.concat(parts) });
+      const content = Buffer.concat(parts);
+      // Segments are hashed here, off the reader's thread.
+      entries.push({ name: e.header.name, content, sha256: e.header.name.endsWith('.jrs') ? createHash('sha256').update(content).digest('hex') : undefined });
     }
   })();
   x.end(Buffer.concat([bytes, Buffer.alloc(EOF)]));
@@ -73,7 +76,7 @@ parentPort.on('message', async (m) => {
   try {
     if (m.op === 'unframe') {
       const r = await unframe(m);
-      const entries = r.entries.map((e) => ({ name: e.name, content: own(e.content) }));
+      const entries = r.entries.map((e) => ({ name: e.name, content: own(e.content), sha256: e.sha256 }));
       parentPort.postMessage({ id: m.id, entries, allZero: r.allZero, endsWithEof: r.endsWithEof }, entries.map((e) => e.content));
       return;
     }
@@ -95,7 +98,7 @@ interface Result {
 
 /** A frame taken apart: its tar entries, and whether it ended the archive (or was padding). */
 export interface Unframed {
-  entries: Array<{ name: string; content: Buffer }>;
+  entries: TarEntry[];
   allZero: boolean;
   endsWithEof: boolean;
 }
@@ -110,7 +113,7 @@ interface Job {
 interface Reply {
   buf?: ArrayBuffer;
   sha256?: string | null;
-  entries?: Array<{ name: string; content: ArrayBuffer }>;
+  entries?: Array<{ name: string; content: ArrayBuffer; sha256?: string }>;
   allZero?: boolean;
   endsWithEof?: boolean;
 }
@@ -181,7 +184,7 @@ export class FramePool {
     const buf = owned([frame]);
     const r = await this.#submit({ op: 'unframe', buf }, [buf]);
     return {
-      entries: (r.entries ?? []).map((e) => ({ name: e.name, content: Buffer.from(e.content) })),
+      entries: (r.entries ?? []).map((e) => ({ name: e.name, content: Buffer.from(e.content), ...(e.sha256 ? { sha256: e.sha256 } : {}) })),
       allZero: r.allZero ?? false,
       endsWithEof: r.endsWithEof ?? false,
     };

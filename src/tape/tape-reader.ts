@@ -119,7 +119,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     const [entry, sum] = entries as [TarEntry, TarEntry | undefined];
     const lab = label as TapeLabel;
     if (!/^segments\/\d{8}\.jrs$/.test(entry.name)) fail('TAPE_DAMAGED', `unexpected entry "${entry.name}"`, 'the tape holds entries jship does not write');
-    const sha = createHash('sha256').update(entry.content).digest('hex');
+    const sha = entry.sha256 ?? createHash('sha256').update(entry.content).digest('hex');
     const expected = sum && entries.length === 2 && sum.name === entry.name.replace(/\.jrs$/, '.sha256') ? /^([0-9a-f]{64}) {2}/.exec(sum.content.toString('latin1'))?.[1] : undefined;
     if (!expected) fail('TAPE_DAMAGED', `segment ${entry.name} is not followed by its hash entry`, 'the tape is damaged or was assembled from parts');
     if (sha !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: SHA-256 mismatch`, 'the segment is damaged');

@@ -7,6 +7,8 @@ export const TAR_EOF = Buffer.alloc(1024);
 export interface TarEntry {
   name: string;
   content: Buffer;
+  /** SHA-256 of a segment's content, when a worker computed it already. */
+  sha256?: string;
 }
 
 /** Decodes the tar entries of one frame with tar-stream's extractor (zero blocks end them). */

@@ -21,7 +21,7 @@ async function linkProc(...args: string[]): Promise<{ ready: any; events: any[];
     });
     void exited.then((c) => reject(new Error(`jship link ${args[0]} exited ${c}: ${err}`)));
   });
-  return { ready, events, stop: async () => { p.kill('SIGTERM'); return exited; } };
+  return { ready, events, stop: async () => { p.kill('SIGTERM'); const code = await exited; await new Promise((r) => setTimeout(r, 50)); return code; } };
 }
 
 async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
@@ -62,6 +62,12 @@ describe('link through the CLI and NBD', () => {
       expect(lines.map((e) => e.event)).toContain('connected');
       expect(lines.filter((e) => e.event === 'tape-stored').length).toBeGreaterThan(0);
       expect(lines.at(-1).event).toBe('caught-up');
+      // A pull that runs until SIGTERM: it stores what comes, then stops cleanly (exit 0).
+      const running = await linkProc('pull', rep, '--from', linkAt, '--psk', key, '--name', 'site-b');
+      client('qemu-io', '-f', 'raw', '-c', 'write -P 0x55 2M 64k', a!);
+      await until('the running pull to store a tape', () => running.events.some((e) => e.event === 'tape-stored'));
+      expect(await running.stop()).toBe(0);
+      expect(running.events.at(-1)?.event).toBe('stopped');
       // Status through the control socket lists both secondaries with their lag.
       await until('site-c to catch up', () => {
         const st = jshipJson('status', g);
