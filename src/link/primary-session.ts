@@ -3,6 +3,7 @@ import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
+import { trailerEffects } from '../tape/label.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import { purgeSecured } from '../tape/purge.js';
 import type { Channel } from './channel.js';
@@ -124,6 +125,8 @@ function confirm(s: SecondaryState, t: NonNullable<SecondaryState['inflight']>, 
   if (seconds > 0 && before > 0n) s.rate = s.rate === 0 ? Number(before) / seconds : 0.7 * s.rate + 0.3 * (Number(before) / seconds);
   s.confirmed = { serial: t.serial, sha256: t.sha256, seq: t.seq, ts: t.ts ?? s.confirmed.ts, dataEnd: t.dataEnd ?? s.confirmed.dataEnd, at: new Date().toISOString() };
   if (t.base) s.needsBase = false;
+  if (t.healed) delete s.sawSuspension;
+  else if (t.suspended) s.sawSuspension = true;
   s.inflight = null;
 }
 
@@ -185,11 +188,20 @@ function decodeConfirmFrame(f: Awaited<ReturnType<Channel['next']>>): ReturnType
   return decodeConfirm(f);
 }
 
+/**
+ * Whether `s` needs a full base with its next tape: a new secondary, or one
+ * that was sent a suspension after which the resync base went to another
+ * consumer (the dirty bitmap is gone: only a full base heals it).
+ */
+function fullBaseFor(group: JournalGroup, s: SecondaryState): boolean {
+  return s.needsBase || (s.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending');
+}
+
 /** Whether there is something to send to `s` (a base, a resync base, records), waiting up to `waitMs` for records. */
 async function recordsFor(group: JournalGroup, s: SecondaryState, waitMs: number): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (s.needsBase || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > BigInt(s.confirmed.seq)) return true;
+    if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > BigInt(s.confirmed.seq)) return true;
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -201,7 +213,7 @@ async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState
     try {
       return await exportGroup(o.group, {
         destination: new LinkDestination(ch),
-        base: s.needsBase,
+        base: fullBaseFor(o.group, s),
         keepUntilAck: true,
         pool: o.pool,
         maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,
@@ -210,10 +222,10 @@ async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState
           link: { secondary: s.name },
           beforeSend: async (t, dataEnd) => {
             const u = t.trailer.updates;
-            const base = t.trailer.base !== null && t.trailer.base.scope === 'full' && t.trailer.markers.some((m) => m.kind === 'base-complete' && m.baseId === t.trailer.base?.baseId);
+            const { fullBase: base, healed, suspended } = trailerEffects(t.trailer);
             await updateRegistry(o.group.dir, (r) => {
               const x = r.secondaries.find((y) => y.name === s.name);
-              if (x) x.inflight = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? x.confirmed.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base };
+              if (x) x.inflight = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? x.confirmed.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base, healed, suspended };
             });
           },
         },

@@ -15,10 +15,19 @@ export interface SecondaryState {
   registeredAt: string;
   /** Everything up to `seq` is stored at the secondary; `serial`/`sha256` name its last link tape (0/null: none yet). */
   confirmed: { serial: number; sha256: string | null; seq: string; ts: string | null; dataEnd: string | null; at: string | null };
-  /** The tape sent and not confirmed yet, with what confirming it means. */
-  inflight: { serial: number; sha256: string; seq: string; ts: string | null; dataEnd: string | null; base: boolean } | null;
+  /**
+   * The tape sent and not confirmed yet, with what confirming it means:
+   * `base`, it carries a whole full base; `healed`, a whole base completing
+   * after any suspension in it; `suspended`, a suspension not healed in it.
+   */
+  inflight: { serial: number; sha256: string; seq: string; ts: string | null; dataEnd: string | null; base: boolean; healed?: boolean; suspended?: boolean } | null;
   /** A new secondary (or one whose replica lost a resync) gets a full base with its next tape. */
   needsBase: boolean;
+  /**
+   * It was sent a suspension and no base after it yet: if the group's resync
+   * base goes to another consumer, this one gets a full base instead.
+   */
+  sawSuspension?: boolean;
   lastSeen: string | null;
   address: string | null;
   /** Confirmed journal bytes per second, smoothed (for the catch-up estimate). */

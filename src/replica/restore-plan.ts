@@ -128,9 +128,11 @@ export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: big
   const resyncs = markers.filter((m) => m.kind === 'base-started' && m.scope === 'resync');
   const resyncComplete = (id: bigint): bigint | null => markers.find((m) => m.kind === 'base-complete' && m.baseId === id)?.seq ?? null;
   if (lastSuspension) {
-    const healed = resyncs.some((r) => r.seq > lastSuspension.seq && (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq);
+    // Healed by a base (resync or full) started after it, complete by the point, whose records are all here.
+    const after = markers.filter((m) => m.kind === 'base-started' && m.seq > lastSuspension.seq);
+    const healed = after.some((r) => (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && baseWhole(r.seq));
     if (!healed && !opts.inconsistent) {
-      refuse(`no consistent point at seq ${p.seq}: the journal was suspended at seq ${lastSuspension.seq} and no resync base completed after it by the point`, 'choose a point before the suspension, or one after the resync base completes (jship timeline shows both)');
+      refuse(`no consistent point at seq ${p.seq}: the journal was suspended at seq ${lastSuspension.seq} and no base (resync or full) whose records the replica holds completed after it by the point`, 'choose a point before the suspension, or one after a resync or full base completes (jship timeline shows them); a base the replica lacks comes with its tapes or a new base');
     }
   }
 

@@ -19,6 +19,12 @@ export interface ChainState {
   pendingAcks: Array<{ serial: number; firstSeq: string; lastSeq: string }>;
   /** Highest sequence number an acknowledgement covered. */
   ackedSeq: string;
+  /**
+   * A suspension went onto the chain and no base after it yet: if the
+   * group's resync base goes to another consumer (a link secondary), the
+   * next export carries a full base instead.
+   */
+  sawSuspension?: boolean;
   /** Set just before a tape is renamed into place; cleared once the state has caught up. */
   committing: { serial: number; path: string; sha256: string; lastSeq: string | null; keepUntilAck: boolean; firstSeq: string | null } | null;
 }

@@ -4,7 +4,7 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
-import type { TapeTrailer } from './label.js';
+import { trailerEffects, type TapeTrailer } from './label.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
 import { expandTapeSources, sha256File } from './tape-file.js';
@@ -83,7 +83,10 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     lostBeforeExport = { from, to: group.journal.outSeq - 1n };
     from = group.journal.outSeq;
   }
-  if (!opts.base && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
+  // After a suspension whose resync base another consumer took, only a full base heals this chain.
+  const healByFullBase = !chain && state.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending';
+  const fullBase = opts.base === true || healByFullBase;
+  if (!fullBase && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
     return {
       nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
       journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport, dataEnd: null,
@@ -91,8 +94,8 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   }
   // After a suspension (journaling resumed, the dirty bitmap still holds regions), every export
   // carries a resync base of those regions until one completes: no restore point exists until then.
-  const resync = !opts.base && group.state === 'resync-pending';
-  let baseRun = opts.base || resync ? await group.beginBase({ scope: opts.base ? 'full' : 'resync' }) : undefined;
+  const resync = !fullBase && group.state === 'resync-pending';
+  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync' }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
   const writer = new MediaSetWriter({
@@ -115,6 +118,9 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
     },
     onTape: async (t) => {
       state = advance(state, t.serial, t.sha256, t.trailer.updates, keep);
+      const effects = trailerEffects(t.trailer);
+      if (effects.healed) delete state.sawSuspension;
+      else if (effects.suspended) state.sawSuspension = true;
       await save(state);
     },
     ...(chain ? { link: chain.link } : {}),

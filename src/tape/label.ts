@@ -133,3 +133,15 @@ export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint |
   const f = firstSeq.toString().padStart(16, '0');
   return lastSeq === null ? `jship-${s}-${f}.tar.zst` : `jship-${s}-${f}-${lastSeq.toString().padStart(16, '0')}.tar.zst`;
 }
+
+/**
+ * What a tape means for its consumer's bases: `fullBase`, it carries a whole
+ * full base; `healed`, a whole base (full or resync) completing after any
+ * suspension in it; `suspended`, a suspension it does not heal.
+ */
+export function trailerEffects(t: TapeTrailer): { fullBase: boolean; healed: boolean; suspended: boolean } {
+  const complete = t.base ? t.markers.find((m) => m.kind === 'base-complete' && m.baseId === t.base?.baseId) : undefined;
+  const lastSuspension = t.markers.filter((m) => m.kind === 'suspended').map((m) => BigInt(m.seq)).pop();
+  const healed = complete !== undefined && (lastSuspension === undefined || BigInt(complete.seq) > lastSuspension);
+  return { fullBase: complete !== undefined && t.base?.scope === 'full', healed, suspended: lastSuspension !== undefined && !healed };
+}

@@ -123,3 +123,62 @@ describe('link fan-out', () => {
     }
   }, 60_000);
 });
+
+describe('link secondaries and a journal suspension', () => {
+  const dir = tempDir();
+
+  it('two secondaries and the tape chain: the resync base after a suspension goes to one, the others get a full base; all restore to the volumes', async () => {
+    const g = await makeGroup(dir, { a: 2 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g);
+    const key = await readLinkKey(groupPaths(g).linkKey);
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log, maxTapeBytes: 64 * KiB });
+    try {
+      const from = parseHostPort(primary.address as string, '--from');
+      const pull = (rep: string, name: string) => runPull({ replicaDir: rep, name, key, log: events().log, from, once: true });
+      const [one, two] = [join(dir, 'one'), join(dir, 'two')];
+      await pull(one, 'one');
+      await pull(two, 'two');
+      const tapes = join(dir, 'tapes');
+      await exportTo(group, tapes, { base: true });
+      // Nobody pulls: the journal fills and the group suspends; writes go on into the dirty bitmap.
+      for (let i = 0; i < 60 && group.state !== 'suspended'; i++) await writeMixed(group, 20, 100 + i);
+      expect(group.state).toBe('suspended');
+      await writeMixed(group, 20, 999);
+      // Both catch up; the next write resumes journaling; the first to export then takes the resync base.
+      await pull(one, 'one');
+      await pull(two, 'two');
+      await exportTo(group, tapes);
+      await writeMixed(group, 5, 1500);
+      expect(group.state).toBe('resync-pending');
+      await pull(one, 'one');
+      expect(group.state === 'suspended' || group.state === 'resync-pending').toBe(false);
+      await pull(two, 'two');
+      // The tape chain, a consumer too, missed the resync base as well: its next export carries a full base.
+      const healing = await exportTo(group, tapes);
+      expect(healing.base?.scope).toBe('full');
+      await writeMixed(group, 10, 2000);
+      await pull(one, 'one');
+      await pull(two, 'two');
+      await exportTo(group, tapes);
+      const viaTapes = join(dir, 'via-tapes');
+      expect((await importTapes(viaTapes, readdirSync(tapes).map((n) => join(tapes, n)))).ok).toBe(true);
+      const s = await snapshot(group, dir, 's');
+      await expectRestoresTo(viaTapes, dir, s, 'tapes');
+      await expectRestoresTo(one, dir, s, 'one');
+      await expectRestoresTo(two, dir, s, 'two');
+      // One replica holds the resync base, the other a second full base instead.
+      const scopes = async (rep: string): Promise<string[]> => {
+        const r = await Replica.open(rep);
+        const bases = r.catalog.segments().filter((x) => x.kind === 'base').map((x) => x.baseId);
+        const out = r.catalog.markers().filter((m) => m.kind === 'base-started' && bases.includes(m.seq)).map((m) => m.scope ?? '');
+        await r.close();
+        return out;
+      };
+      expect(await scopes(one)).toEqual(['full', 'resync']);
+      expect(await scopes(two)).toEqual(['full', 'full']);
+    } finally {
+      await primary.stop();
+      await group.close();
+    }
+  }, 60_000);
+});
