@@ -10,6 +10,10 @@ import { verifyTapes } from '../tape/verify.js';
 import { importTapes } from '../replica/import.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { PointSpec } from '../replica/restore-plan.js';
+import { parseHostPort } from '../link/dial.js';
+import { LinkPrimary } from '../link/link-primary.js';
+import { runPull } from '../link/link-secondary.js';
+import { readLinkKey } from '../link/link-tls.js';
 
 export interface DemoCheck {
   name: string;
@@ -33,7 +37,8 @@ const SIZES = [8 * MiB, 4 * MiB];
  * with a restore point between them; a base exported as a media set while
  * writes go on, then the updates; everything imported into a replica in
  * another directory; restores to a timestamp, to the restore point and to
- * the latest point, each checked byte for byte against what was written.
+ * the latest point, each checked byte for byte against what was written;
+ * and a second replica fed over the direct link.
  */
 export async function runDemo(dir: string, say: (line: string) => void): Promise<DemoResult> {
   const checks: DemoCheck[] = [];
@@ -78,7 +83,10 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
       last = r.timestamp;
     }
   };
+  const linkedReplica = join(dir, 'secondary', 'linked-replica');
+  let linked: { tapes: number; records: number } | undefined;
   let atTime: { ts: bigint; images: Buffer[] };
+  let atExport: Buffer[];
   let atMark: Buffer[];
   try {
     say('2. writing 200 blocks (writes, zeroes, trims) through the library API');
@@ -99,6 +107,8 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
     await writes(200);
     const upd = await exportGroup(group, { destination: new DirDestination(tapes), mediaSize: 3 * MiB });
     say(`6. exported the updates: seq ${upd.updates?.firstSeq}..${upd.updates?.lastSeq} in ${upd.tapes.length} tapes; journal purged to seq ${upd.journalOut}`);
+    atExport = snapshot();
+    linked = await overTheLink(group, groupDir, linkedReplica, writes, say);
   } finally {
     await group.close();
   }
@@ -110,7 +120,7 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
   const verified = await verifyTapes(files.map((n) => join(tapes, n)));
   check('every tape verifies on its own, and the chain holds', verified.every((v) => v.ok), `${files.length} tapes`);
 
-  say(`7. secondary site: importing the tapes into ${replica}, in reverse order (as carried media may come)`);
+  say(`8. secondary site: importing the tapes into ${replica}, in reverse order (as carried media may come)`);
   const imp = await importTapes(replica, [...files].reverse().map((n) => join(tapes, n)));
   check('import takes every tape, with no gap', imp.ok && imp.gaps.length === 0 && imp.tapes.every((t) => t.outcome === 'imported'), `${imp.tapes.length} imported, seq ${imp.coverage.map((c) => `${c.from}..${c.to}`).join(', ')}`);
 
@@ -120,15 +130,41 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
     const got = await Promise.all(NAMES.map((n) => fsp.readFile(join(out, `${n}.img`))));
     check(`restore ${what} equals the volumes as they were`, got.every((g, i) => g.equals(expected[i] as Buffer)), `${r.plan.point}: ${r.plan.records} records, ${r.segmentsRead} of ${r.plan.segments} segments read, into ${out}`);
   };
-  say('8. restoring to the timestamp, to the restore point and to the latest point, each into new files');
+  say('9. restoring to the timestamp, to the restore point and to the latest point, each into new files');
   await restore(`--until ${formatTime(atTime.ts)}`, { kind: 'until', ts: atTime.ts, exclusive: false }, atTime.images, 'at-time');
   await restore('--marker before-batch-job', { kind: 'marker', name: 'before-batch-job' }, atMark, 'at-marker');
-  await restore('to the latest point', { kind: 'latest' }, latest, 'latest');
+  await restore('to the latest point', { kind: 'latest' }, atExport, 'latest');
   const sv = await restoreReplica(replica, { point: { kind: 'latest' } });
   const svols = await Promise.all(NAMES.map((n) => fsp.readFile(join(replica, 'svol', `${n}.img`))));
-  check('the standing secondary copies (SVOLs) equal the latest point', svols.every((g, i) => g.equals(latest[i] as Buffer)), `seq ${sv.plan.seq}`);
+  check('the standing secondary copies (SVOLs) equal the latest point', svols.every((g, i) => g.equals(atExport[i] as Buffer)), `seq ${sv.plan.seq}`);
+
+  const out = join(dir, 'secondary', 'linked-latest');
+  await restoreReplica(linkedReplica, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] });
+  const viaLink = await Promise.all(NAMES.map((n) => fsp.readFile(join(out, `${n}.img`))));
+  check('the replica fed over the direct link restores to the latest point', viaLink.every((g, i) => g.equals(latest[i] as Buffer)), `${linked?.tapes} link tapes, ${linked?.records} records, into ${out}`);
 
   const ok = checks.every((c) => c.ok);
   say(ok ? `all ${checks.length} checks passed; the files are in ${dir}` : `${checks.filter((c) => !c.ok).length} checks FAILED; the files are in ${dir}`);
   return { dir, checks, ok };
+}
+
+/**
+ * Step 7: a second secondary fed over the direct link on loopback (TLS with
+ * the group's pre-shared key): it gets a base, then the updates, pulling
+ * twice while 50 more writes go on.
+ */
+async function overTheLink(group: JournalGroup, groupDir: string, replica: string, writes: (n: number) => Promise<void>, say: (line: string) => void): Promise<{ tapes: number; records: number }> {
+  const key = await readLinkKey(join(groupDir, 'link.key'));
+  const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: () => undefined });
+  try {
+    say(`7. direct link: ${replica} pulls from ${primary.address} (TLS, pre-shared key): a base, then updates, while 50 more writes go on`);
+    const from = parseHostPort(primary.address as string, '--from');
+    const pull = (): ReturnType<typeof runPull> => runPull({ replicaDir: replica, name: 'demo-secondary', key, log: () => undefined, from, once: true });
+    const first = await pull();
+    await writes(50);
+    const second = await pull();
+    return { tapes: first.tapes + second.tapes, records: first.records + second.records };
+  } finally {
+    await primary.stop();
+  }
 }

@@ -141,7 +141,8 @@ describe('jship demo', () => {
     const r = jship('demo', join(dir, 'demo'), '--json');
     expect(r.code).toBe(0);
     expect(r.json.ok).toBe(true);
-    expect(r.json.checks.length).toBeGreaterThanOrEqual(7);
+    expect(r.json.checks.length).toBeGreaterThanOrEqual(8);
+    expect(r.json.checks.some((c: { name: string }) => /direct link/.test(c.name))).toBe(true);
     expect(jship('demo', dir).code).toBe(2); // not empty
   });
 });

@@ -1,29 +1,26 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
-import { groupPaths } from '../../src/journal/group-files.js';
+
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
 import { parseHostPort } from '../../src/link/dial.js';
-import { readLinkKey } from '../../src/link/link-tls.js';
+
 import { secondaryLag } from '../../src/link/lag.js';
 import { forgetSecondary } from '../../src/link/forget.js';
 import { importTapes } from '../../src/replica/import.js';
 import { planRestore } from '../../src/replica/restore-plan.js';
 import { Replica } from '../../src/replica/replica.js';
-import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { KiB, MiB, tempDir } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, snapshot } from './helpers.js';
+import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
 describe('link fan-out', () => {
   const dir = tempDir();
 
   it('two secondaries of different speeds: each has its own position, purge follows the slowest (and a tape awaiting its ack); status shows the lag', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
     await writeMixed(group, 30, 1);
     const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log, maxTapeBytes: 32 * KiB });
     try {
@@ -74,9 +71,7 @@ describe('link fan-out', () => {
   }, 60_000);
 
   it('tapes and the link feed one replica: overlapping records are taken once, and restores are exact', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { group, key } = await linkedGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
     const tapes = join(dir, 'tapes');
     await writeMixed(group, 50, 1);
     await exportTo(group, tapes, { base: true, keepUntilAck: true });
@@ -128,9 +123,7 @@ describe('link secondaries and a journal suspension', () => {
   const dir = tempDir();
 
   it('two secondaries and the tape chain: the resync base after a suspension goes to one, the others get a full base; all restore to the volumes', async () => {
-    const g = await makeGroup(dir, { a: 2 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { group, key } = await linkedGroup(dir, { a: 2 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
     const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log, maxTapeBytes: 64 * KiB });
     try {
       const from = parseHostPort(primary.address as string, '--from');

@@ -1,6 +1,9 @@
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { JournalGroup } from '../../src/journal/journal-group.js';
+import { JournalGroup, type CreateGroupOptions } from '../../src/journal/journal-group.js';
+import { groupPaths } from '../../src/journal/group-files.js';
+import { readLinkKey } from '../../src/link/link-tls.js';
+import { makeGroup } from '../helpers.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import type { LinkEvent } from '../../src/link/primary-session.js';
 
@@ -33,4 +36,11 @@ export async function expectRestoresTo(replica: string, dir: string, snap: { ts:
     const want = readFileSync(file);
     if (!got.equals(want)) throw new Error(`volume ${name} restored at ${tag} differs from the snapshot`);
   }
+}
+
+/** A group (DIR/group, volumes a 1 MiB and b 256 KiB unless told) opened, with its link key. */
+export async function linkedGroup(dir: string, sizes: Record<string, number> = { a: 1024 * 1024, b: 256 * 1024 }, opts: Partial<CreateGroupOptions> = {}): Promise<{ g: string; group: JournalGroup; key: Buffer }> {
+  const g = await makeGroup(dir, sizes, { journalSize: 16 * 1024 * 1024, chunkSize: 64 * 1024, ...opts });
+  const group = await JournalGroup.open(g);
+  return { g, group, key: await readLinkKey(groupPaths(g).linkKey) };
 }

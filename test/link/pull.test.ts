@@ -2,25 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
-import { groupPaths } from '../../src/journal/group-files.js';
+
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
 import { parseHostPort } from '../../src/link/dial.js';
-import { readLinkKey } from '../../src/link/link-tls.js';
+
 import { Replica } from '../../src/replica/replica.js';
-import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { KiB, MiB, tempDir } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, snapshot } from './helpers.js';
+import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
 describe('link pull (library)', () => {
   const dir = tempDir();
 
   it('a new secondary gets a base over the link, then updates written while it pulls; restores are exact at chosen times and the journal is purged to what it confirmed', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
     await writeMixed(group, 60, 1);
     const ev = events();
     const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log, maxTapeBytes: 64 * KiB });

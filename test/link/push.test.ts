@@ -1,16 +1,15 @@
 import { join } from 'node:path';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
-import { groupPaths } from '../../src/journal/group-files.js';
+
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { LinkReceiver } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
-import { readLinkKey } from '../../src/link/link-tls.js';
+
 import type { LinkEvent } from '../../src/link/primary-session.js';
-import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { KiB, MiB, tempDir } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, snapshot } from './helpers.js';
+import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -33,9 +32,7 @@ describe('link push', () => {
   const dir = tempDir();
 
   it('pushes to a receiver under writes; fails over to the next candidate when it stops, and a site that comes back resumes from its own position', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
     await writeMixed(group, 40, 1);
     const [pa, pb] = [await freePort(), await freePort()];
     const repA = join(dir, 'a');

@@ -4,19 +4,19 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
+
 import { groupPaths } from '../../src/journal/group-files.js';
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { dial, parseHostPort } from '../../src/link/dial.js';
-import { clientOptions, readLinkKey } from '../../src/link/link-tls.js';
+import { clientOptions } from '../../src/link/link-tls.js';
 import { MessageType, encodeFrame } from '../../src/link/frame.js';
 import { message } from '../../src/link/messages.js';
 import { readRegistry } from '../../src/link/registry.js';
 import { JshipError } from '../../src/core/errors.js';
 import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, snapshot } from './helpers.js';
+import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
 /** Sends `bytes` over an authenticated connection and returns what came back until the primary closed it. */
 function rawSession(port: number, key: Buffer, identity: string, bytes: Buffer[]): Promise<string> {
@@ -41,9 +41,7 @@ describe('link security', () => {
   const dir = tempDir();
 
   it('refuses no credentials, a wrong key, another group, garbage and oversized frames, and a forged resume position, with a logged reason; a good secondary is served meanwhile', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB, chunkSize: 64 * 1024 });
-    const group = await JournalGroup.open(g);
-    const key = await readLinkKey(groupPaths(g).linkKey);
+    const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB, chunkSize: 64 * 1024 });
     const gid = group.config.groupId;
     await writeMixed(group, 30, 1);
     const ev = events();
