@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, median, mbps, timeCommand } from './lib.mjs';
+import { MiB, scratch, median, mbps, timeCommand, runJship } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
@@ -31,6 +31,12 @@ async function started(args, what) {
     p.on('exit', (code) => reject(new Error(`${what} exited ${code}: ${out}`)));
   });
   return { p, ready: JSON.parse(out.split('\n').find((l) => l.includes('"ready":true'))) };
+}
+
+/** Peak RSS of a running process, in MiB (VmHWM). */
+function peakRss(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
 }
 
 async function stop(p) {
@@ -58,6 +64,7 @@ async function throughput(dir, runs) {
   const keyHex = readFileSync(key, 'utf8').trim();
   const ours = [];
   const theirs = [];
+  const rss = { pull: 0, serve: 0 };
   for (let r = 0; r < runs; r++) {
     for (const [from, to] of [[`${g}.orig`, g], [`${rep}.orig`, rep]]) {
       rmSync(to, { recursive: true, force: true });
@@ -65,7 +72,10 @@ async function throughput(dir, runs) {
     }
     spawnSync('sync');
     srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0', '--max-tape', String(TAPE)], 'link serve');
-    ours.push(timeCommand(JSHIP, ['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--once']));
+    const pull = runJship(['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--once']);
+    ours.push(pull.secs);
+    rss.pull = Math.max(rss.pull, pull.rssMiB);
+    rss.serve = Math.max(rss.serve, peakRss(srv.p.pid));
     await stop(srv.p);
     spawnSync('sync');
     const portFile = join(dir, 'port');
@@ -79,7 +89,7 @@ async function throughput(dir, runs) {
   const bytes = DATA_MIB * MiB;
   const j = median(ours);
   const p = median(theirs);
-  return { bench: 'link', case: '1 GiB pull', jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
+  return { bench: 'link', case: '1 GiB pull', jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours, rssPullMiB: rss.pull, rssServeMiB: rss.serve }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
 }
 
 async function lag(dir) {
