@@ -121,8 +121,8 @@ async function firstFrame(ch: Channel, timeoutMs: number): ReturnType<Channel['n
 
 /** Moves a secondary's position to the tape it confirmed. */
 function confirm(s: SecondaryState, t: NonNullable<SecondaryState['inflight']>, seconds: number): void {
-  const before = s.confirmed.dataEnd !== null && t.dataEnd !== null ? BigInt(t.dataEnd) - BigInt(s.confirmed.dataEnd) : 0n;
-  if (seconds > 0 && before > 0n) s.rate = s.rate === 0 ? Number(before) / seconds : 0.7 * s.rate + 0.3 * (Number(before) / seconds);
+  const bytes = s.confirmed.dataEnd !== null && t.dataEnd !== null ? Number(BigInt(t.dataEnd) - BigInt(s.confirmed.dataEnd)) : 0;
+  if (seconds > 0 && bytes > 0) s.rate = s.rate === 0 ? bytes / seconds : 0.7 * s.rate + 0.3 * (bytes / seconds);
   s.confirmed = { serial: t.serial, sha256: t.sha256, seq: t.seq, ts: t.ts ?? s.confirmed.ts, dataEnd: t.dataEnd ?? s.confirmed.dataEnd, at: new Date().toISOString() };
   if (t.base) s.needsBase = false;
   if (t.healed) delete s.sawSuspension;
