@@ -62,7 +62,8 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+      // Help asked for (--help, --version) is success; help shown because a verb is missing (`jship`, `jship link`) is a usage error.
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) {
         process.exitCode = 0;
         return;
       }

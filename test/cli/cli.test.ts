@@ -59,6 +59,9 @@ describe('jship init / status / mark', () => {
     expect(u.json.error.code).toBe('USAGE');
     expect(existsSync(g)).toBe(false);
     expect(jship('--help').code).toBe(0);
+    // A verb group without its verb is a usage error (help goes to stderr).
+    expect(jship('link').code).toBe(2);
+    expect(jship('link', '--help').code).toBe(0);
     expect(jship('init', '--help').stdout).toMatch(/--journal-size/);
   });
 
