@@ -8,7 +8,7 @@ import { parseSize } from '../core/sizes.js';
 import { onGroup } from '../control/owner.js';
 import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
-import { parseHostPort } from '../link/dial.js';
+import { parseHostPort } from '../io/sockets.js';
 import { forgetSecondary } from '../link/forget.js';
 import { LinkReceiver, runPull, type LinkSecondaryOptions, type PullStop } from '../link/link-secondary.js';
 import { readLinkKey } from '../link/link-tls.js';
@@ -76,6 +76,15 @@ async function runUntilSignal(verb: string, opts: CommonOptions, ready: object, 
   emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); every peer resumes from its confirmed position`]);
 }
 
+/** The options of a secondary's verbs (pull, receive). */
+function secondaryFlags(cmd: Command): Command {
+  return cmd
+    .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
+    .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
+    .option('--apply', 'keep the SVOLs restored up to the newest record')
+    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake');
+}
+
 export function registerLink(program: Command): void {
   const link = program
     .command('link')
@@ -119,17 +128,13 @@ export function registerLink(program: Command): void {
         () => serving.stop());
     });
 
-  link
+  secondaryFlags(link
     .command('pull')
     .description('secondary: pull the journal from a primary running jship link serve into a replica (created when the directory is new or empty)')
     .argument('<REPLICA_DIR>', 'the replica')
     .option('--from <HOST:PORT>', 'the primary')
-    .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
-    .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
-    .option('--apply', 'keep the SVOLs restored up to the newest record')
-    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake')
     .option('--once', 'stop when caught up (else run until SIGTERM, reconnecting after failures)')
-    .option('--json', 'JSON lines on standard output, one per event')
+    .option('--json', 'JSON lines on standard output, one per event'))
     .action(async (dir: string, opts: LinkCliOptions) => {
       const from = parseHostPort(required(opts.from, '--from HOST:PORT', 'pull'), '--from');
       const o = await secondaryOptions(dir, opts, 'pull');
@@ -151,16 +156,12 @@ export function registerLink(program: Command): void {
       emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); the next pull resumes from the last confirmed tape`]);
     });
 
-  link
+  secondaryFlags(link
     .command('receive')
     .description('secondary: accept the journal a primary pushes (jship link push) into a replica (created when the directory is new or empty)')
     .argument('<REPLICA_DIR>', 'the replica')
     .option('--listen <HOST:PORT>', 'where the primary connects')
-    .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
-    .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
-    .option('--apply', 'keep the SVOLs restored up to the newest record')
-    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m)')
-    .option('--json', 'JSON lines on standard output, one per event')
+    .option('--json', 'JSON lines on standard output, one per event'))
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'receive'), '--listen');
       const o = await secondaryOptions(dir, opts, 'receive');

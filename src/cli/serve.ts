@@ -6,7 +6,7 @@ import { Serving } from '../nbd/serve-group.js';
 import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
-import { parseHostPort } from '../link/dial.js';
+import { parseHostPort, type HostPort } from '../io/sockets.js';
 import { pushTargets } from './link.js';
 import { readLinkKey } from '../link/link-tls.js';
 import type { LinkEvent } from '../link/primary-session.js';
@@ -23,14 +23,8 @@ interface ServeCliOptions extends CommonOptions {
 }
 
 /** PORT (loopback), HOST:PORT or [IPV6]:PORT; port 0 picks a free one (printed when ready). */
-export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) {
-    throw new JshipError('USAGE', `--listen ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPV6]:PORT`, { hint: 'e.g. --listen 10809 (loopback) or --listen 192.0.2.7:10809' });
-  }
-  const host = m[1] === undefined ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');
-  return { host, port };
+export function parseListen(text: string): HostPort {
+  return parseHostPort(text, '--listen');
 }
 
 export function registerServe(program: Command): void {

@@ -10,7 +10,7 @@ import { verifyTapes } from '../tape/verify.js';
 import { importTapes } from '../replica/import.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { PointSpec } from '../replica/restore-plan.js';
-import { parseHostPort } from '../link/dial.js';
+import { parseHostPort } from '../io/sockets.js';
 import { LinkPrimary } from '../link/link-primary.js';
 import { runPull } from '../link/link-secondary.js';
 import { readLinkKey } from '../link/link-tls.js';

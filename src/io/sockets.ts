@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { Server } from 'node:net';
+import { JshipError } from '../core/errors.js';
 
 /** Longest Unix socket path Linux takes (sun_path is 108 bytes with the NUL). */
 export const MAX_SOCKET_PATH = 107;
@@ -24,4 +25,23 @@ export async function listenOn(server: Server, where: { socket: string } | { hos
     else server.listen(where.port, where.host, done);
   });
   if ('socket' in where) await fsp.chmod(where.socket, 0o600);
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** HOST:PORT, [IPv6]:PORT or PORT (loopback). */
+export function parseHostPort(text: string, flag: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new JshipError('USAGE', `${flag} ${JSON.stringify(text)} is not HOST:PORT`, { hint: `e.g. ${flag} 192.0.2.10:7070, ${flag} [::1]:7070, or ${flag} 7070 for loopback` });
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }

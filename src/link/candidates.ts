@@ -1,5 +1,5 @@
 import { JshipError } from '../core/errors.js';
-import { parseHostPort, type HostPort } from './dial.js';
+import { parseHostPort, type HostPort } from '../io/sockets.js';
 
 /** A secondary site the primary may push to; lower priority numbers are tried first (§0130-0133). */
 export interface Candidate extends HostPort {

@@ -2,25 +2,7 @@ import tls from 'node:tls';
 import { JshipError } from '../core/errors.js';
 import { Channel } from './channel.js';
 import { clientOptions, handshakeFailure } from './link-tls.js';
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** HOST:PORT, [IPv6]:PORT or PORT (loopback). */
-export function parseHostPort(text: string, flag: string): HostPort {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new JshipError('USAGE', `${flag} ${JSON.stringify(text)} is not HOST:PORT`, { hint: `e.g. ${flag} 192.0.2.10:7070, ${flag} [::1]:7070, or ${flag} 7070 for loopback` });
-  }
-  return { host: m[1] || m[2] || '127.0.0.1', port };
-}
-
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
+import { formatHostPort, type HostPort } from '../io/sockets.js';
 
 /** Connects and authenticates (TLS-PSK; identity: the group id, or "new" for a replica not created yet). */
 export function dial(to: HostPort, key: Buffer, identity: string, timeoutMs = 10_000): Promise<Channel> {

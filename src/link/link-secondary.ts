@@ -1,7 +1,8 @@
 import { JshipError, isJshipError } from '../core/errors.js';
 import { FramePool } from '../tape/frame-pool.js';
 import type { Channel } from './channel.js';
-import { dial, type HostPort } from './dial.js';
+import { dial } from './dial.js';
+import type { HostPort } from '../io/sockets.js';
 import { LinkServer } from './link-server.js';
 import type { LinkStatus } from './messages.js';
 import type { LinkLog } from './primary-session.js';

@@ -5,7 +5,7 @@ import {
   decodeConfirm, decodePrimaryHello, decodeSecondaryHello, decodeTapeEnd, expect as expectType, message,
 } from '../../src/link/messages.js';
 import { parseCandidates } from '../../src/link/candidates.js';
-import { parseHostPort } from '../../src/link/dial.js';
+import { parseHostPort } from '../../src/io/sockets.js';
 import { JshipError } from '../../src/core/errors.js';
 
 const GOLDEN_READ = '4a534c4b010300000c0000008fb063c47b22776169744d73223a307d';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
-import { parseHostPort } from '../../src/link/dial.js';
+import { parseHostPort } from '../../src/io/sockets.js';
 
 import { Replica } from '../../src/replica/replica.js';
 import { KiB, MiB, tempDir } from '../helpers.js';
