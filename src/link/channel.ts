@@ -7,7 +7,8 @@ import { message } from './messages.js';
  * One link connection as a sequence of frames: `next()` waits for the next
  * whole frame (or fails when the peer goes quiet past the timeout, closes,
  * or sends something that is not a frame), `send()` writes and waits when
- * the socket's buffer is full. Reading stops while 8 MiB are unparsed.
+ * the socket's buffer is full. Reading stops while 8 frames wait to be
+ * taken or 8 MiB are unparsed.
  */
 export class Channel {
   readonly peer: string;
@@ -32,7 +33,8 @@ export class Channel {
         socket.destroy();
         return;
       }
-      if (this.#reader.buffered > 8 * 1024 * 1024 || this.#frames.length > 64) socket.pause();
+      // Frames carry up to 4 MiB: at most ~8 of them (and 8 MiB unparsed) wait for the reader.
+      if (this.#reader.buffered > 8 * 1024 * 1024 || this.#frames.length >= 8) socket.pause();
       this.#deliver();
     });
     socket.on('error', (e) => this.#fail(new JshipError('LINK_CLOSED', `connection with ${peer} failed: ${e.message}`, { hint: 'the transfer resumes from the last confirmed record when the link is back', cause: e })));
@@ -50,7 +52,7 @@ export class Channel {
     const f = this.#frames.shift();
     if (f) {
       this.#waiter = undefined;
-      if (this.#frames.length < 16) this.#socket.resume();
+      if (this.#frames.length < 4) this.#socket.resume();
       w.resolve(f);
     } else if (this.#failure !== undefined) {
       this.#waiter = undefined;

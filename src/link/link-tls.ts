@@ -36,6 +36,8 @@ const COMMON = { ciphers: LINK_CIPHERS, minVersion: 'TLSv1.2', maxVersion: 'TLSv
 export function serverOptions(key: Buffer, identityOk: (identity: string) => boolean): tls.TlsOptions {
   return {
     ...COMMON,
+    // A peer that does not finish the handshake is dropped after 10 s (Node's default: 120 s).
+    handshakeTimeout: 10_000,
     pskIdentityHint: 'jship-link',
     pskCallback: (_socket, identity) => (identityOk(identity) ? key : null),
   };
