@@ -2,6 +2,26 @@ import { constants, promises as fsp } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+/**
+ * Reads a JSON state file: `absent()` when there is none; `check` turns the
+ * parsed value into T or throws saying what does not fit; a file that is
+ * not JSON or does not fit becomes `damaged(why)`.
+ */
+export async function readJsonFile<T>(path: string, absent: () => T, check: (v: unknown) => T, damaged: (why: string) => Error): Promise<T> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return absent();
+    throw e;
+  }
+  try {
+    return check(JSON.parse(text));
+  } catch (e) {
+    throw damaged((e as Error).message);
+  }
+}
+
 /** fsync of a directory, so that a rename or a new file in it survives a crash. */
 export async function syncDir(dir: string): Promise<void> {
   const h = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);

@@ -17,14 +17,11 @@ export class Channel {
   readonly #frames: Frame[] = [];
   #waiter: { resolve: (f: Frame) => void; reject: (e: unknown) => void } | undefined;
   #failure: unknown;
-  bytesIn = 0;
-  bytesOut = 0;
 
   constructor(socket: Duplex, peer: string) {
     this.#socket = socket;
     this.peer = peer;
     socket.on('data', (c: Buffer) => {
-      this.bytesIn += c.length;
       this.#reader.push(c);
       try {
         for (let f = this.#reader.next(); f; f = this.#reader.next()) this.#frames.push(f);
@@ -78,7 +75,6 @@ export class Channel {
 
   async send(frame: Buffer): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
-    this.bytesOut += frame.length;
     if (this.#socket.write(frame)) return;
     await new Promise<void>((resolve, reject) => {
       const done = (): void => { this.#socket.off('drain', done); this.#socket.off('close', gone); resolve(); };

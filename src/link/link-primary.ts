@@ -111,10 +111,6 @@ export class LinkPrimary {
     }
   }
 
-  get connections(): number {
-    return (this.#server?.connections ?? 0) + (this.#pushChannel ? 1 : 0);
-  }
-
   /** Ends every session (secondaries resume from their confirmed positions) and stops. */
   async stop(): Promise<void> {
     this.#stopped = true;

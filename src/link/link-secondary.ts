@@ -21,7 +21,7 @@ export interface LinkSecondaryOptions {
 /** Errors a retry cannot mend: the wrong key, group, position or arguments. */
 const FATAL = new Set(['LINK_AUTH', 'LINK_FOREIGN', 'LINK_POSITION', 'LINK_VERSION', 'USAGE', 'REPLICA_BAD', 'REPLICA_NOT_EMPTY', 'TAPE_FOREIGN']);
 
-export function isFatal(e: unknown): boolean {
+function isFatal(e: unknown): boolean {
   return !isJshipError(e) || FATAL.has(e.code);
 }
 

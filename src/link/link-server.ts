@@ -2,6 +2,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { isJshipError } from '../core/errors.js';
 import { Channel } from './channel.js';
+import { formatHostPort } from '../io/sockets.js';
 import { handshakeFailure, serverOptions } from './link-tls.js';
 import type { LinkLog } from './primary-session.js';
 
@@ -63,11 +64,7 @@ export class LinkServer {
       });
     });
     const a = this.#server.address() as AddressInfo;
-    return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-  }
-
-  get connections(): number {
-    return this.#sessions.size;
+    return formatHostPort({ host: a.address, port: a.port });
   }
 
   /** Stops listening and ends every connection (the peers resume later from their confirmed positions). */

@@ -46,8 +46,8 @@ export async function linkStatus(group: JournalGroup, confirmed: bigint): Promis
   };
 }
 
-function positionRefused(name: string, held: SecondaryHello['held'], s: SecondaryState): never {
-  const mine = s.confirmed.serial === 0 ? 'none confirmed' : `link tape ${s.confirmed.serial} (${s.confirmed.sha256?.slice(0, 12)}…)`;
+function positionRefused(name: string, held: SecondaryHello['held'], s: SecondaryState | undefined): never {
+  const mine = !s || s.confirmed.serial === 0 ? 'none confirmed' : `link tape ${s.confirmed.serial} (${s.confirmed.sha256?.slice(0, 12)}…)`;
   const theirs = held ? `link tape ${held.serial} (${held.sha256.slice(0, 12)}…)` : 'no link tape';
   throw new JshipError('LINK_POSITION', `secondary "${name}" says it holds ${theirs}; this primary's record says ${mine}: nothing was sent`, {
     hint: 'a replica restored from an older copy, another replica using the same name, or a forged position. Give the replica another --name (it gets a new base), or unregister the old one: jship link forget GROUP_DIR NAME',
@@ -79,7 +79,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     const sec = await updateRegistry(group.dir, (r) => {
       let s = r.secondaries.find((x) => x.name === name);
       if (!s) {
-        if (hello.held !== null) positionRefused(name, hello.held, newSecondary(name, 0n, null));
+        if (hello.held !== null) positionRefused(name, hello.held, undefined);
         s = newSecondary(name, group.journal.writtenSeq - 1n, ch.peer);
         r.secondaries.push(s);
       } else {

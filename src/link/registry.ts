@@ -1,7 +1,6 @@
-import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { writeFileAtomic } from '../io/files.js';
+import { readJsonFile, writeFileAtomic } from '../io/files.js';
 import { NAME } from './messages.js';
 
 /**
@@ -50,25 +49,16 @@ export function registryPath(groupDir: string): string {
 }
 
 export async function readRegistry(groupDir: string): Promise<LinkRegistry> {
-  let text: string;
-  try {
-    text = await fsp.readFile(registryPath(groupDir), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { format: 1, secondaries: [] };
-    throw e;
-  }
-  try {
-    const v = JSON.parse(text) as LinkRegistry;
+  return readJsonFile(registryPath(groupDir), (): LinkRegistry => ({ format: 1, secondaries: [] }), (x) => {
+    const v = x as LinkRegistry;
     if (v.format !== 1 || !Array.isArray(v.secondaries)) throw new Error('malformed');
     for (const s of v.secondaries) {
       if (typeof s.name !== 'string' || !NAME.test(s.name) || !/^\d+$/.test(s.confirmed?.seq ?? '') || !Number.isSafeInteger(s.confirmed.serial)) throw new Error(`secondary entry ${JSON.stringify(s.name)} is malformed`);
     }
     return v;
-  } catch (e) {
-    throw new JshipError('GROUP_BAD_CONFIG', `${registryPath(groupDir)} is damaged (${(e as Error).message})`, {
-      hint: 'it records what each link secondary has confirmed; restore it from a backup, or remove it and give each secondary a new base (a new replica)',
-    });
-  }
+  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${registryPath(groupDir)} is damaged (${why})`, {
+    hint: 'it records what each link secondary has confirmed; restore it from a backup, or remove it and give each secondary a new base (a new replica)',
+  }));
 }
 
 const queues = new Map<string, Promise<unknown>>();

@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
-import { MAX_SOCKET_PATH, fitsSocketPath, listenOn } from '../io/sockets.js';
+import { MAX_SOCKET_PATH, fitsSocketPath, formatHostPort, listenOn } from '../io/sockets.js';
 import { Budget } from './budget.js';
 import { NbdConnection, type ConnectionStats, type Log } from './connection.js';
 import type { NbdBackend } from './export.js';
@@ -66,7 +66,7 @@ export class NbdServer {
       this.#where = where.socket;
     } else {
       const a = this.#server.address();
-      this.#where = typeof a === 'object' && a ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : `${where.host}:${where.port}`;
+      this.#where = formatHostPort(typeof a === 'object' && a ? { host: a.address, port: a.port } : where);
     }
     this.#startedAt = Date.now();
     this.#timer = setInterval(() => this.#sample(), 1000);

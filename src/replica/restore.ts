@@ -4,7 +4,7 @@ import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { SectorClaims, type Claim } from '../core/winners.js';
-import { writeFileAtomic } from '../io/files.js';
+import { readJsonFile, writeFileAtomic } from '../io/files.js';
 import type { TapeKey } from '../tape/crypto.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import { Replica } from './replica.js';
@@ -58,23 +58,14 @@ interface ReplicaState {
 const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };
 
 export async function readReplicaState(dir: string): Promise<ReplicaState> {
-  let text: string;
-  try {
-    text = await fsp.readFile(join(dir, 'state.json'), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY_STATE);
-    throw e;
-  }
-  try {
-    const v = JSON.parse(text) as ReplicaState;
-    const seqOk = (x: unknown): boolean => typeof x === 'string' && /^\d{1,20}$/.test(x);
+  const seqOk = (x: unknown): boolean => typeof x === 'string' && /^\d{1,20}$/.test(x);
+  return readJsonFile(join(dir, 'state.json'), () => structuredClone(EMPTY_STATE), (x) => {
+    const v = x as ReplicaState;
     if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
       throw new Error('unexpected fields');
     }
     return v;
-  } catch (e) {
-    throw new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${(e as Error).message}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' });
-  }
+  }, (why) => new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${why}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' }));
 }
 
 async function writeReplicaState(dir: string, s: ReplicaState): Promise<void> {

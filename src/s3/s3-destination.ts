@@ -3,6 +3,7 @@ import {
   ListMultipartUploadsCommand, PutObjectCommand, UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import { ByteQueue } from '../core/byte-queue.js';
 import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
@@ -53,8 +54,8 @@ class S3Upload implements TapeOutput {
   /** Set when the key already holds an object: nothing is uploaded, the bytes are compared at commit. */
   readonly #existing: { size: number; etag: string } | undefined;
   #uploadId: string | undefined;
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
+  /** Bytes written and not yet sent as a part. */
+  readonly #pending = new ByteQueue();
   #bytes = 0;
   readonly #md5s: Buffer[] = [];
   readonly #etags: string[] = [];
@@ -85,23 +86,14 @@ class S3Upload implements TapeOutput {
   async write(chunk: Buffer): Promise<void> {
     if (this.#failed) throw this.#failed;
     this.#pending.push(chunk);
-    this.#pendingBytes += chunk.length;
     this.#bytes += chunk.length;
-    const size = this.#partSize();
-    while (this.#pendingBytes >= size) {
-      const all = Buffer.concat(this.#pending);
-      const part = all.subarray(0, size);
-      const rest = all.subarray(size);
-      this.#pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-      this.#pendingBytes = rest.length;
-      await this.#sendPart(part);
-    }
+    // A part may be a view of the caller's chunk: copied, so that it stays as it was while it uploads.
+    for (let size = this.#partSize(); this.#pending.length >= size; size = this.#partSize()) await this.#sendPart(Buffer.from(this.#pending.take(size) as Buffer));
   }
 
   async commit(_name: string, beforeRename?: (finalPath: string) => Promise<void>): Promise<string> {
     const url = s3UrlOf(this.#bucket, this.#key);
-    const last = Buffer.concat(this.#pending);
-    this.#pending = [];
+    const last = Buffer.from(this.#pending.take(this.#pending.length) ?? Buffer.alloc(0));
     const single = this.#md5s.length === 0 && this.#uploadId === undefined;
     if (single) {
       this.#md5s.push(md5(last));

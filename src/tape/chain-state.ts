@@ -1,7 +1,6 @@
-import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { writeFileAtomic } from '../io/files.js';
+import { readJsonFile, writeFileAtomic } from '../io/files.js';
 
 /**
  * The primary's side of the tape chain (GROUP_DIR/chain.json): where the next
@@ -36,22 +35,13 @@ export function chainPath(groupDir: string): string {
 }
 
 export async function readChainState(groupDir: string): Promise<ChainState> {
-  let text: string;
-  try {
-    text = await fsp.readFile(chainPath(groupDir), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_CHAIN };
-    throw e;
-  }
-  try {
-    const v = JSON.parse(text) as ChainState;
+  return readJsonFile(chainPath(groupDir), () => ({ ...EMPTY_CHAIN }), (x) => {
+    const v = x as ChainState;
     if (v.format !== 1 || !Number.isSafeInteger(v.nextSerial) || !/^\d+$/.test(v.exportedSeq) || !Array.isArray(v.pendingAcks)) throw new Error('malformed');
     return v;
-  } catch (e) {
-    throw new JshipError('GROUP_BAD_CONFIG', `${chainPath(groupDir)} is damaged (${(e as Error).message})`, {
-      hint: 'it records where the tape chain stands; restore it from a backup, or look up the last tape exported and rebuild it by hand',
-    });
-  }
+  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${chainPath(groupDir)} is damaged (${why})`, {
+    hint: 'it records where the tape chain stands; restore it from a backup, or look up the last tape exported and rebuild it by hand',
+  }));
 }
 
 export async function writeChainState(groupDir: string, s: ChainState): Promise<void> {

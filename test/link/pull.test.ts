@@ -7,6 +7,9 @@ import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
 import { parseHostPort } from '../../src/io/sockets.js';
+import { dial } from '../../src/link/dial.js';
+import { MessageType } from '../../src/link/frame.js';
+import { decodePrimaryHello, decodeStatus, message } from '../../src/link/messages.js';
 
 import { Replica } from '../../src/replica/replica.js';
 import { KiB, MiB, tempDir } from '../helpers.js';
@@ -60,4 +63,31 @@ describe('link pull (library)', () => {
       await group.close();
     }
   }, 60_000);
+});
+
+describe('link status query', () => {
+  const dir = tempDir();
+
+  it('answers STATUS_REQUEST with the journal pointers and what the secondary confirmed', async () => {
+    const { group, key } = await linkedGroup(dir);
+    await writeMixed(group, 20, 1);
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log });
+    const ch = await dial(parseHostPort(primary.address as string, 'x'), key, group.config.groupId);
+    try {
+      await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: group.config.groupId, name: 'asker', held: null, mode: 'pull' }));
+      const hello = ch.next(5000);
+      expect(decodePrimaryHello(await hello).status.lastSeq).toBe(String(group.journal.writtenSeq - 1n));
+      await ch.send(message(MessageType.StatusRequest));
+      const reply = await ch.next(5000);
+      expect(reply.type).toBe(MessageType.Status);
+      const st = decodeStatus(reply);
+      expect(st).toMatchObject({ lastSeq: String(group.journal.writtenSeq - 1n), outSeq: String(group.journal.outSeq), inSeq: String(group.journal.writtenSeq) });
+      // A new secondary is registered at the last record written: it has that much, and a base to come.
+      expect(st.confirmedSeq).toBe(String(group.journal.writtenSeq - 1n));
+    } finally {
+      ch.close();
+      await primary.stop();
+      await group.close();
+    }
+  }, 30_000);
 });
