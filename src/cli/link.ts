@@ -50,11 +50,13 @@ function required(v: string | undefined, flag: string, verb: string): string {
 
 /** The replica's name at its primary: --name, else the one it has, else HOST-DIRNAME. */
 async function secondaryName(dir: string, given: string | undefined, log: (e: LinkEvent) => void): Promise<string> {
-  if (given !== undefined) {
-    if (!NAME.test(given)) throw new JshipError('USAGE', `--name ${JSON.stringify(given)} is not a secondary name`, { hint: 'letters, digits, . _ : - (up to 64), starting with a letter or digit' });
-    return given;
-  }
+  if (given !== undefined && !NAME.test(given)) throw new JshipError('USAGE', `--name ${JSON.stringify(given)} is not a secondary name`, { hint: 'letters, digits, . _ : - (up to 64), starting with a letter or digit' });
   const pos = await heldPosition(dir, { log });
+  // Checked before any connection: the primary knows this replica by the name it has.
+  if (given !== undefined && pos.linkName !== null && pos.linkName !== given) {
+    throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${given}"`, { hint: `leave out --name, or give --name ${pos.linkName}` });
+  }
+  if (given !== undefined) return given;
   if (pos.linkName) return pos.linkName;
   return `${hostname()}-${basename(resolve(dir))}`.replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || 'secondary';
 }

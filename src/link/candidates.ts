@@ -27,7 +27,13 @@ export function parseCandidates(text: string, where: string): Candidate[] {
     if (typeof o !== 'object' || o === null || typeof o.address !== 'string') return fail(`entry ${i + 1} has no "address"`);
     const priority = o.priority ?? i + 1;
     if (typeof priority !== 'number' || !Number.isSafeInteger(priority)) return fail(`entry ${i + 1}: "priority" is not an integer`);
-    return { ...parseHostPort(o.address, `entry ${i + 1} address`), address: o.address, priority };
+    let at: HostPort;
+    try {
+      at = parseHostPort(o.address, `entry ${i + 1}: address`);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    return { ...at, address: o.address, priority };
   });
   const seen = new Set<string>();
   for (const c of out) {

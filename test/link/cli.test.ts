@@ -90,6 +90,10 @@ describe('link through the CLI and NBD', () => {
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(pushed, 'svol', 'a.img'), join(dir, 'a-now.raw'));
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(pushed, 'svol', 'b.img'), join(dir, 'b-now.raw'));
       expect(recv.events.some((e) => e.event === 'tape-stored')).toBe(true);
+      // The replica is "site-b" at its primary: another name is a usage error, caught before any connection.
+      const renamed = jshipJson('link', 'pull', rep, '--from', '127.0.0.1:1', '--psk', key, '--name', 'other', '--once');
+      expect(renamed.code).toBe(2);
+      expect(renamed.out.error.message).toMatch(/secondary "site-b" at its primary, not "other"/);
     } finally {
       await srv.stop().catch(() => undefined);
       expect(await recv.stop()).toBe(0);

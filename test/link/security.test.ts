@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
@@ -113,6 +113,17 @@ describe('link security', () => {
     const unreachable = jshipJson('link', 'pull', join(dir, 'rep'), '--from', '127.0.0.1:1', '--psk', groupPaths(g).ackKey, '--once');
     expect(unreachable.code).toBe(1);
     expect(unreachable.out.error.code).toBe('LINK_UNREACHABLE');
+    expect(jshipJson('link', 'serve', g, '--listen', '127.0.0.1:0', '--psk', groupPaths(g).ackKey, '--max-tape', 'lots').code).toBe(2);
+    expect(jshipJson('link', 'push', g, '--to', '127.0.0.1:1', '--psk', groupPaths(g).ackKey, '--failover-after', 'soon').code).toBe(2);
+    writeFileSync(join(dir, 'sites.json'), '[{"address": "nowhere"}]');
+    expect(jshipJson('link', 'push', g, '--candidates', join(dir, 'sites.json'), '--psk', groupPaths(g).ackKey).out.error.message).toMatch(/sites\.json: entry 1: address "nowhere" is not HOST:PORT/);
+    // A damaged registry of secondaries is named, and left as it is.
+    writeFileSync(join(g, 'link.json'), '{"format": 1, "secondaries": [{"name": "../x"}]}');
+    const damaged = jshipJson('status', g);
+    expect(damaged.code).toBe(1);
+    expect(damaged.out.error.code).toBe('GROUP_BAD_CONFIG');
+    expect(damaged.out.error.message).toMatch(/link\.json is damaged \(secondary entry "\.\.\/x" is malformed\)/);
+    expect(readFileSync(join(g, 'link.json'), 'utf8')).toBe('{"format": 1, "secondaries": [{"name": "../x"}]}');
   }, 60_000);
 });
 
