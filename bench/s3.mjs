@@ -50,14 +50,14 @@ export async function benchS3({ runs = 2 } = {}) {
     const up = [], upPeer = [], down = [], downPeer = [];
     for (let r = 0; r < runs; r++) {
       up.push(await timeAsync(async () => {
-        const out = await new S3Destination(`s3://bench/j${r}/`).open(1);
+        const out = await new S3Destination(`s3://bench/j${r}/`).open(1, 1n);
         for await (const c of fileChunks(tape)) await out.write(c);
         await out.commit('tape');
       }));
       upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`], { env: rcloneEnv }));
       const local = join(dir, `down${r}.tar.zst`);
       down.push(await timeAsync(async () => {
-        const [src] = await s3Sources(`s3://bench/j${r}/jship-000001.tar.zst`);
+        const [src] = await s3Sources(`s3://bench/j${r}/`);
         const w = createWriteStream(local);
         for await (const c of src.chunks()) if (!w.write(c)) await new Promise((res) => w.once('drain', res));
         await new Promise((res, rej) => w.end((e) => (e ? rej(e) : res())));
