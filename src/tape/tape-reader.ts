@@ -205,6 +205,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       throw e;
     }
   };
+  // Where the stream stops being frames: reported once the frames cut before it are handled (and kept).
+  let damaged: string | undefined;
   const cut = (): void => {
     for (;;) {
       const s = scanFrame(buf, 0);
@@ -214,7 +216,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       }
       if (s.kind === 'invalid') {
         if (buf.every((b) => b === 0)) return; // padding after the end of the archive (tape devices pad blocks)
-        return fail('TAPE_DAMAGED', `no zstd frame at byte ${bufStart} (${s.why})`, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
+        damaged = `no zstd frame at byte ${bufStart} (${s.why})`;
+        return;
       }
       cutFrames.push({ offset: bufStart, length: s.length, frame: buf.subarray(0, s.length) });
       buf = buf.subarray(s.length);
@@ -238,8 +241,9 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       const item = await drainOne();
       if (item) yield item;
     }
+    if (damaged) break;
   }
-  if (partsLen > 0) {
+  if (partsLen > 0 && !damaged) {
     buf = Buffer.concat([buf, ...parts]);
     cut();
   }
@@ -247,6 +251,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     const item = await drainOne();
     if (item) yield item;
   }
+  if (damaged) fail('TAPE_DAMAGED', damaged, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
   if (!label) {
     if (bufStart === 0 && buf.length === 0) fail('TAPE_TRUNCATED', 'the file is empty', 'the copy of this tape is empty: copy it again');
     fail('TAPE_TRUNCATED', 'ends before its label is complete', 'the copy is cut short: copy the tape again');

@@ -76,6 +76,22 @@ describe('damaged media', () => {
     }), { numRuns: 60 });
   });
 
+  it('a frame header damaged after good segments: the segments before it are kept, whole tapes read in one piece too', async () => {
+    const { good, segs } = await smallTape(dir);
+    // The magic of the third segment's frame: the reader has cut the frames before it when it meets it.
+    const at = segs[1]!.end;
+    const bad = Buffer.from(good);
+    bad[at] = (bad[at] as number) ^ 0xff;
+    const path = join(dir, 'bad-magic.tar.zst');
+    writeFileSync(path, bad);
+    const rep = await importTapes(join(dir, 'rep-magic'), [path]);
+    const t = rep.tapes[0]!;
+    expect(t.outcome).toBe('partial');
+    expect(t.message).toMatch(new RegExp(`no zstd frame at byte ${at}`));
+    expect(t.records).toBe(segs[0]!.records + segs[1]!.records);
+    expect(t.updates?.lastSeq).toBe(segs[1]!.lastSeq);
+  });
+
   it('truncation at many offsets: TAPE_TRUNCATED (or damaged), the segments before the cut kept, what was lost named', async () => {
     const { file, good, segs } = await smallTape(dir);
     const total = segs.reduce((n, s) => n + s.records, 0);
