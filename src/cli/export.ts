@@ -15,6 +15,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   purgeOnClose?: boolean;
   encryptKey?: string;
   allowEmpty?: boolean;
+  allowPlaintext?: boolean;
 }
 
 export function registerExport(program: Command): void {
@@ -29,6 +30,7 @@ export function registerExport(program: Command): void {
     .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
+    .option('--allow-plaintext', 'write plaintext tapes although the chain\'s last tape was encrypted')
     .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)');
   withS3Options(cmd)
     .action(async (dir: string, opts: ExportCliOptions) => {
@@ -41,6 +43,7 @@ export function registerExport(program: Command): void {
         ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),
         ...(opts.encryptKey !== undefined ? { encryptKey: opts.encryptKey } : {}),
         ...(opts.allowEmpty ? { allowEmpty: true } : {}),
+        ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
         s3: s3Settings(opts),
       };
       const toStdout = opts.to === '-';

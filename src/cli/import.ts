@@ -12,6 +12,7 @@ interface ImportCliOptions extends CommonOptions, S3CliOptions {
   key?: string;
   ackOut?: string;
   ackKey?: string;
+  allowPlaintext?: boolean;
 }
 
 export function registerImport(program: Command): void {
@@ -21,6 +22,7 @@ export function registerImport(program: Command): void {
     .argument('<REPLICA_DIR>', 'the replica (a new or empty directory creates one)')
     .argument('<TAPE_OR_DIR...>', 'tape files, directories of *.tar.zst tapes, or s3://BUCKET/PREFIX (the tapes there, in order)')
     .option('--key <FILE>', 'the key of encrypted tapes (as given to export --encrypt-key)')
+    .option('--allow-plaintext', 'take plaintext tapes into a chain whose earlier tapes are encrypted (after export --allow-plaintext)')
     .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')
     .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
     .option('--json', 'print one JSON object');
@@ -36,6 +38,7 @@ export function registerImport(program: Command): void {
       try {
         report = await importTapes(dir, sources, {
           ...(key ? { key } : {}),
+          ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
           s3: s3Settings(opts),
           onProgress: bar.onProgress,
         });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
 import { buildTimeline, type Timeline } from '../replica/timeline.js';
-import { readReplicaState } from '../replica/restore.js';
+import { readReplicaState } from '../replica/replica-state.js';
 import { emit, type CommonOptions } from './output.js';
 
 const WIDTH = 60;

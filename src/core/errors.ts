@@ -56,6 +56,8 @@ export type ErrorCode =
   | 'TAPE_FOREIGN'
   | 'TAPE_CONFLICT'
   | 'TAPE_CHAIN_BROKEN'
+  | 'TAPE_PLAINTEXT'
+  | 'TAPE_TOO_LARGE'
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
   // object storage

@@ -7,8 +7,11 @@
 export const ZSTD_MAGIC = 0xfd2fb528;
 
 export type FrameScan =
-  /** A whole frame of `length` bytes starts at the offset given. */
-  | { kind: 'frame'; length: number }
+  /**
+   * A whole frame of `length` bytes starts at the offset given;
+   * `contentSize` is what its header declares it decompresses to (null: not declared; 0 for a skippable frame).
+   */
+  | { kind: 'frame'; length: number; contentSize: number | null }
   /** More bytes are needed to know the frame's length. */
   | { kind: 'need-more' }
   /** The bytes at the offset are not a zstd frame (`why` says what is wrong). */
@@ -25,7 +28,7 @@ export function scanFrame(buf: Uint8Array, off: number): FrameScan {
   if ((magic & 0xfffffff0) === 0x184d2a50) {
     if (avail < 8) return { kind: 'need-more' };
     const size = view.getUint32(off + 4, true);
-    return avail < 8 + size ? { kind: 'need-more' } : { kind: 'frame', length: 8 + size };
+    return avail < 8 + size ? { kind: 'need-more' } : { kind: 'frame', length: 8 + size, contentSize: 0 };
   }
   if (magic !== ZSTD_MAGIC) return { kind: 'invalid', why: `no zstd frame magic at this offset (found 0x${magic.toString(16).padStart(8, '0')})` };
   if (avail < 5) return { kind: 'need-more' };
@@ -36,7 +39,14 @@ export function scanFrame(buf: Uint8Array, off: number): FrameScan {
   const checksum = (fhd >> 2) & 1;
   const dictFlag = fhd & 3;
   const fcsSize = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag] as number;
-  let pos = off + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]! + fcsSize;
+  const fcsAt = off + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]!;
+  let pos = fcsAt + fcsSize;
+  if (buf.length < pos) return { kind: 'need-more' };
+  const contentSize = fcsSize === 0 ? null
+    : fcsSize === 1 ? view.getUint8(fcsAt)
+      : fcsSize === 2 ? view.getUint16(fcsAt, true) + 256
+        : fcsSize === 4 ? view.getUint32(fcsAt, true)
+          : Number(view.getBigUint64(fcsAt, true));
   for (;;) {
     if (buf.length - pos < 3) return { kind: 'need-more' };
     const bh = (buf[pos] as number) | ((buf[pos + 1] as number) << 8) | ((buf[pos + 2] as number) << 16);
@@ -50,5 +60,19 @@ export function scanFrame(buf: Uint8Array, off: number): FrameScan {
   }
   pos += checksum ? 4 : 0;
   if (pos > buf.length) return { kind: 'need-more' };
-  return { kind: 'frame', length: pos - off };
+  return { kind: 'frame', length: pos - off, contentSize };
+}
+
+/**
+ * The most a frame of a jship tape may decompress to: a segment entry at the
+ * format's limit with its tar headers and hash entry, or a trailer. Checked
+ * on the frame header before a byte is decompressed (no decompression bombs).
+ */
+export const MAX_FRAME_CONTENT = 64 * 1024 * 1024;
+
+/** Why a scanned frame must not be decompressed, or null when it may. */
+export function frameSizeProblem(s: { contentSize: number | null }): string | null {
+  if (s.contentSize === null) return 'its header declares no content size (jship writes one in every frame)';
+  if (s.contentSize > MAX_FRAME_CONTENT) return `it declares ${s.contentSize} bytes of content, more than the format's ${MAX_FRAME_CONTENT}-byte limit`;
+  return null;
 }

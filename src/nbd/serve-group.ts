@@ -125,7 +125,7 @@ function stringArg(args: Record<string, unknown>, name: string): string {
 
 function exportArgs(args: Record<string, unknown>): ExportRequest {
   const req: ExportRequest = { to: stringArg(args, 'to') };
-  for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty'] as const) {
+  for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty', 'allowPlaintext'] as const) {
     const v = args[k];
     if (v === undefined) continue;
     if (typeof v !== 'boolean') throw new JshipError('CONTROL_PROTOCOL', `control argument "${k}" is not a boolean`, { hint: 'use the jship CLI, which sends it' });

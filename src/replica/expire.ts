@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import type { Catalog, MarkerRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
+import { readReplicaState } from './replica-state.js';
 
 export interface ExpirePlan {
   /** The base every kept restore point starts from; null when nothing can go. */
@@ -10,6 +11,8 @@ export interface ExpirePlan {
   keep: TapeRow[];
   bytes: number;
   reason: string;
+  /** Tapes kept only because the SVOLs' next restore needs them. */
+  keptForSvols: number[];
 }
 
 /** Complete full bases, oldest first: a base-started marker (scope full) with its base-complete marker. */
@@ -30,7 +33,7 @@ export function completeBases(cat: Catalog): Array<{ baseId: bigint; completeSeq
  * from the newest full base complete by then; its base records and every
  * update from its "base started" marker on stay, and so does anything newer.
  */
-export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepLast: number }): ExpirePlan {
+export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepLast: number }, svolSeq = 0n): ExpirePlan {
   const bases = completeBases(cat);
   const tapes = cat.tapes();
   let base: (typeof bases)[number] | undefined;
@@ -42,19 +45,32 @@ export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepL
     base = [...bases].reverse().find((b) => b.completeTs <= rule.keepSinceTs);
     reason = base ? `restore points from the cut on start from base ${base.baseId} (complete at seq ${base.completeSeq})` : 'no full base was complete by the cut: everything stays';
   }
-  if (!base) return { keepFromBase: null, remove: [], keep: tapes, bytes: 0, reason };
+  if (!base) return { keepFromBase: null, remove: [], keep: tapes, bytes: 0, reason, keptForSvols: [] };
   const b = base;
   const segments = cat.segments();
   const needed = new Set<number>();
   for (const s of segments) {
     if (s.kind === 'base' ? s.baseId !== null && s.baseId >= b.baseId : s.lastSeq >= b.baseId) needed.add(s.serial);
   }
+  // The SVOLs move forward from where they are: their next restore needs every record after it (and resync bases after it).
+  const keptForSvols = new Set<number>();
+  if (svolSeq > 0n) {
+    for (const s of segments) {
+      const wanted = s.kind === 'base' ? s.baseId !== null && s.baseId > svolSeq : s.lastSeq > svolSeq;
+      if (wanted && !needed.has(s.serial)) keptForSvols.add(s.serial);
+    }
+    for (const k of keptForSvols) needed.add(k);
+    if (keptForSvols.size > 0) {
+      reason += `; tapes ${[...keptForSvols].sort((x, y) => x - y).join(', ')} stay for the SVOLs (restored to seq ${svolSeq}): their next restore needs the records after it — restore the SVOLs to a later point (jship restore REPLICA_DIR), then expire again`;
+    }
+  }
   // A tape with no segments (an empty export) goes with the tapes before it, in its own chain
   // (the tape chain's keys are its serials, a link secondary's are minus its serials).
   const maxNeeded = (link: boolean): number => Math.max(0, ...[...needed].filter((k) => k < 0 === link).map(Math.abs));
   const remove = tapes.filter((t) => !needed.has(t.serial) && Math.abs(t.serial) < maxNeeded(t.serial < 0));
   const keep = tapes.filter((t) => !remove.includes(t));
-  return { keepFromBase: b, remove, keep, bytes: remove.reduce((n, t) => n + t.bytes, 0), reason };
+  const forSvols = [...keptForSvols].filter((k) => !remove.some((t) => t.serial === k)).sort((x, y) => x - y);
+  return { keepFromBase: b, remove, keep, bytes: remove.reduce((n, t) => n + t.bytes, 0), reason, keptForSvols: forSvols };
 }
 
 /**
@@ -69,7 +85,8 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
   const replica = await Replica.open(dir);
   try {
     const cat = replica.catalog;
-    const plan = planExpire(cat, rule);
+    const state = await readReplicaState(replica.dir);
+    const plan = planExpire(cat, rule, BigInt(state.svol.restoredSeq));
     const serials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
     for (const t of plan.remove) serials.add(t.serial);
     const expiredSerials = [...serials].sort((a, b) => a - b);

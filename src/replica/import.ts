@@ -12,7 +12,8 @@ import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '
 import { asSource, type TapeSource } from '../tape/tape-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
-import type { MarkerRow, SegmentRow, TapeRow } from './catalog.js';
+import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
+import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
 
@@ -54,6 +55,8 @@ export interface ImportOptions {
   s3?: S3Settings;
   pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
+  /** Take a plaintext tape into a chain whose tapes before it are encrypted (the primary was told --allow-plaintext). */
+  allowPlaintext?: boolean;
   /** The whole tape's SHA-256 as its sender computed it (asked once the tape is read): another one refuses the tape. */
   expectSha256?: () => string | undefined;
 }
@@ -145,9 +148,10 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
     const sizes = await Promise.all(files.map((f) => f.size()));
     const total = sizes.reduce((a, b) => a + b, 0);
     let done = 0;
+    const hints = chainHints(labels.values());
     for (const [i, f] of files.entries()) {
       const label = labels.get(f);
-      if (label) reports.push(await importOne(replica, f, label, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total)));
+      if (label) reports.push(await importOne(replica, f, label, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total), hints));
       done += sizes[i] ?? 0;
       opts.onProgress?.(done, total);
     }
@@ -184,7 +188,43 @@ function refused(source: string, serial: number | null, e: JshipError): TapeImpo
   return { source, serial, outcome: 'refused', message: e.message, code: e.code, records: 0, updates: null, lost: null };
 }
 
-async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void): Promise<TapeImport> {
+/** What the labels of one import's tapes say of the tapes before them: catalogue key → SHA-256s named. */
+type ChainHints = Map<number, Set<string>>;
+
+function chainHints(labels: Iterable<TapeLabel>): ChainHints {
+  const hints: ChainHints = new Map();
+  for (const l of labels) {
+    if (l.serial < 2 || l.prevTapeSha256 === null) continue;
+    const k = catalogKey({ ...l, serial: l.serial - 1 });
+    const set = hints.get(k) ?? new Set<string>();
+    set.add(l.prevTapeSha256);
+    hints.set(k, set);
+  }
+  return hints;
+}
+
+/** The catalogue key of the tape `delta` places after `label` in its chain. */
+function neighbourKey(label: TapeLabel, delta: number): number {
+  return catalogKey({ ...label, serial: label.serial + delta });
+}
+
+/** The meta key that remembers the first encrypted tape of a chain. */
+export const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSince:link' : 'encryptedSince:tapes');
+
+/**
+ * Why a plaintext tape may not enter this chain: the nearest tape before it
+ * that the replica holds is encrypted (or, with none held, an encrypted tape
+ * came before it once). A chain becomes plaintext again only when told so.
+ */
+function plaintextRefusal(cat: Catalog, label: TapeLabel): string | null {
+  if (label.encryption) return null;
+  const before = cat.tapes().filter((t) => (t.serial < 0) === !!label.link && Math.abs(t.serial) < label.serial).sort((a, b) => Math.abs(b.serial) - Math.abs(a.serial))[0];
+  if (before) return before.keyId ? `tape ${Math.abs(before.serial)} before it is encrypted (key id ${before.keyId})` : null;
+  const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
+  return since > 0 && since < label.serial ? `the chain's tapes are encrypted from tape ${since} on` : null;
+}
+
+async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints = new Map()): Promise<TapeImport> {
   const source = src.where;
   const cat = replica.catalog;
   const cfg = replica.config;
@@ -199,28 +239,31 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       hint: 'the group was re-created with other volumes: use a new replica',
     }));
   }
-  // Volumes grow (jship scan adopts a grown file): the replica follows the largest size seen.
-  if (label.volumes.some((v, i) => v.size > (cfg.volumes[i]?.size ?? 0))) {
-    cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: Math.max(v.size, label.volumes[i]?.size ?? 0) }));
-    await replica.saveConfig();
-  }
-  if (label.link) {
-    const mine = cfg.linkName ?? label.link.secondary;
-    if (label.link.secondary !== mine) {
-      return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} is link tape ${label.serial} of secondary "${label.link.secondary}"; this replica is secondary "${mine}"`, {
-        hint: 'link tapes belong to the replica they were sent to: import the tape chain\'s tapes instead',
-      }));
-    }
-    if (cfg.linkName === undefined) {
-      cfg.linkName = mine;
-      await replica.saveConfig();
-    }
+  const linkName = label.link ? cfg.linkName ?? label.link.secondary : undefined;
+  if (label.link && label.link.secondary !== linkName) {
+    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} is link tape ${label.serial} of secondary "${label.link.secondary}"; this replica is secondary "${linkName}"`, {
+      hint: 'link tapes belong to the replica they were sent to: import the tape chain\'s tapes instead',
+    }));
   }
   const key = catalogKey(label);
+  const what = label.link ? `link tape ${label.serial}` : `tape ${label.serial}`;
+  // The chain: the label must name the tape before it that the replica holds (a damaged copy's hash proves nothing).
+  const prev = label.serial > 1 ? cat.tape(neighbourKey(label, -1)) : undefined;
+  if (prev && prev.status === 'complete' && label.prevTapeSha256 !== prev.sha256) {
+    return refused(source, label.serial, new JshipError('TAPE_CHAIN_BROKEN', `${source}: its label names a previous tape with SHA-256 ${label.prevTapeSha256 ?? 'none'}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial - 1} (${prev.file}) has ${prev.sha256}`, {
+      hint: `this tape is not of this chain (forged, or from a copied group directory), or the replica's tape ${label.serial - 1} is a copy that differs from the one exported: verify both against the primary's copies; a good copy of tape ${label.serial - 1} given together with this one replaces the held one. Nothing was changed`,
+    }));
+  }
+  const plain = opts.allowPlaintext ? null : plaintextRefusal(cat, label);
+  if (plain) {
+    return refused(source, label.serial, new JshipError('TAPE_PLAINTEXT', `${source} is not encrypted, but ${plain}`, {
+      hint: 'a plaintext tape in an encrypted chain is refused (it could carry any bytes); if the primary really stopped encrypting (export --allow-plaintext), import it with --allow-plaintext. Nothing was changed',
+    }));
+  }
   const existing = cat.tape(key);
   const size = await src.size();
   if (existing && existing.status === 'complete' && existing.bytes === size && (await sameTape(replica, existing, src, label))) {
-    return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
+    return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
   }
   const stage = randomBytes(6).toString('hex');
   const tmp = replica.tapePath(`.incoming-${stage}`);
@@ -228,26 +271,47 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   const hash = createHash('sha256');
   let pos = 0;
   let closed = false;
+  /** Stores the verified copy: the file into place, what the label says into replica.json, the rows into the catalogue. */
+  const store = async (file: string, status: 'complete' | 'partial', problem: string | null, sha256: string, scan: { segments: SegmentRow[]; markers: MarkerRow[]; trailer: TapeTrailer | undefined }): Promise<string | null> => {
+    // Volumes grow (jship scan adopts a grown file): the replica follows the largest size of a verified tape.
+    if (label.volumes.some((v, i) => v.size > (cfg.volumes[i]?.size ?? 0)) || (linkName !== undefined && cfg.linkName === undefined)) {
+      cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: Math.max(v.size, label.volumes[i]?.size ?? 0) }));
+      if (linkName !== undefined) cfg.linkName = linkName;
+      await replica.saveConfig();
+    }
+    const invalidated = existing ? await invalidateDiverged(replica, existing, scan.segments) : null;
+    cat.putTape(tapeRow(label, file, sha256, pos, status, problem, scan.segments, scan.trailer), scan.segments, scan.markers, stage);
+    if (label.encryption && !(Number(cat.getMeta(encryptedSince(label)) ?? '0') > 0 && Number(cat.getMeta(encryptedSince(label))) <= label.serial)) {
+      cat.setMeta(encryptedSince(label), String(label.serial));
+    }
+    if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
+    return invalidated;
+  };
   try {
-    const { segments, markers, trailer, damage } = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
+    const scanned = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
       await writeFully(h, c, pos);
       pos += c.length;
       progress(pos);
     });
-    if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && segments.length === 0))) {
+    const { damage } = scanned;
+    if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && scanned.segments.length === 0))) {
       return refused(source, label.serial, damage);
     }
     const sha256 = hash.digest('hex');
-    const updates = segments.filter((s) => s.kind === 'update');
-    const records = segments.reduce((n, s) => n + s.records, 0);
-    const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
     if (damage) {
-      const lost = await describeLoss(src, segments);
+      // Kept segments are checked against every hash the tape carries: its trailer's too, when it can still be found.
+      const trailer = await findTrailer(src).catch(() => undefined);
+      const own = trailer && trailer.serial === label.serial && trailer.mediaSet.id === label.mediaSet.id ? trailer : undefined;
+      const { segments, markers, cut } = keepListed(scanned, own);
+      const updates = segments.filter((s) => s.kind === 'update');
+      const records = segments.reduce((n, s) => n + s.records, 0);
+      const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
+      const lost = describeLoss(own, segments);
       const keptText = tapeUpdates ? `records ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq} kept` : `${records} records kept`;
-      const message = `${damage.message}; ${segments.length} segments (${records} records) verified, ${keptText}${lost.text}`;
+      const message = `${damage.message}; ${segments.length} segments (${records} records) verified${cut ? ` (${cut})` : ''}, ${keptText}${lost.text}`;
       if (existing && (existing.status === 'complete' || existing.records >= records)) {
-        return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of tape ${label.serial}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
+        return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of ${what}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
       }
       if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
       const file = label.link ? `jship-link-${String(label.serial).padStart(6, '0')}-partial.tar.zst` : `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
@@ -256,17 +320,33 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       closed = true;
       await fsp.rename(tmp, replica.tapePath(file));
       await syncDir(replica.tapesDir);
-      cat.putTape(tapeRow(label, file, sha256, pos, 'partial', damage.message, segments, trailer), segments, markers, stage);
-      if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
-      return { source, serial: label.serial, outcome: 'partial', message, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
+      const invalidated = await store(file, 'partial', damage.message, sha256, { segments, markers, trailer: scanned.trailer });
+      return { source, serial: label.serial, outcome: 'partial', message: `${message}${invalidated ? `; ${invalidated}` : ''}`, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
     }
-    if (existing && existing.status === 'complete') {
-      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `tape ${label.serial} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null };
-      return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${source} is tape ${label.serial}, but the replica holds a different tape ${label.serial} (${existing.file})`, {
-        hint: 'two different exports used the same serial: find out which is right; nothing was changed',
+    const { segments } = scanned;
+    const updates = segments.filter((s) => s.kind === 'update');
+    const records = segments.reduce((n, s) => n + s.records, 0);
+    const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
+    // The chain, forward: the tape after this one that the replica holds must name this very copy.
+    const next = cat.tape(neighbourKey(label, 1));
+    if (next && next.prevSha256 !== sha256) {
+      return refused(source, label.serial, new JshipError('TAPE_CHAIN_BROKEN', `${source} has SHA-256 ${sha256}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial + 1} (${next.file}) names a previous tape with ${next.prevSha256 ?? 'none'}`, {
+        hint: `this copy is not the tape that came before ${label.serial + 1} (forged, from a copied group directory, or altered), or the held tape ${label.serial + 1} is not of this chain: verify both against the primary's copies. Nothing was changed`,
       }));
     }
-    const seqs = segments.flatMap((s) => [s.firstSeq, s.lastSeq]);
+    let supersedes = '';
+    if (existing && existing.status === 'complete') {
+      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null };
+      // Two different complete copies: the chain decides (a tape after it, held or given now, names one of them).
+      const named = (sha: string): boolean => hints.get(key)?.has(sha) === true || next?.prevSha256 === sha;
+      if (!named(sha256) || named(existing.sha256)) {
+        return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${source} is ${what}, but the replica holds a different ${what} (${existing.file})`, {
+          hint: `two different exports used the same serial, or one copy was altered: find out which is right (jship verify, against the primary's copies); a copy that the next tape's label names replaces the held one when both are imported together. Nothing was changed`,
+        }));
+      }
+      supersedes = ` (replaced ${existing.file}: the label of tape ${label.serial + 1} names this copy, not the held one)`;
+    }
+    const seqs = segments.flatMap((x) => [x.firstSeq, x.lastSeq]);
     const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
     const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
     const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeFileName(label.serial, lo, hi).slice('jship-'.length)}`;
@@ -278,22 +358,25 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     await h.close();
     closed = true;
     const finalPath = replica.tapePath(file);
-    try {
-      await fsp.link(tmp, finalPath);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      // Left by an import that was killed before it catalogued the tape: keep it if it is this very tape.
-      if ((await sha256File(finalPath)) !== sha256) {
-        return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${finalPath} exists and is not this tape`, { hint: 'move the stray file away, then import again' }));
+    if (existing && existing.file === file) {
+      await fsp.rename(tmp, finalPath);
+    } else {
+      try {
+        await fsp.link(tmp, finalPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        // Left by an import that was killed before it catalogued the tape: keep it if it is this very tape.
+        if ((await sha256File(finalPath)) !== sha256) {
+          return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${finalPath} exists and is not this tape`, { hint: 'move the stray file away, then import again' }));
+        }
       }
     }
     await fsp.rm(tmp, { force: true });
     await syncDir(replica.tapesDir);
-    cat.putTape(tapeRow(label, file, sha256, pos, 'complete', null, segments, trailer), segments, markers, stage);
-    if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
+    const invalidated = await store(file, 'complete', null, sha256, scanned);
     return {
       source, serial: label.serial, outcome: existing ? 'replaced' : 'imported',
-      message: `tape ${label.serial}: ${records} records${tapeUpdates ? `, seq ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq}` : ''}${existing ? ' (replaced the damaged copy)' : ''}`,
+      message: `${what}: ${records} records${tapeUpdates ? `, seq ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq}` : ''}${existing ? supersedes || ' (replaced the damaged copy)' : ''}${invalidated ? `; ${invalidated}` : ''}`,
       code: null, records, updates: tapeUpdates, lost: null,
     };
   } finally {
@@ -301,6 +384,42 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (!closed) await h.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
   }
+}
+
+/**
+ * The segments of a damaged tape that every hash it carries vouches for:
+ * those before the damage, and, when its trailer was found, only as many as
+ * match the trailer's list (name and SHA-256) in order. Markers go with
+ * their segments.
+ */
+export function keepListed(scan: ScannedTape, trailer: TapeTrailer | undefined): { segments: SegmentRow[]; markers: MarkerRow[]; cut: string | null } {
+  if (!trailer) return { segments: scan.segments, markers: scan.markers, cut: null };
+  let n = 0;
+  while (n < scan.segments.length && trailer.segments[n]?.sha256 === scan.segments[n]?.sha256) n++;
+  if (n === scan.segments.length) return { segments: scan.segments, markers: scan.markers, cut: null };
+  const segments = scan.segments.slice(0, n);
+  const held = (seq: bigint): boolean => segments.some((x) => x.kind === 'update' && x.firstSeq <= seq && seq <= x.lastSeq);
+  return { segments, markers: scan.markers.filter((m) => held(m.seq)), cut: `segment ${n + 1} on differs from the trailer's list` };
+}
+
+/**
+ * When a copy of a tape replaces another, records the SVOLs took from the
+ * old copy may differ from the new one's: then the SVOLs can no longer be
+ * brought forward from where they are, and are rebuilt from the base at
+ * their next restore. Returns what was done, or null.
+ */
+async function invalidateDiverged(replica: Replica, old: TapeRow, segments: SegmentRow[]): Promise<string | null> {
+  const before = replica.catalog.segments(old.serial);
+  const i = before.findIndex((x, k) => x.sha256 !== segments[k]?.sha256);
+  if (i < 0) return null;
+  const from = before.slice(i).reduce<bigint | null>((m, x) => (x.kind === 'update' && (m === null || x.firstSeq < m) ? x.firstSeq : m), null);
+  const state = await readReplicaState(replica.dir);
+  const svol = BigInt(state.svol.restoredSeq);
+  const touched = state.svol.inProgress !== null || (svol > 0n && (from === null || svol >= from));
+  if (!touched) return null;
+  state.svol = { restoredSeq: '0', restoredTs: null, inProgress: null };
+  await writeReplicaState(replica.dir, state);
+  return `the SVOLs held records of the replaced copy that differ from this one${from !== null ? ` (from seq ${from})` : ''}: they are rebuilt from the base at the next restore`;
 }
 
 /**
@@ -360,9 +479,8 @@ export function tapeRow(label: TapeLabel, file: string, sha256: string, bytes: n
   };
 }
 
-/** What a damaged tape lost, from its trailer if one can still be found near its end. */
-async function describeLoss(source: TapeSource, kept: SegmentRow[]): Promise<{ text: string; lost: TapeImport['lost'] }> {
-  const trailer = await findTrailer(source).catch(() => undefined);
+/** What a damaged tape lost, from its trailer if one could still be found near its end. */
+function describeLoss(trailer: TapeTrailer | undefined, kept: SegmentRow[]): { text: string; lost: TapeImport['lost'] } {
   if (!trailer) {
     const last = kept.filter((s) => s.kind === 'update').pop();
     return { text: `; its trailer is unreadable, so what followed ${last ? `seq ${last.lastSeq}` : 'the verified part'} is unknown`, lost: { segments: 0, firstSeq: last ? last.lastSeq + 1n : null, lastSeq: null, records: null } };

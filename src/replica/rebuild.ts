@@ -1,10 +1,11 @@
 import { promises as fsp } from 'node:fs';
-import { isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
+import type { TapeLabel } from '../tape/label.js';
 import type { TapeKey } from '../tape/crypto.js';
-import { readLabel, sha256File } from '../tape/tape-file.js';
+import { findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
-import { catalogKey, scanTape, tapeRow } from './import.js';
+import { catalogKey, encryptedSince, keepListed, scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
 
 export interface RebuildReport extends ChainReport {
@@ -35,21 +36,38 @@ export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}):
     const files = (await fsp.readdir(replica.tapesDir)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
     const cat = replica.catalog;
     const tapes: RebuildReport['tapes'] = [];
+    const labels: TapeLabel[] = [];
     for (const file of files) {
       const path = replica.tapePath(file);
       try {
         const label = await readLabel(path);
+        if (label.groupId !== replica.config.groupId) throw new JshipError('TAPE_FOREIGN', `${file} belongs to group ${label.groupId}, the replica to ${replica.config.groupId}`, { hint: 'move it out of tapes/' });
         const scan = await scanTape(path, catalogKey(label), { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
         const status = scan.damage ? 'partial' : 'complete';
         if (scan.damage && scan.segments.length === 0) throw scan.damage;
+        // A damaged tape keeps only the segments its trailer (when found) lists, as import does.
+        const trailer = scan.damage ? await findTrailer(path).catch(() => undefined) : undefined;
+        const kept = keepListed(scan, trailer && trailer.serial === label.serial && trailer.mediaSet.id === label.mediaSet.id ? trailer : undefined);
         const { size } = await fsp.stat(path);
-        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, scan.segments, scan.trailer), scan.segments, scan.markers, file);
-        tapes.push({ file, serial: catalogKey(label), status, records: scan.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
+        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, kept.segments, scan.trailer), kept.segments, kept.markers, file);
+        if (label.encryption) {
+          const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
+          if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
+        }
+        labels.push(label);
+        tapes.push({ file, serial: catalogKey(label), status, records: kept.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
       } catch (e) {
         cat.dropStaged(file);
         if (!isJshipError(e)) throw e;
         tapes.push({ file, serial: null, status: 'unreadable', records: 0, message: e.message });
       }
+    }
+    // The volumes' sizes are what the stored tapes say, no more (a refused tape never changes them).
+    const cfg = replica.config;
+    const sizes = cfg.volumes.map((v, i) => labels.reduce((m, l) => Math.max(m, l.volumes[i]?.size ?? 0), 0));
+    if (labels.length > 0 && sizes.some((n, i) => n !== cfg.volumes[i]?.size)) {
+      cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: sizes[i] ?? v.size }));
+      await replica.saveConfig();
     }
     if (expired.through) cat.setMeta('expiredThrough', expired.through);
     if (expired.serials) cat.setMeta('expiredSerials', expired.serials);

@@ -47,6 +47,18 @@ export interface RestorePlan {
 
 const ranges = (cov: Array<{ from: bigint; to: bigint }>): string => cov.map((c) => `${c.from}..${c.to}`).join(', ') || 'none';
 
+/** The first missing range of sequence numbers within from..to. */
+function firstGap(cov: Array<{ from: bigint; to: bigint }>, from: bigint, to: bigint): { from: bigint; to: bigint } {
+  let at = from;
+  for (const c of cov) {
+    if (c.to < at) continue;
+    if (c.from > at) return { from: at, to: (c.from - 1n < to ? c.from - 1n : to) };
+    at = c.to + 1n;
+    if (at > to) break;
+  }
+  return { from: at, to };
+}
+
 function refuse(message: string, hint: string): never {
   throw new JshipError('RESTORE_REFUSED', message, { hint });
 }
@@ -150,6 +162,11 @@ export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: big
   if (!chosen) {
     const started = markers.filter((m) => m.kind === 'base-started' && m.scope === 'full' && m.seq <= p.seq).pop();
     if (opts.inconsistent && started && baseSegments(started.seq).length > 0) {
+      // --inconsistent relaxes the base rule only, never the gap rule.
+      if (!covers(started.seq + 1n, p.seq)) {
+        const gap = firstGap(cov, started.seq + 1n, p.seq);
+        refuse(`${p.point} cannot be restored even as an inconsistent image: records ${gap.from}..${gap.to} are missing (the replica holds ${ranges(cov)})`, 'import the missing tapes, or choose a point before the gap');
+      }
       return finish(p, [{ baseId: started.seq, scope: 'full', completeSeq: null, segments: baseSegments(started.seq) }], started.seq, segments, true);
     }
     if (started && !full.some((b) => b.baseId === started.seq)) {
@@ -179,6 +196,10 @@ function finish(p: { seq: bigint; ts: bigint; point: string }, bases: BaseChoice
     updateSegments.push({ ...s, first: next, last });
     next = last + 1n;
     if (next > p.seq) break;
+  }
+  // Every sequence number from the base's start to the point, or no plan: a restore never skips records.
+  if (next <= p.seq) {
+    refuse(`${p.point} cannot be restored: records ${next}..${p.seq} are not all in the replica`, 'import the missing tapes, or choose an earlier point (jship timeline shows what can be restored)');
   }
   const records = updateSegments.reduce((n, s) => n + Number(s.last - s.first + 1n), 0)
     + bases.reduce((n, b) => n + b.segments.reduce((m, s) => m + s.records, 0), 0);

@@ -4,14 +4,14 @@ import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { SectorClaims, type Claim } from '../core/winners.js';
-import { readJsonFile, writeFileAtomic } from '../io/files.js';
 import type { TapeKey } from '../tape/crypto.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import { Replica } from './replica.js';
+import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
 import { SegmentSource } from './segment-source.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
+import { commitFiles, openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
 
 export interface RestoreOptions {
   point: PointSpec;
@@ -46,30 +46,8 @@ export interface RestoreResult {
   /** Segments whose data was read (decompressed); the rest was superseded. */
   segmentsRead: number;
   bytesWritten: number;
-}
-
-/** REPLICA_DIR/state.json: the secondary pointers of the SVOLs (§0078-0083) and restores in progress. */
-interface ReplicaState {
-  format: 1;
-  svol: { restoredSeq: string; restoredTs: string | null; inProgress: { seq: string; startedAt: string } | null };
-  devices: Record<string, { inProgress: { seq: string; startedAt: string } | null; restoredSeq: string | null }>;
-}
-
-const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };
-
-export async function readReplicaState(dir: string): Promise<ReplicaState> {
-  const seqOk = (x: unknown): boolean => typeof x === 'string' && /^\d{1,20}$/.test(x);
-  return readJsonFile(join(dir, 'state.json'), () => structuredClone(EMPTY_STATE), (x) => {
-    const v = x as ReplicaState;
-    if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
-      throw new Error('unexpected fields');
-    }
-    return v;
-  }, (why) => new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${why}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' }));
-}
-
-async function writeReplicaState(dir: string, s: ReplicaState): Promise<void> {
-  await writeFileAtomic(join(dir, 'state.json'), `${JSON.stringify(s, null, 2)}\n`);
+  /** The same restore had been killed between its renames: this run finished them and wrote nothing. */
+  finishedInterrupted?: boolean;
 }
 
 interface Ref {
@@ -116,6 +94,13 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     return i;
   });
   const state = await readReplicaState(replica.dir);
+  // A restore into several files killed between its renames: finish them first (all or nothing).
+  const interrupted = state.renaming ?? null;
+  if (interrupted) {
+    await commitFiles(interrupted.files);
+    state.renaming = null;
+    await writeReplicaState(replica.dir, state);
+  }
   const svolSeq = BigInt(state.svol.restoredSeq);
   if (toSvol && opts.inconsistent) throw new JshipError('USAGE', '--inconsistent needs --target: an SVOL only ever holds consistent points', { hint: 'restore the partial image into a file' });
   const plan = planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
@@ -145,6 +130,11 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   const source = new SegmentSource(replica, opts.key, { cacheSize: READ_AHEAD + 2, pool });
   source.checkKeys(tapes);
   if (opts.dryRun) return result;
+  // The same restore again, after it was killed between its renames: the renames above finished it.
+  if (interrupted && !toSvol && BigInt(interrupted.seq) === plan.seq && sameFiles(interrupted.files.map((f) => f.path), targetPaths.map((t) => t.path))) {
+    result.finishedInterrupted = true;
+    return result;
+  }
   if (toSvol && plan.seq === svolSeq && !inProgress) return result;
 
   const targets: Array<RestoreTarget | undefined> = vols.map(() => undefined);
@@ -170,6 +160,15 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     if (coalesce) await apply.coalesced();
     else await apply.inOrder();
     for (const t of targets) await t?.finish();
+    // Every file is complete and durable under its temporary name: the renames are recorded, then done.
+    const files = targets.filter((t): t is RestoreTarget => t?.tmpPath != null).map((t) => ({ tmp: t.tmpPath as string, path: t.path }));
+    if (files.length > 0) {
+      state.renaming = { seq: plan.seq.toString(), files };
+      await writeReplicaState(replica.dir, state);
+      await commitFiles(files);
+      state.renaming = null;
+      await writeReplicaState(replica.dir, state);
+    }
     result.segmentsRead = source.read;
     result.bytesWritten = apply.bytesWritten;
     if (toSvol) {
@@ -182,6 +181,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     }
     return result;
   } catch (e) {
+    // Once the renames are recorded, the files stay for the next restore to rename.
+    if (state.renaming) throw e;
     for (const t of targets) if (t && t.kind === 'file') await t.abort();
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     throw e;
@@ -366,6 +367,10 @@ class Applier {
       this.bytesWritten += r.e.length;
     }
   }
+}
+
+function sameFiles(a: string[], b: string[]): boolean {
+  return a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
 }
 
 function isZero(e: IndexEntry): boolean {

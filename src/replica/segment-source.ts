@@ -2,9 +2,9 @@ import { promises as fsp } from 'node:fs';
 import { decompress } from 'zstd-napi';
 import type { FramePool } from '../tape/frame-pool.js';
 import { JshipError } from '../core/errors.js';
-import { uuidToBytes } from '../core/superblock.js';
+import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { decryptPayload, type TapeKey } from '../tape/crypto.js';
-import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from '../tape/segment.js';
+import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, segmentAad } from '../tape/segment.js';
 import { decodeEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
@@ -19,7 +19,7 @@ import type { Replica } from './replica.js';
 export class SegmentSource {
   readonly #replica: Replica;
   readonly #key: TapeKey | undefined;
-  readonly #files = new Map<number, { path: string; keyId: string | null }>();
+  readonly #files = new Map<number, { path: string; keyId: string | null; mediaSet: string }>();
   readonly #cache = new Map<string, Buffer>();
   readonly #cacheSize: number;
   read = 0;
@@ -31,7 +31,7 @@ export class SegmentSource {
     this.#replica = replica;
     this.#key = key;
     this.#cacheSize = opts.cacheSize ?? 4;
-    for (const t of replica.catalog.tapes()) this.#files.set(t.serial, { path: replica.tapePath(t.file), keyId: t.keyId });
+    for (const t of replica.catalog.tapes()) this.#files.set(t.serial, { path: replica.tapePath(t.file), keyId: t.keyId, mediaSet: t.mediaSet });
   }
 
   /** Refuses up front when a tape the restore needs is encrypted and no (or another) key was given. */
@@ -67,19 +67,23 @@ export class SegmentSource {
     const where = `${f.path} segment ${seg.idx}`;
     let content: Buffer;
     try {
+      const s = scanFrame(frame, 0);
+      if (s.kind !== 'frame' || s.length !== frame.length) throw new Error('not one whole zstd frame at the catalogued offset');
+      const tooBig = frameSizeProblem(s);
+      if (tooBig) throw new Error(tooBig);
       const entries = this.#pool ? (await this.#pool.unframe(frame)).entries : await decodeEntries(decompress(frame), where);
       content = entries[0]?.content ?? Buffer.alloc(0);
     } catch (e) {
       throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });
     }
     const sh = decodeSegmentHeader(content, where);
-    if (sh.firstSeq !== seg.firstSeq || sh.lastSeq !== seg.lastSeq || sh.count !== seg.records) {
+    if (sh.firstSeq !== seg.firstSeq || sh.lastSeq !== seg.lastSeq || sh.count !== seg.records || sh.groupId !== this.#replica.config.groupId || sh.mediaSetId !== f.mediaSet) {
       throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
     }
     let payload = content.subarray(SEGMENT_HEADER_SIZE);
     if (sh.encrypted) {
       if (!this.#key) throw new JshipError('TAPE_KEY_REQUIRED', `${where} is encrypted and no key was given`, { hint: 'give --key' });
-      payload = decryptPayload(this.#key, payload, Buffer.concat([content.subarray(0, SEGMENT_HEADER_SIZE), uuidToBytes(this.#replica.config.groupId)]), where);
+      payload = decryptPayload(this.#key, payload, segmentAad(content), where);
     }
     this.read++;
     this.#cache.set(k, payload);

@@ -13,17 +13,19 @@ export interface RestoreTarget {
   fresh: boolean;
   write(offset: number, data: Uint8Array): Promise<void>;
   zero(offset: number, length: number): Promise<void>;
-  /** Makes it durable (and, for a file, renames it into place). */
+  /** A file's temporary name until it is renamed into place (commitFiles); null for targets written in place. */
+  tmpPath: string | null;
+  /** Makes it durable (a file stays under its temporary name: commitFiles renames the group's files together). */
   finish(): Promise<void>;
   abort(): Promise<void>;
 }
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
-function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: boolean, onFinish: () => Promise<void>, onAbort: () => Promise<void>): RestoreTarget {
+function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: boolean, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
   let closed = false;
   return {
-    volume, path, kind, fresh,
+    volume, path, kind, fresh, tmpPath,
     write: (offset, data) => writeFully(h, data, offset),
     async zero(offset, length) {
       for (let done = 0; done < length; done += ZEROES.length) await writeFully(h, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)), offset + done);
@@ -32,7 +34,6 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
       await h.datasync();
       await h.close();
       closed = true;
-      await onFinish();
     },
     async abort() {
       if (!closed) await h.close().catch(() => undefined);
@@ -54,7 +55,7 @@ export async function openFileTarget(volume: string, path: string, size: number,
     throw new JshipError('TARGET_NOT_USABLE', `${path} exists`, { hint: 'name a new file, or add --force to replace it (it is replaced only once the restore is complete)' });
   }
   if (st && !st.isFile()) throw new JshipError('TARGET_NOT_USABLE', `${path} is not a regular file`, { hint: 'name a file or a block device' });
-  const tmp = join(dirname(path), `.${basename(path)}.jship-restore`);
+  const tmp = tmpPathFor(path);
   await fsp.rm(tmp, { force: true });
   let h: fsp.FileHandle;
   try {
@@ -63,12 +64,35 @@ export async function openFileTarget(volume: string, path: string, size: number,
   } catch (e) {
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   }
-  return handleTarget(volume, path, 'file', h, true, async () => {
-    await fsp.rename(tmp, path);
-    await syncDir(dirname(path));
-  }, async () => {
+  return handleTarget(volume, path, 'file', h, true, tmp, async () => {
     await fsp.rm(tmp, { force: true });
   });
+}
+
+/** The temporary name a file target is written under, in the directory of its final name. */
+export function tmpPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.jship-restore`);
+}
+
+/**
+ * Renames complete, durable files into place. A rename whose temporary file
+ * is gone was done already (by an interrupted run): this rolls a group's
+ * renames forward, so a rerun finishes what a killed restore began.
+ */
+export async function commitFiles(files: Array<{ tmp: string; path: string }>): Promise<number> {
+  let renamed = 0;
+  const dirs = new Set<string>();
+  for (const f of files) {
+    try {
+      await fsp.rename(f.tmp, f.path);
+      renamed++;
+      dirs.add(dirname(f.path));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  for (const d of dirs) await syncDir(d);
+  return renamed;
 }
 
 /** A block device, written in place after checks: big enough, not mounted (nor any of its partitions). */
@@ -92,7 +116,7 @@ export async function openDeviceTarget(volume: string, path: string, size: numbe
   const h = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((e: Error) => {
     throw new JshipError('TARGET_NOT_USABLE', `cannot open ${path}: ${e.message}`, { hint: 'the device is in use, or jship lacks permission' });
   });
-  return handleTarget(volume, path, 'device', h, false, async () => undefined, async () => undefined);
+  return handleTarget(volume, path, 'device', h, false, null, async () => undefined);
 }
 
 /** The standing secondary copy of a volume, written in place. */
@@ -105,7 +129,7 @@ export async function openSvolTarget(volume: string, path: string, size: number)
     await h.close();
     throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
   }
-  return handleTarget(volume, path, 'svol', h, !st, async () => undefined, async () => undefined);
+  return handleTarget(volume, path, 'svol', h, !st, null, async () => undefined);
 }
 
 /** Opens a named target: an existing block device in place, anything else as a file. */

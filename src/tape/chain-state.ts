@@ -24,6 +24,8 @@ export interface ChainState {
    * next export carries a full base instead.
    */
   sawSuspension?: boolean;
+  /** Key id of the chain's last tape (null: plaintext; absent: no tape yet). A plaintext export after an encrypted one needs allowPlaintext. */
+  lastKeyId?: string | null;
   /** Set just before a tape is renamed into place; cleared once the state has caught up. */
   committing: { serial: number; path: string; sha256: string; lastSeq: string | null; keepUntilAck: boolean; firstSeq: string | null } | null;
 }

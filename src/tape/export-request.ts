@@ -24,6 +24,8 @@ export interface ExportRequest {
   /** Path of a 32-byte key file. */
   encryptKey?: string;
   allowEmpty?: boolean;
+  /** Write plaintext although the chain's last tape was encrypted. */
+  allowPlaintext?: boolean;
   /** How to reach the store when `to` is an s3:// URL. */
   s3?: S3Settings;
 }
@@ -69,6 +71,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(req.purgeOnClose ? { purgeOnClose: true } : {}),
     ...(key ? { key } : {}),
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
+    ...(req.allowPlaintext ? { allowPlaintext: true } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
   });

@@ -39,6 +39,8 @@ export interface ExportOptions {
     /** Runs before a tape's end reaches the destination: `dataEnd` is the journal data position after its last update. */
     beforeSend: (t: { serial: number; sha256: string; trailer: TapeTrailer }, dataEnd: bigint | null) => Promise<void>;
   };
+  /** Write plaintext tapes although the chain's last tape is encrypted. */
+  allowPlaintext?: boolean;
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
   maxUpdateBytes?: number;
   onProgress?: (rawBytes: number) => void;
@@ -76,6 +78,11 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
   const chain = opts.chain;
   let state = chain ? chain.state : await reconcile(group.dir, await readChainState(group.dir), opts.s3);
   const save = chain ? async () => undefined : (s: ChainState) => writeChainState(group.dir, s);
+  if (!opts.key && !opts.allowPlaintext && typeof state.lastKeyId === 'string') {
+    throw new JshipError('USAGE', `the tape chain's tapes so far are encrypted (key id ${state.lastKeyId}), and no --encrypt-key was given`, {
+      hint: 'give --encrypt-key FILE; to write plaintext tapes from now on, add --allow-plaintext (the replica then needs import --allow-plaintext for them)',
+    });
+  }
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
   let from = BigInt(state.exportedSeq) + 1n;
   let lostBeforeExport: ExportResult['lostBeforeExport'] = null;
@@ -117,7 +124,7 @@ export async function exportGroup(group: JournalGroup, opts: ExportOptions): Pro
       await save(state);
     },
     onTape: async (t) => {
-      state = advance(state, t.serial, t.sha256, t.trailer.updates, keep);
+      state = { ...advance(state, t.serial, t.sha256, t.trailer.updates, keep), lastKeyId: t.label.encryption?.keyId ?? null };
       const effects = trailerEffects(t.trailer);
       if (effects.healed) delete state.sawSuspension;
       else if (effects.suspended) state.sawSuspension = true;

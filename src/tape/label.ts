@@ -3,7 +3,8 @@ import { JshipError } from '../core/errors.js';
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
   format: 'jship-tape';
-  version: 1;
+  /** The tape format's version (2: segments bound to their tape). */
+  version: 2;
   groupId: string;
   volumes: Array<{ name: string; size: number }>;
   /** Position in the group's chain of tapes, from 1. */
@@ -89,24 +90,55 @@ export function encodeJson(v: unknown): Buffer {
   return Buffer.from(`${JSON.stringify(v, null, 1)}\n`, 'utf8');
 }
 
-export function decodeLabel(text: Buffer, where: string): TapeLabel {
-  const v = parse(text, where);
+/** The format's bounds on what a label may say (docs/FORMAT.md): nothing larger is ever trusted. */
+export const LABEL_LIMITS = {
+  /** Volumes of a group. */
+  volumes: 1024,
+  /** Bytes of one volume: 2^50 (1 PiB). */
+  volumeSize: 2 ** 50,
+  /** Serials of a chain. */
+  serial: 2 ** 31 - 1,
+  /** Tapes of one media set. */
+  mediaIndex: 1_000_000,
+  /** Characters of free text (host, createdAt, key id, secondary name). */
+  text: 256,
+} as const;
+
+const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const text = (x: unknown): boolean => typeof x === 'string' && x.length <= LABEL_LIMITS.text;
+
+export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
+  const v = parse(bytes, where);
   if (v.format !== 'jship-tape') fail(where, 'format', 'is not "jship-tape"');
-  if (v.version !== 1) fail(where, 'version', `${String(v.version)} is not supported (this jship reads version 1)`);
+  if (v.version !== 2) {
+    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads version 2)`, {
+      hint: typeof v.version === 'number' && v.version < 2 ? 'the tape was written by an earlier jship, whose segments are not bound to their tape: export it again with this release' : 'the tape was written by a newer jship: read it with that release',
+    });
+  }
   if (typeof v.groupId !== 'string' || !UUID.test(v.groupId)) fail(where, 'groupId', 'is not a UUID');
   if (!Array.isArray(v.volumes) || v.volumes.length === 0) fail(where, 'volumes', 'is empty');
+  if (v.volumes.length > LABEL_LIMITS.volumes) fail(where, 'volumes', `lists ${v.volumes.length}, more than the format's ${LABEL_LIMITS.volumes}`);
+  const names = new Set<string>();
   for (const vol of v.volumes as unknown[]) {
     const o = vol as Record<string, unknown>;
-    if (typeof o?.name !== 'string' || !Number.isSafeInteger(o.size)) fail(where, 'volumes', 'has an entry without name or size');
+    if (typeof o?.name !== 'string' || !VOLUME_NAME.test(o.name) || names.has(o.name)) fail(where, 'volumes', 'has an entry without a valid, unique name');
+    names.add(o.name);
+    const size = o.size;
+    if (!Number.isSafeInteger(size) || (size as number) < 0 || (size as number) > LABEL_LIMITS.volumeSize || (size as number) % 512 !== 0) {
+      fail(where, 'volumes', `gives volume "${o.name}" a size (${String(size)}) that is not a multiple of 512 between 0 and 1 PiB`);
+    }
   }
-  if (!Number.isSafeInteger(v.serial) || (v.serial as number) < 1) fail(where, 'serial', 'is not a positive integer');
+  if (!Number.isSafeInteger(v.serial) || (v.serial as number) < 1 || (v.serial as number) > LABEL_LIMITS.serial) fail(where, 'serial', 'is not a positive integer below 2^31');
   const ms = v.mediaSet as Record<string, unknown> | undefined;
-  if (typeof ms?.id !== 'string' || !Number.isSafeInteger(ms.index)) fail(where, 'mediaSet', 'is malformed');
+  if (typeof ms?.id !== 'string' || !UUID.test(ms.id) || !Number.isSafeInteger(ms.index) || (ms.index as number) < 0 || (ms.index as number) > LABEL_LIMITS.mediaIndex) fail(where, 'mediaSet', 'is malformed');
   if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a SHA-256');
+  if (v.serial === 1 && !v.link && v.prevTapeSha256 !== null) fail(where, 'prevTapeSha256', 'is set on the first tape of a chain');
+  if ((v.serial as number) > 1 && v.prevTapeSha256 === null) fail(where, 'prevTapeSha256', `is missing on tape ${String(v.serial)} (only a chain's first tape has none)`);
+  if (!text(v.createdAt) || !text(v.host)) fail(where, 'createdAt or host', 'is missing or too long');
   const enc = v.encryption as Record<string, unknown> | null;
-  if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || typeof enc.keyId !== 'string')) fail(where, 'encryption', 'names an unknown algorithm');
+  if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || !text(enc.keyId))) fail(where, 'encryption', 'names an unknown algorithm');
   const link = v.link as Record<string, unknown> | undefined;
-  if (link !== undefined && (typeof link !== 'object' || link === null || typeof link.secondary !== 'string' || link.secondary === '')) fail(where, 'link', 'is malformed');
+  if (link !== undefined && (typeof link !== 'object' || link === null || !text(link.secondary) || link.secondary === '')) fail(where, 'link', 'is malformed');
   return v as unknown as TapeLabel;
 }
 

@@ -1,15 +1,16 @@
 import { crc32 } from 'node:zlib';
 import { JshipError } from '../core/errors.js';
 import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } from '../core/record.js';
+import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
 
 /**
  * A journal segment: one tar entry of a tape, a batch of records behind a
- * 64-byte header. See docs/FORMAT.md, "Segment".
+ * 96-byte header. See docs/FORMAT.md, "Segment".
  *
  * | off | size | field                                                   |
  * |-----|------|---------------------------------------------------------|
  * |   0 |    8 | magic "JSHIPSG1"                                        |
- * |   8 |    2 | version (1)                                             |
+ * |   8 |    2 | version (2)                                             |
  * |  10 |    1 | kind: 1 update records, 2 base records                  |
  * |  11 |    1 | flags: bit 0 payload encrypted (AES-256-GCM)            |
  * |  12 |    4 | record count                                            |
@@ -18,15 +19,24 @@ import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } 
  * |  32 |    8 | first timestamp (ns)                                    |
  * |  40 |    8 | last timestamp (ns)                                     |
  * |  48 |    8 | payload bytes that follow                               |
- * |  56 |    4 | reserved (0)                                            |
- * |  60 |    4 | CRC-32 of bytes 0..59                                   |
+ * |  56 |    4 | number: the NNNNNNNN of its entry name (in the media set)|
+ * |  60 |   16 | media set id (the label's mediaSet.id, a UUID)          |
+ * |  76 |   16 | group id (the label's groupId)                          |
+ * |  92 |    4 | CRC-32 of bytes 0..91                                   |
  *
+ * Bytes 56..91 bind the segment to its tape: the media set id is random
+ * per export, so a segment of another tape (of a cloned group, say) names
+ * another set, and its number fixes its place among the set's segments.
  * Payload: the records (64-byte header + data each), or, when encrypted,
- * nonce (12) + ciphertext of the records + GCM tag (16).
+ * nonce (12) + ciphertext of the records + GCM tag (16), authenticated with
+ * the whole header as associated data.
  */
-export const SEGMENT_HEADER_SIZE = 64;
+export const SEGMENT_HEADER_SIZE = 96;
+export const SEGMENT_VERSION = 2;
 const MAGIC = Buffer.from('JSHIPSG1', 'latin1');
 export const FLAG_ENCRYPTED = 0x01;
+/** The largest segment payload the format allows (a record may hold 32 MiB of data). */
+export const MAX_SEGMENT_PAYLOAD = 48 * 1024 * 1024;
 
 export enum SegmentKind {
   Update = 1,
@@ -42,12 +52,16 @@ export interface SegmentHeader {
   firstTs: bigint;
   lastTs: bigint;
   payloadBytes: number;
+  /** Its number in the media set (the NNNNNNNN of segments/NNNNNNNN.jrs). */
+  number: number;
+  mediaSetId: string;
+  groupId: string;
 }
 
 export function encodeSegmentHeader(h: SegmentHeader): Buffer {
   const b = Buffer.alloc(SEGMENT_HEADER_SIZE);
   MAGIC.copy(b, 0);
-  b.writeUInt16LE(1, 8);
+  b.writeUInt16LE(SEGMENT_VERSION, 8);
   b[10] = h.kind;
   b[11] = h.encrypted ? FLAG_ENCRYPTED : 0;
   b.writeUInt32LE(h.count, 12);
@@ -56,7 +70,10 @@ export function encodeSegmentHeader(h: SegmentHeader): Buffer {
   b.writeBigUInt64LE(h.firstTs, 32);
   b.writeBigUInt64LE(h.lastTs, 40);
   b.writeBigUInt64LE(BigInt(h.payloadBytes), 48);
-  b.writeUInt32LE(crc32(b.subarray(0, 60)), 60);
+  b.writeUInt32LE(h.number, 56);
+  uuidToBytes(h.mediaSetId).copy(b, 60);
+  uuidToBytes(h.groupId).copy(b, 76);
+  b.writeUInt32LE(crc32(b.subarray(0, 92)), 92);
   return b;
 }
 
@@ -66,24 +83,45 @@ export function decodeSegmentHeader(b: Buffer, where: string): SegmentHeader {
   };
   if (b.length < SEGMENT_HEADER_SIZE) bad('segment shorter than its header');
   if (!b.subarray(0, 8).equals(MAGIC)) bad('not a journal segment (bad magic)');
-  if (crc32(b.subarray(0, 60)) !== b.readUInt32LE(60)) bad('segment header checksum mismatch');
-  if (b.readUInt16LE(8) !== 1) bad(`segment version ${b.readUInt16LE(8)} is not supported`);
+  const version = b.readUInt16LE(8);
+  if (version !== SEGMENT_VERSION) {
+    throw new JshipError('TAPE_DAMAGED', `${where}: segment version ${version} is not supported (this jship reads version ${SEGMENT_VERSION})`, {
+      hint: version < SEGMENT_VERSION ? 'the tape was written by an earlier jship, whose segments are not bound to their tape: export again with this release' : 'the tape was written by a newer jship: read it with that release',
+    });
+  }
+  if (crc32(b.subarray(0, 92)) !== b.readUInt32LE(92)) bad('segment header checksum mismatch');
   const kind = b[10] as number;
   if (kind !== SegmentKind.Update && kind !== SegmentKind.Base) bad(`unknown segment kind ${kind}`);
   const flags = b[11] as number;
   if ((flags & ~FLAG_ENCRYPTED) !== 0) bad(`unknown segment flags 0x${flags.toString(16)}`);
   const payload = b.readBigUInt64LE(48);
   if (payload !== BigInt(b.length - SEGMENT_HEADER_SIZE)) bad(`payload is ${b.length - SEGMENT_HEADER_SIZE} bytes, the header says ${payload}`);
+  if (payload > BigInt(MAX_SEGMENT_PAYLOAD)) bad(`payload of ${payload} bytes exceeds the format's ${MAX_SEGMENT_PAYLOAD}-byte limit`);
+  const count = b.readUInt32LE(12);
+  if (count === 0) bad('segment holds no records');
   return {
     kind: kind as SegmentKind,
     encrypted: (flags & FLAG_ENCRYPTED) !== 0,
-    count: b.readUInt32LE(12),
+    count,
     firstSeq: b.readBigUInt64LE(16),
     lastSeq: b.readBigUInt64LE(24),
     firstTs: b.readBigUInt64LE(32),
     lastTs: b.readBigUInt64LE(40),
     payloadBytes: Number(payload),
+    number: b.readUInt32LE(56),
+    mediaSetId: bytesToUuid(b.subarray(60, 76)),
+    groupId: bytesToUuid(b.subarray(76, 92)),
   };
+}
+
+/** A segment's tar entry name: its number in the media set, zero-padded. */
+export function segmentName(number: number): string {
+  return `segments/${String(number).padStart(8, '0')}.jrs`;
+}
+
+/** The header's bytes, as the associated data of an encrypted payload. */
+export function segmentAad(content: Buffer): Buffer {
+  return content.subarray(0, SEGMENT_HEADER_SIZE);
 }
 
 /** A record as it goes into a segment: its encoded header and its data. */

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { ZSTD_MAGIC, scanFrame } from '../core/zstd-frames.js';
+import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { decodeEntries } from './tar-entry.js';
@@ -91,7 +91,7 @@ export async function findTrailer(source: string | TapeSource): Promise<TapeTrai
   magic.writeUInt32LE(ZSTD_MAGIC);
   for (let i = buf.lastIndexOf(magic); i >= 0; i = i === 0 ? -1 : buf.lastIndexOf(magic, i - 1)) {
     const s = scanFrame(buf, i);
-    if (s.kind !== 'frame') continue;
+    if (s.kind !== 'frame' || frameSizeProblem(s)) continue;
     try {
       const [entry] = await decodeEntries(decompress(buf.subarray(i, i + s.length)), path);
       if (entry?.name === TRAILER_NAME) return decodeTrailer(entry.content, `${path} trailer`);

@@ -2,13 +2,12 @@ import { createHash } from 'node:crypto';
 import { decompress } from 'zstd-napi';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType, type RecordHeader } from '../core/record.js';
-import { uuidToBytes } from '../core/superblock.js';
-import { scanFrame } from '../core/zstd-frames.js';
+import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { decryptPayload, type TapeKey } from './crypto.js';
 import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
-import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, type SegmentHeader } from './segment.js';
+import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, segmentAad, segmentName, type SegmentHeader } from './segment.js';
 import { unframeBytes, type TarEntry } from './tar-entry.js';
 import type { FramePool, Unframed } from './frame-pool.js';
 
@@ -67,6 +66,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let sawEof = false;
   const seen: SegmentInfo[] = [];
   let nextUpdateSeq: bigint | undefined;
+  let nextNumber: number | undefined;
   let index = 0;
 
   const handle = async (frame: Unframed, offset: number, length: number): Promise<TapeItem | undefined> => {
@@ -125,11 +125,20 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (sha !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: SHA-256 mismatch`, 'the segment is damaged');
     const sh = decodeSegmentHeader(entry.content, `${opts.where} ${entry.name}`);
     if (sh.encrypted !== !!lab.encryption) fail('TAPE_DAMAGED', `segment ${entry.name}: encryption flag contradicts the label`, 'the tape was assembled from parts');
+    // The segment is bound to this tape: its group, its export's media set, its place in it.
+    if (sh.groupId !== lab.groupId || sh.mediaSetId !== lab.mediaSet.id) {
+      fail('TAPE_DAMAGED', `segment ${entry.name} belongs to another tape (group ${sh.groupId}, media set ${sh.mediaSetId}; this tape's label says group ${lab.groupId}, media set ${lab.mediaSet.id})`, 'a segment was spliced in from another tape (of a copied group directory, say): only the segments before it are this tape\'s');
+    }
+    const expectedNumber = nextNumber ?? (lab.mediaSet.index === 0 ? 1 : undefined);
+    if (entry.name !== segmentName(sh.number) || (expectedNumber !== undefined && sh.number !== expectedNumber)) {
+      fail('TAPE_DAMAGED', `segment ${entry.name} is number ${sh.number} of its media set, at the place of number ${expectedNumber ?? '?'}`, 'segments were moved or reordered: only the segments before it are in their place');
+    }
+    nextNumber = sh.number + 1;
     let records: TapeRecord[] = [];
     if (!opts.structureOnly) {
       let payload = entry.content.subarray(SEGMENT_HEADER_SIZE);
       if (sh.encrypted && opts.key) {
-        payload = decryptPayload(opts.key, payload, Buffer.concat([entry.content.subarray(0, SEGMENT_HEADER_SIZE), uuidToBytes(lab.groupId)]), `${opts.where} ${entry.name}`);
+        payload = decryptPayload(opts.key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`);
       }
       records = parseRecords(payload, sh, `${opts.where} ${entry.name}`);
       for (const r of records) {
@@ -217,6 +226,11 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       if (s.kind === 'invalid') {
         if (buf.every((b) => b === 0)) return; // padding after the end of the archive (tape devices pad blocks)
         damaged = `no zstd frame at byte ${bufStart} (${s.why})`;
+        return;
+      }
+      const tooBig = frameSizeProblem(s);
+      if (tooBig) {
+        damaged = `the frame at byte ${bufStart} is not read: ${tooBig}`;
         return;
       }
       cutFrames.push({ offset: bufStart, length: s.length, frame: buf.subarray(0, s.length) });

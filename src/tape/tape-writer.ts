@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import { JshipError } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RECORD_SIZE, RecordType, type RecordHeader } from '../core/record.js';
-import { uuidToBytes } from '../core/superblock.js';
 import { formatSize } from '../core/sizes.js';
 import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
 import type { TapeDestination, TapeOutput } from './destination.js';
@@ -11,10 +10,14 @@ import {
   LABEL_NAME, TRAILER_NAME, encodeJson, tapeFileName,
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
-import { SegmentKind, encodeSegmentHeader } from './segment.js';
+import { SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FramePool } from './frame-pool.js';
 
 export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
+/** Segments are cut at most this large (a single larger record still makes one segment). */
+const MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
+/** Well below the format's frame limit (MAX_FRAME_CONTENT), so that a reader takes every trailer written. */
+const MAX_TRAILER_BYTES = 48 * 1024 * 1024;
 const MAX_SEALS_IN_FLIGHT = 3;
 
 /** A tape that was written and committed. */
@@ -111,7 +114,7 @@ export class MediaSetWriter {
     this.#serial = o.firstSerial;
     this.#prevSha = o.prevSha256;
     const limit = o.mediaSize ? Math.max(4096, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
-    this.#segmentBytes = Math.min(o.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limit);
+    this.#segmentBytes = Math.min(o.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limit, MAX_SEGMENT_BYTES);
     if (o.mediaSize !== undefined && !o.destination.splittable) {
       throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${o.destination.where}`, { hint: 'give --to a directory' });
     }
@@ -167,8 +170,8 @@ export class MediaSetWriter {
     this.#partBytes = 0;
     this.#headers = [];
     this.#dataBytes = 0;
-    const name = `segments/${String(++this.#segNo).padStart(8, '0')}.jrs`;
-    const p = this.#sealSegment(name, kind, parts, headers, dataBytes, markers);
+    const number = ++this.#segNo;
+    const p = this.#sealSegment(number, kind, parts, headers, dataBytes, markers);
     p.catch(() => undefined);
     this.#sealing.push(p);
     this.#o.onProgress?.(this.#raw);
@@ -176,7 +179,8 @@ export class MediaSetWriter {
     await this.#waitBelow(MAX_SEALS_IN_FLIGHT);
   }
 
-  async #sealSegment(name: string, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
+  async #sealSegment(number: number, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
+    const name = segmentName(number);
     const bodyBytes = parts.reduce((n, p) => n + p.length, 0);
     const first = headers[0] as RecordHeader;
     const last = headers[headers.length - 1] as RecordHeader;
@@ -190,8 +194,11 @@ export class MediaSetWriter {
       firstTs: first.timestamp,
       lastTs: last.timestamp,
       payloadBytes: bodyBytes + (key ? ENCRYPTION_OVERHEAD : 0),
+      number,
+      mediaSetId: this.#mediaSetId,
+      groupId: this.#o.groupId,
     });
-    const payload = key ? [encryptPayload(key, Buffer.concat(parts), Buffer.concat([sh, uuidToBytes(this.#o.groupId)]))] : parts;
+    const payload = key ? [encryptPayload(key, Buffer.concat(parts), segmentAad(sh))] : parts;
     // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
     const { buf: frame, sha256 } = await this.#o.pool.frame([{ name, content: [sh, ...payload] }], { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashFirst: true });
     const info: SegmentInfo = {
@@ -252,6 +259,17 @@ export class MediaSetWriter {
 
   async #emit(s: Sealed): Promise<void> {
     this.#tape ??= await this.#openTape(s.first.seq);
+    // The trailer lists every segment and marker: it must stay below the format's frame limit.
+    const markers = this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length;
+    if (this.#tape.segments.length > 0 && trailerReserve(this.#tape.segments.length + 1, markers) > MAX_TRAILER_BYTES) {
+      if (!this.#o.destination.splittable) {
+        throw new JshipError('TAPE_TOO_LARGE', `a tape written to ${this.#o.destination.where} can list at most about ${Math.floor(MAX_TRAILER_BYTES / 400)} segments in its trailer`, {
+          hint: 'export more often, or to a directory (where the export continues on a further tape of its media set)',
+        });
+      }
+      await this.#closeTape(false);
+      this.#tape = await this.#openTape(s.first.seq);
+    }
     const size = this.#o.mediaSize;
     if (size !== undefined) {
       const need = s.frame.length + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length);
@@ -276,7 +294,7 @@ export class MediaSetWriter {
     const serial = this.#serial++;
     const label: TapeLabel = {
       format: 'jship-tape',
-      version: 1,
+      version: 2,
       groupId: this.#o.groupId,
       volumes: this.#o.volumes,
       serial,

@@ -1,0 +1,34 @@
+import { join } from 'node:path';
+import { JshipError } from '../core/errors.js';
+import { readJsonFile, writeFileAtomic } from '../io/files.js';
+
+/** REPLICA_DIR/state.json: the secondary pointers of the SVOLs (§0078-0083) and restores in progress. */
+export interface ReplicaState {
+  format: 1;
+  svol: { restoredSeq: string; restoredTs: string | null; inProgress: { seq: string; startedAt: string } | null };
+  devices: Record<string, { inProgress: { seq: string; startedAt: string } | null; restoredSeq: string | null }>;
+  /**
+   * Restored files (complete and durable under their temporary names) being
+   * renamed into place together: a restore that finds this rolls the renames
+   * forward before anything else.
+   */
+  renaming?: { seq: string; files: Array<{ tmp: string; path: string }> } | null;
+}
+
+const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };
+
+export async function readReplicaState(dir: string): Promise<ReplicaState> {
+  const seqOk = (x: unknown): boolean => typeof x === 'string' && /^\d{1,20}$/.test(x);
+  return readJsonFile(join(dir, 'state.json'), () => structuredClone(EMPTY_STATE), (x) => {
+    const v = x as ReplicaState;
+    if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
+      throw new Error('unexpected fields');
+    }
+    return v;
+  }, (why) => new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${why}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' }));
+}
+
+export async function writeReplicaState(dir: string, s: ReplicaState): Promise<void> {
+  await writeFileAtomic(join(dir, 'state.json'), `${JSON.stringify(s, null, 2)}\n`);
+}
+
