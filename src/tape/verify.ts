@@ -29,13 +29,30 @@ export interface TapeVerification {
 export async function verifyTapes(sources: Array<string | TapeSource>, opts: { key?: TapeKey; pool?: FramePool } = {}): Promise<TapeVerification[]> {
   const out: TapeVerification[] = [];
   for (const src of sources) out.push(await verifyOne(asSource(src), opts));
-  const bySerial = [...out].filter((v) => v.label).sort((a, b) => (a.label as TapeLabel).serial - (b.label as TapeLabel).serial);
+  // Tapes given together are one chain: of one group (the first tape's), and within it the tape chain and each link secondary's.
+  const group = out.find((v) => v.label)?.label?.groupId;
+  for (const v of out) {
+    if (v.label && v.label.groupId !== group) v.chain.push(`it belongs to another group (${v.label.groupId}) than the first tape given (${group}): verify one group's tapes at a time`);
+  }
+  const chains = new Map<string, TapeVerification[]>();
+  for (const v of out) {
+    if (!v.label || v.label.groupId !== group) continue;
+    const k = v.label.link?.secondary ?? '';
+    chains.set(k, [...(chains.get(k) ?? []), v]);
+  }
+  for (const chain of chains.values()) checkChain(chain);
+  for (const v of out) if (v.chain.length > 0) v.ok = false;
+  return out;
+}
+
+/** Checks consecutive tapes of one chain: serials, previous-tape hashes, sequence numbers. */
+function checkChain(tapes: TapeVerification[]): void {
+  const bySerial = [...tapes].sort((a, b) => (a.label as TapeLabel).serial - (b.label as TapeLabel).serial);
   for (let i = 1; i < bySerial.length; i++) {
     const prev = bySerial[i - 1] as TapeVerification;
     const cur = bySerial[i] as TapeVerification;
     const pl = prev.label as TapeLabel;
     const cl = cur.label as TapeLabel;
-    if (pl.groupId !== cl.groupId) continue;
     if (cl.serial === pl.serial) {
       cur.chain.push(`serial ${cl.serial} appears twice (${prev.path}, ${cur.path})${prev.sha256 === cur.sha256 ? ': the same tape' : ': two different tapes'}`);
       continue;
@@ -47,8 +64,6 @@ export async function verifyTapes(sources: Array<string | TapeSource>, opts: { k
     if (cl.prevTapeSha256 !== prev.sha256) cur.chain.push(`its label names a previous tape with SHA-256 ${cl.prevTapeSha256 ?? 'none'}, but tape ${pl.serial} (${prev.path}) has ${prev.sha256}`);
     if (prev.lastSeq !== null && cur.firstSeq !== null && cur.firstSeq !== prev.lastSeq + 1n) cur.chain.push(`its records start at ${cur.firstSeq}, tape ${pl.serial} ended at ${prev.lastSeq}`);
   }
-  for (const v of out) if (v.chain.length > 0) v.ok = false;
-  return out;
 }
 
 async function verifyOne(src: TapeSource, opts: { key?: TapeKey; pool?: FramePool }): Promise<TapeVerification> {
