@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize, parseSize } from '../core/sizes.js';
-import { formatTime } from '../core/time.js';
+import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../control/owner.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
@@ -16,6 +16,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   encryptKey?: string;
   allowEmpty?: boolean;
   allowPlaintext?: boolean;
+  wait?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -30,6 +31,7 @@ export function registerExport(program: Command): void {
     .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
+    .option('--wait <DURATION>', 'wait this long for an export of the same group that is running (default 5m), then fail with EXPORT_BUSY')
     .option('--allow-plaintext', 'write plaintext tapes although the chain\'s last tape was encrypted')
     .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)');
   withS3Options(cmd)
@@ -44,6 +46,7 @@ export function registerExport(program: Command): void {
         ...(opts.encryptKey !== undefined ? { encryptKey: opts.encryptKey } : {}),
         ...(opts.allowEmpty ? { allowEmpty: true } : {}),
         ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
+        ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
         s3: s3Settings(opts),
       };
       const toStdout = opts.to === '-';

@@ -60,6 +60,7 @@ export type ErrorCode =
   | 'TAPE_TOO_LARGE'
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
+  | 'EXPORT_BUSY'
   // object storage
   | 'S3_BAD_URL'
   | 'S3_NO_BUCKET'

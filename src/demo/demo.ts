@@ -1,3 +1,4 @@
+import { makeDirs } from '../io/files.js';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -50,7 +51,7 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
   const groupDir = join(primary, 'group');
   const tapes = join(dir, 'carried-tapes');
   const replica = join(dir, 'secondary', 'replica');
-  await fsp.mkdir(primary, { recursive: true });
+  await makeDirs(primary);
   say(`1. primary site: journal group ${groupDir}, volume "db" (8 MiB) and volume group "logs" (two 2 MiB files), 16 MiB journal`);
   await createGroup(groupDir, {
     volumes: [

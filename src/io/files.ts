@@ -1,5 +1,6 @@
 import { constants, promises as fsp } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { dirname, basename, join, resolve, sep } from 'node:path';
+import { JshipError } from '../core/errors.js';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -19,6 +20,32 @@ export async function readJsonFile<T>(path: string, absent: () => T, check: (v: 
     return check(JSON.parse(text));
   } catch (e) {
     throw damaged((e as Error).message);
+  }
+}
+
+/**
+ * `mkdir -p`, one component at a time, with an error that names the
+ * component. (Node's recursive mkdir never returns where mkdir(2) answers
+ * ENOENT for a parent that exists, as under /proc.)
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const abs = resolve(dir);
+  const parts = abs.split(sep).filter(Boolean);
+  let at: string = sep;
+  for (const p of parts) {
+    at = join(at, p);
+    try {
+      await fsp.mkdir(at);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        if (!(await fsp.stat(at)).isDirectory()) throw new JshipError('USAGE', `${at} is not a directory`, { hint: `name a directory for ${abs}` });
+        continue;
+      }
+      throw new JshipError(code === 'ENOSPC' ? 'IO' : 'USAGE', `cannot create directory ${at}: ${(e as Error).message}`, {
+        hint: code === 'EACCES' || code === 'EPERM' ? 'check the permissions of its parent' : code === 'ENOSPC' ? 'the file system is full: free space' : 'name a directory on a writable file system',
+      });
+    }
   }
 }
 

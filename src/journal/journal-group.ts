@@ -12,7 +12,7 @@ import {
 import { SB_CLEAN, SB_DIRTY_BITMAP, SB_SUSPENDED } from '../core/superblock.js';
 import { formatTime } from '../core/time.js';
 import type { VolumeSpec } from '../core/volume-spec.js';
-import { exists, writeFileAtomic } from '../io/files.js';
+import { exists, writeFileAtomic, makeDirs } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
 import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
@@ -145,7 +145,7 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
   const created: string[] = [];
   const createdDir = !(await exists(dir));
   try {
-    await fsp.mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const volumes: GroupConfig['volumes'] = [];
     for (const spec of opts.volumes) {
       const missing = await Promise.all(spec.extents.map(async (e) => !(await exists(e.path))));

@@ -1,4 +1,5 @@
-import { constants, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { JshipError, isJshipError } from '../core/errors.js';
 
@@ -61,24 +62,30 @@ export class DirLock {
   }
 
   static async #tryAcquire(path: string, what: string, me: LockInfo): Promise<DirLock> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const h = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-        await h.writeFile(JSON.stringify(me));
-        await h.close();
-        return new DirLock(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // The lock appears with its content in one step: written under a name of our own, then linked
+    // (link fails if the name exists). No contender ever reads a lock that is empty or half written.
+    const mine = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
+    await fsp.writeFile(mine, JSON.stringify(me), { mode: 0o644, flag: 'wx' });
+    try {
+      for (let attempt = 0; attempt < 200; attempt++) {
+        try {
+          await fsp.link(mine, path);
+          return new DirLock(path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        const seen = await readLockFile(path);
+        if (!seen) continue; // released meanwhile
+        if (seen.info && isAlive(seen.info)) {
+          throw new JshipError('GROUP_LOCKED', `${what} is in use by process ${seen.info.pid} on ${seen.info.host} (since ${seen.info.since})`, {
+            hint: 'one process owns a group at a time: stop that process, or talk to it (its control socket) instead',
+            details: { pid: seen.info.pid, host: seen.info.host },
+          });
+        }
+        await breakStale(path, seen.ino);
       }
-      const owner = await readLock(path);
-      if (owner && isAlive(owner)) {
-        throw new JshipError('GROUP_LOCKED', `${what} is in use by process ${owner.pid} on ${owner.host} (since ${owner.since})`, {
-          hint: 'one process owns a group at a time: stop that process, or talk to it (its control socket) instead',
-          details: { pid: owner.pid, host: owner.host },
-        });
-      }
-      // Stale: its owner is gone. Remove it and try again (another process may win the race; then we report it).
-      await fsp.rm(path, { force: true });
+    } finally {
+      await fsp.rm(mine, { force: true });
     }
     throw new JshipError('GROUP_LOCKED', `${what}: could not take the lock ${path}`, { hint: 'another process keeps taking it; try again' });
   }
@@ -97,15 +104,59 @@ export async function lockOwner(path: string): Promise<{ pid: number; host: stri
 }
 
 async function readLock(path: string): Promise<LockInfo | undefined> {
+  return (await readLockFile(path))?.info ?? undefined;
+}
+
+/** The lock file's owner (null: unreadable, from a writer that died) and its inode; undefined when there is none. */
+async function readLockFile(path: string): Promise<{ info: LockInfo | null; ino: number } | undefined> {
+  let h: fsp.FileHandle;
   try {
-    const v = JSON.parse(await fsp.readFile(path, 'utf8')) as Partial<LockInfo>;
-    if (typeof v.pid !== 'number' || typeof v.host !== 'string') return undefined;
-    return { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? ''), ...(v.yields === true ? { yields: true } : {}) };
+    h = await fsp.open(path, 'r');
   } catch {
-    // Unreadable or half-written (its writer died between create and write): stale.
     return undefined;
   }
+  try {
+    const { ino } = await h.stat();
+    try {
+      const v = JSON.parse(await h.readFile('utf8')) as Partial<LockInfo>;
+      if (typeof v.pid !== 'number' || typeof v.host !== 'string') return { info: null, ino };
+      return { info: { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? ''), ...(v.yields === true ? { yields: true } : {}) }, ino };
+    } catch {
+      return { info: null, ino };
+    }
+  } finally {
+    await h.close();
+  }
 }
+
+/**
+ * Removes a stale lock, and only that one. Breakers take turns under a guard
+ * file (`LOCK.break`, created exclusively): under it, the lock is read again
+ * and removed only if it is still the stale file seen (same inode, owner
+ * gone). Nothing else removes a lock file but its live owner, and a new lock
+ * can only be linked where none is, so no live lock is ever removed.
+ */
+async function breakStale(path: string, staleIno: number): Promise<void> {
+  const guard = `${path}.break`;
+  try {
+    await fsp.writeFile(guard, String(process.pid), { flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // Another process is breaking it now; a guard left by a breaker that died goes after a while.
+    const st = await fsp.stat(guard).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > STALE_GUARD_MS) await fsp.rm(guard, { force: true });
+    await new Promise((r) => setTimeout(r, 5));
+    return;
+  }
+  try {
+    const now = await readLockFile(path);
+    if (now && now.ino === staleIno && !(now.info && isAlive(now.info))) await fsp.rm(path, { force: true });
+  } finally {
+    await fsp.rm(guard, { force: true });
+  }
+}
+
+const STALE_GUARD_MS = 10_000;
 
 function isAlive(owner: LockInfo): boolean {
   if (owner.host !== hostname()) return true; // cannot check another host: assume it lives

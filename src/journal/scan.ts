@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import xxhash from 'xxhash-wasm';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
-import { writeFileAtomic } from '../io/files.js';
+import { writeFileAtomic, makeDirs } from '../io/files.js';
 import { groupPaths, readGroupConfig, writeGroupConfig } from './group-files.js';
 import { lockOwner } from './lock.js';
 import { JournalGroup } from './journal-group.js';
@@ -129,7 +129,7 @@ export async function scanGroup(dir: string, opts: { blockSize?: number; onProgr
   const group = await JournalGroup.open(dir);
   const { h64Raw } = await xxhash();
   try {
-    await fsp.mkdir(join(group.dir, 'scan'), { recursive: true });
+    await makeDirs(join(group.dir, 'scan'));
     const total = group.volumes.reduce((n, v) => n + v.size, 0);
     let done = 0;
     const reports: ScanVolumeReport[] = [];

@@ -131,6 +131,10 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     if (typeof v !== 'boolean') throw new JshipError('CONTROL_PROTOCOL', `control argument "${k}" is not a boolean`, { hint: 'use the jship CLI, which sends it' });
     req[k] = v;
   }
+  if (args.waitMs !== undefined) {
+    if (typeof args.waitMs !== 'number' || !Number.isSafeInteger(args.waitMs) || args.waitMs < 0) throw new JshipError('CONTROL_PROTOCOL', 'control argument "waitMs" is not a number of milliseconds', { hint: 'use the jship CLI, which sends it' });
+    req.waitMs = args.waitMs;
+  }
   if (args.mediaSize !== undefined) {
     if (typeof args.mediaSize !== 'number' || !Number.isSafeInteger(args.mediaSize) || args.mediaSize <= 0) {
       throw new JshipError('CONTROL_PROTOCOL', 'control argument "mediaSize" is not a positive integer', { hint: 'use the jship CLI, which sends it' });

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { writeFileAtomic } from '../io/files.js';
+import { writeFileAtomic, makeDirs } from '../io/files.js';
 import { DirLock } from '../journal/lock.js';
 import { Catalog } from './catalog.js';
 
@@ -79,7 +79,7 @@ export class Replica {
     }
     const fields = await init();
     if (!fields) return undefined;
-    await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
+    await makeDirs(join(dir, 'tapes'));
     const config: ReplicaConfig = { format: 1, ...fields, createdAt: new Date().toISOString() };
     await writeFileAtomic(join(dir, 'replica.json'), `${JSON.stringify(config, null, 2)}\n`);
     return { replica: await Replica.#lockAndOpen(dir, config), created: true };
@@ -88,7 +88,7 @@ export class Replica {
   static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false, yields = false): Promise<Replica> {
     const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, { yields });
     try {
-      await fsp.mkdir(join(dir, 'tapes'), { recursive: true });
+      await makeDirs(join(dir, 'tapes'));
       if (freshCatalog) for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) await fsp.rm(join(dir, f), { force: true });
       return new Replica(dir, config, new Catalog(join(dir, 'catalog.db')), lock);
     } catch (e) {

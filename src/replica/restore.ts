@@ -1,3 +1,4 @@
+import { makeDirs } from '../io/files.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
@@ -198,7 +199,7 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
       out.set(s.volume, resolve(s.path));
       continue;
     }
-    if (s.path.endsWith('/')) await fsp.mkdir(s.path, { recursive: true });
+    if (s.path.endsWith('/')) await makeDirs(s.path);
     const st = await fsp.stat(s.path).catch(() => undefined);
     if (st?.isDirectory()) {
       for (const n of names) if (!out.has(n)) out.set(n, join(resolve(s.path), `${n}.img`));

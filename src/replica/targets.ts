@@ -2,7 +2,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
-import { syncDir, writeFully } from '../io/files.js';
+import { syncDir, writeFully, makeDirs } from '../io/files.js';
 
 /** Where one volume is restored to. */
 export interface RestoreTarget {
@@ -121,7 +121,7 @@ export async function openDeviceTarget(volume: string, path: string, size: numbe
 
 /** The standing secondary copy of a volume, written in place. */
 export async function openSvolTarget(volume: string, path: string, size: number): Promise<RestoreTarget> {
-  await fsp.mkdir(dirname(path), { recursive: true });
+  await makeDirs(dirname(path));
   const st = await fsp.stat(path).catch(() => undefined);
   const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
   if (!st || st.size < size) await h.truncate(size); // new, or the volume grew

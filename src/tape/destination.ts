@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
-import { syncDir, writeFully } from '../io/files.js';
+import { syncDir, writeFully, makeDirs } from '../io/files.js';
 
 /** One tape being written. */
 export interface TapeOutput {
@@ -43,7 +43,7 @@ export class DirDestination implements TapeDestination {
   }
 
   async open(serial: number): Promise<TapeOutput> {
-    await fsp.mkdir(this.#dir, { recursive: true });
+    await makeDirs(this.#dir);
     return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name));
   }
 }

@@ -26,6 +26,8 @@ export interface ExportRequest {
   allowEmpty?: boolean;
   /** Write plaintext although the chain's last tape was encrypted. */
   allowPlaintext?: boolean;
+  /** How long to wait for a running export of the same group (ms). */
+  waitMs?: number;
   /** How to reach the store when `to` is an s3:// URL. */
   s3?: S3Settings;
 }
@@ -72,6 +74,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(key ? { key } : {}),
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
     ...(req.allowPlaintext ? { allowPlaintext: true } : {}),
+    ...(req.waitMs !== undefined ? { waitMs: req.waitMs } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
   });

@@ -39,6 +39,8 @@ export interface ExportOptions {
     /** Runs before a tape's end reaches the destination: `dataEnd` is the journal data position after its last update. */
     beforeSend: (t: { serial: number; sha256: string; trailer: TapeTrailer }, dataEnd: bigint | null) => Promise<void>;
   };
+  /** How long to wait for an export of the same chain that is running (default 5 minutes), then EXPORT_BUSY. */
+  waitMs?: number;
   /** Write plaintext tapes although the chain's last tape is encrypted. */
   allowPlaintext?: boolean;
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
@@ -72,6 +74,51 @@ export interface ExportResult {
  * purges what the chain has secured (DESIGN invariant 5).
  */
 export async function exportGroup(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
+  // A link secondary's chain is exported by its own session, one tape at a time.
+  if (opts.chain) return exportChain(group, opts);
+  return oneAtATime(group, opts.waitMs ?? DEFAULT_EXPORT_WAIT_MS, () => exportChain(group, opts));
+}
+
+/** How long an export waits for the one before it (in the owner of the group) before EXPORT_BUSY. */
+export const DEFAULT_EXPORT_WAIT_MS = 5 * 60_000;
+
+/** The tail of each group's queue of tape-chain exports, in the process that owns the group. */
+const exportQueues = new WeakMap<JournalGroup, Promise<void>>();
+
+/**
+ * Runs exports of a group's tape chain one after the other: two at once would
+ * both take the chain's next serial and write different tapes under it.
+ */
+async function oneAtATime<T>(group: JournalGroup, waitMs: number, run: () => Promise<T>): Promise<T> {
+  const before = exportQueues.get(group) ?? Promise.resolve();
+  let release = (): void => undefined;
+  const mine = new Promise<void>((r) => {
+    release = r;
+  });
+  exportQueues.set(group, before.then(() => mine));
+  let timer: NodeJS.Timeout | undefined;
+  const busy = await Promise.race([
+    before.then(() => false),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(true), waitMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (busy) {
+    // Keep the queue's order: this turn passes as soon as the export before it ends.
+    void before.then(release);
+    throw new JshipError('EXPORT_BUSY', `another export of ${group.dir} has been running for longer than ${Math.round(waitMs / 1000)} s`, {
+      hint: 'it goes on; run this export again once it ends (jship status shows the chain), or give a longer --wait',
+    });
+  }
+  try {
+    return await run();
+  } finally {
+    release();
+  }
+}
+
+async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
     throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
   }

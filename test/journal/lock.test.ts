@@ -1,4 +1,8 @@
 import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { tempDir, makeGroup, MiB } from '../helpers.js';
@@ -38,5 +42,51 @@ describe('one writer per group', () => {
     for await (const r of group.records()) recs.push(r.header.seq);
     expect(recs).toEqual([1n]);
     await group.close();
+  });
+});
+
+describe('the owner lock under a race', () => {
+  const dir = tempDir();
+
+  it('four processes acquiring at once, over a stale lock each round: never two holders', async () => {
+    const lock = join(dir, 'lock');
+    const log = join(dir, 'log');
+    const child = `
+      import { appendFileSync } from 'node:fs';
+      import { createInterface } from 'node:readline';
+      import { DirLock } from ${JSON.stringify(new URL('../../dist/journal/lock.js', import.meta.url).href)};
+      for await (const line of createInterface({ input: process.stdin })) {
+        try {
+          const l = await DirLock.acquire(${JSON.stringify(lock)}, 'test', { waitMs: 0 });
+          appendFileSync(${JSON.stringify(log)}, 'E ' + process.pid + '\\n');
+          await new Promise((r) => setTimeout(r, 3));
+          appendFileSync(${JSON.stringify(log)}, 'X ' + process.pid + '\\n');
+          await l.release();
+        } catch (e) {
+          if (e.code !== 'GROUP_LOCKED') throw e;
+        }
+        process.stdout.write('done ' + line + '\\n');
+      }`;
+    const kids = Array.from({ length: 4 }, () => spawn(process.execPath, ['--input-type=module', '-e', child], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const lines = kids.map((k) => createInterface({ input: k.stdout! })[Symbol.asyncIterator]());
+    try {
+      for (let round = 0; round < 40; round++) {
+        // A stale lock: half written by a process that died (empty), or naming a dead process.
+        writeFileSync(lock, round % 2 === 0 ? '' : JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), start: '1', since: 'x' }));
+        for (const k of kids) k.stdin!.write(`${round}\n`);
+        for (const l of lines) expect((await l.next()).value).toBe(`done ${round}`);
+      }
+    } finally {
+      for (const k of kids) k.stdin!.end();
+      await Promise.all(kids.map((k) => new Promise((r) => k.on('exit', r))));
+    }
+    const events = readFileSync(log, 'utf8').trim().split('\n');
+    expect(events.length).toBeGreaterThanOrEqual(80);
+    for (let i = 0; i < events.length; i += 2) {
+      const [e, pid] = events[i]!.split(' ');
+      expect(e, `event ${i}: ${events.slice(i, i + 3).join(', ')}`).toBe('E');
+      expect(events[i + 1], `event ${i + 1}: another process entered while ${pid} held the lock`).toBe(`X ${pid}`);
+    }
+    expect(readdirSync(dir).filter((n) => n.startsWith('lock.'))).toEqual([]);
   });
 });

@@ -1,0 +1,65 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { importTapes } from '../../src/replica/import.js';
+import { BIN, makeGroup, MiB, tempDir } from '../helpers.js';
+import { client, serve } from '../nbd/helpers.js';
+
+/** Runs the built CLI with --json, not waiting for it: several run at once. */
+function run(...args: string[]): Promise<{ code: number | null; out: any }> {
+  const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  return new Promise((resolve) => p.on('close', (code) => resolve({ code, out: out ? JSON.parse(out) : null })));
+}
+
+describe('exports through the owner', () => {
+  const dir = tempDir();
+
+  it('three exports at once on a served group take turns: one serial each, a chain the replica takes whole', async () => {
+    const g = await makeGroup(dir, { a: 16 * MiB }, { journalSize: 64 * MiB });
+    const s = await serve(g);
+    const tapes = join(dir, 'tapes');
+    try {
+      const uri = s.ready.exports[0]!.uri;
+      for (let round = 0; round < 3; round++) {
+        client('qemu-io', '-f', 'raw', uri, '-c', `write -P 0x${(round + 1).toString(16).padStart(2, '0')} ${round * 4}M 4M`, '-c', `write -P 0x7${round} 15M 64k`);
+        const rs = await Promise.all([0, 1, 2].map(() => run('export', g, '--to', `${tapes}/`)));
+        for (const r of rs) expect(r.code, JSON.stringify(r.out)).toBe(0);
+        expect(rs.filter((r) => !r.out.nothingToExport).length, JSON.stringify(rs.map((r) => r.out))).toBeGreaterThanOrEqual(1);
+      }
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+    const files = readdirSync(tapes).sort();
+    const serials = files.map((f) => Number(/^jship-(\d+)-/.exec(f)?.[1]));
+    expect(new Set(serials).size, files.join(' ')).toBe(files.length);
+    expect(serials).toEqual(serials.map((_, i) => i + 1));
+    const rep = join(dir, 'rep');
+    const r = await importTapes(rep, files.map((f) => join(tapes, f)));
+    expect(r.ok, JSON.stringify(r.tapes.map((t) => t.message))).toBe(true);
+    expect(r.gaps).toEqual([]);
+    expect(r.contiguousThrough).not.toBeNull();
+  });
+
+  it('an export to a directory that cannot be made fails at once, alone and through serve, and serve still stops', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB });
+    const group = await JournalGroup.open(g);
+    await group.write('a', 0, Buffer.alloc(4096, 1));
+    await group.close();
+    const alone = spawnSync(process.execPath, [BIN, 'export', g, '--to', '/proc/x/', '--json'], { encoding: 'utf8', timeout: 60_000 });
+    expect(alone.status, alone.stderr).toBe(2);
+    expect(JSON.parse(alone.stdout).error.message).toMatch(/cannot create directory \/proc\/x/);
+    const s = await serve(g);
+    try {
+      client('qemu-io', '-f', 'raw', s.ready.exports[0]!.uri, '-c', 'write -P 0x01 0 64k');
+      const r = await run('export', g, '--to', '/proc/x/');
+      expect(r.code).toBe(2);
+      expect(r.out.error.message).toMatch(/cannot create directory \/proc\/x/);
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+  });
+});
