@@ -42,8 +42,10 @@ export class DirLock {
         try {
           return await DirLock.#tryAcquire(path, what, me);
         } catch (e) {
-          const owner = isJshipError(e, 'GROUP_LOCKED') ? await readLock(path) : undefined;
-          if (!owner?.yields || opts.yields || Date.now() > deadline) throw e;
+          if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+          const owner = await readLockFile(path);
+          if (owner === undefined) continue; // released since: try again at once
+          if (!owner.info?.yields || opts.yields || Date.now() > deadline) throw e;
           // Ask the owner to hand over between two of its units of work, and wait for it.
           if (!asked) await fsp.writeFile(`${path}.want`, JSON.stringify(me));
           asked = true;

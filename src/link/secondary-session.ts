@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { importLinkStream } from '../replica/import.js';
+import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
 import { resolvePoint } from '../replica/restore-plan.js';
 import { restoreReplica } from '../replica/restore.js';
@@ -41,11 +41,16 @@ const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () 
 
 /** Opens the replica, waiting while another process (a restore, an import) holds it. */
 async function openReplica(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Replica> {
+  return waitForReplica(o, () => Replica.open(dir, { yields: true }));
+}
+
+/** Runs `fn` (which opens the replica), waiting while another process (a restore, an import) holds it. */
+async function waitForReplica<T>(o: { log: LinkLog; lockWaitMs?: number }, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + (o.lockWaitMs ?? 3_600_000);
   let told = false;
   for (;;) {
     try {
-      return await Replica.open(dir, { yields: true });
+      return await fn();
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline) throw e;
       if (!told) o.log({ event: 'waiting', why: e.message });
@@ -68,6 +73,8 @@ export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?
 export async function heldPosition(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Held> {
   if (!(await exists(join(dir, 'replica.json')))) return { groupId: null, linkName: null, held: null };
   return withReplica(dir, o, async (r) => {
+    // What a receiver killed mid-tape left (it holds the lock now: no import is running).
+    await cleanIncoming(r);
     const last = r.catalog.tapes().filter((t) => t.serial < 0 && t.status === 'complete').sort((a, b) => a.serial - b.serial)[0];
     return { groupId: r.config.groupId, linkName: r.config.linkName ?? null, held: last ? { serial: -last.serial, sha256: last.sha256 } : null };
   });
@@ -206,7 +213,8 @@ async function apply(o: SecondaryOptions, pointers: Pointers): Promise<void> {
     const cutoff = BigInt(Date.now()) * 1_000_000n - delay;
     const point = delay === 0n || latest.ts <= cutoff ? { kind: 'latest' as const } : { kind: 'until' as const, ts: cutoff, exclusive: false };
     pointers.restoreScheduled = point.kind === 'latest' ? latest.seq.toString() : null;
-    const res = await restoreReplica(o.replicaDir, { point });
+    // As the receiver itself: yielding (a restore that asks waits for this one), and waiting for one that runs.
+    const res = await waitForReplica(o, () => restoreReplica(o.replicaDir, { point, yields: true }));
     pointers.restored = res.plan.seq.toString();
     pointers.restoreScheduled = pointers.restored;
     if (res.plan.records > 0) o.log({ event: 'applied', seq: res.plan.seq.toString(), ts: res.plan.ts.toString(), records: res.plan.records, pointers: { ...pointers } });

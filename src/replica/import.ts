@@ -177,7 +177,8 @@ export async function importLinkStream(replica: Replica, first: Buffer, chunks: 
   return importOne(replica, src, label, opts, () => undefined);
 }
 
-async function cleanIncoming(replica: Replica): Promise<void> {
+/** Removes what an import killed midway left: staged record indexes and `.incoming-*` files. */
+export async function cleanIncoming(replica: Replica): Promise<void> {
   replica.catalog.dropStaged();
   for (const n of await fsp.readdir(replica.tapesDir)) {
     if (n.startsWith('.incoming-')) await fsp.rm(replica.tapePath(n), { force: true });

@@ -27,6 +27,12 @@ export interface RestoreOptions {
   force?: boolean;
   key?: TapeKey;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Taken by an owner that hands the replica over (the link receiver's
+   * apply): a process that asks for the replica meanwhile waits for this
+   * restore to end instead of being refused.
+   */
+  yields?: boolean;
 }
 
 export interface RestoreResult {
@@ -65,7 +71,7 @@ interface Ref {
  * into any files or devices.
  */
 export async function restoreReplica(dir: string, opts: RestoreOptions): Promise<RestoreResult> {
-  const replica = await Replica.open(dir);
+  const replica = await Replica.open(dir, opts.yields ? { yields: true } : {});
   try {
     return await run(replica, opts);
   } finally {

@@ -1,36 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { MiB, jshipJson, makeGroup, tempDir, BIN } from '../helpers.js';
+import { linkProc, until } from './helpers.js';
 import { client, serve } from '../nbd/helpers.js';
-
-/** Starts a long-running `jship link …` with --json and waits for its ready line. */
-async function linkProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null> }> {
-  const p = spawn(process.execPath, [BIN, 'link', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events: any[] = [];
-  let err = '';
-  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  const exited = new Promise<number | null>((r) => p.once('close', r));
-  const ready = await new Promise<any>((resolve, reject) => {
-    createInterface({ input: p.stdout }).on('line', (l) => {
-      const e = JSON.parse(l);
-      events.push(e);
-      if (e.ready) resolve(e);
-    });
-    void exited.then((c) => reject(new Error(`jship link ${args[0]} exited ${c}: ${err}`)));
-  });
-  return { ready, events, stop: async () => { p.kill('SIGTERM'); const code = await exited; await new Promise((r) => setTimeout(r, 50)); return code; } };
-}
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('link through the CLI and NBD', () => {
   const dir = tempDir();
