@@ -142,7 +142,10 @@ export function registerLink(program: Command): void {
       const o = await secondaryOptions(dir, opts, 'pull');
       if (opts.once) {
         const r = await runPull({ ...o, from, once: true });
-        emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [`caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`]);
+        emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [
+          `caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`,
+          `"${o.name}" stays registered at the primary and holds its journal back until the next pull; on the primary, jship link forget GROUP_DIR ${o.name} lets go of it`,
+        ]);
         return;
       }
       const stop: PullStop = { stopped: false };

@@ -75,6 +75,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
   }
   active.add(key);
+  let registered = false;
   try {
     const sec = await updateRegistry(group.dir, (r) => {
       let s = r.secondaries.find((x) => x.name === name);
@@ -82,6 +83,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
         if (hello.held !== null) positionRefused(name, hello.held, undefined);
         s = newSecondary(name, group.journal.writtenSeq - 1n, ch.peer);
         r.secondaries.push(s);
+        registered = true;
       } else {
         const h = hello.held;
         const sameAsConfirmed = h === null ? s.confirmed.serial === 0 : h.serial === s.confirmed.serial && h.sha256 === s.confirmed.sha256;
@@ -109,8 +111,23 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     await purgeSecured(group);
     await sendLoop(ch, o, name, hello.mode, timeoutMs);
   } finally {
+    // A secondary registered by this session that never confirmed a tape (refused at its end,
+    // gone before its base arrived) does not stay behind to pin the journal.
+    if (registered) await forgetUnconfirmed(group, name, log).catch(() => undefined);
     active.delete(key);
   }
+}
+
+async function forgetUnconfirmed(group: JournalGroup, name: string, log: LinkLog): Promise<void> {
+  const gone = await updateRegistry(group.dir, (r) => {
+    const s = r.secondaries.find((x) => x.name === name);
+    if (!s || s.confirmed.serial !== 0 || s.inflight !== null) return false;
+    r.secondaries = r.secondaries.filter((x) => x !== s);
+    return true;
+  });
+  if (!gone) return;
+  log({ event: 'secondary-unregistered', name, why: 'its first session ended before it confirmed a tape' });
+  await purgeSecured(group);
 }
 
 async function firstFrame(ch: Channel, timeoutMs: number): ReturnType<Channel['next']> {

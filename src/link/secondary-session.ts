@@ -93,6 +93,8 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   if (pos.linkName !== null && pos.linkName !== o.name) {
     throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${o.name}"`, { hint: `leave out --name, or give --name ${pos.linkName}` });
   }
+  // A directory that cannot become a replica is refused before the primary hears of this secondary.
+  if (pos.groupId === null) await Replica.checkCreatable(o.replicaDir);
   await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode }));
   const f = await ch.next(timeoutMs);
   expect(f, MessageType.Hello);

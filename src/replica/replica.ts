@@ -67,6 +67,17 @@ export class Replica {
     dir = resolve(dir);
     const existing = await readReplicaConfig(dir);
     if (existing) return { replica: await Replica.#lockAndOpen(dir, existing), created: false };
+    await Replica.checkCreatable(dir);
+    const fields = await init();
+    if (!fields) return undefined;
+    await makeDirs(join(dir, 'tapes'));
+    const config: ReplicaConfig = { format: 1, ...fields, createdAt: new Date().toISOString() };
+    await writeFileAtomic(join(dir, 'replica.json'), `${JSON.stringify(config, null, 2)}\n`);
+    return { replica: await Replica.#lockAndOpen(dir, config), created: true };
+  }
+
+  /** Refuses a directory that a new replica may not be created in: anything but a missing or empty one. */
+  static async checkCreatable(dir: string): Promise<void> {
     const entries = await fsp.readdir(dir).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return [] as string[];
       if (e.code === 'ENOTDIR') throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is a file, not a directory`, { hint: 'name a new or empty directory for the replica' });
@@ -77,12 +88,6 @@ export class Replica {
         hint: 'import into an existing replica, or into a new or empty directory; nothing was changed',
       });
     }
-    const fields = await init();
-    if (!fields) return undefined;
-    await makeDirs(join(dir, 'tapes'));
-    const config: ReplicaConfig = { format: 1, ...fields, createdAt: new Date().toISOString() };
-    await writeFileAtomic(join(dir, 'replica.json'), `${JSON.stringify(config, null, 2)}\n`);
-    return { replica: await Replica.#lockAndOpen(dir, config), created: true };
   }
 
   static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false, yields = false): Promise<Replica> {
