@@ -41,6 +41,11 @@ export class BaseRun {
   bytes = 0;
   readonly #hooks: BaseHooks;
   readonly #volumes: number[];
+
+  /** Indexes of the volumes this base reads. */
+  get volumes(): readonly number[] {
+    return this.#volumes;
+  }
   readonly #chunkSize: number;
   readonly #cleared: Array<[number, number]> = [];
   #exhausted = false;

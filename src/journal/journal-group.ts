@@ -232,6 +232,8 @@ export class JournalGroup {
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
   #suspended = false;
+  /** Suspensions since the group was opened: a full base heals the bitmap only if none began while it ran. */
+  #suspensions = 0;
   #flushing: Promise<void> | undefined;
   #flushQueued: Promise<void> | undefined;
   #dirtySinceFlush = false;
@@ -579,6 +581,8 @@ export class JournalGroup {
       pv.bytes -= h.type === RecordType.Update ? h.length : 0;
     });
     this.#wakeWaiters();
+    // An idle suspended group resumes as soon as space is back, not only at the next client write.
+    if (this.#suspended) await this.#tryResume();
     return this.journal.outSeq;
   }
 
@@ -647,6 +651,7 @@ export class JournalGroup {
       this.#bitmap ??= await this.#openBitmap();
       await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
       this.#suspended = true;
+      this.#suspensions++;
       await this.appendMarker({ kind: 'suspended', reason }, true);
     })().finally(() => {
       this.#suspending = undefined;
@@ -713,12 +718,12 @@ export class JournalGroup {
     const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
     const indexes = names.map((n) => this.volumeIndex(n));
     const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names });
-    const run = new BaseRun(this.#baseHooks(), started.seq, scope, indexes, this.config.chunkSize);
+    const run = new BaseRun(this.#baseHooks(this.#suspensions), started.seq, scope, indexes, this.config.chunkSize);
     this.#base = run;
     return run;
   }
 
-  #baseHooks(): ConstructorParameters<typeof BaseRun>[0] {
+  #baseHooks(suspensionsAtStart: number): ConstructorParameters<typeof BaseRun>[0] {
     return {
       volumes: this.volumes,
       bitmap: () => this.#bitmap,
@@ -730,10 +735,12 @@ export class JournalGroup {
       mark: (p) => this.appendMarker(p, p.kind !== 'base-started'),
       finished: async (run, ok) => {
         if (this.#base === run) this.#base = undefined;
-        if (ok && run.scope === 'resync' && this.#bitmap) {
+        // A full base of every volume, with no suspension while it ran, holds every dirty region too.
+        const healsAll = run.scope === 'full' && run.volumes.length === this.volumes.length && this.#suspensions === suspensionsAtStart;
+        if (ok && (run.scope === 'resync' || healsAll) && this.#bitmap) {
           await this.#bitmap.persist();
           await this.#bitmap.sync();
-          if (this.#bitmap.dirtyCount() === 0 && !this.#suspended) {
+          if ((healsAll || this.#bitmap.dirtyCount() === 0) && !this.#suspended) {
             await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_DIRTY_BITMAP }, true);
             await this.#bitmap.close();
             this.#bitmap = undefined;

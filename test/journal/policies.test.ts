@@ -164,4 +164,27 @@ describe('base under live writes', () => {
       }
     }
   });
+
+  it('suspend: an idle group resumes when its journal is purged, and a full base after the resume heals it as a resync base would', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    try {
+      let i = 0;
+      while ((await group.write('a', (i * 100 * KiB) % (3 * MiB), Buffer.alloc(100 * KiB, (i % 250) + 1))).journaled) i++;
+      expect(group.state).toBe('suspended');
+      await group.purge(group.journal.allocSeq - 1n);
+      // No client write since: journaling is back all the same, waiting for a base.
+      expect(group.state).toBe('resync-pending');
+      const kinds = (await allRecords(group)).filter((r) => r.header.type === RecordType.Marker).map((r) => decodeMarker(r.data).kind);
+      expect(kinds).toEqual(['resumed']);
+      const full = await group.beginBase({ scope: 'full' });
+      for await (const r of full.read()) void r;
+      await full.complete();
+      expect(group.state).toBe('active');
+      await group.mark('after-full-base');
+      expect((await group.status()).dirty).toBeNull();
+    } finally {
+      await group.close();
+    }
+  });
 });
