@@ -12,16 +12,29 @@
 # crontab line (every night at 01:30):
 #   30 1 * * * /usr/local/bin/nightly-export.sh /srv/jship/prod /mnt/tapes >/dev/null 2>&1
 set -euo pipefail
+# cron runs with PATH=/usr/bin:/bin; npm installs jship (and node) under /usr/local/bin.
+export PATH="/usr/local/bin:/usr/bin:/bin${PATH:+:$PATH}"
 group=${1:?usage: nightly-export.sh GROUP_DIR MOUNT_POINT [LOG_FILE]}
 mount=${2:?usage: nightly-export.sh GROUP_DIR MOUNT_POINT [LOG_FILE]}
 log=${3:-/var/log/jship-export.log}
 jship=${JSHIP:-jship}
 
+if ! command -v "$jship" >/dev/null || ! command -v node >/dev/null; then
+  echo "$(date -Is) $jship or node not found in $PATH: set JSHIP=/path/to/jship (and put node on PATH)" >>"$log"
+  exit 127
+fi
+
 exec 9>"$group/.nightly-export.lock"
 flock -n 9 || { echo "$(date -Is) another export of $group is running" >>"$log"; exit 1; }
 
-if ! mountpoint -q "$mount" 2>/dev/null && [ ! -d "$mount" ]; then
-  echo "$(date -Is) $mount is not mounted" >>"$log"
+# The tapes must land on the carried disk, never on the file system under an empty mount point
+# (the journal is purged once they are written). JSHIP_ALLOW_UNMOUNTED=1 takes a plain directory.
+if [ "${JSHIP_ALLOW_UNMOUNTED:-0}" != 1 ] && ! mountpoint -q "$mount"; then
+  echo "$(date -Is) $mount is not a mount point (is the disk attached and mounted?): nothing exported, nothing purged" >>"$log"
+  exit 1
+fi
+if [ ! -d "$mount" ]; then
+  echo "$(date -Is) $mount is not a directory: nothing exported" >>"$log"
   exit 1
 fi
 id=$(sed -n 's/.*"groupId": "\([0-9a-f-]*\)".*/\1/p' "$group/group.json")

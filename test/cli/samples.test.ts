@@ -28,7 +28,18 @@ describe('samples', () => {
     const again = await JournalGroup.open(g);
     await writeMixed(again, 20, 2);
     await again.close();
-    const r = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env, encoding: 'utf8' });
+    // An existing directory that is not a mount point (the disk is not attached): nothing written, nothing purged.
+    const before = JSON.parse(spawnSync(join(bin, 'jship'), ['status', g, '--json'], { env, encoding: 'utf8' }).stdout).journal;
+    const unmounted = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env, encoding: 'utf8' });
+    expect(unmounted.status).toBe(1);
+    expect(readFileSync(log, 'utf8')).toMatch(/is not a mount point/);
+    expect(JSON.parse(spawnSync(join(bin, 'jship'), ['status', g, '--json'], { env, encoding: 'utf8' }).stdout).journal).toEqual(before);
+    // A jship that is not there (cron's PATH lacks where it was installed): a clear line in the log, exit 127.
+    const missing = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env: { PATH: '/usr/bin:/bin', JSHIP: join(dir, 'no-such-jship') }, encoding: 'utf8' });
+    expect(missing.status).toBe(127);
+    expect(readFileSync(log, 'utf8')).toMatch(/not found in .*set JSHIP=/);
+    // Under cron's environment (PATH=/usr/bin:/bin and little else) with the mount checked away for a plain directory.
+    const r = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env: { PATH: '/usr/bin:/bin', HOME: dir, JSHIP: env.JSHIP, JSHIP_ALLOW_UNMOUNTED: '1' }, encoding: 'utf8' });
     expect(r.status, readFileSync(log, 'utf8')).toBe(0);
     expect(readFileSync(log, 'utf8')).toMatch(/done/);
     const id = JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).groupId as string;
