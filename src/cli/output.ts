@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { JshipError } from '../core/errors.js';
+import { asJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 
 /** Options every verb takes. */
@@ -20,9 +20,7 @@ export function emit(opts: CommonOptions, json: unknown, human: () => string[]):
 
 /** Prints an error (stdout JSON with --json, stderr text otherwise) and sets the exit code. */
 export function reportError(e: unknown, json: boolean): void {
-  const err = e instanceof JshipError
-    ? e
-    : new JshipError('IO', (e as Error)?.message ?? String(e), { hint: 'this is unexpected; the message above says what failed', cause: e });
+  const err = asJshipError(e);
   process.exitCode = err.isUsage ? 2 : 1;
   if (json) {
     process.stdout.write(`${toJson({ error: err.toJSON() })}\n`);

@@ -126,3 +126,29 @@ export class JshipError extends Error {
 export function isJshipError(e: unknown, code?: ErrorCode): e is JshipError {
   return e instanceof JshipError && (code === undefined || e.code === code);
 }
+
+/** What an operator can do about an error from the system (errno) or SQLite, by its code. */
+const SYSTEM_HINTS: Record<string, { what: string; hint: string }> = {
+  ENOSPC: { what: 'no space left on the file system', hint: 'free space there (or give it more room), then run the same command again: nothing half written was kept' },
+  EDQUOT: { what: 'the disk quota is exhausted', hint: 'free space within the quota, then run the same command again' },
+  SQLITE_FULL: { what: 'no space left for the catalogue (SQLite: database or disk is full)', hint: 'free space on the replica\'s file system, then run the same command again: the catalogue rolled back' },
+  EROFS: { what: 'the file system is read-only', hint: 'remount it read-write, or name a place on a writable file system' },
+  EACCES: { what: 'permission denied', hint: 'check the permissions of the path named (and that jship runs as the right user)' },
+  EPERM: { what: 'operation not permitted', hint: 'check the permissions of the path named (and that jship runs as the right user)' },
+  ENOENT: { what: 'no such file or directory', hint: 'check the path named' },
+  ENOTDIR: { what: 'a part of the path is not a directory', hint: 'check the path named' },
+  EIO: { what: 'the device reported an I/O error', hint: 'check the device and the kernel log (dmesg); the data on it may be damaged' },
+};
+
+/**
+ * Any error as a JshipError: errors from the system and SQLite get the code
+ * IO with a hint by their code; anything else is reported as unexpected.
+ */
+export function asJshipError(e: unknown): JshipError {
+  if (e instanceof JshipError) return e;
+  const code = (e as { code?: unknown })?.code;
+  const message = (e as Error)?.message ?? String(e);
+  const known = typeof code === 'string' ? SYSTEM_HINTS[code] : undefined;
+  if (known) return new JshipError('IO', message.includes(known.what) ? message : `${known.what}: ${message}`, { hint: known.hint, cause: e });
+  return new JshipError('IO', message, { hint: 'this is unexpected; the message above says what failed', cause: e });
+}

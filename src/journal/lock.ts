@@ -67,8 +67,9 @@ export class DirLock {
     // The lock appears with its content in one step: written under a name of our own, then linked
     // (link fails if the name exists). No contender ever reads a lock that is empty or half written.
     const mine = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
-    await fsp.writeFile(mine, JSON.stringify(me), { mode: 0o644, flag: 'wx' });
     try {
+      // On a full file system this fails (ENOSPC): nothing is left behind, and no empty lock.
+      await fsp.writeFile(mine, JSON.stringify(me), { mode: 0o644, flag: 'wx' });
       for (let attempt = 0; attempt < 200; attempt++) {
         try {
           await fsp.link(mine, path);

@@ -381,9 +381,14 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       code: null, records, updates: tapeUpdates, lost: null,
     };
   } finally {
-    cat.dropStaged(stage);
+    // Every step on its own: on a full disk the catalogue may refuse even this delete (the next import drops what is left).
     if (!closed) await h.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
+    try {
+      cat.dropStaged(stage);
+    } catch {
+      // dropped by the next import's cleanIncoming
+    }
   }
 }
 

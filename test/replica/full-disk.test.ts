@@ -1,0 +1,48 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { importTapes } from '../../src/replica/import.js';
+import { KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { exportTo } from '../tape/helpers.js';
+import { randomBytes } from 'node:crypto';
+
+/** A small file system of its own (tmpfs; the tests run as root, as .ci/run does). */
+function smallFs(at: string, size: string): void {
+  mkdirSync(at, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', at], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (${r.stderr.trim()}): this test needs root, as .ci/run runs it`);
+}
+
+describe('a replica on a full file system', () => {
+  const dir = tempDir();
+  const mounts: string[] = [];
+  afterEach(() => {
+    for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+  });
+
+  it('an import that runs out of space fails with a clear error and leaves nothing behind', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 32 * MiB, chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    await group.write('a', 0, Buffer.alloc(4096, 1));
+    await exportTo(group, join(dir, 't'), { base: true });
+    for (let i = 0; i < 24; i++) await group.write('a', (i % 4) * MiB, randomBytes(MiB)); // incompressible: a big tape
+    await exportTo(group, join(dir, 't'));
+    await group.close();
+    const tapes = readdirSync(join(dir, 't')).sort().map((n) => join(dir, 't', n));
+    const fs = join(dir, 'fs');
+    smallFs(fs, '8m');
+    mounts.push(fs);
+    const rep = join(fs, 'rep');
+    expect((await importTapes(rep, [tapes[0]!])).ok).toBe(true);
+    const r = jshipJson('import', rep, tapes[1]!);
+    expect(r.code).toBe(1);
+    expect(r.out.error.code).toBe('IO');
+    expect(r.out.error.message).toMatch(/no space left/i);
+    expect(r.out.error.hint).toMatch(/free space/);
+    expect(readdirSync(rep).sort()).toEqual(['catalog.db', 'catalog.db-shm', 'catalog.db-wal', 'replica.json', 'tapes'].filter((n) => readdirSync(rep).includes(n)));
+    expect(readdirSync(rep).some((n) => n.startsWith('lock'))).toBe(false);
+    expect(readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+});
