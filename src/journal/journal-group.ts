@@ -454,14 +454,23 @@ export class JournalGroup {
       const off = offset + done;
       applied.push(this.#track((async () => {
         try {
-          await rec.journaled;
+          try {
+            await rec.journaled;
+          } catch (e) {
+            // Not journaled: the write fails, and nothing of it is anywhere.
+            this.#fail(e);
+            throw e;
+          }
           await op.ready;
           if (!toPvol) return;
-          if (piece) await (piece.length <= SMALL_WRITE ? vol.writeBatched(this.#pvolWriter, off, piece) : vol.write(off, piece));
-          else await vol.writeZeroes(off, len);
-        } catch (e) {
-          this.#fail(e);
-          throw e;
+          try {
+            if (piece) await (piece.length <= SMALL_WRITE ? vol.writeBatched(this.#pvolWriter, off, piece) : vol.write(off, piece));
+            else await vol.writeZeroes(off, len);
+          } catch (e) {
+            // Journaled: the write stands (recovery applies it to the PVOL), so it is not reported as failed.
+            // The journal is made durable, and the group takes no more writes until it is reopened.
+            await this.#pvolFailed(volIdx, e);
+          }
         } finally {
           op.finish();
         }
@@ -481,8 +490,17 @@ export class JournalGroup {
     } else {
       await Promise.all(applied);
     }
-    if (fua) await this.flush();
+    // After a PVOL failure the journal was synced already: the write is durable through it.
+    if (fua && !this.#failed) await this.flush();
     return { seq: last.seq, timestamp: last.timestamp, journaled: true };
+  }
+
+  /** A PVOL write failed after its record was journaled: keep the record durable, stop taking writes, say why. */
+  async #pvolFailed(volIdx: number, e: unknown): Promise<void> {
+    const why = e instanceof Error ? e.message : String(e);
+    const failure = new Error(`writing PVOL "${this.volumes[volIdx]?.name}" failed (${why}); the writes before this one and this one are in the journal`);
+    this.#fail(failure);
+    await this.journal.sync().catch(() => undefined);
   }
 
   /** Gives a record its sequence number, timestamp and journal place, and queues it. Synchronous. */
@@ -878,8 +896,8 @@ export class JournalGroup {
   #checkUsable(): void {
     if (this.#closed) throw new JshipError('GROUP_CLOSED', `group ${this.dir} is closed`, { hint: 'open it again' });
     if (this.#failed) {
-      throw new JshipError('IO', `group ${this.dir} stopped after an I/O error: ${this.#failed.message}`, {
-        hint: 'check the disks, then open the group again: recovery replays the journal onto the PVOLs',
+      throw new JshipError('IO', `group ${this.dir} takes no more writes after an I/O error: ${this.#failed.message}`, {
+        hint: 'fix the cause (free space on the PVOL\'s file system, check the disk), then open the group again: recovery applies the journal to the PVOLs before anything is served',
         cause: this.#failed,
       });
     }
