@@ -6,6 +6,8 @@ import { onGroup } from '../control/owner.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
+import { resolveS3Settings } from '../s3/s3-store.js';
+import { isS3Url } from '../s3/s3-url.js';
 
 interface ExportCliOptions extends CommonOptions, S3CliOptions {
   to?: string;
@@ -47,7 +49,8 @@ export function registerExport(program: Command): void {
         ...(opts.allowEmpty ? { allowEmpty: true } : {}),
         ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
         ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
-        s3: s3Settings(opts),
+        // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
+        s3: isS3Url(opts.to) ? await resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
       };
       const toStdout = opts.to === '-';
       const bar = lazyProgress(toStdout ? { json: true } : opts, 'exporting');

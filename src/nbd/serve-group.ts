@@ -4,6 +4,8 @@ import { ControlServer } from '../control/control-server.js';
 import { JournalGroup, type GroupStatus, type OpenGroupOptions } from '../journal/journal-group.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import type { S3Settings } from '../s3/s3-store.js';
+import { isS3Url } from '../s3/s3-url.js';
 import type { Log } from './connection.js';
 import { groupBackend } from './group-backend.js';
 import { NbdServer, type Listen, type ServerStats } from './server.js';
@@ -123,6 +125,23 @@ function stringArg(args: Record<string, unknown>, name: string): string {
   return v;
 }
 
+/** The caller's store settings: endpoint, path style, region, credentials (all optional, all checked). */
+function s3Arg(v: unknown): S3Settings {
+  const s3 = v as Record<string, unknown>;
+  const str = (x: unknown): boolean => x === undefined || (typeof x === 'string' && x.length > 0 && x.length <= 4096);
+  const c = s3?.credentials as Record<string, unknown> | undefined;
+  const credsOk = c === undefined || (typeof c === 'object' && c !== null && typeof c.accessKeyId === 'string' && typeof c.secretAccessKey === 'string' && str(c.accessKeyId) && str(c.secretAccessKey) && str(c.sessionToken));
+  if (s3 === null || typeof s3 !== 'object' || !str(s3.endpoint) || !str(s3.region) || (s3.pathStyle !== undefined && typeof s3.pathStyle !== 'boolean') || !credsOk) {
+    throw new JshipError('CONTROL_PROTOCOL', 'control argument "s3" is not {endpoint?, pathStyle?, region?, credentials?}', { hint: 'use the jship CLI, which sends it' });
+  }
+  return {
+    ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint as string } : {}),
+    ...(s3.pathStyle !== undefined ? { pathStyle: s3.pathStyle as boolean } : {}),
+    ...(s3.region !== undefined ? { region: s3.region as string } : {}),
+    ...(c ? { credentials: { accessKeyId: c.accessKeyId as string, secretAccessKey: c.secretAccessKey as string, ...(c.sessionToken !== undefined ? { sessionToken: c.sessionToken as string } : {}) } } : {}),
+  };
+}
+
 function exportArgs(args: Record<string, unknown>): ExportRequest {
   const req: ExportRequest = { to: stringArg(args, 'to') };
   for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty', 'allowPlaintext'] as const) {
@@ -142,12 +161,11 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     req.mediaSize = args.mediaSize;
   }
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
-  if (args.s3 !== undefined) {
-    const s3 = args.s3 as Record<string, unknown>;
-    if (s3 === null || typeof s3 !== 'object' || (s3.endpoint !== undefined && typeof s3.endpoint !== 'string') || (s3.pathStyle !== undefined && typeof s3.pathStyle !== 'boolean')) {
-      throw new JshipError('CONTROL_PROTOCOL', 'control argument "s3" is not {endpoint?, pathStyle?}', { hint: 'use the jship CLI, which sends it' });
-    }
-    req.s3 = { ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint as string } : {}), ...(s3.pathStyle !== undefined ? { pathStyle: s3.pathStyle as boolean } : {}) };
+  if (args.s3 !== undefined) req.s3 = s3Arg(args.s3);
+  if (isS3Url(req.to) && !req.s3?.credentials) {
+    throw new JshipError('CONTROL_PROTOCOL', 'an export to s3:// through the owner needs the caller\'s credentials in the request', {
+      hint: 'use the jship CLI, which sends those of its own environment: the server never lends its own',
+    });
   }
   // Relative paths would be taken from the server's working directory, not the caller's.
   const absolute = absoluteRequest(req);

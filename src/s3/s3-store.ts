@@ -1,13 +1,18 @@
 import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { JshipError } from '../core/errors.js';
 
 /**
- * How to reach the store. Credentials are never here: the AWS SDK's default
- * chain finds them (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and
- * the shared config and credentials files, instance roles).
+ * How to reach the store. Without `credentials`, the AWS SDK's default
+ * chain finds them in this process's environment (AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared config and credentials
+ * files, instance roles). An export sent to the group's owner carries the
+ * caller's own, resolved (resolveS3Settings): the owner never lends its own.
  */
 export interface S3Settings {
+  /** Resolved by the caller; never logged, never written anywhere. */
+  credentials?: S3Credentials;
   /** e.g. http://127.0.0.1:7480; default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS. */
   endpoint?: string;
   /** Path-style URLs (http://host/bucket/key), as most self-hosted stores need; default: on when an endpoint is set. */
@@ -15,6 +20,12 @@ export interface S3Settings {
   region?: string;
   /** Multipart part size in bytes (at least 5 MiB); default 8 MiB. */
   partSize?: number;
+}
+
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
 }
 
 export const MIN_PART = 5 * 1024 * 1024;
@@ -58,8 +69,30 @@ async function makeStore(settings: S3Settings): Promise<Store> {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 6,
     requestHandler: new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 300_000 }),
+    ...(settings.credentials ? { credentials: settings.credentials } : {}),
   });
   return { client, endpoint: endpoint ?? `AWS S3 (${region})`, partSize };
+}
+
+/**
+ * The settings as this process's environment gives them: endpoint, region
+ * and credentials (from the SDK's default chain), so that another process
+ * (the group's owner) reaches the store as this caller, not as itself.
+ */
+export async function resolveS3Settings(settings: S3Settings): Promise<S3Settings> {
+  const endpoint = settings.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const region = settings.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (await profileRegion()) ?? 'us-east-1';
+  let credentials: S3Credentials;
+  try {
+    const c = await defaultProvider()();
+    credentials = { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, ...(c.sessionToken ? { sessionToken: c.sessionToken } : {}) };
+  } catch (e) {
+    throw new JshipError('S3_ACCESS_DENIED', `no AWS credentials in this environment (${(e as Error).message})`, {
+      hint: 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, for the user running jship (the group\'s server never lends its own)',
+      cause: e,
+    });
+  }
+  return { ...settings, ...(endpoint !== undefined ? { endpoint } : {}), region, credentials };
 }
 
 /** The region of the shared config profile, if one is set there. */

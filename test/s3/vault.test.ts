@@ -13,6 +13,7 @@ import { S3Destination } from '../../src/s3/s3-destination.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { serve, serveUnder } from '../nbd/helpers.js';
 
 /**
  * Tapes to and from a real S3 store: Ceph's radosgw on loopback, started by
@@ -220,5 +221,34 @@ describe('S3 vault against Ceph radosgw', () => {
     const rep = jshipJson('import', join(dir, 'crash-rep'), 's3://faults/crash/');
     expect(rep.code, JSON.stringify(rep.out)).toBe(0);
     expect(rep.out.gaps).toEqual([]);
+  });
+
+  it('an export through a running server uploads with the caller\'s credentials, never the server\'s', async () => {
+    const noAws = ['env', '-u', 'AWS_ACCESS_KEY_ID', '-u', 'AWS_SECRET_ACCESS_KEY', '-u', 'AWS_ENDPOINT_URL', '-u', 'AWS_REGION'];
+    const { g } = await group('creds', 2);
+    // A server with no AWS settings at all; the caller has them: the caller's are used.
+    const bare = await serveUnder(noAws, g);
+    try {
+      const e = jshipJson('export', g, '--to', 's3://vault/creds/', '--base');
+      expect(e.code, JSON.stringify(e.out)).toBe(0);
+      expect(e.out.tapes.length).toBeGreaterThan(0);
+    } finally {
+      expect((await bare.stop()).code).toBe(0);
+    }
+    // A server with good credentials; a caller with a wrong secret: refused, the server's are not borrowed.
+    const grp = await JournalGroup.open(g);
+    await grp.write(0, 0, randomBytes(4096));
+    await grp.close();
+    const srv = await serve(g);
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'export', g, '--to', 's3://vault/creds/', '--json'], { encoding: 'utf8', env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'wrong' } });
+      expect(r.status, r.stdout).toBe(1);
+      expect(JSON.parse(r.stdout).error.code).toBe('S3_ACCESS_DENIED');
+      const none = spawnSync('env', [...noAws.slice(1), process.execPath, BIN, 'export', g, '--to', 's3://vault/creds/', '--json'], { encoding: 'utf8', env: { ...process.env, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' } });
+      expect(none.status, none.stdout).toBe(1);
+      expect(JSON.parse(none.stdout).error.message).toMatch(/no AWS credentials in this environment/);
+    } finally {
+      expect((await srv.stop()).code).toBe(0);
+    }
   });
 });
