@@ -27,7 +27,7 @@ import { JournalGroup, type OpenGroupOptions } from './journal/journal-group.js'
 export function openGroup(dir: string, opts?: OpenGroupOptions): Promise<JournalGroup> {
   return JournalGroup.open(dir, opts);
 }
-export { Serving, type ServeOptions, type ServedExport, type ServingStatus } from './nbd/serve-group.js';
+export { Serving, type ServeOptions, type ServedExport, type ServingStatus } from './owner/serving.js';
 export { NbdServer, type Listen, type ServerStats } from './nbd/server.js';
 export { groupBackend } from './nbd/group-backend.js';
 export type { NbdBackend, NbdExport } from './nbd/export.js';

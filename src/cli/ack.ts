@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { resolve } from 'node:path';
-import { onGroup } from '../control/owner.js';
+import { onGroup } from '../owner/on-group.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { emit, type CommonOptions } from './output.js';
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
-import { onGroup } from '../control/owner.js';
+import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { parseDuration } from '../core/time.js';
 import { parseSize } from '../core/sizes.js';
-import { onGroup } from '../control/owner.js';
+import { onGroup } from '../owner/on-group.js';
 import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
 import { parseHostPort } from '../io/sockets.js';
@@ -14,7 +14,7 @@ import { LinkReceiver, runPull, type LinkSecondaryOptions, type PullStop } from 
 import { readLinkKey } from '../link/link-tls.js';
 import { NAME } from '../link/messages.js';
 import type { LinkEvent } from '../link/primary-session.js';
-import { Serving } from '../nbd/serve-group.js';
+import { Serving } from '../owner/serving.js';
 import { heldPosition } from '../link/secondary-session.js';
 import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';

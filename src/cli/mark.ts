@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatTime } from '../core/time.js';
-import { onGroup } from '../control/owner.js';
+import { onGroup } from '../owner/on-group.js';
 import { emit, type CommonOptions } from './output.js';
 
 export function registerMark(program: Command): void {

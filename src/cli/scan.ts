@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { callOwner } from '../control/control-client.js';
+import { callOwner } from '../owner/control-client.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { scanGroup } from '../journal/scan.js';

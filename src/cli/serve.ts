@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
-import { Serving } from '../nbd/serve-group.js';
+import { Serving } from '../owner/serving.js';
 import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';

@@ -3,7 +3,7 @@ import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import type { GroupStatus } from '../journal/journal-group.js';
-import { onGroup } from '../control/owner.js';
+import { onGroup } from '../owner/on-group.js';
 import type { ServerStats } from '../nbd/server.js';
 import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { readJournalSuperblock } from '../journal/journal-volume.js';

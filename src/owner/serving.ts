@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { ControlServer } from '../control/control-server.js';
+import { ControlServer } from './control-server.js';
 import { JournalGroup, type GroupStatus, type OpenGroupOptions } from '../journal/journal-group.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
-import type { Log } from './connection.js';
-import { groupBackend } from './group-backend.js';
-import { NbdServer, type Listen, type ServerStats } from './server.js';
+import type { Log } from '../nbd/connection.js';
+import { groupBackend } from '../nbd/group-backend.js';
+import { NbdServer, type Listen, type ServerStats } from '../nbd/server.js';
 import { LinkPrimary, type LinkPrimaryOptions } from '../link/link-primary.js';
 import { forgetSecondary } from '../link/forget.js';
 

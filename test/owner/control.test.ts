@@ -1,9 +1,9 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { JshipError } from '../../src/core/errors.js';
-import { callOwner } from '../../src/control/control-client.js';
-import { decodeControl, encodeControl } from '../../src/control/control-codec.js';
-import { ControlServer, controlSocketPath } from '../../src/control/control-server.js';
+import { callOwner } from '../../src/owner/control-client.js';
+import { decodeControl, encodeControl } from '../../src/owner/control-codec.js';
+import { ControlServer, controlSocketPath } from '../../src/owner/control-server.js';
 import { tempDir } from '../helpers.js';
 
 /** Sends raw bytes to the control socket and collects every line of the answer. */

@@ -1,0 +1,53 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = new URL('../src/', import.meta.url).pathname;
+
+/**
+ * Which folders each folder of src/ may import: the pipe capture → journal →
+ * tape/link → replica → restore, with the owner (the process that owns a
+ * group) wiring the stages and the CLI on top. No stage imports one
+ * downstream of it.
+ */
+const ALLOWED: Record<string, string[]> = {
+  core: [],
+  io: ['core'],
+  volume: ['core', 'io'],
+  journal: ['core', 'io', 'volume'],
+  nbd: ['core', 'io', 'journal'],
+  // Known, to be undone by the architecture issue: tape/purge.ts reads link/registry.ts (the purge
+  // policy belongs to the owner), and tape/ and s3/ import each other (destination and source registry).
+  tape: ['core', 'io', 'journal', 'link', 's3'],
+  s3: ['core', 'tape'],
+  // Known: the replica's directory lock comes from journal/lock.ts.
+  replica: ['core', 'io', 'journal', 's3', 'tape'],
+  link: ['core', 'io', 'journal', 'replica', 'tape'],
+  owner: ['core', 'io', 'journal', 'link', 'nbd', 's3', 'tape'],
+  demo: ['core', 'io', 'journal', 'link', 'replica', 'tape'],
+  cli: ['core', 'demo', 'io', 'journal', 'link', 'nbd', 'owner', 'replica', 's3', 'tape'],
+};
+
+function importsOf(folder: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const f of readdirSync(join(SRC, folder)).filter((n) => n.endsWith('.ts'))) {
+    const text = readFileSync(join(SRC, folder, f), 'utf8');
+    for (const m of text.matchAll(/from '\.\.\/([a-z0-9-]+)\//g)) {
+      const to = m[1] as string;
+      out.set(to, [...(out.get(to) ?? []), f]);
+    }
+  }
+  return out;
+}
+
+describe('layers', () => {
+  it('every folder imports only the folders upstream of it; nbd/ is only the NBD protocol and server', () => {
+    const folders = readdirSync(SRC, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    expect(folders).toEqual(Object.keys(ALLOWED).sort());
+    for (const folder of folders) {
+      for (const [to, files] of importsOf(folder)) {
+        expect(ALLOWED[folder], `src/${folder}/${files.join(', ')} import${files.length > 1 ? '' : 's'} src/${to}/`).toContain(to);
+      }
+    }
+  });
+});
