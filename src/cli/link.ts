@@ -107,7 +107,7 @@ export function registerLink(program: Command): void {
       const address = serving.link?.address ?? '';
       await runUntilSignal('serve', opts, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
         [`serving the journal of group ${serving.group.config.groupId} to secondaries on ${address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
-        () => serving.stop());
+        async () => { await serving.stop(); });
     });
 
   link
@@ -127,7 +127,7 @@ export function registerLink(program: Command): void {
       const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
       await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
         [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
-        () => serving.stop());
+        async () => { await serving.stop(); });
     });
 
   secondaryFlags(link

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
-import { Serving } from '../owner/serving.js';
+import { DEFAULT_STOP_TIMEOUT_MS, Serving } from '../owner/serving.js';
+import { parseDuration } from '../core/time.js';
 import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
@@ -13,6 +14,7 @@ import type { LinkEvent } from '../link/primary-session.js';
 import { groupPaths } from '../journal/group-files.js';
 
 interface ServeCliOptions extends CommonOptions {
+  stopTimeout?: string;
   socket?: string;
   listen?: string;
   linkListen?: string;
@@ -39,8 +41,10 @@ export function registerServe(program: Command): void {
     .option('--link-candidates <FILE>', 'push to the first reachable of these instead (see jship link push)')
     .option('--link-failover-after <DURATION>', 'with --link-candidates: move on after this long unreachable (default 60s)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
+    .option('--stop-timeout <DURATION>', 'on SIGTERM/SIGINT, how long requests in flight may take before busy connections are closed (default 10s)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
+      const stopTimeoutMs = opts.stopTimeout !== undefined ? Number(parseDuration(opts.stopTimeout, '--stop-timeout') / 1_000_000n) : DEFAULT_STOP_TIMEOUT_MS;
       if (opts.socket !== undefined && opts.listen !== undefined) {
         throw new JshipError('USAGE', '--socket and --listen exclude each other', { hint: 'serve on a Unix socket or on TCP, not both' });
       }
@@ -68,10 +72,11 @@ export function registerServe(program: Command): void {
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
       ]);
       const sig = await stopped;
-      log(`${sig}: finishing requests in flight, flushing`);
-      await serving.stop();
+      log(`${sig}: finishing requests in flight (at most ${`${stopTimeoutMs / 1000} s`}), flushing`);
+      const report = await serving.stop(stopTimeoutMs);
+      if (report.forced) log(`stop: requests still in flight after ${`${stopTimeoutMs / 1000} s`}: closed ${report.connectionsClosed} NBD connection(s) and ${report.controlClosed} control connection(s); what they had not been answered was not acknowledged`);
       const after = nbd.stats().totals;
-      if (opts.json) process.stdout.write(`${toJson({ event: 'stopped', stopped: true, signal: sig, ...after })}\n`);
-      else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written; journal flushed, group closed\n`);
+      if (opts.json) process.stdout.write(`${toJson({ event: 'stopped', stopped: true, signal: sig, ...after, ...report })}\n`);
+      else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written${report.forced ? `; ${report.connectionsClosed + report.controlClosed} busy connections closed after ${`${stopTimeoutMs / 1000} s`}` : ''}; journal flushed, group closed\n`);
     });
 }

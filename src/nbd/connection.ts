@@ -118,6 +118,13 @@ export class NbdConnection {
     socket.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
   }
 
+  /** Closes the connection now, whatever is in flight (its replies are not sent). */
+  abort(): void {
+    this.#stopping = true;
+    this.#phase = 'done';
+    this.#socket.destroy();
+  }
+
   /** Stops reading, lets requests in flight finish and their replies go out, then closes. */
   async shutdown(): Promise<void> {
     this.#stopping = true;

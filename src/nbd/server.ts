@@ -98,6 +98,13 @@ export class NbdServer {
     };
   }
 
+  /** Ends every connection at once (a stop that ran out of time): replies not yet sent are lost to their clients. */
+  abort(): number {
+    const n = this.#connections.size;
+    for (const c of this.#connections) c.abort();
+    return n;
+  }
+
   /** Stops accepting, finishes what every connection has read, flushes. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);

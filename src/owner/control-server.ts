@@ -58,6 +58,13 @@ export class ControlServer {
   }
 
   /** Stops accepting and waits for the operations that are running. */
+  /** Ends every control connection at once (a stop that ran out of time); their callers see the owner go away. */
+  abort(): number {
+    const n = this.#sockets.size;
+    for (const s of this.#sockets) s.destroy();
+    return n;
+  }
+
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     await Promise.allSettled([...this.#running]);

@@ -13,6 +13,24 @@ import { LinkPrimary, type LinkPrimaryOptions } from '../link/link-primary.js';
 import { forgetSecondary } from '../link/forget.js';
 
 export const NBD_SOCKET = 'nbd.sock';
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
+/** What a stop had to do. */
+export interface StopReport {
+  /** The timeout ran out: busy connections were closed. */
+  forced: boolean;
+  connectionsClosed: number;
+  controlClosed: number;
+}
+
+/** Whether `p` settles within `ms` (the timer does not hold the process). */
+function settles(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    t.unref();
+    p.then(() => { clearTimeout(t); resolve(true); }, () => { clearTimeout(t); resolve(true); });
+  });
+}
 
 export interface ServeOptions extends OpenGroupOptions {
   /** Default: a Unix socket GROUP_DIR/nbd.sock. */
@@ -47,7 +65,7 @@ export class Serving {
   readonly link: LinkPrimary | null;
   readonly control: ControlServer;
   readonly exports: readonly ServedExport[];
-  #stopping: Promise<void> | undefined;
+  #stopping: Promise<StopReport> | undefined;
 
   private constructor(group: JournalGroup, nbd: NbdServer | null, link: LinkPrimary | null, control: ControlServer, exports: ServedExport[]) {
     this.group = group;
@@ -87,17 +105,34 @@ export class Serving {
     }
   }
 
-  /** Stops accepting, lets in-flight requests and control operations finish, flushes and closes the group. */
-  stop(): Promise<void> {
+  /**
+   * Stops accepting, lets in-flight requests and control operations finish,
+   * flushes and closes the group — within `timeoutMs`: past it, connections
+   * still busy (a client that does not read its replies, an export still
+   * running) are closed, and the group is flushed and closed all the same.
+   */
+  stop(timeoutMs = DEFAULT_STOP_TIMEOUT_MS): Promise<StopReport> {
     this.#stopping ??= (async () => {
+      const report: StopReport = { forced: false, connectionsClosed: 0, controlClosed: 0 };
       try {
         this.group.refuseWaitingWrites();
-        await this.link?.stop();
-        await this.nbd?.close();
-        await this.control.close();
+        const graceful = (async () => {
+          await this.link?.stop();
+          await this.nbd?.close();
+          await this.control.close();
+        })();
+        graceful.catch(() => undefined);
+        if (!(await settles(graceful, timeoutMs))) {
+          report.forced = true;
+          report.connectionsClosed = this.nbd?.abort() ?? 0;
+          report.controlClosed = this.control.abort();
+          // What was running (an export) fails on the closed group below and removes what it began.
+          await settles(graceful, timeoutMs);
+        }
       } finally {
         await this.group.close();
       }
+      return report;
     })();
     return this.#stopping;
   }

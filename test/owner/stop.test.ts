@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { Cmd } from '../../src/nbd/protocol.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { MiB, makeGroup, tempDir } from '../helpers.js';
+import { Raw, req, serve } from '../nbd/helpers.js';
+
+describe('serve stops within --stop-timeout', () => {
+  const dir = tempDir();
+
+  it('a client that never reads its replies cannot hold a stop: busy connections are closed, the group is flushed and closed clean', async () => {
+    const g = await makeGroup(dir, { a: 64 * MiB }, { journalSize: 32 * MiB });
+    const s = await serve(g, '--stop-timeout', '2s');
+    const stuck = new Raw(s.ready.listening);
+    await stuck.handshake();
+    // 64 reads of 1 MiB, and then the client stops reading: the replies fill the socket and stay there.
+    stuck.socket.pause();
+    for (let i = 0; i < 64; i++) stuck.send(req(Cmd.READ, BigInt(i), i * MiB, MiB));
+    // One write that is answered, so that a clean close has something to flush.
+    const good = new Raw(s.ready.listening);
+    await good.handshake();
+    good.send(req(Cmd.WRITE, 1n, 0, 4096), Buffer.alloc(4096, 7));
+    expect((await good.simpleReply()).error).toBe(0);
+    const stopped = s.stop();
+    // A bounded wait for the exit (the old server waited for the stuck client forever).
+    const code = await Promise.race([stopped, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 45_000))]);
+    expect(code, s.log()).not.toBe('hung');
+    const { code: exit, out } = code as { code: number | null; out: any };
+    expect(exit).toBe(0);
+    expect(out.forced).toBe(true);
+    expect(out.connectionsClosed).toBeGreaterThanOrEqual(1);
+    expect(s.log()).toMatch(/closed \d+ NBD connection/);
+    stuck.socket.destroy();
+    good.socket.destroy();
+    // The next open finds a cleanly closed group with the acknowledged write.
+    const group = await JournalGroup.open(g);
+    try {
+      expect((await group.read('a', 0, 4096)).every((b) => b === 7)).toBe(true);
+    } finally {
+      await group.close();
+    }
+  });
+});
