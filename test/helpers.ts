@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,4 +34,23 @@ export const BIN = fileURLToPath(new URL('../bin/jship', import.meta.url));
 export function jshipJson(...args: string[]): { code: number; out: any; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8' });
   return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
+}
+
+/** Runs the built CLI with --json without waiting for it (several run at once); resolves with the exit code and the JSON. */
+export function jshipAsync(...args: string[]): Promise<{ code: number | null; out: any }> {
+  const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  return new Promise((resolve) => p.on('close', (code) => resolve({ code, out: out ? JSON.parse(out) : null })));
+}
+
+/** A small file system of its own (tmpfs; the tests run as root, as .ci/run does). Fails loudly when it cannot mount. */
+export function mountTmpfs(at: string, size: string, remount = false): void {
+  mkdirSync(at, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `${remount ? 'remount,' : ''}size=${size}`, 'tmpfs', at], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (${r.stderr.trim()}): this test needs root, as .ci/run runs it`);
+}
+
+export function unmount(at: string): void {
+  spawnSync('umount', ['-l', at]);
 }

@@ -1,22 +1,14 @@
-import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createGroup, JournalGroup } from '../../src/journal/journal-group.js';
 import { isJshipError } from '../../src/core/errors.js';
-import { KiB, MiB, tempDir } from '../helpers.js';
-
-function mountTmpfs(at: string, size: string, remount = false): void {
-  mkdirSync(at, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `${remount ? 'remount,' : ''}size=${size}`, 'tmpfs', at], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (${r.stderr.trim()}): this test needs root, as .ci/run runs it`);
-}
+import { KiB, MiB, mountTmpfs, tempDir, unmount } from '../helpers.js';
 
 describe('a PVOL on a full file system', () => {
   const dir = tempDir();
   const mounts: string[] = [];
   afterEach(() => {
-    for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+    for (const m of mounts.splice(0)) unmount(m);
   });
 
   it('a write is acknowledged and journaled, or refused and in neither; after the first PVOL failure the group says why and takes no more', async () => {

@@ -48,7 +48,7 @@ export async function linkedGroup(dir: string, sizes: Record<string, number> = {
 }
 
 /** Starts a long-running `jship link …` with --json and waits for its ready line. */
-export async function linkProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null> }> {
+export async function linkProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void> }> {
   const p = spawn(process.execPath, [BIN, 'link', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: any[] = [];
   let err = '';
@@ -62,7 +62,11 @@ export async function linkProc(...args: string[]): Promise<{ ready: any; events:
     });
     void exited.then((c) => reject(new Error(`jship link ${args[0]} exited ${c}: ${err}`)));
   });
-  return { ready, events, stop: async () => { p.kill('SIGTERM'); const code = await exited; await new Promise((r) => setTimeout(r, 50)); return code; } };
+  return {
+    ready, events,
+    stop: async () => { p.kill('SIGTERM'); return exited; },
+    kill: async () => { p.kill('SIGKILL'); await exited; },
+  };
 }
 
 export async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {

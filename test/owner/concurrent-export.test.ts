@@ -1,19 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
-import { BIN, makeGroup, MiB, tempDir } from '../helpers.js';
+import { BIN, jshipAsync, makeGroup, MiB, tempDir } from '../helpers.js';
 import { client, serve } from '../nbd/helpers.js';
-
-/** Runs the built CLI with --json, not waiting for it: several run at once. */
-function run(...args: string[]): Promise<{ code: number | null; out: any }> {
-  const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  return new Promise((resolve) => p.on('close', (code) => resolve({ code, out: out ? JSON.parse(out) : null })));
-}
 
 describe('exports through the owner', () => {
   const dir = tempDir();
@@ -26,7 +18,7 @@ describe('exports through the owner', () => {
       const uri = s.ready.exports[0]!.uri;
       for (let round = 0; round < 3; round++) {
         client('qemu-io', '-f', 'raw', uri, '-c', `write -P 0x${(round + 1).toString(16).padStart(2, '0')} ${round * 4}M 4M`, '-c', `write -P 0x7${round} 15M 64k`);
-        const rs = await Promise.all([0, 1, 2].map(() => run('export', g, '--to', `${tapes}/`)));
+        const rs = await Promise.all([0, 1, 2].map(() => jshipAsync('export', g, '--to', `${tapes}/`)));
         for (const r of rs) expect(r.code, JSON.stringify(r.out)).toBe(0);
         expect(rs.filter((r) => !r.out.nothingToExport).length, JSON.stringify(rs.map((r) => r.out))).toBeGreaterThanOrEqual(1);
       }
@@ -55,7 +47,7 @@ describe('exports through the owner', () => {
     const s = await serve(g);
     try {
       client('qemu-io', '-f', 'raw', s.ready.exports[0]!.uri, '-c', 'write -P 0x01 0 64k');
-      const r = await run('export', g, '--to', '/proc/x/');
+      const r = await jshipAsync('export', g, '--to', '/proc/x/');
       expect(r.code).toBe(2);
       expect(r.out.error.message).toMatch(/cannot create directory \/proc\/x/);
     } finally {

@@ -1,25 +1,17 @@
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
-import { KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
 import { randomBytes } from 'node:crypto';
-
-/** A small file system of its own (tmpfs; the tests run as root, as .ci/run does). */
-function smallFs(at: string, size: string): void {
-  mkdirSync(at, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', at], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (${r.stderr.trim()}): this test needs root, as .ci/run runs it`);
-}
 
 describe('a replica on a full file system', () => {
   const dir = tempDir();
   const mounts: string[] = [];
   afterEach(() => {
-    for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+    for (const m of mounts.splice(0)) unmount(m);
   });
 
   it('an import that runs out of space fails with a clear error and leaves nothing behind', async () => {
@@ -32,7 +24,7 @@ describe('a replica on a full file system', () => {
     await group.close();
     const tapes = readdirSync(join(dir, 't')).sort().map((n) => join(dir, 't', n));
     const fs = join(dir, 'fs');
-    smallFs(fs, '8m');
+    mountTmpfs(fs, '8m');
     mounts.push(fs);
     const rep = join(fs, 'rep');
     expect((await importTapes(rep, [tapes[0]!])).ok).toBe(true);
