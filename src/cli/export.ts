@@ -4,6 +4,7 @@ import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 import { resolveS3Settings } from '../s3/s3-store.js';
@@ -54,6 +55,7 @@ export function registerExport(program: Command): void {
       };
       const toStdout = opts.to === '-';
       const bar = lazyProgress(toStdout ? { json: true } : opts, 'exporting');
+      const stopGuard = onInterrupt('export', () => 'tapes already renamed into place stay in the chain (and the journal may be purged of what they hold); the tape being written is not in place and nothing it held was purged (its hidden .partial file is replaced by the next export); if jship serve owns the group, the export goes on there (jship status shows the chain). Rerun the same command', opts.json === true && !toStdout);
       let result;
       try {
         result = await onGroup(
@@ -63,6 +65,7 @@ export function registerExport(program: Command): void {
         );
       } finally {
         bar.stop();
+        stopGuard();
       }
       const r = result;
       const json = {

@@ -5,6 +5,7 @@ import { makeAck, parseAckKey } from '../core/ack.js';
 import { writeFileAtomic } from '../io/files.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { importTapes, type ImportReport } from '../replica/import.js';
+import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
@@ -34,6 +35,7 @@ export function registerImport(program: Command): void {
         throw new JshipError('USAGE', `cannot read ${opts.ackKey}: ${e.message}`);
       }), opts.ackKey) : undefined;
       const bar = lazyProgress(opts, 'importing');
+      const stopGuard = onInterrupt('import', () => 'the tapes taken before this one are stored and catalogued; the one being copied is not (its incoming file is removed by the next import). Rerun the same command: tapes already held are duplicates', opts.json === true);
       let report: ImportReport;
       try {
         report = await importTapes(dir, sources, {
@@ -44,6 +46,7 @@ export function registerImport(program: Command): void {
         });
       } finally {
         bar.stop();
+        stopGuard();
       }
       let ack: { file: string; seq: bigint } | null = null;
       if (opts.ackOut && ackKey) {

@@ -17,7 +17,7 @@ import type { LinkEvent } from '../link/primary-session.js';
 import { Serving } from '../owner/serving.js';
 import { heldPosition } from '../link/secondary-session.js';
 import { emit, toJson, type CommonOptions } from './output.js';
-import { untilStopSignal } from './signals.js';
+import { onInterrupt, untilStopSignal } from './signals.js';
 
 interface LinkCliOptions extends CommonOptions {
   listen?: string;
@@ -141,7 +141,8 @@ export function registerLink(program: Command): void {
       const from = parseHostPort(required(opts.from, '--from HOST:PORT', 'pull'), '--from');
       const o = await secondaryOptions(dir, opts, 'pull');
       if (opts.once) {
-        const r = await runPull({ ...o, from, once: true });
+        const stopGuard = onInterrupt('link pull', () => 'the link tapes confirmed so far are stored; the one being received is dropped and sent again by the next pull. Rerun the same command', opts.json === true);
+        const r = await runPull({ ...o, from, once: true }).finally(stopGuard);
         emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [
           `caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`,
           `"${o.name}" stays registered at the primary and holds its journal back until the next pull; on the primary, jship link forget GROUP_DIR ${o.name} lets go of it`,

@@ -5,6 +5,7 @@ import { formatTime, parseTime } from '../core/time.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { PointSpec } from '../replica/restore-plan.js';
+import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface RestoreCliOptions extends CommonOptions {
@@ -61,6 +62,7 @@ export function registerRestore(program: Command): void {
       });
       const key = opts.key ? await readKeyFile(opts.key) : undefined;
       const bar = lazyProgress(opts, 'restoring');
+      const stopGuard = onInterrupt('restore', () => 'new files stay under temporary names (removed by the next restore, or renamed by it if this one was renaming them); an SVOL or device being written stays marked "restore in progress" until a restore to at least the same point completes. Rerun the same command', opts.json === true);
       let r;
       try {
         r = await restoreReplica(dir, {
@@ -74,6 +76,7 @@ export function registerRestore(program: Command): void {
         });
       } finally {
         bar.stop();
+        stopGuard();
       }
       const p = r.plan;
       emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => [
