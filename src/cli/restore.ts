@@ -79,7 +79,7 @@ export function registerRestore(program: Command): void {
         stopGuard();
       }
       const p = r.plan;
-      emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => [
+      emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => r.nothingToDo ? [`the SVOLs are already at seq ${p.seq} (${p.point}, ${formatTime(p.ts)}): nothing to do`] : [
         `${r.dryRun ? 'plan: restore' : 'restored'} ${r.targets.map((t) => `${t.volume} → ${t.path}`).join(', ')}`,
         `  point: ${p.point}; the result is the state at ${formatTime(p.ts)}${p.inconsistent ? ' (INCONSISTENT: before the base completed)' : ''}`,
         `  ${p.incrementalFrom !== null ? `from the SVOLs at seq ${p.incrementalFrom}` : `from base ${p.bases[0]?.baseId ?? '?'}`}${p.bases.length > (p.incrementalFrom !== null ? 0 : 1) ? ` with resync bases ${p.bases.filter((b) => b.scope === 'resync').map((b) => b.baseId).join(', ')}` : ''}: ${p.records} records in ${p.segments} segments of tapes ${p.tapes.join(', ') || '-'}`,

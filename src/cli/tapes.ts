@@ -26,6 +26,7 @@ export function registerTapes(program: Command): void {
       if (isReplica) {
         const replica = await Replica.open(dir);
         try {
+          await replica.checkCatalogued();
           const tapes = replica.catalog.tapes();
           const chain = chainReport(replica.catalog);
           emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes, ...chain }, () => [

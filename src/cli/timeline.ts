@@ -39,6 +39,7 @@ export function registerTimeline(program: Command): void {
       const replica = await Replica.open(dir);
       let t: Timeline;
       try {
+        await replica.checkCatalogued();
         t = buildTimeline(replica.catalog);
       } finally {
         await replica.close();

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
 import { readKeyFile } from '../tape/crypto.js';
 import { verifyTapes } from '../tape/verify.js';
 import { expandTapeSources } from '../tape/tape-file.js';
@@ -16,7 +17,9 @@ export function registerVerify(program: Command): void {
   withS3Options(cmd)
     .action(async (paths: string[], opts: CommonOptions & S3CliOptions & { key?: string }) => {
       const key = opts.key ? await readKeyFile(opts.key) : undefined;
-      const results = await verifyTapes(await expandTapeSources(paths, s3Settings(opts)), key ? { key } : {});
+      const sources = await expandTapeSources(paths, s3Settings(opts));
+      if (sources.length === 0) throw new JshipError('USAGE', `no tapes in ${paths.join(', ')}`, { hint: 'name tape files, directories holding *.tar.zst tapes, or s3:// objects or prefixes holding tapes' });
+      const results = await verifyTapes(sources, key ? { key } : {});
       if (results.some((r) => !r.ok)) process.exitCode = 1;
       emit(opts, { ok: results.every((r) => r.ok), tapes: results }, () => results.flatMap((r) => [
         r.ok

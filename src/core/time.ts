@@ -18,7 +18,7 @@ const ISO =
 export function parseTime(text: string): Nanos {
   const s = text.trim();
   const at = /^@(\d+)(?:\.(\d{1,9}))?$/.exec(s);
-  if (at) return BigInt(at[1] ?? '0') * NS_PER_S + fractionToNanos(at[2]);
+  if (at) return inRange(BigInt(at[1] ?? '0') * NS_PER_S + fractionToNanos(at[2]), text);
   const m = ISO.exec(s);
   if (!m) {
     if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?)?$/.test(s)) {
@@ -40,7 +40,7 @@ export function parseTime(text: string): Nanos {
   const ms = Date.UTC(year, month - 1, day, hour, minute, second);
   const check = new Date(ms);
   if (
-    month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 ||
+    Number.isNaN(ms) || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 ||
     check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day
   ) {
     throw new JshipError('BAD_TIME', `time "${text}" is not a valid date and time`, {
@@ -63,7 +63,17 @@ export function parseTime(text: string): Nanos {
   if (result < 0n) {
     throw new JshipError('BAD_TIME', `time "${text}" is before 1970`, { hint: 'journal timestamps start at the epoch' });
   }
-  return result;
+  return inRange(result, text);
+}
+
+/** Journal timestamps are unsigned 64-bit nanoseconds: up to 2554-07-21. */
+const MAX_NS = 2n ** 64n - 1n;
+
+function inRange(ns: Nanos, text: string): Nanos {
+  if (ns > MAX_NS) {
+    throw new JshipError('BAD_TIME', `time "${text}" is past the last time a journal timestamp can hold (2554-07-21T23:34:33Z)`, { hint: 'check the number of seconds: @SECONDS counts seconds since 1970' });
+  }
+  return ns;
 }
 
 function fractionToNanos(frac: string | undefined): bigint {

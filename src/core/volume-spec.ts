@@ -42,8 +42,13 @@ export function parseVolumeSpec(text: string): VolumeSpec {
       throw new JshipError('BAD_VOLUME_SPEC', `--volume "${text}" has an empty path`, { hint: 'separate the files of a volume group with single commas' });
     }
     const colon = part.lastIndexOf(':');
-    if (colon > 0 && /^\s*\d+\s*[KMGT]?(i?B)?\s*$/i.test(part.slice(colon + 1))) {
-      return { path: part.slice(0, colon), size: parseSize(part.slice(colon + 1), `size of volume "${name}"`) };
+    const tail = part.slice(colon + 1);
+    if (colon > 0 && /^\s*\d+\s*[KMGT]?(i?B)?\s*$/i.test(tail)) {
+      return { path: part.slice(0, colon), size: parseSize(tail, `size of volume "${name}"`) };
+    }
+    // Something that was meant as a size and is not one (":10X", ":-1", ":1e9") is an error, not part of the path.
+    if (colon > 0 && /^\s*[-+]?\d/.test(tail)) {
+      throw new JshipError('BAD_SIZE', `--volume "${text}": "${tail}" is not a size`, { hint: 'a size is a whole number of bytes with an optional K, M, G or T (powers of 1024), e.g. :10G' });
     }
     return { path: part };
   });

@@ -84,6 +84,7 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
   }
   const replica = await Replica.open(dir);
   try {
+    await replica.checkCatalogued();
     const cat = replica.catalog;
     const state = await readReplicaState(replica.dir);
     const plan = planExpire(cat, rule, BigInt(state.svol.restoredSeq));

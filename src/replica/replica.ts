@@ -102,6 +102,19 @@ export class Replica {
     }
   }
 
+  /**
+   * Refuses to answer from a catalogue that lost its tapes: it lists none
+   * while tapes/ holds tape files (deleted, or replaced by an empty one).
+   */
+  async checkCatalogued(): Promise<void> {
+    if (this.catalog.tapes().length > 0) return;
+    const files = (await fsp.readdir(this.tapesDir).catch(() => [] as string[])).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.'));
+    if (files.length === 0) return;
+    throw new JshipError('REPLICA_BAD', `the catalogue of ${this.dir} lists no tapes, but tapes/ holds ${files.length} tape file${files.length > 1 ? 's' : ''}: the catalogue was lost or damaged`, {
+      hint: `rebuild it from the stored tapes: jship catalog ${this.dir} --rebuild`,
+    });
+  }
+
   /** Whether another process waits for this replica (an owner that yields then closes it). */
   wanted(): Promise<boolean> {
     return this.#lock.wanted();

@@ -1,4 +1,4 @@
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
 import { indexLength, readIndexEntry } from '../core/record-index.js';
 import { formatTime } from '../core/time.js';
 import type { Catalog, MarkerRow, SegmentRow } from './catalog.js';
@@ -77,7 +77,7 @@ export function resolvePoint(cat: Catalog, spec: PointSpec): { seq: bigint; ts: 
   const first = cov[0] as { from: bigint; to: bigint };
   switch (spec.kind) {
     case 'latest':
-      return { seq: first.to, ts: tsOf(first.to), point: `latest (seq ${first.to}, before the first gap)` };
+      return { seq: first.to, ts: tsOf(first.to), point: `latest (seq ${first.to}${cov.length > 1 ? ', before the first gap' : ''})` };
     case 'seq':
       if (!held(spec.seq)) refuse(`record ${spec.seq} is not in the replica (it holds ${ranges(cov)})`, 'choose a sequence number inside the covered ranges, or import the missing tapes');
       return { seq: spec.seq, ts: tsOf(spec.seq), point: `seq ${spec.seq}` };
@@ -124,6 +124,7 @@ export function resolvePoint(cat: Catalog, spec: PointSpec): { seq: bigint; ts: 
  * it incremental from an SVOL already restored to that sequence number.
  */
 export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inconsistent?: boolean } = {}): RestorePlan {
+  if (spec.kind === 'latest') return planLatest(cat, opts);
   const p = resolvePoint(cat, spec);
   const cov = cat.coverage();
   const covers = (from: bigint, to: bigint): boolean => from > to || cov.some((c) => c.from <= from && to <= c.to);
@@ -181,6 +182,27 @@ export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: big
     if (r.seq > chosen.baseId && done !== null && done <= p.seq && baseWhole(r.seq)) bases.push({ baseId: r.seq, scope: 'resync', completeSeq: done, segments: baseSegments(r.seq) });
   }
   return finish(p, bases, chosen.baseId, segments, false);
+}
+
+/**
+ * "Latest" is the newest restorable point (DESIGN, "Which point"): the end of
+ * the newest run of records held that some complete base reaches, whatever
+ * gaps lie before that base.
+ */
+function planLatest(cat: Catalog, opts: { svolSeq?: bigint; inconsistent?: boolean }): RestorePlan {
+  const cov = cat.coverage();
+  if (cov.length === 0) resolvePoint(cat, { kind: 'latest' });
+  let refusal: unknown;
+  for (const c of [...cov].reverse()) {
+    try {
+      const plan = planRestore(cat, { kind: 'seq', seq: c.to }, opts);
+      return { ...plan, point: `latest (seq ${c.to}${c !== cov[cov.length - 1] ? `, the newest restorable: records after a later gap have no base` : ''})` };
+    } catch (e) {
+      if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;
+      refusal ??= e;
+    }
+  }
+  throw refusal;
 }
 
 function finish(p: { seq: bigint; ts: bigint; point: string }, bases: BaseChoice[], from: bigint, segments: SegmentRow[], inconsistent: boolean): RestorePlan {

@@ -53,6 +53,8 @@ export interface RestoreResult {
   /** Segments whose data was read (decompressed); the rest was superseded. */
   segmentsRead: number;
   bytesWritten: number;
+  /** The SVOLs were at this point already: nothing was read or written. */
+  nothingToDo?: boolean;
   /** The same restore had been killed between its renames: this run finished them and wrote nothing. */
   finishedInterrupted?: boolean;
 }
@@ -89,6 +91,7 @@ async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResul
 }
 
 async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool): Promise<RestoreResult> {
+  await replica.checkCatalogued();
   const cat = replica.catalog;
   const vols = replica.config.volumes;
   const toSvol = !opts.targets || opts.targets.length === 0;
@@ -142,7 +145,10 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     result.finishedInterrupted = true;
     return result;
   }
-  if (toSvol && plan.seq === svolSeq && !inProgress) return result;
+  if (toSvol && plan.seq === svolSeq && !inProgress) {
+    result.nothingToDo = true;
+    return result;
+  }
 
   const targets: Array<RestoreTarget | undefined> = vols.map(() => undefined);
   try {

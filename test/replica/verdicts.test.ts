@@ -1,0 +1,69 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { importTapes } from '../../src/replica/import.js';
+import { BIN, jshipJson, tempDir } from '../helpers.js';
+import { baseGroup, nextTape, tapeFiles } from './forge.js';
+
+describe('what the replica says is true', () => {
+  const dir = tempDir();
+
+  it('latest is the newest restorable point: a later base after a gap counts (item 1); a no-op restore says so (item 12)', async () => {
+    const p = join(dir, 'p');
+    mkdirSync(p);
+    const g = await baseGroup(p);
+    await nextTape(g, join(p, 't'), 20, 2);
+    await nextTape(g, join(p, 't'), 20, 3); // tape 3: lost in transport
+    await nextTape(g, join(p, 't'), 20, 4, { base: true });
+    await nextTape(g, join(p, 't'), 20, 5);
+    const t = tapeFiles(join(p, 't'));
+    const rep = join(dir, 'rep');
+    await importTapes(rep, [t[0]!, t[1]!, t[3]!, t[4]!]);
+    const r = jshipJson('restore', rep, '--target', join(dir, 'out/'));
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(p, 'a.img')))).toBe(true);
+    expect(readFileSync(join(dir, 'out', 'b.img')).equals(readFileSync(join(p, 'b.img')))).toBe(true);
+    // The SVOLs, twice: the second run has nothing to do and says so.
+    expect(jshipJson('restore', rep).code).toBe(0);
+    const again = spawnSync(process.execPath, [BIN, 'restore', rep], { encoding: 'utf8' });
+    expect(again.status).toBe(0);
+    expect(again.stdout).toMatch(/already at seq \d+ .*nothing to do/);
+    // Without a gap, "latest" names no gap.
+    const whole = join(dir, 'whole');
+    await importTapes(whole, t);
+    expect(jshipJson('restore', whole, '--dry-run').out.plan.point).toMatch(/^latest \(seq \d+\)$/);
+  });
+
+  it('a catalogue lost while tapes are on disk is named, with the rebuild (item 4)', async () => {
+    const p = join(dir, 'p');
+    mkdirSync(p);
+    await baseGroup(p);
+    const rep = join(dir, 'rep');
+    await importTapes(rep, tapeFiles(join(p, 't')));
+    for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) rmSync(join(rep, f), { force: true });
+    for (const args of [['restore', rep, '--dry-run'], ['timeline', rep], ['tapes', rep]]) {
+      const r = jshipJson(...args);
+      expect(r.code, args[0]).toBe(1);
+      expect(r.out.error.code).toBe('REPLICA_BAD');
+      expect(r.out.error.hint).toMatch(/jship catalog .* --rebuild/);
+    }
+    expect(jshipJson('catalog', rep, '--rebuild').code).toBe(0);
+    expect(jshipJson('restore', rep, '--dry-run').code).toBe(0);
+  });
+
+  it('bad input is a usage error, not "this is unexpected" (item 11)', () => {
+    for (const size of ['10X', '-1', '1e9']) {
+      const r = jshipJson('init', join(dir, `g${size}`), '--volume', `a=${join(dir, 'x.img')}:${size}`, '--journal-size', '16M');
+      expect(r.code, size).toBe(2);
+      expect(r.out.error.code).toBe('BAD_SIZE');
+    }
+    const t = jshipJson('restore', dir, '--until', '@99999999999999999999');
+    expect(t.code).toBe(2);
+    expect(t.out.error.code).toBe('BAD_TIME');
+    mkdirSync(join(dir, 'empty'));
+    const v = jshipJson('verify', join(dir, 'empty'));
+    expect(v.code).toBe(2);
+    expect(v.out.error.message).toMatch(/no tapes/);
+  });
+});
