@@ -242,6 +242,21 @@ export class JournalVolume {
     return buf;
   }
 
+  /** The largest data length of the records from..to (inclusive), from their headers alone. */
+  async largestData(from: bigint, to: bigint): Promise<number> {
+    let max = 0;
+    for (let seq = from; seq <= to;) {
+      const n = Number(to - seq + 1n < 4096n ? to - seq + 1n : 4096n);
+      const raw = await this.readHeaders(seq, n);
+      for (let i = 0; i < n; i++) {
+        const len = dataLength(decodeRecord(raw, i * RECORD_SIZE, `journal record ${seq + BigInt(i)}`));
+        if (len > max) max = len;
+      }
+      seq += BigInt(n);
+    }
+    return max;
+  }
+
   /** Reads `length` bytes of the data ring from logical position `pos`. */
   async readData(pos: bigint, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);

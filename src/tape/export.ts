@@ -3,7 +3,8 @@ import { encodeRecord } from '../core/record.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeDestination } from './destination.js';
-import { MediaSetWriter, type WrittenTape } from './tape-writer.js';
+import { MediaSetWriter, minMediaSize, type WrittenTape } from './tape-writer.js';
+import { formatSize } from '../core/sizes.js';
 import { trailerEffects, type TapeTrailer } from './label.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
@@ -122,6 +123,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
     throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
   }
+
   const chain = opts.chain;
   let state = chain ? chain.state : await reconcile(group.dir, await readChainState(group.dir), opts.s3);
   const save = chain ? async () => undefined : (s: ChainState) => writeChainState(group.dir, s);
@@ -149,6 +151,18 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   // After a suspension (journaling resumed, the dirty bitmap still holds regions), every export
   // carries a resync base of those regions until one completes: no restore point exists until then.
   const resync = !fullBase && group.state === 'resync-pending';
+  if (opts.mediaSize !== undefined) {
+    // Checked before anything is written: the largest record to export (a record never spans tapes)
+    // and, with a base, a base chunk must fit on one tape with a label and a trailer.
+    const last = group.journal.writtenSeq - 1n;
+    const largest = Math.max(from <= last ? await group.journal.largestData(from, last) : 0, fullBase || resync ? group.config.chunkSize : 0);
+    const need = minMediaSize(largest, opts.key !== undefined);
+    if (opts.mediaSize < need) {
+      throw new JshipError('USAGE', `--media-size ${formatSize(opts.mediaSize)} cannot hold the largest segment of this export (a ${fullBase || resync ? 'base chunk or ' : ''}record of ${formatSize(largest)}, with a label and a trailer: records never span tapes)`, {
+        hint: `give a --media-size of at least ${formatSize(need)}; media of several times that hold several records each. Nothing was written`,
+      });
+    }
+  }
   let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync' }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();

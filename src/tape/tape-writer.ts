@@ -10,7 +10,7 @@ import {
   LABEL_NAME, TRAILER_NAME, encodeJson, tapeFileName,
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
-import { SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
+import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FramePool } from './frame-pool.js';
 
 export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
@@ -280,7 +280,7 @@ export class MediaSetWriter {
         }
         if (this.#tape.bytes + need > size) {
           throw new JshipError('MEDIA_TOO_SMALL', `--media-size ${formatSize(size)} cannot hold a label, one ${formatSize(s.frame.length)} segment and a trailer`, {
-            hint: `give a --media-size of at least ${formatSize(this.#tape.bytes + need)}`,
+            hint: `give a --media-size of at least ${formatSize(Math.max(size + 1, this.#tape.bytes + need))}`,
           });
         }
       }
@@ -346,6 +346,19 @@ function markerInfo(h: RecordHeader, data: Uint8Array): MarkerInfo {
     ...('name' in p ? { name: p.name } : {}),
     ...(p.kind === 'base-started' ? { baseId: h.seq.toString() } : 'baseId' in p ? { baseId: p.baseId } : {}),
   };
+}
+
+/**
+ * The smallest --media-size that holds any tape a group can write: a label,
+ * the largest segment (one record of `largestRecord` data bytes does not
+ * split: records never span tapes) stored incompressible, and a trailer.
+ */
+export function minMediaSize(largestRecord: number, encrypted: boolean): number {
+  const segment = SEGMENT_HEADER_SIZE + RECORD_SIZE + largestRecord + (encrypted ? ENCRYPTION_OVERHEAD : 0);
+  // tar: header and padding of the segment and its hash entry; zstd: frame header, 3 bytes per 128 KiB block, checksum.
+  const frame = segment + 3 * 512 + 1024 + 32 + 3 * Math.ceil(segment / (128 * 1024));
+  const label = 8 * 1024;
+  return label + frame + trailerReserve(1, 16);
 }
 
 /** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */

@@ -1,9 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
-import { BIN, jshipJson, tempDir } from '../helpers.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { baseGroup, nextTape, tapeFiles } from './forge.js';
 
 describe('what the replica says is true', () => {
@@ -65,5 +67,21 @@ describe('what the replica says is true', () => {
     const v = jshipJson('verify', join(dir, 'empty'));
     expect(v.code).toBe(2);
     expect(v.out.error.message).toMatch(/no tapes/);
+  });
+
+  it('--media-size too small for the largest record is refused before anything is written, with a size that works (item 5)', async () => {
+    const g = await makeGroup(dir, { a: 8 * MiB }, { journalSize: 32 * MiB });
+    const group = await JournalGroup.open(g);
+    await group.write('a', 0, Buffer.alloc(4096, 1));
+    await group.write('a', MiB, randomBytes(2 * MiB));
+    await group.close();
+    const to = join(dir, 'tapes');
+    const small = jshipJson('export', g, '--to', `${to}/`, '--media-size', '1M');
+    expect(small.code).toBe(2);
+    expect(small.out.error.message).toMatch(/cannot hold the largest segment of this export \(a record of 2\.00 MiB/);
+    expect(existsSync(to) ? readdirSync(to) : []).toEqual([]);
+    const [, n, unit] = /at least ([\d.]+) ([KMG])iB/.exec(small.out.error.hint)!;
+    const ok = jshipJson('export', g, '--to', `${to}/`, '--media-size', `${Math.ceil(Number(n))}${unit}`);
+    expect(ok.code, JSON.stringify(ok.out)).toBe(0);
   });
 });
