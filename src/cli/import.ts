@@ -21,7 +21,7 @@ export function registerImport(program: Command): void {
     .command('import')
     .description('verify tapes and store them in a replica (created on first use), catalogued by sequence and time')
     .argument('<REPLICA_DIR>', 'the replica (a new or empty directory creates one)')
-    .argument('<TAPE_OR_DIR...>', 'tape files, directories of *.tar.zst tapes, or s3://BUCKET/PREFIX (the tapes there, in order)')
+    .argument('<TAPE_OR_DIR...>', 'tape files, directories of *.tar.zst tapes, s3://BUCKET/PREFIX (the tapes there, in order), or - for one tape on standard input (a pipe, a tape drive read with dd)')
     .option('--key <FILE>', 'the key of encrypted tapes (as given to export --encrypt-key)')
     .option('--allow-plaintext', 'take plaintext tapes into a chain whose earlier tapes are encrypted (after export --allow-plaintext)')
     .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')

@@ -10,6 +10,7 @@ import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface RestoreCliOptions extends CommonOptions {
   volume: string[];
+  mode?: string;
   target: string[];
   until?: string;
   exclusive?: boolean;
@@ -37,6 +38,11 @@ export function pointFromOptions(o: { until?: string; exclusive?: boolean; marke
   return { kind: 'latest' };
 }
 
+function parseMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new JshipError('USAGE', `--mode ${text} is not a file mode`, { hint: 'give three octal digits, e.g. --mode 0640' });
+  return Number.parseInt(text, 8);
+}
+
 export function registerRestore(program: Command): void {
   program
     .command('restore')
@@ -52,6 +58,7 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'print the plan (tapes, records, bytes, the time the result represents) and change nothing')
     .option('--no-coalesce', 'replay every record in order instead of writing each surviving extent once')
     .option('--force', 'replace existing target files (only once the restore is complete)')
+    .option('--mode <OCTAL>', 'file mode of restored image files (default 0600: they hold what the PVOLs hold)')
     .option('--key <FILE>', 'key of encrypted tapes')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, opts: RestoreCliOptions) => {
@@ -71,6 +78,7 @@ export function registerRestore(program: Command): void {
           ...(opts.inconsistent ? { inconsistent: true } : {}),
           coalesce: opts.coalesce,
           ...(opts.force ? { force: true } : {}),
+          ...(opts.mode !== undefined ? { mode: parseMode(opts.mode) } : {}),
           ...(key ? { key } : {}),
           onProgress: bar.onProgress,
         });

@@ -145,7 +145,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
   const pool = opts.pool ?? new FramePool({ threads: 1 });
   try {
     await cleanIncoming(replica);
-    const sizes = await Promise.all(files.map((f) => f.size()));
+    const sizes = await Promise.all(files.map(async (f) => Math.max(0, await f.size()))); // a stream's is unknown (-1)
     const total = sizes.reduce((a, b) => a + b, 0);
     let done = 0;
     const hints = chainHints(labels.values());

@@ -25,6 +25,8 @@ export interface RestoreOptions {
   /** Write each surviving extent once (default); false replays every record in order. */
   coalesce?: boolean;
   force?: boolean;
+  /** File mode of restored image files (default 0600: they hold what the PVOLs hold). */
+  mode?: number;
   key?: TapeKey;
   onProgress?: (done: number, total: number) => void;
   /**
@@ -154,7 +156,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   try {
     for (const [k, i] of selected.entries()) {
       const t = targetPaths[k]!;
-      targets[i] = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false);
+      targets[i] = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false, opts.mode);
     }
     result.targets = targets.filter((t): t is RestoreTarget => !!t).map((t) => ({ volume: t.volume, path: t.path, kind: t.kind }));
     const now = new Date().toISOString();

@@ -48,7 +48,10 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
  * renamed into place when complete (all or nothing). An existing file is
  * replaced only with `force`.
  */
-export async function openFileTarget(volume: string, path: string, size: number, force: boolean): Promise<RestoreTarget> {
+/** Restored images hold what the PVOLs hold: readable by their owner only, unless told otherwise (--mode). */
+export const DEFAULT_IMAGE_MODE = 0o600;
+
+export async function openFileTarget(volume: string, path: string, size: number, force: boolean, mode = DEFAULT_IMAGE_MODE): Promise<RestoreTarget> {
   path = resolve(path);
   const st = await fsp.stat(path).catch(() => undefined);
   if (st && !force) {
@@ -59,7 +62,8 @@ export async function openFileTarget(volume: string, path: string, size: number,
   await fsp.rm(tmp, { force: true });
   let h: fsp.FileHandle;
   try {
-    h = await fsp.open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+    h = await fsp.open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
+    await h.chmod(mode); // exactly this mode, whatever the umask
     await h.truncate(size);
   } catch (e) {
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
@@ -123,7 +127,7 @@ export async function openDeviceTarget(volume: string, path: string, size: numbe
 export async function openSvolTarget(volume: string, path: string, size: number): Promise<RestoreTarget> {
   await makeDirs(dirname(path));
   const st = await fsp.stat(path).catch(() => undefined);
-  const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, DEFAULT_IMAGE_MODE);
   if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
   else if (st.size !== size) {
     await h.close();
@@ -133,8 +137,8 @@ export async function openSvolTarget(volume: string, path: string, size: number)
 }
 
 /** Opens a named target: an existing block device in place, anything else as a file. */
-export async function openTarget(volume: string, path: string, size: number, force: boolean): Promise<RestoreTarget> {
+export async function openTarget(volume: string, path: string, size: number, force: boolean, mode?: number): Promise<RestoreTarget> {
   const st = await fsp.stat(path).catch(() => undefined);
   if (st?.isBlockDevice()) return openDeviceTarget(volume, path, size, st);
-  return openFileTarget(volume, path, size, force);
+  return openFileTarget(volume, path, size, force, mode);
 }

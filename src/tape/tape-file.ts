@@ -7,7 +7,7 @@ import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js'
 import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { decodeEntries } from './tar-entry.js';
-import { asSource, fileSource, type TapeSource } from './tape-source.js';
+import { asSource, fileSource, streamSource, type StreamSource, type TapeSource } from './tape-source.js';
 import { isS3Url } from '../s3/s3-url.js';
 import { s3Sources } from '../s3/s3-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
@@ -26,6 +26,11 @@ export async function expandTapeSources(sources: string[], s3: S3Settings = {}):
   for (const s of sources) {
     if (isS3Url(s)) {
       out.push(...(await s3Sources(s, s3)));
+      continue;
+    }
+    if (s === '-') {
+      if (sources.filter((x) => x === '-').length > 1) throw new JshipError('USAGE', 'standard input (-) can be named once', { hint: 'one tape per pipe' });
+      out.push(streamSource(process.stdin, 'standard input'));
       continue;
     }
     let st;
@@ -47,6 +52,7 @@ export async function expandTapeSources(sources: string[], s3: S3Settings = {}):
 /** Reads only a tape's label (the first frame, within the first MiB). */
 export async function readLabel(source: string | TapeSource): Promise<TapeLabel> {
   const src = asSource(source);
+  if ('head' in src) return labelOf(await (src as StreamSource).head(1024 * 1024), src.where);
   const size = await src.size();
   if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
   const parts: Buffer[] = [];

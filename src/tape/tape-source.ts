@@ -24,3 +24,52 @@ export function fileSource(path: string): TapeSource {
 export function asSource(s: string | TapeSource): TapeSource {
   return typeof s === 'string' ? fileSource(s) : s;
 }
+
+/** A tape read from a stream: once, from its start. `head` keeps its first bytes for the label. */
+export interface StreamSource extends TapeSource {
+  head(min: number): Promise<Buffer>;
+}
+
+/**
+ * A tape arriving on a stream (standard input: a pipe, or a tape drive read
+ * with dd): it cannot be read twice, so its first bytes are kept to read the
+ * label before the whole tape, and `chunks()` — once — yields them again,
+ * then the rest as it comes.
+ */
+export function streamSource(input: AsyncIterable<Buffer | Uint8Array>, where: string): StreamSource {
+  const it = input[Symbol.asyncIterator]();
+  const kept: Buffer[] = [];
+  let keptLen = 0;
+  let ended = false;
+  let read = false;
+  const next = async (): Promise<Buffer | undefined> => {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      return undefined;
+    }
+    return Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+  };
+  return {
+    where,
+    remote: true,
+    size: async () => -1,
+    async head(min) {
+      while (keptLen < min && !ended) {
+        const b = await next();
+        if (!b) break;
+        kept.push(b);
+        keptLen += b.length;
+      }
+      return Buffer.concat(kept);
+    },
+    chunks(start = 0, end) {
+      if (read || start !== 0 || end !== undefined) throw new Error(`${where} is a stream: it is read once, from its start`);
+      read = true;
+      return (async function* () {
+        yield* kept.splice(0);
+        for (let b = ended ? undefined : await next(); b; b = await next()) yield b;
+      })();
+    },
+  };
+}

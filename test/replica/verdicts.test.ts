@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
@@ -83,5 +83,42 @@ describe('what the replica says is true', () => {
     const [, n, unit] = /at least ([\d.]+) ([KMG])iB/.exec(small.out.error.hint)!;
     const ok = jshipJson('export', g, '--to', `${to}/`, '--media-size', `${Math.ceil(Number(n))}${unit}`);
     expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+  });
+
+  it('restored images are 0600 unless --mode says otherwise (item 9)', async () => {
+    const p = join(dir, 'p');
+    mkdirSync(p);
+    await baseGroup(p);
+    const rep = join(dir, 'rep');
+    await importTapes(rep, tapeFiles(join(p, 't')));
+    expect(jshipJson('restore', rep, '--target', join(dir, 'x/')).code).toBe(0);
+    expect(statSync(join(dir, 'x', 'a.img')).mode & 0o777).toBe(0o600);
+    expect(jshipJson('restore', rep).code).toBe(0);
+    expect(statSync(join(rep, 'svol', 'a.img')).mode & 0o777).toBe(0o600);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'y/'), '--mode', '0640').code).toBe(0);
+    expect(statSync(join(dir, 'y', 'b.img')).mode & 0o777).toBe(0o640);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'z/'), '--mode', '999').code).toBe(2);
+  });
+
+  it('import - takes a tape from standard input with the same checks (item 10)', async () => {
+    const p = join(dir, 'p');
+    mkdirSync(p);
+    await baseGroup(p);
+    await nextTape(join(p, 'group'), join(p, 't'), 20, 2);
+    const [t1, t2] = tapeFiles(join(p, 't')) as [string, string];
+    const rep = join(dir, 'rep');
+    const pipe = (file: Buffer) => spawnSync(process.execPath, [BIN, 'import', rep, '-', '--json'], { input: file, encoding: 'utf8' });
+    const one = pipe(readFileSync(t1));
+    expect(one.status, one.stdout).toBe(0);
+    expect(JSON.parse(one.stdout).tapes[0].outcome).toBe('imported');
+    expect(JSON.parse(pipe(readFileSync(t1)).stdout).tapes[0].outcome).toBe('duplicate');
+    const cut = readFileSync(t2);
+    const partial = pipe(cut.subarray(0, Math.floor(cut.length * 0.7)));
+    expect(partial.status).toBe(1);
+    expect(JSON.parse(partial.stdout).tapes[0].outcome).toBe('partial');
+    expect(JSON.parse(pipe(cut).stdout).tapes[0].outcome).toBe('replaced');
+    const r = jshipJson('restore', rep, '--target', join(dir, 'out/'));
+    expect(r.code).toBe(0);
+    expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(p, 'a.img')))).toBe(true);
   });
 });
