@@ -108,7 +108,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   const state = await readReplicaState(replica.dir);
   // A restore into several files killed between its renames: finish them first (all or nothing).
   const interrupted = state.renaming ?? null;
-  if (interrupted) {
+  if (interrupted && !opts.dryRun) {
     await commitFiles(interrupted.files);
     state.renaming = null;
     await writeReplicaState(replica.dir, state);
