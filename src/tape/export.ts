@@ -156,7 +156,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     // and, with a base, a base chunk must fit on one tape with a label and a trailer.
     const last = group.journal.writtenSeq - 1n;
     const largest = Math.max(from <= last ? await group.journal.largestData(from, last) : 0, fullBase || resync ? group.config.chunkSize : 0);
-    const need = minMediaSize(largest, opts.key !== undefined);
+    const need = minMediaSize(largest, opts.key !== undefined, group.volumes.length);
     if (opts.mediaSize < need) {
       throw new JshipError('USAGE', `--media-size ${formatSize(opts.mediaSize)} cannot hold the largest segment of this export (a ${fullBase || resync ? 'base chunk or ' : ''}record of ${formatSize(largest)}, with a label and a trailer: records never span tapes)`, {
         hint: `give a --media-size of at least ${formatSize(need)}; media of several times that hold several records each. Nothing was written`,

@@ -353,12 +353,13 @@ function markerInfo(h: RecordHeader, data: Uint8Array): MarkerInfo {
  * the largest segment (one record of `largestRecord` data bytes does not
  * split: records never span tapes) stored incompressible, and a trailer.
  */
-export function minMediaSize(largestRecord: number, encrypted: boolean): number {
+export function minMediaSize(largestRecord: number, encrypted: boolean, volumes: number): number {
   const segment = SEGMENT_HEADER_SIZE + RECORD_SIZE + largestRecord + (encrypted ? ENCRYPTION_OVERHEAD : 0);
   // tar: header and padding of the segment and its hash entry; zstd: frame header, 3 bytes per 128 KiB block, checksum.
   const frame = segment + 3 * 512 + 1024 + 32 + 3 * Math.ceil(segment / (128 * 1024));
-  const label = 8 * 1024;
-  return label + frame + trailerReserve(1, 16);
+  // The label's JSON (about 100 bytes a volume) in a tar entry, compressed no smaller than stored.
+  const label = 2048 + 128 * volumes;
+  return label + frame + trailerReserve(1, 4);
 }
 
 /** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */

@@ -46,7 +46,8 @@ describe('restore against a model (differential)', () => {
           if (op.k === 'mark') {
             await group.mark(`m${marks++}`);
           } else if (op.k === 'export') {
-            await exportTo(group, join(d, 'tapes'), op.media ? { mediaSize: 32 * KiB } : {});
+            // Media hold at least the largest record (60 KB here) with a label and a trailer.
+            await exportTo(group, join(d, 'tapes'), op.media ? { mediaSize: 80 * KiB } : {});
           } else {
             const r = op.k === 'write'
               ? await group.write(op.v, op.off, Buffer.alloc(op.len, op.fill))
