@@ -11,6 +11,9 @@ import {
   encodeOptionReply, encodeServerEntry, encodeSimpleReply, type Request,
 } from './protocol.js';
 
+/** How long a client may keep its side open after ours ended, before the connection is closed. */
+const PEER_CLOSE_GRACE_MS = 1000;
+
 /** Option data longer than this ends the session (names are at most 4 KiB; nothing legitimate comes close). */
 const MAX_OPTION_DATA = 64 * 1024;
 /** Options before transmission; a client looping forever in the handshake is cut off. */
@@ -245,8 +248,13 @@ export class NbdConnection {
   #finish(): void {
     this.#phase = 'done';
     this.#socket.pause();
+    // Our replies flushed and our side ended, a client that keeps its side open (libnbd waits
+    // for more replies) does not hold the connection: it is closed after a short grace.
     const end = (): void => {
-      this.#socket.end();
+      this.#socket.end(() => {
+        const t = setTimeout(() => this.#socket.destroy(), PEER_CLOSE_GRACE_MS);
+        t.unref();
+      });
     };
     if (this.#inFlight === 0) end();
     else this.#idle = end;
