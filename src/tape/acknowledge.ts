@@ -5,6 +5,7 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { groupPaths } from '../journal/group-files.js';
 import { applyAck, readChainState, writeChainState } from './chain-state.js';
 import { purgeSecured } from './purge.js';
+import { DEFAULT_EXPORT_WAIT_MS, chainTurn } from './export.js';
 
 export interface AckResult {
   acknowledged: bigint;
@@ -18,6 +19,11 @@ export interface AckResult {
  * state and purges what the chain has now secured.
  */
 export async function acknowledge(group: JournalGroup, text: string, ackFile: string): Promise<AckResult> {
+  // After any export that is running: it rewrites chain.json from its own copy at each tape.
+  return chainTurn(group, DEFAULT_EXPORT_WAIT_MS, () => applyAcknowledgement(group, text, ackFile));
+}
+
+async function applyAcknowledgement(group: JournalGroup, text: string, ackFile: string): Promise<AckResult> {
   const key = parseAckKey(await fsp.readFile(groupPaths(group.dir).ackKey, 'utf8'), groupPaths(group.dir).ackKey);
   const seq = verifyAck(text, key, group.config.groupId, ackFile);
   let state = await readChainState(group.dir);

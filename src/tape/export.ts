@@ -77,7 +77,7 @@ export interface ExportResult {
 export async function exportGroup(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
   // A link secondary's chain is exported by its own session, one tape at a time.
   if (opts.chain) return exportChain(group, opts);
-  return oneAtATime(group, opts.waitMs ?? DEFAULT_EXPORT_WAIT_MS, () => exportChain(group, opts));
+  return chainTurn(group, opts.waitMs ?? DEFAULT_EXPORT_WAIT_MS, () => exportChain(group, opts));
 }
 
 /** How long an export waits for the one before it (in the owner of the group) before EXPORT_BUSY. */
@@ -87,10 +87,11 @@ export const DEFAULT_EXPORT_WAIT_MS = 5 * 60_000;
 const exportQueues = new WeakMap<JournalGroup, Promise<void>>();
 
 /**
- * Runs exports of a group's tape chain one after the other: two at once would
- * both take the chain's next serial and write different tapes under it.
+ * Runs what changes a group's tape chain (exports, acknowledgements) one
+ * after the other: two exports at once would both take the chain's next
+ * serial, and an export holds its copy of chain.json while it runs.
  */
-async function oneAtATime<T>(group: JournalGroup, waitMs: number, run: () => Promise<T>): Promise<T> {
+export async function chainTurn<T>(group: JournalGroup, waitMs: number, run: () => Promise<T>): Promise<T> {
   const before = exportQueues.get(group) ?? Promise.resolve();
   let release = (): void => undefined;
   const mine = new Promise<void>((r) => {
