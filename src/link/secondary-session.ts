@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { settlesWithin } from '../core/deferred.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
@@ -153,9 +154,6 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   }
 }
 
-function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
-}
 
 interface Pointers {
   readScheduled: string | null;

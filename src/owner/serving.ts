@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
+import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import { JournalGroup, type GroupStatus, type OpenGroupOptions } from '../journal/journal-group.js';
 import { acknowledge } from '../tape/acknowledge.js';
@@ -23,14 +24,7 @@ export interface StopReport {
   controlClosed: number;
 }
 
-/** Whether `p` settles within `ms` (the timer does not hold the process). */
-function settles(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    t.unref();
-    p.then(() => { clearTimeout(t); resolve(true); }, () => { clearTimeout(t); resolve(true); });
-  });
-}
+
 
 export interface ServeOptions extends OpenGroupOptions {
   /** Default: a Unix socket GROUP_DIR/nbd.sock. */
@@ -122,12 +116,12 @@ export class Serving {
           await this.control.close();
         })();
         graceful.catch(() => undefined);
-        if (!(await settles(graceful, timeoutMs))) {
+        if (!(await settlesWithin(graceful, timeoutMs))) {
           report.forced = true;
           report.connectionsClosed = this.nbd?.abort() ?? 0;
           report.controlClosed = this.control.abort();
           // What was running (an export) fails on the closed group below and removes what it began.
-          await settles(graceful, timeoutMs);
+          await settlesWithin(graceful, timeoutMs);
         }
       } finally {
         await this.group.close();

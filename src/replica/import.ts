@@ -210,7 +210,14 @@ function neighbourKey(label: TapeLabel, delta: number): number {
 }
 
 /** The meta key that remembers the first encrypted tape of a chain. */
-export const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSince:link' : 'encryptedSince:tapes');
+const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSince:link' : 'encryptedSince:tapes');
+
+/** Remembers an encrypted tape as its chain's first encrypted one, if it comes before those seen. */
+export function noteEncrypted(cat: Catalog, label: TapeLabel): void {
+  if (!label.encryption) return;
+  const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
+  if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
+}
 
 /**
  * Why a plaintext tape may not enter this chain: the nearest tape before it
@@ -282,9 +289,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     }
     const invalidated = existing ? await invalidateDiverged(replica, existing, scan.segments) : null;
     cat.putTape(tapeRow(label, file, sha256, pos, status, problem, scan.segments, scan.trailer), scan.segments, scan.markers, stage);
-    if (label.encryption && !(Number(cat.getMeta(encryptedSince(label)) ?? '0') > 0 && Number(cat.getMeta(encryptedSince(label))) <= label.serial)) {
-      cat.setMeta(encryptedSince(label), String(label.serial));
-    }
+    noteEncrypted(cat, label);
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return invalidated;
   };
@@ -303,8 +308,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (damage) {
       // Kept segments are checked against every hash the tape carries: its trailer's too, when it can still be found.
       const trailer = await findTrailer(src).catch(() => undefined);
-      const own = trailer && trailer.serial === label.serial && trailer.mediaSet.id === label.mediaSet.id ? trailer : undefined;
-      const { segments, markers, cut } = keepListed(scanned, own);
+      const { segments, markers, cut, own } = keepListed(scanned, label, trailer);
       const updates = segments.filter((s) => s.kind === 'update');
       const records = segments.reduce((n, s) => n + s.records, 0);
       const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
@@ -398,14 +402,16 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
  * match the trailer's list (name and SHA-256) in order. Markers go with
  * their segments.
  */
-export function keepListed(scan: ScannedTape, trailer: TapeTrailer | undefined): { segments: SegmentRow[]; markers: MarkerRow[]; cut: string | null } {
-  if (!trailer) return { segments: scan.segments, markers: scan.markers, cut: null };
+export function keepListed(scan: ScannedTape, label: TapeLabel, found: TapeTrailer | undefined): { segments: SegmentRow[]; markers: MarkerRow[]; cut: string | null; own: TapeTrailer | undefined } {
+  // A trailer found near the end counts only if it is this tape's.
+  const trailer = found && found.serial === label.serial && found.mediaSet.id === label.mediaSet.id ? found : undefined;
+  if (!trailer) return { segments: scan.segments, markers: scan.markers, cut: null, own: undefined };
   let n = 0;
   while (n < scan.segments.length && trailer.segments[n]?.sha256 === scan.segments[n]?.sha256) n++;
-  if (n === scan.segments.length) return { segments: scan.segments, markers: scan.markers, cut: null };
+  if (n === scan.segments.length) return { segments: scan.segments, markers: scan.markers, cut: null, own: trailer };
   const segments = scan.segments.slice(0, n);
   const held = (seq: bigint): boolean => segments.some((x) => x.kind === 'update' && x.firstSeq <= seq && seq <= x.lastSeq);
-  return { segments, markers: scan.markers.filter((m) => held(m.seq)), cut: `segment ${n + 1} on differs from the trailer's list` };
+  return { segments, markers: scan.markers.filter((m) => held(m.seq)), cut: `segment ${n + 1} on differs from the trailer's list`, own: trailer };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { TapeKey } from '../tape/crypto.js';
 import { findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
-import { catalogKey, encryptedSince, keepListed, scanTape, tapeRow } from './import.js';
+import { catalogKey, keepListed, noteEncrypted, scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
 
 export interface RebuildReport extends ChainReport {
@@ -47,13 +47,10 @@ export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}):
         if (scan.damage && scan.segments.length === 0) throw scan.damage;
         // A damaged tape keeps only the segments its trailer (when found) lists, as import does.
         const trailer = scan.damage ? await findTrailer(path).catch(() => undefined) : undefined;
-        const kept = keepListed(scan, trailer && trailer.serial === label.serial && trailer.mediaSet.id === label.mediaSet.id ? trailer : undefined);
+        const kept = keepListed(scan, label, trailer);
         const { size } = await fsp.stat(path);
         cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, kept.segments, scan.trailer), kept.segments, kept.markers, file);
-        if (label.encryption) {
-          const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
-          if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
-        }
+        noteEncrypted(cat, label);
         labels.push(label);
         tapes.push({ file, serial: catalogKey(label), status, records: kept.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
       } catch (e) {

@@ -385,7 +385,8 @@ class Applier {
 }
 
 function sameFiles(a: string[], b: string[]): boolean {
-  return a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+  const sb = [...b].sort();
+  return a.length === b.length && [...a].sort().every((x, i) => x === sb[i]);
 }
 
 function isZero(e: IndexEntry): boolean {
