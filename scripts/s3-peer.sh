@@ -7,13 +7,17 @@
 #   s3-peer.sh stop DIR                         every daemon
 #   s3-peer.sh stop-rgw DIR | start-rgw DIR     only the gateway (fault tests)
 #
-# Endpoint http://127.0.0.1:$RGW_PORT (default 7480); S3 user with
+# Endpoint http://127.0.0.1:$RGW_PORT (default 7480); the monitor on
+# $MON_PORT (msgr2, default 3300) and $MON_V1_PORT (default 6789), so that
+# two stores can run side by side in different DIRs; S3 user with
 # $ACCESS_KEY / $SECRET_KEY (defaults below); a bucket is not created.
 set -euo pipefail
 cmd=${1:?usage: s3-peer.sh start|stop|stop-rgw|start-rgw DIR [memstore|bluestore]}
 DIR=$(realpath -m "${2:?usage: s3-peer.sh $cmd DIR}")
 STORE=${3:-memstore}
 RGW_PORT=${RGW_PORT:-7480}
+MON_PORT=${MON_PORT:-3300}
+MON_V1_PORT=${MON_V1_PORT:-6789}
 ACCESS_KEY=${ACCESS_KEY:-jshipaccesskey}
 SECRET_KEY=${SECRET_KEY:-jshipsecretkey}
 export CEPH_CONF="$DIR/ceph.conf"
@@ -44,7 +48,7 @@ start)
   cat > "$CEPH_CONF" <<EOF
 [global]
 fsid = $(cat /proc/sys/kernel/random/uuid)
-mon host = [v2:127.0.0.1:3300,v1:127.0.0.1:6789]
+mon host = [v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$MON_V1_PORT]
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
 public network = 127.0.0.0/8
@@ -74,6 +78,7 @@ mon data avail warn = 0
 mon cluster log file = $DIR/log/cluster.log
 [mon.a]
 mon data = $DIR/mon
+public addrv = [v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$MON_V1_PORT]
 [osd.0]
 osd data = $DIR/osd
 osd objectstore = $STORE

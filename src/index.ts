@@ -16,16 +16,17 @@ export type { GroupConfig, JournalFullPolicy } from './core/group-config.js';
 export { Volume } from './volume/volume.js';
 export {
   createGroup, JournalGroup,
-  type CreateGroupOptions, type OpenGroupOptions, type WriteResult, type GroupStatus, type GroupState,
+  type CreateGroupOptions, type OpenGroupOptions, type WriteResult, type GroupStatus, type GroupState, type JournalConsumer,
 } from './journal/journal-group.js';
 export { BaseRun, type BaseScope } from './journal/base-reader.js';
 export type { JournalRecord } from './journal/journal-volume.js';
 
-import { JournalGroup, type OpenGroupOptions } from './journal/journal-group.js';
+import type { JournalGroup, OpenGroupOptions } from './journal/journal-group.js';
+import { openSiteGroup } from './owner/consumers.js';
 
-/** Opens a journal group for writing (see JournalGroup.open). */
+/** Opens a journal group for writing, as its owner: its tape chain and link secondaries decide what is purged. */
 export function openGroup(dir: string, opts?: OpenGroupOptions): Promise<JournalGroup> {
-  return JournalGroup.open(dir, opts);
+  return openSiteGroup(dir, opts);
 }
 export { Serving, type ServeOptions, type ServedExport, type ServingStatus } from './owner/serving.js';
 export { NbdServer, type Listen, type ServerStats } from './nbd/server.js';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
-import { createGroup, JournalGroup } from '../journal/journal-group.js';
+import { createGroup, type JournalGroup } from '../journal/journal-group.js';
+import { openSiteGroup } from '../owner/consumers.js';
 import { DirDestination } from '../tape/destination.js';
 import { exportGroup } from '../tape/export.js';
 import { verifyTapes } from '../tape/verify.js';
@@ -61,7 +62,7 @@ export async function runDemo(dir: string, say: (line: string) => void): Promise
     journalSize: 16 * MiB,
     chunkSize: 256 * 1024,
   });
-  const group = await JournalGroup.open(groupDir);
+  const group = await openSiteGroup(groupDir);
   const model = SIZES.map((s) => Buffer.alloc(s));
   const snapshot = (): Buffer[] => model.map((m) => Buffer.from(m));
   let last = 0n;

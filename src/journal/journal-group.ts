@@ -53,6 +53,22 @@ export interface OpenGroupOptions {
    * resolves after the PVOL write too.
    */
   replyAfterJournal?: boolean;
+  /**
+   * Who reads the journal and must have secured a record before it is
+   * purged (DESIGN invariant 5). The process that owns the group names
+   * them (src/owner/consumers.ts); without any, `purgeSecured` refuses.
+   */
+  consumers?: readonly JournalConsumer[];
+}
+
+/**
+ * A reader of the journal (the tape chain, a link secondary): the last
+ * sequence number it has secured, or null while it pins nothing (a chain
+ * that never wrote a tape, a detached secondary).
+ */
+export interface JournalConsumer {
+  readonly name: string;
+  secured(group: JournalGroup): Promise<bigint | null>;
 }
 
 /** What a journaled (or, while suspended, bitmap-tracked) write returns. */
@@ -241,6 +257,8 @@ export class JournalGroup {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   #base: BaseRun | undefined;
+  #consumers: readonly JournalConsumer[] | undefined;
+  #purging: Promise<unknown> = Promise.resolve();
 
   private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
     this.dir = dir;
@@ -315,6 +333,7 @@ export class JournalGroup {
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
+      group.#consumers = opts.consumers;
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
@@ -602,6 +621,33 @@ export class JournalGroup {
     // An idle suspended group resumes as soon as space is back, not only at the next client write.
     if (this.#suspended) await this.#tryResume();
     return this.journal.outSeq;
+  }
+
+  /**
+   * Purges the journal up to the smallest position every consumer has
+   * secured (consumers that pin nothing yet are left out; when none pins,
+   * nothing is purged). One purge at a time, whoever asks: an export, an
+   * acknowledgement, a link session, a forgotten secondary. Returns
+   * journal-out after it.
+   */
+  purgeSecured(): Promise<bigint> {
+    const consumers = this.#consumers;
+    if (!consumers) {
+      return Promise.reject(new Error(`group ${this.dir} was opened without its journal consumers: open it through the owner (src/owner/consumers.ts) to purge`));
+    }
+    const run = this.#purging.then(async () => {
+      let limit: bigint | null = null;
+      for (const c of consumers) {
+        const seq = await c.secured(this);
+        if (seq !== null && (limit === null || seq < limit)) limit = seq;
+      }
+      const last = this.journal.writtenSeq - 1n;
+      if (limit === null) return this.journal.outSeq;
+      const to = limit < last ? limit : last;
+      return to >= this.journal.outSeq ? this.purge(to) : this.journal.outSeq;
+    });
+    this.#purging = run.catch(() => undefined);
+    return run;
   }
 
   async #waitForSpace(count: number, bytes: number): Promise<void> {

@@ -1,6 +1,5 @@
 import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
-import { purgeSecured } from '../tape/purge.js';
 import { updateRegistry } from './registry.js';
 
 /** Unregisters a link secondary: it stops pinning the journal, which is purged to what the others secured. */
@@ -13,5 +12,5 @@ export async function forgetSecondary(group: JournalGroup, name: string): Promis
     const [gone] = r.secondaries.splice(i, 1);
     return gone?.confirmed.seq ?? '0';
   });
-  return { name, confirmedSeq, journalOut: await purgeSecured(group) };
+  return { name, confirmedSeq, journalOut: await group.purgeSecured() };
 }

@@ -1,7 +1,6 @@
 import { isJshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { purgeSecured } from '../tape/purge.js';
 import type { Candidate } from './candidates.js';
 import type { Channel } from './channel.js';
 import { dial } from './dial.js';
@@ -97,7 +96,7 @@ export class LinkPrimary {
           const left = names.get(current);
           // The site left behind stops pinning the journal; if it comes back it resumes from its own position.
           if (left) await updateRegistry(group.dir, (r) => { const s = r.secondaries.find((x) => x.name === left); if (s) s.detached = true; });
-          await purgeSecured(group);
+          await group.purgeSecured();
           o.log({ event: 'failover', time: new Date().toISOString(), from: t.address, to: (targets[next] as Candidate).address, downSeconds: Math.round((Date.now() - downSince) / 1000), detached: left ?? null });
           current = next;
           downSince = null;

@@ -5,7 +5,6 @@ import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
 import { trailerEffects } from '../tape/label.js';
 import type { FramePool } from '../tape/frame-pool.js';
-import { purgeSecured } from '../tape/purge.js';
 import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import { LinkDestination } from './link-destination.js';
@@ -108,7 +107,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
       role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(),
       status: await linkStatus(group, BigInt(sec.confirmed.seq)),
     }));
-    await purgeSecured(group);
+    await group.purgeSecured();
     await sendLoop(ch, o, name, hello.mode, timeoutMs);
   } finally {
     // A secondary registered by this session that never confirmed a tape (refused at its end,
@@ -127,7 +126,7 @@ async function forgetUnconfirmed(group: JournalGroup, name: string, log: LinkLog
   });
   if (!gone) return;
   log({ event: 'secondary-unregistered', name, why: 'its first session ended before it confirmed a tape' });
-  await purgeSecured(group);
+  await group.purgeSecured();
 }
 
 async function firstFrame(ch: Channel, timeoutMs: number): ReturnType<Channel['next']> {
@@ -192,7 +191,7 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
       if (x) x.lastSeen = new Date().toISOString();
       return x ? { ...x } : undefined;
     });
-    const journalOut = await purgeSecured(group);
+    const journalOut = await group.purgeSecured();
     log({
       event: 'tape-confirmed', name, serial: tape.serial, bytes: tape.bytes, records: result.records, seq: after?.confirmed.seq ?? null,
       base: result.base ? { baseId: result.base.baseId.toString(), scope: result.base.scope } : null, seconds, journalOut: journalOut.toString(),

@@ -1,5 +1,6 @@
 import { isJshipError } from '../core/errors.js';
-import { JournalGroup, type OpenGroupOptions } from '../journal/journal-group.js';
+import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
+import { openSiteGroup } from './consumers.js';
 import { callOwner } from './control-client.js';
 
 /**
@@ -15,7 +16,7 @@ export async function onGroup<T>(
 ): Promise<T> {
   let group: JournalGroup;
   try {
-    group = await JournalGroup.open(dir, openOptions);
+    group = await openSiteGroup(dir, openOptions);
   } catch (e) {
     if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
     return (await callOwner(dir, remote.op, remote.args, e, remote.onProgress)) as T;

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
-import { JournalGroup, type GroupStatus, type OpenGroupOptions } from '../journal/journal-group.js';
+import type { JournalGroup, GroupStatus, OpenGroupOptions } from '../journal/journal-group.js';
+import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
@@ -72,7 +73,7 @@ export class Serving {
   static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
     const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
-    const group = await JournalGroup.open(dir, { replyAfterJournal: true, ...opts });
+    const group = await openSiteGroup(dir, { replyAfterJournal: true, ...opts });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     const handlers = controlHandlers(group, nbd);
     const control = new ControlServer(handlers, log);

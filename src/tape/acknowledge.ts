@@ -4,7 +4,6 @@ import { parseAckKey, verifyAck } from '../core/ack.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { groupPaths } from '../journal/group-files.js';
 import { applyAck, readChainState, writeChainState } from './chain-state.js';
-import { purgeSecured } from './purge.js';
 import { DEFAULT_EXPORT_WAIT_MS, chainTurn } from './export.js';
 
 export interface AckResult {
@@ -34,6 +33,6 @@ async function applyAcknowledgement(group: JournalGroup, text: string, ackFile: 
   }
   state = applyAck(state, seq);
   await writeChainState(group.dir, state);
-  const out = await purgeSecured(group);
+  const out = await group.purgeSecured();
   return { acknowledged: seq, journalOut: out, pendingTapes: state.pendingAcks.map((p) => p.serial) };
 }

@@ -12,7 +12,6 @@ import { expandTapeSources, sha256File } from './tape-file.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 import { readChainState, writeChainState, type ChainState } from './chain-state.js';
-import { purgeSecured } from './purge.js';
 
 export interface ExportOptions {
   destination: TapeDestination;
@@ -235,7 +234,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   } finally {
     if (!opts.pool) await pool.close();
   }
-  const journalOut = await purgeSecured(group);
+  const journalOut = await group.purgeSecured();
   return {
     nothingToExport: false,
     tapes: [...writer.tapes],

@@ -2,10 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
 import { randomBytes } from 'node:crypto';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /**
  * Runs the CLI under strace with every pwrite64 delayed (so that the work is
@@ -32,7 +32,7 @@ describe('Ctrl-C on a long verb', () => {
 
   it('import and restore say in one line what state they leave, exit 130, and the same command then completes', async () => {
     const g = await makeGroup(dir, { a: 32 * MiB }, { journalSize: 64 * MiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     for (let i = 0; i < 24; i++) await group.write('a', i * MiB, randomBytes(MiB));
     await exportTo(group, join(dir, 't'), { base: true });
     await group.close();

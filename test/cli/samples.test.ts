@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { tempDir, makeGroup, MiB } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -13,7 +13,7 @@ describe('samples', () => {
 
   it('nightly-export.sh exports, verifies and logs; restore-to-timestamp.sh restores', async () => {
     const g = await makeGroup(dir, { a: 1 * MiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     await writeMixed(group, 50, 1);
     await group.close();
     mkdirSync(join(dir, 'mnt'));
@@ -25,7 +25,7 @@ describe('samples', () => {
     // A base first (the script takes one on Sundays; here by hand), then the nightly run.
     const base = spawnSync(join(bin, 'jship'), ['export', g, '--to', join(dir, 'mnt', 'jship', JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).groupId) + '/', '--base'], { env });
     expect(base.status).toBe(0);
-    const again = await JournalGroup.open(g);
+    const again = await openSiteGroup(g);
     await writeMixed(again, 20, 2);
     await again.close();
     // An existing directory that is not a mount point (the disk is not attached): nothing written, nothing purged.

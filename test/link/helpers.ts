@@ -8,6 +8,7 @@ import { readLinkKey } from '../../src/link/link-tls.js';
 import { BIN, makeGroup } from '../helpers.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import type { LinkEvent } from '../../src/link/primary-session.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /** Collects link events (and prints them when JSHIP_TEST_VERBOSE is set). */
 export function events(): { log: (e: LinkEvent) => void; all: LinkEvent[] } {
@@ -43,7 +44,7 @@ export async function expectRestoresTo(replica: string, dir: string, snap: { ts:
 /** A group (DIR/group, volumes a 1 MiB and b 256 KiB unless told) opened, with its link key. */
 export async function linkedGroup(dir: string, sizes: Record<string, number> = { a: 1024 * 1024, b: 256 * 1024 }, opts: Partial<CreateGroupOptions> = {}): Promise<{ g: string; group: JournalGroup; key: Buffer }> {
   const g = await makeGroup(dir, sizes, { journalSize: 16 * 1024 * 1024, chunkSize: 64 * 1024, ...opts });
-  const group = await JournalGroup.open(g);
+  const group = await openSiteGroup(g);
   return { g, group, key: await readLinkKey(groupPaths(g).linkKey) };
 }
 

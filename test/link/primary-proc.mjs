@@ -2,10 +2,10 @@
 // and writes random blocks until SIGTERM (or SIGKILL). One JSON line on
 // stdout when ready. Usage: node primary-proc.mjs GROUP_DIR PORT SEED
 import { randomBytes } from 'node:crypto';
-import { JournalGroup, LinkPrimary, readLinkKey } from '../../dist/index.js';
+import { openGroup, LinkPrimary, readLinkKey } from '../../dist/index.js';
 
 const [dir, port, seed] = process.argv.slice(2);
-const group = await JournalGroup.open(dir);
+const group = await openGroup(dir);
 const key = await readLinkKey(`${dir}/link.key`);
 const link = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: Number(port) }, key, log: () => undefined, maxTapeBytes: 96 * 1024, timeoutMs: 5000 });
 process.stdout.write(`${JSON.stringify({ ready: true, address: link.address })}\n`);

@@ -6,9 +6,9 @@ import { RecordType } from '../../src/core/record.js';
 import {
   Cmd, Errno, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, encodeRequest,
 } from '../../src/nbd/protocol.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { Raw, client, journalReproducesVolumes, req, serve, u32 } from './helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('misbehaving clients', () => {
   const dir = tempDir();
@@ -145,7 +145,7 @@ describe('misbehaving clients', () => {
     const k = await serve(g);
     client('qemu-io', '-f', 'raw', k.ready.exports[0]!.uri, '-c', 'write -P 0x71 0 64k', '-c', 'write -f -P 0x72 1M 64k', '-c', 'write -z 2M 64k');
     await k.stop('SIGKILL');
-    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     const data = await group.read(0, 0, 64 * KiB);
     const fua = await group.read(0, 1 * MiB, 64 * KiB);
     await group.close();

@@ -7,9 +7,9 @@ import { ByteQueue } from '../../src/core/byte-queue.js';
 import { FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, encodeRequest } from '../../src/nbd/protocol.js';
 import { applyToImages } from '../../src/core/replay.js';
 import { RecordType } from '../../src/core/record.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { afterAll } from 'vitest';
 import { BIN } from '../helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /** Servers a test started and did not stop (it failed or timed out) are killed when its file ends. */
 const running = new Set<ChildProcess>();
@@ -23,7 +23,7 @@ afterAll(() => {
  * holds every write the clients made. Returns the records' headers.
  */
 export async function journalReproducesVolumes(groupDir: string): Promise<{ ok: boolean; headers: Array<{ type: RecordType; volume: number; offset: number; length: number }> }> {
-  const group = await JournalGroup.open(groupDir, { checkpointIntervalMs: 0 });
+  const group = await openSiteGroup(groupDir, { checkpointIntervalMs: 0 });
   try {
     const images = group.volumes.map((v) => new Uint8Array(v.size));
     const headers = [];

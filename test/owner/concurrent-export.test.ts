@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { BIN, jshipAsync, makeGroup, MiB, tempDir } from '../helpers.js';
 import { client, serve } from '../nbd/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('exports through the owner', () => {
   const dir = tempDir();
@@ -38,7 +38,7 @@ describe('exports through the owner', () => {
 
   it('an export to a directory that cannot be made fails at once, alone and through serve, and serve still stops', async () => {
     const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     await group.write('a', 0, Buffer.alloc(4096, 1));
     await group.close();
     const alone = spawnSync(process.execPath, [BIN, 'export', g, '--to', '/proc/x/', '--json'], { encoding: 'utf8', timeout: 60_000 });

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { MiB, jshipAsync, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 import { client, serve, type Served } from '../nbd/helpers.js';
 import { linkProc, until } from '../link/helpers.js';
+import { S3Peer } from '../s3/peer.js';
 
 /** Nights to run: a couple in `npm test`, more with JSHIP_SOAK_NIGHTS (npm run soak). */
 const NIGHTS = Number(process.env.JSHIP_SOAK_NIGHTS ?? 4);
@@ -18,15 +20,25 @@ function fio(uri: string, seconds: number): { done: Promise<number | null>; kill
 }
 
 const tapeNames = (d: string): string[] => readdirSync(d).filter((n) => n.endsWith('.tar.zst')).sort();
+const serialOf = (name: string): number => Number(/jship-(\d+)-/.exec(name)?.[1]);
+
+/** The object store the nightly exports also go to (its own ports: the S3 tests may run beside this file). */
+const peer = new S3Peer('/tmp/jship-soak-s3-peer', { rgw: 7490, mon: 3310, monV1: 6799 });
+const VAULT = 's3://soak/tapes/';
 
 describe('the unattended loop (soak)', () => {
   const dir = tempDir();
   const mounts: string[] = [];
+  beforeAll(async () => {
+    await peer.start(['soak']);
+    Object.assign(process.env, peer.awsEnv);
+  }, 120_000);
+  afterAll(() => peer.run('stop'));
   afterEach(() => {
     for (const m of mounts.splice(0)) unmount(m);
   });
 
-  it(`${NIGHTS} nights: fio through serve, marks, exports two and three at a time, two pulling secondaries (one killed), serve stopped under load, the media full once; every marker restores byte-exact everywhere`, async () => {
+  it(`${NIGHTS} nights: fio through serve, marks, exports two and three at a time (to a directory and to S3), two pulling secondaries (one killed), serve stopped under load, the media full once; every marker restores byte-exact everywhere`, async () => {
     const g = await makeGroup(dir, { a: 16 * MiB }, { journalSize: 64 * MiB });
     const key = groupPaths(g).linkKey;
     const media = join(dir, 'media');
@@ -35,12 +47,18 @@ describe('the unattended loop (soak)', () => {
     const archive = join(dir, 'archive');
     mkdirSync(archive);
     let mediaFull = 0;
-    /** Carries the media's tapes to the archive (swapping the cartridge). */
+    /** Carries the media's tapes to the archive (swapping the cartridge for an empty one). */
     const swapMedia = (): void => {
       for (const n of tapeNames(media)) {
         copyFileSync(join(media, n), join(archive, n));
         rmSync(join(media, n));
       }
+      rmSync(join(media, 'filler'), { force: true });
+    };
+    /** The cartridge has 16 KiB left: the next export to it runs out of space. */
+    const fillMedia = (): void => {
+      const fs = statfsSync(media);
+      writeFileSync(join(media, 'filler'), Buffer.alloc(Math.max(0, fs.bavail * fs.bsize - 16 * 1024)));
     };
     let srv: Served = await serve(g, '--link-listen', '127.0.0.1:0');
     const linkAt = (srv.ready as any).link as string;
@@ -49,8 +67,11 @@ describe('the unattended loop (soak)', () => {
     let b = await pull('site-b');
     let c = await pull('site-c');
     const markers: Array<{ name: string; image: Buffer }> = [];
-    const exportAll = async (n: number): Promise<void> => {
-      const rs = await Promise.all(Array.from({ length: n }, () => jshipAsync('export', g, '--to', `${media}/`)));
+    /** `n` exports at once to the media, and (with `vault`) one more to the object store. */
+    const exportAll = async (n: number, vault: boolean): Promise<void> => {
+      const targets = [...(vault ? [VAULT] : []), ...Array.from({ length: n }, () => `${media}/`)];
+      const rs = await Promise.all(targets.map((to) => jshipAsync('export', g, '--to', to)));
+      if (vault) expect(rs[0]!.code, JSON.stringify(rs[0]!.out)).toBe(0);
       const full = rs.filter((r) => r.code !== 0);
       for (const r of full) {
         expect(r.out.error.code, JSON.stringify(r.out)).toBe('IO');
@@ -85,9 +106,24 @@ describe('the unattended loop (soak)', () => {
         client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `night-${night}.img`));
         expect(jshipJson('mark', g, `night-${night}`).code).toBe(0);
         markers.push({ name: `night-${night}`, image: readFileSync(join(dir, `night-${night}.img`)) });
-        await exportAll(night % 2 === 0 ? 2 : 3);
+        if (night === 2) {
+          // The cartridge runs out of space in the middle of the night's exports.
+          swapMedia();
+          fillMedia();
+          await exportAll(2, false);
+          expect(mediaFull).toBe(1);
+        } else {
+          await exportAll(night % 2 === 0 ? 1 : 2, true);
+        }
       }
-      await exportAll(1);
+      // The last night's writes go to the object store alone (the races above may have left it nothing).
+      client('qemu-io', '-f', 'raw', '-c', 'write -P 0x5a 0 64k', uri);
+      client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, 'last.img'));
+      expect(jshipJson('mark', g, 'last').code).toBe(0);
+      markers.push({ name: 'last', image: readFileSync(join(dir, 'last.img')) });
+      const last = await jshipAsync('export', g, '--to', VAULT);
+      expect(last.code, JSON.stringify(last.out)).toBe(0);
+      expect(last.out.tapes).toHaveLength(1);
       // Both secondaries catch up with the last record.
       await until('both secondaries to confirm everything', () => {
         const link = jshipJson('status', g).out.link as Array<{ name: string; records: string }>;
@@ -100,13 +136,16 @@ describe('the unattended loop (soak)', () => {
       expect((await srv.stop()).code).toBe(0);
     }
     swapMedia();
-    expect(mediaFull).toBeGreaterThanOrEqual(1);
-    // One chain: serials 1..n, each once.
-    const names = tapeNames(archive);
-    expect(names.map((n) => Number(/^jship-(\d+)-/.exec(n)?.[1]))).toEqual(names.map((_, i) => i + 1));
+    expect(mediaFull).toBe(1);
+    // One chain, split between the media and the object store: serials 1..n, each once, nothing half written.
+    const inVault = (jshipJson('tapes', VAULT).out.tapes as Array<{ serial: number }>).map((t) => t.serial);
+    expect(inVault.length).toBeGreaterThanOrEqual(1);
+    const serials = [...tapeNames(archive).map(serialOf), ...inVault].sort((a, b) => a - b);
+    expect(serials).toEqual(serials.map((_, i) => i + 1));
     expect(readdirSync(archive).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect((await peer.client.send(new ListMultipartUploadsCommand({ Bucket: 'soak' }))).Uploads ?? []).toEqual([]);
     const tapes = join(dir, 'site-t');
-    const imported = jshipJson('import', tapes, archive);
+    const imported = jshipJson('import', tapes, archive, VAULT);
     expect(imported.code, JSON.stringify(imported.out)).toBe(0);
     expect(imported.out.gaps).toEqual([]);
     // Every marker, from the tapes and at both secondaries, byte-exact.

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Cmd } from '../../src/nbd/protocol.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { until } from '../link/helpers.js';
 import { Raw, journalReproducesVolumes, req, serve } from '../nbd/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('serve stops within --stop-timeout', () => {
   const dir = tempDir();
@@ -34,7 +34,7 @@ describe('serve stops within --stop-timeout', () => {
     stuck.socket.destroy();
     good.socket.destroy();
     // The next open finds a cleanly closed group with the acknowledged write.
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     try {
       expect((await group.read('a', 0, 4096)).every((b) => b === 7)).toBe(true);
     } finally {

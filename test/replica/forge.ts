@@ -2,13 +2,13 @@ import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
 import { scanFrame } from '../../src/core/zstd-frames.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 import type { TapeKey } from '../../src/tape/crypto.js';
 import { LABEL_NAME, decodeLabel, encodeJson, type TapeLabel } from '../../src/tape/label.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
 import { makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /** The frames of a tape: [offset, length] each. */
 export function frames(buf: Buffer): Array<[number, number]> {
@@ -66,7 +66,7 @@ export const tapeFiles = (d: string): string[] => readdirSync(d).filter((n) => n
 /** A group with volume a (1 MiB) and b (256 KiB), its base on tape 1 (in DIR/t) and some updates. */
 export async function baseGroup(dir: string, opts: { key?: TapeKey } = {}): Promise<string> {
   const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-  const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+  const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
   await writeMixed(group, 30, 1);
   await exportTo(group, join(dir, 't'), { base: true, ...(opts.key ? { key: opts.key } : {}) });
   await group.close();
@@ -75,7 +75,7 @@ export async function baseGroup(dir: string, opts: { key?: TapeKey } = {}): Prom
 
 /** Writes `n` records (seeded) and exports them as the next tape into `to`, in 8 KiB segments. */
 export async function nextTape(g: string, to: string, n: number, seed: number, opts: Parameters<typeof exportTo>[2] = {}): Promise<void> {
-  const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+  const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
   await writeMixed(group, n, seed);
   await exportTo(group, to, { segmentBytes: 8 * KiB, ...opts });
   await group.close();

@@ -1,11 +1,11 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
 import { randomBytes } from 'node:crypto';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('a replica on a full file system', () => {
   const dir = tempDir();
@@ -16,7 +16,7 @@ describe('a replica on a full file system', () => {
 
   it('an import that runs out of space fails with a clear error and leaves nothing behind', async () => {
     const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 32 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     await group.write('a', 0, Buffer.alloc(4096, 1));
     await exportTo(group, join(dir, 't'), { base: true });
     for (let i = 0; i < 24; i++) await group.write('a', (i % 4) * MiB, randomBytes(MiB)); // incompressible: a big tape

@@ -2,11 +2,11 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import { tempDir, makeGroup, KiB } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 const SIZES = [256 * KiB, 128 * KiB];
 
@@ -37,7 +37,7 @@ describe('restore against a model (differential)', () => {
       await fc.assert(fc.asyncProperty(fc.array(opArb(aligned), { minLength: 5, maxLength: 40 }), fc.integer({ min: 0, max: 1000 }), async (ops, seed) => {
         const d = join(dir, String(run++));
         const g = await makeGroup(d, { a: SIZES[0]!, b: SIZES[1]! }, { journalSize: 8 * 1024 * 1024, chunkSize: 64 * KiB });
-        const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+        const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
         const images = SIZES.map((s) => Buffer.alloc(s));
         const snaps: Array<{ ts: bigint; images: Buffer[] }> = [];
         let marks = 0;

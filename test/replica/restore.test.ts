@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { formatTime } from '../../src/core/time.js';
 import { BIN, jshipJson, tempDir, makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 const bin = BIN;
 const jship = jshipJson;
@@ -16,7 +16,7 @@ describe('restore refusals and targets', () => {
 
   it('refuses points it cannot vouch for, naming what is covered', async () => {
     const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     await writeMixed(group, 40, 1);
     const early = await group.write('a', 0, Buffer.alloc(512, 1));
     await exportTo(group, join(dir, 't'), { base: true });
@@ -84,7 +84,7 @@ describe('restore refusals and targets', () => {
 
   it('an SVOL restore killed midway converges when rerun', async () => {
     const g = await makeGroup(dir, { a: 48 * MiB }, { journalSize: 64 * MiB, chunkSize: 1 * MiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     for (let i = 0; i < 48; i++) await group.write('a', i * MiB, Buffer.alloc(MiB, (i * 37) & 0xff || 1));
     await exportTo(group, join(dir, 't'), { base: true });
     await writeMixed(group, 300, 5);

@@ -1,18 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { importTapes } from '../../src/replica/import.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import { tempDir, makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('suspension, resync base, restore', () => {
   const dir = tempDir();
 
   it('exports carry a resync base of the dirty regions; restores refuse the suspended window and succeed after the resync', async () => {
     const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     const image = Buffer.alloc(4 * MiB);
     const write = async (off: number, len: number, fill: number): Promise<{ journaled: boolean; timestamp: bigint }> => {
       const r = await group.write('a', off, Buffer.alloc(len, fill));

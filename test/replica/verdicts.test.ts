@@ -4,9 +4,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { baseGroup, nextTape, tapeFiles } from './forge.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('what the replica says is true', () => {
   const dir = tempDir();
@@ -71,7 +71,7 @@ describe('what the replica says is true', () => {
 
   it('--media-size too small for the largest record is refused before anything is written, with a size that works (item 5)', async () => {
     const g = await makeGroup(dir, { a: 8 * MiB }, { journalSize: 32 * MiB });
-    const group = await JournalGroup.open(g);
+    const group = await openSiteGroup(g);
     await group.write('a', 0, Buffer.alloc(4096, 1));
     await group.write('a', MiB, randomBytes(2 * MiB));
     await group.close();

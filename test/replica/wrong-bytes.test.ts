@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Compressor, compress } from 'zstd-napi';
 import { isJshipError } from '../../src/core/errors.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { readKeyFile } from '../../src/tape/crypto.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { expireReplica } from '../../src/replica/expire.js';
@@ -16,6 +15,7 @@ import { restoreReplica } from '../../src/replica/restore.js';
 import { BIN, jshipJson, tempDir } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
 import { baseGroup, cloneGroup, frames, nextTape, relabel, spliceFrame, tapeFiles } from './forge.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 const svol = (rep: string, v: string): Buffer => readFileSync(join(rep, 'svol', `${v}.img`));
 
@@ -174,7 +174,7 @@ describe('a restore is byte-exact or refused (forged, spliced and damaged tapes)
     mkdirSync(p);
     const g = await baseGroup(p, { key });
     cloneGroup(p, c);
-    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     await writeMixed(group, 10, 3);
     expect(await refusal(exportTo(group, join(p, 't')))).toBe('USAGE');
     await group.close();

@@ -1,37 +1,24 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { JournalGroup } from '../../src/journal/journal-group.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
+import { S3Peer } from './peer.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { serve, serveUnder } from '../nbd/helpers.js';
 
-/**
- * Tapes to and from a real S3 store: Ceph's radosgw on loopback, started by
- * scripts/s3-peer.sh (it fails loudly when it cannot start; never skipped).
- */
-const PEER = new URL('../../scripts/s3-peer.sh', import.meta.url).pathname;
-const CEPH = '/tmp/jship-test-s3-peer';
-const ENDPOINT = 'http://127.0.0.1:7480';
-const ACCESS = 'jshipaccesskey';
-const SECRET = 'jshipsecretkey';
-
-function peer(cmd: string): void {
-  const r = spawnSync(PEER, [cmd, CEPH, 'memstore'], { encoding: 'utf8', env: { ...process.env, ACCESS_KEY: ACCESS, SECRET_KEY: SECRET } });
-  if (r.status !== 0) throw new Error(`scripts/s3-peer.sh ${cmd} failed (${r.status}): ${r.stdout}\n${r.stderr}\n(.ci/run installs radosgw ceph-mon ceph-osd curl)`);
-}
-
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-const s3 = new S3Client({ region: 'us-east-1', endpoint: ENDPOINT, forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+/** Tapes to and from a real S3 store: Ceph's radosgw on loopback (see peer.ts). */
+const peer = new S3Peer('/tmp/jship-test-s3-peer', { rgw: 7480, mon: 3300, monV1: 6789 });
+const s3 = peer.client;
 
 async function body(bucket: string, key: string): Promise<Buffer> {
   const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -41,16 +28,15 @@ async function body(bucket: string, key: string): Promise<Buffer> {
 describe('S3 vault against Ceph radosgw', () => {
   const dir = tempDir();
   beforeAll(async () => {
-    peer('start');
-    Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_ENDPOINT_URL: ENDPOINT, AWS_REGION: 'us-east-1' });
-    for (const b of ['vault', 'faults']) await s3.send(new CreateBucketCommand({ Bucket: b }));
+    await peer.start(['vault', 'faults']);
+    Object.assign(process.env, peer.awsEnv);
   }, 120_000);
-  afterAll(() => peer('stop'));
+  afterAll(() => peer.run('stop'));
 
   /** A group whose volume holds `mib` MiB of random bytes (journaled), plus its image for comparison. */
   async function group(name: string, mib: number): Promise<{ g: string; img: string }> {
     const g = await makeGroup(join(dir, name), { a: 32 * MiB }, { journalSize: 128 * MiB });
-    const grp = await JournalGroup.open(g);
+    const grp = await openSiteGroup(g);
     for (let i = 0; i < mib; i++) await grp.write(0, i * MiB, randomBytes(MiB));
     await grp.close();
     return { g, img: join(dir, name, 'a.img') };
@@ -64,7 +50,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(e1.out.tapes[0].location).toMatch(/^s3:\/\/vault\/plain\/jship-000001-\d{16}\.tar\.zst$/);
     // Bigger than the 8 MiB part size: a multipart upload, each part with Content-MD5.
     expect(e1.out.tapes[0].bytes).toBeGreaterThan(40 * MiB);
-    const grp = await JournalGroup.open(g);
+    const grp = await openSiteGroup(g);
     await grp.write(0, 0, Buffer.alloc(MiB, 7));
     await grp.mark('after');
     await grp.close();
@@ -150,7 +136,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(clash.out.error.code).toBe('TAPE_EXISTS');
 
     // Stop the gateway once 12 MiB of the tape went out (parts 1 and maybe 2 are stored, the rest are not).
-    const grp = await JournalGroup.open(g);
+    const grp = await openSiteGroup(g);
     const outBefore = grp.journal.outSeq;
     let stopped = false;
     await expect(exportGroup(grp, {
@@ -159,14 +145,14 @@ describe('S3 vault against Ceph radosgw', () => {
       onProgress: (n) => {
         if (!stopped && n > 12 * MiB) {
           stopped = true;
-          spawnSync(PEER, ['stop-rgw', CEPH]);
+          peer.run('stop-rgw');
         }
       },
     })).rejects.toMatchObject({ code: expect.stringMatching(/^S3_/) });
     expect(stopped).toBe(true);
     expect(grp.journal.outSeq).toBe(outBefore); // nothing purged
     await grp.close();
-    peer('start-rgw');
+    peer.run('start-rgw');
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'faults', Prefix: 'cut/' }));
     expect(listed.Contents ?? []).toEqual([]);
     // The next export aborts what the cut one left and completes.
@@ -186,8 +172,8 @@ describe('S3 vault against Ceph radosgw', () => {
       onProgress: (done) => {
         if (!cut && done > 8 * MiB) {
           cut = true;
-          spawnSync(PEER, ['stop-rgw', CEPH]);
-          back = new Promise((res) => { spawn(PEER, ['start-rgw', CEPH], { stdio: 'ignore' }).once('exit', res); });
+          peer.run('stop-rgw');
+          back = peer.startRgwLater();
         }
       },
     });
@@ -201,7 +187,7 @@ describe('S3 vault against Ceph radosgw', () => {
 
   it('a crash after the object completed but before the chain state was written: the next export adopts the tape', async () => {
     const { g } = await group('crash', 6);
-    const grp = await JournalGroup.open(g);
+    const grp = await openSiteGroup(g);
     const real = new S3Destination('s3://faults/crash/');
     const crashing: TapeDestination = {
       where: real.where, durable: true, splittable: true,
@@ -236,7 +222,7 @@ describe('S3 vault against Ceph radosgw', () => {
       expect((await bare.stop()).code).toBe(0);
     }
     // A server with good credentials; a caller with a wrong secret: refused, the server's are not borrowed.
-    const grp = await JournalGroup.open(g);
+    const grp = await openSiteGroup(g);
     await grp.write(0, 0, randomBytes(4096));
     await grp.close();
     const srv = await serve(g);

@@ -11,9 +11,9 @@ import { FramePool } from '../../src/tape/frame-pool.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { importTapes } from '../../src/replica/import.js';
 import { Replica } from '../../src/replica/replica.js';
-import { JournalGroup } from '../../src/journal/journal-group.js';
 import { tempDir } from '../helpers.js';
 import { exportTo, groupWithData, journalRecords, tapeRecords, tapesDir } from './helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /** The frames of a tape: [offset, length]. */
 function frames(buf: Buffer): Array<[number, number]> {
@@ -186,7 +186,7 @@ describe('crash safety', () => {
       const all = await journalRecords(group);
       await group.close();
       await killDuring(['export', g, '--to', join(d, 'tapes/'), '--media-size', '256K'], 150 + trial * 120);
-      const reopened = await JournalGroup.open(g);
+      const reopened = await openSiteGroup(g);
       try {
         const names = existsSync(join(d, 'tapes')) ? readdirSync(join(d, 'tapes')) : [];
         const finals = names.filter((n) => !n.startsWith('.'));

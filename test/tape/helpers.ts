@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { JournalGroup } from '../../src/journal/journal-group.js';
+import type { JournalGroup } from '../../src/journal/journal-group.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 import { RecordType } from '../../src/core/record.js';
 import { DirDestination } from '../../src/tape/destination.js';
 import { exportGroup, type ExportOptions } from '../../src/tape/export.js';
@@ -61,7 +62,7 @@ export async function tapeRecords(path: string, opts: Parameters<typeof readTape
 
 export async function groupWithData(dir: string, records = 200, opts: { journalSize?: number } = {}): Promise<{ g: string; group: JournalGroup }> {
   const g = await makeGroup(dir, { a: 2 * MiB, b: 512 * KiB }, { journalSize: opts.journalSize ?? 16 * MiB, chunkSize: 64 * KiB });
-  const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+  const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
   await writeMixed(group, records);
   return { g, group };
 }
