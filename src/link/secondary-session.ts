@@ -163,7 +163,8 @@ interface Pointers {
 }
 
 async function createReplica(dir: string, hello: PrimaryHello, name: string): Promise<void> {
-  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: hello.groupId, volumes: hello.volumes }));
+  // Held for a moment, and like every hold of the receiver's, handed to a restore that asks.
+  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: hello.groupId, volumes: hello.volumes }), { yields: true });
   if (!opened) throw new JshipError('IO', `${dir}: the replica could not be created`, { hint: 'check the directory' });
   opened.replica.config.linkName = name;
   await opened.replica.saveConfig();

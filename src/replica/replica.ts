@@ -63,17 +63,18 @@ export class Replica {
    * Opens the replica in `dir`, or creates it there from `init()` (called only
    * when the directory does not exist or is empty). Anything else is refused.
    */
-  static async openOrCreate(dir: string, init: () => Promise<Omit<ReplicaConfig, 'format' | 'createdAt'> | undefined>): Promise<{ replica: Replica; created: boolean } | undefined> {
+  static async openOrCreate(dir: string, init: () => Promise<Omit<ReplicaConfig, 'format' | 'createdAt'> | undefined>, opts: { yields?: boolean } = {}): Promise<{ replica: Replica; created: boolean } | undefined> {
     dir = resolve(dir);
+    const yields = opts.yields ?? false;
     const existing = await readReplicaConfig(dir);
-    if (existing) return { replica: await Replica.#lockAndOpen(dir, existing), created: false };
+    if (existing) return { replica: await Replica.#lockAndOpen(dir, existing, false, yields), created: false };
     await Replica.checkCreatable(dir);
     const fields = await init();
     if (!fields) return undefined;
     await makeDirs(join(dir, 'tapes'));
     const config: ReplicaConfig = { format: 1, ...fields, createdAt: new Date().toISOString() };
     await writeFileAtomic(join(dir, 'replica.json'), `${JSON.stringify(config, null, 2)}\n`);
-    return { replica: await Replica.#lockAndOpen(dir, config), created: true };
+    return { replica: await Replica.#lockAndOpen(dir, config, false, yields), created: true };
   }
 
   /** Refuses a directory that a new replica may not be created in: anything but a missing or empty one. */

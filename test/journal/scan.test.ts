@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 import { scanGroup } from '../../src/journal/scan.js';
 import { RecordType } from '../../src/core/record.js';
 import { decodeMarker } from '../../src/core/marker.js';
@@ -30,7 +30,7 @@ describe('changed-block scan', () => {
     const first = await scanGroup(g);
     expect(first.volumes[0]).toMatchObject({ first: true, changedBlocks: 0, records: 0 });
     // A base of the image as it is (taken by export --base), then changes outside jship.
-    let group = await JournalGroup.open(g);
+    let group = await openSiteGroup(g);
     await exportTo(group, join(dir, 't'), { base: true });
     await group.close();
     const offsets = [0, 5 * 64 * KiB + 100, 17 * 64 * KiB, 18 * 64 * KiB + 65_000, 63 * 64 * KiB + 10];
@@ -38,7 +38,7 @@ describe('changed-block scan', () => {
     const expectBlocks = new Set(offsets.flatMap((o) => [Math.floor(o / (64 * KiB)), Math.floor((o + 699) / (64 * KiB))]));
     const second = await scanGroup(g);
     expect(second.volumes[0]?.changedBlocks).toBe(expectBlocks.size);
-    group = await JournalGroup.open(g);
+    group = await openSiteGroup(g);
     const recs = [];
     for await (const r of group.records()) recs.push(r);
     const updates = recs.filter((r) => r.header.type === RecordType.Update);
@@ -55,7 +55,7 @@ describe('changed-block scan', () => {
     closeSync(fd);
     const grown = await scanGroup(g);
     expect(grown.volumes[0]).toMatchObject({ changedBlocks: 4, grownFrom: 4 * MiB });
-    group = await JournalGroup.open(g);
+    group = await openSiteGroup(g);
     expect(group.volumes[0]?.size).toBe(4 * MiB + 256 * KiB);
     await exportTo(group, join(dir, 't'));
     await group.close();
