@@ -3,6 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { reportError } from './output.js';
 import { registerInit } from './init.js';
 import { registerStatus } from './status.js';
+import { registerCheck } from './check.js';
 import { registerMark } from './mark.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerInit(program);
   registerStatus(program);
+  registerCheck(program);
   registerMark(program);
   registerScan(program);
   registerServe(program);

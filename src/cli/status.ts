@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
+import { formatDuration } from '../core/check.js';
 import { formatTime } from '../core/time.js';
 import type { GroupStatus } from '../journal/journal-group.js';
 import { onGroup } from '../owner/on-group.js';
@@ -9,9 +10,10 @@ import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { readJournalSuperblock } from '../journal/journal-volume.js';
 import { lockOwner } from '../journal/lock.js';
 import { emit, table, type CommonOptions } from './output.js';
-import { readChainState, securedSeq, type ChainState } from '../tape/chain-state.js';
-import { secondaryLag, type SecondaryLag } from '../link/lag.js';
-import { readRegistry } from '../link/registry.js';
+import type { SecondaryLag } from '../link/lag.js';
+import type { JournalForecast, JournalRate } from '../core/journal-rates.js';
+import { siteStatus, type ConsumerLag, type HeldBy } from '../owner/site-status.js';
+import type { ServingStatus } from '../owner/serving.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -20,9 +22,9 @@ export function registerStatus(program: Command): void {
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, opts: CommonOptions) => {
-      let got: { status: GroupStatus; serve: ServerStats | null };
+      let got: ServingStatus;
       try {
-        got = await onGroup(dir, async (g) => ({ status: await g.status(), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
+        got = await onGroup(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
       } catch (e) {
         // Owned by a process without a control socket (an export, a scan): read what is on disk.
         if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
@@ -30,10 +32,41 @@ export function registerStatus(program: Command): void {
         return;
       }
       const { status: s, serve } = got;
-      const chain = await readChainState(s.dir);
-      const link = secondaryLag(s, await readRegistry(s.dir));
-      emit(opts, { ...(statusJson(s) as object), tapes: chainJson(chain), link, serving: serve }, () => [...statusLines(s), ...chainLines(chain), ...linkLines(link), ...(serve ? serveLines(serve) : [])]);
+      emit(opts, { ...(statusJson(s) as object), tapes: got.tapes, link: got.link, consumers: got.consumers, heldBy: got.heldBy, serving: serve }, () => [
+        ...statusLines(s), ...forecastLines(s), tapesLine(got.tapes), ...consumerLines(got.consumers, got.heldBy), ...linkLines(got.link), ...(serve ? serveLines(serve) : []),
+      ]);
     });
+}
+
+/** Write rate over 1 and 15 minutes and when the journal would be full. */
+function forecastLines(s: GroupStatus): string[] {
+  const r = s.rates;
+  const line = (label: string, rate: JournalRate | null, f: JournalForecast): string => (rate === null
+    ? `  ${label}: no rate yet (rates are measured by the process that owns the group, e.g. jship serve)`
+    : `  ${label}: writes ${formatSize(Math.round(rate.bytesPerSecond))}/s (${rate.recordsPerSecond.toFixed(1)} records/s), purges ${formatSize(Math.round(rate.purgedBytesPerSecond))}/s; `
+      + `${f.fullInSeconds === null ? 'not filling' : `full in ${formatDuration(f.fullInSeconds)}`}; would last ${f.lastsSeconds === null ? 'indefinitely (nothing written)' : formatDuration(f.lastsSeconds)} if every consumer stopped now`);
+  return ['journal rates:', line('last 1 min', r.oneMinute, r.forecast.oneMinute), line('last 15 min', r.fifteenMinutes, r.forecast.fifteenMinutes)];
+}
+
+function tapesLine(t: ServingStatus['tapes']): string {
+  return t.nextSerial === 1
+    ? 'tapes: none exported yet'
+    : `tapes: ${t.nextSerial - 1} exported, through seq ${t.exportedSeq}${t.awaitingAck.length > 0 ? `; awaiting an ack: tapes ${t.awaitingAck.join(', ')}` : ''}`;
+}
+
+/** Each consumer's RPO and lag, and why journal-out is where it is. */
+function consumerLines(consumers: readonly ConsumerLag[], held: HeldBy): string[] {
+  return [
+    'consumers (RPO: the writes lost if the primary were lost now):',
+    ...table(consumers.map((c) => [
+      c.kind === 'tapes' ? 'tapes' : `secondary ${c.name}`,
+      `RPO ${c.rpoSeconds === 0 ? '0 (holds everything)' : formatDuration(c.rpoSeconds)}`,
+      `secured seq ${c.securedSeq}${c.securedAt ? ` (${c.securedAt}, ${formatDuration(c.ageSeconds)} ago)` : ''}`,
+      `behind ${c.behind.records} records${c.behind.bytes === null ? '' : `, ${formatSize(c.behind.bytes)}`}`,
+      c.note ?? '',
+    ])),
+    `journal-out: ${held.why}`,
+  ];
 }
 
 /** What a running `jship serve` adds: where it listens, its clients and request rates. */
@@ -66,18 +99,6 @@ function time(ns: bigint | null): string | null {
 
 function statusJson(s: GroupStatus): unknown {
   return { ...s, time: { first: time(s.time.first), last: time(s.time.last), firstNs: s.time.first, lastNs: s.time.last } };
-}
-
-function chainJson(c: ChainState): unknown {
-  return { nextSerial: c.nextSerial, exportedSeq: c.exportedSeq, securedSeq: securedSeq(c), awaitingAck: c.pendingAcks.map((p) => p.serial) };
-}
-
-function chainLines(c: ChainState): string[] {
-  return [
-    c.nextSerial === 1
-      ? 'tapes: none exported yet'
-      : `tapes: ${c.nextSerial - 1} exported, through seq ${c.exportedSeq}${c.pendingAcks.length > 0 ? `; awaiting an ack: tapes ${c.pendingAcks.map((p) => p.serial).join(', ')}` : ''}`,
-  ];
 }
 
 function statusLines(s: GroupStatus): string[] {

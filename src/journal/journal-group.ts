@@ -3,11 +3,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
+import { MINUTE_NS, RateWindow, forecast, type JournalCounters, type JournalForecast, type JournalRate } from '../core/journal-rates.js';
 import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
 import {
-  GROUP_VOLUME, RecordType, dataCrc, encodeRecord, type RecordHeader,
+  GROUP_VOLUME, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader,
 } from '../core/record.js';
 import { SB_CLEAN, SB_DIRTY_BITMAP, SB_SUSPENDED } from '../core/superblock.js';
 import { formatTime } from '../core/time.js';
@@ -115,6 +116,14 @@ export interface GroupStatus {
   waitingWriters: number;
   base: { baseId: bigint; scope: BaseScope } | null;
   markers: number;
+  /** The group's clock when the status was taken (ns since the epoch). */
+  now: bigint;
+  /** Journal write and purge rates, and when the journal would be full at them. */
+  rates: {
+    oneMinute: JournalRate | null;
+    fifteenMinutes: JournalRate | null;
+    forecast: { oneMinute: JournalForecast; fifteenMinutes: JournalForecast };
+  };
 }
 
 interface Batch {
@@ -258,6 +267,8 @@ export class JournalGroup {
   #timer: NodeJS.Timeout | undefined;
   #base: BaseRun | undefined;
   #consumers: readonly JournalConsumer[] | undefined;
+  #mono: () => bigint = systemMonoNs;
+  #rates: RateWindow | undefined;
   #purging: Promise<unknown> = Promise.resolve();
 
   private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
@@ -334,6 +345,8 @@ export class JournalGroup {
       }
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
+      group.#mono = opts.monoClock ?? systemMonoNs;
+      group.#rates = new RateWindow(group.#mono(), group.#counters());
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
@@ -538,6 +551,7 @@ export class JournalGroup {
       }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
+    this.#rates?.note(this.#mono(), this.#counters());
     const header = encodeRecord({
       type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
     });
@@ -648,6 +662,19 @@ export class JournalGroup {
     });
     this.#purging = run.catch(() => undefined);
     return run;
+  }
+
+  /** The header of a record still in the journal and on disk (journal-out ≤ seq < written), else null. */
+  async header(seq: bigint): Promise<RecordHeader | null> {
+    const j = this.journal;
+    if (seq < j.outSeq || seq >= j.writtenSeq) return null;
+    return decodeRecord(await j.readHeaders(seq, 1), 0, `journal record ${seq}`);
+  }
+
+  /** Journal positions only grow: their differences are what was written and purged. */
+  #counters(): JournalCounters {
+    const j = this.journal;
+    return { records: j.allocSeq, bytes: j.allocPos, purgedRecords: j.outSeq, purgedBytes: j.outDataPos };
   }
 
   async #waitForSpace(count: number, bytes: number): Promise<void> {
@@ -903,6 +930,8 @@ export class JournalGroup {
       waitingWriters: this.#waiters.length,
       base: this.#base ? { baseId: this.#base.baseId, scope: this.#base.scope } : null,
       markers: this.#markerNames.size,
+      now: this.#clock.peek(),
+      rates: this.#ratesNow(u),
     };
   }
 
@@ -937,6 +966,16 @@ export class JournalGroup {
       await this.#bitmap?.close();
       await this.#lock.release();
     }
+  }
+
+  #ratesNow(u: { records: bigint; bytes: bigint }): GroupStatus['rates'] {
+    const now = this.#mono();
+    const c = this.#counters();
+    this.#rates?.note(now, c);
+    const oneMinute = this.#rates?.rate(now, c, MINUTE_NS) ?? null;
+    const fifteenMinutes = this.#rates?.rate(now, c, 15n * MINUTE_NS) ?? null;
+    const space = { records: u.records, bytes: u.bytes, metaSlots: this.journal.layout.metaSlots, dataSize: this.journal.layout.dataSize };
+    return { oneMinute, fifteenMinutes, forecast: { oneMinute: forecast(space, oneMinute), fifteenMinutes: forecast(space, fifteenMinutes) } };
   }
 
   #checkUsable(): void {

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
-import type { JournalGroup, GroupStatus, OpenGroupOptions } from '../journal/journal-group.js';
+import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
+import { siteStatus, type SiteStatus } from './site-status.js';
 import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
@@ -43,9 +44,8 @@ export interface ServedExport {
   uri: string;
 }
 
-/** What `jship status` gets from a serving owner. */
-export interface ServingStatus {
-  status: GroupStatus;
+/** What `jship status` gets from a serving owner: the site's status and the NBD server's figures. */
+export interface ServingStatus extends SiteStatus {
   serve: ServerStats | null;
 }
 
@@ -135,7 +135,7 @@ export class Serving {
 
 function controlHandlers(group: JournalGroup, nbd: NbdServer | null): ConstructorParameters<typeof ControlServer>[0] {
   return {
-    status: async (): Promise<ServingStatus> => ({ status: await group.status(), serve: nbd?.stats() ?? null }),
+    status: async (): Promise<ServingStatus> => ({ ...(await siteStatus(group)), serve: nbd?.stats() ?? null }),
     mark: async (args) => group.mark(stringArg(args, 'name')),
     export: async (args, progress) => runExport(group, exportArgs(args), progress),
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),

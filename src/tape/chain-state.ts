@@ -14,6 +14,8 @@ export interface ChainState {
   lastTapeSha256: string | null;
   /** Highest sequence number written to a committed tape (the chain's position; export continues after it). */
   exportedSeq: string;
+  /** Timestamp (ns) of the record at exportedSeq, when known (chains written before it was kept lack it). */
+  exportedTs?: string;
   /** Tapes written with --keep-until-ack (or to a stream) that no acknowledgement has covered yet. */
   pendingAcks: Array<{ serial: number; firstSeq: string; lastSeq: string }>;
   /** Highest sequence number an acknowledgement covered. */
@@ -27,7 +29,7 @@ export interface ChainState {
   /** Key id of the chain's last tape (null: plaintext; absent: no tape yet). A plaintext export after an encrypted one needs allowPlaintext. */
   lastKeyId?: string | null;
   /** Set just before a tape is renamed into place; cleared once the state has caught up. */
-  committing: { serial: number; path: string; sha256: string; lastSeq: string | null; keepUntilAck: boolean; firstSeq: string | null } | null;
+  committing: { serial: number; path: string; sha256: string; lastSeq: string | null; keepUntilAck: boolean; firstSeq: string | null; lastTs?: string } | null;
 }
 
 export const EMPTY_CHAIN: ChainState = { format: 1, nextSerial: 1, lastTapeSha256: null, exportedSeq: '0', pendingAcks: [], ackedSeq: '0', committing: null };

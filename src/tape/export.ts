@@ -181,7 +181,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     beforeCommit: async (t) => {
       if (chain) return chain.beforeSend(t, dataEnd);
       if (!opts.destination.durable) return;
-      state = { ...state, committing: { serial: t.serial, path: t.finalPath, sha256: t.sha256, firstSeq: t.trailer.updates?.firstSeq ?? null, lastSeq: t.trailer.updates?.lastSeq ?? null, keepUntilAck: keep } };
+      state = { ...state, committing: { serial: t.serial, path: t.finalPath, sha256: t.sha256, firstSeq: t.trailer.updates?.firstSeq ?? null, lastSeq: t.trailer.updates?.lastSeq ?? null, ...(t.trailer.updates ? { lastTs: t.trailer.updates.lastTs } : {}), keepUntilAck: keep } };
       await save(state);
     },
     onTape: async (t) => {
@@ -251,11 +251,13 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
 }
 
 /** The chain after tape `serial` is in place; `updates` is the range of its journal records, if any. */
-function advance(state: ChainState, serial: number, sha256: string, updates: { firstSeq: string; lastSeq: string } | null, keep: boolean): ChainState {
+function advance(state: ChainState, serial: number, sha256: string, updates: { firstSeq: string; lastSeq: string; lastTs?: string } | null, keep: boolean): ChainState {
   const lastSeq = updates ? BigInt(updates.lastSeq) : null;
-  const exported = lastSeq !== null && lastSeq > BigInt(state.exportedSeq) ? lastSeq : BigInt(state.exportedSeq);
+  const moved = lastSeq !== null && lastSeq > BigInt(state.exportedSeq);
+  const exported = moved ? lastSeq : BigInt(state.exportedSeq);
   return {
     ...state,
+    ...(moved && updates?.lastTs !== undefined ? { exportedTs: updates.lastTs } : {}),
     nextSerial: serial + 1,
     lastTapeSha256: sha256,
     exportedSeq: exported.toString(),
@@ -270,7 +272,7 @@ async function reconcile(dir: string, state: ChainState, s3?: S3Settings): Promi
   if (!c) return state;
   const sha = await (async () => sha256File(isS3Url(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
   const next = sha === c.sha256
-    ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq } : null, c.keepUntilAck)
+    ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq, ...(c.lastTs !== undefined ? { lastTs: c.lastTs } : {}) } : null, c.keepUntilAck)
     : { ...state, committing: null };
   await writeChainState(dir, next);
   return next;
