@@ -1,21 +1,20 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { readKeyFile } from '../tape/crypto.js';
+import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { rebuildCatalog } from '../replica/rebuild.js';
 import { emit, type CommonOptions } from './output.js';
 
 export function registerCatalog(program: Command): void {
-  program
+  withKeyOptions(program
     .command('catalog')
     .description('rebuild a replica\'s catalogue from its stored tapes alone')
     .argument('<REPLICA_DIR>', 'the replica')
     .option('--rebuild', 'read and verify every stored tape and rebuild the catalogue from them')
-    .option('--key <FILE>', 'key of encrypted tapes')
-    .option('--json', 'print one JSON object')
-    .action(async (dir: string, opts: CommonOptions & { rebuild?: boolean; key?: string }) => {
+    .option('--json', 'print one JSON object'))
+    .action(async (dir: string, opts: CommonOptions & KeyCliOptions & { rebuild?: boolean }) => {
       if (!opts.rebuild) throw new JshipError('USAGE', 'catalog needs --rebuild', { hint: 'jship catalog REPLICA_DIR --rebuild' });
-      const key = opts.key ? await readKeyFile(opts.key) : undefined;
-      const r = await rebuildCatalog(dir, key ? { key } : {});
+      const keys = await keyRing(opts);
+      const r = await rebuildCatalog(dir, keys ? { keys } : {});
       if (r.tapes.some((x) => x.status === 'unreadable')) process.exitCode = 1;
       emit(opts, r, () => [
         ...r.tapes.map((x) => `${x.status.padEnd(10)} ${x.file}${x.serial !== null ? ` (tape ${x.serial}, ${x.records} records)` : ''}${x.message ? `: ${x.message}` : ''}`),

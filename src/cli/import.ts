@@ -3,14 +3,13 @@ import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { makeAck, parseAckKey } from '../core/ack.js';
 import { writeFileAtomic } from '../io/files.js';
-import { readKeyFile } from '../tape/crypto.js';
+import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { importTapes, type ImportReport } from '../replica/import.js';
 import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
-interface ImportCliOptions extends CommonOptions, S3CliOptions {
-  key?: string;
+interface ImportCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions {
   ackOut?: string;
   ackKey?: string;
   allowPlaintext?: boolean;
@@ -22,15 +21,14 @@ export function registerImport(program: Command): void {
     .description('verify tapes and store them in a replica (created on first use), catalogued by sequence and time')
     .argument('<REPLICA_DIR>', 'the replica (a new or empty directory creates one)')
     .argument('<TAPE_OR_DIR...>', 'tape files, directories of *.tar.zst tapes, s3://BUCKET/PREFIX (the tapes there, in order), or - for one tape on standard input (a pipe, a tape drive read with dd)')
-    .option('--key <FILE>', 'the key of encrypted tapes (as given to export --encrypt-key)')
     .option('--allow-plaintext', 'take plaintext tapes into a chain whose earlier tapes are encrypted (after export --allow-plaintext)')
     .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')
     .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
     .option('--json', 'print one JSON object');
-  withS3Options(cmd)
+  withS3Options(withKeyOptions(cmd))
     .action(async (dir: string, sources: string[], opts: ImportCliOptions) => {
       if (opts.ackOut && !opts.ackKey) throw new JshipError('USAGE', '--ack-out needs --ack-key FILE (a copy of GROUP_DIR/ack.key)', { hint: 'copy ack.key from the primary site' });
-      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+      const keys = await keyRing(opts);
       const ackKey = opts.ackKey ? parseAckKey(await fsp.readFile(opts.ackKey, 'utf8').catch((e: Error) => {
         throw new JshipError('USAGE', `cannot read ${opts.ackKey}: ${e.message}`);
       }), opts.ackKey) : undefined;
@@ -39,7 +37,7 @@ export function registerImport(program: Command): void {
       let report: ImportReport;
       try {
         report = await importTapes(dir, sources, {
-          ...(key ? { key } : {}),
+          ...(keys ? { keys } : {}),
           ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
           s3: s3Settings(opts),
           onProgress: bar.onProgress,

@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime, parseTime } from '../core/time.js';
-import { readKeyFile } from '../tape/crypto.js';
+import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { PointSpec } from '../replica/restore-plan.js';
 import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 
-interface RestoreCliOptions extends CommonOptions {
+interface RestoreCliOptions extends CommonOptions, KeyCliOptions {
   volume: string[];
   mode?: string;
   target: string[];
@@ -20,7 +20,6 @@ interface RestoreCliOptions extends CommonOptions {
   dryRun?: boolean;
   coalesce: boolean;
   force?: boolean;
-  key?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -44,7 +43,7 @@ function parseMode(text: string): number {
 }
 
 export function registerRestore(program: Command): void {
-  program
+  withKeyOptions(program
     .command('restore')
     .description('rebuild volumes as they were at a point: into the SVOLs (default, whole group) or into files or devices')
     .argument('<REPLICA_DIR>', 'the replica')
@@ -59,15 +58,14 @@ export function registerRestore(program: Command): void {
     .option('--no-coalesce', 'replay every record in order instead of writing each surviving extent once')
     .option('--force', 'replace existing target files (only once the restore is complete)')
     .option('--mode <OCTAL>', 'file mode of restored image files (default 0600: they hold what the PVOLs hold)')
-    .option('--key <FILE>', 'key of encrypted tapes')
-    .option('--json', 'print one JSON object')
+    .option('--json', 'print one JSON object'))
     .action(async (dir: string, opts: RestoreCliOptions) => {
       const point = pointFromOptions(opts);
       const targets = opts.target.map((t) => {
         const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,62})=(.+)$/.exec(t);
         return m ? { volume: m[1] as string, path: m[2] as string } : { path: t };
       });
-      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+      const keys = await keyRing(opts);
       const bar = lazyProgress(opts, 'restoring');
       const stopGuard = onInterrupt('restore', () => 'new files stay under temporary names (removed by the next restore, or renamed by it if this one was renaming them); an SVOL or device being written stays marked "restore in progress" until a restore to at least the same point completes. Rerun the same command', opts.json === true);
       let r;
@@ -79,7 +77,7 @@ export function registerRestore(program: Command): void {
           coalesce: opts.coalesce,
           ...(opts.force ? { force: true } : {}),
           ...(opts.mode !== undefined ? { mode: parseMode(opts.mode) } : {}),
-          ...(key ? { key } : {}),
+          ...(keys ? { keys } : {}),
           onProgress: bar.onProgress,
         });
       } finally {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { readKeyFile } from '../tape/crypto.js';
+import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { verifyTapes } from '../tape/verify.js';
 import { expandTapeSources } from '../tape/tape-file.js';
 import { formatSize } from '../core/sizes.js';
@@ -12,14 +12,13 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description('check tapes offline, with no replica: structure, every checksum and hash, trailer, and the chain between tapes given together')
     .argument('<TAPE...>', 'tape files (or directories of them), s3://BUCKET/KEY.tar.zst objects or s3://BUCKET/PREFIX')
-    .option('--key <FILE>', 'key of encrypted tapes (without it only their structure and hashes are checked)')
     .option('--json', 'print one JSON object');
-  withS3Options(cmd)
-    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & { key?: string }) => {
-      const key = opts.key ? await readKeyFile(opts.key) : undefined;
+  withS3Options(withKeyOptions(cmd))
+    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & KeyCliOptions) => {
+      const keys = await keyRing(opts);
       const sources = await expandTapeSources(paths, s3Settings(opts));
       if (sources.length === 0) throw new JshipError('USAGE', `no tapes in ${paths.join(', ')}`, { hint: 'name tape files, directories holding *.tar.zst tapes, or s3:// objects or prefixes holding tapes' });
-      const results = await verifyTapes(sources, key ? { key } : {});
+      const results = await verifyTapes(sources, keys ? { keys } : {});
       if (results.some((r) => !r.ok)) process.exitCode = 1;
       emit(opts, { ok: results.every((r) => r.ok), tapes: results }, () => results.flatMap((r) => [
         r.ok

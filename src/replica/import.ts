@@ -5,7 +5,7 @@ import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
 import { syncDir, writeFully } from '../io/files.js';
-import type { TapeKey } from '../tape/crypto.js';
+import type { KeyRing } from '../tape/crypto.js';
 import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
@@ -50,7 +50,7 @@ export interface ImportReport extends ChainReport {
 }
 
 export interface ImportOptions {
-  key?: TapeKey;
+  keys?: KeyRing;
   /** How to reach the store for s3:// sources. */
   s3?: S3Settings;
   pool?: FramePool;
@@ -86,7 +86,7 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
   try {
     for await (const item of readTape(src.chunks(), {
       where: source,
-      ...(opts.key ? { key: opts.key } : {}),
+      ...(opts.keys ? { keys: opts.keys } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
       ...(onBytes ? { onBytes } : {}),
     })) {

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { TapeLabel } from '../tape/label.js';
-import type { TapeKey } from '../tape/crypto.js';
+import type { KeyRing } from '../tape/crypto.js';
 import { findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
@@ -16,7 +16,7 @@ export interface RebuildReport extends ChainReport {
  * Rebuilds the catalogue from the stored tapes alone (Bacula's bscan lesson):
  * every tape in tapes/ is read and verified again.
  */
-export async function rebuildCatalog(dir: string, opts: { key?: TapeKey } = {}): Promise<RebuildReport> {
+export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {}): Promise<RebuildReport> {
   // The old catalogue may be damaged or of another schema: keep only what it says about expiry.
   const expired = await (async () => {
     try {

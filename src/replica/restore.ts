@@ -5,7 +5,7 @@ import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { SectorClaims, type Claim } from '../core/winners.js';
-import type { TapeKey } from '../tape/crypto.js';
+import type { KeyRing } from '../tape/crypto.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
@@ -27,7 +27,7 @@ export interface RestoreOptions {
   force?: boolean;
   /** File mode of restored image files (default 0600: they hold what the PVOLs hold). */
   mode?: number;
-  key?: TapeKey;
+  keys?: KeyRing;
   onProgress?: (done: number, total: number) => void;
   /**
    * Taken by an owner that hands the replica over (the link receiver's
@@ -139,7 +139,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     segmentsRead: 0,
     bytesWritten: 0,
   };
-  const source = new SegmentSource(replica, opts.key, { cacheSize: READ_AHEAD + 2, pool });
+  const source = new SegmentSource(replica, opts.keys, { cacheSize: READ_AHEAD + 2, pool });
   source.checkKeys(tapes);
   if (opts.dryRun) return result;
   // The same restore again, after it was killed between its renames: the renames above finished it.

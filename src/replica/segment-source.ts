@@ -3,7 +3,7 @@ import { decompress } from 'zstd-napi';
 import type { FramePool } from '../tape/frame-pool.js';
 import { JshipError } from '../core/errors.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
-import { decryptPayload, type TapeKey } from '../tape/crypto.js';
+import { KeyRing, decryptPayload, missingKey } from '../tape/crypto.js';
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, segmentAad } from '../tape/segment.js';
 import { decodeEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
@@ -18,7 +18,7 @@ import type { Replica } from './replica.js';
  */
 export class SegmentSource {
   readonly #replica: Replica;
-  readonly #key: TapeKey | undefined;
+  readonly #keys: KeyRing | undefined;
   readonly #files = new Map<number, { path: string; keyId: string | null; mediaSet: string }>();
   readonly #cache = new Map<string, Buffer>();
   readonly #cacheSize: number;
@@ -26,10 +26,10 @@ export class SegmentSource {
 
   readonly #pool: FramePool | undefined;
 
-  constructor(replica: Replica, key: TapeKey | undefined, opts: { cacheSize?: number; pool?: FramePool } = {}) {
+  constructor(replica: Replica, keys: KeyRing | undefined, opts: { cacheSize?: number; pool?: FramePool } = {}) {
     this.#pool = opts.pool;
     this.#replica = replica;
-    this.#key = key;
+    this.#keys = keys;
     this.#cacheSize = opts.cacheSize ?? 4;
     for (const t of replica.catalog.tapes()) this.#files.set(t.serial, { path: replica.tapePath(t.file), keyId: t.keyId, mediaSet: t.mediaSet });
   }
@@ -38,11 +38,7 @@ export class SegmentSource {
   checkKeys(serials: Iterable<number>): void {
     for (const s of serials) {
       const f = this.#files.get(s);
-      if (f?.keyId && this.#key?.keyId !== f.keyId) {
-        throw new JshipError(this.#key ? 'TAPE_AUTH_FAILED' : 'TAPE_KEY_REQUIRED', `tape ${s} is encrypted (key id ${f.keyId})${this.#key ? `; the key given has id ${this.#key.keyId}` : ' and no key was given'}`, {
-          hint: 'give the key the tapes were written with: --key FILE',
-        });
-      }
+      if (f?.keyId && !this.#keys?.has(f.keyId)) throw missingKey(f.keyId, `tape ${s}`, this.#keys);
     }
   }
 
@@ -82,8 +78,8 @@ export class SegmentSource {
     }
     let payload = content.subarray(SEGMENT_HEADER_SIZE);
     if (sh.encrypted) {
-      if (!this.#key) throw new JshipError('TAPE_KEY_REQUIRED', `${where} is encrypted and no key was given`, { hint: 'give --key' });
-      payload = decryptPayload(this.#key, payload, segmentAad(content), where);
+      if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
+      payload = decryptPayload((this.#keys ?? new KeyRing([])).need(f.keyId, where), payload, segmentAad(content), where);
     }
     this.read++;
     this.#cache.set(k, payload);

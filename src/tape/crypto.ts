@@ -32,6 +32,58 @@ export async function readKeyFile(path: string): Promise<TapeKey> {
   return { key, keyId: createHash('sha256').update(key).digest('hex').slice(0, 16) };
 }
 
+/**
+ * The keys a reader holds (`--key FILE`, repeatable, and `--key-dir DIR`):
+ * each tape is opened with the key whose id its label names, so a chain
+ * whose key was rotated reads across the change.
+ */
+export class KeyRing {
+  readonly #keys = new Map<string, TapeKey>();
+
+  constructor(keys: Iterable<TapeKey>) {
+    for (const k of keys) this.#keys.set(k.keyId, k);
+  }
+
+  get ids(): string[] {
+    return [...this.#keys.keys()];
+  }
+
+  has(keyId: string): boolean {
+    return this.#keys.has(keyId);
+  }
+
+  /** The key with this id, or an error naming the id that is missing. */
+  need(keyId: string, where: string): TapeKey {
+    const k = this.#keys.get(keyId);
+    if (k) return k;
+    throw missingKey(keyId, where, this);
+  }
+}
+
+/** The error for an encrypted tape whose key is not among those given (none, or others). */
+export function missingKey(keyId: string, where: string, ring: KeyRing | undefined): JshipError {
+  const hint = `give the key with id ${keyId}: --key FILE (repeatable) or --key-dir DIR; a key's id is the first 16 hex digits of the SHA-256 of its 32 bytes`;
+  if (!ring || ring.ids.length === 0) return new JshipError('TAPE_KEY_REQUIRED', `${where} is encrypted (key id ${keyId}); no key was given`, { hint });
+  return new JshipError('TAPE_AUTH_FAILED', `${where} was encrypted with key id ${keyId}; the key${ring.ids.length > 1 ? 's' : ''} given ${ring.ids.length > 1 ? 'have ids' : 'has id'} ${ring.ids.join(', ')}`, { hint });
+}
+
+/** Reads the key files named and every file of the key directories named (each must be a key); undefined when none is named. */
+export async function readKeyRing(files: readonly string[], dirs: readonly string[] = []): Promise<KeyRing | undefined> {
+  if (files.length === 0 && dirs.length === 0) return undefined;
+  const paths = [...files];
+  for (const d of dirs) {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(d, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+    } catch (e) {
+      throw new JshipError('USAGE', `cannot read key directory ${d}: ${(e as Error).message}`, { hint: 'name a directory that holds key files (32 raw bytes or 64 hex characters each)' });
+    }
+    if (names.length === 0) throw new JshipError('USAGE', `key directory ${d} holds no files`, { hint: 'put the key files there, or name them with --key FILE' });
+    paths.push(...names.map((n) => `${d}/${n}`));
+  }
+  return new KeyRing(await Promise.all(paths.map(readKeyFile)));
+}
+
 /** Encrypts a segment payload: nonce + ciphertext + tag; `aad` binds it to its header and group. */
 export function encryptPayload(key: TapeKey, plain: Buffer, aad: Buffer): Buffer {
   const nonce = randomBytes(NONCE);

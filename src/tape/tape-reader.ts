@@ -3,7 +3,9 @@ import { decompress } from 'zstd-napi';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType, type RecordHeader } from '../core/record.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
-import { decryptPayload, type TapeKey } from './crypto.js';
+import { KeyRing, decryptPayload, type TapeKey } from './crypto.js';
+
+const NO_KEYS = new KeyRing([]);
 import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
@@ -24,7 +26,8 @@ export type TapeItem =
 export interface ReadTapeOptions {
   /** Names the tape in messages (its path). */
   where: string;
-  key?: TapeKey;
+  /** The keys to open encrypted tapes with (each by the id its label names). */
+  keys?: KeyRing;
   /** Decompresses on worker threads when given. */
   pool?: FramePool;
   /** Called with every byte of the file as it is read (to hash or copy it). */
@@ -62,6 +65,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     });
   };
   let label: TapeLabel | undefined;
+  let key: TapeKey | undefined;
   let trailer: TapeTrailer | undefined;
   let sawEof = false;
   const seen: SegmentInfo[] = [];
@@ -87,18 +91,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
         });
       }
       label = decodeLabel(entry.content, `${opts.where} label`);
-      if (label.encryption && !opts.structureOnly) {
-        if (!opts.key) {
-          throw new JshipError('TAPE_KEY_REQUIRED', `${opts.where} is encrypted (key id ${label.encryption.keyId}); no key was given`, {
-            hint: 'give the key file with --key (export: --encrypt-key); an encrypted tape is never read without it',
-          });
-        }
-        if (opts.key.keyId !== label.encryption.keyId) {
-          throw new JshipError('TAPE_AUTH_FAILED', `${opts.where} was encrypted with key id ${label.encryption.keyId}, the key given has id ${opts.key.keyId}`, {
-            hint: 'give the key file the tape was written with',
-          });
-        }
-      }
+      // An encrypted tape is never read without its key: refused at the label, before any segment.
+      if (label.encryption && !opts.structureOnly) key = (opts.keys ?? NO_KEYS).need(label.encryption.keyId, opts.where);
       return { type: 'label', label, offset, length };
     }
     if (entry.name === TRAILER_NAME) {
@@ -137,8 +131,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     let records: TapeRecord[] = [];
     if (!opts.structureOnly) {
       let payload = entry.content.subarray(SEGMENT_HEADER_SIZE);
-      if (sh.encrypted && opts.key) {
-        payload = decryptPayload(opts.key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`);
+      if (sh.encrypted && key) {
+        payload = decryptPayload(key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`);
       }
       records = parseRecords(payload, sh, `${opts.where} ${entry.name}`);
       for (const r of records) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isJshipError, type ErrorCode } from '../core/errors.js';
-import type { TapeKey } from './crypto.js';
+import type { KeyRing } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { readLabel } from './tape-file.js';
@@ -26,7 +26,7 @@ export interface TapeVerification {
 }
 
 /** Verifies tapes offline, with no replica; checks the chain between consecutive tapes given together. */
-export async function verifyTapes(sources: Array<string | TapeSource>, opts: { key?: TapeKey; pool?: FramePool } = {}): Promise<TapeVerification[]> {
+export async function verifyTapes(sources: Array<string | TapeSource>, opts: { keys?: KeyRing; pool?: FramePool } = {}): Promise<TapeVerification[]> {
   const out: TapeVerification[] = [];
   for (const src of sources) out.push(await verifyOne(asSource(src), opts));
   // Tapes given together are one chain: of one group (the first tape's), and within it the tape chain and each link secondary's.
@@ -66,7 +66,7 @@ function checkChain(tapes: TapeVerification[]): void {
   }
 }
 
-async function verifyOne(src: TapeSource, opts: { key?: TapeKey; pool?: FramePool }): Promise<TapeVerification> {
+async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePool }): Promise<TapeVerification> {
   const path = src.where;
   const v: TapeVerification = {
     path, ok: false, label: null, trailer: null, sha256: null, bytes: 0, segments: 0, records: 0, recordsChecked: true,
@@ -77,11 +77,11 @@ async function verifyOne(src: TapeSource, opts: { key?: TapeKey; pool?: FramePoo
     await src.size();
     // Only the label decides how to read; a tape without one is reported by the full read below.
     const label = await readLabel(src).catch(() => null);
-    const structureOnly = !!label?.encryption && !opts.key;
+    const structureOnly = !!label?.encryption && !opts.keys;
     v.recordsChecked = !structureOnly;
     for await (const item of readTape(src.chunks(), {
       where: path, structureOnly,
-      ...(opts.key ? { key: opts.key } : {}),
+      ...(opts.keys ? { keys: opts.keys } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
       onBytes: (c) => {
         hash.update(c);

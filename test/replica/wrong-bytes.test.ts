@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Compressor, compress } from 'zstd-napi';
 import { isJshipError } from '../../src/core/errors.js';
-import { readKeyFile } from '../../src/tape/crypto.js';
+import { readKeyFile, KeyRing } from '../../src/tape/crypto.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { expireReplica } from '../../src/replica/expire.js';
 import { importTapes } from '../../src/replica/import.js';
@@ -22,9 +22,9 @@ const svol = (rep: string, v: string): Buffer => readFileSync(join(rep, 'svol', 
 /** The image of each volume at `seq` (or latest), restored from a replica of genuine tapes into files. */
 async function model(dir: string, tapes: string[], seq?: bigint, key?: Awaited<ReturnType<typeof readKeyFile>>): Promise<{ a: Buffer; b: Buffer }> {
   const rep = join(dir, `model-${randomBytes(4).toString('hex')}`);
-  await importTapes(rep, tapes, key ? { key } : {});
+  await importTapes(rep, tapes, key ? { keys: new KeyRing([key]) } : {});
   const out = join(rep, 'out');
-  await restoreReplica(rep, { point: seq === undefined ? { kind: 'latest' } : { kind: 'seq', seq }, targets: [{ path: `${out}/` }], ...(key ? { key } : {}) });
+  await restoreReplica(rep, { point: seq === undefined ? { kind: 'latest' } : { kind: 'seq', seq }, targets: [{ path: `${out}/` }], ...(key ? { keys: new KeyRing([key]) } : {}) });
   return { a: readFileSync(join(out, 'a.img')), b: readFileSync(join(out, 'b.img')) };
 }
 
@@ -183,10 +183,10 @@ describe('a restore is byte-exact or refused (forged, spliced and damaged tapes)
     const [p1, p2] = tapeFiles(join(p, 't')) as [string, string];
     const [, c2] = tapeFiles(join(c, 't')) as [string, string];
     const rep = join(dir, 'rep');
-    const r = await importTapes(rep, [p1, c2, p2], { key });
+    const r = await importTapes(rep, [p1, c2, p2], { keys: new KeyRing([key]) });
     expect(r.tapes.map((x) => x.outcome)).toEqual(['imported', 'refused', 'imported']);
     expect(r.tapes[1]?.code).toBe('TAPE_PLAINTEXT');
-    await restoreReplica(rep, { point: { kind: 'latest' }, key });
+    await restoreReplica(rep, { point: { kind: 'latest' }, keys: new KeyRing([key]) });
     const want = await model(dir, [p1, p2], undefined, key);
     expect(svol(rep, 'a').equals(want.a)).toBe(true);
   });

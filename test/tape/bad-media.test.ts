@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decompress } from 'zstd-napi';
 import { scanFrame } from '../../src/core/zstd-frames.js';
-import { readKeyFile } from '../../src/tape/crypto.js';
+import { readKeyFile, KeyRing } from '../../src/tape/crypto.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 import { verifyTapes } from '../../src/tape/verify.js';
@@ -145,7 +145,7 @@ describe('damaged media', () => {
     await pool.close();
     const out = Buffer.concat([buf.subarray(0, off), forged, buf.subarray(off + len, toff), tframe]);
     writeFileSync(join(dir, 'forged.tar.zst'), out);
-    const [v] = await verifyTapes([join(dir, 'forged.tar.zst')], { key });
+    const [v] = await verifyTapes([join(dir, 'forged.tar.zst')], { keys: new KeyRing([key]) });
     expect(v?.error?.code).toBe('TAPE_AUTH_FAILED');
     const [structure] = await verifyTapes([join(dir, 'forged.tar.zst')]);
     expect(structure?.ok).toBe(true); // without the key only hashes are checked, and they were forged consistently

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RecordType } from '../../src/core/record.js';
 import { applyToImages, compareReplayOrder } from '../../src/core/replay.js';
-import { readKeyFile } from '../../src/tape/crypto.js';
+import { readKeyFile, KeyRing } from '../../src/tape/crypto.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { importTapes } from '../../src/replica/import.js';
 import { Replica } from '../../src/replica/replica.js';
@@ -150,16 +150,16 @@ describe('export and import round trips', () => {
       const [nokey] = await verifyTapes([file!]);
       expect(nokey?.ok).toBe(true);
       expect(nokey?.recordsChecked).toBe(false);
-      const [wrong] = await verifyTapes([file!], { key: k2 });
+      const [wrong] = await verifyTapes([file!], { keys: new KeyRing([k2]) });
       expect(wrong?.error?.code).toBe('TAPE_AUTH_FAILED');
       const refused = await importTapes(join(dir, 'rep'), [file!]);
       expect(refused.tapes[0]?.outcome).toBe('refused');
       expect(refused.tapes[0]?.code).toBe('TAPE_KEY_REQUIRED');
-      const refused2 = await importTapes(join(dir, 'rep'), [file!], { key: k2 });
+      const refused2 = await importTapes(join(dir, 'rep'), [file!], { keys: new KeyRing([k2]) });
       expect(refused2.tapes[0]?.code).toBe('TAPE_AUTH_FAILED');
-      const ok = await importTapes(join(dir, 'rep'), [file!], { key: k1 });
+      const ok = await importTapes(join(dir, 'rep'), [file!], { keys: new KeyRing([k1]) });
       expect(ok.ok).toBe(true);
-      expect((await tapeRecords(file!, { key: k1 })).updates).toEqual(before);
+      expect((await tapeRecords(file!, { keys: new KeyRing([k1]) })).updates).toEqual(before);
     } finally {
       await group.close();
     }
