@@ -61,6 +61,7 @@ export type ErrorCode =
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
   | 'EXPORT_BUSY'
+  | 'HOOK_FAILED'
   // object storage
   | 'S3_BAD_URL'
   | 'S3_NO_BUCKET'
