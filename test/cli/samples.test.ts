@@ -55,5 +55,17 @@ describe('samples', () => {
     const latest = spawnSync(join(bin, 'jship'), ['restore', join(dir, 'rep'), '--target', join(dir, 'out/')], { env });
     expect(latest.status).toBe(0);
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
+
+    // check-cron: each line's command, run as cron would (sh, cron's PATH with jship on it): silent while all holds.
+    const lines = readFileSync(join(root, 'samples/check-cron'), 'utf8').split('\n').filter((l) => /^[\d*]/.test(l));
+    expect(lines).toHaveLength(2);
+    const cron = (line: string, fill: (cmd: string) => string) => {
+      const cmd = fill(line.split(/\s+/).slice(5).join(' ').replace('/srv/jship/prod', g).replace('/srv/replica/prod', join(dir, 'rep')));
+      return spawnSync('/bin/sh', ['-c', cmd], { env: { PATH: `${bin}:/usr/bin:/bin`, HOME: dir }, encoding: 'utf8' });
+    };
+    for (const line of lines) expect(cron(line, (c) => c)).toMatchObject({ status: 0, stdout: '' });
+    // A limit that does not hold: the output (for cron's mail) names it.
+    const failing = cron(lines[1]!, (c) => c.replace('26h', '1ms'));
+    expect(failing.stdout).toMatch(/^ok {4}catalogue readable.*\nFAIL {2}newest restorable point .* old \(at most 0\.0 s\)\n1 of 2 checks fail\n$/);
   });
 });
