@@ -21,6 +21,7 @@ interface ServeCliOptions extends CommonOptions {
   linkTo?: string;
   linkCandidates?: string;
   linkFailoverAfter?: string;
+  metrics?: string;
   psk?: string;
 }
 
@@ -41,6 +42,7 @@ export function registerServe(program: Command): void {
     .option('--link-candidates <FILE>', 'push to the first reachable of these instead (see jship link push)')
     .option('--link-failover-after <DURATION>', 'with --link-candidates: move on after this long unreachable (default 60s)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
+    .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless HOST is given), or on a Unix socket PATH')
     .option('--stop-timeout <DURATION>', 'on SIGTERM/SIGINT, how long requests in flight may take before busy connections are closed (default 10s)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
@@ -61,12 +63,14 @@ export function registerServe(program: Command): void {
         key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
         log: (e: LinkEvent): void => log(toJson(e)),
       } : undefined;
-      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), log });
+      const metrics: Listen | undefined = opts.metrics === undefined ? undefined : opts.metrics.includes('/') ? { socket: opts.metrics } : parseHostPort(opts.metrics, '--metrics');
+      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), ...(metrics ? { metrics } : {}), log });
       const nbd = serving.nbd as NbdServer;
       const stopped = untilStopSignal('serve');
-      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: nbd.address, link: serving.link?.address ?? null, group: serving.group.dir, exports: serving.exports }, () => [
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: nbd.address, link: serving.link?.address ?? null, metrics: serving.metrics?.where ?? null, group: serving.group.dir, exports: serving.exports }, () => [
         `serving group ${serving.group.config.groupId} on ${nbd.address} (pid ${process.pid})`,
         ...(serving.link?.address ? [`  direct link: secondaries pull from ${serving.link.address} (TLS-PSK)`] : []),
+        ...(serving.metrics ? [`  metrics: ${serving.metrics.where.includes('/') ? `GET /metrics on the Unix socket ${serving.metrics.where}` : `http://${serving.metrics.where}/metrics`}`] : []),
         ...(pushing ? [`  direct link: pushing to ${opts.linkTo ?? `the candidates in ${opts.linkCandidates}`}`] : []),
         ...serving.exports.map((e) => `  ${e.name}  ${formatSize(e.size)}  ${e.uri}`),
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',

@@ -35,6 +35,9 @@ const ALLOWED_FLAGS: Readonly<Record<number, number>> = {
 };
 const PREFERRED_BLOCK = 4096;
 
+/** Told of every request served: its command name and the seconds from read to reply. */
+export type RequestObserver = (op: string, seconds: number) => void;
+
 export interface ConnectionStats {
   id: string;
   peer: string;
@@ -65,6 +68,7 @@ export class NbdConnection {
   readonly #backend: NbdBackend;
   readonly #budget: Budget;
   readonly #log: Log;
+  readonly #observe: RequestObserver | undefined;
   readonly #queue = new ByteQueue();
   #phase: Phase = 'client-flags';
   #noZeroes = false;
@@ -83,7 +87,8 @@ export class NbdConnection {
   #idle: (() => void) | undefined;
   #corked = false;
 
-  constructor(socket: Socket, backend: NbdBackend, budget: Budget, log: Log, id: string) {
+  constructor(socket: Socket, backend: NbdBackend, budget: Budget, log: Log, id: string, observe?: RequestObserver) {
+    this.#observe = observe;
     this.#socket = socket;
     this.#backend = backend;
     this.#budget = budget;
@@ -371,8 +376,11 @@ export class NbdConnection {
     this.#hold(held);
     this.#inFlight++;
     this.stats.inFlight = this.#inFlight;
-    this.#count(CMD_NAMES[r.type] ?? 'unknown');
+    const op = CMD_NAMES[r.type] ?? 'unknown';
+    this.#count(op);
+    const t0 = process.hrtime.bigint();
     void this.#serve(r, payload).finally(() => {
+      this.#observe?.(op, Number(process.hrtime.bigint() - t0) / 1e9);
       this.#release(held);
       this.#inFlight--;
       this.stats.inFlight = this.#inFlight;

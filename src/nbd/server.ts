@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { MAX_SOCKET_PATH, fitsSocketPath, formatHostPort, listenOn } from '../io/sockets.js';
 import { Budget } from './budget.js';
-import { NbdConnection, type ConnectionStats, type Log } from './connection.js';
+import { NbdConnection, type ConnectionStats, type Log, type RequestObserver } from './connection.js';
 import type { NbdBackend } from './export.js';
 
 /** Payload and reply bytes all connections together may hold. */
@@ -40,6 +40,7 @@ export class NbdServer {
   #where = '';
   #startedAt = Date.now();
   #next = 1;
+  #observer: RequestObserver | undefined;
 
   constructor(backend: NbdBackend, log: Log) {
     this.#backend = backend;
@@ -79,6 +80,11 @@ export class NbdServer {
     return this.#where;
   }
 
+  /** Observes every request of the connections accepted from now on (metrics). */
+  observe(fn: RequestObserver): void {
+    this.#observer = fn;
+  }
+
   stats(): ServerStats {
     const conns = [...this.#connections].map((c) => ({ ...c.stats, requests: { ...c.stats.requests } }));
     const now = this.#totals();
@@ -116,7 +122,7 @@ export class NbdServer {
 
   #accept(socket: Socket): void {
     const id = `client ${this.#next++} (${socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix socket'})`;
-    const conn = new NbdConnection(socket, this.#backend, this.#budget, this.#log, id);
+    const conn = new NbdConnection(socket, this.#backend, this.#budget, this.#log, id, this.#observer);
     this.#connections.add(conn);
     this.#log(`${id}: connected`);
     void conn.closed.then(() => {

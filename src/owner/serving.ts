@@ -4,6 +4,7 @@ import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { siteStatus, type SiteStatus } from './site-status.js';
+import { MetricsEndpoint, SiteMetrics } from './metrics.js';
 import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
@@ -35,6 +36,8 @@ export interface ServeOptions extends OpenGroupOptions {
   nbd?: boolean;
   /** The primary's end of the direct link, run by the same process. */
   link?: LinkPrimaryOptions;
+  /** Serve Prometheus metrics (GET /metrics) here. */
+  metrics?: Listen;
   log?: Log;
 }
 
@@ -60,9 +63,12 @@ export class Serving {
   readonly link: LinkPrimary | null;
   readonly control: ControlServer;
   readonly exports: readonly ServedExport[];
+  /** Where /metrics is served (null: not asked for). */
+  readonly metrics: MetricsEndpoint | null;
   #stopping: Promise<StopReport> | undefined;
 
-  private constructor(group: JournalGroup, nbd: NbdServer | null, link: LinkPrimary | null, control: ControlServer, exports: ServedExport[]) {
+  private constructor(group: JournalGroup, nbd: NbdServer | null, link: LinkPrimary | null, control: ControlServer, exports: ServedExport[], metrics: MetricsEndpoint | null) {
+    this.metrics = metrics;
     this.group = group;
     this.nbd = nbd;
     this.link = link;
@@ -75,9 +81,11 @@ export class Serving {
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
     const group = await openSiteGroup(dir, { replyAfterJournal: true, ...opts });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
-    const handlers = controlHandlers(group, nbd);
+    const metrics = opts.metrics ? new SiteMetrics(group, nbd) : null;
+    const handlers = controlHandlers(group, nbd, metrics);
     const control = new ControlServer(handlers, log);
     let link: LinkPrimary | null = null;
+    const endpoint = metrics ? new MetricsEndpoint(metrics) : null;
     try {
       await control.listen(group.dir, group.config.groupId);
       let exports: ServedExport[] = [];
@@ -91,8 +99,11 @@ export class Serving {
         }));
       }
       if (opts.link) link = await LinkPrimary.start(group, opts.link);
-      return new Serving(group, nbd, link, control, exports);
+      if (endpoint && opts.metrics) await endpoint.listen(opts.metrics);
+      return new Serving(group, nbd, link, control, exports, endpoint);
     } catch (e) {
+      await link?.stop().catch(() => undefined);
+      await endpoint?.close().catch(() => undefined);
       await nbd?.close().catch(() => undefined);
       await control.close().catch(() => undefined);
       await group.close();
@@ -115,6 +126,7 @@ export class Serving {
           await this.link?.stop();
           await this.nbd?.close();
           await this.control.close();
+          await this.metrics?.close();
         })();
         graceful.catch(() => undefined);
         if (!(await settlesWithin(graceful, timeoutMs))) {
@@ -133,11 +145,14 @@ export class Serving {
   }
 }
 
-function controlHandlers(group: JournalGroup, nbd: NbdServer | null): ConstructorParameters<typeof ControlServer>[0] {
+function controlHandlers(group: JournalGroup, nbd: NbdServer | null, metrics: SiteMetrics | null): ConstructorParameters<typeof ControlServer>[0] {
   return {
     status: async (): Promise<ServingStatus> => ({ ...(await siteStatus(group)), serve: nbd?.stats() ?? null }),
     mark: async (args) => group.mark(stringArg(args, 'name')),
-    export: async (args, progress) => runExport(group, exportArgs(args), progress),
+    export: async (args, progress) => {
+      const run = (): ReturnType<typeof runExport> => runExport(group, exportArgs(args), progress);
+      return metrics ? metrics.countExport(run) : run();
+    },
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
     linkForget: async (args) => forgetSecondary(group, stringArg(args, 'name')),
     scan: async () => {
