@@ -84,4 +84,9 @@ describe('serve --metrics (Prometheus)', () => {
     }
     expect(jshipJson('serve', g, '--metrics', 'nowhere').code).toBe(2);
   });
+
+  it('the sample scrape config is one promtool accepts', () => {
+    const r = spawnSync('promtool', ['check', 'config', new URL('../../samples/prometheus.yml', import.meta.url).pathname], { encoding: 'utf8' });
+    expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+  });
 });
