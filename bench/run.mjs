@@ -8,10 +8,11 @@ import { benchFullRestore, benchHotSpot } from './restore.mjs';
 import { benchNbd } from './nbd.mjs';
 import { benchS3 } from './s3.mjs';
 import { benchLink } from './link.mjs';
+import { benchBwlimit } from './bwlimit.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { formatSize, parseSize } from '../core/sizes.js';
+import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
@@ -20,6 +20,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   allowEmpty?: boolean;
   allowPlaintext?: boolean;
   wait?: string;
+  bwlimit?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -34,12 +35,14 @@ export function registerExport(program: Command): void {
     .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
+    .option('--bwlimit <RATE>', 'write at most RATE bytes per second to the destination (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)')
     .option('--wait <DURATION>', 'wait this long for an export of the same group that is running (default 5m), then fail with EXPORT_BUSY')
     .option('--allow-plaintext', 'write plaintext tapes although the chain\'s last tape was encrypted')
     .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)');
   withS3Options(cmd)
     .action(async (dir: string, opts: ExportCliOptions) => {
       if (!opts.to) throw new JshipError('USAGE', 'export needs --to DIR_OR_FILE (or - for standard output)', { hint: 'e.g. jship export /srv/grp --to /mnt/tapes/' });
+      const bwlimit = opts.bwlimit !== undefined ? parseRate(opts.bwlimit) : null;
       const req: ExportRequest = {
         to: opts.to,
         ...(opts.base ? { base: true } : {}),
@@ -50,6 +53,7 @@ export function registerExport(program: Command): void {
         ...(opts.allowEmpty ? { allowEmpty: true } : {}),
         ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
         ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
+        ...(bwlimit !== null ? { bwlimit } : {}),
         // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
         s3: isS3Url(opts.to) ? await resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
       };

@@ -1,10 +1,12 @@
+import { eventLine } from '../core/events.js';
+import { Throttle } from '../io/throttle.js';
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { parseDuration } from '../core/time.js';
-import { parseSize } from '../core/sizes.js';
+import { parseRate, parseSize } from '../core/sizes.js';
 import { onGroup } from '../owner/on-group.js';
 import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
@@ -31,16 +33,14 @@ interface LinkCliOptions extends CommonOptions {
   applyDelay?: string;
   once?: boolean;
   maxTape?: string;
+  bwlimit?: string;
 }
 
 /** Events: one JSON line each with --json (DESIGN: long-running verbs), else a timestamped line on stderr. */
 function eventLog(opts: CommonOptions): (e: LinkEvent) => void {
   return opts.json
     ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
-    : (e) => {
-      const { event, ...rest } = e;
-      process.stderr.write(`${new Date().toISOString()} ${event} ${Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : toJson(v)}`).join(' ')}\n`);
-    };
+    : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
 }
 
 function required(v: string | undefined, flag: string, verb: string): string {
@@ -66,8 +66,16 @@ async function secondaryOptions(dir: string, opts: LinkCliOptions, verb: string)
   const key = await readLinkKey(required(opts.psk, '--psk FILE (the primary\'s GROUP_DIR/link.key)', verb));
   if (opts.applyDelay !== undefined && !opts.apply) throw new JshipError('USAGE', '--apply-delay needs --apply', { hint: 'add --apply to keep the SVOLs restored' });
   const delayNs = opts.applyDelay !== undefined ? parseDuration(opts.applyDelay, '--apply-delay') : 0n;
-  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}) };
+  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}), ...throttleOf(opts) };
 }
+
+/** --bwlimit RATE as a throttle (none for off). */
+function throttleOf(opts: LinkCliOptions): { throttle?: Throttle } {
+  const rate = opts.bwlimit !== undefined ? parseRate(opts.bwlimit) : null;
+  return rate === null ? {} : { throttle: new Throttle(rate) };
+}
+
+const BWLIMIT_HELP = 'move at most RATE bytes per second of tapes (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)';
 
 /** Runs until SIGTERM/SIGINT, then stops `stop` and says so. */
 async function runUntilSignal(verb: string, opts: CommonOptions, ready: object, human: string[], stop: () => Promise<void>): Promise<void> {
@@ -84,7 +92,8 @@ function secondaryFlags(cmd: Command): Command {
     .option('--psk <FILE>', 'the link key (a copy of the primary\'s GROUP_DIR/link.key)')
     .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
     .option('--apply', 'keep the SVOLs restored up to the newest record')
-    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake');
+    .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake')
+    .option('--bwlimit <RATE>', BWLIMIT_HELP);
 }
 
 export function registerLink(program: Command): void {
@@ -99,11 +108,12 @@ export function registerLink(program: Command): void {
     .option('--listen <HOST:PORT>', 'where secondaries connect')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'serve'), '--listen');
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
-      const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
+      const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       const address = serving.link?.address ?? '';
       await runUntilSignal('serve', opts, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
         [`serving the journal of group ${serving.group.config.groupId} to secondaries on ${address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
@@ -119,12 +129,13 @@ export function registerLink(program: Command): void {
     .option('--failover-after <DURATION>', 'move to the next candidate when the current one is unreachable this long (default 60s)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
       if ((opts.to === undefined) === (opts.candidates === undefined)) throw new JshipError('USAGE', 'jship link push needs either --to HOST:PORT or --candidates FILE', { hint: 'run jship link push --help' });
       const { push, failoverMs } = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '');
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
-      const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts) }, log: (m) => eventLog(opts)({ event: 'log', message: m }) });
+      const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
         [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
         async () => { await serving.stop(); });

@@ -4,6 +4,7 @@ import { reportError } from './output.js';
 import { registerInit } from './init.js';
 import { registerStatus } from './status.js';
 import { registerCheck } from './check.js';
+import { registerBwlimit } from './bwlimit.js';
 import { registerMark } from './mark.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerStatus(program);
   registerCheck(program);
+  registerBwlimit(program);
   registerMark(program);
   registerScan(program);
   registerServe(program);

@@ -1,3 +1,5 @@
+import { Throttle } from '../io/throttle.js';
+import { parseRate } from '../core/sizes.js';
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
@@ -10,7 +12,7 @@ import type { NbdServer } from '../nbd/server.js';
 import { parseHostPort, type HostPort } from '../io/sockets.js';
 import { pushTargets } from './link.js';
 import { readLinkKey } from '../link/link-tls.js';
-import type { LinkEvent } from '../link/primary-session.js';
+import { eventLine, type EventLog } from '../core/events.js';
 import { groupPaths } from '../journal/group-files.js';
 
 interface ServeCliOptions extends CommonOptions {
@@ -22,6 +24,7 @@ interface ServeCliOptions extends CommonOptions {
   linkCandidates?: string;
   linkFailoverAfter?: string;
   metrics?: string;
+  linkBwlimit?: string;
   psk?: string;
 }
 
@@ -42,6 +45,7 @@ export function registerServe(program: Command): void {
     .option('--link-candidates <FILE>', 'push to the first reachable of these instead (see jship link push)')
     .option('--link-failover-after <DURATION>', 'with --link-candidates: move on after this long unreachable (default 60s)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
+    .option('--link-bwlimit <RATE>', 'send the link\'s tapes at most this fast (20M is 20 MiB/s; change it while serving with jship bwlimit)')
     .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless HOST is given), or on a Unix socket PATH')
     .option('--stop-timeout <DURATION>', 'on SIGTERM/SIGINT, how long requests in flight may take before busy connections are closed (default 10s)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
@@ -51,17 +55,19 @@ export function registerServe(program: Command): void {
         throw new JshipError('USAGE', '--socket and --listen exclude each other', { hint: 'serve on a Unix socket or on TCP, not both' });
       }
       const listen: Listen | undefined = opts.listen !== undefined ? parseListen(opts.listen) : opts.socket !== undefined ? { socket: opts.socket } : undefined;
-      // Under --json every event is a JSON line on stdout (ready, each log event, stopped); else the log goes to stderr.
-      const log = opts.json
-        ? (message: string): void => { process.stdout.write(`${toJson({ event: 'log', time: new Date().toISOString(), message })}\n`); }
-        : (message: string): void => { process.stderr.write(`${new Date().toISOString()} ${message}\n`); };
+      // Under --json every event is a JSON line on stdout (ready, each event, stopped); else one readable line each on stderr.
+      const log: EventLog = opts.json
+        ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
+        : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
       if (opts.linkTo !== undefined && opts.linkCandidates !== undefined) throw new JshipError('USAGE', '--link-to and --link-candidates exclude each other', { hint: 'push to one secondary, or to the first reachable candidate' });
       const pushing = opts.linkTo !== undefined || opts.linkCandidates !== undefined;
+      const linkRate = opts.linkBwlimit !== undefined ? parseRate(opts.linkBwlimit, '--link-bwlimit') : null;
       const link = opts.linkListen !== undefined || pushing ? {
         ...(opts.linkListen !== undefined ? { listen: parseHostPort(opts.linkListen, '--link-listen') } : {}),
         ...(pushing ? await pushTargets(opts.linkTo, opts.linkCandidates, opts.linkFailoverAfter, 'link-') : {}),
         key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
-        log: (e: LinkEvent): void => log(toJson(e)),
+        ...(linkRate !== null ? { throttle: new Throttle(linkRate) } : {}),
+        log,
       } : undefined;
       const metrics: Listen | undefined = opts.metrics === undefined ? undefined : opts.metrics.includes('/') ? { socket: opts.metrics } : parseHostPort(opts.metrics, '--metrics');
       const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), ...(metrics ? { metrics } : {}), log });
@@ -76,9 +82,9 @@ export function registerServe(program: Command): void {
         'every write is journaled before it is acknowledged; stop with SIGTERM or Ctrl-C',
       ]);
       const sig = await stopped;
-      log(`${sig}: finishing requests in flight (at most ${`${stopTimeoutMs / 1000} s`}), flushing`);
+      log({ event: 'stop-requested', signal: sig, timeoutSeconds: stopTimeoutMs / 1000, doing: 'finishing requests in flight, flushing' });
       const report = await serving.stop(stopTimeoutMs);
-      if (report.forced) log(`stop: requests still in flight after ${`${stopTimeoutMs / 1000} s`}: closed ${report.connectionsClosed} NBD connection(s) and ${report.controlClosed} control connection(s); what they had not been answered was not acknowledged`);
+      if (report.forced) log({ event: 'stop-forced', afterSeconds: stopTimeoutMs / 1000, nbdClosed: report.connectionsClosed, controlClosed: report.controlClosed, note: 'requests not answered were not acknowledged' });
       const after = nbd.stats().totals;
       if (opts.json) process.stdout.write(`${toJson({ event: 'stopped', stopped: true, signal: sig, ...after, ...report })}\n`);
       else process.stdout.write(`stopped (${sig}): ${after.connections} connections, ${after.requests} requests, ${formatSize(after.bytesWritten)} written${report.forced ? `; ${report.connectionsClosed + report.controlClosed} busy connections closed after ${`${stopTimeoutMs / 1000} s`}` : ''}; journal flushed, group closed\n`);

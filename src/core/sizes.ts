@@ -22,6 +22,20 @@ export function parseSize(text: string, what = 'size'): number {
   return value;
 }
 
+/**
+ * Parses a bandwidth limit as rclone's --bwlimit does: bytes per second with
+ * K, M, G (powers of 1024; a bare number is KiB/s, as in rclone), an optional
+ * "/s"; "off" or 0 is no limit (null).
+ */
+export function parseRate(text: string, what = '--bwlimit'): number | null {
+  const t = text.trim().replace(/\/s$/i, '');
+  if (/^(off|0+)$/i.test(t)) return null;
+  const bare = /^\d+$/.test(t);
+  const bytes = parseSize(bare ? `${t}K` : t, what);
+  if (bytes < 1024) throw new JshipError('BAD_SIZE', `${what} "${text}" is below 1 KiB/s`, { hint: 'e.g. --bwlimit 20M (20 MiB/s), --bwlimit 512K, or --bwlimit off' });
+  return bytes;
+}
+
 /** Formats bytes for people: 1.5 GiB, 512 KiB, 100 B. */
 export function formatSize(bytes: number | bigint): string {
   let n = Number(bytes);

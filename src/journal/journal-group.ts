@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
 import { MINUTE_NS, RateWindow, forecast, type JournalCounters, type JournalForecast, type JournalRate } from '../core/journal-rates.js';
+import type { EventLog } from '../core/events.js';
 import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
@@ -60,6 +61,8 @@ export interface OpenGroupOptions {
    * them (src/owner/consumers.ts); without any, `purgeSecured` refuses.
    */
   consumers?: readonly JournalConsumer[];
+  /** Told of every change of state (journal-full, journal-suspended, writer-blocked, …). */
+  onEvent?: EventLog;
 }
 
 /**
@@ -268,6 +271,8 @@ export class JournalGroup {
   #base: BaseRun | undefined;
   #consumers: readonly JournalConsumer[] | undefined;
   #mono: () => bigint = systemMonoNs;
+  #onEvent: EventLog | undefined;
+  #lastState: GroupState = 'active';
   #rates: RateWindow | undefined;
   #purging: Promise<unknown> = Promise.resolve();
 
@@ -345,6 +350,8 @@ export class JournalGroup {
       }
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
+      group.#onEvent = opts.onEvent;
+      group.#lastState = group.state;
       group.#mono = opts.monoClock ?? systemMonoNs;
       group.#rates = new RateWindow(group.#mono(), group.#counters());
       const interval = opts.checkpointIntervalMs ?? 5000;
@@ -552,6 +559,7 @@ export class JournalGroup {
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
     this.#rates?.note(this.#mono(), this.#counters());
+    this.#noteState();
     const header = encodeRecord({
       type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
     });
@@ -634,6 +642,7 @@ export class JournalGroup {
     this.#wakeWaiters();
     // An idle suspended group resumes as soon as space is back, not only at the next client write.
     if (this.#suspended) await this.#tryResume();
+    this.#noteState();
     return this.journal.outSeq;
   }
 
@@ -671,6 +680,22 @@ export class JournalGroup {
     return decodeRecord(await j.readHeaders(seq, 1), 0, `journal record ${seq}`);
   }
 
+  /**
+   * Tells of a change of state, once: journal-nearly-full, journal-full,
+   * journal-suspended, journal-resumed (suspended → resync-pending),
+   * journal-resync-complete, journal-active.
+   */
+  #noteState(why?: string): void {
+    const now = this.state;
+    const was = this.#lastState;
+    if (now === was) return;
+    this.#lastState = now;
+    const event = was === 'suspended' && now === 'resync-pending' ? 'journal-resumed'
+      : was === 'resync-pending' && now !== 'suspended' ? 'journal-resync-complete'
+        : `journal-${now}`;
+    this.#onEvent?.({ event, from: was, state: now, usage: this.#usageText(), ...(why ? { why } : {}) });
+  }
+
   /** Journal positions only grow: their differences are what was written and purged. */
   #counters(): JournalCounters {
     const j = this.journal;
@@ -696,6 +721,8 @@ export class JournalGroup {
         };
         if (front) this.#waiters.unshift(w);
         else this.#waiters.push(w);
+        this.#noteState();
+        if (!front) this.#onEvent?.({ event: 'writer-blocked', records: count, bytes, waiting: this.#waiters.length, usage: this.#usageText(), timeoutMs: this.config.policy.blockTimeoutMs });
         const timer = setTimeout(() => {
           const i = this.#waiters.indexOf(w);
           if (i >= 0) {
@@ -706,6 +733,8 @@ export class JournalGroup {
       });
       if (!waited) {
         this.#wakeWaiters();
+        this.#onEvent?.({ event: 'writer-failed', error: 'JOURNAL_FULL', usage: this.#usageText(), waitedMs: this.config.policy.blockTimeoutMs });
+        this.#noteState();
         throw new JshipError('JOURNAL_FULL', `the journal is full (${this.#usageText()}) and no space was freed within ${this.config.policy.blockTimeoutMs} ms`, {
           hint: 'export the journal so that it can be purged (jship export), or re-create the group with a larger --journal-size',
         });
@@ -743,6 +772,7 @@ export class JournalGroup {
       await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
       this.#suspended = true;
       this.#suspensions++;
+      this.#noteState(reason);
       await this.appendMarker({ kind: 'suspended', reason }, true);
     })().finally(() => {
       this.#suspending = undefined;
@@ -759,6 +789,7 @@ export class JournalGroup {
     const bitmap = this.#bitmap as DirtyBitmap;
     await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_SUSPENDED }, true);
     await this.appendMarker({ kind: 'resumed', dirtyBytes: bitmap.dirtyCount() * bitmap.chunkSize }, true);
+    this.#noteState(`${bitmap.dirtyCount() * bitmap.chunkSize} bytes to resync`);
     return true;
   }
 
@@ -836,6 +867,7 @@ export class JournalGroup {
             await this.#bitmap.close();
             this.#bitmap = undefined;
             await fsp.rm(groupPaths(this.dir).bitmap, { force: true });
+            this.#noteState(`${run.scope} base ${run.baseId} complete`);
           }
         }
         await this.flush();
@@ -989,7 +1021,9 @@ export class JournalGroup {
   }
 
   #fail(e: unknown): void {
-    this.#failed ??= e instanceof Error ? e : new Error(String(e));
+    if (this.#failed) return;
+    this.#failed = e instanceof Error ? e : new Error(String(e));
+    this.#onEvent?.({ event: 'group-failed', error: this.#failed.message, hint: 'the group takes no more writes; close it and open it again once the cause is mended' });
   }
 
   #track<T>(p: Promise<T>): Promise<T> {

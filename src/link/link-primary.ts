@@ -1,4 +1,5 @@
 import { isJshipError } from '../core/errors.js';
+import type { Throttle } from '../io/throttle.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { FramePool } from '../tape/frame-pool.js';
 import type { Candidate } from './candidates.js';
@@ -21,6 +22,8 @@ export interface LinkPrimaryOptions {
   retryMs?: number;
   maxTapeBytes?: number;
   timeoutMs?: number;
+  /** Paces the tape bytes of every session (its rate may change while they run). */
+  throttle?: Throttle;
 }
 
 /**
@@ -51,6 +54,7 @@ export class LinkPrimary {
       group, pool, log: o.log,
       ...(o.maxTapeBytes !== undefined ? { maxTapeBytes: o.maxTapeBytes } : {}),
       ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+      ...(o.throttle ? { throttle: o.throttle } : {}),
       ...(onName ? { onName } : {}),
     });
     try {

@@ -1,3 +1,4 @@
+import type { Throttle } from '../io/throttle.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { FramePool } from '../tape/frame-pool.js';
 import type { Channel } from './channel.js';
@@ -16,6 +17,8 @@ export interface LinkSecondaryOptions {
   apply?: { delayNs: bigint };
   timeoutMs?: number;
   lockWaitMs?: number;
+  /** Take tape bytes in no faster than this (a bandwidth limit; the link's flow control slows the primary). */
+  throttle?: Throttle;
 }
 
 /** Errors a retry cannot mend: the wrong key, group, position or arguments. */
@@ -31,6 +34,7 @@ function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' |
     ...(o.apply ? { apply: o.apply } : {}),
     ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.lockWaitMs !== undefined ? { lockWaitMs: o.lockWaitMs } : {}),
+    ...(o.throttle ? { throttle: o.throttle } : {}),
   };
 }
 

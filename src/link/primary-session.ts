@@ -1,3 +1,4 @@
+import type { EventLog, JshipEvent } from '../core/events.js';
 import { hostname } from 'node:os';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
@@ -5,6 +6,8 @@ import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
 import { trailerEffects } from '../tape/label.js';
 import type { FramePool } from '../tape/frame-pool.js';
+import { throttled } from '../tape/destination.js';
+import type { Throttle } from '../io/throttle.js';
 import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import { LinkDestination } from './link-destination.js';
@@ -15,8 +18,9 @@ import {
 import { newSecondary, readRegistry, updateRegistry, type SecondaryState } from './registry.js';
 
 /** What a link process reports: one JSON line each under --json. */
-export type LinkEvent = { event: string; [k: string]: unknown };
-export type LinkLog = (e: LinkEvent) => void;
+/** The link's events are the product's events (core/events.ts). */
+export type LinkEvent = JshipEvent;
+export type LinkLog = EventLog;
 
 export interface PrimaryOptions {
   group: JournalGroup;
@@ -30,6 +34,8 @@ export interface PrimaryOptions {
   heartbeatMs?: number;
   /** Told the secondary's name once its hello is read. */
   onName?: (name: string) => void;
+  /** Paces the tape bytes sent (a bandwidth limit). */
+  throttle?: Throttle;
 }
 
 const DEFAULT_TAPE_BYTES = 64 * 1024 * 1024;
@@ -228,7 +234,7 @@ async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState
   for (let attempt = 0; ; attempt++) {
     try {
       return await exportGroup(o.group, {
-        destination: new LinkDestination(ch),
+        destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
         base: fullBaseFor(o.group, s),
         keepUntilAck: true,
         pool: o.pool,

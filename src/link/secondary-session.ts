@@ -6,6 +6,7 @@ import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
 import { resolvePoint } from '../replica/restore-plan.js';
 import { restoreReplica } from '../replica/restore.js';
+import type { Throttle } from '../io/throttle.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
@@ -29,6 +30,8 @@ export interface SecondaryOptions {
   timeoutMs?: number;
   /** How long to wait for a replica another process holds (a restore) before giving up. */
   lockWaitMs?: number;
+  /** Paces the tape bytes taken in (the link's flow control slows the primary to it). */
+  throttle?: Throttle;
 }
 
 /** What the replica holds of its link chain: the resume position it reports. */
@@ -194,6 +197,7 @@ async function receiveTape(ch: Channel, replica: Replica, serial: number, o: Sec
         return;
       }
       bytes += f.payload.length;
+      if (o.throttle) await o.throttle.pass(f.payload.length);
       yield f.payload;
     }
   }

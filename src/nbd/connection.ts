@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/events.js';
 import type { Socket } from 'node:net';
 import { Budget } from './budget.js';
 import { ByteQueue } from '../core/byte-queue.js';
@@ -50,7 +51,8 @@ export interface ConnectionStats {
   inFlight: number;
 }
 
-export type Log = (message: string) => void;
+/** The NBD server's events (client-error, client-closed, request-failed, …). */
+export type Log = EventLog;
 
 type Phase = 'client-flags' | 'option-header' | 'option-data' | 'request' | 'payload' | 'discard' | 'done';
 
@@ -120,7 +122,7 @@ export class NbdConnection {
       else this.#drop(this.#phase === 'client-flags' || this.#phase === 'option-header' ? undefined : `closed in the middle of ${this.#phase === 'payload' || this.#phase === 'discard' ? 'a write payload (not acknowledged, not written)' : 'an option'}`);
     });
     socket.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') this.#log(`${this.stats.id}: socket error: ${e.message}`);
+      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') this.#log({ event: 'client-error', client: this.stats.id, error: e.message });
     });
     socket.on('drain', () => this.#pump());
     socket.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
@@ -243,7 +245,7 @@ export class NbdConnection {
 
   /** Ends the connection without a reply: the only answer to bytes that cannot be parsed. Returns false. */
   #drop(reason: string | undefined): false {
-    if (reason) this.#log(`${this.stats.id}: closed: ${reason}`);
+    if (reason) this.#log({ event: 'client-closed', client: this.stats.id, reason });
     this.#phase = 'done';
     this.#socket.destroy();
     return false;
@@ -450,7 +452,7 @@ export class NbdConnection {
     } catch (e) {
       const { errno, message } = this.#backend.errno(e);
       // Failures of ours (not the client's): the operator needs to see them, not only the client.
-      if (errno === Errno.EIO) this.#log(`${this.stats.id}: ${CMD_NAMES[r.type]} of ${r.length} bytes at ${r.offset} failed: ${message}`);
+      if (errno === Errno.EIO) this.#log({ event: 'request-failed', client: this.stats.id, op: CMD_NAMES[r.type] ?? 'unknown', bytes: r.length, offset: r.offset.toString(), error: message });
       this.#replyError(r, errno, message);
     }
   }

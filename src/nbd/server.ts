@@ -124,7 +124,7 @@ export class NbdServer {
     const id = `client ${this.#next++} (${socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix socket'})`;
     const conn = new NbdConnection(socket, this.#backend, this.#budget, this.#log, id, this.#observer);
     this.#connections.add(conn);
-    this.#log(`${id}: connected`);
+    this.#log({ event: 'client-connected', client: id });
     void conn.closed.then(() => {
       this.#connections.delete(conn);
       const s = conn.stats;
@@ -133,7 +133,7 @@ export class NbdServer {
       this.#gone.bytesRead += s.bytesRead;
       this.#gone.bytesWritten += s.bytesWritten;
       this.#gone.errors += s.errors;
-      this.#log(`${id}: disconnected after ${count(s)} requests${s.export !== null ? ` to "${s.export}"` : ''}, ${s.bytesWritten} bytes written, ${s.bytesRead} read, ${s.errors} errors`);
+      this.#log({ event: 'client-disconnected', client: id, export: s.export, requests: count(s), bytesWritten: s.bytesWritten, bytesRead: s.bytesRead, errors: s.errors });
     });
   }
 

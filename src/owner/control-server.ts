@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/events.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +36,7 @@ export class ControlServer {
   #path = '';
   #pointer = '';
 
-  constructor(handlers: Record<string, ControlHandler>, readonly log: (message: string) => void) {
+  constructor(handlers: Record<string, ControlHandler>, readonly log: EventLog) {
     this.#handlers = new Map(Object.entries(handlers));
     this.#server = createServer((s) => this.#accept(s));
   }
@@ -128,7 +129,7 @@ export class ControlServer {
   }
 
   #refuse(socket: Socket, e: unknown): void {
-    this.log(`control: refused a request: ${(e as Error).message}`);
+    this.log({ event: 'control-refused', error: (e as Error).message });
     socket.end(encodeControl(errorReply(e)));
   }
 }

@@ -5,12 +5,13 @@ import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { siteStatus, type SiteStatus } from './site-status.js';
 import { MetricsEndpoint, SiteMetrics } from './metrics.js';
+import { Throttle } from '../io/throttle.js';
 import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
-import type { Log } from '../nbd/connection.js';
+import { eventLine, type EventLog } from '../core/events.js';
 import { groupBackend } from '../nbd/group-backend.js';
 import { NbdServer, type Listen, type ServerStats } from '../nbd/server.js';
 import { LinkPrimary, type LinkPrimaryOptions } from '../link/link-primary.js';
@@ -38,7 +39,8 @@ export interface ServeOptions extends OpenGroupOptions {
   link?: LinkPrimaryOptions;
   /** Serve Prometheus metrics (GET /metrics) here. */
   metrics?: Listen;
-  log?: Log;
+  /** Every event of the owner: the group's, NBD clients', the link's, exports'. Default: a line each on stderr. */
+  log?: EventLog;
 }
 
 export interface ServedExport {
@@ -77,12 +79,14 @@ export class Serving {
   }
 
   static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
-    const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
+    const log: EventLog = opts.log ?? ((e) => process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`));
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
-    const group = await openSiteGroup(dir, { replyAfterJournal: true, ...opts });
+    const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     const metrics = opts.metrics ? new SiteMetrics(group, nbd) : null;
-    const handlers = controlHandlers(group, nbd, metrics);
+    // The link's sessions share one throttle, so that `jship bwlimit` can change it while they run.
+    const linkOpts = opts.link ? { ...opts.link, throttle: opts.link.throttle ?? new Throttle(null) } : undefined;
+    const handlers = controlHandlers(group, nbd, metrics, linkOpts?.throttle ?? null, log);
     const control = new ControlServer(handlers, log);
     let link: LinkPrimary | null = null;
     const endpoint = metrics ? new MetricsEndpoint(metrics) : null;
@@ -98,7 +102,7 @@ export class Serving {
           uri: 'socket' in listen ? `nbd+unix:///${encodeURIComponent(v.name)}?socket=${where}` : `nbd://${where}/${encodeURIComponent(v.name)}`,
         }));
       }
-      if (opts.link) link = await LinkPrimary.start(group, opts.link);
+      if (linkOpts) link = await LinkPrimary.start(group, linkOpts);
       if (endpoint && opts.metrics) await endpoint.listen(opts.metrics);
       return new Serving(group, nbd, link, control, exports, endpoint);
     } catch (e) {
@@ -145,16 +149,45 @@ export class Serving {
   }
 }
 
-function controlHandlers(group: JournalGroup, nbd: NbdServer | null, metrics: SiteMetrics | null): ConstructorParameters<typeof ControlServer>[0] {
+function controlHandlers(group: JournalGroup, nbd: NbdServer | null, metrics: SiteMetrics | null, linkThrottle: Throttle | null, log: EventLog): ConstructorParameters<typeof ControlServer>[0] {
+  const exporting = new Set<Throttle>();
   return {
     status: async (): Promise<ServingStatus> => ({ ...(await siteStatus(group)), serve: nbd?.stats() ?? null }),
     mark: async (args) => group.mark(stringArg(args, 'name')),
     export: async (args, progress) => {
-      const run = (): ReturnType<typeof runExport> => runExport(group, exportArgs(args), progress);
-      return metrics ? metrics.countExport(run) : run();
+      const req = exportArgs(args);
+      const throttle = new Throttle(req.bwlimit ?? null);
+      exporting.add(throttle);
+      const run = (): ReturnType<typeof runExport> => runExport(group, req, progress, undefined, throttle);
+      const started = Date.now();
+      log({ event: 'export-started', to: req.to, base: req.base === true });
+      try {
+        const r = await (metrics ? metrics.countExport(run) : run());
+        log({ event: 'export-done', to: req.to, tapes: r.tapes.map((t) => t.serial), records: r.records, tapeBytes: r.tapeBytes, seconds: (Date.now() - started) / 1000, journalOut: r.journalOut.toString() });
+        return r;
+      } catch (e) {
+        log({ event: 'export-failed', to: req.to, error: (e as Error).message, seconds: (Date.now() - started) / 1000 });
+        throw e;
+      } finally {
+        exporting.delete(throttle);
+      }
+    },
+    // A new bandwidth limit for what runs now: exports in progress and the link's sessions.
+    bwlimit: async (args) => {
+      const rate = args.rate;
+      if (rate !== null && (typeof rate !== 'number' || !Number.isSafeInteger(rate) || rate < 1024)) {
+        throw new JshipError('CONTROL_PROTOCOL', 'control argument "rate" is not null or a number of bytes per second (at least 1024)', { hint: 'use the jship CLI, which sends it' });
+      }
+      for (const t of exporting) t.limit.setRate(rate);
+      linkThrottle?.limit.setRate(rate);
+      return { exports: exporting.size, link: linkThrottle !== null, rate };
     },
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
-    linkForget: async (args) => forgetSecondary(group, stringArg(args, 'name')),
+    linkForget: async (args) => {
+      const r = await forgetSecondary(group, stringArg(args, 'name'));
+      log({ event: 'secondary-forgotten', name: r.name, confirmedSeq: r.confirmedSeq, journalOut: r.journalOut.toString() });
+      return r;
+    },
     scan: async () => {
       if (!nbd) throw new JshipError('GROUP_LOCKED', `${group.dir} is owned by a running jship link process`, { hint: 'stop it to scan the PVOLs' });
       throw new JshipError('GROUP_LOCKED', `${group.dir} is being served over NBD: every write through it is journaled already, and a scan would journal it again`, {
@@ -204,6 +237,10 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
       throw new JshipError('CONTROL_PROTOCOL', 'control argument "mediaSize" is not a positive integer', { hint: 'use the jship CLI, which sends it' });
     }
     req.mediaSize = args.mediaSize;
+  }
+  if (args.bwlimit !== undefined) {
+    if (typeof args.bwlimit !== 'number' || !Number.isSafeInteger(args.bwlimit) || args.bwlimit < 1024) throw new JshipError('CONTROL_PROTOCOL', 'control argument "bwlimit" is not a number of bytes per second (at least 1024)', { hint: 'use the jship CLI, which sends it' });
+    req.bwlimit = args.bwlimit;
   }
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
   if (args.s3 !== undefined) req.s3 = s3Arg(args.s3);

@@ -3,6 +3,7 @@ import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import { syncDir, writeFully, makeDirs } from '../io/files.js';
+import type { Throttle } from '../io/throttle.js';
 
 /** One tape being written. */
 export interface TapeOutput {
@@ -29,6 +30,32 @@ export interface TapeDestination {
   /** Opens tape `serial`, whose first record has sequence number `firstSeq` (a name chosen now carries both). */
   open(serial: number, firstSeq: bigint): Promise<TapeOutput>;
 }
+
+/** The same destination, its tape bytes paced by `throttle` (a bandwidth limit). */
+export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestination {
+  return {
+    where: dest.where,
+    durable: dest.durable,
+    splittable: dest.splittable,
+    async open(serial, firstSeq) {
+      const out = await dest.open(serial, firstSeq);
+      return {
+        async write(chunk) {
+          // Big chunks go in pieces, so that the pace is even at any rate.
+          for (let off = 0; off < chunk.length; off += PACE_PIECE) {
+            const piece = chunk.subarray(off, off + PACE_PIECE);
+            await throttle.pass(piece.length);
+            await out.write(piece);
+          }
+        },
+        commit: (name, beforeRename, tape) => out.commit(name, beforeRename, tape),
+        abort: () => out.abort(),
+      };
+    },
+  };
+}
+
+const PACE_PIECE = 256 * 1024;
 
 /** Tapes as files in a directory, each written under a temporary name, fsynced and renamed. */
 export class DirDestination implements TapeDestination {

@@ -4,7 +4,8 @@ import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
-import { DirDestination, FileDestination, StreamDestination, type TapeDestination } from './destination.js';
+import { DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination } from './destination.js';
+import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult } from './export.js';
 import { S3Destination } from '../s3/s3-destination.js';
 import type { S3Settings } from '../s3/s3-store.js';
@@ -30,6 +31,8 @@ export interface ExportRequest {
   waitMs?: number;
   /** How to reach the store when `to` is an s3:// URL. */
   s3?: S3Settings;
+  /** At most this many tape bytes per second to the destination (rclone's --bwlimit). */
+  bwlimit?: number;
 }
 
 /** The request with its paths made absolute (for another process with another working directory). */
@@ -58,11 +61,17 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
   return new FileDestination(to);
 }
 
-/** Checks the request, then exports; progress is reported as (raw bytes done, estimated total). */
-export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable): Promise<ExportResult> {
+/**
+ * Checks the request, then exports; progress is reported as (raw bytes done,
+ * estimated total). `throttle`, when given, paces the tape bytes (its rate
+ * may be changed while the export runs); else `req.bwlimit` makes one.
+ */
+export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle): Promise<ExportResult> {
   if (req.purgeOnClose && req.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
-  const destination = await destinationFor(req.to, stdout, req.s3);
+  const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
+  const plain = await destinationFor(req.to, stdout, req.s3);
+  const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
   const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
   return exportGroup(group, {

@@ -1,3 +1,4 @@
+import { eventLine } from '../../src/core/events.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -49,7 +50,7 @@ export function client(cmd: string, ...args: string[]): string {
 export interface Served {
   proc: ChildProcess;
   ready: { listening: string; exports: Array<{ name: string; size: number; uri: string }>; pid: number };
-  /** Everything the server logged so far. */
+  /** Every event the server printed so far, one readable line each (`TIME EVENT key=value …`). */
   log(): string;
   /** SIGTERM, then the exit code and the JSON line printed on stop. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; out: any }>;
@@ -84,15 +85,15 @@ export async function serveUnder(wrap: string[], groupDir: string, ...args: stri
     }
     return queue.shift() as string;
   };
-  // Every line is one JSON event; log events may come before the ready line.
+  // Every line is one JSON event; events may come before the ready line.
   let ready = JSON.parse(await nextLine());
-  while (ready.event === 'log') ready = JSON.parse(await nextLine());
+  while (!ready.ready && ready.event !== 'error' && !ready.error) ready = JSON.parse(await nextLine());
   if (!ready.ready) throw new Error(`jship serve did not start: ${JSON.stringify(ready)}\n${log}`);
   return {
     proc,
     ready,
     exited,
-    log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => e.event === 'log').map((e) => `${e.time} ${e.message}\n`).join(''),
+    log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => !e.ready && !e.stopped).map(({ time, ...e }) => `${time} ${eventLine(e)}\n`).join(''),
     stop: async (signal = 'SIGTERM') => {
       // The server itself, also when it runs under another program (strace).
       process.kill(ready.pid, signal);

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { client, serve } from './helpers.js';
+import { until } from '../link/helpers.js';
 
 /** The group's journal-full policy holds for NBD clients too. */
 describe('journal full while serving', () => {
@@ -32,6 +33,14 @@ describe('journal full while serving', () => {
     expect(resync.code).toBe(0);
     expect(resync.out.base.scope).toBe('resync');
     expect(jshipJson('status', g).out.state).toBe('active');
+    // One event per change of state, in order.
+    await until('the server\'s events to arrive', () => s.log().includes('journal-resync-complete'));
+    const names = s.log().split('\n').map((l) => l.split(' ')[1]).filter((n) => /^journal-/.test(n ?? ''));
+    const at = (n: string): number => names.indexOf(n);
+    for (const n of ['journal-suspended', 'journal-resumed', 'journal-resync-complete']) expect(names, s.log()).toContain(n);
+    expect(at('journal-suspended')).toBeLessThan(at('journal-resumed'));
+    expect(at('journal-resumed')).toBeLessThan(at('journal-resync-complete'));
+    expect(s.log()).toMatch(/ journal-suspended from=\S+ state=suspended usage="[^"]+" why="journal full/);
     expect((await s.stop()).code).toBe(0);
     const rep = join(dir, 'rep');
     expect(jshipJson('import', rep, tapes).code).toBe(0);
@@ -51,7 +60,13 @@ describe('journal full while serving', () => {
     expect(r.stdout + r.stderr).toMatch(/No space left on device/);
     expect(r.stdout).toMatch(/wrote 524288\/524288 bytes at offset 0\n/);
     client('qemu-io', '-f', 'raw', uri, '-c', 'read -P 0x11 0 512k');
-    expect(s.log()).not.toMatch(/failed:/); // ENOSPC is the client's answer, not a server failure
+    // ENOSPC is the client's answer, not a server failure; the events say what happened, in order.
+    await until('the server\'s events to arrive', () => s.log().includes('writer-failed'));
+    expect(s.log()).not.toMatch(/request-failed|group-failed/);
+    const names = s.log().split('\n').map((l) => l.split(' ')[1]).filter((n) => /^(journal|writer)-/.test(n ?? ''));
+    expect(names.slice(0, 2), s.log()).toEqual(['journal-full', 'writer-blocked']);
+    expect(names).toContain('writer-failed');
+    expect(s.log()).toMatch(/ writer-failed error=JOURNAL_FULL usage="[^"]+" waitedMs=500\n/);
     expect((await s.stop()).code).toBe(0);
     // The journal holds what was acknowledged (the first writes), nothing of what was refused.
     const st = jshipJson('status', g).out;

@@ -29,7 +29,7 @@ describe('control socket', () => {
   });
 
   it('answers one operation with progress and a result; refuses garbage, unknown operations and oversize lines, and goes on serving', async () => {
-    const log: string[] = [];
+    const log: Array<{ event: string }> = [];
     const server = new ControlServer({
       echo: async (args, progress) => {
         progress(1, 2);

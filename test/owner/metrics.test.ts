@@ -66,6 +66,10 @@ describe('serve --metrics (Prometheus)', () => {
       expect(m2.get('jship_consumer_rpo_seconds{consumer="tapes"}')).toBe(0);
       // Everything journaled (the writes and the base's markers) is on a tape, and purged.
       expect(m2.get('jship_journal_purged_total{unit="records"}')).toBe(m2.get('jship_journal_written_total{unit="records"}'));
+      // Each export is also an event of the server.
+      await until('the export events', () => /export-failed/.test(srv.log()));
+      expect(srv.log()).toMatch(/ export-started to=\S+ base=true\n.* export-done to=\S+ tapes=1 records=\d+ tapeBytes=\d+ seconds=\S+ journalOut=\d+\n/);
+      expect(srv.log()).toMatch(/ export-failed to=\/proc\/no\/such\/ error=".*\/proc\/no/);
       // Only /metrics is served.
       expect(spawnSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${at}/`], { encoding: 'utf8' }).stdout).toBe('404');
     } finally {

@@ -30,7 +30,8 @@ describe('serve stops within --stop-timeout', () => {
     expect(exit).toBe(0);
     expect(out.forced).toBe(true);
     expect(out.connectionsClosed).toBeGreaterThanOrEqual(1);
-    expect(s.log()).toMatch(/closed \d+ NBD connection/);
+    expect(s.log()).toMatch(/ stop-requested signal=SIGTERM /);
+    expect(s.log()).toMatch(/ stop-forced afterSeconds=\S+ nbdClosed=[1-9]\d* controlClosed=\d+ /);
     stuck.socket.destroy();
     good.socket.destroy();
     // The next open finds a cleanly closed group with the acknowledged write.
