@@ -2,7 +2,10 @@
  * A byte-rate limit (the generic cell rate algorithm, as token buckets do it
  * without a timer): each `take(n, now)` says how long to wait before sending
  * n bytes so that, over any window, no more than rate × window + burst bytes
- * pass. Pure: the time is passed in (ns). A rate of null is no limit.
+ * pass. Pure: the time is passed in (ns). A rate of null is no limit. The
+ * default burst, half a second, lets a sender make up short pauses of its
+ * own (an fsync, a link confirmation) while keeping any 10 s window within
+ * 5 % of the rate.
  */
 export class RateLimit {
   #rate: number | null;
@@ -10,7 +13,7 @@ export class RateLimit {
   /** When the bytes already allowed would have been sent at the rate (theoretical arrival time). */
   #tat = 0n;
 
-  constructor(bytesPerSecond: number | null, burstSeconds = 0.25) {
+  constructor(bytesPerSecond: number | null, burstSeconds = 0.5) {
     this.#rate = RateLimit.#check(bytesPerSecond);
     this.#burstNs = BigInt(Math.round(burstSeconds * 1e9));
   }
