@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { createGroup, type CreateGroupOptions } from '../src/journal/journal-group.js';
 
 /** A temporary directory, empty at the start of each test and removed after it. */
@@ -53,4 +53,21 @@ export function mountTmpfs(at: string, size: string, remount = false): void {
 
 export function unmount(at: string): void {
   spawnSync('umount', ['-l', at]);
+}
+
+/** One scrape with curl (a real HTTP client), checked by promtool, parsed into name{labels} → value. */
+export function scrapeMetrics(args: string[]): Map<string, number> {
+  const r = spawnSync('curl', ['-sf', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`curl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: r.stdout, encoding: 'utf8' });
+  if (lint.error) throw new Error(`promtool is missing (${lint.error.message}): .ci/run installs Debian's prometheus`);
+  expect(lint.status, `${lint.stdout}${lint.stderr}`).toBe(0);
+  const out = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (!m) throw new Error(`not a sample line: ${line}`);
+    out.set(m[1] as string, Number(m[2]));
+  }
+  return out;
 }

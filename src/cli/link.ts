@@ -1,3 +1,5 @@
+import { MetricsEndpoint } from '../io/metrics-endpoint.js';
+import { SecondaryMetrics } from '../link/secondary-metrics.js';
 import { eventLine } from '../core/events.js';
 import { Throttle } from '../io/throttle.js';
 import { promises as fsp } from 'node:fs';
@@ -10,7 +12,7 @@ import { parseRate, parseSize } from '../core/sizes.js';
 import { onGroup } from '../owner/on-group.js';
 import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
-import { parseHostPort } from '../io/sockets.js';
+import { parseListenAddress, parseHostPort } from '../io/sockets.js';
 import { forgetSecondary } from '../link/forget.js';
 import { LinkReceiver, runPull, type LinkSecondaryOptions, type PullStop } from '../link/link-secondary.js';
 import { readLinkKey } from '../link/link-tls.js';
@@ -34,6 +36,7 @@ interface LinkCliOptions extends CommonOptions {
   once?: boolean;
   maxTape?: string;
   bwlimit?: string;
+  metrics?: string;
 }
 
 /** Events: one JSON line each with --json (DESIGN: long-running verbs), else a timestamped line on stderr. */
@@ -93,7 +96,20 @@ function secondaryFlags(cmd: Command): Command {
     .option('--name <NAME>', 'this replica\'s name at the primary (default: HOST-DIRNAME, kept in replica.json)')
     .option('--apply', 'keep the SVOLs restored up to the newest record')
     .option('--apply-delay <DURATION>', 'with --apply: stay this far behind (e.g. 15m), a guard against shipping a mistake')
-    .option('--bwlimit <RATE>', BWLIMIT_HELP);
+    .option('--bwlimit <RATE>', BWLIMIT_HELP)
+    .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics (tapes and records received, pointers, apply lag) at http://HOST:PORT/metrics or on a Unix socket PATH');
+}
+
+/** --metrics: the secondary's figures, read from its events, served over HTTP until `close`. */
+async function secondaryMetrics(opts: LinkCliOptions, o: LinkSecondaryOptions): Promise<MetricsEndpoint | null> {
+  if (opts.metrics === undefined) return null;
+  const at = parseListenAddress(opts.metrics, '--metrics');
+  const metrics = new SecondaryMetrics();
+  const log = o.log;
+  o.log = (e) => { metrics.observe(e); log(e); };
+  const endpoint = new MetricsEndpoint(metrics);
+  await endpoint.listen(at);
+  return endpoint;
 }
 
 export function registerLink(program: Command): void {
@@ -151,9 +167,10 @@ export function registerLink(program: Command): void {
     .action(async (dir: string, opts: LinkCliOptions) => {
       const from = parseHostPort(required(opts.from, '--from HOST:PORT', 'pull'), '--from');
       const o = await secondaryOptions(dir, opts, 'pull');
+      const metrics = await secondaryMetrics(opts, o);
       if (opts.once) {
         const stopGuard = onInterrupt('link pull', () => 'the link tapes confirmed so far are stored; the one being received is dropped and sent again by the next pull. Rerun the same command', opts.json === true);
-        const r = await runPull({ ...o, from, once: true }).finally(stopGuard);
+        const r = await runPull({ ...o, from, once: true }).finally(async () => { stopGuard(); await metrics?.close(); });
         emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [
           `caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`,
           `"${o.name}" stays registered at the primary and holds its journal back until the next pull; on the primary, jship link forget GROUP_DIR ${o.name} lets go of it`,
@@ -163,12 +180,16 @@ export function registerLink(program: Command): void {
       const stop: PullStop = { stopped: false };
       const run = runPull({ ...o, from, stop });
       const stopped = untilStopSignal('link pull');
-      emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name }, () => [`pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`]);
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name, metrics: metrics?.where ?? null }, () => [
+        `pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`,
+        ...(metrics ? [`  metrics: ${metrics.where}`] : []),
+      ]);
       // runPull returns only when stopped, or fails on an error no retry mends (a wrong key, group or position).
       const sig = await Promise.race([stopped, run.then(() => null)]);
       stop.stopped = true;
       stop.channel?.destroy();
       await run;
+      await metrics?.close();
       // What is stored and confirmed stays; a tape half received is dropped and sent again next time.
       emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}); the next pull resumes from the last confirmed tape`]);
     });
@@ -182,9 +203,11 @@ export function registerLink(program: Command): void {
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'receive'), '--listen');
       const o = await secondaryOptions(dir, opts, 'receive');
+      const metrics = await secondaryMetrics(opts, o);
       const r = await LinkReceiver.start({ ...o, listen });
-      await runUntilSignal('receive', opts, { listening: r.address, name: o.name },
-        [`receiving into ${o.replicaDir} as "${o.name}" on ${r.address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`], () => r.stop());
+      await runUntilSignal('receive', opts, { listening: r.address, name: o.name, metrics: metrics?.where ?? null },
+        [`receiving into ${o.replicaDir} as "${o.name}" on ${r.address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`, ...(metrics ? [`  metrics: ${metrics.where}`] : [])],
+        async () => { await r.stop(); await metrics?.close(); });
     });
 
   link

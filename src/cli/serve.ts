@@ -9,7 +9,7 @@ import { parseDuration } from '../core/time.js';
 import { emit, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
-import { parseHostPort, type HostPort } from '../io/sockets.js';
+import { parseListenAddress, parseHostPort, type HostPort } from '../io/sockets.js';
 import { pushTargets } from './link.js';
 import { readLinkKey } from '../link/link-tls.js';
 import { eventLine, type EventLog } from '../core/events.js';
@@ -69,7 +69,7 @@ export function registerServe(program: Command): void {
         ...(linkRate !== null ? { throttle: new Throttle(linkRate) } : {}),
         log,
       } : undefined;
-      const metrics: Listen | undefined = opts.metrics === undefined ? undefined : opts.metrics.includes('/') ? { socket: opts.metrics } : parseHostPort(opts.metrics, '--metrics');
+      const metrics: Listen | undefined = opts.metrics === undefined ? undefined : parseListenAddress(opts.metrics, '--metrics');
       const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), ...(metrics ? { metrics } : {}), log });
       const nbd = serving.nbd as NbdServer;
       const stopped = untilStopSignal('serve');

@@ -45,3 +45,8 @@ export function parseHostPort(text: string, flag: string): HostPort {
 export function formatHostPort(a: HostPort): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
+
+/** A Unix socket PATH (anything with a slash) or [HOST:]PORT (loopback when no host). */
+export function parseListenAddress(text: string, flag: string): { socket: string } | HostPort {
+  return text.includes('/') ? { socket: text } : parseHostPort(text, flag);
+}

@@ -1,7 +1,5 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { listenOn } from '../io/sockets.js';
+import type { MetricsSource } from '../io/metrics-endpoint.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import type { NbdServer } from '../nbd/server.js';
 import { siteStatus } from './site-status.js';
@@ -14,7 +12,7 @@ const STATES = ['active', 'nearly-full', 'full', 'suspended', 'resync-pending'] 
  * RPO, exports, NBD clients and request latency. Gauges are read from the
  * group at each scrape; counters of events are counted as they happen.
  */
-export class SiteMetrics {
+export class SiteMetrics implements MetricsSource {
   readonly registry = new Registry();
   readonly #exports: Counter<'result'>;
   readonly #exportBytes: Counter;
@@ -105,6 +103,10 @@ export class SiteMetrics {
     };
   }
 
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
   /** The exposition text, the gauges read from the group now. */
   async render(): Promise<string> {
     await this.#refresh();
@@ -128,33 +130,3 @@ export class SiteMetrics {
   }
 }
 
-/** Serves GET /metrics over HTTP on HOST:PORT or a Unix socket (0600). */
-export class MetricsEndpoint {
-  readonly #server: Server;
-  where = '';
-
-  constructor(metrics: SiteMetrics) {
-    this.#server = createServer((req, res) => {
-      if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('jship serves /metrics only\n');
-        return;
-      }
-      metrics.render().then(
-        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-        (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
-      );
-    });
-  }
-
-  async listen(at: { socket: string } | { host: string; port: number }): Promise<string> {
-    await listenOn(this.#server, at);
-    const a = this.#server.address();
-    this.where = 'socket' in at ? at.socket : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`;
-    return this.where;
-  }
-
-  close(): Promise<void> {
-    this.#server.closeAllConnections();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
-  }
-}

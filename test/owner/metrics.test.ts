@@ -1,26 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { MiB, jshipJson, makeGroup, scrapeMetrics, tempDir } from '../helpers.js';
 import { serve } from '../nbd/helpers.js';
 import { until } from '../link/helpers.js';
-
-/** One scrape with curl (a real HTTP client), checked by promtool, parsed into name{labels} → value. */
-function scrape(args: string[]): Map<string, number> {
-  const r = spawnSync('curl', ['-sf', ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`curl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  const lint = spawnSync('promtool', ['check', 'metrics'], { input: r.stdout, encoding: 'utf8' });
-  if (lint.error) throw new Error(`promtool is missing (${lint.error.message}): .ci/run installs Debian's prometheus`);
-  expect(lint.status, `${lint.stdout}${lint.stderr}`).toBe(0);
-  const out = new Map<string, number>();
-  for (const line of r.stdout.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${line}`);
-    out.set(m[1] as string, Number(m[2]));
-  }
-  return out;
-}
 
 describe('serve --metrics (Prometheus)', () => {
   const dir = tempDir();
@@ -32,7 +15,7 @@ describe('serve --metrics (Prometheus)', () => {
       const at = (srv.ready as any).metrics as string;
       expect(at).toMatch(/^127\.0\.0\.1:\d+$/);
       const url = `http://${at}/metrics`;
-      const m0 = scrape([url]);
+      const m0 = scrapeMetrics([url]);
       expect(m0.get('jship_journal_state{state="active"}')).toBe(1);
       expect(m0.get('jship_journal_capacity{ring="data"}')).toBeGreaterThan(60 * MiB);
       expect(m0.get('jship_nbd_clients')).toBe(0);
@@ -42,11 +25,11 @@ describe('serve --metrics (Prometheus)', () => {
       const fioDone = new Promise<number | null>((r) => fio.on('close', r));
       // While it writes: a client is connected and records are journaled.
       await until('fio to connect and write', () => {
-        const m = scrape([url]);
+        const m = scrapeMetrics([url]);
         return m.get('jship_nbd_clients') === 1 && (m.get('jship_journal_written_total{unit="records"}') ?? 0) > 0;
       }, 60_000);
       expect(await fioDone).toBe(0);
-      const m1 = scrape([url]);
+      const m1 = scrapeMetrics([url]);
       expect(m1.get('jship_journal_written_total{unit="records"}')).toBeGreaterThanOrEqual(512);
       expect(m1.get('jship_nbd_bytes_total{direction="written"}')).toBe(2 * MiB);
       expect(m1.get('jship_nbd_request_duration_seconds_count{op="write"}')).toBeGreaterThanOrEqual(512);
@@ -58,7 +41,7 @@ describe('serve --metrics (Prometheus)', () => {
       expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--base').code).toBe(0);
       const bad = jshipJson('export', g, '--to', '/proc/no/such/', '--allow-empty');
       expect(bad.out.error.message).toMatch(/\/proc\/no/);
-      const m2 = scrape([url]);
+      const m2 = scrapeMetrics([url]);
       expect(m2.get('jship_exports_total{result="ok"}')).toBe(1);
       expect(m2.get('jship_exports_total{result="failed"}')).toBe(1);
       expect(m2.get('jship_export_bytes_total')).toBeGreaterThan(0);
@@ -82,7 +65,7 @@ describe('serve --metrics (Prometheus)', () => {
     const sock = join(dir, 'metrics.sock');
     const srv = await serve(g, '--metrics', sock);
     try {
-      expect(scrape(['--unix-socket', sock, 'http://localhost/metrics']).get('jship_journal_state{state="active"}')).toBe(1);
+      expect(scrapeMetrics(['--unix-socket', sock, 'http://localhost/metrics']).get('jship_journal_state{state="active"}')).toBe(1);
     } finally {
       expect((await srv.stop()).code).toBe(0);
     }
