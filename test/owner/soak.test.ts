@@ -106,9 +106,10 @@ describe('the unattended loop (soak)', () => {
         client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `night-${night}.img`));
         expect(jshipJson('mark', g, `night-${night}`).code).toBe(0);
         markers.push({ name: `night-${night}`, image: readFileSync(join(dir, `night-${night}.img`)) });
+        // Every morning the night's cartridge goes to the archive and an empty one goes in.
+        swapMedia();
         if (night === 2) {
           // The cartridge runs out of space in the middle of the night's exports.
-          swapMedia();
           fillMedia();
           await exportAll(2, false);
           expect(mediaFull).toBe(1);
