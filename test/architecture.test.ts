@@ -20,7 +20,8 @@ const ALLOWED: Record<string, string[]> = {
   tape: ['core', 'io', 'journal', 's3'],
   s3: ['core', 'tape'],
   // Known: the replica's directory lock comes from journal/lock.ts.
-  replica: ['core', 'io', 'journal', 's3', 'tape'],
+  // The replica serves points in time over NBD (mount): it uses the NBD export interface.
+  replica: ['core', 'io', 'journal', 'nbd', 's3', 'tape'],
   link: ['core', 'io', 'journal', 'replica', 'tape'],
   owner: ['core', 'io', 'journal', 'link', 'nbd', 's3', 'tape'],
   demo: ['core', 'io', 'journal', 'link', 'owner', 'replica', 'tape'],

@@ -5,6 +5,7 @@ import { registerInit } from './init.js';
 import { registerStatus } from './status.js';
 import { registerCheck } from './check.js';
 import { registerBwlimit } from './bwlimit.js';
+import { registerMount } from './mount.js';
 import { registerMark } from './mark.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerCheck(program);
   registerBwlimit(program);
+  registerMount(program);
   registerMark(program);
   registerScan(program);
   registerServe(program);

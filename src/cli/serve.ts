@@ -1,8 +1,7 @@
 import { Throttle } from '../io/throttle.js';
-import { parseRate } from '../core/sizes.js';
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { formatSize } from '../core/sizes.js';
+import { formatSize, parseRate } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
 import { DEFAULT_STOP_TIMEOUT_MS, Serving } from '../owner/serving.js';
 import { parseDuration } from '../core/time.js';

@@ -287,7 +287,7 @@ export class NbdConnection {
             this.#drop(`asked for unknown export "${name}" with EXPORT_NAME (which has no error reply)`);
             return;
           }
-          this.#socket.write(encodeExportNameReply(BigInt(exp.size), this.#transmissionFlags(), this.#noZeroes));
+          this.#socket.write(encodeExportNameReply(BigInt(exp.size), this.#transmissionFlags(exp), this.#noZeroes));
           this.#startTransmission(exp);
           return;
         }
@@ -312,7 +312,7 @@ export class NbdConnection {
             unknown(name);
             return;
           }
-          reply(Rep.INFO, encodeInfoExport(BigInt(exp.size), this.#transmissionFlags()));
+          reply(Rep.INFO, encodeInfoExport(BigInt(exp.size), this.#transmissionFlags(exp)));
           reply(Rep.INFO, encodeInfoBlockSize(1, PREFERRED_BLOCK, this.#backend.maxBlock));
           if (requests.includes(Info.NAME)) reply(Rep.INFO, encodeInfoString(Info.NAME, exp.name));
           if (requests.includes(Info.DESCRIPTION)) reply(Rep.INFO, encodeInfoString(Info.DESCRIPTION, exp.description));
@@ -355,9 +355,10 @@ export class NbdConnection {
     }
   }
 
-  #transmissionFlags(): number {
+  #transmissionFlags(exp: NbdExport): number {
     return TFLAG.HAS_FLAGS | TFLAG.SEND_FLUSH | TFLAG.SEND_FUA | TFLAG.SEND_TRIM | TFLAG.SEND_WRITE_ZEROES
-      | TFLAG.SEND_CACHE | TFLAG.SEND_FAST_ZERO | TFLAG.CAN_MULTI_CONN | (this.#structured ? TFLAG.SEND_DF : 0);
+      | TFLAG.SEND_CACHE | TFLAG.SEND_FAST_ZERO | TFLAG.CAN_MULTI_CONN | (this.#structured ? TFLAG.SEND_DF : 0)
+      | (exp.readOnly ? TFLAG.READ_ONLY : 0);
   }
 
   #startTransmission(exp: NbdExport): void {
@@ -473,6 +474,7 @@ export class NbdConnection {
       return { errno: Errno.EINVAL, message: `${name} of ${r.length} bytes is larger than the maximum block size ${this.#backend.maxBlock}` };
     }
     const writes = r.type === Cmd.WRITE || r.type === Cmd.WRITE_ZEROES;
+    if ((writes || r.type === Cmd.TRIM) && exp.readOnly) return { errno: Errno.EPERM, message: `"${exp.name}" is read-only` };
     if (r.offset + BigInt(r.length) > BigInt(exp.size)) {
       return { errno: writes ? Errno.ENOSPC : Errno.EINVAL, message: `${name} of ${r.length} bytes at ${r.offset} goes past the end of "${exp.name}" (${exp.size} bytes)` };
     }

@@ -13,6 +13,8 @@ export interface NbdExport {
   readonly name: string;
   readonly description: string;
   readonly size: number;
+  /** Served read-only: NBD_FLAG_READ_ONLY, and WRITE, WRITE_ZEROES and TRIM answered EPERM. */
+  readonly readOnly?: boolean;
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void>;

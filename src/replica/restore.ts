@@ -66,6 +66,15 @@ interface Ref {
   seg: SegmentRow;
 }
 
+/** A byte range of a volume at a point: zeros (seg null) or a segment payload's bytes from `from`. */
+export interface PointExtent {
+  volume: number;
+  start: number;
+  end: number;
+  seg: SegmentRow | null;
+  from: number;
+}
+
 /**
  * Restores volumes to a point (DESIGN invariant 3): the base, then exactly the
  * records up to the point in sequence order — coalesced, so that each byte
@@ -232,22 +241,29 @@ const CLAIM_WINDOW = 250_000;
 const READ_AHEAD = 3;
 const WRITES_IN_FLIGHT = 8;
 
-/** Streams the planned records (base records merged by position) and writes them. */
-class Applier {
+/**
+ * The planned records (base records merged by position), streamed forward
+ * or newest first, and written to targets — or, for a mount, only claimed:
+ * which record's bytes each byte range of a volume holds at the point.
+ */
+export class Applier {
   bytesWritten = 0;
   readonly #cat: Catalog;
   readonly #plan: RestorePlan;
   readonly #targets: Array<RestoreTarget | undefined>;
-  readonly #source: SegmentSource;
+  readonly #wantedVolumes: boolean[];
+  readonly #source: SegmentSource | undefined;
   readonly #progress: ((done: number, total: number) => void) | undefined;
   readonly #base: Ref[];
   readonly #sizes: number[];
 
-  constructor(cat: Catalog, plan: RestorePlan, targets: Array<RestoreTarget | undefined>, sizes: number[], source: SegmentSource, progress?: (done: number, total: number) => void) {
+  /** `targets`: one per volume (undefined: not restored), or `wanted` flags for `extents` alone. */
+  constructor(cat: Catalog, plan: RestorePlan, targets: Array<RestoreTarget | undefined> | { wanted: boolean[] }, sizes: number[], source?: SegmentSource, progress?: (done: number, total: number) => void) {
     this.#cat = cat;
     this.#sizes = sizes;
     this.#plan = plan;
-    this.#targets = targets;
+    this.#targets = Array.isArray(targets) ? targets : sizes.map(() => undefined);
+    this.#wantedVolumes = Array.isArray(targets) ? targets.map((t) => t !== undefined) : targets.wanted;
     this.#source = source;
     this.#progress = progress;
     const base: Ref[] = [];
@@ -266,7 +282,25 @@ class Applier {
   }
 
   #wanted(e: IndexEntry): boolean {
-    return e.type !== RecordType.Marker && this.#targets[e.volume] !== undefined;
+    return e.type !== RecordType.Marker && this.#wantedVolumes[e.volume] === true;
+  }
+
+  /**
+   * Every byte range each wanted volume holds at the point and where it
+   * comes from (newest record first wins, as `coalesced` writes it): a
+   * zero/trim record's, or a segment's payload at `from`. Ranges no record
+   * wrote are not listed (zeros). Needs `alignedForClaims()`.
+   */
+  extents(): PointExtent[] {
+    const claims = new SectorClaims(this.#sizes);
+    const out: PointExtent[] = [];
+    for (const r of this.#all(true)) {
+      if (!this.#wanted(r.e)) continue;
+      for (const c of claims.claim(r.e.volume, r.e.offset, r.e.length)) {
+        out.push({ volume: c.volume, start: c.start, end: c.end, seg: isZero(r.e) ? null : r.seg, from: r.e.dataOff + c.delta });
+      }
+    }
+    return out;
   }
 
   *#updates(reverse: boolean): Generator<Ref> {
@@ -344,7 +378,7 @@ class Applier {
     const fetch = (i: number): void => {
       const l = lists[i];
       if (l && !ahead.has(i)) {
-        const p = this.#source.payload((l[0] as { r: Ref }).r.seg);
+        const p = (this.#source as SegmentSource).payload((l[0] as { r: Ref }).r.seg);
         p.catch(() => undefined);
         ahead.set(i, p);
       }
@@ -376,7 +410,7 @@ class Applier {
       const t = this.#targets[r.e.volume] as RestoreTarget;
       if (isZero(r.e)) await t.zero(r.e.offset, r.e.length);
       else {
-        const payload = await this.#source.payload(r.seg);
+        const payload = await (this.#source as SegmentSource).payload(r.seg);
         await t.write(r.e.offset, payload.subarray(r.e.dataOff, r.e.dataOff + r.e.length));
       }
       this.bytesWritten += r.e.length;

@@ -63,6 +63,10 @@ describe('link push', () => {
       expect(fo.to).toBe(`127.0.0.1:${pb}`);
       expect(typeof fo.time).toBe('string');
       await caughtUp('site-b');
+      // B's history starts with its new base (taken when the failover reached it): a point is restorable
+      // there only once that base is complete, so the snapshot comes after more writes that B confirmed.
+      await writeMixed(group, 10, 21);
+      await caughtUp('site-b');
       const s2 = await snapshot(group, dir, 's2');
       await expectRestoresTo(repB, dir, s2, 'b-s2');
       // A, left behind, no longer pins the journal.

@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { JshipError } from '../core/errors.js';
+import { eventLine, type EventLog } from '../core/events.js';
+import { formatSize } from '../core/sizes.js';
+import { formatTime } from '../core/time.js';
+import { NbdServer, type Listen } from '../nbd/server.js';
+import { PointMount } from '../replica/mount.js';
+import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
+import { emit, toJson, type CommonOptions } from './output.js';
+import { pointFromOptions } from './restore.js';
+import { parseListen } from './serve.js';
+import { untilStopSignal } from './signals.js';
+
+interface MountCliOptions extends CommonOptions, KeyCliOptions {
+  volume: string[];
+  until?: string;
+  exclusive?: boolean;
+  marker?: string;
+  seq?: string;
+  socket?: string;
+  listen?: string;
+}
+
+const collect = (v: string, all: string[]): string[] => [...all, v];
+
+export function registerMount(program: Command): void {
+  withKeyOptions(program
+    .command('mount')
+    .description('serve a point in time of a replica over NBD, read-only, straight from its tapes (nothing is restored first); stop with SIGTERM or Ctrl-C')
+    .argument('<REPLICA_DIR>', 'the replica')
+    .option('--until <TIME>', 'the state at TIME (as restore --until)')
+    .option('--exclusive', 'with --until: leave out records stamped exactly TIME')
+    .option('--marker <NAME>', 'the state at a named restore point')
+    .option('--seq <N>', 'the state after record N')
+    .option('--volume <NAME>', 'serve this volume (repeat; default: all)', collect, [])
+    .option('--socket <PATH>', 'listen on this Unix socket (mode 0600)')
+    .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
+    .option('--json', 'JSON lines on standard output: ready, each event, stopped'))
+    .action(async (dir: string, opts: MountCliOptions) => {
+      if ((opts.socket === undefined) === (opts.listen === undefined)) {
+        throw new JshipError('USAGE', 'jship mount needs one of --socket PATH and --listen [HOST:]PORT', { hint: 'e.g. jship mount /srv/replica --marker nightly --socket /run/jship-drill.sock' });
+      }
+      const listen: Listen = opts.listen !== undefined ? parseListen(opts.listen) : { socket: opts.socket as string };
+      const point = pointFromOptions(opts);
+      const keys = await keyRing(opts);
+      const log: EventLog = opts.json
+        ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
+        : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
+      const mount = await PointMount.open(dir, { point, volumes: opts.volume, ...(keys ? { keys } : {}) });
+      const server = new NbdServer(mount, log);
+      let where: string;
+      try {
+        where = await server.listen(listen);
+      } catch (e) {
+        await mount.close();
+        throw e;
+      }
+      const exports = mount.exports.map((x) => ({
+        name: x.name,
+        size: x.size,
+        uri: 'socket' in listen ? `nbd+unix:///${encodeURIComponent(x.name)}?socket=${where}` : `nbd://${where}/${encodeURIComponent(x.name)}`,
+      }));
+      const p = mount.plan;
+      const stopped = untilStopSignal('mount');
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: where, point: p.point, seq: p.seq, time: formatTime(p.ts), exports }, () => [
+        `serving ${p.point} (seq ${p.seq}, ${formatTime(p.ts)}) read-only on ${where} (pid ${process.pid})`,
+        ...exports.map((x) => `  ${x.name}  ${formatSize(x.size)}  ${x.uri}`),
+        'stop with SIGTERM or Ctrl-C',
+      ]);
+      const sig = await stopped;
+      await server.close();
+      await mount.close();
+      emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig})`]);
+    });
+}

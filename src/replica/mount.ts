@@ -1,0 +1,155 @@
+import { JshipError, isJshipError } from '../core/errors.js';
+import type { NbdBackend, NbdExport, Extent } from '../nbd/export.js';
+import { Errno, STATE_HOLE, STATE_ZERO } from '../nbd/protocol.js';
+import type { KeyRing } from '../tape/crypto.js';
+import { FramePool } from '../tape/frame-pool.js';
+import { Replica } from './replica.js';
+import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
+import { Applier, type PointExtent } from './restore.js';
+import { SegmentSource } from './segment-source.js';
+
+export interface MountOptions {
+  point: PointSpec;
+  /** Volumes to serve (default: all). */
+  volumes?: string[];
+  keys?: KeyRing;
+  /** Decrypted segment payloads kept (each up to ~2 MiB); default 64. */
+  cacheSegments?: number;
+}
+
+/** Largest read one request may ask for (the NBD maximum block size). */
+const MAX_BLOCK = 32 * 1024 * 1024;
+
+/**
+ * A point in time served read-only, straight from the replica's tapes: the
+ * point is planned as `restore` plans it (same refusals), each volume's byte
+ * ranges are mapped to the record that holds them at the point (newest
+ * first wins), and reads decompress (and decrypt) only the segments they
+ * touch, through a bounded cache. Nothing is written anywhere.
+ */
+export class PointMount implements NbdBackend {
+  readonly exports: readonly NbdExport[];
+  readonly maxBlock = MAX_BLOCK;
+  readonly plan: RestorePlan;
+  readonly #replica: Replica;
+  readonly #pool: FramePool;
+
+  private constructor(replica: Replica, pool: FramePool, plan: RestorePlan, exports: NbdExport[]) {
+    this.#replica = replica;
+    this.#pool = pool;
+    this.plan = plan;
+    this.exports = exports;
+  }
+
+  static async open(dir: string, opts: MountOptions): Promise<PointMount> {
+    const replica = await Replica.open(dir);
+    const pool = new FramePool();
+    try {
+      await replica.checkCatalogued();
+      const cat = replica.catalog;
+      const vols = replica.config.volumes;
+      const names = opts.volumes && opts.volumes.length > 0 ? opts.volumes : vols.map((v) => v.name);
+      const wanted = vols.map((v) => names.includes(v.name));
+      for (const n of names) {
+        if (!vols.some((v) => v.name === n)) throw new JshipError('USAGE', `the replica has no volume "${n}"`, { hint: `its volumes: ${vols.map((v) => v.name).join(', ')}` });
+      }
+      const plan = planRestore(cat, opts.point);
+      const source = new SegmentSource(replica, opts.keys, { cacheSize: opts.cacheSegments ?? 64, pool });
+      const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))];
+      source.checkKeys(tapes);
+      const sizes = vols.map((v) => v.size);
+      const applier = new Applier(cat, plan, { wanted }, sizes);
+      if (!applier.alignedForClaims()) {
+        throw new JshipError('RESTORE_REFUSED', `${plan.point} has records that do not start and end on 512-byte sectors: it cannot be mapped for a mount`, {
+          hint: 'restore it into a file instead (jship restore --target), which replays such records in order',
+        });
+      }
+      const byVolume: PointExtent[][] = vols.map(() => []);
+      for (const x of applier.extents()) (byVolume[x.volume] as PointExtent[]).push(x);
+      const exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, v.size, (byVolume[i] as PointExtent[]).sort((a, b) => a.start - b.start), source, plan)] : []));
+      return new PointMount(replica, pool, plan, exports);
+    } catch (e) {
+      await pool.close();
+      await replica.close();
+      throw e;
+    }
+  }
+
+  /** Nothing is ever written: a flush has nothing to do. */
+  async flush(): Promise<void> {}
+
+  errno(e: unknown): { errno: number; message: string } {
+    const message = e instanceof Error ? e.message : String(e);
+    if (isJshipError(e, 'VOLUME_NOT_USABLE')) return { errno: Errno.EPERM, message };
+    return { errno: Errno.EIO, message };
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+    await this.#replica.close();
+  }
+}
+
+function readOnly(name: string): never {
+  throw new JshipError('VOLUME_NOT_USABLE', `"${name}" is a point in time served read-only`, { hint: 'restore it into a file to change it' });
+}
+
+/** The first extent that ends after `offset` (extents sorted by start, disjoint). */
+function firstAfter(extents: readonly PointExtent[], offset: number): number {
+  let lo = 0;
+  let hi = extents.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((extents[mid] as PointExtent).end <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function volumeExport(name: string, size: number, extents: PointExtent[], source: SegmentSource, plan: RestorePlan): NbdExport {
+  return {
+    name,
+    size,
+    readOnly: true,
+    description: `${name} at ${plan.point} (seq ${plan.seq}), read-only`,
+    async read(offset, length) {
+      const out = Buffer.alloc(length);
+      const end = offset + length;
+      for (let i = firstAfter(extents, offset); i < extents.length; i++) {
+        const x = extents[i] as PointExtent;
+        if (x.start >= end) break;
+        if (!x.seg) continue;
+        const from = Math.max(offset, x.start);
+        const to = Math.min(end, x.end);
+        const payload = await source.payload(x.seg);
+        const at = x.from + (from - x.start);
+        payload.copy(out, from - offset, at, at + (to - from));
+      }
+      return out;
+    },
+    write: async () => readOnly(name),
+    writeZeroes: async () => readOnly(name),
+    trim: async () => readOnly(name),
+    async cache() {},
+    async blockStatus(offset, length) {
+      const end = Math.min(size, offset + length);
+      const out: Extent[] = [];
+      const push = (len: number, flags: number): void => {
+        const last = out[out.length - 1];
+        if (last && last.flags === flags) last.length += len;
+        else out.push({ length: len, flags });
+      };
+      let at = offset;
+      for (let i = firstAfter(extents, offset); i < extents.length && at < end; i++) {
+        const x = extents[i] as PointExtent;
+        if (x.start >= end) break;
+        if (x.start > at) push(x.start - at, STATE_HOLE | STATE_ZERO);
+        const to = Math.min(end, x.end);
+        push(to - Math.max(at, x.start), x.seg ? 0 : STATE_ZERO);
+        at = to;
+      }
+      if (at < end) push(end - at, STATE_HOLE | STATE_ZERO);
+      return out;
+    },
+  };
+}

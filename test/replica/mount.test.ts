@@ -1,0 +1,89 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, expect, it } from 'vitest';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { BIN, KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { client } from '../nbd/helpers.js';
+
+/** `jship mount … --json` running until stopped; resolves once it is ready. */
+async function mount(...args: string[]): Promise<{ ready: any; stop: () => Promise<number | null> }> {
+  const p = spawn(process.execPath, [BIN, 'mount', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const exited = new Promise<number | null>((r) => p.once('close', r));
+  const ready = await new Promise<any>((resolve, reject) => {
+    createInterface({ input: p.stdout }).on('line', (l) => {
+      const e = JSON.parse(l);
+      if (e.ready) resolve(e);
+      else err += `${l}\n`;
+    });
+    void exited.then((c) => reject(new Error(`jship mount exited ${c}: ${err}`)));
+  });
+  return { ready, stop: async () => { p.kill('SIGTERM'); return exited; } };
+}
+
+describe('jship mount (a point in time over NBD, read-only, from the tapes)', () => {
+  const dir = tempDir();
+
+  it('serves each marker byte-exact to qemu-img and nbdcopy without restoring; read-only; refuses what restore refuses', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB, b: 1 * MiB }, { journalSize: 32 * MiB });
+    const snap = (tag: string): void => {
+      copyFileSync(join(dir, 'a.img'), join(dir, `a-${tag}.img`));
+      copyFileSync(join(dir, 'b.img'), join(dir, `b-${tag}.img`));
+    };
+    const tapes = join(dir, 'tapes');
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base').code).toBe(0);
+    let group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 40; i++) await group.write(i % 2 ? 'a' : 'b', (i * 37 % 16) * 64 * KiB, randomBytes(64 * KiB));
+    await group.flush();
+    await group.mark('m1');
+    snap('m1');
+    await group.close();
+    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 30; i++) await group.write('a', (i * 53 % 60) * 64 * KiB + 512, randomBytes(16 * KiB));
+    await group.writeZeroes('a', 1 * MiB, 256 * KiB);
+    await group.trim('b', 0, 128 * KiB);
+    await group.flush();
+    await group.mark('m2');
+    snap('m2');
+    await group.close();
+    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    const rep = join(dir, 'rep');
+    expect(jshipJson('import', rep, tapes).code).toBe(0);
+
+    for (const m of ['m1', 'm2']) {
+      const sock = join(dir, `${m}.sock`);
+      const srv = await mount(rep, '--marker', m, '--socket', sock);
+      try {
+        expect(srv.ready.point).toMatch(new RegExp(`^marker "${m}" \\(seq \\d+\\)$`));
+        const uri = (v: string): string => srv.ready.exports.find((x: { name: string }) => x.name === v).uri;
+        client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, `a-${m}.img`), uri('a'));
+        client('nbdcopy', uri('b'), join(dir, `b-${m}-copy.img`));
+        expect(readFileSync(join(dir, `b-${m}-copy.img`)).equals(readFileSync(join(dir, `b-${m}.img`)))).toBe(true);
+        // Read-only: the client sees it and a write is refused.
+        expect(client('nbdinfo', uri('a'))).toMatch(/is_read_only: true/);
+        const w = spawnSync('qemu-io', ['-f', 'raw', uri('a'), '-c', 'write -P 0x99 0 4k'], { encoding: 'utf8' });
+        expect(`${w.stdout}${w.stderr}`).toMatch(/read-only|Permission denied|Operation not permitted/i);
+      } finally {
+        expect(await srv.stop()).toBe(0);
+      }
+    }
+    // Only the volumes asked for; a point restore refuses is refused the same way.
+    const one = await mount(rep, '--volume', 'b', '--listen', '127.0.0.1:0');
+    try {
+      expect(one.ready.exports.map((x: { name: string }) => x.name)).toEqual(['b']);
+      expect(one.ready.exports[0].uri).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+\/b$/);
+    } finally {
+      expect(await one.stop()).toBe(0);
+    }
+    const refused = jshipJson('mount', rep, '--seq', '999999', '--socket', join(dir, 'x.sock'));
+    expect(refused.code).toBe(1);
+    expect(refused.out.error.code).toBe('RESTORE_REFUSED');
+    expect(jshipJson('restore', rep, '--seq', '999999', '--target', join(dir, 'x.img')).out.error.message).toBe(refused.out.error.message);
+    expect(jshipJson('mount', rep, '--marker', 'm1').code).toBe(2);
+  });
+});
