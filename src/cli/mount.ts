@@ -19,6 +19,9 @@ interface MountCliOptions extends CommonOptions, KeyCliOptions {
   seq?: string;
   socket?: string;
   listen?: string;
+  writable?: boolean;
+  scratch?: string;
+  keepScratch?: boolean;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -35,6 +38,9 @@ export function registerMount(program: Command): void {
     .option('--volume <NAME>', 'serve this volume (repeat; default: all)', collect, [])
     .option('--socket <PATH>', 'listen on this Unix socket (mode 0600)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
+    .option('--writable', 'take writes into a throw-away layer (sparse scratch files; the replica is never written), e.g. to boot a DR drill')
+    .option('--scratch <DIR>', 'with --writable: where the scratch files go (default REPLICA_DIR/scratch)')
+    .option('--keep-scratch', 'with --writable: leave the scratch files when the mount stops')
     .option('--json', 'JSON lines on standard output: ready, each event, stopped'))
     .action(async (dir: string, opts: MountCliOptions) => {
       if ((opts.socket === undefined) === (opts.listen === undefined)) {
@@ -42,11 +48,15 @@ export function registerMount(program: Command): void {
       }
       const listen: Listen = opts.listen !== undefined ? parseListen(opts.listen) : { socket: opts.socket as string };
       const point = pointFromOptions(opts);
+      if (!opts.writable && (opts.scratch !== undefined || opts.keepScratch)) throw new JshipError('USAGE', '--scratch and --keep-scratch go with --writable', { hint: 'add --writable to take writes into a throw-away layer' });
       const keys = await keyRing(opts);
       const log: EventLog = opts.json
         ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
         : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
-      const mount = await PointMount.open(dir, { point, volumes: opts.volume, ...(keys ? { keys } : {}) });
+      const mount = await PointMount.open(dir, {
+        point, volumes: opts.volume, ...(keys ? { keys } : {}),
+        ...(opts.writable ? { writable: true } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}), ...(opts.keepScratch ? { keepScratch: true } : {}),
+      });
       const server = new NbdServer(mount, log);
       let where: string;
       try {
@@ -62,8 +72,8 @@ export function registerMount(program: Command): void {
       }));
       const p = mount.plan;
       const stopped = untilStopSignal('mount');
-      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: where, point: p.point, seq: p.seq, time: formatTime(p.ts), exports }, () => [
-        `serving ${p.point} (seq ${p.seq}, ${formatTime(p.ts)}) read-only on ${where} (pid ${process.pid})`,
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: where, point: p.point, seq: p.seq, time: formatTime(p.ts), writable: opts.writable === true, scratch: mount.scratch, exports }, () => [
+        `serving ${p.point}${p.point.includes(`seq ${p.seq}`) ? '' : ` (seq ${p.seq})`} at ${formatTime(p.ts)}, ${opts.writable ? `with writes to a throw-away layer (${mount.scratch.join(', ')})` : 'read-only'} on ${where} (pid ${process.pid})`,
         ...exports.map((x) => `  ${x.name}  ${formatSize(x.size)}  ${x.uri}`),
         'stop with SIGTERM or Ctrl-C',
       ]);

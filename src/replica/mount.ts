@@ -7,6 +7,8 @@ import { Replica } from './replica.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
 import { Applier, type PointExtent } from './restore.js';
 import { SegmentSource } from './segment-source.js';
+import { Overlay, writableExport } from './overlay.js';
+import { join } from 'node:path';
 
 export interface MountOptions {
   point: PointSpec;
@@ -15,6 +17,12 @@ export interface MountOptions {
   keys?: KeyRing;
   /** Decrypted segment payloads kept (each up to ~2 MiB); default 64. */
   cacheSegments?: number;
+  /** Take writes into a throw-away layer (sparse scratch files) instead of refusing them. */
+  writable?: boolean;
+  /** Where the scratch files go (default REPLICA_DIR/scratch). */
+  scratchDir?: string;
+  /** Leave the scratch files when the mount stops (default: removed). */
+  keepScratch?: boolean;
 }
 
 /** Largest read one request may ask for (the NBD maximum block size). */
@@ -25,25 +33,34 @@ const MAX_BLOCK = 32 * 1024 * 1024;
  * point is planned as `restore` plans it (same refusals), each volume's byte
  * ranges are mapped to the record that holds them at the point (newest
  * first wins), and reads decompress (and decrypt) only the segments they
- * touch, through a bounded cache. Nothing is written anywhere.
+ * touch, through a bounded cache. The replica is never written: writes
+ * are refused, or (writable) go to a throw-away layer of scratch files.
  */
 export class PointMount implements NbdBackend {
   readonly exports: readonly NbdExport[];
   readonly maxBlock = MAX_BLOCK;
   readonly plan: RestorePlan;
+  /** The scratch files of a writable mount. */
+  readonly scratch: readonly string[];
   readonly #replica: Replica;
   readonly #pool: FramePool;
+  readonly #overlays: Overlay[];
+  readonly #keepScratch: boolean;
 
-  private constructor(replica: Replica, pool: FramePool, plan: RestorePlan, exports: NbdExport[]) {
+  private constructor(replica: Replica, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
     this.#replica = replica;
     this.#pool = pool;
     this.plan = plan;
     this.exports = exports;
+    this.#overlays = overlays;
+    this.#keepScratch = keepScratch;
+    this.scratch = overlays.map((o) => o.path);
   }
 
   static async open(dir: string, opts: MountOptions): Promise<PointMount> {
     const replica = await Replica.open(dir);
     const pool = new FramePool();
+    const overlays: Overlay[] = [];
     try {
       await replica.checkCatalogued();
       const cat = replica.catalog;
@@ -66,9 +83,20 @@ export class PointMount implements NbdBackend {
       }
       const byVolume: PointExtent[][] = vols.map(() => []);
       for (const x of applier.extents()) (byVolume[x.volume] as PointExtent[]).push(x);
-      const exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, v.size, (byVolume[i] as PointExtent[]).sort((a, b) => a.start - b.start), source, plan)] : []));
-      return new PointMount(replica, pool, plan, exports);
+      let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, v.size, (byVolume[i] as PointExtent[]).sort((a, b) => a.start - b.start), source, plan)] : []));
+      if (opts.writable) {
+        const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
+        const layered: NbdExport[] = [];
+        for (const x of exports) {
+          const o = await Overlay.create(scratch, x);
+          overlays.push(o);
+          layered.push(writableExport(x, o));
+        }
+        exports = layered;
+      }
+      return new PointMount(replica, pool, plan, exports, overlays, opts.keepScratch ?? false);
     } catch (e) {
+      for (const o of overlays) await o.discard();
       await pool.close();
       await replica.close();
       throw e;
@@ -81,10 +109,13 @@ export class PointMount implements NbdBackend {
   errno(e: unknown): { errno: number; message: string } {
     const message = e instanceof Error ? e.message : String(e);
     if (isJshipError(e, 'VOLUME_NOT_USABLE')) return { errno: Errno.EPERM, message };
+    // The scratch directory filled up: the client's write fails, nothing else is harmed.
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return { errno: Errno.ENOSPC, message };
     return { errno: Errno.EIO, message };
   }
 
   async close(): Promise<void> {
+    for (const o of this.#overlays) await (this.#keepScratch ? o.close() : o.discard());
     await this.#pool.close();
     await this.#replica.close();
   }

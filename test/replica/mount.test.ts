@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
@@ -85,5 +85,64 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     expect(refused.out.error.code).toBe('RESTORE_REFUSED');
     expect(jshipJson('restore', rep, '--seq', '999999', '--target', join(dir, 'x.img')).out.error.message).toBe(refused.out.error.message);
     expect(jshipJson('mount', rep, '--marker', 'm1').code).toBe(2);
+  });
+
+  it('encrypted tapes: mounted with the key their labels name; without it, or with another, refused before any export is offered', async () => {
+    const g = await makeGroup(join(dir, 'enc'), { a: 2 * MiB }, { journalSize: 16 * MiB });
+    const key = join(dir, 'k.key');
+    const other = join(dir, 'other.key');
+    writeFileSync(key, randomBytes(32));
+    writeFileSync(other, randomBytes(32));
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 16; i++) await group.write('a', i * 128 * KiB, randomBytes(64 * KiB));
+    await group.close();
+    const tapes = join(dir, 'enc-tapes');
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base', '--encrypt-key', key).code).toBe(0);
+    const rep = join(dir, 'enc-rep');
+    expect(jshipJson('import', rep, tapes, '--key', key).code).toBe(0);
+    for (const args of [[], ['--key', other]]) {
+      const r = jshipJson('mount', rep, '--socket', join(dir, 'enc.sock'), ...args);
+      expect(r.code).toBe(1);
+      expect(r.out.error.code).toMatch(/^TAPE_(KEY_REQUIRED|AUTH_FAILED)$/);
+      expect(r.out.error.hint).toMatch(/give the key with id [0-9a-f]{16}/);
+    }
+    const srv = await mount(rep, '--socket', join(dir, 'enc.sock'), '--key', key);
+    try {
+      client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'enc', 'a.img'), srv.ready.exports[0].uri);
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+  });
+
+  it('--writable: writes (unaligned too) read back; the tapes and SVOLs of the replica are unchanged and the scratch file is gone after the stop', async () => {
+    const g = await makeGroup(join(dir, 'w'), { a: 2 * MiB }, { journalSize: 16 * MiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 8; i++) await group.write('a', i * 256 * KiB, randomBytes(64 * KiB));
+    await group.close();
+    const tapes = join(dir, 'w-tapes');
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base').code).toBe(0);
+    const rep = join(dir, 'w-rep');
+    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('restore', rep).code).toBe(0); // the SVOLs, to check they stay as they are
+    const hashes = (): string => spawnSync('sh', ['-c', `cd ${rep} && sha256sum tapes/* svol/*`], { encoding: 'utf8' }).stdout;
+    const before = hashes();
+    const scratch = join(dir, 'scratch');
+    const srv = await mount(rep, '--socket', join(dir, 'w.sock'), '--writable', '--scratch', scratch);
+    try {
+      expect(srv.ready.scratch).toEqual([join(scratch, `mount-${srv.ready.pid}-a.scratch`)]);
+      const uri = srv.ready.exports[0].uri;
+      client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x5a 1000 3000', '-c', 'write -z 256k 64k');
+      const back = client('qemu-io', '-f', 'raw', uri, '-c', 'read -P 0x5a 1000 3000', '-c', 'read -P 0 256k 64k');
+      expect(back).not.toMatch(/Pattern verification failed/);
+      // Around the write, the point's own bytes.
+      const img = readFileSync(join(dir, 'w', 'a.img'));
+      const got = Buffer.from(client('sh', '-c', `nbdcopy '${uri}' - | head -c 1000 | od -An -tx1 -v`).replace(/\s+/g, ''), 'hex');
+      expect(got.equals(img.subarray(0, 1000))).toBe(true);
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+    expect(hashes()).toBe(before);
+    expect(spawnSync('ls', ['-A', scratch], { encoding: 'utf8' }).stdout).toBe('');
+    expect(jshipJson('mount', rep, '--socket', join(dir, 'w.sock'), '--keep-scratch').code).toBe(2);
   });
 });
