@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { createGroup, type CreateGroupOptions } from '../src/journal/journal-group.js';
 
@@ -70,4 +71,26 @@ export function scrapeMetrics(args: string[]): Map<string, number> {
     out.set(m[1] as string, Number(m[2]));
   }
   return out;
+}
+
+/** A long-running verb (`link pull`, `mount`, …) with --json: resolves once it printed its ready line; its events are collected. */
+export async function jshipProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void> }> {
+  const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: any[] = [];
+  let err = '';
+  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const exited = new Promise<number | null>((r) => p.once('close', r));
+  const ready = await new Promise<any>((resolve, reject) => {
+    createInterface({ input: p.stdout }).on('line', (l) => {
+      const e = JSON.parse(l);
+      events.push(e);
+      if (e.ready) resolve(e);
+    });
+    void exited.then((c) => reject(new Error(`jship ${args.slice(0, 2).join(' ')} exited ${c}: ${err}${events.map((e) => JSON.stringify(e)).join('\n')}`)));
+  });
+  return {
+    ready, events,
+    stop: async () => { p.kill('SIGTERM'); return exited; },
+    kill: async () => { p.kill('SIGKILL'); await exited; },
+  };
 }

@@ -7,7 +7,7 @@ import { NbdServer, type Listen } from '../nbd/server.js';
 import { PointMount } from '../replica/mount.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { emit, toJson, type CommonOptions } from './output.js';
-import { pointFromOptions } from './restore.js';
+import { pointFromOptions, withPointOptions } from './restore.js';
 import { parseListen } from './serve.js';
 import { untilStopSignal } from './signals.js';
 
@@ -27,21 +27,17 @@ interface MountCliOptions extends CommonOptions, KeyCliOptions {
 const collect = (v: string, all: string[]): string[] => [...all, v];
 
 export function registerMount(program: Command): void {
-  withKeyOptions(program
+  withKeyOptions(withPointOptions(program
     .command('mount')
     .description('serve a point in time of a replica over NBD, read-only, straight from its tapes (nothing is restored first); stop with SIGTERM or Ctrl-C')
     .argument('<REPLICA_DIR>', 'the replica')
-    .option('--until <TIME>', 'the state at TIME (as restore --until)')
-    .option('--exclusive', 'with --until: leave out records stamped exactly TIME')
-    .option('--marker <NAME>', 'the state at a named restore point')
-    .option('--seq <N>', 'the state after record N')
     .option('--volume <NAME>', 'serve this volume (repeat; default: all)', collect, [])
     .option('--socket <PATH>', 'listen on this Unix socket (mode 0600)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
     .option('--writable', 'take writes into a throw-away layer (sparse scratch files; the replica is never written), e.g. to boot a DR drill')
     .option('--scratch <DIR>', 'with --writable: where the scratch files go (default REPLICA_DIR/scratch)')
     .option('--keep-scratch', 'with --writable: leave the scratch files when the mount stops')
-    .option('--json', 'JSON lines on standard output: ready, each event, stopped'))
+    .option('--json', 'JSON lines on standard output: ready, each event, stopped')))
     .action(async (dir: string, opts: MountCliOptions) => {
       if ((opts.socket === undefined) === (opts.listen === undefined)) {
         throw new JshipError('USAGE', 'jship mount needs one of --socket PATH and --listen [HOST:]PORT', { hint: 'e.g. jship mount /srv/replica --marker nightly --socket /run/jship-drill.sock' });

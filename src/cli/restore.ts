@@ -37,28 +37,33 @@ export function pointFromOptions(o: { until?: string; exclusive?: boolean; marke
   return { kind: 'latest' };
 }
 
+/** --until [--exclusive] | --marker | --seq: the point (see pointFromOptions). */
+export function withPointOptions(cmd: Command): Command {
+  return cmd
+    .option('--until <TIME>', 'the state at TIME: every record stamped up to and including TIME (ISO 8601 with a zone, or @SECONDS)')
+    .option('--exclusive', 'with --until: leave out records stamped exactly TIME')
+    .option('--marker <NAME>', 'the state at a named restore point')
+    .option('--seq <N>', 'the state after record N');
+}
+
 function parseMode(text: string): number {
   if (!/^0?[0-7]{3}$/.test(text)) throw new JshipError('USAGE', `--mode ${text} is not a file mode`, { hint: 'give three octal digits, e.g. --mode 0640' });
   return Number.parseInt(text, 8);
 }
 
 export function registerRestore(program: Command): void {
-  withKeyOptions(program
+  withKeyOptions(withPointOptions(program
     .command('restore')
     .description('rebuild volumes as they were at a point: into the SVOLs (default, whole group) or into files or devices')
     .argument('<REPLICA_DIR>', 'the replica')
     .option('--volume <NAME>', 'restore this volume (repeat; needs --target)', collect, [])
     .option('--target <[NAME=]PATH>', 'where to: a file or block device per volume (NAME=PATH, repeat), a bare PATH for one volume, or a directory (DIR/NAME.img)', collect, [])
-    .option('--until <TIME>', 'the state at TIME: every record stamped up to and including TIME (ISO 8601 with a zone, or @SECONDS)')
-    .option('--exclusive', 'with --until: leave out records stamped exactly TIME')
-    .option('--marker <NAME>', 'the state at a named restore point')
-    .option('--seq <N>', 'the state after record N')
     .option('--inconsistent', 'allow a point before the base completed (a partial image; files and devices only)')
     .option('--dry-run', 'print the plan (tapes, records, bytes, the time the result represents) and change nothing')
     .option('--no-coalesce', 'replay every record in order instead of writing each surviving extent once')
     .option('--force', 'replace existing target files (only once the restore is complete)')
     .option('--mode <OCTAL>', 'file mode of restored image files (default 0600: they hold what the PVOLs hold)')
-    .option('--json', 'print one JSON object'))
+    .option('--json', 'print one JSON object')))
     .action(async (dir: string, opts: RestoreCliOptions) => {
       const point = pointFromOptions(opts);
       const targets = opts.target.map((t) => {

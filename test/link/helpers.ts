@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { JournalGroup, type CreateGroupOptions } from '../../src/journal/journal-group.js';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { readLinkKey } from '../../src/link/link-tls.js';
-import { BIN, makeGroup } from '../helpers.js';
+import { jshipProc, makeGroup } from '../helpers.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import type { LinkEvent } from '../../src/link/primary-session.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
@@ -49,25 +47,9 @@ export async function linkedGroup(dir: string, sizes: Record<string, number> = {
 }
 
 /** Starts a long-running `jship link …` with --json and waits for its ready line. */
-export async function linkProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void> }> {
-  const p = spawn(process.execPath, [BIN, 'link', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events: any[] = [];
-  let err = '';
-  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  const exited = new Promise<number | null>((r) => p.once('close', r));
-  const ready = await new Promise<any>((resolve, reject) => {
-    createInterface({ input: p.stdout }).on('line', (l) => {
-      const e = JSON.parse(l);
-      events.push(e);
-      if (e.ready) resolve(e);
-    });
-    void exited.then((c) => reject(new Error(`jship link ${args[0]} exited ${c}: ${err}`)));
-  });
-  return {
-    ready, events,
-    stop: async () => { p.kill('SIGTERM'); return exited; },
-    kill: async () => { p.kill('SIGKILL'); await exited; },
-  };
+/** `jship link …` running with --json until stopped (see jshipProc). */
+export function linkProc(...args: string[]): ReturnType<typeof jshipProc> {
+  return jshipProc('link', ...args);
 }
 
 export async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {

@@ -1,29 +1,14 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
-import { BIN, KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
 import { client } from '../nbd/helpers.js';
 
 /** `jship mount … --json` running until stopped; resolves once it is ready. */
-async function mount(...args: string[]): Promise<{ ready: any; stop: () => Promise<number | null> }> {
-  const p = spawn(process.execPath, [BIN, 'mount', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  const exited = new Promise<number | null>((r) => p.once('close', r));
-  const ready = await new Promise<any>((resolve, reject) => {
-    createInterface({ input: p.stdout }).on('line', (l) => {
-      const e = JSON.parse(l);
-      if (e.ready) resolve(e);
-      else err += `${l}\n`;
-    });
-    void exited.then((c) => reject(new Error(`jship mount exited ${c}: ${err}`)));
-  });
-  return { ready, stop: async () => { p.kill('SIGTERM'); return exited; } };
-}
+const mount = (...args: string[]): ReturnType<typeof jshipProc> => jshipProc('mount', ...args);
 
 describe('jship mount (a point in time over NBD, read-only, from the tapes)', () => {
   const dir = tempDir();
