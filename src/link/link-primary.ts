@@ -40,6 +40,11 @@ export class LinkPrimary {
   #pushDone: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
 
+  /** Link sessions running now: pulling secondaries served, and the push connection. */
+  get sessions(): number {
+    return (this.#server?.sessionCount ?? 0) + (this.#pushChannel ? 1 : 0);
+  }
+
   private constructor(server: LinkServer | undefined, address: string | null, pool: FramePool) {
     this.#server = server;
     this.address = address;

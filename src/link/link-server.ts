@@ -26,6 +26,11 @@ export class LinkServer {
   readonly #sockets = new Set<Socket>();
   readonly #sessions = new Set<Promise<void>>();
 
+  /** Sessions running now. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
   constructor(o: LinkServerOptions) {
     this.#server = tls.createServer(serverOptions(o.key, (identity) => {
       const ok = o.identityOk(identity);

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsSource } from '../io/metrics-endpoint.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import type { NbdServer } from '../nbd/server.js';
+import type { LinkPrimary } from '../link/link-primary.js';
 import { siteStatus } from './site-status.js';
 
 const STATES = ['active', 'nearly-full', 'full', 'suspended', 'resync-pending'] as const;
@@ -20,7 +21,8 @@ export class SiteMetrics implements MetricsSource {
   readonly #requests: Histogram<'op'>;
   readonly #refresh: () => Promise<void>;
 
-  constructor(group: JournalGroup, nbd: NbdServer | null) {
+  /** `link`: the owner's link primary once started (null: none). */
+  constructor(group: JournalGroup, nbd: NbdServer | null, link: () => LinkPrimary | null = () => null) {
     const r = this.registry;
     const g = (name: string, help: string, labelNames: string[] = []): Gauge<string> => new Gauge({ name, help, labelNames, registers: [r] });
     const usage = g('jship_journal_usage_ratio', 'Journal usage, 0..1, of record slots and of data bytes', ['ring']);
@@ -50,6 +52,7 @@ export class SiteMetrics implements MetricsSource {
     const rpo = g('jship_consumer_rpo_seconds', 'Age of the oldest write the consumer lacks (0: it holds everything)', ['consumer']);
     const secured = g('jship_consumer_secured_sequence', 'Last sequence number the consumer secured', ['consumer']);
     const clients = g('jship_nbd_clients', 'NBD clients connected');
+    const linkSessions = g('jship_link_sessions', 'Direct-link sessions running (pulling secondaries, the push connection)');
     const nbdBytes = counterOf('jship_nbd_bytes_total', 'Bytes read and written by NBD clients since serve started', ['direction']);
     const nbdErrors = counterOf('jship_nbd_errors_total', 'Requests answered with an error since serve started');
     this.#exports = new Counter({ name: 'jship_exports_total', help: 'Exports run by this owner, by result', labelNames: ['result'], registers: [r] });
@@ -93,6 +96,7 @@ export class SiteMetrics implements MetricsSource {
         if (c.behind.bytes !== null) lagBytes.set({ consumer }, c.behind.bytes);
         if (c.rpoSeconds !== null) rpo.set({ consumer }, c.rpoSeconds);
       }
+      linkSessions.set(link()?.sessions ?? 0);
       if (nbd) {
         const n = nbd.stats();
         clients.set(n.connections.length);

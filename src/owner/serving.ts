@@ -84,12 +84,12 @@ export class Serving {
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
     const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
-    const metrics = opts.metrics ? new SiteMetrics(group, nbd) : null;
+    let link: LinkPrimary | null = null;
+    const metrics = opts.metrics ? new SiteMetrics(group, nbd, () => link) : null;
     // The link's sessions share one throttle, so that `jship bwlimit` can change it while they run.
     const linkOpts = opts.link ? { ...opts.link, throttle: opts.link.throttle ?? new Throttle(null) } : undefined;
     const handlers = controlHandlers(group, nbd, metrics, linkOpts?.throttle ?? null, log);
     const control = new ControlServer(handlers, log);
-    let link: LinkPrimary | null = null;
     const endpoint = metrics ? new MetricsEndpoint(metrics) : null;
     try {
       await control.listen(group.dir, group.config.groupId);

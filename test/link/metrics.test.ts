@@ -10,7 +10,7 @@ describe('link pull --metrics', () => {
 
   it('a pulling secondary serves what it received and how far its SVOLs are behind (promtool-clean); the primary logs a secondary that was killed', async () => {
     const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 16 * MiB });
-    const srv = await serve(g, '--link-listen', '127.0.0.1:0');
+    const srv = await serve(g, '--link-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0');
     const pull = await linkProc('pull', join(dir, 'rep'), '--from', (srv.ready as any).link, '--psk', groupPaths(g).linkKey, '--name', 'site-b', '--apply', '--metrics', '127.0.0.1:0');
     try {
       const url = `http://${pull.ready.metrics}/metrics`;
@@ -23,6 +23,10 @@ describe('link pull --metrics', () => {
       }, 60_000);
       const m = scrapeMetrics([url]);
       expect(m.get('jship_link_connected')).toBe(1);
+      // The primary counts the session, and the secondary among its consumers.
+      const p = scrapeMetrics([`http://${(srv.ready as any).metrics}/metrics`]);
+      expect(p.get('jship_link_sessions')).toBe(1);
+      expect(p.get('jship_consumer_secured_sequence{consumer="secondary/site-b"}')).toBeGreaterThanOrEqual(2);
       expect(m.get('jship_link_tapes_received_total')).toBeGreaterThanOrEqual(1);
       expect(m.get('jship_link_bytes_received_total')).toBeGreaterThan(0);
       expect(m.get('jship_link_last_tape_time_seconds')).toBeGreaterThan(Date.now() / 1000 - 600);

@@ -19,6 +19,7 @@ describe('serve --metrics (Prometheus)', () => {
       expect(m0.get('jship_journal_state{state="active"}')).toBe(1);
       expect(m0.get('jship_journal_capacity{ring="data"}')).toBeGreaterThan(60 * MiB);
       expect(m0.get('jship_nbd_clients')).toBe(0);
+      expect(m0.get('jship_link_sessions')).toBe(0);
       expect(m0.get('jship_journal_written_total{unit="records"}') ?? 0).toBe(0);
 
       const fio = spawn('fio', ['--name=m', '--ioengine=nbd', `--uri=${srv.ready.exports[0]!.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=4', '--size=4M', '--io_size=2M'], { stdio: 'ignore' });
