@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { Server } from 'node:net';
+import { dirname } from 'node:path';
 import { JshipError } from '../core/errors.js';
 
 /** Longest Unix socket path Linux takes (sun_path is 108 bytes with the NUL). */
@@ -15,6 +16,14 @@ export function fitsSocketPath(path: string): boolean {
  * the listen error instead of emitting it.
  */
 export async function listenOn(server: Server, where: { socket: string } | { host: string; port: number }): Promise<void> {
+  if ('socket' in where) {
+    // Node reports a socket in a missing directory as EACCES: say what is wrong instead.
+    const dir = dirname(where.socket);
+    const st = await fsp.stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new JshipError('USAGE', `cannot listen on ${where.socket}: ${dir} ${st ? 'is not a directory' : 'does not exist'}`, { hint: 'give a socket path in an existing directory (or create the directory first)' });
+    }
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {

@@ -58,6 +58,7 @@ export class NbdServer {
       await removeStaleSocket(where.socket);
     }
     await listenOn(this.#server, where).catch((e: NodeJS.ErrnoException) => {
+      if (e instanceof JshipError) throw e;
       throw new JshipError('IO', `cannot listen on ${'socket' in where ? where.socket : `${where.host}:${where.port}`}: ${e.message}`, {
         hint: e.code === 'EADDRINUSE' ? 'another server listens there: stop it or pick another address' : 'check the address and permissions',
         cause: e,

@@ -47,6 +47,13 @@ export interface RestoreResult {
     records: number;
     segments: number;
     tapes: number[];
+    /**
+     * The pull list: each tape file the plan reads from, with its segments
+     * and their bytes on the tape (a coalesced restore may skip superseded
+     * segments: these are at most what it reads). What to fetch from the
+     * vault or the shelf before restoring or mounting the point.
+     */
+    pull: Array<{ tape: number; file: string; segments: number; bytes: number }>;
     inconsistent: boolean;
   };
   targets: Array<{ volume: string; path: string; kind: string }>;
@@ -140,7 +147,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       incrementalFrom: toSvol && svolSeq > 0n ? svolSeq : null,
       records: plan.records,
       segments: plan.updateSegments.length + plan.bases.reduce((n, b) => n + b.segments.length, 0),
-      tapes, inconsistent: plan.inconsistent,
+      tapes, pull: pullList(cat, [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)]), inconsistent: plan.inconsistent,
     },
     targets: targetPaths.map((t) => ({ ...t, kind: toSvol ? 'svol' : 'target' })),
     dryRun: opts.dryRun ?? false,
@@ -211,6 +218,19 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     throw e;
   }
+}
+
+/** Tape files and bytes of the segments a plan reads, by tape (link tapes have negative serials). */
+export function pullList(cat: Catalog, segments: readonly SegmentRow[]): RestoreResult['plan']['pull'] {
+  const files = new Map(cat.tapes().map((t) => [t.serial, t.file]));
+  const by = new Map<number, { tape: number; file: string; segments: number; bytes: number }>();
+  for (const s of segments) {
+    const e = by.get(s.serial) ?? { tape: s.serial, file: files.get(s.serial) ?? '?', segments: 0, bytes: 0 };
+    e.segments++;
+    e.bytes += s.frameLength;
+    by.set(s.serial, e);
+  }
+  return [...by.values()].sort((a, b) => a.tape - b.tape);
 }
 
 /** `--target`: NAME=PATH pairs, a bare PATH for a single volume, or a directory (DIR/NAME.img each). */

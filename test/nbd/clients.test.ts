@@ -131,6 +131,8 @@ describe('a group directory too deep for a Unix socket path', () => {
 });
 
 describe('--listen parsing', () => {
+  const dir = tempDir();
+
   it('PORT, HOST:PORT, [IPV6]:PORT; anything else is a usage error', () => {
     expect(parseListen('10809')).toEqual({ host: '127.0.0.1', port: 10809 });
     expect(parseListen('0.0.0.0:10809')).toEqual({ host: '0.0.0.0', port: 10809 });
@@ -144,5 +146,13 @@ describe('--listen parsing', () => {
       expect(r.status).toBe(2);
       expect(JSON.parse(r.stdout).error.code).toBe('USAGE');
     }
+  });
+
+  it('a --socket in a directory that does not exist is a usage error naming the directory (was EACCES), and the group is left unlocked', async () => {
+    const g = await makeGroup(join(dir, 'nodir'), { a: 1 * MiB });
+    const r = spawnSync(process.execPath, [BIN, 'serve', g, '--socket', join(dir, 'no', 'such', 's.sock'), '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(JSON.parse(r.stdout).error.message).toBe(`cannot listen on ${join(dir, 'no', 'such', 's.sock')}: ${join(dir, 'no', 'such')} does not exist`);
+    expect(existsSync(join(g, 'lock'))).toBe(false);
   });
 });

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
-import { KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
+import { BIN, KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
 import { client } from '../nbd/helpers.js';
 
 /** `jship mount … --json` running until stopped; resolves once it is ready. */
@@ -57,6 +57,19 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
         expect(await srv.stop()).toBe(0);
       }
     }
+    // The pull list: the tape files (and bytes of segments) a restore or a mount of m1 reads.
+    const plan = jshipJson('restore', rep, '--marker', 'm1', '--target', `${join(dir, 'dry')}/`, '--dry-run');
+    expect(plan.code, JSON.stringify(plan.out)).toBe(0);
+    const pull = plan.out.plan.pull as Array<{ tape: number; file: string; segments: number; bytes: number }>;
+    expect(pull.map((t) => t.tape)).toEqual(plan.out.plan.tapes);
+    expect(pull.reduce((n, t) => n + t.segments, 0)).toBe(plan.out.plan.segments);
+    for (const t of pull) {
+      expect(readdirSync(join(rep, 'tapes'))).toContain(t.file);
+      expect(t.bytes).toBeGreaterThan(0);
+      expect(t.bytes).toBeLessThanOrEqual(statSync(join(rep, 'tapes', t.file)).size);
+    }
+    const human = spawnSync(process.execPath, [BIN, 'restore', rep, '--marker', 'm1', '--target', `${join(dir, 'dry')}/`, '--dry-run'], { encoding: 'utf8' });
+    expect(human.stdout).toMatch(/tapes to have at hand \([\d.]+ \S+ of segments at most\):\n {4}jship-0+1-\S+\.tar\.zst {2}\d+ segments?, /);
     // Only the volumes asked for; a point restore refuses is refused the same way.
     const one = await mount(rep, '--volume', 'b', '--listen', '127.0.0.1:0');
     try {
