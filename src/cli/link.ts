@@ -1,6 +1,5 @@
 import { MetricsEndpoint } from '../io/metrics-endpoint.js';
 import { SecondaryMetrics } from '../link/secondary-metrics.js';
-import { eventLine } from '../core/events.js';
 import { Throttle } from '../io/throttle.js';
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
@@ -20,7 +19,7 @@ import { NAME } from '../link/messages.js';
 import type { LinkEvent } from '../link/primary-session.js';
 import { Serving } from '../owner/serving.js';
 import { heldPosition } from '../link/secondary-session.js';
-import { emit, toJson, type CommonOptions } from './output.js';
+import { emit, eventLog, type CommonOptions } from './output.js';
 import { onInterrupt, untilStopSignal } from './signals.js';
 
 interface LinkCliOptions extends CommonOptions {
@@ -37,13 +36,6 @@ interface LinkCliOptions extends CommonOptions {
   maxTape?: string;
   bwlimit?: string;
   metrics?: string;
-}
-
-/** Events: one JSON line each with --json (DESIGN: long-running verbs), else a timestamped line on stderr. */
-function eventLog(opts: CommonOptions): (e: LinkEvent) => void {
-  return opts.json
-    ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
-    : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
 }
 
 function required(v: string | undefined, flag: string, verb: string): string {

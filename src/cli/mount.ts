@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { eventLine, type EventLog } from '../core/events.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { NbdServer, type Listen } from '../nbd/server.js';
 import { PointMount } from '../replica/mount.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
-import { emit, toJson, type CommonOptions } from './output.js';
+import { emit, eventLog, type CommonOptions } from './output.js';
 import { pointFromOptions, withPointOptions } from './restore.js';
 import { parseListen } from './serve.js';
 import { untilStopSignal } from './signals.js';
@@ -46,9 +45,7 @@ export function registerMount(program: Command): void {
       const point = pointFromOptions(opts);
       if (!opts.writable && (opts.scratch !== undefined || opts.keepScratch)) throw new JshipError('USAGE', '--scratch and --keep-scratch go with --writable', { hint: 'add --writable to take writes into a throw-away layer' });
       const keys = await keyRing(opts);
-      const log: EventLog = opts.json
-        ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
-        : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
+      const log = eventLog(opts);
       const mount = await PointMount.open(dir, {
         point, volumes: opts.volume, ...(keys ? { keys } : {}),
         ...(opts.writable ? { writable: true } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}), ...(opts.keepScratch ? { keepScratch: true } : {}),

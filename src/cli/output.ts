@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import { asJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
+import { eventLine, type EventLog } from '../core/events.js';
 
 /** Options every verb takes. */
 export interface CommonOptions {
@@ -16,6 +17,16 @@ export function toJson(v: unknown): string {
 export function emit(opts: CommonOptions, json: unknown, human: () => string[]): void {
   if (opts.json) process.stdout.write(`${toJson(json)}\n`);
   else for (const line of human()) process.stdout.write(`${line}\n`);
+}
+
+/**
+ * Where a long-running verb's events go: one JSON line each on stdout (with
+ * `time`) under --json, else one readable line each on stderr.
+ */
+export function eventLog(opts: CommonOptions): EventLog {
+  return opts.json
+    ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
+    : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
 }
 
 /** Prints an error (stdout JSON with --json, stderr text otherwise) and sets the exit code. */

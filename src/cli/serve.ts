@@ -5,13 +5,12 @@ import { formatSize, parseRate } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
 import { DEFAULT_STOP_TIMEOUT_MS, Serving } from '../owner/serving.js';
 import { parseDuration } from '../core/time.js';
-import { emit, toJson, type CommonOptions } from './output.js';
+import { emit, eventLog, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
 import { parseListenAddress, parseHostPort, type HostPort } from '../io/sockets.js';
 import { pushTargets } from './link.js';
 import { readLinkKey } from '../link/link-tls.js';
-import { eventLine, type EventLog } from '../core/events.js';
 import { groupPaths } from '../journal/group-files.js';
 
 interface ServeCliOptions extends CommonOptions {
@@ -55,9 +54,7 @@ export function registerServe(program: Command): void {
       }
       const listen: Listen | undefined = opts.listen !== undefined ? parseListen(opts.listen) : opts.socket !== undefined ? { socket: opts.socket } : undefined;
       // Under --json every event is a JSON line on stdout (ready, each event, stopped); else one readable line each on stderr.
-      const log: EventLog = opts.json
-        ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
-        : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
+      const log = eventLog(opts);
       if (opts.linkTo !== undefined && opts.linkCandidates !== undefined) throw new JshipError('USAGE', '--link-to and --link-candidates exclude each other', { hint: 'push to one secondary, or to the first reachable candidate' });
       const pushing = opts.linkTo !== undefined || opts.linkCandidates !== undefined;
       const linkRate = opts.linkBwlimit !== undefined ? parseRate(opts.linkBwlimit, '--link-bwlimit') : null;

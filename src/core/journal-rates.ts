@@ -40,10 +40,14 @@ export class RateWindow {
     this.#samples.push({ at: start, c: { ...c } });
   }
 
+  /** Whether `note` would keep a sample now (callers on a hot path ask before gathering counters). */
+  due(now: bigint): boolean {
+    return now - (this.#samples[this.#samples.length - 1] as Sample).at >= this.#intervalNs;
+  }
+
   /** Keeps a sample if the last one is at least an interval old; drops samples older than the longest window needs. */
   note(now: bigint, c: JournalCounters): void {
-    const last = this.#samples[this.#samples.length - 1] as Sample;
-    if (now - last.at < this.#intervalNs) return;
+    if (!this.due(now)) return;
     this.#samples.push({ at: now, c: { ...c } });
     // Keep one sample at or before now - keep: the base of the longest window.
     while (this.#samples.length > 2 && (this.#samples[1] as Sample).at <= now - this.#keepNs) this.#samples.shift();

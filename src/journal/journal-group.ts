@@ -558,7 +558,9 @@ export class JournalGroup {
       }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
-    this.#rates?.note(this.#mono(), this.#counters());
+    // Per record: a clock read; the counters only when a sample is due (every 5 s).
+    const now = this.#mono();
+    if (this.#rates?.due(now)) this.#rates.note(now, this.#counters());
     this.#noteState();
     const header = encodeRecord({
       type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
