@@ -11,12 +11,14 @@ import { siteChecks } from '../owner/site-checks.js';
 import { siteStatus } from '../owner/site-status.js';
 import { Replica } from '../replica/replica.js';
 import { replicaChecks } from '../replica/replica-checks.js';
+import { readDrills } from '../replica/drill-log.js';
 import { emit, type CommonOptions } from './output.js';
 
 interface CheckOptions extends CommonOptions {
   maxRpo?: string;
   maxUsage?: string;
   maxAge?: string;
+  maxDrillAge?: string;
 }
 
 export function registerCheck(program: Command): void {
@@ -27,6 +29,7 @@ export function registerCheck(program: Command): void {
     .option('--max-rpo <DURATION>', 'group: every consumer (tapes, link secondaries) holds all writes older than this (e.g. 1h)')
     .option('--max-usage <PERCENT>', 'group: the journal is at most this full (record slots or data, the higher)')
     .option('--max-age <DURATION>', 'replica: the newest restorable point is at most this old (e.g. 26h)')
+    .option('--max-drill-age <DURATION>', 'replica: a drill (jship drill) passed at most this long ago (e.g. 8d)')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, opts: CheckOptions) => {
       const isGroup = existsSync(groupPaths(dir).config);
@@ -36,7 +39,7 @@ export function registerCheck(program: Command): void {
       }
       let checks: Check[];
       if (isGroup) {
-        if (opts.maxAge !== undefined) throw new JshipError('USAGE', '--max-age applies to a replica', { hint: 'on a group, use --max-rpo (how old the oldest unsecured write is)' });
+        if (opts.maxAge !== undefined || opts.maxDrillAge !== undefined) throw new JshipError('USAGE', `${opts.maxAge !== undefined ? '--max-age' : '--max-drill-age'} applies to a replica`, { hint: 'on a group, use --max-rpo (how old the oldest unsecured write is)' });
         const limits = {
           ...(opts.maxRpo !== undefined ? { maxRpo: seconds(opts.maxRpo, '--max-rpo') } : {}),
           ...(opts.maxUsage !== undefined ? { maxUsage: percent(opts.maxUsage) } : {}),
@@ -44,10 +47,14 @@ export function registerCheck(program: Command): void {
         const site = await onGroup<ServingStatus>(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
         checks = siteChecks(site, limits);
       } else {
-        if (opts.maxRpo !== undefined || opts.maxUsage !== undefined) throw new JshipError('USAGE', '--max-rpo and --max-usage apply to a journal group', { hint: 'on a replica, use --max-age' });
+        if (opts.maxRpo !== undefined || opts.maxUsage !== undefined) throw new JshipError('USAGE', '--max-rpo and --max-usage apply to a journal group', { hint: 'on a replica, use --max-age or --max-drill-age' });
+        const limits = {
+          ...(opts.maxAge !== undefined ? { maxAge: seconds(opts.maxAge, '--max-age') } : {}),
+          ...(opts.maxDrillAge !== undefined ? { maxDrillAge: seconds(opts.maxDrillAge, '--max-drill-age') } : {}),
+        };
         const replica = await Replica.open(dir);
         try {
-          checks = replicaChecks(replica.catalog, BigInt(Date.now()) * 1_000_000n, opts.maxAge !== undefined ? { maxAge: seconds(opts.maxAge, '--max-age') } : {});
+          checks = replicaChecks(replica.catalog, BigInt(Date.now()) * 1_000_000n, limits, await readDrills(replica.dir));
         } finally {
           await replica.close();
         }

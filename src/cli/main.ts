@@ -6,6 +6,7 @@ import { registerStatus } from './status.js';
 import { registerCheck } from './check.js';
 import { registerBwlimit } from './bwlimit.js';
 import { registerMount } from './mount.js';
+import { registerDrill } from './drill.js';
 import { registerMark } from './mark.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerBwlimit(program);
   registerMount(program);
+  registerDrill(program);
   registerMark(program);
   registerScan(program);
   registerServe(program);

@@ -3,13 +3,14 @@ import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
 import { buildTimeline, type Timeline } from '../replica/timeline.js';
 import { readReplicaState } from '../replica/replica-state.js';
+import { readDrills, type DrillRecord } from '../replica/drill-log.js';
 import { emit, type CommonOptions } from './output.js';
 
 const WIDTH = 60;
 const SPARK = '▁▂▃▄▅▆▇█';
 
-/** The picture: a time axis with coverage (█), gaps (·), base completions (◆) and markers (▲), and the write rate. */
-export function drawTimeline(t: Timeline): string[] {
+/** The picture: a time axis with coverage (█), gaps (·), base completions (◆), markers (▲), drilled points (✓ passed, ✗ failed) and the write rate. */
+export function drawTimeline(t: Timeline, drills: readonly DrillRecord[] = []): string[] {
   const lo = t.rate.fromTs;
   const hi = t.rate.toTs > lo ? t.rate.toTs : lo + 1n;
   const col = (ts: bigint): number => Math.max(0, Math.min(WIDTH - 1, Number(((ts - lo) * BigInt(WIDTH - 1)) / (hi - lo))));
@@ -18,13 +19,15 @@ export function drawTimeline(t: Timeline): string[] {
   const marks = new Array<string>(WIDTH).fill(' ');
   for (const b of t.bases) if (b.completeTs !== null) marks[col(b.completeTs)] = '◆';
   for (const m of t.markers) if (m.kind === 'restore-point') marks[col(m.ts)] = '▲';
+  // A point's newest drill tells: passed or failed.
+  for (const d of drills) marks[col(BigInt(d.ts))] = d.ok ? '✓' : '✗';
   const max = Math.max(1, ...t.rate.buckets);
   const spark = t.rate.buckets.map((n) => (n === 0 ? ' ' : SPARK[Math.min(SPARK.length - 1, Math.floor((n / max) * (SPARK.length - 1)))]));
   const sparkLine = Array.from({ length: WIDTH }, (_v, i) => spark[Math.floor((i * spark.length) / WIDTH)] ?? ' ').join('');
   return [
     `  ${formatTime(lo)}${' '.repeat(Math.max(1, WIDTH - 60))}→ ${formatTime(hi)}`,
     `  |${axis.join('')}|  coverage (█ held, · missing)`,
-    `  |${marks.join('')}|  ◆ base complete  ▲ restore point`,
+    `  |${marks.join('')}|  ◆ base complete  ▲ restore point${drills.length ? '  ✓ ✗ drill' : ''}`,
     `  |${sparkLine}|  write rate`,
   ];
 }
@@ -45,11 +48,12 @@ export function registerTimeline(program: Command): void {
         await replica.close();
       }
       const state = await readReplicaState(replica.dir);
-      emit(opts, { ...t, svol: state.svol }, () => [
+      const drills = await readDrills(replica.dir);
+      emit(opts, { ...t, svol: state.svol, drills: drills.map((d) => ({ point: d.point, seq: d.seq, ts: d.ts, ok: d.ok, code: d.code, command: d.command, finishedAt: d.finishedAt, durationMs: d.durationMs })) }, () => [
         t.restorable
           ? `restorable: ${formatTime(t.restorable.fromTs)} .. ${formatTime(t.restorable.toTs)} (seq ${t.restorable.fromSeq}..${t.restorable.toSeq})`
           : 'restorable: nothing yet (no full base complete within the records held from the start)',
-        ...drawTimeline(t),
+        ...drawTimeline(t, drills),
         'coverage:',
         ...t.coverage.map((c) => `  seq ${c.fromSeq}..${c.toSeq}  ${formatTime(c.fromTs)} .. ${formatTime(c.toTs)}`),
         ...t.gaps.map((g) => `  GAP seq ${g.from}..${g.to}${g.serials.length ? ` (tapes ${g.serials.join(', ')})` : ''}`),
@@ -58,6 +62,7 @@ export function registerTimeline(program: Command): void {
         ...t.bases.map((b) => `  ${b.scope} base ${b.baseId}: started ${formatTime(b.startedTs)}, ${b.completeTs !== null ? `complete ${formatTime(b.completeTs)} (seq ${b.completeSeq})` : 'NOT COMPLETE in the records held'}`),
         'markers:',
         ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}`),
+        ...(drills.length ? ['drills (tested points):', ...drills.map((d) => `  seq ${d.seq}  ${formatTime(BigInt(d.ts))}  ${d.ok ? 'passed' : 'FAILED'}  ${d.finishedAt}  ${d.point}  \`${d.command}\``)] : []),
         `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}`,
       ]);
     });

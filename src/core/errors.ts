@@ -83,6 +83,8 @@ export type ErrorCode =
   | 'REPLICA_NOT_FOUND'
   | 'REPLICA_NOT_EMPTY'
   | 'REPLICA_BAD'
+  | 'REPLICA_IN_USE'
+  | 'DRILL_FAILED'
   | 'ACK_INVALID'
   // restore
   | 'RESTORE_REFUSED'

@@ -161,7 +161,24 @@ async function breakStale(path: string, staleIno: number): Promise<void> {
 
 const STALE_GUARD_MS = 10_000;
 
-function isAlive(owner: LockInfo): boolean {
+/** This process, as a lock (or a mount's pin) names it: checked later by `stampAlive`. */
+export interface ProcessStamp {
+  pid: number;
+  host: string;
+  /** Start time of the process (from /proc), so that a reused pid is not taken for it. */
+  start: string;
+}
+
+export function processStamp(): ProcessStamp {
+  return { pid: process.pid, host: hostname(), start: processStart(process.pid) ?? '' };
+}
+
+/** Whether the process a stamp names still runs (one on another host is assumed to). */
+export function stampAlive(owner: ProcessStamp): boolean {
+  return isAlive(owner);
+}
+
+function isAlive(owner: ProcessStamp): boolean {
   if (owner.host !== hostname()) return true; // cannot check another host: assume it lives
   try {
     process.kill(owner.pid, 0);

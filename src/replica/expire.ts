@@ -3,6 +3,7 @@ import { JshipError } from '../core/errors.js';
 import type { Catalog, MarkerRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState } from './replica-state.js';
+import { livePins } from './mount-pins.js';
 
 export interface ExpirePlan {
   /** The base every kept restore point starts from; null when nothing can go. */
@@ -92,6 +93,16 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
     for (const t of plan.remove) serials.add(t.serial);
     const expiredSerials = [...serials].sort((a, b) => a - b);
     if (confirm && plan.remove.length > 0 && plan.keepFromBase) {
+      // A running mount reads its tapes through open handles: removing them would not harm it, but
+      // the point it serves (and a drill's record of it) must stay restorable from this replica.
+      for (const pin of await livePins(replica.dir)) {
+        const used = plan.remove.filter((t) => pin.tapes.includes(t.serial)).map((t) => t.serial);
+        if (used.length === 0) continue;
+        throw new JshipError('REPLICA_IN_USE', `tape${used.length > 1 ? 's' : ''} ${used.join(', ')} would go, but the mount of ${pin.point} (pid ${pin.pid} on ${pin.host}, since ${pin.since}) reads ${used.length > 1 ? 'them' : 'it'}; nothing was removed`, {
+          hint: 'stop that mount (SIGTERM, or Ctrl-C where it runs), then expire again',
+          details: { pid: pin.pid, tapes: used.join(',') },
+        });
+      }
       for (const t of plan.remove) {
         cat.deleteTape(t.serial);
         await fsp.rm(replica.tapePath(t.file), { force: true });

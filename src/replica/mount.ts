@@ -5,10 +5,14 @@ import type { KeyRing } from '../tape/crypto.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { Replica } from './replica.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
-import { Applier, type PointExtent } from './restore.js';
+import { Applier } from './restore.js';
+import { ZERO_SOURCE, type ExtentMap } from '../core/extent-map.js';
+import type { SegmentRow } from './catalog.js';
 import { SegmentSource } from './segment-source.js';
 import { Overlay, writableExport } from './overlay.js';
 import { join } from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { writePin } from './mount-pins.js';
 
 export interface MountOptions {
   point: PointSpec;
@@ -42,13 +46,17 @@ export class PointMount implements NbdBackend {
   readonly plan: RestorePlan;
   /** The scratch files of a writable mount. */
   readonly scratch: readonly string[];
-  readonly #replica: Replica;
+  readonly replicaDir: string;
+  readonly #source: SegmentSource;
+  readonly #pin: string;
   readonly #pool: FramePool;
   readonly #overlays: Overlay[];
   readonly #keepScratch: boolean;
 
-  private constructor(replica: Replica, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
-    this.#replica = replica;
+  private constructor(replicaDir: string, source: SegmentSource, pin: string, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
+    this.replicaDir = replicaDir;
+    this.#source = source;
+    this.#pin = pin;
     this.#pool = pool;
     this.plan = plan;
     this.exports = exports;
@@ -57,10 +65,19 @@ export class PointMount implements NbdBackend {
     this.scratch = overlays.map((o) => o.path);
   }
 
+  /**
+   * Plans the point and maps it under the replica's lock, opens the tapes it
+   * reads, pins them (mounts/, so that `expire` keeps them) and lets go of
+   * the replica: imports, link receivers and restores go on while it is
+   * mounted, and the mounted point does not change.
+   */
   static async open(dir: string, opts: MountOptions): Promise<PointMount> {
     const replica = await Replica.open(dir);
     const pool = new FramePool();
     const overlays: Overlay[] = [];
+    let source: SegmentSource | undefined;
+    let pin: string | undefined;
+    let locked = true;
     try {
       await replica.checkCatalogued();
       const cat = replica.catalog;
@@ -71,19 +88,17 @@ export class PointMount implements NbdBackend {
         if (!vols.some((v) => v.name === n)) throw new JshipError('USAGE', `the replica has no volume "${n}"`, { hint: `its volumes: ${vols.map((v) => v.name).join(', ')}` });
       }
       const plan = planRestore(cat, opts.point);
-      const source = new SegmentSource(replica, opts.keys, { cacheSize: opts.cacheSegments ?? 64, pool });
+      source = new SegmentSource(replica, opts.keys, { cacheSize: opts.cacheSegments ?? 64, pool });
       const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))];
       source.checkKeys(tapes);
       const sizes = vols.map((v) => v.size);
-      const applier = new Applier(cat, plan, { wanted }, sizes);
-      if (!applier.alignedForClaims()) {
-        throw new JshipError('RESTORE_REFUSED', `${plan.point} has records that do not start and end on 512-byte sectors: it cannot be mapped for a mount`, {
-          hint: 'restore it into a file instead (jship restore --target), which replays such records in order',
-        });
-      }
-      const byVolume: PointExtent[][] = vols.map(() => []);
-      for (const x of applier.extents()) (byVolume[x.volume] as PointExtent[]).push(x);
-      let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, v.size, (byVolume[i] as PointExtent[]).sort((a, b) => a.start - b.start), source, plan)] : []));
+      const { maps, segments } = new Applier(cat, plan, { wanted }, sizes).pointMaps();
+      const from = source;
+      let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, maps[i] as ExtentMap, segments, from, plan)] : []));
+      await source.hold(tapes);
+      pin = await writePin(replica.dir, { point: plan.point, seq: plan.seq, tapes });
+      locked = false;
+      await replica.close();
       if (opts.writable) {
         const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
         const layered: NbdExport[] = [];
@@ -94,11 +109,13 @@ export class PointMount implements NbdBackend {
         }
         exports = layered;
       }
-      return new PointMount(replica, pool, plan, exports, overlays, opts.keepScratch ?? false);
+      return new PointMount(replica.dir, source, pin, pool, plan, exports, overlays, opts.keepScratch ?? false);
     } catch (e) {
       for (const o of overlays) await o.discard();
+      await source?.release();
+      if (pin) await fsp.rm(pin, { force: true });
       await pool.close();
-      await replica.close();
+      if (locked) await replica.close();
       throw e;
     }
   }
@@ -116,8 +133,9 @@ export class PointMount implements NbdBackend {
 
   async close(): Promise<void> {
     for (const o of this.#overlays) await (this.#keepScratch ? o.close() : o.discard());
+    await this.#source.release();
+    await fsp.rm(this.#pin, { force: true });
     await this.#pool.close();
-    await this.#replica.close();
   }
 }
 
@@ -125,19 +143,8 @@ function readOnly(name: string): never {
   throw new JshipError('VOLUME_NOT_USABLE', `"${name}" is a point in time served read-only`, { hint: 'restore it into a file to change it' });
 }
 
-/** The first extent that ends after `offset` (extents sorted by start, disjoint). */
-function firstAfter(extents: readonly PointExtent[], offset: number): number {
-  let lo = 0;
-  let hi = extents.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((extents[mid] as PointExtent).end <= offset) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function volumeExport(name: string, size: number, extents: PointExtent[], source: SegmentSource, plan: RestorePlan): NbdExport {
+function volumeExport(name: string, map: ExtentMap, segments: readonly SegmentRow[], source: SegmentSource, plan: RestorePlan): NbdExport {
+  const size = map.size;
   return {
     name,
     size,
@@ -146,13 +153,11 @@ function volumeExport(name: string, size: number, extents: PointExtent[], source
     async read(offset, length) {
       const out = Buffer.alloc(length);
       const end = offset + length;
-      for (let i = firstAfter(extents, offset); i < extents.length; i++) {
-        const x = extents[i] as PointExtent;
-        if (x.start >= end) break;
-        if (!x.seg) continue;
+      for (const x of map.extents(offset, length)) {
+        if (x.source === ZERO_SOURCE) continue;
         const from = Math.max(offset, x.start);
         const to = Math.min(end, x.end);
-        const payload = await source.payload(x.seg);
+        const payload = await source.payload(segments[x.source] as SegmentRow);
         const at = x.from + (from - x.start);
         payload.copy(out, from - offset, at, at + (to - from));
       }
@@ -171,12 +176,10 @@ function volumeExport(name: string, size: number, extents: PointExtent[], source
         else out.push({ length: len, flags });
       };
       let at = offset;
-      for (let i = firstAfter(extents, offset); i < extents.length && at < end; i++) {
-        const x = extents[i] as PointExtent;
-        if (x.start >= end) break;
+      for (const x of map.extents(offset, end - offset)) {
         if (x.start > at) push(x.start - at, STATE_HOLE | STATE_ZERO);
         const to = Math.min(end, x.end);
-        push(to - Math.max(at, x.start), x.seg ? 0 : STATE_ZERO);
+        push(to - Math.max(at, x.start), x.source === ZERO_SOURCE ? STATE_ZERO : 0);
         at = to;
       }
       if (at < end) push(end - at, STATE_HOLE | STATE_ZERO);

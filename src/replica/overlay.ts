@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { SECTOR } from '../core/winners.js';
+/** The layer keeps whole 512-byte sectors (a partial one is read, merged and written). */
+const SECTOR = 512;
 import { makeDirs, readFully, writeFully } from '../io/files.js';
 import type { NbdExport } from '../nbd/export.js';
 

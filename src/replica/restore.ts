@@ -3,8 +3,8 @@ import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
-import { indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
-import { SectorClaims, type Claim } from '../core/winners.js';
+import { INDEX_ENTRY, indexLength, readIndexEntry, type IndexEntry } from '../core/record-index.js';
+import { ExtentMap, ZERO_SOURCE } from '../core/extent-map.js';
 import type { KeyRing } from '../tape/crypto.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import { Replica } from './replica.js';
@@ -73,13 +73,18 @@ interface Ref {
   seg: SegmentRow;
 }
 
-/** A byte range of a volume at a point: zeros (seg null) or a segment payload's bytes from `from`. */
-export interface PointExtent {
+/** A byte range a record won: [start, end) of its volume, `delta` bytes into the record. */
+interface Claim {
   volume: number;
   start: number;
   end: number;
-  seg: SegmentRow | null;
-  from: number;
+  delta: number;
+}
+
+/** What each wanted volume holds at the point: its extent map, whose sources index `segments`. */
+export interface PointMaps {
+  maps: Array<ExtentMap | undefined>;
+  segments: SegmentRow[];
 }
 
 /**
@@ -186,7 +191,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       await writeReplicaState(replica.dir, state);
     }
     const apply = new Applier(cat, plan, targets, vols.map((v) => v.size), source, opts.onProgress);
-    const coalesce = (opts.coalesce ?? true) && apply.alignedForClaims();
+    const coalesce = opts.coalesce ?? true;
     result.coalesced = coalesce;
     if (coalesce) await apply.coalesced();
     else await apply.inOrder();
@@ -274,10 +279,13 @@ export class Applier {
   readonly #wantedVolumes: boolean[];
   readonly #source: SegmentSource | undefined;
   readonly #progress: ((done: number, total: number) => void) | undefined;
-  readonly #base: Ref[];
+  /** Base records, merged by position: the segment (index into #baseSegs) and the entry in its index. */
+  readonly #baseSegs: Array<{ seg: SegmentRow; idx: Buffer }> = [];
+  readonly #baseSeg: Uint32Array;
+  readonly #basePos: Uint32Array;
   readonly #sizes: number[];
 
-  /** `targets`: one per volume (undefined: not restored), or `wanted` flags for `extents` alone. */
+  /** `targets`: one per volume (undefined: not restored), or `wanted` flags for `pointMaps` alone. */
   constructor(cat: Catalog, plan: RestorePlan, targets: Array<RestoreTarget | undefined> | { wanted: boolean[] }, sizes: number[], source?: SegmentSource, progress?: (done: number, total: number) => void) {
     this.#cat = cat;
     this.#sizes = sizes;
@@ -286,19 +294,49 @@ export class Applier {
     this.#wantedVolumes = Array.isArray(targets) ? targets.map((t) => t !== undefined) : targets.wanted;
     this.#source = source;
     this.#progress = progress;
-    const base: Ref[] = [];
+    // Kept compact (typed arrays and the index buffers, 48 bytes a record): a base of a large volume has a million records.
+    let n = 0;
     for (const b of plan.bases) {
       for (const seg of [...b.segments].sort((x, y) => x.serial - y.serial || x.idx - y.idx)) {
         const idx = cat.recordIndex(seg.serial, seg.idx);
-        for (let i = 0; i < indexLength(idx); i++) {
-          const e = readIndexEntry(idx, i);
-          if (plan.inconsistent && e.seq > plan.seq) continue;
-          base.push({ e, seg });
-        }
+        this.#baseSegs.push({ seg, idx });
+        n += indexLength(idx);
       }
     }
-    // Stable by position: a resync base after the full base at the same position.
-    this.#base = base.map((r, i) => ({ r, i })).sort((a, b) => (a.r.e.seq < b.r.e.seq ? -1 : a.r.e.seq > b.r.e.seq ? 1 : a.i - b.i)).map((x) => x.r);
+    const segOf = new Uint32Array(n);
+    const posOf = new Uint32Array(n);
+    const seqOf = new BigUint64Array(n);
+    let k = 0;
+    let sorted = true;
+    for (const [si, { idx }] of this.#baseSegs.entries()) {
+      for (let i = 0; i < indexLength(idx); i++) {
+        const seq = idx.readBigUInt64LE(i * INDEX_ENTRY);
+        if (plan.inconsistent && seq > plan.seq) continue;
+        if (k > 0 && seq < (seqOf[k - 1] as bigint)) sorted = false;
+        segOf[k] = si;
+        posOf[k] = i;
+        seqOf[k] = seq;
+        k++;
+      }
+    }
+    if (sorted) {
+      this.#baseSeg = segOf.subarray(0, k);
+      this.#basePos = posOf.subarray(0, k);
+    } else {
+      // Stable by position: a resync base after the full base at the same position.
+      const order = Uint32Array.from({ length: k }, (_v, i) => i).sort((a, b) => {
+        const x = seqOf[a] as bigint;
+        const y = seqOf[b] as bigint;
+        return x < y ? -1 : x > y ? 1 : a - b;
+      });
+      this.#baseSeg = order.map((o) => segOf[o] as number);
+      this.#basePos = order.map((o) => posOf[o] as number);
+    }
+  }
+
+  #baseRef(k: number): Ref {
+    const s = this.#baseSegs[this.#baseSeg[k] as number] as { seg: SegmentRow; idx: Buffer };
+    return { e: readIndexEntry(s.idx, this.#basePos[k] as number), seg: s.seg };
   }
 
   #wanted(e: IndexEntry): boolean {
@@ -306,21 +344,24 @@ export class Applier {
   }
 
   /**
-   * Every byte range each wanted volume holds at the point and where it
-   * comes from (newest record first wins, as `coalesced` writes it): a
-   * zero/trim record's, or a segment's payload at `from`. Ranges no record
-   * wrote are not listed (zeros). Needs `alignedForClaims()`.
+   * What each wanted volume holds at the point (newest record first wins, as
+   * `coalesced` writes it): every byte range and where it comes from, a
+   * segment's payload or zeros. Ranges no record wrote are not in the map.
    */
-  extents(): PointExtent[] {
-    const claims = new SectorClaims(this.#sizes);
-    const out: PointExtent[] = [];
+  pointMaps(): PointMaps {
+    const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
+    const segments: SegmentRow[] = [];
+    const ids = new Map<SegmentRow, number>();
     for (const r of this.#all(true)) {
       if (!this.#wanted(r.e)) continue;
-      for (const c of claims.claim(r.e.volume, r.e.offset, r.e.length)) {
-        out.push({ volume: c.volume, start: c.start, end: c.end, seg: isZero(r.e) ? null : r.seg, from: r.e.dataOff + c.delta });
+      let id = ZERO_SOURCE;
+      if (!isZero(r.e)) {
+        id = ids.get(r.seg) ?? segments.push(r.seg) - 1;
+        ids.set(r.seg, id);
       }
+      (maps[r.e.volume] as ExtentMap).claim(r.e.offset, r.e.offset + r.e.length, id, r.e.dataOff);
     }
-    return out;
+    return { maps, segments };
   }
 
   *#updates(reverse: boolean): Generator<Ref> {
@@ -338,37 +379,48 @@ export class Applier {
 
   /** Every record of the plan in replay order (forward) or its exact reverse. */
   *#all(reverse: boolean): Generator<Ref> {
-    const base = this.#base;
+    const n = this.#baseSeg.length;
     if (!reverse) {
       let b = 0;
+      let next = n > 0 ? this.#baseRef(0) : undefined;
       for (const u of this.#updates(false)) {
-        while (b < base.length && (base[b] as Ref).e.seq < u.e.seq) yield base[b++] as Ref;
+        while (next && next.e.seq < u.e.seq) {
+          yield next;
+          next = ++b < n ? this.#baseRef(b) : undefined;
+        }
         yield u;
       }
-      while (b < base.length) yield base[b++] as Ref;
+      while (next) {
+        yield next;
+        next = ++b < n ? this.#baseRef(b) : undefined;
+      }
     } else {
-      let b = base.length - 1;
+      let b = n - 1;
+      let next = b >= 0 ? this.#baseRef(b) : undefined;
       for (const u of this.#updates(true)) {
-        while (b >= 0 && (base[b] as Ref).e.seq >= u.e.seq) yield base[b--] as Ref;
+        while (next && next.e.seq >= u.e.seq) {
+          yield next;
+          next = --b >= 0 ? this.#baseRef(b) : undefined;
+        }
         yield u;
       }
-      while (b >= 0) yield base[b--] as Ref;
+      while (next) {
+        yield next;
+        next = --b >= 0 ? this.#baseRef(b) : undefined;
+      }
     }
   }
 
-  alignedForClaims(): boolean {
-    const claims = new SectorClaims(this.#sizes);
-    for (const r of this.#all(false)) if (this.#wanted(r.e) && !claims.aligned(r.e.volume, r.e.offset, r.e.length)) return false;
-    return true;
-  }
-
-  /** Newest record first: each sector goes to the last record that wrote it; written once, grouped by segment. */
+  /** Newest record first: each byte goes to the last record that wrote it; written once, grouped by segment. */
   async coalesced(): Promise<void> {
-    const claims = new SectorClaims(this.#sizes);
+    const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
     let pending: Array<{ c: Claim; r: Ref }> = [];
     for (const r of this.#all(true)) {
       if (!this.#wanted(r.e)) continue;
-      for (const c of claims.claim(r.e.volume, r.e.offset, r.e.length)) pending.push({ c, r });
+      const { volume, offset } = r.e;
+      // Only what is claimed matters here (each record's bytes are written as they are won): claimed as
+      // zeros, the claimed ranges merge and the map stays as small as the union of what was written.
+      (maps[volume] as ExtentMap).claim(offset, offset + r.e.length, ZERO_SOURCE, 0, (start, end) => pending.push({ c: { volume, start, end, delta: start - offset }, r }));
       if (pending.length >= CLAIM_WINDOW) {
         await this.#writeClaims(pending);
         pending = [];

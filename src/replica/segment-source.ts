@@ -22,6 +22,8 @@ export class SegmentSource {
   readonly #files = new Map<number, { path: string; keyId: string | null; mediaSet: string }>();
   readonly #cache = new Map<string, Buffer>();
   readonly #cacheSize: number;
+  /** Tapes opened once and read through their handles (a mount, which outlives its hold on the replica). */
+  readonly #held = new Map<number, fsp.FileHandle>();
   read = 0;
 
   readonly #pool: FramePool | undefined;
@@ -42,6 +44,24 @@ export class SegmentSource {
     }
   }
 
+  /**
+   * Opens these tapes now and reads them through the handles from then on:
+   * what they hold stays readable as it was even when an import replaces a
+   * tape file (renamed over) or it is removed.
+   */
+  async hold(serials: Iterable<number>): Promise<void> {
+    for (const s of serials) {
+      const f = this.#files.get(s);
+      if (!f || this.#held.has(s)) continue;
+      this.#held.set(s, await fsp.open(f.path, 'r'));
+    }
+  }
+
+  async release(): Promise<void> {
+    for (const h of this.#held.values()) await h.close();
+    this.#held.clear();
+  }
+
   /** The decrypted records payload of a segment. */
   async payload(seg: SegmentRow): Promise<Buffer> {
     const k = `${seg.serial}:${seg.idx}`;
@@ -53,12 +73,14 @@ export class SegmentSource {
     }
     const f = this.#files.get(seg.serial);
     if (!f) throw new JshipError('REPLICA_BAD', `tape ${seg.serial} is catalogued but not stored`, { hint: 'jship catalog --rebuild' });
-    const h = await fsp.open(f.path, 'r');
+    const held = this.#held.get(seg.serial);
+    const h = held ?? await fsp.open(f.path, 'r');
     const frame = Buffer.alloc(seg.frameLength);
     try {
-      await h.read(frame, 0, seg.frameLength, seg.frameOffset);
+      const { bytesRead } = await h.read(frame, 0, seg.frameLength, seg.frameOffset);
+      if (bytesRead !== seg.frameLength) throw new JshipError('TAPE_DAMAGED', `${f.path} segment ${seg.idx} is cut short (${bytesRead} of ${seg.frameLength} bytes)`, { hint: 'the stored tape changed since it was imported: import a good copy again' });
     } finally {
-      await h.close();
+      if (!held) await h.close();
     }
     const where = `${f.path} segment ${seg.idx}`;
     let content: Buffer;
