@@ -37,6 +37,8 @@ export function registerDrill(program: Command): void {
       if (timeoutMs <= 0) throw new JshipError('USAGE', '--timeout must be more than 0', { hint: 'e.g. --timeout 20m' });
       if ((opts.exec ?? '').trim() === '') throw new JshipError('USAGE', '--exec needs a command', { hint: 'e.g. --exec "qemu-img compare -f raw -F raw /srv/expected.img \\"$JSHIP_NBD_URI_DB\\""' });
       const keys = await keyRing(opts);
+      // The NBD server's events are the drill's log, on stderr: standard output is the drill's result alone.
+      const drillLog = eventLog({ json: false });
       // An interrupt stops the command (recorded as interrupted), and the mount and its layer go as after any drill.
       let running: RunningHook | undefined;
       let interrupted = false;
@@ -48,7 +50,7 @@ export function registerDrill(program: Command): void {
       process.once('SIGTERM', onSignal);
       try {
         const { record: r, path, exports } = await runDrill(dir, {
-          point, command: opts.exec as string, timeoutMs, log: eventLog(opts),
+          point, command: opts.exec as string, timeoutMs, log: drillLog,
           ...(opts.volume.length > 0 ? { volumes: opts.volume } : {}), ...(keys ? { keys } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}),
           started: (cmd) => {
             running = cmd;
