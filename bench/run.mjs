@@ -9,10 +9,11 @@ import { benchNbd } from './nbd.mjs';
 import { benchS3 } from './s3.mjs';
 import { benchLink } from './link.mjs';
 import { benchBwlimit } from './bwlimit.mjs';
+import { benchMount, benchMountMap } from './mount.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
@@ -21,6 +22,14 @@ for (const [name, fn] of Object.entries(benches)) {
     all.push(r);
     if (r.jship.maxRecords !== undefined) {
       console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(24)} lag median ${r.jship.medianRecords} records / ${r.jship.medianSeconds.toFixed(2)} s, max ${r.jship.maxRecords} records / ${r.jship.maxSeconds.toFixed(2)} s (${r.jship.samples} samples)`);
+      continue;
+    }
+    if (r.jship.extents !== undefined) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} ${r.jship.extents} extents, map ${r.jship.mapMiB.toFixed(0)} MiB, RSS grew ${r.jship.rssGrowthMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB), built in ${r.jship.secs.toFixed(1)} s`);
+      continue;
+    }
+    if (r.jship.readySecs !== undefined) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} ready ${r.jship.readySecs.toFixed(2)} s, first 4 KiB read ${r.jship.secs.toFixed(2)} s after start, peak RSS ${r.jship.rssMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB)`);
       continue;
     }
     if (r.jship.rssMiB !== undefined && !r.peer) {

@@ -68,4 +68,32 @@ describe('samples', () => {
     const failing = cron(lines[1]!, (c) => c.replace('26h', '1ms'));
     expect(failing.stdout).toMatch(/^ok {4}catalogue readable.*\nFAIL {2}newest restorable point .* old \(at most 0\.0 s\)\n1 of 2 checks fail\n$/);
   });
+
+  it('drill-fsck: a drill of a point whose ext4 is clean passes, one of a point with its superblock overwritten fails; both recorded', async () => {
+    const img = join(dir, 'fs.img');
+    expect(spawnSync('truncate', ['-s', '16M', img]).status).toBe(0);
+    const mk = spawnSync('mkfs.ext4', ['-q', '-F', img], { encoding: 'utf8' });
+    expect(mk.status, mk.stderr).toBe(0);
+    const g = await makeGroup(join(dir, 'fsck'), { root: 16 * MiB }, { journalSize: 64 * MiB });
+    let group = await openSiteGroup(g);
+    const fs = readFileSync(img);
+    for (let o = 0; o < fs.length; o += MiB) await group.write('root', o, fs.subarray(o, o + MiB));
+    await group.close();
+    const jship = (...args: string[]) => spawnSync(process.execPath, [join(root, 'bin/jship'), ...args], { encoding: 'utf8' });
+    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`, '--base').status).toBe(0);
+    group = await openSiteGroup(g);
+    await group.mark('clean');
+    await group.write('root', 1024, Buffer.alloc(1024, 0xee)); // the primary superblock
+    await group.close();
+    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`).status).toBe(0);
+    const rep = join(dir, 'fsck-rep');
+    expect(jship('import', rep, join(dir, 'fsck-tapes')).status).toBe(0);
+    const ok = jship('drill', rep, '--marker', 'clean', '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m');
+    expect(ok.status, `${ok.stdout}${ok.stderr}`).toBe(0);
+    expect(ok.stdout).toMatch(/passed/);
+    const bad = jship('drill', rep, '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m', '--json');
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, code: 1, output: expect.stringMatching(/ROOT: e2fsck found problems/) });
+    expect(JSON.parse(jship('timeline', rep, '--json').stdout).drills.map((d: { ok: boolean }) => d.ok)).toEqual([true, false]);
+  }, 120_000);
 });

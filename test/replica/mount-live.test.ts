@@ -23,6 +23,8 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
     const tapes = join(dir, 'tapes');
     const rep = join(dir, 'rep');
     const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log });
+    // Killed whatever happens (an assertion failing midway leaves no mount running).
+    const running: Array<Awaited<ReturnType<typeof jshipProc>>> = [];
     try {
       await writeMixed(group, 60, 1);
       await exportTo(group, tapes, { base: true, keepUntilAck: true });
@@ -32,6 +34,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       expect(jshipJson('import', rep, tapes).code).toBe(0);
 
       const m1 = await jshipProc('mount', rep, '--marker', 'm1', '--socket', join(dir, 'm1.sock'));
+      running.push(m1);
       const uri = m1.ready.exports.find((x: { name: string }) => x.name === 'a').uri as string;
       const before = join(dir, 'm1-a.img');
       client('nbdcopy', uri, before);
@@ -48,6 +51,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', before, uri);
       // A second mount of the newest point at the same time.
       const latest = await jshipProc('mount', rep, '--socket', join(dir, 'latest.sock'));
+      running.push(latest);
       expect(BigInt(latest.ready.seq)).toBeGreaterThan(BigInt(m1.ready.seq));
       expect(readdirSync(join(rep, 'mounts'))).toHaveLength(2);
 
@@ -71,6 +75,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       expect(await latest.stop()).toBe(0);
       expect(readdirSync(join(rep, 'mounts'))).toEqual([]);
     } finally {
+      for (const p of running) await p.kill();
       await primary.stop();
       await group.close();
     }
