@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { formatSize } from '../core/sizes.js';
+import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { NbdServer, type Listen } from '../nbd/server.js';
 import { PointMount } from '../replica/mount.js';
@@ -21,6 +21,7 @@ interface MountCliOptions extends CommonOptions, KeyCliOptions {
   writable?: boolean;
   scratch?: string;
   keepScratch?: boolean;
+  cacheSize: string;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -34,7 +35,8 @@ export function registerMount(program: Command): void {
     .option('--socket <PATH>', 'listen on this Unix socket (mode 0600)')
     .option('--listen <[HOST:]PORT>', 'listen on TCP instead (loopback unless HOST is given)')
     .option('--writable', 'take writes into a throw-away layer (sparse scratch files; the replica is never written), e.g. to boot a DR drill')
-    .option('--scratch <DIR>', 'with --writable: where the scratch files go (default REPLICA_DIR/scratch)')
+    .option('--scratch <DIR>', 'where the read cache and the --writable layer go (default REPLICA_DIR/scratch)')
+    .option('--cache-size <SIZE>', 'keep up to SIZE of decompressed segments in a scratch file, so each is decompressed once (0: none)', '8G')
     .option('--keep-scratch', 'with --writable: leave the scratch files when the mount stops')
     .option('--json', 'JSON lines on standard output: ready, each event, stopped')))
     .action(async (dir: string, opts: MountCliOptions) => {
@@ -43,11 +45,12 @@ export function registerMount(program: Command): void {
       }
       const listen: Listen = opts.listen !== undefined ? parseListen(opts.listen) : { socket: opts.socket as string };
       const point = pointFromOptions(opts);
-      if (!opts.writable && (opts.scratch !== undefined || opts.keepScratch)) throw new JshipError('USAGE', '--scratch and --keep-scratch go with --writable', { hint: 'add --writable to take writes into a throw-away layer' });
+      if (!opts.writable && opts.keepScratch) throw new JshipError('USAGE', '--keep-scratch goes with --writable', { hint: 'add --writable to take writes into a throw-away layer' });
+      const cacheBytes = opts.cacheSize === '0' ? 0 : parseSize(opts.cacheSize, '--cache-size');
       const keys = await keyRing(opts);
       const log = eventLog(opts);
       const mount = await PointMount.open(dir, {
-        point, volumes: opts.volume, ...(keys ? { keys } : {}),
+        point, volumes: opts.volume, cacheBytes, ...(keys ? { keys } : {}),
         ...(opts.writable ? { writable: true } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}), ...(opts.keepScratch ? { keepScratch: true } : {}),
       });
       const server = new NbdServer(mount, log);

@@ -13,6 +13,7 @@ import { Overlay, writableExport } from './overlay.js';
 import { join } from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writePin } from './mount-pins.js';
+import { PayloadCache } from './payload-cache.js';
 
 export interface MountOptions {
   point: PointSpec;
@@ -23,11 +24,15 @@ export interface MountOptions {
   cacheSegments?: number;
   /** Take writes into a throw-away layer (sparse scratch files) instead of refusing them. */
   writable?: boolean;
-  /** Where the scratch files go (default REPLICA_DIR/scratch). */
+  /** Where the scratch files (the read cache, a writable layer) go (default REPLICA_DIR/scratch). */
   scratchDir?: string;
   /** Leave the scratch files when the mount stops (default: removed). */
   keepScratch?: boolean;
+  /** Bytes of decompressed segments kept in a scratch file for later reads (default 8 GiB; 0: none). */
+  cacheBytes?: number;
 }
+
+const DEFAULT_CACHE_BYTES = 8 * 1024 ** 3;
 
 /** Largest read one request may ask for (the NBD maximum block size). */
 const MAX_BLOCK = 32 * 1024 * 1024;
@@ -48,14 +53,16 @@ export class PointMount implements NbdBackend {
   readonly scratch: readonly string[];
   readonly replicaDir: string;
   readonly #source: SegmentSource;
+  readonly #cache: PayloadCache | undefined;
   readonly #pin: string;
   readonly #pool: FramePool;
   readonly #overlays: Overlay[];
   readonly #keepScratch: boolean;
 
-  private constructor(replicaDir: string, source: SegmentSource, pin: string, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
+  private constructor(replicaDir: string, source: SegmentSource, cache: PayloadCache | undefined, pin: string, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
     this.replicaDir = replicaDir;
     this.#source = source;
+    this.#cache = cache;
     this.#pin = pin;
     this.#pool = pool;
     this.plan = plan;
@@ -76,6 +83,7 @@ export class PointMount implements NbdBackend {
     const pool = new FramePool();
     const overlays: Overlay[] = [];
     let source: SegmentSource | undefined;
+    let cache: PayloadCache | undefined;
     let pin: string | undefined;
     let locked = true;
     try {
@@ -88,19 +96,27 @@ export class PointMount implements NbdBackend {
         if (!vols.some((v) => v.name === n)) throw new JshipError('USAGE', `the replica has no volume "${n}"`, { hint: `its volumes: ${vols.map((v) => v.name).join(', ')}` });
       }
       const plan = planRestore(cat, opts.point);
-      source = new SegmentSource(replica, opts.keys, { cacheSize: opts.cacheSegments ?? 64, pool });
+      source = new SegmentSource(replica, opts.keys, { cacheSize: opts.cacheSegments ?? 16, pool });
       const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))];
       source.checkKeys(tapes);
       const sizes = vols.map((v) => v.size);
       const { maps, segments } = new Applier(cat, plan, { wanted }, sizes).pointMaps();
-      const from = source;
-      let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, maps[i] as ExtentMap, segments, from, plan)] : []));
       await source.hold(tapes);
+      const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
+      const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+      // Without room for the cache (a read-only or full file system), reads decompress every time.
+      if (cacheBytes > 0) cache = await PayloadCache.create(scratch, source, cacheBytes).catch(() => undefined);
+      const from = source;
+      const read = cache
+        ? cache.read.bind(cache)
+        : async (seg: SegmentRow, off: number, length: number, out: Buffer, at: number): Promise<void> => {
+          (await from.payload(seg)).copy(out, at, off, off + length);
+        };
+      let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, maps[i] as ExtentMap, segments, read, plan)] : []));
       pin = await writePin(replica.dir, { point: plan.point, seq: plan.seq, tapes });
       locked = false;
       await replica.close();
       if (opts.writable) {
-        const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
         const layered: NbdExport[] = [];
         for (const x of exports) {
           const o = await Overlay.create(scratch, x);
@@ -109,9 +125,10 @@ export class PointMount implements NbdBackend {
         }
         exports = layered;
       }
-      return new PointMount(replica.dir, source, pin, pool, plan, exports, overlays, opts.keepScratch ?? false);
+      return new PointMount(replica.dir, source, cache, pin, pool, plan, exports, overlays, opts.keepScratch ?? false);
     } catch (e) {
       for (const o of overlays) await o.discard();
+      await cache?.close();
       await source?.release();
       if (pin) await fsp.rm(pin, { force: true });
       await pool.close();
@@ -133,6 +150,7 @@ export class PointMount implements NbdBackend {
 
   async close(): Promise<void> {
     for (const o of this.#overlays) await (this.#keepScratch ? o.close() : o.discard());
+    await this.#cache?.close();
     await this.#source.release();
     await fsp.rm(this.#pin, { force: true });
     await this.#pool.close();
@@ -143,7 +161,9 @@ function readOnly(name: string): never {
   throw new JshipError('VOLUME_NOT_USABLE', `"${name}" is a point in time served read-only`, { hint: 'restore it into a file to change it' });
 }
 
-function volumeExport(name: string, map: ExtentMap, segments: readonly SegmentRow[], source: SegmentSource, plan: RestorePlan): NbdExport {
+type ReadPayload = (seg: SegmentRow, from: number, length: number, out: Buffer, at: number) => Promise<void>;
+
+function volumeExport(name: string, map: ExtentMap, segments: readonly SegmentRow[], readPayload: ReadPayload, plan: RestorePlan): NbdExport {
   const size = map.size;
   return {
     name,
@@ -157,9 +177,7 @@ function volumeExport(name: string, map: ExtentMap, segments: readonly SegmentRo
         if (x.source === ZERO_SOURCE) continue;
         const from = Math.max(offset, x.start);
         const to = Math.min(end, x.end);
-        const payload = await source.payload(segments[x.source] as SegmentRow);
-        const at = x.from + (from - x.start);
-        payload.copy(out, from - offset, at, at + (to - from));
+        await readPayload(segments[x.source] as SegmentRow, x.from + (from - x.start), to - from, out, from - offset);
       }
       return out;
     },

@@ -21,6 +21,8 @@ export class SegmentSource {
   readonly #keys: KeyRing | undefined;
   readonly #files = new Map<number, { path: string; keyId: string | null; mediaSet: string }>();
   readonly #cache = new Map<string, Buffer>();
+  /** Segments being read now: concurrent readers of one segment share its decompression. */
+  readonly #loading = new Map<string, Promise<Buffer>>();
   readonly #cacheSize: number;
   /** Tapes opened once and read through their handles (a mount, which outlives its hold on the replica). */
   readonly #held = new Map<number, fsp.FileHandle>();
@@ -63,14 +65,23 @@ export class SegmentSource {
   }
 
   /** The decrypted records payload of a segment. */
-  async payload(seg: SegmentRow): Promise<Buffer> {
+  payload(seg: SegmentRow): Promise<Buffer> {
     const k = `${seg.serial}:${seg.idx}`;
     const hit = this.#cache.get(k);
     if (hit) {
       this.#cache.delete(k);
       this.#cache.set(k, hit);
-      return hit;
+      return Promise.resolve(hit);
     }
+    let p = this.#loading.get(k);
+    if (!p) {
+      p = this.#load(seg, k).finally(() => this.#loading.delete(k));
+      this.#loading.set(k, p);
+    }
+    return p;
+  }
+
+  async #load(seg: SegmentRow, k: string): Promise<Buffer> {
     const f = this.#files.get(seg.serial);
     if (!f) throw new JshipError('REPLICA_BAD', `tape ${seg.serial} is catalogued but not stored`, { hint: 'jship catalog --rebuild' });
     const held = this.#held.get(seg.serial);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JournalGroup } from '../../src/journal/journal-group.js';
@@ -99,9 +99,12 @@ describe('jship mount at any point of a replica fed by tapes and the link', () =
           client('nbdcopy', x.uri, copy);
           expect(readFileSync(copy).equals(readFileSync(restored)), `nbdcopy of ${x.name} at point ${i}`).toBe(true);
         }
+        // The second pass (nbdcopy) read the segments decompressed by the first from the read cache.
+        expect(statSync(join(rep, 'scratch', `mount-${srv.ready.pid}.cache`)).size).toBeGreaterThan(0);
       } finally {
         expect(await srv.stop()).toBe(0);
       }
+      expect(readdirSync(join(rep, 'scratch'))).toEqual([]);
     }
   }, 300_000);
 });
