@@ -101,7 +101,8 @@ export class PointMount implements NbdBackend {
       source.checkKeys(tapes);
       const sizes = vols.map((v) => v.size);
       const { maps, segments } = new Applier(cat, plan, { wanted }, sizes).pointMaps();
-      await source.hold(tapes);
+      // Only the tapes whose bytes survive in the map are read (and held open): a long chain has hundreds.
+      await source.hold(new Set(segments.map((s) => s.serial)));
       const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
       const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
       // Without room for the cache (a read-only or full file system), reads decompress every time.
