@@ -352,44 +352,39 @@ export class Applier {
     const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
     const segments: SegmentRow[] = [];
     const ids = new Map<SegmentRow, number>();
+    const idOf = (seg: SegmentRow): number => {
+      let id = ids.get(seg);
+      if (id === undefined) ids.set(seg, (id = segments.push(seg) - 1));
+      return id;
+    };
     // The same walk as #all(true), in place over the index buffers: a mount's time to its first byte is this loop.
-    const claim = (idx: Buffer, i: number, seg: SegmentRow): void => {
+    const claim = (idx: Buffer, i: number, segId: number): void => {
       const type = indexType(idx, i);
       const map = maps[indexVolume(idx, i)];
       if (type === RecordType.Marker || !map) return;
-      let id = ZERO_SOURCE;
-      if (!(type === RecordType.Zero || type === RecordType.Trim || (type === RecordType.Base && (indexFlags(idx, i) & FLAG_BASE_ZERO) !== 0))) {
-        id = ids.get(seg) ?? segments.push(seg) - 1;
-        ids.set(seg, id);
-      }
+      const zero = type === RecordType.Zero || type === RecordType.Trim || (type === RecordType.Base && (indexFlags(idx, i) & FLAG_BASE_ZERO) !== 0);
       const offset = indexOffset(idx, i);
-      map.claim(offset, offset + indexRecordLength(idx, i), id, indexDataOff(idx, i));
+      map.claim(offset, offset + indexRecordLength(idx, i), zero ? ZERO_SOURCE : segId, indexDataOff(idx, i));
     };
+    // Source ids are given to every segment of the plan up front: unused ones only cost an array slot.
+    const baseIds = this.#baseSegs.map((x) => idOf(x.seg));
     let b = this.#baseSeg.length - 1;
-    const base = (k: number): { idx: Buffer; i: number; seg: SegmentRow } => {
-      const s = this.#baseSegs[this.#baseSeg[k] as number] as { seg: SegmentRow; idx: Buffer };
-      return { idx: s.idx, i: this.#basePos[k] as number, seg: s.seg };
-    };
+    const baseIdx = (k: number): Buffer => (this.#baseSegs[this.#baseSeg[k] as number] as { idx: Buffer }).idx;
+    const claimBase = (k: number): void => claim(baseIdx(k), this.#basePos[k] as number, baseIds[this.#baseSeg[k] as number] as number);
     const segs = this.#plan.updateSegments;
     for (let s = segs.length - 1; s >= 0; s--) {
       const seg = segs[s] as PlannedSegment;
+      const id = idOf(seg);
       const idx = this.#cat.recordIndex(seg.serial, seg.idx);
       for (let i = indexLength(idx) - 1; i >= 0; i--) {
         const seq = indexSeq(idx, i);
         if (seq < seg.first || seq > seg.last) continue;
         // Base records at this position or later are newer than the update: they claim first.
-        for (; b >= 0; b--) {
-          const x = base(b);
-          if (indexSeq(x.idx, x.i) < seq) break;
-          claim(x.idx, x.i, x.seg);
-        }
-        claim(idx, i, seg);
+        for (; b >= 0 && indexSeq(baseIdx(b), this.#basePos[b] as number) >= seq; b--) claimBase(b);
+        claim(idx, i, id);
       }
     }
-    for (; b >= 0; b--) {
-      const x = base(b);
-      claim(x.idx, x.i, x.seg);
-    }
+    for (; b >= 0; b--) claimBase(b);
     return { maps, segments };
   }
 
