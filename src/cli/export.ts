@@ -5,6 +5,7 @@ import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
+import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 import { resolveS3Settings } from '../s3/s3-store.js';
@@ -21,6 +22,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   allowPlaintext?: boolean;
   wait?: string;
   bwlimit?: string;
+  blockSize?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -28,11 +30,12 @@ export function registerExport(program: Command): void {
     .command('export')
     .description('write the journal (and with --base, a full copy of the volumes) into tape files, then purge what is secured')
     .argument('<GROUP_DIR>', 'the journal group')
-    .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, s3://BUCKET/PREFIX, or - for standard output')
+    .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, a tape drive or FIFO (/dev/nst0), s3://BUCKET/PREFIX, or - for standard output')
+    .option('--block-size <SIZE>', 'to a tape drive, FIFO or standard output: write whole blocks of SIZE (default 64K for drives and FIFOs), the last one padded')
     .option('--base', 'first write a base journal of every volume, read while writes go on')
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
     .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
-    .option('--purge-on-close', 'with --to -: purge once the stream closed cleanly instead of waiting for an ack')
+    .option('--purge-on-close', 'with --to - or a tape drive: purge once the tape was written and closed cleanly instead of waiting for an ack')
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
     .option('--bwlimit <RATE>', 'write at most RATE bytes per second to the destination (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)')
@@ -54,6 +57,7 @@ export function registerExport(program: Command): void {
         ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
         ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
         ...(bwlimit !== null ? { bwlimit } : {}),
+        ...(opts.blockSize !== undefined ? { blockSize: checkBlockSize(parseSize(opts.blockSize, '--block-size')) } : {}),
         // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
         s3: isS3Url(opts.to) ? await resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
       };

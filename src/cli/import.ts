@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { readBlockSize, withDeviceOptions, type DeviceCliOptions } from './device-options.js';
 import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { makeAck, parseAckKey } from '../core/ack.js';
@@ -9,7 +10,7 @@ import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
-interface ImportCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions {
+interface ImportCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions, DeviceCliOptions {
   ackOut?: string;
   ackKey?: string;
   allowPlaintext?: boolean;
@@ -25,10 +26,11 @@ export function registerImport(program: Command): void {
     .option('--ack-out <FILE>', 'write an acknowledgement of the highest contiguous sequence number stored (for jship ack)')
     .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
     .option('--json', 'print one JSON object');
-  withS3Options(withKeyOptions(cmd))
+  withDeviceOptions(withS3Options(withKeyOptions(cmd)))
     .action(async (dir: string, sources: string[], opts: ImportCliOptions) => {
       if (opts.ackOut && !opts.ackKey) throw new JshipError('USAGE', '--ack-out needs --ack-key FILE (a copy of GROUP_DIR/ack.key)', { hint: 'copy ack.key from the primary site' });
       const keys = await keyRing(opts);
+      const blockSize = readBlockSize(opts);
       const ackKey = opts.ackKey ? parseAckKey(await fsp.readFile(opts.ackKey, 'utf8').catch((e: Error) => {
         throw new JshipError('USAGE', `cannot read ${opts.ackKey}: ${e.message}`);
       }), opts.ackKey) : undefined;
@@ -40,6 +42,7 @@ export function registerImport(program: Command): void {
           ...(keys ? { keys } : {}),
           ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
           s3: s3Settings(opts),
+          ...(blockSize !== undefined ? { blockSize } : {}),
           onProgress: bar.onProgress,
         });
       } finally {

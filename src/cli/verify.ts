@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { readBlockSize, withDeviceOptions, type DeviceCliOptions } from './device-options.js';
 import { JshipError } from '../core/errors.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { verifyTapes } from '../tape/verify.js';
@@ -11,12 +12,12 @@ export function registerVerify(program: Command): void {
   const cmd = program
     .command('verify')
     .description('check tapes offline, with no replica: structure, every checksum and hash, trailer, and the chain between tapes given together')
-    .argument('<TAPE...>', 'tape files (or directories of them), s3://BUCKET/KEY.tar.zst objects or s3://BUCKET/PREFIX')
+    .argument('<TAPE...>', 'tape files (or directories of them), tape drives or FIFOs, s3://BUCKET/KEY.tar.zst objects or s3://BUCKET/PREFIX')
     .option('--json', 'print one JSON object');
-  withS3Options(withKeyOptions(cmd))
-    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & KeyCliOptions) => {
+  withDeviceOptions(withS3Options(withKeyOptions(cmd)))
+    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & KeyCliOptions & DeviceCliOptions) => {
       const keys = await keyRing(opts);
-      const sources = await expandTapeSources(paths, s3Settings(opts));
+      const sources = await expandTapeSources(paths, s3Settings(opts), readBlockSize(opts));
       if (sources.length === 0) throw new JshipError('USAGE', `no tapes in ${paths.join(', ')}`, { hint: 'name tape files, directories holding *.tar.zst tapes, or s3:// objects or prefixes holding tapes' });
       const results = await verifyTapes(sources, keys ? { keys } : {});
       if (results.some((r) => !r.ok)) process.exitCode = 1;

@@ -60,6 +60,7 @@ export type ErrorCode =
   | 'TAPE_TOO_LARGE'
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
+  | 'MEDIA_END'
   | 'EXPORT_BUSY'
   | 'HOOK_FAILED'
   // object storage

@@ -53,6 +53,8 @@ export interface ImportOptions {
   keys?: KeyRing;
   /** How to reach the store for s3:// sources. */
   s3?: S3Settings;
+  /** Read tape drives and FIFOs in blocks of this size. */
+  blockSize?: number;
   pool?: FramePool;
   onProgress?: (done: number, total: number) => void;
   /** Take a plaintext tape into a chain whose tapes before it are encrypted (the primary was told --allow-plaintext). */
@@ -71,6 +73,8 @@ export interface ScannedTape {
   segments: SegmentRow[];
   markers: MarkerRow[];
   trailer: TapeTrailer | undefined;
+  /** Where the tape ends: the end of its trailer frame (what follows is media padding: a drive's last block). */
+  end: number | undefined;
   /** Why reading stopped early (a damaged or truncated tape), with the segments before it verified. */
   damage: JshipError | undefined;
 }
@@ -82,6 +86,7 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
   const segments: SegmentRow[] = [];
   const markers: MarkerRow[] = [];
   let trailer: TapeTrailer | undefined;
+  let end: number | undefined;
   let damage: JshipError | undefined;
   try {
     for await (const item of readTape(src.chunks(), {
@@ -113,17 +118,18 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
         }
       } else if (item.type === 'trailer') {
         trailer = item.trailer;
+        end = item.offset + item.length;
       }
     }
   } catch (e) {
     if (!isJshipError(e) || !e.code.startsWith('TAPE_')) throw e;
     damage = e;
   }
-  return { segments, markers, trailer, damage };
+  return { segments, markers, trailer, end, damage };
 }
 
 export async function importTapes(dir: string, sources: string[], opts: ImportOptions = {}): Promise<ImportReport> {
-  const files = await expandTapeSources(sources, opts.s3);
+  const files = await expandTapeSources(sources, opts.s3, opts.blockSize);
   if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, directories holding *.tar.zst tapes, or an s3://BUCKET/PREFIX holding tapes' });
   const reports: TapeImport[] = [];
   const labels = new Map<TapeSource, TapeLabel>();
@@ -304,7 +310,14 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && scanned.segments.length === 0))) {
       return refused(source, label.serial, damage);
     }
-    const sha256 = hash.digest('hex');
+    let sha256 = hash.digest('hex');
+    if (!damage && scanned.end !== undefined && scanned.end < pos) {
+      // The same tape is the same tape: padding after its trailer (a drive's last block, zeros) is not
+      // kept, so the stored copy and its hash are the tape as written, whatever medium carried it.
+      await h.truncate(scanned.end);
+      pos = scanned.end;
+      sha256 = await sha256File(tmp);
+    }
     if (damage) {
       // Kept segments are checked against every hash the tape carries: its trailer's too, when it can still be found.
       const trailer = await findTrailer(src).catch(() => undefined);

@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import { syncDir, writeFully, makeDirs } from '../io/files.js';
 import type { Throttle } from '../io/throttle.js';
+import { BlockedOutput } from './blocked-output.js';
 
 /** One tape being written. */
 export interface TapeOutput {
@@ -92,26 +93,108 @@ export class FileDestination implements TapeDestination {
   }
 }
 
-/** A stream (standard output, a tape device opened as a stream): nothing to rename, nothing durable to us. */
+/**
+ * A stream (standard output): nothing to rename, nothing durable to us. With
+ * a block size, every write is exactly one block and the tape is padded to
+ * the last one (for `| dd of=/dev/nst0 bs=…` or a pipe into a drive).
+ */
 export class StreamDestination implements TapeDestination {
   readonly where: string;
   readonly durable = false;
   readonly splittable = false;
   readonly #out: Writable;
+  readonly #blockSize: number | undefined;
 
-  constructor(out: Writable, where = 'standard output') {
+  constructor(out: Writable, where = 'standard output', blockSize?: number) {
     this.#out = out;
     this.where = where;
+    this.#blockSize = blockSize;
   }
 
   async open(): Promise<TapeOutput> {
     const out = this.#out;
+    const raw = (chunk: Buffer): Promise<void> => new Promise<void>((res, rej) => {
+      out.write(chunk, (e) => (e ? rej(e) : res()));
+    });
+    const blocked = this.#blockSize !== undefined ? new BlockedOutput(this.#blockSize, raw) : undefined;
     return {
-      write: (chunk) => new Promise<void>((res, rej) => {
-        out.write(chunk, (e) => (e ? rej(e) : res()));
-      }),
-      commit: async () => this.where,
+      write: (chunk) => (blocked ? blocked.write(chunk) : raw(chunk)),
+      commit: async () => {
+        await blocked?.end();
+        return this.where;
+      },
       abort: async () => undefined,
+    };
+  }
+}
+
+/** Errors that mean the medium (or whatever reads the FIFO) took no more. */
+const END_OF_MEDIA = new Set(['ENOSPC', 'EIO', 'ENXIO', 'EPIPE', 'EDQUOT']);
+
+/**
+ * A tape drive (any character device) or a FIFO, written as a drive wants
+ * it: whole blocks of `blockSize` bytes, one per write, the last padded (a
+ * zstd skippable frame, so `zstd -t` and `tar -b N --zstd -t` read it). One
+ * tape per open; closing the device writes its file mark. Nothing is
+ * durable to jship (a drive buffers): the journal is purged only as for
+ * standard output. At the end of the medium the tape in progress is not
+ * finished, not counted, and the error says so.
+ */
+export class DeviceDestination implements TapeDestination {
+  readonly where: string;
+  readonly durable = false;
+  readonly splittable = false;
+  readonly #path: string;
+  readonly #blockSize: number;
+
+  constructor(path: string, blockSize: number) {
+    this.#path = resolve(path);
+    this.where = this.#path;
+    this.#blockSize = blockSize;
+  }
+
+  async open(serial: number): Promise<TapeOutput> {
+    const path = this.#path;
+    // A FIFO's open waits for its reader.
+    const h = await fsp.open(path, constants.O_WRONLY);
+    let closed = false;
+    const out = new BlockedOutput(this.#blockSize, async (block) => {
+      let r;
+      try {
+        r = await h.write(block, 0, block.length, null);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        if (!END_OF_MEDIA.has(code)) throw e;
+        throw new JshipError('MEDIA_END', `${path}: the medium took no more (${code}) after ${out.blocks} blocks of ${this.#blockSize} bytes of tape ${serial}: that tape is not complete and is not counted; nothing was purged`, {
+          hint: 'load the next medium (or restart what reads the FIFO) and run the same export again: it writes the same records, from the same serial',
+          details: { device: path, code, blocks: out.blocks, serial },
+          cause: e,
+        });
+      }
+      if (r.bytesWritten !== block.length) {
+        throw new JshipError('MEDIA_END', `${path}: a write of one ${block.length}-byte block wrote ${r.bytesWritten} bytes (tape ${serial} is not complete and is not counted; nothing was purged)`, {
+          hint: 'check the drive\'s block size (mt -f DEVICE status; setblk) against --block-size, then run the same export again',
+          details: { device: path, blocks: out.blocks, serial },
+        });
+      }
+    });
+    const close = async (): Promise<void> => {
+      if (closed) return;
+      closed = true;
+      await h.close();
+    };
+    return {
+      write: (chunk) => out.write(chunk),
+      async commit() {
+        await out.end();
+        // A drive's own flush (fsync is EINVAL on most character devices and on FIFOs).
+        await h.sync().catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EINVAL' && e.code !== 'ENOTSUP' && e.code !== 'EROFS') throw e;
+        });
+        await close();
+        return path;
+      },
+      abort: () => close().catch(() => undefined),
     };
   }
 }

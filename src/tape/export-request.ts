@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
-import { DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination } from './destination.js';
+import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult } from './export.js';
 import { S3Destination } from '../s3/s3-destination.js';
@@ -33,7 +33,12 @@ export interface ExportRequest {
   s3?: S3Settings;
   /** At most this many tape bytes per second to the destination (rclone's --bwlimit). */
   bwlimit?: number;
+  /** Write whole blocks of this size (a tape drive, a FIFO, standard output). */
+  blockSize?: number;
 }
+
+/** A tape drive's usual block size: what a device or FIFO is written with unless told. */
+export const DEFAULT_DEVICE_BLOCK = 64 * 1024;
 
 /** The request with its paths made absolute (for another process with another working directory). */
 export function absoluteRequest(req: ExportRequest): ExportRequest {
@@ -44,18 +49,31 @@ export function absoluteRequest(req: ExportRequest): ExportRequest {
   };
 }
 
-/** A directory (existing, or named with a trailing /), a file, an s3://BUCKET/PREFIX, or - for `stdout`. */
-export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}): Promise<TapeDestination> {
-  if (isS3Url(to)) return new S3Destination(to, s3);
+/**
+ * A directory (existing, or named with a trailing /), a file, a tape drive
+ * or FIFO, an s3://BUCKET/PREFIX, or - for `stdout`. `blockSize` applies to
+ * drives, FIFOs and standard output only.
+ */
+export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}, blockSize?: number): Promise<TapeDestination> {
+  const blocks = (what: string): void => {
+    if (blockSize !== undefined) throw new JshipError('USAGE', `--block-size applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: 'leave --block-size out' });
+  };
+  if (isS3Url(to)) {
+    blocks('object storage');
+    return new S3Destination(to, s3);
+  }
   if (to === '-') {
     if (!stdout) {
       throw new JshipError('USAGE', 'a tape to standard output cannot be written by the process that serves the group', {
-        hint: 'while jship serve runs, export to a directory or a file',
+        hint: 'while jship serve runs, export to a directory, a file or a tape drive',
       });
     }
-    return new StreamDestination(stdout);
+    return new StreamDestination(stdout, 'standard output', blockSize);
   }
   const st = await fsp.stat(to).catch(() => undefined);
+  if (st?.isCharacterDevice() || st?.isFIFO()) return new DeviceDestination(to, blockSize ?? DEFAULT_DEVICE_BLOCK);
+  blocks(st?.isDirectory() || to.endsWith('/') ? 'a directory' : 'a file');
+  if (st?.isBlockDevice()) throw new JshipError('USAGE', `${to} is a block device: jship writes tapes to tape drives (character devices), FIFOs, directories, new files and object storage`, { hint: 'to carry tapes on a disk, mount its file system and export to a directory on it' });
   if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to);
   if (st) throw new JshipError('TAPE_EXISTS', `${to} exists already`, { hint: 'tapes are never overwritten: name a new file, or a directory' });
   return new FileDestination(to);
@@ -67,10 +85,10 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
  * may be changed while the export runs); else `req.bwlimit` makes one.
  */
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle): Promise<ExportResult> {
-  if (req.purgeOnClose && req.to !== '-') throw new JshipError('USAGE', '--purge-on-close applies to --to - only', { hint: 'files are purged once they are durable' });
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
-  const plain = await destinationFor(req.to, stdout, req.s3);
+  const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize);
+  if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
   const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
   const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
@@ -19,9 +19,11 @@ export function fileChunks(path: string, start = 0, end?: number): AsyncIterable
 
 /**
  * The tapes named: files as they are, directories by their *.tar.zst files
- * in name order, s3:// URLs as one tape object or every tape under a prefix.
+ * in name order, s3:// URLs as one tape object or every tape under a prefix,
+ * a tape drive (character device) or FIFO as one tape read as a stream in
+ * reads of `blockSize` (a drive in fixed-block mode wants whole blocks).
  */
-export async function expandTapeSources(sources: string[], s3: S3Settings = {}): Promise<TapeSource[]> {
+export async function expandTapeSources(sources: string[], s3: S3Settings = {}, blockSize = 64 * 1024): Promise<TapeSource[]> {
   const out: TapeSource[] = [];
   for (const s of sources) {
     if (isS3Url(s)) {
@@ -38,6 +40,10 @@ export async function expandTapeSources(sources: string[], s3: S3Settings = {}):
       st = await fsp.stat(s);
     } catch (e) {
       throw new JshipError('USAGE', `${s}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`, { hint: 'name tape files or directories holding them' });
+    }
+    if (st.isCharacterDevice() || st.isFIFO()) {
+      out.push(streamSource(createReadStream(s, { highWaterMark: blockSize }), s));
+      continue;
     }
     if (st.isDirectory()) {
       const names = (await fsp.readdir(s)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { TapeHash } from './tape-hash.js';
 import { isJshipError, type ErrorCode } from '../core/errors.js';
 import type { KeyRing } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
@@ -72,7 +72,7 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
     path, ok: false, label: null, trailer: null, sha256: null, bytes: 0, segments: 0, records: 0, recordsChecked: true,
     firstSeq: null, lastSeq: null, error: null, chain: [],
   };
-  const hash = createHash('sha256');
+  const hash = new TapeHash();
   try {
     await src.size();
     // Only the label decides how to read; a tape without one is reported by the full read below.
@@ -84,10 +84,11 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
       ...(opts.keys ? { keys: opts.keys } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
       onBytes: (c) => {
-        hash.update(c);
-        v.bytes += c.length;
+        hash.add(c);
       },
     })) {
+      hash.upTo(item.offset + item.length);
+      v.bytes = hash.hashed;
       if (item.type === 'label') v.label = item.label;
       else if (item.type === 'trailer') v.trailer = item.trailer;
       else {
@@ -99,7 +100,7 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
         }
       }
     }
-    v.sha256 = hash.digest('hex');
+    v.sha256 = hash.digest();
     v.ok = true;
   } catch (e) {
     if (!isJshipError(e)) throw e;
