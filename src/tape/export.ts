@@ -230,6 +230,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   } catch (e) {
     await writer.abort();
     if (baseRun) await baseRun.abort((e as Error).message).catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw await mediaFull(group, opts.destination.where, writer.tapes.map((t) => t.serial), code, e);
     throw e;
   } finally {
     if (!opts.pool) await pool.close();
@@ -277,3 +279,21 @@ async function reconcile(dir: string, state: ChainState, s3?: S3Settings): Promi
   await writeChainState(dir, next);
   return next;
 }
+
+/**
+ * The file system of a directory or file destination filled up: the tapes
+ * of this export finished before are durable and counted (what they hold is
+ * purged now, as after any export); the one being written was removed.
+ */
+async function mediaFull(group: JournalGroup, where: string, done: number[], code: string, cause: unknown): Promise<JshipError> {
+  if (done.length > 0) await group.purgeSecured().catch(() => undefined);
+  const kept = done.length === 0
+    ? 'no tape of this export was completed'
+    : `${done.length} tape${done.length > 1 ? 's' : ''} of this export (serial${done.length > 1 ? `s ${done[0]}..${done[done.length - 1]}` : ` ${done[0]}`}) ${done.length > 1 ? 'were' : 'was'} completed and ${done.length > 1 ? 'are' : 'is'} counted in the chain`;
+  return new JshipError('MEDIA_END', `${where}: no space left (${code}); ${kept}; the tape being written was removed, and nothing it held was purged`, {
+    hint: 'free space there, or put in another medium, and run the same export again: it goes on after the last counted tape',
+    details: { where, code, completed: done.join(',') },
+    cause,
+  });
+}
+

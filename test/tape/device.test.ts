@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
-import { BIN, KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { BIN, KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 
 /** `cat FIFO > OUT` (the reader a drive would be); resolves when the writer closed the FIFO. */
 function readFifo(fifo: string, out: string): Promise<number | null> {
@@ -130,4 +130,28 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     const stored = readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('jship-000001')).map((n) => join(rep, 'tapes', n));
     expect(readFileSync(stored[0]!).equals(readFileSync(t1))).toBe(true);
   });
+
+  it('a disk that fills during a media set: MEDIA_END names the directory and the tapes completed and counted; the same export on another medium goes on after them', async () => {
+    const g = await makeGroup(join(dir, 'full'), { a: 8 * MiB }, { journalSize: 32 * MiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 48; i++) await group.write('a', i * 160 * KiB, randomBytes(100_000));
+    await group.close();
+    const disk = join(dir, 'disk');
+    mountTmpfs(disk, '2m');
+    let r;
+    try {
+      r = jshipJson('export', g, '--to', `${disk}/`, '--media-size', '768K');
+      expect(r.code).toBe(1);
+      expect(readdirSync(disk).filter((n) => n.startsWith('.'))).toEqual([]);
+    } finally {
+      unmount(disk);
+    }
+    expect(r.out.error.code).toBe('MEDIA_END');
+    expect(r.out.error.message).toMatch(new RegExp(`^${disk}: no space left \\(ENOSPC\\); 2 tapes of this export \\(serials 1\\.\\.2\\) were completed and are counted in the chain; the tape being written was removed, and nothing it held was purged$`));
+    expect(JSON.parse(readFileSync(join(g, 'chain.json'), 'utf8')).nextSerial).toBe(3);
+    const next = jshipJson('export', g, '--to', `${join(dir, 'disk2')}/`, '--media-size', '768K');
+    expect(next.code).toBe(0);
+    expect(next.out.tapes[0].serial).toBe(3);
+  });
 });
+
