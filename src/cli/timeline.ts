@@ -50,9 +50,9 @@ export function registerTimeline(program: Command): void {
       const state = await readReplicaState(replica.dir);
       const drills = await readDrills(replica.dir);
       emit(opts, { ...t, svol: state.svol, drills: drills.map((d) => ({ point: d.point, seq: d.seq, ts: d.ts, ok: d.ok, code: d.code, command: d.command, finishedAt: d.finishedAt, durationMs: d.durationMs })) }, () => [
-        t.restorable
-          ? `restorable: ${formatTime(t.restorable.fromTs)} .. ${formatTime(t.restorable.toTs)} (seq ${t.restorable.fromSeq}..${t.restorable.toSeq})`
-          : 'restorable: nothing yet (no full base complete within the records held from the start)',
+        ...(t.restorable.length === 0
+          ? ['restorable: nothing yet (no full base complete with the records after it held)']
+          : t.restorable.map((r, i) => `${i === 0 ? 'restorable:' : '           '} ${formatTime(r.fromTs)} .. ${formatTime(r.toTs)} (seq ${r.fromSeq}..${r.toSeq})`)),
         ...drawTimeline(t, drills),
         'coverage:',
         ...t.coverage.map((c) => `  seq ${c.fromSeq}..${c.toSeq}  ${formatTime(c.fromTs)} .. ${formatTime(c.toTs)}`),
@@ -61,7 +61,7 @@ export function registerTimeline(program: Command): void {
         'bases:',
         ...t.bases.map((b) => `  ${b.scope} base ${b.baseId}: started ${formatTime(b.startedTs)}, ${b.completeTs !== null ? `complete ${formatTime(b.completeTs)} (seq ${b.completeSeq})` : 'NOT COMPLETE in the records held'}`),
         'markers:',
-        ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}`),
+        ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}${m.restorable ? '' : `  NOT RESTORABLE: ${m.why ?? 'outside every restorable range'}`}`),
         ...(drills.length ? ['drills (tested points):', ...drills.map((d) => `  seq ${d.seq}  ${formatTime(BigInt(d.ts))}  ${d.ok ? 'passed' : 'FAILED'}  ${d.finishedAt}  ${d.point}  \`${d.command}\``)] : []),
         `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}`,
       ]);

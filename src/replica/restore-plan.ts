@@ -124,6 +124,64 @@ export function resolvePoint(cat: Catalog, spec: PointSpec): { seq: bigint; ts: 
  * it incremental from an SVOL already restored to that sequence number.
  */
 export function planRestore(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inconsistent?: boolean } = {}): RestorePlan {
+  try {
+    return planPoint(cat, spec, opts);
+  } catch (e) {
+    // A refused point names what can be restored instead (not for the SVOLs: they only move forward).
+    if (!isJshipError(e, 'RESTORE_REFUSED') || (opts.svolSeq ?? 0n) > 0n || cat.coverage().length === 0) throw e;
+    const ranges = restorableRanges(cat);
+    const what = ranges.length === 0 ? 'nothing in this replica can be restored yet' : `restorable: ${ranges.map((r) => `seq ${r.fromSeq}..${r.toSeq} (${formatTime(r.fromTs)} .. ${formatTime(r.toTs)})`).join('; ')}`;
+    throw new JshipError('RESTORE_REFUSED', e.message, { hint: `${e.hint ?? ''}${e.hint ? '; ' : ''}${what}`, details: e.details });
+  }
+}
+
+/** A run of sequence numbers every one of which `restore --seq` accepts, with the times of its ends. */
+export interface RestorableRange {
+  fromSeq: bigint;
+  toSeq: bigint;
+  fromTs: bigint;
+  toTs: bigint;
+}
+
+/**
+ * Every point the replica can restore, as ranges of sequence numbers: exactly
+ * the points `planRestore` accepts. Whether a point is restorable changes only
+ * at the ends of the covered ranges, at base completions and at suspensions,
+ * so one plan per stretch between those decides for the whole stretch.
+ */
+export function restorableRanges(cat: Catalog): RestorableRange[] {
+  const cov = cat.coverage();
+  const cuts = new Set<bigint>();
+  for (const c of cov) {
+    cuts.add(c.from);
+    cuts.add(c.to + 1n);
+  }
+  for (const m of cat.markers()) {
+    if (m.kind === 'base-complete' || m.kind === 'suspended') cuts.add(m.seq);
+  }
+  const sorted = [...cuts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const ok = (seq: bigint): boolean => {
+    try {
+      planPoint(cat, { kind: 'seq', seq });
+      return true;
+    } catch (e) {
+      if (isJshipError(e, 'RESTORE_REFUSED')) return false;
+      throw e;
+    }
+  };
+  const runs: Array<{ from: bigint; to: bigint }> = [];
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const from = sorted[i] as bigint;
+    const to = (sorted[i + 1] as bigint) - 1n;
+    if (!cov.some((c) => c.from <= from && to <= c.to) || !ok(from)) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.to + 1n === from) last.to = to;
+    else runs.push({ from, to });
+  }
+  return runs.map((r) => ({ fromSeq: r.from, toSeq: r.to, fromTs: resolvePoint(cat, { kind: 'seq', seq: r.from }).ts, toTs: resolvePoint(cat, { kind: 'seq', seq: r.to }).ts }));
+}
+
+function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inconsistent?: boolean } = {}): RestorePlan {
   if (spec.kind === 'latest') return planLatest(cat, opts);
   const p = resolvePoint(cat, spec);
   const cov = cat.coverage();
@@ -195,7 +253,7 @@ function planLatest(cat: Catalog, opts: { svolSeq?: bigint; inconsistent?: boole
   let refusal: unknown;
   for (const c of [...cov].reverse()) {
     try {
-      const plan = planRestore(cat, { kind: 'seq', seq: c.to }, opts);
+      const plan = planPoint(cat, { kind: 'seq', seq: c.to }, opts);
       return { ...plan, point: `latest (seq ${c.to}${c !== cov[cov.length - 1] ? `, the newest restorable: records after a later gap have no base` : ''})` };
     } catch (e) {
       if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;

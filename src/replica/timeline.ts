@@ -1,6 +1,7 @@
+import { isJshipError } from '../core/errors.js';
 import type { Catalog } from './catalog.js';
 import { chainReport } from './coverage.js';
-import { completeBases } from './expire.js';
+import { planRestore, restorableRanges, type RestorableRange } from './restore-plan.js';
 
 export interface Timeline {
   /** Held sequence ranges with their time ranges. */
@@ -8,9 +9,10 @@ export interface Timeline {
   gaps: Array<{ from: bigint; to: bigint; serials: number[] }>;
   missingSerials: number[];
   bases: Array<{ baseId: bigint; scope: string; startedTs: bigint; completeSeq: bigint | null; completeTs: bigint | null }>;
-  markers: Array<{ seq: bigint; ts: bigint; kind: string; name: string | null }>;
-  /** From the first full base completion to the end of the first covered range: what `restore --until` accepts. */
-  restorable: { fromTs: bigint; toTs: bigint; fromSeq: bigint; toSeq: bigint } | null;
+  /** Each with whether `restore` accepts it, and why not (the refusal's message). */
+  markers: Array<{ seq: bigint; ts: bigint; kind: string; name: string | null; restorable: boolean; why: string | null }>;
+  /** Every run of points `restore` accepts (exactly those: see restorableRanges). */
+  restorable: RestorableRange[];
   /** Records per time bucket over the covered span (for a write-rate sparkline). */
   rate: { fromTs: bigint; toTs: bigint; buckets: number[] };
 }
@@ -32,11 +34,7 @@ export function buildTimeline(cat: Catalog, buckets = 60): Timeline {
     const done = markers.find((x) => x.kind === 'base-complete' && x.baseId === m.seq);
     return { baseId: m.seq, scope: m.scope ?? 'full', startedTs: m.ts, completeSeq: done?.seq ?? null, completeTs: done?.ts ?? null };
   });
-  const firstBase = completeBases(cat)[0];
-  const first = coverage[0];
-  const restorable = firstBase && first && firstBase.completeSeq <= first.toSeq && firstBase.baseId >= first.fromSeq
-    ? { fromTs: firstBase.completeTs, toTs: first.toTs, fromSeq: firstBase.completeSeq, toSeq: first.toSeq }
-    : null;
+  const restorable = restorableRanges(cat);
   const lo = coverage[0]?.fromTs ?? 0n;
   const hi = coverage[coverage.length - 1]?.toTs ?? 0n;
   const counts = new Array<number>(buckets).fill(0);
@@ -48,7 +46,19 @@ export function buildTimeline(cat: Catalog, buckets = 60): Timeline {
   }
   return {
     coverage, gaps: chain.gaps, missingSerials: chain.missingSerials, bases,
-    markers: markers.filter((m) => m.kind !== 'base-started' && m.kind !== 'base-complete').map((m) => ({ seq: m.seq, ts: m.ts, kind: m.kind, name: m.name })),
+    markers: markers.filter((m) => m.kind !== 'base-started' && m.kind !== 'base-complete').map((m) => {
+      const inside = restorable.some((r) => r.fromSeq <= m.seq && m.seq <= r.toSeq);
+      let why: string | null = null;
+      if (!inside) {
+        try {
+          planRestore(cat, { kind: 'seq', seq: m.seq });
+        } catch (e) {
+          if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;
+          why = e.message;
+        }
+      }
+      return { seq: m.seq, ts: m.ts, kind: m.kind, name: m.name, restorable: inside, why };
+    }),
     restorable, rate: { fromTs: lo, toTs: hi, buckets: counts },
   };
 }
