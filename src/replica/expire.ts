@@ -29,22 +29,51 @@ export function completeBases(cat: Catalog): Array<{ baseId: bigint; completeSeq
 }
 
 /**
+ * The complete full bases a restore can start from in this replica: every
+ * one of its base records held (its "base complete" marker counts them) and
+ * the records written while it was taken. A base taken for a link secondary
+ * is marked in the journal (and so on tapes) but its records went over the
+ * link only: on a replica fed by tapes it is not a base at all. `source`:
+ * where its records came from.
+ */
+export function usableBases(cat: Catalog): Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint; source: 'tapes' | 'link' }> {
+  const segments = cat.segments().filter((s) => s.kind === 'base');
+  const markers = cat.markers();
+  const cov = cat.coverage();
+  const out: Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint; source: 'tapes' | 'link' }> = [];
+  for (const b of completeBases(cat)) {
+    const mine = segments.filter((s) => s.baseId === b.baseId);
+    const done = markers.find((m) => m.kind === 'base-complete' && m.baseId === b.baseId);
+    const expected = done ? Number((JSON.parse(done.payload) as { records?: number }).records ?? -1) : -1;
+    const whole = mine.reduce((n, s) => n + s.records, 0) === expected;
+    const covered = cov.some((c) => c.from <= b.baseId + 1n && b.completeSeq <= c.to);
+    if (whole && covered) out.push({ ...b, source: mine.every((s) => s.serial < 0) && mine.length > 0 ? 'link' : 'tapes' });
+  }
+  return out;
+}
+
+/**
  * What retention may remove: everything no restore point after the cut needs.
  * Restore points from `keepSinceTs` on (or from the Nth newest base on) start
  * from the newest full base complete by then; its base records and every
  * update from its "base started" marker on stay, and so does anything newer.
  */
 export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepLast: number }, svolSeq = 0n): ExpirePlan {
-  const bases = completeBases(cat);
+  const bases = usableBases(cat);
+  const ignored = completeBases(cat).filter((b) => !bases.some((x) => x.baseId === b.baseId));
   const tapes = cat.tapes();
   let base: (typeof bases)[number] | undefined;
   let reason: string;
+  const from = (b: (typeof bases)[number]): string => `base ${b.baseId} (from ${b.source === 'link' ? 'the direct link' : 'tapes'}, complete at seq ${b.completeSeq})`;
   if ('keepLast' in rule) {
     base = bases.length >= rule.keepLast ? bases[bases.length - rule.keepLast] : undefined;
-    reason = base ? `keep the last ${rule.keepLast} complete base(s), from base ${base.baseId}` : `fewer than ${rule.keepLast} complete bases: everything stays`;
+    reason = base ? `keep the last ${rule.keepLast} usable base(s), from ${from(base)}` : `fewer than ${rule.keepLast} usable bases (${bases.length}): everything stays`;
   } else {
     base = [...bases].reverse().find((b) => b.completeTs <= rule.keepSinceTs);
-    reason = base ? `restore points from the cut on start from base ${base.baseId} (complete at seq ${base.completeSeq})` : 'no full base was complete by the cut: everything stays';
+    reason = base ? `restore points from the cut on start from ${from(base)}` : 'no usable full base was complete by the cut: everything stays';
+  }
+  if (ignored.length > 0) {
+    reason += `; not counted: base${ignored.length > 1 ? 's' : ''} ${ignored.map((b) => b.baseId).join(', ')} (marked complete, but this replica does not hold ${ignored.length > 1 ? 'their' : 'its'} base records — a base sent to a link secondary, or tapes not imported)`;
   }
   if (!base) return { keepFromBase: null, remove: [], keep: tapes, bytes: 0, reason, keptForSvols: [] };
   const b = base;
