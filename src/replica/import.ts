@@ -6,7 +6,7 @@ import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
 import { syncDir, writeFully } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
-import { tapeFileName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { tapeName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
 import { asSource, type TapeSource } from '../tape/tape-source.js';
@@ -364,10 +364,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       }
       supersedes = ` (replaced ${existing.file}: the label of tape ${label.serial + 1} names this copy, not the held one)`;
     }
-    const seqs = segments.flatMap((x) => [x.firstSeq, x.lastSeq]);
-    const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
-    const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
-    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeFileName(label.serial, lo, hi).slice('jship-'.length)}`;
+    const baseSeg = segments.find((x) => x.kind === 'base');
+    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null).slice('jship-'.length)}`;
     const expected = opts.expectSha256?.();
     if (expected !== undefined && expected !== sha256) {
       return refused(source, label.serial, new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${sha256.slice(0, 12)}…, its sender computed ${expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }));

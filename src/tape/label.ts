@@ -160,6 +160,18 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
 }
 
 /** Sort-friendly tape file name: serial, then first and last sequence number, zero-padded. */
+/**
+ * A tape file's name, as a reader looks for it: the serial (chain order),
+ * then the sequence numbers of the updates it holds (`jship-SSSSSS-FIRST-LAST`),
+ * else the base it carries (`jship-SSSSSS-base-ID`), else `jship-SSSSSS-empty`.
+ * Base records are numbered by position, not sequence: they never make the range.
+ */
+export function tapeName(serial: number, updates: { firstSeq: bigint; lastSeq: bigint } | null, baseId: bigint | null): string {
+  if (updates) return tapeFileName(serial, updates.firstSeq, updates.lastSeq);
+  const s = String(serial).padStart(6, '0');
+  return baseId !== null ? `jship-${s}-base-${baseId.toString().padStart(16, '0')}.tar.zst` : `jship-${s}-empty.tar.zst`;
+}
+
 export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint | null): string {
   const s = String(serial).padStart(6, '0');
   const f = firstSeq.toString().padStart(16, '0');

@@ -7,7 +7,7 @@ import { formatSize } from '../core/sizes.js';
 import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
 import type { TapeDestination, TapeOutput } from './destination.js';
 import {
-  LABEL_NAME, TRAILER_NAME, encodeJson, tapeFileName,
+  LABEL_NAME, TRAILER_NAME, encodeJson, tapeName,
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
@@ -319,10 +319,9 @@ export class MediaSetWriter {
     const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
-    const seqs = tape.segments.flatMap((s) => [s.first.seq, s.last.seq]);
-    const lo = seqs.reduce((a, b) => (b < a ? b : a), seqs[0] ?? 0n);
-    const hi = seqs.reduce((a, b) => (b > a ? b : a), seqs[0] ?? 0n);
-    const name = tapeFileName(tape.serial, lo, hi);
+    const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
+    const name = tapeName(tape.serial, updates.length > 0 ? { firstSeq: (updates[0] as Omit<Sealed, 'frame'>).first.seq, lastSeq: (updates[updates.length - 1] as Omit<Sealed, 'frame'>).last.seq } : null,
+      tape.segments.some((s) => s.kind === SegmentKind.Base) ? this.#o.base?.baseId ?? null : null);
     const location = await tape.out.commit(name, async (finalPath) => {
       await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
     }, { sha256, bytes: tape.bytes });

@@ -155,3 +155,31 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
   });
 });
 
+
+describe('tape names say what a reader expects', () => {
+  const dir = tempDir();
+
+  it('the range in a name is the updates\' sequence numbers (never base positions); a base-only tape is named by its base; an empty one says so — in the export and in the replica', async () => {
+    const g = await makeGroup(dir, { a: 2 * MiB }, { journalSize: 32 * MiB, chunkSize: 64 * KiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 32; i++) await group.write('a', i * 64 * KiB, randomBytes(64 * KiB));
+    await group.close();
+    const tapes = join(dir, 'tapes');
+    const r = jshipJson('export', g, '--to', `${tapes}/`, '--base', '--media-size', '512K');
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    const e = jshipJson('export', g, '--to', `${tapes}/`, '--allow-empty');
+    expect(e.code).toBe(0);
+    const names = [...r.out.tapes, ...e.out.tapes].map((t: { name: string; updates: { firstSeq: string; lastSeq: string } | null; base: unknown }) => {
+      const pad = (x: string): string => x.padStart(16, '0');
+      const want = t.updates ? `-${pad(t.updates.firstSeq)}-${pad(t.updates.lastSeq)}.tar.zst` : t.base ? /-base-\d{16}\.tar\.zst$/ : '-empty.tar.zst';
+      if (typeof want === 'string') expect(t.name.endsWith(want), t.name).toBe(true);
+      else expect(t.name).toMatch(want);
+      return t.name;
+    });
+    expect(names.some((n) => n.includes('-base-'))).toBe(true);
+    expect(names.at(-1)).toMatch(/-empty\.tar\.zst$/);
+    const rep = join(dir, 'rep');
+    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(readdirSync(join(rep, 'tapes')).sort()).toEqual([...names].sort());
+  });
+});
