@@ -2,6 +2,8 @@ import cliProgress from 'cli-progress';
 import { asJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { eventLine, type EventLog } from '../core/events.js';
+import { formatDuration } from '../core/check.js';
+import { SmoothedRate } from '../core/smoothed-rate.js';
 
 /** Options every verb takes. */
 export interface CommonOptions {
@@ -47,28 +49,48 @@ export interface Progress {
   stop(): void;
 }
 
-/** A progress bar on a TTY (bytes, rate, ETA): also for uploads to and downloads from a store; silent under --json or when stdout is not a terminal. */
-export function progress(opts: CommonOptions, label: string, total: number): Progress {
+/** What a progress bar counts. */
+export type ProgressUnit = 'bytes' | 'segments';
+
+const count = (n: number, unit: ProgressUnit): string => (unit === 'bytes' ? formatSize(n) : `${Math.round(n)}`);
+
+/**
+ * A progress bar on a TTY (done/total in its unit, a smoothed rate, an ETA
+ * from it; both blank for the first second): also for uploads to and
+ * downloads from a store; silent under --json or when stdout is not a terminal.
+ */
+export function progress(opts: CommonOptions, label: string, total: number, unit: ProgressUnit = 'bytes'): Progress {
   if (opts.json || !process.stdout.isTTY || total <= 0) return { update: () => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar({
-    format: `${label} [{bar}] {percentage}% {doneText}/{totalText} {rateText}/s ETA {eta_formatted}`,
+    format: `${label} [{bar}] {percentage}% {doneText}/{totalText}${unit === 'segments' ? ' segments' : ''} {rateText}ETA {etaText}`,
     hideCursor: true,
     clearOnComplete: true,
   }, cliProgress.Presets.shades_classic);
-  const t0 = Date.now();
-  bar.start(total, 0, { doneText: formatSize(0), totalText: formatSize(total), rateText: formatSize(0) });
+  const rate = new SmoothedRate();
+  const show = (done: number): Record<string, string> => {
+    const now = Date.now();
+    rate.sample(done, now);
+    const r = rate.rate(now);
+    const eta = rate.eta(total, now);
+    return {
+      doneText: count(done, unit), totalText: count(total, unit),
+      rateText: r === null ? '' : unit === 'bytes' ? `${formatSize(Math.round(r))}/s ` : `${r.toFixed(r < 10 ? 1 : 0)}/s `,
+      etaText: eta === null ? '…' : formatDuration(eta),
+    };
+  };
+  bar.start(total, 0, show(0));
   return {
-    update: (done) => bar.update(done, { doneText: formatSize(done), rateText: formatSize(Math.round(done / Math.max((Date.now() - t0) / 1000, 0.001))) }),
+    update: (done) => bar.update(done, show(done)),
     stop: () => bar.stop(),
   };
 }
 
 /** A progress bar made on the first report, when the total is known; `stop` is safe either way. */
-export function lazyProgress(opts: CommonOptions, label: string): { onProgress: (done: number, total: number) => void; stop: () => void } {
+export function lazyProgress(opts: CommonOptions, label: string, unit: ProgressUnit = 'bytes'): { onProgress: (done: number, total: number) => void; stop: () => void } {
   let bar: Progress | undefined;
   return {
     onProgress: (done, total) => {
-      bar ??= progress(opts, label, total);
+      bar ??= progress(opts, label, total, unit);
       bar.update(done);
     },
     stop: () => bar?.stop(),

@@ -71,7 +71,7 @@ export function registerRestore(program: Command): void {
         return m ? { volume: m[1] as string, path: m[2] as string } : { path: t };
       });
       const keys = await keyRing(opts);
-      const bar = lazyProgress(opts, 'restoring');
+      const bar = lazyProgress(opts, 'restoring', 'segments');
       const stopGuard = onInterrupt('restore', () => 'new files stay under temporary names (removed by the next restore, or renamed by it if this one was renaming them); an SVOL or device being written stays marked "restore in progress" until a restore to at least the same point completes. Rerun the same command', opts.json === true);
       let r;
       try {
