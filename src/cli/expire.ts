@@ -5,7 +5,6 @@ import { formatTime, parseTime } from '../core/time.js';
 import { expireReplica } from '../replica/expire.js';
 import { emit, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
-import { expireTapeObjects } from '../s3/s3-source.js';
 import { parseS3Url } from '../s3/s3-url.js';
 
 export function registerExpire(program: Command): void {
@@ -29,6 +28,7 @@ export function registerExpire(program: Command): void {
       let vault: { url: string; objects: string[]; deleted: boolean } | null = null;
       if (opts.vault !== undefined) {
         const settings = s3Settings(opts);
+        const { expireTapeObjects } = await import('../s3/s3-source.js');
         const objects = await expireTapeObjects(opts.vault, r.expiredSerials, opts.confirm === true, settings);
         vault = { url: opts.vault, objects, deleted: opts.confirm === true };
       }

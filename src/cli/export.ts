@@ -8,7 +8,6 @@ import { onInterrupt } from './signals.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
-import { resolveS3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 
 interface ExportCliOptions extends CommonOptions, S3CliOptions {
@@ -59,7 +58,7 @@ export function registerExport(program: Command): void {
         ...(bwlimit !== null ? { bwlimit } : {}),
         ...(opts.blockSize !== undefined ? { blockSize: checkBlockSize(parseSize(opts.blockSize, '--block-size')) } : {}),
         // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
-        s3: isS3Url(opts.to) ? await resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
+        s3: isS3Url(opts.to) ? await (await import('../s3/s3-store.js')).resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
       };
       const toStdout = opts.to === '-';
       const bar = lazyProgress(toStdout ? { json: true } : opts, 'exporting');

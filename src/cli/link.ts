@@ -1,5 +1,4 @@
 import { MetricsEndpoint } from '../io/metrics-endpoint.js';
-import { SecondaryMetrics } from '../link/secondary-metrics.js';
 import { Throttle } from '../io/throttle.js';
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
@@ -96,6 +95,8 @@ function secondaryFlags(cmd: Command): Command {
 async function secondaryMetrics(opts: LinkCliOptions, o: LinkSecondaryOptions): Promise<MetricsEndpoint | null> {
   if (opts.metrics === undefined) return null;
   const at = parseListenAddress(opts.metrics, '--metrics');
+  // prom-client is loaded only when metrics are asked for.
+  const { SecondaryMetrics } = await import('../link/secondary-metrics.js');
   const metrics = new SecondaryMetrics();
   const log = o.log;
   o.log = (e) => { metrics.observe(e); log(e); };

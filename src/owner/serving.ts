@@ -4,7 +4,7 @@ import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { siteStatus, type SiteStatus } from './site-status.js';
-import { SiteMetrics } from './metrics.js';
+import type { SiteMetrics } from './metrics.js';
 import { MetricsEndpoint } from '../io/metrics-endpoint.js';
 import { Throttle } from '../io/throttle.js';
 import { openSiteGroup } from './consumers.js';
@@ -85,7 +85,8 @@ export class Serving {
     const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     let link: LinkPrimary | null = null;
-    const metrics = opts.metrics ? new SiteMetrics(group, nbd, () => link) : null;
+    // prom-client is loaded only when metrics are asked for.
+    const metrics = opts.metrics ? new (await import('./metrics.js')).SiteMetrics(group, nbd, () => link) : null;
     // The link's sessions share one throttle, so that `jship bwlimit` can change it while they run.
     const linkOpts = opts.link ? { ...opts.link, throttle: opts.link.throttle ?? new Throttle(null) } : undefined;
     const handlers = controlHandlers(group, nbd, metrics, linkOpts?.throttle ?? null, log);

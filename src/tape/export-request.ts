@@ -7,7 +7,6 @@ import { readKeyFile } from './crypto.js';
 import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult } from './export.js';
-import { S3Destination } from '../s3/s3-destination.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 
@@ -60,6 +59,7 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
   };
   if (isS3Url(to)) {
     blocks('object storage');
+    const { S3Destination } = await import('../s3/s3-destination.js');
     return new S3Destination(to, s3);
   }
   if (to === '-') {

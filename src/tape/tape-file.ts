@@ -9,7 +9,6 @@ import { readTape } from './tape-reader.js';
 import { decodeEntries } from './tar-entry.js';
 import { asSource, fileSource, streamSource, type StreamSource, type TapeSource } from './tape-source.js';
 import { isS3Url } from '../s3/s3-url.js';
-import { s3Sources } from '../s3/s3-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
 
 /** Streams a file in large chunks (the reader cuts frames out of them). */
@@ -27,6 +26,8 @@ export async function expandTapeSources(sources: string[], s3: S3Settings = {}, 
   const out: TapeSource[] = [];
   for (const s of sources) {
     if (isS3Url(s)) {
+      // The S3 SDK is loaded only when a tape is in object storage (it is a quarter of the CLI's start-up).
+      const { s3Sources } = await import('../s3/s3-source.js');
       out.push(...(await s3Sources(s, s3)));
       continue;
     }
