@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { JournalGroup } from '../../src/journal/journal-group.js';
 import { parseHostPort } from '../../src/io/sockets.js';
 import { LinkPrimary } from '../../src/link/link-primary.js';
 import { runPull } from '../../src/link/link-secondary.js';
@@ -10,28 +8,7 @@ import { importTapes } from '../../src/replica/import.js';
 import { KiB, MiB, jshipJson, jshipProc, tempDir } from '../helpers.js';
 import { events, linkedGroup, snapshot } from '../link/helpers.js';
 import { client } from '../nbd/helpers.js';
-import { exportTo } from '../tape/helpers.js';
-
-/** A seeded workload over every volume: aligned and unaligned writes, zeroes, trims. */
-async function workload(group: JournalGroup, count: number, seed: number): Promise<void> {
-  let x = seed;
-  const next = (n: number): number => {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    return x % n;
-  };
-  for (let i = 0; i < count; i++) {
-    const v = next(group.volumes.length);
-    const size = group.volumes[v]!.size;
-    const unaligned = next(3) === 0;
-    const len = unaligned ? 1 + next(20_000) : 512 * (1 + next(64));
-    const off = unaligned ? next(size - len) : next(Math.floor((size - len) / 512)) * 512;
-    const k = next(10);
-    if (k < 7) await group.write(v, off, randomBytes(len));
-    else if (k < 8) await group.writeZeroes(v, off, len);
-    else if (k < 9) await group.trim(v, off, len);
-    else await group.write(v, off, Buffer.alloc(len, 0x11));
-  }
-}
+import { exportTo, writeMixed } from '../tape/helpers.js';
 
 describe('jship mount at any point of a replica fed by tapes and the link', () => {
   const dir = tempDir();
@@ -49,32 +26,32 @@ describe('jship mount at any point of a replica fed by tapes and the link', () =
     };
     const points: Array<{ args: string[]; snap: Awaited<ReturnType<typeof snapshot>> }> = [];
     try {
-      await workload(group, 80, 1);
+      await writeMixed(group, 80, 1, { unaligned: true });
       // The first base is taken while writes go on.
-      await Promise.all([exportTo(group, tapes, { base: true, keepUntilAck: true }), workload(group, 40, 2)]);
-      await workload(group, 60, 3);
+      await Promise.all([exportTo(group, tapes, { base: true, keepUntilAck: true }), writeMixed(group, 40, 2, { unaligned: true })]);
+      await writeMixed(group, 60, 3, { unaligned: true });
       await group.mark('m1');
       points.push({ args: ['--marker', 'm1'], snap: await snapshot(group, dir, 'p1') });
       await exportTo(group, tapes, { keepUntilAck: true });
       await importAll();
       // The link joins (its own base), then both sources carry the same records, cut differently.
       await pull();
-      await workload(group, 60, 4);
+      await writeMixed(group, 60, 4, { unaligned: true });
       await group.mark('m2');
       points.push({ args: ['--marker', 'm2'], snap: await snapshot(group, dir, 'p2') });
       await pull();
       await exportTo(group, tapes, { keepUntilAck: true });
       // A second full base under live writes.
-      await Promise.all([exportTo(group, tapes, { base: true, keepUntilAck: true }), workload(group, 40, 5)]);
-      await workload(group, 50, 6);
+      await Promise.all([exportTo(group, tapes, { base: true, keepUntilAck: true }), writeMixed(group, 40, 5, { unaligned: true })]);
+      await writeMixed(group, 50, 6, { unaligned: true });
       const p3 = await snapshot(group, dir, 'p3');
       points.push({ args: ['--until', `@${p3.ts / 1_000_000_000n}.${String(p3.ts % 1_000_000_000n).padStart(9, '0')}`], snap: p3 });
-      await workload(group, 30, 7);
+      await writeMixed(group, 30, 7, { unaligned: true });
       const p4 = await snapshot(group, dir, 'p4');
       points.push({ args: ['--seq', String(p4.seq)], snap: p4 });
       await exportTo(group, tapes, { keepUntilAck: true });
       await importAll();
-      await workload(group, 30, 8);
+      await writeMixed(group, 30, 8, { unaligned: true });
       points.push({ args: [], snap: await snapshot(group, dir, 'p5') });
       await pull();
     } finally {

@@ -23,8 +23,11 @@ export function rec(r: TapeRecord | { header: TapeRecord['header']; data: Buffer
   return { type: r.header.type, seq: r.header.seq, volume: r.header.volume, offset: r.header.offset, length: r.header.length, data: Buffer.from(r.data) };
 }
 
-/** Writes `count` mixed records (random data, some zero, some trims, a marker) and returns the journal's records. */
-export async function writeMixed(group: JournalGroup, count: number, seed = 1): Promise<void> {
+/**
+ * Writes `count` mixed records (random data, zeros written, zeroes, trims), seeded;
+ * with `unaligned`, a third of them start and end anywhere (1..20 000 bytes).
+ */
+export async function writeMixed(group: JournalGroup, count: number, seed = 1, opts: { unaligned?: boolean } = {}): Promise<void> {
   let x = seed;
   const next = (n: number): number => {
     x = (x * 1103515245 + 12345) % 2147483648;
@@ -33,8 +36,9 @@ export async function writeMixed(group: JournalGroup, count: number, seed = 1): 
   for (let i = 0; i < count; i++) {
     const v = next(group.volumes.length);
     const size = group.volumes[v]!.size;
-    const len = 512 * (1 + next(32));
-    const off = next(Math.floor((size - len) / 512)) * 512;
+    const unaligned = opts.unaligned === true && next(3) === 0;
+    const len = unaligned ? 1 + next(20_000) : 512 * (1 + next(32));
+    const off = unaligned ? next(size - len) : next(Math.floor((size - len) / 512)) * 512;
     const k = next(10);
     if (k < 7) await group.write(v, off, randomBytes(len));
     else if (k < 8) await group.write(v, off, Buffer.alloc(len));
