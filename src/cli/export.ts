@@ -22,6 +22,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   wait?: string;
   bwlimit?: string;
   blockSize?: string;
+  requireMount?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -30,6 +31,7 @@ export function registerExport(program: Command): void {
     .description('write the journal (and with --base, a full copy of the volumes) into tape files, then purge what is secured')
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, a tape drive or FIFO (/dev/nst0), s3://BUCKET/PREFIX, or - for standard output')
+    .option('--require-mount <MOUNT_POINT>', 'refuse (nothing written, nothing purged) unless MOUNT_POINT is a mounted file system and --to is on it: a carried disk that is not attached')
     .option('--block-size <SIZE>', 'to a tape drive, FIFO or standard output: write whole blocks of SIZE (default 64K for drives and FIFOs), the last one padded')
     .option('--base', 'first write a base journal of every volume, read while writes go on')
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
@@ -56,6 +58,7 @@ export function registerExport(program: Command): void {
         ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
         ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
         ...(bwlimit !== null ? { bwlimit } : {}),
+        ...(opts.requireMount !== undefined ? { requireMount: opts.requireMount } : {}),
         ...(opts.blockSize !== undefined ? { blockSize: checkBlockSize(parseSize(opts.blockSize, '--block-size')) } : {}),
         // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
         s3: isS3Url(opts.to) ? await (await import('../s3/s3-store.js')).resolveS3Settings(s3Settings(opts)) : s3Settings(opts),

@@ -61,6 +61,7 @@ export type ErrorCode =
   | 'TAPE_EXISTS'
   | 'MEDIA_TOO_SMALL'
   | 'MEDIA_END'
+  | 'MEDIA_NOT_MOUNTED'
   | 'EXPORT_BUSY'
   | 'HOOK_FAILED'
   // object storage

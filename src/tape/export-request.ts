@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
@@ -34,6 +34,8 @@ export interface ExportRequest {
   bwlimit?: number;
   /** Write whole blocks of this size (a tape drive, a FIFO, standard output). */
   blockSize?: number;
+  /** The destination must be on the file system mounted here (a carried disk that may not be attached). */
+  requireMount?: string;
 }
 
 /** A tape drive's usual block size: what a device or FIFO is written with unless told. */
@@ -45,7 +47,41 @@ export function absoluteRequest(req: ExportRequest): ExportRequest {
     ...req,
     to: req.to === '-' || isS3Url(req.to) || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
     ...(req.encryptKey !== undefined ? { encryptKey: resolve(req.encryptKey) } : {}),
+    ...(req.requireMount !== undefined ? { requireMount: resolve(req.requireMount) } : {}),
   };
+}
+
+/**
+ * Refuses a destination that is not on the file system mounted at
+ * `mountPoint`: the carried disk is not attached, and the tapes would land
+ * on the file system under its empty mount point (and be purged from the
+ * journal as if they had been carried away).
+ */
+export async function checkMounted(mountPoint: string, to: string): Promise<void> {
+  const mp = resolve(mountPoint);
+  const dest = resolve(to);
+  if (dest !== mp && !dest.startsWith(`${mp}/`)) {
+    throw new JshipError('USAGE', `--to ${to} is not under --require-mount ${mp}`, { hint: 'give a --to inside the mount point, e.g. --to ' + join(mp, 'jship') + '/' });
+  }
+  const st = await fsp.stat(mp).catch(() => undefined);
+  const up = await fsp.stat(resolve(mp, '..')).catch(() => undefined);
+  const notMounted = (why: string): JshipError => new JshipError('MEDIA_NOT_MOUNTED', `${mp} ${why}: nothing was written, nothing purged`, {
+    hint: 'attach and mount the disk (mount it at the point given to --require-mount), then run the same export again',
+    details: { mountPoint: mp },
+  });
+  if (!st?.isDirectory() || !up) throw notMounted('does not exist');
+  // A mount point is on another device than its parent (or is the root itself).
+  if (st.dev === up.dev && st.ino !== up.ino) throw notMounted('is not a mount point (is the disk attached and mounted?)');
+  // What exists of the destination's path must be on that file system (not another mount below it).
+  let at = dest;
+  for (;;) {
+    const s = await fsp.stat(at).catch(() => undefined);
+    if (s) {
+      if (s.dev !== st.dev) throw notMounted(`is a mount point, but ${at} is on another file system`);
+      return;
+    }
+    at = dirname(at);
+  }
 }
 
 /**
@@ -87,6 +123,10 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle): Promise<ExportResult> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
+  if (req.requireMount !== undefined) {
+    if (req.to === '-' || isS3Url(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
+    await checkMounted(req.requireMount, req.to);
+  }
   const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize);
   if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
   const destination = pace ? throttled(plain, pace) : plain;

@@ -183,3 +183,28 @@ describe('tape names say what a reader expects', () => {
     expect(readdirSync(join(rep, 'tapes')).sort()).toEqual([...names].sort());
   });
 });
+
+describe('a carried disk', () => {
+  const dir = tempDir();
+
+  it('--require-mount: an empty mount point (the disk not attached) is refused with nothing written or purged; once mounted, the tapes go onto it', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const mnt = join(dir, 'mnt');
+    spawnSync('mkdir', ['-p', mnt]);
+    const refused = jshipJson('export', g, '--to', `${mnt}/jship/`, '--require-mount', mnt, '--base');
+    expect(refused.code).toBe(1);
+    expect(refused.out.error.code).toBe('MEDIA_NOT_MOUNTED');
+    expect(refused.out.error.message).toBe(`${mnt} is not a mount point (is the disk attached and mounted?): nothing was written, nothing purged`);
+    expect(readdirSync(mnt)).toEqual([]);
+    expect(existsSync(join(g, 'chain.json'))).toBe(false);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'elsewhere')}/`, '--require-mount', mnt).code).toBe(2);
+    mountTmpfs(mnt, '16m');
+    try {
+      const ok = jshipJson('export', g, '--to', `${mnt}/jship/`, '--require-mount', mnt, '--base');
+      expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+      expect(readdirSync(join(mnt, 'jship'))).toHaveLength(1);
+    } finally {
+      unmount(mnt);
+    }
+  });
+});
