@@ -90,6 +90,7 @@ export function registerExport(program: Command): void {
         journalOut: r.journalOut,
         awaitingAck: r.awaitingAck,
         lostBeforeExport: r.lostBeforeExport,
+        warnings: r.warnings,
       };
       const lines = (): string[] => r.nothingToExport
         ? ['nothing to export: the journal holds no record after the last tape']
@@ -98,6 +99,7 @@ export function registerExport(program: Command): void {
             ...r.tapes.map((t) => `  tape ${t.serial}: ${t.location}  ${formatSize(t.bytes)}`),
             `${formatSize(r.rawBytes)} of records in ${formatSize(r.tapeBytes)} of tape${r.tapeBytes > 0 ? ` (${(r.rawBytes / r.tapeBytes).toFixed(2)}:1)` : ''}`,
             r.awaitingAck ? `journal kept until an acknowledgement arrives (jship ack); journal-out is seq ${r.journalOut}` : `journal purged: journal-out is now seq ${r.journalOut}`,
+            ...r.warnings.map((w) => `warning: ${w}`),
             ...(r.lostBeforeExport ? [`warning: records ${r.lostBeforeExport.from}..${r.lostBeforeExport.to} were purged before any export took them: the replica will show this gap`] : []),
           ];
       if (toStdout) {

@@ -12,6 +12,7 @@ import { acknowledge } from '../tape/acknowledge.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
+import { checkBlockSize } from '../tape/blocked-output.js';
 import { eventLine, type EventLog } from '../core/events.js';
 import { groupBackend } from '../nbd/group-backend.js';
 import { NbdServer, type Listen, type ServerStats } from '../nbd/server.js';
@@ -244,6 +245,11 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     if (typeof args.bwlimit !== 'number' || !Number.isSafeInteger(args.bwlimit) || args.bwlimit < 1024) throw new JshipError('CONTROL_PROTOCOL', 'control argument "bwlimit" is not a number of bytes per second (at least 1024)', { hint: 'use the jship CLI, which sends it' });
     req.bwlimit = args.bwlimit;
   }
+  if (args.blockSize !== undefined) {
+    if (typeof args.blockSize !== 'number') throw new JshipError('CONTROL_PROTOCOL', 'control argument "blockSize" is not a number of bytes', { hint: 'use the jship CLI, which sends it' });
+    req.blockSize = checkBlockSize(args.blockSize);
+  }
+  if (args.requireMount !== undefined) req.requireMount = stringArg(args, 'requireMount');
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
   if (args.s3 !== undefined) req.s3 = s3Arg(args.s3);
   if (isS3Url(req.to) && !req.s3?.credentials) {

@@ -39,6 +39,8 @@ export interface TapeImport {
   updates: { firstSeq: bigint; lastSeq: bigint } | null;
   /** For damaged tapes: what could not be kept. */
   lost: { segments: number; firstSeq: bigint | null; lastSeq: bigint | null; records: number | null } | null;
+  /** The tape's SHA-256 (over its frames, as its writer computed it), when it was read whole or is held already. */
+  sha256?: string;
 }
 
 export interface ImportReport extends ChainReport {
@@ -277,7 +279,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   const existing = cat.tape(key);
   const size = await src.size();
   if (existing && existing.status === 'complete' && existing.bytes === size && (await sameTape(replica, existing, src, label))) {
-    return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null };
+    return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null, sha256: existing.sha256 };
   }
   const stage = randomBytes(6).toString('hex');
   const tmp = replica.tapePath(`.incoming-${stage}`);
@@ -354,7 +356,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     }
     let supersedes = '';
     if (existing && existing.status === 'complete') {
-      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null };
+      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null, sha256 };
       // Two different complete copies: the chain decides (a tape after it, held or given now, names one of them).
       const named = (sha: string): boolean => hints.get(key)?.has(sha) === true || next?.prevSha256 === sha;
       if (!named(sha256) || named(existing.sha256)) {
@@ -393,7 +395,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     return {
       source, serial: label.serial, outcome: existing ? 'replaced' : 'imported',
       message: `${what}: ${records} records${tapeUpdates ? `, seq ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq}` : ''}${existing ? supersedes || ' (replaced the damaged copy)' : ''}${invalidated ? `; ${invalidated}` : ''}`,
-      code: null, records, updates: tapeUpdates, lost: null,
+      code: null, records, updates: tapeUpdates, lost: null, sha256,
     };
   } finally {
     // Every step on its own: on a full disk the catalogue may refuse even this delete (the next import drops what is left).

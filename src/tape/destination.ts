@@ -2,7 +2,9 @@ import { constants, promises as fsp } from 'node:fs';
 import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
-import { syncDir, writeFully, makeDirs } from '../io/files.js';
+import { syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
+import type { TapeTrailer } from './label.js';
+import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
 import type { Throttle } from '../io/throttle.js';
 import { BlockedOutput } from './blocked-output.js';
 
@@ -30,6 +32,12 @@ export interface TapeDestination {
   readonly splittable: boolean;
   /** Opens tape `serial`, whose first record has sequence number `firstSeq` (a name chosen now carries both). */
   open(serial: number, firstSeq: bigint): Promise<TapeOutput>;
+  /**
+   * After an export's tapes are all committed (still within the export's
+   * turn): a directory rewrites its carry manifest. Returns a problem to
+   * report, never throws: the tapes are in place and counted already.
+   */
+  finish?(groupId: string, tapes: ReadonlyArray<{ serial: number; location: string; bytes: number; sha256: string; trailer: TapeTrailer }>): Promise<string | null>;
 }
 
 /** The same destination, its tape bytes paced by `throttle` (a bandwidth limit). */
@@ -38,6 +46,7 @@ export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestin
     where: dest.where,
     durable: dest.durable,
     splittable: dest.splittable,
+    ...(dest.finish ? { finish: dest.finish.bind(dest) } : {}),
     async open(serial, firstSeq) {
       const out = await dest.open(serial, firstSeq);
       return {
@@ -73,6 +82,24 @@ export class DirDestination implements TapeDestination {
   async open(serial: number): Promise<TapeOutput> {
     await makeDirs(this.#dir);
     return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name));
+  }
+
+  /** The directory's carry manifest (jship-manifest.json) gets this export's tapes, beside those still there. */
+  async finish(groupId: string, tapes: Parameters<NonNullable<TapeDestination['finish']>>[1]): Promise<string | null> {
+    const path = join(this.#dir, MANIFEST_NAME);
+    try {
+      const old = await fsp.readFile(path, 'utf8').then((t) => decodeManifest(t, path), () => undefined).catch(() => undefined);
+      const names = new Set(await fsp.readdir(this.#dir));
+      const added = tapes.map((t) => ({
+        serial: t.serial, file: basename(t.location), bytes: t.bytes, sha256: t.sha256,
+        updates: t.trailer.updates ? { firstSeq: t.trailer.updates.firstSeq, lastSeq: t.trailer.updates.lastSeq } : null,
+        baseId: t.trailer.base?.baseId ?? null,
+      }));
+      await writeFileAtomic(path, `${JSON.stringify(mergeManifest(old, groupId, added, (f) => names.has(f), new Date()), null, 2)}\n`);
+      return null;
+    } catch (e) {
+      return `the carry manifest ${path} was not updated (${(e as Error).message}): the tapes are in place and counted; the next export to this directory writes it again`;
+    }
   }
 }
 

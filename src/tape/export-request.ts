@@ -146,3 +146,4 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
   });
 }
+

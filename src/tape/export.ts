@@ -65,6 +65,8 @@ export interface ExportResult {
   lostBeforeExport: { from: bigint; to: bigint } | null;
   /** Journal data position after the last update record exported (for lag in bytes). */
   dataEnd: bigint | null;
+  /** Something around the tapes did not work (the carry manifest not written), the tapes are fine. */
+  warnings: string[];
 }
 
 /**
@@ -144,7 +146,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const fullBase = opts.base === true || healByFullBase;
   if (!fullBase && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
     return {
-      nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
+      warnings: [], nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
       journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport, dataEnd: null,
     };
   }
@@ -237,7 +239,13 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     if (!opts.pool) await pool.close();
   }
   const journalOut = await group.purgeSecured();
+  const warnings: string[] = [];
+  if (writer.tapes.length > 0 && opts.destination.finish) {
+    const problem = await opts.destination.finish(group.config.groupId, writer.tapes);
+    if (problem) warnings.push(problem);
+  }
   return {
+    warnings,
     nothingToExport: false,
     tapes: [...writer.tapes],
     records: records + (baseInfo?.records ?? 0),

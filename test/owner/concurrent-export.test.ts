@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
@@ -25,10 +25,12 @@ describe('exports through the owner', () => {
     } finally {
       expect((await s.stop()).code).toBe(0);
     }
-    const files = readdirSync(tapes).sort();
+    const files = readdirSync(tapes).filter((f) => f.endsWith('.tar.zst')).sort();
     const serials = files.map((f) => Number(/^jship-(\d+)-/.exec(f)?.[1]));
     expect(new Set(serials).size, files.join(' ')).toBe(files.length);
     expect(serials).toEqual(serials.map((_, i) => i + 1));
+    // The carry manifest is rewritten within each export's turn: none of the concurrent exports' tapes is lost from it.
+    expect(JSON.parse(readFileSync(join(tapes, 'jship-manifest.json'), 'utf8')).tapes.map((t: { file: string }) => t.file)).toEqual(files);
     const rep = join(dir, 'rep');
     const r = await importTapes(rep, files.map((f) => join(tapes, f)));
     expect(r.ok, JSON.stringify(r.tapes.map((t) => t.message))).toBe(true);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { BIN, KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
+import { serve } from '../nbd/helpers.js';
 
 /** `cat FIFO > OUT` (the reader a drive would be); resolves when the writer closed the FIFO. */
 function readFifo(fifo: string, out: string): Promise<number | null> {
@@ -198,11 +199,20 @@ describe('a carried disk', () => {
     expect(readdirSync(mnt)).toEqual([]);
     expect(existsSync(join(g, 'chain.json'))).toBe(false);
     expect(jshipJson('export', g, '--to', `${join(dir, 'elsewhere')}/`, '--require-mount', mnt).code).toBe(2);
+    // The same through the group's running server (the check is made where the tapes are written).
+    const srv = await serve(g, '--socket', join(dir, 'nbd.sock'));
+    try {
+      const viaServer = jshipJson('export', g, '--to', `${mnt}/jship/`, '--require-mount', mnt, '--base');
+      expect(viaServer.out.error.code).toBe('MEDIA_NOT_MOUNTED');
+      expect(readdirSync(mnt)).toEqual([]);
+    } finally {
+      expect((await srv.stop()).code).toBe(0);
+    }
     mountTmpfs(mnt, '16m');
     try {
       const ok = jshipJson('export', g, '--to', `${mnt}/jship/`, '--require-mount', mnt, '--base');
       expect(ok.code, JSON.stringify(ok.out)).toBe(0);
-      expect(readdirSync(join(mnt, 'jship'))).toHaveLength(1);
+      expect(readdirSync(join(mnt, 'jship')).sort()).toEqual([expect.stringMatching(/^jship-000001-.*\.tar\.zst$/), 'jship-manifest.json']);
     } finally {
       unmount(mnt);
     }
