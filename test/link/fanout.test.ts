@@ -80,7 +80,7 @@ describe('link fan-out', () => {
       const from = parseHostPort(primary.address as string, '--from');
       const rep = join(dir, 'rep');
       // The replica starts from tapes, then the link joins (with a base of its own), then more tapes overlap the link's records.
-      await importTapes(rep, readdirSync(tapes).map((n) => join(tapes, n)));
+      await importTapes(rep, readdirSync(tapes).filter((n) => n.endsWith('.tar.zst')).map((n) => join(tapes, n)));
       await writeMixed(group, 60, 2);
       const s1 = await snapshot(group, dir, 's1');
       await runPull({ replicaDir: rep, name: 'b', key, log: events().log, from, once: true });
@@ -91,7 +91,7 @@ describe('link fan-out', () => {
       await writeMixed(group, 30, 4);
       const s2 = await snapshot(group, dir, 's2');
       await exportTo(group, tapes, { keepUntilAck: true });
-      const report = await importTapes(rep, readdirSync(tapes).map((n) => join(tapes, n)));
+      const report = await importTapes(rep, readdirSync(tapes).filter((n) => n.endsWith('.tar.zst')).map((n) => join(tapes, n)));
       expect(report.ok).toBe(true);
       await runPull({ replicaDir: rep, name: 'b', key, log: events().log, from, once: true });
       await writeMixed(group, 30, 5);
@@ -154,7 +154,7 @@ describe('link secondaries and a journal suspension', () => {
       await pull(two, 'two');
       await exportTo(group, tapes);
       const viaTapes = join(dir, 'via-tapes');
-      expect((await importTapes(viaTapes, readdirSync(tapes).map((n) => join(tapes, n)))).ok).toBe(true);
+      expect((await importTapes(viaTapes, readdirSync(tapes).filter((n) => n.endsWith('.tar.zst')).map((n) => join(tapes, n)))).ok).toBe(true);
       const s = await snapshot(group, dir, 's');
       await expectRestoresTo(viaTapes, dir, s, 'tapes');
       await expectRestoresTo(one, dir, s, 'one');

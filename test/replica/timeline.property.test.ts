@@ -41,7 +41,7 @@ describe('timeline against restore (property)', () => {
           else await write();
           if (n.mark) await group.mark(`m${i}`);
           await exportTo(group, tapes, { allowEmpty: true });
-          if (n.held) held.push(...readdirSync(tapes).map((f) => join(tapes, f)));
+          if (n.held) held.push(...readdirSync(tapes).filter((n) => n.endsWith('.tar.zst')).map((f) => join(tapes, f)));
         }
       } finally {
         await group.close();

@@ -155,7 +155,7 @@ describe('damaged media', () => {
     const { group } = await groupWithData(dir, 200);
     await exportTo(group, join(dir, 'a'), { mediaSize: 48 * 1024 });
     await group.close();
-    const files = readdirSync(join(dir, 'a')).sort().map((n) => join(dir, 'a', n));
+    const files = readdirSync(join(dir, 'a')).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(dir, 'a', n));
     expect(files.length).toBeGreaterThan(2);
     expect((await verifyTapes(files)).every((v) => v.ok)).toBe(true);
     const gapped = await verifyTapes([files[0]!, files[2]!]);
@@ -189,7 +189,7 @@ describe('crash safety', () => {
       const reopened = await openSiteGroup(g);
       try {
         const names = existsSync(join(d, 'tapes')) ? readdirSync(join(d, 'tapes')) : [];
-        const finals = names.filter((n) => !n.startsWith('.'));
+        const finals = names.filter((n) => !n.startsWith('.') && n.endsWith('.tar.zst'));
         const vs = await verifyTapes(finals.map((n) => join(d, 'tapes', n)));
         expect(vs.every((v) => v.ok)).toBe(true);
         const onTape = vs.reduce((m, v) => (v.lastSeq !== null && v.lastSeq > m ? v.lastSeq : m), 0n);
@@ -197,7 +197,7 @@ describe('crash safety', () => {
         const r = await exportTo(reopened, join(d, 'tapes'), { mediaSize: 256 * 1024 });
         void r;
         const got = [];
-        for (const n of readdirSync(join(d, 'tapes')).filter((x) => !x.startsWith('.')).sort()) got.push(...(await tapeRecords(join(d, 'tapes', n))).updates);
+        for (const n of readdirSync(join(d, 'tapes')).filter((x) => !x.startsWith('.') && x.endsWith('.tar.zst')).sort()) got.push(...(await tapeRecords(join(d, 'tapes', n))).updates);
         expect(got).toEqual(all);
       } finally {
         await reopened.close();
