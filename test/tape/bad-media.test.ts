@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ async function smallTape(dir: string): Promise<{ file: string; good: Buffer; seg
 describe('damaged media', () => {
   const dir = tempDir();
 
-  it('any flipped bit is found, and import keeps exactly the segments before it (property)', async () => {
+  it('any flipped bit that changes what the tape holds is found, and import keeps exactly the segments before it (property)', async () => {
     const { good, segs } = await smallTape(dir);
     expect(segs.length).toBeGreaterThan(3);
     let run = 0;
@@ -61,7 +61,13 @@ describe('damaged media', () => {
       const path = join(dir, `flip-${run}.tar.zst`);
       writeFileSync(path, bad);
       const [v] = await verifyTapes([path]);
-      expect(v?.ok, `bit ${bit}`).toBe(false);
+      if (v?.ok) {
+        // A few bits of a zstd bitstream are redundant (the padding of its last byte, say): flipped, the frame
+        // decompresses to the very same bytes and its checksum holds. Harmless, and only that may pass.
+        expect(spawnSync('zstd', ['-dcq', path], { maxBuffer: 1 << 26 }).stdout.equals(spawnSync('zstd', ['-dcq', '-'], { input: good, maxBuffer: 1 << 26 }).stdout), `bit ${bit}: verify passed a tape whose content changed`).toBe(true);
+        run++;
+        return;
+      }
       const expectKept = segs.filter((s) => s.end <= bit >> 3);
       const rep = await importTapes(join(dir, `rep-${run++}`), [path]);
       const t = rep.tapes[0]!;
