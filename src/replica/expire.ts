@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { JshipError } from '../core/errors.js';
-import type { Catalog, MarkerRow, TapeRow } from './catalog.js';
+import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState } from './replica-state.js';
 import { livePins } from './mount-pins.js';
@@ -28,6 +28,13 @@ export function completeBases(cat: Catalog): Array<{ baseId: bigint; completeSeq
   return out;
 }
 
+/** Whether the replica holds every record of base `id`: as many as its "base complete" marker counts. */
+export function baseWhole(segments: readonly SegmentRow[], markers: readonly MarkerRow[], id: bigint): boolean {
+  const done = markers.find((m) => m.kind === 'base-complete' && m.baseId === id);
+  const expected = done ? Number((JSON.parse(done.payload) as { records?: number }).records ?? -1) : -1;
+  return segments.reduce((n, s) => n + (s.kind === 'base' && s.baseId === id ? s.records : 0), 0) === expected;
+}
+
 /**
  * The complete full bases a restore can start from in this replica: every
  * one of its base records held (its "base complete" marker counts them) and
@@ -43,11 +50,8 @@ export function usableBases(cat: Catalog): Array<{ baseId: bigint; completeSeq: 
   const out: Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint; source: 'tapes' | 'link' }> = [];
   for (const b of completeBases(cat)) {
     const mine = segments.filter((s) => s.baseId === b.baseId);
-    const done = markers.find((m) => m.kind === 'base-complete' && m.baseId === b.baseId);
-    const expected = done ? Number((JSON.parse(done.payload) as { records?: number }).records ?? -1) : -1;
-    const whole = mine.reduce((n, s) => n + s.records, 0) === expected;
     const covered = cov.some((c) => c.from <= b.baseId + 1n && b.completeSeq <= c.to);
-    if (whole && covered) out.push({ ...b, source: mine.every((s) => s.serial < 0) && mine.length > 0 ? 'link' : 'tapes' });
+    if (baseWhole(mine, markers, b.baseId) && covered) out.push({ ...b, source: mine.every((s) => s.serial < 0) && mine.length > 0 ? 'link' : 'tapes' });
   }
   return out;
 }

@@ -1,8 +1,8 @@
 import { JshipError, isJshipError } from '../core/errors.js';
 import { indexLength, readIndexEntry } from '../core/record-index.js';
 import { formatTime } from '../core/time.js';
-import type { Catalog, MarkerRow, SegmentRow } from './catalog.js';
-import { completeBases } from './expire.js';
+import type { Catalog, SegmentRow } from './catalog.js';
+import { baseWhole, completeBases } from './expire.js';
 
 /** Which point to restore to. */
 export type PointSpec =
@@ -160,25 +160,31 @@ export function restorableRanges(cat: Catalog): RestorableRange[] {
     if (m.kind === 'base-complete' || m.kind === 'suspended') cuts.add(m.seq);
   }
   const sorted = [...cuts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const ok = (seq: bigint): boolean => {
-    try {
-      planPoint(cat, { kind: 'seq', seq });
-      return true;
-    } catch (e) {
-      if (isJshipError(e, 'RESTORE_REFUSED')) return false;
-      throw e;
-    }
-  };
-  const runs: Array<{ from: bigint; to: bigint }> = [];
+  const runs: RestorableRange[] = [];
   for (let i = 0; i + 1 < sorted.length; i++) {
     const from = sorted[i] as bigint;
     const to = (sorted[i + 1] as bigint) - 1n;
-    if (!cov.some((c) => c.from <= from && to <= c.to) || !ok(from)) continue;
+    if (!cov.some((c) => c.from <= from && to <= c.to) || refusal(cat, from) !== null) continue;
     const last = runs[runs.length - 1];
-    if (last && last.to + 1n === from) last.to = to;
-    else runs.push({ from, to });
+    if (last && last.toSeq + 1n === from) last.toSeq = to;
+    else runs.push({ fromSeq: from, toSeq: to, fromTs: 0n, toTs: 0n });
   }
-  return runs.map((r) => ({ fromSeq: r.from, toSeq: r.to, fromTs: resolvePoint(cat, { kind: 'seq', seq: r.from }).ts, toTs: resolvePoint(cat, { kind: 'seq', seq: r.to }).ts }));
+  for (const r of runs) {
+    r.fromTs = resolvePoint(cat, { kind: 'seq', seq: r.fromSeq }).ts;
+    r.toTs = resolvePoint(cat, { kind: 'seq', seq: r.toSeq }).ts;
+  }
+  return runs;
+}
+
+/** Why `restore --seq` refuses `seq` (its message), or null when it plans it; without naming what else can be restored. */
+export function refusal(cat: Catalog, seq: bigint): string | null {
+  try {
+    planPoint(cat, { kind: 'seq', seq });
+    return null;
+  } catch (e) {
+    if (isJshipError(e, 'RESTORE_REFUSED')) return e.message;
+    throw e;
+  }
 }
 
 function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inconsistent?: boolean } = {}): RestorePlan {
@@ -189,8 +195,7 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
   const segments = cat.segments();
   const markers = cat.markers();
   const baseSegments = (id: bigint): SegmentRow[] => segments.filter((s) => s.kind === 'base' && s.baseId === id);
-  const completeRecords = (m: MarkerRow | undefined): number => (m ? Number((JSON.parse(m.payload) as { records?: number }).records ?? -1) : -1);
-  const baseWhole = (id: bigint): boolean => baseSegments(id).reduce((n, s) => n + s.records, 0) === completeRecords(markers.find((m) => m.kind === 'base-complete' && m.baseId === id));
+  const whole = (id: bigint): boolean => baseWhole(segments, markers, id);
   const svol = opts.svolSeq;
 
   // Suspensions: no consistent point between a "suspended" marker and the completion of a resync base after it.
@@ -201,7 +206,7 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
   if (lastSuspension) {
     // Healed by a base (resync or full) started after it, complete by the point, whose records are all here.
     const after = markers.filter((m) => m.kind === 'base-started' && m.seq > lastSuspension.seq);
-    const healed = after.some((r) => (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && baseWhole(r.seq));
+    const healed = after.some((r) => (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && whole(r.seq));
     if (!healed && !opts.inconsistent) {
       refuse(`no consistent point at seq ${p.seq}: the journal was suspended at seq ${lastSuspension.seq} and no base (resync or full) whose records the replica holds completed after it by the point`, 'choose a point before the suspension, or one after a resync or full base completes (jship timeline shows them); a base the replica lacks comes with its tapes or a new base');
     }
@@ -211,13 +216,13 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
     if (p.seq < svol) refuse(`the SVOLs are already at seq ${svol}, later than ${p.point}`, 'restores into the SVOLs only move forward: restore into a file or device with --target');
     if (!covers(svol + 1n, p.seq)) refuse(`records ${svol + 1n}..${p.seq} are not all in the replica (it holds ${ranges(cov)})`, 'import the missing tapes first');
     const bases = resyncs
-      .filter((r) => r.seq > svol && (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && baseWhole(r.seq))
+      .filter((r) => r.seq > svol && (resyncComplete(r.seq) ?? p.seq + 1n) <= p.seq && whole(r.seq))
       .map((r): BaseChoice => ({ baseId: r.seq, scope: 'resync', completeSeq: resyncComplete(r.seq), segments: baseSegments(r.seq) }));
     return finish(p, bases, svol, segments, false);
   }
 
   const full = completeBases(cat).filter((b) => b.completeSeq <= p.seq).reverse();
-  const chosen = full.find((b) => covers(b.baseId + 1n, p.seq) && baseWhole(b.baseId));
+  const chosen = full.find((b) => covers(b.baseId + 1n, p.seq) && whole(b.baseId));
   if (!chosen) {
     const started = markers.filter((m) => m.kind === 'base-started' && m.scope === 'full' && m.seq <= p.seq).pop();
     if (opts.inconsistent && started && baseSegments(started.seq).length > 0) {
@@ -237,7 +242,7 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
   const bases: BaseChoice[] = [{ baseId: chosen.baseId, scope: 'full', completeSeq: chosen.completeSeq, segments: baseSegments(chosen.baseId) }];
   for (const r of resyncs) {
     const done = resyncComplete(r.seq);
-    if (r.seq > chosen.baseId && done !== null && done <= p.seq && baseWhole(r.seq)) bases.push({ baseId: r.seq, scope: 'resync', completeSeq: done, segments: baseSegments(r.seq) });
+    if (r.seq > chosen.baseId && done !== null && done <= p.seq && whole(r.seq)) bases.push({ baseId: r.seq, scope: 'resync', completeSeq: done, segments: baseSegments(r.seq) });
   }
   return finish(p, bases, chosen.baseId, segments, false);
 }

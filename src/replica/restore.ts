@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
-import { INDEX_ENTRY, indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, indexSeq, indexType, indexVolume, readIndexEntry, type IndexEntry } from '../core/record-index.js';
+import { indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, indexSeq, indexType, indexVolume, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { ExtentMap, ZERO_SOURCE } from '../core/extent-map.js';
 import type { KeyRing } from '../tape/crypto.js';
 import type { Catalog, SegmentRow } from './catalog.js';
@@ -310,7 +310,7 @@ export class Applier {
     let sorted = true;
     for (const [si, { idx }] of this.#baseSegs.entries()) {
       for (let i = 0; i < indexLength(idx); i++) {
-        const seq = idx.readBigUInt64LE(i * INDEX_ENTRY);
+        const seq = indexSeq(idx, i);
         if (plan.inconsistent && seq > plan.seq) continue;
         if (k > 0 && seq < (seqOf[k - 1] as bigint)) sorted = false;
         segOf[k] = si;

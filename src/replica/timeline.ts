@@ -1,7 +1,6 @@
-import { isJshipError } from '../core/errors.js';
 import type { Catalog } from './catalog.js';
 import { chainReport } from './coverage.js';
-import { planRestore, restorableRanges, type RestorableRange } from './restore-plan.js';
+import { refusal, restorableRanges, type RestorableRange } from './restore-plan.js';
 
 export interface Timeline {
   /** Held sequence ranges with their time ranges. */
@@ -48,16 +47,7 @@ export function buildTimeline(cat: Catalog, buckets = 60): Timeline {
     coverage, gaps: chain.gaps, missingSerials: chain.missingSerials, bases,
     markers: markers.filter((m) => m.kind !== 'base-started' && m.kind !== 'base-complete').map((m) => {
       const inside = restorable.some((r) => r.fromSeq <= m.seq && m.seq <= r.toSeq);
-      let why: string | null = null;
-      if (!inside) {
-        try {
-          planRestore(cat, { kind: 'seq', seq: m.seq });
-        } catch (e) {
-          if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;
-          why = e.message;
-        }
-      }
-      return { seq: m.seq, ts: m.ts, kind: m.kind, name: m.name, restorable: inside, why };
+      return { seq: m.seq, ts: m.ts, kind: m.kind, name: m.name, restorable: inside, why: inside ? null : refusal(cat, m.seq) };
     }),
     restorable, rate: { fromTs: lo, toTs: hi, buckets: counts },
   };
