@@ -74,7 +74,7 @@ export function registerMark(program: Command): void {
           details: { seq: m.seq.toString(), timestamp: formatTime(m.timestamp) },
         });
       }
-      emit(opts, { name, seq: m.seq, timestamp: formatTime(m.timestamp), timestampNs: m.timestamp, hooks }, () => [
+      emit(opts, { name, seq: m.seq, ts: m.timestamp, hooks }, () => [
         `marked "${name}" at seq ${m.seq}, ${formatTime(m.timestamp)}${hooks.before || hooks.after ? ` (hooks: ${[hooks.before ? 'before ok' : '', hooks.after ? 'after ok' : ''].filter(Boolean).join(', ')})` : ''}`,
       ]);
       if (signal) process.exitCode = signal === 'SIGINT' ? 130 : 143;

@@ -68,7 +68,7 @@ export function registerMount(program: Command): void {
       }));
       const p = mount.plan;
       const stopped = untilStopSignal('mount');
-      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: where, point: p.point, seq: p.seq, time: formatTime(p.ts), writable: opts.writable === true, scratch: mount.scratch, exports }, () => [
+      emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: where, point: p.point, seq: p.seq, ts: p.ts, writable: opts.writable === true, scratch: mount.scratch, exports }, () => [
         `serving ${p.point}${p.point.includes(`seq ${p.seq}`) ? '' : ` (seq ${p.seq})`} at ${formatTime(p.ts)}, ${opts.writable ? `with writes to a throw-away layer (${mount.scratch.join(', ')})` : 'read-only'} on ${where} (pid ${process.pid})`,
         ...exports.map((x) => `  ${x.name}  ${formatSize(x.size)}  ${x.uri}`),
         'stop with SIGTERM or Ctrl-C',

@@ -4,16 +4,14 @@ import { formatSize } from '../core/sizes.js';
 import { eventLine, type EventLog } from '../core/events.js';
 import { formatDuration } from '../core/check.js';
 import { SmoothedRate } from '../core/smoothed-rate.js';
+import { toJson } from '../core/json-shape.js';
 
 /** Options every verb takes. */
 export interface CommonOptions {
   json?: boolean;
 }
 
-/** JSON with bigints as strings (sequence numbers and ns timestamps pass 2^53). */
-export function toJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
-}
+export { toJson } from '../core/json-shape.js';
 
 /** Prints the verb's result: one JSON object with --json, else the human lines. */
 export function emit(opts: CommonOptions, json: unknown, human: () => string[]): void {
@@ -23,11 +21,11 @@ export function emit(opts: CommonOptions, json: unknown, human: () => string[]):
 
 /**
  * Where a long-running verb's events go: one JSON line each on stdout (with
- * `time`) under --json, else one readable line each on stderr.
+ * `at`, when it was logged) under --json, else one readable line each on stderr.
  */
 export function eventLog(opts: CommonOptions): EventLog {
   return opts.json
-    ? (e) => { process.stdout.write(`${toJson({ ...e, time: new Date().toISOString() })}\n`); }
+    ? (e) => { process.stdout.write(`${toJson({ ...e, at: new Date().toISOString() })}\n`); }
     : (e) => { process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`); };
 }
 

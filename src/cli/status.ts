@@ -61,7 +61,7 @@ function consumerLines(consumers: readonly ConsumerLag[], held: HeldBy): string[
     ...table(consumers.map((c) => [
       c.kind === 'tapes' ? 'tapes' : `secondary ${c.name}`,
       `RPO ${c.rpoSeconds === 0 ? '0 (holds everything)' : formatDuration(c.rpoSeconds)}`,
-      `secured seq ${c.securedSeq}${c.securedAt ? ` (${c.securedAt}, ${formatDuration(c.ageSeconds)} ago)` : ''}`,
+      `secured seq ${c.securedSeq}${c.securedTs !== null ? ` (${formatTime(c.securedTs)}, ${formatDuration(c.ageSeconds)} ago)` : ''}`,
       `behind ${c.behind.records} records${c.behind.bytes === null ? '' : `, ${formatSize(c.behind.bytes)}`}`,
       c.note ?? '',
     ])),
@@ -73,10 +73,10 @@ function consumerLines(consumers: readonly ConsumerLag[], held: HeldBy): string[
 function serveLines(v: ServerStats): string[] {
   const r = v.rates;
   return [
-    `serving on ${v.listening} since ${new Date(v.startedAt).toISOString()}: ${v.connections.length} clients connected, ${v.totals.connections} since start`,
+    `serving on ${v.listening} since ${v.startedAt}: ${v.connections.length} clients connected, ${v.totals.connections} since start`,
     `  last ${Math.round(r.seconds)} s: ${r.requestsPerSecond.toFixed(1)} requests/s, writes ${formatSize(Math.round(r.writeBytesPerSecond))}/s, reads ${formatSize(Math.round(r.readBytesPerSecond))}/s`,
     `  since start: ${v.totals.requests} requests, ${formatSize(v.totals.bytesWritten)} written, ${formatSize(v.totals.bytesRead)} read, ${v.totals.errors} errors`,
-    ...table(v.connections.map((c) => [c.id, c.export ?? '(negotiating)', `${Object.values(c.requests).reduce((n, k) => n + k, 0)} requests`, `${c.inFlight} in flight`, `since ${new Date(c.connectedAt).toISOString()}`])),
+    ...table(v.connections.map((c) => [c.id, c.export ?? '(negotiating)', `${Object.values(c.requests).reduce((n, k) => n + k, 0)} requests`, `${c.inFlight} in flight`, `since ${c.connectedAt}`])),
   ];
 }
 
@@ -98,7 +98,7 @@ function time(ns: bigint | null): string | null {
 }
 
 function statusJson(s: GroupStatus): unknown {
-  return { ...s, time: { first: time(s.time.first), last: time(s.time.last), firstNs: s.time.first, lastNs: s.time.last } };
+  return { ...s, time: { firstTs: s.time.first, lastTs: s.time.last }, now: undefined, nowTs: s.now };
 }
 
 function statusLines(s: GroupStatus): string[] {

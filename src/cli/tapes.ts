@@ -5,6 +5,7 @@ import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
+import { tapeRef } from '../replica/catalog.js';
 import { chainReport } from '../replica/coverage.js';
 import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
 import type { TapeTrailer } from '../tape/label.js';
@@ -29,7 +30,7 @@ export function registerTapes(program: Command): void {
           await replica.checkCatalogued();
           const tapes = replica.catalog.tapes();
           const chain = chainReport(replica.catalog);
-          emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes, ...chain }, () => [
+          emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes: tapes.map((x) => ({ ...x, ...tapeRef(x.serial) })), ...chain }, () => [
             `replica ${replica.dir} of group ${replica.config.groupId}: ${tapes.length} tapes`,
             ...table([['serial', 'status', 'records', 'seq', 'time', 'size', 'file'], ...tapes.map((x) => [
               x.serial < 0 ? `link ${-x.serial}` : String(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),

@@ -106,7 +106,7 @@ export class LinkPrimary {
           // The site left behind stops pinning the journal; if it comes back it resumes from its own position.
           if (left) await updateRegistry(group.dir, (r) => { const s = r.secondaries.find((x) => x.name === left); if (s) s.detached = true; });
           await group.purgeSecured();
-          o.log({ event: 'failover', time: new Date().toISOString(), from: t.address, to: (targets[next] as Candidate).address, downSeconds: Math.round((Date.now() - downSince) / 1000), detached: left ?? null });
+          o.log({ event: 'failover', from: t.address, to: (targets[next] as Candidate).address, downSeconds: Math.round((Date.now() - downSince) / 1000), detached: left ?? null });
           current = next;
           downSince = null;
           continue;

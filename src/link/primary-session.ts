@@ -200,7 +200,7 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
     const journalOut = await group.purgeSecured();
     log({
       event: 'tape-confirmed', name, serial: tape.serial, bytes: tape.bytes, records: result.records, seq: after?.confirmed.seq ?? null,
-      base: result.base ? { baseId: result.base.baseId.toString(), scope: result.base.scope } : null, seconds, journalOut: journalOut.toString(),
+      base: result.base ? { baseId: result.base.baseId.toString(), scope: result.base.scope } : null, seconds, journalOut,
     });
   }
 }

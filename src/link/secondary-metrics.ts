@@ -3,10 +3,10 @@ import type { JshipEvent } from '../core/events.js';
 import type { MetricsSource } from '../io/metrics-endpoint.js';
 
 interface Pointers {
-  readScheduled?: string | null;
-  read?: string | null;
-  restoreScheduled?: string | null;
-  restored?: string | null;
+  readScheduledSeq?: string | null;
+  readSeq?: string | null;
+  restoreScheduledSeq?: string | null;
+  restoredSeq?: string | null;
 }
 
 /**
@@ -83,10 +83,10 @@ export class SecondaryMetrics implements MetricsSource {
       this.#pointer.set({ pointer: name }, Number(v));
       return BigInt(v);
     };
-    set('read_scheduled', p.readScheduled);
-    this.#read = set('read', p.read) ?? this.#read;
-    set('restore_scheduled', p.restoreScheduled);
-    this.#restored = set('restored', p.restored) ?? this.#restored;
+    set('read_scheduled', p.readScheduledSeq);
+    this.#read = set('read', p.readSeq) ?? this.#read;
+    set('restore_scheduled', p.restoreScheduledSeq);
+    this.#restored = set('restored', p.restoredSeq) ?? this.#restored;
     if (this.#read !== null && this.#restored !== null) this.#applyLag.set(Math.max(0, Number(this.#read - this.#restored)));
   }
 }

@@ -112,7 +112,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   let tapes = 0;
   let records = 0;
   // The secondary's pointers (§0078-0083): what the primary has for it, what is stored, what the SVOLs are being and have been restored to.
-  const pointers: Pointers = { readScheduled: status.lastSeq, read: null, restoreScheduled: null, restored: null };
+  const pointers: Pointers = { readScheduledSeq: status.lastSeq, readSeq: null, restoreScheduledSeq: null, restoredSeq: null };
   // Held while tapes come back to back; let go when the primary is idle and for each apply, so that restores can run.
   let replica: Replica | undefined;
   const release = async (): Promise<void> => {
@@ -134,7 +134,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       if (next.type === MessageType.Idle) {
         await release();
         status = decodeIdle(next).status;
-        pointers.readScheduled = status.lastSeq;
+        pointers.readScheduledSeq = status.lastSeq;
         if (o.apply) await apply(o, pointers);
         if (o.once) return { tapes, records, status };
         continue;
@@ -145,7 +145,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       tapes++;
       records += got.records;
       await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
-      pointers.read = got.lastSeq ?? pointers.read;
+      pointers.readSeq = got.lastSeq ?? pointers.readSeq;
       o.log({ event: 'tape-stored', serial: got.serial, bytes: got.bytes, records: got.records, seq: got.lastSeq, pointers: { ...pointers } });
       if (o.apply) {
         await release();
@@ -159,10 +159,10 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
 
 
 interface Pointers {
-  readScheduled: string | null;
-  read: string | null;
-  restoreScheduled: string | null;
-  restored: string | null;
+  readScheduledSeq: string | null;
+  readSeq: string | null;
+  restoreScheduledSeq: string | null;
+  restoredSeq: string | null;
 }
 
 async function createReplica(dir: string, hello: PrimaryHello, name: string): Promise<void> {
@@ -217,11 +217,11 @@ async function apply(o: SecondaryOptions, pointers: Pointers): Promise<void> {
     const latest = await withReplica(o.replicaDir, o, async (r) => resolvePoint(r.catalog, { kind: 'latest' }));
     const cutoff = BigInt(Date.now()) * 1_000_000n - delay;
     const point = delay === 0n || latest.ts <= cutoff ? { kind: 'latest' as const } : { kind: 'until' as const, ts: cutoff, exclusive: false };
-    pointers.restoreScheduled = point.kind === 'latest' ? latest.seq.toString() : null;
+    pointers.restoreScheduledSeq = point.kind === 'latest' ? latest.seq.toString() : null;
     // As the receiver itself: yielding (a restore that asks waits for this one), and waiting for one that runs.
     const res = await waitForReplica(o, () => restoreReplica(o.replicaDir, { point, yields: true }));
-    pointers.restored = res.plan.seq.toString();
-    pointers.restoreScheduled = pointers.restored;
+    pointers.restoredSeq = res.plan.seq.toString();
+    pointers.restoreScheduledSeq = pointers.restoredSeq;
     if (res.plan.records > 0) o.log({ event: 'applied', seq: res.plan.seq.toString(), ts: res.plan.ts.toString(), records: res.plan.records, pointers: { ...pointers } });
   } catch (e) {
     if (!isJshipError(e, 'RESTORE_REFUSED')) throw e;

@@ -43,7 +43,7 @@ export interface ConnectionStats {
   id: string;
   peer: string;
   export: string | null;
-  connectedAt: number;
+  connectedAt: string;
   requests: Record<string, number>;
   bytesRead: number;
   bytesWritten: number;
@@ -99,7 +99,7 @@ export class NbdConnection {
       id,
       peer: socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix',
       export: null,
-      connectedAt: Date.now(),
+      connectedAt: new Date().toISOString(),
       requests: {},
       bytesRead: 0,
       bytesWritten: 0,

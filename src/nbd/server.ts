@@ -14,7 +14,7 @@ export type Listen = { socket: string } | { host: string; port: number };
 
 export interface ServerStats {
   listening: string;
-  startedAt: number;
+  startedAt: string;
   connections: ConnectionStats[];
   totals: { connections: number; requests: number; bytesRead: number; bytesWritten: number; errors: number };
   /** Over the last (up to) 10 seconds. */
@@ -93,7 +93,7 @@ export class NbdServer {
     const seconds = Math.max((Date.now() - first.at) / 1000, 0.001);
     return {
       listening: this.#where,
-      startedAt: this.#startedAt,
+      startedAt: new Date(this.#startedAt).toISOString(),
       connections: conns,
       totals: { connections: this.#gone.connections + conns.length, ...now, errors: this.#gone.errors + conns.reduce((n, c) => n + c.errors, 0) },
       rates: {

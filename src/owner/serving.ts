@@ -166,7 +166,7 @@ function controlHandlers(group: JournalGroup, nbd: NbdServer | null, metrics: Si
       log({ event: 'export-started', to: req.to, base: req.base === true });
       try {
         const r = await (metrics ? metrics.countExport(run) : run());
-        log({ event: 'export-done', to: req.to, tapes: r.tapes.map((t) => t.serial), records: r.records, tapeBytes: r.tapeBytes, seconds: (Date.now() - started) / 1000, journalOut: r.journalOut.toString() });
+        log({ event: 'export-done', to: req.to, tapes: r.tapes.map((t) => t.serial), records: r.records, tapeBytes: r.tapeBytes, seconds: (Date.now() - started) / 1000, journalOut: r.journalOut });
         return r;
       } catch (e) {
         log({ event: 'export-failed', to: req.to, error: (e as Error).message, seconds: (Date.now() - started) / 1000 });
@@ -188,7 +188,7 @@ function controlHandlers(group: JournalGroup, nbd: NbdServer | null, metrics: Si
     ack: async (args) => acknowledge(group, stringArg(args, 'text'), stringArg(args, 'file')),
     linkForget: async (args) => {
       const r = await forgetSecondary(group, stringArg(args, 'name'));
-      log({ event: 'secondary-forgotten', name: r.name, confirmedSeq: r.confirmedSeq, journalOut: r.journalOut.toString() });
+      log({ event: 'secondary-forgotten', name: r.name, confirmedSeq: r.confirmedSeq, journalOut: r.journalOut });
       return r;
     },
     scan: async () => {

@@ -1,4 +1,3 @@
-import { formatTime } from '../core/time.js';
 import type { GroupStatus, JournalGroup } from '../journal/journal-group.js';
 import { secondaryLag, type SecondaryLag } from '../link/lag.js';
 import { readRegistry, type LinkRegistry } from '../link/registry.js';
@@ -13,9 +12,8 @@ export interface ConsumerLag {
   kind: 'tapes' | 'secondary';
   name: string;
   securedSeq: string;
-  /** Timestamp of the newest record it secured (null: unknown, or nothing secured yet). */
-  securedAt: string | null;
-  securedAtNs: string | null;
+  /** Timestamp (ns) of the newest record it secured (null: unknown, or nothing secured yet). */
+  securedTs: bigint | null;
   /** Seconds since that record was written. */
   ageSeconds: number | null;
   /** Records written and not secured, and their journal bytes (null: not known, the records are purged). */
@@ -64,7 +62,7 @@ async function lag(group: JournalGroup, s: GroupStatus, base: Omit<ConsumerLag, 
   const last = s.sequence.last ?? 0n;
   const secured = BigInt(base.securedSeq);
   const records = last > secured ? last - secured : 0n;
-  const at = base.securedAtNs === null ? null : BigInt(base.securedAtNs);
+  const at = base.securedTs;
   const ageSeconds = at === null ? null : seconds(s.now - at);
   if (records === 0n) return { ...base, ageSeconds, behind: { records: '0', bytes: 0 }, rpoSeconds: 0 };
   // The oldest record it lacks is in the journal unless it stopped pinning it (detached).
@@ -86,8 +84,7 @@ async function tapeLag(group: JournalGroup, s: GroupStatus, chain: ChainState): 
     kind: 'tapes',
     name: 'tapes',
     securedSeq: secured.toString(),
-    securedAt: atNs === null ? null : formatTime(atNs),
-    securedAtNs: atNs === null ? null : atNs.toString(),
+    securedTs: atNs,
     pins,
     note: !pins ? 'no tape exported yet' : pending.length > 0 ? `tape${pending.length > 1 ? 's' : ''} ${pending.join(', ')} await${pending.length > 1 ? '' : 's'} an acknowledgement` : null,
   });
@@ -104,8 +101,7 @@ async function secondaryRpo(group: JournalGroup, s: GroupStatus, x: LinkRegistry
     kind: 'secondary',
     name: x.name,
     securedSeq: x.confirmed.seq,
-    securedAt: atNs === null ? null : formatTime(atNs),
-    securedAtNs: atNs === null ? null : atNs.toString(),
+    securedTs: atNs,
     pins: x.detached !== true,
     note: notes.length ? notes.join('; ') : null,
   });

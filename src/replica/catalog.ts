@@ -25,6 +25,25 @@ export interface TapeRow {
   importedAt: string;
 }
 
+/**
+ * A tape as outputs name it: its chain (the tape chain, or the direct link's
+ * chain of this secondary) and its serial there. The catalogue keys link
+ * tapes by minus their serial; that key never leaves the replica.
+ */
+export interface TapeRef {
+  chain: 'tapes' | 'link';
+  serial: number;
+}
+
+export function tapeRef(key: number): TapeRef {
+  return key < 0 ? { chain: 'link', serial: -key } : { chain: 'tapes', serial: key };
+}
+
+/** Catalogue keys in the order outputs list them: the tape chain's by serial, then the link's. */
+export function byChain(a: number, b: number): number {
+  return (a < 0) !== (b < 0) ? b - a : Math.abs(a) - Math.abs(b);
+}
+
 export interface SegmentRow {
   serial: number;
   idx: number;

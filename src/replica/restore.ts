@@ -6,7 +6,7 @@ import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, indexSeq, indexType, indexVolume, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { ExtentMap, ZERO_SOURCE } from '../core/extent-map.js';
 import type { KeyRing } from '../tape/crypto.js';
-import type { Catalog, SegmentRow } from './catalog.js';
+import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { planRestore, type PlannedSegment, type PointSpec, type RestorePlan } from './restore-plan.js';
@@ -46,14 +46,14 @@ export interface RestoreResult {
     incrementalFrom: bigint | null;
     records: number;
     segments: number;
-    tapes: number[];
+    tapes: TapeRef[];
     /**
      * The pull list: each tape file the plan reads from, with its segments
      * and their bytes on the tape (a coalesced restore may skip superseded
      * segments: these are at most what it reads). What to fetch from the
      * vault or the shelf before restoring or mounting the point.
      */
-    pull: Array<{ tape: number; file: string; segments: number; bytes: number }>;
+    pull: Array<TapeRef & { file: string; segments: number; bytes: number }>;
     inconsistent: boolean;
   };
   targets: Array<{ volume: string; path: string; kind: string }>;
@@ -144,7 +144,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     });
   }
   const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: join(replica.dir, 'svol', `${vols[i]!.name}.img`) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
-  const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))].sort((a, b) => a - b);
+  const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))].sort(byChain);
   const result: RestoreResult = {
     plan: {
       seq: plan.seq, ts: plan.ts, point: plan.point,
@@ -152,7 +152,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       incrementalFrom: toSvol && svolSeq > 0n ? svolSeq : null,
       records: plan.records,
       segments: plan.updateSegments.length + plan.bases.reduce((n, b) => n + b.segments.length, 0),
-      tapes, pull: pullList(cat, [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)]), inconsistent: plan.inconsistent,
+      tapes: tapes.map(tapeRef), pull: pullList(cat, [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)]), inconsistent: plan.inconsistent,
     },
     targets: targetPaths.map((t) => ({ ...t, kind: toSvol ? 'svol' : 'target' })),
     dryRun: opts.dryRun ?? false,
@@ -225,17 +225,17 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   }
 }
 
-/** Tape files and bytes of the segments a plan reads, by tape (link tapes have negative serials). */
+/** Tape files and bytes of the segments a plan reads, by tape: the tape chain's in serial order, then the link's. */
 export function pullList(cat: Catalog, segments: readonly SegmentRow[]): RestoreResult['plan']['pull'] {
   const files = new Map(cat.tapes().map((t) => [t.serial, t.file]));
-  const by = new Map<number, { tape: number; file: string; segments: number; bytes: number }>();
+  const by = new Map<number, { file: string; segments: number; bytes: number }>();
   for (const s of segments) {
-    const e = by.get(s.serial) ?? { tape: s.serial, file: files.get(s.serial) ?? '?', segments: 0, bytes: 0 };
+    const e = by.get(s.serial) ?? { file: files.get(s.serial) ?? '?', segments: 0, bytes: 0 };
     e.segments++;
     e.bytes += s.frameLength;
     by.set(s.serial, e);
   }
-  return [...by.values()].sort((a, b) => a.tape - b.tape);
+  return [...by.entries()].sort(([a], [b]) => byChain(a, b)).map(([key, e]) => ({ ...tapeRef(key), ...e }));
 }
 
 /** `--target`: NAME=PATH pairs, a bare PATH for a single volume, or a directory (DIR/NAME.img each). */

@@ -30,15 +30,15 @@ describe('jship init / status / mark', () => {
     expect(st.stdout).toMatch(/vg\s+2\.00 MiB/);
     const m = jship('mark', g, 'before-upgrade', '--json');
     expect(m.code).toBe(0);
-    expect(m.json.seq).toBe('1');
+    expect(m.json.seq).toBe(1);
     expect(m.json.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     const again = jship('mark', g, 'before-upgrade');
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/exists already/);
     expect(again.stderr).toMatch(/hint:/);
     const js = jship('status', g, '--json');
-    expect(js.json.sequence).toEqual({ first: '1', last: '1' });
-    expect(js.json.journal.records).toBe('1');
+    expect(js.json.sequence).toEqual({ first: 1, last: 1 });
+    expect(js.json.journal.records).toBe(1);
     expect(js.json.markers).toBe(1);
     expect(jship('mark', g, 'no spaces allowed').code).toBe(2);
   });

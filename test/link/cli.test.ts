@@ -45,11 +45,11 @@ describe('link through the CLI and NBD', () => {
       // Status through the control socket lists both secondaries with their lag.
       await until('site-c to catch up', () => {
         const st = jshipJson('status', g);
-        return st.out.link?.find((l: any) => l.name === 'site-c')?.records === '0';
+        return st.out.link?.find((l: any) => l.name === 'site-c')?.records === 0;
       });
       const st = jshipJson('status', g).out;
       expect(st.link.map((l: any) => l.name).sort()).toEqual(['site-b', 'site-c']);
-      expect(st.link.find((l: any) => l.name === 'site-b').records).toBe('0');
+      expect(st.link.find((l: any) => l.name === 'site-b').records).toBe(0);
       for (const [name, uri] of [['a', a!], ['b', b!]] as const) client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `${name}-now.raw`));
       const stopped = await srv.stop();
       expect(stopped.code).toBe(0);

@@ -61,7 +61,7 @@ describe('link push', () => {
       const fo = ev.all.find((e) => e.event === 'failover') as LinkEvent;
       expect(fo.from).toBe(`127.0.0.1:${pa}`);
       expect(fo.to).toBe(`127.0.0.1:${pb}`);
-      expect(typeof fo.time).toBe('string');
+      expect(typeof fo.downSeconds).toBe('number');
       await caughtUp('site-b');
       // B's history starts with its new base (taken when the failover reached it): a point is restorable
       // there only once that base is complete, so the snapshot comes after more writes that B confirmed.

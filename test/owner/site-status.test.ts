@@ -43,7 +43,7 @@ describe('RPO, lag and journal forecast (a test clock, no sleeps)', () => {
       st = await siteStatus(group);
       const tapes = st.consumers.find((c) => c.kind === 'tapes')!;
       expect(tapes.securedSeq).toBe('20');
-      expect(tapes.securedAtNs).toBe((T0 + 200n * S).toString());
+      expect(tapes.securedTs).toBe(T0 + 200n * S);
       expect(tapes.ageSeconds).toBe(160);
       expect(tapes.behind).toEqual({ records: '5', bytes: 5 * 64 * KiB });
       // The oldest write the tapes lack was at t = 230 s: 130 s ago.
@@ -90,7 +90,7 @@ describe('RPO, lag and journal forecast (a test clock, no sleeps)', () => {
 
   it('a suspended group says so in the journal-out line (pure)', () => {
     const status = { state: 'suspended' } as Parameters<typeof heldBy>[0];
-    const why = heldBy(status, [{ kind: 'tapes', name: 'tapes', securedSeq: '7', securedAt: null, securedAtNs: null, ageSeconds: null, behind: { records: '0', bytes: 0 }, rpoSeconds: 0, pins: true, note: null }]).why;
+    const why = heldBy(status, [{ kind: 'tapes', name: 'tapes', securedSeq: '7', securedTs: null, ageSeconds: null, behind: { records: '0', bytes: 0 }, rpoSeconds: 0, pins: true, note: null }]).why;
     expect(why).toBe('held for the tape chain at seq 7; the group is suspended: writes are tracked in the dirty bitmap until a resync base is exported');
   });
 

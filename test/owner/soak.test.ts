@@ -128,8 +128,8 @@ describe('the unattended loop (soak)', () => {
       expect(last.out.tapes).toHaveLength(1);
       // Both secondaries catch up with the last record.
       await until('both secondaries to confirm everything', () => {
-        const link = jshipJson('status', g).out.link as Array<{ name: string; records: string }>;
-        return link.length === 2 && link.every((s) => s.records === '0');
+        const link = jshipJson('status', g).out.link as Array<{ name: string; records: number }>;
+        return link.length === 2 && link.every((s) => s.records === 0);
       }, 120_000);
       expect((jshipJson('status', g).out.link as Array<{ name: string }>).map((s) => s.name).sort()).toEqual(['site-b', 'site-c']);
     } finally {

@@ -63,10 +63,10 @@ describe('jship mount at any point of a replica fed by tapes and the link', () =
       const out = join(dir, `restored-${i}`);
       const r = jshipJson('restore', rep, ...p.args, '--target', `${out}/`);
       expect(r.code, JSON.stringify(r.out)).toBe(0);
-      expect(r.out.plan.seq).toBe(String(p.snap.seq));
+      expect(r.out.plan.seq).toBe(Number(p.snap.seq));
       const srv = await jshipProc('mount', rep, ...p.args, '--socket', join(dir, `p${i}.sock`));
       try {
-        expect(srv.ready.seq).toBe(String(p.snap.seq));
+        expect(srv.ready.seq).toBe(Number(p.snap.seq));
         for (const x of srv.ready.exports as Array<{ name: string; uri: string }>) {
           const restored = join(out, `${x.name}.img`);
           // The restore is the primary then, and the mount is both.

@@ -56,7 +56,7 @@ describe('restore refusals and targets', () => {
     expect(jship('restore', rep, '--marker', 'nope').out.error.hint).toMatch(/known restore points: after-base/);
     const fwd = jship('restore', rep);
     expect(fwd.code).toBe(0);
-    expect(fwd.out.plan.seq).toBe(String(last.seq));
+    expect(fwd.out.plan.seq).toBe(Number(last.seq));
     const back = jship('restore', rep, '--marker', 'after-base');
     expect(back.code).toBe(1);
     expect(back.out.error.hint).toMatch(/--target/);
@@ -74,7 +74,7 @@ describe('restore refusals and targets', () => {
     const tl = jship('timeline', rep);
     expect(tl.code).toBe(0);
     expect(tl.out.gaps).toEqual([]);
-    expect(tl.out.svol.restoredSeq).toBe(String(last.seq));
+    expect(tl.out.svol.restoredSeq).toBe(Number(last.seq));
     // A damaged state file is named, not trusted.
     writeFileSync(join(rep, 'state.json'), '{"format":1,"svol":{"restoredSeq":"x"}}');
     const bad = jship('restore', rep);

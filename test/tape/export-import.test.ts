@@ -202,9 +202,9 @@ describe('export and import round trips', () => {
     const out = spawnSync(process.execPath, [bin, 'export', g, '--to', '-', '--json'], { maxBuffer: 1 << 30 });
     expect(out.status).toBe(0);
     writeFileSync(join(dir, 'stream.tar.zst'), out.stdout);
-    const summary = JSON.parse(out.stderr.toString()) as { awaitingAck: boolean; journalOut: string };
+    const summary = JSON.parse(out.stderr.toString()) as { awaitingAck: boolean; journalOut: number };
     expect(summary.awaitingAck).toBe(true);
-    expect(summary.journalOut).toBe('1');
+    expect(summary.journalOut).toBe(1);
     const [v] = await verifyTapes([join(dir, 'stream.tar.zst')]);
     expect(v?.ok).toBe(true);
     expect(v?.lastSeq).toBe(last);
@@ -218,6 +218,6 @@ describe('export and import round trips', () => {
     expect(JSON.parse(bad.stdout).error.code).toBe('ACK_INVALID');
     const ack = spawnSync(process.execPath, [bin, 'ack', g, join(dir, 'ack.json'), '--json'], { encoding: 'utf8' });
     expect(ack.status).toBe(0);
-    expect(JSON.parse(ack.stdout).journalOut).toBe(String(last + 1n));
+    expect(JSON.parse(ack.stdout).journalOut).toBe(Number(last + 1n));
   });
 });
