@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -18,15 +18,30 @@ export function tempDir(): string {
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
-/** Creates a group in DIR/group with volumes given as name → size (files in DIR). */
-export async function makeGroup(dir: string, sizes: Record<string, number>, opts: Partial<CreateGroupOptions> = {}): Promise<string> {
+/**
+ * Creates a group in DIR/group with volumes given as name → size (files in
+ * DIR). The files are new (zero-filled: the group has its base at seq 0)
+ * unless `existingFiles`, which makes them first, as volumes that held data
+ * before init (no base until one is exported).
+ */
+export async function makeGroup(dir: string, sizes: Record<string, number>, opts: Partial<CreateGroupOptions> & { existingFiles?: boolean } = {}): Promise<string> {
   const groupDir = join(dir, 'group');
+  const { existingFiles, ...create } = opts;
+  if (existingFiles) {
+    mkdirSync(dir, { recursive: true });
+    for (const [name, size] of Object.entries(sizes)) truncateSync(openAndClose(join(dir, `${name}.img`)), size);
+  }
   await createGroup(groupDir, {
     volumes: Object.entries(sizes).map(([name, size]) => ({ name, extents: [{ path: join(dir, `${name}.img`), size }] })),
     journalSize: 4 * MiB,
-    ...opts,
+    ...create,
   });
   return groupDir;
+}
+
+function openAndClose(path: string): string {
+  closeSync(openSync(path, 'w'));
+  return path;
 }
 
 export const BIN = fileURLToPath(new URL('../bin/jship', import.meta.url));

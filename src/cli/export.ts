@@ -6,7 +6,7 @@ import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
-import { emit, lazyProgress, type CommonOptions } from './output.js';
+import { emit, lazyProgress, toJson, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 import { isS3Url } from '../s3/s3-url.js';
 
@@ -103,7 +103,7 @@ export function registerExport(program: Command): void {
             ...(r.lostBeforeExport ? [`warning: records ${r.lostBeforeExport.from}..${r.lostBeforeExport.to} were purged before any export took them: the replica will show this gap`] : []),
           ];
       if (toStdout) {
-        process.stderr.write(opts.json ? `${JSON.stringify(json, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))}\n` : `${lines().join('\n')}\n`);
+        process.stderr.write(opts.json ? `${toJson(json)}\n` : `${lines().join('\n')}\n`);
       } else {
         emit(opts, json, lines);
       }

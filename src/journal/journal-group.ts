@@ -202,6 +202,8 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
         nearlyFullPercent: opts.nearlyFullPercent ?? DEFAULT_POLICY.nearlyFullPercent,
       },
       chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      // Every volume file made here, zero-filled: the state before the first record is known.
+      ...(allPaths.every((p) => created.includes(p)) ? { zeroedAtStart: systemWallClock()().toString() } : {}),
     };
     await writeGroupConfig(dir, config);
     return config;

@@ -75,6 +75,23 @@ export interface MarkerRow {
 
 export const SCHEMA_VERSION = 1;
 
+/** Meta key: the group's volumes were created zero-filled then (ns), as its tapes' labels say. */
+export const ZEROED_AT_START = 'zeroedAtStart';
+
+/**
+ * The base at seq 0 of a group whose volumes `init` created zero-filled: a
+ * full base with no records (the volumes were all zeros), complete before the
+ * first record. Its markers are not on any tape (serial 0): the labels say it.
+ * Usable, like any base, only with every record from seq 1 on.
+ */
+function zeroBase(ts: bigint): MarkerRow[] {
+  const common = { seq: 0n, ts, name: null, baseId: 0n, serial: 0 };
+  return [
+    { ...common, kind: 'base-started', scope: 'full', payload: JSON.stringify({ kind: 'base-started', scope: 'full', volumes: [], zeroed: true }) },
+    { ...common, kind: 'base-complete', scope: null, payload: JSON.stringify({ kind: 'base-complete', baseId: '0', records: 0, bytes: 0 }) },
+  ];
+}
+
 const SEGMENT_COLUMNS = 'serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id';
 
 const SCHEMA = `
@@ -208,9 +225,11 @@ export class Catalog {
   }
 
   markers(): MarkerRow[] {
-    return (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
+    const rows = (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
+    const zeroed = this.getMeta(ZEROED_AT_START);
+    return zeroed === undefined ? rows : [...zeroBase(BigInt(zeroed)), ...rows];
   }
 
   /**

@@ -12,7 +12,7 @@ import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '
 import { asSource, type TapeSource } from '../tape/tape-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
-import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
+import { ZEROED_AT_START, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
@@ -220,8 +220,14 @@ function neighbourKey(label: TapeLabel, delta: number): number {
 /** The meta key that remembers the first encrypted tape of a chain. */
 const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSince:link' : 'encryptedSince:tapes');
 
-/** Remembers an encrypted tape as its chain's first encrypted one, if it comes before those seen. */
-export function noteEncrypted(cat: Catalog, label: TapeLabel): void {
+/**
+ * What a stored tape's label tells the catalogue beyond its records: an
+ * encrypted tape as its chain's first encrypted one (if it comes before those
+ * seen); a tape chain's label that the volumes began zero-filled (the base at
+ * seq 0).
+ */
+export function noteLabel(cat: Catalog, label: TapeLabel): void {
+  if (!label.link && label.zeroedAtStart !== undefined && cat.getMeta(ZEROED_AT_START) === undefined) cat.setMeta(ZEROED_AT_START, label.zeroedAtStart);
   if (!label.encryption) return;
   const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
   if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
@@ -297,7 +303,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     }
     const invalidated = existing ? await invalidateDiverged(replica, existing, scan.segments) : null;
     cat.putTape(tapeRow(label, file, sha256, pos, status, problem, scan.segments, scan.trailer), scan.segments, scan.markers, stage);
-    noteEncrypted(cat, label);
+    noteLabel(cat, label);
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return invalidated;
   };

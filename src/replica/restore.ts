@@ -190,6 +190,9 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       for (const d of devices) state.devices[d.path] = { inProgress: { seq: plan.seq.toString(), startedAt: now }, restoredSeq: null };
       await writeReplicaState(replica.dir, state);
     }
+    // The base at seq 0 of volumes created zero-filled has no records: a target that is not new starts as zeros.
+    const zeroBase = plan.bases[0]?.scope === 'full' && plan.bases[0].segments.length === 0;
+    if (zeroBase) for (const [i, t] of targets.entries()) if (t && !t.fresh) await t.clear(vols[i]!.size);
     const apply = new Applier(cat, plan, targets, vols.map((v) => v.size), source, opts.onProgress);
     const coalesce = opts.coalesce ?? true;
     result.coalesced = coalesce;

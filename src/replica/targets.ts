@@ -13,6 +13,8 @@ export interface RestoreTarget {
   fresh: boolean;
   write(offset: number, data: Uint8Array): Promise<void>;
   zero(offset: number, length: number): Promise<void>;
+  /** Makes all of its `size` bytes zero (a file: truncated to nothing and back, all a hole; a device: written). */
+  clear(size: number): Promise<void>;
   /** A file's temporary name until it is renamed into place (commitFiles); null for targets written in place. */
   tmpPath: string | null;
   /** Makes it durable (a file stays under its temporary name: commitFiles renames the group's files together). */
@@ -29,6 +31,11 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
     write: (offset, data) => writeFully(h, data, offset),
     async zero(offset, length) {
       for (let done = 0; done < length; done += ZEROES.length) await writeFully(h, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)), offset + done);
+    },
+    async clear(size) {
+      if (kind === 'device') return this.zero(0, size);
+      await h.truncate(0);
+      await h.truncate(size);
     },
     async finish() {
       await h.datasync();

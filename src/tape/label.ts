@@ -17,6 +17,12 @@ export interface TapeLabel {
   host: string;
   encryption: { algorithm: 'aes-256-gcm'; keyId: string } | null;
   /**
+   * Tapes of the tape chain of a group whose volumes `init` created
+   * zero-filled: when that was (ns, decimal). The volumes were all zeros
+   * before the group's first record — a base at seq 0 that needs no bytes.
+   */
+  zeroedAtStart?: string;
+  /**
    * Present on tapes sent over the direct link: they form the chain of one
    * secondary (serials and previous-tape hashes of their own), apart from
    * the tape chain.
@@ -137,6 +143,7 @@ export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   if (!text(v.createdAt) || !text(v.host)) fail(where, 'createdAt or host', 'is missing or too long');
   const enc = v.encryption as Record<string, unknown> | null;
   if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || !text(enc.keyId))) fail(where, 'encryption', 'names an unknown algorithm');
+  if (v.zeroedAtStart !== undefined && (typeof v.zeroedAtStart !== 'string' || !/^[0-9]{1,19}$/.test(v.zeroedAtStart))) fail(where, 'zeroedAtStart', 'is not a decimal string of nanoseconds');
   const link = v.link as Record<string, unknown> | undefined;
   if (link !== undefined && (typeof link !== 'object' || link === null || !text(link.secondary) || link.secondary === '')) fail(where, 'link', 'is malformed');
   return v as unknown as TapeLabel;

@@ -31,7 +31,7 @@ describe('jship init / status / mark', () => {
     const m = jship('mark', g, 'before-upgrade', '--json');
     expect(m.code).toBe(0);
     expect(m.json.seq).toBe(1);
-    expect(m.json.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+    expect(m.json.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     const again = jship('mark', g, 'before-upgrade');
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/exists already/);

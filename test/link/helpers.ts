@@ -40,7 +40,7 @@ export async function expectRestoresTo(replica: string, dir: string, snap: { ts:
 }
 
 /** A group (DIR/group, volumes a 1 MiB and b 256 KiB unless told) opened, with its link key. */
-export async function linkedGroup(dir: string, sizes: Record<string, number> = { a: 1024 * 1024, b: 256 * 1024 }, opts: Partial<CreateGroupOptions> = {}): Promise<{ g: string; group: JournalGroup; key: Buffer }> {
+export async function linkedGroup(dir: string, sizes: Record<string, number> = { a: 1024 * 1024, b: 256 * 1024 }, opts: Partial<CreateGroupOptions> & { existingFiles?: boolean } = {}): Promise<{ g: string; group: JournalGroup; key: Buffer }> {
   const g = await makeGroup(dir, sizes, { journalSize: 16 * 1024 * 1024, chunkSize: 64 * 1024, ...opts });
   const group = await openSiteGroup(g);
   return { g, group, key: await readLinkKey(groupPaths(g).linkKey) };

@@ -93,7 +93,7 @@ export async function serveUnder(wrap: string[], groupDir: string, ...args: stri
     proc,
     ready,
     exited,
-    log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => !e.ready && !e.stopped).map(({ time, ...e }) => `${time} ${eventLine(e)}\n`).join(''),
+    log: () => log + queue.map((l) => JSON.parse(l)).filter((e) => !e.ready && !e.stopped).map(({ at, ...e }) => `${at} ${eventLine(e)}\n`).join(''),
     stop: async (signal = 'SIGTERM') => {
       // The server itself, also when it runs under another program (strace).
       process.kill(ready.pid, signal);

@@ -12,7 +12,7 @@ describe('retention counts only the bases a replica can restore from', () => {
   const dir = tempDir();
 
   it('a replica fed by tapes does not count the bases the primary sent to link secondaries (their records went over the link only); it says which it counted, from where, and which not', async () => {
-    const { group, key } = await linkedGroup(dir);
+    const { group, key } = await linkedGroup(dir, undefined, { existingFiles: true });
     const tapes = join(dir, 'tapes');
     const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log });
     try {

@@ -15,7 +15,7 @@ describe('restore refusals and targets', () => {
   const dir = tempDir();
 
   it('refuses points it cannot vouch for, naming what is covered', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const g = await makeGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB, existingFiles: true });
     const group = await openSiteGroup(g);
     await writeMixed(group, 40, 1);
     const early = await group.write('a', 0, Buffer.alloc(512, 1));

@@ -50,7 +50,8 @@ describe('export and import round trips', () => {
       const replica = await Replica.open(join(dir, 'replica'));
       try {
         const markers = replica.catalog.markers();
-        expect(markers.map((m) => m.name)).toEqual(['point-a']);
+        // The group's volumes were new: its base at seq 0 (from the label), then the tape's marker.
+        expect(markers.map((m) => [m.seq, m.kind, m.name])).toEqual([[0n, 'base-started', null], [0n, 'base-complete', null], [markers[2]!.seq, 'restore-point', 'point-a']]);
         const [t] = replica.catalog.tapes();
         expect((await tapeRecords(replica.tapePath(t!.file))).updates).toEqual(withMark);
       } finally {

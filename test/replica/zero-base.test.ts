@@ -1,0 +1,106 @@
+import { copyFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { KiB, MiB, jshipJson, jshipProc, tempDir } from '../helpers.js';
+import { client } from '../nbd/helpers.js';
+
+/**
+ * Issue 19 item 3: volumes `jship init` created zero-filled are a known state
+ * before the first record — a base at seq 0 needing no bytes — so every point
+ * from the first write on restores without a base having been exported.
+ */
+describe('volumes created by init: the base at seq 0', () => {
+  const dir = tempDir();
+
+  it('every marker, from one before the first write, restores and mounts exactly without --base; SVOLs go back to zeros; a rebuild keeps it', async () => {
+    const g = join(dir, 'g');
+    const init = jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:4M`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M');
+    expect(init.code, JSON.stringify(init.out)).toBe(0);
+    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedAtStart).toMatch(/^\d+$/);
+    const images: Record<string, { a: Buffer; b: Buffer }> = { m0: { a: Buffer.alloc(4 * MiB), b: Buffer.alloc(1 * MiB) } };
+    const snap = (m: string): void => { images[m] = { a: readFileSync(join(dir, 'a.img')), b: readFileSync(join(dir, 'b.img')) }; };
+    expect(jshipJson('mark', g, 'm0').code).toBe(0);
+    let group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 24; i++) await group.write(i % 3 ? 'a' : 'b', (i * 29 % 15) * 64 * KiB + (i % 2) * 512, randomBytes(48 * KiB));
+    await group.flush();
+    await group.mark('m1');
+    snap('m1');
+    await group.close();
+    const tapes = join(dir, 'tapes');
+    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (let i = 0; i < 16; i++) await group.write('a', (i * 53 % 60) * 64 * KiB, randomBytes(16 * KiB));
+    await group.writeZeroes('a', 1 * MiB, 256 * KiB);
+    await group.trim('b', 0, 128 * KiB);
+    await group.flush();
+    await group.mark('m2');
+    snap('m2');
+    await group.close();
+    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+
+    const rep = join(dir, 'rep');
+    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    const tl = jshipJson('timeline', rep).out;
+    expect(tl.bases[0]).toMatchObject({ baseId: 0, scope: 'full', completeSeq: 0 });
+    expect(tl.markers.map((m: { name: string; restorable: boolean }) => [m.name, m.restorable])).toEqual([['m0', true], ['m1', true], ['m2', true]]);
+    expect(tl.restorable).toHaveLength(1);
+    expect(tl.restorable[0].fromSeq).toBe(1);
+    const same = (m: string, a: string, b: string): void => {
+      expect(readFileSync(a).equals((images[m] as { a: Buffer }).a), `${m} a`).toBe(true);
+      expect(readFileSync(b).equals((images[m] as { b: Buffer }).b), `${m} b`).toBe(true);
+    };
+    for (const m of ['m0', 'm1', 'm2']) {
+      const r = jshipJson('restore', rep, '--marker', m, '--target', join(dir, `${m}/`));
+      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r.out.plan.bases).toEqual([{ baseId: 0, scope: 'full', segments: 0 }]);
+      same(m, join(dir, m, 'a.img'), join(dir, m, 'b.img'));
+    }
+    // The SVOLs, restored in place, m0 to m2: files left from before (state.json says never restored)
+    // hold other bytes — from the base at seq 0 they start as zeros.
+    const svol = (v: string): string => join(rep, 'svol', `${v}.img`);
+    mkdirSync(join(rep, 'svol'), { recursive: true });
+    writeFileSync(svol('a'), randomBytes(4 * MiB));
+    writeFileSync(svol('b'), randomBytes(1 * MiB));
+    for (const m of ['m0', 'm1', 'm2']) {
+      const back = jshipJson('restore', rep, '--marker', m);
+      expect(back.code, `${m}: ${JSON.stringify(back.out)}`).toBe(0);
+      same(m, svol('a'), svol('b'));
+    }
+    // An existing file of other bytes, replaced with --force.
+    writeFileSync(join(dir, 'dirty.img'), randomBytes(1 * MiB));
+    expect(jshipJson('restore', rep, '--marker', 'm1', '--volume', 'b', '--target', join(dir, 'dirty.img'), '--force').code).toBe(0);
+    expect(readFileSync(join(dir, 'dirty.img')).equals((images.m1 as { b: Buffer }).b)).toBe(true);
+    // A mount of m1 serves the same bytes.
+    const srv = await jshipProc('mount', rep, '--marker', 'm1', '--socket', join(dir, 'm.sock'));
+    try {
+      for (const v of ['a', 'b']) {
+        client('nbdcopy', srv.ready.exports.find((x: { name: string }) => x.name === v).uri, join(dir, `mounted-${v}.img`));
+      }
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+    same('m1', join(dir, 'mounted-a.img'), join(dir, 'mounted-b.img'));
+    // A catalogue rebuilt from the tapes still knows the base at seq 0.
+    expect(jshipJson('catalog', rep, '--rebuild').code).toBe(0);
+    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'rebuilt/')).code).toBe(0);
+    same('m0', join(dir, 'rebuilt', 'a.img'), join(dir, 'rebuilt', 'b.img'));
+  }, 120_000);
+
+  it('volumes that existed before init hold unknown bytes: no base at seq 0, a point before the first base is refused', async () => {
+    const g = join(dir, 'g');
+    for (const v of ['a', 'b']) { writeFileSync(join(dir, `${v}.img`), ''); truncateSync(join(dir, `${v}.img`), 1 * MiB); }
+    copyFileSync(join(dir, 'a.img'), join(dir, 'a0.img'));
+    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M').code).toBe(0);
+    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedAtStart).toBeUndefined();
+    expect(jshipJson('mark', g, 'm0').code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`).code).toBe(0);
+    const rep = join(dir, 'rep');
+    expect(jshipJson('import', rep, join(dir, 'tapes')).code).toBe(0);
+    const tl = jshipJson('timeline', rep).out;
+    expect(tl.bases).toEqual([]);
+    expect(tl.markers[0]).toMatchObject({ name: 'm0', restorable: false });
+    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'x/')).code).toBe(1);
+  });
+});
