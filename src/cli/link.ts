@@ -17,8 +17,9 @@ import { readLinkKey } from '../link/link-tls.js';
 import { NAME } from '../link/messages.js';
 import type { LinkEvent } from '../link/primary-session.js';
 import { Serving } from '../owner/serving.js';
-import { heldPosition } from '../link/secondary-session.js';
-import { emit, eventLog, type CommonOptions } from './output.js';
+import { heldPosition, type BaseProgress } from '../link/secondary-session.js';
+import { emit, eventLog, progress, type CommonOptions, type Progress } from './output.js';
+import type { EventLog } from '../core/events.js';
 import { onInterrupt, untilStopSignal } from './signals.js';
 
 interface LinkCliOptions extends CommonOptions {
@@ -60,7 +61,29 @@ async function secondaryOptions(dir: string, opts: LinkCliOptions, verb: string)
   const key = await readLinkKey(required(opts.psk, '--psk FILE (the primary\'s GROUP_DIR/link.key)', verb));
   if (opts.applyDelay !== undefined && !opts.apply) throw new JshipError('USAGE', '--apply-delay needs --apply', { hint: 'add --apply to keep the SVOLs restored' });
   const delayNs = opts.applyDelay !== undefined ? parseDuration(opts.applyDelay, '--apply-delay') : 0n;
-  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}), ...throttleOf(opts) };
+  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}), ...throttleOf(opts), onBaseProgress: baseProgress(opts, log) };
+}
+
+/**
+ * A base arriving over the link, shown: a `base-progress` event at every
+ * tenth of the volumes' bytes (JSON lines, or log lines), and a bar on a TTY.
+ */
+function baseProgress(opts: LinkCliOptions, log: EventLog): (p: BaseProgress) => void {
+  let shown = { baseId: -1n, tenth: -1 };
+  let bar: Progress | undefined;
+  return (p) => {
+    if (p.baseId !== shown.baseId) {
+      bar?.stop();
+      bar = progress(opts, `base ${p.baseId}`, p.totalBytes);
+      shown = { baseId: p.baseId, tenth: -1 };
+    }
+    bar?.update(p.bytes);
+    const tenth = Math.floor((p.bytes * 10) / Math.max(1, p.totalBytes));
+    if (tenth === shown.tenth) return;
+    shown.tenth = tenth;
+    log({ event: 'base-progress', baseId: p.baseId, bytes: p.bytes, totalBytes: p.totalBytes, percent: tenth * 10 });
+    if (tenth >= 10) bar?.stop();
+  };
 }
 
 /** --bwlimit RATE as a throttle (none for off). */

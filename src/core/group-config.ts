@@ -26,7 +26,7 @@ export interface GroupConfig {
    * is known — all zeros — and every tape says so, so that a replica can
    * restore any point from the first write on without a base (issue 19.3).
    */
-  zeroedAtStart?: string;
+  zeroedTs?: string;
 }
 
 export const DEFAULT_POLICY: GroupConfig['policy'] = { journalFull: 'block', blockTimeoutMs: 30_000, nearlyFullPercent: 80 };
@@ -76,6 +76,6 @@ export function checkGroupConfig(v: unknown, where: string): GroupConfig {
   if (!Number.isSafeInteger(c.chunkSize) || (c.chunkSize as number) < 4096 || ((c.chunkSize as number) & ((c.chunkSize as number) - 1)) !== 0) {
     bad('chunkSize', 'must be a power of two of at least 4096');
   }
-  if (c.zeroedAtStart !== undefined && (typeof c.zeroedAtStart !== 'string' || !/^[0-9]{1,20}$/.test(c.zeroedAtStart))) bad('zeroedAtStart', 'must be a decimal string of nanoseconds');
+  if (c.zeroedTs !== undefined && (typeof c.zeroedTs !== 'string' || !/^[0-9]{1,19}$/.test(c.zeroedTs))) bad('zeroedTs', 'must be a decimal string of nanoseconds');
   return v as GroupConfig;
 }

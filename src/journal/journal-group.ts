@@ -203,7 +203,7 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
       },
       chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
       // Every volume file made here, zero-filled: the state before the first record is known.
-      ...(allPaths.every((p) => created.includes(p)) ? { zeroedAtStart: systemWallClock()().toString() } : {}),
+      ...(allPaths.every((p) => created.includes(p)) ? { zeroedTs: systemWallClock()().toString() } : {}),
     };
     await writeGroupConfig(dir, config);
     return config;

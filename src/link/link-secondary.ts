@@ -7,7 +7,7 @@ import type { HostPort } from '../io/sockets.js';
 import { LinkServer } from './link-server.js';
 import type { LinkStatus } from './messages.js';
 import type { LinkLog } from './primary-session.js';
-import { heldPosition, runSecondary, type SecondaryOptions } from './secondary-session.js';
+import { heldPosition, runSecondary, type BaseProgress, type SecondaryOptions } from './secondary-session.js';
 
 export interface LinkSecondaryOptions {
   replicaDir: string;
@@ -19,6 +19,8 @@ export interface LinkSecondaryOptions {
   lockWaitMs?: number;
   /** Take tape bytes in no faster than this (a bandwidth limit; the link's flow control slows the primary). */
   throttle?: Throttle;
+  /** A base arriving: see SecondaryOptions.onBaseProgress. */
+  onBaseProgress?: (p: BaseProgress) => void;
 }
 
 /** Errors a retry cannot mend: the wrong key, group, position or arguments. */
@@ -35,6 +37,7 @@ function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' |
     ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.lockWaitMs !== undefined ? { lockWaitMs: o.lockWaitMs } : {}),
     ...(o.throttle ? { throttle: o.throttle } : {}),
+    ...(o.onBaseProgress ? { onBaseProgress: o.onBaseProgress } : {}),
   };
 }
 

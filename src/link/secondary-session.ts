@@ -32,6 +32,14 @@ export interface SecondaryOptions {
   lockWaitMs?: number;
   /** Paces the tape bytes taken in (the link's flow control slows the primary to it). */
   throttle?: Throttle;
+  /** A base arriving (it may span link tapes): volume bytes its records received so far cover, of all the volumes'. */
+  onBaseProgress?: (p: BaseProgress) => void;
+}
+
+export interface BaseProgress {
+  baseId: bigint;
+  bytes: number;
+  totalBytes: number;
 }
 
 /** What the replica holds of its link chain: the resume position it reports. */
@@ -113,6 +121,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   let records = 0;
   // The secondary's pointers (§0078-0083): what the primary has for it, what is stored, what the SVOLs are being and have been restored to.
   const pointers: Pointers = { readScheduledSeq: status.lastSeq, readSeq: null, restoreScheduledSeq: null, restoredSeq: null };
+  const baseSeen = { id: -1n, bytes: 0 };
   // Held while tapes come back to back; let go when the primary is idle and for each apply, so that restores can run.
   let replica: Replica | undefined;
   const release = async (): Promise<void> => {
@@ -141,7 +150,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       }
       expect(next, MessageType.TapeBegin);
       replica ??= await openReplica(o.replicaDir, o);
-      const got = await receiveTape(ch, replica, decodeTapeBegin(next).serial, o, timeoutMs);
+      const got = await receiveTape(ch, replica, decodeTapeBegin(next).serial, o, timeoutMs, baseSeen);
       tapes++;
       records += got.records;
       await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
@@ -179,7 +188,7 @@ async function createReplica(dir: string, hello: PrimaryHello, name: string): Pr
  * verified in one pass); the size and SHA-256 of TAPE_END must match what
  * arrived.
  */
-async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
+async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number, base: { id: bigint; bytes: number }): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
   const where = `link tape ${serial} from ${ch.peer}`;
   const first = await ch.next(timeoutMs);
   expect(first, MessageType.TapeData);
@@ -201,7 +210,14 @@ async function receiveTape(ch: Channel, replica: Replica, serial: number, o: Sec
       yield f.payload;
     }
   }
-  const report = await importLinkStream(replica, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256 });
+  const total = replica.config.volumes.reduce((n, v) => n + v.size, 0);
+  const onBaseSegment = (id: bigint, covered: number): void => {
+    if (id !== base.id) Object.assign(base, { id, bytes: 0 });
+    // A tape sent again after an interruption covers the same bytes again: never past the whole.
+    base.bytes = Math.min(total, base.bytes + covered);
+    o.onBaseProgress?.({ baseId: id, bytes: base.bytes, totalBytes: total });
+  };
+  const report = await importLinkStream(replica, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256, onBaseSegment });
   if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
     throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
   }

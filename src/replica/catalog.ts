@@ -76,7 +76,7 @@ export interface MarkerRow {
 export const SCHEMA_VERSION = 1;
 
 /** Meta key: the group's volumes were created zero-filled then (ns), as its tapes' labels say. */
-export const ZEROED_AT_START = 'zeroedAtStart';
+export const ZEROED_TS = 'zeroedTs';
 
 /**
  * The base at seq 0 of a group whose volumes `init` created zero-filled: a
@@ -228,7 +228,7 @@ export class Catalog {
     const rows = (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
-    const zeroed = this.getMeta(ZEROED_AT_START);
+    const zeroed = this.getMeta(ZEROED_TS);
     return zeroed === undefined ? rows : [...zeroBase(BigInt(zeroed)), ...rows];
   }
 

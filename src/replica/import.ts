@@ -12,7 +12,7 @@ import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '
 import { asSource, type TapeSource } from '../tape/tape-source.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { ZEROED_AT_START, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
+import { ZEROED_TS, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
@@ -63,6 +63,8 @@ export interface ImportOptions {
   allowPlaintext?: boolean;
   /** The whole tape's SHA-256 as its sender computed it (asked once the tape is read): another one refuses the tape. */
   expectSha256?: () => string | undefined;
+  /** Each base segment as it is read (before the tape is stored): its base and the volume bytes its records cover. */
+  onBaseSegment?: (baseId: bigint, bytes: number) => void;
 }
 
 /**
@@ -106,6 +108,7 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
           baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
         });
         stage(item.index, buildRecordIndex(item.records.map((r) => r.header)));
+        if (item.info.kind === 'base' && r0 && opts.onBaseSegment) opts.onBaseSegment(r0.header.aux, item.records.reduce((n, r) => n + r.header.length, 0));
         for (const r of item.records) {
           if (r.header.type !== RecordType.Marker) continue;
           const p = decodeMarker(r.data, `${source} record ${r.header.seq}`);
@@ -177,7 +180,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
  * once, and `first` the first of them (the label frame, which the sender
  * writes alone). Stored, verified and catalogued like any tape.
  */
-export async function importLinkStream(replica: Replica, first: Buffer, chunks: () => AsyncIterable<Buffer>, where: string, opts: { pool: FramePool; expectSha256: () => string | undefined }): Promise<TapeImport> {
+export async function importLinkStream(replica: Replica, first: Buffer, chunks: () => AsyncIterable<Buffer>, where: string, opts: { pool: FramePool; expectSha256: () => string | undefined; onBaseSegment?: (baseId: bigint, bytes: number) => void }): Promise<TapeImport> {
   const label = await labelOf(first, where);
   if (!label.link) throw new JshipError('TAPE_BAD_LABEL', `${where} is not a link tape`, { hint: 'the primary sent a tape of its tape chain over the link: run the same jship release on both sites' });
   // A stream has no size to compare with and cannot be read twice: it is copied, hashed and verified in one pass.
@@ -227,7 +230,7 @@ const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSin
  * seq 0).
  */
 export function noteLabel(cat: Catalog, label: TapeLabel): void {
-  if (!label.link && label.zeroedAtStart !== undefined && cat.getMeta(ZEROED_AT_START) === undefined) cat.setMeta(ZEROED_AT_START, label.zeroedAtStart);
+  if (!label.link && label.zeroedTs !== undefined && cat.getMeta(ZEROED_TS) === undefined) cat.setMeta(ZEROED_TS, label.zeroedTs);
   if (!label.encryption) return;
   const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
   if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));

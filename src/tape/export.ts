@@ -171,7 +171,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const writer = new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
-    ...(group.config.zeroedAtStart !== undefined ? { zeroedAtStart: group.config.zeroedAtStart } : {}),
+    ...(group.config.zeroedTs !== undefined ? { zeroedTs: group.config.zeroedTs } : {}),
     firstSerial: state.nextSerial,
     prevSha256: state.lastTapeSha256,
     destination: opts.destination,

@@ -21,7 +21,7 @@ export interface TapeLabel {
    * zero-filled: when that was (ns, decimal). The volumes were all zeros
    * before the group's first record — a base at seq 0 that needs no bytes.
    */
-  zeroedAtStart?: string;
+  zeroedTs?: string;
   /**
    * Present on tapes sent over the direct link: they form the chain of one
    * secondary (serials and previous-tape hashes of their own), apart from
@@ -143,7 +143,7 @@ export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   if (!text(v.createdAt) || !text(v.host)) fail(where, 'createdAt or host', 'is missing or too long');
   const enc = v.encryption as Record<string, unknown> | null;
   if (enc !== null && (enc?.algorithm !== 'aes-256-gcm' || !text(enc.keyId))) fail(where, 'encryption', 'names an unknown algorithm');
-  if (v.zeroedAtStart !== undefined && (typeof v.zeroedAtStart !== 'string' || !/^[0-9]{1,19}$/.test(v.zeroedAtStart))) fail(where, 'zeroedAtStart', 'is not a decimal string of nanoseconds');
+  if (v.zeroedTs !== undefined && (typeof v.zeroedTs !== 'string' || !/^[0-9]{1,19}$/.test(v.zeroedTs))) fail(where, 'zeroedTs', 'is not a decimal string of nanoseconds');
   const link = v.link as Record<string, unknown> | undefined;
   if (link !== undefined && (typeof link !== 'object' || link === null || !text(link.secondary) || link.secondary === '')) fail(where, 'link', 'is malformed');
   return v as unknown as TapeLabel;

@@ -47,8 +47,8 @@ export interface MediaSetOptions {
   segmentBytes?: number;
   /** Tapes of a link secondary's chain (their own serials), not of the tape chain. */
   link?: { secondary: string };
-  /** The group's volumes were created zero-filled then (group.json `zeroedAtStart`): said in every label. */
-  zeroedAtStart?: string;
+  /** The group's volumes were created zero-filled then (group.json `zeroedTs`): said in every label. */
+  zeroedTs?: string;
   /** For the trailer of tapes with base records. */
   base?: { baseId: bigint; scope: string };
   /** Called with each tape's intended final path, after it is durable and before it is renamed into place. */
@@ -305,7 +305,7 @@ export class MediaSetWriter {
       createdAt: new Date().toISOString(),
       host: hostname(),
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
-      ...(this.#o.zeroedAtStart !== undefined ? { zeroedAtStart: this.#o.zeroedAtStart } : {}),
+      ...(this.#o.zeroedTs !== undefined ? { zeroedTs: this.#o.zeroedTs } : {}),
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });

@@ -92,7 +92,13 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
       run('export', [g, '--to', tapes]);
       const pull = spawnSync(process.execPath, [BIN, 'link', 'pull', join(dir, 'pulled'), '--from', srv.ready.link, '--psk', join(g, 'link.key'), '--name', 'json-site', '--once', '--json'], { encoding: 'utf8' });
       expect(pull.status, pull.stderr).toBe(0);
-      for (const e of lines(pull.stdout)) take('link', e);
+      const events = lines(pull.stdout) as Array<{ event: string; percent?: number; totalBytes?: number }>;
+      for (const e of events) take('link', e);
+      // The new secondary's base came with its progress (issue 19 item 8): every tenth of the volumes, to the whole.
+      const base = events.filter((e) => e.event === 'base-progress');
+      expect(base.length).toBeGreaterThanOrEqual(2);
+      expect(base.map((e) => e.percent)).toEqual([...base.map((e) => e.percent)].sort((a, b) => a! - b!));
+      expect(base.at(-1)).toMatchObject({ percent: 100, bytes: 12 * 1024 * 1024, totalBytes: 12 * 1024 * 1024 });
     } finally {
       expect(await srv.stop()).toBe(0);
     }

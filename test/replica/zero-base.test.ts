@@ -18,7 +18,7 @@ describe('volumes created by init: the base at seq 0', () => {
     const g = join(dir, 'g');
     const init = jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:4M`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M');
     expect(init.code, JSON.stringify(init.out)).toBe(0);
-    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedAtStart).toMatch(/^\d+$/);
+    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedTs).toMatch(/^\d+$/);
     const images: Record<string, { a: Buffer; b: Buffer }> = { m0: { a: Buffer.alloc(4 * MiB), b: Buffer.alloc(1 * MiB) } };
     const snap = (m: string): void => { images[m] = { a: readFileSync(join(dir, 'a.img')), b: readFileSync(join(dir, 'b.img')) }; };
     expect(jshipJson('mark', g, 'm0').code).toBe(0);
@@ -93,7 +93,7 @@ describe('volumes created by init: the base at seq 0', () => {
     for (const v of ['a', 'b']) { writeFileSync(join(dir, `${v}.img`), ''); truncateSync(join(dir, `${v}.img`), 1 * MiB); }
     copyFileSync(join(dir, 'a.img'), join(dir, 'a0.img'));
     expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M').code).toBe(0);
-    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedAtStart).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedTs).toBeUndefined();
     expect(jshipJson('mark', g, 'm0').code).toBe(0);
     expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`).code).toBe(0);
     const rep = join(dir, 'rep');
