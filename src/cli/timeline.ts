@@ -59,7 +59,7 @@ export function registerTimeline(program: Command): void {
         ...t.gaps.map((g) => `  GAP seq ${g.from}..${g.to}${g.serials.length ? ` (tapes ${g.serials.join(', ')})` : ''}`),
         ...(t.missingSerials.length ? [`tapes not yet imported: ${t.missingSerials.join(', ')}`] : []),
         'bases:',
-        ...t.bases.map((b) => `  ${b.scope} base ${b.baseId}: started ${formatTime(b.startedTs)}, ${b.completeTs !== null ? `complete ${formatTime(b.completeTs)} (seq ${b.completeSeq})` : 'NOT COMPLETE in the records held'}`),
+        ...t.bases.map((b) => b.baseId === 0n ? `  full base 0: the volumes as jship init created them, all zeros (${formatTime(b.startedTs)}), before seq 1` : `  ${b.scope} base ${b.baseId}: started ${formatTime(b.startedTs)}, ${b.completeTs !== null ? `complete ${formatTime(b.completeTs)} (seq ${b.completeSeq})` : 'NOT COMPLETE in the records held'}`),
         'markers:',
         ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}${m.restorable ? '' : `  NOT RESTORABLE: ${m.why ?? 'outside every restorable range'}`}`),
         ...(drills.length ? ['drills (tested points):', ...drills.map((d) => `  seq ${d.seq}  ${formatTime(BigInt(d.ts))}  ${d.ok ? 'passed' : 'FAILED'}  ${d.finishedAt}  ${d.point}  \`${d.command}\``)] : []),

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
-import { KiB, MiB, jshipJson, jshipProc, tempDir } from '../helpers.js';
+import { BIN, KiB, MiB, jshipJson, jshipProc, tempDir } from '../helpers.js';
+import { spawnSync } from 'node:child_process';
 import { client } from '../nbd/helpers.js';
 
 /**
@@ -44,6 +45,7 @@ describe('volumes created by init: the base at seq 0', () => {
     expect(jshipJson('import', rep, tapes).code).toBe(0);
     const tl = jshipJson('timeline', rep).out;
     expect(tl.bases[0]).toMatchObject({ baseId: 0, scope: 'full', completeSeq: 0 });
+    expect(spawnSync(process.execPath, [BIN, 'timeline', rep], { encoding: 'utf8' }).stdout).toMatch(/full base 0: the volumes as jship init created them, all zeros \(.*\), before seq 1\n/);
     expect(tl.markers.map((m: { name: string; restorable: boolean }) => [m.name, m.restorable])).toEqual([['m0', true], ['m1', true], ['m2', true]]);
     expect(tl.restorable).toHaveLength(1);
     expect(tl.restorable[0].fromSeq).toBe(1);
