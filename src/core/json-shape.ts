@@ -27,7 +27,7 @@ const DIGITS = /^\d+$/;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** The key of the ISO member that goes beside a `Ts` key: `ts` → `time`, `firstTs` → `firstTime`. */
-export function timeKeyOf(tsKey: string): string {
+function timeKeyOf(tsKey: string): string {
   return tsKey === 'ts' ? 'time' : `${tsKey.slice(0, -2)}Time`;
 }
 

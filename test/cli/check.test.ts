@@ -8,7 +8,7 @@ describe('jship check', () => {
   const dir = tempDir();
 
   it('a group: state, RPO of every consumer, journal usage; a replica: age of the newest restorable point; exit codes and --json', async () => {
-    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 4 * MiB });
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 4 * MiB, existingFiles: true });
     const ok = jshipJson('check', g);
     expect(ok.code).toBe(0);
     expect(ok.out).toEqual({ dir: g, ok: true, checks: [{ name: 'state', ok: true, message: 'journal state active' }] });
