@@ -84,6 +84,15 @@ export class Replica {
       if (e.code === 'ENOTDIR') throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is a file, not a directory`, { hint: 'name a new or empty directory for the replica' });
       throw e;
     });
+    // What a creation killed before replica.json was in place leaves: an empty tapes/ and replica.json's
+    // temporary file. Such a directory is still new: the temporary file goes, the creation starts over.
+    const temp = (n: string): boolean => /^\.replica\.json\.[0-9a-f]{12}\.tmp$/.test(n);
+    const emptyTapes = async (n: string): Promise<boolean> => n === 'tapes' && (await fsp.readdir(join(dir, n)).catch(() => ['?'])).length === 0;
+    const leftovers = await Promise.all(entries.map(async (n) => temp(n) || (await emptyTapes(n))));
+    if (leftovers.every(Boolean)) {
+      for (const n of entries.filter(temp)) await fsp.rm(join(dir, n), { force: true });
+      return;
+    }
     if (entries.length > 0) {
       throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is neither a replica nor empty`, {
         hint: 'import into an existing replica, or into a new or empty directory; nothing was changed',

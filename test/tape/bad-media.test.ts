@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -209,6 +209,23 @@ describe('crash safety', () => {
         await reopened.close();
       }
     }
+  });
+
+  it('an import killed while it created the replica (tapes/ made, replica.json not yet renamed into place): the rerun creates it; other files still refuse', async () => {
+    const { group } = await groupWithData(dir, 50);
+    await exportTo(group, tapesDir(dir));
+    await group.close();
+    const rep = join(dir, 'rep');
+    mkdirSync(join(rep, 'tapes'), { recursive: true });
+    writeFileSync(join(rep, '.replica.json.0123456789ab.tmp'), '{"format":1,');
+    const r = await importTapes(rep, [tapesDir(dir)]);
+    expect(r.ok).toBe(true);
+    expect(readdirSync(rep).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    const other = join(dir, 'other');
+    mkdirSync(join(other, 'tapes'), { recursive: true });
+    writeFileSync(join(other, 'notes.txt'), 'mine');
+    await expect(importTapes(other, [tapesDir(dir)])).rejects.toMatchObject({ code: 'REPLICA_NOT_EMPTY' });
+    expect(readdirSync(other).sort()).toEqual(['notes.txt', 'tapes']);
   });
 
   it('SIGKILL during import: the catalogue stays consistent and a rerun completes it', async () => {
