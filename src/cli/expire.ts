@@ -3,7 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime, parseTime } from '../core/time.js';
 import { expireReplica } from '../replica/expire.js';
-import { tapeRef } from '../replica/catalog.js';
+import { serialText, tapeRef } from '../replica/catalog.js';
 import { emit, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 import { parseS3Url } from '../s3/s3-url.js';
@@ -38,7 +38,7 @@ export function registerExpire(program: Command): void {
         ...(r.keepFromBase ? [`kept restore points start from base ${r.keepFromBase.baseId}, complete ${formatTime(r.keepFromBase.completeTs)}`] : []),
         r.remove.length === 0
           ? 'nothing to remove'
-          : `${r.removed ? 'removed' : 'would remove'} ${r.remove.length} tapes (${formatSize(r.bytes)}): ${r.remove.map((x) => (x.serial < 0 ? `link ${-x.serial}` : String(x.serial))).join(', ')}${r.removed ? '' : ' (run again with --confirm to delete)'}`,
+          : `${r.removed ? 'removed' : 'would remove'} ${r.remove.length} tapes (${formatSize(r.bytes)}): ${r.remove.map((x) => serialText(x.serial)).join(', ')}${r.removed ? '' : ' (run again with --confirm to delete)'}`,
         ...(vault ? [vault.objects.length === 0 ? `vault ${vault.url}: no expired tape objects there` : `vault ${vault.url}: ${vault.deleted ? 'deleted' : 'would delete'} ${vault.objects.join(', ')}`] : []),
       ]);
     });

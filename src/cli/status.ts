@@ -98,7 +98,8 @@ function time(ns: bigint | null): string | null {
 }
 
 function statusJson(s: GroupStatus): unknown {
-  return { ...s, time: { firstTs: s.time.first, lastTs: s.time.last }, now: undefined, nowTs: s.now };
+  const { now, time: t, ...rest } = s;
+  return { ...rest, time: { firstTs: t.first, lastTs: t.last }, nowTs: now };
 }
 
 function statusLines(s: GroupStatus): string[] {

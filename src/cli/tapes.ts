@@ -5,7 +5,7 @@ import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
-import { tapeRef } from '../replica/catalog.js';
+import { serialText, tapeRef } from '../replica/catalog.js';
 import { chainReport } from '../replica/coverage.js';
 import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
 import type { TapeTrailer } from '../tape/label.js';
@@ -33,7 +33,7 @@ export function registerTapes(program: Command): void {
           emit(opts, { replica: replica.dir, groupId: replica.config.groupId, tapes: tapes.map((x) => ({ ...x, ...tapeRef(x.serial) })), ...chain }, () => [
             `replica ${replica.dir} of group ${replica.config.groupId}: ${tapes.length} tapes`,
             ...table([['serial', 'status', 'records', 'seq', 'time', 'size', 'file'], ...tapes.map((x) => [
-              x.serial < 0 ? `link ${-x.serial}` : String(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),
+              serialText(x.serial), x.status + (x.keyId ? ' enc' : ''), String(x.records), x.firstSeq !== null ? `${x.firstSeq}..${x.lastSeq}` : (x.baseId !== null ? `base ${x.baseId}` : '-'),
               `${t(x.firstTs)} .. ${t(x.lastTs)}`, formatSize(x.bytes), x.file,
             ])]),
             ...tapes.filter((x) => x.problem).map((x) => `${x.serial < 0 ? `link tape ${-x.serial}` : `tape ${x.serial}`}: ${x.problem}`),

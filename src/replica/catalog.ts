@@ -39,6 +39,11 @@ export function tapeRef(key: number): TapeRef {
   return key < 0 ? { chain: 'link', serial: -key } : { chain: 'tapes', serial: key };
 }
 
+/** A tape's serial as people read it: `3`, or `link 3` for the link's tape 3. */
+export function serialText(key: number): string {
+  return key < 0 ? `link ${-key}` : String(key);
+}
+
 /** Catalogue keys in the order outputs list them: the tape chain's by serial, then the link's. */
 export function byChain(a: number, b: number): number {
   return (a < 0) !== (b < 0) ? b - a : Math.abs(a) - Math.abs(b);

@@ -144,7 +144,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     });
   }
   const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: join(replica.dir, 'svol', `${vols[i]!.name}.img`) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
-  const tapes = [...new Set([...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)].map((s) => s.serial))].sort(byChain);
+  const read = [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)];
+  const tapes = [...new Set(read.map((s) => s.serial))].sort(byChain);
   const result: RestoreResult = {
     plan: {
       seq: plan.seq, ts: plan.ts, point: plan.point,
@@ -152,7 +153,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       incrementalFrom: toSvol && svolSeq > 0n ? svolSeq : null,
       records: plan.records,
       segments: plan.updateSegments.length + plan.bases.reduce((n, b) => n + b.segments.length, 0),
-      tapes: tapes.map(tapeRef), pull: pullList(cat, [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)]), inconsistent: plan.inconsistent,
+      tapes: tapes.map(tapeRef), pull: pullList(cat, read), inconsistent: plan.inconsistent,
     },
     targets: targetPaths.map((t) => ({ ...t, kind: toSvol ? 'svol' : 'target' })),
     dryRun: opts.dryRun ?? false,
