@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { BIN, KiB, MiB, jshipJson, jshipProc, tempDir } from '../helpers.js';
 import { spawnSync } from 'node:child_process';
 import { client } from '../nbd/helpers.js';
+import { relabel } from './forge.js';
 
 /**
  * Issue 19 item 3: volumes `jship init` created zero-filled are a known state
@@ -104,5 +105,26 @@ describe('volumes created by init: the base at seq 0', () => {
     expect(tl.bases).toEqual([]);
     expect(tl.markers[0]).toMatchObject({ name: 'm0', restorable: false });
     expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'x/')).code).toBe(1);
+  });
+
+  it('a zeroedTs that is not a decimal ns string is refused, in a label (nothing imported) and in group.json (naming the field)', async () => {
+    const g = join(dir, 'g');
+    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '16M').code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--allow-empty').code).toBe(0);
+    const [tape] = readdirSync(join(dir, 'tapes')).filter((f) => f.endsWith('.tar.zst'));
+    for (const bad of ['soon', '-1', '1'.repeat(20)]) {
+      const forged = join(dir, `forged-${bad.length}.tar.zst`);
+      writeFileSync(forged, await relabel(readFileSync(join(dir, 'tapes', tape!)), (l) => ({ ...l, zeroedTs: bad })));
+      const r = jshipJson('import', join(dir, `rep-${bad.length}`), forged);
+      expect(r.code, bad).toBe(1);
+      expect(r.out.tapes[0]).toMatchObject({ outcome: 'refused', code: 'TAPE_BAD_LABEL' });
+      expect(r.out.tapes[0].message).toMatch(/zeroedTs is not a decimal string of nanoseconds/);
+    }
+    const cfg = JSON.parse(readFileSync(join(g, 'group.json'), 'utf8'));
+    writeFileSync(join(g, 'group.json'), JSON.stringify({ ...cfg, zeroedTs: 12 }));
+    const st = jshipJson('status', g);
+    expect(st.code).toBe(1);
+    expect(st.out.error).toMatchObject({ code: 'GROUP_BAD_CONFIG' });
+    expect(st.out.error.message).toMatch(/zeroedTs must be a decimal string of nanoseconds/);
   });
 });
