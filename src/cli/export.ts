@@ -3,7 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
-import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, toJson, type CommonOptions } from './output.js';
@@ -23,6 +23,9 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   bwlimit?: string;
   blockSize?: string;
   requireMount?: string;
+  parity?: string;
+  verifyAfterWrite?: boolean;
+  nextMedia?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -33,6 +36,9 @@ export function registerExport(program: Command): void {
     .option('--to <DIR_OR_FILE>', 'a directory (tapes get sort-friendly names), a new file, a tape drive or FIFO (/dev/nst0), s3://BUCKET/PREFIX, or - for standard output')
     .option('--require-mount <MOUNT_POINT>', 'refuse (nothing written, nothing purged) unless MOUNT_POINT is a mounted file system and --to is on it: a carried disk that is not attached')
     .option('--block-size <SIZE>', 'to a tape drive, FIFO or standard output: write whole blocks of SIZE (default 64K for drives and FIFOs), the last one padded')
+    .option('--parity <PERCENT>', 'add Reed-Solomon parity frames: that share of each group of up to 20 frames may be damaged or lost and is rebuilt on import (e.g. 10)')
+    .option('--verify-after-write', 'read each tape back whole from the medium (past the page cache) and check every hash before it counts and the journal is purged')
+    .option('--next-media <CMD>', 'at the end of a medium (a full disk, a tape drive at its end): run CMD (sh -c) to load the next one, then write the interrupted tape again, whole, on it')
     .option('--base', 'first write a base journal of every volume, read while writes go on')
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
     .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
@@ -59,6 +65,9 @@ export function registerExport(program: Command): void {
         ...(opts.wait !== undefined ? { waitMs: Number(parseDuration(opts.wait, '--wait') / 1_000_000n) } : {}),
         ...(bwlimit !== null ? { bwlimit } : {}),
         ...(opts.requireMount !== undefined ? { requireMount: opts.requireMount } : {}),
+        ...(opts.parity !== undefined ? { parity: checkParity(parsePercent(opts.parity)) } : {}),
+        ...(opts.verifyAfterWrite ? { verifyAfterWrite: true } : {}),
+        ...(opts.nextMedia !== undefined ? { nextMedia: opts.nextMedia } : {}),
         ...(opts.blockSize !== undefined ? { blockSize: checkBlockSize(parseSize(opts.blockSize, '--block-size')) } : {}),
         // The caller's own endpoint, region and credentials, also when the group's owner does the upload.
         s3: isS3Url(opts.to) ? await (await import('../s3/s3-store.js')).resolveS3Settings(s3Settings(opts)) : s3Settings(opts),
@@ -108,4 +117,11 @@ export function registerExport(program: Command): void {
         emit(opts, json, lines);
       }
     });
+}
+
+/** A percentage as given: 10 or 10%. */
+function parsePercent(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
+  if (!m) throw new JshipError('USAGE', `--parity ${text}: not a percentage`, { hint: 'e.g. --parity 10' });
+  return Number(m[1]);
 }

@@ -23,8 +23,9 @@ export function registerVerify(program: Command): void {
       if (results.some((r) => !r.ok)) process.exitCode = 1;
       emit(opts, { ok: results.every((r) => r.ok), tapes: results }, () => results.flatMap((r) => [
         r.ok
-          ? `ok    ${r.path}: tape ${r.label?.serial}, ${r.segments} segments, ${r.records} records${r.firstSeq !== null ? `, seq ${r.firstSeq}..${r.lastSeq}` : ''}, ${formatSize(r.bytes)}${r.recordsChecked ? '' : ' (encrypted: structure and hashes checked; give --key to check the records)'}`
+          ? `ok    ${r.path}: tape ${r.label?.serial}, ${r.segments} segments, ${r.records} records${r.firstSeq !== null ? `, seq ${r.firstSeq}..${r.lastSeq}` : ''}, ${formatSize(r.bytes)}${r.parity ? `, parity ${r.parity.percent} % intact` : ''}${r.recordsChecked ? '' : ' (encrypted: structure and hashes checked; give --key to check the records)'}`
           : `BAD   ${r.path}: ${r.error ? `${r.error.message}; intact before it: ${r.error.segmentsIntact} segments, ${r.error.recordsIntact} records${r.error.lastGoodSeq ? ` (through seq ${r.error.lastGoodSeq})` : ''}` : 'chain problem'}`,
+        ...(r.parity && !r.ok ? [`      parity ${r.parity.percent} %: ${r.parity.state === 'repairable' ? `damaged, repairable: jship import rebuilds ${r.parity.rebuilt.join(', ')} from the tape's parity` : r.parity.state === 'lost' ? `damaged, lost: beyond the parity (${r.parity.lost.join(', ')})` : r.parity.state === 'unknown' ? 'copy the tape to a local file and verify that to know whether its parity rebuilds it' : 'intact'}`] : []),
         ...(r.error?.hint ? [`      hint: ${r.error.hint}`] : []),
         ...r.chain.map((c) => `      chain: ${c}`),
       ]));

@@ -9,7 +9,7 @@ import { MetricsEndpoint } from '../io/metrics-endpoint.js';
 import { Throttle } from '../io/throttle.js';
 import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
-import { absoluteRequest, runExport, type ExportRequest } from '../tape/export-request.js';
+import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
@@ -225,7 +225,7 @@ function s3Arg(v: unknown): S3Settings {
 
 function exportArgs(args: Record<string, unknown>): ExportRequest {
   const req: ExportRequest = { to: stringArg(args, 'to') };
-  for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty', 'allowPlaintext'] as const) {
+  for (const k of ['base', 'keepUntilAck', 'purgeOnClose', 'allowEmpty', 'allowPlaintext', 'verifyAfterWrite'] as const) {
     const v = args[k];
     if (v === undefined) continue;
     if (typeof v !== 'boolean') throw new JshipError('CONTROL_PROTOCOL', `control argument "${k}" is not a boolean`, { hint: 'use the jship CLI, which sends it' });
@@ -250,6 +250,11 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     req.blockSize = checkBlockSize(args.blockSize);
   }
   if (args.requireMount !== undefined) req.requireMount = stringArg(args, 'requireMount');
+  if (args.parity !== undefined) {
+    if (typeof args.parity !== 'number') throw new JshipError('CONTROL_PROTOCOL', 'control argument "parity" is not a percentage', { hint: 'use the jship CLI, which sends it' });
+    req.parity = checkParity(args.parity);
+  }
+  if (args.nextMedia !== undefined) req.nextMedia = stringArg(args, 'nextMedia');
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
   if (args.s3 !== undefined) req.s3 = s3Arg(args.s3);
   if (isS3Url(req.to) && !req.s3?.credentials) {

@@ -1,5 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
@@ -9,7 +11,8 @@ import type { KeyRing } from '../tape/crypto.js';
 import { tapeName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
-import { asSource, type TapeSource } from '../tape/tape-source.js';
+import { asSource, fileSource, type TapeSource } from '../tape/tape-source.js';
+import { repairTape, type RepairReport } from '../tape/repair.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { ZEROED_TS, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
@@ -41,6 +44,8 @@ export interface TapeImport {
   lost: { segments: number; firstSeq: bigint | null; lastSeq: bigint | null; records: number | null } | null;
   /** The tape's SHA-256 (over its frames, as its writer computed it), when it was read whole or is held already. */
   sha256?: string;
+  /** Frames (their first entries) that were damaged or missing and were rebuilt from the tape's parity. */
+  repaired?: string[];
 }
 
 export interface ImportReport extends ChainReport {
@@ -65,6 +70,8 @@ export interface ImportOptions {
   expectSha256?: () => string | undefined;
   /** Each base segment as it is read (before the tape is stored): its base and the volume bytes its records cover. */
   onBaseSegment?: (baseId: bigint, bytes: number) => void;
+  /** A damaged tape is not rebuilt from its parity (set on the rebuilt copy itself). */
+  noRepair?: boolean;
 }
 
 /**
@@ -138,17 +145,44 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
   if (files.length === 0) throw new JshipError('USAGE', 'no tapes to import', { hint: 'name tape files, directories holding *.tar.zst tapes, or an s3://BUCKET/PREFIX holding tapes' });
   const reports: TapeImport[] = [];
   const labels = new Map<TapeSource, TapeLabel>();
+  // A damaged label is no reason to refuse a tape with parity: it is tried once the replica is open.
+  const unlabelled = new Map<TapeSource, JshipError>();
   for (const f of files) {
     try {
       labels.set(f, await readLabel(f));
     } catch (e) {
       if (!isJshipError(e)) throw e;
-      reports.push(refused(f.where, null, e));
+      if ((await f.size()) > 0) unlabelled.set(f, e);
+      else reports.push(refused(f.where, null, e));
     }
   }
+  // No label read and no replica yet: the first tape whose parity rebuilds its label names the replica's group.
+  const early = new Map<TapeSource, { file: string; report: RepairReport }>();
+  if (!files.some((f) => labels.has(f))) {
+    for (const [f] of unlabelled) {
+      if (f.remote) continue;
+      const file = join(tmpdir(), `jship-repair-${randomBytes(6).toString('hex')}.tar.zst`);
+      const report = await repairTape(f, file).catch(() => undefined);
+      if (report?.state === 'repairable') {
+        early.set(f, { file, report });
+        labels.set(f, await readLabel(file));
+        break;
+      }
+      await fsp.rm(file, { force: true });
+    }
+  }
+  try {
+    return await importLabelled(dir, files, labels, unlabelled, early, reports, opts);
+  } finally {
+    for (const { file } of early.values()) await fsp.rm(file, { force: true });
+  }
+}
+
+async function importLabelled(dir: string, files: TapeSource[], labels: Map<TapeSource, TapeLabel>, unlabelled: Map<TapeSource, JshipError>, early: Map<TapeSource, { file: string; report: RepairReport }>, reports: TapeImport[], opts: ImportOptions): Promise<ImportReport> {
   const first = files.map((f) => labels.get(f)).find((l) => l !== undefined);
   const opened = await Replica.openOrCreate(dir, async () => first && { groupId: first.groupId, volumes: first.volumes });
   if (!opened) {
+    for (const [f, e] of unlabelled) reports.push(refused(f.where, null, e));
     return { replica: dir, created: false, tapes: reports, ok: false, coverage: [], gaps: [], missingSerials: [], contiguousThrough: null };
   }
   const { replica, created } = opened;
@@ -162,7 +196,11 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
     const hints = chainHints(labels.values());
     for (const [i, f] of files.entries()) {
       const label = labels.get(f);
-      if (label) reports.push(await importOne(replica, f, label, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total), hints));
+      const unreadable = unlabelled.get(f);
+      const fixed = early.get(f);
+      if (fixed) reports.push(await importRepaired(replica, f, fixed, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total), hints));
+      else if (label) reports.push(await importOne(replica, f, label, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total), hints));
+      else if (unreadable) reports.push(await importUnlabelled(replica, f, unreadable, { ...opts, pool }, (n) => opts.onProgress?.(done + n, total), hints));
       done += sizes[i] ?? 0;
       opts.onProgress?.(done, total);
     }
@@ -329,6 +367,19 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       pos = scanned.end;
       sha256 = await sha256File(tmp);
     }
+    if (damage && !opts.noRepair) {
+      // A tape with parity is rebuilt, byte for byte, when its damage is within the parity; then imported as it was written.
+      const fixed = await repairCopy(replica, src, stage);
+      if (fixed) {
+        await h.close();
+        closed = true;
+        try {
+          return await importRepaired(replica, src, fixed, opts, progress, hints);
+        } finally {
+          await fsp.rm(fixed.file, { force: true });
+        }
+      }
+    }
     if (damage) {
       // Kept segments are checked against every hash the tape carries: its trailer's too, when it can still be found.
       const trailer = await findTrailer(src).catch(() => undefined);
@@ -415,6 +466,59 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     } catch {
       // dropped by the next import's cleanIncoming
     }
+  }
+}
+
+/** A tape whose label could not be read: rebuilt from its parity when it has some (the label is in its first group), else refused. */
+async function importUnlabelled(replica: Replica, src: TapeSource, why: JshipError, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints): Promise<TapeImport> {
+  const fixed = await repairCopy(replica, src, randomBytes(6).toString('hex'));
+  if (!fixed) return refused(src.where, null, why);
+  try {
+    return await importRepaired(replica, src, fixed, opts, progress, hints);
+  } finally {
+    await fsp.rm(fixed.file, { force: true });
+  }
+}
+
+/** Imports the rebuilt copy of a tape, reported as the tape it was given as. */
+async function importRepaired(replica: Replica, src: TapeSource, fixed: { file: string; report: RepairReport }, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints): Promise<TapeImport> {
+  const r = await importOne(replica, fileSource(fixed.file), await readLabel(fixed.file), { ...opts, noRepair: true }, progress, hints);
+  return { ...r, source: src.where, message: `${r.message}; ${repairedText(fixed.report)}`, repaired: fixed.report.rebuilt };
+}
+
+const repairedText = (r: RepairReport): string => `${r.rebuilt.length} damaged or missing frame${r.rebuilt.length > 1 ? 's' : ''} rebuilt from its parity (${r.rebuilt.join(', ')})`;
+
+/**
+ * A damaged tape's copy rebuilt from its parity, in the replica's tapes
+ * directory (a hidden .incoming- file: removed by the caller, or by the next
+ * import's clean-up), or null when the tape has no parity, its damage is
+ * beyond it, or it was read from a stream (a drive or pipe: read once —
+ * copy it to a file with dd, then import the file).
+ */
+async function repairCopy(replica: Replica, src: TapeSource, stage: string): Promise<{ file: string; report: RepairReport } | null> {
+  if ((await src.size()) <= 0) return null;
+  const file = replica.tapePath(`.incoming-${stage}-repaired`);
+  let local = src;
+  const whole = replica.tapePath(`.incoming-${stage}-whole`);
+  try {
+    if (src.remote) {
+      // An object in a store: read once more, whole, to a local file to work on.
+      const w = await fsp.open(whole, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+      try {
+        let at = 0;
+        for await (const c of src.chunks()) {
+          await writeFully(w, c, at);
+          at += c.length;
+        }
+      } finally {
+        await w.close();
+      }
+      local = fileSource(whole);
+    }
+    const report = await repairTape(local, file);
+    return report.state === 'repairable' ? { file, report } : null;
+  } finally {
+    await fsp.rm(whole, { force: true });
   }
 }
 

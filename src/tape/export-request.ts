@@ -36,6 +36,20 @@ export interface ExportRequest {
   blockSize?: number;
   /** The destination must be on the file system mounted here (a carried disk that may not be attached). */
   requireMount?: string;
+  /** Reed-Solomon parity frames at this share of each group of frames (1..100 %). */
+  parity?: number;
+  /** Read each tape back whole from the medium, past the page cache, and check every hash before it counts. */
+  verifyAfterWrite?: boolean;
+  /** At the end of a medium: run this command (sh -c) to load the next one, then go on. */
+  nextMedia?: string;
+}
+
+/** Checks a parity share (export --parity): a percentage above 0, at most 100. */
+export function checkParity(p: number): number {
+  if (!Number.isFinite(p) || p <= 0 || p > 100) {
+    throw new JshipError('USAGE', `--parity ${p}: give a percentage above 0 and at most 100`, { hint: 'e.g. --parity 10 (10 % more bytes; any 2 of each 20 frames may be lost)' });
+  }
+  return p;
 }
 
 /** A tape drive's usual block size: what a device or FIFO is written with unless told. */
@@ -141,6 +155,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(key ? { key } : {}),
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
     ...(req.allowPlaintext ? { allowPlaintext: true } : {}),
+    ...(req.parity !== undefined ? { parity: req.parity } : {}),
     ...(req.waitMs !== undefined ? { waitMs: req.waitMs } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),

@@ -43,6 +43,8 @@ export interface ExportOptions {
   waitMs?: number;
   /** Write plaintext tapes although the chain's last tape is encrypted. */
   allowPlaintext?: boolean;
+  /** Parity frames at this share of each group of frames (1..100 %). */
+  parity?: number;
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
   maxUpdateBytes?: number;
   onProgress?: (rawBytes: number) => void;
@@ -158,7 +160,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     // and, with a base, a base chunk must fit on one tape with a label and a trailer.
     const last = group.journal.writtenSeq - 1n;
     const largest = Math.max(from <= last ? await group.journal.largestData(from, last) : 0, fullBase || resync ? group.config.chunkSize : 0);
-    const need = minMediaSize(largest, opts.key !== undefined, group.volumes.length);
+    const need = minMediaSize(largest, opts.key !== undefined, group.volumes.length, opts.parity);
     if (opts.mediaSize < need) {
       throw new JshipError('USAGE', `--media-size ${formatSize(opts.mediaSize)} cannot hold the largest segment of this export (a ${fullBase || resync ? 'base chunk or ' : ''}record of ${formatSize(largest)}, with a label and a trailer: records never span tapes)`, {
         hint: `give a --media-size of at least ${formatSize(need)}; media of several times that hold several records each. Nothing was written`,
@@ -178,6 +180,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     pool,
     ...(opts.key ? { key: opts.key } : {}),
     ...(opts.mediaSize !== undefined ? { mediaSize: opts.mediaSize } : {}),
+    ...(opts.parity !== undefined ? { parity: opts.parity } : {}),
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(baseRun ? { base: { baseId: baseRun.baseId, scope: baseRun.scope } } : {}),

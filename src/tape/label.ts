@@ -1,4 +1,5 @@
 import { JshipError } from '../core/errors.js';
+import { checkParityRefs, type ParityFrameRef } from './parity.js';
 
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
@@ -69,6 +70,8 @@ export interface TapeTrailer {
   base: { baseId: string; scope: string; records: number; firstPos: string; lastPos: string } | null;
   markers: MarkerInfo[];
   segments: SegmentInfo[];
+  /** Written with export --parity: the share asked for and where each parity frame lies (tapes without parity have none). */
+  parity?: { percent: number; frames: ParityFrameRef[] };
 }
 
 export const LABEL_NAME = 'jship-label.json';
@@ -163,6 +166,11 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
   }
   if (!Array.isArray(v.markers)) fail(where, 'markers', 'is missing');
   if (!Number.isSafeInteger(v.records)) fail(where, 'records', 'is missing');
+  if (v.parity !== undefined) {
+    const p = v.parity as Record<string, unknown>;
+    if (typeof p !== 'object' || p === null || typeof p.percent !== 'number' || !(p.percent > 0 && p.percent <= 100)) fail(where, 'parity', 'is malformed');
+    checkParityRefs(p.frames, `${where} parity`);
+  }
   return v as unknown as TapeTrailer;
 }
 

@@ -92,6 +92,11 @@ export async function sha256File(source: string | TapeSource): Promise<string> {
  * last few MiB until one decodes to the trailer entry.
  */
 export async function findTrailer(source: string | TapeSource): Promise<TapeTrailer | undefined> {
+  return (await findTrailerFrame(source))?.trailer;
+}
+
+/** The trailer found near the end of a tape, and where its frame lies. */
+export async function findTrailerFrame(source: string | TapeSource): Promise<{ trailer: TapeTrailer; offset: number; length: number } | undefined> {
   const src = asSource(source);
   const path = src.where;
   const size = await src.size();
@@ -107,7 +112,7 @@ export async function findTrailer(source: string | TapeSource): Promise<TapeTrai
     if (s.kind !== 'frame' || frameSizeProblem(s)) continue;
     try {
       const [entry] = await decodeEntries(decompress(buf.subarray(i, i + s.length)), path);
-      if (entry?.name === TRAILER_NAME) return decodeTrailer(entry.content, `${path} trailer`);
+      if (entry?.name === TRAILER_NAME) return { trailer: decodeTrailer(entry.content, `${path} trailer`), offset: size - span + i, length: s.length };
     } catch {
       // not it: keep looking
     }

@@ -11,6 +11,7 @@ import {
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, segmentAad, segmentName, type SegmentHeader } from './segment.js';
 import { unframeBytes, type TarEntry } from './tar-entry.js';
+import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
 
 export interface TapeRecord {
@@ -72,6 +73,9 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let nextUpdateSeq: bigint | undefined;
   let nextNumber: number | undefined;
   let index = 0;
+  /** Frames since the last parity frame (label and segments), and the parity frames seen: checked against what parity lists. */
+  let group: Array<{ entry: string; offset: number; length: number }> = [];
+  const parityRefs: Array<Omit<ParityFrameRef, 'sha256'>> = [];
 
   const handle = async (frame: Unframed, offset: number, length: number): Promise<TapeItem | undefined> => {
     if (sawEof || trailer) {
@@ -93,6 +97,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       label = decodeLabel(entry.content, `${opts.where} label`);
       // An encrypted tape is never read without its key: refused at the label, before any segment.
       if (label.encryption && !opts.structureOnly) key = (opts.keys ?? NO_KEYS).need(label.encryption.keyId, opts.where);
+      group.push({ entry: LABEL_NAME, offset, length });
       return { type: 'label', label, offset, length };
     }
     if (entry.name === TRAILER_NAME) {
@@ -104,9 +109,34 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
         fail('TAPE_DAMAGED', `the trailer lists ${listed.length} segments, the tape holds ${seen.length} that do not all match it`, 'the tape is damaged or was assembled from parts');
       }
       if (trailer.serial !== label.serial) fail('TAPE_DAMAGED', `the trailer says serial ${trailer.serial}, the label ${label.serial}`, 'the tape was assembled from parts');
+      const refs = trailer.parity?.frames ?? [];
+      if (refs.length !== parityRefs.length || refs.some((r, i) => r.name !== parityRefs[i]?.name || r.offset !== parityRefs[i]?.offset || r.length !== parityRefs[i]?.length)
+        || (trailer.parity !== undefined && group.length > 0)) {
+        fail('TAPE_DAMAGED', `the trailer lists ${refs.length} parity frames, the tape holds ${parityRefs.length}${group.length > 0 && trailer.parity ? ` and ${group.length} frames after the last` : ''}`, 'the tape is damaged or was assembled from parts');
+      }
       return { type: 'trailer', trailer, offset, length };
     }
+    if (PARITY_ENTRY.test(entry.name)) return parity(entries, offset, length);
     return segment(entries, offset, length);
+  };
+
+  /** A parity frame: its header must list exactly the frames before it since the last one; its shards must match their hashes. */
+  const parity = (entries: TarEntry[], offset: number, length: number): undefined => {
+    const n = parityRefs.length + 1;
+    const [json, bin] = entries;
+    if (entries.length !== 2 || json?.name !== parityJsonName(n) || bin?.name !== parityBinName(n)) {
+      return fail('TAPE_DAMAGED', `parity frame at byte ${offset} is not ${parityJsonName(n)} and its shards`, 'the tape is damaged or was assembled from parts');
+    }
+    const h = decodeParityHeader(json.content, `${opts.where} ${json.name}`);
+    if (h.number !== n || h.frames.length !== group.length || h.frames.some((f, i) => f.entry !== group[i]?.entry || f.offset !== group[i]?.offset || f.length !== group[i]?.length)) {
+      fail('TAPE_DAMAGED', `${json.name} lists frames that are not the ${group.length} before it`, 'the tape is damaged or was assembled from parts');
+    }
+    if (bin.content.length !== h.parity.length * h.shardBytes || h.parity.some((sha, i) => createHash('sha256').update(bin.content.subarray(i * h.shardBytes, (i + 1) * h.shardBytes)).digest('hex') !== sha)) {
+      fail('TAPE_DAMAGED', `${bin.name}: its parity shards do not match their hashes`, 'the parity frame is damaged');
+    }
+    parityRefs.push({ name: json.name, offset, length });
+    group = [];
+    return undefined;
   };
 
   const segment = (entries: TarEntry[], offset: number, length: number): TapeItem => {
@@ -156,6 +186,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       bytes: entry.content.length,
     };
     seen.push(info);
+    group.push({ entry: entry.name, offset, length });
     progress.segments++;
     progress.records += sh.count;
     if (sh.kind === SegmentKind.Update) progress.lastSeq = sh.lastSeq;

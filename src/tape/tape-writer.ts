@@ -12,6 +12,8 @@ import {
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FramePool } from './frame-pool.js';
+import { encodeParity } from '../core/reed-solomon.js';
+import { groupFits, parityFrame, parityJsonName, parityShards, type GroupFrame, type ParityFrameRef } from './parity.js';
 
 export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
 /** Segments are cut at most this large (a single larger record still makes one segment). */
@@ -49,6 +51,8 @@ export interface MediaSetOptions {
   link?: { secondary: string };
   /** The group's volumes were created zero-filled then (group.json `zeroedTs`): said in every label. */
   zeroedTs?: string;
+  /** Parity frames at this share of each group of frames (export --parity PERCENT, 1..100). */
+  parity?: number;
   /** For the trailer of tapes with base records. */
   base?: { baseId: bigint; scope: string };
   /** Called with each tape's intended final path, after it is durable and before it is renamed into place. */
@@ -79,6 +83,9 @@ interface OpenTape {
   bytes: number;
   /** What the trailer needs of each segment written (not the frames: they are gone to the output). */
   segments: Array<Omit<Sealed, 'frame'>>;
+  /** With parity: the frames since the last parity frame (held until their parity is written). */
+  group: { frames: Array<GroupFrame & { buf: Buffer }>; bytes: number; longest: number };
+  parityRefs: ParityFrameRef[];
 }
 
 /**
@@ -274,7 +281,8 @@ export class MediaSetWriter {
     }
     const size = this.#o.mediaSize;
     if (size !== undefined) {
-      const need = s.frame.length + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length);
+      const need = s.frame.length + this.#parityReserve(this.#tape, s.frame.length)
+        + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length, this.#tape.parityRefs.length + 2);
       if (this.#tape.bytes + need > size) {
         if (this.#tape.segments.length > 0) {
           await this.#closeTape(false);
@@ -287,7 +295,7 @@ export class MediaSetWriter {
         }
       }
     }
-    await this.#write(this.#tape, s.frame);
+    await this.#writeFrame(this.#tape, s.frame, s.info.name);
     const { frame: _written, ...meta } = s;
     this.#tape.segments.push(meta);
   }
@@ -309,16 +317,20 @@ export class MediaSetWriter {
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
-    const tape: OpenTape = { serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq), hash: createHash('sha256'), bytes: 0, segments: [] };
+    const tape: OpenTape = {
+      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq), hash: createHash('sha256'), bytes: 0, segments: [],
+      group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
+    };
     this.#tape = tape;
-    await this.#write(tape, frame);
+    await this.#writeFrame(tape, frame, LABEL_NAME);
     return tape;
   }
 
   async #closeTape(last: boolean): Promise<void> {
     const tape = this.#tape as OpenTape;
     this.#tape = undefined;
-    const trailer = buildTrailer(tape, last, this.#o.base);
+    await this.#writeParity(tape);
+    const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity);
     const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
@@ -332,6 +344,49 @@ export class MediaSetWriter {
     this.#written.push(written);
     this.#prevSha = sha256;
     await this.#o.onTape?.(written);
+  }
+
+  /** Writes the label's or a segment's frame; with parity, into the current group (closed first if it would not fit). */
+  async #writeFrame(tape: OpenTape, frame: Buffer, entry: string): Promise<void> {
+    const percent = this.#o.parity;
+    const g = tape.group;
+    if (percent !== undefined && g.frames.length > 0 && !groupFits(g.frames.length + 1, g.bytes + frame.length, Math.max(g.longest, frame.length), percent)) await this.#writeParity(tape);
+    const offset = tape.bytes;
+    await this.#write(tape, frame);
+    if (percent === undefined) return;
+    tape.group.frames.push({ entry, offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex'), buf: frame });
+    tape.group.bytes += frame.length;
+    tape.group.longest = Math.max(tape.group.longest, frame.length);
+    if (!groupFits(tape.group.frames.length + 1, 0, 0, percent)) await this.#writeParity(tape);
+  }
+
+  /** Closes the current group: its parity frame follows its frames. */
+  async #writeParity(tape: OpenTape): Promise<void> {
+    const g = tape.group;
+    const percent = this.#o.parity;
+    if (percent === undefined || g.frames.length === 0) return;
+    const shards = await encodeParity(g.frames.map((f) => f.buf), g.longest, parityShards(g.frames.length, percent));
+    const number = tape.parityRefs.length + 1;
+    const frame = await parityFrame({
+      format: 'jship-parity', version: 1, number, shardBytes: g.longest,
+      frames: g.frames.map(({ buf: _buf, ...f }) => f),
+      parity: shards.map((x) => createHash('sha256').update(x).digest('hex')),
+    }, shards);
+    tape.group = { frames: [], bytes: 0, longest: 0 };
+    const offset = tape.bytes;
+    await this.#write(tape, frame);
+    tape.parityRefs.push({ name: parityJsonName(number), offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex') });
+  }
+
+  /** Bytes of parity still to be written for the current group once a frame of `length` bytes joins it (bounded above). */
+  #parityReserve(tape: OpenTape, length: number): number {
+    const percent = this.#o.parity;
+    if (percent === undefined) return 0;
+    const g = tape.group;
+    const bytes = (frames: number, longest: number): number => parityShards(frames, percent) * longest + 4096 + 200 * frames;
+    return groupFits(g.frames.length + 1, g.bytes + length, Math.max(g.longest, length), percent)
+      ? bytes(g.frames.length + 1, Math.max(g.longest, length))
+      : bytes(g.frames.length, g.longest) + bytes(1, length);
   }
 
   async #write(tape: OpenTape, chunk: Buffer): Promise<void> {
@@ -355,21 +410,23 @@ function markerInfo(h: RecordHeader, data: Uint8Array): MarkerInfo {
  * the largest segment (one record of `largestRecord` data bytes does not
  * split: records never span tapes) stored incompressible, and a trailer.
  */
-export function minMediaSize(largestRecord: number, encrypted: boolean, volumes: number): number {
+export function minMediaSize(largestRecord: number, encrypted: boolean, volumes: number, parity?: number): number {
   const segment = SEGMENT_HEADER_SIZE + RECORD_SIZE + largestRecord + (encrypted ? ENCRYPTION_OVERHEAD : 0);
   // tar: header and padding of the segment and its hash entry; zstd: frame header, 3 bytes per 128 KiB block, checksum.
   const frame = segment + 3 * 512 + 1024 + 32 + 3 * Math.ceil(segment / (128 * 1024));
   // The label's JSON (about 100 bytes a volume) in a tar entry, compressed no smaller than stored.
   const label = 2048 + 128 * volumes;
-  return label + frame + trailerReserve(1, 4);
+  // With parity, the label and that segment make a group: its parity shards are as long as the longer.
+  const parityBytes = parity === undefined ? 0 : parityShards(2, parity) * Math.max(frame, label) + 4096 + 400;
+  return label + frame + parityBytes + trailerReserve(1, 4, parity === undefined ? 0 : 1);
 }
 
 /** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */
-function trailerReserve(segments: number, markers: number): number {
-  return 4096 + 400 * segments + 260 * markers;
+function trailerReserve(segments: number, markers: number, parityFrames = 0): number {
+  return 4096 + 400 * segments + 260 * markers + 200 * parityFrames;
 }
 
-function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base']): TapeTrailer {
+function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base'], parity: number | undefined): TapeTrailer {
   const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
   const bases = tape.segments.filter((s) => s.kind === SegmentKind.Base);
   const u0 = updates[0];
@@ -389,6 +446,7 @@ function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base
     } : null,
     markers: tape.segments.flatMap((s) => s.markers),
     segments: tape.segments.map((s) => s.info),
+    ...(parity !== undefined ? { parity: { percent: parity, frames: tape.parityRefs } } : {}),
   };
 }
 

@@ -3,7 +3,8 @@ import { isJshipError, type ErrorCode } from '../core/errors.js';
 import type { KeyRing } from './crypto.js';
 import type { TapeLabel, TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
-import { readLabel } from './tape-file.js';
+import { findTrailer, readLabel } from './tape-file.js';
+import { repairTape } from './repair.js';
 import { asSource, type TapeSource } from './tape-source.js';
 import type { FramePool } from './frame-pool.js';
 
@@ -23,6 +24,12 @@ export interface TapeVerification {
   error: { code: ErrorCode; message: string; hint: string | null; segmentsIntact: number; recordsIntact: number; lastGoodSeq: string | null } | null;
   /** Problems between this tape and the one before it in the list (same group, serial - 1). */
   chain: string[];
+  /**
+   * Its parity (export --parity): `intact`, or for a damaged tape whether
+   * import rebuilds it (`repairable`) or not (`lost`: `lost` names what);
+   * `unknown` for a damaged tape read from a stream or a store. Null: no parity.
+   */
+  parity: { percent: number; state: 'intact' | 'repairable' | 'lost' | 'unknown'; rebuilt: string[]; lost: string[] } | null;
 }
 
 /** Verifies tapes offline, with no replica; checks the chain between consecutive tapes given together. */
@@ -70,7 +77,7 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
   const path = src.where;
   const v: TapeVerification = {
     path, ok: false, label: null, trailer: null, sha256: null, bytes: 0, segments: 0, records: 0, recordsChecked: true,
-    firstSeq: null, lastSeq: null, error: null, chain: [],
+    firstSeq: null, lastSeq: null, error: null, chain: [], parity: null,
   };
   const hash = new TapeHash();
   try {
@@ -102,6 +109,7 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
     }
     v.sha256 = hash.digest();
     v.ok = true;
+    if (v.trailer?.parity) v.parity = { percent: v.trailer.parity.percent, state: 'intact', rebuilt: [], lost: [] };
   } catch (e) {
     if (!isJshipError(e)) throw e;
     v.error = {
@@ -110,6 +118,18 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
       recordsIntact: Number(e.details.recordsVerified ?? v.records),
       lastGoodSeq: (e.details.lastGoodSeq as string | null | undefined) ?? (v.lastSeq?.toString() ?? null),
     };
+    v.parity = await parityVerdict(src);
   }
   return v;
+}
+
+/** What a damaged tape's parity can do: found by a dry run of the repair (a local file only: a stream is read once, a store's object is not fetched again). */
+async function parityVerdict(src: TapeSource): Promise<TapeVerification['parity']> {
+  if (src.remote || (await src.size().catch(() => -1)) <= 0) {
+    const t = await findTrailer(src).catch(() => undefined);
+    return t?.parity ? { percent: t.parity.percent, state: 'unknown', rebuilt: [], lost: [] } : null;
+  }
+  const r = await repairTape(src).catch(() => undefined);
+  if (!r || r.state === 'no-parity' || r.percent === null) return null;
+  return { percent: r.percent, state: r.state === 'lost' ? 'lost' : r.state === 'repairable' ? 'repairable' : 'intact', rebuilt: r.rebuilt, lost: r.lost };
 }
