@@ -100,12 +100,14 @@ export function registerExport(program: Command): void {
         awaitingAck: r.awaitingAck,
         lostBeforeExport: r.lostBeforeExport,
         warnings: r.warnings,
+        verifiedAfterWrite: opts.verifyAfterWrite === true && r.tapes.length > 0,
       };
       const lines = (): string[] => r.nothingToExport
         ? ['nothing to export: the journal holds no record after the last tape']
         : [
             `exported ${r.records} records${r.updates ? ` (seq ${r.updates.firstSeq}..${r.updates.lastSeq}, ${formatTime(r.updates.firstTs)} .. ${formatTime(r.updates.lastTs)})` : ''}${r.base ? `, ${r.base.scope} base ${r.base.baseId} complete at seq ${r.base.completeSeq}` : ''}`,
             ...r.tapes.map((t) => `  tape ${t.serial}: ${t.location}  ${formatSize(t.bytes)}`),
+            ...(json.verifiedAfterWrite ? [`each tape was read back from the medium (its pages dropped from the cache first) and verified whole before it counted`] : []),
             `${formatSize(r.rawBytes)} of records in ${formatSize(r.tapeBytes)} of tape${r.tapeBytes > 0 ? ` (${(r.rawBytes / r.tapeBytes).toFixed(2)}:1)` : ''}`,
             r.awaitingAck ? `journal kept until an acknowledgement arrives (jship ack); journal-out is seq ${r.journalOut}` : `journal purged: journal-out is now seq ${r.journalOut}`,
             ...r.warnings.map((w) => `warning: ${w}`),

@@ -59,6 +59,7 @@ export type ErrorCode =
   | 'TAPE_PLAINTEXT'
   | 'TAPE_TOO_LARGE'
   | 'TAPE_EXISTS'
+  | 'TAPE_VERIFY_FAILED'
   | 'MEDIA_TOO_SMALL'
   | 'MEDIA_END'
   | 'MEDIA_NOT_MOUNTED'

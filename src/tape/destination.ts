@@ -7,6 +7,8 @@ import type { TapeTrailer } from './label.js';
 import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
 import type { Throttle } from '../io/throttle.js';
 import { BlockedOutput } from './blocked-output.js';
+import { verifyTapes } from './verify.js';
+import { spawnSync } from 'node:child_process';
 
 /** One tape being written. */
 export interface TapeOutput {
@@ -67,21 +69,31 @@ export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestin
 
 const PACE_PIECE = 256 * 1024;
 
+/** How a file destination checks what it wrote (export --verify-after-write). */
+export interface ReadBackOptions {
+  /** Read each tape back whole from the medium, past the page cache, and verify it before it is renamed into place. */
+  verifyAfterWrite?: boolean;
+  /** Runs between the write and the read-back (tests alter the tape here to prove the read-back looks). */
+  beforeReadBack?: (path: string) => Promise<void>;
+}
+
 /** Tapes as files in a directory, each written under a temporary name, fsynced and renamed. */
 export class DirDestination implements TapeDestination {
   readonly where: string;
   readonly durable = true;
   readonly splittable = true;
   readonly #dir: string;
+  readonly #readBack: ReadBackOptions;
 
-  constructor(dir: string) {
+  constructor(dir: string, readBack: ReadBackOptions = {}) {
     this.#dir = resolve(dir);
     this.where = this.#dir;
+    this.#readBack = readBack;
   }
 
   async open(serial: number): Promise<TapeOutput> {
     await makeDirs(this.#dir);
-    return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name));
+    return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name), this.#readBack);
   }
 
   /** The directory's carry manifest (jship-manifest.json) gets this export's tapes, beside those still there. */
@@ -109,14 +121,16 @@ export class FileDestination implements TapeDestination {
   readonly durable = true;
   readonly splittable = false;
   readonly #path: string;
+  readonly #readBack: ReadBackOptions;
 
-  constructor(path: string) {
+  constructor(path: string, readBack: ReadBackOptions = {}) {
     this.#path = resolve(path);
     this.where = this.#path;
+    this.#readBack = readBack;
   }
 
   async open(): Promise<TapeOutput> {
-    return openFileOutput(join(dirname(this.#path), `.${basename(this.#path)}.partial`), () => this.#path);
+    return openFileOutput(join(dirname(this.#path), `.${basename(this.#path)}.partial`), () => this.#path, this.#readBack);
   }
 }
 
@@ -226,7 +240,7 @@ export class DeviceDestination implements TapeDestination {
   }
 }
 
-async function openFileOutput(tmp: string, finalPath: (name: string) => string): Promise<TapeOutput> {
+async function openFileOutput(tmp: string, finalPath: (name: string) => string, readBack: ReadBackOptions = {}): Promise<TapeOutput> {
   await fsp.rm(tmp, { force: true });
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   let pos = 0;
@@ -236,11 +250,20 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string):
       await writeFully(h, chunk, pos);
       pos += chunk.length;
     },
-    async commit(name, beforeRename) {
+    async commit(name, beforeRename, tape) {
       const dest = finalPath(name);
       await h.sync();
       await h.close();
       closed = true;
+      if (readBack.verifyAfterWrite) {
+        try {
+          await readBack.beforeReadBack?.(tmp);
+          await verifyReadBack(tmp, tape);
+        } catch (e) {
+          await fsp.rm(tmp, { force: true });
+          throw e;
+        }
+      }
       await beforeRename?.(dest);
       // link + unlink: a rename that never replaces an existing tape.
       try {
@@ -262,4 +285,31 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string):
       await fsp.rm(tmp, { force: true });
     },
   };
+}
+
+/**
+ * Reads a tape just written back from the medium and verifies it whole:
+ * its pages are dropped from the page cache first (GNU dd's
+ * `iflag=nocache count=0`: posix_fadvise DONTNEED over the whole file, which
+ * Node has no call for), so the bytes come from the disk, not from memory;
+ * then every frame, hash and checksum is checked and the whole tape's
+ * SHA-256 compared with the writer's.
+ */
+async function verifyReadBack(path: string, tape: { sha256: string; bytes: number } | undefined): Promise<void> {
+  const dd = spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], { encoding: 'utf8' });
+  if (dd.status !== 0) {
+    throw new JshipError('IO', `could not drop ${path} from the page cache to read it back from the medium (dd iflag=nocache: ${dd.error?.message ?? dd.stderr.trim()})`, {
+      hint: 'install GNU coreutils (dd), or export without --verify-after-write and run jship verify on the medium later. Nothing was counted or purged',
+    });
+  }
+  const [v] = await verifyTapes([path]);
+  const problem = !v ? 'nothing was read'
+    : !v.ok ? (v.error?.message ?? 'it does not verify')
+      : tape && (v.sha256 !== tape.sha256 || v.bytes !== tape.bytes) ? `read back it has SHA-256 ${v.sha256?.slice(0, 12)}… over ${v.bytes} bytes; written it had ${tape.sha256.slice(0, 12)}… over ${tape.bytes}` : null;
+  if (problem) {
+    throw new JshipError('TAPE_VERIFY_FAILED', `the tape written to ${path} did not read back as written: ${problem}; it was removed, and is not counted: nothing it held was purged`, {
+      hint: 'the medium (or the path to it) does not keep what is written: check it (dmesg, SMART, the cable), or use another one, then run the same export again',
+      details: { path },
+    });
+  }
 }

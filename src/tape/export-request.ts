@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
-import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination } from './destination.js';
+import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type ReadBackOptions, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult } from './export.js';
 import type { S3Settings } from '../s3/s3-store.js';
@@ -103,9 +103,14 @@ export async function checkMounted(mountPoint: string, to: string): Promise<void
  * or FIFO, an s3://BUCKET/PREFIX, or - for `stdout`. `blockSize` applies to
  * drives, FIFOs and standard output only.
  */
-export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}, blockSize?: number): Promise<TapeDestination> {
+export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}, blockSize?: number, readBack: ReadBackOptions = {}): Promise<TapeDestination> {
   const blocks = (what: string): void => {
     if (blockSize !== undefined) throw new JshipError('USAGE', `--block-size applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: 'leave --block-size out' });
+    if (readBack.verifyAfterWrite && what !== 'a directory' && what !== 'a file') {
+      throw new JshipError('USAGE', `--verify-after-write reads tapes back from files and directories, not from ${what}`, {
+        hint: what === 'object storage' ? 'the store checks each upload against its checksum; jship verify s3://… reads the tapes back' : 'rewind the medium and run jship verify on it after the export',
+      });
+    }
   };
   if (isS3Url(to)) {
     blocks('object storage');
@@ -118,15 +123,19 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
         hint: 'while jship serve runs, export to a directory, a file or a tape drive',
       });
     }
+    if (readBack.verifyAfterWrite) blocks('standard output');
     return new StreamDestination(stdout, 'standard output', blockSize);
   }
   const st = await fsp.stat(to).catch(() => undefined);
-  if (st?.isCharacterDevice() || st?.isFIFO()) return new DeviceDestination(to, blockSize ?? DEFAULT_DEVICE_BLOCK);
+  if (st?.isCharacterDevice() || st?.isFIFO()) {
+    if (readBack.verifyAfterWrite) blocks('a tape drive or FIFO');
+    return new DeviceDestination(to, blockSize ?? DEFAULT_DEVICE_BLOCK);
+  }
   blocks(st?.isDirectory() || to.endsWith('/') ? 'a directory' : 'a file');
   if (st?.isBlockDevice()) throw new JshipError('USAGE', `${to} is a block device: jship writes tapes to tape drives (character devices), FIFOs, directories, new files and object storage`, { hint: 'to carry tapes on a disk, mount its file system and export to a directory on it' });
-  if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to);
+  if (st?.isDirectory() || to.endsWith('/')) return new DirDestination(to, readBack);
   if (st) throw new JshipError('TAPE_EXISTS', `${to} exists already`, { hint: 'tapes are never overwritten: name a new file, or a directory' });
-  return new FileDestination(to);
+  return new FileDestination(to, readBack);
 }
 
 /**
@@ -141,7 +150,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     if (req.to === '-' || isS3Url(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
     await checkMounted(req.requireMount, req.to);
   }
-  const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize);
+  const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize, req.verifyAfterWrite ? { verifyAfterWrite: true } : {});
   if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
   const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
