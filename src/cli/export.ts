@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { createInterface } from 'node:readline/promises';
+import type { NextMedium } from '../tape/export.js';
 import { JshipError } from '../core/errors.js';
 import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
@@ -79,7 +81,7 @@ export function registerExport(program: Command): void {
       try {
         result = await onGroup(
           dir,
-          (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined),
+          (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined, undefined, !toStdout && process.stdin.isTTY && process.stderr.isTTY ? askForMedium : undefined),
           { op: 'export', args: { ...absoluteRequest(req) }, onProgress: bar.onProgress },
         );
       } finally {
@@ -126,4 +128,17 @@ function parsePercent(text: string): number {
   const m = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
   if (!m) throw new JshipError('USAGE', `--parity ${text}: not a percentage`, { hint: 'e.g. --parity 10' });
   return Number(m[1]);
+}
+
+/** Without --next-media, on a terminal: asks the operator to load the next medium. */
+async function askForMedium(m: NextMedium): Promise<void> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`\n${m.where}: the medium is full${m.counted.length > 0 ? ` (tapes ${m.counted.join(', ')} finished on it and counted)` : ''}. Load medium ${m.medium} there and press Enter to go on with tape ${m.nextSerial}, or type q to stop: `);
+    if (answer.trim().toLowerCase().startsWith('q')) {
+      throw new JshipError('MEDIA_END', `${m.where}: the medium ended and the operator stopped the export`, { hint: 'run the same export again with the next medium in place: it goes on after the last counted tape' });
+    }
+  } finally {
+    rl.close();
+  }
 }

@@ -50,6 +50,8 @@ export class BaseRun {
   readonly #cleared: Array<[number, number]> = [];
   #exhausted = false;
   #done = false;
+  /** A full base read again after rewind(): the chunks before this one are on tapes already. */
+  #skip = 0;
 
   constructor(hooks: BaseHooks, baseId: bigint, scope: BaseScope, volumes: number[], chunkSize: number) {
     this.#hooks = hooks;
@@ -59,8 +61,9 @@ export class BaseRun {
     this.#chunkSize = chunkSize;
   }
 
-  /** The chunks to read, in volume and offset order. */
-  *#chunks(): Generator<[number, number]> {
+  /** The chunks to read, in volume and offset order (a full base: from the `skip`-th on). */
+  *#chunks(skip = 0): Generator<[number, number]> {
+    let i = 0;
     for (const v of this.#volumes) {
       const vol = this.#hooks.volumes[v] as Volume;
       const n = Math.ceil(vol.size / this.#chunkSize);
@@ -68,17 +71,51 @@ export class BaseRun {
         const bitmap = this.#hooks.bitmap();
         const chunks = bitmap && bitmap.chunkSize === this.#chunkSize ? [...bitmap.dirtyChunks(v)] : [];
         for (const c of chunks) yield [v, c];
+      } else if (i + n <= skip) {
+        i += n;
       } else {
-        for (let c = 0; c < n; c++) yield [v, c];
+        for (let c = Math.max(0, skip - i); c < n; c++) yield [v, c];
+        i += n;
       }
     }
+  }
+
+  #length(v: number, chunk: number): number {
+    return Math.min(this.#chunkSize, (this.#hooks.volumes[v] as Volume).size - chunk * this.#chunkSize);
+  }
+
+  /**
+   * Takes the run back to its `kept`-th record: the next read() reads the
+   * chunks from there again (a tape that held them was lost at the end of a
+   * medium; the tapes before it hold the first `kept`). Each chunk read
+   * again is the volume as of its new position, as any chunk of a base.
+   */
+  rewind(kept: number): void {
+    if (this.#done || kept > this.records) throw new JshipError('USAGE', `base ${this.baseId}: cannot rewind to record ${kept} of ${this.records}`);
+    if (this.scope === 'resync') {
+      // The chunks after `kept` were cleared when read: dirty again, so that they are read again.
+      const bitmap = this.#hooks.bitmap();
+      for (const [v, c] of this.#cleared.splice(kept)) bitmap?.set(v, c, true);
+      this.bytes = this.#cleared.reduce((n, [v, c]) => n + this.#length(v, c), 0);
+    } else {
+      let bytes = 0;
+      let i = 0;
+      for (const [v, c] of this.#chunks()) {
+        if (i++ >= kept) break;
+        bytes += this.#length(v, c);
+      }
+      this.bytes = bytes;
+    }
+    this.records = kept;
+    this.#skip = this.scope === 'resync' ? 0 : kept;
+    this.#exhausted = false;
   }
 
   /** The base records, chunk by chunk, read while writes go on. */
   async *read(): AsyncGenerator<JournalRecord> {
     if (this.#done) throw new JshipError('USAGE', `base ${this.baseId} is finished`);
     const queue: Array<Promise<JournalRecord>> = [];
-    const it = this.#chunks();
+    const it = this.#chunks(this.#skip);
     const fill = (): void => {
       while (queue.length < READ_AHEAD) {
         const next = it.next();

@@ -6,7 +6,8 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
 import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type ReadBackOptions, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
-import { exportGroup, type ExportResult } from './export.js';
+import { exportGroup, type ExportResult, type NextMedium } from './export.js';
+import { runHook } from '../io/hooks.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 
@@ -143,12 +144,15 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
  * estimated total). `throttle`, when given, paces the tape bytes (its rate
  * may be changed while the export runs); else `req.bwlimit` makes one.
  */
-export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle): Promise<ExportResult> {
+export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportResult> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
   if (req.requireMount !== undefined) {
     if (req.to === '-' || isS3Url(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
     await checkMounted(req.requireMount, req.to);
+  }
+  if (req.nextMedia !== undefined && (req.to === '-' || isS3Url(req.to))) {
+    throw new JshipError('USAGE', '--next-media goes with a directory, a file or a tape drive: standard output and object storage have no medium to change', { hint: 'leave --next-media out' });
   }
   const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize, req.verifyAfterWrite ? { verifyAfterWrite: true } : {});
   if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
@@ -165,9 +169,33 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
     ...(req.allowPlaintext ? { allowPlaintext: true } : {}),
     ...(req.parity !== undefined ? { parity: req.parity } : {}),
+    ...(req.nextMedia !== undefined ? { nextMedia: nextMediaCommand(req.nextMedia) } : prompt ? { nextMedia: prompt } : {}),
     ...(req.waitMs !== undefined ? { waitMs: req.waitMs } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
   });
 }
 
+
+/** How long a --next-media command may take (an operator swapping a disk, an autoloader): then the export stops. */
+export const NEXT_MEDIA_TIMEOUT_MS = 24 * 3600_000;
+
+/**
+ * Runs --next-media's command (sh -c) at the end of a medium, with
+ * JSHIP_MEDIA_WHERE (the destination), JSHIP_MEDIA_NUMBER (the medium to
+ * load, from 2), JSHIP_MEDIA_COUNTED (serials finished on the medium that
+ * ended) and JSHIP_NEXT_SERIAL; exit 0 means the next medium is in place.
+ */
+export function nextMediaCommand(command: string, timeoutMs = NEXT_MEDIA_TIMEOUT_MS): (m: NextMedium) => Promise<void> {
+  return async (m) => {
+    const r = await runHook(command, timeoutMs, {
+      JSHIP_MEDIA_WHERE: m.where, JSHIP_MEDIA_NUMBER: String(m.medium), JSHIP_MEDIA_COUNTED: m.counted.join(','), JSHIP_NEXT_SERIAL: String(m.nextSerial),
+    }).done;
+    if (r.ok) return;
+    const how = r.timedOut ? 'timed out' : r.signal ? `was killed (${r.signal})` : `failed (exit ${r.code})`;
+    throw new JshipError('MEDIA_END', `${m.where}: the medium ended${m.counted.length > 0 ? ` (tape${m.counted.length > 1 ? 's' : ''} ${m.counted.join(', ')} finished on it and counted)` : ''}, and --next-media "${command}" ${how}${r.output.trim() ? `: ${r.output.trim().slice(-400)}` : ''}`, {
+      hint: 'load the next medium by hand and run the same export again: it goes on after the last counted tape; nothing past them was purged',
+      details: { where: m.where, medium: m.medium, counted: m.counted.join(',') },
+    });
+  };
+}

@@ -1,4 +1,4 @@
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
 import { encodeRecord } from '../core/record.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
@@ -45,9 +45,26 @@ export interface ExportOptions {
   allowPlaintext?: boolean;
   /** Parity frames at this share of each group of frames (1..100 %). */
   parity?: number;
+  /**
+   * At the end of a medium (a full directory, a drive's end): load the next
+   * one (runs --next-media, or asks on a terminal); throws to stop. The tapes
+   * finished on the medium stay counted; the one cut short is written again.
+   */
+  nextMedia?: (m: NextMedium) => Promise<void>;
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
   maxUpdateBytes?: number;
   onProgress?: (rawBytes: number) => void;
+}
+
+/** What a --next-media command is told (as JSHIP_MEDIA_* variables). */
+export interface NextMedium {
+  where: string;
+  /** The number of the medium to load, from 2. */
+  medium: number;
+  /** Serials of the tapes finished on the medium that ended. */
+  counted: number[];
+  /** The serial the next tape will have. */
+  nextSerial: number;
 }
 
 export interface ExportResult {
@@ -170,7 +187,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync' }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
-  const writer = new MediaSetWriter({
+  const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
     ...(group.config.zeroedTs !== undefined ? { zeroedTs: group.config.zeroedTs } : {}),
@@ -182,7 +199,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     ...(opts.mediaSize !== undefined ? { mediaSize: opts.mediaSize } : {}),
     ...(opts.parity !== undefined ? { parity: opts.parity } : {}),
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.onProgress ? { onProgress: (n: number) => opts.onProgress?.(rawBefore + n) } : {}),
     ...(baseRun ? { base: { baseId: baseRun.baseId, scope: baseRun.scope } } : {}),
     beforeCommit: async (t) => {
       if (chain) return chain.beforeSend(t, dataEnd);
@@ -199,64 +216,98 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     },
     ...(chain ? { link: chain.link } : {}),
   });
-  let records = 0;
+  /** The tapes counted, over every medium. */
+  const tapes: WrittenTape[] = [];
   let rawBytes = 0;
-  let first: { seq: bigint; ts: bigint } | undefined;
-  let last: { seq: bigint; ts: bigint } | undefined;
+  let rawBefore = 0;
   let dataEnd: bigint | null = null;
   let updateBytes = 0;
+  const warnings: string[] = [];
+  let lastMedium: WrittenTape[] = [];
   try {
-    if (baseRun) {
-      const run = baseRun;
-      for await (const r of run.read()) {
-        await writer.add(SegmentKind.Base, r.header, encodeRecord(r.header), r.data);
-        rawBytes += 64 + r.data.length;
+    // One pass a medium: a medium that ends (--next-media) keeps the tapes finished on it; the tape
+    // it cut short is written again, whole, on the next one (a tape never spans media).
+    for (let medium = 1; ; medium++) {
+      const writer = newWriter();
+      rawBefore = rawBytes;
+      try {
+        if (baseRun) {
+          const run = baseRun;
+          if (medium > 1) run.rewind(tapes.reduce((n, t) => n + (t.trailer.base?.baseId === run.baseId.toString() ? t.trailer.base.records : 0), 0));
+          for await (const r of run.read()) {
+            await writer.add(SegmentKind.Base, r.header, encodeRecord(r.header), r.data);
+            rawBytes += 64 + r.data.length;
+          }
+          const done = await run.complete();
+          baseInfo = { baseId: run.baseId, scope: run.scope, completeSeq: done.seq, records: run.records, bytes: run.bytes };
+          baseRun = undefined;
+        }
+        // Only records known durable leave the primary: after a power cut it must not reuse a
+        // sequence number that a tape or a secondary already holds.
+        const end = group.journal.writtenSeq;
+        const next = medium > 1 ? BigInt(state.exportedSeq) + 1n : from;
+        if (next < end) await group.flush();
+        if (next < end) {
+          for await (const r of group.records(next)) {
+            if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
+            await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
+            rawBytes += 64 + r.data.length;
+            updateBytes += 64 + r.data.length;
+            dataEnd = r.header.dataPos + BigInt(r.data.length);
+          }
+        }
+        await writer.finish({ allowEmpty: (opts.allowEmpty ?? false) && tapes.length === 0 });
+        tapes.push(...writer.tapes);
+        lastMedium = [...writer.tapes];
+        break;
+      } catch (e) {
+        await writer.abort();
+        tapes.push(...writer.tapes);
+        const code = (e as NodeJS.ErrnoException).code;
+        const full = code === 'ENOSPC' || code === 'EDQUOT';
+        // A new medium that ends before a tape is finished on it would end the same way on the next.
+        const next = (full || isJshipError(e, 'MEDIA_END')) && opts.nextMedia && (medium === 1 || writer.tapes.length > 0);
+        if (next) {
+          const problem = await opts.destination.finish?.(group.config.groupId, writer.tapes);
+          if (problem) warnings.push(problem);
+          try {
+            await opts.nextMedia?.({ where: opts.destination.where, medium: medium + 1, counted: writer.tapes.map((t) => t.serial), nextSerial: state.nextSerial });
+            continue;
+          } catch (hookError) {
+            if (baseRun) await baseRun.abort((hookError as Error).message).catch(() => undefined);
+            if (tapes.length > 0) await group.purgeSecured().catch(() => undefined);
+            throw hookError;
+          }
+        }
+        if (baseRun) await baseRun.abort((e as Error).message).catch(() => undefined);
+        if (full) throw await mediaFull(group, opts.destination.where, tapes.map((t) => t.serial), code, e);
+        if (opts.nextMedia && isJshipError(e, 'MEDIA_END')) {
+          if (tapes.length > 0) await group.purgeSecured().catch(() => undefined);
+          throw new JshipError('MEDIA_END', `${e.message}; it ended on a new medium too: tape ${state.nextSerial} does not fit on one medium`, { hint: 'tapes never span media: export more often, or to a directory with --media-size (tapes of at most that size)', details: e.details, cause: e });
+        }
+        throw e;
       }
-      const done = await run.complete();
-      baseInfo = { baseId: run.baseId, scope: run.scope, completeSeq: done.seq, records: run.records, bytes: run.bytes };
-      baseRun = undefined;
     }
-    // Only records known durable leave the primary: after a power cut it must not reuse a
-    // sequence number that a tape or a secondary already holds.
-    const end = group.journal.writtenSeq;
-    if (from < end) await group.flush();
-    if (from < end) {
-      for await (const r of group.records(from)) {
-        if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
-        await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
-        records++;
-        rawBytes += 64 + r.data.length;
-        updateBytes += 64 + r.data.length;
-        dataEnd = r.header.dataPos + BigInt(r.data.length);
-        first ??= { seq: r.header.seq, ts: r.header.timestamp };
-        last = { seq: r.header.seq, ts: r.header.timestamp };
-      }
-    }
-    await writer.finish({ allowEmpty: opts.allowEmpty ?? false });
-  } catch (e) {
-    await writer.abort();
-    if (baseRun) await baseRun.abort((e as Error).message).catch(() => undefined);
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT') throw await mediaFull(group, opts.destination.where, writer.tapes.map((t) => t.serial), code, e);
-    throw e;
   } finally {
     if (!opts.pool) await pool.close();
   }
   const journalOut = await group.purgeSecured();
-  const warnings: string[] = [];
-  if (writer.tapes.length > 0 && opts.destination.finish) {
-    const problem = await opts.destination.finish(group.config.groupId, writer.tapes);
+  if (lastMedium.length > 0 && opts.destination.finish) {
+    const problem = await opts.destination.finish(group.config.groupId, lastMedium);
     if (problem) warnings.push(problem);
   }
+  const updates = tapes.filter((t) => t.trailer.updates);
+  const u0 = updates[0]?.trailer.updates;
+  const u1 = updates[updates.length - 1]?.trailer.updates;
   return {
     warnings,
     nothingToExport: false,
-    tapes: [...writer.tapes],
-    records: records + (baseInfo?.records ?? 0),
-    updates: first && last ? { firstSeq: first.seq, lastSeq: last.seq, firstTs: first.ts, lastTs: last.ts } : null,
+    tapes,
+    records: tapes.reduce((n, t) => n + t.trailer.records, 0),
+    updates: u0 && u1 ? { firstSeq: BigInt(u0.firstSeq), lastSeq: BigInt(u1.lastSeq), firstTs: BigInt(u0.firstTs), lastTs: BigInt(u1.lastTs) } : null,
     base: baseInfo,
     rawBytes,
-    tapeBytes: writer.tapes.reduce((n, t) => n + t.bytes, 0),
+    tapeBytes: tapes.reduce((n, t) => n + t.bytes, 0),
     journalOut,
     awaitingAck: state.pendingAcks.length > 0,
     lostBeforeExport,
