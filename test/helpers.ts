@@ -89,7 +89,7 @@ export function scrapeMetrics(args: string[]): Map<string, number> {
 }
 
 /** A long-running verb (`link pull`, `mount`, …) with --json: resolves once it printed its ready line; its events are collected. */
-export async function jshipProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void> }> {
+export async function jshipProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void>; exited: Promise<number | null> }> {
   const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: any[] = [];
   let err = '';
@@ -104,7 +104,7 @@ export async function jshipProc(...args: string[]): Promise<{ ready: any; events
     void exited.then((c) => reject(new Error(`jship ${args.slice(0, 2).join(' ')} exited ${c}: ${err}${events.map((e) => JSON.stringify(e)).join('\n')}`)));
   });
   return {
-    ready, events,
+    ready, events, exited,
     stop: async () => { p.kill('SIGTERM'); return exited; },
     kill: async () => { p.kill('SIGKILL'); await exited; },
   };

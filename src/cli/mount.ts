@@ -6,12 +6,14 @@ import { NbdServer, type Listen } from '../nbd/server.js';
 import { PointMount } from '../replica/mount.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { emit, eventLog, type CommonOptions } from './output.js';
+import { proofText, provePoint } from '../replica/prove.js';
 import { pointFromOptions, withPointOptions } from './restore.js';
 import { parseListen } from './serve.js';
 import { untilStopSignal } from './signals.js';
 
 interface MountCliOptions extends CommonOptions, KeyCliOptions {
   volume: string[];
+  prove: boolean;
   until?: string;
   exclusive?: boolean;
   marker?: string;
@@ -38,6 +40,7 @@ export function registerMount(program: Command): void {
     .option('--scratch <DIR>', 'where the read cache and the --writable layer go (default REPLICA_DIR/scratch)')
     .option('--cache-size <SIZE>', 'keep up to SIZE of decompressed segments in a scratch file, so each is decompressed once (0: none)', '8G')
     .option('--keep-scratch', 'with --writable: leave the scratch files when the mount stops')
+    .option('--no-prove', 'do not read a restore point whole in the background to prove it equal to the primary\'s digest of it')
     .option('--json', 'JSON lines on standard output: ready, each event, stopped')))
     .action(async (dir: string, opts: MountCliOptions) => {
       if ((opts.socket === undefined) === (opts.listen === undefined)) {
@@ -73,9 +76,25 @@ export function registerMount(program: Command): void {
         ...exports.map((x) => `  ${x.name}  ${formatSize(x.size)}  ${x.uri}`),
         'stop with SIGTERM or Ctrl-C',
       ]);
-      const sig = await stopped;
+      // A restore point or base completion is proved while it is served: read whole, compared with the primary's digest.
+      const digest = opts.prove ? mount.digest : undefined;
+      const proved = digest
+        ? provePoint(digest, mount.point).then((proof) => {
+          log({ event: 'proof', text: proofText(proof), ...proof });
+          return proof.equal ? new Promise<never>(() => undefined) : 'not equal';
+        }, (e: Error) => {
+          log({ event: 'proof-failed', error: `could not prove the point: ${e.message}` });
+          return new Promise<never>(() => undefined);
+        })
+        : new Promise<never>(() => undefined);
+      const sig = await Promise.race([stopped, proved]);
       await server.close();
       await mount.close();
+      if (sig === 'not equal') {
+        process.exitCode = 1;
+        emit(opts, { event: 'stopped', stopped: true, signal: null, reason: 'the point is not equal to the primary\'s: not served' }, () => ['stopped: the point read from the replica is NOT what the primary had (see above): not served']);
+        return;
+      }
       emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig})`]);
     });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { proofText } from '../replica/prove.js';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime, parseTime } from '../core/time.js';
@@ -97,6 +98,7 @@ export function registerRestore(program: Command): void {
         ...(r.dryRun ? [`  tapes to have at hand (${formatSize(p.pull.reduce((n, t) => n + t.bytes, 0))} of segments at most):`, ...p.pull.map((t) => `    ${t.file}  ${t.segments} segment${t.segments === 1 ? '' : 's'}, ${formatSize(t.bytes)}`)] : []),
         ...(r.finishedInterrupted ? ['  this restore had been interrupted between renaming its files: the renames are finished, every target now holds this point'] : []),
         ...(r.dryRun || r.finishedInterrupted ? [] : [`  ${r.coalesced ? 'coalesced' : 'replayed in order'}: ${formatSize(r.bytesWritten)} written, ${r.segmentsRead} of ${p.segments} segments read`]),
+        ...(r.dryRun || r.finishedInterrupted ? [] : [`  ${r.proof ? proofText(r.proof) : 'not proved: the primary made no digest of this point (only restore points and base completions have one)'}`]),
       ]);
     });
 }

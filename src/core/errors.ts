@@ -92,6 +92,7 @@ export type ErrorCode =
   // restore
   | 'RESTORE_REFUSED'
   | 'TARGET_NOT_USABLE'
+  | 'DIGEST_MISMATCH'
   | 'IO';
 
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME', 'S3_BAD_URL']);

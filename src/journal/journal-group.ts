@@ -18,6 +18,8 @@ import { exists, writeFileAtomic, makeDirs } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
 import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
+import { PointDigests } from './point-digests.js';
+import type { PointDigest } from '../core/volume-digest.js';
 import {
   appendMarkerLog, groupPaths, readGroupConfig, readMarkerLog, writeGroupConfig, type MarkerEntry,
 } from './group-files.js';
@@ -261,6 +263,8 @@ export class JournalGroup {
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
+  /** The volumes' chunk hashes, for the digest at each restore point and base completion. */
+  #digests!: PointDigests;
   #suspended = false;
   /** Suspensions since the group was opened: a full base heals the bitmap only if none began while it ran. */
   #suspensions = 0;
@@ -350,6 +354,7 @@ export class JournalGroup {
         group.#bitmap = await group.#openBitmap();
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
+      group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
       group.#onEvent = opts.onEvent;
@@ -560,6 +565,7 @@ export class JournalGroup {
       }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
+    if (volume !== GROUP_VOLUME && type !== RecordType.Marker) this.#digests.markDirty(volume, offset, length);
     // Per record: a clock read; the counters only when a sample is due (every 5 s).
     const now = this.#mono();
     if (this.#rates?.due(now)) this.#rates.note(now, this.#counters());
@@ -587,9 +593,24 @@ export class JournalGroup {
       throw new JshipError('JOURNAL_FULL', `no journal space left for a "${payload.kind}" marker`, { hint: 'export and purge the journal first' });
     }
     const rec = this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, data.length, data);
+    // A point's digest: its chunk reads are ordered now, in the tick its sequence number was given out.
+    const digest = payload.kind === 'restore-point' || payload.kind === 'base-complete'
+      ? this.#digests.begin(rec.seq, payload.kind, payload.kind === 'restore-point' ? payload.name : undefined, this.#order, this.volumes)
+      : undefined;
+    digest?.catch(() => undefined);
     this.#dirtySinceFlush = true;
     await this.#track(rec.journaled);
+    if (digest) await digest;
     return { seq: rec.seq, timestamp: rec.timestamp };
+  }
+
+  /**
+   * The digests of the points (restore points, base completions) whose
+   * markers lie in [first, last]: what a tape holding those records carries
+   * in its trailer. Waits for digests still being computed.
+   */
+  digestsBetween(first: bigint, last: bigint): Promise<PointDigest[]> {
+    return this.#digests.between(first, last);
   }
 
   /**
@@ -801,6 +822,7 @@ export class JournalGroup {
     const vol = this.volumes[volIdx] as Volume;
     const bitmap = this.#bitmap as DirtyBitmap;
     const op = this.#order.register(volIdx, offset, length);
+    this.#digests.markDirty(volIdx, offset, length);
     this.#dirtySinceFlush = true;
     await this.#track((async () => {
       try {
@@ -992,6 +1014,8 @@ export class JournalGroup {
       if (!this.#failed) {
         await this.flush();
         await this.journal.writeSuperblock({ flags: this.journal.superblock.flags | SB_CLEAN, lastTimestamp: this.#clock.last }, true);
+        // Kept for the next open: no full read of the volumes at the next point.
+        await this.#digests.save(this.volumes, this.journal.writtenSeq - 1n).catch(() => undefined);
       }
     } finally {
       this.#closed = true;

@@ -1,3 +1,4 @@
+import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 import Database from 'better-sqlite3';
 import { JshipError } from '../core/errors.js';
 
@@ -205,6 +206,16 @@ export class Catalog {
   setMeta(key: string, value: string): void {
     this.#synchronous(true);
     this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /** The primary's digest of the point at `seq` (a restore point, a base completion), when a tape brought it. */
+  digest(seq: bigint): PointDigest | undefined {
+    const v = this.getMeta(`digest:${seq}`);
+    return v === undefined ? undefined : checkPointDigest(JSON.parse(v), `the catalogue's digest of seq ${seq}`);
+  }
+
+  setDigest(d: PointDigest): void {
+    this.setMeta(`digest:${d.seq}`, JSON.stringify(d));
   }
 
   tape(serial: number): TapeRow | undefined {

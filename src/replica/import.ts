@@ -274,6 +274,11 @@ export function noteLabel(cat: Catalog, label: TapeLabel): void {
   if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
 }
 
+/** The point digests a complete tape's trailer carries (the primary's, for the markers it holds): kept for restores to prove their bytes. */
+export function noteDigests(cat: Catalog, trailer: TapeTrailer | undefined): void {
+  for (const d of trailer?.digests ?? []) cat.setDigest(d);
+}
+
 /**
  * Why a plaintext tape may not enter this chain: the nearest tape before it
  * that the replica holds is encrypted (or, with none held, an encrypted tape
@@ -345,6 +350,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     const invalidated = existing ? await invalidateDiverged(replica, existing, scan.segments) : null;
     cat.putTape(tapeRow(label, file, sha256, pos, status, problem, scan.segments, scan.trailer), scan.segments, scan.markers, stage);
     noteLabel(cat, label);
+    if (status === 'complete') noteDigests(cat, scan.trailer);
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return invalidated;
   };

@@ -1,3 +1,4 @@
+import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { NbdBackend, NbdExport, Extent } from '../nbd/export.js';
 import { Errno, STATE_HOLE, STATE_ZERO } from '../nbd/protocol.js';
@@ -51,6 +52,10 @@ export class PointMount implements NbdBackend {
   readonly plan: RestorePlan;
   /** The scratch files of a writable mount. */
   readonly scratch: readonly string[];
+  /** The point as the replica holds it (below a writable layer): what a proof reads. */
+  readonly point: readonly NbdExport[];
+  /** The primary's digest of the point, when it is a restore point or a base completion whose tape brought one. */
+  readonly digest: PointDigest | undefined;
   readonly replicaDir: string;
   readonly #source: SegmentSource;
   readonly #cache: PayloadCache | undefined;
@@ -59,8 +64,10 @@ export class PointMount implements NbdBackend {
   readonly #overlays: Overlay[];
   readonly #keepScratch: boolean;
 
-  private constructor(replicaDir: string, source: SegmentSource, cache: PayloadCache | undefined, pin: string, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean) {
+  private constructor(replicaDir: string, source: SegmentSource, cache: PayloadCache | undefined, pin: string, pool: FramePool, plan: RestorePlan, exports: NbdExport[], overlays: Overlay[], keepScratch: boolean, point: NbdExport[], digest: PointDigest | undefined) {
     this.replicaDir = replicaDir;
+    this.point = point;
+    this.digest = digest;
     this.#source = source;
     this.#cache = cache;
     this.#pin = pin;
@@ -115,6 +122,8 @@ export class PointMount implements NbdBackend {
         };
       let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, maps[i] as ExtentMap, segments, read, plan)] : []));
       pin = await writePin(replica.dir, { point: plan.point, seq: plan.seq, tapes });
+      const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
+      const point = exports;
       locked = false;
       await replica.close();
       if (opts.writable) {
@@ -126,7 +135,7 @@ export class PointMount implements NbdBackend {
         }
         exports = layered;
       }
-      return new PointMount(replica.dir, source, cache, pin, pool, plan, exports, overlays, opts.keepScratch ?? false);
+      return new PointMount(replica.dir, source, cache, pin, pool, plan, exports, overlays, opts.keepScratch ?? false, point, digest);
     } catch (e) {
       for (const o of overlays) await o.discard();
       await cache?.close();

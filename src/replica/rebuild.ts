@@ -5,7 +5,7 @@ import type { KeyRing } from '../tape/crypto.js';
 import { findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
-import { catalogKey, keepListed, noteLabel, scanTape, tapeRow } from './import.js';
+import { catalogKey, keepListed, noteDigests, noteLabel, scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
 
 export interface RebuildReport extends ChainReport {
@@ -51,6 +51,7 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
         const { size } = await fsp.stat(path);
         cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, kept.segments, scan.trailer), kept.segments, kept.markers, file);
         noteLabel(cat, label);
+        if (status === 'complete') noteDigests(cat, scan.trailer);
         labels.push(label);
         tapes.push({ file, serial: catalogKey(label), status, records: kept.segments.reduce((n, s) => n + s.records, 0), message: scan.damage?.message ?? null });
       } catch (e) {

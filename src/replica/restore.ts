@@ -1,6 +1,8 @@
 import { makeDirs } from '../io/files.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
+import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError } from '../core/errors.js';
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, indexSeq, indexType, indexVolume, readIndexEntry, type IndexEntry } from '../core/record-index.js';
@@ -62,6 +64,12 @@ export interface RestoreResult {
   /** Segments whose data was read (decompressed); the rest was superseded. */
   segmentsRead: number;
   bytesWritten: number;
+  /**
+   * What was written compared with the primary's digest of the point (a
+   * restore point or a base completion whose tape carried one); null when
+   * the point has none (a time or seq between them, an older tape).
+   */
+  proof: PointProof | null;
   /** The SVOLs were at this point already: nothing was read or written. */
   nothingToDo?: boolean;
   /** The same restore had been killed between its renames: this run finished them and wrote nothing. */
@@ -160,6 +168,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     coalesced: false,
     segmentsRead: 0,
     bytesWritten: 0,
+    proof: null,
   };
   const source = new SegmentSource(replica, opts.keys, { cacheSize: READ_AHEAD + 2, pool });
   source.checkKeys(tapes);
@@ -200,6 +209,23 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     if (coalesce) await apply.coalesced();
     else await apply.inOrder();
     for (const t of targets) await t?.finish();
+    // Before anything is put in place: what was written must be what the primary had at the point.
+    const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
+    if (digest) {
+      const proof = await proveTargets(digest, targets);
+      result.proof = proof;
+      if (!proof.equal) {
+        if (toSvol) {
+          // The SVOLs hold what no point held: rebuilt from the base at the next restore.
+          state.svol = { restoredSeq: '0', restoredTs: null, inProgress: null };
+          await writeReplicaState(replica.dir, state);
+        }
+        throw new JshipError('DIGEST_MISMATCH', `restore to ${plan.point}: ${proofText(proof)}${toSvol ? '; the SVOLs are marked as holding no point' : targets.some((t) => t?.kind === 'device') ? '; the device holds what no point held' : '; nothing was put in place'}`, {
+          hint: 'the replica\'s tapes hold records that differ from what the primary had (a tape altered with its checksums recomputed, or a bug): import the tapes again from another copy, then restore; jship verify --deep REPLICA --marker M checks other points without writing',
+          details: { volumes: proof.volumes.filter((v) => !v.equal).map((v) => v.name).join(',') },
+        });
+      }
+    }
     // Every file is complete and durable under its temporary name: the renames are recorded, then done.
     const files = targets.filter((t): t is RestoreTarget => t?.tmpPath != null).map((t) => ({ tmp: t.tmpPath as string, path: t.path }));
     if (files.length > 0) {
@@ -226,6 +252,17 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind === 'file') await t.abort();
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     throw e;
+  }
+}
+
+/** Reads back what the targets hold (files under their temporary names) and compares it with the digest. */
+async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>): Promise<PointProof> {
+  const readers: Array<Awaited<ReturnType<typeof fileBytes>>> = [];
+  try {
+    for (const t of targets) if (t) readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path));
+    return await provePoint(digest, readers);
+  } finally {
+    for (const r of readers) await r.close();
   }
 }
 

@@ -198,6 +198,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     ...(opts.key ? { key: opts.key } : {}),
     ...(opts.mediaSize !== undefined ? { mediaSize: opts.mediaSize } : {}),
     ...(opts.parity !== undefined ? { parity: opts.parity } : {}),
+    digests: (a: bigint, b: bigint) => group.digestsBetween(a, b),
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
     ...(opts.onProgress ? { onProgress: (n: number) => opts.onProgress?.(rawBefore + n) } : {}),
     ...(baseRun ? { base: { baseId: baseRun.baseId, scope: baseRun.scope } } : {}),

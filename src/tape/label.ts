@@ -1,5 +1,6 @@
 import { JshipError } from '../core/errors.js';
 import { checkParityRefs, type ParityFrameRef } from './parity.js';
+import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
@@ -72,6 +73,8 @@ export interface TapeTrailer {
   segments: SegmentInfo[];
   /** Written with export --parity: the share asked for and where each parity frame lies (tapes without parity have none). */
   parity?: { percent: number; frames: ParityFrameRef[] };
+  /** The digests of the points (restore points, base completions) whose markers this tape holds, as the primary computed them. */
+  digests?: PointDigest[];
 }
 
 export const LABEL_NAME = 'jship-label.json';
@@ -170,6 +173,10 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
     const p = v.parity as Record<string, unknown>;
     if (typeof p !== 'object' || p === null || typeof p.percent !== 'number' || !(p.percent > 0 && p.percent <= 100)) fail(where, 'parity', 'is malformed');
     checkParityRefs(p.frames, `${where} parity`);
+  }
+  if (v.digests !== undefined) {
+    if (!Array.isArray(v.digests) || v.digests.length > (v.markers as unknown[]).length) fail(where, 'digests', 'is not a list of at most one digest a marker');
+    for (const d of v.digests as unknown[]) checkPointDigest(d, `${where} digests`);
   }
   return v as unknown as TapeTrailer;
 }

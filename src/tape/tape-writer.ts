@@ -12,6 +12,7 @@ import {
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FramePool } from './frame-pool.js';
+import type { PointDigest } from '../core/volume-digest.js';
 import { encodeParity } from '../core/reed-solomon.js';
 import { groupFits, parityFrame, parityJsonName, parityShards, type GroupFrame, type ParityFrameRef } from './parity.js';
 
@@ -51,6 +52,8 @@ export interface MediaSetOptions {
   link?: { secondary: string };
   /** The group's volumes were created zero-filled then (group.json `zeroedTs`): said in every label. */
   zeroedTs?: string;
+  /** The digests of the points whose markers lie in [first, last] (a tape's updates): listed in its trailer. */
+  digests?: (first: bigint, last: bigint) => Promise<PointDigest[]>;
   /** Parity frames at this share of each group of frames (export --parity PERCENT, 1..100). */
   parity?: number;
   /** For the trailer of tapes with base records. */
@@ -270,7 +273,7 @@ export class MediaSetWriter {
     this.#tape ??= await this.#openTape(s.first.seq);
     // The trailer lists every segment and marker: it must stay below the format's frame limit.
     const markers = this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length;
-    if (this.#tape.segments.length > 0 && trailerReserve(this.#tape.segments.length + 1, markers) > MAX_TRAILER_BYTES) {
+    if (this.#tape.segments.length > 0 && trailerReserve(this.#tape.segments.length + 1, markers, 0, this.#o.volumes.length) > MAX_TRAILER_BYTES) {
       if (!this.#o.destination.splittable) {
         throw new JshipError('TAPE_TOO_LARGE', `a tape written to ${this.#o.destination.where} can list at most about ${Math.floor(MAX_TRAILER_BYTES / 400)} segments in its trailer`, {
           hint: 'export more often, or to a directory (where the export continues on a further tape of its media set)',
@@ -282,7 +285,7 @@ export class MediaSetWriter {
     const size = this.#o.mediaSize;
     if (size !== undefined) {
       const need = s.frame.length + this.#parityReserve(this.#tape, s.frame.length)
-        + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length, this.#tape.parityRefs.length + 2);
+        + trailerReserve(this.#tape.segments.length + 1, this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length, this.#tape.parityRefs.length + 2, this.#o.volumes.length);
       if (this.#tape.bytes + need > size) {
         if (this.#tape.segments.length > 0) {
           await this.#closeTape(false);
@@ -330,7 +333,11 @@ export class MediaSetWriter {
     const tape = this.#tape as OpenTape;
     this.#tape = undefined;
     await this.#writeParity(tape);
-    const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity);
+    const updates0 = tape.segments.filter((s) => s.kind === SegmentKind.Update);
+    const u0 = updates0[0];
+    const u1 = updates0[updates0.length - 1];
+    const digests = u0 && u1 && this.#o.digests ? await this.#o.digests(u0.first.seq, u1.last.seq) : [];
+    const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity, digests);
     const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
@@ -418,15 +425,16 @@ export function minMediaSize(largestRecord: number, encrypted: boolean, volumes:
   const label = 2048 + 128 * volumes;
   // With parity, the label and that segment make a group: its parity shards are as long as the longer.
   const parityBytes = parity === undefined ? 0 : parityShards(2, parity) * Math.max(frame, label) + 4096 + 400;
-  return label + frame + parityBytes + trailerReserve(1, 4, parity === undefined ? 0 : 1);
+  return label + frame + parityBytes + trailerReserve(1, 4, parity === undefined ? 0 : 1, volumes);
 }
 
 /** An upper bound of the trailer frame's size (JSON, tar headers, zstd overhead, end-of-archive). */
-function trailerReserve(segments: number, markers: number, parityFrames = 0): number {
-  return 4096 + 400 * segments + 260 * markers + 200 * parityFrames;
+function trailerReserve(segments: number, markers: number, parityFrames = 0, volumes = 1): number {
+  // A marker's entry, and (restore points, base completions) its digest: about 130 bytes a volume.
+  return 4096 + 400 * segments + (460 + 130 * volumes) * markers + 200 * parityFrames;
 }
 
-function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base'], parity: number | undefined): TapeTrailer {
+function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base'], parity: number | undefined, digests: PointDigest[]): TapeTrailer {
   const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
   const bases = tape.segments.filter((s) => s.kind === SegmentKind.Base);
   const u0 = updates[0];
@@ -447,6 +455,7 @@ function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base
     markers: tape.segments.flatMap((s) => s.markers),
     segments: tape.segments.map((s) => s.info),
     ...(parity !== undefined ? { parity: { percent: parity, frames: tape.parityRefs } } : {}),
+    ...(digests.length > 0 ? { digests } : {}),
   };
 }
 

@@ -1,0 +1,72 @@
+import { constants, promises as fsp } from 'node:fs';
+import { digestVolume, groupRoot, leafHasher, type PointDigest, type VolumeDigest } from '../core/volume-digest.js';
+
+/** What a restore or a mount found, comparing what it produced with the primary's digest of the point. */
+export interface PointProof {
+  seq: bigint;
+  kind: PointDigest['kind'];
+  name: string | null;
+  /** Every volume compared equals the primary's at the point. */
+  equal: boolean;
+  /** All of the group's volumes were compared (the group's root matched too). */
+  whole: boolean;
+  root: string;
+  volumes: Array<{ name: string; equal: boolean; expected: string; got: string }>;
+}
+
+/** Something to read a volume's bytes from: a restored file or device, a mounted point. */
+export interface VolumeBytes {
+  name: string;
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/**
+ * Computes each volume's root over the bytes given (over the size the
+ * primary digested) and compares it, and the group's root when every volume
+ * is there, with the primary's digest.
+ */
+export async function provePoint(digest: PointDigest, volumes: readonly VolumeBytes[]): Promise<PointProof> {
+  const hash = await leafHasher();
+  const got: VolumeDigest[] = [];
+  const out: PointProof['volumes'] = [];
+  for (const v of volumes) {
+    const want = digest.volumes.find((d) => d.name === v.name);
+    if (!want) {
+      out.push({ name: v.name, equal: false, expected: '(no such volume at the point)', got: '' });
+      continue;
+    }
+    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len));
+    got.push(d);
+    out.push({ name: v.name, equal: d.root === want.root, expected: want.root, got: d.root });
+  }
+  const whole = digest.volumes.every((d) => got.some((g) => g.name === d.name));
+  const equal = out.every((v) => v.equal) && (!whole || groupRoot(digest.volumes.map((d) => got.find((g) => g.name === d.name) as VolumeDigest)) === digest.root);
+  return { seq: BigInt(digest.seq), kind: digest.kind, name: digest.name ?? null, equal, whole, root: digest.root, volumes: out };
+}
+
+/** Reads a file or device (read-only, in whole chunks; bytes past its end read as zeros). */
+export async function fileBytes(name: string, path: string): Promise<VolumeBytes & { close(): Promise<void> }> {
+  const h = await fsp.open(path, constants.O_RDONLY);
+  return {
+    name,
+    async read(offset, length) {
+      const b = Buffer.alloc(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await h.read(b, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return b;
+    },
+    close: () => h.close(),
+  };
+}
+
+/** How a proof reads in a line: "proved equal to the primary at marker m1 (root 3f2a…)". */
+export function proofText(p: PointProof): string {
+  const at = p.kind === 'restore-point' ? `marker ${p.name}` : `the base completed at seq ${p.seq}`;
+  if (p.equal) return `proved equal to the primary at ${at} (${p.whole ? 'group root' : `volume${p.volumes.length > 1 ? 's' : ''} ${p.volumes.map((v) => v.name).join(', ')} of root`} ${p.root.slice(0, 16)}…)`;
+  const bad = p.volumes.filter((v) => !v.equal).map((v) => v.name);
+  return `NOT equal to the primary at ${at}: volume${bad.length > 1 ? 's' : ''} ${bad.join(', ')} differ${bad.length > 1 ? '' : 's'} from the primary's digest`;
+}
