@@ -10,10 +10,11 @@ import { benchS3 } from './s3.mjs';
 import { benchLink } from './link.mjs';
 import { benchBwlimit } from './bwlimit.mjs';
 import { benchMount, benchMountMap } from './mount.mjs';
+import { benchParity, benchDigest } from './media.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap, parity: benchParity, digest: benchDigest };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {

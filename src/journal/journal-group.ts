@@ -354,7 +354,7 @@ export class JournalGroup {
         group.#bitmap = await group.#openBitmap();
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
-      group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n);
+      group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n, group.#order);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
       group.#onEvent = opts.onEvent;
@@ -565,7 +565,7 @@ export class JournalGroup {
       }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
-    if (volume !== GROUP_VOLUME && type !== RecordType.Marker) this.#digests.markDirty(volume, offset, length);
+    if (volume !== GROUP_VOLUME && type !== RecordType.Marker) this.#digests.beforeWrite(volume, offset, length);
     // Per record: a clock read; the counters only when a sample is due (every 5 s).
     const now = this.#mono();
     if (this.#rates?.due(now)) this.#rates.note(now, this.#counters());
@@ -593,14 +593,15 @@ export class JournalGroup {
       throw new JshipError('JOURNAL_FULL', `no journal space left for a "${payload.kind}" marker`, { hint: 'export and purge the journal first' });
     }
     const rec = this.#allocRecord(RecordType.Marker, GROUP_VOLUME, 0, data.length, data);
-    // A point's digest: its chunk reads are ordered now, in the tick its sequence number was given out.
-    const digest = payload.kind === 'restore-point' || payload.kind === 'base-complete'
-      ? this.#digests.begin(rec.seq, payload.kind, payload.kind === 'restore-point' ? payload.name : undefined, this.#order, this.volumes)
-      : undefined;
-    digest?.catch(() => undefined);
+    // A point's digest: the chunks it reads are taken in the tick its sequence number was given out;
+    // they are read in the background (an export of the marker waits for it, not the mark).
+    if (payload.kind === 'restore-point' || payload.kind === 'base-complete') {
+      this.#digests.begin(rec.seq, payload.kind, payload.kind === 'restore-point' ? payload.name : undefined).catch((e: unknown) => {
+        this.#onEvent?.({ event: 'digest-failed', seq: rec.seq, error: e instanceof Error ? e.message : String(e) });
+      });
+    }
     this.#dirtySinceFlush = true;
     await this.#track(rec.journaled);
-    if (digest) await digest;
     return { seq: rec.seq, timestamp: rec.timestamp };
   }
 
@@ -821,8 +822,8 @@ export class JournalGroup {
   async #suspendedWrite(type: RecordType, volIdx: number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
     const vol = this.volumes[volIdx] as Volume;
     const bitmap = this.#bitmap as DirtyBitmap;
+    this.#digests.beforeWrite(volIdx, offset, length);
     const op = this.#order.register(volIdx, offset, length);
-    this.#digests.markDirty(volIdx, offset, length);
     this.#dirtySinceFlush = true;
     await this.#track((async () => {
       try {

@@ -5,6 +5,18 @@ import { writeFileAtomic } from '../io/files.js';
 import type { Volume } from '../volume/volume.js';
 import type { RangeOrder } from './range-order.js';
 
+/** A point whose digest is being computed: the chunks it has still to read, and the leaves read for it. */
+interface Point {
+  seq: bigint;
+  kind: PointDigest['kind'];
+  name: string | undefined;
+  /** Per volume, 1 for each chunk still to read for this point. */
+  pending: Uint8Array[];
+  /** Per volume, the leaves read for this point (applied to the table in marker order). */
+  leaves: Array<Map<number, bigint>>;
+  reads: Array<Promise<void>>;
+}
+
 /** Where a group keeps its point digests (one JSON line each) and, between a clean close and the next open, its chunk table. */
 export const digestPaths = (dir: string): { log: string; table: string } => ({ log: join(dir, 'digests.jsonl'), table: join(dir, 'digest-table.bin') });
 
@@ -20,9 +32,10 @@ async function fileStamps(volumes: readonly Volume[]): Promise<string[]> {
  * The primary's point digests (core/volume-digest.ts): a chunk table per
  * volume whose leaves are brought up to date at each restore point and base
  * completion — only the chunks written since the last one are read, in the
- * journal's order (right after the marker's sequence number is given out,
- * their reads are ordered after every earlier write and before every later
- * one), so each digest is the volumes exactly at its marker. Digests are
+ * background, each read ordered after every write before the marker; a
+ * later write to a chunk not yet read waits for that one chunk's read
+ * (copy-on-write), so each digest is the volumes exactly at its marker and
+ * writes never wait for more than one chunk. Digests are
  * kept in digests.jsonl and travel in the trailers of the tapes holding
  * their markers. The table is saved at a clean close; after a crash (or an
  * out-of-band change to a volume file) every chunk is read at the next point.
@@ -33,21 +46,27 @@ export class PointDigests {
   readonly #hash: LeafHash;
   readonly #known = new Map<string, PointDigest>();
   readonly #pending = new Map<string, Promise<PointDigest>>();
+  /** Points whose chunks are still being read. */
+  readonly #points: Point[] = [];
+  readonly #order: RangeOrder;
+  readonly #volumes: readonly Volume[];
   /** Volume reads of one digest at a time: digests are computed in marker order. */
   #last: Promise<unknown> = Promise.resolve();
 
-  private constructor(dir: string, tables: ChunkTable[], hash: LeafHash) {
+  private constructor(dir: string, tables: ChunkTable[], hash: LeafHash, order: RangeOrder, volumes: readonly Volume[]) {
     this.#dir = dir;
+    this.#order = order;
+    this.#volumes = volumes;
     this.#tables = tables;
     this.#hash = hash;
   }
 
-  static async open(dir: string, volumes: readonly Volume[], chunkSize: number, lastSeq: bigint): Promise<PointDigests> {
+  static async open(dir: string, volumes: readonly Volume[], chunkSize: number, lastSeq: bigint, order: RangeOrder): Promise<PointDigests> {
     const paths = digestPaths(dir);
     const tables = await loadTable(paths.table, volumes, chunkSize, lastSeq).catch(() => undefined);
     // Used once: a crash after this open must not find a table that no longer matches the volumes.
     await fsp.rm(paths.table, { force: true });
-    const d = new PointDigests(dir, tables ?? volumes.map((v) => new ChunkTable(v.size, chunkSize)), await leafHasher());
+    const d = new PointDigests(dir, tables ?? volumes.map((v) => new ChunkTable(v.size, chunkSize)), await leafHasher(), order, volumes);
     const text = await fsp.readFile(paths.log, 'utf8').catch(() => '');
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
@@ -61,42 +80,70 @@ export class PointDigests {
     return d;
   }
 
-  markDirty(volume: number, offset: number, length: number): void {
-    this.#tables[volume]?.markDirty(offset, length);
+  /**
+   * Before a write is ordered (same tick, right before its PVOL write is
+   * registered): a chunk it touches that a point still in progress has yet
+   * to read is read first — the point's bytes, before this write lands
+   * (copy-on-write). Then the chunk is dirty for the next point.
+   */
+  beforeWrite(volume: number, offset: number, length: number): void {
+    const t = this.#tables[volume];
+    if (!t || length <= 0) return;
+    if (this.#points.length > 0) {
+      const last = Math.min(t.chunks - 1, Math.floor((offset + length - 1) / t.chunkSize));
+      for (const p of this.#points) {
+        for (let c = Math.floor(offset / t.chunkSize); c <= last; c++) if (p.pending[volume]?.[c] === 1) this.#claim(p, volume, c);
+      }
+    }
+    t.markDirty(offset, length);
   }
 
   /**
    * Starts the digest of the point at `seq`. Must be called in the same
-   * tick as `seq` was given out: the dirty chunks are taken and their reads
-   * ordered now. Resolves once the digest is computed and logged.
+   * tick as `seq` was given out: the chunks written since the last point are
+   * taken now (later writes to them are read around, see beforeWrite); they
+   * are read in the background, one at a time, so writes never wait for more
+   * than one chunk read. Resolves once the digest is computed and logged.
    */
-  begin(seq: bigint, kind: PointDigest['kind'], name: string | undefined, order: RangeOrder, volumes: readonly Volume[]): Promise<PointDigest> {
-    const reads = this.#tables.map((t, v) => t.takeDirty().map(([first, count]) => {
-      const [start] = t.range(first);
-      const end = Math.min(t.size, (first + count) * t.chunkSize);
-      return { first, count, op: order.register(v, start, end - start) };
-    }));
-    const run = this.#last.then(async () => {
-      for (const [v, runs] of reads.entries()) {
-        const t = this.#tables[v] as ChunkTable;
-        const vol = volumes[v] as Volume;
-        for (const r of runs) {
-          try {
-            await r.op.ready;
-            for (let c = r.first; c < r.first + r.count; c++) {
-              const [off, len] = t.range(c);
-              t.leaves[c] = this.#hash(await vol.read(off, len));
-            }
-          } catch (e) {
-            // Read again at the next point.
-            t.markDirty(r.first * t.chunkSize, r.count * t.chunkSize);
-            throw e;
-          } finally {
-            r.op.finish();
+  begin(seq: bigint, kind: PointDigest['kind'], name: string | undefined): Promise<PointDigest> {
+    const p: Point = {
+      seq, kind, name, reads: [],
+      pending: this.#tables.map((t) => {
+        const flags = new Uint8Array(t.chunks);
+        for (const [first, count] of t.takeDirty()) flags.fill(1, first, first + count);
+        return flags;
+      }),
+      leaves: this.#tables.map(() => new Map<number, bigint>()),
+    };
+    this.#points.push(p);
+    const before = this.#last;
+    const run = (async () => {
+      try {
+        // The chunks nobody wrote meanwhile, in order, each read ordered after the writes before it.
+        for (const [v, flags] of p.pending.entries()) {
+          for (let c = flags.indexOf(1); c >= 0; c = flags.indexOf(1, c + 1)) {
+            this.#claim(p, v, c);
+            await p.reads[p.reads.length - 1];
           }
         }
+        await Promise.all(p.reads);
+        // Applied in marker order: the leaves of the points before are in the table first.
+        await before;
+        for (const [v, m] of p.leaves.entries()) {
+          const t = this.#tables[v] as ChunkTable;
+          for (const [c, h] of m) t.leaves[c] = h;
+        }
+      } catch (e) {
+        // What this point took is read again at the next one.
+        for (const [v, flags] of p.pending.entries()) {
+          const t = this.#tables[v] as ChunkTable;
+          for (let c = 0; c < flags.length; c++) if (flags[c] === 1 || p.leaves[v]?.has(c)) t.dirty[c] = 1;
+        }
+        throw e;
+      } finally {
+        this.#points.splice(this.#points.indexOf(p), 1);
       }
-      const vols = this.#tables.map((t, v) => ({ name: (volumes[v] as Volume).name, size: t.size, root: t.root() }));
+      const vols = this.#tables.map((t, v) => ({ name: (this.#volumes[v] as Volume).name, size: t.size, root: t.root() }));
       const digest: PointDigest = {
         algorithm: DIGEST_ALGORITHM, seq: seq.toString(), kind, ...(name !== undefined ? { name } : {}), chunkSize: (this.#tables[0] as ChunkTable).chunkSize, volumes: vols, root: groupRoot(vols),
       };
@@ -109,13 +156,32 @@ export class PointDigests {
       }
       this.#known.set(digest.seq, digest);
       return digest;
-    });
-    // Reads for the next point wait for these (their chunk leaves are shared).
+    })();
+    // The next point applies its leaves after these.
     this.#last = run.catch(() => undefined);
     const key = seq.toString();
     this.#pending.set(key, run);
     void run.finally(() => this.#pending.delete(key)).catch(() => undefined);
     return run;
+  }
+
+  /** Reads chunk `c` of volume `v` for point `p`: ordered now, after every write before this moment. */
+  #claim(p: Point, v: number, c: number): void {
+    const flags = p.pending[v] as Uint8Array;
+    flags[c] = 0;
+    const t = this.#tables[v] as ChunkTable;
+    const [off, len] = t.range(c);
+    const op = this.#order.register(v, off, len);
+    const read = (async () => {
+      try {
+        await op.ready;
+        p.leaves[v]?.set(c, this.#hash(await (this.#volumes[v] as Volume).read(off, len)));
+      } finally {
+        op.finish();
+      }
+    })();
+    read.catch(() => undefined);
+    p.reads.push(read);
   }
 
   /** The digests of the points in [first, last], waiting for those still being computed. */
@@ -125,13 +191,18 @@ export class PointDigests {
     return [...this.#known.values()].filter((d) => inRange(d.seq)).sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
   }
 
+  /** Resolves when no digest is being computed. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#pending.values()]);
+  }
+
   get(seq: bigint): PointDigest | undefined {
     return this.#known.get(seq.toString());
   }
 
   /** Keeps the table for the next open (a clean close, after the last record `lastSeq`). */
   async save(volumes: readonly Volume[], lastSeq: bigint): Promise<void> {
-    await Promise.allSettled([...this.#pending.values()]);
+    await this.settled();
     const header = Buffer.from(`${JSON.stringify({ seq: lastSeq.toString(), chunkSize: this.#tables[0]?.chunkSize, files: await fileStamps(volumes), sizes: this.#tables.map((t) => t.size) })}\n`);
     const parts: Buffer[] = [header];
     for (const t of this.#tables) {
