@@ -1,13 +1,17 @@
 import type { Command } from 'commander';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
 import { serialText, tapeRef } from '../replica/catalog.js';
 import { chainReport } from '../replica/coverage.js';
 import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
+import { readTape } from '../tape/tape-reader.js';
+import type { TapeSource } from '../tape/tape-source.js';
+import type { TapeLabel } from '../tape/label.js';
+import { readBlockSize, withDeviceOptions, type DeviceCliOptions } from './device-options.js';
 import type { TapeTrailer } from '../tape/label.js';
 import { emit, table, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
@@ -19,10 +23,10 @@ export function registerTapes(program: Command): void {
   const cmd = program
     .command('tapes')
     .description('list the tapes of a replica (from its catalogue) or of a directory of tape files (from their labels and trailers)')
-    .argument('<REPLICA_DIR_OR_DIR>', 'a replica, a directory holding tapes, or s3://BUCKET/PREFIX')
+    .argument('<REPLICA_DIR_OR_DIR>', 'a replica, a directory holding tapes, a tape file, a tape drive or FIFO (the tape read through), or s3://BUCKET/PREFIX')
     .option('--json', 'print one JSON object');
-  withS3Options(cmd)
-    .action(async (dir: string, opts: CommonOptions & S3CliOptions) => {
+  withDeviceOptions(withS3Options(cmd))
+    .action(async (dir: string, opts: CommonOptions & S3CliOptions & DeviceCliOptions) => {
       const isReplica = !isS3Url(dir) && await fsp.access(join(dir, 'replica.json')).then(() => true, () => false);
       if (isReplica) {
         const replica = await Replica.open(dir);
@@ -45,14 +49,14 @@ export function registerTapes(program: Command): void {
         }
         return;
       }
-      const files = await expandTapeSources([dir], s3Settings(opts));
+      const files = await expandTapeSources([dir], s3Settings(opts), readBlockSize(opts));
       const rows: Array<{ file: string; bytes: number; serial: number | null; groupId: string | null; encrypted: boolean | null; mediaSet: { id: string; index: number } | null; trailer: TapeTrailer | null; problem: string | null }> = [];
       for (const src of files) {
         const f = src.where;
-        const size = await src.size();
+        let size = await src.size();
         try {
-          const label = await readLabel(src);
-          const trailer = await findTrailer(src);
+          // A drive or a pipe is read once, through (as tar -t reads it): its trailer is at its end.
+          const { label, trailer } = size < 0 ? await readThrough(src, (n) => { size = n; }) : { label: await readLabel(src), trailer: await findTrailer(src) };
           rows.push({ file: f, bytes: size, serial: label.serial, groupId: label.groupId, encrypted: label.encryption !== null, mediaSet: label.mediaSet, trailer: trailer ?? null, problem: trailer ? null : 'no trailer found: truncated or damaged (jship verify tells more)' });
         } catch (e) {
           if (!isJshipError(e)) throw e;
@@ -69,4 +73,23 @@ export function registerTapes(program: Command): void {
         ...rows.filter((r) => r.problem).map((r) => `${r.file}: ${r.problem}`),
       ]);
     });
+}
+
+/** The label and trailer of a tape read once from a stream (structure and hashes checked on the way). */
+async function readThrough(src: TapeSource, bytes: (n: number) => void): Promise<{ label: TapeLabel; trailer: TapeTrailer | undefined }> {
+  let label: TapeLabel | undefined;
+  let trailer: TapeTrailer | undefined;
+  let n = 0;
+  try {
+    for await (const item of readTape(src.chunks(), { where: src.where, structureOnly: true, onBytes: (c) => { n += c.length; } })) {
+      if (item.type === 'label') label = item.label;
+      else if (item.type === 'trailer') trailer = item.trailer;
+    }
+  } catch (e) {
+    if (!label || !isJshipError(e)) throw e;
+  } finally {
+    bytes(n);
+  }
+  if (!label) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: no jship label`, { hint: 'this is not a jship tape' });
+  return { label, trailer };
 }

@@ -61,6 +61,12 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     }
     expect(jshipJson('restore', rep, '--target', join(dir, 'out.img')).code).toBe(0);
     expect(readFileSync(join(dir, 'out.img')).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
+    // jship tapes reads a drive through, as tar -t does: label and trailer.
+    const feeder = feedFifo(fifo, join(dir, 'captured-10K'));
+    const listed = jshipJson('tapes', fifo, '--block-size', '10K');
+    expect(await feeder).toBe(0);
+    expect(listed.code, JSON.stringify(listed.out)).toBe(0);
+    expect(listed.out.tapes[0]).toMatchObject({ serial: 2, problem: null, trailer: { serial: 2 } });
     // Bad block sizes and block sizes where there are no blocks: usage errors.
     expect(jshipJson('export', g, '--to', fifo, '--block-size', '1000').code).toBe(2);
     expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--block-size', '64K').code).toBe(2);
