@@ -228,13 +228,20 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   try {
     // One pass a medium: a medium that ends (--next-media) keeps the tapes finished on it; the tape
     // it cut short is written again, whole, on the next one (a tape never spans media).
+    const counted = (baseId: bigint): number => tapes.reduce((n, t) => n + (t.trailer.base?.baseId === baseId.toString() ? t.trailer.base.records : 0), 0);
     for (let medium = 1; ; medium++) {
+      // A base that completed while its last records were on the tape the medium cut short cannot be
+      // read again (its chunks would be newer than its completion): a new base is taken.
+      if (medium > 1 && baseInfo && counted(baseInfo.baseId) < baseInfo.records) {
+        baseRun = await group.beginBase({ scope: baseInfo.scope });
+        baseInfo = null;
+      }
       const writer = newWriter();
       rawBefore = rawBytes;
       try {
         if (baseRun) {
           const run = baseRun;
-          if (medium > 1) run.rewind(tapes.reduce((n, t) => n + (t.trailer.base?.baseId === run.baseId.toString() ? t.trailer.base.records : 0), 0));
+          if (medium > 1) run.rewind(counted(run.baseId));
           for await (const r of run.read()) {
             await writer.add(SegmentKind.Base, r.header, encodeRecord(r.header), r.data);
             rawBytes += 64 + r.data.length;
@@ -246,7 +253,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
         // Only records known durable leave the primary: after a power cut it must not reuse a
         // sequence number that a tape or a secondary already holds.
         const end = group.journal.writtenSeq;
-        const next = medium > 1 ? BigInt(state.exportedSeq) + 1n : from;
+        const after = BigInt(state.exportedSeq) + 1n;
+        const next = medium > 1 && after > from ? after : from;
         if (next < end) await group.flush();
         if (next < end) {
           for await (const r of group.records(next)) {

@@ -4,6 +4,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
+import { DirDestination, type TapeDestination } from '../../src/tape/destination.js';
+import { exportGroup } from '../../src/tape/export.js';
 import { BIN, KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 
 /** A group of one 4 MiB volume with 48 writes of 40 000 random bytes (a base of it and the updates: about 4 MB of tape). */
@@ -125,6 +127,42 @@ describe('--next-media: a media set across media', () => {
     expect(nofit.code).toBe(1);
     expect(nofit.out.error.message).toMatch(/ended on a new medium too: tape 1 does not fit on one medium/);
   }, 180_000);
+
+  it('a medium that ends after the base completed, its last base records on the tape cut short: a new base is taken, never a base with chunks missing', async () => {
+    const g = await group(join(dir, 'late'));
+    const grp = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    const out = join(dir, 'late-tapes');
+    const plain = new DirDestination(out);
+    let ended = false;
+    // The first medium ends as the first tape is committed: everything was written to it, the base complete.
+    const destination: TapeDestination = {
+      where: plain.where, durable: true, splittable: true,
+      async open(serial) {
+        const o = await plain.open(serial);
+        if (ended) return o;
+        return {
+          write: (c) => o.write(c),
+          async commit() {
+            ended = true;
+            await o.abort();
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          },
+          abort: () => o.abort(),
+        };
+      },
+    };
+    const media: number[] = [];
+    const r = await exportGroup(grp, { destination, base: true, nextMedia: async (m) => { media.push(m.medium); } });
+    await grp.close();
+    expect(media).toEqual([2]);
+    expect(r.tapes.map((t) => t.serial)).toEqual([1]);
+    expect(r.base?.records).toBe(64);
+    expect(r.tapes[0]!.trailer.base).toMatchObject({ baseId: r.base!.baseId.toString(), records: 64 });
+    const rep = join(dir, 'late-rep');
+    expect(jshipJson('import', rep, out).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'late.img')).code).toBe(0);
+    expect(readFileSync(join(dir, 'late.img')).equals(readFileSync(join(dir, 'late', 'a.img')))).toBe(true);
+  });
 
   it('usage: standard output and object storage have no medium to change', async () => {
     const g = await group(join(dir, 'usage'));
