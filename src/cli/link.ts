@@ -28,6 +28,7 @@ interface LinkCliOptions extends CommonOptions {
   from?: string;
   candidates?: string;
   failoverAfter?: string;
+  failbackAfter?: string;
   psk?: string;
   name?: string;
   apply?: boolean;
@@ -159,15 +160,17 @@ export function registerLink(program: Command): void {
     .option('--to <HOST:PORT>', 'the receiving secondary')
     .option('--candidates <FILE>', 'JSON list of {"address": "HOST:PORT", "priority": N}: failover in priority order')
     .option('--failover-after <DURATION>', 'move to the next candidate when the current one is unreachable this long (default 60s)')
+    .option('--failback-after <DURATION>', 'while on a lower-priority candidate, try the higher ones this often and return to the first that answers (default: never)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
     .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
       if ((opts.to === undefined) === (opts.candidates === undefined)) throw new JshipError('USAGE', 'jship link push needs either --to HOST:PORT or --candidates FILE', { hint: 'run jship link push --help' });
-      const { push, failoverMs } = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '');
+      const targets = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '', opts.failbackAfter);
+      const push = targets.push;
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
-      const serving = await Serving.start(dir, { nbd: false, link: { push, failoverMs, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
+      const serving = await Serving.start(dir, { nbd: false, link: { ...targets, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
         [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
         async () => { await serving.stop(); });
@@ -239,14 +242,19 @@ export function registerLink(program: Command): void {
 }
 
 /** The push targets of --to or --candidates (flags named with `prefix`, e.g. "link-" for jship serve). */
-export async function pushTargets(to: string | undefined, candidates: string | undefined, failoverAfter: string | undefined, prefix: string): Promise<{ push: Candidate[]; failoverMs: number }> {
+export async function pushTargets(to: string | undefined, candidates: string | undefined, failoverAfter: string | undefined, prefix: string, failbackAfter?: string): Promise<{ push: Candidate[]; failoverMs: number; failbackMs?: number }> {
   const push: Candidate[] = to !== undefined
     ? [{ ...parseHostPort(to, `--${prefix}to`), address: to, priority: 1 }]
     : parseCandidates(await fsp.readFile(candidates as string, 'utf8').catch((e: Error) => {
       throw new JshipError('USAGE', `--${prefix}candidates ${candidates}: ${e.message}`, { hint: 'name a readable JSON file' });
     }), candidates as string);
   const failoverMs = failoverAfter !== undefined ? Number(parseDuration(failoverAfter, `--${prefix}failover-after`) / 1_000_000n) : 60_000;
-  return { push, failoverMs };
+  if (failbackAfter === undefined || failbackAfter === 'never') return { push, failoverMs };
+  const failbackMs = Number(parseDuration(failbackAfter, `--${prefix}failback-after`) / 1_000_000n);
+  if (failbackMs < 100 || push.length < 2) {
+    throw new JshipError('USAGE', `--${prefix}failback-after ${failbackAfter}: ${push.length < 2 ? 'it goes with several candidates' : 'give at least 100ms'}`, { hint: `e.g. --${prefix}candidates FILE --${prefix}failback-after 5m` });
+  }
+  return { push, failoverMs, failbackMs };
 }
 
 function maxTape(opts: LinkCliOptions): { maxTapeBytes?: number } {

@@ -21,6 +21,7 @@ interface ServeCliOptions extends CommonOptions {
   linkTo?: string;
   linkCandidates?: string;
   linkFailoverAfter?: string;
+  linkFailbackAfter?: string;
   metrics?: string;
   linkBwlimit?: string;
   psk?: string;
@@ -42,6 +43,7 @@ export function registerServe(program: Command): void {
     .option('--link-to <HOST:PORT>', 'also push the journal to a secondary running jship link receive')
     .option('--link-candidates <FILE>', 'push to the first reachable of these instead (see jship link push)')
     .option('--link-failover-after <DURATION>', 'with --link-candidates: move on after this long unreachable (default 60s)')
+    .option('--link-failback-after <DURATION>', 'with --link-candidates: while on a lower-priority candidate, try the higher ones this often and return to the first that answers (default: never)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--link-bwlimit <RATE>', 'send the link\'s tapes at most this fast (20M is 20 MiB/s; change it while serving with jship bwlimit)')
     .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless HOST is given), or on a Unix socket PATH')
@@ -60,7 +62,7 @@ export function registerServe(program: Command): void {
       const linkRate = opts.linkBwlimit !== undefined ? parseRate(opts.linkBwlimit, '--link-bwlimit') : null;
       const link = opts.linkListen !== undefined || pushing ? {
         ...(opts.linkListen !== undefined ? { listen: parseHostPort(opts.linkListen, '--link-listen') } : {}),
-        ...(pushing ? await pushTargets(opts.linkTo, opts.linkCandidates, opts.linkFailoverAfter, 'link-') : {}),
+        ...(pushing ? await pushTargets(opts.linkTo, opts.linkCandidates, opts.linkFailoverAfter, 'link-', opts.linkFailbackAfter) : {}),
         key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
         ...(linkRate !== null ? { throttle: new Throttle(linkRate) } : {}),
         log,

@@ -88,7 +88,7 @@ function linkLines(link: SecondaryLag[]): string[] {
     `link secondaries: ${link.length}`,
     ...table(link.map((l) => [
       l.name, l.address ?? '-', `confirmed seq ${l.confirmedSeq}`, `lag ${l.records} records`, l.bytes === null ? '? bytes' : formatSize(l.bytes), secs(l.seconds),
-      `eta ${secs(l.etaSeconds)}`, l.detached ? 'detached (failover)' : l.needsBase ? 'needs a base' : '', `seen ${l.lastSeen ?? 'never'}`,
+      `eta ${secs(l.etaSeconds)}`, l.detached ? 'detached (failover)' : l.standby ? 'standby (failover)' : l.needsBase ? 'needs a base' : '', `seen ${l.lastSeen ?? 'never'}`,
     ])),
   ];
 }

@@ -15,7 +15,9 @@ export interface SecondaryLag {
   etaSeconds: number | null;
   lastSeen: string | null;
   needsBase: boolean;
-  /** Left behind by a push failover: it does not pin the journal. */
+  /** Left behind by a push failover or failback: it still pins the journal until the journal is nearly full. */
+  standby: boolean;
+  /** A standby released when the journal filled: it does not pin the journal. */
   detached: boolean;
 }
 
@@ -30,7 +32,7 @@ export function secondaryLag(s: GroupStatus, r: LinkRegistry): SecondaryLag[] {
     const etaSeconds = records === 0n ? 0 : bytes !== null && x.rate > 0 ? bytes / x.rate : null;
     return {
       name: x.name, address: x.address, confirmedSeq: x.confirmed.seq, records: records.toString(), bytes, seconds, etaSeconds,
-      lastSeen: x.lastSeen, needsBase: x.needsBase, detached: x.detached === true,
+      lastSeen: x.lastSeen, needsBase: x.needsBase, standby: x.standby === true, detached: x.detached === true,
     };
   });
 }

@@ -19,6 +19,12 @@ export interface LinkPrimaryOptions {
   push?: Candidate[];
   /** How long the current push target may stay unreachable before the next candidate takes over. */
   failoverMs?: number;
+  /**
+   * While pushing to a lower-priority candidate: try the higher ones this
+   * often, and return to the first that answers (it resumes from its own
+   * position). Unset: stay where the failover went.
+   */
+  failbackMs?: number;
   retryMs?: number;
   maxTapeBytes?: number;
   timeoutMs?: number;
@@ -83,40 +89,109 @@ export class LinkPrimary {
     let current = 0;
     let downSince: number | null = null;
     const names = new Map<number, string>();
-    while (!this.#stopped) {
-      const t = targets[current] as Candidate;
-      try {
-        const ch = await dial(t, o.key, group.config.groupId, Math.min(10_000, failoverMs));
-        this.#pushChannel = ch;
-        downSince = null;
-        o.log({ event: 'connected', to: t.address });
+    /** A higher-priority candidate that answered while another was served: the next session's channel. */
+    let back: { index: number; ch: Channel } | undefined;
+    // A site a failover left behind keeps pinning the journal (a short outage loses no restore point)
+    // until the journal is nearly full: then it is released.
+    const release = setInterval(() => {
+      void this.#releaseStandbys(group, o).catch(() => undefined);
+    }, 1000);
+    release.unref();
+    /** The site at `index` is no longer served: it stays registered, pinning, as a standby. */
+    const leave = async (index: number): Promise<string | null> => {
+      const left = names.get(index) ?? null;
+      if (left) await updateRegistry(group.dir, (r) => { const s = r.secondaries.find((x) => x.name === left); if (s && !s.detached) s.standby = true; });
+      return left;
+    };
+    try {
+      while (!this.#stopped) {
+        const t = targets[current] as Candidate;
+        let failback: NodeJS.Timeout | undefined;
         try {
-          await session(ch, (n) => names.set(current, n));
-        } finally {
-          this.#pushChannel = undefined;
-          ch.close();
-        }
-      } catch (e) {
-        if (this.#stopped) break;
-        o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', to: t.address, ...(isJshipError(e) ? { code: e.code } : {}), why: (e as Error).message });
-        downSince ??= Date.now();
-        if (targets.length > 1 && Date.now() - downSince >= failoverMs) {
-          const next = (current + 1) % targets.length;
-          const left = names.get(current);
-          // The site left behind stops pinning the journal; if it comes back it resumes from its own position.
-          if (left) await updateRegistry(group.dir, (r) => { const s = r.secondaries.find((x) => x.name === left); if (s) s.detached = true; });
-          await group.purgeSecured();
-          o.log({ event: 'failover', from: t.address, to: (targets[next] as Candidate).address, downSeconds: Math.round((Date.now() - downSince) / 1000), detached: left ?? null });
-          current = next;
+          const ch = back?.ch ?? await dial(t, o.key, group.config.groupId, Math.min(10_000, failoverMs));
+          back = undefined;
+          this.#pushChannel = ch;
           downSince = null;
-          continue;
+          o.log({ event: 'connected', to: t.address });
+          if (o.failbackMs !== undefined && current > 0) failback = this.#probeHigher(group, o, targets, current, o.failbackMs, (index, probe) => {
+            back = { index, ch: probe };
+            ch.destroy();
+          });
+          try {
+            await session(ch, (n) => names.set(current, n));
+          } finally {
+            this.#pushChannel = undefined;
+            ch.close();
+          }
+        } catch (e) {
+          if (this.#stopped) break;
+          if (!back) {
+            o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', to: t.address, ...(isJshipError(e) ? { code: e.code } : {}), why: (e as Error).message });
+            downSince ??= Date.now();
+            if (targets.length > 1 && Date.now() - downSince >= failoverMs) {
+              const next = (current + 1) % targets.length;
+              const left = await leave(current);
+              o.log({ event: 'failover', from: t.address, to: (targets[next] as Candidate).address, downSeconds: Math.round((Date.now() - downSince) / 1000), standby: left });
+              current = next;
+              downSince = null;
+              continue;
+            }
+            await new Promise<void>((r) => {
+              const timer = setTimeout(r, retryMs);
+              this.#wake = () => { clearTimeout(timer); r(); };
+            });
+          }
+        } finally {
+          clearInterval(failback);
         }
-        await new Promise<void>((r) => {
-          const timer = setTimeout(r, retryMs);
-          this.#wake = () => { clearTimeout(timer); r(); };
-        });
+        if (back && !this.#stopped) {
+          const left = await leave(current);
+          o.log({ event: 'failback', from: t.address, to: (targets[back.index] as Candidate).address, standby: left });
+          current = back.index;
+        }
       }
+    } finally {
+      clearInterval(release);
+      back?.ch.destroy();
     }
+  }
+
+  /** Every `everyMs`, dials the candidates before `current` in priority order; the first that answers is handed to `found` (once). */
+  #probeHigher(group: JournalGroup, o: LinkPrimaryOptions, targets: Candidate[], current: number, everyMs: number, found: (index: number, ch: Channel) => void): NodeJS.Timeout {
+    let busy = false;
+    let done = false;
+    const timer = setInterval(() => {
+      if (busy || done || this.#stopped) return;
+      busy = true;
+      void (async () => {
+        for (let i = 0; i < current && !done; i++) {
+          const ch = await dial(targets[i] as Candidate, o.key, group.config.groupId, Math.min(10_000, everyMs)).catch(() => undefined);
+          if (!ch) continue;
+          if (done || this.#stopped) {
+            ch.destroy();
+            return;
+          }
+          done = true;
+          found(i, ch);
+        }
+      })().finally(() => { busy = false; });
+    }, everyMs);
+    timer.unref();
+    return timer;
+  }
+
+  /** Standby secondaries stop pinning the journal once it is nearly full (or full, or suspended). */
+  async #releaseStandbys(group: JournalGroup, o: LinkPrimaryOptions): Promise<void> {
+    const state = group.state;
+    if (state !== 'nearly-full' && state !== 'full' && state !== 'suspended') return;
+    const released = await updateRegistry(group.dir, (r) => r.secondaries.filter((s) => s.standby && !s.detached).map((s) => {
+      s.detached = true;
+      delete s.standby;
+      return s.name;
+    }));
+    if (released.length === 0) return;
+    const out = await group.purgeSecured();
+    o.log({ event: 'released', secondaries: released, why: `the journal is ${state}: a failover left ${released.length > 1 ? 'them' : 'it'} behind; ${released.length > 1 ? 'they resume' : 'it resumes'} with a new base if ${released.length > 1 ? 'they come' : 'it comes'} back`, journalOut: out });
   }
 
   /** Ends every session (secondaries resume from their confirmed positions) and stops. */

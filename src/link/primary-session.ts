@@ -99,6 +99,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
         }
         s.inflight = null;
         s.address = ch.peer;
+        delete s.standby;
         if (s.detached) {
           // Back after a failover: it pins the journal again; what was purged meanwhile comes as a new base.
           delete s.detached;

@@ -32,9 +32,16 @@ export interface SecondaryState {
   /** Confirmed journal bytes per second, smoothed (for the catch-up estimate). */
   rate: number;
   /**
-   * Set when push failover moved away from this secondary: it no longer pins
-   * the journal. When it connects again it resumes from its own position,
-   * with a new base if the records after it were purged meanwhile.
+   * Set when push failover (or a failback) moved away from this secondary:
+   * it still pins the journal, so that a short outage loses no restore
+   * point, until the journal is nearly full — then it is released
+   * (`detached`). Cleared when it connects again.
+   */
+  standby?: boolean;
+  /**
+   * A standby released when the journal filled: it no longer pins the
+   * journal. When it connects again it resumes from its own position, with
+   * a new base if the records after it were purged meanwhile.
    */
   detached?: boolean;
 }

@@ -26,7 +26,7 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
       const who = c.kind === 'tapes' ? 'tapes' : `secondary ${c.name}`;
       if (!c.pins) {
         // A chain that never wrote a tape on a link-only site is not a consumer; a detached secondary is one that is lost.
-        if (c.kind === 'secondary') out.push({ name: `rpo ${who}`, ok: false, message: `${who} is detached (a failover left it): it secures nothing` });
+        if (c.kind === 'secondary') out.push({ name: `rpo ${who}`, ok: false, message: `${who} is detached (a failover left it and the journal filled): it secures nothing` });
         continue;
       }
       const ok = c.rpoSeconds !== null && c.rpoSeconds <= max;

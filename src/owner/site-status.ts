@@ -93,7 +93,8 @@ async function tapeLag(group: JournalGroup, s: GroupStatus, chain: ChainState): 
 async function secondaryRpo(group: JournalGroup, s: GroupStatus, x: LinkRegistry['secondaries'][number]): Promise<ConsumerLag> {
   const atNs = x.confirmed.ts === null ? null : BigInt(x.confirmed.ts);
   const notes = [
-    ...(x.detached ? ['detached by a failover: it does not hold the journal'] : []),
+    ...(x.detached ? ['released after a failover (the journal filled): it does not hold the journal'] : []),
+    ...(x.standby && !x.detached ? ['standby after a failover: it holds the journal until the journal is nearly full'] : []),
     ...(x.needsBase ? ['needs a base'] : []),
     ...(x.inflight ? [`link tape ${x.inflight.serial} awaits its confirmation`] : []),
   ];

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +8,7 @@ import { LinkReceiver } from '../../src/link/link-secondary.js';
 import { readRegistry } from '../../src/link/registry.js';
 
 import type { LinkEvent } from '../../src/link/primary-session.js';
-import { KiB, MiB, tempDir } from '../helpers.js';
+import { KiB, MiB, jshipJson, tempDir } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
 import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
@@ -31,7 +32,7 @@ async function freePort(): Promise<number> {
 describe('link push', () => {
   const dir = tempDir();
 
-  it('pushes to a receiver under writes; fails over to the next candidate when it stops, and a site that comes back resumes from its own position', async () => {
+  it('pushes under writes; fails over when the site stops, which keeps pinning the journal; when it comes back the primary returns to it (failback) with no new base, and a restore point taken during the outage restores there; a standby is released once the journal fills', async () => {
     const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
     await writeMixed(group, 40, 1);
     const [pa, pb] = [await freePort(), await freePort()];
@@ -42,53 +43,71 @@ describe('link push', () => {
     let b: LinkReceiver | undefined;
     const ev = events();
     const primary = await LinkPrimary.start(group, {
-      key, log: ev.log, failoverMs: 1500, retryMs: 100, maxTapeBytes: 32 * KiB,
+      key, log: ev.log, failoverMs: 1500, retryMs: 100, failbackMs: 300, maxTapeBytes: 32 * KiB,
       push: [{ host: '127.0.0.1', port: pa, address: `127.0.0.1:${pa}`, priority: 1 }, { host: '127.0.0.1', port: pb, address: `127.0.0.1:${pb}`, priority: 2 }],
     });
-    const confirmed = async (name: string): Promise<bigint> => BigInt((await readRegistry(g)).secondaries.find((s) => s.name === name)?.confirmed.seq ?? '-1');
+    const site = async (name: string) => (await readRegistry(g)).secondaries.find((s) => s.name === name);
+    const confirmed = async (name: string): Promise<bigint> => BigInt((await site(name))?.confirmed.seq ?? '-1');
     const caughtUp = (name: string) => until(`${name} to catch up`, async () => (await confirmed(name)) === group.journal.writtenSeq - 1n);
     try {
-      // Writes while it pushes.
       for (let i = 0; i < 5; i++) await writeMixed(group, 30, 10 + i);
       await caughtUp('site-a');
       const s1 = await snapshot(group, dir, 's1');
       await expectRestoresTo(repA, dir, s1, 'a-s1');
-      // Site A goes away: after 1.5 s unreachable the primary moves to B, which gets a base and the updates.
+      // Site A goes away; a restore point is taken while it is away.
       await a.stop();
       await writeMixed(group, 30, 20);
+      await group.mark('during-the-outage');
+      const outage = await snapshot(group, dir, 'outage');
       b = await recv(repB, 'site-b', pb);
       await until('failover to site B', () => ev.all.some((e) => e.event === 'failover'));
       const fo = ev.all.find((e) => e.event === 'failover') as LinkEvent;
-      expect(fo.from).toBe(`127.0.0.1:${pa}`);
-      expect(fo.to).toBe(`127.0.0.1:${pb}`);
-      expect(typeof fo.downSeconds).toBe('number');
+      expect(fo).toMatchObject({ from: `127.0.0.1:${pa}`, to: `127.0.0.1:${pb}`, standby: 'site-a' });
       await caughtUp('site-b');
-      // B's history starts with its new base (taken when the failover reached it): a point is restorable
-      // there only once that base is complete, so the snapshot comes after more writes that B confirmed.
       await writeMixed(group, 10, 21);
       await caughtUp('site-b');
       const s2 = await snapshot(group, dir, 's2');
       await expectRestoresTo(repB, dir, s2, 'b-s2');
-      // A, left behind, no longer pins the journal.
-      const reg = await readRegistry(g);
-      expect(reg.secondaries.find((s) => s.name === 'site-a')?.detached).toBe(true);
-      expect(group.journal.outSeq).toBe((await confirmed('site-b')) + 1n);
-      // A comes back and B goes away: the primary returns to A, which resumes from its own position (with a new base: its records were purged).
+      // A, left behind, still pins the journal: nothing it lacks was purged.
+      expect(await site('site-a')).toMatchObject({ standby: true });
+      expect((await site('site-a'))?.detached).toBeUndefined();
+      expect(group.journal.outSeq).toBeLessThanOrEqual((await confirmed('site-a')) + 1n);
+      // A comes back: the primary returns to it, and it goes on from its own position (no new base).
       a = await recv(repA, 'site-a', pa);
-      await b.stop();
-      b = undefined;
+      await until('failback to site A', () => ev.all.some((e) => e.event === 'failback'));
+      expect(ev.all.find((e) => e.event === 'failback')).toMatchObject({ from: `127.0.0.1:${pb}`, to: `127.0.0.1:${pa}`, standby: 'site-b' });
       await writeMixed(group, 30, 30);
-      await until('failover back to site A', () => ev.all.filter((e) => e.event === 'failover').length >= 2);
       await caughtUp('site-a');
-      const s3 = await snapshot(group, dir, 's3');
-      // Its older points stay (by sequence number: right after s1 comes the gap of what was purged while it was away).
+      expect(await site('site-a')).toMatchObject({ needsBase: false });
+      expect((await site('site-a'))?.standby).toBeUndefined();
+      await expectRestoresTo(repA, dir, outage, 'a-outage', 'seq');
       await expectRestoresTo(repA, dir, s1, 'a-s1-again', 'seq');
+      const s3 = await snapshot(group, dir, 's3');
       await expectRestoresTo(repA, dir, s3, 'a-s3');
+      // B is the standby now; once the journal is nearly full it is released (and A goes on).
+      expect(await site('site-b')).toMatchObject({ standby: true });
+      for (let i = 0; i < 400 && !ev.all.some((e) => e.event === 'released'); i++) await writeMixed(group, 20, 100 + i);
+      expect(ev.all.find((e) => e.event === 'released')).toMatchObject({ secondaries: ['site-b'] });
+      expect(await site('site-b')).toMatchObject({ detached: true });
+      await caughtUp('site-a');
+      expect(group.journal.outSeq).toBeGreaterThan(await confirmed('site-b'));
     } finally {
       await primary.stop();
       await a.stop();
       await b?.stop();
       await group.close();
     }
-  }, 90_000);
+  }, 120_000);
+
+  it('usage: --failback-after goes with several candidates and at least 100ms', () => {
+    const one = jshipJson('link', 'push', join(dir, 'g'), '--to', '127.0.0.1:9', '--failback-after', '1m');
+    expect(one.code).toBe(2);
+    expect(one.out.error.message).toMatch(/--failback-after 1m: it goes with several candidates/);
+    const sites = join(dir, 'sites.json');
+    writeFileSync(sites, JSON.stringify([{ address: '127.0.0.1:9', priority: 1 }, { address: '127.0.0.1:10', priority: 2 }]));
+    const tiny = jshipJson('link', 'push', join(dir, 'g'), '--candidates', sites, '--failback-after', '10ms');
+    expect(tiny.code).toBe(2);
+    const bad = jshipJson('serve', join(dir, 'g'), '--link-candidates', sites, '--link-failback-after', 'soon');
+    expect(bad.code).toBe(2);
+  });
 });
