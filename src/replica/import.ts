@@ -274,9 +274,13 @@ export function noteLabel(cat: Catalog, label: TapeLabel): void {
   if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
 }
 
-/** The point digests a complete tape's trailer carries (the primary's, for the markers it holds): kept for restores to prove their bytes. */
+/**
+ * The point digests a complete tape's trailer carries (the primary's, for
+ * the markers it holds): kept for restores to prove their bytes. The first
+ * one a replica holds for a point stays: a later tape cannot replace it.
+ */
 export function noteDigests(cat: Catalog, trailer: TapeTrailer | undefined): void {
-  for (const d of trailer?.digests ?? []) cat.setDigest(d);
+  for (const d of trailer?.digests ?? []) if (!cat.digest(BigInt(d.seq))) cat.setDigest(d);
 }
 
 /**

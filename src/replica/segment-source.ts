@@ -1,11 +1,10 @@
 import { promises as fsp } from 'node:fs';
-import { decompress } from 'zstd-napi';
 import type { FramePool } from '../tape/frame-pool.js';
 import { JshipError } from '../core/errors.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { KeyRing, decryptPayload, missingKey } from '../tape/crypto.js';
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, segmentAad } from '../tape/segment.js';
-import { decodeEntries } from '../tape/tar-entry.js';
+import { frameEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
 
@@ -100,7 +99,7 @@ export class SegmentSource {
       if (s.kind !== 'frame' || s.length !== frame.length) throw new Error('not one whole zstd frame at the catalogued offset');
       const tooBig = frameSizeProblem(s);
       if (tooBig) throw new Error(tooBig);
-      const entries = this.#pool ? (await this.#pool.unframe(frame)).entries : await decodeEntries(decompress(frame), where);
+      const entries = this.#pool ? (await this.#pool.unframe(frame)).entries : await frameEntries(frame, where);
       content = entries[0]?.content ?? Buffer.alloc(0);
     } catch (e) {
       throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });

@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp, constants } from 'node:fs';
-import { decompress } from 'zstd-napi';
 import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { writeFully } from '../io/files.js';
 import { encodeParity, reconstructData } from '../core/reed-solomon.js';
 import { decodeParityHeader, parityFrame, parityShards, type GroupFrame, type ParityFrameRef, type ParityHeader } from './parity.js';
 import { findTrailerFrame } from './tape-file.js';
 import type { TapeSource } from './tape-source.js';
-import { decodeEntries } from './tar-entry.js';
+import { frameEntries } from './tar-entry.js';
 
 /** What parity can do for a tape. */
 export interface RepairReport {
@@ -150,7 +149,7 @@ const ends = (frames: GroupFrame[]): number => {
 
 async function parityContent(frame: Buffer, ref: ParityFrameRef, where: string): Promise<{ h: ParityHeader; shards: Array<Buffer | null> } | undefined> {
   try {
-    const [json, bin] = await decodeEntries(decompress(frame), `${where} ${ref.name}`);
+    const [json, bin] = await frameEntries(frame, `${where} ${ref.name}`);
     if (!json || !bin || json.name !== ref.name) return undefined;
     const h = decodeParityHeader(json.content, `${where} ${ref.name}`);
     if (bin.content.length !== h.parity.length * h.shardBytes) return undefined;
@@ -199,7 +198,7 @@ async function regroup(number: number, groupStart: number, ref: ParityFrameRef, 
       const s = scanFrame(region, off);
       if (s.kind !== 'frame' || frameSizeProblem(s)) throw new Error('not a frame');
       const b = region.subarray(off, off + s.length);
-      const [entry] = await decodeEntries(decompress(b), ref.name);
+      const [entry] = await frameEntries(b, ref.name);
       if (!entry) throw new Error('no entry');
       frames.push({ entry: entry.name, offset: groupStart + off, length: s.length, sha256: sha256(b) });
       data.push(b);

@@ -1,12 +1,11 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { decompress } from 'zstd-napi';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
-import { decodeEntries } from './tar-entry.js';
+import { frameEntries } from './tar-entry.js';
 import { asSource, fileSource, streamSource, type StreamSource, type TapeSource } from './tape-source.js';
 import { isS3Url } from '../s3/s3-url.js';
 import type { S3Settings } from '../s3/s3-store.js';
@@ -111,7 +110,7 @@ export async function findTrailerFrame(source: string | TapeSource): Promise<{ t
     const s = scanFrame(buf, i);
     if (s.kind !== 'frame' || frameSizeProblem(s)) continue;
     try {
-      const [entry] = await decodeEntries(decompress(buf.subarray(i, i + s.length)), path);
+      const [entry] = await frameEntries(buf.subarray(i, i + s.length), path);
       if (entry?.name === TRAILER_NAME) return { trailer: decodeTrailer(entry.content, `${path} trailer`), offset: size - span + i, length: s.length };
     } catch {
       // not it: keep looking

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { decompress } from 'zstd-napi';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType, type RecordHeader } from '../core/record.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
@@ -10,7 +9,7 @@ import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, segmentAad, segmentName, type SegmentHeader } from './segment.js';
-import { unframeBytes, type TarEntry } from './tar-entry.js';
+import { unframe, type TarEntry } from './tar-entry.js';
 import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
 
@@ -204,11 +203,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   const pending: Array<{ offset: number; length: number; out: Promise<Unframed> }> = [];
   const decode = (frame: Buffer, offset: number): Promise<Unframed> => {
     if (opts.pool) return opts.pool.unframe(frame);
-    try {
-      return unframeBytes(decompress(frame), `${opts.where} at byte ${offset}`);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return unframe(frame, `${opts.where} at byte ${offset}`);
   };
   const startDecoding = (): void => {
     while (pending.length < READ_AHEAD && cutFrames.length > 0) {

@@ -1,4 +1,5 @@
 import tar from 'tar-stream';
+import { decompress } from 'zstd-napi';
 import { JshipError } from '../core/errors.js';
 
 /** The end-of-archive marker: two zero blocks. */
@@ -39,4 +40,19 @@ export async function unframeBytes(bytes: Buffer, where: string): Promise<{ entr
     allZero: entries.length === 0 && bytes.every((b) => b === 0),
     endsWithEof: bytes.length >= TAR_EOF.length && bytes.subarray(bytes.length - TAR_EOF.length).every((b) => b === 0),
   };
+}
+
+/**
+ * A tape frame taken apart on this thread: zstd-decompressed, then its tar
+ * entries. The one place jship decompresses outside the frame pool (whose
+ * workers load the same zstd-napi by path); a frame that does not
+ * decompress rejects.
+ */
+export async function unframe(frame: Uint8Array, where: string): Promise<{ entries: TarEntry[]; allZero: boolean; endsWithEof: boolean }> {
+  return unframeBytes(decompress(frame), where);
+}
+
+/** The tar entries of one tape frame (see unframe). */
+export async function frameEntries(frame: Uint8Array, where: string): Promise<TarEntry[]> {
+  return decodeEntries(decompress(frame), where);
 }

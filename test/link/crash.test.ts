@@ -10,17 +10,9 @@ import { readRegistry } from '../../src/link/registry.js';
 import { Replica } from '../../src/replica/replica.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import { BIN, KiB, MiB, makeGroup, tempDir } from '../helpers.js';
+import { freePort } from './helpers.js';
 
 const PRIMARY = fileURLToPath(new URL('./primary-proc.mjs', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** A TCP relay between the secondary and the primary whose connections can be cut at once. */
 async function relay(to: number): Promise<{ port: number; cut: () => number; close: () => Promise<void> }> {

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JournalGroup, type CreateGroupOptions } from '../../src/journal/journal-group.js';
@@ -52,11 +53,21 @@ export function linkProc(...args: string[]): ReturnType<typeof jshipProc> {
   return jshipProc('link', ...args);
 }
 
-export async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
+
+/** A TCP port free on the loopback now (for a receiver or server a test starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}

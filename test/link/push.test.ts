@@ -1,6 +1,5 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 
 import { LinkPrimary } from '../../src/link/link-primary.js';
@@ -10,24 +9,7 @@ import { readRegistry } from '../../src/link/registry.js';
 import type { LinkEvent } from '../../src/link/primary-session.js';
 import { KiB, MiB, jshipJson, tempDir } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+import { events, expectRestoresTo, freePort, linkedGroup, snapshot, until } from './helpers.js';
 
 describe('link push', () => {
   const dir = tempDir();

@@ -7,7 +7,7 @@ import {
   Cmd, Errno, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, encodeRequest,
 } from '../../src/nbd/protocol.js';
 import { KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
-import { Raw, client, journalReproducesVolumes, req, serve, u32 } from './helpers.js';
+import { Raw, client, journalReproducesVolumes, req, serve, u32, untilJournaled } from './helpers.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('misbehaving clients', () => {
@@ -130,7 +130,7 @@ describe('misbehaving clients', () => {
     const fio = spawn('fio', ['--name=load', '--ioengine=nbd', `--uri=${s.ready.exports[0]!.uri}`, '--rw=randwrite', '--bs=4k',
       '--iodepth=32', '--size=8M', '--time_based', '--runtime=20'], { stdio: 'ignore' });
     const fioDone = new Promise((r) => fio.once('close', r));
-    await sleep(1500);
+    await untilJournaled(g, 500);
     const stopped = await s.stop();
     fio.kill('SIGKILL');
     await fioDone;

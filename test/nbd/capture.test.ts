@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
-import { client, serve } from './helpers.js';
+import { client, serve, untilJournaled } from './helpers.js';
 
 /**
  * The promise of NBD capture: a client writes at T1 < T2 < T3 with a marker
@@ -78,7 +78,8 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
       '--size=16M', '--time_based', '--runtime=30'], { stdio: 'ignore' });
     const fioDone = new Promise((r) => fio.once('close', r));
     try {
-      await sleep(300);
+      // The base is taken while fio writes: once it is writing.
+      await untilJournaled(g, 200);
       const tapes = join(dir, 'tapes') + '/';
       const base = jshipJson('export', g, '--to', tapes, '--base');
       expect(base.code, base.stderr).toBe(0);

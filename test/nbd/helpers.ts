@@ -9,7 +9,7 @@ import { FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, Opt, Rep, encodeOptionHeader, enco
 import { applyToImages } from '../../src/core/replay.js';
 import { RecordType } from '../../src/core/record.js';
 import { afterAll } from 'vitest';
-import { BIN } from '../helpers.js';
+import { BIN, jshipJson } from '../helpers.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 
 /** Servers a test started and did not stop (it failed or timed out) are killed when its file ends. */
@@ -181,3 +181,18 @@ export function u32(n: number): Buffer {
 export const req = (type: number, handle: bigint, offset: number, length: number, flags = 0): Buffer =>
   encodeRequest({ flags, type, handle, offset: BigInt(offset), length });
 
+
+/**
+ * Waits until the served group has journaled at least `n` records in all
+ * (status through its control socket): the load a test started is running.
+ * Instead of a fixed sleep, which a loaded machine outlasts.
+ */
+export async function untilJournaled(g: string, n: number, ms = 120_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const st = jshipJson('status', g).out;
+    if (Number(st?.sequence?.last ?? 0) >= n) return;
+    if (Date.now() > deadline) throw new Error(`${g}: fewer than ${n} records journaled after ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

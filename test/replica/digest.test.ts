@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import { compress, decompress } from 'zstd-napi';
 import { openSiteGroup } from '../../src/owner/consumers.js';
-import { scanFrame } from '../../src/core/zstd-frames.js';
 import { RecordType, dataCrc, encodeRecord } from '../../src/core/record.js';
 import { decodeSegmentHeader, parseRecords, SEGMENT_HEADER_SIZE } from '../../src/tape/segment.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
@@ -13,6 +12,7 @@ import { digestVolume, groupRoot, leafHasher, type PointDigest } from '../../src
 import { readReplicaState } from '../../src/replica/replica-state.js';
 import { KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
+import { frames as tapeFrames } from './forge.js';
 
 const sizes = { a: 3 * MiB + 512, b: 1 * MiB, c: 768 * KiB };
 
@@ -40,13 +40,7 @@ async function pack(entries: Array<{ name: string; content: Buffer }>): Promise<
  */
 async function forge(path: string, before: bigint): Promise<void> {
   const buf = readFileSync(path);
-  const frames: Buffer[] = [];
-  for (let off = 0; off < buf.length;) {
-    const s = scanFrame(buf, off);
-    if (s.kind !== 'frame') break;
-    frames.push(buf.subarray(off, off + s.length));
-    off += s.length;
-  }
+  const frames: Buffer[] = tapeFrames(buf).map(([off, len]) => buf.subarray(off, off + len));
   // The record to alter: the last one with data before the point.
   let target: { frame: number; seq: bigint } | undefined;
   for (const [i, f] of frames.entries()) {

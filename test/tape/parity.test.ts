@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decompress } from 'zstd-napi';
-import { scanFrame } from '../../src/core/zstd-frames.js';
+import { frames } from '../replica/forge.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { importTapes } from '../../src/replica/import.js';
@@ -21,12 +21,9 @@ interface Frame {
 /** Every frame of a tape with the name of its first entry. */
 async function layout(buf: Buffer): Promise<Frame[]> {
   const out: Frame[] = [];
-  for (let off = 0; off < buf.length;) {
-    const s = scanFrame(buf, off);
-    if (s.kind !== 'frame') throw new Error(`not a frame at ${off}`);
-    const entries = await decodeEntries(decompress(buf.subarray(off, off + s.length)), 'test');
-    out.push({ offset: off, length: s.length, entry: entries[0]?.name ?? '(none)' });
-    off += s.length;
+  for (const [offset, length] of frames(buf)) {
+    const entries = await decodeEntries(decompress(buf.subarray(offset, offset + length)), 'test');
+    out.push({ offset, length, entry: entries[0]?.name ?? '(none)' });
   }
   return out;
 }
