@@ -100,7 +100,7 @@ export class ChunkTable {
 }
 
 /** SHA-256 over the leaves, 8 bytes each, little-endian. */
-export function leavesRoot(leaves: BigUint64Array): string {
+function leavesRoot(leaves: BigUint64Array): string {
   const h = createHash('sha256');
   const buf = Buffer.alloc(Math.min(leaves.length, 65536) * 8);
   for (let i = 0; i < leaves.length; i += 65536) {

@@ -196,10 +196,6 @@ export class PointDigests {
     await Promise.allSettled([...this.#pending.values()]);
   }
 
-  get(seq: bigint): PointDigest | undefined {
-    return this.#known.get(seq.toString());
-  }
-
   /** Keeps the table for the next open (a clean close, after the last record `lastSeq`). */
   async save(volumes: readonly Volume[], lastSeq: bigint): Promise<void> {
     await this.settled();

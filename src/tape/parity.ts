@@ -73,7 +73,7 @@ function bad(where: string, why: string): never {
 
 const isCount = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
 
-export function encodeParityHeader(h: ParityHeader): Buffer {
+function encodeParityHeader(h: ParityHeader): Buffer {
   return Buffer.from(`${JSON.stringify(h)}\n`, 'utf8');
 }
 
