@@ -22,7 +22,8 @@ describe('serve --metrics (Prometheus)', () => {
       expect(m0.get('jship_link_sessions')).toBe(0);
       expect(m0.get('jship_journal_written_total{unit="records"}') ?? 0).toBe(0);
 
-      const fio = spawn('fio', ['--name=m', '--ioengine=nbd', `--uri=${srv.ready.exports[0]!.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=4', '--size=4M', '--io_size=2M'], { stdio: 'ignore' });
+      // Paced (2 s at least), so that a scrape sees the client connected however busy the machine is.
+      const fio = spawn('fio', ['--name=m', '--ioengine=nbd', `--uri=${srv.ready.exports[0]!.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=4', '--size=4M', '--io_size=2M', '--rate_iops=256'], { stdio: 'ignore' });
       const fioDone = new Promise<number | null>((r) => fio.on('close', r));
       // While it writes: a client is connected and records are journaled.
       await until('fio to connect and write', () => {
