@@ -1,16 +1,14 @@
 import type { Command } from 'commander';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
 import { serialText, tapeRef } from '../replica/catalog.js';
 import { chainReport } from '../replica/coverage.js';
 import { expandTapeSources, findTrailer, readLabel } from '../tape/tape-file.js';
-import { readTape } from '../tape/tape-reader.js';
-import type { TapeSource } from '../tape/tape-source.js';
-import type { TapeLabel } from '../tape/label.js';
+import { verifyTapes } from '../tape/verify.js';
 import { readBlockSize, withDeviceOptions, type DeviceCliOptions } from './device-options.js';
 import type { TapeTrailer } from '../tape/label.js';
 import { emit, table, type CommonOptions } from './output.js';
@@ -53,10 +51,17 @@ export function registerTapes(program: Command): void {
       const rows: Array<{ file: string; bytes: number; serial: number | null; groupId: string | null; encrypted: boolean | null; mediaSet: { id: string; index: number } | null; trailer: TapeTrailer | null; problem: string | null }> = [];
       for (const src of files) {
         const f = src.where;
-        let size = await src.size();
+        const size = await src.size();
+        if (size < 0) {
+          // A drive or a pipe is read once, through (as tar -t reads it): verified on the way, its trailer at its end.
+          const [v] = await verifyTapes([src]);
+          const l = v?.label ?? null;
+          rows.push({ file: f, bytes: v?.bytes ?? 0, serial: l?.serial ?? null, groupId: l?.groupId ?? null, encrypted: l ? l.encryption !== null : null, mediaSet: l?.mediaSet ?? null, trailer: v?.trailer ?? null, problem: v?.trailer ? null : v?.error?.message ?? 'no trailer found' });
+          continue;
+        }
         try {
-          // A drive or a pipe is read once, through (as tar -t reads it): its trailer is at its end.
-          const { label, trailer } = size < 0 ? await readThrough(src, (n) => { size = n; }) : { label: await readLabel(src), trailer: await findTrailer(src) };
+          const label = await readLabel(src);
+          const trailer = await findTrailer(src);
           rows.push({ file: f, bytes: size, serial: label.serial, groupId: label.groupId, encrypted: label.encryption !== null, mediaSet: label.mediaSet, trailer: trailer ?? null, problem: trailer ? null : 'no trailer found: truncated or damaged (jship verify tells more)' });
         } catch (e) {
           if (!isJshipError(e)) throw e;
@@ -75,21 +80,3 @@ export function registerTapes(program: Command): void {
     });
 }
 
-/** The label and trailer of a tape read once from a stream (structure and hashes checked on the way). */
-async function readThrough(src: TapeSource, bytes: (n: number) => void): Promise<{ label: TapeLabel; trailer: TapeTrailer | undefined }> {
-  let label: TapeLabel | undefined;
-  let trailer: TapeTrailer | undefined;
-  let n = 0;
-  try {
-    for await (const item of readTape(src.chunks(), { where: src.where, structureOnly: true, onBytes: (c) => { n += c.length; } })) {
-      if (item.type === 'label') label = item.label;
-      else if (item.type === 'trailer') trailer = item.trailer;
-    }
-  } catch (e) {
-    if (!label || !isJshipError(e)) throw e;
-  } finally {
-    bytes(n);
-  }
-  if (!label) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: no jship label`, { hint: 'this is not a jship tape' });
-  return { label, trailer };
-}

@@ -1,6 +1,6 @@
-import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 import Database from 'better-sqlite3';
 import { JshipError } from '../core/errors.js';
+import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 
 /** A tape as the catalogue knows it. Sequence numbers and timestamps are bigints. */
 export interface TapeRow {

@@ -107,14 +107,13 @@ export async function checkMounted(mountPoint: string, to: string): Promise<void
 export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}, blockSize?: number, readBack: ReadBackOptions = {}): Promise<TapeDestination> {
   const blocks = (what: string): void => {
     if (blockSize !== undefined) throw new JshipError('USAGE', `--block-size applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: 'leave --block-size out' });
-    if (readBack.verifyAfterWrite && what !== 'a directory' && what !== 'a file') {
-      throw new JshipError('USAGE', `--verify-after-write reads tapes back from files and directories, not from ${what}`, {
-        hint: what === 'object storage' ? 'the store checks each upload against its checksum; jship verify s3://… reads the tapes back' : 'rewind the medium and run jship verify on it after the export',
-      });
-    }
+  };
+  const noReadBack = (what: string, hint = 'rewind the medium and run jship verify on it after the export'): void => {
+    if (readBack.verifyAfterWrite) throw new JshipError('USAGE', `--verify-after-write reads tapes back from files and directories, not from ${what}`, { hint });
   };
   if (isS3Url(to)) {
     blocks('object storage');
+    noReadBack('object storage', 'the store checks each upload against its checksum; jship verify s3://… reads the tapes back');
     const { S3Destination } = await import('../s3/s3-destination.js');
     return new S3Destination(to, s3);
   }
@@ -124,12 +123,12 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
         hint: 'while jship serve runs, export to a directory, a file or a tape drive',
       });
     }
-    if (readBack.verifyAfterWrite) blocks('standard output');
+    noReadBack('standard output');
     return new StreamDestination(stdout, 'standard output', blockSize);
   }
   const st = await fsp.stat(to).catch(() => undefined);
   if (st?.isCharacterDevice() || st?.isFIFO()) {
-    if (readBack.verifyAfterWrite) blocks('a tape drive or FIFO');
+    noReadBack('a tape drive or FIFO');
     return new DeviceDestination(to, blockSize ?? DEFAULT_DEVICE_BLOCK);
   }
   blocks(st?.isDirectory() || to.endsWith('/') ? 'a directory' : 'a file');

@@ -333,11 +333,10 @@ export class MediaSetWriter {
     const tape = this.#tape as OpenTape;
     this.#tape = undefined;
     await this.#writeParity(tape);
-    const updates0 = tape.segments.filter((s) => s.kind === SegmentKind.Update);
-    const u0 = updates0[0];
-    const u1 = updates0[updates0.length - 1];
-    const digests = u0 && u1 && this.#o.digests ? await this.#o.digests(u0.first.seq, u1.last.seq) : [];
-    const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity, digests);
+    const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity);
+    // The digests of the points whose markers this tape holds (an export waits for one still being computed).
+    const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
+    if (digests.length > 0) trailer.digests = digests;
     const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
@@ -434,7 +433,7 @@ function trailerReserve(segments: number, markers: number, parityFrames = 0, vol
   return 4096 + 400 * segments + (460 + 130 * volumes) * markers + 200 * parityFrames;
 }
 
-function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base'], parity: number | undefined, digests: PointDigest[]): TapeTrailer {
+function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base'], parity: number | undefined): TapeTrailer {
   const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
   const bases = tape.segments.filter((s) => s.kind === SegmentKind.Base);
   const u0 = updates[0];
@@ -455,7 +454,6 @@ function buildTrailer(tape: OpenTape, last: boolean, base: MediaSetOptions['base
     markers: tape.segments.flatMap((s) => s.markers),
     segments: tape.segments.map((s) => s.info),
     ...(parity !== undefined ? { parity: { percent: parity, frames: tape.parityRefs } } : {}),
-    ...(digests.length > 0 ? { digests } : {}),
   };
 }
 
