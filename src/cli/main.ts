@@ -21,6 +21,7 @@ import { registerTimeline } from './timeline.js';
 import { registerScan } from './scan.js';
 import { registerServe } from './serve.js';
 import { registerLink } from './link.js';
+import { registerPromote } from './promote.js';
 
 export const VERSION = '0.1.0';
 
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerCatalog(program);
   registerExpire(program);
   registerRestore(program);
+  registerPromote(program);
   registerTimeline(program);
   registerDemo(program);
   return program;

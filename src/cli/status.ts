@@ -14,6 +14,7 @@ import type { SecondaryLag } from '../link/lag.js';
 import type { JournalForecast, JournalRate } from '../core/journal-rates.js';
 import { siteStatus, type ConsumerLag, type HeldBy } from '../owner/site-status.js';
 import type { ServingStatus } from '../owner/serving.js';
+import { generationOf } from '../core/epoch.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -107,6 +108,9 @@ function statusLines(s: GroupStatus): string[] {
   return [
     `group ${s.groupId}  ${s.dir}`,
     `state: ${s.state}  (when full: ${s.policy.journalFull}; nearly-full at ${s.policy.nearlyFullPercent}%)`,
+    s.fenced
+      ? `role: FENCED — epoch ${generationOf(s.fenced.epochs)} of this group exists (learned from ${s.fenced.from} at ${s.fenced.learnedAt}): this site takes no writes`
+      : `role: primary of epoch ${s.epoch.generation}${s.epoch.generation > 1 ? ` (from seq ${s.epoch.startSeq})` : ''}`,
     `journal ${j.path}  ${formatSize(j.size)}`,
     `  journal-out seq ${j.out.seq}  journal-in seq ${j.in.seq}  ${j.records} records, ${formatSize(j.bytes)} of data`,
     `  usage: ${j.usagePercent.metadata}% of ${j.metaSlots} record slots, ${j.usagePercent.data}% of ${formatSize(j.dataSize)} data`,
@@ -130,6 +134,7 @@ async function offlineStatus(dir: string, opts: CommonOptions): Promise<void> {
   const json = {
     dir,
     groupId: config.groupId,
+    epoch: generationOf(config.epochs ?? []),
     owner: owner ?? null,
     asOf: 'last checkpoint of the owning process',
     journal: { path: config.journal.path, size: sb.journalSize, out: { seq: sb.outSeq }, checkpoint: { seq: sb.headSeq }, records: sb.headSeq - sb.outSeq },

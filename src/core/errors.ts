@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'MARKER_EXISTS'
   | 'MARKER_BAD_NAME'
   | 'BASE_IN_PROGRESS'
+  | 'GROUP_FENCED'
+  | 'PROMOTE_REFUSED'
   // volumes
   | 'VOLUME_NOT_FOUND'
   | 'VOLUME_UNKNOWN'
@@ -56,6 +58,7 @@ export type ErrorCode =
   | 'TAPE_FOREIGN'
   | 'TAPE_CONFLICT'
   | 'TAPE_CHAIN_BROKEN'
+  | 'TAPE_DIVERGED'
   | 'TAPE_PLAINTEXT'
   | 'TAPE_TOO_LARGE'
   | 'TAPE_EXISTS'
@@ -82,11 +85,14 @@ export type ErrorCode =
   | 'LINK_UNREACHABLE'
   | 'LINK_CLOSED'
   | 'LINK_REFUSED'
+  | 'LINK_DIVERGED'
   // replica
   | 'REPLICA_NOT_FOUND'
   | 'REPLICA_NOT_EMPTY'
   | 'REPLICA_BAD'
   | 'REPLICA_IN_USE'
+  | 'REPLICA_DIVERGED'
+  | 'REPLICA_PROMOTED'
   | 'DRILL_FAILED'
   | 'ACK_INVALID'
   // restore

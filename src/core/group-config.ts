@@ -1,5 +1,6 @@
 import { JshipError } from './errors.js';
 import { checkVolumeName } from './volume-spec.js';
+import { checkLineage, type Lineage } from './epoch.js';
 
 export type JournalFullPolicy = 'block' | 'suspend';
 
@@ -27,6 +28,12 @@ export interface GroupConfig {
    * restore any point from the first write on without a base (issue 19.3).
    */
   zeroedTs?: string;
+  /**
+   * The promotions this group's records descend from (core/epoch.ts), set
+   * by `jship promote`: the group is the primary of the newest generation.
+   * Absent: generation 1, never promoted.
+   */
+  epochs?: Lineage;
 }
 
 export const DEFAULT_POLICY: GroupConfig['policy'] = { journalFull: 'block', blockTimeoutMs: 30_000, nearlyFullPercent: 80 };
@@ -77,5 +84,6 @@ export function checkGroupConfig(v: unknown, where: string): GroupConfig {
     bad('chunkSize', 'must be a power of two of at least 4096');
   }
   if (c.zeroedTs !== undefined && (typeof c.zeroedTs !== 'string' || !/^[0-9]{1,19}$/.test(c.zeroedTs))) bad('zeroedTs', 'must be a decimal string of nanoseconds');
+  if (c.epochs !== undefined) checkLineage(c.epochs, (why) => bad('epochs', why));
   return v as GroupConfig;
 }

@@ -19,12 +19,19 @@ export type MarkerPayload =
   /** The wall clock stepped (back, or forward by more than a minute). */
   | { kind: 'clock-step'; from: string; to: string; stepNs: string }
   /** A changed-block scan (`jship scan`): the volumes' images as of this point, consistent only if they were quiet. */
-  | { kind: 'scan'; volumes: Array<{ name: string; changedBlocks: number; bytes: number; grownFrom?: number; first?: boolean }> };
+  | { kind: 'scan'; volumes: Array<{ name: string; changedBlocks: number; bytes: number; grownFrom?: number; first?: boolean }> }
+  /**
+   * The first record of a new epoch (`jship promote`, §0161-0166): the
+   * secondary promoted at `fromSeq` (its volumes as of that record) became
+   * the primary of `generation`; `forced` when its old primary had been
+   * heard from recently.
+   */
+  | { kind: 'promoted'; generation: number; fromSeq: string; forced: boolean; host: string; point: string };
 
 export type MarkerKind = MarkerPayload['kind'];
 
 const KINDS: ReadonlySet<string> = new Set<MarkerKind>([
-  'restore-point', 'base-started', 'base-complete', 'base-interrupted', 'suspended', 'resumed', 'clock-step', 'scan',
+  'restore-point', 'base-started', 'base-complete', 'base-interrupted', 'suspended', 'resumed', 'clock-step', 'scan', 'promoted',
 ]);
 
 export function encodeMarker(p: MarkerPayload): Buffer {

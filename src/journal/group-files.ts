@@ -2,11 +2,13 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { checkGroupConfig, type GroupConfig } from '../core/group-config.js';
-import { writeFileAtomic } from '../io/files.js';
+import { readJsonFile, writeFileAtomic } from '../io/files.js';
+import { checkLineage, type Lineage } from '../core/epoch.js';
 
 /** The files of a group directory. */
-export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string } {
+export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string; fenced: string } {
   return {
+    fenced: join(dir, 'fenced.json'),
     config: join(dir, 'group.json'),
     lock: join(dir, 'lock'),
     markers: join(dir, 'markers.jsonl'),
@@ -73,4 +75,35 @@ export async function readMarkerLog(dir: string): Promise<MarkerEntry[]> {
 
 export async function appendMarkerLog(dir: string, entry: MarkerEntry): Promise<void> {
   await fsp.appendFile(groupPaths(dir).markers, `${JSON.stringify(entry)}\n`);
+}
+
+/**
+ * fenced.json: this group learned that a newer epoch of it exists (another
+ * site was promoted): it takes no writes. Written by the owner that learned
+ * it; only an operator who knows better removes it (docs/OPERATIONS.md).
+ */
+export interface Fence {
+  /** The newer lineage that was seen (core/epoch.ts). */
+  epochs: Lineage;
+  /** Who told: a secondary's name and address, or a tape. */
+  from: string;
+  learnedAt: string;
+}
+
+export async function readFence(dir: string): Promise<Fence | null> {
+  const path = groupPaths(dir).fenced;
+  return readJsonFile<Fence | null>(path, () => null, (x) => {
+    const v = x as Fence;
+    if (typeof v !== 'object' || v === null || typeof v.from !== 'string' || typeof v.learnedAt !== 'string') throw new Error('unexpected fields');
+    checkLineage(v.epochs, (why) => {
+      throw new Error(`epochs ${why}`);
+    });
+    return v;
+  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${path} is damaged: ${why}`, {
+    hint: 'the group was fenced (a newer epoch exists elsewhere); it stays fenced: demote it (jship demote), or, if you are sure no other site was promoted, move the file away',
+  }));
+}
+
+export async function writeFence(dir: string, f: Fence): Promise<void> {
+  await writeFileAtomic(groupPaths(dir).fenced, `${JSON.stringify(f, null, 2)}\n`);
 }

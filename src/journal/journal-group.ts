@@ -7,6 +7,7 @@ import { MINUTE_NS, RateWindow, forecast, type JournalCounters, type JournalFore
 import type { EventLog } from '../core/events.js';
 import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
+import { epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
 import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
 import {
   GROUP_VOLUME, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader,
@@ -21,7 +22,7 @@ import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import {
-  appendMarkerLog, groupPaths, readGroupConfig, readMarkerLog, writeGroupConfig, type MarkerEntry,
+  appendMarkerLog, groupPaths, readFence, readGroupConfig, readMarkerLog, writeFence, writeGroupConfig, type Fence, type MarkerEntry,
 } from './group-files.js';
 import { JournalVolume, type EncodedRecord, type JournalRecord } from './journal-volume.js';
 import { DirLock } from './lock.js';
@@ -40,6 +41,22 @@ export interface CreateGroupOptions {
   /** Dirty-bitmap and base chunk size; default 1 MiB. */
   chunkSize?: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * A promoted group (`jship promote`): the group it continues (its id and
+   * lineage, ending with the new epoch), the first sequence number and the
+   * last timestamp of the new epoch's journal, the keys the old primary's
+   * sites hold (hex lines; new ones are made when absent), and the zeroed
+   * start the old group's tapes said. Its volumes must exist already.
+   */
+  continues?: {
+    groupId: string;
+    epochs: Lineage;
+    firstSeq: bigint;
+    lastTimestamp: bigint;
+    ackKey?: string;
+    linkKey?: string;
+    zeroedTs?: string;
+  };
 }
 
 export interface OpenGroupOptions {
@@ -121,6 +138,10 @@ export interface GroupStatus {
   waitingWriters: number;
   base: { baseId: bigint; scope: BaseScope } | null;
   markers: number;
+  /** The group's epoch: its generation and where it began (seq 1 for generation 1). */
+  epoch: { generation: number; startSeq: bigint };
+  /** Set when the group learned of a newer epoch of itself (it takes no writes). */
+  fenced: Fence | null;
   /** The group's clock when the status was taken (ns since the epoch). */
   now: bigint;
   /** Journal write and purge rates, and when the journal would be full at them. */
@@ -158,7 +179,7 @@ const MAX_BATCH_BYTES = 64 * 1024 * 1024;
  */
 export async function createGroup(dir: string, opts: CreateGroupOptions): Promise<GroupConfig> {
   dir = resolve(dir);
-  await ensureEmptyDir(dir);
+  await checkGroupCreatable(dir);
   const paths = groupPaths(dir);
   const journalPath = resolve(opts.journalPath ?? paths.journal);
   const seen = new Map<string, string>();
@@ -187,11 +208,12 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
       volumes.push({ name: vol.name, extents: vol.extents.map((e) => ({ path: e.path, size: e.size })) });
       await vol.close();
     }
-    const groupId = randomUUID();
-    await JournalVolume.create(journalPath, opts.journalSize, groupId, opts.onProgress);
+    const from = opts.continues;
+    const groupId = from?.groupId ?? randomUUID();
+    await JournalVolume.create(journalPath, opts.journalSize, groupId, opts.onProgress, from ? { seq: from.firstSeq, lastTimestamp: from.lastTimestamp } : undefined);
     created.push(journalPath);
-    await writeFileAtomic(paths.ackKey, `${randomBytes(32).toString('hex')}\n`, 0o600);
-    await writeFileAtomic(paths.linkKey, `${randomBytes(32).toString('hex')}\n`, 0o600);
+    await writeFileAtomic(paths.ackKey, from?.ackKey ?? `${randomBytes(32).toString('hex')}\n`, 0o600);
+    await writeFileAtomic(paths.linkKey, from?.linkKey ?? `${randomBytes(32).toString('hex')}\n`, 0o600);
     const config: GroupConfig = {
       format: 1,
       groupId,
@@ -205,7 +227,9 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
       },
       chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
       // Every volume file made here, zero-filled: the state before the first record is known.
-      ...(allPaths.every((p) => created.includes(p)) ? { zeroedTs: systemWallClock()().toString() } : {}),
+      ...(!from && allPaths.every((p) => created.includes(p)) ? { zeroedTs: systemWallClock()().toString() } : {}),
+      ...(from?.zeroedTs !== undefined ? { zeroedTs: from.zeroedTs } : {}),
+      ...(from ? { epochs: from.epochs } : {}),
     };
     await writeGroupConfig(dir, config);
     return config;
@@ -218,7 +242,8 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
   }
 }
 
-async function ensureEmptyDir(dir: string): Promise<void> {
+/** Refuses a directory a new group may not be created in: anything but a missing or empty one. */
+export async function checkGroupCreatable(dir: string): Promise<void> {
   let entries: string[];
   try {
     entries = await fsp.readdir(dir);
@@ -281,6 +306,7 @@ export class JournalGroup {
   #lastState: GroupState = 'active';
   #rates: RateWindow | undefined;
   #purging: Promise<unknown> = Promise.resolve();
+  #fence: Fence | null = null;
 
   private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
     this.dir = dir;
@@ -354,6 +380,7 @@ export class JournalGroup {
         group.#bitmap = await group.#openBitmap();
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
+      group.#fence = await readFence(dir);
       group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n, group.#order);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
@@ -466,7 +493,7 @@ export class JournalGroup {
   }
 
   async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean, toPvol = true): Promise<WriteResult> {
-    this.#checkUsable();
+    this.#checkWritable();
     const volIdx = this.volumeIndex(volume);
     const vol = this.volumes[volIdx] as Volume;
     vol.checkRange(offset, length);
@@ -620,7 +647,7 @@ export class JournalGroup {
    * when it resolves.
    */
   async mark(name: string): Promise<{ seq: bigint; timestamp: bigint }> {
-    this.#checkUsable();
+    this.#checkWritable();
     checkMarkerName(name);
     if (this.#markerNames.has(name)) {
       throw new JshipError('MARKER_EXISTS', `a restore point named "${name}" exists already in this group`, {
@@ -989,6 +1016,8 @@ export class JournalGroup {
       waitingWriters: this.#waiters.length,
       base: this.#base ? { baseId: this.#base.baseId, scope: this.#base.scope } : null,
       markers: this.#markerNames.size,
+      epoch: { generation: generationOf(this.epochs), startSeq: epochStart(this.epochs, generationOf(this.epochs)) },
+      fenced: this.#fence,
       now: this.#clock.peek(),
       rates: this.#ratesNow(u),
     };
@@ -1047,6 +1076,40 @@ export class JournalGroup {
         cause: this.#failed,
       });
     }
+  }
+
+  /** Writes and marks: refused once the group is fenced (a newer epoch of it exists elsewhere). */
+  #checkWritable(): void {
+    this.#checkUsable();
+    const f = this.#fence;
+    if (f) {
+      throw new JshipError('GROUP_FENCED', `group ${this.dir} is fenced: ${lineageText(f.epochs)} of it exists (learned from ${f.from} at ${f.learnedAt}); this site is no longer its primary and takes no writes`, {
+        hint: 'another site was promoted: write there. Reads and exports of what this site holds still work (docs/OPERATIONS.md, "Takeover")',
+      });
+    }
+  }
+
+  /** The group's epoch lineage (group.json; empty: epoch 1). */
+  get epochs(): Lineage {
+    return this.config.epochs ?? [];
+  }
+
+  /** Set when the group learned of a newer epoch of itself: it takes no writes. */
+  get fence(): Fence | null {
+    return this.#fence;
+  }
+
+  /**
+   * Fences the group: a newer epoch of it exists (told by `from`). Durable
+   * (fenced.json) before it returns; writes and marks are refused from now
+   * on, also after a restart. A second, older news changes nothing.
+   */
+  async fenceBy(epochs: Lineage, from: string): Promise<void> {
+    if (this.#fence && this.#fence.epochs.length >= epochs.length) return;
+    const f: Fence = { epochs, from, learnedAt: new Date().toISOString() };
+    await writeFence(this.dir, f);
+    this.#fence = f;
+    this.#onEvent?.({ event: 'fenced', epoch: generationOf(epochs), from, hint: 'this group takes no more writes: another site was promoted' });
   }
 
   #fail(e: unknown): void {

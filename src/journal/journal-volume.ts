@@ -85,7 +85,12 @@ export class JournalVolume {
    * Creates a journal file of `size` bytes, preallocated by writing zeroes (so
    * that a full disk shows now, not at the first write). Refuses an existing file.
    */
-  static async create(path: string, size: number, groupId: string, onProgress?: (done: number, total: number) => void): Promise<void> {
+  /**
+   * Creates a journal file. `start`: its first record's sequence number and
+   * the last timestamp issued before it (a promoted group continues the
+   * sequence and clock of the records it descends from); default 1 and 0.
+   */
+  static async create(path: string, size: number, groupId: string, onProgress?: (done: number, total: number) => void, start: { seq: bigint; lastTimestamp: bigint } = { seq: 1n, lastTimestamp: 0n }): Promise<void> {
     const layout = planLayout(size);
     let h: fsp.FileHandle;
     try {
@@ -102,7 +107,7 @@ export class JournalVolume {
         await writeFully(h, zero.subarray(0, Math.min(zero.length, size - off)), off);
         onProgress?.(Math.min(size, off + zero.length), size);
       }
-      const sb: Superblock = { ...layout, flags: SB_CLEAN, groupId, generation: 1n, outSeq: 1n, outDataPos: 0n, headSeq: 1n, headDataPos: 0n, appliedSeq: 0n, lastTimestamp: 0n };
+      const sb: Superblock = { ...layout, flags: SB_CLEAN, groupId, generation: 1n, outSeq: start.seq, outDataPos: 0n, headSeq: start.seq, headDataPos: 0n, appliedSeq: start.seq - 1n, lastTimestamp: start.lastTimestamp };
       // Generation g lives in copy g mod 2: the next write (generation 2) replaces copy 0.
       await writeFully(h, encodeSuperblock({ ...sb, generation: 0n }), 0);
       await writeFully(h, encodeSuperblock(sb), SUPERBLOCK_SLOT);

@@ -125,6 +125,11 @@ export class LinkPrimary {
           }
         } catch (e) {
           if (this.#stopped) break;
+          if (isJshipError(e, 'GROUP_FENCED')) {
+            // Another site was promoted: there is nothing left to push (the group takes no writes).
+            o.log({ event: 'stopped', to: t.address, code: e.code, why: e.message });
+            break;
+          }
           if (!back) {
             o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', to: t.address, ...(isJshipError(e) ? { code: e.code } : {}), why: (e as Error).message });
             downSince ??= Date.now();

@@ -24,10 +24,12 @@ export interface LinkSecondaryOptions {
 }
 
 /** Errors a retry cannot mend: the wrong key, group, position or arguments. */
-const FATAL = new Set(['LINK_AUTH', 'LINK_FOREIGN', 'LINK_POSITION', 'LINK_VERSION', 'USAGE', 'REPLICA_BAD', 'REPLICA_NOT_EMPTY', 'TAPE_FOREIGN']);
+const FATAL = new Set(['LINK_AUTH', 'LINK_FOREIGN', 'LINK_POSITION', 'LINK_VERSION', 'LINK_DIVERGED', 'USAGE', 'REPLICA_BAD', 'REPLICA_NOT_EMPTY', 'REPLICA_DIVERGED', 'TAPE_FOREIGN', 'TAPE_DIVERGED']);
+/** Refusals by the primary that trying again does not change: it was fenced (another site was promoted), or the lineages differ. */
+const FATAL_AT_PEER = new Set(['GROUP_FENCED', 'LINK_DIVERGED']);
 
 function isFatal(e: unknown): boolean {
-  return !isJshipError(e) || FATAL.has(e.code);
+  return !isJshipError(e) || FATAL.has(e.code) || (e.code === 'LINK_REFUSED' && FATAL_AT_PEER.has(String(e.details.peerCode)));
 }
 
 function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' | 'push', once: boolean): SecondaryOptions {

@@ -1,5 +1,6 @@
 import { JshipError } from '../core/errors.js';
 import { MessageType, encodeFrame, type Frame } from './frame.js';
+import { checkLineage, type Lineage } from '../core/epoch.js';
 
 /**
  * The JSON messages of the direct link (every type but TAPE_DATA, whose
@@ -27,6 +28,8 @@ export interface PrimaryHello {
   volumes: Array<{ name: string; size: number }>;
   host: string;
   status: LinkStatus;
+  /** The group's epoch lineage (core/epoch.ts); absent from a jship before epochs: epoch 1. */
+  epochs: Lineage;
 }
 
 export interface SecondaryHello {
@@ -35,8 +38,17 @@ export interface SecondaryHello {
   groupId: string | null;
   /** The secondary's name at the primary (its registration). */
   name: string;
-  /** The last link tape the replica holds: the resume position, checked against the primary's own record. */
-  held: { serial: number; sha256: string } | null;
+  /**
+   * The last link tape the replica holds: the resume position, checked
+   * against the primary's own record. `epoch`: the epoch whose chain it is
+   * (1 when absent); a tape of an earlier epoch than the primary's is in no
+   * record of that primary, which resumes from `lastSeq` instead.
+   */
+  held: { serial: number; sha256: string; epoch?: number } | null;
+  /** The epoch lineage the replica follows (absent from a jship before epochs: epoch 1). */
+  epochs: Lineage;
+  /** The newest record the replica holds, of any chain (null: none). */
+  lastSeq: string | null;
   /** pull: the secondary asks for each tape (READ); push: the primary sends when it has records. */
   mode: 'pull' | 'push';
 }
@@ -100,6 +112,10 @@ function status(t: MessageType, v: unknown): LinkStatus {
   };
 }
 
+function lineage(t: MessageType, o: Obj): Lineage {
+  return o.epochs === undefined ? [] : checkLineage(o.epochs, (why) => bad(t, `field "epochs" ${why}`));
+}
+
 export function expect(f: Frame, type: MessageType): void {
   if (f.type === MessageType.Error) {
     const e = decodeError(f);
@@ -117,7 +133,7 @@ export function decodePrimaryHello(f: Frame): PrimaryHello {
     const x = v as Obj;
     return { name: str(t, x, 'name'), size: int(t, x, 'size') };
   });
-  return { role: 'primary', groupId: str(t, o, 'groupId', UUID), volumes, host: str(t, o, 'host'), status: status(t, o.status) };
+  return { role: 'primary', groupId: str(t, o, 'groupId', UUID), volumes, host: str(t, o, 'host'), status: status(t, o.status), epochs: lineage(t, o) };
 }
 
 export function decodeSecondaryHello(f: Frame): SecondaryHello {
@@ -129,9 +145,10 @@ export function decodeSecondaryHello(f: Frame): SecondaryHello {
   if (o.held !== null) {
     const h = o.held as Obj;
     if (typeof h !== 'object') bad(t, 'field "held" is malformed');
-    held = { serial: int(t, h, 'serial', 1), sha256: str(t, h, 'sha256', HEX64) };
+    held = { serial: int(t, h, 'serial', 1), sha256: str(t, h, 'sha256', HEX64), ...(h.epoch !== undefined ? { epoch: int(t, h, 'epoch', 1) } : {}) };
   }
-  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode };
+  const lastSeq = o.lastSeq === undefined ? null : decOrNull(t, o, 'lastSeq');
+  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode, epochs: lineage(t, o), lastSeq };
 }
 
 export function decodeError(f: Frame): ErrorMessage {

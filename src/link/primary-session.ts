@@ -5,6 +5,7 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
 import { trailerEffects } from '../tape/label.js';
+import { compareLineages, epochEnd, generationOf, lineageText, onLineage } from '../core/epoch.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import { throttled } from '../tape/destination.js';
 import type { Throttle } from '../io/throttle.js';
@@ -75,6 +76,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
   if (hello.groupId !== null && hello.groupId !== group.config.groupId) {
     throw new JshipError('LINK_FOREIGN', `secondary "${name}" holds a replica of group ${hello.groupId}; this primary serves group ${group.config.groupId}`, { hint: 'point it at a primary of its own group, or give it a new replica directory' });
   }
+  await checkEpochs(group, hello, ch.peer);
   const key = `${group.dir}\0${name}`;
   if (active.has(key)) {
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
@@ -85,8 +87,11 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     const sec = await updateRegistry(group.dir, (r) => {
       let s = r.secondaries.find((x) => x.name === name);
       if (!s) {
-        if (hello.held !== null) positionRefused(name, hello.held, undefined);
-        s = newSecondary(name, group.journal.writtenSeq - 1n, ch.peer);
+        const from = followsFromEarlierEpoch(group, hello);
+        if (hello.held !== null && from === null) positionRefused(name, hello.held, undefined);
+        s = newSecondary(name, from ?? group.journal.writtenSeq - 1n, ch.peer);
+        // A replica of an earlier epoch resumes after the newest record it holds, when this journal still has the next one.
+        if (from !== null && from + 1n >= group.journal.outSeq) s.needsBase = false;
         r.secondaries.push(s);
         registered = true;
       } else {
@@ -111,7 +116,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     });
     log({ event: 'secondary-connected', name, peer: ch.peer, mode: hello.mode, confirmedSeq: sec.confirmed.seq, newSecondary: sec.confirmed.serial === 0 });
     await ch.send(message(MessageType.Hello, {
-      role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(),
+      role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(), epochs: group.epochs,
       status: await linkStatus(group, BigInt(sec.confirmed.seq)),
     }));
     await group.purgeSecured();
@@ -122,6 +127,48 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     if (registered) await forgetUnconfirmed(group, name, log).catch(() => undefined);
     active.delete(key);
   }
+}
+
+/**
+ * The epochs of a secondary against this primary's: a replica that follows
+ * a newer epoch of the group means another site was promoted — this group is
+ * fenced (durably) and the session refused; a replica of another promotion,
+ * or one that holds records this primary's lineage does not (the old
+ * primary's after a takeover), is refused.
+ */
+async function checkEpochs(group: JournalGroup, hello: SecondaryHello, peer: string): Promise<void> {
+  const mine = group.epochs;
+  const how = compareLineages(hello.epochs, mine);
+  if (how === 'newer') {
+    await group.fenceBy(hello.epochs, `secondary "${hello.name}" (${peer})`);
+    throw new JshipError('GROUP_FENCED', `secondary "${hello.name}" follows ${lineageText(hello.epochs)}; this primary is of ${lineageText(mine)}: another site was promoted, this group is fenced and takes no more writes`, {
+      hint: 'the promoted site is the primary now: point the secondaries there (docs/OPERATIONS.md, "Takeover")',
+    });
+  }
+  if (how === 'forked') {
+    throw new JshipError('LINK_DIVERGED', `secondary "${hello.name}" follows ${lineageText(hello.epochs)}; this primary is of ${lineageText(mine)}: they descend from different promotions`, {
+      hint: 'only one of the promoted sites is the group\'s primary: give this replica to that one, or start a new replica here',
+    });
+  }
+  const g = generationOf(hello.epochs);
+  if (hello.lastSeq !== null && !onLineage(mine, g, BigInt(hello.lastSeq))) {
+    throw new JshipError('LINK_DIVERGED', `secondary "${hello.name}" holds records of epoch ${g} up to seq ${hello.lastSeq}, but epoch ${g + 1} began at seq ${epochEnd(mine, g)} here: it holds what the old primary wrote after the takeover`, {
+      hint: 'this replica cannot follow the promoted site: give it a new replica directory (a full base), and keep this one for the old primary\'s history',
+    });
+  }
+}
+
+/**
+ * Where a secondary this primary has no record of resumes when it followed
+ * an earlier epoch (its replica's lineage, or its link tape, is older than
+ * this primary's: it followed the site this one was promoted from, by link
+ * or by tapes): after the newest record it holds — checkEpochs made sure
+ * those are on this primary's lineage. Null when it is not such a secondary.
+ */
+function followsFromEarlierEpoch(group: JournalGroup, hello: SecondaryHello): bigint | null {
+  const mine = generationOf(group.epochs);
+  const earlier = generationOf(hello.epochs) < mine || (hello.held !== null && (hello.held.epoch ?? 1) < mine);
+  return earlier && hello.lastSeq !== null ? BigInt(hello.lastSeq) : null;
 }
 
 async function forgetUnconfirmed(group: JournalGroup, name: string, log: LinkLog): Promise<void> {

@@ -4,6 +4,8 @@ import { settlesWithin } from '../core/deferred.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
+import { tapeRef } from '../replica/catalog.js';
+import type { Lineage } from '../core/epoch.js';
 import { resolvePoint } from '../replica/restore-plan.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { Throttle } from '../io/throttle.js';
@@ -46,7 +48,10 @@ export interface BaseProgress {
 export interface Held {
   groupId: string | null;
   linkName: string | null;
-  held: { serial: number; sha256: string } | null;
+  held: { serial: number; sha256: string; epoch?: number } | null;
+  epochs: Lineage;
+  /** The newest record held, of any chain. */
+  lastSeq: string | null;
 }
 
 const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () => false);
@@ -83,12 +88,18 @@ export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?
 }
 
 export async function heldPosition(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Held> {
-  if (!(await exists(join(dir, 'replica.json')))) return { groupId: null, linkName: null, held: null };
+  if (!(await exists(join(dir, 'replica.json')))) return { groupId: null, linkName: null, held: null, epochs: [], lastSeq: null };
   return withReplica(dir, o, async (r) => {
     // What a receiver killed mid-tape left (it holds the lock now: no import is running).
     await cleanIncoming(r);
-    const last = r.catalog.tapes().filter((t) => t.serial < 0 && t.status === 'complete').sort((a, b) => a.serial - b.serial)[0];
-    return { groupId: r.config.groupId, linkName: r.config.linkName ?? null, held: last ? { serial: -last.serial, sha256: last.sha256 } : null };
+    const tapes = r.catalog.tapes();
+    const last = tapes.filter((t) => t.serial < 0 && t.status === 'complete').sort((a, b) => a.serial - b.serial)[0];
+    const ref = last ? tapeRef(last.serial) : undefined;
+    const newest = tapes.reduce<bigint | null>((m, t) => (t.lastSeq !== null && (m === null || t.lastSeq > m) ? t.lastSeq : m), null);
+    return {
+      groupId: r.config.groupId, linkName: r.config.linkName ?? null, epochs: r.catalog.lineage(), lastSeq: newest?.toString() ?? null,
+      held: last && ref ? { serial: ref.serial, sha256: last.sha256, ...(ref.epoch ? { epoch: ref.epoch } : {}) } : null,
+    };
   });
 }
 
@@ -107,7 +118,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   }
   // A directory that cannot become a replica is refused before the primary hears of this secondary.
   if (pos.groupId === null) await Replica.checkCreatable(o.replicaDir);
-  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode }));
+  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode, epochs: pos.epochs, lastSeq: pos.lastSeq }));
   const f = await ch.next(timeoutMs);
   expect(f, MessageType.Hello);
   const hello = decodePrimaryHello(f);

@@ -65,6 +65,8 @@ export function groupBackend(group: JournalGroup): NbdBackend {
       if (isJshipError(e, 'JOURNAL_FULL')) return { errno: Errno.ENOSPC, message };
       if (isJshipError(e, 'VOLUME_OUT_OF_RANGE') || isJshipError(e, 'RECORD_TOO_LARGE')) return { errno: Errno.EINVAL, message };
       if (isJshipError(e, 'GROUP_CLOSED')) return { errno: Errno.ESHUTDOWN, message };
+      // A fenced group is no longer the primary: a write is not permitted (the client sees EPERM, not a disk failure).
+      if (isJshipError(e, 'GROUP_FENCED')) return { errno: Errno.EPERM, message };
       return { errno: Errno.EIO, message };
     },
   };

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { JshipError } from '../core/errors.js';
 import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
+import { checkLineage, type Lineage } from '../core/epoch.js';
 
 /** A tape as the catalogue knows it. Sequence numbers and timestamps are bigints. */
 export interface TapeRow {
@@ -28,24 +29,46 @@ export interface TapeRow {
 
 /**
  * A tape as outputs name it: its chain (the tape chain, or the direct link's
- * chain of this secondary) and its serial there. The catalogue keys link
- * tapes by minus their serial; that key never leaves the replica.
+ * chain of this secondary), its serial there and, after a promotion, the
+ * epoch whose chain it is (each epoch numbers its chains from 1; left out
+ * for epoch 1). The catalogue keys a tape by one number: its serial plus
+ * 2^31 for each epoch before its own, negated for link tapes. Within a
+ * chain, a larger magnitude is a later tape. That key never leaves the
+ * replica.
  */
 export interface TapeRef {
   chain: 'tapes' | 'link';
   serial: number;
+  epoch?: number;
+}
+
+const EPOCH_STRIDE = 2 ** 31;
+
+/** The catalogue key of tape `serial` of a chain of epoch `generation`. */
+export function tapeKey(chain: 'tapes' | 'link', serial: number, generation = 1): number {
+  const k = (generation - 1) * EPOCH_STRIDE + serial;
+  return chain === 'link' ? -k : k;
 }
 
 export function tapeRef(key: number): TapeRef {
-  return key < 0 ? { chain: 'link', serial: -key } : { chain: 'tapes', serial: key };
+  const abs = Math.abs(key);
+  const generation = Math.floor(abs / EPOCH_STRIDE) + 1;
+  const serial = abs - (generation - 1) * EPOCH_STRIDE;
+  return { chain: key < 0 ? 'link' : 'tapes', serial, ...(generation > 1 ? { epoch: generation } : {}) };
 }
 
-/** A tape's serial as people read it: `3`, or `link 3` for the link's tape 3. */
+/** The epoch of the tape a key names. */
+export function keyGeneration(key: number): number {
+  return Math.floor(Math.abs(key) / EPOCH_STRIDE) + 1;
+}
+
+/** A tape's serial as people read it: `3`, `link 3` for the link's tape 3, `3 (epoch 2)` for a later epoch's. */
 export function serialText(key: number): string {
-  return key < 0 ? `link ${-key}` : String(key);
+  const r = tapeRef(key);
+  return `${r.chain === 'link' ? 'link ' : ''}${r.serial}${r.epoch ? ` (epoch ${r.epoch})` : ''}`;
 }
 
-/** Catalogue keys in the order outputs list them: the tape chain's by serial, then the link's. */
+/** Catalogue keys in the order outputs list them: the tape chain's by epoch and serial, then the link's. */
 export function byChain(a: number, b: number): number {
   return (a < 0) !== (b < 0) ? b - a : Math.abs(a) - Math.abs(b);
 }
@@ -80,6 +103,9 @@ export interface MarkerRow {
 }
 
 export const SCHEMA_VERSION = 1;
+
+/** Meta key: the lineage (core/epoch.ts, JSON) of the newest epoch whose tapes the replica holds or that it was promoted to. */
+export const EPOCHS = 'epochs';
 
 /** Meta key: the group's volumes were created zero-filled then (ns), as its tapes' labels say. */
 export const ZEROED_TS = 'zeroedTs';
@@ -216,6 +242,19 @@ export class Catalog {
 
   setDigest(d: PointDigest): void {
     this.setMeta(`digest:${d.seq}`, JSON.stringify(d));
+  }
+
+  /** The lineage the replica follows (empty: epoch 1). */
+  lineage(): Lineage {
+    const v = this.getMeta(EPOCHS);
+    if (v === undefined) return [];
+    return checkLineage(JSON.parse(v), (why) => {
+      throw new JshipError('REPLICA_BAD', `the catalogue's epochs ${why}`, { hint: 'rebuild it from the stored tapes: jship catalog REPLICA_DIR --rebuild' });
+    });
+  }
+
+  setLineage(l: Lineage): void {
+    this.setMeta(EPOCHS, JSON.stringify(l));
   }
 
   tape(serial: number): TapeRow | undefined {

@@ -8,14 +8,15 @@ import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
 import { syncDir, writeFully } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
-import { tapeName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { labelGeneration, tapeName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { compareLineages, epochEnd, lineageText, onLineage } from '../core/epoch.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
 import { asSource, fileSource, type TapeSource } from '../tape/tape-source.js';
 import { repairTape, type RepairReport } from '../tape/repair.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { ZEROED_TS, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
+import { ZEROED_TS, keyGeneration, serialText, tapeKey, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
@@ -269,9 +270,49 @@ const encryptedSince = (label: TapeLabel): string => (label.link ? 'encryptedSin
  */
 export function noteLabel(cat: Catalog, label: TapeLabel): void {
   if (!label.link && label.zeroedTs !== undefined && cat.getMeta(ZEROED_TS) === undefined) cat.setMeta(ZEROED_TS, label.zeroedTs);
+  if (compareLineages(label.epochs ?? [], cat.lineage()) === 'newer') cat.setLineage(label.epochs ?? []);
   if (!label.encryption) return;
+  const key = Math.abs(catalogKey(label));
   const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
-  if (since === 0 || label.serial < since) cat.setMeta(encryptedSince(label), String(label.serial));
+  if (since === 0 || key < since) cat.setMeta(encryptedSince(label), String(key));
+}
+
+/**
+ * Why a tape may not join this replica's history, before its records are
+ * read: it descends from another promotion than the one the replica
+ * follows; or it is of a newer epoch, but the replica holds records the old
+ * primary wrote after that epoch's takeover point (they are not the new
+ * primary's history: the replica must not mix the two).
+ */
+function lineageRefusal(cat: Catalog, label: TapeLabel, source: string): JshipError | null {
+  const mine = cat.lineage();
+  const theirs = label.epochs ?? [];
+  const how = compareLineages(theirs, mine);
+  if (how === 'forked') {
+    return new JshipError('TAPE_DIVERGED', `${source} is of ${lineageText(theirs)}; this replica follows ${lineageText(mine)}: the two descend from different promotions`, {
+      hint: 'two sites were promoted, or one at another point: only one of them is the group\'s primary. Import the other site\'s tapes into a new replica. Nothing was changed',
+    });
+  }
+  // A tape of a later epoch, into a replica of the same or an earlier one: everything held must be on its lineage.
+  if (how === 'older' || theirs.length === 0) return null;
+  const off = cat.tapes().find((t) => t.lastSeq !== null && !onLineage(theirs, keyGeneration(t.serial), t.lastSeq));
+  if (!off || off.lastSeq === null) return null;
+  const g = keyGeneration(off.serial);
+  return new JshipError('REPLICA_DIVERGED', `${source} is of ${lineageText(theirs)}, whose epoch ${g + 1} begins at seq ${epochEnd(theirs, g)}; this replica holds records of epoch ${g} up to seq ${off.lastSeq} (${off.file}), written by the old primary after that takeover point`, {
+    hint: 'those records were never on the new primary: this replica cannot follow it. Follow the new primary with a new replica (its first export with --base), and keep this one for the old primary\'s history. Nothing was changed',
+  });
+}
+
+/** Why the records a tape of an older epoch holds may not join the replica: some are after the next epoch began (they diverge). */
+function divergedRecords(cat: Catalog, label: TapeLabel, segments: readonly SegmentRow[], source: string): JshipError | null {
+  const mine = cat.lineage();
+  const g = labelGeneration(label);
+  const end = epochEnd(mine, g);
+  const last = segments.filter((x) => x.kind === 'update').pop()?.lastSeq;
+  if (end === null || last === undefined || last < end) return null;
+  return new JshipError('TAPE_DIVERGED', `${source} holds records of epoch ${g} up to seq ${last}, but epoch ${g + 1} of this group began at seq ${end}: the records from ${end} on were written by the old primary after the takeover`, {
+    hint: 'they are not the group\'s history any more (the promoted site never had them); keep the tape for the old primary\'s records (jship restore can read it in a replica of its own). Nothing was changed',
+  });
 }
 
 /**
@@ -290,10 +331,11 @@ export function noteDigests(cat: Catalog, trailer: TapeTrailer | undefined): voi
  */
 function plaintextRefusal(cat: Catalog, label: TapeLabel): string | null {
   if (label.encryption) return null;
-  const before = cat.tapes().filter((t) => (t.serial < 0) === !!label.link && Math.abs(t.serial) < label.serial).sort((a, b) => Math.abs(b.serial) - Math.abs(a.serial))[0];
-  if (before) return before.keyId ? `tape ${Math.abs(before.serial)} before it is encrypted (key id ${before.keyId})` : null;
+  const key = Math.abs(catalogKey(label));
+  const before = cat.tapes().filter((t) => (t.serial < 0) === !!label.link && Math.abs(t.serial) < key).sort((a, b) => Math.abs(b.serial) - Math.abs(a.serial))[0];
+  if (before) return before.keyId ? `tape ${serialText(before.serial)} before it is encrypted (key id ${before.keyId})` : null;
   const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
-  return since > 0 && since < label.serial ? `the chain's tapes are encrypted from tape ${since} on` : null;
+  return since > 0 && since < key ? `the chain's tapes are encrypted from tape ${serialText(since)} on` : null;
 }
 
 async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints = new Map()): Promise<TapeImport> {
@@ -306,7 +348,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     }));
   }
   const sameNames = label.volumes.length === cfg.volumes.length && label.volumes.every((v, i) => v.name === cfg.volumes[i]?.name);
-  if (!sameNames || label.volumes.some((v, i) => v.size < (cfg.volumes[i]?.size ?? 0) && label.serial > newestSerial(replica))) {
+  if (!sameNames || label.volumes.some((v, i) => v.size < (cfg.volumes[i]?.size ?? 0) && catalogKey(label) > newestKey(replica))) {
     return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source}: its volumes (${label.volumes.map((v) => `${v.name} ${v.size}`).join(', ')}) differ from the replica's`, {
       hint: 'the group was re-created with other volumes: use a new replica',
     }));
@@ -318,7 +360,9 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     }));
   }
   const key = catalogKey(label);
-  const what = label.link ? `link tape ${label.serial}` : `tape ${label.serial}`;
+  const what = `${label.link ? 'link ' : ''}tape ${serialText(key)}`;
+  const offLine = lineageRefusal(cat, label, source);
+  if (offLine) return refused(source, label.serial, offLine);
   // The chain: the label must name the tape before it that the replica holds (a damaged copy's hash proves nothing).
   const prev = label.serial > 1 ? cat.tape(neighbourKey(label, -1)) : undefined;
   if (prev && prev.status === 'complete' && label.prevTapeSha256 !== prev.sha256) {
@@ -404,7 +448,10 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
         return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of ${what}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
       }
       if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
-      const file = label.link ? `jship-link-${String(label.serial).padStart(6, '0')}-partial.tar.zst` : `jship-${String(label.serial).padStart(6, '0')}-partial.tar.zst`;
+      const diverged = divergedRecords(cat, label, segments, source);
+      if (diverged) return refused(source, label.serial, diverged);
+      const g = labelGeneration(label);
+      const file = `jship-${label.link ? 'link-' : ''}${String(label.serial).padStart(6, '0')}-partial${g > 1 ? `-e${g}` : ''}.tar.zst`;
       await h.sync();
       await h.close();
       closed = true;
@@ -417,6 +464,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     const updates = segments.filter((s) => s.kind === 'update');
     const records = segments.reduce((n, s) => n + s.records, 0);
     const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
+    const diverged = divergedRecords(cat, label, segments, source);
+    if (diverged) return refused(source, label.serial, diverged);
     // The chain, forward: the tape after this one that the replica holds must name this very copy.
     const next = cat.tape(neighbourKey(label, 1));
     if (next && next.prevSha256 !== sha256) {
@@ -437,7 +486,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       supersedes = ` (replaced ${existing.file}: the label of tape ${label.serial + 1} names this copy, not the held one)`;
     }
     const baseSeg = segments.find((x) => x.kind === 'base');
-    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null).slice('jship-'.length)}`;
+    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null, labelGeneration(label)).slice('jship-'.length)}`;
     const expected = opts.expectSha256?.();
     if (expected !== undefined && expected !== sha256) {
       return refused(source, label.serial, new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${sha256.slice(0, 12)}…, its sender computed ${expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }));
@@ -583,7 +632,7 @@ async function sameTape(replica: Replica, existing: TapeRow, src: TapeSource, la
   return held !== undefined && JSON.stringify(held) === JSON.stringify(label);
 }
 
-function newestSerial(replica: Replica): number {
+function newestKey(replica: Replica): number {
   return replica.catalog.tapes().reduce((m, t) => Math.max(m, t.serial), 0);
 }
 
@@ -592,7 +641,7 @@ function newestSerial(replica: Replica): number {
  * serial for a link secondary's chain (serials of their own: docs/FORMAT.md).
  */
 export function catalogKey(label: TapeLabel): number {
-  return label.link ? -label.serial : label.serial;
+  return tapeKey(label.link ? 'link' : 'tapes', label.serial, labelGeneration(label));
 }
 
 function range(t: TapeRow): { firstSeq: bigint; lastSeq: bigint } | null {

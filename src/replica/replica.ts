@@ -14,6 +14,12 @@ export interface ReplicaConfig {
   createdAt: string;
   /** The name this replica has at its primary as a direct-link secondary (set by the first link tape). */
   linkName?: string;
+  /**
+   * Set by `jship promote`: the SVOLs became the PVOLs of the group in
+   * `groupDir`, primary of epoch `generation` from `startSeq`. Restores into
+   * the SVOLs are refused from then on (other targets still work).
+   */
+  promoted?: { groupDir: string; generation: number; startSeq: string; at: string };
 }
 
 /**

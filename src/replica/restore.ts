@@ -112,7 +112,8 @@ export async function restoreReplica(dir: string, opts: RestoreOptions): Promise
   }
 }
 
-async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResult> {
+/** A restore in a replica the caller has open (and keeps open). */
+export async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResult> {
   const pool = new FramePool();
   try {
     return await runWith(replica, opts, pool);
@@ -126,6 +127,12 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   const cat = replica.catalog;
   const vols = replica.config.volumes;
   const toSvol = !opts.targets || opts.targets.length === 0;
+  const promoted = replica.config.promoted;
+  if (toSvol && promoted) {
+    throw new JshipError('REPLICA_PROMOTED', `the SVOLs of ${replica.dir} are the PVOLs of group ${promoted.groupDir} since its promotion (epoch ${promoted.generation}, ${promoted.at}): they are not restored into any more`, {
+      hint: 'restore into a file or device with --target; the group writes its volumes itself',
+    });
+  }
   if (toSvol && opts.volumes && opts.volumes.length > 0) {
     throw new JshipError('USAGE', '--volume needs --target: the SVOLs are always restored together', { hint: 'restoring one SVOL alone would break the group\'s consistency; give --target PATH to restore one volume elsewhere' });
   }

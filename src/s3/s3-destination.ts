@@ -38,10 +38,10 @@ export class S3Destination implements TapeDestination {
     this.where = s3UrlOf(bucket, this.#prefix);
   }
 
-  async open(serial: number, firstSeq: bigint): Promise<TapeOutput> {
+  async open(serial: number, firstSeq: bigint, generation = 1): Promise<TapeOutput> {
     const st = await store(this.#settings);
     // The last sequence number is not known yet: the key carries the serial and the first one (DESIGN "Names").
-    const key = this.#prefix + tapeFileName(serial, firstSeq, null);
+    const key = this.#prefix + tapeFileName(serial, firstSeq, null, generation);
     // Uploads of this serial left by an export that was killed (its retry may start at another sequence number).
     return S3Upload.start(st, this.#bucket, key, `${this.#prefix}jship-${String(serial).padStart(6, '0')}-`);
   }

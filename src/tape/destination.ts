@@ -32,8 +32,12 @@ export interface TapeDestination {
   readonly durable: boolean;
   /** Can hold more than one tape (a directory), so --media-size may split. */
   readonly splittable: boolean;
-  /** Opens tape `serial`, whose first record has sequence number `firstSeq` (a name chosen now carries both). */
-  open(serial: number, firstSeq: bigint): Promise<TapeOutput>;
+  /**
+   * Opens tape `serial` of an epoch's chain (`generation`, 1 unless the group
+   * was promoted), whose first record has sequence number `firstSeq` (a name
+   * chosen now carries all three).
+   */
+  open(serial: number, firstSeq: bigint, generation?: number): Promise<TapeOutput>;
   /**
    * After an export's tapes are all committed (still within the export's
    * turn): a directory rewrites its carry manifest. Returns a problem to
@@ -49,8 +53,8 @@ export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestin
     durable: dest.durable,
     splittable: dest.splittable,
     ...(dest.finish ? { finish: dest.finish.bind(dest) } : {}),
-    async open(serial, firstSeq) {
-      const out = await dest.open(serial, firstSeq);
+    async open(serial, firstSeq, generation) {
+      const out = await dest.open(serial, firstSeq, generation);
       return {
         async write(chunk) {
           // Big chunks go in pieces, so that the pace is even at any rate.

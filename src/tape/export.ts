@@ -191,6 +191,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
     ...(group.config.zeroedTs !== undefined ? { zeroedTs: group.config.zeroedTs } : {}),
+    ...(group.config.epochs ? { epochs: group.config.epochs } : {}),
     firstSerial: state.nextSerial,
     prevSha256: state.lastTapeSha256,
     destination: opts.destination,

@@ -1,6 +1,7 @@
 import { JshipError } from '../core/errors.js';
 import { checkParityRefs, type ParityFrameRef } from './parity.js';
 import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
+import { checkLineage, generationOf, type Lineage } from '../core/epoch.js';
 
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
@@ -24,6 +25,12 @@ export interface TapeLabel {
    * before the group's first record — a base at seq 0 that needs no bytes.
    */
   zeroedTs?: string;
+  /**
+   * The promotions the tape's records descend from (core/epoch.ts): its
+   * records are of the newest generation listed. Absent on tapes of
+   * generation 1. Each generation has chains of its own (serials from 1).
+   */
+  epochs?: Lineage;
   /**
    * Present on tapes sent over the direct link: they form the chain of one
    * secondary (serials and previous-tape hashes of their own), apart from
@@ -144,6 +151,10 @@ export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   const ms = v.mediaSet as Record<string, unknown> | undefined;
   if (typeof ms?.id !== 'string' || !UUID.test(ms.id) || !Number.isSafeInteger(ms.index) || (ms.index as number) < 0 || (ms.index as number) > LABEL_LIMITS.mediaIndex) fail(where, 'mediaSet', 'is malformed');
   if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a SHA-256');
+  if (v.epochs !== undefined) {
+    checkLineage(v.epochs, (why) => fail(where, 'epochs', why));
+    if ((v.epochs as Lineage).length === 0) fail(where, 'epochs', 'is empty (generation 1 leaves it out)');
+  }
   if (v.serial === 1 && !v.link && v.prevTapeSha256 !== null) fail(where, 'prevTapeSha256', 'is set on the first tape of a chain');
   if ((v.serial as number) > 1 && v.prevTapeSha256 === null) fail(where, 'prevTapeSha256', `is missing on tape ${String(v.serial)} (only a chain's first tape has none)`);
   if (!text(v.createdAt) || !text(v.host)) fail(where, 'createdAt or host', 'is missing or too long');
@@ -188,16 +199,24 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
  * else the base it carries (`jship-SSSSSS-base-ID`), else `jship-SSSSSS-empty`.
  * Base records are numbered by position, not sequence: they never make the range.
  */
-export function tapeName(serial: number, updates: { firstSeq: bigint; lastSeq: bigint } | null, baseId: bigint | null): string {
-  if (updates) return tapeFileName(serial, updates.firstSeq, updates.lastSeq);
+export function tapeName(serial: number, updates: { firstSeq: bigint; lastSeq: bigint } | null, baseId: bigint | null, generation = 1): string {
+  if (updates) return tapeFileName(serial, updates.firstSeq, updates.lastSeq, generation);
   const s = String(serial).padStart(6, '0');
-  return baseId !== null ? `jship-${s}-base-${baseId.toString().padStart(16, '0')}.tar.zst` : `jship-${s}-empty.tar.zst`;
+  return baseId !== null ? `jship-${s}-base-${baseId.toString().padStart(16, '0')}${epochSuffix(generation)}.tar.zst` : `jship-${s}-empty${epochSuffix(generation)}.tar.zst`;
 }
 
-export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint | null): string {
+/** Tapes of a later epoch end their names in `-eGENERATION`: each epoch numbers its chains from 1. */
+const epochSuffix = (generation: number): string => (generation > 1 ? `-e${generation}` : '');
+
+export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint | null, generation = 1): string {
   const s = String(serial).padStart(6, '0');
   const f = firstSeq.toString().padStart(16, '0');
-  return lastSeq === null ? `jship-${s}-${f}.tar.zst` : `jship-${s}-${f}-${lastSeq.toString().padStart(16, '0')}.tar.zst`;
+  return `jship-${s}-${f}${lastSeq === null ? '' : `-${lastSeq.toString().padStart(16, '0')}`}${epochSuffix(generation)}.tar.zst`;
+}
+
+/** The generation of a tape's records (1 when its label lists no promotion). */
+export function labelGeneration(label: Pick<TapeLabel, 'epochs'>): number {
+  return generationOf(label.epochs ?? []);
 }
 
 /**

@@ -4,6 +4,7 @@ import { JshipError } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RECORD_SIZE, RecordType, type RecordHeader } from '../core/record.js';
 import { formatSize } from '../core/sizes.js';
+import { generationOf, type Lineage } from '../core/epoch.js';
 import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
 import type { TapeDestination, TapeOutput } from './destination.js';
 import {
@@ -52,6 +53,8 @@ export interface MediaSetOptions {
   link?: { secondary: string };
   /** The group's volumes were created zero-filled then (group.json `zeroedTs`): said in every label. */
   zeroedTs?: string;
+  /** The promotions the group's records descend from (group.json `epochs`): said in every label when there are any. */
+  epochs?: Lineage;
   /** The digests of the points whose markers lie in [first, last] (a tape's updates): listed in its trailer. */
   digests?: (first: bigint, last: bigint) => Promise<PointDigest[]>;
   /** Parity frames at this share of each group of frames (export --parity PERCENT, 1..100). */
@@ -317,11 +320,12 @@ export class MediaSetWriter {
       host: hostname(),
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
       ...(this.#o.zeroedTs !== undefined ? { zeroedTs: this.#o.zeroedTs } : {}),
+      ...(this.#o.epochs && this.#o.epochs.length > 0 ? { epochs: this.#o.epochs } : {}),
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
     const tape: OpenTape = {
-      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq), hash: createHash('sha256'), bytes: 0, segments: [],
+      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
     };
     this.#tape = tape;
@@ -342,7 +346,7 @@ export class MediaSetWriter {
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
     const name = tapeName(tape.serial, updates.length > 0 ? { firstSeq: (updates[0] as Omit<Sealed, 'frame'>).first.seq, lastSeq: (updates[updates.length - 1] as Omit<Sealed, 'frame'>).last.seq } : null,
-      tape.segments.some((s) => s.kind === SegmentKind.Base) ? this.#o.base?.baseId ?? null : null);
+      tape.segments.some((s) => s.kind === SegmentKind.Base) ? this.#o.base?.baseId ?? null : null, generationOf(this.#o.epochs ?? []));
     const location = await tape.out.commit(name, async (finalPath) => {
       await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
     }, { sha256, bytes: tape.bytes });

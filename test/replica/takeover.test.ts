@@ -1,0 +1,210 @@
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { isJshipError } from '../../src/core/errors.js';
+import { groupPaths } from '../../src/journal/group-files.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import { LinkPrimary } from '../../src/link/link-primary.js';
+import { runPull } from '../../src/link/link-secondary.js';
+import { parseHostPort } from '../../src/io/sockets.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { importTapes } from '../../src/replica/import.js';
+import { promoteReplica } from '../../src/replica/promote.js';
+import { Replica } from '../../src/replica/replica.js';
+import { restoreReplica } from '../../src/replica/restore.js';
+import { buildTimeline } from '../../src/replica/timeline.js';
+import { KiB, MiB, jshipJson, tempDir } from '../helpers.js';
+import { exportTo, writeMixed } from '../tape/helpers.js';
+import { events, linkedGroup, snapshot } from '../link/helpers.js';
+
+type Snap = Awaited<ReturnType<typeof snapshot>>;
+
+/** Restores `marker` at `replica` into files and compares them with the PVOL images captured at it. */
+async function expectMarker(replica: string, dir: string, marker: string, snap: Snap, tag: string): Promise<void> {
+  const out = join(dir, `restored-${tag}`);
+  await restoreReplica(replica, { point: { kind: 'marker', name: marker }, targets: [{ path: `${out}/` }] });
+  for (const [name, file] of Object.entries(snap.files)) {
+    expect(readFileSync(join(out, `${name}.img`)).equals(readFileSync(file)), `${tag}: volume ${name} at ${marker}`).toBe(true);
+  }
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return isJshipError(e) ? e.code : `not a jship error: ${(e as Error).message}`;
+  }
+  return 'no error';
+}
+
+describe('takeover (issue 15): promote a secondary, a third site follows it, the old primary is fenced', () => {
+  const dir = tempDir();
+
+  it('B is promoted at its latest point; C follows B by link without a new base and by tapes; every marker of both epochs restores exactly; A restarted is fenced', async () => {
+    const { g: gA, group: A0, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    let A: JournalGroup = A0;
+    const ev = events();
+    const repB = join(dir, 'repB');
+    const repC = join(dir, 'repC');
+    const tapesA = join(dir, 'tapesA');
+    const snaps: Record<string, Snap> = {};
+    let primaryA = await LinkPrimary.start(A, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log, maxTapeBytes: 64 * KiB });
+    const fromA = parseHostPort(primaryA.address as string, '--from');
+    // Epoch 1: B follows A over the link, C by tapes.
+    await writeMixed(A, 40, 1);
+    await A.mark('m1');
+    snaps.m1 = await snapshot(A, dir, 'm1');
+    await exportTo(A, tapesA, { base: true });
+    await runPull({ replicaDir: repB, name: 'site-b', key, log: ev.log, from: fromA, once: true });
+    await writeMixed(A, 30, 2);
+    await A.mark('m2');
+    snaps.m2 = await snapshot(A, dir, 'm2');
+    await runPull({ replicaDir: repB, name: 'site-b', key, log: ev.log, from: fromA, once: true });
+    await exportTo(A, tapesA);
+    expect((await importTapes(repC, [tapesA])).ok).toBe(true);
+    // The split-brain window: A takes writes that reach no one before it goes down.
+    await writeMixed(A, 10, 3);
+    const lostFrom = A.journal.writtenSeq - 10n;
+    await primaryA.stop();
+    await A.close();
+
+    // Promotion refusals first: a recent primary needs --force; a directory holding a group is refused.
+    const gB = join(dir, 'groupB');
+    expect(await code(promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 16 * MiB }))).toBe('PROMOTE_REFUSED');
+    expect(await code(promoteReplica(repB, { to: gA, point: { kind: 'latest' }, journalSize: 16 * MiB, force: true }))).toBe('GROUP_EXISTS');
+    expect(existsSync(gB)).toBe(false);
+    const linkKey = readFileSync(groupPaths(gA).linkKey, 'utf8');
+    const pr = await promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 16 * MiB, force: true, linkKey, ackKey: readFileSync(groupPaths(gA).ackKey, 'utf8') });
+    expect(pr.point.seq).toBe(snaps.m2.seq);
+    expect(pr.epoch).toEqual({ generation: 2, startSeq: snaps.m2.seq + 1n });
+    expect(pr.forced).toBe(true);
+    expect(pr.newKeys).toEqual([]);
+    // The SVOLs are the PVOLs now: a restore into them is refused; a promotion again too.
+    expect(await code(restoreReplica(repB, { point: { kind: 'latest' } }))).toBe('REPLICA_PROMOTED');
+    expect(await code(promoteReplica(repB, { to: join(dir, 'again'), point: { kind: 'latest' }, journalSize: 16 * MiB, force: true }))).toBe('REPLICA_PROMOTED');
+
+    // Epoch 2 at B: same group, the sequence continues; its first record is the promotion marker.
+    const B = await openSiteGroup(gB);
+    expect(B.config.groupId).toBe(A.config.groupId);
+    expect(B.journal.outSeq).toBe(snaps.m2.seq + 1n);
+    const first = await B.journal.readRecords(snaps.m2.seq + 1n, 1);
+    expect(JSON.parse(Buffer.from(first[0]!.data).toString('utf8'))).toMatchObject({ kind: 'promoted', generation: 2, fromSeq: String(snaps.m2.seq), forced: true });
+    const primaryB = await LinkPrimary.start(B, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log, maxTapeBytes: 64 * KiB });
+    try {
+      const fromB = parseHostPort(primaryB.address as string, '--from');
+      // C follows B over the link from where its tapes of epoch 1 end: no base.
+      await writeMixed(B, 30, 4);
+      await B.mark('m3');
+      snaps.m3 = await snapshot(B, dir, 'm3');
+      const got = events();
+      await runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromB, once: true });
+      const toC = ev.all.filter((e) => e.event === 'tape-confirmed' && e.name === 'site-c');
+      expect(toC.length).toBeGreaterThan(0);
+      expect(toC.every((e) => e.base === null)).toBe(true);
+      // And by tapes: B's tape chain of epoch 2 starts at serial 1, named apart from epoch 1's.
+      const tapesB = join(dir, 'tapesB');
+      await writeMixed(B, 20, 5);
+      await B.mark('m4');
+      snaps.m4 = await snapshot(B, dir, 'm4');
+      const ex = await exportTo(B, tapesB);
+      expect(ex.tapes[0]!.serial).toBe(1);
+      expect(readdirSync(tapesB).filter((f) => f.endsWith('.tar.zst')).every((f) => f.endsWith('-e2.tar.zst'))).toBe(true);
+      const imp = await importTapes(repC, [tapesB]);
+      expect(imp.ok).toBe(true);
+      await runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromB, once: true });
+      for (const m of ['m1', 'm2', 'm3', 'm4']) await expectMarker(repC, dir, m, snaps[m]!, `c-${m}`);
+      // B's own replica still restores epoch 1 into files (it joined after m1: its base came later).
+      await expectMarker(repB, dir, 'm2', snaps.m2, 'b-m2');
+      // The timeline shows where the epoch changed.
+      const r = await Replica.open(repC);
+      try {
+        const t = buildTimeline(r.catalog);
+        expect(t.markers.find((m) => m.kind === 'promoted')?.seq).toBe(snaps.m2.seq + 1n);
+        expect(r.catalog.lineage()).toEqual([{ generation: 2, startSeq: String(snaps.m2.seq + 1n) }]);
+      } finally {
+        await r.close();
+      }
+
+      // A comes back: writes are still allowed until it hears of epoch 2 ...
+      A = await openSiteGroup(gA);
+      primaryA = await LinkPrimary.start(A, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log });
+      const fromA2 = parseHostPort(primaryA.address as string, '--from');
+      // ... from C, which follows epoch 2: A fences itself and refuses it.
+      const refused = await code(runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromA2, once: true }));
+      expect(refused).toBe('LINK_REFUSED');
+      expect(A.fence?.epochs).toEqual([{ generation: 2, startSeq: String(snaps.m2.seq + 1n) }]);
+      expect(await code(A.write('a', 0, Buffer.alloc(4096, 7)))).toBe('GROUP_FENCED');
+      expect(await code(A.mark('after'))).toBe('GROUP_FENCED');
+      // A's records after the takeover point (the split-brain window) never join a replica of epoch 2.
+      const tapesA2 = join(dir, 'tapesA2');
+      mkdirSync(tapesA2);
+      const late = await exportTo(A, tapesA2);
+      expect(late.tapes.length).toBeGreaterThan(0);
+      const lateImport = await importTapes(repC, [tapesA2]);
+      expect(lateImport.ok).toBe(false);
+      expect(lateImport.tapes.map((t) => t.code)).toContain('TAPE_DIVERGED');
+      expect(lostFrom).toBeGreaterThan(snaps.m2.seq);
+      await primaryA.stop();
+      await A.close();
+      // Fenced for good: reopened, A still refuses writes.
+      A = await openSiteGroup(gA);
+      expect(await code(A.write('a', 0, Buffer.alloc(4096, 7)))).toBe('GROUP_FENCED');
+      await A.close();
+      // The CLI says so.
+      const st = jshipJson('status', gA);
+      expect(st.out.fenced.epochs).toEqual([{ generation: 2, startSeq: Number(snaps.m2.seq + 1n) }]);
+    } finally {
+      await primaryB.stop();
+      await B.close();
+    }
+  }, 120_000);
+
+  it('refuses: a point after a gap, a replica that holds records of the old primary after the takeover, tapes of another promotion', async () => {
+    const d = join(dir, 'refusals');
+    const { g, group } = await linkedGroup(d, { a: 256 * KiB }, { journalSize: 8 * MiB, chunkSize: 64 * KiB });
+    const tapes = join(d, 'tapes');
+    await writeMixed(group, 10, 1);
+    await exportTo(group, tapes, { base: true });
+    await writeMixed(group, 10, 2);
+    const t2 = await exportTo(group, tapes);
+    await writeMixed(group, 10, 3);
+    await group.mark('late');
+    await exportTo(group, tapes);
+    await group.close();
+    const all = readdirSync(tapes).filter((f) => f.endsWith('.tar.zst')).sort();
+    expect(all.length).toBe(3);
+    // A replica missing tape 2: the latest point is before the gap; a point after it is refused.
+    const gappy = join(d, 'gappy');
+    await importTapes(gappy, [join(tapes, all[0]!), join(tapes, all[2]!)]);
+    expect(await code(promoteReplica(gappy, { to: join(d, 'p1'), point: { kind: 'marker', name: 'late' }, journalSize: 4 * MiB, force: true }))).toBe('RESTORE_REFUSED');
+    expect(existsSync(join(d, 'p1'))).toBe(false);
+    // r2 promoted at the end of tape 2, though it holds tape 3: tape 3 is the old primary's after that point.
+    const r2 = join(d, 'r2');
+    await importTapes(r2, [join(tapes, all[0]!), join(tapes, all[1]!), join(tapes, all[2]!)]);
+    const end2 = BigInt(t2.tapes[0]!.trailer.updates!.lastSeq);
+    const p2 = await promoteReplica(r2, { to: join(d, 'p2'), point: { kind: 'seq', seq: end2 }, journalSize: 4 * MiB, force: true });
+    expect(p2.epoch).toEqual({ generation: 2, startSeq: end2 + 1n });
+    const G2 = await openSiteGroup(join(d, 'p2'));
+    const tapes2 = join(d, 'tapes2');
+    await exportTo(G2, tapes2);
+    await G2.close();
+    // A replica that holds tape 3 (records of epoch 1 after p2's takeover point) cannot follow p2.
+    const r3 = join(d, 'r3');
+    await importTapes(r3, [join(tapes, all[0]!), join(tapes, all[1]!), join(tapes, all[2]!)]);
+    const div = await importTapes(r3, [tapes2]);
+    expect(div.tapes.map((t) => t.code)).toEqual(['REPLICA_DIVERGED']);
+    // A replica of epoch 1 up to tape 2 follows it.
+    const r4 = join(d, 'r4');
+    await importTapes(r4, [join(tapes, all[0]!), join(tapes, all[1]!)]);
+    expect((await importTapes(r4, [tapes2])).ok).toBe(true);
+    // A replica promoted at another point (one record earlier): p2's tapes descend from another promotion.
+    const fork = join(d, 'fork');
+    await importTapes(fork, [join(tapes, all[0]!), join(tapes, all[1]!)]);
+    await promoteReplica(fork, { to: join(d, 'pf'), point: { kind: 'seq', seq: end2 - 1n }, journalSize: 4 * MiB, force: true });
+    const forked = await importTapes(fork, [tapes2]);
+    expect(forked.tapes.map((t) => t.code)).toEqual(['TAPE_DIVERGED']);
+    // A group directory of the promoted site is refused as a promotion target.
+    expect(await code(promoteReplica(r4, { to: g, point: { kind: 'latest' }, journalSize: 4 * MiB, force: true }))).toBe('GROUP_EXISTS');
+  }, 120_000);
+});
