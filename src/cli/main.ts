@@ -22,6 +22,7 @@ import { registerScan } from './scan.js';
 import { registerServe } from './serve.js';
 import { registerLink } from './link.js';
 import { registerPromote } from './promote.js';
+import { registerDemote } from './demote.js';
 
 export const VERSION = '0.1.0';
 
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   registerExpire(program);
   registerRestore(program);
   registerPromote(program);
+  registerDemote(program);
   registerTimeline(program);
   registerDemo(program);
   return program;

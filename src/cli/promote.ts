@@ -13,6 +13,7 @@ import { pointFromOptions, withPointOptions } from './restore.js';
 interface PromoteCliOptions extends CommonOptions, KeyCliOptions {
   to?: string;
   journalSize: string;
+  chunkSize: string;
   force?: boolean;
   quietFor?: string;
   psk?: string;
@@ -30,6 +31,7 @@ export function registerPromote(program: Command): void {
     .argument('<REPLICA_DIR>', 'the replica to promote')
     .option('--to <GROUP_DIR>', 'the new group\'s directory (new or empty); serve it with jship serve GROUP_DIR')
     .option('--journal-size <SIZE>', 'size of the new group\'s journal (K, M, G, T are powers of 1024)', '1G')
+    .option('--chunk-size <SIZE>', 'chunk of base reads and of the bitmap of chunks written in the new epoch (what a demoted old primary gets again)', '1M')
     .option('--psk <FILE>', 'the group\'s link key (the copy this site used for link pull/receive): sites following the old primary follow the new one with it; default: a new key')
     .option('--ack-key <FILE>', 'the group\'s ack.key (the copy this site used for import --ack-out); default: a new key')
     .option('--quiet-for <DURATION>', 'how long the old primary must have been silent (no tape stored) before a promotion without --force (default 5m)')
@@ -39,6 +41,8 @@ export function registerPromote(program: Command): void {
       if (opts.to === undefined) throw new JshipError('USAGE', 'promote needs --to GROUP_DIR', { hint: 'name a new directory for the group the site serves from now on' });
       const point = pointFromOptions(opts);
       const journalSize = parseSize(opts.journalSize, '--journal-size');
+      const chunkSize = parseSize(opts.chunkSize, '--chunk-size');
+      if (chunkSize < 4096 || (chunkSize & (chunkSize - 1)) !== 0) throw new JshipError('BAD_SIZE', `--chunk-size ${opts.chunkSize} must be a power of two of at least 4K`, { hint: 'e.g. 64K or 1M' });
       const quietMs = opts.quietFor !== undefined ? Number(parseDuration(opts.quietFor, '--quiet-for') / 1_000_000n) : DEFAULT_QUIET_MS;
       const linkKey = opts.psk !== undefined ? `${(await readLinkKey(opts.psk)).toString('hex')}\n` : undefined;
       const ackKey = opts.ackKey !== undefined ? await readAckKeyFile(opts.ackKey) : undefined;
@@ -47,7 +51,7 @@ export function registerPromote(program: Command): void {
       let r;
       try {
         r = await promoteReplica(dir, {
-          to: opts.to, point, journalSize, quietMs,
+          to: opts.to, point, journalSize, chunkSize, quietMs,
           ...(opts.force ? { force: true } : {}),
           ...(linkKey !== undefined ? { linkKey } : {}),
           ...(ackKey !== undefined ? { ackKey } : {}),

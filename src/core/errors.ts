@@ -42,7 +42,9 @@ export type ErrorCode =
   | 'MARKER_BAD_NAME'
   | 'BASE_IN_PROGRESS'
   | 'GROUP_FENCED'
+  | 'GROUP_DEMOTED'
   | 'PROMOTE_REFUSED'
+  | 'DEMOTE_REFUSED'
   // volumes
   | 'VOLUME_NOT_FOUND'
   | 'VOLUME_UNKNOWN'

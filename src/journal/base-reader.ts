@@ -6,7 +6,11 @@ import type { DirtyBitmap } from './dirty-bitmap.js';
 import type { JournalRecord } from './journal-volume.js';
 import type { RangeOrder } from './range-order.js';
 
-/** `full`: every chunk of the volumes. `resync`: the chunks of the dirty bitmap only. */
+/**
+ * `full`: every chunk of the volumes. `resync`: the chunks of the dirty
+ * bitmap only, or the chunks a caller lists (an old primary being demoted:
+ * its own divergent chunks and those written in this epoch).
+ */
 export type BaseScope = 'full' | 'resync';
 
 /** What a base run needs of its group (passed in, so that the reader owns no group state). */
@@ -52,13 +56,16 @@ export class BaseRun {
   #done = false;
   /** A full base read again after rewind(): the chunks before this one are on tapes already. */
   #skip = 0;
+  /** The chunks listed by the caller (by volume index), instead of the dirty bitmap's. */
+  readonly listed: ReadonlyArray<readonly number[]> | undefined;
 
-  constructor(hooks: BaseHooks, baseId: bigint, scope: BaseScope, volumes: number[], chunkSize: number) {
+  constructor(hooks: BaseHooks, baseId: bigint, scope: BaseScope, volumes: number[], chunkSize: number, listed?: ReadonlyArray<readonly number[]>) {
     this.#hooks = hooks;
     this.baseId = baseId;
     this.scope = scope;
     this.#volumes = volumes;
     this.#chunkSize = chunkSize;
+    this.listed = listed;
   }
 
   /** The chunks to read, in volume and offset order (a full base: from the `skip`-th on). */
@@ -67,7 +74,11 @@ export class BaseRun {
     for (const v of this.#volumes) {
       const vol = this.#hooks.volumes[v] as Volume;
       const n = Math.ceil(vol.size / this.#chunkSize);
-      if (this.scope === 'resync') {
+      const listed = this.listed?.[v];
+      if (this.listed) {
+        const chunks = (listed ?? []).filter((c) => c < n);
+        for (const c of chunks) if (i++ >= skip) yield [v, c];
+      } else if (this.scope === 'resync') {
         const bitmap = this.#hooks.bitmap();
         const chunks = bitmap && bitmap.chunkSize === this.#chunkSize ? [...bitmap.dirtyChunks(v)] : [];
         for (const c of chunks) yield [v, c];
@@ -92,7 +103,7 @@ export class BaseRun {
    */
   rewind(kept: number): void {
     if (this.#done || kept > this.records) throw new JshipError('USAGE', `base ${this.baseId}: cannot rewind to record ${kept} of ${this.records}`);
-    if (this.scope === 'resync') {
+    if (this.scope === 'resync' && !this.listed) {
       // The chunks after `kept` were cleared when read: dirty again, so that they are read again.
       const bitmap = this.#hooks.bitmap();
       for (const [v, c] of this.#cleared.splice(kept)) bitmap?.set(v, c, true);
@@ -107,7 +118,7 @@ export class BaseRun {
       this.bytes = bytes;
     }
     this.records = kept;
-    this.#skip = this.scope === 'resync' ? 0 : kept;
+    this.#skip = this.scope === 'resync' && !this.listed ? 0 : kept;
     this.#exhausted = false;
   }
 
@@ -146,7 +157,7 @@ export class BaseRun {
     const op = this.#hooks.order.register(v, offset, length);
     const position = this.#hooks.position();
     const bitmap = this.#hooks.bitmap();
-    if (this.scope === 'resync' && bitmap) {
+    if (this.scope === 'resync' && bitmap && !this.listed) {
       bitmap.set(v, chunk, false);
       this.#cleared.push([v, chunk]);
     }

@@ -83,6 +83,13 @@ export class DirtyBitmap {
     if (hi >= 0) await writeFully(this.#h, bits.subarray(lo, hi + 1), (this.#starts[volume] as number) + lo);
   }
 
+  /** Sets the chunks under a range in memory (persisted by `persist`). */
+  setRange(volume: number, offset: number, length: number): void {
+    const first = Math.floor(offset / this.chunkSize);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.chunkSize);
+    for (let c = first; c <= last; c++) this.set(volume, c, true);
+  }
+
   isDirty(volume: number, chunk: number): boolean {
     const bits = this.#bitsOf(volume);
     return (((bits[chunk >> 3] as number) >> (chunk & 7)) & 1) === 1;

@@ -6,9 +6,11 @@ import { readJsonFile, writeFileAtomic } from '../io/files.js';
 import { checkLineage, type Lineage } from '../core/epoch.js';
 
 /** The files of a group directory. */
-export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string; fenced: string } {
+export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string; fenced: string; epochBitmap: string; demoted: string } {
   return {
     fenced: join(dir, 'fenced.json'),
+    epochBitmap: join(dir, 'epoch.bitmap'),
+    demoted: join(dir, 'demoted.json'),
     config: join(dir, 'group.json'),
     lock: join(dir, 'lock'),
     markers: join(dir, 'markers.jsonl'),

@@ -242,6 +242,22 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
   }
 }
 
+/** A group demoted to a secondary (`jship demote`) is not opened: its volumes are a replica's SVOLs now. */
+async function refuseDemoted(dir: string): Promise<void> {
+  const path = groupPaths(dir).demoted;
+  const text = await fsp.readFile(path, 'utf8').catch(() => undefined);
+  if (text === undefined) return;
+  let replica = '?';
+  try {
+    replica = String((JSON.parse(text) as { replica?: unknown }).replica);
+  } catch {
+    // the refusal stands; the file names no replica
+  }
+  throw new JshipError('GROUP_DEMOTED', `${dir} was demoted: its volumes are the SVOLs of replica ${replica}, which follows the group's primary now`, {
+    hint: `serve the group again by promoting that replica (jship promote ${replica} --to NEW_GROUP_DIR); this directory keeps the old epoch's journal, see ${path}`,
+  });
+}
+
 /** Refuses a directory a new group may not be created in: anything but a missing or empty one. */
 export async function checkGroupCreatable(dir: string): Promise<void> {
   let entries: string[];
@@ -307,6 +323,8 @@ export class JournalGroup {
   #rates: RateWindow | undefined;
   #purging: Promise<unknown> = Promise.resolve();
   #fence: Fence | null = null;
+  /** A promoted group: every chunk written in its epoch (what an old primary that is demoted must get again). */
+  #epochDirty: DirtyBitmap | undefined;
 
   private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
     this.dir = dir;
@@ -331,18 +349,23 @@ export class JournalGroup {
     const lock = await DirLock.acquire(paths.lock, `group ${dir}`);
     const volumes: Volume[] = [];
     let journal: JournalVolume | undefined;
+    let epochDirty: DirtyBitmap | undefined;
     try {
+      await refuseDemoted(dir);
       journal = await JournalVolume.open(config.journal.path, config.groupId);
       for (const v of config.volumes) volumes.push(await Volume.open(v));
       const perVolume = config.volumes.map(() => ({ records: 0, bytes: 0 }));
       const markerSeqs: bigint[] = [];
       let lastTs = journal.lastTimestamp;
+      // Persisted before each purge: what the journal still holds is marked again from its records.
+      epochDirty = config.epochs && config.epochs.length > 0 ? await DirtyBitmap.open(paths.epochBitmap, config.chunkSize, volumes.map((v) => v.size)) : undefined;
       await journal.recover((h) => {
         if (h.timestamp > lastTs) lastTs = h.timestamp;
         if (h.type === RecordType.Marker) {
           markerSeqs.push(h.seq);
           return;
         }
+        epochDirty?.setRange(h.volume, h.offset, h.length);
         const pv = perVolume[h.volume];
         if (!pv) throw new JshipError('JOURNAL_CORRUPT', `journal ${journal?.path}: record ${h.seq} names volume ${h.volume}, the group has ${config.volumes.length}`, { hint: 'the journal does not belong to this group config' });
         pv.records++;
@@ -381,6 +404,7 @@ export class JournalGroup {
         group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
       }
       group.#fence = await readFence(dir);
+      group.#epochDirty = epochDirty;
       group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n, group.#order);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#consumers = opts.consumers;
@@ -398,6 +422,7 @@ export class JournalGroup {
       return group;
     } catch (e) {
       await journal?.close();
+      await epochDirty?.close();
       await Promise.all(volumes.map((v) => v.close()));
       await lock.release();
       throw e;
@@ -592,7 +617,10 @@ export class JournalGroup {
       }
     }
     const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
-    if (volume !== GROUP_VOLUME && type !== RecordType.Marker) this.#digests.beforeWrite(volume, offset, length);
+    if (volume !== GROUP_VOLUME && type !== RecordType.Marker) {
+      this.#digests.beforeWrite(volume, offset, length);
+      this.#epochDirty?.setRange(volume, offset, length);
+    }
     // Per record: a clock read; the counters only when a sample is due (every 5 s).
     const now = this.#mono();
     if (this.#rates?.due(now)) this.#rates.note(now, this.#counters());
@@ -686,6 +714,9 @@ export class JournalGroup {
     if (upto < this.journal.outSeq) return this.journal.outSeq;
     await this.flush();
     const limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
+    // The epoch's written chunks are durable before the records that show them go.
+    await this.#epochDirty?.persist();
+    await this.#epochDirty?.sync();
     await this.journal.purge(limit, (h) => {
       const pv = this.#perVolume[h.volume];
       if (!pv) return;
@@ -877,7 +908,7 @@ export class JournalGroup {
    * reads the volumes chunk by chunk while writes go on. `resync` reads only
    * the chunks of the dirty bitmap.
    */
-  async beginBase(opts: { scope?: BaseScope; volumes?: string[] } = {}): Promise<BaseRun> {
+  async beginBase(opts: { scope?: BaseScope; volumes?: string[]; chunks?: ReadonlyArray<readonly number[]> } = {}): Promise<BaseRun> {
     this.#checkUsable();
     if (this.#base) {
       throw new JshipError('BASE_IN_PROGRESS', `base ${this.#base.baseId} is still being taken`, { hint: 'wait for it to complete, or abort it' });
@@ -888,13 +919,13 @@ export class JournalGroup {
         hint: 'export and purge the journal first; the resync base needs journal space for its markers',
       });
     }
-    if (scope === 'resync' && !this.#bitmap) {
+    if (scope === 'resync' && !this.#bitmap && !opts.chunks) {
       throw new JshipError('USAGE', 'a resync base needs a dirty bitmap; this group was never suspended', { hint: 'take a full base' });
     }
     const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
     const indexes = names.map((n) => this.volumeIndex(n));
     const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names });
-    const run = new BaseRun(this.#baseHooks(this.#suspensions), started.seq, scope, indexes, this.config.chunkSize);
+    const run = new BaseRun(this.#baseHooks(this.#suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
     this.#base = run;
     return run;
   }
@@ -913,7 +944,7 @@ export class JournalGroup {
         if (this.#base === run) this.#base = undefined;
         // A full base of every volume, with no suspension while it ran, holds every dirty region too.
         const healsAll = run.scope === 'full' && run.volumes.length === this.volumes.length && this.#suspensions === suspensionsAtStart;
-        if (ok && (run.scope === 'resync' || healsAll) && this.#bitmap) {
+        if (ok && ((run.scope === 'resync' && !run.listed) || healsAll) && this.#bitmap) {
           await this.#bitmap.persist();
           await this.#bitmap.sync();
           if ((healsAll || this.#bitmap.dirtyCount() === 0) && !this.#suspended) {
@@ -1054,6 +1085,8 @@ export class JournalGroup {
       await this.journal.close();
       await Promise.all(this.volumes.map((v) => v.close()));
       await this.#bitmap?.close();
+      await this.#epochDirty?.persist().catch(() => undefined);
+      await this.#epochDirty?.close();
       await this.#lock.release();
     }
   }
@@ -1087,6 +1120,16 @@ export class JournalGroup {
         hint: 'another site was promoted: write there. Reads and exports of what this site holds still work (docs/OPERATIONS.md, "Takeover")',
       });
     }
+  }
+
+  /**
+   * Every chunk written in this epoch (a promoted group; undefined for
+   * generation 1): per volume index, the chunk numbers in order, and the
+   * chunk size. An old primary being demoted gets these chunks again.
+   */
+  epochDirty(): { chunkSize: number; chunks: number[][] } | undefined {
+    const b = this.#epochDirty;
+    return b ? { chunkSize: b.chunkSize, chunks: this.volumes.map((_v, i) => [...b.dirtyChunks(i)]) } : undefined;
   }
 
   /** The group's epoch lineage (group.json; empty: epoch 1). */

@@ -51,7 +51,26 @@ export interface SecondaryHello {
   lastSeq: string | null;
   /** pull: the secondary asks for each tape (READ); push: the primary sends when it has records. */
   mode: 'pull' | 'push';
+  /**
+   * An old primary being demoted (`jship demote`): its volumes are the
+   * group as of `fromSeq` (the takeover point) except in these chunks
+   * (its own writes after that point). It asks for a resync base of them
+   * and of the chunks written in the primary's epoch, not for a full base.
+   */
+  resync?: ResyncRequest;
 }
+
+export interface ResyncRequest {
+  /** The lineage of the demoted group (its replica, new, has none yet). */
+  epochs: Lineage;
+  fromSeq: string;
+  chunkSize: number;
+  /** Per volume, in the group's order: runs of chunk numbers, [first, count]. */
+  volumes: Array<Array<[number, number]>>;
+}
+
+/** The most runs a resync request may list (it fits in one JSON message; coarser chunks when more). */
+export const MAX_RESYNC_RUNS = 2000;
 
 export interface ErrorMessage { code: string; message: string; hint: string | null }
 export interface ReadMessage { waitMs: number }
@@ -148,7 +167,28 @@ export function decodeSecondaryHello(f: Frame): SecondaryHello {
     held = { serial: int(t, h, 'serial', 1), sha256: str(t, h, 'sha256', HEX64), ...(h.epoch !== undefined ? { epoch: int(t, h, 'epoch', 1) } : {}) };
   }
   const lastSeq = o.lastSeq === undefined ? null : decOrNull(t, o, 'lastSeq');
-  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode, epochs: lineage(t, o), lastSeq };
+  const resync = o.resync === undefined ? undefined : resyncRequest(t, o.resync);
+  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode, epochs: lineage(t, o), lastSeq, ...(resync ? { resync } : {}) };
+}
+
+function resyncRequest(t: MessageType, v: unknown): ResyncRequest {
+  if (typeof v !== 'object' || v === null) bad(t, 'field "resync" is malformed');
+  const o = v as Obj;
+  const chunkSize = int(t, o, 'chunkSize', 512);
+  if ((chunkSize & (chunkSize - 1)) !== 0) bad(t, 'field "resync.chunkSize" is not a power of two');
+  if (!Array.isArray(o.volumes) || o.volumes.length === 0 || o.volumes.length > 1024) bad(t, 'field "resync.volumes" is malformed');
+  let runs = 0;
+  const volumes = (o.volumes as unknown[]).map((vol) => {
+    if (!Array.isArray(vol)) bad(t, 'field "resync.volumes" is malformed');
+    let next = 0;
+    return (vol as unknown[]).map((r): [number, number] => {
+      const [first, count] = Array.isArray(r) ? r : [];
+      if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || (first as number) < next || (count as number) < 1 || ++runs > MAX_RESYNC_RUNS) bad(t, 'field "resync.volumes" holds a run that is not [first, count] in order');
+      next = (first as number) + (count as number);
+      return [first as number, count as number];
+    });
+  });
+  return { epochs: lineage(t, o), fromSeq: dec(t, o, 'fromSeq'), chunkSize, volumes };
 }
 
 export function decodeError(f: Frame): ErrorMessage {

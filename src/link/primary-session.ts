@@ -5,7 +5,7 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
 import { trailerEffects } from '../tape/label.js';
-import { compareLineages, epochEnd, generationOf, lineageText, onLineage } from '../core/epoch.js';
+import { compareLineages, epochEnd, epochStart, generationOf, lineageText, onLineage } from '../core/epoch.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import { throttled } from '../tape/destination.js';
 import type { Throttle } from '../io/throttle.js';
@@ -77,6 +77,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     throw new JshipError('LINK_FOREIGN', `secondary "${name}" holds a replica of group ${hello.groupId}; this primary serves group ${group.config.groupId}`, { hint: 'point it at a primary of its own group, or give it a new replica directory' });
   }
   await checkEpochs(group, hello, ch.peer);
+  const resync = hello.resync ? resyncChunks(group, hello, hello.resync) : undefined;
   const key = `${group.dir}\0${name}`;
   if (active.has(key)) {
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
@@ -90,11 +91,13 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
         const from = followsFromEarlierEpoch(group, hello);
         if (hello.held !== null && from === null) positionRefused(name, hello.held, undefined);
         s = newSecondary(name, from ?? group.journal.writtenSeq - 1n, ch.peer);
-        // A replica of an earlier epoch resumes after the newest record it holds, when this journal still has the next one.
-        if (from !== null && from + 1n >= group.journal.outSeq) s.needsBase = false;
+        // A replica of an earlier epoch resumes after the newest record it holds, when this journal still has the next one;
+        // an old primary being demoted gets a resync base of the chunks it lacks instead of a full base.
+        if ((from !== null && from + 1n >= group.journal.outSeq) || resync) s.needsBase = false;
         r.secondaries.push(s);
         registered = true;
       } else {
+        if (resync) throw new JshipError('LINK_POSITION', `secondary "${name}" asks for a resync as an old primary being demoted, but it is registered here already`, { hint: `demote with another --name, or unregister the old one: jship link forget GROUP_DIR ${name}` });
         const h = hello.held;
         const sameAsConfirmed = h === null ? s.confirmed.serial === 0 : h.serial === s.confirmed.serial && h.sha256 === s.confirmed.sha256;
         const inflight = s.inflight;
@@ -120,7 +123,8 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
       status: await linkStatus(group, BigInt(sec.confirmed.seq)),
     }));
     await group.purgeSecured();
-    await sendLoop(ch, o, name, hello.mode, timeoutMs);
+    if (resync) log({ event: 'resync', name, chunks: resync.reduce((n, v) => n + v.length, 0), chunkSize: group.config.chunkSize, fromSeq: hello.resync?.fromSeq ?? null });
+    await sendLoop(ch, o, name, hello.mode, timeoutMs, resync);
   } finally {
     // A secondary registered by this session that never confirmed a tape (refused at its end,
     // gone before its base arrived) does not stay behind to pin the journal.
@@ -156,6 +160,40 @@ async function checkEpochs(group: JournalGroup, hello: SecondaryHello, peer: str
       hint: 'this replica cannot follow the promoted site: give it a new replica directory (a full base), and keep this one for the old primary\'s history',
     });
   }
+}
+
+/**
+ * The chunks (by volume index, at this group's chunk size) an old primary
+ * being demoted gets in a resync base: those it says it wrote after the
+ * takeover point, and every chunk written in this epoch. Refused when the
+ * old primary is not of the epoch right before this one, or names another
+ * takeover point: then only a full base is right.
+ */
+function resyncChunks(group: JournalGroup, hello: SecondaryHello, r: NonNullable<SecondaryHello['resync']>): number[][] {
+  const mine = group.epochs;
+  const theirs = generationOf(r.epochs);
+  const written = group.epochDirty();
+  const refuse = (why: string): never => {
+    throw new JshipError('LINK_REFUSED', `secondary "${hello.name}" asks for a resync as an old primary of epoch ${theirs}: ${why}`, {
+      hint: 'demote it with --full (a full base), or follow this primary with a new replica',
+    });
+  };
+  if (!written || theirs + 1 !== generationOf(mine) || compareLineages(r.epochs, mine) !== 'older') refuse(`this primary is of ${lineageText(mine)}, not the epoch right after it`);
+  const takeover = epochStart(mine, theirs + 1) - 1n;
+  if (BigInt(r.fromSeq) !== takeover) refuse(`it names seq ${r.fromSeq} as the takeover point; epoch ${theirs + 1} began after seq ${takeover}`);
+  if (r.volumes.length !== group.volumes.length) refuse(`it lists ${r.volumes.length} volumes; the group has ${group.volumes.length}`);
+  const size = group.config.chunkSize;
+  return group.volumes.map((v, i) => {
+    const set = new Set<number>(written?.chunks[i] ?? []);
+    const limit = Math.ceil(v.size / size);
+    for (const [first, count] of r.volumes[i] ?? []) {
+      // Their chunks in bytes, then in ours (the two chunk sizes may differ).
+      const lo = Math.floor((first * r.chunkSize) / size);
+      const hi = Math.min(limit, Math.ceil(((first + count) * r.chunkSize) / size));
+      for (let c = lo; c < hi; c++) set.add(c);
+    }
+    return [...set].sort((a, b) => a - b);
+  });
 }
 
 /**
@@ -206,7 +244,8 @@ async function current(dir: string, name: string): Promise<SecondaryState> {
   return s;
 }
 
-async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number): Promise<void> {
+async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number, resyncFirst?: number[][]): Promise<void> {
+  let resync = resyncFirst;
   const { group, log } = o;
   const heartbeatMs = o.heartbeatMs ?? 5000;
   for (;;) {
@@ -221,12 +260,13 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
       waitMs = Math.min(decodeRead(f).waitMs, 60_000);
     }
     const s = await current(group.dir, name);
-    if (!(await recordsFor(group, s, waitMs))) {
+    if (!resync && !(await recordsFor(group, s, waitMs))) {
       await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
       continue;
     }
     const started = Date.now();
-    const result = await exportWithRetry(ch, o, s, log);
+    const result = await exportWithRetry(ch, o, s, log, resync);
+    resync = undefined;
     if (result.nothingToExport) {
       await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
       continue;
@@ -278,12 +318,13 @@ async function recordsFor(group: JournalGroup, s: SecondaryState, waitMs: number
 }
 
 /** Exports the next link tape for `s`; a base taken by someone else at the moment is waited for. */
-async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog): ReturnType<typeof exportGroup> {
+async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog, resyncChunks?: number[][]): ReturnType<typeof exportGroup> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await exportGroup(o.group, {
         destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
         base: fullBaseFor(o.group, s),
+        ...(resyncChunks ? { resyncChunks } : {}),
         keepUntilAck: true,
         pool: o.pool,
         maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,

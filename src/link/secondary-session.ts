@@ -14,7 +14,7 @@ import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import {
   decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
-  type LinkStatus, type PrimaryHello, type TapeEnd,
+  type LinkStatus, type PrimaryHello, type ResyncRequest, type TapeEnd,
 } from './messages.js';
 import type { LinkLog } from './primary-session.js';
 
@@ -34,6 +34,8 @@ export interface SecondaryOptions {
   lockWaitMs?: number;
   /** Paces the tape bytes taken in (the link's flow control slows the primary to it). */
   throttle?: Throttle;
+  /** Sent in the hello: an old primary being demoted asks for a resync base of these chunks (link/demote.ts). */
+  resync?: ResyncRequest;
   /** A base arriving (it may span link tapes): volume bytes its records received so far cover, of all the volumes'. */
   onBaseProgress?: (p: BaseProgress) => void;
 }
@@ -118,7 +120,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   }
   // A directory that cannot become a replica is refused before the primary hears of this secondary.
   if (pos.groupId === null) await Replica.checkCreatable(o.replicaDir);
-  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode, epochs: pos.epochs, lastSeq: pos.lastSeq }));
+  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode, epochs: pos.epochs, lastSeq: pos.lastSeq, ...(o.resync ? { resync: o.resync } : {}) }));
   const f = await ch.next(timeoutMs);
   expect(f, MessageType.Hello);
   const hello = decodePrimaryHello(f);

@@ -17,6 +17,8 @@ export interface PromoteOptions {
   to: string;
   point: PointSpec;
   journalSize: number;
+  /** Chunk of base reads and of the bitmaps (the epoch's written chunks: what a demoted old primary gets); default 1 MiB. */
+  chunkSize?: number;
   /** Promote although the old primary was heard from within `quietMs`. */
   force?: boolean;
   /** How long the old primary must have been silent (default 5 minutes). */
@@ -103,6 +105,7 @@ async function promoteIn(replica: Replica, opts: PromoteOptions): Promise<Promot
   await createGroup(to, {
     volumes: volumes.map((v) => ({ name: v.name, extents: [{ path: v.path, size: v.size }] })),
     journalSize: opts.journalSize,
+    ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
     continues: {
       groupId: cfg.groupId, epochs: lineage, firstSeq: seq + 1n, lastTimestamp: restored.plan.ts,
       ...(opts.linkKey !== undefined ? { linkKey: opts.linkKey } : {}),

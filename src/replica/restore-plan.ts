@@ -248,6 +248,27 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
 }
 
 /**
+ * The first apply of an old primary demoted to a secondary (`jship demote`):
+ * its volumes, the SVOLs, hold the group as of the records before the
+ * replica's first resync base everywhere outside that base's chunks (the
+ * primary listed every chunk written since the takeover point, on either
+ * side). That base and every record from the first one held to the base's
+ * completion bring them to the completion — a consistent point.
+ */
+export function planAdopt(cat: Catalog): RestorePlan {
+  const markers = cat.markers();
+  const segments = cat.segments();
+  const started = markers.find((m) => m.kind === 'base-started' && m.scope === 'resync');
+  if (!started) return refuse('the replica holds no resync base to bring the demoted volumes up to date with', 'run jship demote again: the new primary sends one first');
+  const done = markers.find((m) => m.kind === 'base-complete' && m.baseId === started.seq);
+  if (!done || !baseWhole(segments, markers, started.seq)) return refuse(`resync base ${started.seq} is not complete in the replica yet`, 'run jship demote again to receive the rest');
+  const first = segments.filter((x) => x.kind === 'update').reduce<bigint | null>((m, x) => (m === null || x.firstSeq < m ? x.firstSeq : m), null);
+  if (first === null || first > started.seq) return refuse(`the replica's records begin after resync base ${started.seq} started`, 'demote again into a new replica directory');
+  const base: BaseChoice = { baseId: started.seq, scope: 'resync', completeSeq: done.seq, segments: segments.filter((x) => x.kind === 'base' && x.baseId === started.seq) };
+  return finish({ seq: done.seq, ts: done.ts, point: `resync base ${started.seq} complete (seq ${done.seq})` }, [base], first - 1n, segments, false);
+}
+
+/**
  * "Latest" is the newest restorable point (DESIGN, "Which point"): the end of
  * the newest run of records held that some complete base reaches, whatever
  * gaps lie before that base.

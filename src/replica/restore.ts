@@ -11,7 +11,7 @@ import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
-import { planRestore, type PlannedSegment, type PointSpec, type RestorePlan } from './restore-plan.js';
+import { planAdopt, planRestore, type PlannedSegment, type PointSpec, type RestorePlan } from './restore-plan.js';
 import { SegmentSource } from './segment-source.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { commitFiles, openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
@@ -31,6 +31,12 @@ export interface RestoreOptions {
   mode?: number;
   keys?: KeyRing;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The SVOLs are an old primary's volumes, demoted (`jship demote`): bring
+   * them to the completion of the replica's first resync base (planAdopt).
+   * Only into the SVOLs, and only before they were ever restored.
+   */
+  adopt?: boolean;
   /**
    * Taken by an owner that hands the replica over (the link receiver's
    * apply): a process that asks for the replica meanwhile waits for this
@@ -151,7 +157,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   }
   const svolSeq = BigInt(state.svol.restoredSeq);
   if (toSvol && opts.inconsistent) throw new JshipError('USAGE', '--inconsistent needs --target: an SVOL only ever holds consistent points', { hint: 'restore the partial image into a file' });
-  const plan = planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
+  if (opts.adopt && (!toSvol || svolSeq !== 0n)) throw new JshipError('USAGE', 'adopting demoted volumes goes into SVOLs never restored before', { hint: 'this is what jship demote does once; afterwards restore as usual' });
+  const plan = opts.adopt ? planAdopt(cat) : planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
   const inProgress = state.svol.inProgress;
   if (toSvol && inProgress && plan.seq < BigInt(inProgress.seq)) {
     throw new JshipError('RESTORE_REFUSED', `an interrupted restore of the SVOLs to seq ${inProgress.seq} left them between points; restore them to at least that point`, {

@@ -17,6 +17,11 @@ export interface ExportOptions {
   destination: TapeDestination;
   /** Also write a base journal of every volume, read while writes go on. */
   base?: boolean;
+  /**
+   * Write a resync base of these chunks (by volume index) instead: what an
+   * old primary being demoted lacks (link only, one secondary's tape).
+   */
+  resyncChunks?: ReadonlyArray<readonly number[]>;
   mediaSize?: number;
   /** Do not purge until an acknowledgement covers the tapes. */
   keepUntilAck?: boolean;
@@ -35,7 +40,8 @@ export interface ExportOptions {
    */
   chain?: {
     state: ChainState;
-    link: { secondary: string };
+    /** Tapes of a link secondary's chain; absent: tapes of the tape chain (numbered from `state`), its state kept by the caller. */
+    link?: { secondary: string };
     /** Runs before a tape's end reaches the destination: `dataEnd` is the journal data position after its last update. */
     beforeSend: (t: { serial: number; sha256: string; trailer: TapeTrailer }, dataEnd: bigint | null) => Promise<void>;
   };
@@ -162,8 +168,9 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   }
   // After a suspension whose resync base another consumer took, only a full base heals this chain.
   const healByFullBase = !chain && state.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending';
-  const fullBase = opts.base === true || healByFullBase;
-  if (!fullBase && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
+  const fullBase = opts.resyncChunks === undefined && (opts.base === true || healByFullBase);
+  const listed = opts.resyncChunks;
+  if (!fullBase && !listed && group.state !== 'resync-pending' && from >= group.journal.writtenSeq && !opts.allowEmpty) {
     return {
       warnings: [], nothingToExport: true, tapes: [], records: 0, updates: null, base: null, rawBytes: 0, tapeBytes: 0,
       journalOut: group.journal.outSeq, awaitingAck: state.pendingAcks.length > 0, lostBeforeExport, dataEnd: null,
@@ -171,7 +178,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   }
   // After a suspension (journaling resumed, the dirty bitmap still holds regions), every export
   // carries a resync base of those regions until one completes: no restore point exists until then.
-  const resync = !fullBase && group.state === 'resync-pending';
+  const resync = !fullBase && (listed !== undefined || group.state === 'resync-pending');
   if (opts.mediaSize !== undefined) {
     // Checked before anything is written: the largest record to export (a record never spans tapes)
     // and, with a base, a base chunk must fit on one tape with a label and a trailer.
@@ -184,7 +191,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       });
     }
   }
-  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync' }) : undefined;
+  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...(listed ? { chunks: listed } : {}) }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
@@ -216,7 +223,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       else if (effects.suspended) state.sawSuspension = true;
       await save(state);
     },
-    ...(chain ? { link: chain.link } : {}),
+    ...(chain?.link ? { link: chain.link } : {}),
   });
   /** The tapes counted, over every medium. */
   const tapes: WrittenTape[] = [];
@@ -234,7 +241,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // A base that completed while its last records were on the tape the medium cut short cannot be
       // read again (its chunks would be newer than its completion): a new base is taken.
       if (medium > 1 && baseInfo && counted(baseInfo.baseId) < baseInfo.records) {
-        baseRun = await group.beginBase({ scope: baseInfo.scope });
+        baseRun = await group.beginBase({ scope: baseInfo.scope, ...(listed ? { chunks: listed } : {}) });
         baseInfo = null;
       }
       const writer = newWriter();

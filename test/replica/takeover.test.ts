@@ -11,6 +11,7 @@ import { parseHostPort } from '../../src/io/sockets.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { importTapes } from '../../src/replica/import.js';
 import { promoteReplica } from '../../src/replica/promote.js';
+import { demoteGroup } from '../../src/link/demote.js';
 import { Replica } from '../../src/replica/replica.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import { buildTimeline } from '../../src/replica/timeline.js';
@@ -42,7 +43,8 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
   const dir = tempDir();
 
   it('B is promoted at its latest point; C follows B by link without a new base and by tapes; every marker of both epochs restores exactly; A restarted is fenced', async () => {
-    const { g: gA, group: A0, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const { g: gA, group: A0, key } = await linkedGroup(dir, { a: 16 * MiB, b: 1 * MiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const volumeBytes = 17 * MiB;
     let A: JournalGroup = A0;
     const ev = events();
     const repB = join(dir, 'repB');
@@ -75,7 +77,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
     expect(await code(promoteReplica(repB, { to: gA, point: { kind: 'latest' }, journalSize: 16 * MiB, force: true }))).toBe('GROUP_EXISTS');
     expect(existsSync(gB)).toBe(false);
     const linkKey = readFileSync(groupPaths(gA).linkKey, 'utf8');
-    const pr = await promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 16 * MiB, force: true, linkKey, ackKey: readFileSync(groupPaths(gA).ackKey, 'utf8') });
+    const pr = await promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 16 * MiB, chunkSize: 64 * KiB, force: true, linkKey, ackKey: readFileSync(groupPaths(gA).ackKey, 'utf8') });
     expect(pr.point.seq).toBe(snaps.m2.seq);
     expect(pr.epoch).toEqual({ generation: 2, startSeq: snaps.m2.seq + 1n });
     expect(pr.forced).toBe(true);
@@ -154,11 +156,71 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       // The CLI says so.
       const st = jshipJson('status', gA);
       expect(st.out.fenced.epochs).toEqual([{ generation: 2, startSeq: Number(snaps.m2.seq + 1n) }]);
-    } finally {
+
+      // Failback, step 1: A becomes a secondary of B and gets only the chunks that differ.
+      await writeMixed(B, 10, 6);
+      const demoted = await demoteGroup(gA, { from: fromB, key, name: 'site-a', log: ev.log });
+      expect(demoted.takeoverSeq).toBe(snaps.m2.seq);
+      expect(demoted.diverged.records).toBeGreaterThan(0);
+      expect(existsSync(demoted.diverged.tape!)).toBe(true);
+      expect(demoted.applied.proved).toBe(true);
+      const resync = ev.all.find((e) => e.event === 'resync' && e.name === 'site-a') as unknown as { chunks: number; chunkSize: number };
+      const sent = ev.all.filter((e) => e.event === 'tape-confirmed' && e.name === 'site-a') as unknown as Array<{ base: { scope: string } | null; bytes: number }>;
+      expect(sent[0]?.base?.scope).toBe('resync');
+      // The bytes shipped: the divergent and new chunks, not the volumes.
+      expect(resync.chunks * resync.chunkSize).toBeLessThan(volumeBytes / 2);
+      expect(sent.reduce((n, t) => n + t.bytes, 0)).toBeLessThan(volumeBytes / 2);
+      // A's volume files are B's volumes now, byte for byte (B is idle).
+      await B.flush();
+      for (const v of B.volumes) expect(readFileSync(join(dir, `${v.name}.img`)).equals(readFileSync(v.extents[0]!.path)), `volume ${v.name}`).toBe(true);
+      // The demoted group is not opened again; its replica follows B.
+      expect(await code(openSiteGroup(gA))).toBe('GROUP_DEMOTED');
+      await writeMixed(B, 10, 7);
+      await B.mark('m5');
+      snaps.m5 = await snapshot(B, dir, 'm5');
+      const repA = join(gA, 'replica');
+      await runPull({ replicaDir: repA, name: 'site-a', key, log: ev.log, from: fromB, once: true });
+      await runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromB, once: true });
+
+      // Failback, step 2 (planned): B's writers stop, A catches up, A is promoted, B follows A.
       await primaryB.stop();
       await B.close();
+      const gA3 = join(dir, 'groupA3');
+      const back = await promoteReplica(repA, { to: gA3, point: { kind: 'latest' }, journalSize: 16 * MiB, chunkSize: 64 * KiB, force: true, linkKey, ackKey: readFileSync(groupPaths(gA).ackKey, 'utf8') });
+      expect(back.epoch.generation).toBe(3);
+      expect(back.point.seq).toBe(snaps.m5.seq);
+      const A3 = await openSiteGroup(gA3);
+      const primaryA3 = await LinkPrimary.start(A3, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log, maxTapeBytes: 64 * KiB });
+      try {
+        const fromA3 = parseHostPort(primaryA3.address as string, '--from');
+        // C follows A into epoch 3 without a new base (registered before anything is purged at A).
+        const before = ev.all.length;
+        await runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromA3, once: true });
+        await writeMixed(A3, 10, 8);
+        const bDemoted = await demoteGroup(gB, { from: fromA3, key, name: 'site-b', log: ev.log });
+        expect(bDemoted.diverged.records).toBe(0);
+        expect(bDemoted.applied.proved).toBe(true);
+        await writeMixed(A3, 10, 9);
+        await A3.mark('m6');
+        snaps.m6 = await snapshot(A3, dir, 'm6');
+        // Every marker of the three epochs restores at C.
+        await runPull({ replicaDir: repC, name: 'site-c', key, log: got.log, from: fromA3, once: true });
+        expect(ev.all.slice(before).filter((e) => e.event === 'tape-confirmed' && e.name === 'site-c').every((e) => e.base === null)).toBe(true);
+        for (const m of ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']) await expectMarker(repC, dir, m, snaps[m]!, `c3-${m}`);
+        await runPull({ replicaDir: join(gB, 'replica'), name: 'site-b', key, log: ev.log, from: fromA3, once: true });
+        // B's volumes (its SVOLs now) move forward to m6; a restore into files needs a full base there (it has a resync base only).
+        await restoreReplica(join(gB, 'replica'), { point: { kind: 'marker', name: 'm6' } });
+        for (const [name, file] of Object.entries(snaps.m6.files)) expect(readFileSync(join(repB, 'svol', `${name}.img`)).equals(readFileSync(file)), `B's ${name} at m6`).toBe(true);
+        expect(await code(restoreReplica(join(gB, 'replica'), { point: { kind: 'marker', name: 'm6' }, targets: [{ path: `${join(dir, 'b-files')}/` }] }))).toBe('RESTORE_REFUSED');
+      } finally {
+        await primaryA3.stop();
+        await A3.close();
+      }
+    } finally {
+      await primaryB.stop().catch(() => undefined);
+      await B.close().catch(() => undefined);
     }
-  }, 120_000);
+  }, 180_000);
 
   it('refuses: a point after a gap, a replica that holds records of the old primary after the takeover, tapes of another promotion', async () => {
     const d = join(dir, 'refusals');

@@ -1,0 +1,282 @@
+import { promises as fsp } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { compareLineages, epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
+import { JshipError } from '../core/errors.js';
+import { RecordType } from '../core/record.js';
+import type { HostPort } from '../io/sockets.js';
+import { makeDirs, readJsonFile, writeFileAtomic } from '../io/files.js';
+import { groupPaths, readGroupConfig } from '../journal/group-files.js';
+import { JournalGroup } from '../journal/journal-group.js';
+import { Replica } from '../replica/replica.js';
+import { readReplicaState } from '../replica/replica-state.js';
+import { restoreReplica, type RestoreResult } from '../replica/restore.js';
+import { readChainState } from '../tape/chain-state.js';
+import { DirDestination } from '../tape/destination.js';
+import { exportGroup } from '../tape/export.js';
+import { FramePool } from '../tape/frame-pool.js';
+import { dial } from './dial.js';
+import { MessageType } from './frame.js';
+import { MAX_RESYNC_RUNS, decodePrimaryHello, expect, message, type ResyncRequest } from './messages.js';
+import type { LinkLog } from './primary-session.js';
+import { runSecondary } from './secondary-session.js';
+
+export interface DemoteOptions {
+  /** The replica the group's volumes become the SVOLs of (new or empty; default GROUP_DIR/replica). */
+  replicaDir?: string;
+  /** The new primary's link address (`jship link serve` there). */
+  from: HostPort;
+  key: Buffer;
+  /** This site's name at the new primary. */
+  name: string;
+  log: LinkLog;
+  /** Ask for a full base instead of the differing chunks (when those cannot be known). */
+  full?: boolean;
+  timeoutMs?: number;
+}
+
+/** GROUP_DIR/demoted.json: written before the volumes change hands; the group is not opened again. */
+interface Demoted {
+  format: 1;
+  replica: string;
+  at: string;
+  /** The lineage of the primary this site follows now. */
+  epochs: Lineage;
+  takeoverSeq: string;
+  full: boolean;
+  /** This site's writes after the takeover point: what it asks for again, and where they are kept. */
+  diverged: { records: number; bytes: number; chunks: number; tape: string | null; request: ResyncRequest | null };
+}
+
+export interface DemoteResult {
+  groupDir: string;
+  replica: string;
+  epoch: number;
+  takeoverSeq: bigint;
+  /** The split-brain window: this site's records after the takeover point, kept on a tape of their own. */
+  diverged: { records: number; bytes: number; chunks: number; tape: string | null };
+  /** What the new primary sent: link tapes and their bytes (base and records). */
+  received: { tapes: number; records: number };
+  /** The SVOLs (this site's volumes) brought to a consistent point of the new epoch. */
+  applied: { seq: bigint; ts: bigint; bytesWritten: number; proved: boolean | null };
+  volumeBytes: number;
+  full: boolean;
+  /** A demote interrupted earlier (after its volumes changed hands) was carried on. */
+  resumed: boolean;
+}
+
+/**
+ * Failback, step 1 (§0161-0166): the old primary becomes a secondary of the
+ * new epoch. Its writes after the takeover point (still in its journal) are
+ * kept on a tape of their own; its volumes become the SVOLs of a replica in
+ * place; it asks the new primary for a resync base of the chunks that can
+ * differ — its own writes after the takeover point and every chunk written in
+ * the new epoch — never a full copy, and applies it with the records around
+ * it. From then on it is an ordinary secondary (`jship link pull`), and
+ * `jship promote` makes it the primary again (step 2).
+ */
+export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<DemoteResult> {
+  groupDir = resolve(groupDir);
+  const replicaDir = resolve(o.replicaDir ?? join(groupDir, 'replica'));
+  let demoted = await readDemoted(groupDir);
+  const resumed = demoted !== null;
+  if (demoted && demoted.replica !== replicaDir) {
+    throw new JshipError('USAGE', `${groupDir} was demoted into replica ${demoted.replica}, not ${replicaDir}`, { hint: `leave out --replica, or give --replica ${demoted.replica}` });
+  }
+  const config = await readGroupConfig(groupDir);
+  demoted ??= await prepare(groupDir, replicaDir, o);
+  await makeReplica(replicaDir, config, o.name);
+  const pool = new FramePool();
+  let received = { tapes: 0, records: 0 };
+  try {
+    // The resync is asked for until the replica holds the new primary's first tape; then it resumes like any secondary.
+    const held = await withReplica(replicaDir, (r) => r.catalog.tapes().length);
+    const ch = await dial(o.from, o.key, config.groupId);
+    try {
+      const r = await runSecondary(ch, {
+        replicaDir, name: o.name, mode: 'pull', pool, log: o.log, once: true,
+        ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+        ...(held === 0 && demoted.diverged.request ? { resync: demoted.diverged.request } : {}),
+      });
+      received = { tapes: r.tapes, records: r.records };
+    } finally {
+      ch.close();
+    }
+  } finally {
+    await pool.close();
+  }
+  // The SVOLs — this site's volumes — to a consistent point of the new epoch, proved against the primary's digest.
+  const state = await readReplicaState(replicaDir);
+  let restored: RestoreResult['plan'] & { bytesWritten: number; proved: boolean | null };
+  if (state.svol.restoredSeq === '0') {
+    const r = await restoreReplica(replicaDir, { point: { kind: 'latest' }, ...(demoted.full ? {} : { adopt: true }) });
+    restored = { ...r.plan, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
+  } else {
+    const r = await restoreReplica(replicaDir, { point: { kind: 'latest' } });
+    restored = { ...r.plan, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
+  }
+  return {
+    groupDir, replica: replicaDir, epoch: generationOf(demoted.epochs), takeoverSeq: BigInt(demoted.takeoverSeq),
+    diverged: { records: demoted.diverged.records, bytes: demoted.diverged.bytes, chunks: demoted.diverged.chunks, tape: demoted.diverged.tape },
+    received, applied: { seq: restored.seq, ts: restored.ts, bytesWritten: restored.bytesWritten, proved: restored.proved },
+    volumeBytes: config.volumes.reduce((n, v) => n + v.extents.reduce((m, e) => m + e.size, 0), 0), full: demoted.full, resumed,
+  };
+}
+
+function refuse(why: string, hint: string): never {
+  throw new JshipError('DEMOTE_REFUSED', why, { hint: `${hint}. Nothing was changed` });
+}
+
+/**
+ * Everything before the volumes change hands: the new epoch's lineage, the
+ * takeover point, this site's chunks written after it, the tape that keeps
+ * those writes; then demoted.json (from here the group is not opened again).
+ */
+async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions): Promise<Demoted> {
+  const config = await readGroupConfig(groupDir);
+  for (const v of config.volumes) {
+    const st = v.extents.length === 1 ? await fsp.stat(v.extents[0]?.path ?? '').catch(() => undefined) : undefined;
+    if (!st?.isFile()) refuse(`volume "${v.name}" is ${v.extents.length > 1 ? 'a volume group of several files' : 'not a regular file'}: demote turns file volumes into SVOLs in place`, 'follow the new primary with a new replica instead (its first tape a full base), then restore onto the devices');
+  }
+  await Replica.checkCreatable(replicaDir);
+  // No consumer: nothing is purged (the records after the takeover point are read, and kept on a tape).
+  const group = await JournalGroup.open(groupDir, { checkpointIntervalMs: 0, consumers: [] });
+  let demoted: Demoted;
+  try {
+    const mine = group.epochs;
+    const newer = group.fence?.epochs ?? await probe(o, config.groupId);
+    const how = compareLineages(mine, newer);
+    if (how !== 'older') refuse(`the primary at ${o.from.host}:${o.from.port} is of ${lineageText(newer)}; this group is of ${lineageText(mine)}${how === 'same' ? ': the same epoch, no takeover happened' : ': they descend from different promotions'}`, 'demote a site only to the primary that took over from it');
+    const g = generationOf(mine);
+    const takeover = epochStart(newer, g + 1) - 1n;
+    const full = o.full === true;
+    if (!full && generationOf(newer) !== g + 1) refuse(`${lineageText(newer)} is more than one promotion after this group's epoch ${g}: the chunks written in between are not known`, 'demote with --full (a full base)');
+    await group.fenceBy(newer, `jship demote (the primary at ${o.from.host}:${o.from.port})`);
+    const last = group.journal.writtenSeq - 1n;
+    if (!full) {
+      if (last < takeover) refuse(`this group's last record is seq ${last}, before the takeover point (seq ${takeover}): its volumes lack records the new primary had`, 'demote with --full (a full base)');
+      if (last > takeover && group.journal.outSeq > takeover + 1n) refuse(`this group's records ${takeover + 1n}..${group.journal.outSeq - 1n}, written after the takeover point, were purged from its journal: which chunks they changed is not known`, 'demote with --full (a full base); its tapes keep those records');
+      if (group.state === 'suspended' || group.state === 'resync-pending') refuse(`this group is ${group.state}: writes after the takeover point may be in its dirty bitmap only`, 'demote with --full (a full base)');
+    }
+    // The split-brain window: this site's writes after the takeover point, their chunks, and a tape that keeps them.
+    const chunkSize = group.config.chunkSize;
+    const chunks = group.volumes.map(() => new Set<number>());
+    let records = 0;
+    let bytes = 0;
+    if (last > takeover && group.journal.outSeq <= takeover + 1n) {
+      for await (const r of group.records(takeover + 1n)) {
+        if (r.header.type === RecordType.Marker) continue;
+        records++;
+        bytes += r.header.length;
+        const set = chunks[r.header.volume];
+        const end = r.header.offset + Math.max(r.header.length, 1) - 1;
+        for (let c = Math.floor(r.header.offset / chunkSize); c <= Math.floor(end / chunkSize); c++) set?.add(c);
+      }
+    }
+    const tape = last > takeover && group.journal.outSeq <= takeover + 1n ? await keepDiverged(group, groupDir, takeover) : null;
+    const count = chunks.reduce((n, s) => n + s.size, 0);
+    demoted = {
+      format: 1, replica: replicaDir, at: new Date().toISOString(), epochs: newer, takeoverSeq: takeover.toString(), full,
+      diverged: { records, bytes, chunks: count, tape, request: full ? null : resyncRequest(mine, takeover, chunkSize, chunks.map((s) => [...s].sort((a, b) => a - b))) },
+    };
+  } finally {
+    await group.close();
+  }
+  await writeFileAtomic(groupPaths(groupDir).demoted, `${JSON.stringify(demoted, null, 2)}\n`);
+  o.log({ event: 'demoted', group: groupDir, replica: replicaDir, takeoverSeq: demoted.takeoverSeq, diverged: { records: demoted.diverged.records, chunks: demoted.diverged.chunks, tape: demoted.diverged.tape } });
+  return demoted;
+}
+
+/** The records after the takeover point on a tape of the group's chain, in GROUP_DIR/diverged (the chain state is left as it was). */
+async function keepDiverged(group: JournalGroup, groupDir: string, takeover: bigint): Promise<string> {
+  const dir = join(groupDir, 'diverged');
+  await makeDirs(dir);
+  const chain = await readChainState(groupDir);
+  const r = await exportGroup(group, {
+    destination: new DirDestination(dir),
+    keepUntilAck: true,
+    chain: {
+      state: { ...chain, committing: null, pendingAcks: [], exportedSeq: takeover.toString(), ackedSeq: takeover.toString() },
+      beforeSend: async () => undefined,
+    },
+  });
+  const t = r.tapes[0];
+  if (!t) throw new JshipError('IO', `no tape was written of the records after seq ${takeover}`, { hint: 'this is a bug in jship' });
+  return t.location;
+}
+
+/** Runs of chunk numbers, coarsened (chunk size doubled) until they fit in one link message. */
+export function resyncRequest(epochs: Lineage, fromSeq: bigint, chunkSize: number, chunks: number[][]): ResyncRequest {
+  let size = chunkSize;
+  let lists = chunks;
+  for (;;) {
+    const volumes = lists.map((l) => {
+      const runs: Array<[number, number]> = [];
+      for (const c of l) {
+        const last = runs[runs.length - 1];
+        if (last && last[0] + last[1] === c) last[1]++;
+        else runs.push([c, 1]);
+      }
+      return runs;
+    });
+    if (volumes.reduce((n, v) => n + v.length, 0) <= MAX_RESYNC_RUNS) return { epochs, fromSeq: fromSeq.toString(), chunkSize: size, volumes };
+    size *= 2;
+    lists = lists.map((l) => [...new Set(l.map((c) => Math.floor(c / 2)))]);
+  }
+}
+
+/** The new primary's lineage, from its hello (the session goes no further). */
+async function probe(o: DemoteOptions, groupId: string): Promise<Lineage> {
+  const ch = await dial(o.from, o.key, groupId);
+  try {
+    // Under a name of its own: the probe's registration, gone when it ends, never meets the session that follows.
+    await ch.send(message(MessageType.Hello, { role: 'secondary', groupId, name: `${o.name.slice(0, 56)}.probe`, held: null, mode: 'pull', epochs: [], lastSeq: null }));
+    const f = await ch.next(o.timeoutMs ?? 30_000);
+    expect(f, MessageType.Hello);
+    return decodePrimaryHello(f).epochs;
+  } finally {
+    ch.close();
+  }
+}
+
+/** The replica whose SVOLs are the group's volume files, in place (symbolic links); made again where a killed demote left off. */
+async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGroupConfig>>, name: string): Promise<void> {
+  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: config.groupId, volumes: config.volumes.map((v) => ({ name: v.name, size: v.extents.reduce((n, e) => n + e.size, 0) })) }));
+  if (!opened) throw new JshipError('IO', `${dir}: the replica could not be created`, { hint: 'check the directory' });
+  const r = opened.replica;
+  try {
+    if (r.config.groupId !== config.groupId) throw new JshipError('REPLICA_NOT_EMPTY', `${dir} is a replica of group ${r.config.groupId}, not of ${config.groupId}`, { hint: 'name a new or empty directory with --replica' });
+    if (r.config.linkName === undefined) {
+      r.config.linkName = name;
+      await r.saveConfig();
+    }
+    await makeDirs(join(dir, 'svol'));
+    for (const v of config.volumes) {
+      const link = join(dir, 'svol', `${v.name}.img`);
+      const target = v.extents[0]?.path ?? '';
+      const now = await fsp.readlink(link).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : `not a link (${e.code})`));
+      if (now === target) continue;
+      if (now !== null) throw new JshipError('REPLICA_NOT_EMPTY', `${link} is ${now.startsWith('not a link') ? 'a file' : `a link to ${now}`}, not to the volume ${target}`, { hint: 'move it away, then demote again' });
+      await fsp.symlink(target, link);
+    }
+  } finally {
+    await r.close();
+  }
+}
+
+async function withReplica<T>(dir: string, fn: (r: Replica) => T | Promise<T>): Promise<T> {
+  const r = await Replica.open(dir);
+  try {
+    return await fn(r);
+  } finally {
+    await r.close();
+  }
+}
+
+async function readDemoted(groupDir: string): Promise<Demoted | null> {
+  const path = groupPaths(groupDir).demoted;
+  return readJsonFile<Demoted | null>(path, () => null, (x) => {
+    const v = x as Demoted;
+    if (v.format !== 1 || typeof v.replica !== 'string' || typeof v.takeoverSeq !== 'string' || typeof v.diverged !== 'object') throw new Error('unexpected fields');
+    return v;
+  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${path} is damaged: ${why}`, { hint: 'the demote was interrupted: restore the file from the replica\'s side, or follow the primary with a new replica' }));
+}
