@@ -106,6 +106,27 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
     const mnt = await jshipProc('mount', rep, '--marker', 'json-1', '--socket', join(dir, 'm.sock'));
     expect(await mnt.stop()).toBe(0);
     for (const e of mnt.events) take('mount', e);
+    // Takeover and failback, on the small group made above: a replica of it pulled, promoted, and the group demoted to follow it.
+    const g2 = join(dir, 'g2');
+    const a2 = await jshipProc('link', 'serve', g2, '--listen', '127.0.0.1:0');
+    const r2 = join(dir, 'r2');
+    try {
+      const p2 = spawnSync(process.execPath, [BIN, 'link', 'pull', r2, '--from', a2.ready.listening, '--psk', join(g2, 'link.key'), '--name', 'json-b', '--once', '--json'], { encoding: 'utf8' });
+      expect(p2.status, p2.stderr).toBe(0);
+    } finally {
+      expect(await a2.stop()).toBe(0);
+    }
+    const promoted = join(dir, 'promoted');
+    run('promote', [r2, '--to', promoted, '--journal-size', '4M', '--psk', join(g2, 'link.key'), '--ack-key', join(g2, 'ack.key')], 1);
+    run('promote', [r2, '--to', promoted, '--journal-size', '4M', '--psk', join(g2, 'link.key'), '--ack-key', join(g2, 'ack.key'), '--force']);
+    const b = await jshipProc('link', 'serve', promoted, '--listen', '127.0.0.1:0');
+    try {
+      run('demote', [g, '--follow', b.ready.listening, '--name', 'json-a'], 1);
+      run('demote', [g2, '--follow', b.ready.listening, '--name', 'json-a']);
+    } finally {
+      expect(await b.stop()).toBe(0);
+    }
+    for (const e of b.events) take('link', e);
 
     const ajv = new Ajv({ allErrors: true, strict: true });
     ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, 'defs.schema.json'), 'utf8')) as object);

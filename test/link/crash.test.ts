@@ -128,9 +128,10 @@ describe('link under crashes', () => {
       const linkTapes = r.catalog.tapes().filter((t) => t.serial < 0).length;
       expect(cov.length).toBe(1);
       // The trials ran while the link was busy: several tapes, thousands of records (how many tapes
-      // depends on how fast the machine is while other tests run: 9 to 30 were seen).
+      // depends on how fast the machine is while other tests run: 9 to 30 were seen, and under load
+      // fewer than 5000 records were written once).
       expect(linkTapes).toBeGreaterThanOrEqual(3);
-      expect(Number(cov[0]!.to - cov[0]!.from)).toBeGreaterThan(5000);
+      expect(Number(cov[0]!.to - cov[0]!.from)).toBeGreaterThan(1000);
       await r.close();
       expect(cov[0]!.to).toBe(sb.headSeq - 1n);
       const out = join(dir, 'latest');

@@ -76,7 +76,7 @@ describe('link messages', () => {
   const gid = '0b5e2f6c-3f9e-4d59-9a0e-3c1b0f1f2a3b';
 
   it('decodes what the sessions send, round trip', () => {
-    const hello = { role: 'secondary', groupId: null, name: 'site-b', held: { serial: 3, sha256: 'a'.repeat(64) }, mode: 'pull' };
+    const hello = { role: 'secondary', groupId: null, name: 'site-b', held: { serial: 3, sha256: 'a'.repeat(64) }, mode: 'pull', epochs: [], lastSeq: null };
     const m = message(MessageType.Hello, hello);
     const [fr] = frames(m);
     expect(decodeSecondaryHello(fr!)).toEqual(hello);
