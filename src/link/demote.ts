@@ -122,8 +122,9 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   };
 }
 
-function refuse(why: string, hint: string): never {
-  throw new JshipError('DEMOTE_REFUSED', why, { hint: `${hint}. Nothing was changed` });
+/** `fenced`: the group learnt of the newer epoch before it was refused, and keeps refusing writes (fenced.json). */
+function refuse(why: string, hint: string, fenced = false): never {
+  throw new JshipError('DEMOTE_REFUSED', why, { hint: `${hint}. ${fenced ? 'The group is fenced now (a newer epoch exists); nothing else was changed' : 'Nothing was changed'}` });
 }
 
 /**
@@ -149,13 +150,15 @@ async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions): 
     const g = generationOf(mine);
     const takeover = epochStart(newer, g + 1) - 1n;
     const full = o.full === true;
-    if (!full && generationOf(newer) !== g + 1) refuse(`${lineageText(newer)} is more than one promotion after this group's epoch ${g}: the chunks written in between are not known`, 'demote with --full (a full base)');
+    // A newer epoch exists: the group is fenced whether or not the demotion goes on.
     await group.fenceBy(newer, `jship demote (the primary at ${o.from.host}:${o.from.port})`);
     const last = group.journal.writtenSeq - 1n;
     if (!full) {
-      if (last < takeover) refuse(`this group's last record is seq ${last}, before the takeover point (seq ${takeover}): its volumes lack records the new primary had`, 'demote with --full (a full base)');
-      if (last > takeover && group.journal.outSeq > takeover + 1n) refuse(`this group's records ${takeover + 1n}..${group.journal.outSeq - 1n}, written after the takeover point, were purged from its journal: which chunks they changed is not known`, 'demote with --full (a full base); its tapes keep those records');
-      if (group.state === 'suspended' || group.state === 'resync-pending') refuse(`this group is ${group.state}: writes after the takeover point may be in its dirty bitmap only`, 'demote with --full (a full base)');
+      const fullHint = 'demote with --full (a full base)';
+      if (generationOf(newer) !== g + 1) refuse(`${lineageText(newer)} is more than one promotion after this group's epoch ${g}: the chunks written in between are not known`, fullHint, true);
+      if (last < takeover) refuse(`this group's last record is seq ${last}, before the takeover point (seq ${takeover}): its volumes lack records the new primary had`, fullHint, true);
+      if (last > takeover && group.journal.outSeq > takeover + 1n) refuse(`this group's records ${takeover + 1n}..${group.journal.outSeq - 1n}, written after the takeover point, were purged from its journal: which chunks they changed is not known`, `${fullHint}; its tapes keep those records`, true);
+      if (group.state === 'suspended' || group.state === 'resync-pending') refuse(`this group is ${group.state}: writes after the takeover point may be in its dirty bitmap only`, fullHint, true);
     }
     // The split-brain window: this site's writes after the takeover point, their chunks, and a tape that keeps them.
     const chunkSize = group.config.chunkSize;

@@ -6,6 +6,7 @@ import { isJshipError } from '../../src/core/errors.js';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { LinkPrimary } from '../../src/link/link-primary.js';
+import { readLinkKey } from '../../src/link/link-tls.js';
 import { runPull } from '../../src/link/link-secondary.js';
 import { parseHostPort } from '../../src/io/sockets.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
@@ -268,5 +269,69 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
     expect(forked.tapes.map((t) => t.code)).toEqual(['TAPE_DIVERGED']);
     // A group directory of the promoted site is refused as a promotion target.
     expect(await code(promoteReplica(r4, { to: g, point: { kind: 'latest' }, journalSize: 4 * MiB, force: true }))).toBe('GROUP_EXISTS');
+  }, 120_000);
+
+  it('demote refuses a group whose records after the takeover point were purged (then --full works); a replica of another group cannot follow the promoted site', async () => {
+    const d = join(dir, 'demote-refusals');
+    const { g: gA, group: A, key } = await linkedGroup(d, { a: 512 * KiB }, { journalSize: 8 * MiB, chunkSize: 64 * KiB });
+    const tapes = join(d, 'tapes');
+    const repB = join(d, 'repB');
+    await writeMixed(A, 10, 1);
+    await exportTo(A, tapes, { base: true });
+    await writeMixed(A, 10, 2);
+    await exportTo(A, tapes);
+    expect((await importTapes(repB, [tapes])).ok).toBe(true);
+    // The split-brain window reached a tape, and the tape chain (A's only consumer) let the journal go.
+    await writeMixed(A, 10, 3);
+    await exportTo(A, join(d, 'late'));
+    const takeover = A.journal.writtenSeq - 11n;
+    expect(A.journal.outSeq).toBeGreaterThan(takeover + 1n);
+    await A.close();
+    const gB = join(d, 'groupB');
+    await promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 8 * MiB, chunkSize: 64 * KiB, force: true, linkKey: readFileSync(groupPaths(gA).linkKey, 'utf8') });
+    const B = await openSiteGroup(gB);
+    const ev = events();
+    const primaryB = await LinkPrimary.start(B, { listen: { host: '127.0.0.1', port: 0 }, key, log: ev.log });
+    try {
+      const fromB = parseHostPort(primaryB.address as string, '--from');
+      await writeMixed(B, 10, 4);
+      const volume = join(d, 'a.img');
+      const before = readFileSync(volume);
+      const refused = await demoteGroup(gA, { from: fromB, key, name: 'site-a', log: ev.log }).then(() => null, (e: unknown) => e);
+      expect(isJshipError(refused) && refused.code).toBe('DEMOTE_REFUSED');
+      expect((refused as Error).message).toMatch(/were purged from its journal/);
+      expect((refused as { hint: string }).hint).toMatch(/--full.*The group is fenced now/);
+      // Refused, A's volume is untouched and nothing is demoted, but A knows of epoch 2 now: it is fenced.
+      expect(readFileSync(volume).equals(before)).toBe(true);
+      expect(existsSync(groupPaths(gA).demoted)).toBe(false);
+      expect(existsSync(join(gA, 'replica'))).toBe(false);
+      const A2 = await openSiteGroup(gA);
+      expect(A2.fence?.epochs).toEqual([{ generation: 2, startSeq: String(takeover + 1n) }]);
+      await A2.close();
+      // With --full, A gets a full base: its volume is B's.
+      const full = await demoteGroup(gA, { from: fromB, key, name: 'site-a', log: ev.log, full: true });
+      expect(full.full).toBe(true);
+      expect(full.applied.proved).toBe(true);
+      await B.flush();
+      expect(readFileSync(volume).equals(readFileSync(B.volumes[0]!.extents[0]!.path))).toBe(true);
+
+      // A replica of another group, given B's key, is refused by B: it names both groups.
+      const { g: gO, group: O } = await linkedGroup(join(d, 'other'), { a: 256 * KiB }, { journalSize: 4 * MiB, chunkSize: 64 * KiB });
+      await writeMixed(O, 5, 5);
+      const repO = join(d, 'repO');
+      const keyO = await readLinkKey(groupPaths(gO).linkKey);
+      const primaryO = await LinkPrimary.start(O, { listen: { host: '127.0.0.1', port: 0 }, key: keyO, log: ev.log });
+      try {
+        await runPull({ replicaDir: repO, name: 'site-o', key: keyO, log: ev.log, from: parseHostPort(primaryO.address as string, '--from'), once: true });
+      } finally {
+        await primaryO.stop();
+        await O.close();
+      }
+      const other = await runPull({ replicaDir: repO, name: 'site-o', key, log: ev.log, from: fromB, once: true }).then(() => null, (e: unknown) => e);
+      expect(isJshipError(other) ? `${other.code}: ${other.message}` : String(other)).toMatch(/^LINK_AUTH: .*another group/);
+    } finally {
+      await primaryB.stop();
+      await B.close();
+    }
   }, 120_000);
 });
