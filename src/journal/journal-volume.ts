@@ -84,11 +84,9 @@ export class JournalVolume {
   /**
    * Creates a journal file of `size` bytes, preallocated by writing zeroes (so
    * that a full disk shows now, not at the first write). Refuses an existing file.
-   */
-  /**
-   * Creates a journal file. `start`: its first record's sequence number and
-   * the last timestamp issued before it (a promoted group continues the
-   * sequence and clock of the records it descends from); default 1 and 0.
+   * `start`: its first record's sequence number and the last timestamp issued
+   * before it (a promoted group continues the sequence and clock of the
+   * records it descends from); default 1 and 0.
    */
   static async create(path: string, size: number, groupId: string, onProgress?: (done: number, total: number) => void, start: { seq: bigint; lastTimestamp: bigint } = { seq: 1n, lastTimestamp: 0n }): Promise<void> {
     const layout = planLayout(size);

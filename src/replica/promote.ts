@@ -72,7 +72,7 @@ async function promoteIn(replica: Replica, opts: PromoteOptions): Promise<Promot
   const to = resolve(opts.to);
   const cfg = replica.config;
   const resumed = await interruptedPromotion(replica, to);
-  if (cfg.promoted && !resumed) {
+  if (cfg.promoted) {
     throw new JshipError('REPLICA_PROMOTED', `${replica.dir} was promoted already (${cfg.promoted.at}): its SVOLs are the PVOLs of group ${cfg.promoted.groupDir}, epoch ${cfg.promoted.generation}`, {
       hint: 'a replica is promoted once; to follow the new primary, import its tapes into another replica',
     });
