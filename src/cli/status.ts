@@ -15,6 +15,7 @@ import type { JournalForecast, JournalRate } from '../core/journal-rates.js';
 import { siteStatus, type ConsumerLag, type HeldBy } from '../owner/site-status.js';
 import type { ServingStatus } from '../owner/serving.js';
 import { generationOf } from '../core/epoch.js';
+import { demotedStatus as readDemotedStatus } from '../link/demote.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -27,6 +28,11 @@ export function registerStatus(program: Command): void {
       try {
         got = await onGroup(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
       } catch (e) {
+        // A demoted group is a secondary now: what it follows and how far its replica got.
+        if (isJshipError(e, 'GROUP_DEMOTED')) {
+          await demotedStatus(dir, opts);
+          return;
+        }
         // Owned by a process without a control socket (an export, a scan): read what is on disk.
         if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
         await offlineStatus(dir, opts);
@@ -146,5 +152,21 @@ async function offlineStatus(dir: string, opts: CommonOptions): Promise<void> {
     `journal ${config.journal.path}  journal-out seq ${sb.outSeq}, checkpoint seq ${sb.headSeq} (${sb.headSeq - sb.outSeq} records)`,
     'volumes:',
     ...table(config.volumes.map((v) => [v.name, formatSize(v.extents.reduce((a, e) => a + e.size, 0)), v.extents.map((e) => e.path).join(' + ')])),
+  ]);
+}
+
+/** Status of a demoted group: a secondary of the promoted site (`jship demote`). */
+async function demotedStatus(dir: string, opts: CommonOptions): Promise<void> {
+  const d = await readDemotedStatus(dir);
+  if (!d) throw new Error(`${dir}: GROUP_DEMOTED without demoted.json`);
+  const r = d.replica;
+  emit(opts, d, () => [
+    `group ${d.groupId}  ${d.dir}`,
+    `role: ${d.role === 'demoting' ? 'DEMOTING — the resync is not applied yet (run jship demote again to finish it)' : 'secondary'} of epoch ${d.epoch.generation} (from seq ${d.epoch.startSeq}), demoted ${d.demotedAt}${d.full ? ' with a full base' : ''}`,
+    `  the takeover point: seq ${d.takeoverSeq}; this site's writes after it: ${d.diverged.records} records in ${d.diverged.chunks} chunks${d.diverged.tape ? `, kept on ${d.diverged.tape}` : ''}`,
+    `replica ${r.dir} (its SVOLs are this group's volume files)`,
+    `  holds records through ${r.lastSeq === null ? 'none yet' : `seq ${r.lastSeq}`}; last tape from the primary ${r.lastContact ?? 'never'}`,
+    `  volumes at ${r.appliedSeq === null ? 'the takeover point plus this site\'s own writes (not applied yet)' : `seq ${r.appliedSeq}${r.appliedTs !== null ? ` (${formatTime(r.appliedTs)})` : ''}`}`,
+    'follow the primary: jship link pull REPLICA_DIR --from HOST:PORT --apply; take over again: jship promote REPLICA_DIR --to NEW_GROUP_DIR',
   ]);
 }

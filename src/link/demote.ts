@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compareLineages, epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType } from '../core/record.js';
 import type { HostPort } from '../io/sockets.js';
 import { makeDirs, readJsonFile, writeFileAtomic } from '../io/files.js';
@@ -273,6 +273,46 @@ async function withReplica<T>(dir: string, fn: (r: Replica) => T | Promise<T>): 
   } finally {
     await r.close();
   }
+}
+
+/** What `jship status` says of a demoted group: the primary it follows now, and how far its replica got. */
+export interface DemotedStatus {
+  dir: string;
+  groupId: string;
+  /** `demoting` until the first resync is applied to the volumes; `secondary` from then on. */
+  role: 'demoting' | 'secondary';
+  /** The epoch of the primary this site follows (its lineage), and where it took over. */
+  epoch: { generation: number; startSeq: bigint };
+  takeoverSeq: bigint;
+  demotedAt: string;
+  full: boolean;
+  diverged: { records: number; bytes: number; chunks: number; tape: string | null };
+  replica: { dir: string; lastSeq: bigint | null; lastContact: string | null; appliedSeq: bigint | null; appliedTs: bigint | null };
+}
+
+/** The status of a demoted group (null: the group was not demoted). Reads its replica's catalogue (waiting for its lock). */
+export async function demotedStatus(groupDir: string): Promise<DemotedStatus | null> {
+  groupDir = resolve(groupDir);
+  const d = await readDemoted(groupDir);
+  if (!d) return null;
+  const config = await readGroupConfig(groupDir);
+  const held = await withReplica(d.replica, (r) => r.catalog.tapes().reduce<{ lastSeq: bigint | null; lastContact: string | null }>((m, t) => ({
+    lastSeq: t.lastSeq !== null && (m.lastSeq === null || t.lastSeq > m.lastSeq) ? t.lastSeq : m.lastSeq,
+    lastContact: m.lastContact === null || t.importedAt > m.lastContact ? t.importedAt : m.lastContact,
+  }), { lastSeq: null, lastContact: null })).catch((e: unknown) => {
+    // A demote killed before it made the replica.
+    if (isJshipError(e, 'REPLICA_NOT_FOUND')) return { lastSeq: null, lastContact: null };
+    throw e;
+  });
+  const state = await readReplicaState(d.replica);
+  const applied = state && state.svol.restoredSeq !== '0' ? BigInt(state.svol.restoredSeq) : null;
+  const generation = generationOf(d.epochs);
+  return {
+    dir: groupDir, groupId: config.groupId, role: applied === null ? 'demoting' : 'secondary',
+    epoch: { generation, startSeq: epochStart(d.epochs, generation) }, takeoverSeq: BigInt(d.takeoverSeq), demotedAt: d.at, full: d.full,
+    diverged: { records: d.diverged.records, bytes: d.diverged.bytes, chunks: d.diverged.chunks, tape: d.diverged.tape },
+    replica: { dir: d.replica, ...held, appliedSeq: applied, appliedTs: applied !== null && state?.svol.restoredTs ? BigInt(state.svol.restoredTs) : null },
+  };
 }
 
 async function readDemoted(groupDir: string): Promise<Demoted | null> {

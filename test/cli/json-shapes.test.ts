@@ -123,6 +123,7 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
     try {
       run('demote', [g, '--follow', b.ready.listening, '--name', 'json-a'], 1);
       run('demote', [g2, '--follow', b.ready.listening, '--name', 'json-a']);
+      run('status', [g2]);
     } finally {
       expect(await b.stop()).toBe(0);
     }

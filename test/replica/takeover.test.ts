@@ -176,6 +176,10 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       for (const v of B.volumes) expect(readFileSync(join(dir, `${v.name}.img`)).equals(readFileSync(v.extents[0]!.path)), `volume ${v.name}`).toBe(true);
       // The demoted group is not opened again; its replica follows B.
       expect(await code(openSiteGroup(gA))).toBe('GROUP_DEMOTED');
+      // Its status says what it is now: a secondary of epoch 2, its volumes at the applied point.
+      const ds = jshipJson('status', gA);
+      expect(ds.code).toBe(0);
+      expect(ds.out).toMatchObject({ role: 'secondary', epoch: { generation: 2, startSeq: Number(snaps.m2.seq + 1n) }, takeoverSeq: Number(snaps.m2.seq), diverged: { records: demoted.diverged.records }, replica: { dir: join(gA, 'replica'), appliedSeq: Number(demoted.applied.seq) } });
       await writeMixed(B, 10, 7);
       await B.mark('m5');
       snaps.m5 = await snapshot(B, dir, 'm5');
