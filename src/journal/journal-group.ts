@@ -325,6 +325,8 @@ export class JournalGroup {
   #fence: Fence | null = null;
   /** A promoted group: every chunk written in its epoch (what an old primary that is demoted must get again). */
   #epochDirty: DirtyBitmap | undefined;
+  /** Chunks marked on disk (a suspended write) since the last flush: the flush syncs the epoch bitmap too. */
+  #epochMarked = false;
 
   private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
     this.dir = dir;
@@ -497,12 +499,13 @@ export class JournalGroup {
   async #doFlush(): Promise<void> {
     const run = (async () => {
       this.#dirtySinceFlush = false;
+      this.#epochMarked = false;
       const target = this.journal.allocSeq - 1n;
       await Promise.allSettled([...this.#inflight]);
       this.#checkUsable();
       const headSeq = this.journal.writtenSeq;
       const headDataPos = this.journal.writtenPos;
-      await Promise.all([this.journal.sync(), ...this.volumes.map((v) => v.sync()), this.#bitmap?.sync()]);
+      await Promise.all([this.journal.sync(), ...this.volumes.map((v) => v.sync()), this.#bitmap?.sync(), this.#epochMarked ? this.#epochDirty?.sync() : undefined]);
       // Made durable by the next sync; until then the previous copy stands.
       await this.journal.writeSuperblock({ headSeq, headDataPos, appliedSeq: target, lastTimestamp: this.#clock.last }, false);
     })();
@@ -887,6 +890,11 @@ export class JournalGroup {
       try {
         await op.ready;
         await bitmap.mark(volIdx, offset, length);
+        // No record will show this write: the epoch's written chunks are marked on disk too (synced with the bitmap at flush).
+        if (this.#epochDirty) {
+          await this.#epochDirty.mark(volIdx, offset, length);
+          this.#epochMarked = true;
+        }
         if (type === RecordType.Update && data) await vol.write(offset, data);
         else await vol.writeZeroes(offset, length);
       } catch (e) {

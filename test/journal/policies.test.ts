@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { RecordType } from '../../src/core/record.js';
@@ -183,6 +185,25 @@ describe('base under live writes', () => {
       expect(group.state).toBe('active');
       await group.mark('after-full-base');
       expect((await group.status()).dirty).toBeNull();
+    } finally {
+      await group.close();
+    }
+  });
+
+  it('suspend in a promoted group: writes that went into the dirty bitmap only are in the epoch\'s written chunks too (what a demoted old primary gets again)', async () => {
+    const d = join(dir, 'promoted');
+    const g = await makeGroup(d, { a: 4 * MiB }, {
+      journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB, existingFiles: true,
+      continues: { groupId: randomUUID(), epochs: [{ generation: 2, startSeq: '101' }], firstSeq: 101n, lastTimestamp: 1n },
+    });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    try {
+      let i = 0;
+      while ((await group.write('a', (i * 64 * KiB) % (2 * MiB), Buffer.alloc(64 * KiB, 1))).journaled) i++;
+      expect(group.state).toBe('suspended');
+      // Chunk 40 (at 2.5 MiB) is written only while suspended.
+      expect((await group.write('a', 40 * 64 * KiB, Buffer.alloc(4 * KiB, 2))).journaled).toBe(false);
+      expect(group.epochDirty()?.chunks[0]).toContain(40);
     } finally {
       await group.close();
     }
