@@ -28,6 +28,7 @@ interface ExportCliOptions extends CommonOptions, S3CliOptions {
   parity?: string;
   verifyAfterWrite?: boolean;
   nextMedia?: string;
+  resyncFor?: string;
 }
 
 export function registerExport(program: Command): void {
@@ -42,6 +43,7 @@ export function registerExport(program: Command): void {
     .option('--verify-after-write', 'read each tape back whole from the medium (past the page cache) and check every hash before it counts and the journal is purged')
     .option('--next-media <CMD>', 'at the end of a medium (a full disk, a tape drive at its end): run CMD (sh -c) to load the next one, then write the interrupted tape again, whole, on it')
     .option('--base', 'first write a base journal of every volume, read while writes go on')
+    .option('--resync-for <FILE>', 'first write a resync base of the chunks an old primary being demoted lacks: FILE is the resync-request.json that jship demote --follow TAPES wrote there')
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
     .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
     .option('--purge-on-close', 'with --to - or a tape drive: purge once the tape was written and closed cleanly instead of waiting for an ack')
@@ -58,6 +60,7 @@ export function registerExport(program: Command): void {
       const req: ExportRequest = {
         to: opts.to,
         ...(opts.base ? { base: true } : {}),
+        ...(opts.resyncFor !== undefined ? { resyncFor: opts.resyncFor } : {}),
         ...(opts.mediaSize !== undefined ? { mediaSize: parseSize(opts.mediaSize, '--media-size') } : {}),
         ...(opts.keepUntilAck ? { keepUntilAck: true } : {}),
         ...(opts.purgeOnClose ? { purgeOnClose: true } : {}),

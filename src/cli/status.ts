@@ -162,11 +162,11 @@ async function demotedStatus(dir: string, opts: CommonOptions): Promise<void> {
   const r = d.replica;
   emit(opts, d, () => [
     `group ${d.groupId}  ${d.dir}`,
-    `role: ${d.role === 'demoting' ? 'DEMOTING — the resync is not applied yet (run jship demote again to finish it)' : 'secondary'} of epoch ${d.epoch.generation} (from seq ${d.epoch.startSeq}), demoted ${d.demotedAt}${d.full ? ' with a full base' : ''}`,
+    `role: secondary of epoch ${d.epoch.generation} (from seq ${d.epoch.startSeq}), demoted ${d.demotedAt}${d.full ? ' with a full base' : ''}${d.role === 'demoting' ? ' — DEMOTING: the resync is not applied yet (run jship demote again to finish it)' : ''}`,
     `  the takeover point: seq ${d.takeoverSeq}; this site's writes after it: ${d.diverged.records} records in ${d.diverged.chunks} chunks${d.diverged.tape ? `, kept on ${d.diverged.tape}` : ''}`,
     `replica ${r.dir} (its SVOLs are this group's volume files)`,
     `  holds records through ${r.lastSeq === null ? 'none yet' : `seq ${r.lastSeq}`}; last tape from the primary ${r.lastContact ?? 'never'}`,
     `  volumes at ${r.appliedSeq === null ? 'the takeover point plus this site\'s own writes (not applied yet)' : `seq ${r.appliedSeq}${r.appliedTs !== null ? ` (${formatTime(r.appliedTs)})` : ''}`}`,
-    'follow the primary: jship link pull REPLICA_DIR --from HOST:PORT --apply; take over again: jship promote REPLICA_DIR --to NEW_GROUP_DIR',
+    `follow the primary: jship link pull ${r.dir} --from HOST:PORT --apply (or import its tapes there); take over again: jship promote ${r.dir} --to NEW_GROUP_DIR`,
   ]);
 }

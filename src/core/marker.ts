@@ -9,7 +9,8 @@ export type MarkerPayload =
   /** A named restore point (`jship mark`). */
   | { kind: 'restore-point'; name: string }
   /** A base copy began; its base records carry `baseId` (= this marker's sequence number). */
-  | { kind: 'base-started'; scope: 'full' | 'resync'; volumes: string[] }
+  /** `for`: a resync base written for one demoted old primary's request (its id; `jship export --resync-for`). */
+  | { kind: 'base-started'; scope: 'full' | 'resync'; volumes: string[]; for?: string }
   | { kind: 'base-complete'; baseId: string; records: number; bytes: number }
   | { kind: 'base-interrupted'; baseId: string; reason: string }
   /** The journal filled up under the `suspend` policy: writes are tracked in a dirty bitmap from here on. */

@@ -916,7 +916,7 @@ export class JournalGroup {
    * reads the volumes chunk by chunk while writes go on. `resync` reads only
    * the chunks of the dirty bitmap.
    */
-  async beginBase(opts: { scope?: BaseScope; volumes?: string[]; chunks?: ReadonlyArray<readonly number[]> } = {}): Promise<BaseRun> {
+  async beginBase(opts: { scope?: BaseScope; volumes?: string[]; chunks?: ReadonlyArray<readonly number[]>; for?: string } = {}): Promise<BaseRun> {
     this.#checkUsable();
     if (this.#base) {
       throw new JshipError('BASE_IN_PROGRESS', `base ${this.#base.baseId} is still being taken`, { hint: 'wait for it to complete, or abort it' });
@@ -932,7 +932,7 @@ export class JournalGroup {
     }
     const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
     const indexes = names.map((n) => this.volumeIndex(n));
-    const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names });
+    const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names, ...(opts.for !== undefined ? { for: opts.for } : {}) });
     const run = new BaseRun(this.#baseHooks(this.#suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
     this.#base = run;
     return run;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compareLineages, epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
@@ -9,23 +10,34 @@ import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { JournalGroup } from '../journal/journal-group.js';
 import { Replica } from '../replica/replica.js';
 import { readReplicaState } from '../replica/replica-state.js';
-import { restoreReplica, type RestoreResult } from '../replica/restore.js';
+import { restoreReplica } from '../replica/restore.js';
+import { importTapes, type ImportOptions } from '../replica/import.js';
+import { expandTapeSources, readLabel } from '../tape/tape-file.js';
 import { readChainState } from '../tape/chain-state.js';
 import { DirDestination } from '../tape/destination.js';
 import { exportGroup } from '../tape/export.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { dial } from './dial.js';
 import { MessageType } from './frame.js';
-import { MAX_RESYNC_RUNS, decodePrimaryHello, expect, message, type ResyncRequest } from './messages.js';
+import { decodePrimaryHello, expect, message } from './messages.js';
+import { resyncRequest, type ResyncRequest } from '../core/resync-request.js';
 import type { LinkLog } from './primary-session.js';
 import { runSecondary } from './secondary-session.js';
 
 export interface DemoteOptions {
   /** The replica the group's volumes become the SVOLs of (new or empty; default GROUP_DIR/replica). */
   replicaDir?: string;
-  /** The new primary's link address (`jship link serve` there). */
-  from: HostPort;
-  key: Buffer;
+  /** The new primary's link address (`jship link serve` there), and the link key. */
+  from?: HostPort;
+  key?: Buffer;
+  /**
+   * Or the new primary's tapes (directories, files, s3:// prefixes): the
+   * first run asks for the resync in a file (GROUP_DIR/resync-request.json)
+   * to carry to the new primary (`jship export --resync-for`); a run with
+   * the tapes that export wrote applies it.
+   */
+  tapes?: string[];
+  importOptions?: ImportOptions;
   /** This site's name at the new primary. */
   name: string;
   log: LinkLog;
@@ -56,8 +68,14 @@ export interface DemoteResult {
   diverged: { records: number; bytes: number; chunks: number; tape: string | null };
   /** What the new primary sent: link tapes and their bytes (base and records). */
   received: { tapes: number; records: number };
-  /** The SVOLs (this site's volumes) brought to a consistent point of the new epoch. */
-  applied: { seq: bigint; ts: bigint; bytesWritten: number; proved: boolean | null };
+  /** The SVOLs (this site's volumes) brought to a consistent point of the new epoch; null while awaiting. */
+  applied: { seq: bigint; ts: bigint; bytesWritten: number; proved: boolean | null } | null;
+  /**
+   * Following by tapes: the resync (or full) base is not among the tapes
+   * yet. `request`: the file to carry to the new primary; `command`: what
+   * to run there; then demote again with the tapes it writes.
+   */
+  awaiting: { request: string | null; command: string } | null;
   volumeBytes: number;
   full: boolean;
   /** A demote interrupted earlier (after its volumes changed hands) was carried on. */
@@ -83,14 +101,36 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
     throw new JshipError('USAGE', `${groupDir} was demoted into replica ${demoted.replica}, not ${replicaDir}`, { hint: `leave out --replica, or give --replica ${demoted.replica}` });
   }
   const config = await readGroupConfig(groupDir);
-  demoted ??= await prepare(groupDir, replicaDir, o);
+  if ((o.tapes === undefined) === (o.from === undefined || o.key === undefined)) throw new JshipError('USAGE', 'demote follows the new primary over the link or by its tapes: give one', { hint: '--follow HOST:PORT or --follow TAPES' });
+  const sources = o.tapes ? await tapeFiles(o.tapes, o.importOptions) : undefined;
+  demoted ??= await prepare(groupDir, replicaDir, o, sources);
   await makeReplica(replicaDir, config, o.name);
+  const result = (received: DemoteResult['received'], applied: DemoteResult['applied'], awaiting: DemoteResult['awaiting']): DemoteResult => ({
+    groupDir, replica: replicaDir, epoch: generationOf(demoted.epochs), takeoverSeq: BigInt(demoted.takeoverSeq),
+    diverged: { records: demoted.diverged.records, bytes: demoted.diverged.bytes, chunks: demoted.diverged.chunks, tape: demoted.diverged.tape },
+    received, applied, awaiting,
+    volumeBytes: config.volumes.reduce((n, v) => n + v.extents.reduce((m, e) => m + e.size, 0), 0), full: demoted.full, resumed,
+  });
+  if (sources) {
+    // By tapes: the request goes to the new primary in a file; its tapes come back and are applied once they hold the base.
+    const request = demoted.diverged.request ? await writeRequest(groupDir, config.groupId, demoted.diverged.request) : null;
+    const imported = await importTapes(replicaDir, sources, o.importOptions);
+    const received = { tapes: imported.tapes.filter((t) => t.outcome === 'imported' || t.outcome === 'partial').length, records: imported.tapes.reduce((n, t) => n + (t.outcome === 'imported' || t.outcome === 'partial' ? t.records : 0), 0) };
+    try {
+      return result(received, await apply(replicaDir, demoted), null);
+    } catch (e) {
+      if (!isJshipError(e, 'RESTORE_REFUSED') || (await readReplicaState(replicaDir)).svol.restoredSeq !== '0') throw e;
+      const command = request ? `jship export GROUP_DIR --to MEDIA --resync-for ${request}` : 'jship export GROUP_DIR --to MEDIA --base';
+      o.log({ event: 'awaiting-resync', request, command, why: e.message });
+      return result(received, null, { request, command });
+    }
+  }
   const pool = new FramePool();
   let received = { tapes: 0, records: 0 };
   try {
     // The resync is asked for until the replica holds the new primary's first tape; then it resumes like any secondary.
     const held = await withReplica(replicaDir, (r) => r.catalog.tapes().length);
-    const ch = await dial(o.from, o.key, config.groupId);
+    const ch = await dial(o.from as HostPort, o.key as Buffer, config.groupId);
     try {
       const r = await runSecondary(ch, {
         replicaDir, name: o.name, mode: 'pull', pool, log: o.log, once: true,
@@ -104,22 +144,53 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   } finally {
     await pool.close();
   }
-  // The SVOLs — this site's volumes — to a consistent point of the new epoch, proved against the primary's digest.
+  return result(received, await apply(replicaDir, demoted), null);
+}
+
+/**
+ * The SVOLs — this site's volumes — to a consistent point of the new epoch,
+ * proved against the primary's digest: the first time from the resync base
+ * written for this demotion (or a full base), then forward as usual.
+ */
+async function apply(replicaDir: string, demoted: Demoted): Promise<NonNullable<DemoteResult['applied']>> {
   const state = await readReplicaState(replicaDir);
-  let restored: RestoreResult['plan'] & { bytesWritten: number; proved: boolean | null };
-  if (state.svol.restoredSeq === '0') {
-    const r = await restoreReplica(replicaDir, { point: { kind: 'latest' }, ...(demoted.full ? {} : { adopt: true }) });
-    restored = { ...r.plan, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
-  } else {
-    const r = await restoreReplica(replicaDir, { point: { kind: 'latest' } });
-    restored = { ...r.plan, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
+  const first = state.svol.restoredSeq === '0' && !demoted.full;
+  const id = demoted.diverged.request?.id;
+  const r = await restoreReplica(replicaDir, { point: { kind: 'latest' }, ...(first ? { adopt: id !== undefined ? { requestId: id } : true } : {}) });
+  return { seq: r.plan.seq, ts: r.plan.ts, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
+}
+
+/** GROUP_DIR/resync-request.json: what the new primary's `jship export --resync-for` reads (written once, the same on every run). */
+async function writeRequest(groupDir: string, groupId: string, request: ResyncRequest): Promise<string> {
+  const path = join(groupDir, 'resync-request.json');
+  await writeFileAtomic(path, `${JSON.stringify({ format: 1, groupId, request }, null, 2)}\n`);
+  return path;
+}
+
+/** The new primary's tapes, named as import names them; a drive or a pipe is read once and cannot be looked at first. */
+async function tapeFiles(sources: string[], opts: ImportOptions = {}): Promise<string[]> {
+  for (const s of sources) {
+    const st = s === '-' ? null : await fsp.stat(s).catch(() => undefined);
+    if (s === '-' || st?.isCharacterDevice() || st?.isFIFO()) {
+      throw new JshipError('USAGE', `demote --follow ${s}: a drive or a pipe can be read only once`, { hint: 'copy its tapes into a directory first (jship import into a scratch replica keeps them under its tapes/), then --follow that directory' });
+    }
   }
-  return {
-    groupDir, replica: replicaDir, epoch: generationOf(demoted.epochs), takeoverSeq: BigInt(demoted.takeoverSeq),
-    diverged: { records: demoted.diverged.records, bytes: demoted.diverged.bytes, chunks: demoted.diverged.chunks, tape: demoted.diverged.tape },
-    received, applied: { seq: restored.seq, ts: restored.ts, bytesWritten: restored.bytesWritten, proved: restored.proved },
-    volumeBytes: config.volumes.reduce((n, v) => n + v.extents.reduce((m, e) => m + e.size, 0), 0), full: demoted.full, resumed,
-  };
+  if ((await expandTapeSources(sources, opts.s3)).length === 0) throw new JshipError('USAGE', `demote --follow ${sources.join(' ')}: no tapes there`, { hint: 'name directories holding the new primary\'s *.tar.zst tapes, tape files, or s3://BUCKET/PREFIX' });
+  return sources;
+}
+
+/** The newest lineage of this group among the tapes' labels (epoch 1 when none is newer). */
+async function lineageOfTapes(sources: string[], groupId: string, opts: ImportOptions = {}): Promise<Lineage> {
+  let newest: Lineage = [];
+  for (const f of await expandTapeSources(sources, opts.s3)) {
+    const label = await readLabel(f).catch(() => undefined);
+    if (!label || label.groupId !== groupId) continue;
+    const l = label.epochs ?? [];
+    const how = compareLineages(l, newest);
+    if (how === 'forked') refuse(`the tapes descend from different promotions (${lineageText(l)} and ${lineageText(newest)})`, 'follow the tapes of one primary');
+    if (how === 'newer') newest = l;
+  }
+  return newest;
 }
 
 /** `fenced`: the group learnt of the newer epoch before it was refused, and keeps refusing writes (fenced.json). */
@@ -132,7 +203,7 @@ function refuse(why: string, hint: string, fenced = false): never {
  * takeover point, this site's chunks written after it, the tape that keeps
  * those writes; then demoted.json (from here the group is not opened again).
  */
-async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions): Promise<Demoted> {
+async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions, tapes: string[] | undefined): Promise<Demoted> {
   const config = await readGroupConfig(groupDir);
   for (const v of config.volumes) {
     const st = v.extents.length === 1 ? await fsp.stat(v.extents[0]?.path ?? '').catch(() => undefined) : undefined;
@@ -144,14 +215,16 @@ async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions): 
   let demoted: Demoted;
   try {
     const mine = group.epochs;
-    const newer = group.fence?.epochs ?? await probe(o, config.groupId);
+    const where = tapes ? `the tapes in ${tapes.join(' ')}` : `the primary at ${o.from?.host}:${o.from?.port}`;
+    let newer = tapes ? await lineageOfTapes(tapes, config.groupId, o.importOptions) : group.fence?.epochs ?? await probe(o, config.groupId);
+    if (tapes && group.fence && compareLineages(group.fence.epochs, newer) === 'newer') newer = group.fence.epochs;
     const how = compareLineages(mine, newer);
-    if (how !== 'older') refuse(`the primary at ${o.from.host}:${o.from.port} is of ${lineageText(newer)}; this group is of ${lineageText(mine)}${how === 'same' ? ': the same epoch, no takeover happened' : ': they descend from different promotions'}`, 'demote a site only to the primary that took over from it');
+    if (how !== 'older') refuse(`${where} ${tapes ? 'are' : 'is'} of ${lineageText(newer)}; this group is of ${lineageText(mine)}${how === 'same' ? ': the same epoch, no takeover happened' : ': they descend from different promotions'}`, 'demote a site only to the primary that took over from it');
     const g = generationOf(mine);
     const takeover = epochStart(newer, g + 1) - 1n;
     const full = o.full === true;
     // A newer epoch exists: the group is fenced whether or not the demotion goes on.
-    await group.fenceBy(newer, `jship demote (the primary at ${o.from.host}:${o.from.port})`);
+    await group.fenceBy(newer, `jship demote (${where})`);
     const last = group.journal.writtenSeq - 1n;
     if (!full) {
       const fullHint = 'demote with --full (a full base)';
@@ -179,7 +252,7 @@ async function prepare(groupDir: string, replicaDir: string, o: DemoteOptions): 
     const count = chunks.reduce((n, s) => n + s.size, 0);
     demoted = {
       format: 1, replica: replicaDir, at: new Date().toISOString(), epochs: newer, takeoverSeq: takeover.toString(), full,
-      diverged: { records, bytes, chunks: count, tape, request: full ? null : resyncRequest(mine, takeover, chunkSize, chunks.map((s) => [...s].sort((a, b) => a - b))) },
+      diverged: { records, bytes, chunks: count, tape, request: full ? null : resyncRequest(mine, takeover, chunkSize, chunks.map((s) => [...s].sort((a, b) => a - b)), randomUUID()) },
     };
   } finally {
     await group.close();
@@ -207,29 +280,9 @@ async function keepDiverged(group: JournalGroup, groupDir: string, takeover: big
   return t.location;
 }
 
-/** Runs of chunk numbers, coarsened (chunk size doubled) until they fit in one link message. */
-export function resyncRequest(epochs: Lineage, fromSeq: bigint, chunkSize: number, chunks: number[][]): ResyncRequest {
-  let size = chunkSize;
-  let lists = chunks;
-  for (;;) {
-    const volumes = lists.map((l) => {
-      const runs: Array<[number, number]> = [];
-      for (const c of l) {
-        const last = runs[runs.length - 1];
-        if (last && last[0] + last[1] === c) last[1]++;
-        else runs.push([c, 1]);
-      }
-      return runs;
-    });
-    if (volumes.reduce((n, v) => n + v.length, 0) <= MAX_RESYNC_RUNS) return { epochs, fromSeq: fromSeq.toString(), chunkSize: size, volumes };
-    size *= 2;
-    lists = lists.map((l) => [...new Set(l.map((c) => Math.floor(c / 2)))]);
-  }
-}
-
 /** The new primary's lineage, from its hello (the session goes no further). */
 async function probe(o: DemoteOptions, groupId: string): Promise<Lineage> {
-  const ch = await dial(o.from, o.key, groupId);
+  const ch = await dial(o.from as HostPort, o.key as Buffer, groupId);
   try {
     // Under a name of its own: the probe's registration, gone when it ends, never meets the session that follows.
     await ch.send(message(MessageType.Hello, { role: 'secondary', groupId, name: `${o.name.slice(0, 56)}.probe`, held: null, mode: 'pull', epochs: [], lastSeq: null }));

@@ -1,6 +1,7 @@
 import { JshipError } from '../core/errors.js';
 import { MessageType, encodeFrame, type Frame } from './frame.js';
 import { checkLineage, type Lineage } from '../core/epoch.js';
+import { checkResyncRequest, type ResyncRequest } from '../core/resync-request.js';
 
 /**
  * The JSON messages of the direct link (every type but TAPE_DATA, whose
@@ -60,17 +61,6 @@ export interface SecondaryHello {
   resync?: ResyncRequest;
 }
 
-export interface ResyncRequest {
-  /** The lineage of the demoted group (its replica, new, has none yet). */
-  epochs: Lineage;
-  fromSeq: string;
-  chunkSize: number;
-  /** Per volume, in the group's order: runs of chunk numbers, [first, count]. */
-  volumes: Array<Array<[number, number]>>;
-}
-
-/** The most runs a resync request may list (it fits in one JSON message; coarser chunks when more). */
-export const MAX_RESYNC_RUNS = 2000;
 
 export interface ErrorMessage { code: string; message: string; hint: string | null }
 export interface ReadMessage { waitMs: number }
@@ -172,23 +162,7 @@ export function decodeSecondaryHello(f: Frame): SecondaryHello {
 }
 
 function resyncRequest(t: MessageType, v: unknown): ResyncRequest {
-  if (typeof v !== 'object' || v === null) bad(t, 'field "resync" is malformed');
-  const o = v as Obj;
-  const chunkSize = int(t, o, 'chunkSize', 512);
-  if ((chunkSize & (chunkSize - 1)) !== 0) bad(t, 'field "resync.chunkSize" is not a power of two');
-  if (!Array.isArray(o.volumes) || o.volumes.length === 0 || o.volumes.length > 1024) bad(t, 'field "resync.volumes" is malformed');
-  let runs = 0;
-  const volumes = (o.volumes as unknown[]).map((vol) => {
-    if (!Array.isArray(vol)) bad(t, 'field "resync.volumes" is malformed');
-    let next = 0;
-    return (vol as unknown[]).map((r): [number, number] => {
-      const [first, count] = Array.isArray(r) ? r : [];
-      if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || (first as number) < next || (count as number) < 1 || ++runs > MAX_RESYNC_RUNS) bad(t, 'field "resync.volumes" holds a run that is not [first, count] in order');
-      next = (first as number) + (count as number);
-      return [first as number, count as number];
-    });
-  });
-  return { epochs: lineage(t, o), fromSeq: dec(t, o, 'fromSeq'), chunkSize, volumes };
+  return checkResyncRequest(v, (why) => bad(t, `field "resync" ${why}`));
 }
 
 export function decodeError(f: Frame): ErrorMessage {

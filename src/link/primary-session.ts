@@ -5,7 +5,8 @@ import type { JournalGroup } from '../journal/journal-group.js';
 import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
 import { trailerEffects } from '../tape/label.js';
-import { compareLineages, epochEnd, epochStart, generationOf, lineageText, onLineage } from '../core/epoch.js';
+import { compareLineages, epochEnd, generationOf, lineageText, onLineage } from '../core/epoch.js';
+import { resyncChunks } from '../journal/resync-chunks.js';
 import type { FramePool } from '../tape/frame-pool.js';
 import { throttled } from '../tape/destination.js';
 import type { Throttle } from '../io/throttle.js';
@@ -77,7 +78,11 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     throw new JshipError('LINK_FOREIGN', `secondary "${name}" holds a replica of group ${hello.groupId}; this primary serves group ${group.config.groupId}`, { hint: 'point it at a primary of its own group, or give it a new replica directory' });
   }
   await checkEpochs(group, hello, ch.peer);
-  const resync = hello.resync ? resyncChunks(group, hello, hello.resync) : undefined;
+  const resync = hello.resync ? resyncChunks(group, hello.resync, (why): never => {
+    throw new JshipError('LINK_REFUSED', `secondary "${name}" asks for a resync as an old primary: ${why}`, {
+      hint: 'demote it with --full (a full base), or follow this primary with a new replica',
+    });
+  }) : undefined;
   const key = `${group.dir}\0${name}`;
   if (active.has(key)) {
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
@@ -124,7 +129,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     }));
     await group.purgeSecured();
     if (resync) log({ event: 'resync', name, chunks: resync.reduce((n, v) => n + v.length, 0), chunkSize: group.config.chunkSize, fromSeq: hello.resync?.fromSeq ?? null });
-    await sendLoop(ch, o, name, hello.mode, timeoutMs, resync);
+    await sendLoop(ch, o, name, hello.mode, timeoutMs, resync ? { chunks: resync, ...(hello.resync?.id !== undefined ? { id: hello.resync.id } : {}) } : undefined);
   } finally {
     // A secondary registered by this session that never confirmed a tape (refused at its end,
     // gone before its base arrived) does not stay behind to pin the journal.
@@ -160,40 +165,6 @@ async function checkEpochs(group: JournalGroup, hello: SecondaryHello, peer: str
       hint: 'this replica cannot follow the promoted site: give it a new replica directory (a full base), and keep this one for the old primary\'s history',
     });
   }
-}
-
-/**
- * The chunks (by volume index, at this group's chunk size) an old primary
- * being demoted gets in a resync base: those it says it wrote after the
- * takeover point, and every chunk written in this epoch. Refused when the
- * old primary is not of the epoch right before this one, or names another
- * takeover point: then only a full base is right.
- */
-function resyncChunks(group: JournalGroup, hello: SecondaryHello, r: NonNullable<SecondaryHello['resync']>): number[][] {
-  const mine = group.epochs;
-  const theirs = generationOf(r.epochs);
-  const written = group.epochDirty();
-  const refuse = (why: string): never => {
-    throw new JshipError('LINK_REFUSED', `secondary "${hello.name}" asks for a resync as an old primary of epoch ${theirs}: ${why}`, {
-      hint: 'demote it with --full (a full base), or follow this primary with a new replica',
-    });
-  };
-  if (!written || theirs + 1 !== generationOf(mine) || compareLineages(r.epochs, mine) !== 'older') refuse(`this primary is of ${lineageText(mine)}, not the epoch right after it`);
-  const takeover = epochStart(mine, theirs + 1) - 1n;
-  if (BigInt(r.fromSeq) !== takeover) refuse(`it names seq ${r.fromSeq} as the takeover point; epoch ${theirs + 1} began after seq ${takeover}`);
-  if (r.volumes.length !== group.volumes.length) refuse(`it lists ${r.volumes.length} volumes; the group has ${group.volumes.length}`);
-  const size = group.config.chunkSize;
-  return group.volumes.map((v, i) => {
-    const set = new Set<number>(written?.chunks[i] ?? []);
-    const limit = Math.ceil(v.size / size);
-    for (const [first, count] of r.volumes[i] ?? []) {
-      // Their chunks in bytes, then in ours (the two chunk sizes may differ).
-      const lo = Math.floor((first * r.chunkSize) / size);
-      const hi = Math.min(limit, Math.ceil(((first + count) * r.chunkSize) / size));
-      for (let c = lo; c < hi; c++) set.add(c);
-    }
-    return [...set].sort((a, b) => a - b);
-  });
 }
 
 /**
@@ -244,7 +215,8 @@ async function current(dir: string, name: string): Promise<SecondaryState> {
   return s;
 }
 
-async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number, resyncFirst?: number[][]): Promise<void> {
+/** `resyncFirst`: an old primary's resync (its chunks, and the id of its request) goes in the first tape. */
+async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number, resyncFirst?: { chunks: number[][]; id?: string }): Promise<void> {
   let resync = resyncFirst;
   const { group, log } = o;
   const heartbeatMs = o.heartbeatMs ?? 5000;
@@ -318,13 +290,13 @@ async function recordsFor(group: JournalGroup, s: SecondaryState, waitMs: number
 }
 
 /** Exports the next link tape for `s`; a base taken by someone else at the moment is waited for. */
-async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog, resyncChunks?: number[][]): ReturnType<typeof exportGroup> {
+async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog, resync?: { chunks: number[][]; id?: string }): ReturnType<typeof exportGroup> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await exportGroup(o.group, {
         destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
         base: fullBaseFor(o.group, s),
-        ...(resyncChunks ? { resyncChunks } : {}),
+        ...(resync ? { resyncChunks: resync.chunks, ...(resync.id !== undefined ? { resyncFor: resync.id } : {}) } : {}),
         keepUntilAck: true,
         pool: o.pool,
         maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,

@@ -6,6 +6,7 @@ import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
 import { tapeRef } from '../replica/catalog.js';
 import type { Lineage } from '../core/epoch.js';
+import type { ResyncRequest } from '../core/resync-request.js';
 import { resolvePoint } from '../replica/restore-plan.js';
 import { restoreReplica } from '../replica/restore.js';
 import type { Throttle } from '../io/throttle.js';
@@ -14,7 +15,7 @@ import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import {
   decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
-  type LinkStatus, type PrimaryHello, type ResyncRequest, type TapeEnd,
+  type LinkStatus, type PrimaryHello, type TapeEnd,
 } from './messages.js';
 import type { LinkLog } from './primary-session.js';
 

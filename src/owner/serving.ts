@@ -255,6 +255,7 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     req.parity = checkParity(args.parity);
   }
   if (args.nextMedia !== undefined) req.nextMedia = stringArg(args, 'nextMedia');
+  if (args.resyncFor !== undefined) req.resyncFor = stringArg(args, 'resyncFor');
   if (args.encryptKey !== undefined) req.encryptKey = stringArg(args, 'encryptKey');
   if (args.s3 !== undefined) req.s3 = s3Arg(args.s3);
   if (isS3Url(req.to) && !req.s3?.credentials) {

@@ -253,13 +253,17 @@ function planPoint(cat: Catalog, spec: PointSpec, opts: { svolSeq?: bigint; inco
  * replica's first resync base everywhere outside that base's chunks (the
  * primary listed every chunk written since the takeover point, on either
  * side). That base and every record from the first one held to the base's
- * completion bring them to the completion — a consistent point.
+ * completion bring them to the completion — a consistent point. `requestId`:
+ * the base written for this request (`jship export --resync-for`: the
+ * tape chain may hold other resync bases); else the first resync base (the
+ * link sends the requested one first on this secondary's own chain).
  */
-export function planAdopt(cat: Catalog): RestorePlan {
+export function planAdopt(cat: Catalog, requestId?: string): RestorePlan {
   const markers = cat.markers();
   const segments = cat.segments();
-  const started = markers.find((m) => m.kind === 'base-started' && m.scope === 'resync');
-  if (!started) return refuse('the replica holds no resync base to bring the demoted volumes up to date with', 'run jship demote again: the new primary sends one first');
+  const forRequest = (payload: string): boolean => requestId === undefined || (JSON.parse(payload) as { for?: unknown }).for === requestId;
+  const started = markers.find((m) => m.kind === 'base-started' && m.scope === 'resync' && forRequest(m.payload));
+  if (!started) return refuse(`the replica holds no resync base${requestId !== undefined ? ` written for request ${requestId}` : ''} to bring the demoted volumes up to date with`, requestId !== undefined ? 'at the new primary: jship export GROUP_DIR --to MEDIA --resync-for resync-request.json, then jship demote again with --follow MEDIA' : 'run jship demote again: the new primary sends one first');
   const done = markers.find((m) => m.kind === 'base-complete' && m.baseId === started.seq);
   if (!done || !baseWhole(segments, markers, started.seq)) return refuse(`resync base ${started.seq} is not complete in the replica yet`, 'run jship demote again to receive the rest');
   const first = segments.filter((x) => x.kind === 'update').reduce<bigint | null>((m, x) => (m === null || x.firstSeq < m ? x.firstSeq : m), null);

@@ -36,7 +36,7 @@ export interface RestoreOptions {
    * them to the completion of the replica's first resync base (planAdopt).
    * Only into the SVOLs, and only before they were ever restored.
    */
-  adopt?: boolean;
+  adopt?: boolean | { requestId: string };
   /**
    * Taken by an owner that hands the replica over (the link receiver's
    * apply): a process that asks for the replica meanwhile waits for this
@@ -158,7 +158,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   const svolSeq = BigInt(state.svol.restoredSeq);
   if (toSvol && opts.inconsistent) throw new JshipError('USAGE', '--inconsistent needs --target: an SVOL only ever holds consistent points', { hint: 'restore the partial image into a file' });
   if (opts.adopt && (!toSvol || svolSeq !== 0n)) throw new JshipError('USAGE', 'adopting demoted volumes goes into SVOLs never restored before', { hint: 'this is what jship demote does once; afterwards restore as usual' });
-  const plan = opts.adopt ? planAdopt(cat) : planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
+  const plan = opts.adopt ? planAdopt(cat, typeof opts.adopt === 'object' ? opts.adopt.requestId : undefined) : planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
   const inProgress = state.svol.inProgress;
   if (toSvol && inProgress && plan.seq < BigInt(inProgress.seq)) {
     throw new JshipError('RESTORE_REFUSED', `an interrupted restore of the SVOLs to seq ${inProgress.seq} left them between points; restore them to at least that point`, {

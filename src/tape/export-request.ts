@@ -10,6 +10,9 @@ import { exportGroup, type ExportResult, type NextMedium } from './export.js';
 import { runHook } from '../io/hooks.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
+import { checkResyncRequest } from '../core/resync-request.js';
+import { resyncChunks } from '../journal/resync-chunks.js';
+import { readJsonFile } from '../io/files.js';
 
 /**
  * An export as the user asks for it: plain values (paths, flags), so that
@@ -43,6 +46,12 @@ export interface ExportRequest {
   verifyAfterWrite?: boolean;
   /** At the end of a medium: run this command (sh -c) to load the next one, then go on. */
   nextMedia?: string;
+  /**
+   * Path of a resync request an old primary being demoted wrote
+   * (`jship demote --follow TAPES`): write a resync base of the chunks it
+   * lacks (core/resync-request.ts) instead of a full base.
+   */
+  resyncFor?: string;
 }
 
 /** Checks a parity share (export --parity): a percentage above 0, at most 100. */
@@ -63,6 +72,7 @@ export function absoluteRequest(req: ExportRequest): ExportRequest {
     to: req.to === '-' || isS3Url(req.to) || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
     ...(req.encryptKey !== undefined ? { encryptKey: resolve(req.encryptKey) } : {}),
     ...(req.requireMount !== undefined ? { requireMount: resolve(req.requireMount) } : {}),
+    ...(req.resyncFor !== undefined ? { resyncFor: resolve(req.resyncFor) } : {}),
   };
 }
 
@@ -145,6 +155,8 @@ export async function destinationFor(to: string, stdout?: Writable, s3: S3Settin
  */
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportResult> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
+  if (req.resyncFor !== undefined && req.base) throw new JshipError('USAGE', '--resync-for and --base: give one', { hint: 'a demoted site that asked for a resync gets the chunks it lacks; --base sends a full copy to everyone' });
+  const resync = req.resyncFor !== undefined ? await readResyncFor(group, req.resyncFor) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
   if (req.requireMount !== undefined) {
     if (req.to === '-' || isS3Url(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
@@ -157,10 +169,11 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
   if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
   const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
-  const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0);
+  const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0) + (resync ? resync.chunks.reduce((n, c) => n + c.length, 0) * group.config.chunkSize : 0);
   return exportGroup(group, {
     destination,
     ...(req.base ? { base: true } : {}),
+    ...(resync ? { resyncChunks: resync.chunks, resyncFor: resync.id } : {}),
     ...(req.mediaSize !== undefined ? { mediaSize: req.mediaSize } : {}),
     ...(req.keepUntilAck ? { keepUntilAck: true } : {}),
     ...(req.purgeOnClose ? { purgeOnClose: true } : {}),
@@ -197,4 +210,25 @@ export function nextMediaCommand(command: string, timeoutMs = NEXT_MEDIA_TIMEOUT
       details: { where: m.where, medium: m.medium, counted: m.counted.join(',') },
     });
   };
+}
+
+/**
+ * --resync-for FILE: the request a demoted old primary wrote, checked
+ * against this group (same group, the epoch right after the old primary's,
+ * the same takeover point): the chunks of the resync base, and the id its
+ * base-started marker carries so that the old primary finds it among others.
+ */
+async function readResyncFor(group: JournalGroup, path: string): Promise<{ id: string; chunks: number[][] }> {
+  const bad = (why: string): never => {
+    throw new JshipError('DEMOTE_REFUSED', `--resync-for ${path}: ${why}`, {
+      hint: 'give the resync-request.json that jship demote --follow TAPES wrote at the old primary, to the group that took over from it; nothing was exported',
+    });
+  };
+  const f = await readJsonFile<unknown>(path, () => bad('no such file'), (x) => x, (why) => new JshipError('DEMOTE_REFUSED', `--resync-for ${path}: ${why}`, { hint: 'carry the file again from the old primary' }));
+  const o = (typeof f === 'object' && f !== null ? f : {}) as { format?: unknown; groupId?: unknown; request?: unknown };
+  if (o.format !== 1 || typeof o.groupId !== 'string' || o.request === undefined) bad('it is not a resync request of jship demote');
+  if (o.groupId !== group.config.groupId) bad(`it is of group ${String(o.groupId)}; this group is ${group.config.groupId}`);
+  const request = checkResyncRequest(o.request, (why) => bad(`its request ${why}`));
+  if (request.id === undefined) bad('its request has no id');
+  return { id: request.id as string, chunks: resyncChunks(group, request, (why) => bad(`the old primary ${why}`)) };
 }

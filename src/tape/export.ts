@@ -22,6 +22,8 @@ export interface ExportOptions {
    * old primary being demoted lacks (link only, one secondary's tape).
    */
   resyncChunks?: ReadonlyArray<readonly number[]>;
+  /** With resyncChunks: the id of the request they answer, in the base-started marker (`for`). */
+  resyncFor?: string;
   mediaSize?: number;
   /** Do not purge until an acknowledgement covers the tapes. */
   keepUntilAck?: boolean;
@@ -191,7 +193,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       });
     }
   }
-  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...(listed ? { chunks: listed } : {}) }) : undefined;
+  const listedFor = { ...(listed ? { chunks: listed } : {}), ...(opts.resyncFor !== undefined ? { for: opts.resyncFor } : {}) };
+  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
@@ -241,7 +244,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // A base that completed while its last records were on the tape the medium cut short cannot be
       // read again (its chunks would be newer than its completion): a new base is taken.
       if (medium > 1 && baseInfo && counted(baseInfo.baseId) < baseInfo.records) {
-        baseRun = await group.beginBase({ scope: baseInfo.scope, ...(listed ? { chunks: listed } : {}) });
+        baseRun = await group.beginBase({ scope: baseInfo.scope, ...listedFor });
         baseInfo = null;
       }
       const writer = newWriter();

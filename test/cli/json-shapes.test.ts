@@ -128,6 +128,19 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
       expect(await b.stop()).toBe(0);
     }
     for (const e of b.events) take('link', e);
+    // Failback by tapes: the first demote asks in a file, the new primary exports a resync base for it, the second applies it.
+    const g3 = join(dir, 'g3');
+    run('init', [g3, '--volume', `c=${join(dir, 'c.img')}:1M`, '--journal-size', '4M']);
+    run('export', [g3, '--to', join(dir, 't3a/'), '--base']);
+    run('import', [join(dir, 'r3'), join(dir, 't3a')]);
+    run('promote', [join(dir, 'r3'), '--to', join(dir, 'p3'), '--journal-size', '4M', '--force']);
+    run('mark', [join(dir, 'p3'), 'at-p3']);
+    run('export', [join(dir, 'p3'), '--to', join(dir, 't3b/')]);
+    const asked = run('demote', [g3, '--follow', join(dir, 't3b')]);
+    expect(asked.applied).toBe(null);
+    run('status', [g3]);
+    run('export', [join(dir, 'p3'), '--to', join(dir, 't3c/'), '--resync-for', asked.awaiting.request]);
+    expect(run('demote', [g3, '--follow', join(dir, 't3c')]).applied.proved).toBe(true);
 
     const ajv = new Ajv({ allErrors: true, strict: true });
     ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, 'defs.schema.json'), 'utf8')) as object);

@@ -110,7 +110,8 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     expect(sent.length).toBeGreaterThan(0);
     const resyncLine = srvB.log().split('\n').find((l) => /\bresync\b/.test(l) && /name=site-a/.test(l)) ?? '';
     expect(Number(/chunks=(\d+)/.exec(resyncLine)?.[1])).toBeLessThanOrEqual(6);
-    expect(jshipJson('status', gA).out.error.code).toBe('GROUP_DEMOTED');
+    expect(jshipJson('status', gA).out).toMatchObject({ role: 'secondary', epoch: { generation: 2 } });
+    expect(jshipJson('mark', gA, 'refused').out.error.code).toBe('GROUP_DEMOTED');
     client('qemu-io', '-f', 'raw', '-c', 'write -P 0x41 7M 64k', uris(srvB)[0]!);
     mark(gB, 'm4');
     capture(srvB, 'm4');

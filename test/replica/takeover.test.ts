@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -13,6 +14,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { importTapes } from '../../src/replica/import.js';
 import { promoteReplica } from '../../src/replica/promote.js';
 import { demoteGroup } from '../../src/link/demote.js';
+import { runExport } from '../../src/tape/export-request.js';
 import { Replica } from '../../src/replica/replica.js';
 import { restoreReplica } from '../../src/replica/restore.js';
 import { buildTimeline } from '../../src/replica/timeline.js';
@@ -164,7 +166,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       expect(demoted.takeoverSeq).toBe(snaps.m2.seq);
       expect(demoted.diverged.records).toBeGreaterThan(0);
       expect(existsSync(demoted.diverged.tape!)).toBe(true);
-      expect(demoted.applied.proved).toBe(true);
+      expect(demoted.applied?.proved).toBe(true);
       const resync = ev.all.find((e) => e.event === 'resync' && e.name === 'site-a') as unknown as { chunks: number; chunkSize: number };
       const sent = ev.all.filter((e) => e.event === 'tape-confirmed' && e.name === 'site-a') as unknown as Array<{ base: { scope: string } | null; bytes: number }>;
       expect(sent[0]?.base?.scope).toBe('resync');
@@ -179,7 +181,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       // Its status says what it is now: a secondary of epoch 2, its volumes at the applied point.
       const ds = jshipJson('status', gA);
       expect(ds.code).toBe(0);
-      expect(ds.out).toMatchObject({ role: 'secondary', epoch: { generation: 2, startSeq: Number(snaps.m2.seq + 1n) }, takeoverSeq: Number(snaps.m2.seq), diverged: { records: demoted.diverged.records }, replica: { dir: join(gA, 'replica'), appliedSeq: Number(demoted.applied.seq) } });
+      expect(ds.out).toMatchObject({ role: 'secondary', epoch: { generation: 2, startSeq: Number(snaps.m2.seq + 1n) }, takeoverSeq: Number(snaps.m2.seq), diverged: { records: demoted.diverged.records }, replica: { dir: join(gA, 'replica'), appliedSeq: Number(demoted.applied?.seq) } });
       await writeMixed(B, 10, 7);
       await B.mark('m5');
       snaps.m5 = await snapshot(B, dir, 'm5');
@@ -204,7 +206,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
         await writeMixed(A3, 10, 8);
         const bDemoted = await demoteGroup(gB, { from: fromA3, key, name: 'site-b', log: ev.log });
         expect(bDemoted.diverged.records).toBe(0);
-        expect(bDemoted.applied.proved).toBe(true);
+        expect(bDemoted.applied?.proved).toBe(true);
         await writeMixed(A3, 10, 9);
         await A3.mark('m6');
         snaps.m6 = await snapshot(A3, dir, 'm6');
@@ -315,7 +317,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       // With --full, A gets a full base: its volume is B's.
       const full = await demoteGroup(gA, { from: fromB, key, name: 'site-a', log: ev.log, full: true });
       expect(full.full).toBe(true);
-      expect(full.applied.proved).toBe(true);
+      expect(full.applied?.proved).toBe(true);
       await B.flush();
       expect(readFileSync(volume).equals(readFileSync(B.volumes[0]!.extents[0]!.path))).toBe(true);
 
@@ -335,6 +337,65 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       expect(isJshipError(other) ? `${other.code}: ${other.message}` : String(other)).toMatch(/^LINK_AUTH: .*another group/);
     } finally {
       await primaryB.stop();
+      await B.close();
+    }
+  }, 120_000);
+
+  it('demote by tapes: the first run keeps the divergent writes and writes a resync request, touching no volume; the new primary exports a resync base for it (another request\'s base before it is not taken); the second run applies it, proved', async () => {
+    const d = join(dir, 'by-tapes');
+    const { g: gA, group: A } = await linkedGroup(d, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 8 * MiB, chunkSize: 64 * KiB });
+    const tapesA = join(d, 'tapesA');
+    const repB = join(d, 'repB');
+    await writeMixed(A, 20, 1);
+    await exportTo(A, tapesA, { base: true });
+    expect((await importTapes(repB, [tapesA])).ok).toBe(true);
+    // The split-brain window: A's writes after the takeover point, in its journal only.
+    await writeMixed(A, 8, 2);
+    await A.close();
+    const gB = join(d, 'groupB');
+    await promoteReplica(repB, { to: gB, point: { kind: 'latest' }, journalSize: 8 * MiB, chunkSize: 64 * KiB, force: true });
+    const B = await openSiteGroup(gB);
+    try {
+      await writeMixed(B, 12, 3);
+      const tapesB = join(d, 'tapesB');
+      await exportTo(B, tapesB);
+      const volA = join(d, 'a.img');
+      const before = readFileSync(volA);
+      // First run: no resync base among B's tapes yet.
+      const ev = events();
+      const first = await demoteGroup(gA, { tapes: [tapesB], name: 'site-a', log: ev.log });
+      expect(first.applied).toBe(null);
+      expect(first.awaiting?.request).toBe(join(gA, 'resync-request.json'));
+      expect(first.diverged.records).toBe(8);
+      expect(existsSync(first.diverged.tape!)).toBe(true);
+      expect(readFileSync(volA).equals(before)).toBe(true);
+      const A2 = await code(openSiteGroup(gA));
+      expect(A2).toBe('GROUP_DEMOTED');
+      expect(jshipJson('status', gA).out).toMatchObject({ role: 'demoting', replica: { appliedSeq: null } });
+      // At B: a request of another group, or naming another takeover point, is refused; nothing is exported.
+      const req = JSON.parse(readFileSync(first.awaiting!.request!, 'utf8')) as { format: number; groupId: string; request: { id: string; fromSeq: string; volumes: unknown[] } };
+      const tapesB2 = join(d, 'tapesB2');
+      const forged = join(d, 'forged.json');
+      writeFileSync(forged, JSON.stringify({ ...req, groupId: '00000000-0000-4000-8000-000000000000' }));
+      expect(await code(runExport(B, { to: `${tapesB2}/`, resyncFor: forged }))).toBe('DEMOTE_REFUSED');
+      writeFileSync(forged, JSON.stringify({ ...req, request: { ...req.request, fromSeq: String(BigInt(req.request.fromSeq) - 1n) } }));
+      expect(await code(runExport(B, { to: `${tapesB2}/`, resyncFor: forged }))).toBe('DEMOTE_REFUSED');
+      expect(existsSync(tapesB2) ? readdirSync(tapesB2).filter((f) => f.endsWith('.tar.zst')) : []).toEqual([]);
+      // Another request's resync base goes first on B's chain (none of A's chunks): A must not take it.
+      const decoy = join(d, 'decoy.json');
+      writeFileSync(decoy, JSON.stringify({ ...req, request: { ...req.request, id: randomUUID(), volumes: req.request.volumes.map(() => []) } }));
+      await runExport(B, { to: `${tapesB2}/`, resyncFor: decoy });
+      await writeMixed(B, 5, 4);
+      const ex = await runExport(B, { to: `${tapesB2}/`, resyncFor: first.awaiting!.request! });
+      expect(ex.base?.scope).toBe('resync');
+      // Second run: the tapes hold A's base; applied and proved.
+      const second = await demoteGroup(gA, { tapes: [tapesB2], name: 'site-a', log: ev.log });
+      expect(second.resumed).toBe(true);
+      expect(second.applied?.proved).toBe(true);
+      await B.flush();
+      for (const v of B.volumes) expect(readFileSync(join(d, `${v.name}.img`)).equals(readFileSync(v.extents[0]!.path)), `volume ${v.name}`).toBe(true);
+      expect(jshipJson('status', gA).out).toMatchObject({ role: 'secondary' });
+    } finally {
       await B.close();
     }
   }, 120_000);
