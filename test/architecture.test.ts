@@ -19,7 +19,7 @@ const ALLOWED: Record<string, string[]> = {
   // Known, to be undone by the architecture issue: tape/ and s3/ import each other (destination and source registry).
   tape: ['core', 'io', 'journal', 's3'],
   s3: ['core', 'tape'],
-  // Known: the replica's directory lock comes from journal/lock.ts.
+  // The replica reads journal records' shapes and, promoted, creates a journal group (replica/promote.ts).
   // The replica serves points in time over NBD (mount): it uses the NBD export interface.
   replica: ['core', 'io', 'journal', 'nbd', 's3', 'tape'],
   link: ['core', 'io', 'journal', 'replica', 'tape'],

@@ -8,7 +8,7 @@ import { onGroup } from '../owner/on-group.js';
 import type { ServerStats } from '../nbd/server.js';
 import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { readJournalSuperblock } from '../journal/journal-volume.js';
-import { lockOwner } from '../journal/lock.js';
+import { lockOwner } from '../io/dir-lock.js';
 import { emit, table, type CommonOptions } from './output.js';
 import type { SecondaryLag } from '../link/lag.js';
 import type { JournalForecast, JournalRate } from '../core/journal-rates.js';

@@ -25,7 +25,7 @@ import {
   appendMarkerLog, groupPaths, readFence, readGroupConfig, readMarkerLog, writeFence, writeGroupConfig, type Fence, type MarkerEntry,
 } from './group-files.js';
 import { JournalVolume, type EncodedRecord, type JournalRecord } from './journal-volume.js';
-import { DirLock } from './lock.js';
+import { DirLock } from '../io/dir-lock.js';
 import { RangeOrder } from './range-order.js';
 import { BaseRun, type BaseScope } from './base-reader.js';
 

@@ -6,7 +6,7 @@ import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { writeFileAtomic, makeDirs } from '../io/files.js';
 import { groupPaths, readGroupConfig, writeGroupConfig } from './group-files.js';
-import { lockOwner } from './lock.js';
+import { lockOwner } from '../io/dir-lock.js';
 import { JournalGroup } from './journal-group.js';
 
 export const DEFAULT_SCAN_BLOCK = 64 * 1024;

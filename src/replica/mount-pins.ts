@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { makeDirs, writeFileAtomic } from '../io/files.js';
-import { processStamp, stampAlive, type ProcessStamp } from '../journal/lock.js';
+import { processStamp, stampAlive, type ProcessStamp } from '../io/dir-lock.js';
 
 /**
  * mounts/PIN.json: a running `jship mount` (or drill) names the tapes it

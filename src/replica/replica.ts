@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { writeFileAtomic, makeDirs } from '../io/files.js';
-import { DirLock } from '../journal/lock.js';
+import { DirLock } from '../io/dir-lock.js';
 import { Catalog } from './catalog.js';
 
 /** replica.json: the group a replica belongs to, adopted from the first tape imported. */

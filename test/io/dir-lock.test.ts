@@ -54,7 +54,7 @@ describe('the owner lock under a race', () => {
     const child = `
       import { appendFileSync } from 'node:fs';
       import { createInterface } from 'node:readline';
-      import { DirLock } from ${JSON.stringify(new URL('../../dist/journal/lock.js', import.meta.url).href)};
+      import { DirLock } from ${JSON.stringify(new URL('../../dist/io/dir-lock.js', import.meta.url).href)};
       for await (const line of createInterface({ input: process.stdin })) {
         try {
           const l = await DirLock.acquire(${JSON.stringify(lock)}, 'test', { waitMs: 0 });
