@@ -31,7 +31,8 @@ describe('journal-full policies', () => {
       expect(group.journal.allocSeq).toBe(before);
       // Waits, then goes through when space is freed.
       const pending = group.write('a', 0, Buffer.alloc(chunk, 0x78));
-      await new Promise((r) => setTimeout(r, 50));
+      // Waits until the write is queued for space (no fixed delay: the status says when).
+      while ((await group.status()).waitingWriters === 0) await new Promise((r) => setImmediate(r));
       expect((await group.status()).waitingWriters).toBe(1);
       expect(group.state).toBe('full');
       await group.purge(last);

@@ -94,12 +94,24 @@ describe('restore refusals and targets', () => {
     const expected = readFileSync(join(dir, 'a.img'));
     for (let trial = 0; trial < 3; trial++) {
       const child = spawn(process.execPath, [bin, 'restore', join(dir, 'rep')], { stdio: 'ignore' });
-      const exited = new Promise((r) => child.on('exit', r));
-      await new Promise((r) => setTimeout(r, 150 + trial * 100));
+      let exitCode: number | null | undefined;
+      const exited = new Promise((r) => child.on('exit', (c) => { exitCode = c; r(c); }));
+      // Killed once the restore has begun writing the SVOLs (state.json says so), trial by trial a little later.
+      const inProgress = (): boolean => {
+        try {
+          return JSON.parse(readFileSync(join(dir, 'rep', 'state.json'), 'utf8')).svol.inProgress !== null;
+        } catch {
+          return false;
+        }
+      };
+      while (!inProgress() && exitCode === undefined) await new Promise((r) => setTimeout(r, 2));
+      for (let i = 0; i < trial * 2 && exitCode === undefined; i++) await new Promise((r) => setTimeout(r, 2));
       child.kill('SIGKILL');
       await exited;
-      const state = existsSync(join(dir, 'rep', 'state.json')) ? JSON.parse(readFileSync(join(dir, 'rep', 'state.json'), 'utf8')) : null;
-      if (state?.svol.inProgress) expect(jship('timeline', join(dir, 'rep')).out.svol.inProgress).not.toBeNull();
+      // The kill interrupted the restore: it had not finished (exit code null: killed), and the state says where it was.
+      expect(exitCode).toBe(null);
+      expect(inProgress()).toBe(true);
+      expect(jship('timeline', join(dir, 'rep')).out.svol.inProgress).not.toBeNull();
       const rerun = jship('restore', join(dir, 'rep'));
       expect(rerun.code).toBe(0);
       expect(readFileSync(join(dir, 'rep', 'svol', 'a.img')).equals(expected)).toBe(true);
