@@ -2,6 +2,9 @@
  * jship as a library: journal groups, their records, and the codecs shared
  * by the journal, the tapes and the link.
  */
+// s3:// tape stores, for exports and imports through the library.
+import './s3/register.js';
+
 export { JshipError, isJshipError, type ErrorCode } from './core/errors.js';
 export { parseSize, formatSize } from './core/sizes.js';
 export { parseTime, formatTime, type Nanos } from './core/time.js';
@@ -21,13 +24,8 @@ export {
 export { BaseRun, type BaseScope } from './journal/base-reader.js';
 export type { JournalRecord } from './journal/journal-volume.js';
 
-import type { JournalGroup, OpenGroupOptions } from './journal/journal-group.js';
-import { openSiteGroup } from './owner/consumers.js';
-
 /** Opens a journal group for writing, as its owner: its tape chain and link secondaries decide what is purged. */
-export function openGroup(dir: string, opts?: OpenGroupOptions): Promise<JournalGroup> {
-  return openSiteGroup(dir, opts);
-}
+export { openSiteGroup as openGroup } from './owner/consumers.js';
 export { Serving, type ServeOptions, type ServedExport, type ServingStatus } from './owner/serving.js';
 export { NbdServer, type Listen, type ServerStats } from './nbd/server.js';
 export { groupBackend } from './nbd/group-backend.js';
@@ -36,3 +34,17 @@ export { LinkPrimary, type LinkPrimaryOptions } from './link/link-primary.js';
 export { LinkReceiver, runPull, type LinkSecondaryOptions } from './link/link-secondary.js';
 export { readLinkKey } from './link/link-tls.js';
 export type { LinkEvent, LinkLog } from './link/primary-session.js';
+
+// The secondary side: tapes out, tapes in, restore, and the disaster-recovery cycle.
+export { exportGroup, type ExportOptions, type ExportResult } from './tape/export.js';
+export { readTape, type ReadTapeOptions } from './tape/tape-reader.js';
+export { verifyTapes, type TapeVerification } from './tape/verify.js';
+export { registerStore, type TapeStore, type StoreSettings } from './tape/stores.js';
+export { DirDestination, FileDestination, StreamDestination, type TapeDestination } from './tape/destination.js';
+export { importTapes, type ImportOptions, type ImportReport } from './replica/import.js';
+export { restoreReplica, type RestoreOptions, type RestoreResult } from './replica/restore.js';
+export { Replica } from './replica/replica.js';
+export { buildTimeline } from './replica/timeline.js';
+export { expireReplica } from './replica/expire.js';
+export { promoteReplica, type PromoteOptions, type PromoteResult } from './replica/promote.js';
+export { demoteGroup, type DemoteOptions, type DemoteResult } from './link/demote.js';

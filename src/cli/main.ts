@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { reportError } from './output.js';
+// s3:// tape stores (the SDK itself loads only when a store is used).
+import '../s3/register.js';
 import { registerInit } from './init.js';
 import { registerStatus } from './status.js';
 import { registerCheck } from './check.js';

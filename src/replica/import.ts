@@ -14,7 +14,7 @@ import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
 import { asSource, fileSource, type TapeSource } from '../tape/tape-source.js';
 import { repairTape, type RepairReport } from '../tape/repair.js';
-import type { S3Settings } from '../s3/s3-store.js';
+import type { StoreSettings } from '../tape/stores.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { ZEROED_TS, keyGeneration, serialText, tapeKey, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
@@ -60,7 +60,7 @@ export interface ImportReport extends ChainReport {
 export interface ImportOptions {
   keys?: KeyRing;
   /** How to reach the store for s3:// sources. */
-  s3?: S3Settings;
+  s3?: StoreSettings;
   /** Read tape drives and FIFOs in blocks of this size. */
   blockSize?: number;
   pool?: FramePool;

@@ -2,6 +2,7 @@ import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { JshipError } from '../core/errors.js';
+import type { StoreCredentials, StoreSettings } from '../tape/stores.js';
 
 /**
  * How to reach the store. Without `credentials`, the AWS SDK's default
@@ -10,23 +11,9 @@ import { JshipError } from '../core/errors.js';
  * files, instance roles). An export sent to the group's owner carries the
  * caller's own, resolved (resolveS3Settings): the owner never lends its own.
  */
-export interface S3Settings {
-  /** Resolved by the caller; never logged, never written anywhere. */
-  credentials?: S3Credentials;
-  /** e.g. http://127.0.0.1:7480; default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS. */
-  endpoint?: string;
-  /** Path-style URLs (http://host/bucket/key), as most self-hosted stores need; default: on when an endpoint is set. */
-  pathStyle?: boolean;
-  region?: string;
-  /** Multipart part size in bytes (at least 5 MiB); default 8 MiB. */
-  partSize?: number;
-}
-
-export interface S3Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-}
+/** How to reach the store (tape/stores.ts: what every store is given). */
+export type S3Settings = StoreSettings;
+export type S3Credentials = StoreCredentials;
 
 export const MIN_PART = 5 * 1024 * 1024;
 export const DEFAULT_PART = 8 * 1024 * 1024;

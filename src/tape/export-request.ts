@@ -8,8 +8,7 @@ import { DeviceDestination, DirDestination, FileDestination, StreamDestination, 
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult, type NextMedium } from './export.js';
 import { runHook } from '../io/hooks.js';
-import type { S3Settings } from '../s3/s3-store.js';
-import { isS3Url } from '../s3/s3-url.js';
+import { isStoreUrl, storeFor, type StoreSettings } from './stores.js';
 import { checkResyncRequest } from '../core/resync-request.js';
 import { resyncChunks } from '../journal/resync-chunks.js';
 import { readJsonFile } from '../io/files.js';
@@ -33,7 +32,7 @@ export interface ExportRequest {
   /** How long to wait for a running export of the same group (ms). */
   waitMs?: number;
   /** How to reach the store when `to` is an s3:// URL. */
-  s3?: S3Settings;
+  s3?: StoreSettings;
   /** At most this many tape bytes per second to the destination (rclone's --bwlimit). */
   bwlimit?: number;
   /** Write whole blocks of this size (a tape drive, a FIFO, standard output). */
@@ -69,7 +68,7 @@ export const DEFAULT_DEVICE_BLOCK = 64 * 1024;
 export function absoluteRequest(req: ExportRequest): ExportRequest {
   return {
     ...req,
-    to: req.to === '-' || isS3Url(req.to) || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
+    to: req.to === '-' || isStoreUrl(req.to) || isAbsolute(req.to) ? req.to : resolve(req.to) + (req.to.endsWith('/') ? '/' : ''),
     ...(req.encryptKey !== undefined ? { encryptKey: resolve(req.encryptKey) } : {}),
     ...(req.requireMount !== undefined ? { requireMount: resolve(req.requireMount) } : {}),
     ...(req.resyncFor !== undefined ? { resyncFor: resolve(req.resyncFor) } : {}),
@@ -114,18 +113,18 @@ export async function checkMounted(mountPoint: string, to: string): Promise<void
  * or FIFO, an s3://BUCKET/PREFIX, or - for `stdout`. `blockSize` applies to
  * drives, FIFOs and standard output only.
  */
-export async function destinationFor(to: string, stdout?: Writable, s3: S3Settings = {}, blockSize?: number, readBack: ReadBackOptions = {}): Promise<TapeDestination> {
+export async function destinationFor(to: string, stdout?: Writable, s3: StoreSettings = {}, blockSize?: number, readBack: ReadBackOptions = {}): Promise<TapeDestination> {
   const blocks = (what: string): void => {
     if (blockSize !== undefined) throw new JshipError('USAGE', `--block-size applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: 'leave --block-size out' });
   };
   const noReadBack = (what: string, hint = 'rewind the medium and run jship verify on it after the export'): void => {
     if (readBack.verifyAfterWrite) throw new JshipError('USAGE', `--verify-after-write reads tapes back from files and directories, not from ${what}`, { hint });
   };
-  if (isS3Url(to)) {
-    blocks('object storage');
-    noReadBack('object storage', 'the store checks each upload against its checksum; jship verify s3://… reads the tapes back');
-    const { S3Destination } = await import('../s3/s3-destination.js');
-    return new S3Destination(to, s3);
+  if (isStoreUrl(to)) {
+    const store = storeFor(to);
+    blocks(store.what);
+    noReadBack(store.what, `the store checks each upload against its checksum; jship verify ${to} reads the tapes back`);
+    return store.destination(to, s3);
   }
   if (to === '-') {
     if (!stdout) {
@@ -159,10 +158,10 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
   const resync = req.resyncFor !== undefined ? await readResyncFor(group, req.resyncFor) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
   if (req.requireMount !== undefined) {
-    if (req.to === '-' || isS3Url(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
+    if (req.to === '-' || isStoreUrl(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
     await checkMounted(req.requireMount, req.to);
   }
-  if (req.nextMedia !== undefined && (req.to === '-' || isS3Url(req.to))) {
+  if (req.nextMedia !== undefined && (req.to === '-' || isStoreUrl(req.to))) {
     throw new JshipError('USAGE', '--next-media goes with a directory, a file or a tape drive: standard output and object storage have no medium to change', { hint: 'leave --next-media out' });
   }
   const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize, req.verifyAfterWrite ? { verifyAfterWrite: true } : {});

@@ -9,8 +9,7 @@ import { trailerEffects, type TapeTrailer } from './label.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
 import { expandTapeSources, sha256File } from './tape-file.js';
-import type { S3Settings } from '../s3/s3-store.js';
-import { isS3Url } from '../s3/s3-url.js';
+import { isStoreUrl, type StoreSettings } from './stores.js';
 import { readChainState, writeChainState, type ChainState } from './chain-state.js';
 
 export interface ExportOptions {
@@ -35,7 +34,7 @@ export interface ExportOptions {
   segmentBytes?: number;
   pool?: FramePool;
   /** How to reach the store, for a tape committed to s3:// before a crash (see reconcile). */
-  s3?: S3Settings;
+  s3?: StoreSettings;
   /**
    * Another chain than the tape chain (a link secondary's): where it stands
    * and how to record each tape sent. Default: GROUP_DIR/chain.json.
@@ -352,10 +351,10 @@ function advance(state: ChainState, serial: number, sha256: string, updates: { f
 }
 
 /** A crash between "about to rename tape N" and "state updated": adopt tape N if it is in place, whole. */
-async function reconcile(dir: string, state: ChainState, s3?: S3Settings): Promise<ChainState> {
+async function reconcile(dir: string, state: ChainState, s3?: StoreSettings): Promise<ChainState> {
   const c = state.committing;
   if (!c) return state;
-  const sha = await (async () => sha256File(isS3Url(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
+  const sha = await (async () => sha256File(isStoreUrl(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
   const next = sha === c.sha256
     ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq, ...(c.lastTs !== undefined ? { lastTs: c.lastTs } : {}) } : null, c.keepUntilAck)
     : { ...state, committing: null };

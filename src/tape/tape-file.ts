@@ -7,8 +7,7 @@ import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from '.
 import { readTape } from './tape-reader.js';
 import { frameEntries } from './tar-entry.js';
 import { asSource, fileSource, streamSource, type StreamSource, type TapeSource } from './tape-source.js';
-import { isS3Url } from '../s3/s3-url.js';
-import type { S3Settings } from '../s3/s3-store.js';
+import { isStoreUrl, storeFor, type StoreSettings } from './stores.js';
 
 /** Streams a file in large chunks (the reader cuts frames out of them). */
 export function fileChunks(path: string, start = 0, end?: number): AsyncIterable<Buffer> {
@@ -21,13 +20,11 @@ export function fileChunks(path: string, start = 0, end?: number): AsyncIterable
  * a tape drive (character device) or FIFO as one tape read as a stream in
  * reads of `blockSize` (a drive in fixed-block mode wants whole blocks).
  */
-export async function expandTapeSources(sources: string[], s3: S3Settings = {}, blockSize = 64 * 1024): Promise<TapeSource[]> {
+export async function expandTapeSources(sources: string[], s3: StoreSettings = {}, blockSize = 64 * 1024): Promise<TapeSource[]> {
   const out: TapeSource[] = [];
   for (const s of sources) {
-    if (isS3Url(s)) {
-      // The S3 SDK is loaded only when a tape is in object storage (it is a quarter of the CLI's start-up).
-      const { s3Sources } = await import('../s3/s3-source.js');
-      out.push(...(await s3Sources(s, s3)));
+    if (isStoreUrl(s)) {
+      out.push(...(await storeFor(s).sources(s, s3)));
       continue;
     }
     if (s === '-') {

@@ -11,6 +11,7 @@ import { exportGroup } from '../../src/tape/export.js';
 import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
 import { S3Peer } from './peer.js';
+import '../../src/s3/register.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
 import { BIN, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
