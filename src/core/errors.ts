@@ -34,6 +34,13 @@ export type ErrorCode =
   | 'GROUP_EXISTS'
   | 'GROUP_NOT_FOUND'
   | 'GROUP_BAD_CONFIG'
+  // a state file of a group directory is damaged: each its own code (what to do differs)
+  | 'BITMAP_DAMAGED'
+  | 'SCAN_STATE_DAMAGED'
+  | 'CHAIN_STATE_DAMAGED'
+  | 'LINK_REGISTRY_DAMAGED'
+  | 'FENCE_DAMAGED'
+  | 'DEMOTE_STATE_DAMAGED'
   | 'GROUP_LOCKED'
   | 'CONTROL_PROTOCOL'
   | 'OWNER_UNREACHABLE'

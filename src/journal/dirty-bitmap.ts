@@ -158,12 +158,12 @@ function encodeHeader(chunkSize: number, sizes: number[]): Buffer {
 function checkHeader(b: Buffer, path: string, chunkSize: number, sizes: number[]): void {
   const expect = encodeHeader(chunkSize, sizes);
   if (b.length < HEADER || !b.subarray(0, 8).equals(MAGIC) || crc32(b.subarray(0, HEADER - 4)) !== b.readUInt32LE(HEADER - 4)) {
-    throw new JshipError('GROUP_BAD_CONFIG', `dirty bitmap ${path} is damaged`, {
+    throw new JshipError('BITMAP_DAMAGED', `dirty bitmap ${path} is damaged`, {
       hint: 'the regions written while the group was suspended are unknown: take a full base (jship export --base)',
     });
   }
   if (!b.equals(expect)) {
-    throw new JshipError('GROUP_BAD_CONFIG', `dirty bitmap ${path} does not match the group's volumes or chunk size`, {
+    throw new JshipError('BITMAP_DAMAGED', `dirty bitmap ${path} does not match the group's volumes or chunk size`, {
       hint: 'the volumes changed since the bitmap was written: take a full base (jship export --base)',
     });
   }

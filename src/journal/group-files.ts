@@ -101,7 +101,7 @@ export async function readFence(dir: string): Promise<Fence | null> {
       throw new Error(`epochs ${why}`);
     });
     return v;
-  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${path} is damaged: ${why}`, {
+  }, (why) => new JshipError('FENCE_DAMAGED', `${path} is damaged: ${why}`, {
     hint: 'the group was fenced (a newer epoch exists elsewhere); it stays fenced: demote it (jship demote), or, if you are sure no other site was promoted, move the file away',
   }));
 }

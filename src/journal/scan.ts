@@ -56,12 +56,12 @@ async function readState(path: string): Promise<ScanState | undefined> {
     throw e;
   }
   if (b.length < HEADER || !b.subarray(0, 8).equals(MAGIC) || crc32(b.subarray(0, 24)) !== b.readUInt32LE(24)) {
-    throw new JshipError('GROUP_BAD_CONFIG', `${path} is damaged`, { hint: 'delete it: the next scan records new hashes (and journals nothing); take a base (jship export --base) to be safe' });
+    throw new JshipError('SCAN_STATE_DAMAGED', `${path} is damaged`, { hint: 'delete it: the next scan records new hashes (and journals nothing); take a base (jship export --base) to be safe' });
   }
   const blockSize = b.readUInt32LE(8);
   const size = Number(b.readBigUInt64LE(16));
   const n = Math.ceil(size / blockSize);
-  if (b.length !== HEADER + n * 8) throw new JshipError('GROUP_BAD_CONFIG', `${path} is truncated`, { hint: 'delete it and take a base' });
+  if (b.length !== HEADER + n * 8) throw new JshipError('SCAN_STATE_DAMAGED', `${path} is truncated`, { hint: 'delete it and take a base' });
   const hashes = new BigUint64Array(n);
   for (let i = 0; i < n; i++) hashes[i] = b.readBigUInt64LE(HEADER + i * 8);
   return { blockSize, size, hashes };

@@ -374,5 +374,5 @@ async function readDemoted(groupDir: string): Promise<Demoted | null> {
     const v = x as Demoted;
     if (v.format !== 1 || typeof v.replica !== 'string' || typeof v.takeoverSeq !== 'string' || typeof v.diverged !== 'object') throw new Error('unexpected fields');
     return v;
-  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${path} is damaged: ${why}`, { hint: 'the demote was interrupted: restore the file from the replica\'s side, or follow the primary with a new replica' }));
+  }, (why) => new JshipError('DEMOTE_STATE_DAMAGED', `${path} is damaged: ${why}`, { hint: 'the demote was interrupted: restore the file from the replica\'s side, or follow the primary with a new replica' }));
 }

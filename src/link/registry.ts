@@ -63,7 +63,7 @@ export async function readRegistry(groupDir: string): Promise<LinkRegistry> {
       if (typeof s.name !== 'string' || !NAME.test(s.name) || !/^\d+$/.test(s.confirmed?.seq ?? '') || !Number.isSafeInteger(s.confirmed.serial)) throw new Error(`secondary entry ${JSON.stringify(s.name)} is malformed`);
     }
     return v;
-  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${registryPath(groupDir)} is damaged (${why})`, {
+  }, (why) => new JshipError('LINK_REGISTRY_DAMAGED', `${registryPath(groupDir)} is damaged (${why})`, {
     hint: 'it records what each link secondary has confirmed; restore it from a backup, or remove it and give each secondary a new base (a new replica)',
   }));
 }

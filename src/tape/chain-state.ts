@@ -43,7 +43,7 @@ export async function readChainState(groupDir: string): Promise<ChainState> {
     const v = x as ChainState;
     if (v.format !== 1 || !Number.isSafeInteger(v.nextSerial) || !/^\d+$/.test(v.exportedSeq) || !Array.isArray(v.pendingAcks) || (v.exportedTs !== undefined && !/^\d{1,20}$/.test(v.exportedTs))) throw new Error('malformed');
     return v;
-  }, (why) => new JshipError('GROUP_BAD_CONFIG', `${chainPath(groupDir)} is damaged (${why})`, {
+  }, (why) => new JshipError('CHAIN_STATE_DAMAGED', `${chainPath(groupDir)} is damaged (${why})`, {
     hint: 'it records where the tape chain stands; restore it from a backup, or look up the last tape exported and rebuild it by hand',
   }));
 }

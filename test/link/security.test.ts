@@ -121,7 +121,7 @@ describe('link security', () => {
     writeFileSync(join(g, 'link.json'), '{"format": 1, "secondaries": [{"name": "../x"}]}');
     const damaged = jshipJson('status', g);
     expect(damaged.code).toBe(1);
-    expect(damaged.out.error.code).toBe('GROUP_BAD_CONFIG');
+    expect(damaged.out.error.code).toBe('LINK_REGISTRY_DAMAGED');
     expect(damaged.out.error.message).toMatch(/link\.json is damaged \(secondary entry "\.\.\/x" is malformed\)/);
     expect(readFileSync(join(g, 'link.json'), 'utf8')).toBe('{"format": 1, "secondaries": [{"name": "../x"}]}');
   }, 60_000);
