@@ -51,12 +51,14 @@ export function registerDemote(program: Command): void {
         ...(opts.full ? { full: true } : {}),
       });
       const a = r.applied;
+      if (r.refused.length > 0) process.exitCode = 1;
       emit(opts, r, () => [
         `${r.resumed ? 'carried on the demotion of' : 'demoted'} ${r.groupDir}: its volumes are the SVOLs of replica ${r.replica}, a secondary of epoch ${r.epoch} (takeover after seq ${r.takeoverSeq})`,
         r.diverged.records > 0
           ? `  its ${r.diverged.records} records after the takeover point (${formatSize(r.diverged.bytes)} in ${r.diverged.chunks} chunks) are kept on ${r.diverged.tape ?? '?'}, then overwritten`
           : '  it wrote nothing after the takeover point',
         `  received ${r.received.tapes} ${byTapes ? '' : 'link '}tapes, ${r.received.records} records${!a ? '' : r.full ? ' (a full base)' : ' (a resync base of the differing chunks, not the volumes)'}; volumes ${formatSize(r.volumeBytes)}`,
+        ...r.refused.map((t) => `  REFUSED ${t.source}: ${t.message}`),
         ...(a
           ? [
               `  the SVOLs hold seq ${a.seq} (${formatTime(a.ts)}): ${formatSize(a.bytesWritten)} written${a.proved === true ? ', proved equal to the primary\'s digest' : ''}`,

@@ -76,6 +76,8 @@ export interface DemoteResult {
    * to run there; then demote again with the tapes it writes.
    */
   awaiting: { request: string | null; command: string } | null;
+  /** Following by tapes: tapes the replica refused (another promotion's, damaged beyond use), with why. */
+  refused: Array<{ source: string; code: string | null; message: string }>;
   volumeBytes: number;
   full: boolean;
   /** A demote interrupted earlier (after its volumes changed hands) was carried on. */
@@ -105,16 +107,19 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   const sources = o.tapes ? await tapeFiles(o.tapes, o.importOptions) : undefined;
   demoted ??= await prepare(groupDir, replicaDir, o, sources);
   await makeReplica(replicaDir, config, o.name);
+  let refused: DemoteResult['refused'] = [];
   const result = (received: DemoteResult['received'], applied: DemoteResult['applied'], awaiting: DemoteResult['awaiting']): DemoteResult => ({
     groupDir, replica: replicaDir, epoch: generationOf(demoted.epochs), takeoverSeq: BigInt(demoted.takeoverSeq),
     diverged: { records: demoted.diverged.records, bytes: demoted.diverged.bytes, chunks: demoted.diverged.chunks, tape: demoted.diverged.tape },
-    received, applied, awaiting,
+    received, applied, awaiting, refused,
     volumeBytes: config.volumes.reduce((n, v) => n + v.extents.reduce((m, e) => m + e.size, 0), 0), full: demoted.full, resumed,
   });
   if (sources) {
     // By tapes: the request goes to the new primary in a file; its tapes come back and are applied once they hold the base.
     const request = demoted.diverged.request ? await writeRequest(groupDir, config.groupId, demoted.diverged.request) : null;
     const imported = await importTapes(replicaDir, sources, o.importOptions);
+    // A tape the replica refused (of another promotion, damaged beyond use) is said, not passed over.
+    refused = imported.tapes.filter((x) => x.outcome === 'refused').map((t) => ({ source: t.source, code: t.code, message: t.message }));
     const received = { tapes: imported.tapes.filter((t) => t.outcome === 'imported' || t.outcome === 'partial').length, records: imported.tapes.reduce((n, t) => n + (t.outcome === 'imported' || t.outcome === 'partial' ? t.records : 0), 0) };
     try {
       return result(received, await apply(replicaDir, demoted), null);

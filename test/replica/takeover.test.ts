@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { isJshipError } from '../../src/core/errors.js';
@@ -388,10 +388,12 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       await writeMixed(B, 5, 4);
       const ex = await runExport(B, { to: `${tapesB2}/`, resyncFor: first.awaiting!.request! });
       expect(ex.base?.scope).toBe('resync');
-      // Second run: the tapes hold A's base; applied and proved.
+      // Second run: the tapes hold A's base; applied and proved. A's own divergent tape put among them is refused, and said.
+      copyFileSync(first.diverged.tape!, join(tapesB2, basename(first.diverged.tape!)));
       const second = await demoteGroup(gA, { tapes: [tapesB2], name: 'site-a', log: ev.log });
       expect(second.resumed).toBe(true);
       expect(second.applied?.proved).toBe(true);
+      expect(second.refused.map((t) => t.code)).toEqual(['TAPE_DIVERGED']);
       await B.flush();
       for (const v of B.volumes) expect(readFileSync(join(d, `${v.name}.img`)).equals(readFileSync(v.extents[0]!.path)), `volume ${v.name}`).toBe(true);
       expect(jshipJson('status', gA).out).toMatchObject({ role: 'secondary' });
