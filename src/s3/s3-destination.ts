@@ -8,7 +8,7 @@ import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, expectedEtag, parseS3Url, s3UrlOf } from './s3-url.js';
-import { tapeFileName } from '../tape/label.js';
+import { nameGeneration, tapeFileName } from '../tape/label.js';
 
 /** Parts uploading at once: with 8 MiB parts, at most 32 MiB of a tape is in memory. */
 const PARTS_IN_FLIGHT = 3;
@@ -42,8 +42,9 @@ export class S3Destination implements TapeDestination {
     const st = await store(this.#settings);
     // The last sequence number is not known yet: the key carries the serial and the first one (DESIGN "Names").
     const key = this.#prefix + tapeFileName(serial, firstSeq, null, generation);
-    // Uploads of this serial left by an export that was killed (its retry may start at another sequence number).
-    return S3Upload.start(st, this.#bucket, key, `${this.#prefix}jship-${String(serial).padStart(6, '0')}-`);
+    // Uploads of this serial of this epoch left by an export that was killed (its retry may start at another sequence number);
+    // not those of another epoch's chain (an old primary exporting its own serial, a split brain's other side).
+    return S3Upload.start(st, this.#bucket, key, { prefix: `${this.#prefix}jship-${String(serial).padStart(6, '0')}-`, generation });
   }
 }
 
@@ -69,7 +70,7 @@ class S3Upload implements TapeOutput {
     this.#existing = existing;
   }
 
-  static async start(st: Store, bucket: string, key: string, orphanPrefix: string): Promise<S3Upload> {
+  static async start(st: Store, bucket: string, key: string, orphans: { prefix: string; generation: number }): Promise<S3Upload> {
     let existing: { size: number; etag: string } | undefined;
     try {
       const h = await st.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
@@ -79,7 +80,7 @@ class S3Upload implements TapeOutput {
       if (err.code !== 'S3_NOT_FOUND') throw err;
     }
     // Unfinished uploads of this tape left by an export that was killed: abort them, so no orphan parts stay billed.
-    if (!existing) await abortOrphans(st, bucket, orphanPrefix);
+    if (!existing) await abortOrphans(st, bucket, orphans.prefix, orphans.generation);
     return new S3Upload(st, bucket, key, existing);
   }
 
@@ -185,11 +186,11 @@ class S3Upload implements TapeOutput {
   }
 }
 
-async function abortOrphans(st: Store, bucket: string, prefix: string): Promise<void> {
+async function abortOrphans(st: Store, bucket: string, prefix: string, generation: number): Promise<void> {
   try {
     const r = await st.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
     for (const u of r.Uploads ?? []) {
-      if (u.Key?.startsWith(prefix) && u.UploadId) await st.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
+      if (u.Key?.startsWith(prefix) && nameGeneration(u.Key) === generation && u.UploadId) await st.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
     }
   } catch (e) {
     throw s3Error(e, 'looking for unfinished uploads of the tape', bucket, prefix);

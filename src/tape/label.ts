@@ -214,6 +214,12 @@ export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint |
   return `jship-${s}-${f}${lastSeq === null ? '' : `-${lastSeq.toString().padStart(16, '0')}`}${epochSuffix(generation)}.tar.zst`;
 }
 
+/** The epoch a tape's name says it is of (`-eG` before `.tar.zst`; 1 without). */
+export function nameGeneration(name: string): number {
+  const m = /-e([1-9][0-9]{0,5})\.tar\.zst$/.exec(name);
+  return m ? Number(m[1]) : 1;
+}
+
 /** The generation of a tape's records (1 when its label lists no promotion). */
 export function labelGeneration(label: Pick<TapeLabel, 'epochs'>): number {
   return generationOf(label.epochs ?? []);

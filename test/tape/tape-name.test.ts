@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { nameGeneration, tapeFileName, tapeName } from '../../src/tape/label.js';
+
+describe('tape names', () => {
+  it('carry the epoch as -eG from generation 2 on, and read it back; epoch 1 names are as before', () => {
+    expect(tapeFileName(3, 1001n, 1500n)).toBe('jship-000003-0000000000001001-0000000000001500.tar.zst');
+    expect(tapeFileName(1, 1001n, null, 2)).toBe('jship-000001-0000000000001001-e2.tar.zst');
+    expect(tapeName(2, null, 77n, 3)).toBe('jship-000002-base-0000000000000077-e3.tar.zst');
+    expect(tapeName(2, null, null, 1)).toBe('jship-000002-empty.tar.zst');
+    for (const g of [1, 2, 3, 12]) {
+      expect(nameGeneration(tapeFileName(5, 9n, 10n, g))).toBe(g);
+      expect(nameGeneration(tapeFileName(5, 9n, null, g))).toBe(g);
+      expect(nameGeneration(tapeName(5, null, 4n, g))).toBe(g);
+    }
+    // An S3 key with its prefix, and names that are not a later epoch's.
+    expect(nameGeneration('vault/site-a/jship-000001-0000000000000001-e2.tar.zst')).toBe(2);
+    expect(nameGeneration('jship-000001-0000000000000001.tar.zst')).toBe(1);
+    expect(nameGeneration('jship-000001-e0.tar.zst')).toBe(1);
+  });
+});
