@@ -67,7 +67,18 @@ export interface MediaSetOptions {
   onTape?: (t: WrittenTape) => Promise<void>;
   /** Bytes of records taken in so far. */
   onProgress?: (rawBytes: number) => void;
+  /** The clock, host name and ids the labels and frames carry (default the system's): a test writes a tape byte for byte the same. */
+  env?: TapeWriterEnv;
 }
+
+/** What a tape says of where and when it was written. */
+export interface TapeWriterEnv {
+  now: () => Date;
+  host: string;
+  newId: () => string;
+}
+
+const SYSTEM_ENV: TapeWriterEnv = { now: () => new Date(), host: hostname(), newId: () => randomUUID() };
 
 interface Sealed {
   info: SegmentInfo;
@@ -103,7 +114,8 @@ interface OpenTape {
 export class MediaSetWriter {
   readonly #o: MediaSetOptions;
   readonly #segmentBytes: number;
-  readonly #mediaSetId = randomUUID();
+  readonly #env: TapeWriterEnv;
+  readonly #mediaSetId: string;
   #serial: number;
   #prevSha: string | null;
   #index = 0;
@@ -126,6 +138,8 @@ export class MediaSetWriter {
 
   constructor(o: MediaSetOptions) {
     this.#o = o;
+    this.#env = o.env ?? SYSTEM_ENV;
+    this.#mediaSetId = this.#env.newId();
     this.#serial = o.firstSerial;
     this.#prevSha = o.prevSha256;
     const limit = o.mediaSize ? Math.max(4096, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
@@ -316,14 +330,14 @@ export class MediaSetWriter {
       serial,
       mediaSet: { id: this.#mediaSetId, index: this.#index++ },
       prevTapeSha256: this.#prevSha,
-      createdAt: new Date().toISOString(),
-      host: hostname(),
+      createdAt: this.#env.now().toISOString(),
+      host: this.#env.host,
       encryption: this.#o.key ? { algorithm: 'aes-256-gcm', keyId: this.#o.key.keyId } : null,
       ...(this.#o.zeroedTs !== undefined ? { zeroedTs: this.#o.zeroedTs } : {}),
       ...(this.#o.epochs && this.#o.epochs.length > 0 ? { epochs: this.#o.epochs } : {}),
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
-    const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: new Date() });
+    const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: this.#env.now() });
     const tape: OpenTape = {
       serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
@@ -341,7 +355,7 @@ export class MediaSetWriter {
     // The digests of the points whose markers this tape holds (an export waits for one still being computed).
     const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
     if (digests.length > 0) trailer.digests = digests;
-    const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: new Date(), eof: true });
+    const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: this.#env.now(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);

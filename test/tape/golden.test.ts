@@ -1,0 +1,168 @@
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { GROUP_VOLUME, RecordType, dataCrc, encodeRecord, type RecordHeader } from '../../src/core/record.js';
+import { encodeMarker } from '../../src/core/marker.js';
+import { DirDestination } from '../../src/tape/destination.js';
+import { FramePool } from '../../src/tape/frame-pool.js';
+import { SegmentKind } from '../../src/tape/segment.js';
+import { readTape, type TapeItem } from '../../src/tape/tape-reader.js';
+import { MediaSetWriter, type TapeWriterEnv } from '../../src/tape/tape-writer.js';
+import { verifyTapes } from '../../src/tape/verify.js';
+import { importTapes } from '../../src/replica/import.js';
+import { tempDir } from '../helpers.js';
+
+/**
+ * Golden tapes (test/fixtures/tapes/): written by a tape writer whose clock,
+ * host and ids are fixed, from records made here, so that the same bytes come
+ * out on every run. The test writes them again and compares byte for byte
+ * (the format and the writer have not drifted), reads every fixture whole and
+ * fed one byte at a time (the reader does not depend on chunk boundaries),
+ * and verifies each against its expected report — the damaged ones too.
+ * JSHIP_UPDATE_GOLDEN=1 writes the fixtures and expected.json anew (then
+ * review the diff: a format change needs a version rule, docs/FORMAT.md).
+ */
+const FIXTURES = new URL('../fixtures/tapes/', import.meta.url).pathname;
+const UPDATE = process.env.JSHIP_UPDATE_GOLDEN === '1';
+const GROUP = '6a1e4f0c-2b7d-4c59-9e13-0d5a7b3c8f21';
+const OTHER_GROUP = '0f9e8d7c-6b5a-4493-8271-605f4e3d2c1b';
+const VOLUMES = [{ name: 'db', size: 1024 * 1024 }, { name: 'log', size: 256 * 1024 }];
+const T0 = 1_796_000_000_000_000_000n; // 2026-11-29, in ns
+
+function env(): TapeWriterEnv {
+  let id = 0;
+  return { now: () => new Date(Number(T0 / 1_000_000n)), host: 'golden-host', newId: () => `00000000-0000-4000-8000-${String(++id).padStart(12, '0')}` };
+}
+
+/** A small journal's worth of records: writes of several sizes to both volumes, a zero range, a trim, two restore points. */
+function records(): Array<{ header: RecordHeader; data: Buffer }> {
+  const out: Array<{ header: RecordHeader; data: Buffer }> = [];
+  let seq = 1n;
+  const add = (type: RecordType, volume: number, offset: number, length: number, data: Buffer): void => {
+    const s = seq++;
+    out.push({ header: { type, flags: 0, volume, seq: s, timestamp: T0 + s * 1000n, offset, length, dataPos: 0n, aux: 0n, dataCrc: data.length > 0 ? dataCrc(data) : 0 }, data });
+  };
+  for (let i = 0; i < 24; i++) {
+    const len = 512 * (1 + (i % 7));
+    const data = Buffer.alloc(len, 0);
+    // Half patterned, half from a fixed xorshift: some compression, not all.
+    let x = 0x9e3779b9 ^ i;
+    for (let b = 0; b < len; b++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      data[b] = b < len / 2 ? (i * 31 + b * 7) & 0xff : x & 0xff;
+    }
+    add(RecordType.Update, i % 3 === 2 ? 1 : 0, (i * 12_288) % (200 * 1024), len, data);
+    if (i === 9) {
+      const m = encodeMarker({ kind: 'restore-point', name: 'golden-1' });
+      add(RecordType.Marker, GROUP_VOLUME, 0, m.length, m);
+    }
+  }
+  add(RecordType.Zero, 0, 64 * 1024, 8192, Buffer.alloc(0));
+  add(RecordType.Trim, 1, 4096, 4096, Buffer.alloc(0));
+  const m = encodeMarker({ kind: 'restore-point', name: 'golden-2' });
+  add(RecordType.Marker, GROUP_VOLUME, 0, m.length, m);
+  return out;
+}
+
+/** Writes the tapes of one fixture into `dir` and returns their file names, in order. */
+async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSize?: number }): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const pool = new FramePool({ threads: 1 });
+  try {
+    const w = new MediaSetWriter({
+      groupId: o.groupId ?? GROUP, volumes: VOLUMES, firstSerial: 1, prevSha256: null, destination: new DirDestination(dir), pool,
+      segmentBytes: 8192, env: env(), ...(o.link ? { link: { secondary: 'site-b' } } : {}), ...(o.mediaSize ? { mediaSize: o.mediaSize } : {}),
+    });
+    for (const r of records()) await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
+    return (await w.finish()).map((t) => t.location.split('/').pop() as string);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Damaged copies made from the plain tape: cut short, a byte flipped in a segment, the trailer's last frame harmed. */
+function damaged(plain: Buffer): Record<string, Buffer> {
+  const flip = (b: Buffer, at: number): Buffer => {
+    const c = Buffer.from(b);
+    c[at] = (c[at] as number) ^ 0xff;
+    return c;
+  };
+  return {
+    'truncated.tar.zst': plain.subarray(0, Math.floor(plain.length * 0.6)),
+    'flipped-segment.tar.zst': flip(plain, Math.floor(plain.length / 2)),
+    'bad-trailer.tar.zst': flip(plain, plain.length - 200),
+  };
+}
+
+/** What a verify report says that must stay the same (paths and hashes aside). */
+function summary(v: Awaited<ReturnType<typeof verifyTapes>>[number]): object {
+  return {
+    ok: v.ok, serial: v.label?.serial ?? null, link: v.label?.link ?? null, segments: v.segments, records: v.records,
+    firstSeq: v.firstSeq?.toString() ?? null, lastSeq: v.lastSeq?.toString() ?? null, error: v.error?.code ?? null,
+    intact: v.error ? { segments: v.error.segmentsIntact, records: v.error.recordsIntact, lastGoodSeq: v.error.lastGoodSeq } : null,
+  };
+}
+
+async function items(chunks: AsyncIterable<Buffer>, where: string): Promise<TapeItem[]> {
+  const out: TapeItem[] = [];
+  for await (const it of readTape(chunks, { where })) out.push(it);
+  return out;
+}
+
+async function* whole(b: Buffer): AsyncIterable<Buffer> {
+  yield b;
+}
+
+async function* byteByByte(b: Buffer): AsyncIterable<Buffer> {
+  for (let i = 0; i < b.length; i++) yield b.subarray(i, i + 1);
+}
+
+describe('golden tapes', () => {
+  const dir = tempDir();
+
+  it('the writer makes the committed fixtures byte for byte; every fixture reads the same whole and byte by byte and verifies as expected', async () => {
+    const fresh = join(dir, 'fresh');
+    const made: Record<string, Buffer> = {};
+    const name = (prefix: string, f: string): string => `${prefix}-${f}`;
+    for (const [prefix, o] of [['plain', {}], ['link', { link: true }], ['set', { mediaSize: 24 * 1024 }], ['foreign', { groupId: OTHER_GROUP }]] as const) {
+      const files = await write(join(fresh, prefix), o);
+      for (const f of files) made[name(prefix, f)] = readFileSync(join(fresh, prefix, f));
+    }
+    expect(Object.keys(made).filter((f) => f.startsWith('set-')).length).toBeGreaterThanOrEqual(2);
+    const plain = made[Object.keys(made).find((f) => f.startsWith('plain-')) as string] as Buffer;
+    Object.assign(made, damaged(plain));
+
+    if (UPDATE) {
+      mkdirSync(FIXTURES, { recursive: true });
+      for (const f of readdirSync(FIXTURES).filter((x) => x.endsWith('.tar.zst'))) rmSync(join(FIXTURES, f));
+      for (const [f, b] of Object.entries(made)) writeFileSync(join(FIXTURES, f), b);
+    }
+    const committed = readdirSync(FIXTURES).filter((f) => f.endsWith('.tar.zst')).sort();
+    expect(committed).toEqual(Object.keys(made).sort());
+    for (const f of committed) expect(readFileSync(join(FIXTURES, f)).equals(made[f] as Buffer), `${f} is written byte for byte as committed`).toBe(true);
+
+    const reports: Record<string, object> = {};
+    for (const f of committed) {
+      const path = join(FIXTURES, f);
+      const b = readFileSync(path);
+      const [v] = await verifyTapes([path]);
+      // Imported into a replica of its own (the other group's tape: into a replica of the plain tape's group).
+      const rep = join(dir, 'replicas', f);
+      if (f.startsWith('foreign-')) await importTapes(rep, [join(FIXTURES, committed.find((x) => x.startsWith('plain-')) as string)]);
+      const imp = (await importTapes(rep, [path])).tapes[0];
+      reports[f] = { verify: summary(v!), import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
+      // The reader: the same items (or the same error) whole and one byte at a time.
+      const read = async (src: AsyncIterable<Buffer>): Promise<unknown> => items(src, f).then((x) => ({ items: x.map(({ offset: _o, length: _l, ...rest }) => rest) }), (e: { code?: string; message: string }) => ({ error: e.code ?? e.message }));
+      const a = await read(whole(b));
+      expect(await read(byteByByte(b)), `${f} read one byte at a time`).toEqual(a);
+      expect('error' in (a as object), `${f}: the reader fails exactly when verify does`).toBe(!v!.ok);
+    }
+    // The media set verifies as one chain, given together.
+    const set = committed.filter((f) => f.startsWith('set-')).map((f) => join(FIXTURES, f));
+    expect((await verifyTapes(set)).map((v) => ({ ok: v.ok, chain: v.chain }))).toEqual(set.map(() => ({ ok: true, chain: [] })));
+    const expectedPath = join(FIXTURES, 'expected.json');
+    if (UPDATE) writeFileSync(expectedPath, `${JSON.stringify(reports, null, 2)}\n`);
+    expect(reports).toEqual(JSON.parse(readFileSync(expectedPath, 'utf8')));
+  }, 120_000);
+});
