@@ -30,7 +30,9 @@ export function registerExpire(program: Command): void {
       if (opts.vault !== undefined) {
         const settings = s3Settings(opts);
         const { expireTapeObjects } = await import('../s3/s3-source.js');
-        const objects = await expireTapeObjects(opts.vault, r.expiredSerials, opts.confirm === true, settings);
+        // Tapes of the tape chain only (link tapes never go to a vault), each as its serial in its epoch's chain.
+        const tapes = r.expiredSerials.map(tapeRef).filter((t) => t.chain === 'tapes').map((t) => ({ serial: t.serial, epoch: t.epoch ?? 1 }));
+        const objects = await expireTapeObjects(opts.vault, tapes, opts.confirm === true, settings);
         vault = { url: opts.vault, objects, deleted: opts.confirm === true };
       }
       emit(opts, { ...r, remove: r.remove.map((x) => ({ ...tapeRef(x.serial), file: x.file, bytes: x.bytes })), keep: r.keep.map((x) => tapeRef(x.serial)), keptForSvols: r.keptForSvols.map(tapeRef), expiredSerials: undefined, expired: r.expiredSerials.map(tapeRef), vault }, () => [

@@ -2,8 +2,9 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
+import { isTapeNamed } from '../tape/label.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
-import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf, tapeSerialOf } from './s3-url.js';
+import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
 
 const RESUMES = 5;
 /** Large reads go as ranges of this size, several at once (a single HTTP stream does not fill the link). */
@@ -124,16 +125,16 @@ export async function s3Sources(url: string, settings: S3Settings = {}): Promise
  * The tape objects of these serials under the prefix (expire --vault): with
  * `confirm`, deleted. Returns the URLs of those present.
  */
-export async function expireTapeObjects(url: string, serials: number[], confirm: boolean, settings: S3Settings = {}): Promise<string[]> {
+export async function expireTapeObjects(url: string, tapes: Array<{ serial: number; epoch: number }>, confirm: boolean, settings: S3Settings = {}): Promise<string[]> {
   const { bucket, key } = parseS3Url(url);
   const prefix = asPrefix(key);
   const st = await store(settings);
-  const wanted = new Set(serials);
   const gone: string[] = [];
   for (const src of await s3Sources(url, settings)) {
     const k = src.key;
-    const serial = tapeSerialOf(k.slice(prefix.length));
-    if (serial === undefined || !wanted.has(serial)) continue;
+    // Each epoch numbers its chain from 1: tape 3 of epoch 2 is not tape 3 of epoch 1.
+    const name = k.slice(prefix.length);
+    if (!tapes.some((t) => isTapeNamed(name, t))) continue;
     gone.push(s3UrlOf(bucket, k));
     if (!confirm) continue;
     try {

@@ -42,12 +42,6 @@ export function s3UrlOf(bucket: string, key: string): string {
 /** Tape names (files and objects): `jship-SERIAL[-FIRSTSEQ[-LASTSEQ]].tar.zst`. */
 export const TAPE_OBJECT = /^jship-(\d{6,})(-[0-9a-z-]+)?\.tar\.zst$/;
 
-/** The serial a tape name carries, or undefined for another name. */
-export function tapeSerialOf(name: string): number | undefined {
-  const m = TAPE_OBJECT.exec(name);
-  return m ? Number(m[1]) : undefined;
-}
-
 /**
  * The ETag S3 gives an object: the MD5 of the body for a single PUT; for a
  * multipart upload, the MD5 of the parts' MD5s, a dash and the part count.

@@ -220,6 +220,12 @@ export function nameGeneration(name: string): number {
   return m ? Number(m[1]) : 1;
 }
 
+/** Whether a tape name (a file's or an object's) is of tape `serial` of the tape chain of epoch `epoch`. */
+export function isTapeNamed(name: string, t: { serial: number; epoch: number }): boolean {
+  const m = /^jship-(\d{6,})-/.exec(name);
+  return m !== null && Number(m[1]) === t.serial && nameGeneration(name) === t.epoch;
+}
+
 /** The generation of a tape's records (1 when its label lists no promotion). */
 export function labelGeneration(label: Pick<TapeLabel, 'epochs'>): number {
   return generationOf(label.epochs ?? []);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { TAPE_OBJECT, asPrefix, expectedEtag, parseS3Url, tapeSerialOf } from '../../src/s3/s3-url.js';
+import { TAPE_OBJECT, asPrefix, expectedEtag, parseS3Url } from '../../src/s3/s3-url.js';
 
 const md5 = (s: string): Buffer => createHash('md5').update(s).digest();
 
@@ -18,9 +18,6 @@ describe('s3:// URLs and object names (pure)', () => {
     expect(asPrefix('')).toBe('');
     expect(asPrefix('prod')).toBe('prod/');
     expect(asPrefix('prod/')).toBe('prod/');
-    expect(tapeSerialOf('jship-000007-0000000000000042.tar.zst')).toBe(7);
-    expect(tapeSerialOf('jship-1234567-0000000000000042.tar.zst')).toBe(1234567);
-    expect(tapeSerialOf('notes.txt')).toBeUndefined();
     expect(TAPE_OBJECT.test('jship-000007.tar.zst')).toBe(true);
     expect(TAPE_OBJECT.test('jship-000007-0000000000000001-0000000000000009.tar.zst')).toBe(true);
     expect(TAPE_OBJECT.test('.jship-000007.partial')).toBe(false);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nameGeneration, tapeFileName, tapeName } from '../../src/tape/label.js';
+import { isTapeNamed, nameGeneration, tapeFileName, tapeName } from '../../src/tape/label.js';
 
 describe('tape names', () => {
   it('carry the epoch as -eG from generation 2 on, and read it back; epoch 1 names are as before', () => {
@@ -16,5 +16,15 @@ describe('tape names', () => {
     expect(nameGeneration('vault/site-a/jship-000001-0000000000000001-e2.tar.zst')).toBe(2);
     expect(nameGeneration('jship-000001-0000000000000001.tar.zst')).toBe(1);
     expect(nameGeneration('jship-000001-e0.tar.zst')).toBe(1);
+  });
+
+  it('a name is of one serial of one epoch\'s chain: tape 1 of epoch 2 is not tape 1 of epoch 1 (expire --vault deleted both)', () => {
+    expect(isTapeNamed('jship-000007-0000000000000042.tar.zst', { serial: 7, epoch: 1 })).toBe(true);
+    expect(isTapeNamed('jship-1234567-0000000000000042.tar.zst', { serial: 1234567, epoch: 1 })).toBe(true);
+    expect(isTapeNamed('jship-000001-0000000000001001-e2.tar.zst', { serial: 1, epoch: 1 })).toBe(false);
+    expect(isTapeNamed('jship-000001-0000000000001001-e2.tar.zst', { serial: 1, epoch: 2 })).toBe(true);
+    expect(isTapeNamed('jship-000001-0000000000000001-0000000000000009.tar.zst', { serial: 1, epoch: 2 })).toBe(false);
+    expect(isTapeNamed('jship-000012-base-0000000000000077-e3.tar.zst', { serial: 12, epoch: 3 })).toBe(true);
+    expect(isTapeNamed('notes.txt', { serial: 1, epoch: 1 })).toBe(false);
   });
 });
