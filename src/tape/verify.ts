@@ -1,7 +1,7 @@
 import { TapeHash } from './tape-hash.js';
 import { isJshipError, type ErrorCode } from '../core/errors.js';
 import type { KeyRing } from './crypto.js';
-import type { TapeLabel, TapeTrailer } from './label.js';
+import { labelGeneration, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { findTrailer, readLabel } from './tape-file.js';
 import { repairTape } from './repair.js';
@@ -36,7 +36,7 @@ export interface TapeVerification {
 export async function verifyTapes(sources: Array<string | TapeSource>, opts: { keys?: KeyRing; pool?: FramePool } = {}): Promise<TapeVerification[]> {
   const out: TapeVerification[] = [];
   for (const src of sources) out.push(await verifyOne(asSource(src), opts));
-  // Tapes given together are one chain: of one group (the first tape's), and within it the tape chain and each link secondary's.
+  // Tapes given together are one group's (the first tape's): within it, each epoch's tape chain and each link secondary's chain (serials from 1 in each).
   const group = out.find((v) => v.label)?.label?.groupId;
   for (const v of out) {
     if (v.label && v.label.groupId !== group) v.chain.push(`it belongs to another group (${v.label.groupId}) than the first tape given (${group}): verify one group's tapes at a time`);
@@ -44,7 +44,7 @@ export async function verifyTapes(sources: Array<string | TapeSource>, opts: { k
   const chains = new Map<string, TapeVerification[]>();
   for (const v of out) {
     if (!v.label || v.label.groupId !== group) continue;
-    const k = v.label.link?.secondary ?? '';
+    const k = `${labelGeneration(v.label)}:${v.label.link?.secondary ?? ''}`;
     chains.set(k, [...(chains.get(k) ?? []), v]);
   }
   for (const chain of chains.values()) checkChain(chain);

@@ -66,13 +66,14 @@ function records(): Array<{ header: RecordHeader; data: Buffer }> {
 }
 
 /** Writes the tapes of one fixture into `dir` and returns their file names, in order. */
-async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSize?: number }): Promise<string[]> {
+async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSize?: number; epochs?: Array<{ generation: number; startSeq: string }> }): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const pool = new FramePool({ threads: 1 });
   try {
     const w = new MediaSetWriter({
       groupId: o.groupId ?? GROUP, volumes: VOLUMES, firstSerial: 1, prevSha256: null, destination: new DirDestination(dir), pool,
       segmentBytes: 8192, env: env(), ...(o.link ? { link: { secondary: 'site-b' } } : {}), ...(o.mediaSize ? { mediaSize: o.mediaSize } : {}),
+      ...(o.epochs ? { epochs: o.epochs } : {}),
     });
     for (const r of records()) await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
     return (await w.finish()).map((t) => t.location.split('/').pop() as string);
@@ -165,4 +166,13 @@ describe('golden tapes', () => {
     if (UPDATE) writeFileSync(expectedPath, `${JSON.stringify(reports, null, 2)}\n`);
     expect(reports).toEqual(JSON.parse(readFileSync(expectedPath, 'utf8')));
   }, 120_000);
+
+  it('tapes of two epochs given together are two chains: tape 1 of each is not "serial 1 twice"', async () => {
+    const d = join(dir, 'epochs');
+    const [e2] = await write(d, { epochs: [{ generation: 2, startSeq: '1' }] });
+    expect(e2).toMatch(/-e2\.tar\.zst$/);
+    const plain = readdirSync(FIXTURES).filter((f) => f.startsWith('set-')).map((f) => join(FIXTURES, f));
+    const v = await verifyTapes([...plain, join(d, e2!)]);
+    expect(v.map((x) => ({ ok: x.ok, chain: x.chain }))).toEqual([...plain, e2].map(() => ({ ok: true, chain: [] })));
+  });
 });
