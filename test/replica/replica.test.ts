@@ -41,10 +41,9 @@ describe('replica catalogue and retention', () => {
     const { g, group } = await groupWithData(dir, 50);
     await exportTo(group, join(dir, 't'), { base: true }); // tape 1: base A + updates
     await writeMixed(group, 50, 2);
-    await exportTo(group, join(dir, 't')); // tape 2
-    await new Promise((r) => setTimeout(r, 20));
-    const cut = new Date().toISOString();
-    await new Promise((r) => setTimeout(r, 20));
+    const tape2 = await exportTo(group, join(dir, 't')); // tape 2
+    // The cut: right after tape 2's last record (the records after it are stamped later: the group's clock only goes forward).
+    const cut = tape2.updates!.lastTs + 1n;
     await writeMixed(group, 50, 3);
     await exportTo(group, join(dir, 't'), { base: true }); // tape 3: base B + updates
     await writeMixed(group, 50, 4);
@@ -53,7 +52,7 @@ describe('replica catalogue and retention', () => {
     void g;
     await importTapes(join(dir, 'rep'), [join(dir, 't')]);
     // Restore points from the cut on need base A (the newest complete by then): nothing can go.
-    const sinceCut = await expireReplica(join(dir, 'rep'), { keepSinceTs: BigInt(Date.parse(cut)) * 1_000_000n }, true);
+    const sinceCut = await expireReplica(join(dir, 'rep'), { keepSinceTs: cut }, true);
     expect(sinceCut.remove).toEqual([]);
     // Keeping only the last base: tapes 1 and 2 are not needed.
     const dry = jship('expire', join(dir, 'rep'), '--keep-last', '1');
