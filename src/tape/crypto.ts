@@ -84,9 +84,13 @@ export async function readKeyRing(files: readonly string[], dirs: readonly strin
   return new KeyRing(await Promise.all(paths.map(readKeyFile)));
 }
 
-/** Encrypts a segment payload: nonce + ciphertext + tag; `aad` binds it to its header and group. */
-export function encryptPayload(key: TapeKey, plain: Buffer, aad: Buffer): Buffer {
-  const nonce = randomBytes(NONCE);
+/**
+ * Encrypts a segment payload: nonce + ciphertext + tag; `aad` binds it to its
+ * header and group. The nonce is random (12 bytes); `nonce` replaces it for
+ * golden test tapes only — a nonce repeated under one key breaks AES-GCM.
+ */
+export function encryptPayload(key: TapeKey, plain: Buffer, aad: Buffer, nonce: Buffer = randomBytes(NONCE)): Buffer {
+  if (nonce.length !== NONCE) throw new Error(`a nonce is ${NONCE} bytes`);
   const c = createCipheriv(ALGORITHM, key.key, nonce);
   c.setAAD(aad);
   const body = Buffer.concat([c.update(plain), c.final()]);

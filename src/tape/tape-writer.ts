@@ -76,6 +76,8 @@ export interface TapeWriterEnv {
   now: () => Date;
   host: string;
   newId: () => string;
+  /** Golden test tapes only: the segments' AES-GCM nonces (12 bytes, never repeated under one key). Default random. */
+  nonce?: () => Buffer;
 }
 
 const SYSTEM_ENV: TapeWriterEnv = { now: () => new Date(), host: hostname(), newId: () => randomUUID() };
@@ -227,7 +229,7 @@ export class MediaSetWriter {
       mediaSetId: this.#mediaSetId,
       groupId: this.#o.groupId,
     });
-    const payload = key ? [encryptPayload(key, Buffer.concat(parts), segmentAad(sh))] : parts;
+    const payload = key ? [encryptPayload(key, Buffer.concat(parts), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []))] : parts;
     // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
     const { buf: frame, sha256 } = await this.#o.pool.frame([{ name, content: [sh, ...payload] }], { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashFirst: true });
     const info: SegmentInfo = {

@@ -10,6 +10,7 @@ import { SegmentKind } from '../../src/tape/segment.js';
 import { readTape, type TapeItem } from '../../src/tape/tape-reader.js';
 import { MediaSetWriter, type TapeWriterEnv } from '../../src/tape/tape-writer.js';
 import { verifyTapes } from '../../src/tape/verify.js';
+import { KeyRing, readKeyFile, type TapeKey } from '../../src/tape/crypto.js';
 import { importTapes } from '../../src/replica/import.js';
 import { tempDir } from '../helpers.js';
 
@@ -32,8 +33,17 @@ const T0 = 1_796_000_000_000_000_000n; // 2026-11-29, in ns
 
 function env(): TapeWriterEnv {
   let id = 0;
-  return { now: () => new Date(Number(T0 / 1_000_000n)), host: 'golden-host', newId: () => `00000000-0000-4000-8000-${String(++id).padStart(12, '0')}` };
+  let nonce = 0;
+  return {
+    now: () => new Date(Number(T0 / 1_000_000n)), host: 'golden-host', newId: () => `00000000-0000-4000-8000-${String(++id).padStart(12, '0')}`,
+    // A counter: never repeated under the golden key (tests only).
+    nonce: () => Buffer.from(`${String(++nonce).padStart(24, '0')}`, 'hex'),
+  };
 }
+
+/** The golden tapes' key (committed beside them: it protects nothing). */
+const KEY_FILE = join(FIXTURES, 'golden.key');
+const goldenKey = (): Promise<TapeKey> => readKeyFile(KEY_FILE);
 
 /** A small journal's worth of records: writes of several sizes to both volumes, a zero range, a trim, two restore points. */
 function records(): Array<{ header: RecordHeader; data: Buffer }> {
@@ -66,7 +76,7 @@ function records(): Array<{ header: RecordHeader; data: Buffer }> {
 }
 
 /** Writes the tapes of one fixture into `dir` and returns their file names, in order. */
-async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSize?: number; epochs?: Array<{ generation: number; startSeq: string }> }): Promise<string[]> {
+async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSize?: number; epochs?: Array<{ generation: number; startSeq: string }>; key?: TapeKey }): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const pool = new FramePool({ threads: 1 });
   try {
@@ -74,6 +84,7 @@ async function write(dir: string, o: { groupId?: string; link?: boolean; mediaSi
       groupId: o.groupId ?? GROUP, volumes: VOLUMES, firstSerial: 1, prevSha256: null, destination: new DirDestination(dir), pool,
       segmentBytes: 8192, env: env(), ...(o.link ? { link: { secondary: 'site-b' } } : {}), ...(o.mediaSize ? { mediaSize: o.mediaSize } : {}),
       ...(o.epochs ? { epochs: o.epochs } : {}),
+      ...(o.key ? { key: o.key } : {}),
     });
     for (const r of records()) await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
     return (await w.finish()).map((t) => t.location.split('/').pop() as string);
@@ -105,9 +116,9 @@ function summary(v: Awaited<ReturnType<typeof verifyTapes>>[number]): object {
   };
 }
 
-async function items(chunks: AsyncIterable<Buffer>, where: string): Promise<TapeItem[]> {
+async function items(chunks: AsyncIterable<Buffer>, where: string, k: { keys?: KeyRing } = {}): Promise<TapeItem[]> {
   const out: TapeItem[] = [];
-  for await (const it of readTape(chunks, { where })) out.push(it);
+  for await (const it of readTape(chunks, { where, ...k })) out.push(it);
   return out;
 }
 
@@ -126,7 +137,9 @@ describe('golden tapes', () => {
     const fresh = join(dir, 'fresh');
     const made: Record<string, Buffer> = {};
     const name = (prefix: string, f: string): string => `${prefix}-${f}`;
-    for (const [prefix, o] of [['plain', {}], ['link', { link: true }], ['set', { mediaSize: 24 * 1024 }], ['foreign', { groupId: OTHER_GROUP }]] as const) {
+    const key = await goldenKey();
+    const keys = new KeyRing([key]);
+    for (const [prefix, o] of [['plain', {}], ['link', { link: true }], ['set', { mediaSize: 24 * 1024 }], ['foreign', { groupId: OTHER_GROUP }], ['encrypted', { key }]] as const) {
       const files = await write(join(fresh, prefix), o);
       for (const f of files) made[name(prefix, f)] = readFileSync(join(fresh, prefix, f));
     }
@@ -147,16 +160,17 @@ describe('golden tapes', () => {
     for (const f of committed) {
       const path = join(FIXTURES, f);
       const b = readFileSync(path);
-      const [v] = await verifyTapes([path]);
+      const withKey = f.startsWith('encrypted-') ? { keys } : {};
+      const [v] = await verifyTapes([path], withKey);
       // Imported into a replica of its own (the other group's tape: into a replica of the plain tape's group).
       const rep = join(dir, 'replicas', f);
       if (f.startsWith('foreign-')) await importTapes(rep, [join(FIXTURES, committed.find((x) => x.startsWith('plain-')) as string)]);
-      const imp = (await importTapes(rep, [path])).tapes[0];
-      reports[f] = { verify: summary(v!), import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
+      const imp = (await importTapes(rep, [path], withKey)).tapes[0];
+      reports[f] = { verify: { ...summary(v!), recordsChecked: v!.recordsChecked, encrypted: v!.label?.encryption?.keyId ?? null }, import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
       // The reader: the same items (or the same error) whole and one byte at a time.
-      const read = async (src: AsyncIterable<Buffer>): Promise<unknown> => items(src, f).then((x) => ({ items: x.map(({ offset: _o, length: _l, ...rest }) => rest) }), (e: { code?: string; message: string }) => ({ error: e.code ?? e.message }));
-      const a = await read(whole(b));
-      expect(await read(byteByByte(b)), `${f} read one byte at a time`).toEqual(a);
+      const read = async (src: AsyncIterable<Buffer>, k: { keys?: KeyRing }): Promise<unknown> => items(src, f, k).then((x) => ({ items: x.map(({ offset: _o, length: _l, ...rest }) => rest) }), (e: { code?: string; message: string }) => ({ error: e.code ?? e.message }));
+      const a = await read(whole(b), withKey);
+      expect(await read(byteByByte(b), withKey), `${f} read one byte at a time`).toEqual(a);
       expect('error' in (a as object), `${f}: the reader fails exactly when verify does`).toBe(!v!.ok);
     }
     // The media set verifies as one chain, given together.
