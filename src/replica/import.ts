@@ -8,7 +8,8 @@ import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
 import { syncDir, writeFully } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
-import { labelGeneration, tapeName, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { labelGeneration, type TapeLabel, type TapeTrailer } from '../tape/label.js';
+import { storedTapeName, tapeName } from '../tape/tape-name.js';
 import { compareLineages, epochEnd, lineageText, onLineage } from '../core/epoch.js';
 import { readTape } from '../tape/tape-reader.js';
 import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
@@ -450,8 +451,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
       const diverged = divergedRecords(cat, label, segments, source);
       if (diverged) return refused(source, label.serial, diverged);
-      const g = labelGeneration(label);
-      const file = `jship-${label.link ? 'link-' : ''}${String(label.serial).padStart(6, '0')}-partial${g > 1 ? `-e${g}` : ''}.tar.zst`;
+      const file = storedTapeName({ link: !!label.link, partial: true, serial: label.serial, generation: labelGeneration(label), name: '' });
       await h.sync();
       await h.close();
       closed = true;
@@ -486,7 +486,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       supersedes = ` (replaced ${existing.file}: the label of tape ${label.serial + 1} names this copy, not the held one)`;
     }
     const baseSeg = segments.find((x) => x.kind === 'base');
-    const file = `${label.link ? 'jship-link-' : 'jship-'}${tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null, labelGeneration(label)).slice('jship-'.length)}`;
+    const file = storedTapeName({ link: !!label.link, partial: false, serial: label.serial, generation: labelGeneration(label), name: tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null, labelGeneration(label)) });
     const expected = opts.expectSha256?.();
     if (expected !== undefined && expected !== sha256) {
       return refused(source, label.serial, new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${sha256.slice(0, 12)}…, its sender computed ${expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }));

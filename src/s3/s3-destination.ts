@@ -8,7 +8,7 @@ import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, expectedEtag, parseS3Url, s3UrlOf } from './s3-url.js';
-import { nameGeneration, tapeFileName } from '../tape/label.js';
+import { nameGeneration, serialPrefix, tapeFileName } from '../tape/tape-name.js';
 
 /** Parts uploading at once: with 8 MiB parts, at most 32 MiB of a tape is in memory. */
 const PARTS_IN_FLIGHT = 3;
@@ -44,7 +44,7 @@ export class S3Destination implements TapeDestination {
     const key = this.#prefix + tapeFileName(serial, firstSeq, null, generation);
     // Uploads of this serial of this epoch left by an export that was killed (its retry may start at another sequence number);
     // not those of another epoch's chain (an old primary exporting its own serial, a split brain's other side).
-    return S3Upload.start(st, this.#bucket, key, { prefix: `${this.#prefix}jship-${String(serial).padStart(6, '0')}-`, generation });
+    return S3Upload.start(st, this.#bucket, key, { prefix: `${this.#prefix}${serialPrefix(serial)}`, generation });
   }
 }
 

@@ -2,9 +2,9 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
-import { isTapeNamed } from '../tape/label.js';
+import { TAPE_NAME, isTapeNamed } from '../tape/tape-name.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
-import { TAPE_OBJECT, asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
+import { asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
 
 const RESUMES = 5;
 /** Large reads go as ranges of this size, several at once (a single HTTP stream does not fill the link). */
@@ -111,7 +111,7 @@ export async function s3Sources(url: string, settings: S3Settings = {}): Promise
       const r = await st.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }));
       for (const o of r.Contents ?? []) {
         const name = (o.Key ?? '').slice(prefix.length);
-        if (TAPE_OBJECT.test(name)) out.push(new S3Source(st, bucket, o.Key as string, o.Size ?? 0));
+        if (TAPE_NAME.test(name)) out.push(new S3Source(st, bucket, o.Key as string, o.Size ?? 0));
       }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);

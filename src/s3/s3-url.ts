@@ -39,9 +39,6 @@ export function s3UrlOf(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }
 
-/** Tape names (files and objects): `jship-SERIAL[-FIRSTSEQ[-LASTSEQ]].tar.zst`. */
-export const TAPE_OBJECT = /^jship-(\d{6,})(-[0-9a-z-]+)?\.tar\.zst$/;
-
 /**
  * The ETag S3 gives an object: the MD5 of the body for a single PUT; for a
  * multipart upload, the MD5 of the parts' MD5s, a dash and the part count.

@@ -192,40 +192,6 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
   return v as unknown as TapeTrailer;
 }
 
-/** Sort-friendly tape file name: serial, then first and last sequence number, zero-padded. */
-/**
- * A tape file's name, as a reader looks for it: the serial (chain order),
- * then the sequence numbers of the updates it holds (`jship-SSSSSS-FIRST-LAST`),
- * else the base it carries (`jship-SSSSSS-base-ID`), else `jship-SSSSSS-empty`.
- * Base records are numbered by position, not sequence: they never make the range.
- */
-export function tapeName(serial: number, updates: { firstSeq: bigint; lastSeq: bigint } | null, baseId: bigint | null, generation = 1): string {
-  if (updates) return tapeFileName(serial, updates.firstSeq, updates.lastSeq, generation);
-  const s = String(serial).padStart(6, '0');
-  return baseId !== null ? `jship-${s}-base-${baseId.toString().padStart(16, '0')}${epochSuffix(generation)}.tar.zst` : `jship-${s}-empty${epochSuffix(generation)}.tar.zst`;
-}
-
-/** Tapes of a later epoch end their names in `-eGENERATION`: each epoch numbers its chains from 1. */
-const epochSuffix = (generation: number): string => (generation > 1 ? `-e${generation}` : '');
-
-export function tapeFileName(serial: number, firstSeq: bigint, lastSeq: bigint | null, generation = 1): string {
-  const s = String(serial).padStart(6, '0');
-  const f = firstSeq.toString().padStart(16, '0');
-  return `jship-${s}-${f}${lastSeq === null ? '' : `-${lastSeq.toString().padStart(16, '0')}`}${epochSuffix(generation)}.tar.zst`;
-}
-
-/** The epoch a tape's name says it is of (`-eG` before `.tar.zst`; 1 without). */
-export function nameGeneration(name: string): number {
-  const m = /-e([1-9][0-9]{0,5})\.tar\.zst$/.exec(name);
-  return m ? Number(m[1]) : 1;
-}
-
-/** Whether a tape name (a file's or an object's) is of tape `serial` of the tape chain of epoch `epoch`. */
-export function isTapeNamed(name: string, t: { serial: number; epoch: number }): boolean {
-  const m = /^jship-(\d{6,})-/.exec(name);
-  return m !== null && Number(m[1]) === t.serial && nameGeneration(name) === t.epoch;
-}
-
 /** The generation of a tape's records (1 when its label lists no promotion). */
 export function labelGeneration(label: Pick<TapeLabel, 'epochs'>): number {
   return generationOf(label.epochs ?? []);

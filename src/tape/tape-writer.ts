@@ -8,9 +8,10 @@ import { generationOf, type Lineage } from '../core/epoch.js';
 import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
 import type { TapeDestination, TapeOutput } from './destination.js';
 import {
-  LABEL_NAME, TRAILER_NAME, encodeJson, tapeName,
+  LABEL_NAME, TRAILER_NAME, encodeJson,
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
+import { tapeName } from './tape-name.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FramePool } from './frame-pool.js';
 import type { PointDigest } from '../core/volume-digest.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { TAPE_OBJECT, asPrefix, expectedEtag, parseS3Url } from '../../src/s3/s3-url.js';
+import { asPrefix, expectedEtag, parseS3Url } from '../../src/s3/s3-url.js';
+import { TAPE_NAME as TAPE_OBJECT } from '../../src/tape/tape-name.js';
 
 const md5 = (s: string): Buffer => createHash('md5').update(s).digest();
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isTapeNamed, nameGeneration, tapeFileName, tapeName } from '../../src/tape/label.js';
+import { isTapeNamed, nameGeneration, storedTapeName, tapeFileName, tapeName } from '../../src/tape/tape-name.js';
 
 describe('tape names', () => {
   it('carry the epoch as -eG from generation 2 on, and read it back; epoch 1 names are as before', () => {
@@ -26,5 +26,13 @@ describe('tape names', () => {
     expect(isTapeNamed('jship-000001-0000000000000001-0000000000000009.tar.zst', { serial: 1, epoch: 2 })).toBe(false);
     expect(isTapeNamed('jship-000012-base-0000000000000077-e3.tar.zst', { serial: 12, epoch: 3 })).toBe(true);
     expect(isTapeNamed('notes.txt', { serial: 1, epoch: 1 })).toBe(false);
+  });
+
+  it('a replica stores link tapes and damaged tapes under names of their own', () => {
+    const name = tapeFileName(4, 10n, 20n, 2);
+    expect(storedTapeName({ link: false, partial: false, serial: 4, generation: 2, name })).toBe(name);
+    expect(storedTapeName({ link: true, partial: false, serial: 4, generation: 2, name })).toBe('jship-link-000004-0000000000000010-0000000000000020-e2.tar.zst');
+    expect(storedTapeName({ link: true, partial: true, serial: 4, generation: 1, name })).toBe('jship-link-000004-partial.tar.zst');
+    expect(storedTapeName({ link: false, partial: true, serial: 4, generation: 3, name })).toBe('jship-000004-partial-e3.tar.zst');
   });
 });
