@@ -11,6 +11,7 @@ import { exportGroup } from '../../src/tape/export.js';
 import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
 import { S3Peer } from './peer.js';
+import { destinationContract } from '../tape/destination-contract.js';
 import '../../src/s3/register.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
@@ -42,6 +43,23 @@ describe('S3 vault against Ceph radosgw', () => {
     await grp.close();
     return { g, img: join(dir, name, 'a.img') };
   }
+
+  // The tape destination contract (test/tape/destination-contract.ts), against the real store: a prefix of its own per case.
+  let contractPrefix = 0;
+  destinationContract('s3 (radosgw)', async () => {
+    const prefix = `contract-${++contractPrefix}/`;
+    return {
+      dest: new S3Destination(`s3://vault/${prefix}`, {}),
+      read: async (location) => body('vault', location.slice('s3://vault/'.length)),
+      visible: async () => {
+        // Unfinished uploads count: they are what an aborted tape must not leave.
+        const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'vault', Prefix: prefix }));
+        const objects = await s3.send(new ListObjectsV2Command({ Bucket: 'vault', Prefix: prefix }));
+        return [...(objects.Contents ?? []).map((o) => (o.Key ?? '').slice(prefix.length)), ...(uploads.Uploads ?? []).map((u) => `unfinished:${u.Key}`)].sort();
+      },
+      abortLeavesNothing: true,
+    };
+  });
 
   it('export, tapes, verify, import, restore byte-exact; a second export to the prefix; importing twice', async () => {
     const { g, img } = await group('plain', 20);

@@ -1,0 +1,72 @@
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe } from 'vitest';
+
+import { DirDestination, FileDestination, StreamDestination, type TapeDestination, type TapeOutput } from '../../src/tape/destination.js';
+import { destinationContract, scratch } from './destination-contract.js';
+
+/**
+ * The reference backend: tapes in memory, visible once committed. It shows
+ * the contract with nothing else in the way.
+ */
+class MemoryDestination implements TapeDestination {
+  readonly where = 'memory';
+  readonly durable = true;
+  readonly splittable = true;
+  readonly tapes = new Map<string, Buffer>();
+
+  async open(): Promise<TapeOutput> {
+    const parts: Buffer[] = [];
+    return {
+      write: async (chunk) => { parts.push(Buffer.from(chunk)); },
+      commit: async (name) => {
+        this.tapes.set(name, Buffer.concat(parts));
+        return `memory:${name}`;
+      },
+      abort: async () => { parts.length = 0; },
+    };
+  }
+}
+
+/** Tapes in a directory: what `ls` shows, never a hidden partial file. */
+const listed = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('jship-manifest')).sort() : []);
+
+describe('tape destinations: one contract (tape/destination.ts)', () => {
+  const next = scratch();
+
+  destinationContract('memory', async () => {
+    const m = new MemoryDestination();
+    return { dest: m, read: async (l) => m.tapes.get(l.slice('memory:'.length)) as Buffer, visible: async () => [...m.tapes.keys()].sort(), abortLeavesNothing: true };
+  });
+
+  destinationContract('directory', async () => {
+    const dir = next();
+    mkdirSync(dir, { recursive: true });
+    return { dest: new DirDestination(dir), read: async (l) => readFileSync(l), visible: async () => listed(dir), abortLeavesNothing: true };
+  });
+
+  destinationContract('file', async () => {
+    const dir = next();
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'one.tar.zst');
+    return { dest: new FileDestination(path), read: async (l) => readFileSync(l), visible: async () => listed(dir), abortLeavesNothing: true };
+  });
+
+  destinationContract('stream', async () => {
+    const out = new PassThrough();
+    const got: Buffer[] = [];
+    out.on('data', (c: Buffer) => got.push(c));
+    const dest = new StreamDestination(out, 'a pipe');
+    let committed = 0;
+    return {
+      dest: { where: dest.where, durable: dest.durable, splittable: dest.splittable, open: async (s, f) => {
+        const o = await (dest as TapeDestination).open(s, f);
+        return { write: (c) => o.write(c), commit: async (n, b, t) => { const l = await o.commit(n, b, t); committed++; return l; }, abort: () => o.abort() };
+      } },
+      read: async () => Buffer.concat(got),
+      visible: async () => Array.from({ length: committed }, (_v, i) => `tape ${i + 1}`),
+      abortLeavesNothing: false,
+    };
+  });
+});
