@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { JshipError } from '../core/errors.js';
-import { readFully, writeFully } from '../io/files.js';
+import { readFully, writeFileAtomic, writeFully } from '../io/files.js';
 
 const MAGIC = Buffer.from('JSHIPDB1', 'latin1');
 const HEADER = 4096;
@@ -38,6 +38,7 @@ export class DirtyBitmap {
     if (volumeSizes.length > MAX_VOLUMES) throw new JshipError('GROUP_BAD_CONFIG', `a group holds at most ${MAX_VOLUMES} volumes`);
     const lengths = volumeSizes.map((s) => Math.ceil(Math.ceil(s / chunkSize) / 8));
     const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    let closed = false;
     try {
       const header = await readFully(h, HEADER, 0);
       if (header.length === 0) {
@@ -47,18 +48,28 @@ export class DirtyBitmap {
         await bm.persist();
         return bm;
       }
-      checkHeader(header, path, chunkSize, volumeSizes);
+      const held = checkHeader(header, path, chunkSize, volumeSizes);
       const bits: Buffer[] = [];
       let off = HEADER;
-      for (const n of lengths) {
+      for (const [i, n] of lengths.entries()) {
+        const was = held[i] as number;
+        const now = volumeSizes[i] as number;
         const b = Buffer.alloc(n);
-        await readFully(h, n, off, b, 0);
+        const had = Math.ceil(Math.ceil(was / chunkSize) / 8);
+        await readFully(h, had, off, b, 0);
+        off += had;
+        // A volume that grew (jship scan adopts a grown file): every chunk of what it grew by is dirty, a partial last one too.
+        if (now !== was) for (let c = Math.floor(was / chunkSize); c < Math.ceil(now / chunkSize); c++) b[c >> 3] = (b[c >> 3] as number) | (1 << (c & 7));
         bits.push(b);
-        off += n;
       }
-      return new DirtyBitmap(h, chunkSize, bits);
-    } catch (e) {
+      if (held.every((s, i) => s === volumeSizes[i])) return new DirtyBitmap(h, chunkSize, bits);
+      // Rewritten in the new layout as a whole (a crash leaves the old file or the new one), then opened again.
       await h.close();
+      closed = true;
+      await writeFileAtomic(path, Buffer.concat([encodeHeader(chunkSize, volumeSizes), ...bits]));
+      return await DirtyBitmap.open(path, chunkSize, volumeSizes);
+    } catch (e) {
+      if (!closed) await h.close();
       throw e;
     }
   }
@@ -155,16 +166,20 @@ function encodeHeader(chunkSize: number, sizes: number[]): Buffer {
   return b;
 }
 
-function checkHeader(b: Buffer, path: string, chunkSize: number, sizes: number[]): void {
-  const expect = encodeHeader(chunkSize, sizes);
+/** Checks the header against the group's chunk size and volumes; returns the volume sizes it was written for (each at most the current one). */
+function checkHeader(b: Buffer, path: string, chunkSize: number, sizes: number[]): number[] {
   if (b.length < HEADER || !b.subarray(0, 8).equals(MAGIC) || crc32(b.subarray(0, HEADER - 4)) !== b.readUInt32LE(HEADER - 4)) {
     throw new JshipError('BITMAP_DAMAGED', `dirty bitmap ${path} is damaged`, {
       hint: 'the regions written while the group was suspended are unknown: take a full base (jship export --base)',
     });
   }
-  if (!b.equals(expect)) {
+  const count = b.readUInt32LE(16);
+  const held = count === sizes.length ? sizes.map((_s, i) => Number(b.readBigUInt64LE(20 + 8 * i))) : [];
+  const grownOnly = held.length === sizes.length && held.every((s, i) => s <= (sizes[i] as number));
+  if (b.readUInt32LE(8) !== 1 || b.readUInt32LE(12) !== chunkSize || !grownOnly) {
     throw new JshipError('BITMAP_DAMAGED', `dirty bitmap ${path} does not match the group's volumes or chunk size`, {
       hint: 'the volumes changed since the bitmap was written: take a full base (jship export --base)',
     });
   }
+  return held;
 }
