@@ -11,10 +11,11 @@ import { benchLink } from './link.mjs';
 import { benchBwlimit } from './bwlimit.mjs';
 import { benchMount, benchMountMap } from './mount.mjs';
 import { benchParity, benchDigest } from './media.mjs';
+import { benchSustained } from './sustained.mjs';
 import { machine } from './lib.mjs';
 
 const only = process.argv[2];
-const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap, parity: benchParity, digest: benchDigest };
+const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap, parity: benchParity, digest: benchDigest, sustained: benchSustained };
 const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
@@ -31,6 +32,14 @@ for (const [name, fn] of Object.entries(benches)) {
     }
     if (r.jship.readySecs !== undefined) {
       console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(40)} ready ${r.jship.readySecs.toFixed(2)} s, first 4 KiB read ${r.jship.secs.toFixed(2)} s after start, peak RSS ${r.jship.rssMiB.toFixed(0)} MiB (limit ${r.limitMiB} MiB)`);
+      continue;
+    }
+    if (r.latency) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} p99 ${r.jship.p99Ms.toFixed(3)} ms (p50 ${r.jship.p50Ms.toFixed(3)}), ${Math.round(r.jship.iops)} IOPS   ${r.peer.name} p99 ${r.peer.p99Ms.toFixed(3)} ms (p50 ${r.peer.p50Ms.toFixed(3)}), ${Math.round(r.peer.iops)} IOPS   p99 ratio ${r.ratio.toFixed(2)}×`);
+      continue;
+    }
+    if (r.sustained) {
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} jship ${r.jship.mibPerSec.toFixed(1)} MiB/s (${r.jship.exports} exports, ${(r.jship.tapeBytes / 1024 ** 3).toFixed(2)} GiB of tapes, fio errors ${r.jship.errors}, peak RSS ${r.jship.rssMiB.toFixed(0)} MiB)   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1)} MiB/s   ratio ${r.ratio.toFixed(2)}×`);
       continue;
     }
     if (r.jship.rssMiB !== undefined && !r.peer) {

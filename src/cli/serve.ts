@@ -1,9 +1,9 @@
 import { Throttle } from '../io/throttle.js';
 import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
-import { formatSize, parseRate } from '../core/sizes.js';
+import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import type { Listen } from '../nbd/server.js';
-import { DEFAULT_STOP_TIMEOUT_MS, Serving } from '../owner/serving.js';
+import { DEFAULT_STOP_TIMEOUT_MS, Serving, type ServeOptions } from '../owner/serving.js';
 import { parseDuration } from '../core/time.js';
 import { emit, eventLog, toJson, type CommonOptions } from './output.js';
 import { untilStopSignal } from './signals.js';
@@ -25,11 +25,30 @@ interface ServeCliOptions extends CommonOptions {
   metrics?: string;
   linkBwlimit?: string;
   psk?: string;
+  checkpointInterval?: string;
+  checkpointBytes?: string;
+  pvolLag?: string;
 }
 
 /** PORT (loopback), HOST:PORT or [IPV6]:PORT; port 0 picks a free one (printed when ready). */
 export function parseListen(text: string): HostPort {
   return parseHostPort(text, '--listen');
+}
+
+/** --checkpoint-interval, --checkpoint-bytes, --pvol-lag: how far the PVOLs may trail the journal. */
+function pvolOptions(opts: ServeCliOptions): Pick<ServeOptions, 'checkpointIntervalMs' | 'checkpointBytes' | 'pvolLagBytes'> {
+  const out: Pick<ServeOptions, 'checkpointIntervalMs' | 'checkpointBytes' | 'pvolLagBytes'> = {};
+  if (opts.checkpointInterval !== undefined) {
+    out.checkpointIntervalMs = opts.checkpointInterval === '0' ? 0 : Number(parseDuration(opts.checkpointInterval, '--checkpoint-interval') / 1_000_000n);
+  }
+  if (opts.checkpointBytes !== undefined) out.checkpointBytes = atLeast(parseSize(opts.checkpointBytes, '--checkpoint-bytes'), 1024 * 1024, '--checkpoint-bytes');
+  if (opts.pvolLag !== undefined) out.pvolLagBytes = atLeast(parseSize(opts.pvolLag, '--pvol-lag'), 1024 * 1024, '--pvol-lag');
+  return out;
+}
+
+function atLeast(n: number, min: number, flag: string): number {
+  if (n < min) throw new JshipError('USAGE', `${flag} ${n} is below ${min} bytes`, { hint: `give ${flag} 1M or more` });
+  return n;
 }
 
 export function registerServe(program: Command): void {
@@ -47,6 +66,9 @@ export function registerServe(program: Command): void {
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--link-bwlimit <RATE>', 'send the link\'s tapes at most this fast (20M is 20 MiB/s; change it while serving with jship bwlimit)')
     .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless HOST is given), or on a Unix socket PATH')
+    .option('--checkpoint-interval <DURATION>', 'make the PVOLs durable and advance the applied pointer this often (default 5s; 0 = only by bytes, before purges and at stop)')
+    .option('--checkpoint-bytes <SIZE>', 'also after this many bytes journaled since the last checkpoint: at most this much is written again after a crash (default 256M)')
+    .option('--pvol-lag <SIZE>', 'replied writes whose PVOL writes wait in memory, at most (default 64M); past it writers wait')
     .option('--stop-timeout <DURATION>', 'on SIGTERM/SIGINT, how long requests in flight may take before busy connections are closed (default 10s)')
     .option('--json', 'JSON lines on standard output, one per event: ready, each log event, stopped')
     .action(async (dir: string, opts: ServeCliOptions) => {
@@ -68,7 +90,7 @@ export function registerServe(program: Command): void {
         log,
       } : undefined;
       const metrics: Listen | undefined = opts.metrics === undefined ? undefined : parseListenAddress(opts.metrics, '--metrics');
-      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), ...(metrics ? { metrics } : {}), log });
+      const serving = await Serving.start(dir, { ...(listen ? { listen } : {}), ...(link ? { link } : {}), ...(metrics ? { metrics } : {}), ...pvolOptions(opts), log });
       const nbd = serving.nbd as NbdServer;
       const stopped = untilStopSignal('serve');
       emit(opts, { event: 'ready', ready: true, pid: process.pid, listening: nbd.address, link: serving.link?.address ?? null, metrics: serving.metrics?.where ?? null, group: serving.group.dir, exports: serving.exports }, () => [

@@ -120,6 +120,7 @@ function statusLines(s: GroupStatus): string[] {
     `journal ${j.path}  ${formatSize(j.size)}`,
     `  journal-out seq ${j.out.seq}  journal-in seq ${j.in.seq}  ${j.records} records, ${formatSize(j.bytes)} of data`,
     `  usage: ${j.usagePercent.metadata}% of ${j.metaSlots} record slots, ${j.usagePercent.data}% of ${formatSize(j.dataSize)} data`,
+    `  PVOLs durable up to seq ${j.appliedSeq}: ${j.pvolBehind.records} records (${formatSize(j.pvolBehind.bytes)}) to checkpoint${j.pvolBehind.unwrittenBytes > 0 ? `, ${formatSize(j.pvolBehind.unwrittenBytes)} not written yet` : ''}`,
     s.sequence.first === null
       ? `  no records held${s.sequence.last !== null ? ` (last seq ${s.sequence.last})` : ''}`
       : `  sequence ${s.sequence.first}..${s.sequence.last}  time ${time(s.time.first)} .. ${time(s.time.last)}`,

@@ -64,8 +64,23 @@ export interface OpenGroupOptions {
   wallClock?: () => bigint;
   /** Monotonic clock in ns; default process.hrtime. */
   monoClock?: () => bigint;
-  /** How often writes are made durable without a FLUSH (ms, 0 = never); default 5000. */
+  /**
+   * How often a checkpoint runs without a FLUSH (ms, 0 = never); default
+   * 5000. A checkpoint makes the journal durable, then the PVOLs, then
+   * advances the applied pointer (recovery redoes only what is after it).
+   */
   checkpointIntervalMs?: number;
+  /**
+   * A checkpoint also starts once this many bytes were journaled since the
+   * last one (what recovery may have to write again); default 256 MiB.
+   */
+  checkpointBytes?: number;
+  /**
+   * With replyAfterJournal: at most this many bytes of replied writes wait
+   * in memory for their PVOL write; past it a write waits for its own.
+   * Default 64 MiB.
+   */
+  pvolLagBytes?: number;
   /**
    * A write (without FUA) resolves once it is journaled; its PVOL write
    * follows in journal order. Reads through `read` and `flush` still see
@@ -123,6 +138,12 @@ export interface GroupStatus {
     bytes: bigint;
     usagePercent: { metadata: number; data: number };
     appliedSeq: bigint;
+    /**
+     * How far the PVOLs are behind the journal: records after the applied
+     * pointer and their data bytes (what recovery would write again), and
+     * bytes replied to whose PVOL writes are still in memory.
+     */
+    pvolBehind: { records: bigint; bytes: number; unwrittenBytes: number };
   };
   sequence: { first: bigint | null; last: bigint | null };
   time: { first: bigint | null; last: bigint | null };
@@ -167,8 +188,8 @@ interface SpaceWaiter {
 }
 
 const MAX_BATCH_RECORDS = 4096;
-/** With replyAfterJournal, at most this many bytes of replied writes wait for their PVOL write. */
-const MAX_PVOL_BEHIND = 32 * 1024 * 1024;
+export const DEFAULT_PVOL_LAG_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_CHECKPOINT_BYTES = 256 * 1024 * 1024;
 const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 
 /**
@@ -301,6 +322,16 @@ export class JournalGroup {
   #replyAfterJournal = false;
   /** Bytes replied to (replyAfterJournal) whose PVOL writes are not done yet. */
   #pvolBehind = 0;
+  #pvolLag = DEFAULT_PVOL_LAG_BYTES;
+  /** Data bytes journaled since the last checkpoint's target: what recovery would write again. */
+  #sinceCheckpoint = 0;
+  #checkpointBytes = DEFAULT_CHECKPOINT_BYTES;
+  #checkpointing: Promise<void> | undefined;
+  #checkpointQueued: Promise<void> | undefined;
+  /** The journal write of the last record given out (batches are written in order). */
+  #lastJournaled: Promise<void> = Promise.resolve();
+  /** A write went to a PVOL without a record (suspended) since the last flush began: that flush syncs the PVOLs and bitmaps. */
+  #pvolOnly = false;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
   #bitmap: DirtyBitmap | undefined;
@@ -409,6 +440,8 @@ export class JournalGroup {
       group.#epochDirty = epochDirty;
       group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n, group.#order);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
+      group.#pvolLag = opts.pvolLagBytes ?? DEFAULT_PVOL_LAG_BYTES;
+      group.#checkpointBytes = opts.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
       group.#consumers = opts.consumers;
       group.#onEvent = opts.onEvent;
       group.#lastState = group.state;
@@ -417,7 +450,9 @@ export class JournalGroup {
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
-          if (group.#dirtySinceFlush && !group.#closed && !group.#failed) group.flush().catch(() => undefined);
+          if ((group.#dirtySinceFlush || group.#sinceCheckpoint > 0 || group.journal.appliedSeq < group.journal.writtenSeq - 1n) && !group.#closed && !group.#failed) {
+            group.checkpoint().catch(() => undefined);
+          }
         }, interval);
         group.#timer.unref();
       }
@@ -481,7 +516,12 @@ export class JournalGroup {
 
   /**
    * Makes every write whose promise has resolved (and every one submitted
-   * before this call) durable: journal, PVOLs and dirty bitmap are fdatasynced.
+   * before this call) durable through the journal: it is fdatasynced, and
+   * recovery re-applies to the PVOLs whatever is after the applied pointer.
+   * The PVOL writes of those records are done (in the page cache) when it
+   * resolves; the PVOLs themselves are made durable by `checkpoint`. Writes
+   * made while the group is suspended have no record: a flush covering one
+   * fdatasyncs the PVOLs and the bitmaps too.
    */
   async flush(): Promise<void> {
     this.#checkUsable();
@@ -499,15 +539,26 @@ export class JournalGroup {
   async #doFlush(): Promise<void> {
     const run = (async () => {
       this.#dirtySinceFlush = false;
+      // Taken in the same tick: every write submitted before this flush is in `pending`, and flagged.
+      const pvolOnly = this.#pvolOnly;
+      const epochMarked = this.#epochMarked;
+      this.#pvolOnly = false;
       this.#epochMarked = false;
-      const target = this.journal.allocSeq - 1n;
-      await Promise.allSettled([...this.#inflight]);
+      const pending = [...this.#inflight];
+      await this.#lastJournaled.catch(() => undefined);
       this.#checkUsable();
       const headSeq = this.journal.writtenSeq;
       const headDataPos = this.journal.writtenPos;
-      await Promise.all([this.journal.sync(), ...this.volumes.map((v) => v.sync()), this.#bitmap?.sync(), this.#epochMarked ? this.#epochDirty?.sync() : undefined]);
+      // The journal's fdatasync is the durability point; the PVOL writes before it go on beside it.
+      await Promise.all([this.journal.sync(), Promise.allSettled(pending)]);
+      this.#checkUsable();
+      await Promise.all([
+        ...(pvolOnly ? this.volumes.map((v) => v.sync()) : []),
+        this.#bitmap?.sync(),
+        epochMarked ? this.#epochDirty?.sync() : undefined,
+      ]);
       // Made durable by the next sync; until then the previous copy stands.
-      await this.journal.writeSuperblock({ headSeq, headDataPos, appliedSeq: target, lastTimestamp: this.#clock.last }, false);
+      await this.journal.writeSuperblock({ headSeq, headDataPos, lastTimestamp: this.#clock.last }, false);
     })();
     this.#flushing = run;
     try {
@@ -517,6 +568,46 @@ export class JournalGroup {
       throw e;
     } finally {
       if (this.#flushing === run) this.#flushing = undefined;
+    }
+  }
+
+  /**
+   * A checkpoint: flushes (the journal is durable up to now and the PVOL
+   * writes of its records are done), fdatasyncs the PVOLs, and only then
+   * advances the applied pointer, so recovery redoes only what came after.
+   * Runs by interval and by bytes journaled (OpenGroupOptions), before a
+   * purge and at close. One at a time; a call while one runs queues one more.
+   */
+  async checkpoint(): Promise<void> {
+    this.#checkUsable();
+    if (this.#checkpointing) {
+      this.#checkpointQueued ??= this.#checkpointing.then(() => {
+        this.#checkpointQueued = undefined;
+        return this.#doCheckpoint();
+      });
+      return this.#checkpointQueued;
+    }
+    return this.#doCheckpoint();
+  }
+
+  async #doCheckpoint(): Promise<void> {
+    const run = (async () => {
+      const target = this.journal.allocSeq - 1n;
+      const bytes = this.#sinceCheckpoint;
+      await this.flush();
+      await Promise.all(this.volumes.map((v) => v.sync()));
+      // Made durable by the next journal sync (a flush, a purge, close): until then recovery redoes a little more.
+      if (target > this.journal.appliedSeq) await this.journal.writeSuperblock({ appliedSeq: target }, false);
+      this.#sinceCheckpoint -= bytes;
+    })();
+    this.#checkpointing = run;
+    try {
+      await run;
+    } catch (e) {
+      this.#fail(e);
+      throw e;
+    } finally {
+      if (this.#checkpointing === run) this.#checkpointing = undefined;
     }
   }
 
@@ -581,7 +672,11 @@ export class JournalGroup {
       done += len;
     }
     this.#dirtySinceFlush = true;
-    if (this.#replyAfterJournal && !fua && this.#pvolBehind < MAX_PVOL_BEHIND) {
+    if (toPvol) {
+      this.#sinceCheckpoint += bytes;
+      if (this.#sinceCheckpoint >= this.#checkpointBytes && !this.#checkpointing) this.checkpoint().catch(() => undefined);
+    }
+    if (this.#replyAfterJournal && !fua && this.#pvolBehind < this.#pvolLag) {
       // The PVOL write goes on behind: reads wait for it (range order), flush waits for it, recovery redoes it.
       // Its data stays in memory until then, so the bytes behind are bounded: past the bound, writes wait as before.
       this.#pvolBehind += length;
@@ -636,7 +731,9 @@ export class JournalGroup {
       pv.records++;
       pv.bytes += type === RecordType.Update ? length : 0;
     }
-    return { seq, timestamp, journaled: this.#enqueue({ seq, dataPos, header, data }) };
+    const journaled = this.#enqueue({ seq, dataPos, header, data });
+    this.#lastJournaled = journaled;
+    return { seq, timestamp, journaled };
   }
 
   /**
@@ -715,7 +812,8 @@ export class JournalGroup {
       throw new JshipError('USAGE', `cannot purge up to ${upto}: the last record is ${this.journal.allocSeq - 1n}`, { hint: 'purge only what was exported' });
     }
     if (upto < this.journal.outSeq) return this.journal.outSeq;
-    await this.flush();
+    // Never past the applied pointer: what is purged must be durable on the PVOLs.
+    await this.checkpoint();
     const limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
     // The epoch's written chunks are durable before the records that show them go.
     await this.#epochDirty?.persist();
@@ -886,15 +984,15 @@ export class JournalGroup {
     this.#digests.beforeWrite(volIdx, offset, length);
     const op = this.#order.register(volIdx, offset, length);
     this.#dirtySinceFlush = true;
+    // No record will show this write: the next flush syncs the PVOLs and the bitmaps for it.
+    this.#pvolOnly = true;
+    if (this.#epochDirty) this.#epochMarked = true;
     await this.#track((async () => {
       try {
         await op.ready;
         await bitmap.mark(volIdx, offset, length);
-        // No record will show this write: the epoch's written chunks are marked on disk too (synced with the bitmap at flush).
-        if (this.#epochDirty) {
-          await this.#epochDirty.mark(volIdx, offset, length);
-          this.#epochMarked = true;
-        }
+        // The epoch's written chunks are marked on disk too (synced with the bitmap at flush).
+        await this.#epochDirty?.mark(volIdx, offset, length);
         if (type === RecordType.Update && data) await vol.write(offset, data);
         else await vol.writeZeroes(offset, length);
       } catch (e) {
@@ -1040,6 +1138,7 @@ export class JournalGroup {
         bytes: u.bytes,
         usagePercent: { metadata: round(u.metaFraction), data: round(u.dataFraction) },
         appliedSeq: j.appliedSeq,
+        pvolBehind: { records: j.allocSeq - 1n - j.appliedSeq, bytes: this.#sinceCheckpoint, unwrittenBytes: this.#pvolBehind },
       },
       sequence: { first: hasRecords ? j.outSeq : null, last: j.allocSeq > 1n ? j.allocSeq - 1n : null },
       time: { first: firstTs, last: this.#clock.last > 0n ? this.#clock.last : null },
@@ -1075,28 +1174,47 @@ export class JournalGroup {
     for (const w of this.#waiters.splice(0)) w.resolve();
   }
 
-  /** Flushes, marks the journal cleanly closed and releases the group. */
+  /** Takes a checkpoint, marks the journal cleanly closed and releases the group. */
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
     try {
       if (!this.#failed) {
-        await this.flush();
+        await this.checkpoint();
         await this.journal.writeSuperblock({ flags: this.journal.superblock.flags | SB_CLEAN, lastTimestamp: this.#clock.last }, true);
         // Kept for the next open: no full read of the volumes at the next point.
         await this.#digests.save(this.volumes, this.journal.writtenSeq - 1n).catch(() => undefined);
       }
     } finally {
-      this.#closed = true;
-      for (const w of this.#waiters.splice(0)) w.resolve();
-      await this.#pvolWriter.close();
-      await this.journal.close();
-      await Promise.all(this.volumes.map((v) => v.close()));
-      await this.#bitmap?.close();
-      await this.#epochDirty?.persist().catch(() => undefined);
-      await this.#epochDirty?.close();
-      await this.#lock.release();
+      await this.#release(true);
     }
+  }
+
+  /**
+   * Lets the group go the way a crash would: nothing more is made durable
+   * (no flush, no checkpoint, no clean mark), the writes already handed to
+   * the files are waited for, the files are closed and the lock released.
+   * The next open recovers (redoes the journal after the applied pointer).
+   * For crash tests; a server never calls it.
+   */
+  async abandon(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#closing = true;
+    await Promise.allSettled([...this.#inflight]);
+    await this.#release(false);
+  }
+
+  async #release(clean: boolean): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#waiters.splice(0)) w.resolve();
+    await this.#pvolWriter.close();
+    await this.journal.close();
+    await Promise.all(this.volumes.map((v) => v.close()));
+    await this.#bitmap?.close();
+    if (clean) await this.#epochDirty?.persist().catch(() => undefined);
+    await this.#epochDirty?.close();
+    await this.#lock.release();
   }
 
   #ratesNow(u: { records: bigint; bytes: bigint }): GroupStatus['rates'] {

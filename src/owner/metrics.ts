@@ -49,6 +49,7 @@ export class SiteMetrics implements MetricsSource {
     const writeRate = g('jship_journal_write_bytes_per_second', 'Journal write rate over the last minute and 15 minutes', ['window']);
     const lagRecords = g('jship_consumer_lag_records', 'Records written that the consumer has not secured', ['consumer']);
     const lagBytes = g('jship_consumer_lag_bytes', 'Journal bytes of those records', ['consumer']);
+    const pvolBehind = g('jship_pvol_behind_bytes', 'Data bytes journaled since the last checkpoint (what recovery would write to the PVOLs again), and bytes replied to whose PVOL writes are still in memory', ['state']);
     const rpo = g('jship_consumer_rpo_seconds', 'Age of the oldest write the consumer lacks (0: it holds everything)', ['consumer']);
     const secured = g('jship_consumer_secured_sequence', 'Last sequence number the consumer secured', ['consumer']);
     const clients = g('jship_nbd_clients', 'NBD clients connected');
@@ -78,6 +79,8 @@ export class SiteMetrics implements MetricsSource {
       seq.set({ pointer: 'out' }, Number(j.out.seq));
       seq.set({ pointer: 'in' }, Number(j.in.seq));
       seq.set({ pointer: 'applied' }, Number(j.appliedSeq));
+      pvolBehind.set({ state: 'unsynced' }, j.pvolBehind.bytes);
+      pvolBehind.set({ state: 'unwritten' }, j.pvolBehind.unwrittenBytes);
       journaled({ unit: 'records' }, Number(j.in.seq - 1n));
       journaled({ unit: 'bytes' }, Number(j.in.dataPos));
       purged({ unit: 'records' }, Number(j.out.seq - 1n));

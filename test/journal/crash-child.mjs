@@ -1,5 +1,8 @@
 // Child of crash.test.ts: writes to a group in a loop, flushing now and then,
 // and prints "F n" after each flush (writes 0..n-1 are then durable).
+// Writes are answered once journaled and the PVOL follows (as under serve);
+// checkpoints run every 256 KiB journaled and at random moments, so the
+// applied pointer trails the journal by a varying amount.
 // The parent kills it with SIGKILL at a random moment.
 import { openGroup } from '../../dist/index.js';
 
@@ -10,7 +13,7 @@ const rand = () => {
   return seed / 2147483648;
 };
 const BLOCK = 4096;
-const group = await openGroup(dir, { checkpointIntervalMs: 0 });
+const group = await openGroup(dir, { checkpointIntervalMs: 0, checkpointBytes: 256 * 1024, replyAfterJournal: true });
 const blocks = Math.floor(group.volumes[0].size / BLOCK);
 process.stdout.write('READY\n');
 let done = 0;
@@ -26,6 +29,7 @@ for (let round = 0; round < 100000; round++) {
   }
   const results = await Promise.all(batch);
   done += 8;
+  if (rand() < 0.1) void group.checkpoint();
   if (round % 4 === 3) {
     await group.flush();
     process.stdout.write(`F ${done}\n`);
