@@ -18,6 +18,7 @@ import type { VolumeSpec } from '../core/volume-spec.js';
 import { exists, writeFileAtomic, makeDirs } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
 import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
+import { OneMore } from '../core/one-more.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
@@ -326,8 +327,7 @@ export class JournalGroup {
   /** Data bytes journaled since the last checkpoint's target: what recovery would write again. */
   #sinceCheckpoint = 0;
   #checkpointBytes = DEFAULT_CHECKPOINT_BYTES;
-  #checkpointing: Promise<void> | undefined;
-  #checkpointQueued: Promise<void> | undefined;
+  readonly #checkpoints = new OneMore(() => this.#doCheckpoint());
   /** The journal write of the last record given out (batches are written in order). */
   #lastJournaled: Promise<void> = Promise.resolve();
   /** A write went to a PVOL without a record (suspended) since the last flush began: that flush syncs the PVOLs and bitmaps. */
@@ -340,8 +340,7 @@ export class JournalGroup {
   #suspended = false;
   /** Suspensions since the group was opened: a full base heals the bitmap only if none began while it ran. */
   #suspensions = 0;
-  #flushing: Promise<void> | undefined;
-  #flushQueued: Promise<void> | undefined;
+  readonly #flushes = new OneMore(() => this.#doFlush());
   #dirtySinceFlush = false;
   #failed: Error | undefined;
   #closed = false;
@@ -525,15 +524,8 @@ export class JournalGroup {
    */
   async flush(): Promise<void> {
     this.#checkUsable();
-    // A flush already running may have started before our writes: queue one more after it.
-    if (this.#flushing) {
-      this.#flushQueued ??= this.#flushing.then(() => {
-        this.#flushQueued = undefined;
-        return this.#doFlush();
-      });
-      return this.#flushQueued;
-    }
-    return this.#doFlush();
+    // A flush already running may have started before our writes: one more runs after it.
+    return this.#flushes.run();
   }
 
   async #doFlush(): Promise<void> {
@@ -560,14 +552,11 @@ export class JournalGroup {
       // Made durable by the next sync; until then the previous copy stands.
       await this.journal.writeSuperblock({ headSeq, headDataPos, lastTimestamp: this.#clock.last }, false);
     })();
-    this.#flushing = run;
     try {
       await run;
     } catch (e) {
       this.#fail(e);
       throw e;
-    } finally {
-      if (this.#flushing === run) this.#flushing = undefined;
     }
   }
 
@@ -580,14 +569,7 @@ export class JournalGroup {
    */
   async checkpoint(): Promise<void> {
     this.#checkUsable();
-    if (this.#checkpointing) {
-      this.#checkpointQueued ??= this.#checkpointing.then(() => {
-        this.#checkpointQueued = undefined;
-        return this.#doCheckpoint();
-      });
-      return this.#checkpointQueued;
-    }
-    return this.#doCheckpoint();
+    return this.#checkpoints.run();
   }
 
   async #doCheckpoint(): Promise<void> {
@@ -600,14 +582,11 @@ export class JournalGroup {
       if (target > this.journal.appliedSeq) await this.journal.writeSuperblock({ appliedSeq: target }, false);
       this.#sinceCheckpoint -= bytes;
     })();
-    this.#checkpointing = run;
     try {
       await run;
     } catch (e) {
       this.#fail(e);
       throw e;
-    } finally {
-      if (this.#checkpointing === run) this.#checkpointing = undefined;
     }
   }
 
@@ -674,7 +653,7 @@ export class JournalGroup {
     this.#dirtySinceFlush = true;
     if (toPvol) {
       this.#sinceCheckpoint += bytes;
-      if (this.#sinceCheckpoint >= this.#checkpointBytes && !this.#checkpointing) this.checkpoint().catch(() => undefined);
+      if (this.#sinceCheckpoint >= this.#checkpointBytes && !this.#checkpoints.busy) this.checkpoint().catch(() => undefined);
     }
     if (this.#replyAfterJournal && !fua && this.#pvolBehind < this.#pvolLag) {
       // The PVOL write goes on behind: reads wait for it (range order), flush waits for it, recovery redoes it.
