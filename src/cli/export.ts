@@ -94,7 +94,7 @@ export function registerExport(program: Command): void {
       const r = result;
       const json = {
         nothingToExport: r.nothingToExport,
-        tapes: r.tapes.map((t) => ({ serial: t.serial, name: t.name, location: t.location, bytes: t.bytes, sha256: t.sha256, records: t.trailer.records, updates: t.trailer.updates, base: t.trailer.base })),
+        tapes: r.tapes,
         records: r.records,
         updates: r.updates && { firstSeq: r.updates.firstSeq, lastSeq: r.updates.lastSeq, firstTime: formatTime(r.updates.firstTs), lastTime: formatTime(r.updates.lastTs) },
         base: r.base,

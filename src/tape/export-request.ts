@@ -7,6 +7,7 @@ import { readKeyFile } from './crypto.js';
 import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type ReadBackOptions, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult, type NextMedium } from './export.js';
+import type { TapeTrailer } from './label.js';
 import { runHook } from '../io/hooks.js';
 import { isStoreUrl, storeFor, type StoreSettings } from './stores.js';
 import { checkResyncRequest } from '../core/resync-request.js';
@@ -152,7 +153,36 @@ export async function destinationFor(to: string, stdout?: Writable, s3: StoreSet
  * estimated total). `throttle`, when given, paces the tape bytes (its rate
  * may be changed while the export runs); else `req.bwlimit` makes one.
  */
-export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportResult> {
+/** One tape of an export as reported: what its trailer says in a few fields, not its list of segments. */
+export interface ExportedTape {
+  serial: number;
+  name: string;
+  location: string;
+  bytes: number;
+  sha256: string;
+  records: number;
+  updates: TapeTrailer['updates'];
+  base: TapeTrailer['base'];
+}
+
+/**
+ * What an export reports to whoever asked: its size grows with the number of
+ * tapes, never with the segments, markers or parity frames in them, so that
+ * it crosses the owner's control socket (one line) however much was exported.
+ */
+export interface ExportReport extends Omit<ExportResult, 'tapes'> {
+  tapes: ExportedTape[];
+}
+
+export function reportExport(r: ExportResult): ExportReport {
+  return {
+    ...r,
+    tapes: r.tapes.map((t) => ({ serial: t.serial, name: t.name, location: t.location, bytes: t.bytes, sha256: t.sha256, records: t.trailer.records, updates: t.trailer.updates, base: t.trailer.base })),
+  };
+}
+
+/** Runs an export as asked (here, or in the owner for a CLI verb) and reports it. */
+export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportReport> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
   if (req.resyncFor !== undefined && req.base) throw new JshipError('USAGE', '--resync-for and --base: give one', { hint: 'a demoted site that asked for a resync gets the chunks it lacks; --base sends a full copy to everyone' });
   const resync = req.resyncFor !== undefined ? await readResyncFor(group, req.resyncFor) : undefined;
@@ -169,7 +199,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
   const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
   const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0) + (resync ? resync.chunks.reduce((n, c) => n + c.length, 0) * group.config.chunkSize : 0);
-  return exportGroup(group, {
+  return reportExport(await exportGroup(group, {
     destination,
     ...(req.base ? { base: true } : {}),
     ...(resync ? { resyncChunks: resync.chunks, resyncFor: resync.id } : {}),
@@ -184,7 +214,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(req.waitMs !== undefined ? { waitMs: req.waitMs } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),
     ...(onProgress ? { onProgress: (n: number) => onProgress(n, total) } : {}),
-  });
+  }));
 }
 
 

@@ -6,6 +6,11 @@ import { importTapes } from '../../src/replica/import.js';
 import { BIN, jshipAsync, makeGroup, MiB, tempDir } from '../helpers.js';
 import { client, serve } from '../nbd/helpers.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
+import { JshipError } from '../../src/core/errors.js';
+import { callOwner } from '../../src/owner/control-client.js';
+import { encodeControl } from '../../src/owner/control-codec.js';
+import { absoluteRequest } from '../../src/tape/export-request.js';
+import { findTrailer } from '../../src/tape/tape-file.js';
 
 describe('exports through the owner', () => {
   const dir = tempDir();
@@ -55,5 +60,25 @@ describe('exports through the owner', () => {
     } finally {
       expect((await s.stop()).code).toBe(0);
     }
+  });
+  it('what an export answers through the owner stays small however many segments it wrote: a big export is never lost to an oversize control line', async () => {
+    const g = await makeGroup(dir, { a: 48 * MiB }, { journalSize: 128 * MiB });
+    const s = await serve(g);
+    const tapes = join(dir, 'many-segments');
+    try {
+      // 40 MiB of records: about 20 segments of 2 MiB, each of which the tape's trailer lists.
+      client('qemu-io', '-f', 'raw', s.ready.exports[0]!.uri, ...Array.from({ length: 40 }, (_, i) => ['-c', `write -P 0x${(i + 1).toString(16).padStart(2, '0')} ${i}M 1M`]).flat());
+      const locked = new JshipError('GROUP_LOCKED', 'not served');
+      const answer = await callOwner(g, 'export', { ...absoluteRequest({ to: `${tapes}/` }) }, locked) as { tapes: Array<Record<string, unknown>>; records: number };
+      expect(answer.records).toBe(40);
+      expect(answer.tapes).toHaveLength(1);
+      const tape = answer.tapes[0]!;
+      expect(Object.keys(tape).sort()).toEqual(['base', 'bytes', 'location', 'name', 'records', 'serial', 'sha256', 'updates']);
+      expect(encodeControl({ type: 'result', result: answer }).length).toBeLessThan(2048);
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+    const [file] = readdirSync(tapes).filter((f) => f.endsWith('.tar.zst'));
+    expect((await findTrailer(join(tapes, file!)))?.segments.length).toBeGreaterThanOrEqual(15);
   });
 });
