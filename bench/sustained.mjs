@@ -50,9 +50,24 @@ export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUS
     const tapes = join(dir, 'tapes');
     mkdirSync(tapes);
     const sock = join(dir, 's.sock');
-    const server = spawn(JSHIP, ['serve', g, '--socket', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const server = spawn(JSHIP, ['serve', g, '--socket', sock, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let serverLog = '';
     server.stderr.on('data', (d) => { serverLog += d; });
+    // The owner's events (JSON lines): exports and writers that waited for journal space, for the report.
+    const t00 = Date.now();
+    const events = [];
+    let partial = '';
+    server.stdout.on('data', (d) => {
+      const parts = (partial + d).split('\n');
+      partial = parts.pop();
+      for (const line of parts) {
+        try {
+          const e = JSON.parse(line);
+          if (/^(export-|writer-|journal-)/.test(e.event ?? '')) events.push({ ...e, t: (Date.now() - t00) / 1000 });
+        } catch { /* not an event line */ }
+      }
+    });
+    const timeline = () => events.map((e) => `  ${e.t.toFixed(1)} s ${e.event}${e.seconds !== undefined ? ` ${e.seconds.toFixed(1)} s` : ''}${e.tapeBytes !== undefined ? ` ${Math.round(e.tapeBytes / MiB)} MiB` : ''}${e.usage ? ` (${e.usage})` : ''}${e.error ? `: ${e.error}` : ''}`).join('\n');
     try {
       for (let i = 0; !(existsSync(sock) && spawnSync('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]).status === 0); i++) {
         if (server.exitCode !== null || i > 600) throw new Error(`jship serve did not start: ${serverLog}`);
@@ -77,7 +92,8 @@ export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUS
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       stop = true;
       await exporter;
-      if (fio.code !== 0) throw new Error(`fio failed: ${fio.err}`);
+      if (fio.code !== 0) throw new Error(`fio failed: ${fio.err.split('\n').slice(0, 3).join('\n')}\nthe owner's events:\n${timeline()}`);
+      if (process.env.JSHIP_BENCH_VERBOSE) process.stderr.write(`the owner's events:\n${timeline()}\n`);
       const job = JSON.parse(fio.out.slice(fio.out.indexOf('{'))).jobs[0];
       const bytes = job.write.io_bytes;
       const rssMiB = peakRssMiB(server.pid);

@@ -196,6 +196,10 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool();
+  // Under journal pressure (nearly full, writers waiting) a tape of the tape chain ends once it holds
+  // a sixteenth of the journal's data area: it is committed and purged while the export goes on.
+  const relieve = !chain && !keep;
+  const relieveAfter = Math.floor(group.journal.layout.dataSize / 16);
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
@@ -224,7 +228,10 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       if (effects.healed) delete state.sawSuspension;
       else if (effects.suspended) state.sawSuspension = true;
       await save(state);
+      // What this tape secured is freed now, not at the end of the export: writers waiting for journal space get it.
+      if (relieve) await group.purgeSecured();
     },
+    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && (group.state === 'full' || group.state === 'nearly-full') } : {}),
     ...(chain?.link ? { link: chain.link } : {}),
   });
   /** The tapes counted, over every medium. */

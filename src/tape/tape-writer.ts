@@ -66,6 +66,12 @@ export interface MediaSetOptions {
   beforeCommit?: (t: { serial: number; finalPath: string; sha256: string; trailer: TapeTrailer }) => Promise<void>;
   /** Called when a tape is in place. */
   onTape?: (t: WrittenTape) => Promise<void>;
+  /**
+   * Asked before each segment with the record bytes the open tape holds: true
+   * ends the tape there and the media set goes on on a further tape, so that
+   * what it holds can be committed (and purged) now. Splittable destinations only.
+   */
+  cutWhen?: (tapeRecordBytes: number) => boolean;
   /** Bytes of records taken in so far. */
   onProgress?: (rawBytes: number) => void;
   /** The clock, host name and ids the labels and frames carry (default the system's): a test writes a tape byte for byte the same. */
@@ -101,6 +107,8 @@ interface OpenTape {
   out: TapeOutput;
   hash: ReturnType<typeof createHash>;
   bytes: number;
+  /** Data bytes of the records in its segments. */
+  recordBytes: number;
   /** What the trailer needs of each segment written (not the frames: they are gone to the output). */
   segments: Array<Omit<Sealed, 'frame'>>;
   /** With parity: the frames since the last parity frame (held until their parity is written). */
@@ -301,6 +309,9 @@ export class MediaSetWriter {
       }
       await this.#closeTape(false);
       this.#tape = await this.#openTape(s.first.seq);
+    } else if (this.#tape.segments.length > 0 && this.#o.destination.splittable && this.#o.cutWhen?.(this.#tape.recordBytes) === true) {
+      await this.#closeTape(false);
+      this.#tape = await this.#openTape(s.first.seq);
     }
     const size = this.#o.mediaSize;
     if (size !== undefined) {
@@ -321,6 +332,7 @@ export class MediaSetWriter {
     await this.#writeFrame(this.#tape, s.frame, s.info.name);
     const { frame: _written, ...meta } = s;
     this.#tape.segments.push(meta);
+    this.#tape.recordBytes += s.dataBytes;
   }
 
   async #openTape(firstSeq: bigint): Promise<OpenTape> {
@@ -342,7 +354,7 @@ export class MediaSetWriter {
     };
     const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: this.#env.now() });
     const tape: OpenTape = {
-      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, segments: [],
+      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
     };
     this.#tape = tape;

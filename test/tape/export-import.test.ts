@@ -8,7 +8,9 @@ import { readKeyFile, KeyRing } from '../../src/tape/crypto.js';
 import { verifyTapes } from '../../src/tape/verify.js';
 import { importTapes } from '../../src/replica/import.js';
 import { Replica } from '../../src/replica/replica.js';
-import { tempDir } from '../helpers.js';
+import { KiB, makeGroup, MiB, tempDir } from '../helpers.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { randomBytes } from 'node:crypto';
 import { exportTo, groupWithData, journalRecords, tapeRecords, tapesDir, writeMixed, type Rec } from './helpers.js';
 
 const tapeFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(dir, n));
@@ -220,5 +222,44 @@ describe('export and import round trips', () => {
     const ack = spawnSync(process.execPath, [bin, 'ack', g, join(dir, 'ack.json'), '--json'], { encoding: 'utf8' });
     expect(ack.status).toBe(0);
     expect(JSON.parse(ack.stdout).journalOut).toBe(Number(last + 1n));
+  });
+});
+
+describe('an export under journal pressure', () => {
+  const dir = tempDir();
+
+  it('ends its tapes early and purges each as it lands: a writer waiting for journal space gets it before the export ends', async () => {
+    const g = await makeGroup(dir, { a: 64 * MiB }, { journalSize: 32 * MiB, blockTimeoutMs: 600_000 });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    const tapes = tapesDir(dir);
+    try {
+      // Fill the journal until the next write has to wait for space.
+      let off = 0;
+      while (group.journal.fits(1, 256 * KiB, false)) {
+        await group.write('a', off, randomBytes(256 * KiB));
+        off += 256 * KiB;
+      }
+      const exported = exportTo(group, tapes);
+      let exportDone = false;
+      void exported.then(() => { exportDone = true; }, () => undefined);
+      await group.write('a', off, randomBytes(256 * KiB));
+      const committedWhenWritten = existsSync(tapes) ? tapeFiles(tapes).length : 0;
+      expect(exportDone).toBe(false);
+      const r = await exported;
+      // A tape ends at a sixteenth of the data area while the journal is nearly full; then the media set goes on.
+      expect(r.tapes.length).toBeGreaterThanOrEqual(2);
+      expect(r.tapes[0]!.trailer.bytes).toBeLessThan(32 * MiB / 8);
+      expect(committedWhenWritten).toBeLessThan(r.tapes.length);
+      expect(new Set(r.tapes.map((t) => t.label.mediaSet.id)).size).toBe(1);
+      expect(r.tapes.map((t) => t.trailer.mediaSet.last)).toEqual(r.tapes.map((_, i) => i === r.tapes.length - 1));
+      // Back to back: every record once, in order, and the replica takes the set whole.
+      const ranges = r.tapes.map((t) => t.trailer.updates!);
+      for (let i = 1; i < ranges.length; i++) expect(BigInt(ranges[i]!.firstSeq)).toBe(BigInt(ranges[i - 1]!.lastSeq) + 1n);
+      const imported = await importTapes(join(dir, 'rep'), tapeFiles(tapes));
+      expect(imported.ok).toBe(true);
+      expect(imported.gaps).toEqual([]);
+    } finally {
+      await group.close();
+    }
   });
 });
