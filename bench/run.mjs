@@ -35,7 +35,8 @@ for (const [name, fn] of Object.entries(benches)) {
       continue;
     }
     if (r.latency) {
-      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} p99 ${r.jship.p99Ms.toFixed(3)} ms (p50 ${r.jship.p50Ms.toFixed(3)}), ${Math.round(r.jship.iops)} IOPS   ${r.peer.name} p99 ${r.peer.p99Ms.toFixed(3)} ms (p50 ${r.peer.p50Ms.toFixed(3)}), ${Math.round(r.peer.iops)} IOPS   p99 ratio ${r.ratio.toFixed(2)}×`);
+      const lat = (x) => `write p99 ${x.p99Ms.toFixed(3)} ms (p50 ${x.p50Ms.toFixed(3)}), flush p99 ${x.flushP99Ms.toFixed(3)} ms (p50 ${x.flushP50Ms.toFixed(3)}), ${Math.round(x.iops)} IOPS`;
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} jship ${lat(r.jship)}   ${r.peer.name} ${lat(r.peer)}   p99 (write + flush) ratio ${r.ratio.toFixed(2)}×`);
       continue;
     }
     if (r.sustained) {

@@ -76,9 +76,14 @@ export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUS
       let stop = false;
       let exports = 0;
       let tapeBytes = 0;
+      // Like a timer unit: an export starts every `every` seconds; one that overruns its tick delays the next.
       const exporter = (async () => {
-        while (!stop) {
-          await sleep(every * 1000);
+        const start = Date.now();
+        for (let tick = 1; !stop; tick++) {
+          const wait = start + tick * every * 1000 - Date.now();
+          if (wait > 0) await sleep(wait);
+          else tick = Math.floor((Date.now() - start) / (every * 1000)); // overran: start now, then on the next tick
+          if (stop) break;
           const r = await run(JSHIP, ['export', g, '--to', tapes, '--json']);
           if (r.code !== 0) throw new Error(`export failed: ${r.out} ${r.err}`);
           const j = JSON.parse(r.out);

@@ -195,9 +195,10 @@ export class JournalVolume {
   }
 
   /**
-   * Writes records `writtenSeq..` (contiguous, in order): all data first,
-   * then the metadata, so that a crash between the two leaves headers without
-   * data, never headers pointing at stale data with a matching CRC.
+   * Writes records `writtenSeq..` (contiguous, in order): data and headers
+   * side by side. Nothing orders them on disk without an fdatasync between
+   * (a power cut can keep either), so the tail past the durable head is
+   * trusted only where each header's data CRC matches what is there.
    */
   async writeBatch(batch: EncodedRecord[]): Promise<void> {
     const first = batch[0];
@@ -214,21 +215,26 @@ export class JournalVolume {
         dataBytes += r.data.length;
       }
     }
-    if (dataBytes > 0) {
+    // One round trip to the thread pool, not two: a header whose data did not land fails its data CRC,
+    // and recovery ends the journal before it.
+    const data = (async (): Promise<void> => {
       let rest = buffers;
-      for (const piece of ringPieces(dataOffset, dataSize, first.dataPos, dataBytes)) {
+      for (const piece of dataBytes > 0 ? ringPieces(dataOffset, dataSize, first.dataPos, dataBytes) : []) {
         const [take, left] = splitBuffers(rest, piece.len);
         await writevFully(this.#h, take, piece.pos);
         rest = left;
       }
-    }
+    })();
     const meta = Buffer.allocUnsafe(batch.length * RECORD_SIZE);
     batch.forEach((r, i) => r.header.copy(meta, i * RECORD_SIZE));
-    let done = 0;
-    for (const piece of ringPieces(metaOffset, metaSlots * RECORD_SIZE, first.seq * BigInt(RECORD_SIZE), meta.length)) {
-      await writeFully(this.#h, meta.subarray(done, done + piece.len), piece.pos);
-      done += piece.len;
-    }
+    const headers = (async (): Promise<void> => {
+      let done = 0;
+      for (const piece of ringPieces(metaOffset, metaSlots * RECORD_SIZE, first.seq * BigInt(RECORD_SIZE), meta.length)) {
+        await writeFully(this.#h, meta.subarray(done, done + piece.len), piece.pos);
+        done += piece.len;
+      }
+    })();
+    await Promise.all([data, headers]);
     this.writtenSeq = first.seq + BigInt(batch.length);
     this.writtenPos = first.dataPos + BigInt(dataBytes);
   }

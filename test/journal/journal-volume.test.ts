@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { planLayout } from '../../src/core/journal-layout.js';
-import { RECORD_SIZE } from '../../src/core/record.js';
+import { RECORD_SIZE, RecordType, dataCrc, encodeRecord } from '../../src/core/record.js';
+import { JournalVolume, type RecoveryReport } from '../../src/journal/journal-volume.js';
+import type { JournalLayout } from '../../src/core/journal-layout.js';
 import { tempDir, makeGroup, KiB, MiB } from '../helpers.js';
 
 function patch(path: string, pos: number, f: (b: Buffer) => void, len = 1): void {
@@ -123,5 +125,50 @@ describe('journal volume', () => {
     const c2 = JSON.parse(readFileSync(join(g2, 'group.json'), 'utf8')) as { journal: { path: string } };
     writeFileSync(c1.journal.path, readFileSync(c2.journal.path));
     await expect(JournalGroup.open(g1)).rejects.toThrowError(expect.objectContaining({ code: 'JOURNAL_MISMATCH' }));
+  });
+});
+
+describe('journal volume: a batch cut short', () => {
+  const dir = tempDir();
+
+  /** Three 4 KiB records written as one batch past the durable head, then the journal reopened as after a kill. */
+  async function torn(damage: (path: string, layout: JournalLayout, dataPos: number) => void): Promise<RecoveryReport> {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const path = join(g, 'journal.jv');
+    const j = await JournalVolume.open(path);
+    await j.recover(() => undefined);
+    const batch = [1, 2, 3].map((i) => {
+      const data = Buffer.alloc(4096, i);
+      const { seq, dataPos } = j.allocate(data.length);
+      const header = encodeRecord({ type: RecordType.Update, flags: 0, volume: 0, seq, timestamp: BigInt(i), offset: i * 4096, length: 4096, dataPos, aux: 0n, dataCrc: dataCrc(data) });
+      return { seq, dataPos, header, data };
+    });
+    await j.writeBatch(batch);
+    await j.close();
+    damage(path, j.layout, Number(batch[2]!.dataPos));
+    const again = await JournalVolume.open(path);
+    try {
+      return await again.recover(() => undefined);
+    } finally {
+      await again.close();
+    }
+  }
+
+  it('keeps every record of a batch that landed whole', async () => {
+    const r = await torn(() => undefined);
+    expect(r.endSeq).toBe(4n);
+    expect(r.recoveredTail).toBe(3);
+  });
+
+  it('ends the log before a record whose header landed and whose data did not (its CRC names it)', async () => {
+    const r = await torn((path, layout, pos) => patch(path, layout.dataOffset + pos, (b) => b.fill(0), 4096));
+    expect(r.endSeq).toBe(3n);
+    expect(r.tailStop).toMatch(/seq 3/);
+  });
+
+  it('ends the log before a record whose data landed and whose header did not', async () => {
+    const r = await torn((path, layout) => patch(path, layout.metaOffset + 3 * RECORD_SIZE, (b) => b.fill(0), RECORD_SIZE));
+    expect(r.endSeq).toBe(3n);
+    expect(r.recoveredTail).toBe(2);
   });
 });
