@@ -536,12 +536,14 @@ export class JournalGroup {
       const epochMarked = this.#epochMarked;
       this.#pvolOnly = false;
       this.#epochMarked = false;
-      const pending = [...this.#inflight];
+      // Writes that went to the PVOL only (suspended) are durable through it: their PVOL writes are waited for.
+      const pending = pvolOnly ? [...this.#inflight] : [];
       await this.#lastJournaled.catch(() => undefined);
       this.#checkUsable();
       const headSeq = this.journal.writtenSeq;
       const headDataPos = this.journal.writtenPos;
-      // The journal's fdatasync is the durability point; the PVOL writes before it go on beside it.
+      // The journal's fdatasync is the durability point: the PVOL writes of journaled records go on behind it
+      // (reads wait for them by range order, checkpoints before their PVOL fdatasync, recovery redoes them).
       await Promise.all([this.journal.sync(), Promise.allSettled(pending)]);
       this.#checkUsable();
       await Promise.all([
@@ -561,8 +563,8 @@ export class JournalGroup {
   }
 
   /**
-   * A checkpoint: flushes (the journal is durable up to now and the PVOL
-   * writes of its records are done), fdatasyncs the PVOLs, and only then
+   * A checkpoint: flushes (the journal is durable up to now), waits for the
+   * PVOL writes of its records, fdatasyncs the PVOLs, and only then
    * advances the applied pointer, so recovery redoes only what came after.
    * Runs by interval and by bytes journaled (OpenGroupOptions), before a
    * purge and at close. One at a time; a call while one runs queues one more.
@@ -574,9 +576,13 @@ export class JournalGroup {
 
   async #doCheckpoint(): Promise<void> {
     const run = (async () => {
+      // Every record up to `target` has its PVOL write among these (numbered and tracked in the same tick).
       const target = this.journal.allocSeq - 1n;
+      const applying = [...this.#inflight];
       const bytes = this.#sinceCheckpoint;
       await this.flush();
+      await Promise.allSettled(applying);
+      this.#checkUsable();
       await Promise.all(this.volumes.map((v) => v.sync()));
       // Made durable by the next journal sync (a flush, a purge, close): until then recovery redoes a little more.
       if (target > this.journal.appliedSeq) await this.journal.writeSuperblock({ appliedSeq: target }, false);
@@ -656,7 +662,7 @@ export class JournalGroup {
       if (this.#sinceCheckpoint >= this.#checkpointBytes && !this.#checkpoints.busy) this.checkpoint().catch(() => undefined);
     }
     if (this.#replyAfterJournal && !fua && this.#pvolBehind < this.#pvolLag) {
-      // The PVOL write goes on behind: reads wait for it (range order), flush waits for it, recovery redoes it.
+      // The PVOL write goes on behind: reads wait for it (range order), checkpoints wait for it, recovery redoes it.
       // Its data stays in memory until then, so the bytes behind are bounded: past the bound, writes wait as before.
       this.#pvolBehind += length;
       const all = Promise.all(applied);

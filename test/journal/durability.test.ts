@@ -56,6 +56,44 @@ describe('journal as the durability point', () => {
     }
   });
 
+  it('a flush does not wait for the PVOL writes behind the journal; a checkpoint and a read of the range do', async () => {
+    const g = await makeGroup(`${dir}/behind`, { a: 1 * MiB }, { journalSize: 8 * MiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0, replyAfterJournal: true });
+    const held = deferred();
+    try {
+      // Hold the PVOL write of the next 4 KiB write.
+      const vol = group.volumes[0]!;
+      const real = vol.writeBatched.bind(vol);
+      let reached = false;
+      vol.writeBatched = async (...args) => {
+        reached = true;
+        await held.promise;
+        return real(...args);
+      };
+      await group.write(0, 0, Buffer.alloc(4 * KiB, 9));
+      await until('the PVOL write to start', () => reached);
+      let flushed = false;
+      const flush = group.flush().then(() => { flushed = true; });
+      await until('the flush to be answered while the PVOL write is held', () => flushed);
+      await flush;
+      let read: Buffer | undefined;
+      const reading = group.read(0, 0, 4 * KiB).then((b) => { read = b; });
+      let checkpointed = false;
+      const cp = group.checkpoint().then(() => { checkpointed = true; });
+      // Both wait for the held write; the flush (journal fdatasync) already made the write durable.
+      expect(read).toBeUndefined();
+      expect(checkpointed).toBe(false);
+      expect(group.journal.appliedSeq).toBe(0n);
+      held.resolve();
+      await Promise.all([reading, cp]);
+      expect(read?.equals(Buffer.alloc(4 * KiB, 9))).toBe(true);
+      expect(group.journal.appliedSeq).toBe(1n);
+    } finally {
+      held.resolve();
+      await group.close();
+    }
+  });
+
   it('a purge never passes the applied pointer: it waits for the checkpoint', async () => {
     const g = await makeGroup(`${dir}/purge`, { a: 1 * MiB }, { journalSize: 8 * MiB });
     const group = await JournalGroup.open(g, { checkpointIntervalMs: 0, replyAfterJournal: true });
