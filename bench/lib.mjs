@@ -6,6 +6,12 @@ import { join } from 'node:path';
 
 export const MiB = 1024 * 1024;
 
+/**
+ * JSHIP_BENCH_SMOKE=1: every size and duration cut to a few seconds' worth, so that `npm test` can check
+ * that a benchmark still runs end to end and prints its figures (never how fast: its figures mean nothing).
+ */
+export const SMOKE = process.env.JSHIP_BENCH_SMOKE === '1';
+
 export function scratch(name) {
   const dir = mkdtempSync(join(process.env.JSHIP_BENCH_DIR ?? tmpdir(), `jship-bench-${name}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };

@@ -9,15 +9,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup } from '../dist/index.js';
-import { MiB, scratch, median } from './lib.mjs';
+import { MiB, SMOKE, scratch, median } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
-const SIZE = 1024 * MiB;
+const SIZE = (SMOKE ? 64 : 1024) * MiB;
 
 const JOBS = [
-  { name: '4 KiB randwrite qd32 ×2', args: ['--rw=randwrite', '--bs=4k', '--iodepth=32', '--numjobs=2', '--io_size=256M'], journal: 1024 * MiB },
-  { name: '1 MiB seqwrite qd8', args: ['--rw=write', '--bs=1M', '--iodepth=8', '--numjobs=1', '--io_size=1G'], journal: 1536 * MiB },
-  { name: '4 KiB randwrite qd1 fsync=1', args: ['--rw=randwrite', '--bs=4k', '--iodepth=1', '--numjobs=1', '--fsync=1', '--time_based', `--runtime=${process.env.JSHIP_BENCH_LATENCY_SECS ?? 10}`], journal: 1024 * MiB, latency: true },
+  { name: '4 KiB randwrite qd32 ×2', args: ['--rw=randwrite', '--bs=4k', '--iodepth=32', '--numjobs=2', `--io_size=${SMOKE ? '8M' : '256M'}`], journal: (SMOKE ? 64 : 1024) * MiB },
+  { name: '1 MiB seqwrite qd8', args: ['--rw=write', '--bs=1M', '--iodepth=8', '--numjobs=1', `--io_size=${SMOKE ? '32M' : '1G'}`], journal: (SMOKE ? 64 : 1536) * MiB },
+  { name: '4 KiB randwrite qd1 fsync=1', args: ['--rw=randwrite', '--bs=4k', '--iodepth=1', '--numjobs=1', '--fsync=1', '--time_based', `--runtime=${process.env.JSHIP_BENCH_LATENCY_SECS ?? (SMOKE ? 1 : 10)}`], journal: (SMOKE ? 64 : 1024) * MiB, latency: true },
 ];
 
 /**
@@ -66,7 +66,7 @@ async function runOnce(server, job) {
     spawnSync('sync');
     const r = spawnSync('fio', ['--name=bench', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, `--size=${SIZE}`, '--end_fsync=1',
       '--group_reporting', '--output-format=json', ...job.args], { encoding: 'utf8', maxBuffer: 1 << 26 });
-    if (r.status !== 0) throw new Error(`fio against ${server} failed: ${r.stderr}`);
+    if (r.status !== 0) throw new Error(`fio against ${server} failed: ${r.stderr}${(r.stdout ?? '').slice(0, Math.max(0, (r.stdout ?? '').indexOf('{')))}`);
     const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
     if (j.error !== 0) throw new Error(`fio against ${server}: error ${j.error}`);
     const rss = peakRssMiB(proc.pid);
@@ -85,7 +85,7 @@ async function runOnce(server, job) {
   }
 }
 
-export async function benchNbd({ runs = 2 } = {}) {
+export async function benchNbd({ runs = SMOKE ? 1 : 2 } = {}) {
   const results = [];
   for (const job of JOBS) {
     const got = {};

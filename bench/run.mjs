@@ -12,7 +12,7 @@ import { benchBwlimit } from './bwlimit.mjs';
 import { benchMount, benchMountMap } from './mount.mjs';
 import { benchParity, benchDigest } from './media.mjs';
 import { benchSustained } from './sustained.mjs';
-import { machine } from './lib.mjs';
+import { machine, SMOKE } from './lib.mjs';
 
 const only = process.argv[2];
 const benches = { append: benchAppend, tapes: benchTapes, restore: benchFullRestore, hotspot: benchHotSpot, rss: benchTapeRss, nbd: benchNbd, s3: benchS3, link: benchLink, bwlimit: benchBwlimit, mount: benchMount, mountmap: benchMountMap, parity: benchParity, digest: benchDigest, sustained: benchSustained };
@@ -53,5 +53,8 @@ for (const [name, fn] of Object.entries(benches)) {
     console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×${more}`);
   }
 }
-mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./out/results.json', import.meta.url), JSON.stringify({ machine: machine(), date: new Date().toISOString(), results: all }, null, 2));
+// A smoke run's figures mean nothing: they never replace a real run's results.
+if (!SMOKE) {
+  mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('./out/results.json', import.meta.url), JSON.stringify({ machine: machine(), date: new Date().toISOString(), results: all }, null, 2));
+}

@@ -10,10 +10,10 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand } from './lib.mjs';
+import { MiB, SMOKE, scratch, timeCommand } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
-const VOLUME = 4096 * MiB;
+const VOLUME = (SMOKE ? 256 : 4096) * MiB;
 
 function run(cmd, args) {
   return new Promise((resolve, reject) => {
@@ -39,12 +39,13 @@ function dd(file, mib) {
   return mib / secs;
 }
 
-export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUSTAINED_SECS ?? 60), every = Number(process.env.JSHIP_BENCH_EXPORT_EVERY_SECS ?? 10) } = {}) {
+export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUSTAINED_SECS ?? (SMOKE ? 4 : 60)), every = Number(process.env.JSHIP_BENCH_EXPORT_EVERY_SECS ?? (SMOKE ? 1 : 10)) } = {}) {
   const { dir, cleanup } = scratch('sustained');
   try {
     // The disk's rate first, to size the journal for about 20 s of writes at half of it.
-    const calib = dd(join(dir, 'calib.bin'), 1024);
-    const journal = Math.min(8192, Math.max(512, Math.round((20 * calib) / 2))) * MiB;
+    const calib = dd(join(dir, 'calib.bin'), SMOKE ? 64 : 1024);
+    // Smoke: a small journal, so that exports under journal pressure happen within seconds.
+    const journal = (SMOKE ? 64 : Math.min(8192, Math.max(512, Math.round((20 * calib) / 2)))) * MiB;
     const g = join(dir, 'g');
     await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: VOLUME }] }], journalSize: journal });
     const tapes = join(dir, 'tapes');

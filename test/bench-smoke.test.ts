@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const RUN = new URL('../bench/run.mjs', import.meta.url).pathname;
+
+/** `node bench/run.mjs NAME` with JSHIP_BENCH_SMOKE=1: its exit code and what it printed. */
+function bench(name: string, dir: string): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [RUN, name], { env: { ...process.env, JSHIP_BENCH_SMOKE: '1', JSHIP_BENCH_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+/**
+ * The capture benchmarks, run once on tiny data: they still run end to end
+ * against their peers and print every figure (never checked for speed). Both
+ * had broken unseen: fio's nbd engine refused the latency job's fdatasync,
+ * and the sustained bench's exports failed through the owner.
+ */
+describe('benchmarks still run (smoke, tiny data)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'jship-bench-smoke-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('nbd: each job against nbdkit and qemu-nbd, with a ratio, and the server\'s RSS', async () => {
+    const r = await bench('nbd', dir);
+    expect(r.code, `${r.out}\n${r.err}`).toBe(0);
+    for (const job of ['4 KiB randwrite qd32 ×2', '1 MiB seqwrite qd8', '4 KiB randwrite qd1 fsync=1']) {
+      for (const peer of ['nbdkit file', 'qemu-nbd']) expect(r.out).toMatch(new RegExp(`${job}.*${peer}.*ratio \\d+\\.\\d\\d×`));
+      expect(r.out).toContain(`${job}: server RSS`);
+    }
+    expect(r.out).toMatch(/flush p99 \d+\.\d+ ms/);
+  });
+
+  it('sustained: writes through serve while exports run, none refused, with its ratio to dd', async () => {
+    const r = await bench('sustained', dir);
+    expect(r.code, `${r.out}\n${r.err}`).toBe(0);
+    expect(r.out).toMatch(/sustained .* jship \d+\.\d MiB\/s \(([1-9]\d*) exports, .*fio errors 0, .*ratio \d+\.\d\d×/);
+  });
+});
