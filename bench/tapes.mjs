@@ -79,8 +79,8 @@ export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_
     const g = join(dir, 'g');
     await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: Math.ceil((records * 2112) / MiB + 128) * MiB }); // one record slot per 2 KiB of journal
     const group = await openGroup(g, { checkpointIntervalMs: 0 });
-    // Some data in the volume so that the base is not all zero chunks: 64 MiB of random.
-    for (let i = 0; i < 64; i++) await group.write(0, i * 64 * MiB, randomBytes(MiB));
+    // Some data in the volume so that the base is not all zero chunks: 64 MiB of random, spread over it.
+    for (let i = 0; i < 64; i++) await group.write(0, i * volumeGiB * 16 * MiB, randomBytes(MiB));
     const block = randomBytes(512);
     let next = 0;
     const size = volumeGiB * 1024 * MiB;

@@ -20,10 +20,11 @@ function bench(name: string, dir: string): Promise<{ code: number | null; out: s
 }
 
 /**
- * The capture benchmarks, run once on tiny data: they still run end to end
- * against their peers and print every figure (never checked for speed). Both
- * had broken unseen: fio's nbd engine refused the latency job's fdatasync,
- * and the sustained bench's exports failed through the owner.
+ * Benchmarks run once on tiny data: they still run end to end against their
+ * peers and print every figure (never checked for speed). The capture ones had
+ * broken unseen: fio's nbd engine refused the latency job's fdatasync, and the
+ * sustained bench's exports failed through the owner; the rss bench wrote past
+ * the end of any volume smaller than its 4 GiB default.
  */
 describe('benchmarks still run (smoke, tiny data)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'jship-bench-smoke-'));
@@ -37,11 +38,21 @@ describe('benchmarks still run (smoke, tiny data)', () => {
       expect(r.out).toContain(`${job}: server RSS`);
     }
     expect(r.out).toMatch(/flush p99 \d+\.\d+ ms/);
-  });
+  }, 300_000);
+
+  it('tapes, restore, rss, parity, digest: each runs on tiny data and prints its ratios or peak RSS', async () => {
+    for (const name of ['tapes', 'restore', 'rss', 'parity', 'digest']) {
+      const r = await bench(name, dir);
+      expect(r.code, `${name}: ${r.out}\n${r.err}`).toBe(0);
+      const figures = r.out.trim().split('\n').slice(1);
+      expect(figures.length, `${name}: ${r.out}`).toBeGreaterThan(0);
+      for (const line of figures) expect(line, name).toMatch(/ratio \d+\.\d\d×|peak RSS \d+ MiB/);
+    }
+  }, 300_000);
 
   it('sustained: writes through serve while exports run, none refused, with its ratio to dd', async () => {
     const r = await bench('sustained', dir);
     expect(r.code, `${r.out}\n${r.err}`).toBe(0);
     expect(r.out).toMatch(/sustained .* jship \d+\.\d MiB\/s \(([1-9]\d*) exports, .*fio errors 0, .*ratio \d+\.\d\d×/);
-  });
+  }, 300_000);
 });
