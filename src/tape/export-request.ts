@@ -148,11 +148,6 @@ export async function destinationFor(to: string, stdout?: Writable, s3: StoreSet
   return new FileDestination(to, readBack);
 }
 
-/**
- * Checks the request, then exports; progress is reported as (raw bytes done,
- * estimated total). `throttle`, when given, paces the tape bytes (its rate
- * may be changed while the export runs); else `req.bwlimit` makes one.
- */
 /** One tape of an export as reported: what its trailer says in a few fields, not its list of segments. */
 export interface ExportedTape {
   serial: number;
@@ -181,7 +176,12 @@ export function reportExport(r: ExportResult): ExportReport {
   };
 }
 
-/** Runs an export as asked (here, or in the owner for a CLI verb) and reports it. */
+/**
+ * Checks the request, then exports (here, or in the owner for a CLI verb)
+ * and reports it; progress is reported as (raw bytes done, estimated total).
+ * `throttle`, when given, paces the tape bytes (its rate may be changed while
+ * the export runs); else `req.bwlimit` makes one.
+ */
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportReport> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
   if (req.resyncFor !== undefined && req.base) throw new JshipError('USAGE', '--resync-for and --base: give one', { hint: 'a demoted site that asked for a resync gets the chunks it lacks; --base sends a full copy to everyone' });

@@ -301,15 +301,14 @@ export class MediaSetWriter {
     this.#tape ??= await this.#openTape(s.first.seq);
     // The trailer lists every segment and marker: it must stay below the format's frame limit.
     const markers = this.#tape.segments.reduce((n, x) => n + x.markers.length, 0) + s.markers.length;
-    if (this.#tape.segments.length > 0 && trailerReserve(this.#tape.segments.length + 1, markers, 0, this.#o.volumes.length) > MAX_TRAILER_BYTES) {
-      if (!this.#o.destination.splittable) {
-        throw new JshipError('TAPE_TOO_LARGE', `a tape written to ${this.#o.destination.where} can list at most about ${Math.floor(MAX_TRAILER_BYTES / 400)} segments in its trailer`, {
-          hint: 'export more often, or to a directory (where the export continues on a further tape of its media set)',
-        });
-      }
-      await this.#closeTape(false);
-      this.#tape = await this.#openTape(s.first.seq);
-    } else if (this.#tape.segments.length > 0 && this.#o.destination.splittable && this.#o.cutWhen?.(this.#tape.recordBytes) === true) {
+    const trailerFull = this.#tape.segments.length > 0 && trailerReserve(this.#tape.segments.length + 1, markers, 0, this.#o.volumes.length) > MAX_TRAILER_BYTES;
+    if (trailerFull && !this.#o.destination.splittable) {
+      throw new JshipError('TAPE_TOO_LARGE', `a tape written to ${this.#o.destination.where} can list at most about ${Math.floor(MAX_TRAILER_BYTES / 400)} segments in its trailer`, {
+        hint: 'export more often, or to a directory (where the export continues on a further tape of its media set)',
+      });
+    }
+    // The media set goes on on a further tape: the trailer is full, or the caller wants this one committed now.
+    if (trailerFull || (this.#tape.segments.length > 0 && this.#o.destination.splittable && this.#o.cutWhen?.(this.#tape.recordBytes) === true)) {
       await this.#closeTape(false);
       this.#tape = await this.#openTape(s.first.seq);
     }
