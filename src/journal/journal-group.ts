@@ -25,7 +25,7 @@ import type { PointDigest } from '../core/volume-digest.js';
 import {
   appendMarkerLog, groupPaths, readFence, readGroupConfig, readMarkerLog, writeFence, writeGroupConfig, type Fence, type MarkerEntry,
 } from './group-files.js';
-import { JournalVolume, type EncodedRecord, type JournalRecord } from './journal-volume.js';
+import { JournalVolume, READ_BATCH_BYTES, type EncodedRecord, type JournalRecord } from './journal-volume.js';
 import { DirLock } from '../io/dir-lock.js';
 import { RangeOrder } from './range-order.js';
 import { BaseRun, type BaseScope } from './base-reader.js';
@@ -1056,19 +1056,25 @@ export class JournalGroup {
   /**
    * The journal's records from `from` (default: journal-out) up to the last
    * one written, verified, in sequence order. Throws JOURNAL_PURGED when
-   * `from` is already purged.
+   * `from` is already purged. With `reuse`, the data is read into two
+   * buffers used in turn: a record's data is valid only until the loop asks
+   * for the record after the last of its batch — the caller copies what it
+   * keeps (the tape writer does) and no fresh memory is taken per batch.
    */
-  async *records(from?: bigint, opts: { batch?: number } = {}): AsyncGenerator<JournalRecord> {
+  async *records(from?: bigint, opts: { batch?: number; reuse?: boolean } = {}): AsyncGenerator<JournalRecord> {
     let seq = from ?? this.journal.outSeq;
     const batch = opts.batch ?? 256;
-    // The next batch is read while the caller works on this one.
-    let next = this.journal.readRecords(seq, batch);
+    const buffers = opts.reuse ? [Buffer.allocUnsafeSlow(READ_BATCH_BYTES), Buffer.allocUnsafeSlow(READ_BATCH_BYTES)] : [];
+    let turn = 0;
+    const read = (): Promise<JournalRecord[]> => this.journal.readRecords(seq, batch, READ_BATCH_BYTES, buffers[turn++ % 2]);
+    // The next batch is read while the caller works on this one (into the other buffer).
+    let next = read();
     for (;;) {
       this.#checkUsable();
       const recs = await next;
       if (recs.length === 0) return;
       seq += BigInt(recs.length);
-      next = this.journal.readRecords(seq, batch);
+      next = read();
       next.catch(() => undefined);
       for (const r of recs) yield r;
     }

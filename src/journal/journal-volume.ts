@@ -38,6 +38,8 @@ export const MARKER_RESERVE_SLOTS = 8n;
 export const MARKER_RESERVE_BYTES = 16n * 1024n;
 
 const SCAN_SLOTS = 1024;
+/** Data bytes readRecords takes at most in one call (past one record). */
+export const READ_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * The journal volume: one preallocated file holding a ring of 64-byte
@@ -267,8 +269,9 @@ export class JournalVolume {
   }
 
   /** Reads `length` bytes of the data ring from logical position `pos`. */
-  async readData(pos: bigint, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+  /** Reads `length` bytes of the data ring from `pos` (into `into` when it is large enough). */
+  async readData(pos: bigint, length: number, into?: Buffer): Promise<Buffer> {
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
     for (const piece of ringPieces(this.layout.dataOffset, this.layout.dataSize, pos, length)) {
       await readFully(this.#h, piece.len, piece.pos, buf, done);
@@ -280,9 +283,10 @@ export class JournalVolume {
   /**
    * Reads up to `max` verified records from `seq`, stopping at the written end
    * or before `maxBytes` of data. Throws JOURNAL_PURGED when `seq` is gone and
-   * JOURNAL_CORRUPT when a record fails its checks.
+   * JOURNAL_CORRUPT when a record fails its checks. With `into`, the data is
+   * read into it when it fits (the records' data are views of it).
    */
-  async readRecords(seq: bigint, max: number, maxBytes = 4 * 1024 * 1024): Promise<JournalRecord[]> {
+  async readRecords(seq: bigint, max: number, maxBytes = READ_BATCH_BYTES, into?: Buffer): Promise<JournalRecord[]> {
     this.#checkReadable(seq);
     const count = Number(bigMin(BigInt(max), this.writtenSeq - seq));
     if (count <= 0) return [];
@@ -298,7 +302,7 @@ export class JournalVolume {
     }
     const firstH = headers[0];
     if (!firstH) return [];
-    const data = bytes > 0 ? await this.readData(firstH.dataPos, bytes) : Buffer.alloc(0);
+    const data = bytes > 0 ? await this.readData(firstH.dataPos, bytes, into) : Buffer.alloc(0);
     // The ring may have been purged and reused while we read: check the range still holds.
     this.#checkReadable(seq);
     const out: JournalRecord[] = [];

@@ -107,6 +107,8 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
       ...(opts.keys ? { keys: opts.keys } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
       ...(onBytes ? { onBytes } : {}),
+      // Nothing of an item is kept but what is copied out of it here.
+      recycle: true,
     })) {
       if (item.type === 'segment') {
         const r0 = item.records[0];

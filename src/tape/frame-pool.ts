@@ -1,135 +1,86 @@
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { TarEntry } from './tar-entry.js';
+import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
+import { workerUrl } from '../io/worker-url.js';
+import type { TarEntry, Unframed } from './tar-entry.js';
 
-const require = createRequire(import.meta.url);
+export type { Unframed } from './tar-entry.js';
 
-// The worker is plain CommonJS run with `eval`, so that it works from the
-// compiled package and from the TypeScript sources under the test runner alike.
-// It packs tar entries with tar-stream, hashes segments and compresses each
-// frame with zstd; or decompresses a frame and takes its entries apart.
-const WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const zstd = require(workerData.zstdPath);
-const tar = require(workerData.tarPath);
-const c = new zstd.Compressor();
-c.setParameters({ compressionLevel: workerData.level, checksumFlag: true, contentSizeFlag: true });
-const d = new zstd.Decompressor();
-const EOF = 1024;
-function pack(entries, mtime) {
-  return new Promise((resolve, reject) => {
-    const p = tar.pack();
-    const chunks = [];
-    p.on('data', (x) => chunks.push(x));
-    p.on('end', () => resolve(Buffer.concat(chunks)));
-    p.on('error', reject);
-    for (const e of entries) p.entry({ name: e.name, size: e.content.length, mode: 0o644, mtime, uname: 'jship', gname: 'jship' }, e.content);
-    p.finalize();
-  });
+/** What each frame worker is started with. */
+export interface FrameWorkerData {
+  level: number;
 }
-async function frame(m) {
-  const entries = m.entries.map((e) => ({ name: e.name, content: Buffer.from(e.content) }));
-  let sha256 = null;
-  if (m.hashFirst) {
-    const first = entries[0];
-    sha256 = createHash('sha256').update(first.content).digest('hex');
-    entries.push({ name: first.name.replace(/\\.jrs$/, '.sha256'), content: Buffer.from(sha256 + '  ' + first.name + '\\n') });
+
+/** A message to a frame worker (frame.worker.ts). Buffers are transferred; `length` is what of each is used. */
+export type FrameRequest =
+  | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean }
+  | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer };
+
+/** A frame worker's answer; `spent` hands the request's buffers back, to be used again. */
+export type FrameReply =
+  | { id: number; op: 'frame'; buf: ArrayBuffer; sha256: string | null; spent: ArrayBuffer[] }
+  | {
+    id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
+    entries: Array<{ name: string; offset: number; length: number; sha256?: string }>;
   }
-  const all = await pack(entries, new Date(m.mtime));
-  return { out: c.compress(m.eof ? all : all.subarray(0, all.length - EOF)), sha256 };
-}
-async function unframe(m) {
-  const bytes = d.decompress(Buffer.from(m.buf));
-  const entries = [];
-  const x = tar.extract();
-  const done = (async () => {
-    for await (const e of x) {
-      const parts = [];
-      for await (const c of e) parts.push(c);
-      const content = Buffer.concat(parts);
-      // Segments are hashed here, off the reader's thread.
-      entries.push({ name: e.header.name, content, sha256: e.header.name.endsWith('.jrs') ? createHash('sha256').update(content).digest('hex') : undefined });
-    }
-  })();
-  x.end(Buffer.concat([bytes, Buffer.alloc(EOF)]));
-  await done;
-  const tail = bytes.subarray(Math.max(0, bytes.length - EOF));
-  return {
-    entries,
-    allZero: entries.length === 0 && bytes.every((b) => b === 0),
-    endsWithEof: bytes.length >= EOF && tail.every((b) => b === 0),
-  };
-}
-function own(b) {
-  // Small buffers come from Node's shared pool: copy them rather than hand over the pool.
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b.buffer : b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-}
-// Frame buffers live outside the JS heap, where V8 collects late (after tens of MiB
-// per thread): collect every few frames, so that memory stays bounded.
-require('node:v8').setFlagsFromString('--expose-gc');
-const collect = require('node:vm').runInNewContext('gc');
-let jobs = 0;
-parentPort.on('message', async (m) => {
-  if (++jobs % 2 === 0) collect({ type: 'minor' });
-  try {
-    if (m.op === 'unframe') {
-      const r = await unframe(m);
-      const entries = r.entries.map((e) => ({ name: e.name, content: own(e.content), sha256: e.sha256 }));
-      parentPort.postMessage({ id: m.id, entries, allZero: r.allZero, endsWithEof: r.endsWithEof }, entries.map((e) => e.content));
-      return;
-    }
-    const r = await frame(m);
-    // Hand the output over without a copy when it owns its memory.
-    const whole = r.out.byteOffset === 0 && r.out.byteLength === r.out.buffer.byteLength;
-    const ab = whole ? r.out.buffer : r.out.buffer.slice(r.out.byteOffset, r.out.byteOffset + r.out.byteLength);
-    parentPort.postMessage({ id: m.id, buf: ab, sha256: r.sha256 }, [ab]);
-  } catch (e) {
-    parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
-  }
-});
-`;
+  | { id: number; op: 'error'; error: string; code: unknown; spent: ArrayBuffer[] };
 
 interface Result {
   buf: Buffer;
   sha256: string | null;
 }
 
-/** A frame taken apart: its tar entries, and whether it ended the archive (or was padding). */
-export interface Unframed {
-  entries: TarEntry[];
-  allZero: boolean;
-  endsWithEof: boolean;
-}
-
 interface Job {
-  msg: Record<string, unknown>;
+  msg: FrameRequest;
   transfer: ArrayBuffer[];
-  resolve: (r: Reply) => void;
+  resolve: (r: FrameReply) => void;
   reject: (e: Error) => void;
 }
 
-interface Reply {
-  buf?: ArrayBuffer;
-  sha256?: string | null;
-  entries?: Array<{ name: string; content: ArrayBuffer; sha256?: string }>;
-  allZero?: boolean;
-  endsWithEof?: boolean;
+/**
+ * Room a frame's buffer keeps after its content: padding to a block, the
+ * hash entry (a header and one block: a sha256sum line for a name of up to
+ * 100 bytes) and the end-of-archive.
+ */
+const FRAME_TAIL = TAR_BLOCK - 1 + 2 * TAR_BLOCK + TAR_EOF_BYTES;
+
+/**
+ * One frame's content, gathered in the memory a worker packs it in: the
+ * content starts after room for its tar header and ends with room for what
+ * follows it (FRAME_TAIL), so that the worker packs and compresses it in
+ * place, with no copy. Taken from the pool (`content`), handed back by `frame`.
+ */
+export class FrameContent {
+  readonly buf: ArrayBuffer;
+  /** Content bytes written so far. */
+  length = 0;
+
+  constructor(buf: ArrayBuffer) {
+    this.buf = buf;
+  }
+
+  /** The most content it holds. */
+  get capacity(): number {
+    return this.buf.byteLength - TAR_BLOCK - FRAME_TAIL;
+  }
+
+  /** The content area, from `start` (default 0) to `end` (default: the content's length). */
+  view(start = 0, end = this.length): Buffer {
+    return Buffer.from(this.buf, TAR_BLOCK + start, end - start);
+  }
+
+  /** Appends bytes; false (nothing written) when they do not fit. */
+  append(bytes: Uint8Array): boolean {
+    if (this.length + bytes.length > this.capacity) return false;
+    new Uint8Array(this.buf, TAR_BLOCK + this.length, bytes.length).set(bytes);
+    this.length += bytes.length;
+    return true;
+  }
 }
 
-/** Copies into an ArrayBuffer of its own, to be handed to a worker without another copy. */
-function owned(parts: Uint8Array[]): ArrayBuffer {
-  const len = parts.reduce((n, p) => n + p.length, 0);
-  const ab = new ArrayBuffer(len);
-  const view = new Uint8Array(ab);
-  let off = 0;
-  for (const p of parts) {
-    view.set(p, off);
-    off += p.length;
-  }
-  return ab;
-}
+/** Buffers of at least this size are kept for reuse once a worker hands them back (fresh memory costs page faults). */
+const SPARE_MIN = 64 * 1024;
+const SPARE_BYTES = 40 * 1024 * 1024;
 
 /**
  * Worker threads that make and unmake tape frames: each segment is an
@@ -141,20 +92,25 @@ export class FramePool {
   readonly #workers: Worker[] = [];
   readonly #busy = new Map<Worker, Job>();
   readonly #queue: Job[] = [];
+  /** Buffers handed back by the workers, smallest first. */
+  readonly #spares: ArrayBuffer[] = [];
+  #spareBytes = 0;
   #next = 0;
   #closed = false;
 
   constructor(opts: { threads?: number; level?: number } = {}) {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism()));
-    const workerData = { zstdPath: require.resolve('zstd-napi'), tarPath: require.resolve('tar-stream'), level: opts.level ?? 1 };
+    const workerData: FrameWorkerData = { level: opts.level ?? 1 };
+    const url = workerUrl(import.meta.url, './frame.worker.js');
     for (let i = 0; i < n; i++) {
-      const w = new Worker(WORKER, { eval: true, workerData, execArgv: [] });
+      const w = new Worker(url, { workerData, execArgv: [] });
       w.unref();
-      w.on('message', (m: Reply & { error?: string }) => {
+      w.on('message', (m: FrameReply) => {
         const job = this.#busy.get(w);
         this.#busy.delete(w);
+        for (const b of m.spent) this.#keep(b);
         if (job) {
-          if (m.error !== undefined || (!m.buf && !m.entries)) job.reject(new Error(`zstd: ${m.error ?? 'no output'}`));
+          if (m.op === 'error') job.reject(new Error(`zstd: ${m.error}`));
           else job.resolve(m);
         }
         this.#dispatch();
@@ -168,31 +124,69 @@ export class FramePool {
     }
   }
 
+  /** Memory for a frame of up to `bytes` bytes of content (one handed back earlier when one is large enough). */
+  content(bytes: number): FrameContent {
+    return new FrameContent(this.#take(TAR_BLOCK + bytes + FRAME_TAIL));
+  }
+
   /**
-   * One compressed frame holding tar entries (made by tar-stream). With
-   * `hashFirst`, the first entry's SHA-256 is computed and added as a second
-   * entry in sha256sum's format. With `eof`, the tar end-of-archive follows.
+   * One compressed frame holding one tar entry, `name`, of `content`
+   * (memory from `content()`, handed over: not to be used again; or pieces,
+   * copied). With `hashed`, its SHA-256 is computed and follows as a second
+   * entry in sha256sum's format (a segment's .sha256 beside its .jrs). With
+   * `eof`, the tar end-of-archive follows.
    */
-  async frame(entries: Array<{ name: string; content: Uint8Array[] }>, opts: { mtime: Date; hashFirst?: boolean; eof?: boolean }): Promise<Result> {
-    const list = entries.map((e) => ({ name: e.name, content: owned(e.content) }));
-    const r = await this.#submit({ op: 'frame', entries: list, mtime: opts.mtime.getTime(), hashFirst: opts.hashFirst ?? false, eof: opts.eof ?? false }, list.map((e) => e.content));
-    return { buf: Buffer.from(r.buf as ArrayBuffer), sha256: r.sha256 ?? null };
+  async frame(name: string, content: FrameContent | readonly Uint8Array[], opts: { mtime: Date; hashed?: boolean; eof?: boolean }): Promise<Result> {
+    let c: FrameContent;
+    if (content instanceof FrameContent) {
+      c = content;
+    } else {
+      c = this.content(content.reduce((n, p) => n + p.length, 0));
+      for (const p of content) c.append(p);
+    }
+    const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false }, [c.buf]);
+    if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
+    return { buf: Buffer.from(r.buf), sha256: r.sha256 };
   }
 
-  /** Decompresses a frame and takes its tar entries apart (tar-stream), off the main thread. */
-  async unframe(frame: Buffer): Promise<Unframed> {
-    const buf = owned([frame]);
-    const r = await this.#submit({ op: 'unframe', buf }, [buf]);
-    return {
-      entries: (r.entries ?? []).map((e) => ({ name: e.name, content: Buffer.from(e.content), ...(e.sha256 ? { sha256: e.sha256 } : {}) })),
-      allZero: r.allZero ?? false,
-      endsWithEof: r.endsWithEof ?? false,
-    };
+  /**
+   * Decompresses a frame and takes its tar entries apart, off the main
+   * thread. With `recycle` (the frame's content size, from its header), it
+   * is decompressed into memory used before, and `release` hands that memory
+   * back once nothing refers to the entries any more (their contents are
+   * views of it).
+   */
+  async unframe(frame: Buffer, opts: { recycle?: number } = {}): Promise<Unframed & { release?: () => void }> {
+    const buf = this.#take(frame.length);
+    new Uint8Array(buf).set(frame);
+    const out = opts.recycle !== undefined && opts.recycle >= SPARE_MIN ? this.#take(opts.recycle) : undefined;
+    const r = await this.#submit({ id: 0, op: 'unframe', buf, length: frame.length, ...(out ? { out } : {}) }, out ? [buf, out] : [buf]);
+    if (r.op !== 'unframe') throw new Error('frame worker answered out of turn');
+    const entries: TarEntry[] = r.entries.map((e) => ({ name: e.name, content: Buffer.from(r.bytes, r.bytesOffset + e.offset, e.length), ...(e.sha256 ? { sha256: e.sha256 } : {}) }));
+    return { entries, allZero: r.allZero, endsWithEof: r.endsWithEof, ...(out ? { release: () => this.#keep(r.bytes) } : {}) };
   }
 
-  #submit(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> {
+  /** A buffer of at least `bytes` bytes: one handed back earlier when one is large enough. */
+  #take(bytes: number): ArrayBuffer {
+    const i = bytes >= SPARE_MIN ? this.#spares.findIndex((b) => b.byteLength >= bytes) : -1;
+    if (i < 0) return new ArrayBuffer(bytes);
+    const buf = this.#spares.splice(i, 1)[0] as ArrayBuffer;
+    this.#spareBytes -= buf.byteLength;
+    return buf;
+  }
+
+  #keep(b: ArrayBuffer): void {
+    if (b.byteLength < SPARE_MIN || this.#closed) return;
+    this.#spares.push(b);
+    this.#spares.sort((x, y) => x.byteLength - y.byteLength);
+    this.#spareBytes += b.byteLength;
+    // The largest go first: a bounded amount of memory waits for reuse.
+    while (this.#spareBytes > SPARE_BYTES) this.#spareBytes -= (this.#spares.pop() as ArrayBuffer).byteLength;
+  }
+
+  #submit(msg: FrameRequest, transfer: ArrayBuffer[]): Promise<FrameReply> {
     if (this.#closed) return Promise.reject(new Error('frame pool is closed'));
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<FrameReply>((resolve, reject) => {
       this.#queue.push({ msg, transfer, resolve, reject });
       this.#dispatch();
     });
@@ -210,6 +204,7 @@ export class FramePool {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#spares.length = 0;
     for (const job of this.#queue.splice(0)) job.reject(new Error('frame pool closed'));
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }

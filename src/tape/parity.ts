@@ -1,5 +1,5 @@
-import tar from 'tar-stream';
 import { JshipError } from '../core/errors.js';
+import { tarPieces } from './tar-entry.js';
 import { ZSTD_MAGIC } from '../core/zstd-frames.js';
 import { MAX_SHARDS } from '../core/reed-solomon.js';
 
@@ -113,7 +113,6 @@ export function checkParityRefs(v: unknown, where: string): ParityFrameRef[] {
 }
 
 const MAX_RAW_BLOCK = 128 * 1024;
-const TAR_EOF = 1024;
 
 /**
  * The parity frame: its header and its shards as two tar entries, in a
@@ -122,24 +121,11 @@ const TAR_EOF = 1024;
  * checksum: the header's hashes cover it), so a lost parity frame is made
  * again, byte for byte, from the frames of its group.
  */
-export async function parityFrame(h: ParityHeader, shards: ReadonlyArray<Uint8Array>): Promise<Buffer> {
-  const body = await packTar([
-    { name: parityJsonName(h.number), content: encodeParityHeader(h) },
-    { name: parityBinName(h.number), content: Buffer.concat(shards) },
-  ]);
-  return rawZstdFrame(body.subarray(0, body.length - TAR_EOF));
-}
-
-function packTar(entries: Array<{ name: string; content: Buffer }>): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const p = tar.pack();
-    const chunks: Buffer[] = [];
-    p.on('data', (x: unknown) => chunks.push(x as Buffer));
-    p.on('end', () => resolve(Buffer.concat(chunks)));
-    p.on('error', reject);
-    for (const e of entries) p.entry({ name: e.name, size: e.content.length, mode: 0o644, mtime: new Date(0), uname: 'jship', gname: 'jship' }, e.content);
-    p.finalize();
-  });
+export function parityFrame(h: ParityHeader, shards: ReadonlyArray<Uint8Array>): Buffer {
+  return rawZstdFrame(Buffer.concat(tarPieces([
+    { name: parityJsonName(h.number), content: [encodeParityHeader(h)] },
+    { name: parityBinName(h.number), content: shards },
+  ], { mtime: new Date(0), eof: false })));
 }
 
 /** A zstd frame of raw blocks (RFC 8878): single segment, 8-byte content size, no checksum. */

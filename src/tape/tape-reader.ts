@@ -30,8 +30,18 @@ export interface ReadTapeOptions {
   keys?: KeyRing;
   /** Decompresses on worker threads when given. */
   pool?: FramePool;
-  /** Called with every byte of the file as it is read (to hash or copy it). */
+  /**
+   * Called with every byte of the file as it is read (to hash or copy it), in
+   * order; the next chunk is read while one call is still running (its
+   * synchronous part runs at once). A call that throws ends the read with its error.
+   */
   onBytes?: (chunk: Buffer) => void | Promise<void>;
+  /**
+   * Decompress into memory used again from frame to frame (with a pool): an
+   * item's records and contents are valid only until the loop asks for the
+   * next item. For callers that keep nothing of them but what they copy.
+   */
+  recycle?: boolean;
   /** Skip decrypting and parsing records: check frames, entries and hashes only. */
   structureOnly?: boolean;
 }
@@ -44,11 +54,12 @@ export interface TapeProgress {
   offset: number;
 }
 
-const READ_AHEAD = 2;
+/** Frames being decompressed (on the pool) while the next ones are read. */
+const READ_AHEAD = 4;
 
 /**
  * Reads a tape as it streams in: frame by frame (boundaries from the zstd
- * block headers), each frame one tar entry (decoded by tar-stream), each
+ * block headers), each frame one tar entry (core/tar-header.ts), each
  * segment checked against its SHA-256, decrypted and authenticated when the
  * tape is encrypted, and every record's CRCs verified. Yields the label,
  * each segment and the trailer. A premature end is TAPE_TRUNCATED, any
@@ -199,16 +210,22 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   let bufStart = 0; // file offset of buf[0]
   let want = 0;
   // Frames cut from the stream wait here compressed; at most READ_AHEAD are being decompressed.
-  const cutFrames: Array<{ offset: number; length: number; frame: Buffer }> = [];
-  const pending: Array<{ offset: number; length: number; out: Promise<Unframed> }> = [];
-  const decode = (frame: Buffer, offset: number): Promise<Unframed> => {
-    if (opts.pool) return opts.pool.unframe(frame);
-    return unframe(frame, `${opts.where} at byte ${offset}`);
+  const cutFrames: Array<{ offset: number; length: number; frame: Buffer; contentSize: number }> = [];
+  const pending: Array<{ offset: number; length: number; out: Promise<Unframed & { release?: () => void }> }> = [];
+  /** Hands the memory of the item last yielded back to the pool (with `recycle`). */
+  let release: (() => void) | undefined;
+  const decode = (frame: Buffer, offset: number, contentSize: number): Promise<Unframed & { release?: () => void }> => {
+    if (opts.pool) return opts.pool.unframe(frame, opts.recycle ? { recycle: contentSize } : {});
+    try {
+      return Promise.resolve(unframe(frame, `${opts.where} at byte ${offset}`));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   };
   const startDecoding = (): void => {
     while (pending.length < READ_AHEAD && cutFrames.length > 0) {
-      const f = cutFrames.shift() as { offset: number; length: number; frame: Buffer };
-      const out = decode(f.frame, f.offset);
+      const f = cutFrames.shift() as { offset: number; length: number; frame: Buffer; contentSize: number };
+      const out = decode(f.frame, f.offset, f.contentSize);
       out.catch(() => undefined);
       pending.push({ offset: f.offset, length: f.length, out });
     }
@@ -217,9 +234,10 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     startDecoding();
     const p = pending.shift();
     if (!p) return undefined;
-    let frame: Unframed;
+    let frame: Unframed & { release?: () => void };
     try {
       frame = await p.out;
+      release = frame.release;
     } catch (e) {
       if (isJshipError(e)) throw e;
       return fail('TAPE_DAMAGED', `frame at byte ${p.offset} does not decompress (${(e as Error).message})`, 'the tape is damaged at this point; the records before it were verified', e);
@@ -253,29 +271,47 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
         damaged = `the frame at byte ${bufStart} is not read: ${tooBig}`;
         return;
       }
-      cutFrames.push({ offset: bufStart, length: s.length, frame: buf.subarray(0, s.length) });
+      cutFrames.push({ offset: bufStart, length: s.length, frame: buf.subarray(0, s.length), contentSize: s.contentSize ?? 0 });
       buf = buf.subarray(s.length);
       bufStart += s.length;
       want = 0;
     }
   };
 
-  for await (const chunk of source) {
-    const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (opts.onBytes) await opts.onBytes(c);
-    parts.push(c);
-    partsLen += c.length;
-    if (buf.length + partsLen < want) continue;
-    buf = Buffer.concat([buf, ...parts]);
-    parts.length = 0;
-    partsLen = 0;
-    cut();
-    startDecoding();
-    while (cutFrames.length > 0) {
-      const item = await drainOne();
-      if (item) yield item;
+  // One onBytes call runs while the next chunk is read and its frames decoded.
+  let handing: Promise<void> | undefined;
+  const handOn = async (c: Buffer): Promise<void> => {
+    if (!opts.onBytes) return;
+    await handing;
+    const h = Promise.resolve(opts.onBytes(c));
+    h.catch(() => undefined);
+    handing = h;
+  };
+  try {
+    for await (const chunk of source) {
+      const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      await handOn(c);
+      parts.push(c);
+      partsLen += c.length;
+      if (buf.length + partsLen < want) continue;
+      buf = Buffer.concat([buf, ...parts]);
+      parts.length = 0;
+      partsLen = 0;
+      cut();
+      startDecoding();
+      // Frames are handled until READ_AHEAD are left decoding: the next chunk is read meanwhile.
+      while (cutFrames.length > 0 || pending.length >= READ_AHEAD) {
+        const item = await drainOne();
+        if (item) yield item;
+        release?.();
+        release = undefined;
+      }
+      if (damaged) break;
     }
-    if (damaged) break;
+    await handing;
+  } finally {
+    // Never left running behind the reader (its caller closes what it writes to).
+    await handing?.catch(() => undefined);
   }
   if (partsLen > 0 && !damaged) {
     buf = Buffer.concat([buf, ...parts]);
@@ -284,6 +320,8 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   while (pending.length > 0 || cutFrames.length > 0) {
     const item = await drainOne();
     if (item) yield item;
+    release?.();
+    release = undefined;
   }
   if (damaged) fail('TAPE_DAMAGED', damaged, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
   if (!label) {

@@ -13,7 +13,7 @@ import {
 } from './label.js';
 import { tapeName } from './tape-name.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
-import type { FramePool } from './frame-pool.js';
+import type { FrameContent, FramePool } from './frame-pool.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import { encodeParity } from '../core/reed-solomon.js';
 import { groupFits, parityFrame, parityJsonName, parityShards, type GroupFrame, type ParityFrameRef } from './parity.js';
@@ -132,7 +132,8 @@ export class MediaSetWriter {
   #index = 0;
   #segNo = 0;
   #kind: SegmentKind | undefined;
-  #parts: Uint8Array[] = [];
+  /** The open segment's bytes: its header's room, then the records, copied in as they are added. */
+  #content: FrameContent | undefined;
   #partBytes = 0;
   #headers: RecordHeader[] = [];
   #markers: MarkerInfo[] = [];
@@ -164,13 +165,19 @@ export class MediaSetWriter {
     return this.#written;
   }
 
-  /** Adds one record (its encoded 64-byte header and its data) to the current segment. */
+  /**
+   * Adds one record (its encoded 64-byte header and its data) to the current
+   * segment. Both are copied before it returns: the caller may reuse them.
+   */
   async add(kind: SegmentKind, header: RecordHeader, encoded: Buffer, data: Uint8Array): Promise<void> {
     if (this.#failed) throw this.#failed;
     if (this.#kind !== undefined && (kind !== this.#kind || this.#partBytes + RECORD_SIZE + data.length > this.#segmentBytes)) await this.#seal();
     this.#kind = kind;
-    this.#parts.push(encoded);
-    if (data.length > 0) this.#parts.push(data);
+    // Room for the segment's header, and for the largest of its records.
+    this.#content ??= this.#o.pool.content(SEGMENT_HEADER_SIZE + Math.max(this.#segmentBytes, RECORD_SIZE + data.length));
+    this.#content.length = Math.max(this.#content.length, SEGMENT_HEADER_SIZE);
+    this.#content.append(encoded);
+    this.#content.append(data);
     this.#partBytes += RECORD_SIZE + data.length;
     this.#headers.push(header);
     this.#dataBytes += data.length;
@@ -198,20 +205,20 @@ export class MediaSetWriter {
   }
 
   async #seal(): Promise<void> {
-    if (this.#headers.length === 0 || this.#kind === undefined) return;
-    const parts = this.#parts;
+    if (this.#headers.length === 0 || this.#kind === undefined || !this.#content) return;
+    const content = this.#content;
     const headers = this.#headers;
     const kind = this.#kind;
     const dataBytes = this.#dataBytes;
     const markers = this.#markers;
     this.#markers = [];
     this.#raw += this.#partBytes;
-    this.#parts = [];
+    this.#content = undefined;
     this.#partBytes = 0;
     this.#headers = [];
     this.#dataBytes = 0;
     const number = ++this.#segNo;
-    const p = this.#sealSegment(number, kind, parts, headers, dataBytes, markers);
+    const p = this.#sealSegment(number, kind, content, headers, dataBytes, markers);
     p.catch(() => undefined);
     this.#sealing.push(p);
     this.#o.onProgress?.(this.#raw);
@@ -219,9 +226,9 @@ export class MediaSetWriter {
     await this.#waitBelow(MAX_SEALS_IN_FLIGHT);
   }
 
-  async #sealSegment(number: number, kind: SegmentKind, parts: Uint8Array[], headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
+  async #sealSegment(number: number, kind: SegmentKind, content: FrameContent, headers: RecordHeader[], dataBytes: number, markers: MarkerInfo[]): Promise<Sealed> {
     const name = segmentName(number);
-    const bodyBytes = parts.reduce((n, p) => n + p.length, 0);
+    const bodyBytes = content.length - SEGMENT_HEADER_SIZE;
     const first = headers[0] as RecordHeader;
     const last = headers[headers.length - 1] as RecordHeader;
     const key = this.#o.key;
@@ -238,9 +245,13 @@ export class MediaSetWriter {
       mediaSetId: this.#mediaSetId,
       groupId: this.#o.groupId,
     });
-    const payload = key ? [encryptPayload(key, Buffer.concat(parts), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []))] : parts;
+    const body: FrameContent | Uint8Array[] = key
+      ? [sh, encryptPayload(key, content.view(SEGMENT_HEADER_SIZE), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []))]
+      : content;
+    if (!key) content.view(0, SEGMENT_HEADER_SIZE).set(sh);
+    const segmentBytes = key ? sh.length + (body as Uint8Array[])[1]!.length : content.length;
     // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
-    const { buf: frame, sha256 } = await this.#o.pool.frame([{ name, content: [sh, ...payload] }], { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashFirst: true });
+    const { buf: frame, sha256 } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
     const info: SegmentInfo = {
       name,
       kind: kind === SegmentKind.Base ? 'base' : 'update',
@@ -250,7 +261,7 @@ export class MediaSetWriter {
       lastSeq: last.seq.toString(),
       firstTs: first.timestamp.toString(),
       lastTs: last.timestamp.toString(),
-      bytes: sh.length + payload.reduce((n, p) => n + p.length, 0),
+      bytes: segmentBytes,
     };
     return {
       info, frame, kind, markers, records: headers.length, dataBytes,
@@ -351,7 +362,7 @@ export class MediaSetWriter {
       ...(this.#o.epochs && this.#o.epochs.length > 0 ? { epochs: this.#o.epochs } : {}),
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
-    const { buf: frame } = await this.#o.pool.frame([{ name: LABEL_NAME, content: [encodeJson(label)] }], { mtime: this.#env.now() });
+    const { buf: frame } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
     const tape: OpenTape = {
       serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
@@ -369,7 +380,7 @@ export class MediaSetWriter {
     // The digests of the points whose markers this tape holds (an export waits for one still being computed).
     const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
     if (digests.length > 0) trailer.digests = digests;
-    const { buf: frame } = await this.#o.pool.frame([{ name: TRAILER_NAME, content: [encodeJson(trailer)] }], { mtime: this.#env.now(), eof: true });
+    const { buf: frame } = await this.#o.pool.frame(TRAILER_NAME, [encodeJson(trailer)], { mtime: this.#env.now(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);

@@ -1,9 +1,10 @@
-import tar from 'tar-stream';
-import { decompress } from 'zstd-napi';
 import { JshipError } from '../core/errors.js';
+import { TAR_EOF_BYTES, encodeTarHeader, splitTar, tarEntryBytes, tarPadding } from '../core/tar-header.js';
+import { decompressFrame } from './zstd.js';
 
 /** The end-of-archive marker: two zero blocks. */
-export const TAR_EOF = Buffer.alloc(1024);
+export const TAR_EOF = Buffer.alloc(TAR_EOF_BYTES);
+const ZEROS = Buffer.alloc(512);
 
 export interface TarEntry {
   name: string;
@@ -12,47 +13,73 @@ export interface TarEntry {
   sha256?: string;
 }
 
-/** Decodes the tar entries of one frame with tar-stream's extractor (zero blocks end them). */
-export async function decodeEntries(bytes: Buffer, where: string): Promise<TarEntry[]> {
-  const extract = tar.extract();
-  const entries: TarEntry[] = [];
-  const done = (async () => {
-    for await (const entry of extract) {
-      const parts: Buffer[] = [];
-      for await (const c of entry) parts.push(c as Buffer);
-      entries.push({ name: entry.header.name, content: Buffer.concat(parts) });
-    }
-  })();
-  extract.end(Buffer.concat([bytes, TAR_EOF]));
-  try {
-    await done;
-  } catch (e) {
-    throw new JshipError('TAPE_DAMAGED', `${where}: not tar entries (${(e as Error).message})`, { hint: 'the tape is damaged or not a jship tape', cause: e });
+/** An entry to pack: its content may come in pieces (written in order, never joined). */
+export interface TarPackEntry {
+  name: string;
+  content: readonly Uint8Array[];
+}
+
+/** The bytes `entries` take packed (and the end-of-archive with `eof`). */
+export function tarBytes(entries: ReadonlyArray<{ name: string; size: number }>, eof: boolean): number {
+  return entries.reduce((n, e) => n + tarEntryBytes(e.size), 0) + (eof ? TAR_EOF_BYTES : 0);
+}
+
+/**
+ * The pieces of a tar archive holding `entries` (headers, the content
+ * pieces as given, padding): handed to a compressor one by one, so that no
+ * entry is copied to be packed. jship's entries are regular files, mode
+ * 0644, owned by jship:jship, all with the same mtime.
+ */
+export function tarPieces(entries: readonly TarPackEntry[], o: { mtime: Date; eof: boolean }): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const mtime = Math.floor(o.mtime.getTime() / 1000);
+  for (const e of entries) {
+    const size = e.content.reduce((n, p) => n + p.length, 0);
+    out.push(encodeTarHeader({ name: e.name, size, mtime }), ...e.content);
+    const pad = tarPadding(size);
+    if (pad > 0) out.push(ZEROS.subarray(0, pad));
   }
-  return entries;
+  if (o.eof) out.push(TAR_EOF);
+  return out;
+}
+
+/** Decodes the tar entries of one frame's bytes (zero blocks are skipped); contents are views of `bytes`. */
+export function decodeEntries(bytes: Buffer, where: string): TarEntry[] {
+  const r = splitTar(bytes);
+  if (!Array.isArray(r)) throw new JshipError('TAPE_DAMAGED', `${where}: not tar entries (${r.error})`, { hint: 'the tape is damaged or not a jship tape' });
+  return r;
+}
+
+/** What a frame holds once taken apart. */
+export interface Unframed {
+  entries: TarEntry[];
+  /** No entries, only zeros (padding after the end-of-archive). */
+  allZero: boolean;
+  /** The tar end-of-archive ends it. */
+  endsWithEof: boolean;
 }
 
 /** Takes a decompressed frame apart on this thread (the pool does the same on a worker). */
-export async function unframeBytes(bytes: Buffer, where: string): Promise<{ entries: TarEntry[]; allZero: boolean; endsWithEof: boolean }> {
-  const entries = await decodeEntries(bytes, where);
+export function unframeBytes(bytes: Buffer, where: string): Unframed {
+  const entries = decodeEntries(bytes, where);
   return {
     entries,
     allZero: entries.length === 0 && bytes.every((b) => b === 0),
-    endsWithEof: bytes.length >= TAR_EOF.length && bytes.subarray(bytes.length - TAR_EOF.length).every((b) => b === 0),
+    endsWithEof: bytes.length >= TAR_EOF_BYTES && bytes.subarray(bytes.length - TAR_EOF_BYTES).every((b) => b === 0),
   };
 }
 
 /**
  * A tape frame taken apart on this thread: zstd-decompressed, then its tar
- * entries. The one place jship decompresses outside the frame pool (whose
- * workers load the same zstd-napi by path); a frame that does not
- * decompress rejects.
+ * entries. A frame that does not decompress throws a plain Error (the
+ * caller says where and what it means); one that is not tar entries is
+ * TAPE_DAMAGED.
  */
-export async function unframe(frame: Uint8Array, where: string): Promise<{ entries: TarEntry[]; allZero: boolean; endsWithEof: boolean }> {
-  return unframeBytes(decompress(frame), where);
+export function unframe(frame: Uint8Array, where: string): Unframed {
+  return unframeBytes(decompressFrame(frame), where);
 }
 
 /** The tar entries of one tape frame (see unframe). */
-export async function frameEntries(frame: Uint8Array, where: string): Promise<TarEntry[]> {
-  return decodeEntries(decompress(frame), where);
+export function frameEntries(frame: Uint8Array, where: string): TarEntry[] {
+  return decodeEntries(decompressFrame(frame), where);
 }

@@ -1,27 +1,20 @@
 import { Worker } from 'node:worker_threads';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
+import { workerUrl } from '../io/worker-url.js';
 
-// Plain CommonJS run with `eval` (see frame-pool.ts; execArgv is cleared so that a
-// parent started with --input-type=module does not make it ESM). Each message is a batch
-// of small writes whose data was copied into one transferred buffer; they are
-// written in order with pwrite, and one reply says the batch is done.
-const WORKER = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-parentPort.on('message', ({ id, ops, buf }) => {
-  try {
-    for (let i = 0; i < ops.length; i += 4) {
-      const fd = ops[i], pos = ops[i + 1], off = ops[i + 2], len = ops[i + 3];
-      let done = 0;
-      while (done < len) done += fs.writeSync(fd, new Uint8Array(buf, off + done, len - done), 0, len - done, pos + done);
-    }
-    parentPort.postMessage({ id });
-  } catch (e) {
-    parentPort.postMessage({ id, error: e.message, code: e.code });
-  }
-});
-`;
+/** A batch for the PVOL writer's thread (pvol.worker.ts): ops are [fd, position, offset in buf, length] fours. */
+export interface PvolBatch {
+  id: number;
+  ops: number[];
+  buf: ArrayBuffer;
+}
+
+export interface PvolReply {
+  id: number;
+  error?: string;
+  code?: string | undefined;
+}
 
 /** Writes at most this large go through the batch writer; larger ones are cheaper as one pwrite of their own. */
 export const SMALL_WRITE = 64 * 1024;
@@ -91,14 +84,14 @@ export class PvolWriter {
     const w = this.#ensureWorker();
     this.#inFlight.set(b.id, b);
     w.ref();
-    w.postMessage({ id: b.id, ops: b.ops, buf }, [buf]);
+    w.postMessage({ id: b.id, ops: b.ops, buf } satisfies PvolBatch, [buf]);
   }
 
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
-    const w = new Worker(WORKER, { eval: true, execArgv: [] });
+    const w = new Worker(workerUrl(import.meta.url, './pvol.worker.js'), { execArgv: [] });
     w.unref();
-    w.on('message', (m: { id: number; error?: string; code?: string }) => {
+    w.on('message', (m: PvolReply) => {
       const b = this.#inFlight.get(m.id);
       this.#inFlight.delete(m.id);
       if (this.#inFlight.size === 0) w.unref();

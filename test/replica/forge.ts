@@ -40,7 +40,7 @@ export async function relabel(tape: Buffer, edit: (l: TapeLabel) => Record<strin
   const label = await labelOfBytes(tape);
   const pool = new FramePool({ threads: 1 });
   try {
-    const { buf } = await pool.frame([{ name: LABEL_NAME, content: [encodeJson(edit(label))] }], { mtime: new Date() });
+    const { buf } = await pool.frame(LABEL_NAME, [encodeJson(edit(label))], { mtime: new Date() });
     const [off, len] = frames(tape)[0]!;
     return Buffer.concat([tape.subarray(0, off), buf, tape.subarray(off + len)]);
   } finally {

@@ -1,0 +1,89 @@
+import { createHash } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import { TAR_EOF_BYTES, encodeTarHeader, tarPadding } from '../core/tar-header.js';
+import { unframeBytes } from './tar-entry.js';
+import { FrameCompressor, decompressFrame } from './zstd.js';
+import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
+
+/**
+ * A frame worker (started by FramePool): packs tar entries and compresses
+ * them into one zstd frame, hashing a segment as it goes; or decompresses a
+ * frame and finds its entries. Inputs come as transferred buffers and go
+ * back with the reply, to be used again; outputs are transferred, never copied.
+ */
+const port = parentPort;
+if (!port) throw new Error('frame.worker.js runs as a worker thread');
+const { level } = workerData as FrameWorkerData;
+const compressor = new FrameCompressor(level);
+
+/** A copy in an ArrayBuffer of its own, to be transferred. */
+function own(view: Uint8Array): ArrayBuffer {
+  const ab = new ArrayBuffer(view.length);
+  new Uint8Array(ab).set(view);
+  return ab;
+}
+
+/**
+ * Packs the entry in place — its header before the content, padding, the
+ * hash entry and the end-of-archive after it, all in the room the buffer
+ * keeps for them (FrameContent) — and compresses the whole in one call.
+ */
+function frame(m: Extract<FrameRequest, { op: 'frame' }>): FrameReply {
+  const all = new Uint8Array(m.buf);
+  const mtime = Math.floor(m.mtime / 1000);
+  let at = 0;
+  const put = (bytes: Uint8Array): void => {
+    all.set(bytes, at);
+    at += bytes.length;
+  };
+  const zeros = (n: number): void => {
+    all.fill(0, at, at + n);
+    at += n;
+  };
+  put(encodeTarHeader({ name: m.name, size: m.length, mtime }));
+  const content = all.subarray(at, at + m.length);
+  at += m.length;
+  zeros(tarPadding(m.length));
+  let sha256: string | null = null;
+  if (m.hashed) {
+    // A segment is followed by its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
+    sha256 = createHash('sha256').update(content).digest('hex');
+    const line = Buffer.from(`${sha256}  ${m.name}\n`, 'latin1');
+    put(encodeTarHeader({ name: m.name.replace(/\.jrs$/, '.sha256'), size: line.length, mtime }));
+    put(line);
+    zeros(tarPadding(line.length));
+  }
+  if (m.eof) zeros(TAR_EOF_BYTES);
+  return { id: m.id, op: 'frame', buf: own(compressor.compress(all.subarray(0, at))), sha256, spent: [m.buf] };
+}
+
+function unframe(m: Extract<FrameRequest, { op: 'unframe' }>): FrameReply {
+  const bytes = decompressFrame(new Uint8Array(m.buf, 0, m.length), m.out);
+  const r = unframeBytes(bytes, 'the frame');
+  return {
+    id: m.id,
+    op: 'unframe',
+    bytes: bytes.buffer as ArrayBuffer,
+    bytesOffset: bytes.byteOffset,
+    // Segments are hashed here, off the reader's thread.
+    entries: r.entries.map((e) => ({
+      name: e.name, offset: e.content.byteOffset - bytes.byteOffset, length: e.content.length,
+      ...(e.name.endsWith('.jrs') ? { sha256: createHash('sha256').update(e.content).digest('hex') } : {}),
+    })),
+    allZero: r.allZero,
+    endsWithEof: r.endsWithEof,
+    // An `out` it did not fit into goes back unused.
+    spent: m.out && bytes.buffer !== m.out ? [m.buf, m.out] : [m.buf],
+  };
+}
+
+port.on('message', (m: FrameRequest) => {
+  try {
+    const r = m.op === 'frame' ? frame(m) : unframe(m);
+    const out = r.op === 'frame' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
+    const transfer = out && !r.spent.includes(out) ? [...r.spent, out] : r.spent;
+    port.postMessage(r, transfer);
+  } catch (e) {
+    port.postMessage({ id: m.id, op: 'error', error: (e as Error).message ?? String(e), code: (e as { code?: unknown }).code, spent: [] } satisfies FrameReply);
+  }
+});
