@@ -15,7 +15,7 @@ export const SMOKE = process.env.JSHIP_BENCH_SMOKE === '1';
 // The smoke sizes of the benchmarks whose sizes are knobs (a knob given explicitly wins).
 if (SMOKE) {
   const small = {
-    JSHIP_BENCH_TAPE_MIB: '16', JSHIP_BENCH_RESTORE_MIB: '16', JSHIP_BENCH_HOT_RECORDS: '2000', JSHIP_BENCH_RSS_GIB: '1', JSHIP_BENCH_RSS_RECORDS: '2000',
+    JSHIP_BENCH_TAPE_MIB: '16', JSHIP_BENCH_RESTORE_MIB: '16', JSHIP_BENCH_SPARSE_MIB: '64', JSHIP_BENCH_HOT_RECORDS: '2000', JSHIP_BENCH_RSS_GIB: '1', JSHIP_BENCH_RSS_RECORDS: '2000',
     JSHIP_BENCH_PARITY_MIB: '16', JSHIP_BENCH_DIGEST_VOLUME_MIB: '64', JSHIP_BENCH_DIGEST_MIB: '16',
   };
   for (const [k, v] of Object.entries(small)) process.env[k] ??= v;

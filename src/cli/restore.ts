@@ -5,6 +5,7 @@ import { formatSize } from '../core/sizes.js';
 import { formatTime, parseTime } from '../core/time.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { restoreReplica } from '../replica/restore.js';
+import { tapeRefText } from '../replica/catalog.js';
 import type { PointSpec } from '../replica/restore-plan.js';
 import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
@@ -94,7 +95,7 @@ export function registerRestore(program: Command): void {
       emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => r.nothingToDo ? [`the SVOLs are already at seq ${p.seq} (${p.point}, ${formatTime(p.ts)}): nothing to do`] : [
         `${r.dryRun ? 'plan: restore' : 'restored'} ${r.targets.map((t) => `${t.volume} → ${t.path}`).join(', ')}`,
         `  point: ${p.point}; the result is the state at ${formatTime(p.ts)}${p.inconsistent ? ' (INCONSISTENT: before the base completed)' : ''}`,
-        `  ${p.incrementalFrom !== null ? `from the SVOLs at seq ${p.incrementalFrom}` : `from base ${p.bases[0]?.baseId ?? '?'}`}${p.bases.length > (p.incrementalFrom !== null ? 0 : 1) ? ` with resync bases ${p.bases.filter((b) => b.scope === 'resync').map((b) => b.baseId).join(', ')}` : ''}: ${p.records} records in ${p.segments} segments of tapes ${p.tapes.join(', ') || '-'}`,
+        `  ${p.incrementalFrom !== null ? `from the SVOLs at seq ${p.incrementalFrom}` : `from base ${p.bases[0]?.baseId ?? '?'}`}${p.bases.length > (p.incrementalFrom !== null ? 0 : 1) ? ` with resync bases ${p.bases.filter((b) => b.scope === 'resync').map((b) => b.baseId).join(', ')}` : ''}: ${p.records} records in ${p.segments} segments of tapes ${p.tapes.map(tapeRefText).join(', ') || '-'}`,
         ...(r.dryRun ? [`  tapes to have at hand (${formatSize(p.pull.reduce((n, t) => n + t.bytes, 0))} of segments at most):`, ...p.pull.map((t) => `    ${t.file}  ${t.segments} segment${t.segments === 1 ? '' : 's'}, ${formatSize(t.bytes)}`)] : []),
         ...(r.finishedInterrupted ? ['  this restore had been interrupted between renaming its files: the renames are finished, every target now holds this point'] : []),
         ...(r.dryRun || r.finishedInterrupted ? [] : [`  ${r.coalesced ? 'coalesced' : 'replayed in order'}: ${formatSize(r.bytesWritten)} written, ${r.segmentsRead} of ${p.segments} segments read`]),

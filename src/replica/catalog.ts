@@ -64,7 +64,11 @@ export function keyGeneration(key: number): number {
 
 /** A tape's serial as people read it: `3`, `link 3` for the link's tape 3, `3 (epoch 2)` for a later epoch's. */
 export function serialText(key: number): string {
-  const r = tapeRef(key);
+  return tapeRefText(tapeRef(key));
+}
+
+/** A tape reference as people read it (see serialText). */
+export function tapeRefText(r: TapeRef): string {
   return `${r.chain === 'link' ? 'link ' : ''}${r.serial}${r.epoch ? ` (epoch ${r.epoch})` : ''}`;
 }
 

@@ -14,10 +14,16 @@ export interface PointProof {
   volumes: Array<{ name: string; equal: boolean; expected: string; got: string }>;
 }
 
-/** Something to read a volume's bytes from: a restored file or device, a mounted point. */
+/**
+ * Something to read a volume's bytes from: a restored file or device, a
+ * mounted point. What `read` returns may be reused by the next read
+ * (digestVolume hashes each chunk before it reads the next).
+ */
 export interface VolumeBytes {
   name: string;
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Ranges known to be zeros without reading them (holes of a new file nothing was written to). */
+  untouched?: ((offset: number, length: number) => boolean) | undefined;
 }
 
 /**
@@ -35,7 +41,7 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
       out.push({ name: v.name, equal: false, expected: '(no such volume at the point)', got: '' });
       continue;
     }
-    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len));
+    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched);
     got.push(d);
     out.push({ name: v.name, equal: d.root === want.root, expected: want.root, got: d.root });
   }
@@ -44,19 +50,29 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
   return { seq: BigInt(digest.seq), kind: digest.kind, name: digest.name ?? null, equal, whole, root: digest.root, volumes: out };
 }
 
-/** Reads a file or device (read-only, in whole chunks; bytes past its end read as zeros). */
-export async function fileBytes(name: string, path: string): Promise<VolumeBytes & { close(): Promise<void> }> {
+/**
+ * Reads a file or device (read-only, in whole chunks; bytes past its end
+ * read as zeros), into one buffer reused from read to read: a proof reads
+ * the whole volume, and fresh memory for every chunk cost more in page
+ * faults than the reading (4 GiB: 12 s of system time). `untouched`: see
+ * VolumeBytes (the first read of a hole costs the kernel a zeroed page).
+ */
+export async function fileBytes(name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeBytes & { close(): Promise<void> }> {
   const h = await fsp.open(path, constants.O_RDONLY);
+  let scratch = Buffer.alloc(0);
   return {
     name,
+    untouched,
     async read(offset, length) {
-      const b = Buffer.alloc(length);
+      if (scratch.length < length) scratch = Buffer.allocUnsafeSlow(length);
+      const b = scratch.subarray(0, length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await h.read(b, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
+      b.fill(0, done);
       return b;
     },
     close: () => h.close(),

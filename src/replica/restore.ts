@@ -273,7 +273,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
 async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>): Promise<PointProof> {
   const readers: Array<Awaited<ReturnType<typeof fileBytes>>> = [];
   try {
-    for (const t of targets) if (t) readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path));
+    for (const t of targets) if (t) readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined));
     return await provePoint(digest, readers);
   } finally {
     for (const r of readers) await r.close();

@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { syncDir, writeFully, makeDirs } from '../io/files.js';
+import { TouchedMap } from '../core/touched.js';
 
 /** Where one volume is restored to. */
 export interface RestoreTarget {
@@ -17,6 +18,11 @@ export interface RestoreTarget {
   clear(size: number): Promise<void>;
   /** A file's temporary name until it is renamed into place (commitFiles); null for targets written in place. */
   tmpPath: string | null;
+  /**
+   * A fresh target's parts that no write, zero or clear touched: they are
+   * holes of a new file, zeros without being read (null when not fresh).
+   */
+  untouched: ((offset: number, length: number) => boolean) | null;
   /** Makes it durable (a file stays under its temporary name: commitFiles renames the group's files together). */
   finish(): Promise<void>;
   abort(): Promise<void>;
@@ -24,18 +30,26 @@ export interface RestoreTarget {
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
-function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: boolean, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
+function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
   let closed = false;
+  const touched = fresh ? new TouchedMap(fresh.size) : null;
   return {
-    volume, path, kind, fresh, tmpPath,
-    write: (offset, data) => writeFully(h, data, offset),
+    volume, path, kind, fresh: fresh !== null, tmpPath,
+    untouched: touched ? (offset, length) => touched.untouched(offset, length) : null,
+    write: (offset, data) => {
+      touched?.touch(offset, data.length);
+      return writeFully(h, data, offset);
+    },
     async zero(offset, length) {
+      touched?.touch(offset, length);
       for (let done = 0; done < length; done += ZEROES.length) await writeFully(h, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)), offset + done);
     },
     async clear(size) {
       if (kind === 'device') return this.zero(0, size);
       await h.truncate(0);
       await h.truncate(size);
+      if (touched && size === touched.size) touched.reset();
+      else touched?.touch(0, touched.size);
     },
     async finish() {
       await h.datasync();
@@ -75,7 +89,7 @@ export async function openFileTarget(volume: string, path: string, size: number,
   } catch (e) {
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   }
-  return handleTarget(volume, path, 'file', h, true, tmp, async () => {
+  return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });
   });
 }
@@ -127,7 +141,7 @@ export async function openDeviceTarget(volume: string, path: string, size: numbe
   const h = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((e: Error) => {
     throw new JshipError('TARGET_NOT_USABLE', `cannot open ${path}: ${e.message}`, { hint: 'the device is in use, or jship lacks permission' });
   });
-  return handleTarget(volume, path, 'device', h, false, null, async () => undefined);
+  return handleTarget(volume, path, 'device', h, null, null, async () => undefined);
 }
 
 /** The standing secondary copy of a volume, written in place. */
@@ -140,7 +154,7 @@ export async function openSvolTarget(volume: string, path: string, size: number)
     await h.close();
     throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
   }
-  return handleTarget(volume, path, 'svol', h, !st, null, async () => undefined);
+  return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined);
 }
 
 /** Opens a named target: an existing block device in place, anything else as a file. */

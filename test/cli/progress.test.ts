@@ -32,5 +32,10 @@ describe('progress on a terminal', () => {
       expect(/\/s ETA [\d.]+ (s|min|h|d)$/.test(f) || /segments ETA …$/.test(f)).toBe(true);
     }
     expect(frames[0]).toMatch(/ETA …/);
+    // What it says when done names the tapes it read by serial (it printed "[object Object]" for each).
+    const text = spawnSync(process.execPath, [BIN, 'restore', join(dir, 'rep'), '--target', join(dir, 'again.img')], { encoding: 'utf8' });
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/ records in \d+ segments of tapes 1(, 2)*\n/);
+    expect(text.stdout).not.toMatch(/object Object/);
   });
 });
