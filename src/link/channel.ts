@@ -73,9 +73,19 @@ export class Channel {
     });
   }
 
-  async send(frame: Buffer): Promise<void> {
+  /** Sends a frame, or its pieces in order (a header, then a payload never copied to be framed). */
+  async send(frame: Buffer | readonly Buffer[]): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
-    if (this.#socket.write(frame)) return;
+    let more: boolean;
+    if (Buffer.isBuffer(frame)) {
+      more = this.#socket.write(frame);
+    } else {
+      this.#socket.cork();
+      more = true;
+      for (const piece of frame) more = this.#socket.write(piece);
+      this.#socket.uncork();
+    }
+    if (more) return;
     await new Promise<void>((resolve, reject) => {
       const done = (): void => { this.#socket.off('drain', done); this.#socket.off('close', gone); resolve(); };
       const gone = (): void => { this.#socket.off('drain', done); reject(this.#failure ?? new JshipError('LINK_CLOSED', `${this.peer} closed the connection`, { hint: 'the transfer resumes from the last confirmed record' })); };

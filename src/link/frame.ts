@@ -48,6 +48,12 @@ function bad(message: string): never {
 }
 
 export function encodeFrame(type: MessageType, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = encodeFrameHeader(type, payload);
+  return payload.length === 0 ? h : Buffer.concat([h, payload]);
+}
+
+/** The 16-byte header of a frame of `payload` (sent before it, so that a large payload is never copied to be framed). */
+export function encodeFrameHeader(type: MessageType, payload: Buffer): Buffer {
   if (payload.length > MAX_PAYLOAD) throw new JshipError('LINK_PROTOCOL', `a ${MessageType[type]} frame of ${payload.length} bytes is larger than ${MAX_PAYLOAD}`, { hint: 'this is a bug in jship' });
   const h = Buffer.alloc(FRAME_HEADER);
   FRAME_MAGIC.copy(h, 0);
@@ -56,7 +62,7 @@ export function encodeFrame(type: MessageType, payload: Buffer = Buffer.alloc(0)
   h.writeUInt16LE(0, 6);
   h.writeUInt32LE(payload.length, 8);
   h.writeUInt32LE(crc32(payload, crc32(h.subarray(0, 12))), 12);
-  return payload.length === 0 ? h : Buffer.concat([h, payload]);
+  return h;
 }
 
 export interface FrameHeader {

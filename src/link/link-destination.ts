@@ -1,6 +1,6 @@
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import type { Channel } from './channel.js';
-import { DATA_CHUNK, MessageType, encodeFrame } from './frame.js';
+import { DATA_CHUNK, MessageType, encodeFrameHeader } from './frame.js';
 import { message } from './messages.js';
 
 /**
@@ -24,7 +24,10 @@ export class LinkDestination implements TapeDestination {
     await ch.send(message(MessageType.TapeBegin, { serial, firstSeq: firstSeq.toString() }));
     return {
       write: async (chunk: Buffer) => {
-        for (let off = 0; off < chunk.length; off += DATA_CHUNK) await ch.send(encodeFrame(MessageType.TapeData, chunk.subarray(off, off + DATA_CHUNK)));
+        for (let off = 0; off < chunk.length; off += DATA_CHUNK) {
+          const piece = chunk.subarray(off, off + DATA_CHUNK);
+          await ch.send([encodeFrameHeader(MessageType.TapeData, piece), piece]);
+        }
       },
       commit: async (_name: string, beforeRename?: (finalPath: string) => Promise<void>, tape?: { sha256: string; bytes: number }) => {
         if (!tape) throw new Error('LinkDestination.commit needs the tape\'s hash and size');

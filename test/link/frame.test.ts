@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { FRAME_HEADER, FrameReader, MAX_PAYLOAD, MessageType, decodeFrameHeader, encodeFrame } from '../../src/link/frame.js';
+import { FRAME_HEADER, FrameReader, MAX_PAYLOAD, MessageType, decodeFrameHeader, encodeFrame, encodeFrameHeader } from '../../src/link/frame.js';
 import {
   decodeConfirm, decodePrimaryHello, decodeSecondaryHello, decodeTapeEnd, expect as expectType, message,
 } from '../../src/link/messages.js';
@@ -42,6 +42,8 @@ describe('link frames', () => {
         const got = frames(bytes, points);
         expect(got.map((f) => f.type)).toEqual(list.map(([t]) => t));
         got.forEach((f, i) => expect(f.payload.equals(Buffer.from(list[i]![1]))).toBe(true));
+        // A header sent before its payload (no copy to frame it) is the same frame.
+        for (const [t, p] of list) expect(Buffer.concat([encodeFrameHeader(t as MessageType, Buffer.from(p)), Buffer.from(p)]).equals(encodeFrame(t as MessageType, Buffer.from(p)))).toBe(true);
       },
     ));
   });
