@@ -69,12 +69,11 @@ export class FrameContent {
     return Buffer.from(this.buf, TAR_BLOCK + start, end - start);
   }
 
-  /** Appends bytes; false (nothing written) when they do not fit. */
-  append(bytes: Uint8Array): boolean {
-    if (this.length + bytes.length > this.capacity) return false;
+  /** Appends bytes (the caller asked for room enough: more is a bug, and throws). */
+  append(bytes: Uint8Array): void {
+    if (this.length + bytes.length > this.capacity) throw new Error(`frame content of ${this.capacity} bytes cannot take ${bytes.length} more after ${this.length}`);
     new Uint8Array(this.buf, TAR_BLOCK + this.length, bytes.length).set(bytes);
     this.length += bytes.length;
-    return true;
   }
 }
 

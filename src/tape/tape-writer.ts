@@ -173,9 +173,11 @@ export class MediaSetWriter {
     if (this.#failed) throw this.#failed;
     if (this.#kind !== undefined && (kind !== this.#kind || this.#partBytes + RECORD_SIZE + data.length > this.#segmentBytes)) await this.#seal();
     this.#kind = kind;
-    // Room for the segment's header, and for the largest of its records.
-    this.#content ??= this.#o.pool.content(SEGMENT_HEADER_SIZE + Math.max(this.#segmentBytes, RECORD_SIZE + data.length));
-    this.#content.length = Math.max(this.#content.length, SEGMENT_HEADER_SIZE);
+    if (!this.#content) {
+      // Room for the segment's header (written first once it is sealed), and for the largest of its records.
+      this.#content = this.#o.pool.content(SEGMENT_HEADER_SIZE + Math.max(this.#segmentBytes, RECORD_SIZE + data.length));
+      this.#content.length = SEGMENT_HEADER_SIZE;
+    }
     this.#content.append(encoded);
     this.#content.append(data);
     this.#partBytes += RECORD_SIZE + data.length;
@@ -245,11 +247,17 @@ export class MediaSetWriter {
       mediaSetId: this.#mediaSetId,
       groupId: this.#o.groupId,
     });
-    const body: FrameContent | Uint8Array[] = key
-      ? [sh, encryptPayload(key, content.view(SEGMENT_HEADER_SIZE), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []))]
-      : content;
-    if (!key) content.view(0, SEGMENT_HEADER_SIZE).set(sh);
-    const segmentBytes = key ? sh.length + (body as Uint8Array[])[1]!.length : content.length;
+    let body: FrameContent | Uint8Array[];
+    let segmentBytes: number;
+    if (key) {
+      const sealed = encryptPayload(key, content.view(SEGMENT_HEADER_SIZE), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []));
+      body = [sh, sealed];
+      segmentBytes = sh.length + sealed.length;
+    } else {
+      content.view(0, SEGMENT_HEADER_SIZE).set(sh);
+      body = content;
+      segmentBytes = content.length;
+    }
     // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
     const { buf: frame, sha256 } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
     const info: SegmentInfo = {
