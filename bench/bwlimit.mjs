@@ -7,11 +7,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, scratch, filledGroup, timeCommand, runJship } from './lib.mjs';
+import { MiB, SMOKE, scratch, filledGroup, timeCommand, runJship } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const RATE = '20M';
-const SIZE_MIB = 256;
+const SIZE_MIB = SMOKE ? 8 : 256;
 
 function rclone(dir) {
   const src = join(dir, 'peer-src');

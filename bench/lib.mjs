@@ -17,6 +17,7 @@ if (SMOKE) {
   const small = {
     JSHIP_BENCH_TAPE_MIB: '16', JSHIP_BENCH_RESTORE_MIB: '16', JSHIP_BENCH_SPARSE_MIB: '64', JSHIP_BENCH_HOT_RECORDS: '2000', JSHIP_BENCH_RSS_GIB: '1', JSHIP_BENCH_RSS_RECORDS: '2000',
     JSHIP_BENCH_PARITY_MIB: '16', JSHIP_BENCH_DIGEST_VOLUME_MIB: '64', JSHIP_BENCH_DIGEST_MIB: '16',
+    JSHIP_BENCH_MOUNT_MIB: '64', JSHIP_BENCH_MOUNT_RECORDS: '2000', JSHIP_BENCH_S3_MIB: '16',
   };
   for (const [k, v] of Object.entries(small)) process.env[k] ??= v;
 }
@@ -69,12 +70,15 @@ export function runJship(args, { json = false } = {}) {
   return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: json ? JSON.parse(r.stdout) : null };
 }
 
-/** A group of one volume of `sizeMiB`, written 1 MiB at a time with `block(i)`; returns the group dir and the volume file. */
-export async function filledGroup(dir, sizeMiB, block) {
+/**
+ * A group of one volume of `sizeMiB`, written 1 MiB at a time with `block(i)`; returns the group dir and the volume file.
+ * The journal is `journalMiB` (default 64 MiB more than the data: nearly full, so an export ends its first tapes early).
+ */
+export async function filledGroup(dir, sizeMiB, block, { journalMiB = sizeMiB + 64 } = {}) {
   const { createGroup, openGroup } = await import('../dist/index.js');
   const g = join(dir, 'g');
   const vol = join(dir, 'vol.img');
-  await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: (sizeMiB + 64) * MiB });
+  await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: vol, size: sizeMiB * MiB }] }], journalSize: journalMiB * MiB });
   const group = await openGroup(g, { checkpointIntervalMs: 0 });
   for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, block(i));
   await group.close();

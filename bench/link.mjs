@@ -10,12 +10,15 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, median, mbps, timeCommand, runJship } from './lib.mjs';
+import { MiB, SMOKE, scratch, median, mbps, timeCommand, runJship } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
-const DATA_MIB = 1024;
-const TAPE = 64 * MiB;
+const DATA_MIB = SMOKE ? 32 : 1024;
+const TAPE = (SMOKE ? 8 : 64) * MiB;
+/** The lag run: fio's seconds, and the seconds before lag is sampled. */
+const LAG_SECS = SMOKE ? 4 : 30;
+const LAG_SETTLE_MS = SMOKE ? 1000 : 5000;
 
 function jship(args) {
   const r = spawnSync(JSHIP, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -89,7 +92,7 @@ async function throughput(dir, runs) {
   const bytes = DATA_MIB * MiB;
   const j = median(ours);
   const p = median(theirs);
-  return { bench: 'link', case: '1 GiB pull', jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours, rssPullMiB: rss.pull, rssServeMiB: rss.serve }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
+  return { bench: 'link', case: `${DATA_MIB === 1024 ? '1 GiB' : `${DATA_MIB} MiB`} pull`, jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours, rssPullMiB: rss.pull, rssServeMiB: rss.serve }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
 }
 
 async function lag(dir) {
@@ -100,14 +103,15 @@ async function lag(dir) {
   const rep = join(dir, 'lrep');
   const pull = await started(['link', 'pull', rep, '--from', srv.ready.link, '--psk', join(g, 'link.key'), '--name', 'lag'], 'link pull');
   const fio = spawn('fio', ['--name=lag', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, '--size=256M', '--rw=randwrite', '--bs=4k', '--iodepth=8',
-    '--rate=20m', '--time_based', '--runtime=30', '--output-format=json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--rate=20m', '--time_based', `--runtime=${LAG_SECS}`, '--output-format=json'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const samples = [];
   const t0 = Date.now();
-  while (fio.exitCode === null && Date.now() - t0 < 60_000) {
+  // Sampled while fio writes, and at least once (a smoke run's fio is short).
+  while ((fio.exitCode === null || samples.length === 0) && Date.now() - t0 < 60_000) {
     await sleep(1000);
     const st = JSON.parse(jship(['status', g, '--json']));
     const l = st.link?.find((x) => x.name === 'lag');
-    if (l && Date.now() - t0 > 5000) samples.push({ records: Number(l.records), seconds: l.seconds ?? 0 });
+    if (l && Date.now() - t0 > LAG_SETTLE_MS) samples.push({ records: Number(l.records), seconds: l.seconds ?? 0 });
   }
   await new Promise((r) => (fio.exitCode !== null ? r() : fio.once('exit', r)));
   await stop(pull.p);
@@ -119,7 +123,7 @@ async function lag(dir) {
   };
 }
 
-export async function benchLink({ runs = 2 } = {}) {
+export async function benchLink({ runs = SMOKE ? 1 : 2 } = {}) {
   const { dir, cleanup } = scratch('link');
   try {
     return [await throughput(dir, runs), await lag(dir)];

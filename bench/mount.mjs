@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, mbps, runJship, scratch, timeCommand } from './lib.mjs';
+import { MiB, SMOKE, mbps, runJship, scratch, timeCommand } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 
@@ -58,7 +58,7 @@ async function stop(proc) {
 
 function fioRandRead(uri, size) {
   const r = spawnSync('fio', ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--size=${size}`, '--rw=randread', '--bs=4k', '--iodepth=32',
-    '--runtime=20', '--time_based', '--group_reporting', '--output-format=json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    `--runtime=${SMOKE ? 1 : 20}`, '--time_based', '--group_reporting', '--output-format=json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`fio ${uri} failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
   if (j.error !== 0) throw new Error(`fio ${uri}: error ${j.error}`);
@@ -136,9 +136,9 @@ export async function benchMount({ sizeMiB = Number(process.env.JSHIP_BENCH_MOUN
  * a base of 1 MiB records over the whole volume. Its size and the time it
  * takes; no tapes (a 1 TiB base does not fit the benchmark's disk).
  */
-export async function benchMountMap({ records = 1_000_000 } = {}) {
+export async function benchMountMap({ records = SMOKE ? 10_000 : 1_000_000 } = {}) {
   const { ExtentMap } = await import('../dist/core/extent-map.js');
-  const size = 2 ** 40;
+  const size = SMOKE ? 2 ** 34 : 2 ** 40;
   global.gc?.();
   const heap0 = process.memoryUsage();
   const t0 = process.hrtime.bigint();
@@ -154,7 +154,7 @@ export async function benchMountMap({ records = 1_000_000 } = {}) {
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const heap1 = process.memoryUsage();
   const mib = (n) => n / MiB;
-  return [{ bench: 'mount', case: `map, 1 TiB, ${updates} updates + ${baseRecords} base records`, jship: { secs, extents: map.count, mapMiB: mib(map.bytes), rssGrowthMiB: mib(heap1.rss - heap0.rss) }, limitMiB: 256 }];
+  return [{ bench: 'mount', case: `map, ${SMOKE ? '16 GiB' : '1 TiB'}, ${updates} updates + ${baseRecords} base records`, jship: { secs, extents: map.count, mapMiB: mib(map.bytes), rssGrowthMiB: mib(heap1.rss - heap0.rss) }, limitMiB: 256 }];
 }
 
 async function nbdkitRandRead(dir, image, size) {

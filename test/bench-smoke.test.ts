@@ -40,14 +40,46 @@ describe('benchmarks still run (smoke, tiny data)', () => {
     expect(r.out).toMatch(/flush p99 \d+\.\d+ ms/);
   }, 300_000);
 
-  it('tapes, restore, rss, parity, digest: each runs on tiny data and prints its ratios or peak RSS', async () => {
-    for (const name of ['tapes', 'restore', 'rss', 'parity', 'digest']) {
+  it('tapes, rss, parity, digest, append, bwlimit: each runs on tiny data and prints its ratios or peak RSS', async () => {
+    for (const name of ['tapes', 'rss', 'parity', 'digest', 'append', 'bwlimit']) {
       const r = await bench(name, dir);
       expect(r.code, `${name}: ${r.out}\n${r.err}`).toBe(0);
       const figures = r.out.trim().split('\n').slice(1);
       expect(figures.length, `${name}: ${r.out}`).toBeGreaterThan(0);
       for (const line of figures) expect(line, name).toMatch(/ratio \d+\.\d\d×|peak RSS \d+ MiB/);
     }
+  }, 300_000);
+
+  it('restore: the full and the sparse restore, each against its peer', async () => {
+    const r = await bench('restore', dir);
+    expect(r.code, `${r.out}\n${r.err}`).toBe(0);
+    expect(r.out).toMatch(/full \d+ MiB from base .*dd bs=1M conv=fdatasync .*ratio \d+\.\d\d×/);
+    expect(r.out).toMatch(/\d+ MiB, 10 % written .*qemu-img convert -n -O raw .*ratio \d+\.\d\d×/);
+  }, 300_000);
+
+  it('mount and mountmap: time to first byte, random reads against nbdkit, a whole read against restore; the map of a large volume', async () => {
+    const m = await bench('mount', dir);
+    expect(m.code, `${m.out}\n${m.err}`).toBe(0);
+    expect(m.out).toMatch(/ttfb, .* ready \d+\.\d\d s, first 4 KiB read \d+\.\d\d s after start, peak RSS \d+ MiB/);
+    for (const c of ['4k randread qd32, cold', '4k randread qd32, warm', 'read whole volume once']) expect(m.out).toMatch(new RegExp(`${c} .*ratio \\d+\\.\\d\\d×`));
+    const map = await bench('mountmap', dir);
+    expect(map.code, `${map.out}\n${map.err}`).toBe(0);
+    expect(map.out).toMatch(/map, .* \d+ extents, map \d+ MiB, RSS grew -?\d+ MiB \(limit 256 MiB\)/);
+  }, 300_000);
+
+  it('link: a pull against a TLS socket copy, with both ends\' RSS, and the lag of a pulling secondary under fio', async () => {
+    const r = await bench('link', dir);
+    expect(r.code, `${r.out}\n${r.err}`).toBe(0);
+    expect(r.out).toMatch(/link +\d+ MiB pull .*TLS copy .*ratio \d+\.\d\d× +\(peak RSS: pull \d+ MiB, serve \d+ MiB\)/);
+    expect(r.out).toMatch(/lag, fio 20 MiB\/s 4k +lag median \d+ records \/ \d+\.\d\d s, max \d+ records/);
+  }, 300_000);
+
+  it('s3: upload and download against rclone on a radosgw of its own (memstore, its own ports), and the peak RSS of an export to s3://', async () => {
+    const r = await bench('s3', dir);
+    expect(r.code, `${r.out}\n${r.err}`).toBe(0);
+    expect(r.out).toMatch(/upload \d+ MiB tape .*rclone copy .*ratio \d+\.\d\d×/);
+    expect(r.out).toMatch(/download \d+ MiB tape .*rclone copy .*ratio \d+\.\d\d×/);
+    expect(r.out).toMatch(/export --to s3:\/\/ of a \d+ MiB tape +peak RSS \d+ MiB/);
   }, 300_000);
 
   it('sustained: writes through serve while exports run, none refused, with its ratio to dd', async () => {
