@@ -1,6 +1,6 @@
 // Shared helpers for the benchmarks: timing, peers run as child processes, reporting.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -20,6 +20,12 @@ if (SMOKE) {
     JSHIP_BENCH_MOUNT_MIB: '64', JSHIP_BENCH_MOUNT_RECORDS: '2000', JSHIP_BENCH_S3_MIB: '16',
   };
   for (const [k, v] of Object.entries(small)) process.env[k] ??= v;
+}
+
+/** Peak RSS of a running process, in MiB (VmHWM from /proc; NaN once it is gone). */
+export function peakRssMiB(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 export function scratch(name) {

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, SMOKE, scratch, median, mbps, timeCommand, runJship } from './lib.mjs';
+import { MiB, SMOKE, scratch, median, mbps, timeCommand, runJship, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
@@ -34,12 +34,6 @@ async function started(args, what) {
     p.on('exit', (code) => reject(new Error(`${what} exited ${code}: ${out}`)));
   });
   return { p, ready: JSON.parse(out.split('\n').find((l) => l.includes('"ready":true'))) };
-}
-
-/** Peak RSS of a running process, in MiB (VmHWM). */
-function peakRss(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
 }
 
 async function stop(p) {
@@ -78,7 +72,7 @@ async function throughput(dir, runs) {
     const pull = runJship(['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--once']);
     ours.push(pull.secs);
     rss.pull = Math.max(rss.pull, pull.rssMiB);
-    rss.serve = Math.max(rss.serve, peakRss(srv.p.pid));
+    rss.serve = Math.max(rss.serve, peakRssMiB(srv.p.pid));
     await stop(srv.p);
     spawnSync('sync');
     const portFile = join(dir, 'port');

@@ -11,12 +11,12 @@
 //    through the mount against `jship restore` of it into a file.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, SMOKE, mbps, runJship, scratch, timeCommand } from './lib.mjs';
+import { MiB, SMOKE, mbps, runJship, scratch, timeCommand, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 
@@ -29,11 +29,6 @@ function seeded(seed) {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function peakRssMiB(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 /** `jship mount … --json`: resolves with the process and its ready line, and the seconds from spawn to ready. */

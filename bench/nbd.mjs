@@ -5,11 +5,11 @@
 // by a FLUSH (fio fsync=1: fio's nbd engine sends a FLUSH for fsync and
 // refuses fdatasync with EINVAL; qd 1, 10 s). Also the jship server's peak RSS.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup } from '../dist/index.js';
-import { MiB, SMOKE, scratch, median } from './lib.mjs';
+import { MiB, SMOKE, scratch, median, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const SIZE = (SMOKE ? 64 : 1024) * MiB;
@@ -49,11 +49,6 @@ async function ready(sock, proc) {
     await sleep(50);
   }
   throw new Error(`no server on ${sock}`);
-}
-
-function peakRssMiB(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 async function runOnce(server, job) {

@@ -6,11 +6,11 @@
 // PVOL and tapes all land on one disk, so about half the disk's rate is the
 // physical limit: goal ≥ 0.4× dd, no write refused, server peak RSS ≤ 256 MiB.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup } from '../dist/index.js';
-import { MiB, SMOKE, scratch, timeCommand } from './lib.mjs';
+import { MiB, SMOKE, scratch, timeCommand, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const VOLUME = (SMOKE ? 256 : 4096) * MiB;
@@ -25,11 +25,6 @@ function run(cmd, args) {
     p.on('error', reject);
     p.on('close', (code) => resolve({ code, out, err }));
   });
-}
-
-function peakRssMiB(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 /** dd of `mib` MiB of zeroes with O_DIRECT into `file`: MiB/s. */

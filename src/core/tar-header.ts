@@ -105,7 +105,7 @@ function readString(b: Uint8Array, off: number, len: number): string {
 }
 
 /** Whether a 512-byte block is all zeros (the end-of-archive, or padding). */
-export function isZeroBlock(b: Uint8Array, off = 0): boolean {
+function isZeroBlock(b: Uint8Array, off = 0): boolean {
   for (let i = off; i < off + TAR_BLOCK; i++) if (b[i] !== 0) return false;
   return true;
 }

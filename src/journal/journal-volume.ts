@@ -268,8 +268,7 @@ export class JournalVolume {
     return max;
   }
 
-  /** Reads `length` bytes of the data ring from logical position `pos`. */
-  /** Reads `length` bytes of the data ring from `pos` (into `into` when it is large enough). */
+  /** Reads `length` bytes of the data ring from logical position `pos` (into `into` when it is large enough). */
   async readData(pos: bigint, length: number, into?: Buffer): Promise<Buffer> {
     const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;

@@ -1,9 +1,9 @@
 import { JshipError } from '../core/errors.js';
-import { TAR_EOF_BYTES, encodeTarHeader, splitTar, tarEntryBytes, tarPadding } from '../core/tar-header.js';
+import { TAR_EOF_BYTES, encodeTarHeader, splitTar, tarPadding } from '../core/tar-header.js';
 import { decompressFrame } from './zstd.js';
 
 /** The end-of-archive marker: two zero blocks. */
-export const TAR_EOF = Buffer.alloc(TAR_EOF_BYTES);
+const TAR_EOF = Buffer.alloc(TAR_EOF_BYTES);
 const ZEROS = Buffer.alloc(512);
 
 export interface TarEntry {
@@ -17,11 +17,6 @@ export interface TarEntry {
 export interface TarPackEntry {
   name: string;
   content: readonly Uint8Array[];
-}
-
-/** The bytes `entries` take packed (and the end-of-archive with `eof`). */
-export function tarBytes(entries: ReadonlyArray<{ name: string; size: number }>, eof: boolean): number {
-  return entries.reduce((n, e) => n + tarEntryBytes(e.size), 0) + (eof ? TAR_EOF_BYTES : 0);
 }
 
 /**
