@@ -17,10 +17,9 @@ export { encodeMarker, decodeMarker, type MarkerPayload, type MarkerKind } from 
 export { parseVolumeSpec, type VolumeSpec, type ExtentSpec } from './core/volume-spec.js';
 export type { GroupConfig, JournalFullPolicy } from './core/group-config.js';
 export { Volume } from './volume/volume.js';
-export {
-  createGroup, JournalGroup,
-  type CreateGroupOptions, type OpenGroupOptions, type WriteResult, type GroupStatus, type GroupState, type JournalConsumer,
-} from './journal/journal-group.js';
+export { createGroup, type CreateGroupOptions } from './journal/group-create.js';
+export { JournalGroup, type OpenGroupOptions, type WriteResult, type JournalConsumer } from './journal/journal-group.js';
+export type { GroupStatus, GroupState } from './journal/group-status.js';
 export { BaseRun, type BaseScope } from './journal/base-reader.js';
 export type { JournalRecord } from './journal/journal-volume.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, expect } from 'vitest';
-import { createGroup, type CreateGroupOptions } from '../src/journal/journal-group.js';
+import { createGroup, type CreateGroupOptions } from '../src/journal/group-create.js';
 
 /** A temporary directory, empty at the start of each test and removed after it. */
 export function tempDir(): string {

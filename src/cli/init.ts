@@ -3,7 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { parseVolumeSpec } from '../core/volume-spec.js';
 import type { JournalFullPolicy } from '../core/group-config.js';
-import { createGroup } from '../journal/journal-group.js';
+import { createGroup } from '../journal/group-create.js';
 import { planLayout } from '../core/journal-layout.js';
 import { emit, progress, table, type CommonOptions } from './output.js';
 

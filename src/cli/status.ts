@@ -3,7 +3,7 @@ import { isJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { formatDuration } from '../core/check.js';
 import { formatTime } from '../core/time.js';
-import type { GroupStatus } from '../journal/journal-group.js';
+import type { GroupStatus } from '../journal/group-status.js';
 import { onGroup } from '../owner/on-group.js';
 import type { ServerStats } from '../nbd/server.js';
 import { groupPaths, readGroupConfig } from '../journal/group-files.js';

@@ -1,64 +1,29 @@
-import { promises as fsp } from 'node:fs';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { deferred } from '../core/deferred.js';
-import { MINUTE_NS, RateWindow, forecast, type JournalCounters, type JournalForecast, type JournalRate } from '../core/journal-rates.js';
 import type { EventLog } from '../core/events.js';
 import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '../core/clock.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
-import { epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
-import { checkMarkerName, decodeMarker, encodeMarker, type MarkerPayload } from '../core/marker.js';
-import {
-  GROUP_VOLUME, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader,
-} from '../core/record.js';
-import { SB_CLEAN, SB_DIRTY_BITMAP, SB_SUSPENDED } from '../core/superblock.js';
+import type { GroupConfig } from '../core/group-config.js';
+import { generationOf, lineageText, type Lineage } from '../core/epoch.js';
+import { checkMarkerName, encodeMarker, type MarkerPayload } from '../core/marker.js';
+import { GROUP_VOLUME, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader } from '../core/record.js';
+import { SB_CLEAN } from '../core/superblock.js';
 import { formatTime } from '../core/time.js';
-import type { VolumeSpec } from '../core/volume-spec.js';
-import { exists, writeFileAtomic, makeDirs } from '../io/files.js';
+import { resolve } from 'node:path';
 import { Volume } from '../volume/volume.js';
 import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
 import { OneMore } from '../core/one-more.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
-import {
-  appendMarkerLog, groupPaths, readFence, readGroupConfig, readMarkerLog, writeFence, writeGroupConfig, type Fence, type MarkerEntry,
-} from './group-files.js';
-import { JournalVolume, READ_BATCH_BYTES, type EncodedRecord, type JournalRecord } from './journal-volume.js';
+import { appendMarkerLog, groupPaths, readFence, readGroupConfig, writeFence, type Fence } from './group-files.js';
+import { JournalVolume, READ_BATCH_BYTES, type JournalRecord } from './journal-volume.js';
 import { DirLock } from '../io/dir-lock.js';
 import { RangeOrder } from './range-order.js';
 import { BaseRun, type BaseScope } from './base-reader.js';
-
-export interface CreateGroupOptions {
-  volumes: VolumeSpec[];
-  journalSize: number;
-  /** Where the journal file goes; default GROUP_DIR/journal.jv. */
-  journalPath?: string;
-  /** What happens when the journal is full; default `block`. */
-  journalFull?: JournalFullPolicy;
-  blockTimeoutMs?: number;
-  nearlyFullPercent?: number;
-  /** Dirty-bitmap and base chunk size; default 1 MiB. */
-  chunkSize?: number;
-  onProgress?: (done: number, total: number) => void;
-  /**
-   * A promoted group (`jship promote`): the group it continues (its id and
-   * lineage, ending with the new epoch), the first sequence number and the
-   * last timestamp of the new epoch's journal, the keys the old primary's
-   * sites hold (hex lines; new ones are made when absent), and the zeroed
-   * start the old group's tapes said. Its volumes must exist already.
-   */
-  continues?: {
-    groupId: string;
-    epochs: Lineage;
-    firstSeq: bigint;
-    lastTimestamp: bigint;
-    ackKey?: string;
-    linkKey?: string;
-    zeroedTs?: string;
-  };
-}
+import { GroupCommit } from './group-commit.js';
+import { recoverGroup, refuseDemoted } from './group-recovery.js';
+import { GroupRates, groupStatus, stateEvent, stateOf, usageText, type GroupState, type GroupStatus } from './group-status.js';
+import { SpaceWaiters } from './space-waiters.js';
+import { SuspendPolicy } from './suspend-policy.js';
 
 export interface OpenGroupOptions {
   /** Wall clock in ns since the epoch (tests step it); default the system clock. */
@@ -119,185 +84,8 @@ export interface WriteResult {
   journaled: boolean;
 }
 
-export type GroupState = 'active' | 'nearly-full' | 'full' | 'suspended' | 'resync-pending';
-
-export interface GroupStatus {
-  dir: string;
-  groupId: string;
-  state: GroupState;
-  policy: GroupConfig['policy'];
-  journal: {
-    path: string;
-    size: number;
-    metaSlots: number;
-    dataSize: number;
-    /** journal-out (§0074): oldest unpurged record. */
-    out: { seq: bigint; dataPos: bigint };
-    /** journal-in (§0075): where the next record goes. */
-    in: { seq: bigint; dataPos: bigint };
-    records: bigint;
-    bytes: bigint;
-    usagePercent: { metadata: number; data: number };
-    appliedSeq: bigint;
-    /**
-     * How far the PVOLs are behind the journal: records after the applied
-     * pointer and their data bytes (what recovery would write again), and
-     * bytes replied to whose PVOL writes are still in memory.
-     */
-    pvolBehind: { records: bigint; bytes: number; unwrittenBytes: number };
-  };
-  sequence: { first: bigint | null; last: bigint | null };
-  time: { first: bigint | null; last: bigint | null };
-  volumes: Array<{
-    name: string;
-    index: number;
-    size: number;
-    extents: Array<{ path: string; start: number; size: number; blockDevice: boolean }>;
-    records: number;
-    bytes: number;
-  }>;
-  dirty: { chunks: number; bytes: number; chunkSize: number } | null;
-  waitingWriters: number;
-  base: { baseId: bigint; scope: BaseScope } | null;
-  markers: number;
-  /** The group's epoch: its generation and where it began (seq 1 for generation 1). */
-  epoch: { generation: number; startSeq: bigint };
-  /** Set when the group learned of a newer epoch of itself (it takes no writes). */
-  fenced: Fence | null;
-  /** The group's clock when the status was taken (ns since the epoch). */
-  now: bigint;
-  /** Journal write and purge rates, and when the journal would be full at them. */
-  rates: {
-    oneMinute: JournalRate | null;
-    fifteenMinutes: JournalRate | null;
-    forecast: { oneMinute: JournalForecast; fifteenMinutes: JournalForecast };
-  };
-}
-
-interface Batch {
-  records: EncodedRecord[];
-  bytes: number;
-  done: Promise<void>;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
-interface SpaceWaiter {
-  count: number;
-  bytes: number;
-  resolve: () => void;
-}
-
-const MAX_BATCH_RECORDS = 4096;
 export const DEFAULT_PVOL_LAG_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CHECKPOINT_BYTES = 256 * 1024 * 1024;
-const MAX_BATCH_BYTES = 64 * 1024 * 1024;
-
-/**
- * Creates a journal group in `dir` (which must not exist or be empty): opens
- * or creates its volumes, creates and preallocates the journal, writes the
- * HMAC key for acknowledgements and group.json. On failure, removes what it
- * created and leaves existing files alone.
- */
-export async function createGroup(dir: string, opts: CreateGroupOptions): Promise<GroupConfig> {
-  dir = resolve(dir);
-  await checkGroupCreatable(dir);
-  const paths = groupPaths(dir);
-  const journalPath = resolve(opts.journalPath ?? paths.journal);
-  const seen = new Map<string, string>();
-  for (const v of opts.volumes) {
-    if (seen.has(v.name)) throw new JshipError('BAD_VOLUME_SPEC', `volume name "${v.name}" is given twice`, { hint: 'each --volume needs its own name' });
-    seen.set(v.name, v.name);
-  }
-  const allPaths = opts.volumes.flatMap((v) => v.extents.map((e) => resolve(e.path)));
-  for (const p of allPaths) {
-    if (p === journalPath) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named both as a volume and as the journal`, { hint: 'the journal needs a file of its own' });
-    if (allPaths.indexOf(p) !== allPaths.lastIndexOf(p)) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes`, { hint: 'each file or device can belong to one volume only' });
-  }
-  if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: 'add --volume NAME=PATH[:SIZE]' });
-  const created: string[] = [];
-  const createdDir = !(await exists(dir));
-  try {
-    await makeDirs(dir);
-    const volumes: GroupConfig['volumes'] = [];
-    for (const spec of opts.volumes) {
-      const missing = await Promise.all(spec.extents.map(async (e) => !(await exists(e.path))));
-      const vol = await Volume.open({ name: spec.name, extents: spec.extents.map((e) => ({ ...e, path: resolve(e.path) })) }, { create: true });
-      spec.extents.forEach((e, i) => {
-        if (missing[i]) created.push(resolve(e.path));
-      });
-      await vol.sync();
-      volumes.push({ name: vol.name, extents: vol.extents.map((e) => ({ path: e.path, size: e.size })) });
-      await vol.close();
-    }
-    const from = opts.continues;
-    const groupId = from?.groupId ?? randomUUID();
-    await JournalVolume.create(journalPath, opts.journalSize, groupId, opts.onProgress, from ? { seq: from.firstSeq, lastTimestamp: from.lastTimestamp } : undefined);
-    created.push(journalPath);
-    await writeFileAtomic(paths.ackKey, from?.ackKey ?? `${randomBytes(32).toString('hex')}\n`, 0o600);
-    await writeFileAtomic(paths.linkKey, from?.linkKey ?? `${randomBytes(32).toString('hex')}\n`, 0o600);
-    const config: GroupConfig = {
-      format: 1,
-      groupId,
-      createdAt: new Date().toISOString(),
-      volumes,
-      journal: { path: journalPath, size: opts.journalSize },
-      policy: {
-        journalFull: opts.journalFull ?? DEFAULT_POLICY.journalFull,
-        blockTimeoutMs: opts.blockTimeoutMs ?? DEFAULT_POLICY.blockTimeoutMs,
-        nearlyFullPercent: opts.nearlyFullPercent ?? DEFAULT_POLICY.nearlyFullPercent,
-      },
-      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-      // Every volume file made here, zero-filled: the state before the first record is known.
-      ...(!from && allPaths.every((p) => created.includes(p)) ? { zeroedTs: systemWallClock()().toString() } : {}),
-      ...(from?.zeroedTs !== undefined ? { zeroedTs: from.zeroedTs } : {}),
-      ...(from ? { epochs: from.epochs } : {}),
-    };
-    await writeGroupConfig(dir, config);
-    return config;
-  } catch (e) {
-    for (const p of created) await fsp.rm(p, { force: true });
-    await fsp.rm(paths.ackKey, { force: true });
-    await fsp.rm(paths.linkKey, { force: true });
-    if (createdDir) await fsp.rm(dir, { recursive: true, force: true });
-    throw e;
-  }
-}
-
-/** A group demoted to a secondary (`jship demote`) is not opened: its volumes are a replica's SVOLs now. */
-async function refuseDemoted(dir: string): Promise<void> {
-  const path = groupPaths(dir).demoted;
-  const text = await fsp.readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined) return;
-  let replica = '?';
-  try {
-    replica = String((JSON.parse(text) as { replica?: unknown }).replica);
-  } catch {
-    // the refusal stands; the file names no replica
-  }
-  throw new JshipError('GROUP_DEMOTED', `${dir} was demoted: its volumes are the SVOLs of replica ${replica}, which follows the group's primary now`, {
-    hint: `serve the group again by promoting that replica (jship promote ${replica} --to NEW_GROUP_DIR); this directory keeps the old epoch's journal, see ${path}`,
-  });
-}
-
-/** Refuses a directory a new group may not be created in: anything but a missing or empty one. */
-export async function checkGroupCreatable(dir: string): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await fsp.readdir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') throw new JshipError('GROUP_EXISTS', `${dir} is a file, not a directory`, { hint: 'name a new directory for the group' });
-    throw e;
-  }
-  if (entries.length > 0) {
-    throw new JshipError('GROUP_EXISTS', `${dir} is not empty${entries.includes('group.json') ? ': it holds a group already' : ''}`, {
-      hint: 'name a new or empty directory; nothing was changed',
-    });
-  }
-}
-
 /**
  * A journal group opened for writing: the consistency group of patent §0030
  * and the primary side of §0037-0049. One sequence and one clock for all its
@@ -313,12 +101,9 @@ export class JournalGroup {
   readonly #clock: MonotonicClock;
   readonly #order = new RangeOrder();
   readonly #inflight = new Set<Promise<unknown>>();
-  readonly #batches: Batch[] = [];
-  #writing = false;
-  #inWrite: Batch | undefined;
-  readonly #waiters: SpaceWaiter[] = [];
-  #closing = false;
-  #suspending: Promise<void> | undefined;
+  readonly #commit: GroupCommit;
+  readonly #space: SpaceWaiters;
+  #policy!: SuspendPolicy;
   readonly #pvolWriter = new PvolWriter();
   #replyAfterJournal = false;
   /** Bytes replied to (replyAfterJournal) whose PVOL writes are not done yet. */
@@ -334,12 +119,8 @@ export class JournalGroup {
   #pvolOnly = false;
   readonly #markerNames: Set<string>;
   readonly #perVolume: Array<{ records: number; bytes: number }>;
-  #bitmap: DirtyBitmap | undefined;
   /** The volumes' chunk hashes, for the digest at each restore point and base completion. */
   #digests!: PointDigests;
-  #suspended = false;
-  /** Suspensions since the group was opened: a full base heals the bitmap only if none began while it ran. */
-  #suspensions = 0;
   readonly #flushes = new OneMore(() => this.#doFlush());
   #dirtySinceFlush = false;
   #failed: Error | undefined;
@@ -350,7 +131,7 @@ export class JournalGroup {
   #mono: () => bigint = systemMonoNs;
   #onEvent: EventLog | undefined;
   #lastState: GroupState = 'active';
-  #rates: RateWindow | undefined;
+  #rates!: GroupRates;
   #purging: Promise<unknown> = Promise.resolve();
   #fence: Fence | null = null;
   /** A promoted group: every chunk written in its epoch (what an old primary that is demoted must get again). */
@@ -358,7 +139,7 @@ export class JournalGroup {
   /** Chunks marked on disk (a suspended write) since the last flush: the flush syncs the epoch bitmap too. */
   #epochMarked = false;
 
-  private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>) {
+  private constructor(dir: string, config: GroupConfig, volumes: Volume[], journal: JournalVolume, lock: DirLock, clock: MonotonicClock, markerNames: Set<string>, perVolume: Array<{ records: number; bytes: number }>, onEvent: EventLog | undefined) {
     this.dir = dir;
     this.config = config;
     this.volumes = volumes;
@@ -367,12 +148,24 @@ export class JournalGroup {
     this.#clock = clock;
     this.#markerNames = markerNames;
     this.#perVolume = perVolume;
+    this.#onEvent = onEvent;
+    this.#commit = new GroupCommit(journal, { failed: () => this.#failed, fail: (e) => this.#fail(e) });
+    this.#space = new SpaceWaiters({
+      dir,
+      timeoutMs: config.policy.blockTimeoutMs,
+      fits: (count, bytes) => journal.fits(count, bytes, false),
+      check: () => this.#checkUsable(),
+      changed: () => this.#noteState(),
+      usage: () => usageText(journal),
+      onEvent,
+    });
   }
 
   /**
    * Opens a group for writing: takes the directory lock, opens the journal
    * and the volumes, recovers after a crash (finds the end of the log and
-   * re-applies to the PVOLs every record not known to be on them).
+   * re-applies to the PVOLs every record not known to be on them:
+   * group-recovery.ts) before anything is served.
    */
   static async open(dir: string, opts: OpenGroupOptions = {}): Promise<JournalGroup> {
     dir = resolve(dir);
@@ -382,70 +175,35 @@ export class JournalGroup {
     const volumes: Volume[] = [];
     let journal: JournalVolume | undefined;
     let epochDirty: DirtyBitmap | undefined;
+    let policy: SuspendPolicy | undefined;
     try {
       await refuseDemoted(dir);
       journal = await JournalVolume.open(config.journal.path, config.groupId);
       for (const v of config.volumes) volumes.push(await Volume.open(v));
-      const perVolume = config.volumes.map(() => ({ records: 0, bytes: 0 }));
-      const markerSeqs: bigint[] = [];
-      let lastTs = journal.lastTimestamp;
       // Persisted before each purge: what the journal still holds is marked again from its records.
       epochDirty = config.epochs && config.epochs.length > 0 ? await DirtyBitmap.open(paths.epochBitmap, config.chunkSize, volumes.map((v) => v.size)) : undefined;
-      await journal.recover((h) => {
-        if (h.timestamp > lastTs) lastTs = h.timestamp;
-        if (h.type === RecordType.Marker) {
-          markerSeqs.push(h.seq);
-          return;
-        }
-        epochDirty?.setRange(h.volume, h.offset, h.length);
-        const pv = perVolume[h.volume];
-        if (!pv) throw new JshipError('JOURNAL_CORRUPT', `journal ${journal?.path}: record ${h.seq} names volume ${h.volume}, the group has ${config.volumes.length}`, { hint: 'the journal does not belong to this group config' });
-        pv.records++;
-        pv.bytes += h.type === RecordType.Update ? h.length : 0;
-      });
-      // Redo: every record after the last durable "applied" point goes to the PVOLs again (idempotent, in order).
-      const applied = journal.appliedSeq;
-      const end = journal.writtenSeq;
-      const redoFrom = applied + 1n > journal.outSeq ? applied + 1n : journal.outSeq;
-      for (let seq = redoFrom; seq < end;) {
-        const recs = await journal.readRecords(seq, 256);
-        for (const r of recs) await applyToVolume(volumes, r.header, r.data);
-        seq += BigInt(recs.length);
-      }
-      await Promise.all(volumes.map((v) => v.sync()));
-      const names = new Set<string>();
-      const log = await readMarkerLog(dir);
-      for (const m of log) names.add(m.name);
-      const missing: MarkerEntry[] = [];
-      for (const seq of markerSeqs) {
-        const [r] = await journal.readRecords(seq, 1);
-        if (!r) continue;
-        const p = decodeMarker(r.data, `journal record ${seq}`);
-        if (p.kind === 'restore-point' && !names.has(p.name)) {
-          names.add(p.name);
-          missing.push({ name: p.name, seq: String(seq), timestamp: String(r.header.timestamp) });
-        }
-      }
-      if (missing.length > 0) await writeFileAtomic(paths.markers, [...log, ...missing].map((m) => `${JSON.stringify(m)}\n`).join(''));
-      const sbFlags = journal.superblock.flags & ~SB_CLEAN;
-      await journal.writeSuperblock({ headSeq: end, headDataPos: journal.writtenPos, appliedSeq: end - 1n, lastTimestamp: lastTs, flags: sbFlags }, true);
-      const clock = new MonotonicClock(lastTs, opts.wallClock ?? systemWallClock(), opts.monoClock ?? systemMonoNs);
-      const group = new JournalGroup(dir, config, volumes, journal, lock, clock, names, perVolume);
-      if (sbFlags & SB_DIRTY_BITMAP) {
-        group.#bitmap = await group.#openBitmap();
-        group.#suspended = (sbFlags & SB_SUSPENDED) !== 0;
-      }
+      const found = await recoverGroup(dir, config, journal, volumes, epochDirty);
+      const clock = new MonotonicClock(found.lastTimestamp, opts.wallClock ?? systemWallClock(), opts.monoClock ?? systemMonoNs);
+      const group = new JournalGroup(dir, config, volumes, journal, lock, clock, found.markerNames, found.perVolume, opts.onEvent);
+      policy = await SuspendPolicy.open({
+        dir,
+        config,
+        journal,
+        volumeSizes: volumes.map((v) => v.size),
+        mark: (p) => group.appendMarker(p, true),
+        changed: (why) => group.#noteState(why),
+      }, found.flags);
+      group.#policy = policy;
       group.#fence = await readFence(dir);
       group.#epochDirty = epochDirty;
-      group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, end - 1n, group.#order);
+      group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, journal.writtenSeq - 1n, group.#order);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#pvolLag = opts.pvolLagBytes ?? DEFAULT_PVOL_LAG_BYTES;
       group.#checkpointBytes = opts.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
       group.#consumers = opts.consumers;
-      group.#onEvent = opts.onEvent;
       group.#lastState = group.state;
       group.#mono = opts.monoClock ?? systemMonoNs;
-      group.#rates = new RateWindow(group.#mono(), group.#counters());
+      group.#rates = new GroupRates(journal, group.#mono);
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
@@ -459,6 +217,7 @@ export class JournalGroup {
     } catch (e) {
       await journal?.close();
       await epochDirty?.close();
+      await policy?.close();
       await Promise.all(volumes.map((v) => v.close()));
       await lock.release();
       throw e;
@@ -548,7 +307,7 @@ export class JournalGroup {
       this.#checkUsable();
       await Promise.all([
         ...(pvolOnly ? this.volumes.map((v) => v.sync()) : []),
-        this.#bitmap?.sync(),
+        this.#policy.bitmap?.sync(),
         epochMarked ? this.#epochDirty?.sync() : undefined,
       ]);
       // Made durable by the next sync; until then the previous copy stands.
@@ -610,13 +369,13 @@ export class JournalGroup {
         hint: 'write in smaller pieces, or re-create the group with a larger --journal-size',
       });
     }
-    if (this.#suspended && !(await this.#tryResume())) return this.#suspendedWrite(type, volIdx, offset, length, data, fua);
-    if (this.#waiters.length > 0 || !this.journal.fits(pieces, bytes, false)) {
+    if (this.#policy.suspended && !(await this.#policy.tryResume())) return this.#suspendedWrite(type, volIdx, offset, length, data, fua);
+    if (this.#space.length > 0 || !this.journal.fits(pieces, bytes, false)) {
       if (this.config.policy.journalFull === 'suspend') {
-        await this.#suspend(`journal full (${this.#usageText()})`);
+        await this.#policy.suspend(`journal full (${usageText(this.journal)})`);
         return this.#suspendedWrite(type, volIdx, offset, length, data, fua);
       }
-      await this.#waitForSpace(pieces, bytes);
+      await this.#space.wait(pieces, bytes);
       this.#checkUsable();
     }
     // From here to the end of the loop nothing awaits: numbers, journal order and PVOL order are taken together.
@@ -705,8 +464,7 @@ export class JournalGroup {
       this.#epochDirty?.setRange(volume, offset, length);
     }
     // Per record: a clock read; the counters only when a sample is due (every 5 s).
-    const now = this.#mono();
-    if (this.#rates?.due(now)) this.#rates.note(now, this.#counters());
+    this.#rates?.tick();
     this.#noteState();
     const header = encodeRecord({
       type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
@@ -716,7 +474,7 @@ export class JournalGroup {
       pv.records++;
       pv.bytes += type === RecordType.Update ? length : 0;
     }
-    const journaled = this.#enqueue({ seq, dataPos, header, data });
+    const journaled = this.#commit.enqueue({ seq, dataPos, header, data });
     this.#lastJournaled = journaled;
     return { seq, timestamp, journaled };
   }
@@ -728,7 +486,7 @@ export class JournalGroup {
   async appendMarker(payload: MarkerPayload, useReserve = false): Promise<{ seq: bigint; timestamp: bigint }> {
     this.#checkUsable();
     const data = encodeMarker(payload);
-    if (!useReserve && (this.#waiters.length > 0 || !this.journal.fits(1, data.length, false))) await this.#waitForSpace(1, data.length);
+    if (!useReserve && (this.#space.length > 0 || !this.journal.fits(1, data.length, false))) await this.#space.wait(1, data.length);
     if (!this.journal.fits(1, data.length, true)) {
       throw new JshipError('JOURNAL_FULL', `no journal space left for a "${payload.kind}" marker`, { hint: 'export and purge the journal first' });
     }
@@ -767,8 +525,8 @@ export class JournalGroup {
         hint: 'marker names are unique within a group: choose another name (add a date, say)',
       });
     }
-    if (this.#suspended || this.#bitmap) {
-      throw new JshipError('JOURNAL_SUSPENDED', `no restore point can be taken: the group is ${this.#suspended ? 'suspended' : 'waiting for a resync base'}`, {
+    if (this.#policy.suspended || this.#policy.bitmap) {
+      throw new JshipError('JOURNAL_SUSPENDED', `no restore point can be taken: the group is ${this.#policy.suspended ? 'suspended' : 'waiting for a resync base'}`, {
         hint: 'purge the journal (export it) and take a resync base (jship export --base) first',
       });
     }
@@ -809,9 +567,9 @@ export class JournalGroup {
       pv.records--;
       pv.bytes -= h.type === RecordType.Update ? h.length : 0;
     });
-    this.#wakeWaiters();
+    this.#space.wake();
     // An idle suspended group resumes as soon as space is back, not only at the next client write.
-    if (this.#suspended) await this.#tryResume();
+    if (this.#policy.suspended) await this.#policy.tryResume();
     this.#noteState();
     return this.journal.outSeq;
   }
@@ -860,112 +618,14 @@ export class JournalGroup {
     const was = this.#lastState;
     if (now === was) return;
     this.#lastState = now;
-    const event = was === 'suspended' && now === 'resync-pending' ? 'journal-resumed'
-      : was === 'resync-pending' && now !== 'suspended' ? 'journal-resync-complete'
-        : `journal-${now}`;
-    this.#onEvent?.({ event, from: was, state: now, usage: this.#usageText(), ...(why ? { why } : {}) });
-  }
-
-  /** Journal positions only grow: their differences are what was written and purged. */
-  #counters(): JournalCounters {
-    const j = this.journal;
-    return { records: j.allocSeq, bytes: j.allocPos, purgedRecords: j.outSeq, purgedBytes: j.outDataPos };
-  }
-
-  async #waitForSpace(count: number, bytes: number): Promise<void> {
-    const deadline = Date.now() + this.config.policy.blockTimeoutMs;
-    let front = false;
-    while (front ? !this.journal.fits(count, bytes, false) : this.#waiters.length > 0 || !this.journal.fits(count, bytes, false)) {
-      if (this.#closing) {
-        throw new JshipError('GROUP_CLOSED', `group ${this.dir} is closing: a write waiting for journal space was not journaled`, { hint: 'write it again once the group is open again' });
-      }
-      const left = deadline - Date.now();
-      const waited = await new Promise<boolean>((resolveWait) => {
-        const w: SpaceWaiter = {
-          count,
-          bytes,
-          resolve: () => {
-            clearTimeout(timer);
-            resolveWait(true);
-          },
-        };
-        if (front) this.#waiters.unshift(w);
-        else this.#waiters.push(w);
-        this.#noteState();
-        if (!front) this.#onEvent?.({ event: 'writer-blocked', records: count, bytes, waiting: this.#waiters.length, usage: this.#usageText(), timeoutMs: this.config.policy.blockTimeoutMs });
-        const timer = setTimeout(() => {
-          const i = this.#waiters.indexOf(w);
-          if (i >= 0) {
-            this.#waiters.splice(i, 1);
-            resolveWait(false);
-          }
-        }, Math.max(0, left));
-      });
-      if (!waited) {
-        this.#wakeWaiters();
-        this.#onEvent?.({ event: 'writer-failed', error: 'JOURNAL_FULL', usage: this.#usageText(), waitedMs: this.config.policy.blockTimeoutMs });
-        this.#noteState();
-        throw new JshipError('JOURNAL_FULL', `the journal is full (${this.#usageText()}) and no space was freed within ${this.config.policy.blockTimeoutMs} ms`, {
-          hint: 'export the journal so that it can be purged (jship export), or re-create the group with a larger --journal-size',
-        });
-      }
-      this.#checkUsable();
-      front = true;
-    }
-  }
-
-  #wakeWaiters(): void {
-    let count = 0;
-    let bytes = 0;
-    while (this.#waiters.length > 0) {
-      const w = this.#waiters[0] as SpaceWaiter;
-      if (!this.journal.fits(count + w.count, bytes + w.bytes, false)) break;
-      count += w.count;
-      bytes += w.bytes;
-      this.#waiters.shift();
-      w.resolve();
-    }
+    this.#onEvent?.({ event: stateEvent(was, now), from: was, state: now, usage: usageText(this.journal), ...(why ? { why } : {}) });
   }
 
   // ---- suspend policy ----------------------------------------------------------
 
-  async #openBitmap(): Promise<DirtyBitmap> {
-    return DirtyBitmap.open(groupPaths(this.dir).bitmap, this.config.chunkSize, this.volumes.map((v) => v.size));
-  }
-
-  async #suspend(reason: string): Promise<void> {
-    if (this.#suspended) return;
-    // Concurrent writers that find the journal full wait for the same suspension: none may
-    // take the bitmap path before the bitmap is open.
-    this.#suspending ??= (async () => {
-      this.#bitmap ??= await this.#openBitmap();
-      await this.journal.writeSuperblock({ flags: (this.journal.superblock.flags & ~SB_CLEAN) | SB_SUSPENDED | SB_DIRTY_BITMAP }, true);
-      this.#suspended = true;
-      this.#suspensions++;
-      this.#noteState(reason);
-      await this.appendMarker({ kind: 'suspended', reason }, true);
-    })().finally(() => {
-      this.#suspending = undefined;
-    });
-    return this.#suspending;
-  }
-
-  /** Journaling resumes once the journal is below half the nearly-full threshold. */
-  async #tryResume(): Promise<boolean> {
-    const u = this.journal.usage();
-    const percent = Math.max(u.metaFraction, u.dataFraction) * 100;
-    if (percent >= this.config.policy.nearlyFullPercent / 2) return false;
-    this.#suspended = false;
-    const bitmap = this.#bitmap as DirtyBitmap;
-    await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_SUSPENDED }, true);
-    await this.appendMarker({ kind: 'resumed', dirtyBytes: bitmap.dirtyCount() * bitmap.chunkSize }, true);
-    this.#noteState(`${bitmap.dirtyCount() * bitmap.chunkSize} bytes to resync`);
-    return true;
-  }
-
   async #suspendedWrite(type: RecordType, volIdx: number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
     const vol = this.volumes[volIdx] as Volume;
-    const bitmap = this.#bitmap as DirtyBitmap;
+    const bitmap = this.#policy.bitmap as DirtyBitmap;
     this.#digests.beforeWrite(volIdx, offset, length);
     const op = this.#order.register(volIdx, offset, length);
     this.#dirtySinceFlush = true;
@@ -1004,19 +664,19 @@ export class JournalGroup {
     if (this.#base) {
       throw new JshipError('BASE_IN_PROGRESS', `base ${this.#base.baseId} is still being taken`, { hint: 'wait for it to complete, or abort it' });
     }
-    const scope = opts.scope ?? (this.#bitmap ? 'resync' : 'full');
-    if (this.#suspended && !(await this.#tryResume())) {
+    const scope = opts.scope ?? (this.#policy.bitmap ? 'resync' : 'full');
+    if (this.#policy.suspended && !(await this.#policy.tryResume())) {
       throw new JshipError('JOURNAL_SUSPENDED', 'the group is suspended and its journal is still nearly full', {
         hint: 'export and purge the journal first; the resync base needs journal space for its markers',
       });
     }
-    if (scope === 'resync' && !this.#bitmap && !opts.chunks) {
+    if (scope === 'resync' && !this.#policy.bitmap && !opts.chunks) {
       throw new JshipError('USAGE', 'a resync base needs a dirty bitmap; this group was never suspended', { hint: 'take a full base' });
     }
     const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
     const indexes = names.map((n) => this.volumeIndex(n));
     const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names, ...(opts.for !== undefined ? { for: opts.for } : {}) });
-    const run = new BaseRun(this.#baseHooks(this.#suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
+    const run = new BaseRun(this.#baseHooks(this.#policy.suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
     this.#base = run;
     return run;
   }
@@ -1024,7 +684,7 @@ export class JournalGroup {
   #baseHooks(suspensionsAtStart: number): ConstructorParameters<typeof BaseRun>[0] {
     return {
       volumes: this.volumes,
-      bitmap: () => this.#bitmap,
+      bitmap: () => this.#policy.bitmap,
       order: this.#order,
       position: () => this.journal.allocSeq - 1n,
       now: () => this.#clock.peek(),
@@ -1033,19 +693,8 @@ export class JournalGroup {
       mark: (p) => this.appendMarker(p, p.kind !== 'base-started'),
       finished: async (run, ok) => {
         if (this.#base === run) this.#base = undefined;
-        // A full base of every volume, with no suspension while it ran, holds every dirty region too.
-        const healsAll = run.scope === 'full' && run.volumes.length === this.volumes.length && this.#suspensions === suspensionsAtStart;
-        if (ok && ((run.scope === 'resync' && !run.listed) || healsAll) && this.#bitmap) {
-          await this.#bitmap.persist();
-          await this.#bitmap.sync();
-          if ((healsAll || this.#bitmap.dirtyCount() === 0) && !this.#suspended) {
-            await this.journal.writeSuperblock({ flags: this.journal.superblock.flags & ~SB_DIRTY_BITMAP }, true);
-            await this.#bitmap.close();
-            this.#bitmap = undefined;
-            await fsp.rm(groupPaths(this.dir).bitmap, { force: true });
-            this.#noteState(`${run.scope} base ${run.baseId} complete`);
-          }
-        }
+        // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
+        await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
         await this.flush();
       },
     };
@@ -1095,61 +744,34 @@ export class JournalGroup {
   }
 
   get state(): GroupState {
-    if (this.#suspended) return 'suspended';
-    if (this.#bitmap) return 'resync-pending';
-    if (this.#waiters.length > 0 || !this.journal.fits(1, 1, false)) return 'full';
-    const u = this.journal.usage();
-    if (Math.max(u.metaFraction, u.dataFraction) * 100 >= this.config.policy.nearlyFullPercent) return 'nearly-full';
-    return 'active';
+    return stateOf({
+      suspended: this.#policy.suspended,
+      resyncPending: this.#policy.bitmap !== undefined,
+      waitingWriters: this.#space.length,
+      journal: this.journal,
+      nearlyFullPercent: this.config.policy.nearlyFullPercent,
+    });
   }
 
-  async status(): Promise<GroupStatus> {
-    const j = this.journal;
-    const u = j.usage();
-    const hasRecords = j.writtenSeq > j.outSeq;
-    let firstTs: bigint | null = null;
-    if (hasRecords) {
-      const raw = await j.readHeaders(j.outSeq, 1);
-      firstTs = raw.readBigUInt64LE(16);
-    }
-    const round = (f: number): number => Math.round(f * 10000) / 100;
-    return {
+  /** The group's status (group-status.ts). */
+  status(): Promise<GroupStatus> {
+    return groupStatus({
       dir: this.dir,
-      groupId: this.config.groupId,
+      config: this.config,
       state: this.state,
-      policy: this.config.policy,
-      journal: {
-        path: j.path,
-        size: j.layout.journalSize,
-        metaSlots: j.layout.metaSlots,
-        dataSize: j.layout.dataSize,
-        out: { seq: j.outSeq, dataPos: j.outDataPos },
-        in: { seq: j.allocSeq, dataPos: j.allocPos },
-        records: u.records,
-        bytes: u.bytes,
-        usagePercent: { metadata: round(u.metaFraction), data: round(u.dataFraction) },
-        appliedSeq: j.appliedSeq,
-        pvolBehind: { records: j.allocSeq - 1n - j.appliedSeq, bytes: this.#sinceCheckpoint, unwrittenBytes: this.#pvolBehind },
-      },
-      sequence: { first: hasRecords ? j.outSeq : null, last: j.allocSeq > 1n ? j.allocSeq - 1n : null },
-      time: { first: firstTs, last: this.#clock.last > 0n ? this.#clock.last : null },
-      volumes: this.volumes.map((v, i) => ({
-        name: v.name,
-        index: i,
-        size: v.size,
-        extents: v.extents.map((e) => ({ ...e })),
-        records: this.#perVolume[i]?.records ?? 0,
-        bytes: this.#perVolume[i]?.bytes ?? 0,
-      })),
-      dirty: this.#bitmap ? { chunks: this.#bitmap.dirtyCount(), bytes: this.#bitmap.dirtyCount() * this.#bitmap.chunkSize, chunkSize: this.#bitmap.chunkSize } : null,
-      waitingWriters: this.#waiters.length,
-      base: this.#base ? { baseId: this.#base.baseId, scope: this.#base.scope } : null,
+      journal: this.journal,
+      pvol: { sinceCheckpoint: this.#sinceCheckpoint, unwritten: this.#pvolBehind },
+      clock: { last: this.#clock.last, now: this.#clock.peek() },
+      volumes: this.volumes,
+      perVolume: this.#perVolume,
+      bitmap: this.#policy.bitmap,
+      waitingWriters: this.#space.length,
+      base: this.#base,
       markers: this.#markerNames.size,
-      epoch: { generation: generationOf(this.epochs), startSeq: epochStart(this.epochs, generationOf(this.epochs)) },
-      fenced: this.#fence,
-      now: this.#clock.peek(),
-      rates: this.#ratesNow(u),
-    };
+      epochs: this.epochs,
+      fence: this.#fence,
+      rates: this.#rates,
+    });
   }
 
   // ---- lifecycle ---------------------------------------------------------------
@@ -1161,8 +783,8 @@ export class JournalGroup {
    * that is stopping.
    */
   refuseWaitingWrites(): void {
-    this.#closing = true;
-    for (const w of this.#waiters.splice(0)) w.resolve();
+    this.#space.stop();
+    this.#space.releaseAll();
   }
 
   /** Takes a checkpoint, marks the journal cleanly closed and releases the group. */
@@ -1191,31 +813,21 @@ export class JournalGroup {
   async abandon(): Promise<void> {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
-    this.#closing = true;
+    this.#space.stop();
     await Promise.allSettled([...this.#inflight]);
     await this.#release(false);
   }
 
   async #release(clean: boolean): Promise<void> {
     this.#closed = true;
-    for (const w of this.#waiters.splice(0)) w.resolve();
+    this.#space.releaseAll();
     await this.#pvolWriter.close();
     await this.journal.close();
     await Promise.all(this.volumes.map((v) => v.close()));
-    await this.#bitmap?.close();
+    await this.#policy.bitmap?.close();
     if (clean) await this.#epochDirty?.persist().catch(() => undefined);
     await this.#epochDirty?.close();
     await this.#lock.release();
-  }
-
-  #ratesNow(u: { records: bigint; bytes: bigint }): GroupStatus['rates'] {
-    const now = this.#mono();
-    const c = this.#counters();
-    this.#rates?.note(now, c);
-    const oneMinute = this.#rates?.rate(now, c, MINUTE_NS) ?? null;
-    const fifteenMinutes = this.#rates?.rate(now, c, 15n * MINUTE_NS) ?? null;
-    const space = { records: u.records, bytes: u.bytes, metaSlots: this.journal.layout.metaSlots, dataSize: this.journal.layout.dataSize };
-    return { oneMinute, fifteenMinutes, forecast: { oneMinute: forecast(space, oneMinute), fifteenMinutes: forecast(space, fifteenMinutes) } };
   }
 
   #checkUsable(): void {
@@ -1287,59 +899,8 @@ export class JournalGroup {
     return p;
   }
 
-  #enqueue(rec: EncodedRecord): Promise<void> {
-    let b = this.#batches[this.#batches.length - 1];
-    const len = rec.data?.length ?? 0;
-    if (!b || b === this.#inWrite || b.records.length >= MAX_BATCH_RECORDS || b.bytes + len > MAX_BATCH_BYTES) {
-      const d = deferred();
-      b = { records: [], bytes: 0, done: d.promise, resolve: d.resolve, reject: d.reject };
-      this.#batches.push(b);
-    }
-    b.records.push(rec);
-    b.bytes += len;
-    if (!this.#writing) {
-      this.#writing = true;
-      queueMicrotask(() => void this.#writeLoop());
-    }
-    return b.done;
-  }
-
-  async #writeLoop(): Promise<void> {
-    for (;;) {
-      const b = this.#batches[0];
-      if (!b) break;
-      try {
-        if (this.#failed) throw this.#failed;
-        this.#inWrite = b;
-        await this.journal.writeBatch(b.records);
-        this.#batches.shift();
-        b.resolve();
-      } catch (e) {
-        this.#batches.shift();
-        this.#fail(e);
-        b.reject(e);
-      } finally {
-        this.#inWrite = undefined;
-      }
-    }
-    this.#writing = false;
-  }
-
-  #usageText(): string {
-    const u = this.journal.usage();
-    return `${u.records} records, ${(u.metaFraction * 100).toFixed(1)}% of slots, ${(u.dataFraction * 100).toFixed(1)}% of data`;
-  }
 }
 
 function clockStepMarker(step: ClockStep): MarkerPayload {
   return { kind: 'clock-step', from: formatTime(step.expected), to: formatTime(step.actual), stepNs: String(step.actual - step.expected) };
-}
-
-/** Applies one journal record to the PVOLs (recovery redo). */
-export async function applyToVolume(volumes: readonly Volume[], h: RecordHeader, data: Buffer): Promise<void> {
-  if (h.type === RecordType.Marker) return;
-  const vol = volumes[h.volume];
-  if (!vol) throw new JshipError('JOURNAL_CORRUPT', `record ${h.seq} names volume ${h.volume}, which the group does not have`);
-  if (h.type === RecordType.Update) await vol.write(h.offset, data);
-  else await vol.writeZeroes(h.offset, h.length);
 }

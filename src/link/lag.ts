@@ -1,4 +1,4 @@
-import type { GroupStatus } from '../journal/journal-group.js';
+import type { GroupStatus } from '../journal/group-status.js';
 import type { LinkRegistry } from './registry.js';
 
 export interface SecondaryLag {

@@ -1,4 +1,5 @@
-import type { GroupStatus, JournalGroup } from '../journal/journal-group.js';
+import type { GroupStatus } from '../journal/group-status.js';
+import type { JournalGroup } from '../journal/journal-group.js';
 import { secondaryLag, type SecondaryLag } from '../link/lag.js';
 import { readRegistry, type LinkRegistry } from '../link/registry.js';
 import { readChainState, securedSeq, type ChainState } from '../tape/chain-state.js';

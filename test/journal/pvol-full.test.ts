@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createGroup, JournalGroup } from '../../src/journal/journal-group.js';
+import { createGroup } from '../../src/journal/group-create.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
 import { isJshipError } from '../../src/core/errors.js';
 import { KiB, MiB, mountTmpfs, tempDir, unmount } from '../helpers.js';
 

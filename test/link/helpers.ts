@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { JournalGroup, type CreateGroupOptions } from '../../src/journal/journal-group.js';
+import type { CreateGroupOptions } from '../../src/journal/group-create.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { readLinkKey } from '../../src/link/link-tls.js';
 import { jshipProc, makeGroup } from '../helpers.js';
