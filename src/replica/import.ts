@@ -21,6 +21,7 @@ import { ZEROED_TS, keyGeneration, serialText, tapeKey, type Catalog, type Marke
 import { readReplicaState, writeReplicaState } from './replica-state.js';
 import { Replica } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
+import { admitLabel, decideImport, unreadable, type HeldCopies, type ReplicaIdentity } from './import-decision.js';
 
 export type TapeOutcome =
   /** Verified to its trailer and stored. */
@@ -327,59 +328,40 @@ export function noteDigests(cat: Catalog, trailer: TapeTrailer | undefined): voi
   for (const d of trailer?.digests ?? []) if (!cat.digest(BigInt(d.seq))) cat.setDigest(d);
 }
 
-/**
- * Why a plaintext tape may not enter this chain: the nearest tape before it
- * that the replica holds is encrypted (or, with none held, an encrypted tape
- * came before it once). A chain becomes plaintext again only when told so.
- */
-function plaintextRefusal(cat: Catalog, label: TapeLabel): string | null {
-  if (label.encryption) return null;
-  const key = Math.abs(catalogKey(label));
-  const before = cat.tapes().filter((t) => (t.serial < 0) === !!label.link && Math.abs(t.serial) < key).sort((a, b) => Math.abs(b.serial) - Math.abs(a.serial))[0];
-  if (before) return before.keyId ? `tape ${serialText(before.serial)} before it is encrypted (key id ${before.keyId})` : null;
-  const since = Number(cat.getMeta(encryptedSince(label)) ?? '0');
-  return since > 0 && since < key ? `the chain's tapes are encrypted from tape ${serialText(since)} on` : null;
+/** The replica's copies around a tape's place in its chain. */
+function heldCopies(cat: Catalog, label: TapeLabel, key: number): HeldCopies {
+  const before = cat.tapes().filter((t) => (t.serial < 0) === !!label.link && Math.abs(t.serial) < Math.abs(key)).sort((a, b) => Math.abs(b.serial) - Math.abs(a.serial))[0];
+  return {
+    same: cat.tape(key),
+    prev: label.serial > 1 ? cat.tape(neighbourKey(label, -1)) : undefined,
+    next: cat.tape(neighbourKey(label, 1)),
+    before,
+  };
 }
 
+/**
+ * Imports one labelled tape: admitted by its label, copied into the store
+ * while it is read and verified, then stored (renamed into place, rows
+ * catalogued) as import-decision.ts decides.
+ */
 async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints = new Map()): Promise<TapeImport> {
   const source = src.where;
   const cat = replica.catalog;
   const cfg = replica.config;
-  if (label.groupId !== cfg.groupId) {
-    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} belongs to group ${label.groupId}; this replica holds group ${cfg.groupId}`, {
-      hint: 'import it into a replica of its own group (a new directory)',
-    }));
-  }
-  const sameNames = label.volumes.length === cfg.volumes.length && label.volumes.every((v, i) => v.name === cfg.volumes[i]?.name);
-  if (!sameNames || label.volumes.some((v, i) => v.size < (cfg.volumes[i]?.size ?? 0) && catalogKey(label) > newestKey(replica))) {
-    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source}: its volumes (${label.volumes.map((v) => `${v.name} ${v.size}`).join(', ')}) differ from the replica's`, {
-      hint: 'the group was re-created with other volumes: use a new replica',
-    }));
-  }
-  const linkName = label.link ? cfg.linkName ?? label.link.secondary : undefined;
-  if (label.link && label.link.secondary !== linkName) {
-    return refused(source, label.serial, new JshipError('TAPE_FOREIGN', `${source} is link tape ${label.serial} of secondary "${label.link.secondary}"; this replica is secondary "${linkName}"`, {
-      hint: 'link tapes belong to the replica they were sent to: import the tape chain\'s tapes instead',
-    }));
-  }
   const key = catalogKey(label);
+  const held = heldCopies(cat, label, key);
+  const me: ReplicaIdentity = {
+    groupId: cfg.groupId,
+    volumes: cfg.volumes,
+    linkName: cfg.linkName,
+    newestKey: newestKey(replica),
+    encryptedSince: Number(cat.getMeta(encryptedSince(label)) ?? '0'),
+  };
+  const refusal = admitLabel(source, label, key, me, held, lineageRefusal(cat, label, source), opts.allowPlaintext ?? false);
+  if (refusal) return refused(source, label.serial, refusal);
+  const linkName = label.link ? cfg.linkName ?? label.link.secondary : undefined;
   const what = `${label.link ? 'link ' : ''}tape ${serialText(key)}`;
-  const offLine = lineageRefusal(cat, label, source);
-  if (offLine) return refused(source, label.serial, offLine);
-  // The chain: the label must name the tape before it that the replica holds (a damaged copy's hash proves nothing).
-  const prev = label.serial > 1 ? cat.tape(neighbourKey(label, -1)) : undefined;
-  if (prev && prev.status === 'complete' && label.prevTapeSha256 !== prev.sha256) {
-    return refused(source, label.serial, new JshipError('TAPE_CHAIN_BROKEN', `${source}: its label names a previous tape with SHA-256 ${label.prevTapeSha256 ?? 'none'}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial - 1} (${prev.file}) has ${prev.sha256}`, {
-      hint: `this tape is not of this chain (forged, or from a copied group directory), or the replica's tape ${label.serial - 1} is a copy that differs from the one exported: verify both against the primary's copies; a good copy of tape ${label.serial - 1} given together with this one replaces the held one. Nothing was changed`,
-    }));
-  }
-  const plain = opts.allowPlaintext ? null : plaintextRefusal(cat, label);
-  if (plain) {
-    return refused(source, label.serial, new JshipError('TAPE_PLAINTEXT', `${source} is not encrypted, but ${plain}`, {
-      hint: 'a plaintext tape in an encrypted chain is refused (it could carry any bytes); if the primary really stopped encrypting (export --allow-plaintext), import it with --allow-plaintext. Nothing was changed',
-    }));
-  }
-  const existing = cat.tape(key);
+  const existing = held.same;
   const size = await src.size();
   if (existing && existing.status === 'complete' && existing.bytes === size && (await sameTape(replica, existing, src, label))) {
     return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records: existing.records, updates: range(existing), lost: null, sha256: existing.sha256 };
@@ -405,6 +387,11 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return invalidated;
   };
+  const closeSynced = async (): Promise<void> => {
+    await h.sync();
+    await h.close();
+    closed = true;
+  };
   try {
     const scanned = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
@@ -413,9 +400,6 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       progress(pos);
     });
     const { damage } = scanned;
-    if (damage && (damage.code === 'TAPE_KEY_REQUIRED' || damage.code === 'TAPE_BAD_LABEL' || (damage.code === 'TAPE_AUTH_FAILED' && scanned.segments.length === 0))) {
-      return refused(source, label.serial, damage);
-    }
     let sha256 = hash.digest('hex');
     if (!damage && scanned.end !== undefined && scanned.end < pos) {
       // The same tape is the same tape: padding after its trailer (a drive's last block, zeros) is not
@@ -424,7 +408,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       pos = scanned.end;
       sha256 = await sha256File(tmp);
     }
-    if (damage && !opts.noRepair) {
+    if (damage && !opts.noRepair && !unreadable(damage, scanned.segments.length)) {
       // A tape with parity is rebuilt, byte for byte, when its damage is within the parity; then imported as it was written.
       const fixed = await repairCopy(replica, src, stage);
       if (fixed) {
@@ -437,65 +421,45 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
         }
       }
     }
-    if (damage) {
-      // Kept segments are checked against every hash the tape carries: its trailer's too, when it can still be found.
-      const trailer = await findTrailer(src).catch(() => undefined);
-      const { segments, markers, cut, own } = keepListed(scanned, label, trailer);
-      const updates = segments.filter((s) => s.kind === 'update');
-      const records = segments.reduce((n, s) => n + s.records, 0);
-      const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
-      const lost = describeLoss(own, segments);
-      const keptText = tapeUpdates ? `records ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq} kept` : `${records} records kept`;
-      const message = `${damage.message}; ${segments.length} segments (${records} records) verified${cut ? ` (${cut})` : ''}, ${keptText}${lost.text}`;
-      if (existing && (existing.status === 'complete' || existing.records >= records)) {
-        return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing.status === 'complete' ? 'a complete copy' : 'as much'} of ${what}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
-      }
-      if (segments.length === 0) return { ...refused(source, label.serial, damage), message };
-      const diverged = divergedRecords(cat, label, segments, source);
-      if (diverged) return refused(source, label.serial, diverged);
-      const file = storedTapeName({ link: !!label.link, partial: true, serial: label.serial, generation: labelGeneration(label), name: '' });
-      await h.sync();
-      await h.close();
-      closed = true;
-      await fsp.rename(tmp, replica.tapePath(file));
-      await syncDir(replica.tapesDir);
-      const invalidated = await store(file, 'partial', damage.message, sha256, { segments, markers, trailer: scanned.trailer });
-      return { source, serial: label.serial, outcome: 'partial', message: `${message}${invalidated ? `; ${invalidated}` : ''}`, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
-    }
-    const { segments } = scanned;
-    const updates = segments.filter((s) => s.kind === 'update');
-    const records = segments.reduce((n, s) => n + s.records, 0);
+    // Kept segments of a damaged tape are checked against every hash it carries: its trailer's too, when it can still be found.
+    const kept = damage ? keepListed(scanned, label, await findTrailer(src).catch(() => undefined)) : { ...scanned, cut: null, own: undefined };
+    const { segments, markers } = kept;
+    const records = segments.reduce((n, x) => n + x.records, 0);
+    const updates = segments.filter((x) => x.kind === 'update');
     const tapeUpdates = updates.length > 0 ? { firstSeq: (updates[0] as SegmentRow).firstSeq, lastSeq: (updates[updates.length - 1] as SegmentRow).lastSeq } : null;
-    const diverged = divergedRecords(cat, label, segments, source);
-    if (diverged) return refused(source, label.serial, diverged);
-    // The chain, forward: the tape after this one that the replica holds must name this very copy.
-    const next = cat.tape(neighbourKey(label, 1));
-    if (next && next.prevSha256 !== sha256) {
-      return refused(source, label.serial, new JshipError('TAPE_CHAIN_BROKEN', `${source} has SHA-256 ${sha256}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial + 1} (${next.file}) names a previous tape with ${next.prevSha256 ?? 'none'}`, {
-        hint: `this copy is not the tape that came before ${label.serial + 1} (forged, from a copied group directory, or altered), or the held tape ${label.serial + 1} is not of this chain: verify both against the primary's copies. Nothing was changed`,
-      }));
-    }
-    let supersedes = '';
-    if (existing && existing.status === 'complete') {
-      if (existing.sha256 === sha256) return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null, sha256 };
-      // Two different complete copies: the chain decides (a tape after it, held or given now, names one of them).
-      const named = (sha: string): boolean => hints.get(key)?.has(sha) === true || next?.prevSha256 === sha;
-      if (!named(sha256) || named(existing.sha256)) {
-        return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${source} is ${what}, but the replica holds a different ${what} (${existing.file})`, {
-          hint: `two different exports used the same serial, or one copy was altered: find out which is right (jship verify, against the primary's copies); a copy that the next tape's label names replaces the held one when both are imported together. Nothing was changed`,
-        }));
+    const decision = decideImport(source, what, label, {
+      damage,
+      sha256,
+      segments: segments.length,
+      records,
+      diverged: divergedRecords(cat, label, segments, source),
+      namedBy: hints.get(key) ?? new Set(),
+      expected: damage ? undefined : opts.expectSha256?.(),
+    }, held);
+    if (damage) {
+      const lost = describeLoss(kept.own, segments);
+      const keptText = tapeUpdates ? `records ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq} kept` : `${records} records kept`;
+      const message = `${damage.message}; ${segments.length} segments (${records} records) verified${kept.cut ? ` (${kept.cut})` : ''}, ${keptText}${lost.text}`;
+      switch (decision.outcome) {
+        case 'duplicate':
+          return { source, serial: label.serial, outcome: 'duplicate', message: `${message}; the replica already holds ${existing?.status === 'complete' ? 'a complete copy' : 'as much'} of ${what}: nothing changed`, code: damage.code, records, updates: tapeUpdates, lost: null };
+        case 'refused':
+          return decision.error === damage && !unreadable(damage, scanned.segments.length) ? { ...refused(source, label.serial, damage), message } : refused(source, label.serial, decision.error);
+        default: {
+          const file = storedTapeName({ link: !!label.link, partial: true, serial: label.serial, generation: labelGeneration(label), name: '' });
+          await closeSynced();
+          await fsp.rename(tmp, replica.tapePath(file));
+          await syncDir(replica.tapesDir);
+          const invalidated = await store(file, 'partial', damage.message, sha256, { segments, markers, trailer: scanned.trailer });
+          return { source, serial: label.serial, outcome: 'partial', message: `${message}${invalidated ? `; ${invalidated}` : ''}`, code: damage.code, records, updates: tapeUpdates, lost: lost.lost };
+        }
       }
-      supersedes = ` (replaced ${existing.file}: the label of tape ${label.serial + 1} names this copy, not the held one)`;
     }
+    if (decision.outcome === 'refused') return refused(source, label.serial, decision.error);
+    if (decision.outcome === 'duplicate') return { source, serial: label.serial, outcome: 'duplicate', message: `${what} is already in the replica: nothing changed`, code: null, records, updates: tapeUpdates, lost: null, sha256 };
     const baseSeg = segments.find((x) => x.kind === 'base');
     const file = storedTapeName({ link: !!label.link, partial: false, serial: label.serial, generation: labelGeneration(label), name: tapeName(label.serial, tapeUpdates, baseSeg?.baseId ?? null, labelGeneration(label)) });
-    const expected = opts.expectSha256?.();
-    if (expected !== undefined && expected !== sha256) {
-      return refused(source, label.serial, new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${sha256.slice(0, 12)}…, its sender computed ${expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }));
-    }
-    await h.sync();
-    await h.close();
-    closed = true;
+    await closeSynced();
     const finalPath = replica.tapePath(file);
     if (existing && existing.file === file) {
       await fsp.rename(tmp, finalPath);
@@ -513,6 +477,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     await fsp.rm(tmp, { force: true });
     await syncDir(replica.tapesDir);
     const invalidated = await store(file, 'complete', null, sha256, scanned);
+    const supersedes = decision.outcome === 'replaced' && decision.supersedes ? ` (replaced ${existing?.file}: the label of tape ${label.serial + 1} names this copy, not the held one)` : '';
     return {
       source, serial: label.serial, outcome: existing ? 'replaced' : 'imported',
       message: `${what}: ${records} records${tapeUpdates ? `, seq ${tapeUpdates.firstSeq}..${tapeUpdates.lastSeq}` : ''}${existing ? supersedes || ' (replaced the damaged copy)' : ''}${invalidated ? `; ${invalidated}` : ''}`,

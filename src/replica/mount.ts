@@ -6,7 +6,7 @@ import type { KeyRing } from '../tape/crypto.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { Replica } from './replica.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
-import { Applier } from './restore.js';
+import { Applier } from './applier.js';
 import { ZERO_SOURCE, type ExtentMap } from '../core/extent-map.js';
 import type { SegmentRow } from './catalog.js';
 import { SegmentSource } from './segment-source.js';

@@ -10,14 +10,14 @@ import { SpaceWaiters, type SpaceHooks } from '../../src/journal/space-waiters.j
 const rec = (seq: number, bytes = 0): EncodedRecord => ({ seq: BigInt(seq), dataPos: 0n, header: Buffer.alloc(64), data: bytes ? Buffer.alloc(bytes) : undefined });
 
 describe('GroupCommit', () => {
-  function journal(): { j: JournalVolume; batches: bigint[][]; gates: Array<ReturnType<typeof deferred>>; fail: Set<number> } {
+  function journal(): { j: JournalVolume; batches: bigint[][]; gates: Array<ReturnType<typeof deferred<void>>>; fail: Set<number> } {
     const batches: bigint[][] = [];
-    const gates: Array<ReturnType<typeof deferred>> = [];
+    const gates: Array<ReturnType<typeof deferred<void>>> = [];
     const fail = new Set<number>();
     const j = {
       writeBatch: async (b: EncodedRecord[]): Promise<void> => {
         const n = batches.push(b.map((r) => r.seq)) - 1;
-        const g = deferred();
+        const g = deferred<void>();
         gates.push(g);
         await g.promise;
         if (fail.has(n)) throw new Error(`batch ${n} failed`);
