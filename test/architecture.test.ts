@@ -50,4 +50,17 @@ describe('layers', () => {
       }
     }
   });
+
+  it('the library speaks in parameters: no usage error outside cli/ names a command-line flag (core/errors.ts param())', () => {
+    const offenders: string[] = [];
+    for (const folder of readdirSync(SRC).filter((d) => d !== 'cli' && !d.includes('.'))) {
+      for (const f of readdirSync(join(SRC, folder)).filter((n) => n.endsWith('.ts'))) {
+        const text = readFileSync(join(SRC, folder, f), 'utf8');
+        for (const m of text.matchAll(/new JshipError\('USAGE',[\s\S]*?\);\n/g)) {
+          if (/(?<![\w-])--[a-z]/.test(m[0])) offenders.push(`src/${folder}/${f}: ${m[0].slice(0, 100)}`);
+        }
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
 });

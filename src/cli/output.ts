@@ -1,10 +1,10 @@
 import cliProgress from 'cli-progress';
-import { asJshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { eventLine, type EventLog } from '../core/events.js';
 import { formatDuration } from '../core/check.js';
 import { SmoothedRate } from '../core/smoothed-rate.js';
 import { toJson } from '../core/json-shape.js';
+import { cliError } from './flags.js';
 
 /** Options every verb takes. */
 export interface CommonOptions {
@@ -31,7 +31,7 @@ export function eventLog(opts: CommonOptions): EventLog {
 
 /** Prints an error (stdout JSON with --json, stderr text otherwise) and sets the exit code. */
 export function reportError(e: unknown, json: boolean): void {
-  const err = asJshipError(e);
+  const err = cliError(e);
   process.exitCode = err.isUsage ? 2 : 1;
   if (json) {
     process.stdout.write(`${toJson({ error: err.toJSON() })}\n`);

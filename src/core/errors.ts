@@ -120,17 +120,40 @@ export interface JshipErrorOptions {
   cause?: unknown;
 }
 
+const PARAM = /\{\{([A-Za-z][A-Za-z0-9]*)\}\}/g;
+
+/**
+ * Names a parameter of the library call in an error's message or hint.
+ * Callers of the library read the parameter's name; the CLI shows the flag
+ * that sets it (cli/flags.ts). The names are in `details.params`.
+ */
+export function param(name: string): string {
+  return `{{${name}}}`;
+}
+
+const render = (text: string, show: (name: string) => string): string => text.replace(PARAM, (_m, name: string) => show(name));
+
 export class JshipError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly details: Record<string, string | number | bigint | boolean | null>;
+  /** The message and hint as thrown, parameters still marked (param()). */
+  readonly template: { message: string; hint: string | undefined };
 
   constructor(code: ErrorCode, message: string, options: JshipErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(render(message, (n) => n), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'JshipError';
     this.code = code;
-    this.hint = options.hint;
-    this.details = options.details ?? {};
+    this.template = { message, hint: options.hint };
+    this.hint = options.hint === undefined ? undefined : render(options.hint, (n) => n);
+    const params = [...new Set([...`${message} ${options.hint ?? ''}`.matchAll(PARAM)].map((m) => m[1] as string))];
+    this.details = { ...(params.length > 0 ? { params: params.join(',') } : {}), ...options.details };
+  }
+
+  /** The message and hint with each parameter shown as `show` says (the CLI: as its flag). */
+  render(show: (name: string) => string): { message: string; hint: string | undefined } {
+    const { message, hint } = this.template;
+    return { message: render(message, show), hint: hint === undefined ? undefined : render(hint, show) };
   }
 
   /** True for errors in what the user typed (exit code 2), false for failures of the work (exit 1). */

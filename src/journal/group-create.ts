@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import { systemWallClock } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import type { Lineage } from '../core/epoch.js';
@@ -62,7 +62,7 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
     if (p === journalPath) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named both as a volume and as the journal`, { hint: 'the journal needs a file of its own' });
     if (allPaths.indexOf(p) !== allPaths.lastIndexOf(p)) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes`, { hint: 'each file or device can belong to one volume only' });
   }
-  if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: 'add --volume NAME=PATH[:SIZE]' });
+  if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: `add ${param('volumes')} NAME=PATH[:SIZE]` });
   const created: string[] = [];
   const createdDir = !(await exists(dir));
   try {

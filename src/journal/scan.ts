@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import xxhash from 'xxhash-wasm';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { writeFileAtomic, makeDirs } from '../io/files.js';
 import { groupPaths, readGroupConfig, writeGroupConfig } from './group-files.js';
@@ -140,7 +140,7 @@ export async function scanGroup(dir: string, opts: { blockSize?: number; onProgr
       const prev = await readState(path);
       if (prev && opts.blockSize !== undefined && prev.blockSize !== opts.blockSize) {
         throw new JshipError('USAGE', `volume "${vol.name}" was scanned with ${prev.blockSize}-byte blocks, not ${opts.blockSize}`, {
-          hint: `leave out --block-size, or delete ${path} to start over (the next scan then journals nothing)`,
+          hint: `leave out ${param('blockSize')}, or delete ${path} to start over (the next scan then journals nothing)`,
         });
       }
       const bs = prev?.blockSize ?? blockSize;

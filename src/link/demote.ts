@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compareLineages, epochStart, generationOf, lineageText, type Lineage } from '../core/epoch.js';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError, param } from '../core/errors.js';
 import { RecordType } from '../core/record.js';
 import type { HostPort } from '../io/sockets.js';
 import { makeDirs, readJsonFile, writeFileAtomic } from '../io/files.js';
@@ -100,10 +100,10 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   let demoted = await readDemoted(groupDir);
   const resumed = demoted !== null;
   if (demoted && demoted.replica !== replicaDir) {
-    throw new JshipError('USAGE', `${groupDir} was demoted into replica ${demoted.replica}, not ${replicaDir}`, { hint: `leave out --replica, or give --replica ${demoted.replica}` });
+    throw new JshipError('USAGE', `${groupDir} was demoted into replica ${demoted.replica}, not ${replicaDir}`, { hint: `leave out ${param('replicaDir')}, or give ${param('replicaDir')} ${demoted.replica}` });
   }
   const config = await readGroupConfig(groupDir);
-  if ((o.tapes === undefined) === (o.from === undefined || o.key === undefined)) throw new JshipError('USAGE', 'demote follows the new primary over the link or by its tapes: give one', { hint: '--follow HOST:PORT or --follow TAPES' });
+  if ((o.tapes === undefined) === (o.from === undefined || o.key === undefined)) throw new JshipError('USAGE', 'demote follows the new primary over the link or by its tapes: give one', { hint: `${param('from')} HOST:PORT or ${param('tapes')} TAPES` });
   const sources = o.tapes ? await tapeFiles(o.tapes, o.importOptions) : undefined;
   demoted ??= await prepare(groupDir, replicaDir, o, sources);
   await makeReplica(replicaDir, config, o.name);
@@ -177,10 +177,10 @@ async function tapeFiles(sources: string[], opts: ImportOptions = {}): Promise<s
   for (const s of sources) {
     const st = s === '-' ? null : await fsp.stat(s).catch(() => undefined);
     if (s === '-' || st?.isCharacterDevice() || st?.isFIFO()) {
-      throw new JshipError('USAGE', `demote --follow ${s}: a drive or a pipe can be read only once`, { hint: 'copy its tapes into a directory first (jship import into a scratch replica keeps them under its tapes/), then --follow that directory' });
+      throw new JshipError('USAGE', `demote ${param('tapes')} ${s}: a drive or a pipe can be read only once`, { hint: `copy its tapes into a directory first (jship import into a scratch replica keeps them under its tapes/), then ${param('tapes')} that directory` });
     }
   }
-  if ((await expandTapeSources(sources, opts.s3)).length === 0) throw new JshipError('USAGE', `demote --follow ${sources.join(' ')}: no tapes there`, { hint: 'name directories holding the new primary\'s *.tar.zst tapes, tape files, or s3://BUCKET/PREFIX' });
+  if ((await expandTapeSources(sources, opts.s3)).length === 0) throw new JshipError('USAGE', `demote ${param('tapes')} ${sources.join(' ')}: no tapes there`, { hint: 'name directories holding the new primary\'s *.tar.zst tapes, tape files, or s3://BUCKET/PREFIX' });
   return sources;
 }
 

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { settlesWithin } from '../core/deferred.js';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError, param } from '../core/errors.js';
 import { cleanIncoming, importLinkStream } from '../replica/import.js';
 import { Replica } from '../replica/replica.js';
 import { tapeRef } from '../replica/catalog.js';
@@ -117,7 +117,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   const timeoutMs = o.timeoutMs ?? 30_000;
   const pos = await heldPosition(o.replicaDir, o);
   if (pos.linkName !== null && pos.linkName !== o.name) {
-    throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${o.name}"`, { hint: `leave out --name, or give --name ${pos.linkName}` });
+    throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${o.name}"`, { hint: `leave out ${param('name')}, or give ${param('name')} ${pos.linkName}` });
   }
   // A directory that cannot become a replica is refused before the primary hears of this secondary.
   if (pos.groupId === null) await Replica.checkCreatable(o.replicaDir);

@@ -1,6 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import { MAX_SOCKET_PATH, fitsSocketPath, formatHostPort, listenOn } from '../io/sockets.js';
 import { Budget } from './budget.js';
 import { NbdConnection, type ConnectionStats, type Log, type RequestObserver } from './connection.js';
@@ -52,7 +52,7 @@ export class NbdServer {
     if ('socket' in where) {
       if (!fitsSocketPath(where.socket)) {
         throw new JshipError('USAGE', `socket path ${where.socket} is longer than the ${MAX_SOCKET_PATH} bytes a Unix socket path may have`, {
-          hint: 'give a shorter --socket PATH',
+          hint: `give a shorter ${param('socket')} PATH`,
         });
       }
       await removeStaleSocket(where.socket);
@@ -165,7 +165,7 @@ async function removeStaleSocket(path: string): Promise<void> {
   const st = await fsp.lstat(path).catch(() => undefined);
   if (!st) return;
   if (!st.isSocket()) {
-    throw new JshipError('USAGE', `${path} exists and is not a socket`, { hint: 'give --socket a path that is free' });
+    throw new JshipError('USAGE', `${path} exists and is not a socket`, { hint: `give ${param('socket')} a path that is free` });
   }
   const alive = await new Promise<boolean>((resolve) => {
     const s = connect(path);

@@ -136,7 +136,7 @@ export class ControlServer {
 
 function errorReply(e: unknown): ControlReply {
   if (e instanceof JshipError) {
-    return { type: 'error', code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) };
+    return { type: 'error', code: e.code, message: e.template.message, ...(e.template.hint ? { hint: e.template.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) };
   }
   return { type: 'error', code: 'IO', message: (e as Error)?.message ?? String(e) };
 }

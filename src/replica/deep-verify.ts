@@ -1,4 +1,4 @@
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { PointMount } from './mount.js';
 import { provePoint, type PointProof } from './prove.js';
@@ -30,7 +30,7 @@ export async function verifyDeep(dir: string, point: PointSpec, keys?: KeyRing):
     })();
     if (!digest) {
       throw new JshipError('USAGE', `${mount.plan.point} (seq ${mount.plan.seq}) has no digest of the primary's to prove it by`, {
-        hint: 'only restore points (jship mark) and base completions have one, brought by tapes exported by this release: give --marker NAME',
+        hint: `only restore points (jship mark) and base completions have one, brought by tapes exported by this release: give ${param('marker')} NAME`,
       });
     }
     return { point: mount.plan.point, seq: mount.plan.seq, proof: await provePoint(digest, mount.exports) };

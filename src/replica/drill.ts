@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import type { EventLog } from '../core/events.js';
 import { runHook, type RunningHook } from '../io/hooks.js';
 import { NbdServer } from '../nbd/server.js';
@@ -56,7 +56,7 @@ export async function runDrill(dir: string, opts: DrillOptions): Promise<{ recor
       exports = mount.exports.map((x) => ({ name: x.name, size: x.size, uri: '', env: uriVariable(x.name) }));
       const clash = exports.find((x, i) => exports.findIndex((y) => y.env === x.env) !== i);
       if (clash) {
-        throw new JshipError('USAGE', `two volumes would share the variable ${clash.env}`, { hint: 'drill them one at a time with --volume NAME (the JSON file JSHIP_NBD_EXPORTS names every export exactly)' });
+        throw new JshipError('USAGE', `two volumes would share the variable ${clash.env}`, { hint: `drill them one at a time with ${param('volumes')} NAME (the JSON file JSHIP_NBD_EXPORTS names every export exactly)` });
       }
       const server = new NbdServer(mount, opts.log ?? (() => {}));
       const socket = await server.listen({ socket: join(work, 'nbd.sock') });

@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
 import { readReplicaState } from './replica-state.js';
@@ -114,7 +114,7 @@ export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepL
  */
 export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean): Promise<ExpirePlan & { removed: boolean; expiredSerials: number[] }> {
   if ('keepLast' in rule && (!Number.isSafeInteger(rule.keepLast) || rule.keepLast < 1)) {
-    throw new JshipError('USAGE', `--keep-last ${rule.keepLast} is not a positive number of bases`, { hint: 'e.g. --keep-last 2' });
+    throw new JshipError('USAGE', `${param('keepLast')} ${rule.keepLast} is not a positive number of bases`, { hint: `e.g. ${param('keepLast')} 2` });
   }
   const replica = await Replica.open(dir);
   try {

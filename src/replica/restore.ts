@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
 import type { PointDigest } from '../core/volume-digest.js';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
 import { Replica } from './replica.js';
@@ -119,7 +119,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     });
   }
   if (toSvol && opts.volumes && opts.volumes.length > 0) {
-    throw new JshipError('USAGE', '--volume needs --target: the SVOLs are always restored together', { hint: 'restoring one SVOL alone would break the group\'s consistency; give --target PATH to restore one volume elsewhere' });
+    throw new JshipError('USAGE', `${param('volumes')} needs ${param('targets')}: the SVOLs are always restored together`, { hint: `restoring one SVOL alone would break the group's consistency; give ${param('targets')} PATH to restore one volume elsewhere` });
   }
   const selected = (opts.volumes && opts.volumes.length > 0 ? opts.volumes : vols.map((v) => v.name)).map((name) => {
     const i = vols.findIndex((v) => v.name === name);
@@ -135,7 +135,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     await writeReplicaState(replica.dir, state);
   }
   const svolSeq = BigInt(state.svol.restoredSeq);
-  if (toSvol && opts.inconsistent) throw new JshipError('USAGE', '--inconsistent needs --target: an SVOL only ever holds consistent points', { hint: 'restore the partial image into a file' });
+  if (toSvol && opts.inconsistent) throw new JshipError('USAGE', `${param('inconsistent')} needs ${param('targets')}: an SVOL only ever holds consistent points`, { hint: 'restore the partial image into a file' });
   if (opts.adopt && (!toSvol || svolSeq !== 0n)) throw new JshipError('USAGE', 'adopting demoted volumes goes into SVOLs never restored before', { hint: 'this is what jship demote does once; afterwards restore as usual' });
   const plan = opts.adopt ? planAdopt(cat, typeof opts.adopt === 'object' ? opts.adopt.requestId : undefined) : planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
   const inProgress = state.svol.inProgress;
@@ -277,7 +277,7 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
   const out = new Map<string, string>();
   for (const s of specs) {
     if (s.volume !== undefined) {
-      if (!names.includes(s.volume)) throw new JshipError('USAGE', `--target ${s.volume}=... names a volume that is not being restored`, { hint: `restoring: ${names.join(', ')}` });
+      if (!names.includes(s.volume)) throw new JshipError('USAGE', `${param('targets')} ${s.volume}=... names a volume that is not being restored`, { hint: `restoring: ${names.join(', ')}` });
       out.set(s.volume, resolve(s.path));
       continue;
     }
@@ -288,11 +288,11 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
     } else if (names.length === 1) {
       out.set(names[0] as string, resolve(s.path));
     } else {
-      throw new JshipError('USAGE', `--target ${s.path}: a bare path needs exactly one volume (restoring ${names.length})`, { hint: 'use --target NAME=PATH for each, a directory, or --volume NAME' });
+      throw new JshipError('USAGE', `${param('targets')} ${s.path}: a bare path needs exactly one volume (restoring ${names.length})`, { hint: `use ${param('targets')} NAME=PATH for each, a directory, or ${param('volumes')} NAME` });
     }
   }
   const missing = names.filter((n) => !out.has(n));
-  if (missing.length > 0) throw new JshipError('USAGE', `no --target for volume${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { hint: 'give --target NAME=PATH for each, or a directory, or select volumes with --volume' });
+  if (missing.length > 0) throw new JshipError('USAGE', `no ${param('targets')} for volume${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { hint: `give ${param('targets')} NAME=PATH for each, or a directory, or select volumes with ${param('volumes')}` });
   return names.map((n) => ({ volume: n, path: out.get(n) as string }));
 }
 

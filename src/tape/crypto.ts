@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 
 export const ALGORITHM = 'aes-256-gcm';
 const NONCE = 12;
@@ -78,7 +78,7 @@ export async function readKeyRing(files: readonly string[], dirs: readonly strin
     } catch (e) {
       throw new JshipError('USAGE', `cannot read key directory ${d}: ${(e as Error).message}`, { hint: 'name a directory that holds key files (32 raw bytes or 64 hex characters each)' });
     }
-    if (names.length === 0) throw new JshipError('USAGE', `key directory ${d} holds no files`, { hint: 'put the key files there, or name them with --key FILE' });
+    if (names.length === 0) throw new JshipError('USAGE', `key directory ${d} holds no files`, { hint: `put the key files there, or name them with ${param('keyFiles')} FILE` });
     paths.push(...names.map((n) => `${d}/${n}`));
   }
   return new KeyRing(await Promise.all(paths.map(readKeyFile)));

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { readKeyFile } from './crypto.js';
 import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type ReadBackOptions, type TapeDestination } from './destination.js';
@@ -57,7 +57,7 @@ export interface ExportRequest {
 /** Checks a parity share (export --parity): a percentage above 0, at most 100. */
 export function checkParity(p: number): number {
   if (!Number.isFinite(p) || p <= 0 || p > 100) {
-    throw new JshipError('USAGE', `--parity ${p}: give a percentage above 0 and at most 100`, { hint: 'e.g. --parity 10 (10 % more bytes; any 2 of each 20 frames may be lost)' });
+    throw new JshipError('USAGE', `${param('parity')} ${p}: give a percentage above 0 and at most 100`, { hint: `e.g. ${param('parity')} 10 (10 % more bytes; any 2 of each 20 frames may be lost)` });
   }
   return p;
 }
@@ -86,7 +86,7 @@ export async function checkMounted(mountPoint: string, to: string): Promise<void
   const mp = resolve(mountPoint);
   const dest = resolve(to);
   if (dest !== mp && !dest.startsWith(`${mp}/`)) {
-    throw new JshipError('USAGE', `--to ${to} is not under --require-mount ${mp}`, { hint: 'give a --to inside the mount point, e.g. --to ' + join(mp, 'jship') + '/' });
+    throw new JshipError('USAGE', `${param('to')} ${to} is not under ${param('requireMount')} ${mp}`, { hint: `give a ${param('to')} inside the mount point, e.g. ${param('to')} ` + join(mp, 'jship') + '/' });
   }
   const st = await fsp.stat(mp).catch(() => undefined);
   const up = await fsp.stat(resolve(mp, '..')).catch(() => undefined);
@@ -116,10 +116,10 @@ export async function checkMounted(mountPoint: string, to: string): Promise<void
  */
 export async function destinationFor(to: string, stdout?: Writable, s3: StoreSettings = {}, blockSize?: number, readBack: ReadBackOptions = {}): Promise<TapeDestination> {
   const blocks = (what: string): void => {
-    if (blockSize !== undefined) throw new JshipError('USAGE', `--block-size applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: 'leave --block-size out' });
+    if (blockSize !== undefined) throw new JshipError('USAGE', `${param('blockSize')} applies to a tape drive, a FIFO or standard output, not to ${what}`, { hint: `leave ${param('blockSize')} out` });
   };
   const noReadBack = (what: string, hint = 'rewind the medium and run jship verify on it after the export'): void => {
-    if (readBack.verifyAfterWrite) throw new JshipError('USAGE', `--verify-after-write reads tapes back from files and directories, not from ${what}`, { hint });
+    if (readBack.verifyAfterWrite) throw new JshipError('USAGE', `${param('verifyAfterWrite')} reads tapes back from files and directories, not from ${what}`, { hint });
   };
   if (isStoreUrl(to)) {
     const store = storeFor(to);
@@ -184,18 +184,18 @@ export function reportExport(r: ExportResult): ExportReport {
  */
 export async function runExport(group: JournalGroup, req: ExportRequest, onProgress?: (done: number, total: number) => void, stdout?: Writable, throttle?: Throttle, prompt?: (m: NextMedium) => Promise<void>): Promise<ExportReport> {
   const key = req.encryptKey !== undefined ? await readKeyFile(req.encryptKey) : undefined;
-  if (req.resyncFor !== undefined && req.base) throw new JshipError('USAGE', '--resync-for and --base: give one', { hint: 'a demoted site that asked for a resync gets the chunks it lacks; --base sends a full copy to everyone' });
+  if (req.resyncFor !== undefined && req.base) throw new JshipError('USAGE', `${param('resyncFor')} and ${param('base')}: give one`, { hint: `a demoted site that asked for a resync gets the chunks it lacks; ${param('base')} sends a full copy to everyone` });
   const resync = req.resyncFor !== undefined ? await readResyncFor(group, req.resyncFor) : undefined;
   const pace = throttle ?? (req.bwlimit !== undefined ? new Throttle(req.bwlimit) : undefined);
   if (req.requireMount !== undefined) {
-    if (req.to === '-' || isStoreUrl(req.to)) throw new JshipError('USAGE', '--require-mount goes with --to DIR or FILE on a mounted disk', { hint: 'leave it out for standard output and object storage' });
+    if (req.to === '-' || isStoreUrl(req.to)) throw new JshipError('USAGE', `${param('requireMount')} goes with ${param('to')} DIR or FILE on a mounted disk`, { hint: 'leave it out for standard output and object storage' });
     await checkMounted(req.requireMount, req.to);
   }
   if (req.nextMedia !== undefined && (req.to === '-' || isStoreUrl(req.to))) {
-    throw new JshipError('USAGE', '--next-media goes with a directory, a file or a tape drive: standard output and object storage have no medium to change', { hint: 'leave --next-media out' });
+    throw new JshipError('USAGE', `${param('nextMedia')} goes with a directory, a file or a tape drive: standard output and object storage have no medium to change`, { hint: `leave ${param('nextMedia')} out` });
   }
   const plain = await destinationFor(req.to, stdout, req.s3, req.blockSize, req.verifyAfterWrite ? { verifyAfterWrite: true } : {});
-  if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', '--purge-on-close applies to standard output and tape drives only', { hint: 'files are purged once they are durable' });
+  if (req.purgeOnClose && plain.durable) throw new JshipError('USAGE', `${param('purgeOnClose')} applies to standard output and tape drives only`, { hint: 'files are purged once they are durable' });
   const destination = pace ? throttled(plain, pace) : plain;
   const st = await group.status();
   const total = Number(st.journal.bytes) + (req.base ? group.volumes.reduce((n, v) => n + v.size, 0) : 0) + (resync ? resync.chunks.reduce((n, c) => n + c.length, 0) * group.config.chunkSize : 0);

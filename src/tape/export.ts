@@ -1,4 +1,4 @@
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError, param } from '../core/errors.js';
 import { encodeRecord } from '../core/record.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
@@ -149,15 +149,15 @@ export async function chainTurn<T>(group: JournalGroup, waitMs: number, run: () 
 
 async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
-    throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${opts.destination.where}`, { hint: 'give --to a directory' });
+    throw new JshipError('USAGE', `${param('mediaSize')} needs a directory to write a media set into, not ${opts.destination.where}`, { hint: `give ${param('to')} a directory` });
   }
 
   const chain = opts.chain;
   let state = chain ? chain.state : await reconcile(group.dir, await readChainState(group.dir), opts.s3);
   const save = chain ? async () => undefined : (s: ChainState) => writeChainState(group.dir, s);
   if (!opts.key && !opts.allowPlaintext && typeof state.lastKeyId === 'string') {
-    throw new JshipError('USAGE', `the tape chain's tapes so far are encrypted (key id ${state.lastKeyId}), and no --encrypt-key was given`, {
-      hint: 'give --encrypt-key FILE; to write plaintext tapes from now on, add --allow-plaintext (the replica then needs import --allow-plaintext for them)',
+    throw new JshipError('USAGE', `the tape chain's tapes so far are encrypted (key id ${state.lastKeyId}), and no ${param('encryptKey')} was given`, {
+      hint: `give ${param('encryptKey')} FILE; to write plaintext tapes from now on, add ${param('allowPlaintext')} (the replica then needs import ${param('allowPlaintext')} for them)`,
     });
   }
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
@@ -187,8 +187,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
     const largest = Math.max(from <= last ? await group.journal.largestData(from, last) : 0, fullBase || resync ? group.config.chunkSize : 0);
     const need = minMediaSize(largest, opts.key !== undefined, group.volumes.length, opts.parity);
     if (opts.mediaSize < need) {
-      throw new JshipError('USAGE', `--media-size ${formatSize(opts.mediaSize)} cannot hold the largest segment of this export (a ${fullBase || resync ? 'base chunk or ' : ''}record of ${formatSize(largest)}, with a label and a trailer: records never span tapes)`, {
-        hint: `give a --media-size of at least ${formatSize(need)}; media of several times that hold several records each. Nothing was written`,
+      throw new JshipError('USAGE', `${param('mediaSize')} ${formatSize(opts.mediaSize)} cannot hold the largest segment of this export (a ${fullBase || resync ? 'base chunk or ' : ''}record of ${formatSize(largest)}, with a label and a trailer: records never span tapes)`, {
+        hint: `give a ${param('mediaSize')} of at least ${formatSize(need)}; media of several times that hold several records each. Nothing was written`,
       });
     }
   }

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RECORD_SIZE, RecordType, type RecordHeader } from '../core/record.js';
 import { formatSize } from '../core/sizes.js';
@@ -157,7 +157,7 @@ export class MediaSetWriter {
     const limit = o.mediaSize ? Math.max(4096, Math.floor(o.mediaSize / 4)) : DEFAULT_SEGMENT_BYTES;
     this.#segmentBytes = Math.min(o.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limit, MAX_SEGMENT_BYTES);
     if (o.mediaSize !== undefined && !o.destination.splittable) {
-      throw new JshipError('USAGE', `--media-size needs a directory to write a media set into, not ${o.destination.where}`, { hint: 'give --to a directory' });
+      throw new JshipError('USAGE', `${param('mediaSize')} needs a directory to write a media set into, not ${o.destination.where}`, { hint: `give ${param('to')} a directory` });
     }
   }
 
