@@ -12,6 +12,8 @@ import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
 import { S3Peer } from './peer.js';
 import { destinationContract } from '../tape/destination-contract.js';
+import { sourceContract } from '../tape/source-contract.js';
+import { s3Sources } from '../../src/s3/s3-source.js';
 import '../../src/s3/register.js';
 import type { TapeDestination } from '../../src/tape/destination.js';
 import { readChainState } from '../../src/tape/chain-state.js';
@@ -59,6 +61,15 @@ describe('S3 vault against Ceph radosgw', () => {
       },
       abortLeavesNothing: true,
     };
+  });
+
+  // The tape source contract (test/tape/source-contract.ts): each tape an object of its own, read back by ranges.
+  let sourcePrefix = 0;
+  sourceContract('s3 (radosgw)', async (bytes, name) => {
+    const key = `source-contract-${++sourcePrefix}/${name.endsWith('.tar.zst') ? name : `${name}.tar.zst`}`;
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: bytes }));
+    const [source] = await s3Sources(`s3://vault/${key}`, {});
+    return { source: source!, once: false };
   });
 
   it('export, tapes, verify, import, restore byte-exact; a second export to the prefix; importing twice', async () => {

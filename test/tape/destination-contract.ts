@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 
@@ -26,6 +27,9 @@ export interface DestinationUnderTest {
 const FIXTURES = new URL('../fixtures/tapes/', import.meta.url).pathname;
 const fixture = (prefix: string): Buffer => readFileSync(join(FIXTURES, readdirSync(FIXTURES).find((f) => f.startsWith(prefix)) as string));
 
+/** What the tape writer hands commit: the tape's SHA-256 and size (a link sends them in TAPE_END). */
+const described = (bytes: Buffer): { sha256: string; bytes: number } => ({ sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length });
+
 /** Writes `bytes` in uneven chunks: 1 byte, 7, 4 KiB + 1, the rest. */
 async function writeUneven(out: TapeOutput, bytes: Buffer): Promise<void> {
   let off = 0;
@@ -48,7 +52,7 @@ export function destinationContract(name: string, make: () => Promise<Destinatio
     const tape = fixture('plain-');
     const out = await d.dest.open(1, 1n);
     await writeUneven(out, tape);
-    const location = await out.commit(tapeFileName(1, 1n, 28n));
+    const location = await out.commit(tapeFileName(1, 1n, 28n), undefined, described(tape));
     const back = await d.read(location);
     expect(back.equals(tape)).toBe(true);
     // What came back is a tape standing on its own.
@@ -75,7 +79,8 @@ export function destinationContract(name: string, make: () => Promise<Destinatio
     for (const [i, f] of set.entries()) {
       const out = await d.dest.open(i + 1, BigInt(i * 14 + 1));
       await writeUneven(out, readFileSync(join(FIXTURES, f)));
-      locations.push(await out.commit(f.slice('set-'.length)));
+      const bytes = readFileSync(join(FIXTURES, f));
+      locations.push(await out.commit(f.slice('set-'.length), undefined, described(bytes)));
     }
     for (const [i, f] of set.entries()) expect((await d.read(locations[i] as string)).equals(readFileSync(join(FIXTURES, f)))).toBe(true);
     const seen = await d.visible();

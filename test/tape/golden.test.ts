@@ -10,6 +10,7 @@ import { SegmentKind } from '../../src/tape/segment.js';
 import { readTape, type TapeItem } from '../../src/tape/tape-reader.js';
 import { MediaSetWriter, type TapeWriterEnv } from '../../src/tape/tape-writer.js';
 import { verifyTapes } from '../../src/tape/verify.js';
+import { verifySummary } from './source-contract.js';
 import { KeyRing, readKeyFile, type TapeKey } from '../../src/tape/crypto.js';
 import { importTapes } from '../../src/replica/import.js';
 import { tempDir } from '../helpers.js';
@@ -107,15 +108,6 @@ function damaged(plain: Buffer): Record<string, Buffer> {
   };
 }
 
-/** What a verify report says that must stay the same (paths and hashes aside). */
-function summary(v: Awaited<ReturnType<typeof verifyTapes>>[number]): object {
-  return {
-    ok: v.ok, serial: v.label?.serial ?? null, link: v.label?.link ?? null, segments: v.segments, records: v.records,
-    firstSeq: v.firstSeq?.toString() ?? null, lastSeq: v.lastSeq?.toString() ?? null, error: v.error?.code ?? null,
-    intact: v.error ? { segments: v.error.segmentsIntact, records: v.error.recordsIntact, lastGoodSeq: v.error.lastGoodSeq } : null,
-  };
-}
-
 async function items(chunks: AsyncIterable<Buffer>, where: string, k: { keys?: KeyRing } = {}): Promise<TapeItem[]> {
   const out: TapeItem[] = [];
   for await (const it of readTape(chunks, { where, ...k })) out.push(it);
@@ -166,7 +158,7 @@ describe('golden tapes', () => {
       const rep = join(dir, 'replicas', f);
       if (f.startsWith('foreign-')) await importTapes(rep, [join(FIXTURES, committed.find((x) => x.startsWith('plain-')) as string)]);
       const imp = (await importTapes(rep, [path], withKey)).tapes[0];
-      reports[f] = { verify: { ...summary(v!), recordsChecked: v!.recordsChecked, encrypted: v!.label?.encryption?.keyId ?? null }, import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
+      reports[f] = { verify: { ...verifySummary(v!), recordsChecked: v!.recordsChecked, encrypted: v!.label?.encryption?.keyId ?? null }, import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
       // The reader: the same items (or the same error) whole and one byte at a time.
       const read = async (src: AsyncIterable<Buffer>, k: { keys?: KeyRing }): Promise<unknown> => items(src, f, k).then((x) => ({ items: x.map(({ offset: _o, length: _l, ...rest }) => rest) }), (e: { code?: string; message: string }) => ({ error: e.code ?? e.message }));
       const a = await read(whole(b), withKey);
