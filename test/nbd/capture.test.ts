@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 import { client, serve, untilJournaled } from './helpers.js';
@@ -11,6 +11,13 @@ import { client, serve, untilJournaled } from './helpers.js';
  * in between; tapes exported while the server runs restore the image as it
  * was at T2 and at the marker.
  */
+
+/** Waits until the wall clock (the server's too: same machine) is in a later millisecond: times given as ISO strings then part what came before from what comes after. */
+async function nextMillisecond(): Promise<void> {
+  const now = Date.now();
+  while (Date.now() <= now) await tick();
+}
+
 describe('capture through NBD, export while serving, restore to a moment', () => {
   const dir = tempDir();
 
@@ -31,12 +38,12 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     const mark = jshipJson('mark', g, 'before-upgrade');
     expect(mark.code, mark.stderr).toBe(0);
 
-    await sleep(5);
+    await nextMillisecond();
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x02 1M 1M', '-c', 'write -f -P 0x22 0 4k', '-c', 'discard 6M 64k');
     const t2 = new Date().toISOString();
     const atT2 = join(dir, 'at-t2.img');
     client('nbdcopy', uri, atT2);
-    await sleep(5);
+    await nextMillisecond();
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x03 512k 1M', '-c', 'write -z 4M 1M');
 
     const status = jshipJson('status', g);
