@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { TAR_EOF_BYTES, encodeTarHeader, tarPadding } from '../core/tar-header.js';
-import { unframeBytes } from './tar-entry.js';
+import { encodeTarHeader, tarPadding } from '../core/tar-header.js';
+import { tarPieces, unframeBytes } from './tar-entry.js';
 import { FrameCompressor, decompressFrame } from './zstd.js';
 import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
 
@@ -44,16 +44,11 @@ function frame(m: Extract<FrameRequest, { op: 'frame' }>): FrameReply {
   const content = all.subarray(at, at + m.length);
   at += m.length;
   zeros(tarPadding(m.length));
-  let sha256: string | null = null;
-  if (m.hashed) {
-    // A segment is followed by its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
-    sha256 = createHash('sha256').update(content).digest('hex');
-    const line = Buffer.from(`${sha256}  ${m.name}\n`, 'latin1');
-    put(encodeTarHeader({ name: m.name.replace(/\.jrs$/, '.sha256'), size: line.length, mtime }));
-    put(line);
-    zeros(tarPadding(line.length));
-  }
-  if (m.eof) zeros(TAR_EOF_BYTES);
+  // A segment is followed by its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
+  const sha256 = m.hashed ? createHash('sha256').update(content).digest('hex') : null;
+  const hashEntry = sha256 === null ? [] : [{ name: m.name.replace(/\.jrs$/, '.sha256'), content: [Buffer.from(`${sha256}  ${m.name}\n`, 'latin1')] }];
+  // The rest of the frame as tar-entry.ts lays any entries out (the hash entry, the end-of-archive).
+  for (const piece of tarPieces(hashEntry, { mtime: new Date(m.mtime), eof: m.eof })) put(piece);
   return { id: m.id, op: 'frame', buf: own(compressor.compress(all.subarray(0, at))), sha256, spent: [m.buf] };
 }
 
