@@ -177,12 +177,14 @@ describe('crash safety', () => {
   const dir = tempDir();
   const bin = new URL('../../bin/jship', import.meta.url).pathname;
 
-  const killDuring = async (args: string[], afterMs: number): Promise<void> => {
+  /** Kills the command with SIGKILL once `ready()` holds (polled), and says whether the kill interrupted it (it was still running). */
+  const killDuring = async (args: string[], ready: () => boolean): Promise<boolean> => {
     const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
-    const exited = new Promise((r) => child.on('exit', r));
-    await new Promise((r) => setTimeout(r, afterMs));
+    let done = false;
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, signal) => { done = true; r(signal); }));
+    while (!done && !ready()) await new Promise((r) => setTimeout(r, 5));
     child.kill('SIGKILL');
-    await exited;
+    return (await exited) === 'SIGKILL';
   };
 
   it('SIGKILL during export: no half tape under a final name, nothing purged that no tape holds; a rerun exports it all', async () => {
@@ -191,7 +193,9 @@ describe('crash safety', () => {
       const { g, group } = await groupWithData(d, 2500, { journalSize: 64 * 1024 * 1024 });
       const all = await journalRecords(group);
       await group.close();
-      await killDuring(['export', g, '--to', join(d, 'tapes/'), '--media-size', '256K'], 150 + trial * 120);
+      // Killed once it has begun 1, 3, 5, 7 tapes (a hidden partial or a committed one each): at a tape's start, middle or commit.
+      const begun = (): number => (existsSync(join(d, 'tapes')) ? readdirSync(join(d, 'tapes')).filter((n) => n.endsWith('.tar.zst') || n.startsWith('.')).length : 0);
+      expect(await killDuring(['export', g, '--to', join(d, 'tapes/'), '--media-size', '256K'], () => begun() >= 1 + trial * 2), 'the export was still running when killed').toBe(true);
       const reopened = await openSiteGroup(g);
       try {
         const names = existsSync(join(d, 'tapes')) ? readdirSync(join(d, 'tapes')) : [];
@@ -201,7 +205,8 @@ describe('crash safety', () => {
         const onTape = vs.reduce((m, v) => (v.lastSeq !== null && v.lastSeq > m ? v.lastSeq : m), 0n);
         expect(reopened.journal.outSeq).toBeLessThanOrEqual(onTape + 1n);
         const r = await exportTo(reopened, join(d, 'tapes'), { mediaSize: 256 * 1024 });
-        void r;
+        // The kill left work undone: the rerun wrote tapes.
+        expect(r.tapes.length).toBeGreaterThan(0);
         const got = [];
         for (const n of readdirSync(join(d, 'tapes')).filter((x) => !x.startsWith('.') && x.endsWith('.tar.zst')).sort()) got.push(...(await tapeRecords(join(d, 'tapes', n))).updates);
         expect(got).toEqual(all);
@@ -234,7 +239,10 @@ describe('crash safety', () => {
     await exportTo(group, tapesDir(dir), { mediaSize: 128 * 1024 });
     await group.close();
     for (let trial = 0; trial < 4; trial++) {
-      await killDuring(['import', join(dir, 'rep'), tapesDir(dir)], 200 + trial * 150);
+      // Killed once it has stored or staged two more tapes than before this trial: the import was mid-way.
+      const held = (): number => (existsSync(join(dir, 'rep', 'tapes')) ? readdirSync(join(dir, 'rep', 'tapes')).length : 0);
+      const before = held();
+      expect(await killDuring(['import', join(dir, 'rep'), tapesDir(dir)], () => held() >= before + 2), 'the import was still running when killed').toBe(true);
       if (!existsSync(join(dir, 'rep', 'replica.json'))) continue;
       const replica = await Replica.open(join(dir, 'rep'));
       try {
