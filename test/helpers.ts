@@ -109,3 +109,13 @@ export async function jshipProc(...args: string[]): Promise<{ ready: any; events
     kill: async () => { p.kill('SIGKILL'); await exited; },
   };
 }
+
+/**
+ * Waits until the wall clock (a served group's too: same machine) is in a
+ * later millisecond: a time given as an ISO string then parts what came
+ * before it from what comes after. Not a fixed sleep: it waits for the clock.
+ */
+export async function nextMillisecond(): Promise<void> {
+  const now = Date.now();
+  while (Date.now() <= now) await new Promise((r) => setImmediate(r));
+}

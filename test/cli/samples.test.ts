@@ -2,11 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir, makeGroup, MiB } from '../helpers.js';
+import { tempDir, makeGroup, MiB, nextMillisecond } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 
 const root = new URL('../../', import.meta.url).pathname;
+
 
 describe('samples', () => {
   const dir = tempDir();
@@ -25,6 +26,11 @@ describe('samples', () => {
     // A base first (the script takes one on Sundays; here by hand), then the nightly run.
     const base = spawnSync(join(bin, 'jship'), ['export', g, '--to', join(dir, 'mnt', 'jship', JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).groupId) + '/', '--base'], { env });
     expect(base.status).toBe(0);
+    // A time between the base and the next writes (a millisecond apart from both: the script takes ISO times), and the volume then.
+    await nextMillisecond();
+    const mid = new Date().toISOString();
+    const atMid = readFileSync(join(dir, 'a.img'));
+    await nextMillisecond();
     const again = await openSiteGroup(g);
     await writeMixed(again, 20, 2);
     await again.close();
@@ -52,6 +58,11 @@ describe('samples', () => {
     // Now is after the last record: the dry run refuses and the script stops with it.
     expect(rs.status).toBe(1);
     expect(rs.stderr).toMatch(/after the last record/);
+    // A time inside the history: the dry run shows the plan, the restore writes the volume as it was then.
+    const ok = spawnSync(join(root, 'samples/restore-to-timestamp.sh'), [join(dir, 'rep'), mid, join(dir, 'out-mid')], { env, encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'out-mid', 'a.img')).equals(atMid)).toBe(true);
+    expect(atMid.equals(readFileSync(join(dir, 'a.img')))).toBe(false);
     const latest = spawnSync(join(bin, 'jship'), ['restore', join(dir, 'rep'), '--target', join(dir, 'out/')], { env });
     expect(latest.status).toBe(0);
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(dir, 'a.img')))).toBe(true);

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { MiB, jshipJson, makeGroup, nextMillisecond, tempDir } from '../helpers.js';
 import { client, serve, untilJournaled } from './helpers.js';
 
 /**
@@ -11,12 +10,6 @@ import { client, serve, untilJournaled } from './helpers.js';
  * in between; tapes exported while the server runs restore the image as it
  * was at T2 and at the marker.
  */
-
-/** Waits until the wall clock (the server's too: same machine) is in a later millisecond: times given as ISO strings then part what came before from what comes after. */
-async function nextMillisecond(): Promise<void> {
-  const now = Date.now();
-  while (Date.now() <= now) await tick();
-}
 
 describe('capture through NBD, export while serving, restore to a moment', () => {
   const dir = tempDir();
