@@ -131,10 +131,8 @@ export class GroupRates {
 }
 
 /** What a group's status is made of (the group hands in its own parts). */
-export interface StatusParts {
-  dir: string;
+export interface StatusParts extends Pick<GroupStatus, 'dir' | 'state' | 'waitingWriters' | 'markers'> {
   config: GroupConfig;
-  state: GroupState;
   journal: JournalVolume;
   /** Data bytes journaled since the last checkpoint, and bytes replied to whose PVOL writes are still in memory. */
   pvol: { sinceCheckpoint: number; unwritten: number };
@@ -143,9 +141,7 @@ export interface StatusParts {
   volumes: readonly Volume[];
   perVolume: ReadonlyArray<{ records: number; bytes: number }>;
   bitmap: DirtyBitmap | undefined;
-  waitingWriters: number;
   base: BaseRun | undefined;
-  markers: number;
   epochs: Lineage;
   fence: Fence | null;
   rates: GroupRates;
