@@ -14,11 +14,13 @@ export interface FrameWorkerData {
 /** A message to a frame worker (frame.worker.ts). Buffers are transferred; `length` is what of each is used. */
 export type FrameRequest =
   | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean }
-  | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer };
+  | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer }
+  | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number };
 
 /** A frame worker's answer; `spent` hands the request's buffers back, to be used again. */
 export type FrameReply =
   | { id: number; op: 'frame'; buf: ArrayBuffer; sha256: string | null; spent: ArrayBuffer[] }
+  | { id: number; op: 'pack'; buf: ArrayBuffer; spent: ArrayBuffer[] }
   | {
     id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
     entries: Array<{ name: string; offset: number; length: number; sha256?: string }>;
@@ -146,6 +148,18 @@ export class FramePool {
     const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false }, [c.buf]);
     if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
     return { buf: Buffer.from(r.buf), sha256: r.sha256 };
+  }
+
+  /**
+   * One bare zstd frame (content size declared, checksummed) of `content`
+   * from `start` on, made by a worker: an encrypted segment's records are
+   * compressed before they are encrypted. The content is handed over (not
+   * to be used again).
+   */
+  async pack(content: FrameContent, start: number): Promise<Buffer> {
+    const r = await this.#submit({ id: 0, op: 'pack', buf: content.buf, offset: TAR_BLOCK + start, length: content.length - start }, [content.buf]);
+    if (r.op !== 'pack') throw new Error('frame worker answered out of turn');
+    return Buffer.from(r.buf);
   }
 
   /**

@@ -72,10 +72,15 @@ function unframe(m: Extract<FrameRequest, { op: 'unframe' }>): FrameReply {
   };
 }
 
+/** A bare frame of part of the buffer (an encrypted segment's records, compressed before they are encrypted). */
+function pack(m: Extract<FrameRequest, { op: 'pack' }>): FrameReply {
+  return { id: m.id, op: 'pack', buf: own(compressor.compress(new Uint8Array(m.buf, m.offset, m.length))), spent: [m.buf] };
+}
+
 port.on('message', (m: FrameRequest) => {
   try {
-    const r = m.op === 'frame' ? frame(m) : unframe(m);
-    const out = r.op === 'frame' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
+    const r = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : unframe(m);
+    const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
     const transfer = out && !r.spent.includes(out) ? [...r.spent, out] : r.spent;
     port.postMessage(r, transfer);
   } catch (e) {

@@ -6,8 +6,12 @@ import { checkLineage, generationOf, type Lineage } from '../core/epoch.js';
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
   format: 'jship-tape';
-  /** The tape format's version (2: segments bound to their tape). */
-  version: 2;
+  /**
+   * The tape format's version: 2, segments bound to their tape; 3, the same
+   * with encrypted segments compressed before they are encrypted (written
+   * for encrypted tapes only). Readers read both.
+   */
+  version: 2 | 3;
   groupId: string;
   volumes: Array<{ name: string; size: number }>;
   /** Position in the group's chain of tapes, from 1. */
@@ -129,8 +133,8 @@ const text = (x: unknown): boolean => typeof x === 'string' && x.length <= LABEL
 export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   const v = parse(bytes, where);
   if (v.format !== 'jship-tape') fail(where, 'format', 'is not "jship-tape"');
-  if (v.version !== 2) {
-    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads version 2)`, {
+  if (v.version !== 2 && v.version !== 3) {
+    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads versions 2 and 3)`, {
       hint: typeof v.version === 'number' && v.version < 2 ? 'the tape was written by an earlier jship, whose segments are not bound to their tape: export it again with this release' : 'the tape was written by a newer jship: read it with that release',
     });
   }

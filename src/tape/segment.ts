@@ -2,6 +2,7 @@ import { crc32 } from 'node:zlib';
 import { JshipError } from '../core/errors.js';
 import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } from '../core/record.js';
 import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
+import { decompressFrame } from './zstd.js';
 
 /**
  * A journal segment: one tar entry of a tape, a batch of records behind a
@@ -12,7 +13,7 @@ import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
  * |   0 |    8 | magic "JSHIPSG1"                                        |
  * |   8 |    2 | version (2)                                             |
  * |  10 |    1 | kind: 1 update records, 2 base records                  |
- * |  11 |    1 | flags: bit 0 payload encrypted (AES-256-GCM)            |
+ * |  11 |    1 | flags: bit 0 encrypted (AES-256-GCM), bit 1 compressed   |
  * |  12 |    4 | record count                                            |
  * |  16 |    8 | first sequence number (base: first position)            |
  * |  24 |    8 | last sequence number (base: last position)              |
@@ -29,12 +30,15 @@ import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
  * another set, and its number fixes its place among the set's segments.
  * Payload: the records (64-byte header + data each), or, when encrypted,
  * nonce (12) + ciphertext of the records + GCM tag (16), authenticated with
- * the whole header as associated data.
+ * the whole header as associated data. Compressed (only with encrypted,
+ * tape format 3): what is encrypted is one zstd frame of the records, so
+ * that an encrypted tape compresses as a plain one does.
  */
 export const SEGMENT_HEADER_SIZE = 96;
 export const SEGMENT_VERSION = 2;
 const MAGIC = Buffer.from('JSHIPSG1', 'latin1');
 export const FLAG_ENCRYPTED = 0x01;
+export const FLAG_COMPRESSED = 0x02;
 /** The largest segment payload the format allows (a record may hold 32 MiB of data). */
 export const MAX_SEGMENT_PAYLOAD = 48 * 1024 * 1024;
 
@@ -46,6 +50,8 @@ export enum SegmentKind {
 export interface SegmentHeader {
   kind: SegmentKind;
   encrypted: boolean;
+  /** The (encrypted) payload is a zstd frame of the records (tape format 3). */
+  compressed: boolean;
   count: number;
   firstSeq: bigint;
   lastSeq: bigint;
@@ -63,7 +69,7 @@ export function encodeSegmentHeader(h: SegmentHeader): Buffer {
   MAGIC.copy(b, 0);
   b.writeUInt16LE(SEGMENT_VERSION, 8);
   b[10] = h.kind;
-  b[11] = h.encrypted ? FLAG_ENCRYPTED : 0;
+  b[11] = (h.encrypted ? FLAG_ENCRYPTED : 0) | (h.compressed ? FLAG_COMPRESSED : 0);
   b.writeUInt32LE(h.count, 12);
   b.writeBigUInt64LE(h.firstSeq, 16);
   b.writeBigUInt64LE(h.lastSeq, 24);
@@ -93,7 +99,8 @@ export function decodeSegmentHeader(b: Buffer, where: string): SegmentHeader {
   const kind = b[10] as number;
   if (kind !== SegmentKind.Update && kind !== SegmentKind.Base) bad(`unknown segment kind ${kind}`);
   const flags = b[11] as number;
-  if ((flags & ~FLAG_ENCRYPTED) !== 0) bad(`unknown segment flags 0x${flags.toString(16)}`);
+  if ((flags & ~(FLAG_ENCRYPTED | FLAG_COMPRESSED)) !== 0) bad(`unknown segment flags 0x${flags.toString(16)}`);
+  if ((flags & FLAG_COMPRESSED) !== 0 && (flags & FLAG_ENCRYPTED) === 0) bad('a compressed payload outside encryption (the tape frame compresses a plain one)');
   const payload = b.readBigUInt64LE(48);
   if (payload !== BigInt(b.length - SEGMENT_HEADER_SIZE)) bad(`payload is ${b.length - SEGMENT_HEADER_SIZE} bytes, the header says ${payload}`);
   if (payload > BigInt(MAX_SEGMENT_PAYLOAD)) bad(`payload of ${payload} bytes exceeds the format's ${MAX_SEGMENT_PAYLOAD}-byte limit`);
@@ -102,6 +109,7 @@ export function decodeSegmentHeader(b: Buffer, where: string): SegmentHeader {
   return {
     kind: kind as SegmentKind,
     encrypted: (flags & FLAG_ENCRYPTED) !== 0,
+    compressed: (flags & FLAG_COMPRESSED) !== 0,
     count,
     firstSeq: b.readBigUInt64LE(16),
     lastSeq: b.readBigUInt64LE(24),
@@ -122,6 +130,23 @@ export function segmentName(number: number): string {
 /** The header's bytes, as the associated data of an encrypted payload. */
 export function segmentAad(content: Buffer): Buffer {
   return content.subarray(0, SEGMENT_HEADER_SIZE);
+}
+
+/**
+ * The records' bytes of a (decrypted) payload: a compressed one is
+ * decompressed, within the format's payload limit (a frame declaring more
+ * is not decompressed: no decompression bombs).
+ */
+export function recordsPayload(payload: Buffer, sh: SegmentHeader, where: string): Buffer {
+  if (!sh.compressed) return payload;
+  let plain: Buffer;
+  try {
+    plain = decompressFrame(payload);
+  } catch (e) {
+    throw new JshipError('TAPE_DAMAGED', `${where}: the compressed records cannot be read: ${(e as Error).message}`, { hint: 'the segment is damaged; records from here on cannot be read from this copy', cause: e });
+  }
+  if (plain.length > MAX_SEGMENT_PAYLOAD) throw new JshipError('TAPE_DAMAGED', `${where}: ${plain.length} bytes of records, more than the format's ${MAX_SEGMENT_PAYLOAD}-byte limit`, { hint: 'the segment is damaged' });
+  return plain;
 }
 
 /** A record as it goes into a segment: its encoded header and its data. */

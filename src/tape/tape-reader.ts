@@ -8,7 +8,7 @@ const NO_KEYS = new KeyRing([]);
 import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
-import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, segmentAad, segmentName, type SegmentHeader } from './segment.js';
+import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, recordsPayload, segmentAad, segmentName, type SegmentHeader } from './segment.js';
 import { unframe, type TarEntry } from './tar-entry.js';
 import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
@@ -159,6 +159,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (sha !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: SHA-256 mismatch`, 'the segment is damaged');
     const sh = decodeSegmentHeader(entry.content, `${opts.where} ${entry.name}`);
     if (sh.encrypted !== !!lab.encryption) fail('TAPE_DAMAGED', `segment ${entry.name}: encryption flag contradicts the label`, 'the tape was assembled from parts');
+    if (sh.compressed && lab.version < 3) fail('TAPE_DAMAGED', `segment ${entry.name} is compressed inside its encryption, which a version ${lab.version} tape never is`, 'the tape was assembled from parts');
     // The segment is bound to this tape: its group, its export's media set, its place in it.
     if (sh.groupId !== lab.groupId || sh.mediaSetId !== lab.mediaSet.id) {
       fail('TAPE_DAMAGED', `segment ${entry.name} belongs to another tape (group ${sh.groupId}, media set ${sh.mediaSetId}; this tape's label says group ${lab.groupId}, media set ${lab.mediaSet.id})`, 'a segment was spliced in from another tape (of a copied group directory, say): only the segments before it are this tape\'s');
@@ -172,7 +173,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (!opts.structureOnly) {
       let payload = entry.content.subarray(SEGMENT_HEADER_SIZE);
       if (sh.encrypted && key) {
-        payload = decryptPayload(key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`);
+        payload = recordsPayload(decryptPayload(key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`), sh, `${opts.where} ${entry.name}`);
       }
       records = parseRecords(payload, sh, `${opts.where} ${entry.name}`);
       for (const r of records) {

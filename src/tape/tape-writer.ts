@@ -234,15 +234,16 @@ export class MediaSetWriter {
     const first = headers[0] as RecordHeader;
     const last = headers[headers.length - 1] as RecordHeader;
     const key = this.#o.key;
-    const sh = encodeSegmentHeader({
+    const header = (payloadBytes: number): Buffer => encodeSegmentHeader({
       kind,
       encrypted: key !== undefined,
+      compressed: key !== undefined,
       count: headers.length,
       firstSeq: first.seq,
       lastSeq: last.seq,
       firstTs: first.timestamp,
       lastTs: last.timestamp,
-      payloadBytes: bodyBytes + (key ? ENCRYPTION_OVERHEAD : 0),
+      payloadBytes,
       number,
       mediaSetId: this.#mediaSetId,
       groupId: this.#o.groupId,
@@ -250,11 +251,14 @@ export class MediaSetWriter {
     let body: FrameContent | Uint8Array[];
     let segmentBytes: number;
     if (key) {
-      const sealed = encryptPayload(key, content.view(SEGMENT_HEADER_SIZE), segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []));
+      // Compressed, then encrypted (ciphertext does not compress): the records as one zstd frame, inside the encryption.
+      const packed = await this.#o.pool.pack(content, SEGMENT_HEADER_SIZE);
+      const sh = header(packed.length + ENCRYPTION_OVERHEAD);
+      const sealed = encryptPayload(key, packed, segmentAad(sh), ...(this.#env.nonce ? [this.#env.nonce()] : []));
       body = [sh, sealed];
       segmentBytes = sh.length + sealed.length;
     } else {
-      content.view(0, SEGMENT_HEADER_SIZE).set(sh);
+      content.view(0, SEGMENT_HEADER_SIZE).set(header(bodyBytes));
       body = content;
       segmentBytes = content.length;
     }
@@ -341,8 +345,8 @@ export class MediaSetWriter {
           this.#tape = await this.#openTape(s.first.seq);
         }
         if (this.#tape.bytes + need > size) {
-          throw new JshipError('MEDIA_TOO_SMALL', `--media-size ${formatSize(size)} cannot hold a label, one ${formatSize(s.frame.length)} segment and a trailer`, {
-            hint: `give a --media-size of at least ${formatSize(Math.max(size + 1, this.#tape.bytes + need))}`,
+          throw new JshipError('MEDIA_TOO_SMALL', `${param('mediaSize')} ${formatSize(size)} cannot hold a label, one ${formatSize(s.frame.length)} segment and a trailer`, {
+            hint: `give a ${param('mediaSize')} of at least ${formatSize(Math.max(size + 1, this.#tape.bytes + need))}`,
           });
         }
       }
@@ -357,7 +361,8 @@ export class MediaSetWriter {
     const serial = this.#serial++;
     const label: TapeLabel = {
       format: 'jship-tape',
-      version: 2,
+      // 3: its encrypted segments are compressed before they are encrypted; plaintext tapes stay 2 (byte for byte as before).
+      version: this.#o.key ? 3 : 2,
       groupId: this.#o.groupId,
       volumes: this.#o.volumes,
       serial,
@@ -468,7 +473,9 @@ function markerInfo(h: RecordHeader, data: Uint8Array): MarkerInfo {
  * split: records never span tapes) stored incompressible, and a trailer.
  */
 export function minMediaSize(largestRecord: number, encrypted: boolean, volumes: number, parity?: number): number {
-  const segment = SEGMENT_HEADER_SIZE + RECORD_SIZE + largestRecord + (encrypted ? ENCRYPTION_OVERHEAD : 0);
+  const records = RECORD_SIZE + largestRecord;
+  // Encrypted: the records as a zstd frame (header, 3 bytes a 128 KiB block, checksum) inside nonce and tag.
+  const segment = SEGMENT_HEADER_SIZE + records + (encrypted ? ENCRYPTION_OVERHEAD + 22 + 3 * Math.ceil(records / (128 * 1024)) : 0);
   // tar: header and padding of the segment and its hash entry; zstd: frame header, 3 bytes per 128 KiB block, checksum.
   const frame = segment + 3 * 512 + 1024 + 32 + 3 * Math.ceil(segment / (128 * 1024));
   // The label's JSON (about 100 bytes a volume) in a tar entry, compressed no smaller than stored.

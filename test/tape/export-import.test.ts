@@ -168,6 +168,34 @@ describe('export and import round trips', () => {
     }
   });
 
+  it('an encrypted tape compresses as a plain one does: its records are compressed, then encrypted (tape format 3); standard tools still check it', async () => {
+    writeFileSync(join(dir, 'kc'), Buffer.alloc(32, 7));
+    const key = await readKeyFile(join(dir, 'kc'));
+    // The same compressible writes (text) into two groups: one exported plain, one encrypted.
+    const text = Buffer.from('the quick brown fox jumps over the lazy dog, again and again; '.repeat(70_000)).subarray(0, 4 * MiB);
+    const sizes: number[] = [];
+    for (const [name, opts] of [['cplain', {}], ['cenc', { key }]] as const) {
+      const g = await makeGroup(join(dir, name), { a: 8 * MiB }, { journalSize: 32 * MiB });
+      const group = await openSiteGroup(g);
+      try {
+        for (let off = 0; off < text.length; off += 256 * KiB) await group.write(0, off, text.subarray(off, off + 256 * KiB));
+        const before = await journalRecords(group);
+        await exportTo(group, join(dir, name, 'tapes'), opts);
+        const [file] = tapeFiles(join(dir, name, 'tapes'));
+        sizes.push(statSync(file!).size);
+        expect((await tapeRecords(file!, 'key' in opts ? { keys: new KeyRing([key]) } : {})).updates).toEqual(before);
+        execFileSync('zstd', ['-tq', file!]);
+        expect(execFileSync('tar', ['--zstd', '-tvf', file!], { encoding: 'utf8' })).toMatch(/segments\/00000001\.jrs/);
+      } finally {
+        await group.close();
+      }
+    }
+    const [plainBytes, encBytes] = sizes as [number, number];
+    // Before: the segment was encrypted before zstd saw it, and the tape was as large as the data (4 MiB against a few KiB).
+    expect(encBytes).toBeLessThan(plainBytes * 1.5 + 64 * KiB);
+    expect(encBytes).toBeLessThan(text.length / 20);
+  });
+
   it('refuses a tape of another group and keeps the replica as it was', async () => {
     const one = await groupWithData(join(dir, 'one'), 20);
     const two = await groupWithData(join(dir, 'two'), 20);
