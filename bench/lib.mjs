@@ -70,10 +70,11 @@ const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
  */
 export function runJship(args, { json = false } = {}) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', JSHIP, ...args, ...(json ? ['--json'] : [])], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync('/usr/bin/time', ['-f', '%M %U %S', JSHIP, ...args, ...(json ? ['--json'] : [])], { encoding: 'utf8', maxBuffer: 1 << 26 });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`jship ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
-  return { secs, rssMiB: Number(r.stderr.trim().split('\n').pop()) / 1024, out: json ? JSON.parse(r.stdout) : null };
+  const [rssKiB, user, sys] = (r.stderr.trim().split('\n').pop() ?? '').split(' ').map(Number);
+  return { secs, rssMiB: rssKiB / 1024, cpuSecs: user + sys, out: json ? JSON.parse(r.stdout) : null };
 }
 
 /**

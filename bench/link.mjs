@@ -14,6 +14,7 @@ import { MiB, SMOKE, scratch, median, mbps, timeCommand, runJship, peakRssMiB } 
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
+const RELAY = new URL('./delay-relay.mjs', import.meta.url).pathname;
 const DATA_MIB = SMOKE ? 32 : 1024;
 const TAPE = (SMOKE ? 8 : 64) * MiB;
 /** The lag run: fio's seconds, and the seconds before lag is sampled. */
@@ -42,13 +43,14 @@ async function stop(p) {
   await done;
 }
 
-async function throughput(dir, runs) {
+/** A group with a registered secondary and 1 GiB of incompressible records to pull, kept as copies for each run; the peer's input file. */
+async function prepare(dir) {
   const g = join(dir, 'g');
   await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'v.img'), size: 64 * MiB }] }], journalSize: (DATA_MIB + 128) * MiB });
   const key = join(g, 'link.key');
   const rep = join(dir, 'rep');
   // Register the secondary (its base: the 64 MiB volume), then write 1 GiB of incompressible records.
-  let srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0'], 'link serve');
+  const srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0'], 'link serve');
   jship(['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--name', 'bench', '--once']);
   await stop(srv.p);
   const group = await openGroup(g, { checkpointIntervalMs: 0 });
@@ -58,35 +60,75 @@ async function throughput(dir, runs) {
   spawnSync('cp', ['-a', rep, `${rep}.orig`]);
   const input = join(dir, 'peer-in');
   spawnSync('dd', ['if=/dev/urandom', `of=${input}`, 'bs=1M', `count=${DATA_MIB}`], { stdio: 'ignore' });
-  const keyHex = readFileSync(key, 'utf8').trim();
+  return { dir, g, rep, key, input, keyHex: readFileSync(key, 'utf8').trim() };
+}
+
+async function portFrom(file) {
+  while (!existsSync(file) || readFileSync(file, 'utf8') === '') await sleep(20);
+  return readFileSync(file, 'utf8');
+}
+
+/** A delay relay in front of 127.0.0.1:PORT (bench/delay-relay.mjs); null when there is no delay. */
+async function relay(dir, port, delayMs) {
+  if (delayMs === 0) return null;
+  const file = join(dir, 'relay-port');
+  rmSync(file, { force: true });
+  const p = spawn(process.execPath, [RELAY, file, String(port), String(delayMs)], { stdio: 'inherit' });
+  return { p, port: await portFrom(file) };
+}
+
+/** One timed `link pull --once` of the prepared GiB (through a relay of `delayMs` each way), and one copy by the peer over `streams` connections. */
+async function pullAndCopy(prep, { delayMs = 0, streams = 1 } = {}) {
+  const { dir, g, rep, key, input, keyHex } = prep;
+  for (const [from, to] of [[`${g}.orig`, g], [`${rep}.orig`, rep]]) {
+    rmSync(to, { recursive: true, force: true });
+    spawnSync('cp', ['-a', from, to]);
+  }
+  spawnSync('sync');
+  const srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0', '--max-tape', String(TAPE)], 'link serve');
+  const path = await relay(dir, srv.ready.listening.split(':').pop(), delayMs);
+  const pull = runJship(['link', 'pull', rep, '--from', path ? `127.0.0.1:${path.port}` : srv.ready.listening, '--psk', key, '--once']);
+  const serveRss = peakRssMiB(srv.p.pid);
+  await stop(srv.p);
+  if (path) await stop(path.p);
+  spawnSync('sync');
+  const portFile = join(dir, 'port');
+  rmSync(portFile, { force: true });
+  const recv = spawn('/usr/bin/time', ['-f', '%U %S', '-o', join(dir, 'recv-cpu'), process.execPath, PEER, 'recv', portFile, join(dir, 'peer-out'), String(DATA_MIB * MiB), String(TAPE), keyHex, String(streams)], { stdio: 'inherit' });
+  const peerPath = await relay(dir, await portFrom(portFile), delayMs);
+  const copy = timeCommand(process.execPath, [PEER, 'send', peerPath ? peerPath.port : readFileSync(portFile, 'utf8'), input, keyHex, String(streams)]);
+  await new Promise((r) => (recv.exitCode !== null ? r() : recv.once('exit', r)));
+  const recvCpu = readFileSync(join(dir, 'recv-cpu'), 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  if (peerPath) await stop(peerPath.p);
+  rmSync(join(dir, 'peer-out'), { force: true });
+  for (let i = 0; i < streams; i++) rmSync(join(dir, `peer-out.${i}`), { force: true });
+  return { ours: pull.secs, theirs: copy, rss: { pull: pull.rssMiB, serve: serveRss }, cpu: { pull: pull.cpuSecs, recv: recvCpu[0] + recvCpu[1] } };
+}
+
+async function throughput(prep, runs, { delayMs = 0, streams = 1 } = {}) {
   const ours = [];
   const theirs = [];
   const rss = { pull: 0, serve: 0 };
+  const cpu = { pull: [], recv: [] };
   for (let r = 0; r < runs; r++) {
-    for (const [from, to] of [[`${g}.orig`, g], [`${rep}.orig`, rep]]) {
-      rmSync(to, { recursive: true, force: true });
-      spawnSync('cp', ['-a', from, to]);
-    }
-    spawnSync('sync');
-    srv = await started(['link', 'serve', g, '--listen', '127.0.0.1:0', '--max-tape', String(TAPE)], 'link serve');
-    const pull = runJship(['link', 'pull', rep, '--from', srv.ready.listening, '--psk', key, '--once']);
-    ours.push(pull.secs);
-    rss.pull = Math.max(rss.pull, pull.rssMiB);
-    rss.serve = Math.max(rss.serve, peakRssMiB(srv.p.pid));
-    await stop(srv.p);
-    spawnSync('sync');
-    const portFile = join(dir, 'port');
-    rmSync(portFile, { force: true });
-    const recv = spawn(process.execPath, [PEER, 'recv', portFile, join(dir, 'peer-out'), String(DATA_MIB * MiB), String(TAPE), keyHex], { stdio: 'inherit' });
-    while (!existsSync(portFile) || readFileSync(portFile, 'utf8') === '') await sleep(20);
-    theirs.push(timeCommand(process.execPath, [PEER, 'send', readFileSync(portFile, 'utf8'), input, keyHex]));
-    await new Promise((r) => (recv.exitCode !== null ? r() : recv.once('exit', r)));
-    rmSync(join(dir, 'peer-out'), { force: true });
+    const one = await pullAndCopy(prep, { delayMs, streams });
+    cpu.pull.push(one.cpu.pull);
+    cpu.recv.push(one.cpu.recv);
+    ours.push(one.ours);
+    theirs.push(one.theirs);
+    rss.pull = Math.max(rss.pull, one.rss.pull);
+    rss.serve = Math.max(rss.serve, one.rss.serve);
   }
   const bytes = DATA_MIB * MiB;
   const j = median(ours);
   const p = median(theirs);
-  return { bench: 'link', case: `${DATA_MIB === 1024 ? '1 GiB' : `${DATA_MIB} MiB`} pull`, jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours, rssPullMiB: rss.pull, rssServeMiB: rss.serve }, peer: { name: 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs }, ratio: p / j };
+  const size = DATA_MIB === 1024 ? '1 GiB' : `${DATA_MIB} MiB`;
+  return {
+    bench: 'link', case: delayMs ? `${size} pull, ${2 * delayMs} ms RTT` : `${size} pull`,
+    // The receiver's CPU-seconds per GiB: the pulling secondary's, the peer's receiving process's.
+    jship: { mibPerSec: mbps(bytes, j), secs: j, runs: ours, rssPullMiB: rss.pull, rssServeMiB: rss.serve, receiverCpuPerGiB: (median(cpu.pull) * 1024) / DATA_MIB },
+    peer: { name: streams > 1 ? `${streams} TLS copies` : 'TLS copy', mibPerSec: mbps(bytes, p), secs: p, runs: theirs, receiverCpuPerGiB: (median(cpu.recv) * 1024) / DATA_MIB }, ratio: p / j,
+  };
 }
 
 async function lag(dir) {
@@ -120,7 +162,9 @@ async function lag(dir) {
 export async function benchLink({ runs = SMOKE ? 1 : 2 } = {}) {
   const { dir, cleanup } = scratch('link');
   try {
-    return [await throughput(dir, runs), await lag(dir)];
+    const prep = await prepare(dir);
+    // The round trip: 50 ms, through a relay (bench/delay-relay.mjs), against four TLS copies in parallel over the same path.
+    return [await throughput(prep, runs), await throughput(prep, runs, { delayMs: 25, streams: 4 }), await lag(dir)];
   } finally {
     cleanup();
   }

@@ -48,7 +48,7 @@ for (const [name, fn] of Object.entries(benches)) {
       continue;
     }
     const extra = r.jship.recordsPerSec ? `  ${Math.round(r.jship.recordsPerSec)} records/s` : r.jship.iops ? `  ${Math.round(r.jship.iops)} IOPS vs ${Math.round(r.peer.iops)}` : '';
-    const rssNote = r.jship.rssPullMiB !== undefined ? `  (peak RSS: pull ${r.jship.rssPullMiB.toFixed(0)} MiB, serve ${r.jship.rssServeMiB.toFixed(0)} MiB)` : '';
+    const rssNote = r.jship.rssPullMiB !== undefined ? `  (peak RSS: pull ${r.jship.rssPullMiB.toFixed(0)} MiB, serve ${r.jship.rssServeMiB.toFixed(0)} MiB; receiver CPU-s per GiB: jship ${r.jship.receiverCpuPerGiB.toFixed(1)}, peer ${r.peer.receiverCpuPerGiB.toFixed(1)})` : '';
     const more = rssNote || (r.jship.segmentsRead !== undefined ? `  (${r.jship.segmentsRead}/${r.jship.segments} segments read, identical: ${r.jship.identical}, RSS ${r.jship.rssMiB.toFixed(0)} MiB)` : '');
     console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(16)} jship ${r.jship.mibPerSec.toFixed(1).padStart(7)} MiB/s${extra}   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1).padStart(7)} MiB/s   ratio ${r.ratio.toFixed(2)}×${more}`);
   }

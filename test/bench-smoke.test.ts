@@ -67,10 +67,12 @@ describe('benchmarks still run (smoke, tiny data)', () => {
     expect(map.out).toMatch(/map, .* \d+ extents, map \d+ MiB, RSS grew -?\d+ MiB \(limit 256 MiB\)/);
   }, 300_000);
 
-  it('link: a pull against a TLS socket copy, with both ends\' RSS, and the lag of a pulling secondary under fio', async () => {
+  it('link: a pull against a TLS socket copy, and over a 50 ms round trip against four, with both ends\' RSS and the receivers\' CPU; the lag of a pulling secondary under fio', async () => {
     const r = await bench('link', dir);
     expect(r.code, `${r.out}\n${r.err}`).toBe(0);
-    expect(r.out).toMatch(/link +\d+ MiB pull .*TLS copy .*ratio \d+\.\d\d× +\(peak RSS: pull \d+ MiB, serve \d+ MiB\)/);
+    const figures = /ratio \d+\.\d\d× +\(peak RSS: pull \d+ MiB, serve \d+ MiB; receiver CPU-s per GiB: jship \d+\.\d, peer \d+\.\d\)/.source;
+    expect(r.out).toMatch(new RegExp(`link +\\d+ MiB pull +jship .*TLS copy .*${figures}`));
+    expect(r.out).toMatch(new RegExp(`link +\\d+ MiB pull, 50 ms RTT .*4 TLS copies .*${figures}`));
     expect(r.out).toMatch(/lag, fio 20 MiB\/s 4k +lag median \d+ records \/ \d+\.\d\d s, max \d+ records/);
   }, 300_000);
 

@@ -31,6 +31,8 @@ export interface PrimaryHello {
   status: LinkStatus;
   /** The group's epoch lineage (core/epoch.ts); absent from a jship before epochs: epoch 1. */
   epochs: Lineage;
+  /** Link tapes it sends before the oldest is confirmed: the smaller of the secondary's and its own (absent from an older jship: 1). */
+  window: number;
 }
 
 export interface SecondaryHello {
@@ -59,8 +61,12 @@ export interface SecondaryHello {
    * and of the chunks written in the primary's epoch, not for a full base.
    */
   resync?: ResyncRequest;
+  /** Link tapes it takes before it confirms the oldest (absent from an older jship: 1, stop and wait). */
+  window: number;
 }
 
+/** The most link tapes in flight to one secondary: one being stored while the next is sent. */
+export const MAX_WINDOW = 2;
 
 export interface ErrorMessage { code: string; message: string; hint: string | null }
 export interface ReadMessage { waitMs: number }
@@ -142,7 +148,7 @@ export function decodePrimaryHello(f: Frame): PrimaryHello {
     const x = v as Obj;
     return { name: str(t, x, 'name'), size: int(t, x, 'size') };
   });
-  return { role: 'primary', groupId: str(t, o, 'groupId', UUID), volumes, host: str(t, o, 'host'), status: status(t, o.status), epochs: lineage(t, o) };
+  return { role: 'primary', groupId: str(t, o, 'groupId', UUID), volumes, host: str(t, o, 'host'), status: status(t, o.status), epochs: lineage(t, o), window: window(t, o) };
 }
 
 export function decodeSecondaryHello(f: Frame): SecondaryHello {
@@ -158,7 +164,12 @@ export function decodeSecondaryHello(f: Frame): SecondaryHello {
   }
   const lastSeq = o.lastSeq === undefined ? null : decOrNull(t, o, 'lastSeq');
   const resync = o.resync === undefined ? undefined : resyncRequest(t, o.resync);
-  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode, epochs: lineage(t, o), lastSeq, ...(resync ? { resync } : {}) };
+  return { role: 'secondary', groupId: o.groupId === null ? null : str(t, o, 'groupId', UUID), name: str(t, o, 'name', NAME), held, mode: o.mode, epochs: lineage(t, o), lastSeq, window: window(t, o), ...(resync ? { resync } : {}) };
+}
+
+/** A HELLO's window: absent (an older jship) is 1; more than this side takes is taken as its most. */
+function window(t: MessageType, o: Obj): number {
+  return o.window === undefined ? 1 : Math.min(int(t, o, 'window', 1), MAX_WINDOW);
 }
 
 function resyncRequest(t: MessageType, v: unknown): ResyncRequest {

@@ -14,10 +14,10 @@ import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import { LinkDestination } from './link-destination.js';
 import {
-  decodeConfirm, decodeRead, decodeSecondaryHello, expect, message,
+  MAX_WINDOW, decodeConfirm, decodeRead, decodeSecondaryHello, expect, message,
   type LinkStatus, type SecondaryHello,
 } from './messages.js';
-import { newSecondary, readRegistry, updateRegistry, type SecondaryState } from './registry.js';
+import { newSecondary, readRegistry, updateRegistry, type InflightTape, type SecondaryState } from './registry.js';
 
 /** What a link process reports: one JSON line each under --json. */
 /** The link's events are the product's events (core/events.ts). */
@@ -38,6 +38,8 @@ export interface PrimaryOptions {
   onName?: (name: string) => void;
   /** Paces the tape bytes sent (a bandwidth limit). */
   throttle?: Throttle;
+  /** Link tapes sent before the oldest is confirmed, at most (default MAX_WINDOW; the secondary may ask for fewer). */
+  window?: number;
 }
 
 const DEFAULT_TAPE_BYTES = 64 * 1024 * 1024;
@@ -64,9 +66,9 @@ function positionRefused(name: string, held: SecondaryHello['held'], s: Secondar
 /**
  * The primary's side of one connection, whoever dialled: checks the
  * secondary's hello and resume position against its own record, then
- * sends link tapes one at a time (pull: when asked with READ; push: as
- * records come), each confirmed before the next; after each confirmation
- * it purges what every consumer has secured.
+ * sends link tapes (pull: when asked with READ; push: as records come),
+ * up to the window's count before the oldest is confirmed (sendLoop); after
+ * each confirmation it purges what every consumer has secured.
  */
 export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> {
   const { group, log } = o;
@@ -105,12 +107,15 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
         if (resync) throw new JshipError('LINK_POSITION', `secondary "${name}" asks for a resync as an old primary being demoted, but it is registered here already`, { hint: `demote with another --name, or unregister the old one: jship link forget GROUP_DIR ${name}` });
         const h = hello.held;
         const sameAsConfirmed = h === null ? s.confirmed.serial === 0 : h.serial === s.confirmed.serial && h.sha256 === s.confirmed.sha256;
-        const inflight = s.inflight;
         if (!sameAsConfirmed) {
-          if (!(h && inflight && h.serial === inflight.serial && h.sha256 === inflight.sha256)) positionRefused(name, h, s);
-          confirm(s, inflight, 0);
+          // It stored tapes in flight before the connection broke (in order: holding the second means it holds the first too).
+          const sent = [s.inflight, s.inflightNext].filter((t): t is InflightTape => !!t);
+          const at = h === null ? -1 : sent.findIndex((t) => t.serial === h.serial && t.sha256 === h.sha256);
+          if (at < 0) positionRefused(name, h, s);
+          for (const t of sent.slice(0, at + 1)) confirm(s, t, 0);
         }
         s.inflight = null;
+        delete s.inflightNext;
         s.address = ch.peer;
         delete s.standby;
         if (s.detached) {
@@ -123,13 +128,14 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
       return { ...s };
     });
     log({ event: 'secondary-connected', name, peer: ch.peer, mode: hello.mode, confirmedSeq: sec.confirmed.seq, newSecondary: sec.confirmed.serial === 0 });
+    const window = Math.min(hello.window, o.window ?? MAX_WINDOW);
     await ch.send(message(MessageType.Hello, {
       role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(), epochs: group.epochs,
-      status: await linkStatus(group, BigInt(sec.confirmed.seq)),
+      status: await linkStatus(group, BigInt(sec.confirmed.seq)), window,
     }));
     await group.purgeSecured();
     if (resync) log({ event: 'resync', name, chunks: resync.reduce((n, v) => n + v.length, 0), chunkSize: group.config.chunkSize, fromSeq: hello.resync?.fromSeq ?? null });
-    await sendLoop(ch, o, name, hello.mode, timeoutMs, resync ? { chunks: resync, ...(hello.resync?.id !== undefined ? { id: hello.resync.id } : {}) } : undefined);
+    await sendLoop(ch, o, name, hello.mode, window, timeoutMs, resync ? { chunks: resync, ...(hello.resync?.id !== undefined ? { id: hello.resync.id } : {}) } : undefined);
   } finally {
     // A secondary registered by this session that never confirmed a tape (refused at its end,
     // gone before its base arrived) does not stay behind to pin the journal.
@@ -198,15 +204,16 @@ async function firstFrame(ch: Channel, timeoutMs: number): ReturnType<Channel['n
   return f;
 }
 
-/** Moves a secondary's position to the tape it confirmed. */
-function confirm(s: SecondaryState, t: NonNullable<SecondaryState['inflight']>, seconds: number): void {
+/** Moves a secondary's position to the tape it confirmed (the oldest in flight). */
+function confirm(s: SecondaryState, t: InflightTape, seconds: number): void {
   const bytes = s.confirmed.dataEnd !== null && t.dataEnd !== null ? Number(BigInt(t.dataEnd) - BigInt(s.confirmed.dataEnd)) : 0;
   if (seconds > 0 && bytes > 0) s.rate = s.rate === 0 ? bytes / seconds : 0.7 * s.rate + 0.3 * (bytes / seconds);
   s.confirmed = { serial: t.serial, sha256: t.sha256, seq: t.seq, ts: t.ts ?? s.confirmed.ts, dataEnd: t.dataEnd ?? s.confirmed.dataEnd, at: new Date().toISOString() };
   if (t.base) s.needsBase = false;
   if (t.healed) delete s.sawSuspension;
   else if (t.suspended) s.sawSuspension = true;
-  s.inflight = null;
+  s.inflight = s.inflightNext ?? null;
+  delete s.inflightNext;
 }
 
 async function current(dir: string, name: string): Promise<SecondaryState> {
@@ -215,42 +222,42 @@ async function current(dir: string, name: string): Promise<SecondaryState> {
   return s;
 }
 
-/** `resyncFirst`: an old primary's resync (its chunks, and the id of its request) goes in the first tape. */
-async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', timeoutMs: number, resyncFirst?: { chunks: number[][]; id?: string }): Promise<void> {
+/** A link tape sent and not confirmed yet, as this session knows it. */
+interface Sent {
+  tape: InflightTape;
+  bytes: number;
+  records: number;
+  base: Awaited<ReturnType<typeof exportGroup>>['base'];
+  started: number;
+  /** Updates only (no base, resync or suspension in it): confirming it moves the position and nothing else, so the next tape may follow it at once. */
+  plain: boolean;
+}
+
+/**
+ * Sends link tapes (pull: each the answer to a READ), up to `window` of
+ * them before the oldest is confirmed — the next goes out while the
+ * secondary stores the one before — but only after plain update tapes: a
+ * base, a resync or a suspension is confirmed before anything follows it.
+ * `resyncFirst`: an old primary's resync (its chunks, and the id of its
+ * request) goes in the first tape.
+ */
+async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pull' | 'push', window: number, timeoutMs: number, resyncFirst?: { chunks: number[][]; id?: string }): Promise<void> {
   let resync = resyncFirst;
   const { group, log } = o;
   const heartbeatMs = o.heartbeatMs ?? 5000;
-  for (;;) {
-    let waitMs = heartbeatMs;
-    if (mode === 'pull') {
-      const f = await ch.next(timeoutMs + 60_000);
-      if (f.type === MessageType.StatusRequest) {
-        await ch.send(message(MessageType.Status, { status: await linkStatus(group, BigInt((await current(group.dir, name)).confirmed.seq)) }));
-        continue;
-      }
-      expect(f, MessageType.Read);
-      waitMs = Math.min(decodeRead(f).waitMs, 60_000);
+  const sent: Sent[] = [];
+  /** Pull: the wait asked by the READ not answered yet (null: none). */
+  let asked: number | null = null;
+  let lastConfirmAt = 0;
+  const confirmed = async (serial: number, sha256: string): Promise<void> => {
+    const t = sent.shift();
+    if (!t || serial !== t.tape.serial || sha256 !== t.tape.sha256) {
+      throw new JshipError('LINK_POSITION', `secondary "${name}" confirmed link tape ${serial} (${sha256.slice(0, 12)}…), but ${t ? `tape ${t.tape.serial} (${t.tape.sha256.slice(0, 12)}…) was the oldest sent` : 'none was sent'}`, { hint: 'the replica stored something else than was sent; nothing is purged for it' });
     }
-    const s = await current(group.dir, name);
-    if (!resync && !(await recordsFor(group, s, waitMs))) {
-      await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
-      continue;
-    }
-    const started = Date.now();
-    const result = await exportWithRetry(ch, o, s, log, resync);
-    resync = undefined;
-    if (result.nothingToExport) {
-      await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
-      continue;
-    }
-    const tape = result.tapes[0];
-    if (!tape) throw new JshipError('IO', 'a link export wrote no tape', { hint: 'this is a bug in jship' });
-    // Import of a large tape takes time at the secondary: wait for its confirmation longer than for a message.
-    const c = decodeConfirmFrame(await ch.next(timeoutMs + 600_000));
-    if (c.serial !== tape.serial || c.sha256 !== tape.sha256) {
-      throw new JshipError('LINK_POSITION', `secondary "${name}" confirmed link tape ${c.serial} (${c.sha256.slice(0, 12)}…), but tape ${tape.serial} (${tape.sha256.slice(0, 12)}…) was sent`, { hint: 'the replica stored something else than was sent; nothing is purged for it' });
-    }
-    const seconds = (Date.now() - started) / 1000;
+    // Tapes in flight overlap: each is timed from when the one before it was confirmed, if that is later.
+    const now = Date.now();
+    const seconds = (now - Math.max(t.started, lastConfirmAt)) / 1000;
+    lastConfirmAt = now;
     const after = await updateRegistry(group.dir, (r) => {
       const x = r.secondaries.find((y) => y.name === name);
       if (x?.inflight) confirm(x, x.inflight, seconds);
@@ -259,15 +266,61 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
     });
     const journalOut = await group.purgeSecured();
     log({
-      event: 'tape-confirmed', name, serial: tape.serial, bytes: tape.bytes, records: result.records, seq: after?.confirmed.seq ?? null,
-      base: result.base ? { baseId: result.base.baseId.toString(), scope: result.base.scope } : null, seconds, journalOut,
+      event: 'tape-confirmed', name, serial: t.tape.serial, bytes: t.bytes, records: t.records, seq: after?.confirmed.seq ?? null,
+      base: t.base ? { baseId: t.base.baseId.toString(), scope: t.base.scope } : null, seconds, journalOut,
     });
+  };
+  /** Takes the secondary's next message: the CONFIRM of the oldest tape in flight, a READ, a STATUS_REQUEST (both pull). */
+  const take = async (): Promise<void> => {
+    // Import of a large tape takes time at the secondary: a confirmation is waited for longer than a message.
+    const f = await ch.next(timeoutMs + (sent.length > 0 ? 600_000 : 60_000));
+    if (mode === 'pull' && f.type === MessageType.StatusRequest) {
+      await ch.send(message(MessageType.Status, { status: await linkStatus(group, BigInt((await current(group.dir, name)).confirmed.seq)) }));
+    } else if (sent.length > 0 && f.type === MessageType.Confirm) {
+      const c = decodeConfirm(f);
+      await confirmed(c.serial, c.sha256);
+    } else if (mode === 'pull' && asked === null && sent.length < window) {
+      expect(f, MessageType.Read);
+      asked = Math.min(decodeRead(f).waitMs, 60_000);
+    } else {
+      expect(f, MessageType.Confirm);
+    }
+  };
+  for (;;) {
+    const last = sent.at(-1);
+    if ((mode === 'pull' && asked === null) || sent.length >= window || (last && !last.plain)) {
+      await take();
+      continue;
+    }
+    const s = await current(group.dir, name);
+    const from = last ? BigInt(last.tape.seq) : BigInt(s.confirmed.seq);
+    // With a tape in flight, records are not waited for: its confirmation is taken first.
+    if (!resync && !(await recordsFor(group, s, from, last ? 0 : (asked ?? heartbeatMs)))) {
+      if (last) {
+        await take();
+      } else {
+        await idle(ch, group, s);
+        asked = null;
+      }
+      continue;
+    }
+    const started = Date.now();
+    const result = await exportWithRetry(ch, o, s, last?.tape, log, resync);
+    resync = undefined;
+    asked = null;
+    if (result.nothingToExport) {
+      await idle(ch, group, s);
+      continue;
+    }
+    const tape = result.tapes[0];
+    if (!tape || !result.inflight) throw new JshipError('IO', 'a link export wrote no tape', { hint: 'this is a bug in jship' });
+    const t = result.inflight;
+    sent.push({ tape: t, bytes: tape.bytes, records: result.records, base: result.base, started, plain: !t.base && !t.healed && !t.suspended && result.base === null && !fullBaseFor(group, s) });
   }
 }
 
-function decodeConfirmFrame(f: Awaited<ReturnType<Channel['next']>>): ReturnType<typeof decodeConfirm> {
-  expect(f, MessageType.Confirm);
-  return decodeConfirm(f);
+async function idle(ch: Channel, group: JournalGroup, s: SecondaryState): Promise<void> {
+  await ch.send(message(MessageType.Idle, { status: await linkStatus(group, BigInt(s.confirmed.seq)) }));
 }
 
 /**
@@ -279,40 +332,51 @@ function fullBaseFor(group: JournalGroup, s: SecondaryState): boolean {
   return s.needsBase || (s.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending');
 }
 
-/** Whether there is something to send to `s` (a base, a resync base, records), waiting up to `waitMs` for records. */
-async function recordsFor(group: JournalGroup, s: SecondaryState, waitMs: number): Promise<boolean> {
+/** Whether there is something to send to `s` after record `from` (a base, a resync base, records), waiting up to `waitMs` for records. */
+async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, waitMs: number): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > BigInt(s.confirmed.seq)) return true;
+    if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > from) return true;
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-/** Exports the next link tape for `s`; a base taken by someone else at the moment is waited for. */
-async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, log: LinkLog, resync?: { chunks: number[][]; id?: string }): ReturnType<typeof exportGroup> {
+/**
+ * Exports the next link tape for `s`, after the tape `after` still in flight
+ * if one is (else after what `s` confirmed), and records it in flight before
+ * its TAPE_END goes; a base taken by someone else at the moment is waited for.
+ */
+async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, after: InflightTape | undefined, log: LinkLog, resync?: { chunks: number[][]; id?: string }): Promise<Awaited<ReturnType<typeof exportGroup>> & { inflight?: InflightTape }> {
+  const at = after ?? { serial: s.confirmed.serial, sha256: s.confirmed.sha256, seq: s.confirmed.seq };
   for (let attempt = 0; ; attempt++) {
+    let inflight: InflightTape | undefined;
     try {
-      return await exportGroup(o.group, {
+      const result = await exportGroup(o.group, {
         destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
-        base: fullBaseFor(o.group, s),
+        base: !after && fullBaseFor(o.group, s),
         ...(resync ? { resyncChunks: resync.chunks, ...(resync.id !== undefined ? { resyncFor: resync.id } : {}) } : {}),
         keepUntilAck: true,
         pool: o.pool,
         maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,
         chain: {
-          state: { ...EMPTY_CHAIN, nextSerial: s.confirmed.serial + 1, lastTapeSha256: s.confirmed.sha256, exportedSeq: s.confirmed.seq, ackedSeq: s.confirmed.seq },
+          state: { ...EMPTY_CHAIN, nextSerial: at.serial + 1, lastTapeSha256: at.sha256, exportedSeq: at.seq, ackedSeq: s.confirmed.seq },
           link: { secondary: s.name },
           beforeSend: async (t, dataEnd) => {
             const u = t.trailer.updates;
             const { fullBase: base, healed, suspended } = trailerEffects(t.trailer);
+            const sent: InflightTape = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? at.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base, healed, suspended };
             await updateRegistry(o.group.dir, (r) => {
               const x = r.secondaries.find((y) => y.name === s.name);
-              if (x) x.inflight = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? x.confirmed.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base, healed, suspended };
+              if (!x) return;
+              if (x.inflight) x.inflightNext = sent;
+              else x.inflight = sent;
             });
+            inflight = sent;
           },
         },
       });
+      return inflight ? { ...result, inflight } : result;
     } catch (e) {
       if (!isJshipError(e, 'BASE_IN_PROGRESS') || attempt > 600) throw e;
       if (attempt === 0) log({ event: 'waiting', name: s.name, why: e.message });

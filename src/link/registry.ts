@@ -6,8 +6,8 @@ import { NAME } from './messages.js';
 /**
  * The link secondaries a primary feeds (GROUP_DIR/link.json), each with its
  * own position (DESIGN invariant 5): what it has confirmed (purge never goes
- * past it) and the one link tape in flight to it (stop-and-wait: the next
- * tape is sent once this one is confirmed).
+ * past it) and the link tapes in flight to it (at most two: the next is sent
+ * while the secondary stores the one before).
  */
 export interface SecondaryState {
   name: string;
@@ -19,7 +19,9 @@ export interface SecondaryState {
    * `base`, it carries a whole full base; `healed`, a whole base completing
    * after any suspension in it; `suspended`, a suspension not healed in it.
    */
-  inflight: { serial: number; sha256: string; seq: string; ts: string | null; dataEnd: string | null; base: boolean; healed?: boolean; suspended?: boolean } | null;
+  inflight: InflightTape | null;
+  /** The tape sent after `inflight`, before `inflight` was confirmed (absent: none). */
+  inflightNext?: InflightTape;
   /** A new secondary (or one whose replica lost a resync) gets a full base with its next tape. */
   needsBase: boolean;
   /**
@@ -44,6 +46,17 @@ export interface SecondaryState {
    * a new base if the records after it were purged meanwhile.
    */
   detached?: boolean;
+}
+
+export interface InflightTape {
+  serial: number;
+  sha256: string;
+  seq: string;
+  ts: string | null;
+  dataEnd: string | null;
+  base: boolean;
+  healed?: boolean;
+  suspended?: boolean;
 }
 
 export interface LinkRegistry {

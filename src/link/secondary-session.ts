@@ -14,7 +14,7 @@ import type { FramePool } from '../tape/frame-pool.js';
 import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import {
-  decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
+  MAX_WINDOW, decodeIdle, decodePrimaryHello, decodeTapeBegin, decodeTapeEnd, expect, message,
   type LinkStatus, type PrimaryHello, type TapeEnd,
 } from './messages.js';
 import type { LinkLog } from './primary-session.js';
@@ -121,7 +121,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
   }
   // A directory that cannot become a replica is refused before the primary hears of this secondary.
   if (pos.groupId === null) await Replica.checkCreatable(o.replicaDir);
-  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode, epochs: pos.epochs, lastSeq: pos.lastSeq, ...(o.resync ? { resync: o.resync } : {}) }));
+  await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: o.name, held: pos.held, mode: o.mode, epochs: pos.epochs, lastSeq: pos.lastSeq, window: MAX_WINDOW, ...(o.resync ? { resync: o.resync } : {}) }));
   const f = await ch.next(timeoutMs);
   expect(f, MessageType.Hello);
   const hello = decodePrimaryHello(f);
@@ -142,9 +142,17 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
     await replica?.close();
     replica = undefined;
   };
+  // Pull with a window: the next tape is asked for once the last one's bytes are all here, while it is being stored.
+  const read = (): Promise<void> => ch.send(message(MessageType.Read, { waitMs: o.once ? 0 : 10_000 }));
+  let asked = false;
+  const arrived = o.mode === 'pull' && hello.window > 1 ? async () => {
+    await read();
+    asked = true;
+  } : undefined;
   try {
     for (;;) {
-      if (o.mode === 'pull') await ch.send(message(MessageType.Read, { waitMs: o.once ? 0 : 10_000 }));
+      if (o.mode === 'pull' && !asked) await read();
+      asked = false;
       const pending = ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
       // While the next tape is not here, another process asking for the replica gets it.
       while (replica && !(await settlesWithin(pending, 200))) {
@@ -164,7 +172,7 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       }
       expect(next, MessageType.TapeBegin);
       replica ??= await openReplica(o.replicaDir, o);
-      const got = await receiveTape(ch, replica, decodeTapeBegin(next).serial, o, timeoutMs, baseSeen);
+      const got = await receiveTape(ch, replica, decodeTapeBegin(next).serial, o, timeoutMs, baseSeen, arrived);
       tapes++;
       records += got.records;
       await ch.send(message(MessageType.Confirm, { serial: got.serial, sha256: got.sha256 }));
@@ -200,9 +208,9 @@ async function createReplica(dir: string, hello: PrimaryHello, name: string): Pr
 /**
  * Receives one tape and imports it as it arrives (copied, hashed and
  * verified in one pass); the size and SHA-256 of TAPE_END must match what
- * arrived.
+ * arrived. `arrived` is called once all of it has (before it is stored).
  */
-async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number, base: { id: bigint; bytes: number }): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
+async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number, base: { id: bigint; bytes: number }, arrived?: () => Promise<void>): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {
   const where = `link tape ${serial} from ${ch.peer}`;
   const first = await ch.next(timeoutMs);
   expect(first, MessageType.TapeData);
@@ -217,6 +225,7 @@ async function receiveTape(ch: Channel, replica: Replica, serial: number, o: Sec
         if (end.serial !== serial || end.bytes !== bytes) {
           throw new JshipError('LINK_PROTOCOL', `${where}: ${bytes} bytes arrived, TAPE_END says tape ${end.serial} of ${end.bytes} bytes`, { hint: 'it was not stored and is sent again' });
         }
+        await arrived?.();
         return;
       }
       bytes += f.payload.length;

@@ -97,7 +97,7 @@ async function secondaryRpo(group: JournalGroup, s: GroupStatus, x: LinkRegistry
     ...(x.detached ? ['released after a failover (the journal filled): it does not hold the journal'] : []),
     ...(x.standby && !x.detached ? ['standby after a failover: it holds the journal until the journal is nearly full'] : []),
     ...(x.needsBase ? ['needs a base'] : []),
-    ...(x.inflight ? [`link tape ${x.inflight.serial} awaits its confirmation`] : []),
+    ...(x.inflight ? [x.inflightNext ? `link tapes ${x.inflight.serial} and ${x.inflightNext.serial} await their confirmation` : `link tape ${x.inflight.serial} awaits its confirmation`] : []),
   ];
   return lag(group, s, {
     kind: 'secondary',

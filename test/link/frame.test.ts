@@ -78,11 +78,18 @@ describe('link messages', () => {
   const gid = '0b5e2f6c-3f9e-4d59-9a0e-3c1b0f1f2a3b';
 
   it('decodes what the sessions send, round trip', () => {
-    const hello = { role: 'secondary', groupId: null, name: 'site-b', held: { serial: 3, sha256: 'a'.repeat(64) }, mode: 'pull', epochs: [], lastSeq: null };
+    const hello = { role: 'secondary', groupId: null, name: 'site-b', held: { serial: 3, sha256: 'a'.repeat(64) }, mode: 'pull', epochs: [], lastSeq: null, window: 2 };
     const m = message(MessageType.Hello, hello);
     const [fr] = frames(m);
     expect(decodeSecondaryHello(fr!)).toEqual(hello);
-    expect(decodePrimaryHello(f(MessageType.Hello, { role: 'primary', groupId: gid, volumes: [{ name: 'a', size: 4096 }], host: 'h', status })).status).toEqual(status);
+    const primary = { role: 'primary', groupId: gid, volumes: [{ name: 'a', size: 4096 }], host: 'h', status };
+    expect(decodePrimaryHello(f(MessageType.Hello, primary)).status).toEqual(status);
+    // The window: absent (an older jship) is stop and wait; more than a side takes is its most.
+    expect(decodePrimaryHello(f(MessageType.Hello, primary)).window).toBe(1);
+    expect(decodePrimaryHello(f(MessageType.Hello, { ...primary, window: 64 })).window).toBe(2);
+    const { window: _w, ...older } = hello;
+    expect(decodeSecondaryHello(f(MessageType.Hello, older)).window).toBe(1);
+    expect(() => decodeSecondaryHello(f(MessageType.Hello, { ...hello, window: 0 }))).toThrow(/"window"/);
     expect(decodeConfirm(f(MessageType.Confirm, { serial: 2, sha256: 'b'.repeat(64) }))).toEqual({ serial: 2, sha256: 'b'.repeat(64) });
   });
 

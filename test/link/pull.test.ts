@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,11 @@ import { readRegistry } from '../../src/link/registry.js';
 import { parseHostPort } from '../../src/io/sockets.js';
 import { dial } from '../../src/link/dial.js';
 import { MessageType } from '../../src/link/frame.js';
-import { decodePrimaryHello, decodeStatus, message } from '../../src/link/messages.js';
+import { Channel } from '../../src/link/channel.js';
+import { decodePrimaryHello, decodeStatus, decodeTapeBegin, decodeTapeEnd, expect as expectType, message } from '../../src/link/messages.js';
+import { heldPosition } from '../../src/link/secondary-session.js';
+import { importLinkStream } from '../../src/replica/import.js';
+import { FramePool } from '../../src/tape/frame-pool.js';
 
 import { Replica } from '../../src/replica/replica.js';
 import { KiB, MiB, tempDir } from '../helpers.js';
@@ -90,4 +94,80 @@ describe('link status query', () => {
       await group.close();
     }
   }, 30_000);
+});
+
+describe('link window', () => {
+  const dir = tempDir();
+
+  /** Reads one link tape's frames (TAPE_BEGIN … TAPE_END): its serial, bytes and TAPE_END. */
+  async function receive(ch: Channel): Promise<{ serial: number; bytes: Buffer; end: ReturnType<typeof decodeTapeEnd> }> {
+    const begin = await ch.next(20_000);
+    expectType(begin, MessageType.TapeBegin);
+    const parts: Buffer[] = [];
+    for (;;) {
+      const f = await ch.next(20_000);
+      if (f.type === MessageType.TapeData) {
+        parts.push(Buffer.from(f.payload));
+        continue;
+      }
+      expectType(f, MessageType.TapeEnd);
+      return { serial: decodeTapeBegin(begin).serial, bytes: Buffer.concat(parts), end: decodeTapeEnd(f) };
+    }
+  }
+
+  it('sends the next tape before the last is confirmed (window 2), records both in flight, and a secondary that stored both resumes after the second', async () => {
+    const { g, group, key } = await linkedGroup(dir, { a: 1 * MiB, b: 256 * KiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    await writeMixed(group, 20, 1);
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log, maxTapeBytes: 64 * KiB });
+    const from = parseHostPort(primary.address as string, '--from');
+    const rep = join(dir, 'rep');
+    const pool = new FramePool({ threads: 1 });
+    try {
+      // Registered, its base stored and confirmed; then records for several tapes of 64 KiB.
+      await runPull({ replicaDir: rep, name: 'site-b', key, log: events().log, from, once: true });
+      for (let i = 0; i < 6; i++) await group.write('a', i * 48 * KiB, randomBytes(48 * KiB));
+      const snap = await snapshot(group, dir, 'w');
+      const confirmedBefore = (await readRegistry(g)).secondaries[0]!.confirmed;
+      const pos = await heldPosition(rep, { log: events().log });
+      const ch = await dial(from, key, group.config.groupId);
+      await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: 'site-b', held: pos.held, mode: 'pull', epochs: pos.epochs, lastSeq: pos.lastSeq, window: 2 }));
+      expect(decodePrimaryHello(await ch.next(10_000)).window).toBe(2);
+      // Two READs, no CONFIRM between them: both are answered with a tape (stop and wait would refuse the second READ).
+      await ch.send(message(MessageType.Read, { waitMs: 0 }));
+      const t1 = await receive(ch);
+      await ch.send(message(MessageType.Read, { waitMs: 0 }));
+      const t2 = await receive(ch);
+      expect([t1.serial, t2.serial]).toEqual([confirmedBefore.serial + 1, confirmedBefore.serial + 2]);
+      for (const t of [t1, t2]) expect(createHash('sha256').update(t.bytes).digest('hex')).toBe(t.end.sha256);
+      const mid = (await readRegistry(g)).secondaries[0]!;
+      expect(mid.confirmed.serial).toBe(confirmedBefore.serial);
+      expect([mid.inflight?.serial, mid.inflightNext?.serial]).toEqual([t1.serial, t2.serial]);
+      // A third READ while two are in flight is beyond the window: refused, nothing confirmed.
+      await ch.send(message(MessageType.Read, { waitMs: 0 }));
+      const refused = await ch.next(10_000);
+      expect(refused.type).toBe(MessageType.Error);
+      ch.close();
+      // The secondary stored both (the connection broke before its confirmations): it resumes after the second.
+      const r = await Replica.open(rep);
+      try {
+        for (const t of [t1, t2]) {
+          const rep1 = await importLinkStream(r, t.bytes, async function* () { yield t.bytes; }, `link tape ${t.serial}`, { pool, expectSha256: () => t.end.sha256 });
+          expect(rep1.outcome, rep1.message).toBe('imported');
+        }
+      } finally {
+        await r.close();
+      }
+      await runPull({ replicaDir: rep, name: 'site-b', key, log: events().log, from, once: true });
+      const after = (await readRegistry(g)).secondaries[0]!;
+      expect(after.confirmed.serial).toBeGreaterThanOrEqual(t2.serial);
+      expect(after.inflight).toBeNull();
+      expect(after.inflightNext).toBeUndefined();
+      expect(BigInt(after.confirmed.seq)).toBe(snap.seq);
+      await expectRestoresTo(rep, dir, snap, 'w', 'seq');
+    } finally {
+      await pool.close();
+      await primary.stop();
+      await group.close();
+    }
+  }, 60_000);
 });
