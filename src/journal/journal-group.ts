@@ -4,7 +4,7 @@ import { MonotonicClock, systemMonoNs, systemWallClock, type ClockStep } from '.
 import type { GroupConfig } from '../core/group-config.js';
 import { generationOf, lineageText, type Lineage } from '../core/epoch.js';
 import { checkMarkerName, encodeMarker, type MarkerPayload } from '../core/marker.js';
-import { GROUP_VOLUME, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader } from '../core/record.js';
+import { GROUP_VOLUME, RECORD_SIZE, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader } from '../core/record.js';
 import { SB_CLEAN } from '../core/superblock.js';
 import { formatTime } from '../core/time.js';
 import { resolve } from 'node:path';
@@ -710,19 +710,28 @@ export class JournalGroup {
    * for the record after the last of its batch — the caller copies what it
    * keeps (the tape writer does) and no fresh memory is taken per batch.
    */
-  async *records(from?: bigint, opts: { batch?: number; reuse?: boolean } = {}): AsyncGenerator<JournalRecord> {
+  async *records(from?: bigint, opts: { batch?: number; reuse?: boolean; to?: bigint; maxBytes?: number } = {}): AsyncGenerator<JournalRecord> {
     let seq = from ?? this.journal.outSeq;
     const batch = opts.batch ?? 256;
     const buffers = opts.reuse ? [Buffer.allocUnsafeSlow(READ_BATCH_BYTES), Buffer.allocUnsafeSlow(READ_BATCH_BYTES)] : [];
     let turn = 0;
-    const read = (): Promise<JournalRecord[]> => this.journal.readRecords(seq, batch, READ_BATCH_BYTES, buffers[turn++ % 2]);
+    // What the caller takes at most: records before `to`, and (64 + data) bytes until `maxBytes` is reached
+    // (the record that reaches it included). Nothing past it is read, or checked, for nothing.
+    let budget = opts.maxBytes ?? Infinity;
+    const read = async (): Promise<JournalRecord[]> => {
+      const left = opts.to === undefined ? batch : Math.min(batch, Number(opts.to - seq));
+      if (left <= 0 || budget <= 0) return [];
+      const recs = await this.journal.readRecords(seq, left, Math.min(READ_BATCH_BYTES, budget), buffers[turn++ % 2]);
+      seq += BigInt(recs.length);
+      for (const r of recs) budget -= RECORD_SIZE + r.data.length;
+      return recs;
+    };
     // The next batch is read while the caller works on this one (into the other buffer).
     let next = read();
     for (;;) {
       this.#checkUsable();
       const recs = await next;
       if (recs.length === 0) return;
-      seq += BigInt(recs.length);
       next = read();
       next.catch(() => undefined);
       for (const r of recs) yield r;

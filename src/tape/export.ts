@@ -274,7 +274,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
         const next = medium > 1 && after > from ? after : from;
         if (next < end) await group.flush();
         if (next < end) {
-          for await (const r of group.records(next, { reuse: true })) {
+          const reading = { reuse: true, to: end, ...(opts.maxUpdateBytes !== undefined ? { maxBytes: opts.maxUpdateBytes - updateBytes } : {}) };
+          for await (const r of group.records(next, reading)) {
             if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
             await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
             rawBytes += 64 + r.data.length;
