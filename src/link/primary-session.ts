@@ -14,7 +14,7 @@ import type { Channel } from './channel.js';
 import { MessageType } from './frame.js';
 import { LinkDestination } from './link-destination.js';
 import {
-  MAX_WINDOW, decodeConfirm, decodeRead, decodeSecondaryHello, expect, message,
+  decodeConfirm, decodeRead, decodeSecondaryHello, expect, message,
   type LinkStatus, type SecondaryHello,
 } from './messages.js';
 import { newSecondary, readRegistry, updateRegistry, type InflightTape, type SecondaryState } from './registry.js';
@@ -38,8 +38,6 @@ export interface PrimaryOptions {
   onName?: (name: string) => void;
   /** Paces the tape bytes sent (a bandwidth limit). */
   throttle?: Throttle;
-  /** Link tapes sent before the oldest is confirmed, at most (default MAX_WINDOW; the secondary may ask for fewer). */
-  window?: number;
 }
 
 const DEFAULT_TAPE_BYTES = 64 * 1024 * 1024;
@@ -128,7 +126,8 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
       return { ...s };
     });
     log({ event: 'secondary-connected', name, peer: ch.peer, mode: hello.mode, confirmedSeq: sec.confirmed.seq, newSecondary: sec.confirmed.serial === 0 });
-    const window = Math.min(hello.window, o.window ?? MAX_WINDOW);
+    // Tapes in flight: what the secondary takes (at most MAX_WINDOW, decodeSecondaryHello sees to it).
+    const window = hello.window;
     await ch.send(message(MessageType.Hello, {
       role: 'primary', groupId: group.config.groupId, volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })), host: hostname(), epochs: group.epochs,
       status: await linkStatus(group, BigInt(sec.confirmed.seq)), window,
