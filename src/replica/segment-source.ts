@@ -2,8 +2,8 @@ import { promises as fsp } from 'node:fs';
 import type { FramePool } from '../tape/frame-pool.js';
 import { JshipError } from '../core/errors.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
-import { KeyRing, decryptPayload, missingKey } from '../tape/crypto.js';
-import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, recordsPayload, segmentAad } from '../tape/segment.js';
+import { KeyRing, missingKey } from '../tape/crypto.js';
+import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, openSegment } from '../tape/segment.js';
 import { frameEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
@@ -111,7 +111,7 @@ export class SegmentSource {
     let payload = content.subarray(SEGMENT_HEADER_SIZE);
     if (sh.encrypted) {
       if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
-      payload = recordsPayload(decryptPayload((this.#keys ?? new KeyRing([])).need(f.keyId, where), payload, segmentAad(content), where), sh, where);
+      payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId, where), content, sh, where);
     }
     this.read++;
     this.#cache.set(k, payload);

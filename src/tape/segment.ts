@@ -2,6 +2,7 @@ import { crc32 } from 'node:zlib';
 import { JshipError } from '../core/errors.js';
 import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } from '../core/record.js';
 import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
+import { decryptPayload, type TapeKey } from './crypto.js';
 import { decompressFrame } from './zstd.js';
 
 /**
@@ -139,14 +140,16 @@ export function segmentAad(content: Buffer): Buffer {
  */
 export function recordsPayload(payload: Buffer, sh: SegmentHeader, where: string): Buffer {
   if (!sh.compressed) return payload;
-  let plain: Buffer;
   try {
-    plain = decompressFrame(payload);
+    return decompressFrame(payload, undefined, MAX_SEGMENT_PAYLOAD);
   } catch (e) {
     throw new JshipError('TAPE_DAMAGED', `${where}: the compressed records cannot be read: ${(e as Error).message}`, { hint: 'the segment is damaged; records from here on cannot be read from this copy', cause: e });
   }
-  if (plain.length > MAX_SEGMENT_PAYLOAD) throw new JshipError('TAPE_DAMAGED', `${where}: ${plain.length} bytes of records, more than the format's ${MAX_SEGMENT_PAYLOAD}-byte limit`, { hint: 'the segment is damaged' });
-  return plain;
+}
+
+/** The records' bytes of an encrypted segment (`content`: header and payload): decrypted against its header, then decompressed when compressed. */
+export function openSegment(key: TapeKey, content: Buffer, sh: SegmentHeader, where: string): Buffer {
+  return recordsPayload(decryptPayload(key, content.subarray(SEGMENT_HEADER_SIZE), segmentAad(content), where), sh, where);
 }
 
 /** A record as it goes into a segment: its encoded header and its data. */

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType, type RecordHeader } from '../core/record.js';
 import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
-import { KeyRing, decryptPayload, type TapeKey } from './crypto.js';
+import { KeyRing, type TapeKey } from './crypto.js';
 
 const NO_KEYS = new KeyRing([]);
 import {
   LABEL_NAME, TRAILER_NAME, decodeLabel, decodeTrailer, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
-import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, parseRecords, recordsPayload, segmentAad, segmentName, type SegmentHeader } from './segment.js';
+import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, openSegment, parseRecords, segmentName, type SegmentHeader } from './segment.js';
 import { unframe, type TarEntry } from './tar-entry.js';
 import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
@@ -173,7 +173,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (!opts.structureOnly) {
       let payload = entry.content.subarray(SEGMENT_HEADER_SIZE);
       if (sh.encrypted && key) {
-        payload = recordsPayload(decryptPayload(key, payload, segmentAad(entry.content), `${opts.where} ${entry.name}`), sh, `${opts.where} ${entry.name}`);
+        payload = openSegment(key, entry.content, sh, `${opts.where} ${entry.name}`);
       }
       records = parseRecords(payload, sh, `${opts.where} ${entry.name}`);
       for (const r of records) {

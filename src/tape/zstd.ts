@@ -15,10 +15,11 @@ let dctx: Binding.DCtx | undefined;
  * Decompresses one whole frame (its header declares its size, within the
  * format's limit: every jship frame does), into `into` when it is large enough.
  */
-export function decompressFrame(frame: Uint8Array, into?: ArrayBuffer): Buffer {
+export function decompressFrame(frame: Uint8Array, into?: ArrayBuffer, limit = MAX_FRAME_CONTENT): Buffer {
   const size = binding.getFrameContentSize(frame);
   if (size === null) throw new Error('the frame declares no content size');
-  if (size > MAX_FRAME_CONTENT) throw new Error(`the frame declares ${size} bytes, more than the format's ${MAX_FRAME_CONTENT}-byte limit`);
+  // Checked before anything is decompressed: a frame that declares more is never inflated (no decompression bombs).
+  if (size > limit) throw new Error(`the frame declares ${size} bytes, more than the format's ${limit}-byte limit`);
   // A buffer of its own (never a slice of the shared pool): a worker hands it over whole.
   const out = into && into.byteLength >= size ? Buffer.from(into, 0, size) : Buffer.allocUnsafeSlow(size);
   dctx ??= new binding.DCtx();
