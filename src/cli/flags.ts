@@ -8,8 +8,6 @@ const FLAGS: Record<string, string> = {
   replicaDir: '--replica',
   from: '--follow',
   keyFiles: '--key',
-  encryptKey: '--encrypt-key',
-  socket: '--socket',
 };
 
 /** The flag that sets a library parameter (`mediaSize` → `--media-size`). */
