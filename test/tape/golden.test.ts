@@ -14,6 +14,7 @@ import { verifySummary } from './source-contract.js';
 import { KeyRing, readKeyFile, type TapeKey } from '../../src/tape/crypto.js';
 import { importTapes } from '../../src/replica/import.js';
 import { tempDir } from '../helpers.js';
+import { relabel } from '../replica/forge.js';
 
 /**
  * Golden tapes (test/fixtures/tapes/): written by a tape writer whose clock,
@@ -177,6 +178,13 @@ describe('golden tapes', () => {
     if (UPDATE) writeFileSync(expectedPath, `${JSON.stringify(reports, null, 2)}\n`);
     expect(reports).toEqual(JSON.parse(readFileSync(expectedPath, 'utf8')));
   }, 120_000);
+
+  it('a compressed segment under a label of format 2 (which never has one) is damage: the tape was assembled from parts', async () => {
+    const f = readdirSync(FIXTURES).find((n) => n.startsWith('encrypted-')) as string;
+    const forged = await relabel(readFileSync(join(FIXTURES, f)), (l) => ({ ...l, version: 2 }));
+    const got = await items((async function* () { yield forged; })(), 'forged', { keys: new KeyRing([await goldenKey()]) }).then(() => null, (e: unknown) => e);
+    expect(got).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/compressed inside its encryption, which a version 2 tape never is/) });
+  });
 
   it('tapes of two epochs given together are two chains: tape 1 of each is not "serial 1 twice"', async () => {
     const d = join(dir, 'epochs');
