@@ -89,7 +89,8 @@ export interface SegmentRow {
   /** Where the segment's zstd frame sits in the tape file, for reading it alone. */
   frameOffset: number;
   frameLength: number;
-  sha256: string;
+  /** The segment's hash, as its tape's trailer lists it (XXH3-128 or SHA-256 by the tape's version; column `sha256`). */
+  hash: string;
   baseId: bigint | null;
 }
 
@@ -324,7 +325,7 @@ export class Catalog {
       );
       const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT record_index FROM staged_index WHERE stage = ? AND idx = ?))`);
-      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.sha256, s.baseId, stage, s.idx);
+      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.hash, s.baseId, stage, s.idx);
       this.#db.prepare('DELETE FROM staged_index WHERE stage = ?').run(stage);
       const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
       for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial);
@@ -391,7 +392,7 @@ function toSegment(r: Row): SegmentRow {
     records: num(r.records),
     frameOffset: num(r.frame_offset),
     frameLength: num(r.frame_length),
-    sha256: String(r.sha256),
+    hash: String(r.sha256),
     baseId: big(r.base_id),
   };
 }

@@ -116,7 +116,7 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
         segments.push({
           serial, idx: item.index, kind: item.info.kind,
           firstSeq: item.header.firstSeq, lastSeq: item.header.lastSeq, firstTs: item.header.firstTs, lastTs: item.header.lastTs,
-          records: item.header.count, frameOffset: item.offset, frameLength: item.length, sha256: item.info.sha256,
+          records: item.header.count, frameOffset: item.offset, frameLength: item.length, hash: item.info.hash,
           baseId: item.info.kind === 'base' && r0 ? r0.header.aux : null,
         });
         stage(item.index, buildRecordIndex(item.records.map((r) => r.header)));
@@ -559,7 +559,7 @@ export function keepListed(scan: ScannedTape, label: TapeLabel, found: TapeTrail
   const trailer = found && found.serial === label.serial && found.mediaSet.id === label.mediaSet.id ? found : undefined;
   if (!trailer) return { segments: scan.segments, markers: scan.markers, cut: null, own: undefined };
   let n = 0;
-  while (n < scan.segments.length && trailer.segments[n]?.sha256 === scan.segments[n]?.sha256) n++;
+  while (n < scan.segments.length && trailer.segments[n]?.hash === scan.segments[n]?.hash) n++;
   if (n === scan.segments.length) return { segments: scan.segments, markers: scan.markers, cut: null, own: trailer };
   const segments = scan.segments.slice(0, n);
   const held = (seq: bigint): boolean => segments.some((x) => x.kind === 'update' && x.firstSeq <= seq && seq <= x.lastSeq);
@@ -574,7 +574,7 @@ export function keepListed(scan: ScannedTape, label: TapeLabel, found: TapeTrail
  */
 async function invalidateDiverged(replica: Replica, old: TapeRow, segments: SegmentRow[]): Promise<string | null> {
   const before = replica.catalog.segments(old.serial);
-  const i = before.findIndex((x, k) => x.sha256 !== segments[k]?.sha256);
+  const i = before.findIndex((x, k) => x.hash !== segments[k]?.hash);
   if (i < 0) return null;
   const from = before.slice(i).reduce<bigint | null>((m, x) => (x.kind === 'update' && (m === null || x.firstSeq < m) ? x.firstSeq : m), null);
   const state = await readReplicaState(replica.dir);

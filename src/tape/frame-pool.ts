@@ -14,22 +14,23 @@ export interface FrameWorkerData {
 /** A message to a frame worker (frame.worker.ts). Buffers are transferred; `length` is what of each is used. */
 export type FrameRequest =
   | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean }
-  | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer }
+  | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer; hash: boolean }
   | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number };
 
 /** A frame worker's answer; `spent` hands the request's buffers back, to be used again. */
 export type FrameReply =
-  | { id: number; op: 'frame'; buf: ArrayBuffer; sha256: string | null; spent: ArrayBuffer[] }
+  | { id: number; op: 'frame'; buf: ArrayBuffer; hash: string | null; spent: ArrayBuffer[] }
   | { id: number; op: 'pack'; buf: ArrayBuffer; spent: ArrayBuffer[] }
   | {
     id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
-    entries: Array<{ name: string; offset: number; length: number; sha256?: string }>;
+    entries: Array<{ name: string; offset: number; length: number; hash?: string }>;
   }
   | { id: number; op: 'error'; error: string; code: unknown; spent: ArrayBuffer[] };
 
 interface Result {
   buf: Buffer;
-  sha256: string | null;
+  /** The segment's hash (XXH3-128, hex), when asked for. */
+  hash: string | null;
 }
 
 interface Job {
@@ -41,7 +42,7 @@ interface Job {
 
 /**
  * Room a frame's buffer keeps after its content: padding to a block, the
- * hash entry (a header and one block: a sha256sum line for a name of up to
+ * hash entry (a header and one block: an xxhsum line for a name of up to
  * 100 bytes) and the end-of-archive.
  */
 const FRAME_TAIL = TAR_BLOCK - 1 + 2 * TAR_BLOCK + TAR_EOF_BYTES;
@@ -133,8 +134,8 @@ export class FramePool {
   /**
    * One compressed frame holding one tar entry, `name`, of `content`
    * (memory from `content()`, handed over: not to be used again; or pieces,
-   * copied). With `hashed`, its SHA-256 is computed and follows as a second
-   * entry in sha256sum's format (a segment's .sha256 beside its .jrs). With
+   * copied). With `hashed`, its XXH3-128 is computed and follows as a second
+   * entry in xxhsum's format (a segment's .xxh128 beside its .jrs). With
    * `eof`, the tar end-of-archive follows.
    */
   async frame(name: string, content: FrameContent | readonly Uint8Array[], opts: { mtime: Date; hashed?: boolean; eof?: boolean }): Promise<Result> {
@@ -147,7 +148,7 @@ export class FramePool {
     }
     const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false }, [c.buf]);
     if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
-    return { buf: Buffer.from(r.buf), sha256: r.sha256 };
+    return { buf: Buffer.from(r.buf), hash: r.hash };
   }
 
   /**
@@ -167,15 +168,17 @@ export class FramePool {
    * thread. With `recycle` (the frame's content size, from its header), it
    * is decompressed into memory used before, and `release` hands that memory
    * back once nothing refers to the entries any more (their contents are
-   * views of it).
+   * views of it). Segments are hashed (by the algorithm their sum entry
+   * names) unless `hash` is false: a reader that compares no hash (restore,
+   * from tapes checked at import) does not pay for it.
    */
-  async unframe(frame: Buffer, opts: { recycle?: number } = {}): Promise<Unframed & { release?: () => void }> {
+  async unframe(frame: Buffer, opts: { recycle?: number; hash?: boolean } = {}): Promise<Unframed & { release?: () => void }> {
     const buf = this.#take(frame.length);
     new Uint8Array(buf).set(frame);
     const out = opts.recycle !== undefined && opts.recycle >= SPARE_MIN ? this.#take(opts.recycle) : undefined;
-    const r = await this.#submit({ id: 0, op: 'unframe', buf, length: frame.length, ...(out ? { out } : {}) }, out ? [buf, out] : [buf]);
+    const r = await this.#submit({ id: 0, op: 'unframe', buf, length: frame.length, hash: opts.hash ?? true, ...(out ? { out } : {}) }, out ? [buf, out] : [buf]);
     if (r.op !== 'unframe') throw new Error('frame worker answered out of turn');
-    const entries: TarEntry[] = r.entries.map((e) => ({ name: e.name, content: Buffer.from(r.bytes, r.bytesOffset + e.offset, e.length), ...(e.sha256 ? { sha256: e.sha256 } : {}) }));
+    const entries: TarEntry[] = r.entries.map((e) => ({ name: e.name, content: Buffer.from(r.bytes, r.bytesOffset + e.offset, e.length), ...(e.hash ? { hash: e.hash } : {}) }));
     return { entries, allZero: r.allZero, endsWithEof: r.endsWithEof, ...(out ? { release: () => this.#keep(r.bytes) } : {}) };
   }
 

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { encodeTarHeader, tarPadding } from '../core/tar-header.js';
 import { tarPieces, unframeBytes } from './tar-entry.js';
 import { FrameCompressor, decompressFrame } from './zstd.js';
+import { hashSegment, sumEntryAlgorithm, sumEntryName, sumLine } from './segment-hash.js';
 import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
 
 /**
@@ -44,12 +44,12 @@ function frame(m: Extract<FrameRequest, { op: 'frame' }>): FrameReply {
   const content = all.subarray(at, at + m.length);
   at += m.length;
   zeros(tarPadding(m.length));
-  // A segment is followed by its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
-  const sha256 = m.hashed ? createHash('sha256').update(content).digest('hex') : null;
-  const hashEntry = sha256 === null ? [] : [{ name: m.name.replace(/\.jrs$/, '.sha256'), content: [Buffer.from(`${sha256}  ${m.name}\n`, 'latin1')] }];
+  // A segment is followed by its hash in xxhsum's format: `tar -x` then `xxhsum -c` checks it with no jship.
+  const hash = m.hashed ? hashSegment('xxh128', content) : null;
+  const hashEntry = hash === null ? [] : [{ name: sumEntryName(m.name, 'xxh128'), content: [sumLine(hash, m.name)] }];
   // The rest of the frame as tar-entry.ts lays any entries out (the hash entry, the end-of-archive).
   for (const piece of tarPieces(hashEntry, { mtime: new Date(m.mtime), eof: m.eof })) put(piece);
-  return { id: m.id, op: 'frame', buf: own(compressor.compress(all.subarray(0, at))), sha256, spent: [m.buf] };
+  return { id: m.id, op: 'frame', buf: own(compressor.compress(all.subarray(0, at))), hash, spent: [m.buf] };
 }
 
 function unframe(m: Extract<FrameRequest, { op: 'unframe' }>): FrameReply {
@@ -60,11 +60,14 @@ function unframe(m: Extract<FrameRequest, { op: 'unframe' }>): FrameReply {
     op: 'unframe',
     bytes: bytes.buffer as ArrayBuffer,
     bytesOffset: bytes.byteOffset,
-    // Segments are hashed here, off the reader's thread.
-    entries: r.entries.map((e) => ({
-      name: e.name, offset: e.content.byteOffset - bytes.byteOffset, length: e.content.length,
-      ...(e.name.endsWith('.jrs') ? { sha256: createHash('sha256').update(e.content).digest('hex') } : {}),
-    })),
+    // Segments are hashed here, off the reader's thread, by the algorithm their sum entry names (the reader checks it is the label's).
+    entries: r.entries.map((e, i) => {
+      const algorithm = m.hash && e.name.endsWith('.jrs') ? sumEntryAlgorithm(r.entries[i + 1]?.name ?? '', e.name) : undefined;
+      return {
+        name: e.name, offset: e.content.byteOffset - bytes.byteOffset, length: e.content.length,
+        ...(algorithm ? { hash: hashSegment(algorithm, e.content) } : {}),
+      };
+    }),
     allZero: r.allZero,
     endsWithEof: r.endsWithEof,
     // An `out` it did not fit into goes back unused.

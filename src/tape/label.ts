@@ -2,6 +2,7 @@ import { JshipError } from '../core/errors.js';
 import { checkParityRefs, type ParityFrameRef } from './parity.js';
 import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 import { checkLineage, generationOf, type Lineage } from '../core/epoch.js';
+import { SEGMENT_HASHES, isHashOf, type SegmentHashAlgorithm } from './segment-hash.js';
 
 /** The first entry of every tape (`jship-label.json`): what the tape is, before any record is read. */
 export interface TapeLabel {
@@ -9,9 +10,10 @@ export interface TapeLabel {
   /**
    * The tape format's version: 2, segments bound to their tape; 3, the same
    * with encrypted segments compressed before they are encrypted (written
-   * for encrypted tapes only). Readers read both.
+   * for encrypted tapes only); 4, segment hashes XXH3-128 instead of
+   * SHA-256 (every tape written now). Readers read all three.
    */
-  version: 2 | 3;
+  version: 2 | 3 | 4;
   groupId: string;
   volumes: Array<{ name: string; size: number }>;
   /** Position in the group's chain of tapes, from 1. */
@@ -47,8 +49,12 @@ export interface SegmentInfo {
   /** Tar entry name: segments/NNNNNNNN.jrs, numbered across the media set. */
   name: string;
   kind: 'update' | 'base';
-  /** SHA-256 of the entry's content (as stored: encrypted when the tape is). */
-  sha256: string;
+  /**
+   * Hash of the entry's content as stored (encrypted when the tape is), hex:
+   * XXH3-128 on tapes of version 4, SHA-256 before (segment-hash.ts). In the
+   * trailer its key names the algorithm: `xxh128` or `sha256`.
+   */
+  hash: string;
   records: number;
   /** Sequence numbers (base segments: positions). Decimal strings: they pass 2^53. */
   firstSeq: string;
@@ -89,6 +95,8 @@ export interface TapeTrailer {
 }
 
 export const LABEL_NAME = 'jship-label.json';
+/** The format version written now (readers take 2 to 4). */
+export const TAPE_VERSION = 4;
 export const TRAILER_NAME = 'jship-trailer.json';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -133,8 +141,8 @@ const text = (x: unknown): boolean => typeof x === 'string' && x.length <= LABEL
 export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   const v = parse(bytes, where);
   if (v.format !== 'jship-tape') fail(where, 'format', 'is not "jship-tape"');
-  if (v.version !== 2 && v.version !== 3) {
-    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads versions 2 and 3)`, {
+  if (v.version !== 2 && v.version !== 3 && v.version !== 4) {
+    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads versions 2 to 4)`, {
       hint: typeof v.version === 'number' && v.version < 2 ? 'the tape was written by an earlier jship, whose segments are not bound to their tape: export it again with this release' : 'the tape was written by a newer jship: read it with that release',
     });
   }
@@ -176,12 +184,18 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
   if (v.version !== 1) fail(where, 'version', 'is not supported');
   if (!Number.isSafeInteger(v.serial)) fail(where, 'serial', 'is missing');
   if (!Array.isArray(v.segments)) fail(where, 'segments', 'is missing');
-  for (const s of v.segments as unknown[]) {
+  const segments = (v.segments as unknown[]).map((s) => {
     const o = s as Record<string, unknown>;
-    if (typeof o?.name !== 'string' || typeof o.sha256 !== 'string' || !HEX64.test(o.sha256) || !DEC.test(String(o.firstSeq)) || !DEC.test(String(o.lastSeq))) {
+    // One hash, its key naming its algorithm (the reader checks that it is the label's).
+    const keys = (Object.keys(SEGMENT_HASHES) as SegmentHashAlgorithm[]).filter((a) => o?.[a] !== undefined);
+    const [alg] = keys;
+    const hash = alg === undefined ? undefined : o[alg];
+    if (typeof o?.name !== 'string' || keys.length !== 1 || !isHashOf(alg as SegmentHashAlgorithm, hash) || !DEC.test(String(o.firstSeq)) || !DEC.test(String(o.lastSeq))) {
       fail(where, 'segments', 'has a malformed entry');
     }
-  }
+    const { [alg as SegmentHashAlgorithm]: _hash, ...rest } = o;
+    return { ...rest, hash } as unknown as SegmentInfo;
+  });
   if (!Array.isArray(v.markers)) fail(where, 'markers', 'is missing');
   if (!Number.isSafeInteger(v.records)) fail(where, 'records', 'is missing');
   if (v.parity !== undefined) {
@@ -193,7 +207,12 @@ export function decodeTrailer(text: Buffer, where: string): TapeTrailer {
     if (!Array.isArray(v.digests) || v.digests.length > (v.markers as unknown[]).length) fail(where, 'digests', 'is not a list of at most one digest a marker');
     for (const d of v.digests as unknown[]) checkPointDigest(d, `${where} digests`);
   }
-  return v as unknown as TapeTrailer;
+  return { ...v, segments } as unknown as TapeTrailer;
+}
+
+/** The trailer's bytes: each segment's hash under the key of its algorithm (written now: `xxh128`). */
+export function encodeTrailer(t: TapeTrailer, algorithm: SegmentHashAlgorithm = 'xxh128'): Buffer {
+  return encodeJson({ ...t, segments: t.segments.map(({ name, kind, hash, ...rest }) => ({ name, kind, [algorithm]: hash, ...rest })) });
 }
 
 /** The generation of a tape's records (1 when its label lists no promotion). */

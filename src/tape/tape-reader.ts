@@ -12,6 +12,7 @@ import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, openSegment, par
 import { unframe, type TarEntry } from './tar-entry.js';
 import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
+import { SEGMENT_HASHES, hashSegment, parseSumLine, segmentHashOf, sumEntryName } from './segment-hash.js';
 
 export interface TapeRecord {
   header: RecordHeader;
@@ -115,7 +116,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       trailer = decodeTrailer(entry.content, `${opts.where} trailer`);
       sawEof = frame.endsWithEof;
       const listed = trailer.segments;
-      if (listed.length !== seen.length || listed.some((x, i) => x.name !== seen[i]?.name || x.sha256 !== seen[i]?.sha256 || x.records !== seen[i]?.records)) {
+      if (listed.length !== seen.length || listed.some((x, i) => x.name !== seen[i]?.name || x.hash !== seen[i]?.hash || x.records !== seen[i]?.records)) {
         fail('TAPE_DAMAGED', `the trailer lists ${listed.length} segments, the tape holds ${seen.length} that do not all match it`, 'the tape is damaged or was assembled from parts');
       }
       if (trailer.serial !== label.serial) fail('TAPE_DAMAGED', `the trailer says serial ${trailer.serial}, the label ${label.serial}`, 'the tape was assembled from parts');
@@ -153,10 +154,12 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     const [entry, sum] = entries as [TarEntry, TarEntry | undefined];
     const lab = label as TapeLabel;
     if (!/^segments\/\d{8}\.jrs$/.test(entry.name)) fail('TAPE_DAMAGED', `unexpected entry "${entry.name}"`, 'the tape holds entries jship does not write');
-    const sha = entry.sha256 ?? createHash('sha256').update(entry.content).digest('hex');
-    const expected = sum && entries.length === 2 && sum.name === entry.name.replace(/\.jrs$/, '.sha256') ? /^([0-9a-f]{64}) {2}/.exec(sum.content.toString('latin1'))?.[1] : undefined;
-    if (!expected) fail('TAPE_DAMAGED', `segment ${entry.name} is not followed by its hash entry`, 'the tape is damaged or was assembled from parts');
-    if (sha !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: SHA-256 mismatch`, 'the segment is damaged');
+    // The hash of the label's version (SHA-256 up to 3, XXH3-128 from 4), in the sum entry that follows the segment.
+    const algorithm = segmentHashOf(lab.version);
+    const expected = sum && entries.length === 2 && sum.name === sumEntryName(entry.name, algorithm) ? parseSumLine(sum.content, algorithm) : undefined;
+    if (!expected) fail('TAPE_DAMAGED', `segment ${entry.name} is not followed by its ${SEGMENT_HASHES[algorithm].title} entry (${sumEntryName(entry.name, algorithm)}), as a version ${lab.version} tape has`, 'the tape is damaged or was assembled from parts');
+    const hash = entry.hash ?? hashSegment(algorithm, entry.content);
+    if (hash !== expected) fail('TAPE_DAMAGED', `segment ${entry.name}: ${SEGMENT_HASHES[algorithm].title} mismatch`, 'the segment is damaged');
     const sh = decodeSegmentHeader(entry.content, `${opts.where} ${entry.name}`);
     if (sh.encrypted !== !!lab.encryption) fail('TAPE_DAMAGED', `segment ${entry.name}: encryption flag contradicts the label`, 'the tape was assembled from parts');
     if (sh.compressed && lab.version < 3) fail('TAPE_DAMAGED', `segment ${entry.name} is compressed inside its encryption, which a version ${lab.version} tape never is`, 'the tape was assembled from parts');
@@ -188,7 +191,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     const info: SegmentInfo = {
       name: entry.name,
       kind: sh.kind === SegmentKind.Base ? 'base' : 'update',
-      sha256: sha,
+      hash,
       records: sh.count,
       firstSeq: sh.firstSeq.toString(),
       lastSeq: sh.lastSeq.toString(),

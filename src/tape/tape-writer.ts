@@ -8,7 +8,7 @@ import { generationOf, type Lineage } from '../core/epoch.js';
 import { ENCRYPTION_OVERHEAD, encryptPayload, type TapeKey } from './crypto.js';
 import type { TapeDestination, TapeOutput } from './destination.js';
 import {
-  LABEL_NAME, TRAILER_NAME, encodeJson,
+  LABEL_NAME, TAPE_VERSION, TRAILER_NAME, encodeJson, encodeTrailer,
   type MarkerInfo, type SegmentInfo, type TapeLabel, type TapeTrailer,
 } from './label.js';
 import { tapeName } from './tape-name.js';
@@ -262,12 +262,12 @@ export class MediaSetWriter {
       body = content;
       segmentBytes = content.length;
     }
-    // The segment, then its hash in sha256sum's format: `tar -x` then `sha256sum -c` checks it with no jship.
-    const { buf: frame, sha256 } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
+    // The segment, then its hash in xxhsum's format: `tar -x` then `xxhsum -c` checks it with no jship.
+    const { buf: frame, hash } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
     const info: SegmentInfo = {
       name,
       kind: kind === SegmentKind.Base ? 'base' : 'update',
-      sha256: sha256 as string,
+      hash: hash as string,
       records: headers.length,
       firstSeq: first.seq.toString(),
       lastSeq: last.seq.toString(),
@@ -361,8 +361,7 @@ export class MediaSetWriter {
     const serial = this.#serial++;
     const label: TapeLabel = {
       format: 'jship-tape',
-      // 3: its encrypted segments are compressed before they are encrypted; plaintext tapes stay 2 (byte for byte as before).
-      version: this.#o.key ? 3 : 2,
+      version: TAPE_VERSION,
       groupId: this.#o.groupId,
       volumes: this.#o.volumes,
       serial,
@@ -393,7 +392,7 @@ export class MediaSetWriter {
     // The digests of the points whose markers this tape holds (an export waits for one still being computed).
     const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
     if (digests.length > 0) trailer.digests = digests;
-    const { buf: frame } = await this.#o.pool.frame(TRAILER_NAME, [encodeJson(trailer)], { mtime: this.#env.now(), eof: true });
+    const { buf: frame } = await this.#o.pool.frame(TRAILER_NAME, [encodeTrailer(trailer)], { mtime: this.#env.now(), eof: true });
     await this.#write(tape, frame);
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);

@@ -9,8 +9,8 @@ const ZEROS = Buffer.alloc(512);
 export interface TarEntry {
   name: string;
   content: Buffer;
-  /** SHA-256 of a segment's content, when a worker computed it already. */
-  sha256?: string;
+  /** A segment's hash (by the algorithm of the sum entry after it), when a worker computed it already. */
+  hash?: string;
 }
 
 /** An entry to pack: its content may come in pieces (written in order, never joined). */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { RecordType, dataCrc, encodeRecord } from '../../src/core/record.js';
 import { decodeSegmentHeader, parseRecords, SEGMENT_HEADER_SIZE } from '../../src/tape/segment.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
+import { hashSegment, sumEntryName, sumLine } from '../../src/tape/segment-hash.js';
 import { digestVolume, groupRoot, leafHasher, type PointDigest } from '../../src/core/volume-digest.js';
 import { readReplicaState } from '../../src/replica/replica-state.js';
 import { KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
@@ -60,13 +61,13 @@ async function forge(path: string, before: bigint): Promise<void> {
   const at = rec.data.byteOffset - payload.byteOffset;
   payload[at] = (payload[at] as number) ^ 0xff;
   encodeRecord({ ...rec.header, dataCrc: dataCrc(payload.subarray(at, at + rec.data.length)) }, payload, at - 64);
-  const sha = createHash('sha256').update(content).digest('hex');
-  const body = await pack([{ name: e!.name, content }, { name: e!.name.replace(/\.jrs$/, '.sha256'), content: Buffer.from(`${sha}  ${e!.name}\n`) }]);
+  const hash = hashSegment('xxh128', content);
+  const body = await pack([{ name: e!.name, content }, { name: sumEntryName(e!.name, 'xxh128'), content: sumLine(hash, e!.name) }]);
   frames[target.frame] = compress(body.subarray(0, body.length - 1024));
   const last = frames.length - 1;
   const [t] = await decodeEntries(decompress(frames[last]!), path);
   const trailer = JSON.parse(t!.content.toString('utf8'));
-  trailer.segments.find((s: { name: string }) => s.name === e!.name).sha256 = sha;
+  trailer.segments.find((s: { name: string }) => s.name === e!.name).xxh128 = hash;
   frames[last] = compress(await pack([{ name: t!.name, content: Buffer.from(JSON.stringify(trailer)) }]));
   writeFileSync(path, Buffer.concat(frames));
 }

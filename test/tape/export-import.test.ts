@@ -31,7 +31,7 @@ describe('export and import round trips', () => {
       expect(group.journal.outSeq).toBe(BigInt(withMark.length + 1));
       const [file] = tapeFiles(tapesDir(dir));
       expect(file).toMatch(/jship-000001-0000000000000001-0000000000000301\.tar\.zst$/);
-      // Real tools, no jship: list with tar, test with zstd, extract and check the segment hashes with sha256sum.
+      // Real tools, no jship: list with tar, test with zstd, extract and check the segment hashes with xxhsum (Debian's xxhash).
       const list = execFileSync('tar', ['--zstd', '-tvf', file!], { encoding: 'utf8' });
       expect(list).toMatch(/jship-label\.json/);
       expect(list).toMatch(/segments\/00000001\.jrs/);
@@ -40,7 +40,13 @@ describe('export and import round trips', () => {
       const x = join(dir, 'x');
       execFileSync('mkdir', ['-p', x]);
       execFileSync('tar', ['--zstd', '-xf', file!, '-C', x]);
-      execFileSync('sh', ['-c', 'sha256sum -c segments/*.sha256'], { cwd: x });
+      expect(execFileSync('sh', ['-c', 'xxhsum -c segments/*.xxh128'], { cwd: x, encoding: 'utf8' })).toMatch(/segments\/00000001\.jrs: OK/);
+      // The check is real: a flipped byte in the extracted segment fails it.
+      const seg = join(x, 'segments', '00000001.jrs');
+      const bytes = readFileSync(seg);
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+      writeFileSync(seg, bytes);
+      expect(spawnSync('sh', ['-c', 'xxhsum -c segments/*.xxh128'], { cwd: x, encoding: 'utf8' }).status).not.toBe(0);
       expect((await tapeRecords(file!)).updates).toEqual(withMark);
       const [v] = await verifyTapes([file!]);
       expect(v?.ok).toBe(true);

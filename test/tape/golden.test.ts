@@ -28,8 +28,12 @@ import { relabel } from '../replica/forge.js';
  */
 const FIXTURES = new URL('../fixtures/tapes/', import.meta.url).pathname;
 const UPDATE = process.env.JSHIP_UPDATE_GOLDEN === '1';
-/** Fixtures of an earlier tape format version (v2-…: an encrypted tape before its segments were compressed), kept as written then. */
-const LEGACY = 'v2-';
+/**
+ * Fixtures of earlier tape format versions, kept as written then: v2-… (an
+ * encrypted tape before its segments were compressed; a plain tape with
+ * SHA-256 segment hashes), v3-… (an encrypted tape with SHA-256 segment hashes).
+ */
+const legacy = (f: string): boolean => /^v\d-/.test(f);
 const GROUP = '6a1e4f0c-2b7d-4c59-9e13-0d5a7b3c8f21';
 const OTHER_GROUP = '0f9e8d7c-6b5a-4493-8271-605f4e3d2c1b';
 const VOLUMES = [{ name: 'db', size: 1024 * 1024 }, { name: 'log', size: 256 * 1024 }];
@@ -144,14 +148,14 @@ describe('golden tapes', () => {
 
     if (UPDATE) {
       mkdirSync(FIXTURES, { recursive: true });
-      for (const f of readdirSync(FIXTURES).filter((x) => x.endsWith('.tar.zst') && !x.startsWith(LEGACY))) rmSync(join(FIXTURES, f));
+      for (const f of readdirSync(FIXTURES).filter((x) => x.endsWith('.tar.zst') && !legacy(x))) rmSync(join(FIXTURES, f));
       for (const [f, b] of Object.entries(made)) writeFileSync(join(FIXTURES, f), b);
     }
     const all = readdirSync(FIXTURES).filter((f) => f.endsWith('.tar.zst')).sort();
-    const committed = all.filter((f) => !f.startsWith(LEGACY));
+    const committed = all.filter((f) => !legacy(f));
     expect(committed).toEqual(Object.keys(made).sort());
     // Tapes of an earlier format version stay readable: never written again, read and verified below.
-    expect(all.filter((f) => f.startsWith(LEGACY)).length).toBeGreaterThan(0);
+    expect(all.filter(legacy).length).toBeGreaterThan(0);
     for (const f of committed) expect(readFileSync(join(FIXTURES, f)).equals(made[f] as Buffer), `${f} is written byte for byte as committed`).toBe(true);
 
     const reports: Record<string, object> = {};
@@ -180,10 +184,25 @@ describe('golden tapes', () => {
   }, 120_000);
 
   it('a compressed segment under a label of format 2 (which never has one) is damage: the tape was assembled from parts', async () => {
-    const f = readdirSync(FIXTURES).find((n) => n.startsWith('encrypted-')) as string;
+    const f = readdirSync(FIXTURES).find((n) => n.startsWith('v3-encrypted-')) as string;
     const forged = await relabel(readFileSync(join(FIXTURES, f)), (l) => ({ ...l, version: 2 }));
     const got = await items((async function* () { yield forged; })(), 'forged', { keys: new KeyRing([await goldenKey()]) }).then(() => null, (e: unknown) => e);
     expect(got).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/compressed inside its encryption, which a version 2 tape never is/) });
+  });
+
+  it('segment hashes follow the label\'s version: SHA-256 entries under a version-4 label, or XXH3-128 under a version-3 one, are damage', async () => {
+    const keys = new KeyRing([await goldenKey()]);
+    const read = async (name: string, version: 2 | 3 | 4): Promise<unknown> => {
+      const forged = await relabel(readFileSync(join(FIXTURES, readdirSync(FIXTURES).find((n) => n.startsWith(name)) as string)), (l) => ({ ...l, version }));
+      return items((async function* () { yield forged; })(), 'forged', { keys }).then(() => null, (e: unknown) => e);
+    };
+    expect(await read('v2-plain-', 4)).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/segments\/00000001\.jrs is not followed by its XXH3-128 entry \(segments\/00000001\.xxh128\), as a version 4 tape has/) });
+    expect(await read('v3-encrypted-', 4)).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/not followed by its XXH3-128 entry/) });
+    expect(await read('plain-', 2)).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/not followed by its SHA-256 entry \(segments\/00000001\.sha256\), as a version 2 tape has/) });
+    expect(await read('encrypted-', 3)).toMatchObject({ code: 'TAPE_DAMAGED', message: expect.stringMatching(/not followed by its SHA-256 entry/) });
+    // Unchanged, each reads.
+    expect(await read('plain-', 4)).toBeNull();
+    expect(await read('v2-plain-', 2)).toBeNull();
   });
 
   it('tapes of two epochs given together are two chains: tape 1 of each is not "serial 1 twice"', async () => {
