@@ -210,7 +210,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
   // Frames are cut from the stream, decompressed ahead (on the pool), handled in order.
   const parts: Buffer[] = [];
   let partsLen = 0;
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // file offset of buf[0]
   let want = 0;
   // Frames cut from the stream wait here compressed; at most READ_AHEAD are being decompressed.
@@ -282,6 +282,46 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     }
   };
 
+  /**
+   * Joins the chunks read to the unread rest and cuts their frames, copying
+   * no more than it must: a chunk after nothing unread is cut where it lies;
+   * a rest (a frame the chunk before cut short) is joined with only as much
+   * of the next chunk as completes it, and the chunk's remainder is cut
+   * uncopied (a source never changes a chunk it yielded: tape-source.ts).
+   */
+  const joinAndCut = (): void => {
+    const only = parts.length === 1 ? parts[0] : undefined;
+    const whole = only === undefined ? Buffer.concat([buf, ...parts]) : buf.length === 0 ? only : undefined;
+    parts.length = 0;
+    partsLen = 0;
+    if (whole || !only) {
+      buf = whole ?? buf;
+      cut();
+      return;
+    }
+    // The rest starts a frame the chunk before cut short: where does it end?
+    const rest = buf;
+    let take = Math.min(only.length, Math.max(64 * 1024, rest.length));
+    let s = scanFrame(Buffer.concat([rest, only.subarray(0, take)]), 0);
+    while (s.kind === 'need-more' && take < only.length) {
+      take = Math.min(only.length, take * 2);
+      s = scanFrame(Buffer.concat([rest, only.subarray(0, take)]), 0);
+    }
+    if (s.kind === 'frame' && s.length > rest.length) {
+      // That frame is joined; the chunk after it is cut where it lies.
+      buf = Buffer.concat([rest, only.subarray(0, s.length - rest.length)]);
+      cut();
+      if (buf.length === 0 && !damaged) {
+        buf = only.subarray(s.length - rest.length);
+        cut();
+      }
+    } else {
+      // Padding, damage, a frame longer than the chunk: joined whole, as it comes.
+      buf = Buffer.concat([rest, only]);
+      cut();
+    }
+  };
+
   // One onBytes call runs while the next chunk is read and its frames decoded.
   let handing: Promise<void> | undefined;
   const handOn = async (c: Buffer): Promise<void> => {
@@ -298,10 +338,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
       parts.push(c);
       partsLen += c.length;
       if (buf.length + partsLen < want) continue;
-      buf = Buffer.concat([buf, ...parts]);
-      parts.length = 0;
-      partsLen = 0;
-      cut();
+      joinAndCut();
       startDecoding();
       // Frames are handled until READ_AHEAD are left decoding: the next chunk is read meanwhile.
       while (cutFrames.length > 0 || pending.length >= READ_AHEAD) {
@@ -317,10 +354,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     // Never left running behind the reader (its caller closes what it writes to).
     await handing?.catch(() => undefined);
   }
-  if (partsLen > 0 && !damaged) {
-    buf = Buffer.concat([buf, ...parts]);
-    cut();
-  }
+  if (partsLen > 0 && !damaged) joinAndCut();
   while (pending.length > 0 || cutFrames.length > 0) {
     const item = await drainOne();
     if (item) yield item;
