@@ -21,18 +21,32 @@ const MAX_BLOCK = 128 * 1024;
 
 /** Scans the frame that starts at `buf[off]`. Skippable frames count as frames. */
 export function scanFrame(buf: Uint8Array, off: number): FrameScan {
-  const avail = buf.length - off;
+  return scanBytes((i) => buf[i] as number, buf.length, off);
+}
+
+/**
+ * Scans the frame that starts at `a[0]` and may run on into `b`, as if the
+ * two were one buffer, without joining them (a frame cut by a chunk's end).
+ */
+export function scanFrameAcross(a: Uint8Array, b: Uint8Array): FrameScan {
+  return scanBytes((i) => (i < a.length ? a[i] : b[i - a.length]) as number, a.length + b.length, 0);
+}
+
+/** The scan over `length` bytes read one at a time by `at` (only headers are read: a few bytes a block). */
+function scanBytes(at: (i: number) => number, length: number, off: number): FrameScan {
+  const u16 = (i: number): number => at(i) | (at(i + 1) << 8);
+  const u32 = (i: number): number => (u16(i) | (u16(i + 2) << 16)) >>> 0;
+  const avail = length - off;
   if (avail < 4) return { kind: 'need-more' };
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const magic = view.getUint32(off, true);
+  const magic = u32(off);
   if ((magic & 0xfffffff0) === 0x184d2a50) {
     if (avail < 8) return { kind: 'need-more' };
-    const size = view.getUint32(off + 4, true);
+    const size = u32(off + 4);
     return avail < 8 + size ? { kind: 'need-more' } : { kind: 'frame', length: 8 + size, contentSize: 0 };
   }
   if (magic !== ZSTD_MAGIC) return { kind: 'invalid', why: `no zstd frame magic at this offset (found 0x${magic.toString(16).padStart(8, '0')})` };
   if (avail < 5) return { kind: 'need-more' };
-  const fhd = buf[off + 4] as number;
+  const fhd = at(off + 4);
   const fcsFlag = fhd >> 6;
   const single = (fhd >> 5) & 1;
   if ((fhd >> 3) & 1) return { kind: 'invalid', why: 'reserved bit set in the frame header' };
@@ -41,15 +55,15 @@ export function scanFrame(buf: Uint8Array, off: number): FrameScan {
   const fcsSize = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag] as number;
   const fcsAt = off + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]!;
   let pos = fcsAt + fcsSize;
-  if (buf.length < pos) return { kind: 'need-more' };
+  if (length < pos) return { kind: 'need-more' };
   const contentSize = fcsSize === 0 ? null
-    : fcsSize === 1 ? view.getUint8(fcsAt)
-      : fcsSize === 2 ? view.getUint16(fcsAt, true) + 256
-        : fcsSize === 4 ? view.getUint32(fcsAt, true)
-          : Number(view.getBigUint64(fcsAt, true));
+    : fcsSize === 1 ? at(fcsAt)
+      : fcsSize === 2 ? u16(fcsAt) + 256
+        : fcsSize === 4 ? u32(fcsAt)
+          : u32(fcsAt) + u32(fcsAt + 4) * 2 ** 32;
   for (;;) {
-    if (buf.length - pos < 3) return { kind: 'need-more' };
-    const bh = (buf[pos] as number) | ((buf[pos + 1] as number) << 8) | ((buf[pos + 2] as number) << 16);
+    if (length - pos < 3) return { kind: 'need-more' };
+    const bh = at(pos) | (at(pos + 1) << 8) | (at(pos + 2) << 16);
     const last = bh & 1;
     const type = (bh >> 1) & 3;
     const size = bh >>> 3;
@@ -59,7 +73,7 @@ export function scanFrame(buf: Uint8Array, off: number): FrameScan {
     if (last) break;
   }
   pos += checksum ? 4 : 0;
-  if (pos > buf.length) return { kind: 'need-more' };
+  if (pos > length) return { kind: 'need-more' };
   return { kind: 'frame', length: pos - off, contentSize };
 }
 

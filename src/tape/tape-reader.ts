@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { RecordType, type RecordHeader } from '../core/record.js';
-import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
+import { frameSizeProblem, scanFrame, scanFrameAcross } from '../core/zstd-frames.js';
 import { KeyRing, type TapeKey } from './crypto.js';
 
 const NO_KEYS = new KeyRing([]);
@@ -301,12 +301,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     }
     // The rest starts a frame the chunk before cut short: where does it end?
     const rest = buf;
-    let take = Math.min(only.length, Math.max(64 * 1024, rest.length));
-    let s = scanFrame(Buffer.concat([rest, only.subarray(0, take)]), 0);
-    while (s.kind === 'need-more' && take < only.length) {
-      take = Math.min(only.length, take * 2);
-      s = scanFrame(Buffer.concat([rest, only.subarray(0, take)]), 0);
-    }
+    const s = scanFrameAcross(rest, only);
     if (s.kind === 'frame' && s.length > rest.length) {
       // That frame is joined; the chunk after it is cut where it lies.
       buf = Buffer.concat([rest, only.subarray(0, s.length - rest.length)]);
