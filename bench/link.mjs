@@ -164,7 +164,13 @@ export async function benchLink({ runs = SMOKE ? 1 : 2 } = {}) {
   try {
     const prep = await prepare(dir);
     // The round trip: 50 ms, through a relay (bench/delay-relay.mjs), against four TLS copies in parallel over the same path.
-    return [await throughput(prep, runs), await throughput(prep, runs, { delayMs: 25, streams: 4 }), await lag(dir)];
+    // JSHIP_BENCH_LINK_CASES=loopback (or rtt, lag; comma-separated) runs only those cases.
+    const cases = (process.env.JSHIP_BENCH_LINK_CASES ?? 'loopback,rtt,lag').split(',');
+    return [
+      ...(cases.includes('loopback') ? [await throughput(prep, runs)] : []),
+      ...(cases.includes('rtt') ? [await throughput(prep, runs, { delayMs: 25, streams: 4 })] : []),
+      ...(cases.includes('lag') ? [await lag(dir)] : []),
+    ];
   } finally {
     cleanup();
   }
