@@ -3,7 +3,7 @@ import { indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, 
 import { ExtentMap, ZERO_SOURCE } from '../core/extent-map.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import type { PlannedSegment, RestorePlan } from './restore-plan.js';
-import type { SegmentSource } from './segment-source.js';
+import type { PayloadLease, SegmentSource } from './segment-source.js';
 import type { RestoreTarget } from './targets.js';
 
 interface Ref {
@@ -29,6 +29,8 @@ const CLAIM_WINDOW = 250_000;
 /** Segments read ahead of the one being applied (the segment cache holds them and two more). */
 export const READ_AHEAD = 3;
 const WRITES_IN_FLIGHT = 8;
+/** Segments whose writes may be in flight at once (each holds its payload's memory until they end). */
+const SEGMENTS_WRITING = 2;
 
 /**
  * The planned records (base records merged by position), streamed forward
@@ -233,34 +235,53 @@ export class Applier {
     }
     let done = 0;
     const lists = [...bySeg.values()];
+    const source = this.#source as SegmentSource;
     // Read ahead: the next segments decompress on the worker pool while this one is written.
-    const ahead = new Map<number, Promise<Buffer>>();
+    const ahead = new Map<number, Promise<PayloadLease>>();
     const fetch = (i: number): void => {
       const l = lists[i];
       if (l && !ahead.has(i)) {
-        const p = (this.#source as SegmentSource).payload((l[0] as { r: Ref }).r.seg);
+        const p = source.lease((l[0] as { r: Ref }).r.seg);
         p.catch(() => undefined);
         ahead.set(i, p);
       }
     };
-    for (const [i, list] of lists.entries()) {
-      for (let k = i; k < i + READ_AHEAD; k++) fetch(k);
-      const payload = await (ahead.get(i) as Promise<Buffer>);
-      ahead.delete(i);
-      list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
-      // Claims are disjoint: several writes in flight keep the target busy.
-      let next = 0;
-      const writer = async (): Promise<void> => {
-        while (next < list.length) {
-          const { c, r } = list[next++] as { c: Claim; r: Ref };
-          const from = r.e.dataOff + c.delta;
-          await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
-          this.bytesWritten += c.end - c.start;
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, list.length) }, writer));
-      this.#progress?.(++done, bySeg.size);
+    // Claims are disjoint: a segment's writes need not wait for the one before's, and several writes in flight keep the target busy.
+    const writing: Array<Promise<void>> = [];
+    try {
+      for (const [i, list] of lists.entries()) {
+        for (let k = i; k < i + READ_AHEAD; k++) fetch(k);
+        const lease = await (ahead.get(i) as Promise<PayloadLease>);
+        ahead.delete(i);
+        list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
+        const w = this.#writeList(list, lease.payload).finally(() => {
+          lease.release();
+          this.#progress?.(++done, bySeg.size);
+        });
+        w.catch(() => undefined);
+        writing.push(w);
+        if (writing.length >= SEGMENTS_WRITING) await writing.shift();
+      }
+      await Promise.all(writing);
+    } finally {
+      // A failure leaves nothing running: writes in flight end, leases read ahead go back.
+      await Promise.allSettled(writing);
+      for (const p of ahead.values()) p.then((l) => l.release(), () => undefined);
     }
+  }
+
+  /** Writes a segment's claims (sorted, disjoint) from its payload, several at once. */
+  async #writeList(list: Array<{ c: Claim; r: Ref }>, payload: Buffer): Promise<void> {
+    let next = 0;
+    const writer = async (): Promise<void> => {
+      while (next < list.length) {
+        const { c, r } = list[next++] as { c: Claim; r: Ref };
+        const from = r.e.dataOff + c.delta;
+        await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
+        this.bytesWritten += c.end - c.start;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, list.length) }, writer));
   }
 
   /** Every record in sequence order, as a naive replay does (also the path for records not on sector boundaries). */

@@ -201,23 +201,24 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     result.coalesced = coalesce;
     if (coalesce) await apply.coalesced();
     else await apply.inOrder();
-    for (const t of targets) await t?.finish();
-    // Before anything is put in place: what was written must be what the primary had at the point.
+    // Before anything is put in place: what was written must be what the primary had at the point. The proof
+    // reads it back while the last of it is made durable (it reads what the targets hold either way).
     const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
-    if (digest) {
-      const proof = await proveTargets(digest, targets);
-      result.proof = proof;
-      if (!proof.equal) {
-        if (toSvol) {
-          // The SVOLs hold what no point held: rebuilt from the base at the next restore.
-          state.svol = { restoredSeq: '0', restoredTs: null, inProgress: null };
-          await writeReplicaState(replica.dir, state);
-        }
-        throw new JshipError('DIGEST_MISMATCH', `restore to ${plan.point}: ${proofText(proof)}${toSvol ? '; the SVOLs are marked as holding no point' : targets.some((t) => t?.kind === 'device') ? '; the device holds what no point held' : '; nothing was put in place'}`, {
-          hint: 'the replica\'s tapes hold records that differ from what the primary had (a tape altered with its checksums recomputed, or a bug): import the tapes again from another copy, then restore; jship verify --deep REPLICA --marker M checks other points without writing',
-          details: { volumes: proof.volumes.filter((v) => !v.equal).map((v) => v.name).join(',') },
-        });
+    const [proof] = await allOrFirstError([
+      digest ? proveTargets(digest, targets) : Promise.resolve(null),
+      Promise.all(targets.map((t) => t?.finish())),
+    ] as const);
+    result.proof = proof;
+    if (proof && !proof.equal) {
+      if (toSvol) {
+        // The SVOLs hold what no point held: rebuilt from the base at the next restore.
+        state.svol = { restoredSeq: '0', restoredTs: null, inProgress: null };
+        await writeReplicaState(replica.dir, state);
       }
+      throw new JshipError('DIGEST_MISMATCH', `restore to ${plan.point}: ${proofText(proof)}${toSvol ? '; the SVOLs are marked as holding no point' : targets.some((t) => t?.kind === 'device') ? '; the device holds what no point held' : '; nothing was put in place'}`, {
+        hint: 'the replica\'s tapes hold records that differ from what the primary had (a tape altered with its checksums recomputed, or a bug): import the tapes again from another copy, then restore; jship verify --deep REPLICA --marker M checks other points without writing',
+        details: { volumes: proof.volumes.filter((v) => !v.equal).map((v) => v.name).join(',') },
+      });
     }
     // Every file is complete and durable under its temporary name: the renames are recorded, then done.
     const files = targets.filter((t): t is RestoreTarget => t?.tmpPath != null).map((t) => ({ tmp: t.tmpPath as string, path: t.path }));
@@ -245,6 +246,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind === 'file') await t.abort();
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     throw e;
+  } finally {
+    await source.release();
   }
 }
 
@@ -294,6 +297,14 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
   const missing = names.filter((n) => !out.has(n));
   if (missing.length > 0) throw new JshipError('USAGE', `no ${param('targets')} for volume${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { hint: `give ${param('targets')} NAME=PATH for each, or a directory, or select volumes with ${param('volumes')}` });
   return names.map((n) => ({ volume: n, path: out.get(n) as string }));
+}
+
+/** Like Promise.all, but settles every promise before it throws the first error: nothing is left running. */
+async function allOrFirstError<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const r = await Promise.allSettled(ps);
+  const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (bad) throw bad.reason;
+  return r.map((x) => (x as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 function sameFiles(a: string[], b: string[]): boolean {

@@ -8,6 +8,9 @@ import { frameEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
 
+/** Tapes a source keeps open between reads. */
+const OPEN_TAPES = 4;
+
 /**
  * Reads single segments out of the stored tapes by their frame offsets:
  * one frame read, decompressed (zstd checks its content checksum), its
@@ -25,6 +28,8 @@ export class SegmentSource {
   readonly #cacheSize: number;
   /** Tapes opened once and read through their handles (a mount, which outlives its hold on the replica). */
   readonly #held = new Map<number, fsp.FileHandle>();
+  /** The tapes read last, kept open (most recent last): a restore reads a tape's segments one after another. */
+  readonly #open = new Map<number, Promise<fsp.FileHandle>>();
   read = 0;
 
   readonly #pool: FramePool | undefined;
@@ -58,9 +63,65 @@ export class SegmentSource {
     }
   }
 
+  /** Closes every tape it holds or keeps open. */
   async release(): Promise<void> {
     for (const h of this.#held.values()) await h.close();
     this.#held.clear();
+    const open = [...this.#open.values()];
+    this.#open.clear();
+    for (const h of await Promise.allSettled(open)) if (h.status === 'fulfilled') await h.value.close();
+  }
+
+  /** A handle on a tape: held, or opened and kept among the last few (the oldest closed once its reads end). */
+  async #handle(serial: number, path: string): Promise<{ h: fsp.FileHandle; done: () => Promise<void> }> {
+    const held = this.#held.get(serial);
+    if (held) return { h: held, done: async () => undefined };
+    let p = this.#open.get(serial);
+    if (p) {
+      this.#open.delete(serial);
+    } else {
+      p = fsp.open(path, 'r');
+      p.catch(() => undefined);
+    }
+    this.#open.set(serial, p);
+    const h = await p.catch((e: unknown) => {
+      if (this.#open.get(serial) === p) this.#open.delete(serial);
+      throw e;
+    });
+    const users = (this.#users.get(h) ?? 0) + 1;
+    this.#users.set(h, users);
+    while (this.#open.size > OPEN_TAPES) {
+      const [oldest, q] = this.#open.entries().next().value as [number, Promise<fsp.FileHandle>];
+      this.#open.delete(oldest);
+      void q.then((o) => this.#closeIfUnused(o), () => undefined);
+    }
+    return {
+      h,
+      done: async () => {
+        const n = (this.#users.get(h) ?? 1) - 1;
+        if (n > 0) this.#users.set(h, n);
+        else this.#users.delete(h);
+        if (![...this.#open.values()].includes(p)) await this.#closeIfUnused(h);
+      },
+    };
+  }
+
+  /** Reads in flight on each kept handle: one pushed out of the kept few closes when its last read ends. */
+  readonly #users = new Map<fsp.FileHandle, number>();
+
+  async #closeIfUnused(h: fsp.FileHandle): Promise<void> {
+    if (!this.#users.has(h)) await h.close().catch(() => undefined);
+  }
+
+  /**
+   * A segment's payload for one reader, not cached: decompressed into memory
+   * used before, which `release` hands back (nothing may read the payload
+   * after). A restore reads each segment once, and fresh memory for every
+   * segment cost more in page faults and garbage collection than the copying.
+   */
+  async lease(seg: SegmentRow): Promise<PayloadLease> {
+    const { payload, release } = await this.#load(seg, true);
+    return { payload, release: release ?? (() => undefined) };
   }
 
   /** The decrypted records payload of a segment. */
@@ -74,49 +135,73 @@ export class SegmentSource {
     }
     let p = this.#loading.get(k);
     if (!p) {
-      p = this.#load(seg, k).finally(() => this.#loading.delete(k));
+      p = this.#load(seg, false).then(({ payload }) => {
+        this.#cache.set(k, payload);
+        if (this.#cache.size > this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value as string);
+        return payload;
+      }).finally(() => this.#loading.delete(k));
       this.#loading.set(k, p);
     }
     return p;
   }
 
-  async #load(seg: SegmentRow, k: string): Promise<Buffer> {
+  /** Reads, checks and opens a segment; with `recycle`, into the pool's memory, which `release` hands back. */
+  async #load(seg: SegmentRow, recycle: boolean): Promise<{ payload: Buffer; release?: () => void }> {
     const f = this.#files.get(seg.serial);
     if (!f) throw new JshipError('REPLICA_BAD', `tape ${seg.serial} is catalogued but not stored`, { hint: 'jship catalog --rebuild' });
-    const held = this.#held.get(seg.serial);
-    const h = held ?? await fsp.open(f.path, 'r');
-    const frame = Buffer.alloc(seg.frameLength);
+    const { h, done } = await this.#handle(seg.serial, f.path);
+    const frame = this.#pool ? this.#pool.frameBuffer(seg.frameLength) : Buffer.alloc(seg.frameLength);
     try {
       const { bytesRead } = await h.read(frame, 0, seg.frameLength, seg.frameOffset);
       if (bytesRead !== seg.frameLength) throw new JshipError('TAPE_DAMAGED', `${f.path} segment ${seg.idx} is cut short (${bytesRead} of ${seg.frameLength} bytes)`, { hint: 'the stored tape changed since it was imported: import a good copy again' });
     } finally {
-      if (!held) await h.close();
+      await done();
     }
     const where = `${f.path} segment ${seg.idx}`;
     let content: Buffer;
+    let release: (() => void) | undefined;
     try {
       const s = scanFrame(frame, 0);
       if (s.kind !== 'frame' || s.length !== frame.length) throw new Error('not one whole zstd frame at the catalogued offset');
       const tooBig = frameSizeProblem(s);
       if (tooBig) throw new Error(tooBig);
       // Not hashed: nothing here compares it (the segment was checked whole when imported; zstd checks the frame's content checksum as it decompresses).
-      const entries = this.#pool ? (await this.#pool.unframe(frame, { hash: false })).entries : await frameEntries(frame, where);
+      let entries;
+      if (this.#pool) {
+        const u = await this.#pool.unframe(frame, { hash: false, handOver: true, ...(recycle && s.contentSize !== null ? { recycle: s.contentSize } : {}) });
+        entries = u.entries;
+        release = u.release;
+      } else {
+        entries = await frameEntries(frame, where);
+      }
       content = entries[0]?.content ?? Buffer.alloc(0);
     } catch (e) {
       throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });
     }
-    const sh = decodeSegmentHeader(content, where);
-    if (sh.firstSeq !== seg.firstSeq || sh.lastSeq !== seg.lastSeq || sh.count !== seg.records || sh.groupId !== this.#replica.config.groupId || sh.mediaSetId !== f.mediaSet) {
-      throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
+    try {
+      const sh = decodeSegmentHeader(content, where);
+      if (sh.firstSeq !== seg.firstSeq || sh.lastSeq !== seg.lastSeq || sh.count !== seg.records || sh.groupId !== this.#replica.config.groupId || sh.mediaSetId !== f.mediaSet) {
+        throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
+      }
+      let payload = content.subarray(SEGMENT_HEADER_SIZE);
+      if (sh.encrypted) {
+        if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
+        payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId, where), content, sh, where);
+        // The decrypted payload is memory of its own: the decompressed frame is done with.
+        release?.();
+        release = undefined;
+      }
+      this.read++;
+      return release ? { payload, release } : { payload };
+    } catch (e) {
+      release?.();
+      throw e;
     }
-    let payload = content.subarray(SEGMENT_HEADER_SIZE);
-    if (sh.encrypted) {
-      if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
-      payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId, where), content, sh, where);
-    }
-    this.read++;
-    this.#cache.set(k, payload);
-    if (this.#cache.size > this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value as string);
-    return payload;
   }
+}
+
+/** A segment's payload lent to one reader until it calls `release`. */
+export interface PayloadLease {
+  payload: Buffer;
+  release(): void;
 }

@@ -30,19 +30,44 @@ export interface RestoreTarget {
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
+/**
+ * Bytes written after which a target starts a datasync in the background
+ * while the restore goes on writing: the disk writes back as the restore
+ * decompresses, and the datasync at the end has only the last of it left.
+ */
+export const SYNC_EVERY = 64 * 1024 * 1024;
+
 function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
   let closed = false;
   const touched = fresh ? new TouchedMap(fresh.size) : null;
+  let unsynced = 0;
+  let syncing: Promise<void> | null = null;
+  // A background datasync that failed fails the restore at finish: what it was to make durable may be lost.
+  let syncError: unknown = null;
+  const wrote = (bytes: number): void => {
+    unsynced += bytes;
+    if (unsynced < SYNC_EVERY || syncing) return;
+    unsynced = 0;
+    syncing = h.datasync().catch((e: unknown) => {
+      syncError ??= e;
+    }).finally(() => {
+      syncing = null;
+    });
+  };
+  const write = async (offset: number, data: Uint8Array): Promise<void> => {
+    await writeFully(h, data, offset);
+    wrote(data.length);
+  };
   return {
     volume, path, kind, fresh: fresh !== null, tmpPath,
     untouched: touched ? (offset, length) => touched.untouched(offset, length) : null,
     write: (offset, data) => {
       touched?.touch(offset, data.length);
-      return writeFully(h, data, offset);
+      return write(offset, data);
     },
     async zero(offset, length) {
       touched?.touch(offset, length);
-      for (let done = 0; done < length; done += ZEROES.length) await writeFully(h, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)), offset + done);
+      for (let done = 0; done < length; done += ZEROES.length) await write(offset + done, ZEROES.subarray(0, Math.min(ZEROES.length, length - done)));
     },
     async clear(size) {
       if (kind === 'device') return this.zero(0, size);
@@ -52,11 +77,14 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
       else touched?.touch(0, touched.size);
     },
     async finish() {
+      await syncing;
+      if (syncError !== null) throw syncError;
       await h.datasync();
       await h.close();
       closed = true;
     },
     async abort() {
+      await syncing;
       if (!closed) await h.close().catch(() => undefined);
       closed = true;
       await onAbort();

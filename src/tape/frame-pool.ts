@@ -170,16 +170,29 @@ export class FramePool {
    * back once nothing refers to the entries any more (their contents are
    * views of it). Segments are hashed (by the algorithm their sum entry
    * names) unless `hash` is false: a reader that compares no hash (restore,
-   * from tapes checked at import) does not pay for it.
+   * from tapes checked at import) does not pay for it. With `handOver`, the
+   * frame is memory from `frameBuffer()`, handed over as it is (not copied;
+   * not to be used again).
    */
-  async unframe(frame: Buffer, opts: { recycle?: number; hash?: boolean } = {}): Promise<Unframed & { release?: () => void }> {
-    const buf = this.#take(frame.length);
-    new Uint8Array(buf).set(frame);
+  async unframe(frame: Buffer, opts: { recycle?: number; hash?: boolean; handOver?: boolean } = {}): Promise<Unframed & { release?: () => void }> {
+    let buf: ArrayBuffer;
+    if (opts.handOver) {
+      if (frame.byteOffset !== 0 || !(frame.buffer instanceof ArrayBuffer)) throw new Error('a frame handed over is a whole buffer from frameBuffer()');
+      buf = frame.buffer;
+    } else {
+      buf = this.#take(frame.length);
+      new Uint8Array(buf).set(frame);
+    }
     const out = opts.recycle !== undefined && opts.recycle >= SPARE_MIN ? this.#take(opts.recycle) : undefined;
     const r = await this.#submit({ id: 0, op: 'unframe', buf, length: frame.length, hash: opts.hash ?? true, ...(out ? { out } : {}) }, out ? [buf, out] : [buf]);
     if (r.op !== 'unframe') throw new Error('frame worker answered out of turn');
     const entries: TarEntry[] = r.entries.map((e) => ({ name: e.name, content: Buffer.from(r.bytes, r.bytesOffset + e.offset, e.length), ...(e.hash ? { hash: e.hash } : {}) }));
     return { entries, allZero: r.allZero, endsWithEof: r.endsWithEof, ...(out ? { release: () => this.#keep(r.bytes) } : {}) };
+  }
+
+  /** Memory to read a frame of `bytes` bytes into, then hand to `unframe` ({ handOver: true }): reused, not fresh. */
+  frameBuffer(bytes: number): Buffer {
+    return Buffer.from(this.#take(bytes), 0, bytes);
   }
 
   /** A buffer of at least `bytes` bytes: one handed back earlier when one is large enough. */

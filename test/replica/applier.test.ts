@@ -1,0 +1,92 @@
+import { readdirSync, readlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { importTapes } from '../../src/replica/import.js';
+import { Replica } from '../../src/replica/replica.js';
+import { planRestore } from '../../src/replica/restore-plan.js';
+import { Applier } from '../../src/replica/applier.js';
+import { SegmentSource, type PayloadLease } from '../../src/replica/segment-source.js';
+import type { RestoreTarget } from '../../src/replica/targets.js';
+import { FramePool } from '../../src/tape/frame-pool.js';
+import { makeGroup, MiB, tempDir } from '../helpers.js';
+import { exportTo } from '../tape/helpers.js';
+
+/** File descriptors of this process open on files under `dir`. */
+function openUnder(dir: string): string[] {
+  return readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return '';
+    }
+  }).filter((p) => p.startsWith(dir));
+}
+
+describe('Applier: a coalesced restore through leased payloads', () => {
+  const dir = tempDir();
+
+  it('a payload\'s memory is used again only after its writes end, whatever the target\'s pace; the tapes it opened are closed after', async () => {
+    const size = 24 * MiB;
+    const g = await makeGroup(dir, { a: size }, { journalSize: 96 * MiB, chunkSize: 1 * MiB });
+    const group = await openSiteGroup(g);
+    const image = Buffer.alloc(size);
+    const write = async (off: number, data: Buffer): Promise<void> => {
+      await group.write('a', off, data);
+      data.copy(image, off);
+    };
+    for (let i = 0; i < size / MiB; i++) await write(i * MiB, randomBytes(MiB));
+    // Several tapes (more than a source keeps open), so that reads move from tape to tape.
+    await exportTo(group, join(dir, 't'), { base: true, mediaSize: 3 * MiB });
+    for (let i = 0; i < 6; i++) await write(((i * 7) % 24) * MiB + 4096 * i, randomBytes(MiB - 4096 * i));
+    await exportTo(group, join(dir, 't'), { mediaSize: 3 * MiB });
+    await group.close();
+    expect(readdirSync(join(dir, 't')).filter((f) => f.endsWith('.tar.zst')).length).toBeGreaterThan(6);
+    await importTapes(join(dir, 'rep'), [join(dir, 't')]);
+
+    const replica = await Replica.open(join(dir, 'rep'));
+    const pool = new FramePool();
+    try {
+      const cat = replica.catalog;
+      const plan = planRestore(cat, { kind: 'latest' });
+      const source = new SegmentSource(replica, undefined, { pool });
+      // Each lease asked for after a write began is a chance for the pool to hand a payload's memory to another
+      // segment: the slow target copies what it was given only once a later lease is in (or after a bound).
+      let leased = 0;
+      const waiters: Array<{ after: number; go: () => void }> = [];
+      const lease = source.lease.bind(source);
+      source.lease = async (seg): Promise<PayloadLease> => {
+        const n = ++leased;
+        const l = await lease(seg);
+        for (const w of waiters.filter((x) => x.after < n)) w.go();
+        return l;
+      };
+      const got = Buffer.alloc(size);
+      const target: RestoreTarget = {
+        volume: 'a', path: 'memory', kind: 'file', fresh: true, tmpPath: null, untouched: null,
+        async write(offset, data) {
+          await new Promise<void>((go) => {
+            const t = setTimeout(go, 200);
+            waiters.push({ after: leased, go: () => { clearTimeout(t); go(); } });
+          });
+          got.set(data, offset);
+        },
+        zero: async () => undefined,
+        clear: async () => undefined,
+        finish: async () => undefined,
+        abort: async () => undefined,
+      };
+      const apply = new Applier(cat, plan, [target], [size], source);
+      await apply.coalesced();
+      expect(source.read).toBeGreaterThan(20);
+      expect(got.equals(image)).toBe(true);
+      expect(openUnder(join(dir, 'rep')).filter((p) => p.endsWith('.tar.zst')).length).toBeGreaterThan(0);
+      await source.release();
+      expect(openUnder(join(dir, 'rep')).filter((p) => p.endsWith('.tar.zst'))).toEqual([]);
+    } finally {
+      await pool.close();
+      await replica.close();
+    }
+  });
+});

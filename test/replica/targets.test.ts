@@ -1,0 +1,48 @@
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { openFileTarget, SYNC_EVERY, tmpPathFor } from '../../src/replica/targets.js';
+import { MiB, tempDir } from '../helpers.js';
+
+/** The prototype of node's FileHandle (not exported by name). */
+async function fileHandleProto(dir: string): Promise<{ datasync(): Promise<void> }> {
+  const h = await fsp.open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(h) as { datasync(): Promise<void> };
+  await h.close();
+  return proto;
+}
+
+describe('restore targets', () => {
+  const dir = tempDir();
+  afterEach(() => vi.restoreAllMocks());
+
+  it('a file target makes what it was given durable as it goes (a datasync once SYNC_EVERY bytes were written) and at finish', async () => {
+    const sync = vi.spyOn(await fileHandleProto(dir), 'datasync');
+    const size = 2 * SYNC_EVERY + 4 * MiB;
+    const t = await openFileTarget('a', join(dir, 'a.img'), size, false);
+    const chunk = Buffer.alloc(4 * MiB, 7);
+    for (let off = 0; off < size; off += chunk.length) await t.write(off, chunk);
+    // One at least (a second waits for the first to end: never two at once).
+    const before = sync.mock.calls.length;
+    expect(before).toBeGreaterThanOrEqual(1);
+    await t.finish();
+    expect(sync.mock.calls.length).toBe(before + 1);
+    expect(readFileSync(tmpPathFor(join(dir, 'a.img'))).equals(Buffer.alloc(size, 7))).toBe(true);
+  });
+
+  it('a background datasync that fails fails the target\'s finish (what it was to make durable may be lost); abort removes the file', async () => {
+    const proto = await fileHandleProto(dir);
+    const real = proto.datasync;
+    let calls = 0;
+    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
+      calls++;
+      return calls === 1 ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : real.call(this);
+    });
+    const t = await openFileTarget('a', join(dir, 'a.img'), SYNC_EVERY + MiB, false);
+    const chunk = Buffer.alloc(MiB, 1);
+    for (let off = 0; off < SYNC_EVERY + MiB; off += MiB) await t.write(off, chunk);
+    await expect(t.finish()).rejects.toThrow(/EIO/);
+    await t.abort();
+    expect(existsSync(tmpPathFor(join(dir, 'a.img')))).toBe(false);
+  });
+});
