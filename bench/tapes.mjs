@@ -37,9 +37,18 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
       spawnSync('cp', ['-a', `${g}.orig`, g]);
       spawnSync('sync');
       tapeDir = join(dir, `tapes${r}`);
-      exportTimes.push(runJship(['export', g, '--to', `${tapeDir}/`]).secs);
-      peerTimes.push(timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T2 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]));
-      if (r < runs - 1) spawnSync('rm', ['-rf', tapeDir, `${dir}/peer${r}.tar.zst`]);
+      const t = tapeDir;
+      // Outputs are removed as soon as they are timed (the last run's are kept for import and the sizes) and the
+      // order alternates, so that each command finds the memory the other freed (see restore.mjs).
+      const jship = () => {
+        exportTimes.push(runJship(['export', g, '--to', `${t}/`]).secs);
+        if (r < runs - 1) spawnSync('rm', ['-rf', t]);
+      };
+      const peer = () => {
+        peerTimes.push(timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T2 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]));
+        if (r < runs - 1) spawnSync('rm', ['-f', `${dir}/peer${r}.tar.zst`]);
+      };
+      for (const f of r % 2 ? [peer, jship] : [jship, peer]) f();
     }
     // An export of a nearly full journal ends tapes early and purges each (docs/OPERATIONS.md): the set is every tape.
     const tapes = readdirSync(tapeDir).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(tapeDir, n));
@@ -57,11 +66,16 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
     const verifyPeer = [];
     for (let r = 0; r < runs; r++) {
       const rep = join(dir, `rep${r}`);
-      importTimes.push(runJship(['import', rep, ...tapes]).secs);
       const copy = join(dir, `copy${r}`);
-      verifyPeer.push(timeCommand('sh', ['-c', `mkdir ${copy} && cp ${tapes.join(' ')} ${copy}/ && sync ${copy}/* && for t in ${copy}/*; do zstd -d -c -q $t | openssl dgst -sha256; done > /dev/null`]));
-      spawnSync('rm', ['-rf', copy]);
-      spawnSync('rm', ['-rf', rep]);
+      const jship = () => {
+        importTimes.push(runJship(['import', rep, ...tapes]).secs);
+        spawnSync('rm', ['-rf', rep]);
+      };
+      const peer = () => {
+        verifyPeer.push(timeCommand('sh', ['-c', `mkdir ${copy} && cp ${tapes.join(' ')} ${copy}/ && sync ${copy}/* && for t in ${copy}/*; do zstd -d -c -q $t | openssl dgst -sha256; done > /dev/null`]));
+        spawnSync('rm', ['-rf', copy]);
+      };
+      for (const f of r % 2 ? [peer, jship] : [jship, peer]) f();
     }
     const ij = median(importTimes);
     const ip = median(verifyPeer);

@@ -26,7 +26,7 @@ export interface PointMaps {
 }
 
 const CLAIM_WINDOW = 250_000;
-/** Segments read ahead of the one being applied (the segment cache holds them and two more). */
+/** Segments read ahead of the one being applied (an in-order replay's segment cache holds them and two more). */
 export const READ_AHEAD = 3;
 const WRITES_IN_FLIGHT = 8;
 /** Segments whose writes may be in flight at once (each holds its payload's memory until they end). */

@@ -30,6 +30,8 @@ export class SegmentSource {
   readonly #held = new Map<number, fsp.FileHandle>();
   /** The tapes read last, kept open (most recent last): a restore reads a tape's segments one after another. */
   readonly #open = new Map<number, Promise<fsp.FileHandle>>();
+  /** Reads in flight on each kept handle: one pushed out of the kept few closes when its last read ends. */
+  readonly #users = new Map<fsp.FileHandle, number>();
   read = 0;
 
   readonly #pool: FramePool | undefined;
@@ -88,8 +90,7 @@ export class SegmentSource {
       if (this.#open.get(serial) === p) this.#open.delete(serial);
       throw e;
     });
-    const users = (this.#users.get(h) ?? 0) + 1;
-    this.#users.set(h, users);
+    this.#users.set(h, (this.#users.get(h) ?? 0) + 1);
     while (this.#open.size > OPEN_TAPES) {
       const [oldest, q] = this.#open.entries().next().value as [number, Promise<fsp.FileHandle>];
       this.#open.delete(oldest);
@@ -105,9 +106,6 @@ export class SegmentSource {
       },
     };
   }
-
-  /** Reads in flight on each kept handle: one pushed out of the kept few closes when its last read ends. */
-  readonly #users = new Map<fsp.FileHandle, number>();
 
   async #closeIfUnused(h: fsp.FileHandle): Promise<void> {
     if (!this.#users.has(h)) await h.close().catch(() => undefined);
