@@ -42,6 +42,16 @@ export function timeCommand(cmd, args, opts = {}) {
   return secs;
 }
 
+/**
+ * Runs one round's timed commands, the order alternating round by round. Each
+ * removes its output as soon as it is timed, so that each finds the memory the
+ * other freed: on a VM that hands freed memory back to its host, memory freed
+ * long ago costs a fault a page (docs/BENCHMARKS.md, 2026-12-04 late).
+ */
+export function inTurn(round, ...commands) {
+  for (const c of round % 2 ? [...commands].reverse() : commands) c();
+}
+
 export async function timeAsync(fn) {
   const t0 = process.hrtime.bigint();
   await fn();

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn } from './lib.mjs';
 
 const run = (args) => runJship(args, { json: true });
 
@@ -21,8 +21,6 @@ export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.
     const j = [];
     const d = [];
     for (let r = 0; r < runs; r++) {
-      // Each output is removed as soon as it is timed and the order alternates, so that jship and dd find memory in
-      // the same state (on a VM that hands freed memory back to its host, memory freed long ago costs a fault a page).
       const jship = () => {
         j.push(run(['restore', join(dir, 'rep'), '--target', join(dir, `out${r}.img`)]).secs);
         spawnSync('rm', ['-f', join(dir, `out${r}.img`)]);
@@ -31,7 +29,7 @@ export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.
         d.push(timeCommand('dd', [`if=${vol}`, `of=${join(dir, `dd${r}.img`)}`, 'bs=1M', 'conv=fdatasync', 'status=none']));
         spawnSync('rm', ['-f', join(dir, `dd${r}.img`)]);
       };
-      for (const f of r % 2 ? [dd, jship] : [jship, dd]) f();
+      inTurn(r, jship, dd);
     }
     const js = median(j);
     const ds = median(d);
@@ -62,7 +60,6 @@ async function sparseRestore(runs, sizeMiB) {
     for (let r = 0; r < runs; r++) {
       const out = join(dir, `out${r}.img`);
       const peer = join(dir, `qemu${r}.img`);
-      // As above: outputs removed as soon as they are checked, the order alternating.
       const jship = () => {
         j.push(run(['restore', join(dir, 'rep'), '--target', out]).secs);
         if (spawnSync('cmp', [out, vol]).status !== 0) throw new Error('the restored image differs from the volume');
@@ -73,7 +70,7 @@ async function sparseRestore(runs, sizeMiB) {
         q.push(timeCommand('qemu-img', ['convert', '-n', '-t', 'writeback', '-f', 'raw', '-O', 'raw', vol, peer]));
         spawnSync('rm', ['-f', peer]);
       };
-      for (const f of r % 2 ? [qemu, jship] : [jship, qemu]) f();
+      inTurn(r, jship, qemu);
     }
     const js = median(j);
     const qs = median(q);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn } from './lib.mjs';
 
 const WORDS = 'the of and to in is was for on that with as by at from journal volume record tape base sequence restore marker primary secondary export import purge ring segment'.split(' ');
 
@@ -38,8 +38,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
       spawnSync('sync');
       tapeDir = join(dir, `tapes${r}`);
       const t = tapeDir;
-      // Outputs are removed as soon as they are timed (the last run's are kept for import and the sizes) and the
-      // order alternates, so that each command finds the memory the other freed (see restore.mjs).
+      // The last run's outputs are kept, for the import and the sizes.
       const jship = () => {
         exportTimes.push(runJship(['export', g, '--to', `${t}/`]).secs);
         if (r < runs - 1) spawnSync('rm', ['-rf', t]);
@@ -48,7 +47,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
         peerTimes.push(timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T2 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]));
         if (r < runs - 1) spawnSync('rm', ['-f', `${dir}/peer${r}.tar.zst`]);
       };
-      for (const f of r % 2 ? [peer, jship] : [jship, peer]) f();
+      inTurn(r, jship, peer);
     }
     // An export of a nearly full journal ends tapes early and purges each (docs/OPERATIONS.md): the set is every tape.
     const tapes = readdirSync(tapeDir).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(tapeDir, n));
@@ -75,7 +74,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
         verifyPeer.push(timeCommand('sh', ['-c', `mkdir ${copy} && cp ${tapes.join(' ')} ${copy}/ && sync ${copy}/* && for t in ${copy}/*; do zstd -d -c -q $t | openssl dgst -sha256; done > /dev/null`]));
         spawnSync('rm', ['-rf', copy]);
       };
-      for (const f of r % 2 ? [peer, jship] : [jship, peer]) f();
+      inTurn(r, jship, peer);
     }
     const ij = median(importTimes);
     const ip = median(verifyPeer);
