@@ -19,6 +19,14 @@ export type FrameScan =
 
 const MAX_BLOCK = 128 * 1024;
 
+/**
+ * The most bytes zstd compresses `n` bytes into (ZSTD_COMPRESSBOUND of
+ * zstd.h): memory for a frame can be set aside before it is made.
+ */
+export function compressBound(n: number): number {
+  return n + (n >>> 8) + (n < MAX_BLOCK ? (MAX_BLOCK - n) >>> 11 : 0);
+}
+
 /** Scans the frame that starts at `buf[off]`. Skippable frames count as frames. */
 export function scanFrame(buf: Uint8Array, off: number): FrameScan {
   return scanBytes((i) => buf[i] as number, buf.length, off);

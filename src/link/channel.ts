@@ -73,24 +73,40 @@ export class Channel {
     });
   }
 
-  /** Sends a frame, or its pieces in order (a header, then a payload never copied to be framed). */
-  async send(frame: Buffer | readonly Buffer[]): Promise<void> {
+  /**
+   * Sends a frame, or its pieces in order (a header, then a payload never
+   * copied to be framed). It returns once the socket takes more, which may
+   * be before the pieces are written: a caller that reuses a piece's memory
+   * asks for `written` (it returns once the socket has written them all).
+   */
+  async send(frame: Buffer | readonly Buffer[], opts: { written?: boolean } = {}): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
-    let more: boolean;
-    if (Buffer.isBuffer(frame)) {
-      more = this.#socket.write(frame);
-    } else {
-      this.#socket.cork();
-      more = true;
-      for (const piece of frame) more = this.#socket.write(piece);
-      this.#socket.uncork();
-    }
-    if (more) return;
-    await new Promise<void>((resolve, reject) => {
-      const done = (): void => { this.#socket.off('drain', done); this.#socket.off('close', gone); resolve(); };
-      const gone = (): void => { this.#socket.off('drain', done); reject(this.#failure ?? new JshipError('LINK_CLOSED', `${this.peer} closed the connection`, { hint: 'the transfer resumes from the last confirmed record' })); };
-      this.#socket.on('drain', done);
+    const pieces = Buffer.isBuffer(frame) ? [frame] : frame;
+    let more = true;
+    let written: ((e?: Error | null) => void) | undefined;
+    const wait = opts.written ? this.#until((done) => { written = done; }) : undefined;
+    this.#socket.cork();
+    // A socket's writes call back in order: the last one's callback says every piece is written.
+    pieces.forEach((piece, i) => { more = i === pieces.length - 1 && written ? this.#socket.write(piece, written) : this.#socket.write(piece); });
+    this.#socket.uncork();
+    if (wait) return wait;
+    if (!more) await this.#until((done) => this.#socket.once('drain', done));
+  }
+
+  /** Waits until `register`'s callback is called (an error rejects), or fails when the connection closes first. */
+  #until(register: (done: (e?: Error | null) => void) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const gone = (): void => finish(null, true);
+      const finish = (e: Error | null | undefined, closed = false): void => {
+        if (settled) return;
+        settled = true;
+        this.#socket.off('close', gone);
+        if (!closed && !e) resolve();
+        else reject(this.#failure ?? e ?? new JshipError('LINK_CLOSED', `${this.peer} closed the connection`, { hint: 'the transfer resumes from the last confirmed record' }));
+      };
       this.#socket.once('close', gone);
+      register((e) => finish(e));
     });
   }
 

@@ -26,7 +26,8 @@ export class LinkDestination implements TapeDestination {
       write: async (chunk: Buffer) => {
         for (let off = 0; off < chunk.length; off += DATA_CHUNK) {
           const piece = chunk.subarray(off, off + DATA_CHUNK);
-          await ch.send([encodeFrameHeader(MessageType.TapeData, piece), piece]);
+          // The writer reuses the chunk's memory once this returns: it returns once the socket has written it.
+          await ch.send([encodeFrameHeader(MessageType.TapeData, piece), piece], { written: off + DATA_CHUNK >= chunk.length });
         }
       },
       commit: async (_name: string, beforeRename?: (finalPath: string) => Promise<void>, tape?: { sha256: string; bytes: number }) => {

@@ -3,7 +3,6 @@ import {
   ListMultipartUploadsCommand, PutObjectCommand, UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { ByteQueue } from '../core/byte-queue.js';
 import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
@@ -55,8 +54,9 @@ class S3Upload implements TapeOutput {
   /** Set when the key already holds an object: nothing is uploaded, the bytes are compared at commit. */
   readonly #existing: { size: number; etag: string } | undefined;
   #uploadId: string | undefined;
-  /** Bytes written and not yet sent as a part. */
-  readonly #pending = new ByteQueue();
+  /** The part being filled: bytes written and not yet sent (copied in: a chunk's memory is the writer's again once its write returns). */
+  #part: Buffer | undefined;
+  #fill = 0;
   #bytes = 0;
   readonly #md5s: Buffer[] = [];
   readonly #etags: string[] = [];
@@ -86,15 +86,28 @@ class S3Upload implements TapeOutput {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.#failed) throw this.#failed;
-    this.#pending.push(chunk);
     this.#bytes += chunk.length;
-    // A part may be a view of the caller's chunk: copied, so that it stays as it was while it uploads.
-    for (let size = this.#partSize(); this.#pending.length >= size; size = this.#partSize()) await this.#sendPart(Buffer.from(this.#pending.take(size) as Buffer));
+    for (let off = 0; off < chunk.length;) {
+      const size = this.#partSize();
+      this.#part ??= Buffer.allocUnsafeSlow(size);
+      const n = chunk.copy(this.#part, this.#fill, off, off + size - this.#fill);
+      this.#fill += n;
+      off += n;
+      if (this.#fill === size) await this.#sendPart(this.#takePart());
+    }
+  }
+
+  /** The part filled so far, which is sent (or kept for a single PUT) as it is. */
+  #takePart(): Buffer {
+    const part = this.#part?.subarray(0, this.#fill) ?? Buffer.alloc(0);
+    this.#part = undefined;
+    this.#fill = 0;
+    return part;
   }
 
   async commit(_name: string, beforeRename?: (finalPath: string) => Promise<void>): Promise<string> {
     const url = s3UrlOf(this.#bucket, this.#key);
-    const last = Buffer.from(this.#pending.take(this.#pending.length) ?? Buffer.alloc(0));
+    const last = this.#takePart();
     const single = this.#md5s.length === 0 && this.#uploadId === undefined;
     if (single) {
       this.#md5s.push(md5(last));

@@ -12,6 +12,11 @@ import { spawnSync } from 'node:child_process';
 
 /** One tape being written. */
 export interface TapeOutput {
+  /**
+   * Writes `chunk` after what was written before. Resolves once the output
+   * is done with `chunk`'s memory: the writer then uses it for another
+   * frame (an output that keeps bytes for later keeps a copy).
+   */
   write(chunk: Buffer): Promise<void>;
   /**
    * Makes the tape durable and visible under `name` (files: fsync, rename,
@@ -139,7 +144,9 @@ export class FileDestination implements TapeDestination {
 }
 
 /**
- * A stream (standard output): nothing to rename, nothing durable to us. With
+ * A stream (standard output): nothing to rename, nothing durable to us. A
+ * write resolves when the stream calls back (a file descriptor's stream has
+ * then taken the bytes, and the chunk's memory is free again). With
  * a block size, every write is exactly one block and the tape is padded to
  * the last one (for `| dd of=/dev/nst0 bs=…` or a pipe into a drive).
  */

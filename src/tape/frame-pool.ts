@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
+import { compressBound } from '../core/zstd-frames.js';
 import { workerUrl } from '../io/worker-url.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 
@@ -13,13 +14,13 @@ export interface FrameWorkerData {
 
 /** A message to a frame worker (frame.worker.ts). Buffers are transferred; `length` is what of each is used. */
 export type FrameRequest =
-  | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean }
+  | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean; out?: ArrayBuffer }
   | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer; hash: boolean }
   | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number };
 
 /** A frame worker's answer; `spent` hands the request's buffers back, to be used again. */
 export type FrameReply =
-  | { id: number; op: 'frame'; buf: ArrayBuffer; hash: string | null; spent: ArrayBuffer[] }
+  | { id: number; op: 'frame'; buf: ArrayBuffer; length: number; hash: string | null; spent: ArrayBuffer[] }
   | { id: number; op: 'pack'; buf: ArrayBuffer; spent: ArrayBuffer[] }
   | {
     id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
@@ -31,6 +32,12 @@ interface Result {
   buf: Buffer;
   /** The segment's hash (XXH3-128, hex), when asked for. */
   hash: string | null;
+  /**
+   * Hands `buf`'s memory back to the pool, to make a later frame in: called
+   * once nothing reads `buf` any more (its write has ended), never before.
+   * Not calling it only costs fresh memory.
+   */
+  release: () => void;
 }
 
 interface Job {
@@ -146,9 +153,19 @@ export class FramePool {
       c = this.content(content.reduce((n, p) => n + p.length, 0));
       for (const p of content) c.append(p);
     }
-    const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false }, [c.buf]);
+    // Memory for the compressed frame, used before: fresh memory costs page faults and zeroing.
+    const out = this.#take(compressBound(c.buf.byteLength));
+    const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false, out }, [c.buf, out]);
     if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
-    return { buf: Buffer.from(r.buf), hash: r.hash };
+    let released = false;
+    return {
+      buf: Buffer.from(r.buf, 0, r.length),
+      hash: r.hash,
+      release: () => {
+        if (!released) this.#keep(r.buf);
+        released = true;
+      },
+    };
   }
 
   /**

@@ -49,7 +49,12 @@ function frame(m: Extract<FrameRequest, { op: 'frame' }>): FrameReply {
   const hashEntry = hash === null ? [] : [{ name: sumEntryName(m.name, 'xxh128'), content: [sumLine(hash, m.name)] }];
   // The rest of the frame as tar-entry.ts lays any entries out (the hash entry, the end-of-archive).
   for (const piece of tarPieces(hashEntry, { mtime: new Date(m.mtime), eof: m.eof })) put(piece);
-  return { id: m.id, op: 'frame', buf: own(compressor.compress(all.subarray(0, at))), hash, spent: [m.buf] };
+  const packed = all.subarray(0, at);
+  // Compressed into the memory that came with the request (used before, handed back with the reply) when it is large enough.
+  const n = m.out ? compressor.compressInto(new Uint8Array(m.out), packed) : null;
+  if (n !== null && m.out) return { id: m.id, op: 'frame', buf: m.out, length: n, hash, spent: [m.buf] };
+  const buf = own(compressor.compress(packed));
+  return { id: m.id, op: 'frame', buf, length: buf.byteLength, hash, spent: m.out ? [m.buf, m.out] : [m.buf] };
 }
 
 function unframe(m: Extract<FrameRequest, { op: 'unframe' }>): FrameReply {

@@ -87,11 +87,15 @@ export interface TapeWriterEnv {
   nonce?: () => Buffer;
 }
 
+type SegmentWritten = Omit<Sealed, 'frame' | 'release'>;
+
 const SYSTEM_ENV: TapeWriterEnv = { now: () => new Date(), host: hostname(), newId: () => randomUUID() };
 
 interface Sealed {
   info: SegmentInfo;
   frame: Buffer;
+  /** Hands the frame's memory back to the pool once it is written (FramePool.frame). */
+  release: () => void;
   kind: SegmentKind;
   markers: MarkerInfo[];
   records: number;
@@ -110,9 +114,9 @@ interface OpenTape {
   /** Data bytes of the records in its segments. */
   recordBytes: number;
   /** What the trailer needs of each segment written (not the frames: they are gone to the output). */
-  segments: Array<Omit<Sealed, 'frame'>>;
-  /** With parity: the frames since the last parity frame (held until their parity is written). */
-  group: { frames: Array<GroupFrame & { buf: Buffer }>; bytes: number; longest: number };
+  segments: SegmentWritten[];
+  /** With parity: the frames since the last parity frame (held until their parity is written, then released). */
+  group: { frames: Array<GroupFrame & { buf: Buffer; release: () => void }>; bytes: number; longest: number };
   parityRefs: ParityFrameRef[];
 }
 
@@ -263,7 +267,7 @@ export class MediaSetWriter {
       segmentBytes = content.length;
     }
     // The segment, then its hash in xxhsum's format: `tar -x` then `xxhsum -c` checks it with no jship.
-    const { buf: frame, hash } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
+    const { buf: frame, hash, release } = await this.#o.pool.frame(name, body, { mtime: new Date(Number(last.timestamp / 1_000_000n)), hashed: true });
     const info: SegmentInfo = {
       name,
       kind: kind === SegmentKind.Base ? 'base' : 'update',
@@ -276,7 +280,7 @@ export class MediaSetWriter {
       bytes: segmentBytes,
     };
     return {
-      info, frame, kind, markers, records: headers.length, dataBytes,
+      info, frame, release, kind, markers, records: headers.length, dataBytes,
       first: { seq: first.seq, ts: first.timestamp }, last: { seq: last.seq, ts: last.timestamp },
     };
   }
@@ -351,8 +355,8 @@ export class MediaSetWriter {
         }
       }
     }
-    await this.#writeFrame(this.#tape, s.frame, s.info.name);
-    const { frame: _written, ...meta } = s;
+    await this.#writeFrame(this.#tape, s.frame, s.info.name, s.release);
+    const { frame: _written, release: _released, ...meta } = s;
     this.#tape.segments.push(meta);
     this.#tape.recordBytes += s.dataBytes;
   }
@@ -374,13 +378,13 @@ export class MediaSetWriter {
       ...(this.#o.epochs && this.#o.epochs.length > 0 ? { epochs: this.#o.epochs } : {}),
       ...(this.#o.link ? { link: this.#o.link } : {}),
     };
-    const { buf: frame } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
+    const { buf: frame, release } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
     const tape: OpenTape = {
       serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
     };
     this.#tape = tape;
-    await this.#writeFrame(tape, frame, LABEL_NAME);
+    await this.#writeFrame(tape, frame, LABEL_NAME, release);
     return tape;
   }
 
@@ -392,11 +396,12 @@ export class MediaSetWriter {
     // The digests of the points whose markers this tape holds (an export waits for one still being computed).
     const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
     if (digests.length > 0) trailer.digests = digests;
-    const { buf: frame } = await this.#o.pool.frame(TRAILER_NAME, [encodeTrailer(trailer)], { mtime: this.#env.now(), eof: true });
+    const { buf: frame, release } = await this.#o.pool.frame(TRAILER_NAME, [encodeTrailer(trailer)], { mtime: this.#env.now(), eof: true });
     await this.#write(tape, frame);
+    release();
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
-    const name = tapeName(tape.serial, updates.length > 0 ? { firstSeq: (updates[0] as Omit<Sealed, 'frame'>).first.seq, lastSeq: (updates[updates.length - 1] as Omit<Sealed, 'frame'>).last.seq } : null,
+    const name = tapeName(tape.serial, updates.length > 0 ? { firstSeq: (updates[0] as SegmentWritten).first.seq, lastSeq: (updates[updates.length - 1] as SegmentWritten).last.seq } : null,
       tape.segments.some((s) => s.kind === SegmentKind.Base) ? this.#o.base?.baseId ?? null : null, generationOf(this.#o.epochs ?? []));
     const location = await tape.out.commit(name, async (finalPath) => {
       await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
@@ -407,15 +412,22 @@ export class MediaSetWriter {
     await this.#o.onTape?.(written);
   }
 
-  /** Writes the label's or a segment's frame; with parity, into the current group (closed first if it would not fit). */
-  async #writeFrame(tape: OpenTape, frame: Buffer, entry: string): Promise<void> {
+  /**
+   * Writes the label's or a segment's frame, then releases its memory; with
+   * parity, into the current group (closed first if it would not fit),
+   * whose frames are released once its parity is written.
+   */
+  async #writeFrame(tape: OpenTape, frame: Buffer, entry: string, release: () => void): Promise<void> {
     const percent = this.#o.parity;
     const g = tape.group;
     if (percent !== undefined && g.frames.length > 0 && !groupFits(g.frames.length + 1, g.bytes + frame.length, Math.max(g.longest, frame.length), percent)) await this.#writeParity(tape);
     const offset = tape.bytes;
     await this.#write(tape, frame);
-    if (percent === undefined) return;
-    tape.group.frames.push({ entry, offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex'), buf: frame });
+    if (percent === undefined) {
+      release();
+      return;
+    }
+    tape.group.frames.push({ entry, offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex'), buf: frame, release });
     tape.group.bytes += frame.length;
     tape.group.longest = Math.max(tape.group.longest, frame.length);
     if (!groupFits(tape.group.frames.length + 1, 0, 0, percent)) await this.#writeParity(tape);
@@ -430,10 +442,11 @@ export class MediaSetWriter {
     const number = tape.parityRefs.length + 1;
     const frame = await parityFrame({
       format: 'jship-parity', version: 1, number, shardBytes: g.longest,
-      frames: g.frames.map(({ buf: _buf, ...f }) => f),
+      frames: g.frames.map(({ buf: _buf, release: _release, ...f }) => f),
       parity: shards.map((x) => createHash('sha256').update(x).digest('hex')),
     }, shards);
     tape.group = { frames: [], bytes: 0, longest: 0 };
+    for (const f of g.frames) f.release();
     const offset = tape.bytes;
     await this.#write(tape, frame);
     tape.parityRefs.push({ name: parityJsonName(number), offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex') });

@@ -45,4 +45,10 @@ export class FrameCompressor {
     if (this.#dst.length < bound) this.#dst = Buffer.allocUnsafeSlow(bound);
     return this.#dst.subarray(0, this.#cctx.compress2(this.#dst, content));
   }
+
+  /** One frame of `content` written into `into` (at least zstd's bound for it; null when smaller): its length. */
+  compressInto(into: Uint8Array, content: Uint8Array): number | null {
+    if (into.length < binding.compressBound(content.length)) return null;
+    return this.#cctx.compress2(into, content);
+  }
 }

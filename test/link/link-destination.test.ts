@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, describe } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { Channel } from '../../src/link/channel.js';
 import { LinkDestination } from '../../src/link/link-destination.js';
@@ -23,7 +23,8 @@ describe('tape destinations: the direct link (loopback)', () => {
     for (const c of closers) c();
   });
 
-  destinationContract('link (loopback)', async () => {
+  /** Both ends of a loopback connection, as channels. */
+  async function pair(): Promise<{ primary: Channel; secondary: Channel }> {
     const path = join(tempDir(), 'link.sock');
     const server = createServer();
     server.listen(path);
@@ -39,6 +40,38 @@ describe('tape destinations: the direct link (loopback)', () => {
       secondary.destroy();
       server.close();
     });
+    return { primary, secondary };
+  }
+
+  it('a chunk is reused as soon as its write resolves, while the secondary reads slowly: every byte arrives as written', async () => {
+    const { primary, secondary } = await pair();
+    const tape = randomBytes(8 * 1024 * 1024);
+    const received: Buffer[] = [];
+    const reading = (async () => {
+      for (;;) {
+        const f = await secondary.next(120_000);
+        if (f.type === MessageType.TapeData) received.push(Buffer.from(f.payload));
+        if (f.type === MessageType.TapeEnd) return decodeTapeEnd(f);
+        // A slow reader: the socket's buffers fill, and writes wait in the primary's queue.
+        for (let i = 0; i < 20; i++) await new Promise(setImmediate);
+      }
+    })();
+    const out = await new LinkDestination(primary).open(1, 1n);
+    // Smaller than the socket's high-water mark: a write that is only queued resolves at once.
+    const chunk = Buffer.alloc(4000);
+    for (let off = 0; off < tape.length; off += chunk.length) {
+      const n = tape.copy(chunk, 0, off, off + chunk.length);
+      await out.write(chunk.subarray(0, n));
+      chunk.fill(0xee);
+    }
+    await out.commit('t', undefined, { sha256: createHash('sha256').update(tape).digest('hex'), bytes: tape.length });
+    const end = await reading;
+    expect(end.bytes).toBe(tape.length);
+    expect(Buffer.concat(received).equals(tape)).toBe(true);
+  });
+
+  destinationContract('link (loopback)', async () => {
+    const { primary, secondary } = await pair();
     const committed = new Map<string, Buffer>();
     const waiting = new Map<string, (b: Buffer) => void>();
     const dest = new LinkDestination(primary);

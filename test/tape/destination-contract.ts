@@ -63,6 +63,21 @@ export function destinationContract(name: string, make: () => Promise<Destinatio
     expect((await d.visible()).length).toBe(1);
   });
 
+  it(`${name}: a chunk's memory is the writer's again once its write resolves (the tape keeps the bytes written)`, async () => {
+    const d = await make();
+    const tape = fixture('plain-');
+    const out = await d.dest.open(1, 1n);
+    // One buffer for every chunk, overwritten as soon as each write resolves (the tape writer reuses a frame's memory so).
+    const chunk = Buffer.alloc(4097);
+    for (let off = 0; off < tape.length; off += chunk.length) {
+      const n = tape.copy(chunk, 0, off, off + chunk.length);
+      await out.write(chunk.subarray(0, n));
+      chunk.fill(0xee);
+    }
+    const location = await out.commit(tapeFileName(1, 1n, 28n), undefined, described(tape));
+    expect((await d.read(location)).equals(tape)).toBe(true);
+  });
+
   it(`${name}: an aborted tape leaves nothing behind`, async () => {
     const d = await make();
     const out = await d.dest.open(1, 1n);
