@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createXXHash128 } from 'hash-wasm';
+import xxhash128 from 'hash-wasm/dist/xxhash128.umd.min.js';
 
 /**
  * The checksum of a segment's stored bytes, written beside it as a tar entry
@@ -31,7 +31,7 @@ export function segmentHashOf(version: number): SegmentHashAlgorithm {
 }
 
 // One hasher a thread: created once (hash-wasm instantiates its WebAssembly asynchronously), then used synchronously.
-const xxh128 = await createXXHash128();
+const xxh128 = await xxhash128.createXXHash128();
 
 /** The hash of `bytes` as hex (XXH3-128 in its canonical form, as `xxhsum -H2` prints it). */
 export function hashSegment(algorithm: SegmentHashAlgorithm, bytes: Uint8Array): string {
