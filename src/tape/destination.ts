@@ -62,9 +62,11 @@ export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestin
       const out = await dest.open(serial, firstSeq, generation);
       return {
         async write(chunk) {
-          // Big chunks go in pieces, so that the pace is even at any rate.
-          for (let off = 0; off < chunk.length; off += PACE_PIECE) {
-            const piece = chunk.subarray(off, off + PACE_PIECE);
+          // Under a limit, big chunks go in pieces, so that the pace is even at any rate. With none, a chunk goes
+          // whole: a frame the link carries in one piece is cut where it lies by the secondary, never joined.
+          const size = throttle.limit.rate === null ? Math.max(1, chunk.length) : PACE_PIECE;
+          for (let off = 0; off < chunk.length; off += size) {
+            const piece = chunk.subarray(off, off + size);
             await throttle.pass(piece.length);
             await out.write(piece);
           }

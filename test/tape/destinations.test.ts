@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { describe } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { DirDestination, FileDestination, StreamDestination, type TapeDestination, type TapeOutput } from '../../src/tape/destination.js';
+import { DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination, type TapeOutput } from '../../src/tape/destination.js';
+import { Throttle } from '../../src/io/throttle.js';
 import { destinationContract, scratch } from './destination-contract.js';
 
 /**
@@ -75,5 +76,34 @@ describe('tape destinations: one contract (tape/destination.ts)', () => {
       visible: async () => Array.from({ length: committed }, (_v, i) => `tape ${i + 1}`),
       abortLeavesNothing: false,
     };
+  });
+});
+
+describe('throttled destinations (tape/destination.ts)', () => {
+  /** A destination that records the size of each write it gets. */
+  const recording = (): { dest: TapeDestination; writes: number[] } => {
+    const writes: number[] = [];
+    return {
+      writes,
+      dest: {
+        where: 'recording', durable: true, splittable: true,
+        open: async () => ({ write: async (c) => { writes.push(c.length); }, commit: async (n) => n, abort: async () => undefined }),
+      },
+    };
+  };
+
+  it('with no limit a chunk goes on whole (a link frame holds a tape frame whole, which the secondary cuts where it lies)', async () => {
+    const r = recording();
+    const out = await throttled(r.dest, new Throttle(null)).open(1, 1n);
+    await out.write(Buffer.alloc(1024 * 1024 + 1000));
+    expect(r.writes).toEqual([1024 * 1024 + 1000]);
+  });
+
+  it('under a limit a chunk goes in paced pieces of 256 KiB', async () => {
+    const r = recording();
+    // A rate high enough that the burst lets every piece pass at once: no timer runs.
+    const out = await throttled(r.dest, new Throttle(1024 ** 4)).open(1, 1n);
+    await out.write(Buffer.alloc(1024 * 1024 + 1000));
+    expect(r.writes).toEqual([262144, 262144, 262144, 262144, 1000]);
   });
 });
