@@ -52,15 +52,33 @@ export async function expandTapeSources(sources: string[], s3: StoreSettings = {
   return out;
 }
 
-/** Reads only a tape's label (the first frame, within the first MiB). */
+/** A label's frame is a few KiB: its first 64 KiB hold it unless it lists very many volumes. */
+const LABEL_FIRST_READ = 64 * 1024;
+/** How far into a tape its label is looked for. */
+const LABEL_MAX_READ = 1024 * 1024;
+
+/**
+ * Reads only a tape's label (the first frame, within the first MiB): its
+ * first 64 KiB, and the first MiB only when the label is not within them (an
+ * import or a catalogue rebuild reads the label of every tape).
+ */
 export async function readLabel(source: string | TapeSource): Promise<TapeLabel> {
   const src = asSource(source);
-  if ('head' in src) return labelOf(await (src as StreamSource).head(1024 * 1024), src.where);
+  if ('head' in src) return labelOf(await (src as StreamSource).head(LABEL_MAX_READ), src.where);
   const size = await src.size();
   if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
-  const parts: Buffer[] = [];
-  for await (const c of src.chunks(0, Math.min(size, 1024 * 1024) - 1)) parts.push(c);
-  return labelOf(Buffer.concat(parts), src.where);
+  const first = Math.min(size, LABEL_FIRST_READ);
+  const read = async (n: number): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    for await (const c of src.chunks(0, n - 1)) parts.push(c);
+    return Buffer.concat(parts);
+  };
+  try {
+    return await labelOf(await read(first), src.where);
+  } catch (e) {
+    if (first === size || !isJshipError(e, 'TAPE_BAD_LABEL')) throw e;
+  }
+  return labelOf(await read(Math.min(size, LABEL_MAX_READ)), src.where);
 }
 
 /** A tape's label from its first bytes (the label frame, as a writer writes it first and alone). */
