@@ -68,17 +68,19 @@ export async function readLabel(source: string | TapeSource): Promise<TapeLabel>
   const size = await src.size();
   if (size === 0) throw new JshipError('TAPE_BAD_LABEL', `${src.where}: empty`, { hint: 'this is not a jship tape, or it was cut off at its start' });
   const first = Math.min(size, LABEL_FIRST_READ);
-  const read = async (n: number): Promise<Buffer> => {
-    const parts: Buffer[] = [];
-    for await (const c of src.chunks(0, n - 1)) parts.push(c);
-    return Buffer.concat(parts);
-  };
   try {
-    return await labelOf(await read(first), src.where);
+    return await labelOf(await bytesOf(src, 0, first - 1), src.where);
   } catch (e) {
     if (first === size || !isJshipError(e, 'TAPE_BAD_LABEL')) throw e;
   }
-  return labelOf(await read(Math.min(size, LABEL_MAX_READ)), src.where);
+  return labelOf(await bytesOf(src, 0, Math.min(size, LABEL_MAX_READ) - 1), src.where);
+}
+
+/** Bytes `start` through `end` (inclusive) of a source, in one buffer. */
+async function bytesOf(src: TapeSource, start: number, end: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of src.chunks(start, end)) parts.push(c);
+  return Buffer.concat(parts);
 }
 
 /** A tape's label from its first bytes (the label frame, as a writer writes it first and alone). */
@@ -116,9 +118,7 @@ export async function findTrailerFrame(source: string | TapeSource): Promise<{ t
   const size = await src.size();
   const span = Math.min(size, 8 * 1024 * 1024);
   if (span <= 0) return undefined; // empty, or a stream of unknown size
-  const parts: Buffer[] = [];
-  for await (const c of src.chunks(size - span, size - 1)) parts.push(c);
-  const buf = Buffer.concat(parts);
+  const buf = await bytesOf(src, size - span, size - 1);
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(ZSTD_MAGIC);
   for (let i = buf.lastIndexOf(magic); i >= 0; i = i === 0 ? -1 : buf.lastIndexOf(magic, i - 1)) {
