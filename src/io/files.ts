@@ -1,4 +1,4 @@
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, writeSync } from 'node:fs';
 import { dirname, basename, join, resolve, sep } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { randomBytes } from 'node:crypto';
@@ -101,6 +101,15 @@ export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: 
     const { bytesWritten } = await h.write(data, done, data.length - done, position + done);
     done += bytesWritten;
   }
+}
+
+/**
+ * `writeFully` on the calling thread: for a few KiB, where the trip to the
+ * thread pool and back costs more than the copy into the page cache.
+ */
+export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
 }
 
 /** Reads exactly `length` bytes at `position`; returns fewer only at the end of the file. */

@@ -7,7 +7,7 @@ import {
 import {
   SB_CLEAN, SUPERBLOCK_SLOT, decodeSuperblock, encodeSuperblock, type Superblock,
 } from '../core/superblock.js';
-import { readFully, syncDir, writeFully } from '../io/files.js';
+import { readFully, syncDir, writeFully, writeFullySync } from '../io/files.js';
 import { dirname } from 'node:path';
 
 /** A record read back from the journal: its header and its data (empty when it has none). */
@@ -40,6 +40,8 @@ export const MARKER_RESERVE_BYTES = 16n * 1024n;
 const SCAN_SLOTS = 1024;
 /** Data bytes readRecords takes at most in one call (past one record). */
 export const READ_BATCH_BYTES = 4 * 1024 * 1024;
+/** A batch of at most this many bytes (data and headers) is written from the event loop's thread, not the pool. */
+export const SYNC_WRITE_BYTES = 64 * 1024;
 
 /**
  * The journal volume: one preallocated file holding a ring of 64-byte
@@ -217,21 +219,41 @@ export class JournalVolume {
         dataBytes += r.data.length;
       }
     }
+    const meta = Buffer.allocUnsafe(batch.length * RECORD_SIZE);
+    batch.forEach((r, i) => r.header.copy(meta, i * RECORD_SIZE));
+    const dataPieces = dataBytes > 0 ? ringPieces(dataOffset, dataSize, first.dataPos, dataBytes) : [];
+    const metaPieces = ringPieces(metaOffset, metaSlots * RECORD_SIZE, first.seq * BigInt(RECORD_SIZE), meta.length);
+    if (dataBytes + meta.length <= SYNC_WRITE_BYTES) {
+      // A small batch (a lone 4 KiB write) is copied into the page cache from this thread: two trips to the
+      // thread pool and back cost more here than the copies (DECISIONS.md, "Small journal writes").
+      let rest = buffers;
+      for (const piece of dataPieces) {
+        const [take, left] = splitBuffers(rest, piece.len);
+        writevFullySync(this.#h.fd, take, piece.pos);
+        rest = left;
+      }
+      let done = 0;
+      for (const piece of metaPieces) {
+        writeFullySync(this.#h.fd, meta.subarray(done, done + piece.len), piece.pos);
+        done += piece.len;
+      }
+      this.writtenSeq = first.seq + BigInt(batch.length);
+      this.writtenPos = first.dataPos + BigInt(dataBytes);
+      return;
+    }
     // One round trip to the thread pool, not two: a header whose data did not land fails its data CRC,
     // and recovery ends the journal before it.
     const data = (async (): Promise<void> => {
       let rest = buffers;
-      for (const piece of dataBytes > 0 ? ringPieces(dataOffset, dataSize, first.dataPos, dataBytes) : []) {
+      for (const piece of dataPieces) {
         const [take, left] = splitBuffers(rest, piece.len);
         await writevFully(this.#h, take, piece.pos);
         rest = left;
       }
     })();
-    const meta = Buffer.allocUnsafe(batch.length * RECORD_SIZE);
-    batch.forEach((r, i) => r.header.copy(meta, i * RECORD_SIZE));
     const headers = (async (): Promise<void> => {
       let done = 0;
-      for (const piece of ringPieces(metaOffset, metaSlots * RECORD_SIZE, first.seq * BigInt(RECORD_SIZE), meta.length)) {
+      for (const piece of metaPieces) {
         await writeFully(this.#h, meta.subarray(done, done + piece.len), piece.pos);
         done += piece.len;
       }
@@ -432,7 +454,8 @@ export class JournalVolume {
     // Serialized: each write derives from the one before (generation, flags, pointers).
     const run = this.#sbChain.then(async () => {
       const next: Superblock = { ...this.#sb, ...fields, generation: this.#sb.generation + 1n };
-      await writeFully(this.#h, encodeSuperblock(next), Number(next.generation % 2n) * SUPERBLOCK_SLOT);
+      // One sector, after every FLUSH: written from this thread like a small batch (SYNC_WRITE_BYTES).
+      writeFullySync(this.#h.fd, encodeSuperblock(next), Number(next.generation % 2n) * SUPERBLOCK_SLOT);
       if (durable) await this.#h.datasync();
       this.#sb = next;
       this.outSeq = next.outSeq;
@@ -508,6 +531,14 @@ function splitBuffers(bufs: Uint8Array[], n: number): [Uint8Array[], Uint8Array[
     }
   }
   return [take, bufs.slice(i)];
+}
+
+function writevFullySync(fd: number, bufs: Uint8Array[], position: number): void {
+  let pos = position;
+  for (const b of bufs) {
+    writeFullySync(fd, b, pos);
+    pos += b.length;
+  }
 }
 
 async function writevFully(h: fsp.FileHandle, bufs: Uint8Array[], position: number): Promise<void> {

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
 import { workerUrl } from '../io/worker-url.js';
+import { writeFullySync } from '../io/files.js';
 
 /** A batch for the PVOL writer's thread (pvol.worker.ts): ops are [fd, position, offset in buf, length] fours. */
 export interface PvolBatch {
@@ -35,7 +36,9 @@ interface Batch {
  * Small PVOL writes, batched onto one worker thread. Each write through the
  * thread pool costs the main thread a dispatch and the pool a wake-up; a
  * batch costs one message. Writes queued in the same turn of the event loop
- * leave together; the caller keeps overlapping writes apart (range order).
+ * leave together; a turn's first write that finds nothing queued and
+ * nothing on the thread is written at once instead. The caller keeps
+ * overlapping writes apart (range order).
  */
 export class PvolWriter {
   #worker: Worker | undefined;
@@ -43,10 +46,28 @@ export class PvolWriter {
   readonly #inFlight = new Map<number, Batch>();
   #next = 1;
   #closed = false;
+  #wroteThisTurn = false;
 
-  /** Writes `data` at `pos` of `fd`; resolves once it is in the file (page cache). */
+  /**
+   * Writes `data` at `pos` of `fd`; resolves once it is in the file (page
+   * cache). The first write of a turn of the event loop that finds the
+   * writer idle (nothing queued, nothing on the thread) is written at once
+   * from this thread: a lone small write is cheaper as one pwrite than as a
+   * message to the thread and its answer. The writes after it in the same
+   * turn are batched for the thread.
+   */
   write(fd: number, pos: number, data: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(new JshipError('GROUP_CLOSED', 'the PVOL writer is closed', { hint: 'open the group again' }));
+    if (!this.#wroteThisTurn && !this.#pending && this.#inFlight.size === 0) {
+      this.#wroteThisTurn = true;
+      setImmediate(() => { this.#wroteThisTurn = false; });
+      try {
+        writeFullySync(fd, data, pos);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(pvolError((e as Error).message, (e as NodeJS.ErrnoException).code));
+      }
+    }
     let b = this.#pending;
     if (!b) {
       b = this.#newBatch();
@@ -96,7 +117,7 @@ export class PvolWriter {
       this.#inFlight.delete(m.id);
       if (this.#inFlight.size === 0) w.unref();
       if (!b) return;
-      if (m.error !== undefined) b.reject(Object.assign(new Error(`PVOL write: ${m.error}`), { code: m.code }));
+      if (m.error !== undefined) b.reject(pvolError(m.error, m.code));
       else b.resolve();
     });
     w.on('error', (e) => {
@@ -107,4 +128,9 @@ export class PvolWriter {
     this.#worker = w;
     return w;
   }
+}
+
+/** A failed PVOL write, the same whichever thread wrote it. */
+function pvolError(message: string, code: string | undefined): Error {
+  return Object.assign(new Error(`PVOL write: ${message}`), { code });
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { planLayout } from '../../src/core/journal-layout.js';
 import { RECORD_SIZE, RecordType, dataCrc, encodeRecord } from '../../src/core/record.js';
-import { JournalVolume, type RecoveryReport } from '../../src/journal/journal-volume.js';
+import { JournalVolume, SYNC_WRITE_BYTES, type RecoveryReport } from '../../src/journal/journal-volume.js';
 import type { JournalLayout } from '../../src/core/journal-layout.js';
 import { tempDir, makeGroup, KiB, MiB } from '../helpers.js';
 
@@ -20,16 +20,22 @@ function patch(path: string, pos: number, f: (b: Buffer) => void, len = 1): void
 describe('journal volume', () => {
   const dir = tempDir();
 
-  it('wraps around both rings and keeps records readable after reopening', async () => {
+  // One 48 KiB write per batch is written from the event loop's thread; four at once make a batch for the thread pool.
+  it.each([
+    ['one write per batch (written from the event loop)', 1],
+    ['four writes per batch (written by the thread pool)', 4],
+  ])('wraps around both rings and keeps records readable after reopening: %s', async (_, perBatch) => {
     const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 1 * MiB });
     let group = await JournalGroup.open(g);
     const dataSize = group.journal.layout.dataSize;
+    expect(perBatch * 48 * KiB > SYNC_WRITE_BYTES).toBe(perBatch > 1);
     const written: Array<{ seq: bigint; byte: number }> = [];
     // Write about three times the data ring, purging behind.
-    for (let i = 0; written.length === 0 || i * 48 * KiB < 3 * dataSize; i++) {
-      const r = await group.write('a', (i % 16) * 64 * KiB, Buffer.alloc(48 * KiB, i & 0xff));
-      written.push({ seq: r.seq, byte: i & 0xff });
-      if (i % 8 === 7) await group.purge(r.seq - 4n);
+    for (let i = 0; written.length === 0 || i * 48 * KiB < 3 * dataSize; i += perBatch) {
+      const rs = await Promise.all(Array.from({ length: perBatch }, (_, k) => group.write('a', ((i + k) % 16) * 64 * KiB, Buffer.alloc(48 * KiB, (i + k) & 0xff))));
+      rs.forEach((r, k) => written.push({ seq: r.seq, byte: (i + k) & 0xff }));
+      const last = rs[rs.length - 1]!.seq;
+      if (i % 8 === 8 - perBatch) await group.purge(last - 4n);
       if (i === 40) {
         await group.close();
         group = await JournalGroup.open(g);
