@@ -225,7 +225,7 @@ export class JournalVolume {
     const metaPieces = ringPieces(metaOffset, metaSlots * RECORD_SIZE, first.seq * BigInt(RECORD_SIZE), meta.length);
     if (dataBytes + meta.length <= SYNC_WRITE_BYTES) {
       // A small batch (a lone 4 KiB write) is copied into the page cache from this thread: two trips to the
-      // thread pool and back cost more here than the copies (DECISIONS.md, "Small journal writes").
+      // thread pool and back cost more than the copies (DECISIONS.md, "A lone small write stays on the event loop's thread").
       let rest = buffers;
       for (const piece of dataPieces) {
         const [take, left] = splitBuffers(rest, piece.len);

@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { writeFullySync } from '../io/files.js';
 import { parentPort } from 'node:worker_threads';
 import type { PvolBatch, PvolReply } from './pvol-writer.js';
 
@@ -14,8 +14,7 @@ port.on('message', ({ id, ops, buf }: PvolBatch) => {
   try {
     for (let i = 0; i < ops.length; i += 4) {
       const [fd, pos, off, len] = ops.slice(i, i + 4) as [number, number, number, number];
-      let done = 0;
-      while (done < len) done += writeSync(fd, new Uint8Array(buf, off + done, len - done), 0, len - done, pos + done);
+      writeFullySync(fd, new Uint8Array(buf, off, len), pos);
     }
     port.postMessage({ id } satisfies PvolReply);
   } catch (e) {
