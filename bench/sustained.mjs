@@ -14,6 +14,8 @@ import { MiB, SMOKE, scratch, timeCommand, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const VOLUME = (SMOKE ? 256 : 4096) * MiB;
+// JSHIP_BENCH_ZSTD_LEVEL=-1: the exports run with --zstd-level -1 (the default level otherwise).
+const LEVEL = process.env.JSHIP_BENCH_ZSTD_LEVEL ? ['--zstd-level', process.env.JSHIP_BENCH_ZSTD_LEVEL] : [];
 
 function run(cmd, args) {
   return new Promise((resolve, reject) => {
@@ -80,13 +82,15 @@ export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUS
           if (wait > 0) await sleep(wait);
           else tick = Math.floor((Date.now() - start) / (every * 1000)); // overran: start now, then on the next tick
           if (stop) break;
-          const r = await run(JSHIP, ['export', g, '--to', tapes, '--json']);
+          const r = await run(JSHIP, ['export', g, '--to', tapes, ...LEVEL, '--json']);
           if (r.code !== 0) throw new Error(`export failed: ${r.out} ${r.err}`);
           const j = JSON.parse(r.out);
           exports++;
           tapeBytes += Number(j.tapeBytes ?? 0);
         }
       })();
+      // Awaited once fio ends, and its failure reported then (unhandled before that, it would end the process unexplained).
+      exporter.catch(() => undefined);
       const t0 = process.hrtime.bigint();
       const fio = await run('fio', ['--name=sustained', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, `--size=${VOLUME}`, '--rw=write', '--bs=1M', '--iodepth=8',
         '--time_based', `--runtime=${secs}`, '--end_fsync=1', '--output-format=json']);

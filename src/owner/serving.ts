@@ -9,7 +9,7 @@ import { MetricsEndpoint } from '../io/metrics-endpoint.js';
 import { Throttle } from '../io/throttle.js';
 import { openSiteGroup } from './consumers.js';
 import { acknowledge } from '../tape/acknowledge.js';
-import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
+import { absoluteRequest, checkParity, checkZstdLevel, runExport, type ExportRequest } from '../tape/export-request.js';
 import type { S3Settings } from '../s3/s3-store.js';
 import { isS3Url } from '../s3/s3-url.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
@@ -253,6 +253,10 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
   if (args.parity !== undefined) {
     if (typeof args.parity !== 'number') throw new JshipError('CONTROL_PROTOCOL', 'control argument "parity" is not a percentage', { hint: 'use the jship CLI, which sends it' });
     req.parity = checkParity(args.parity);
+  }
+  if (args.zstdLevel !== undefined) {
+    if (typeof args.zstdLevel !== 'number') throw new JshipError('CONTROL_PROTOCOL', 'control argument "zstdLevel" is not a number', { hint: 'use the jship CLI, which sends it' });
+    req.zstdLevel = checkZstdLevel(args.zstdLevel);
   }
   if (args.nextMedia !== undefined) req.nextMedia = stringArg(args, 'nextMedia');
   if (args.resyncFor !== undefined) req.resyncFor = stringArg(args, 'resyncFor');

@@ -7,6 +7,7 @@ import { readKeyFile } from './crypto.js';
 import { DeviceDestination, DirDestination, FileDestination, StreamDestination, throttled, type ReadBackOptions, type TapeDestination } from './destination.js';
 import { Throttle } from '../io/throttle.js';
 import { exportGroup, type ExportResult, type NextMedium } from './export.js';
+import { DEFAULT_ZSTD_LEVEL, MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL } from './frame-pool.js';
 import type { TapeTrailer } from './label.js';
 import { runHook } from '../io/hooks.js';
 import { isStoreUrl, storeFor, type StoreSettings } from './stores.js';
@@ -52,6 +53,8 @@ export interface ExportRequest {
    * lacks (core/resync-request.ts) instead of a full base.
    */
   resyncFor?: string;
+  /** zstd's compression level for the tapes (checkZstdLevel); default DEFAULT_ZSTD_LEVEL. */
+  zstdLevel?: number;
 }
 
 /** Checks a parity share (export --parity): a percentage above 0, at most 100. */
@@ -60,6 +63,20 @@ export function checkParity(p: number): number {
     throw new JshipError('USAGE', `${param('parity')} ${p}: give a percentage above 0 and at most 100`, { hint: `e.g. ${param('parity')} 10 (10 % more bytes; any 2 of each 20 frames may be lost)` });
   }
   return p;
+}
+
+/**
+ * Checks a zstd level (export --zstd-level): an integer from -7 to 19, as
+ * the zstd tool takes them (-N is its --fast=N). Any level reads back with
+ * any zstd: the level is not part of the format.
+ */
+export function checkZstdLevel(n: number): number {
+  if (!Number.isInteger(n) || n < MIN_ZSTD_LEVEL || n > MAX_ZSTD_LEVEL || n === 0) {
+    throw new JshipError('USAGE', `${param('zstdLevel')} ${n}: give a whole number from ${MIN_ZSTD_LEVEL} to -1 or from 1 to ${MAX_ZSTD_LEVEL}`, {
+      hint: `${param('zstdLevel')} ${DEFAULT_ZSTD_LEVEL} is the default; higher levels make smaller tapes for more CPU, -1 to ${MIN_ZSTD_LEVEL} (zstd --fast=1..7) spend less CPU on data that compresses little`,
+    });
+  }
+  return n;
 }
 
 /** A tape drive's usual block size: what a device or FIFO is written with unless told. */
@@ -210,6 +227,7 @@ export async function runExport(group: JournalGroup, req: ExportRequest, onProgr
     ...(req.allowEmpty ? { allowEmpty: true } : {}),
     ...(req.allowPlaintext ? { allowPlaintext: true } : {}),
     ...(req.parity !== undefined ? { parity: req.parity } : {}),
+    ...(req.zstdLevel !== undefined ? { zstdLevel: req.zstdLevel } : {}),
     ...(req.nextMedia !== undefined ? { nextMedia: nextMediaCommand(req.nextMedia) } : prompt ? { nextMedia: prompt } : {}),
     ...(req.waitMs !== undefined ? { waitMs: req.waitMs } : {}),
     ...(req.s3 ? { s3: req.s3 } : {}),

@@ -33,6 +33,8 @@ export interface ExportOptions {
   allowEmpty?: boolean;
   segmentBytes?: number;
   pool?: FramePool;
+  /** zstd's level for the frames, when no `pool` is given (the pool's own otherwise). Default 1. */
+  zstdLevel?: number;
   /** How to reach the store, for a tape committed to s3:// before a crash (see reconcile). */
   s3?: StoreSettings;
   /**
@@ -195,7 +197,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const listedFor = { ...(listed ? { chunks: listed } : {}), ...(opts.resyncFor !== undefined ? { for: opts.resyncFor } : {}) };
   let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor }) : undefined;
   let baseInfo: ExportResult['base'] = null;
-  const pool = opts.pool ?? new FramePool();
+  const pool = opts.pool ?? new FramePool(opts.zstdLevel !== undefined ? { level: opts.zstdLevel } : {});
   // Under journal pressure (nearly full, writers waiting) a tape of the tape chain ends once it holds
   // a sixteenth of the journal's data area: it is committed and purged while the export goes on.
   const relieve = !chain && !keep;

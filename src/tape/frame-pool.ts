@@ -97,6 +97,12 @@ const SPARE_BYTES = 40 * 1024 * 1024;
  * decompressed) on every core while the main thread reads the journal and
  * writes the tape in order.
  */
+/** The frames' zstd level unless told: `zstd -1`, the peer every export figure is measured against. */
+export const DEFAULT_ZSTD_LEVEL = 1;
+/** The levels an export may ask for: zstd's --fast=7 to 19, as the zstd tool takes them. */
+export const MIN_ZSTD_LEVEL = -7;
+export const MAX_ZSTD_LEVEL = 19;
+
 export class FramePool {
   readonly #workers: Worker[] = [];
   readonly #busy = new Map<Worker, Job>();
@@ -109,7 +115,7 @@ export class FramePool {
 
   constructor(opts: { threads?: number; level?: number } = {}) {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism()));
-    const workerData: FrameWorkerData = { level: opts.level ?? 1 };
+    const workerData: FrameWorkerData = { level: opts.level ?? DEFAULT_ZSTD_LEVEL };
     const url = workerUrl(import.meta.url, './frame.worker.js');
     for (let i = 0; i < n; i++) {
       const w = new Worker(url, { workerData, execArgv: [] });
