@@ -73,7 +73,7 @@ export function checkParity(p: number): number {
 export function checkZstdLevel(n: number): number {
   if (!Number.isInteger(n) || n < MIN_ZSTD_LEVEL || n > MAX_ZSTD_LEVEL || n === 0) {
     throw new JshipError('USAGE', `${param('zstdLevel')} ${n}: give a whole number from ${MIN_ZSTD_LEVEL} to -1 or from 1 to ${MAX_ZSTD_LEVEL}`, {
-      hint: `${param('zstdLevel')} ${DEFAULT_ZSTD_LEVEL} is the default; higher levels make smaller tapes for more CPU, -1 to ${MIN_ZSTD_LEVEL} (zstd --fast=1..7) spend less CPU on data that compresses little`,
+      hint: `${param('zstdLevel')} ${DEFAULT_ZSTD_LEVEL} is the default; higher levels make smaller tapes for more CPU, -1 to ${MIN_ZSTD_LEVEL} (zstd's fast levels 1 to 7) spend less CPU on data that compresses little`,
     });
   }
   return n;
