@@ -15,7 +15,7 @@ const CASES = [
 export async function benchAppend({ runs = SMOKE ? 1 : 3 } = {}) {
   const results = [];
   for (const c of CASES) {
-    const { dir, cleanup } = scratch('append');
+    const { dir, cleanup } = scratch('append', { needMiB: ((runs + 2) * c.total) / MiB + 256 });
     try {
       const count = c.total / c.block;
       // The same bytes for both: a random 16 MiB pattern repeated (not compressible, not zero).

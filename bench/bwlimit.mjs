@@ -22,7 +22,7 @@ function rclone(dir) {
 }
 
 export async function benchBwlimit() {
-  const { dir, cleanup } = scratch('bwlimit');
+  const { dir, cleanup } = scratch('bwlimit', { needMiB: 4 * SIZE_MIB + 256 });
   try {
     const { g } = await filledGroup(dir, SIZE_MIB, () => randomBytes(MiB));
     const peer = rclone(dir);

@@ -1,6 +1,6 @@
 // Shared helpers for the benchmarks: timing, peers run as child processes, reporting.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,8 +28,31 @@ export function peakRssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-export function scratch(name) {
-  const dir = mkdtempSync(join(process.env.JSHIP_BENCH_DIR ?? tmpdir(), `jship-bench-${name}-`));
+/** MiB free to an unprivileged writer on the file system that holds `dir`. */
+export function freeMiB(dir) {
+  const s = statfsSync(dir);
+  return (s.bavail * s.bsize) / MiB;
+}
+
+const gib = (mib) => `${(mib / 1024).toFixed(1)} GiB`;
+
+/**
+ * Stops a benchmark before it writes anything when the file system holding
+ * `dir` has less than `needMiB` free: a run that fills the disk dies in the
+ * middle (in jship or in a peer, with ENOSPC), and its figures are lost.
+ */
+export function needSpace(name, dir, needMiB) {
+  const free = freeMiB(dir);
+  if (free < needMiB) {
+    throw new Error(`bench ${name} needs about ${gib(needMiB)} free on the file system of ${dir}, and ${gib(free)} is free there: free some space, or point JSHIP_BENCH_DIR at a larger file system`);
+  }
+}
+
+/** A scratch directory for one benchmark, after checking that its file system has about `needMiB` free. */
+export function scratch(name, { needMiB = 0 } = {}) {
+  const base = process.env.JSHIP_BENCH_DIR ?? tmpdir();
+  needSpace(name, base, needMiB);
+  const dir = mkdtempSync(join(base, `jship-bench-${name}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

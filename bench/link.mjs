@@ -160,7 +160,8 @@ async function lag(dir) {
 }
 
 export async function benchLink({ runs = SMOKE ? 1 : 2 } = {}) {
-  const { dir, cleanup } = scratch('link');
+  // The journal, the tapes at both ends, the replica, the peer's copy.
+  const { dir, cleanup } = scratch('link', { needMiB: 5 * DATA_MIB + 512 });
   try {
     const prep = await prepare(dir);
     // The round trip: 50 ms, through a relay (bench/delay-relay.mjs), against four TLS copies in parallel over the same path.

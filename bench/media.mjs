@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { MiB, scratch, timeCommand, timeAsync, median, mbps, runJship, filledGroup } from './lib.mjs';
 
 export async function benchParity({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_PARITY_MIB ?? 512) } = {}) {
-  const { dir, cleanup } = scratch('parity');
+  // The volume, the journal, tapes with parity and without.
+  const { dir, cleanup } = scratch('parity', { needMiB: 5 * sizeMiB + 256 });
   try {
     // Incompressible data: the worst case for parity's share of the tape.
     const { g } = await filledGroup(dir, sizeMiB, () => randomBytes(MiB));
@@ -49,7 +50,7 @@ export async function benchParity({ runs = 3, sizeMiB = Number(process.env.JSHIP
 
 export async function benchDigest({ volumeMiB = Number(process.env.JSHIP_BENCH_DIGEST_VOLUME_MIB ?? 2048), writtenMiB = Number(process.env.JSHIP_BENCH_DIGEST_MIB ?? 512) } = {}) {
   const { createGroup, openGroup } = await import('../dist/index.js');
-  const { dir, cleanup } = scratch('digest');
+  const { dir, cleanup } = scratch('digest', { needMiB: volumeMiB + 3 * writtenMiB + 256 });
   try {
     const g = join(dir, 'g');
     const vol = join(dir, 'vol.img');

@@ -61,7 +61,8 @@ function fioRandRead(uri, size) {
 }
 
 export async function benchMount({ sizeMiB = Number(process.env.JSHIP_BENCH_MOUNT_MIB ?? 4096), records = Number(process.env.JSHIP_BENCH_MOUNT_RECORDS ?? 1_000_000) } = {}) {
-  const { dir, cleanup } = scratch('mount');
+  // The volume, the journal, tapes, a replica and a restored image.
+  const { dir, cleanup } = scratch('mount', { needMiB: 5 * sizeMiB + Math.ceil((records * 2112 * 2) / MiB) + 512 });
   try {
     const g = join(dir, 'g');
     const size = sizeMiB * MiB;

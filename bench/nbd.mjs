@@ -52,7 +52,7 @@ async function ready(sock, proc) {
 }
 
 async function runOnce(server, job) {
-  const { dir, cleanup } = scratch('nbd');
+  const { dir, cleanup } = scratch('nbd', { needMiB: (SIZE + job.journal) / MiB + 256 });
   const sock = join(dir, 's.sock');
   const proc = await SERVERS[server](dir, sock, job.journal);
   try {

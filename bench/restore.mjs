@@ -13,7 +13,8 @@ import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn 
 const run = (args) => runJship(args, { json: true });
 
 export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_RESTORE_MIB ?? 1024) } = {}) {
-  const { dir, cleanup } = scratch('restore');
+  // The volume, the journal, tapes, a replica, a restored image and dd's copy.
+  const { dir, cleanup } = scratch('restore', { needMiB: 6 * sizeMiB + 256 });
   try {
     const { g, vol } = await filledGroup(dir, sizeMiB, (i) => (i % 2 ? randomBytes(MiB) : Buffer.alloc(MiB, i & 0xff)));
     run(['export', g, '--to', `${dir}/tapes/`, '--base']);
@@ -44,7 +45,8 @@ export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.
 
 /** A volume of `sizeMiB`, one MiB in ten written with random bytes, restored whole from its base. */
 async function sparseRestore(runs, sizeMiB) {
-  const { dir, cleanup } = scratch('sparse');
+  // The written tenth six times over (volume, journal, tapes, replica, two restored images).
+  const { dir, cleanup } = scratch('sparse', { needMiB: 6 * Math.ceil(sizeMiB / 10) + 256 });
   try {
     const g = join(dir, 'g');
     const vol = join(dir, 'vol.img');
@@ -81,12 +83,14 @@ async function sparseRestore(runs, sizeMiB) {
 }
 
 export async function benchHotSpot({ records = Number(process.env.JSHIP_BENCH_HOT_RECORDS ?? 1_000_000), sizeMiB = 256 } = {}) {
-  const { dir, cleanup } = scratch('hot');
+  const journalMiB = Math.ceil((records * 2112) / MiB + sizeMiB + 128);
+  // The journal, the volume, and about a journal's worth of tapes and replica.
+  const { dir, cleanup } = scratch('hot', { needMiB: 2 * journalMiB + sizeMiB });
   try {
     const g = join(dir, 'g');
     const size = sizeMiB * MiB;
     const blocks = size / 4096;
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size }] }], journalSize: Math.ceil((records * 2112) / MiB + sizeMiB + 128) * MiB }); // one record slot per 2 KiB of journal
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size }] }], journalSize: journalMiB * MiB }); // one record slot per 2 KiB of journal
     let group = await openGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < sizeMiB; i++) await group.write(0, i * MiB, randomBytes(MiB));
     await group.close();

@@ -20,7 +20,16 @@ const all = [];
 console.log(`machine: ${machine()}`);
 for (const [name, fn] of Object.entries(benches)) {
   if (only && only !== name) continue;
-  for (const r of await fn()) {
+  let got;
+  try {
+    got = await fn();
+  } catch (e) {
+    // One benchmark that cannot run (no disk space, a peer missing) does not cost the others their figures.
+    console.error(`${name}: not measured: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+    continue;
+  }
+  for (const r of got) {
     all.push(r);
     if (r.jship.maxRecords !== undefined) {
       console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(24)} lag median ${r.jship.medianRecords} records / ${r.jship.medianSeconds.toFixed(2)} s, max ${r.jship.maxRecords} records / ${r.jship.maxSeconds.toFixed(2)} s (${r.jship.samples} samples)`);

@@ -28,7 +28,8 @@ function peer(cmd, dir) {
 const tapeText = (bytes) => (bytes >= 1024 * MiB ? `${(bytes / 1024 / MiB).toFixed(1)} GiB` : `${(bytes / MiB).toFixed(0)} MiB`);
 
 export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
-  const { dir, cleanup } = scratch('s3');
+  // The journal (twice the tape), the tape, the store's copies of it, the downloads.
+  const { dir, cleanup } = scratch('s3', { needMiB: 7 * SIZE_MIB + 512 });
   const ceph = join(dir, 'ceph');
   Object.assign(process.env, {
     AWS_ACCESS_KEY_ID: KEYS.ACCESS_KEY, AWS_SECRET_ACCESS_KEY: KEYS.SECRET_KEY, AWS_ENDPOINT_URL: ENDPOINT, AWS_REGION: 'us-east-1',

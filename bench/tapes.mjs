@@ -23,7 +23,8 @@ function mixedBlock(i) {
 
 export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_BENCH_TAPE_MIB ?? 1024) } = {}) {
   const results = [];
-  const { dir, cleanup } = scratch('tapes');
+  // The journal and its pristine copy, the volume, two sets of tapes, the peer's archive, a replica and the peer's copy.
+  const { dir, cleanup } = scratch('tapes', { needMiB: 7 * sizeMiB + 256 });
   try {
     const { g } = await filledGroup(dir, sizeMiB, mixedBlock);
     const journalBytes = sizeMiB * MiB;
@@ -92,10 +93,12 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
 
 /** Peak RSS of export, import and restore: a 4 GiB volume's base plus a million update records. */
 export async function benchTapeRss({ volumeGiB = Number(process.env.JSHIP_BENCH_RSS_GIB ?? 4), records = Number(process.env.JSHIP_BENCH_RSS_RECORDS ?? 1_000_000) } = {}) {
-  const { dir, cleanup } = scratch('rss');
+  const journalMiB = Math.ceil((records * 2112) / MiB + 128);
+  // The journal, the volume's 64 MiB of data, and about a journal's worth of tapes, replica and restored image.
+  const { dir, cleanup } = scratch('rss', { needMiB: 2 * journalMiB + 256 });
   try {
     const g = join(dir, 'g');
-    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: Math.ceil((records * 2112) / MiB + 128) * MiB }); // one record slot per 2 KiB of journal
+    await createGroup(g, { volumes: [{ name: 'v', extents: [{ path: join(dir, 'vol.img'), size: volumeGiB * 1024 * MiB }] }], journalSize: journalMiB * MiB }); // one record slot per 2 KiB of journal
     const group = await openGroup(g, { checkpointIntervalMs: 0 });
     // Some data in the volume so that the base is not all zero chunks: 64 MiB of random, spread over it.
     for (let i = 0; i < 64; i++) await group.write(0, i * volumeGiB * 16 * MiB, randomBytes(MiB));

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,9 +7,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 const RUN = new URL('../bench/run.mjs', import.meta.url).pathname;
 
 /** `node bench/run.mjs NAME` with JSHIP_BENCH_SMOKE=1: its exit code and what it printed. */
-function bench(name: string, dir: string): Promise<{ code: number | null; out: string; err: string }> {
+function bench(name: string, dir: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [RUN, name], { env: { ...process.env, JSHIP_BENCH_SMOKE: '1', JSHIP_BENCH_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [RUN, name], { env: { ...process.env, JSHIP_BENCH_SMOKE: '1', JSHIP_BENCH_DIR: dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -83,6 +83,15 @@ describe('benchmarks still run (smoke, tiny data)', () => {
     expect(r.out).toMatch(/download \d+ MiB tape .*rclone copy .*ratio \d+\.\d\d×/);
     expect(r.out).toMatch(/export --to s3:\/\/ of a \d+ MiB tape +peak RSS \d+ MiB/);
   }, 300_000);
+
+  it('a benchmark that needs more disk than there is stops before it writes anything, saying how much it needs and what to do', async () => {
+    // 1 PiB of mixed data: the tapes bench would otherwise start writing its journal until the disk is full.
+    const own = mkdtempSync(join(dir, 'full-'));
+    const r = await bench('tapes', own, { JSHIP_BENCH_TAPE_MIB: String(2 ** 30) });
+    expect(r.code, `${r.out}\n${r.err}`).toBe(1);
+    expect(r.err).toMatch(/^tapes: not measured: bench tapes needs about [\d.]+ GiB free on the file system of \S+, and [\d.]+ GiB is free there: free some space, or point JSHIP_BENCH_DIR at a larger file system$/m);
+    expect(readdirSync(own)).toEqual([]);
+  }, 60_000);
 
   it('sustained: writes through serve while exports run, none refused, with its ratio to dd', async () => {
     const r = await bench('sustained', dir);
