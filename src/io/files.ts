@@ -112,6 +112,48 @@ export function writeFullySync(fd: number, data: Uint8Array, position: number): 
   while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
 }
 
+/**
+ * Bytes written after which a file being filled starts a datasync in the
+ * background while the writer goes on: the disk writes back as the writer
+ * works (decompresses, verifies), and the sync at the end has only the last
+ * of it left.
+ */
+export const SYNC_EVERY = 64 * 1024 * 1024;
+
+/**
+ * The background datasyncs of one file being filled (one at a time, every
+ * SYNC_EVERY bytes written). A background datasync that failed fails
+ * `settle`: what it was to make durable may be lost.
+ */
+export class BackgroundSync {
+  readonly #h: fsp.FileHandle;
+  #unsynced = 0;
+  #syncing: Promise<void> | null = null;
+  #failed: { error: unknown } | null = null;
+
+  constructor(h: fsp.FileHandle) {
+    this.#h = h;
+  }
+
+  /** Counts bytes just written; starts a datasync once SYNC_EVERY are unsynced and none is running. */
+  wrote(bytes: number): void {
+    this.#unsynced += bytes;
+    if (this.#unsynced < SYNC_EVERY || this.#syncing) return;
+    this.#unsynced = 0;
+    this.#syncing = this.#h.datasync().catch((error: unknown) => {
+      this.#failed ??= { error };
+    }).finally(() => {
+      this.#syncing = null;
+    });
+  }
+
+  /** Waits for the datasync running, if any; throws what any background datasync failed with. */
+  async settle(): Promise<void> {
+    await this.#syncing;
+    if (this.#failed) throw this.#failed.error;
+  }
+}
+
 /** Reads exactly `length` bytes at `position`; returns fewer only at the end of the file. */
 export async function readFully(h: fsp.FileHandle, length: number, position: number, into?: Buffer, intoOff = 0): Promise<Buffer> {
   const buf = into ?? Buffer.allocUnsafe(length);

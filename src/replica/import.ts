@@ -6,7 +6,7 @@ import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
-import { syncDir, writeFully } from '../io/files.js';
+import { BackgroundSync, syncDir, writeFully } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { labelGeneration, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { storedTapeName, tapeName } from '../tape/tape-name.js';
@@ -369,6 +369,8 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   const stage = randomBytes(6).toString('hex');
   const tmp = replica.tapePath(`.incoming-${stage}`);
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  // The copy is written back while the tape is verified: the sync that ends it has only the last of it left.
+  const syncs = new BackgroundSync(h);
   const hash = createHash('sha256');
   let pos = 0;
   let closed = false;
@@ -388,6 +390,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     return invalidated;
   };
   const closeSynced = async (): Promise<void> => {
+    await syncs.settle();
     await h.sync();
     await h.close();
     closed = true;
@@ -397,6 +400,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       hash.update(c);
       await writeFully(h, c, pos);
       pos += c.length;
+      syncs.wrote(c.length);
       progress(pos);
     });
     const { damage } = scanned;
@@ -412,6 +416,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       // A tape with parity is rebuilt, byte for byte, when its damage is within the parity; then imported as it was written.
       const fixed = await repairCopy(replica, src, stage);
       if (fixed) {
+        await syncs.settle().catch(() => undefined);
         await h.close();
         closed = true;
         try {
@@ -485,7 +490,10 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     };
   } finally {
     // Every step on its own: on a full disk the catalogue may refuse even this delete (the next import drops what is left).
-    if (!closed) await h.close().catch(() => undefined);
+    if (!closed) {
+      await syncs.settle().catch(() => undefined);
+      await h.close().catch(() => undefined);
+    }
     await fsp.rm(tmp, { force: true });
     try {
       cat.dropStaged(stage);

@@ -2,7 +2,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
-import { syncDir, writeFully, makeDirs } from '../io/files.js';
+import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
 
 /** Where one volume is restored to. */
@@ -30,33 +30,14 @@ export interface RestoreTarget {
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
-/**
- * Bytes written after which a target starts a datasync in the background
- * while the restore goes on writing: the disk writes back as the restore
- * decompresses, and the datasync at the end has only the last of it left.
- */
-export const SYNC_EVERY = 64 * 1024 * 1024;
-
 function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
   let closed = false;
   const touched = fresh ? new TouchedMap(fresh.size) : null;
-  let unsynced = 0;
-  let syncing: Promise<void> | null = null;
-  // A background datasync that failed fails the restore at finish: what it was to make durable may be lost.
-  let syncError: unknown = null;
-  const wrote = (bytes: number): void => {
-    unsynced += bytes;
-    if (unsynced < SYNC_EVERY || syncing) return;
-    unsynced = 0;
-    syncing = h.datasync().catch((e: unknown) => {
-      syncError ??= e;
-    }).finally(() => {
-      syncing = null;
-    });
-  };
+  // Written back as the restore goes on; a background datasync that failed fails the restore at finish.
+  const syncs = new BackgroundSync(h);
   const write = async (offset: number, data: Uint8Array): Promise<void> => {
     await writeFully(h, data, offset);
-    wrote(data.length);
+    syncs.wrote(data.length);
   };
   return {
     volume, path, kind, fresh: fresh !== null, tmpPath,
@@ -77,14 +58,13 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
       else touched?.touch(0, touched.size);
     },
     async finish() {
-      await syncing;
-      if (syncError !== null) throw syncError;
+      await syncs.settle();
       await h.datasync();
       await h.close();
       closed = true;
     },
     async abort() {
-      await syncing;
+      await syncs.settle().catch(() => undefined);
       if (!closed) await h.close().catch(() => undefined);
       closed = true;
       await onAbort();

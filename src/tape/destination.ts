@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
-import { syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
+import { BackgroundSync, syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
 import type { TapeTrailer } from './label.js';
 import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
 import type { Throttle } from '../io/throttle.js';
@@ -256,15 +256,19 @@ export class DeviceDestination implements TapeDestination {
 async function openFileOutput(tmp: string, finalPath: (name: string) => string, readBack: ReadBackOptions = {}): Promise<TapeOutput> {
   await fsp.rm(tmp, { force: true });
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  // Written back while the export compresses: the fsync at commit has only the last of the tape left.
+  const syncs = new BackgroundSync(h);
   let pos = 0;
   let closed = false;
   return {
     async write(chunk) {
       await writeFully(h, chunk, pos);
       pos += chunk.length;
+      syncs.wrote(chunk.length);
     },
     async commit(name, beforeRename, tape) {
       const dest = finalPath(name);
+      await syncs.settle();
       await h.sync();
       await h.close();
       closed = true;
@@ -293,7 +297,10 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
       return dest;
     },
     async abort() {
-      if (!closed) await h.close().catch(() => undefined);
+      if (!closed) {
+        await syncs.settle().catch(() => undefined);
+        await h.close().catch(() => undefined);
+      }
       closed = true;
       await fsp.rm(tmp, { force: true });
     },

@@ -1,7 +1,8 @@
 import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openFileTarget, SYNC_EVERY, tmpPathFor } from '../../src/replica/targets.js';
+import { openFileTarget, tmpPathFor } from '../../src/replica/targets.js';
+import { SYNC_EVERY } from '../../src/io/files.js';
 import { MiB, tempDir } from '../helpers.js';
 
 /** The prototype of node's FileHandle (not exported by name). */
