@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
@@ -7,15 +7,7 @@ import { SYNC_EVERY } from '../../src/io/files.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { KiB, MiB, makeGroup, tempDir } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
-
-type Proto = { sync(): Promise<void>; datasync(): Promise<void> };
-
-async function fileHandleProto(dir: string): Promise<Proto> {
-  const h = await fsp.open(join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(h) as Proto;
-  await h.close();
-  return proto;
-}
+import { failFirstDatasync, recordSyncs } from '../sync-spies.js';
 
 /**
  * An import writes its copy of a tape back to disk as it verifies it: the
@@ -43,18 +35,7 @@ describe('an import makes its copy durable as it goes', () => {
   it('a datasync of the incoming copy starts before the tape is read to its end, and the copy is synced once more at the end', async () => {
     const rep = join(dir, 'rep');
     expect((await importTapes(rep, [tapes[0]!])).ok).toBe(true);
-    const proto = await fileHandleProto(dir);
-    const calls: Array<{ op: 'sync' | 'datasync'; h: unknown }> = [];
-    const realSync = proto.sync;
-    const realDatasync = proto.datasync;
-    vi.spyOn(proto, 'sync').mockImplementation(function (this: unknown) {
-      calls.push({ op: 'sync', h: this });
-      return realSync.call(this);
-    });
-    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
-      calls.push({ op: 'datasync', h: this });
-      return realDatasync.call(this);
-    });
+    const calls = await recordSyncs(dir);
     const r = await importTapes(rep, [tapes[1]!]);
     expect(r.ok, r.tapes.map((t) => t.message).join('; ')).toBe(true);
     // The copy's closing sync: the last sync of a handle that had background datasyncs.
@@ -68,15 +49,9 @@ describe('an import makes its copy durable as it goes', () => {
   it('a background datasync that fails fails the tape: nothing is catalogued or left behind, and the tape imports once the disk answers again', async () => {
     const rep = join(dir, 'rep');
     expect((await importTapes(rep, [tapes[0]!])).ok).toBe(true);
-    const proto = await fileHandleProto(dir);
-    const real = proto.datasync;
-    let calls = 0;
-    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
-      calls++;
-      return calls === 1 ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : real.call(this);
-    });
+    const calls = await failFirstDatasync(dir);
     await expect(importTapes(rep, [tapes[1]!])).rejects.toThrow(/EIO/);
-    expect(calls).toBeGreaterThanOrEqual(1);
+    expect(calls()).toBeGreaterThanOrEqual(1);
     expect(readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(readdirSync(join(rep, 'tapes')).length).toBe(1);
     vi.restoreAllMocks();

@@ -1,17 +1,10 @@
-import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openFileTarget, tmpPathFor } from '../../src/replica/targets.js';
 import { SYNC_EVERY } from '../../src/io/files.js';
 import { MiB, tempDir } from '../helpers.js';
-
-/** The prototype of node's FileHandle (not exported by name). */
-async function fileHandleProto(dir: string): Promise<{ datasync(): Promise<void> }> {
-  const h = await fsp.open(join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(h) as { datasync(): Promise<void> };
-  await h.close();
-  return proto;
-}
+import { failFirstDatasync, fileHandleProto } from '../sync-spies.js';
 
 describe('restore targets', () => {
   const dir = tempDir();
@@ -32,13 +25,7 @@ describe('restore targets', () => {
   });
 
   it('a background datasync that fails fails the target\'s finish (what it was to make durable may be lost); abort removes the file', async () => {
-    const proto = await fileHandleProto(dir);
-    const real = proto.datasync;
-    let calls = 0;
-    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
-      calls++;
-      return calls === 1 ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : real.call(this);
-    });
+    await failFirstDatasync(dir);
     const t = await openFileTarget('a', join(dir, 'a.img'), SYNC_EVERY + MiB, false);
     const chunk = Buffer.alloc(MiB, 1);
     for (let off = 0; off < SYNC_EVERY + MiB; off += MiB) await t.write(off, chunk);

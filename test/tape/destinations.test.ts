@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DirDestination, FileDestination, StreamDestination, throttled, type TapeDestination, type TapeOutput } from '../../src/tape/destination.js';
 import { Throttle } from '../../src/io/throttle.js';
 import { SYNC_EVERY } from '../../src/io/files.js';
+import { failFirstDatasync, recordSyncs } from '../sync-spies.js';
 import { destinationContract, scratch } from './destination-contract.js';
 
 /**
@@ -118,41 +119,24 @@ describe('tape files are made durable as they are written (tape/destination.ts)'
   const dirs = scratch();
   afterEach(() => vi.restoreAllMocks());
 
-  async function fileHandleProto(dir: string): Promise<{ sync(): Promise<void>; datasync(): Promise<void> }> {
-    mkdirSync(dir, { recursive: true });
-    const h = await fsp.open(join(dir, 'probe'), 'w');
-    const proto = Object.getPrototypeOf(h) as { sync(): Promise<void>; datasync(): Promise<void> };
-    await h.close();
-    return proto;
-  }
   const chunk = Buffer.alloc(4 * 1024 * 1024, 0x5a);
 
   it('a datasync starts once SYNC_EVERY bytes are written, before the commit\'s fsync', async () => {
     const dir = dirs();
-    const proto = await fileHandleProto(dir);
-    const calls: string[] = [];
-    const realSync = proto.sync;
-    const realDatasync = proto.datasync;
-    vi.spyOn(proto, 'sync').mockImplementation(function (this: unknown) { calls.push('sync'); return realSync.call(this); });
-    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) { calls.push('datasync'); return realDatasync.call(this); });
+    const calls = await recordSyncs(dir);
     const out = await new DirDestination(dir).open(1);
     for (let n = 0; n < SYNC_EVERY + chunk.length; n += chunk.length) await out.write(chunk);
-    expect(calls).toContain('datasync');
+    expect(calls.map((c) => c.op)).toContain('datasync');
     await out.commit('t.tar.zst');
-    expect(calls[0]).toBe('datasync');
-    expect(calls.indexOf('sync')).toBeGreaterThan(0);
+    const ops = calls.map((c) => c.op);
+    expect(ops[0]).toBe('datasync');
+    expect(ops.indexOf('sync')).toBeGreaterThan(0);
     expect(statSync(join(dir, 't.tar.zst')).size).toBe(SYNC_EVERY + chunk.length);
   });
 
   it('a background datasync that fails fails the commit: no tape appears and nothing is left', async () => {
     const dir = dirs();
-    const proto = await fileHandleProto(dir);
-    const real = proto.datasync;
-    let calls = 0;
-    vi.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
-      calls++;
-      return calls === 1 ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : real.call(this);
-    });
+    await failFirstDatasync(dir);
     const out = await new DirDestination(dir).open(1);
     for (let n = 0; n < SYNC_EVERY + chunk.length; n += chunk.length) await out.write(chunk);
     await expect(out.commit('t.tar.zst')).rejects.toThrow(/EIO/);
