@@ -29,7 +29,7 @@ export function peakRssMiB(pid) {
 }
 
 /** MiB free to an unprivileged writer on the file system that holds `dir`. */
-export function freeMiB(dir) {
+function freeMiB(dir) {
   const s = statfsSync(dir);
   return (s.bavail * s.bsize) / MiB;
 }

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGroup } from '../dist/index.js';
-import { MiB, SMOKE, scratch, needSpace, freeMiB, timeCommand, peakRssMiB } from './lib.mjs';
+import { MiB, SMOKE, scratch, needSpace, timeCommand, peakRssMiB } from './lib.mjs';
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const VOLUME = (SMOKE ? 256 : 4096) * MiB;
@@ -111,8 +111,10 @@ export async function benchSustained({ secs = Number(process.env.JSHIP_BENCH_SUS
       const rssMiB = peakRssMiB(server.pid);
       // The peer writes the same total once, to the same file system (the tapes stay: the peer's disk is as full as jship's was).
       const mibPerSec = bytes / MiB / wall;
-      if (freeMiB(dir) < bytes / MiB + 256) {
-        throw new Error(`jship wrote ${mibPerSec.toFixed(1)} MiB/s, but the peer's dd of the same ${(bytes / 1024 ** 3).toFixed(1)} GiB does not fit beside the run's tapes (${(freeMiB(dir) / 1024).toFixed(1)} GiB free in ${dir}): free some space, or point JSHIP_BENCH_DIR at a larger file system`);
+      try {
+        needSpace('sustained', dir, bytes / MiB + 256);
+      } catch (e) {
+        throw new Error(`jship wrote ${mibPerSec.toFixed(1)} MiB/s, but the peer's dd of the same bytes does not fit beside the run's tapes: ${e.message}`);
       }
       const peer = dd(join(dir, 'peer.bin'), Math.round(bytes / MiB));
       return [{

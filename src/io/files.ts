@@ -152,6 +152,11 @@ export class BackgroundSync {
     await this.#syncing;
     if (this.#failed) throw this.#failed.error;
   }
+
+  /** Waits for the datasync running, if any, whatever its outcome: before a file given up on is closed. */
+  async stop(): Promise<void> {
+    await this.#syncing;
+  }
 }
 
 /** Reads exactly `length` bytes at `position`; returns fewer only at the end of the file. */

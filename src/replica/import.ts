@@ -416,7 +416,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       // A tape with parity is rebuilt, byte for byte, when its damage is within the parity; then imported as it was written.
       const fixed = await repairCopy(replica, src, stage);
       if (fixed) {
-        await syncs.settle().catch(() => undefined);
+        await syncs.stop();
         await h.close();
         closed = true;
         try {
@@ -491,7 +491,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   } finally {
     // Every step on its own: on a full disk the catalogue may refuse even this delete (the next import drops what is left).
     if (!closed) {
-      await syncs.settle().catch(() => undefined);
+      await syncs.stop();
       await h.close().catch(() => undefined);
     }
     await fsp.rm(tmp, { force: true });

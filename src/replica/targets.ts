@@ -64,7 +64,7 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
       closed = true;
     },
     async abort() {
-      await syncs.settle().catch(() => undefined);
+      await syncs.stop();
       if (!closed) await h.close().catch(() => undefined);
       closed = true;
       await onAbort();

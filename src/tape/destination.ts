@@ -298,7 +298,7 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
     },
     async abort() {
       if (!closed) {
-        await syncs.settle().catch(() => undefined);
+        await syncs.stop();
         await h.close().catch(() => undefined);
       }
       closed = true;
