@@ -5,8 +5,9 @@ import { JshipError } from '../core/errors.js';
 import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
-import { absoluteRequest, checkParity, checkZstdLevel, runExport, type ExportRequest } from '../tape/export-request.js';
+import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
+import { ZSTD_LEVEL_HELP, parseZstdLevel } from './zstd-level.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, toJson, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
@@ -48,7 +49,7 @@ export function registerExport(program: Command): void {
     .option('--media-size <SIZE>', 'split into tapes of at most SIZE (a media set; needs a directory)')
     .option('--keep-until-ack', 'do not purge the journal until `jship ack` brings an acknowledgement from the replica')
     .option('--purge-on-close', 'with --to - or a tape drive: purge once the tape was written and closed cleanly instead of waiting for an ack')
-    .option('--zstd-level <N>', 'zstd level of the tapes: 1 (the default) to 19 for smaller tapes and more CPU, -1 to -7 (zstd --fast=1..7) for less CPU on data that compresses little; any level reads back with any zstd')
+    .option('--zstd-level <N>', `zstd level of the tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
     .option('--bwlimit <RATE>', 'write at most RATE bytes per second to the destination (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)')
@@ -73,7 +74,7 @@ export function registerExport(program: Command): void {
         ...(bwlimit !== null ? { bwlimit } : {}),
         ...(opts.requireMount !== undefined ? { requireMount: opts.requireMount } : {}),
         ...(opts.parity !== undefined ? { parity: checkParity(parsePercent(opts.parity)) } : {}),
-        ...(opts.zstdLevel !== undefined ? { zstdLevel: checkZstdLevel(parseLevel(opts.zstdLevel)) } : {}),
+        ...(opts.zstdLevel !== undefined ? { zstdLevel: parseZstdLevel(opts.zstdLevel, '--zstd-level') } : {}),
         ...(opts.verifyAfterWrite ? { verifyAfterWrite: true } : {}),
         ...(opts.nextMedia !== undefined ? { nextMedia: opts.nextMedia } : {}),
         ...(opts.blockSize !== undefined ? { blockSize: checkBlockSize(parseSize(opts.blockSize, '--block-size')) } : {}),
@@ -127,12 +128,6 @@ export function registerExport(program: Command): void {
         emit(opts, json, lines);
       }
     });
-}
-
-/** A zstd level as given: a whole number, negative for zstd's --fast levels. */
-function parseLevel(text: string): number {
-  if (!/^-?\d{1,3}$/.test(text.trim())) throw new JshipError('USAGE', `--zstd-level ${text}: not a whole number`, { hint: 'e.g. --zstd-level 3, or --zstd-level -1 for zstd --fast=1' });
-  return Number(text.trim());
 }
 
 /** A percentage as given: 10 or 10%. */

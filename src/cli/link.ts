@@ -21,6 +21,7 @@ import { heldPosition, type BaseProgress } from '../link/secondary-session.js';
 import { emit, eventLog, progress, type CommonOptions, type Progress } from './output.js';
 import type { EventLog } from '../core/events.js';
 import { onInterrupt, untilStopSignal } from './signals.js';
+import { ZSTD_LEVEL_HELP, parseZstdLevel } from './zstd-level.js';
 
 interface LinkCliOptions extends CommonOptions {
   listen?: string;
@@ -35,6 +36,7 @@ interface LinkCliOptions extends CommonOptions {
   applyDelay?: string;
   once?: boolean;
   maxTape?: string;
+  zstdLevel?: string;
   bwlimit?: string;
   metrics?: string;
 }
@@ -141,12 +143,13 @@ export function registerLink(program: Command): void {
     .option('--listen <HOST:PORT>', 'where secondaries connect')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--zstd-level <N>', `zstd level of the link tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'serve'), '--listen');
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
-      const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
+      const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts), ...zstdLevel(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       const address = serving.link?.address ?? '';
       await runUntilSignal('serve', opts, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
         [`serving the journal of group ${serving.group.config.groupId} to secondaries on ${address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
@@ -163,6 +166,7 @@ export function registerLink(program: Command): void {
     .option('--failback-after <DURATION>', 'while on a lower-priority candidate, try the higher ones this often and return to the first that answers (default: never)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--zstd-level <N>', `zstd level of the link tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
     .action(async (dir: string, opts: LinkCliOptions) => {
@@ -170,7 +174,7 @@ export function registerLink(program: Command): void {
       const targets = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '', opts.failbackAfter);
       const push = targets.push;
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
-      const serving = await Serving.start(dir, { nbd: false, link: { ...targets, key, log: eventLog(opts), ...maxTape(opts), ...throttleOf(opts) }, log: eventLog(opts) });
+      const serving = await Serving.start(dir, { nbd: false, link: { ...targets, key, log: eventLog(opts), ...maxTape(opts), ...zstdLevel(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
         [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
         async () => { await serving.stop(); });
@@ -259,4 +263,8 @@ export async function pushTargets(to: string | undefined, candidates: string | u
 
 function maxTape(opts: LinkCliOptions): { maxTapeBytes?: number } {
   return opts.maxTape === undefined ? {} : { maxTapeBytes: parseSize(opts.maxTape, '--max-tape') };
+}
+
+function zstdLevel(opts: LinkCliOptions): { zstdLevel?: number } {
+  return opts.zstdLevel === undefined ? {} : { zstdLevel: parseZstdLevel(opts.zstdLevel, '--zstd-level') };
 }

@@ -10,6 +10,7 @@ import { untilStopSignal } from './signals.js';
 import type { NbdServer } from '../nbd/server.js';
 import { parseListenAddress, parseHostPort, type HostPort } from '../io/sockets.js';
 import { pushTargets } from './link.js';
+import { ZSTD_LEVEL_HELP, parseZstdLevel } from './zstd-level.js';
 import { readLinkKey } from '../link/link-tls.js';
 import { groupPaths } from '../journal/group-files.js';
 
@@ -24,6 +25,7 @@ interface ServeCliOptions extends CommonOptions {
   linkFailbackAfter?: string;
   metrics?: string;
   linkBwlimit?: string;
+  linkZstdLevel?: string;
   psk?: string;
   checkpointInterval?: string;
   checkpointBytes?: string;
@@ -65,6 +67,7 @@ export function registerServe(program: Command): void {
     .option('--link-failback-after <DURATION>', 'with --link-candidates: while on a lower-priority candidate, try the higher ones this often and return to the first that answers (default: never)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
     .option('--link-bwlimit <RATE>', 'send the link\'s tapes at most this fast (20M is 20 MiB/s; change it while serving with jship bwlimit)')
+    .option('--link-zstd-level <N>', `zstd level of the link's tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--metrics <[HOST:]PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless HOST is given), or on a Unix socket PATH')
     .option('--checkpoint-interval <DURATION>', 'make the PVOLs durable and advance the applied pointer this often (default 5s; 0 = only by bytes, before purges and at stop)')
     .option('--checkpoint-bytes <SIZE>', 'also after this many bytes journaled since the last checkpoint: at most this much is written again after a crash (default 256M)')
@@ -81,12 +84,20 @@ export function registerServe(program: Command): void {
       const log = eventLog(opts);
       if (opts.linkTo !== undefined && opts.linkCandidates !== undefined) throw new JshipError('USAGE', '--link-to and --link-candidates exclude each other', { hint: 'push to one secondary, or to the first reachable candidate' });
       const pushing = opts.linkTo !== undefined || opts.linkCandidates !== undefined;
+      const linking = opts.linkListen !== undefined || pushing;
+      // The link's settings without a link would be dropped in silence: refused instead.
+      const stray = ([
+        ['--link-bwlimit', opts.linkBwlimit], ['--link-zstd-level', opts.linkZstdLevel], ['--psk', opts.psk],
+        ['--link-failover-after', opts.linkFailoverAfter], ['--link-failback-after', opts.linkFailbackAfter],
+      ] as const).find(([, v]) => v !== undefined);
+      if (!linking && stray) throw new JshipError('USAGE', `${stray[0]} is a setting of the direct link, and no link is served`, { hint: 'add --link-listen HOST:PORT, --link-to HOST:PORT or --link-candidates FILE, or leave it out' });
       const linkRate = opts.linkBwlimit !== undefined ? parseRate(opts.linkBwlimit, '--link-bwlimit') : null;
-      const link = opts.linkListen !== undefined || pushing ? {
+      const link = linking ? {
         ...(opts.linkListen !== undefined ? { listen: parseHostPort(opts.linkListen, '--link-listen') } : {}),
         ...(pushing ? await pushTargets(opts.linkTo, opts.linkCandidates, opts.linkFailoverAfter, 'link-', opts.linkFailbackAfter) : {}),
         key: await readLinkKey(opts.psk ?? groupPaths(dir).linkKey),
         ...(linkRate !== null ? { throttle: new Throttle(linkRate) } : {}),
+        ...(opts.linkZstdLevel !== undefined ? { zstdLevel: parseZstdLevel(opts.linkZstdLevel, '--link-zstd-level') } : {}),
         log,
       } : undefined;
       const metrics: Listen | undefined = opts.metrics === undefined ? undefined : parseListenAddress(opts.metrics, '--metrics');

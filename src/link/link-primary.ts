@@ -30,6 +30,8 @@ export interface LinkPrimaryOptions {
   timeoutMs?: number;
   /** Paces the tape bytes of every session (its rate may change while they run). */
   throttle?: Throttle;
+  /** zstd's level for the link tapes (checkZstdLevel); default DEFAULT_ZSTD_LEVEL. */
+  zstdLevel?: number;
 }
 
 /**
@@ -58,7 +60,7 @@ export class LinkPrimary {
   }
 
   static async start(group: JournalGroup, o: LinkPrimaryOptions): Promise<LinkPrimary> {
-    const pool = new FramePool();
+    const pool = new FramePool(o.zstdLevel !== undefined ? { level: o.zstdLevel } : {});
     let server: LinkServer | undefined;
     let address: string | null = null;
     const session = (ch: Channel, onName?: (n: string) => void): Promise<void> => runPrimary(ch, {

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JshipError, isJshipError } from '../../src/core/errors.js';
@@ -100,4 +100,63 @@ describe('export --zstd-level', () => {
       expect(readFileSync(target).equals(readFileSync(join(dir, name, 'v.img')))).toBe(true);
     }
   });
+});
+
+/** The link tapes a replica stored. */
+const storedTapes = (rep: string): string[] => readdirSync(rep, { recursive: true, withFileTypes: true })
+  .filter((e) => e.isFile() && e.name.endsWith('.tar.zst'))
+  .map((e) => join(e.parentPath, e.name));
+
+describe('the direct link\'s zstd level (link serve and link push --zstd-level, serve --link-zstd-level)', () => {
+  const dir = tempDir();
+
+  it('refuses a bad level, and a link setting with no link, naming the flag (exit 2), and serves nothing', async () => {
+    const g = await makeGroup(join(dir, 'bad'), { v: MiB });
+    const sock = join(dir, 'bad', 's.sock');
+    const cases: Array<[string[], RegExp]> = [
+      [['link', 'serve', g, '--listen', '127.0.0.1:0', '--zstd-level', '20'], /--zstd-level 20/],
+      [['link', 'serve', g, '--listen', '127.0.0.1:0', '--zstd-level', 'fast'], /--zstd-level fast/],
+      [['link', 'push', g, '--to', '127.0.0.1:1', '--zstd-level', '0'], /--zstd-level 0/],
+      [['serve', g, '--socket', sock, '--link-listen', '127.0.0.1:0', '--link-zstd-level', '-8'], /--link-zstd-level -8/],
+      [['serve', g, '--socket', sock, '--link-zstd-level', '3'], /--link-zstd-level is a setting of the direct link/],
+      [['serve', g, '--socket', sock, '--link-bwlimit', '10M'], /--link-bwlimit is a setting of the direct link/],
+    ];
+    for (const [args, message] of cases) {
+      // A command that took the setting would serve until stopped: killed after a minute, it fails here instead of hanging.
+      const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, `${args.join(' ')}: ${r.signal ?? ''} ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(readdirSync(join(dir, 'bad'))).not.toContain('s.sock');
+  });
+
+  it('reaches the link\'s compressor, from link serve and from serve; the replica restores the same bytes', async () => {
+    const pulled = async (name: string, serveArgs: (g: string) => string[], at: (ready: any) => string): Promise<{ g: string; rep: string; bytes: number }> => {
+      const g = await groupWithText(join(dir, name));
+      const srv = await jshipProc(...serveArgs(g));
+      const rep = join(dir, name, 'rep');
+      try {
+        const p = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', at(srv.ready), '--psk', join(g, 'link.key'), '--name', 'site-b', '--once'], { encoding: 'utf8' });
+        expect(p.status, p.stderr).toBe(0);
+      } finally {
+        expect(await srv.stop()).toBe(0);
+      }
+      return { g, rep, bytes: storedTapes(rep).reduce((n, t) => n + statSync(t).size, 0) };
+    };
+    const plain = await pulled('lplain', (g) => ['link', 'serve', g, '--listen', '127.0.0.1:0'], (r) => r.listening);
+    const fast = await pulled('lfast', (g) => ['link', 'serve', g, '--listen', '127.0.0.1:0', '--zstd-level', '-7'], (r) => r.listening);
+    const owned = await pulled('lowned', (g) => ['serve', g, '--socket', join(g, 's.sock'), '--link-listen', '127.0.0.1:0', '--link-zstd-level=-7'], (r) => r.link);
+    // Level 1 stores about half the bytes of --fast=7 on this text, whichever process serves the link.
+    expect(plain.bytes * 1.5).toBeLessThan(fast.bytes);
+    expect(plain.bytes * 1.5).toBeLessThan(owned.bytes);
+    for (const { rep } of [fast, owned]) {
+      for (const tape of storedTapes(rep)) execFileSync('zstd', ['-tq', tape]);
+      const v = jshipJson('verify', ...storedTapes(rep));
+      expect(v.code, v.stderr).toBe(0);
+      const target = join(rep, '..', 'restored.img');
+      const res = jshipJson('restore', rep, '--target', target);
+      expect(res.code, res.stderr).toBe(0);
+      expect(readFileSync(target).equals(readFileSync(join(rep, '..', 'v.img')))).toBe(true);
+    }
+  }, 120_000);
 });
