@@ -7,8 +7,10 @@ export function parseZstdLevel(text: string, flag: string): number {
   try {
     return checkZstdLevel(Number(text.trim()));
   } catch (e) {
-    const { message, hint } = asJshipError(e).render(() => flag);
-    throw new JshipError('USAGE', message, hint !== undefined ? { hint } : {});
+    // checkZstdLevel names the library's parameter: said here as the flag that was given.
+    const err = asJshipError(e);
+    const { message, hint } = err.render(() => flag);
+    throw new JshipError('USAGE', message, { ...(hint !== undefined ? { hint } : {}), cause: err });
   }
 }
 

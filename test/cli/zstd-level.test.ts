@@ -131,17 +131,17 @@ describe('the direct link\'s zstd level (link serve and link push --zstd-level, 
   });
 
   it('reaches the link\'s compressor, from link serve and from serve; the replica restores the same bytes', async () => {
-    const pulled = async (name: string, serveArgs: (g: string) => string[], at: (ready: any) => string): Promise<{ g: string; rep: string; bytes: number }> => {
+    const pulled = async (name: string, serveArgs: (g: string) => string[], at: (ready: any) => string): Promise<{ rep: string; bytes: number }> => {
       const g = await groupWithText(join(dir, name));
       const srv = await jshipProc(...serveArgs(g));
       const rep = join(dir, name, 'rep');
       try {
-        const p = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', at(srv.ready), '--psk', join(g, 'link.key'), '--name', 'site-b', '--once'], { encoding: 'utf8' });
-        expect(p.status, p.stderr).toBe(0);
+        const p = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', at(srv.ready), '--psk', join(g, 'link.key'), '--name', 'site-b', '--once'], { encoding: 'utf8', timeout: 100_000 });
+        expect(p.status, `${p.signal ?? ''} ${p.stderr}`).toBe(0);
       } finally {
         expect(await srv.stop()).toBe(0);
       }
-      return { g, rep, bytes: storedTapes(rep).reduce((n, t) => n + statSync(t).size, 0) };
+      return { rep, bytes: storedTapes(rep).reduce((n, t) => n + statSync(t).size, 0) };
     };
     const plain = await pulled('lplain', (g) => ['link', 'serve', g, '--listen', '127.0.0.1:0'], (r) => r.listening);
     const fast = await pulled('lfast', (g) => ['link', 'serve', g, '--listen', '127.0.0.1:0', '--zstd-level', '-7'], (r) => r.listening);
