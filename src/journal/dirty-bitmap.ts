@@ -1,5 +1,5 @@
 import { constants, promises as fsp } from 'node:fs';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../core/crc32.js';
 import { JshipError } from '../core/errors.js';
 import { readFully, writeFileAtomic, writeFully } from '../io/files.js';
 

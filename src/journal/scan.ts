@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../core/crc32.js';
 import xxhash from 'xxhash-wasm';
 import { JshipError, param } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';

@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../core/crc32.js';
 import { ByteQueue } from '../core/byte-queue.js';
 import { JshipError } from '../core/errors.js';
 

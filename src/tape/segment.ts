@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../core/crc32.js';
 import { JshipError } from '../core/errors.js';
 import { RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader } from '../core/record.js';
 import { bytesToUuid, uuidToBytes } from '../core/superblock.js';
