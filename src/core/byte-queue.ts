@@ -38,6 +38,26 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * The next `n` bytes, removed from the queue, as views of the chunks they
+   * lie in (nothing copied: the chunks are not reused); undefined while
+   * fewer are there. One chunk's bytes are given as that view alone.
+   */
+  takePieces(n: number): Buffer | Buffer[] | undefined {
+    if (n > this.#length) return undefined;
+    const first = this.#chunks[0];
+    if (!first || first.length - this.#head >= n) return this.take(n);
+    const out: Buffer[] = [];
+    for (let filled = 0; filled < n;) {
+      const c = this.#chunks[0] as Buffer;
+      const k = Math.min(n - filled, c.length - this.#head);
+      out.push(c.subarray(this.#head, this.#head + k));
+      filled += k;
+      this.#advance(k);
+    }
+    return out;
+  }
+
   /** Drops up to `n` bytes from the front; returns how many were dropped. */
   skip(n: number): number {
     const k = Math.min(n, this.#length);

@@ -1,4 +1,5 @@
 import { crc32 } from './crc32.js';
+import { byteLength, crc32Bytes, type Bytes } from './bytes.js';
 import { JshipError } from './errors.js';
 
 /**
@@ -91,8 +92,9 @@ export function dataLength(h: Pick<RecordHeader, 'type' | 'flags' | 'length'>): 
   return hasData(h) ? h.length : 0;
 }
 
-export function dataCrc(data: Uint8Array): number {
-  return data.length === 0 ? 0 : crc32(data);
+/** The data CRC of a record whose data is `data` (in one piece or several). */
+export function dataCrc(data: Bytes): number {
+  return byteLength(data) === 0 ? 0 : crc32Bytes(data);
 }
 
 const U64_MAX = (1n << 64n) - 1n;

@@ -5,6 +5,7 @@ import type { GroupConfig } from '../core/group-config.js';
 import { generationOf, lineageText, type Lineage } from '../core/epoch.js';
 import { checkMarkerName, encodeMarker, type MarkerPayload } from '../core/marker.js';
 import { GROUP_VOLUME, RECORD_SIZE, RecordType, dataCrc, decodeRecord, encodeRecord, type RecordHeader } from '../core/record.js';
+import { byteLength, joinBytes, sliceBytes, type Bytes } from '../core/bytes.js';
 import { SB_CLEAN } from '../core/superblock.js';
 import { formatTime } from '../core/time.js';
 import { resolve } from 'node:path';
@@ -232,8 +233,8 @@ export class JournalGroup {
    * Do not change `data` until then. With `fua`, journal and PVOL are durable
    * when it resolves.
    */
-  async write(volume: string | number, offset: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<WriteResult> {
-    return this.#submit(RecordType.Update, volume, offset, data.length, data, opts.fua ?? false);
+  async write(volume: string | number, offset: number, data: Bytes, opts: { fua?: boolean } = {}): Promise<WriteResult> {
+    return this.#submit(RecordType.Update, volume, offset, byteLength(data), data, opts.fua ?? false);
   }
 
   /**
@@ -355,7 +356,7 @@ export class JournalGroup {
     }
   }
 
-  async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean, toPvol = true): Promise<WriteResult> {
+  async #submit(type: RecordType, volume: string | number, offset: number, length: number, data: Bytes | undefined, fua: boolean, toPvol = true): Promise<WriteResult> {
     this.#checkWritable();
     const volIdx = this.volumeIndex(volume);
     const vol = this.volumes[volIdx] as Volume;
@@ -384,7 +385,7 @@ export class JournalGroup {
     let last: { seq: bigint; timestamp: bigint } = { seq: 0n, timestamp: 0n };
     for (let done = 0, i = 0; i < pieces; i++) {
       const len = type === RecordType.Update ? Math.min(max, length - done) : length;
-      const piece = data?.subarray(done, done + len);
+      const piece = data && sliceBytes(data, done, done + len);
       const rec = this.#allocRecord(type, volIdx, offset + done, len, piece);
       const op = this.#order.register(volIdx, offset + done, len);
       const off = offset + done;
@@ -400,7 +401,7 @@ export class JournalGroup {
           await op.ready;
           if (!toPvol) return;
           try {
-            if (piece) await (piece.length <= SMALL_WRITE ? vol.writeBatched(this.#pvolWriter, off, piece) : vol.write(off, piece));
+            if (piece) await (len <= SMALL_WRITE ? vol.writeBatched(this.#pvolWriter, off, joinBytes(piece)) : vol.write(off, piece));
             else await vol.writeZeroes(off, len);
           } catch (e) {
             // Journaled: the write stands (recovery applies it to the PVOL), so it is not reported as failed.
@@ -444,7 +445,7 @@ export class JournalGroup {
   }
 
   /** Gives a record its sequence number, timestamp and journal place, and queues it. Synchronous. */
-  #allocRecord(type: RecordType, volume: number, offset: number, length: number, data: Uint8Array | undefined, stamp?: bigint): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
+  #allocRecord(type: RecordType, volume: number, offset: number, length: number, data: Bytes | undefined, stamp?: bigint): { seq: bigint; timestamp: bigint; journaled: Promise<void> } {
     let timestamp: bigint;
     if (stamp !== undefined) {
       timestamp = stamp;
@@ -458,7 +459,7 @@ export class JournalGroup {
         timestamp = this.#clock.next().timestamp;
       }
     }
-    const { seq, dataPos } = this.journal.allocate(data?.length ?? 0);
+    const { seq, dataPos } = this.journal.allocate(data ? byteLength(data) : 0);
     if (volume !== GROUP_VOLUME && type !== RecordType.Marker) {
       this.#digests.beforeWrite(volume, offset, length);
       this.#epochDirty?.setRange(volume, offset, length);
@@ -623,7 +624,7 @@ export class JournalGroup {
 
   // ---- suspend policy ----------------------------------------------------------
 
-  async #suspendedWrite(type: RecordType, volIdx: number, offset: number, length: number, data: Uint8Array | undefined, fua: boolean): Promise<WriteResult> {
+  async #suspendedWrite(type: RecordType, volIdx: number, offset: number, length: number, data: Bytes | undefined, fua: boolean): Promise<WriteResult> {
     const vol = this.volumes[volIdx] as Volume;
     const bitmap = this.#policy.bitmap as DirtyBitmap;
     this.#digests.beforeWrite(volIdx, offset, length);

@@ -1,6 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { planLayout, ringPieces, type JournalLayout } from '../core/journal-layout.js';
+import { piecesOf, type Bytes } from '../core/bytes.js';
 import {
   RECORD_SIZE, dataLength, decodeRecord, verifyData, type RecordHeader,
 } from '../core/record.js';
@@ -21,7 +22,8 @@ export interface EncodedRecord {
   seq: bigint;
   dataPos: bigint;
   header: Buffer;
-  data: Uint8Array | undefined;
+  /** In one piece or several (a payload as the socket's reads hold it), written as they are. */
+  data: Bytes | undefined;
 }
 
 export interface RecoveryReport {
@@ -214,9 +216,11 @@ export class JournalVolume {
     const buffers: Uint8Array[] = [];
     let dataBytes = 0;
     for (const r of batch) {
-      if (r.data && r.data.length > 0) {
-        buffers.push(r.data);
-        dataBytes += r.data.length;
+      if (!r.data) continue;
+      for (const piece of piecesOf(r.data)) {
+        if (piece.length === 0) continue;
+        buffers.push(piece);
+        dataBytes += piece.length;
       }
     }
     const meta = Buffer.allocUnsafe(batch.length * RECORD_SIZE);

@@ -2,6 +2,7 @@ import type { EventLog } from '../core/events.js';
 import type { Socket } from 'node:net';
 import { Budget } from './budget.js';
 import { ByteQueue } from '../core/byte-queue.js';
+import { byteLength, type Bytes } from '../core/bytes.js';
 import type { NbdBackend, NbdExport } from './export.js';
 import {
   BASE_ALLOCATION, CFLAG, CMD_NAMES, Cmd, Errno, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT, Info,
@@ -225,7 +226,8 @@ export class NbdConnection {
       }
       case 'payload': {
         const r = this.#request as Request;
-        const data = this.#queue.take(r.length);
+        // Left in the pieces it was read in: the journal and the PVOL write them as they are (one copy less).
+        const data = this.#queue.takePieces(r.length);
         if (!data) return false;
         this.#phase = 'request';
         this.#dispatch(r, data);
@@ -374,8 +376,8 @@ export class NbdConnection {
     this.stats.requests[op] = (this.stats.requests[op] ?? 0) + 1;
   }
 
-  #dispatch(r: Request, payload: Buffer | undefined): void {
-    const held = payload?.length ?? (r.type === Cmd.READ && r.length <= this.#backend.maxBlock ? r.length : 0);
+  #dispatch(r: Request, payload: Bytes | undefined): void {
+    const held = payload ? byteLength(payload) : (r.type === Cmd.READ && r.length <= this.#backend.maxBlock ? r.length : 0);
     this.#hold(held);
     this.#inFlight++;
     this.stats.inFlight = this.#inFlight;
@@ -406,7 +408,7 @@ export class NbdConnection {
     this.#budget.give(n);
   }
 
-  async #serve(r: Request, payload: Buffer | undefined): Promise<void> {
+  async #serve(r: Request, payload: Bytes | undefined): Promise<void> {
     const exp = this.#export as NbdExport;
     const bad = this.#check(r, exp);
     if (bad) {
@@ -425,7 +427,7 @@ export class NbdConnection {
           return;
         }
         case Cmd.WRITE:
-          await exp.write(offset, payload as Buffer, fua);
+          await exp.write(offset, payload as Bytes, fua);
           this.stats.bytesWritten += r.length;
           break;
         case Cmd.WRITE_ZEROES:

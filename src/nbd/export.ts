@@ -1,3 +1,5 @@
+import type { Bytes } from '../core/bytes.js';
+
 /**
  * What an NBD connection serves: named exports with their operations, and
  * one flush for all of them (they share one journal group, so one flush
@@ -16,7 +18,8 @@ export interface NbdExport {
   /** Served read-only: NBD_FLAG_READ_ONLY, and WRITE, WRITE_ZEROES and TRIM answered EPERM. */
   readonly readOnly?: boolean;
   read(offset: number, length: number): Promise<Buffer>;
-  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  /** `data`: the payload in one piece or as the socket reads it lies in, in order (views; not copied). */
+  write(offset: number, data: Bytes, fua: boolean): Promise<void>;
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;
   /** Reads the range ahead of use (advisory). */

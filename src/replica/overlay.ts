@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { JshipError } from '../core/errors.js';
+import { joinBytes } from '../core/bytes.js';
 /** The layer keeps whole 512-byte sectors (a partial one is read, merged and written). */
 const SECTOR = 512;
 import { makeDirs, readFully, writeFully } from '../io/files.js';
@@ -110,7 +111,7 @@ export function writableExport(below: NbdExport, overlay: Overlay): NbdExport {
     size: below.size,
     description: `${below.description.replace(/, read-only$/, '')}, writes to a throw-away layer`,
     read: (offset, length) => overlay.read(offset, length),
-    write: (offset, data) => overlay.write(offset, data),
+    write: (offset, data) => overlay.write(offset, joinBytes(data)),
     writeZeroes: (offset, length) => zeroes(overlay, offset, length),
     trim: (offset, length) => zeroes(overlay, offset, length),
     cache: async () => undefined,

@@ -1,5 +1,6 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { JshipError } from '../core/errors.js';
+import { byteLength, sliceBytes, type Bytes } from '../core/bytes.js';
 import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
 import { formatSize } from '../core/sizes.js';
 import type { PvolWriter } from './pvol-writer.js';
@@ -83,12 +84,15 @@ export class Volume {
     return buf;
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    this.checkRange(offset, data.length);
-    await this.#each(offset, data.length, async (h, pos, bufOff, len) => {
+  /** Writes `data` (in one piece, or several written with one `pwritev`) at `offset`. */
+  async write(offset: number, data: Bytes): Promise<void> {
+    const length = byteLength(data);
+    this.checkRange(offset, length);
+    await this.#each(offset, length, async (h, pos, bufOff, len) => {
       let done = 0;
       while (done < len) {
-        const { bytesWritten } = await h.write(data, bufOff + done, len - done, pos + done);
+        const rest = sliceBytes(data, bufOff + done, bufOff + len);
+        const { bytesWritten } = rest instanceof Uint8Array ? await h.write(rest, 0, rest.length, pos + done) : await h.writev(rest as Uint8Array[], pos + done);
         done += bytesWritten;
       }
     });

@@ -82,20 +82,34 @@ describe('option data decoding refuses what does not add up', () => {
 });
 
 describe('ByteQueue', () => {
-  it('takes exact sizes across any chunking (property, against concatenation)', () => {
+  it('takes exact sizes across any chunking, joined or as pieces (property, against concatenation)', () => {
     fc.assert(fc.property(
       fc.array(fc.uint8Array({ minLength: 0, maxLength: 40 }), { maxLength: 20 }),
-      fc.array(fc.record({ n: fc.integer({ min: 0, max: 50 }), skip: fc.boolean() }), { maxLength: 30 }),
+      fc.array(fc.record({ n: fc.integer({ min: 0, max: 50 }), skip: fc.boolean(), pieces: fc.boolean() }), { maxLength: 30 }),
       (chunks, ops) => {
         const q = new ByteQueue();
-        const all = Buffer.concat(chunks.map((c) => Buffer.from(c)));
-        for (const c of chunks) q.push(Buffer.from(c));
+        const pushed = chunks.map((c) => Buffer.from(c));
+        const all = Buffer.concat(pushed);
+        for (const c of pushed) q.push(c);
         let pos = 0;
-        for (const { n, skip } of ops) {
+        for (const { n, skip, pieces } of ops) {
           if (skip) {
             const k = q.skip(n);
             expect(k).toBe(Math.min(n, all.length - pos));
             pos += k;
+          } else if (pieces) {
+            const got = q.takePieces(n);
+            if (pos + n > all.length) {
+              expect(got).toBeUndefined();
+            } else {
+              expect(got && hex(Buffer.concat(Array.isArray(got) ? got : [got]))).toBe(hex(all.subarray(pos, pos + n)));
+              // Views of the chunks as pushed, none empty: nothing is copied.
+              for (const p of n === 0 ? [] : Array.isArray(got) ? got : [got]) {
+                expect(pushed.some((c) => c.buffer === p?.buffer)).toBe(true);
+                if (Array.isArray(got)) expect(p?.length).toBeGreaterThan(0);
+              }
+              pos += n;
+            }
           } else {
             const got = q.take(n);
             if (pos + n > all.length) {
