@@ -50,32 +50,79 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
   return { seq: BigInt(digest.seq), kind: digest.kind, name: digest.name ?? null, equal, whole, root: digest.root, volumes: out };
 }
 
+/** Chunks known to be zeros skipped, at most, to find the one to read ahead. */
+const LOOK_AHEAD = 64;
+
 /**
  * Reads a file or device (read-only, in whole chunks; bytes past its end
- * read as zeros), into one buffer reused from read to read: a proof reads
- * the whole volume, and fresh memory for every chunk cost more in page
- * faults than the reading (4 GiB: 12 s of system time). `untouched`: see
- * VolumeBytes (the first read of a hole costs the kernel a zeroed page).
+ * read as zeros) into two buffers used in turn: a proof reads the whole
+ * volume, and fresh memory for every chunk cost more in page faults than
+ * the reading (4 GiB: 12 s of system time). While the caller hashes a
+ * chunk, the next one it will read (the same length, the first after it
+ * that `untouched` does not call zeros) is read into the other buffer; a
+ * read of anything else waits for that read to end and reads what was
+ * asked. What `read` returned stays as it is until the next
+ * `read` (VolumeBytes). `untouched`: see VolumeBytes (the first read of a
+ * hole costs the kernel a zeroed page).
  */
 export async function fileBytes(name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeBytes & { close(): Promise<void> }> {
   const h = await fsp.open(path, constants.O_RDONLY);
-  let scratch = Buffer.alloc(0);
+  const slots = [Buffer.alloc(0), Buffer.alloc(0)];
+  let given = 0; // the slot the caller holds
+  let ahead: { offset: number; length: number; slot: number; bytes: Promise<number> } | undefined;
+  const slot = (i: number, length: number): Buffer => {
+    if ((slots[i] as Buffer).length < length) slots[i] = Buffer.allocUnsafeSlow(length);
+    return (slots[i] as Buffer).subarray(0, length);
+  };
+  const fill = async (b: Buffer, offset: number): Promise<number> => {
+    let done = 0;
+    while (done < b.length) {
+      const { bytesRead } = await h.read(b, done, b.length - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  };
+  const settle = async (): Promise<void> => {
+    const a = ahead;
+    ahead = undefined;
+    await a?.bytes.catch(() => undefined);
+  };
   return {
     name,
     untouched,
     async read(offset, length) {
-      if (scratch.length < length) scratch = Buffer.allocUnsafeSlow(length);
-      const b = scratch.subarray(0, length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await h.read(b, done, length - done, offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
+      let b: Buffer;
+      let n: number;
+      if (ahead && ahead.offset === offset && ahead.length === length) {
+        const a = ahead;
+        ahead = undefined;
+        given = a.slot;
+        b = slot(given, length);
+        n = await a.bytes;
+      } else {
+        // Nothing may still be reading into a buffer handed out next.
+        await settle();
+        given = 1 - given;
+        b = slot(given, length);
+        n = await fill(b, offset);
       }
-      b.fill(0, done);
+      // The next chunk a proof reads: the next one not known to be zeros (those it does not read).
+      let at = offset + length;
+      for (let i = 0; i < LOOK_AHEAD && untouched?.(at, length); i++) at += length;
+      if (!untouched?.(at, length)) {
+        const next = 1 - given;
+        const bytes = fill(slot(next, length), at);
+        bytes.catch(() => undefined); // a failed read-ahead fails the read that uses it, and no other
+        ahead = { offset: at, length, slot: next, bytes };
+      }
+      b.fill(0, n);
       return b;
     },
-    close: () => h.close(),
+    close: async () => {
+      await settle();
+      await h.close();
+    },
   };
 }
 
