@@ -18,24 +18,10 @@ export class ByteQueue {
     this.#length += chunk.length;
   }
 
-  /** The next `n` bytes, removed from the queue; undefined while fewer are there. */
+  /** The next `n` bytes in one buffer, removed from the queue; undefined while fewer are there. */
   take(n: number): Buffer | undefined {
-    if (n > this.#length) return undefined;
-    const first = this.#chunks[0];
-    if (first && first.length - this.#head >= n) {
-      const out = first.subarray(this.#head, this.#head + n);
-      this.#advance(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    for (let filled = 0; filled < n;) {
-      const c = this.#chunks[0] as Buffer;
-      const k = Math.min(n - filled, c.length - this.#head);
-      c.copy(out, filled, this.#head, this.#head + k);
-      filled += k;
-      this.#advance(k);
-    }
-    return out;
+    const p = this.takePieces(n);
+    return Array.isArray(p) ? Buffer.concat(p, n) : p;
   }
 
   /**
@@ -46,7 +32,12 @@ export class ByteQueue {
   takePieces(n: number): Buffer | Buffer[] | undefined {
     if (n > this.#length) return undefined;
     const first = this.#chunks[0];
-    if (!first || first.length - this.#head >= n) return this.take(n);
+    if (!first) return Buffer.alloc(0);
+    if (first.length - this.#head >= n) {
+      const out = first.subarray(this.#head, this.#head + n);
+      this.#advance(n);
+      return out;
+    }
     const out: Buffer[] = [];
     for (let filled = 0; filled < n;) {
       const c = this.#chunks[0] as Buffer;

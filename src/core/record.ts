@@ -1,5 +1,5 @@
 import { crc32 } from './crc32.js';
-import { byteLength, crc32Bytes, type Bytes } from './bytes.js';
+import { crc32Bytes, type Bytes } from './bytes.js';
 import { JshipError } from './errors.js';
 
 /**
@@ -92,9 +92,9 @@ export function dataLength(h: Pick<RecordHeader, 'type' | 'flags' | 'length'>): 
   return hasData(h) ? h.length : 0;
 }
 
-/** The data CRC of a record whose data is `data` (in one piece or several). */
+/** The data CRC of a record whose data is `data` (in one piece or several; 0 for none). */
 export function dataCrc(data: Bytes): number {
-  return byteLength(data) === 0 ? 0 : crc32Bytes(data);
+  return crc32Bytes(data);
 }
 
 const U64_MAX = (1n << 64n) - 1n;

@@ -162,11 +162,17 @@ export class BackgroundSync {
 /** Reads exactly `length` bytes at `position`; returns fewer only at the end of the file. */
 export async function readFully(h: fsp.FileHandle, length: number, position: number, into?: Buffer, intoOff = 0): Promise<Buffer> {
   const buf = into ?? Buffer.allocUnsafe(length);
+  const done = await readInto(h, buf.subarray(intoOff, intoOff + length), position);
+  return into ? buf : buf.subarray(0, done);
+}
+
+/** Fills `b` from `position`, looping over short reads; returns the bytes read (fewer at the end of the file). */
+export async function readInto(h: fsp.FileHandle, b: Uint8Array, position: number): Promise<number> {
   let done = 0;
-  while (done < length) {
-    const { bytesRead } = await h.read(buf, intoOff + done, length - done, position + done);
+  while (done < b.length) {
+    const { bytesRead } = await h.read(b, done, b.length - done, position + done);
     if (bytesRead === 0) break;
     done += bytesRead;
   }
-  return into ? buf : buf.subarray(0, done);
+  return done;
 }

@@ -1,4 +1,5 @@
 import { constants, promises as fsp } from 'node:fs';
+import { readInto } from '../io/files.js';
 import { digestVolume, groupRoot, leafHasher, type PointDigest, type VolumeDigest } from '../core/volume-digest.js';
 
 /** What a restore or a mount found, comparing what it produced with the primary's digest of the point. */
@@ -74,15 +75,6 @@ export async function fileBytes(name: string, path: string, untouched?: VolumeBy
     if ((slots[i] as Buffer).length < length) slots[i] = Buffer.allocUnsafeSlow(length);
     return (slots[i] as Buffer).subarray(0, length);
   };
-  const fill = async (b: Buffer, offset: number): Promise<number> => {
-    let done = 0;
-    while (done < b.length) {
-      const { bytesRead } = await h.read(b, done, b.length - done, offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return done;
-  };
   const settle = async (): Promise<void> => {
     const a = ahead;
     ahead = undefined;
@@ -105,14 +97,14 @@ export async function fileBytes(name: string, path: string, untouched?: VolumeBy
         await settle();
         given = 1 - given;
         b = slot(given, length);
-        n = await fill(b, offset);
+        n = await readInto(h, b, offset);
       }
       // The next chunk a proof reads: the next one not known to be zeros (those it does not read).
       let at = offset + length;
       for (let i = 0; i < LOOK_AHEAD && untouched?.(at, length); i++) at += length;
       if (!untouched?.(at, length)) {
         const next = 1 - given;
-        const bytes = fill(slot(next, length), at);
+        const bytes = readInto(h, slot(next, length), at);
         bytes.catch(() => undefined); // a failed read-ahead fails the read that uses it, and no other
         ahead = { offset: at, length, slot: next, bytes };
       }
