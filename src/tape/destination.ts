@@ -15,7 +15,9 @@ export interface TapeOutput {
   /**
    * Writes `chunk` after what was written before. Resolves once the output
    * is done with `chunk`'s memory: the writer then uses it for another
-   * frame (an output that keeps bytes for later keeps a copy).
+   * frame (an output that keeps bytes for later keeps a copy). The writer
+   * calls it again only once the call before has resolved (it queues the
+   * frames after it meanwhile).
    */
   write(chunk: Buffer): Promise<void>;
   /**

@@ -90,6 +90,18 @@ export class FrameContent {
 /** Buffers of at least this size are kept for reuse once a worker hands them back (fresh memory costs page faults). */
 const SPARE_MIN = 64 * 1024;
 const SPARE_BYTES = 40 * 1024 * 1024;
+/**
+ * Jobs a worker is given at once: it starts the next as soon as it has
+ * answered one, without waiting for the main thread to take the answer and
+ * hand it another (on two shared cores that wait left the workers idle).
+ */
+export const WORKER_DEPTH = 2;
+
+/** The frames' zstd level unless told: `zstd -1`, the peer every export figure is measured against. */
+export const DEFAULT_ZSTD_LEVEL = 1;
+/** The levels an export may ask for: zstd's --fast=7 to 19, as the zstd tool takes them. */
+export const MIN_ZSTD_LEVEL = -7;
+export const MAX_ZSTD_LEVEL = 19;
 
 /**
  * Worker threads that make and unmake tape frames: each segment is an
@@ -97,15 +109,10 @@ const SPARE_BYTES = 40 * 1024 * 1024;
  * decompressed) on every core while the main thread reads the journal and
  * writes the tape in order.
  */
-/** The frames' zstd level unless told: `zstd -1`, the peer every export figure is measured against. */
-export const DEFAULT_ZSTD_LEVEL = 1;
-/** The levels an export may ask for: zstd's --fast=7 to 19, as the zstd tool takes them. */
-export const MIN_ZSTD_LEVEL = -7;
-export const MAX_ZSTD_LEVEL = 19;
-
 export class FramePool {
   readonly #workers: Worker[] = [];
-  readonly #busy = new Map<Worker, Job>();
+  /** Each worker's jobs, in the order it answers them. */
+  readonly #busy = new Map<Worker, Job[]>();
   readonly #queue: Job[] = [];
   /** Buffers handed back by the workers, smallest first. */
   readonly #spares: ArrayBuffer[] = [];
@@ -120,9 +127,9 @@ export class FramePool {
     for (let i = 0; i < n; i++) {
       const w = new Worker(url, { workerData, execArgv: [] });
       w.unref();
+      this.#busy.set(w, []);
       w.on('message', (m: FrameReply) => {
-        const job = this.#busy.get(w);
-        this.#busy.delete(w);
+        const job = this.#busy.get(w)?.shift();
         for (const b of m.spent) this.#keep(b);
         if (job) {
           if (m.op === 'error') job.reject(new Error(`zstd: ${m.error}`));
@@ -131,9 +138,7 @@ export class FramePool {
         this.#dispatch();
       });
       w.on('error', (e) => {
-        const job = this.#busy.get(w);
-        this.#busy.delete(w);
-        job?.reject(e);
+        for (const job of this.#busy.get(w)?.splice(0) ?? []) job.reject(e);
       });
       this.#workers.push(w);
     }
@@ -244,12 +249,19 @@ export class FramePool {
     });
   }
 
+  /** Gives queued jobs to the least busy workers, up to WORKER_DEPTH each. */
   #dispatch(): void {
-    for (const w of this.#workers) {
-      if (this.#busy.has(w)) continue;
-      const job = this.#queue.shift();
-      if (!job) return;
-      this.#busy.set(w, job);
+    for (;;) {
+      if (this.#queue.length === 0) return;
+      let w: Worker | undefined;
+      let jobs: Job[] = [];
+      for (const x of this.#workers) {
+        const j = this.#busy.get(x) ?? [];
+        if (!w || j.length < jobs.length) [w, jobs] = [x, j];
+      }
+      if (!w || jobs.length >= WORKER_DEPTH) return;
+      const job = this.#queue.shift() as Job;
+      jobs.push(job);
       w.postMessage({ ...job.msg, id: this.#next++ }, job.transfer);
     }
   }

@@ -23,7 +23,13 @@ export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
 const MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
 /** Well below the format's frame limit (MAX_FRAME_CONTENT), so that a reader takes every trailer written. */
 const MAX_TRAILER_BYTES = 48 * 1024 * 1024;
-const MAX_SEALS_IN_FLIGHT = 3;
+/** Two for each frame worker (FramePool gives each two jobs at once), and one written meanwhile. */
+const MAX_SEALS_IN_FLIGHT = 6;
+/**
+ * Frame writes queued on a tape's output, the one being written included:
+ * the writer hashes and queues the next frame while the output writes this one.
+ */
+const MAX_WRITES_QUEUED = 2;
 
 /** A tape that was written and committed. */
 export interface WrittenTape {
@@ -118,6 +124,9 @@ interface OpenTape {
   /** With parity: the frames since the last parity frame (held until their parity is written, then released). */
   group: { frames: Array<GroupFrame & { buf: Buffer; release: () => void }>; bytes: number; longest: number };
   parityRefs: ParityFrameRef[];
+  /** Writes queued on `out`, oldest first; each starts when the one before it has ended (`last`). */
+  writes: Array<Promise<void>>;
+  last: Promise<void>;
 }
 
 /**
@@ -206,6 +215,7 @@ export class MediaSetWriter {
     this.#failed ??= new Error('aborted');
     await Promise.allSettled(this.#sealing.splice(0));
     await this.#writerDone;
+    await this.#tape?.last.catch(() => undefined);
     await this.#tape?.out.abort();
     this.#tape = undefined;
   }
@@ -381,7 +391,7 @@ export class MediaSetWriter {
     const { buf: frame, release } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
     const tape: OpenTape = {
       serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
-      group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [],
+      group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [], writes: [], last: Promise.resolve(),
     };
     this.#tape = tape;
     await this.#writeFrame(tape, frame, LABEL_NAME, release);
@@ -390,6 +400,8 @@ export class MediaSetWriter {
 
   async #closeTape(last: boolean): Promise<void> {
     const tape = this.#tape as OpenTape;
+    // A queued write that fails fails here, while abort() still finds the tape to remove.
+    await this.#drain(tape);
     this.#tape = undefined;
     await this.#writeParity(tape);
     const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity);
@@ -397,8 +409,8 @@ export class MediaSetWriter {
     const digests = trailer.updates && this.#o.digests ? await this.#o.digests(BigInt(trailer.updates.firstSeq), BigInt(trailer.updates.lastSeq)) : [];
     if (digests.length > 0) trailer.digests = digests;
     const { buf: frame, release } = await this.#o.pool.frame(TRAILER_NAME, [encodeTrailer(trailer)], { mtime: this.#env.now(), eof: true });
-    await this.#write(tape, frame);
-    release();
+    await this.#write(tape, frame, release);
+    await this.#drain(tape);
     const sha256 = tape.hash.digest('hex');
     const updates = tape.segments.filter((s) => s.kind === SegmentKind.Update);
     const name = tapeName(tape.serial, updates.length > 0 ? { firstSeq: (updates[0] as SegmentWritten).first.seq, lastSeq: (updates[updates.length - 1] as SegmentWritten).last.seq } : null,
@@ -422,11 +434,11 @@ export class MediaSetWriter {
     const g = tape.group;
     if (percent !== undefined && g.frames.length > 0 && !groupFits(g.frames.length + 1, g.bytes + frame.length, Math.max(g.longest, frame.length), percent)) await this.#writeParity(tape);
     const offset = tape.bytes;
-    await this.#write(tape, frame);
     if (percent === undefined) {
-      release();
+      await this.#write(tape, frame, release);
       return;
     }
+    await this.#write(tape, frame);
     tape.group.frames.push({ entry, offset, length: frame.length, sha256: createHash('sha256').update(frame).digest('hex'), buf: frame, release });
     tape.group.bytes += frame.length;
     tape.group.longest = Math.max(tape.group.longest, frame.length);
@@ -446,6 +458,7 @@ export class MediaSetWriter {
       parity: shards.map((x) => createHash('sha256').update(x).digest('hex')),
     }, shards);
     tape.group = { frames: [], bytes: 0, longest: 0 };
+    await this.#drain(tape);
     for (const f of g.frames) f.release();
     const offset = tape.bytes;
     await this.#write(tape, frame);
@@ -463,10 +476,28 @@ export class MediaSetWriter {
       : bytes(g.frames.length, g.longest) + bytes(1, length);
   }
 
-  async #write(tape: OpenTape, chunk: Buffer): Promise<void> {
+  /**
+   * Hashes `chunk` and queues it on the tape's output after the writes
+   * before it (`written` runs once it is written: the memory may go back);
+   * waits only while more than MAX_WRITES_QUEUED are queued. A failed write
+   * fails the next #write or #drain of the tape, and no later write starts.
+   */
+  async #write(tape: OpenTape, chunk: Buffer, written?: () => void): Promise<void> {
     tape.hash.update(chunk);
     tape.bytes += chunk.length;
-    await tape.out.write(chunk);
+    const w = tape.last.then(async () => {
+      await tape.out.write(chunk);
+      written?.();
+    });
+    w.catch(() => undefined); // thrown where it is awaited: the next #write or #drain
+    tape.last = w;
+    tape.writes.push(w);
+    while (tape.writes.length > MAX_WRITES_QUEUED) await tape.writes.shift();
+  }
+
+  /** Waits until every write queued on the tape's output has ended; throws what failed. */
+  async #drain(tape: OpenTape): Promise<void> {
+    while (tape.writes.length > 0) await tape.writes.shift();
   }
 }
 
