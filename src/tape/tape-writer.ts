@@ -399,10 +399,8 @@ export class MediaSetWriter {
   }
 
   async #closeTape(last: boolean): Promise<void> {
+    // Until it is committed, the tape stays where abort() finds it: a close that fails leaves nothing behind.
     const tape = this.#tape as OpenTape;
-    // A queued write that fails fails here, while abort() still finds the tape to remove.
-    await this.#drain(tape);
-    this.#tape = undefined;
     await this.#writeParity(tape);
     const trailer = buildTrailer(tape, last, this.#o.base, this.#o.parity);
     // The digests of the points whose markers this tape holds (an export waits for one still being computed).
@@ -418,6 +416,7 @@ export class MediaSetWriter {
     const location = await tape.out.commit(name, async (finalPath) => {
       await this.#o.beforeCommit?.({ serial: tape.serial, finalPath, sha256, trailer });
     }, { sha256, bytes: tape.bytes });
+    this.#tape = undefined;
     const written: WrittenTape = { serial: tape.serial, name, location, sha256, bytes: tape.bytes, label: tape.label, trailer };
     this.#written.push(written);
     this.#prevSha = sha256;

@@ -31,9 +31,10 @@ function record(i: number, bytes: number): { header: RecordHeader; data: Buffer 
 /**
  * A directory destination whose writes end after a random number of turns of
  * the event loop (so that the writer runs ahead of them), recording each
- * write's start and end; `fail(n)` makes the n-th write (label first) fail.
+ * write's start and end; `fail` makes the n-th write (label first), or the
+ * commit, fail.
  */
-function slowDir(dir: string, fail?: number): { dest: TapeDestination; events: string[]; aborted: () => number } {
+function slowDir(dir: string, fail?: number | 'commit'): { dest: TapeDestination; events: string[]; aborted: () => number } {
   const inner: TapeDestination = new DirDestination(dir);
   const events: string[] = [];
   let n = 0;
@@ -54,7 +55,10 @@ function slowDir(dir: string, fail?: number): { dest: TapeDestination; events: s
           await out.write(chunk);
           events.push(`end ${i}`);
         },
-        commit: (name, before, tape) => out.commit(name, before, tape),
+        async commit(name, before, tape) {
+          if (fail === 'commit') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+          return out.commit(name, before, tape);
+        },
         async abort() {
           aborts++;
           await out.abort();
@@ -119,6 +123,46 @@ describe('the tape writer queues frame writes (tape/tape-writer.ts)', () => {
     expect(events.filter((e) => e.startsWith('start'))).toHaveLength(6);
     expect(aborted()).toBe(1);
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+  });
+});
+
+describe('a tape whose close fails is removed (tape/tape-writer.ts)', () => {
+  /** Writes `count` records of 16 KiB in 64 KiB segments to `dest`; throws what the writer threw, after abort(). */
+  async function write(dest: TapeDestination, count: number): Promise<void> {
+    const pool = new FramePool({ threads: 1 });
+    const w = new MediaSetWriter({ groupId: GROUP, volumes: [{ name: 'v', size: 1 << 30 }], firstSerial: 1, prevSha256: null, destination: dest, pool, segmentBytes: 64 * 1024 });
+    try {
+      for (let i = 0; i < count; i++) {
+        const r = record(i, 16 * 1024);
+        await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
+      }
+      await w.finish();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    } finally {
+      await pool.close();
+    }
+  }
+
+  it('the trailer\'s write failing: the export fails and the partial tape is aborted', async () => {
+    const ok = slowDir(tempDir());
+    await write(ok.dest, 12);
+    const writes = ok.events.filter((e) => e.startsWith('start')).length; // label, segments, trailer
+    const dir = tempDir();
+    const bad = slowDir(dir, writes);
+    await expect(write(bad.dest, 12)).rejects.toMatchObject({ code: 'EIO' });
+    expect(bad.events[bad.events.length - 1]).toBe(`fail ${writes}`);
+    expect(bad.aborted()).toBe(1);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('its commit failing: the export fails and the partial tape is aborted', async () => {
+    const dir = tempDir();
+    const bad = slowDir(dir, 'commit');
+    await expect(write(bad.dest, 12)).rejects.toMatchObject({ code: 'EIO' });
+    expect(bad.aborted()).toBe(1);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 
