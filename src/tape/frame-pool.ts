@@ -256,7 +256,7 @@ export class FramePool {
       let w: Worker | undefined;
       let jobs: Job[] = [];
       for (const x of this.#workers) {
-        const j = this.#busy.get(x) ?? [];
+        const j = this.#busy.get(x) as Job[];
         if (!w || j.length < jobs.length) [w, jobs] = [x, j];
       }
       if (!w || jobs.length >= WORKER_DEPTH) return;

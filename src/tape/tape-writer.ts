@@ -23,7 +23,7 @@ export const DEFAULT_SEGMENT_BYTES = 2 * 1024 * 1024;
 const MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
 /** Well below the format's frame limit (MAX_FRAME_CONTENT), so that a reader takes every trailer written. */
 const MAX_TRAILER_BYTES = 48 * 1024 * 1024;
-/** Two for each frame worker (FramePool gives each two jobs at once), and one written meanwhile. */
+/** Segments sealing or sealed and not yet queued for writing: two jobs for each of two frame workers (WORKER_DEPTH), and two waiting for the writer. */
 const MAX_SEALS_IN_FLIGHT = 6;
 /**
  * Frame writes queued on a tape's output, the one being written included:

@@ -70,6 +70,24 @@ function slowDir(dir: string, fail?: number | 'commit'): { dest: TapeDestination
   return { dest, events, aborted: () => aborts };
 }
 
+/** Writes `count` records of 16 KiB in 64 KiB segments to `dest`; throws what the writer threw, after abort(). */
+async function write(dest: TapeDestination, count: number): Promise<void> {
+  const pool = new FramePool({ threads: 2 });
+  const w = new MediaSetWriter({ groupId: GROUP, volumes: [{ name: 'v', size: 1 << 30 }], firstSerial: 1, prevSha256: null, destination: dest, pool, segmentBytes: 64 * 1024 });
+  try {
+    for (let i = 0; i < count; i++) {
+      const r = record(i, 16 * 1024);
+      await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
+    }
+    await w.finish();
+  } catch (e) {
+    await w.abort();
+    throw e;
+  } finally {
+    await pool.close();
+  }
+}
+
 describe('the tape writer queues frame writes (tape/tape-writer.ts)', () => {
   it('writes frames one at a time, in order, while it goes on sealing: the tape verifies and holds every record', async () => {
     const dir = tempDir();
@@ -101,24 +119,7 @@ describe('the tape writer queues frame writes (tape/tape-writer.ts)', () => {
   it('a queued write that fails fails the export: no later write starts, and the tape is removed', async () => {
     const dir = tempDir();
     const { dest, events, aborted } = slowDir(dir, 6);
-    const pool = new FramePool({ threads: 2 });
-    let error: unknown;
-    try {
-      const w = new MediaSetWriter({ groupId: GROUP, volumes: [{ name: 'v', size: 1 << 30 }], firstSerial: 1, prevSha256: null, destination: dest, pool, segmentBytes: 64 * 1024 });
-      try {
-        for (let i = 0; i < 60; i++) {
-          const r = record(i, 16 * 1024);
-          await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
-        }
-        await w.finish();
-      } catch (e) {
-        error = e;
-        await w.abort();
-      }
-    } finally {
-      await pool.close();
-    }
-    expect((error as NodeJS.ErrnoException | undefined)?.code).toBe('EIO');
+    await expect(write(dest, 60)).rejects.toMatchObject({ code: 'EIO' });
     expect(events[events.length - 1]).toBe('fail 6');
     expect(events.filter((e) => e.startsWith('start'))).toHaveLength(6);
     expect(aborted()).toBe(1);
@@ -127,24 +128,6 @@ describe('the tape writer queues frame writes (tape/tape-writer.ts)', () => {
 });
 
 describe('a tape whose close fails is removed (tape/tape-writer.ts)', () => {
-  /** Writes `count` records of 16 KiB in 64 KiB segments to `dest`; throws what the writer threw, after abort(). */
-  async function write(dest: TapeDestination, count: number): Promise<void> {
-    const pool = new FramePool({ threads: 1 });
-    const w = new MediaSetWriter({ groupId: GROUP, volumes: [{ name: 'v', size: 1 << 30 }], firstSerial: 1, prevSha256: null, destination: dest, pool, segmentBytes: 64 * 1024 });
-    try {
-      for (let i = 0; i < count; i++) {
-        const r = record(i, 16 * 1024);
-        await w.add(SegmentKind.Update, r.header, encodeRecord(r.header), r.data);
-      }
-      await w.finish();
-    } catch (e) {
-      await w.abort();
-      throw e;
-    } finally {
-      await pool.close();
-    }
-  }
-
   it('the trailer\'s write failing: the export fails and the partial tape is aborted', async () => {
     const ok = slowDir(tempDir());
     await write(ok.dest, 12);
