@@ -119,6 +119,8 @@ export class FramePool {
   #spareBytes = 0;
   #next = 0;
   #closed = false;
+  /** What the last worker that failed failed with. */
+  #failure: unknown;
 
   constructor(opts: { threads?: number; level?: number } = {}) {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism()));
@@ -137,8 +139,16 @@ export class FramePool {
         }
         this.#dispatch();
       });
+      // A worker that failed is dropped (its jobs fail): nothing more is given to it, and with none left every job fails.
       w.on('error', (e) => {
+        const i = this.#workers.indexOf(w);
+        if (i >= 0) this.#workers.splice(i, 1);
         for (const job of this.#busy.get(w)?.splice(0) ?? []) job.reject(e);
+        this.#busy.delete(w);
+        void w.terminate();
+        this.#failure = e;
+        if (this.#workers.length === 0) for (const job of this.#queue.splice(0)) job.reject(e);
+        else this.#dispatch();
       });
       this.#workers.push(w);
     }
@@ -243,6 +253,7 @@ export class FramePool {
 
   #submit(msg: FrameRequest, transfer: ArrayBuffer[]): Promise<FrameReply> {
     if (this.#closed) return Promise.reject(new Error('frame pool is closed'));
+    if (this.#workers.length === 0) return Promise.reject(this.#failure instanceof Error ? this.#failure : new Error('frame workers failed'));
     return new Promise<FrameReply>((resolve, reject) => {
       this.#queue.push({ msg, transfer, resolve, reject });
       this.#dispatch();

@@ -169,4 +169,27 @@ describe('frame workers are given two jobs at once (tape/frame-pool.ts)', () => 
       await pool.close();
     }
   });
+
+  it('a worker that fails is dropped: its job fails, later jobs go to the other, and with none left a job fails at once instead of waiting', async () => {
+    const posted = vi.spyOn(Worker.prototype, 'postMessage');
+    const pool = new FramePool({ threads: 2 });
+    const content = randomBytes(100_000);
+    const frame = (name: string): ReturnType<FramePool['frame']> => pool.frame(name, [content], { mtime: new Date(0) });
+    try {
+      const a = frame('a');
+      const wa = posted.mock.contexts[0] as Worker;
+      wa.emit('error', new Error('worker A crashed'));
+      await expect(a).rejects.toThrow('worker A crashed');
+      for (let i = 0; i < 4; i++) (await frame(`b${i}`)).release();
+      const later = posted.mock.contexts.slice(1) as Worker[];
+      expect(later).toHaveLength(4);
+      expect(later.every((w) => w !== wa)).toBe(true);
+      const c = frame('c');
+      (posted.mock.contexts[5] as Worker).emit('error', new Error('worker B crashed'));
+      await expect(c).rejects.toThrow('worker B crashed');
+      await expect(frame('d')).rejects.toThrow('worker B crashed');
+    } finally {
+      await pool.close();
+    }
+  });
 });
