@@ -143,8 +143,9 @@ export class FramePool {
       w.on('error', (e) => {
         const i = this.#workers.indexOf(w);
         if (i >= 0) this.#workers.splice(i, 1);
-        for (const job of this.#busy.get(w)?.splice(0) ?? []) job.reject(e);
+        const jobs = this.#busy.get(w) ?? [];
         this.#busy.delete(w);
+        for (const job of jobs) job.reject(e);
         void w.terminate();
         this.#failure = e;
         if (this.#workers.length === 0) for (const job of this.#queue.splice(0)) job.reject(e);
