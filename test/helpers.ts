@@ -89,12 +89,18 @@ export function scrapeMetrics(args: string[]): Map<string, number> {
 }
 
 /** A long-running verb (`link pull`, `mount`, …) with --json: resolves once it printed its ready line; its events are collected. */
-export async function jshipProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | null>; kill: () => Promise<void>; exited: Promise<number | null> }> {
+export async function jshipProc(...args: string[]): Promise<{ ready: any; events: any[]; stop: () => Promise<number | string>; kill: () => Promise<void>; exited: Promise<number | string> }> {
   const p = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: any[] = [];
   let err = '';
+  let killed = false;
   p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  const exited = new Promise<number | null>((r) => p.once('close', r));
+  // The exit code, or the name of the signal that ended it; what it said on stderr is shown when it failed.
+  const exited = new Promise<number | string>((r) => p.once('close', (code, signal) => {
+    const status = code ?? signal ?? 'unknown';
+    if (status !== 0 && !killed && err !== '') console.error(`jship ${args.slice(0, 2).join(' ')} (pid ${p.pid}) ended with ${status}; its stderr:\n${err.slice(-4000)}`);
+    r(status);
+  }));
   const ready = await new Promise<any>((resolve, reject) => {
     createInterface({ input: p.stdout }).on('line', (l) => {
       const e = JSON.parse(l);
@@ -106,7 +112,7 @@ export async function jshipProc(...args: string[]): Promise<{ ready: any; events
   return {
     ready, events, exited,
     stop: async () => { p.kill('SIGTERM'); return exited; },
-    kill: async () => { p.kill('SIGKILL'); await exited; },
+    kill: async () => { killed = true; p.kill('SIGKILL'); await exited; },
   };
 }
 

@@ -1,6 +1,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
 
 interface LockInfo {
@@ -36,9 +37,23 @@ export class DirLock {
   static async acquire(path: string, what: string, opts: AcquireOptions = {}): Promise<DirLock> {
     const me: LockInfo = { pid: process.pid, host: hostname(), start: processStart(process.pid) ?? '', since: new Date().toISOString(), ...(opts.yields ? { yields: true } : {}) };
     const deadline = Date.now() + (opts.waitMs ?? 600_000);
+    // Each waiter asks in a file of its own, so that one served and withdrawn leaves the others' asks standing.
+    const ask = `${path}${ASK}${randomBytes(8).toString('hex')}`;
     let asked = false;
     try {
       for (;;) {
+        // An owner that yields takes no turn while another process waits for the lock: the waiters go
+        // first. Without this, an owner that lets go and takes the lock again between its units of
+        // work (the link receiver, tape after tape) keeps a waiting restore out for as long as work comes.
+        if (opts.yields) {
+          const w = (await liveAsks(path))[0];
+          if (w !== undefined) {
+            throw new JshipError('GROUP_LOCKED', `${what} is wanted by process ${w.pid} on ${w.host}, which goes first`, {
+              hint: 'this owner hands the lock over between its units of work; it takes it again when that process is done',
+              details: { pid: w.pid, host: w.host },
+            });
+          }
+        }
         try {
           return await DirLock.#tryAcquire(path, what, me);
         } catch (e) {
@@ -46,21 +61,22 @@ export class DirLock {
           const owner = await readLockFile(path);
           if (owner === undefined) continue; // released since: try again at once
           if (!owner.info?.yields || opts.yields || Date.now() > deadline) throw e;
-          // Ask the owner to hand over between two of its units of work, and wait for it.
-          if (!asked) await fsp.writeFile(`${path}.want`, JSON.stringify(me));
+          // Ask the owner to hand over between two of its units of work, and wait for it; the ask is
+          // renewed at every look, so that one whose waiter stopped (on another host too) goes stale.
+          const now = new Date();
+          if (!asked || !(await fsp.utimes(ask, now, now).then(() => true, () => false))) await fsp.writeFile(ask, JSON.stringify(me));
           asked = true;
           await new Promise((r) => setTimeout(r, 100));
         }
       }
     } finally {
-      if (asked) await fsp.rm(`${path}.want`, { force: true });
+      if (asked) await fsp.rm(ask, { force: true });
     }
   }
 
   /** Whether a live process asks for this lock (an owner that yields then releases it). */
   async wanted(): Promise<boolean> {
-    const w = await readLock(`${this.path}.want`);
-    return w !== undefined && isAlive(w);
+    return (await liveAsks(this.path)).length > 0;
   }
 
   static async #tryAcquire(path: string, what: string, me: LockInfo): Promise<DirLock> {
@@ -109,6 +125,33 @@ export async function lockOwner(path: string): Promise<{ pid: number; host: stri
 async function readLock(path: string): Promise<LockInfo | undefined> {
   return (await readLockFile(path))?.info ?? undefined;
 }
+
+/**
+ * The asks for the lock at `path` (see `acquire`) that live waiters made and
+ * renew. One left by a waiter that died is removed; one whose waiter stopped
+ * renewing it (on another host, where its process cannot be checked) is ignored.
+ */
+async function liveAsks(path: string): Promise<LockInfo[]> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}${ASK}`;
+  const names = (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix));
+  const asks: LockInfo[] = [];
+  for (const name of names) {
+    const at = join(dir, name);
+    const [found, st] = await Promise.all([readLockFile(at), fsp.stat(at).catch(() => undefined)]);
+    const info = found?.info;
+    if (!info || !st) continue; // withdrawn meanwhile, or still being written
+    if (!isAlive(info)) await fsp.rm(at, { force: true });
+    else if (Date.now() - st.mtimeMs < STALE_ASK_MS) asks.push(info);
+  }
+  return asks;
+}
+
+/** What follows a lock's name in the name of an ask for it. */
+const ASK = '.want-';
+
+/** A waiter renews its ask every 100 ms; one not renewed for this long is gone. */
+const STALE_ASK_MS = 10_000;
 
 /** The lock file's owner (null: unreadable, from a writer that died) and its inode; undefined when there is none. */
 async function readLockFile(path: string): Promise<{ info: LockInfo | null; ino: number } | undefined> {

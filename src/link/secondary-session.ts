@@ -154,12 +154,13 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       if (o.mode === 'pull' && !asked) await read();
       asked = false;
       const pending = ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
-      // While the next tape is not here, another process asking for the replica gets it.
-      while (replica && !(await settlesWithin(pending, 200))) {
+      // Between two tapes, and while the next one is not here, another process asking for the replica
+      // gets it: asked before the wait too, as tapes that come back to back never leave it waiting.
+      while (replica) {
         if (await replica.wanted()) {
           o.log({ event: 'yielding', why: 'another process asked for the replica (a restore, an import): it goes first' });
           await release();
-        }
+        } else if (await settlesWithin(pending, 200)) break;
       }
       const next = await pending;
       if (next.type === MessageType.Idle) {
