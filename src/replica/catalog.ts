@@ -225,18 +225,31 @@ export class Catalog {
     this.#sync = on;
   }
 
+  /** Each statement is prepared once per catalogue: a restore asks for a segment's index thousands of times. */
+  readonly #statements = new Map<string, Database.Statement>();
+
+  #sql(text: string): Database.Statement {
+    let st = this.#statements.get(text);
+    if (st === undefined) {
+      st = this.#db.prepare(text);
+      this.#statements.set(text, st);
+    }
+    return st;
+  }
+
   close(): void {
+    this.#statements.clear();
     this.#db.close();
   }
 
   getMeta(key: string): string | undefined {
-    const r = this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined;
+    const r = this.#sql('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined;
     return r ? String(r.value) : undefined;
   }
 
   setMeta(key: string, value: string): void {
     this.#synchronous(true);
-    this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.#sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   /** The primary's digest of the point at `seq` (a restore point, a base completion), when a tape brought it. */
@@ -263,29 +276,29 @@ export class Catalog {
   }
 
   tape(serial: number): TapeRow | undefined {
-    const r = this.#db.prepare('SELECT * FROM tapes WHERE serial = ?').get(serial) as Row | undefined;
+    const r = this.#sql('SELECT * FROM tapes WHERE serial = ?').get(serial) as Row | undefined;
     return r ? toTape(r) : undefined;
   }
 
   tapes(): TapeRow[] {
-    return (this.#db.prepare('SELECT * FROM tapes ORDER BY serial').all() as Row[]).map(toTape);
+    return (this.#sql('SELECT * FROM tapes ORDER BY serial').all() as Row[]).map(toTape);
   }
 
   segments(serial?: number): SegmentRow[] {
     const rows = serial === undefined
-      ? this.#db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM segments ORDER BY serial, idx`).all()
-      : this.#db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
+      ? this.#sql(`SELECT ${SEGMENT_COLUMNS} FROM segments ORDER BY serial, idx`).all()
+      : this.#sql(`SELECT ${SEGMENT_COLUMNS} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
     return (rows as Row[]).map(toSegment);
   }
 
   /** The record index of one segment. */
   recordIndex(serial: number, idx: number): Buffer {
-    const r = this.#db.prepare('SELECT record_index FROM segments WHERE serial = ? AND idx = ?').get(serial, idx) as Row | undefined;
+    const r = this.#sql('SELECT record_index FROM segments WHERE serial = ? AND idx = ?').get(serial, idx) as Row | undefined;
     return r ? Buffer.from(r.record_index as Uint8Array) : Buffer.alloc(0);
   }
 
   markers(): MarkerRow[] {
-    const rows = (this.#db.prepare('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
+    const rows = (this.#sql('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
     const zeroed = this.getMeta(ZEROED_TS);
@@ -301,13 +314,13 @@ export class Catalog {
     // Staged rows need no durability of their own (a crash drops them anyway):
     // no fsync per segment; putTape's transaction, synchronous again, makes them durable with the rest.
     this.#synchronous(false);
-    this.#db.prepare('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, index);
+    this.#sql('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, index);
   }
 
   /** Forgets staged indexes: one stage, or all (left by a killed import). */
   dropStaged(stage?: string): void {
-    if (stage === undefined) this.#db.prepare('DELETE FROM staged_index').run();
-    else this.#db.prepare('DELETE FROM staged_index WHERE stage = ?').run(stage);
+    if (stage === undefined) this.#sql('DELETE FROM staged_index').run();
+    else this.#sql('DELETE FROM staged_index WHERE stage = ?').run(stage);
   }
 
   /**
@@ -317,17 +330,17 @@ export class Catalog {
   putTape(tape: TapeRow, segments: SegmentRow[], markers: MarkerRow[], stage: string): void {
     this.#synchronous(true);
     const tx = this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(tape.serial);
-      this.#db.prepare(`INSERT INTO tapes (serial, file, sha256, bytes, media_set, media_index, media_last, prev_sha256, key_id, status, problem, records,
+      this.#sql('DELETE FROM tapes WHERE serial = ?').run(tape.serial);
+      this.#sql(`INSERT INTO tapes (serial, file, sha256, bytes, media_set, media_index, media_last, prev_sha256, key_id, status, problem, records,
         first_seq, last_seq, first_ts, last_ts, base_id, created_at, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
         tape.serial, tape.file, tape.sha256, tape.bytes, tape.mediaSet, tape.mediaIndex, tape.mediaLast === null ? null : tape.mediaLast ? 1 : 0,
         tape.prevSha256, tape.keyId, tape.status, tape.problem, tape.records, tape.firstSeq, tape.lastSeq, tape.firstTs, tape.lastTs, tape.baseId, tape.createdAt, tape.importedAt,
       );
-      const seg = this.#db.prepare(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
+      const seg = this.#sql(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT record_index FROM staged_index WHERE stage = ? AND idx = ?))`);
       for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.hash, s.baseId, stage, s.idx);
-      this.#db.prepare('DELETE FROM staged_index WHERE stage = ?').run(stage);
-      const mk = this.#db.prepare('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      this.#sql('DELETE FROM staged_index WHERE stage = ?').run(stage);
+      const mk = this.#sql('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
       for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial);
     });
     tx();
@@ -335,12 +348,12 @@ export class Catalog {
 
   deleteTape(serial: number): void {
     this.#synchronous(true);
-    this.#db.prepare('DELETE FROM tapes WHERE serial = ?').run(serial);
+    this.#sql('DELETE FROM tapes WHERE serial = ?').run(serial);
   }
 
   /** Verified update ranges, merged: what sequence numbers the replica holds. */
   coverage(): Array<{ from: bigint; to: bigint }> {
-    const rows = this.#db.prepare("SELECT first_seq, last_seq FROM segments WHERE kind = 'update' ORDER BY first_seq").all() as Row[];
+    const rows = this.#sql("SELECT first_seq, last_seq FROM segments WHERE kind = 'update' ORDER BY first_seq").all() as Row[];
     const out: Array<{ from: bigint; to: bigint }> = [];
     for (const r of rows) {
       const from = BigInt(r.first_seq as bigint);
