@@ -12,7 +12,7 @@ import { groupPaths } from '../journal/group-files.js';
 import { parseCandidates, type Candidate } from '../link/candidates.js';
 import { parseListenAddress, parseHostPort } from '../io/sockets.js';
 import { forgetSecondary } from '../link/forget.js';
-import { LinkReceiver, runPull, type LinkSecondaryOptions, type PullStop } from '../link/link-secondary.js';
+import { LinkReceiver, runPull, type LinkSecondaryOptions } from '../link/link-secondary.js';
 import { readLinkKey } from '../link/link-tls.js';
 import { NAME } from '../link/messages.js';
 import type { LinkEvent } from '../link/primary-session.js';
@@ -200,8 +200,8 @@ export function registerLink(program: Command): void {
         ]);
         return;
       }
-      const stop: PullStop = { stopped: false };
-      const run = runPull({ ...o, from, stop });
+      const stopping = new AbortController();
+      const run = runPull({ ...o, from, signal: stopping.signal });
       const stopped = untilStopSignal('link pull');
       emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name, metrics: metrics?.where ?? null }, () => [
         `pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`,
@@ -209,8 +209,7 @@ export function registerLink(program: Command): void {
       ]);
       // runPull returns only when stopped, or fails on an error no retry mends (a wrong key, group or position).
       const sig = await Promise.race([stopped, run.then(() => null)]);
-      stop.stopped = true;
-      stop.channel?.destroy();
+      stopping.abort();
       await run;
       await metrics?.close();
       // What is stored and confirmed stays; a tape half received is dropped and sent again next time.

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Throttle } from '../io/throttle.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { FramePool } from '../tape/frame-pool.js';
@@ -21,6 +22,8 @@ export interface LinkSecondaryOptions {
   throttle?: Throttle;
   /** A base arriving: see SecondaryOptions.onBaseProgress. */
   onBaseProgress?: (p: BaseProgress) => void;
+  /** Aborted: stop (see SecondaryOptions.signal); a pull also ends its connection and returns. */
+  signal?: AbortSignal;
 }
 
 /** Errors a retry cannot mend: the wrong key, group, position or arguments. */
@@ -40,6 +43,7 @@ function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' |
     ...(o.lockWaitMs !== undefined ? { lockWaitMs: o.lockWaitMs } : {}),
     ...(o.throttle ? { throttle: o.throttle } : {}),
     ...(o.onBaseProgress ? { onBaseProgress: o.onBaseProgress } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
   };
 }
 
@@ -47,36 +51,36 @@ function sessionOptions(o: LinkSecondaryOptions, pool: FramePool, mode: 'pull' |
  * Pull mode: dial the primary, store what it sends, and dial again after a
  * broken connection (backing off up to 30 s), from the replica's own
  * position. `once`: stop when caught up (and fail on the first error).
+ * Returns when `signal` is aborted (the connection is ended: a tape half
+ * received is dropped and sent again next time).
  */
-/** Set `stopped` and destroy `channel` to make a running pull return (what is stored stays; a tape half received is dropped). */
-export interface PullStop {
-  stopped: boolean;
-  channel?: Channel;
-}
-
-export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?: boolean; stop?: PullStop }): Promise<{ tapes: number; records: number; status: LinkStatus | null }> {
+export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?: boolean }): Promise<{ tapes: number; records: number; status: LinkStatus | null }> {
   const pool = new FramePool();
   let tapes = 0;
   let records = 0;
   let backoff = 500;
+  const stopped = (): boolean => o.signal?.aborted === true;
   try {
     for (;;) {
       try {
         const pos = await heldPosition(o.replicaDir, o);
         const ch = await dial(o.from, o.key, pos.groupId ?? 'new');
-        if (o.stop) o.stop.channel = ch;
+        const end = (): void => ch.destroy();
+        o.signal?.addEventListener('abort', end, { once: true });
         try {
+          if (stopped()) end();
           const r = await runSecondary(ch, sessionOptions(o, pool, 'pull', o.once === true));
           return { tapes: tapes + r.tapes, records: records + r.records, status: r.status };
         } finally {
+          o.signal?.removeEventListener('abort', end);
           ch.close();
         }
       } catch (e) {
-        if (o.stop?.stopped) return { tapes, records, status: null };
+        if (stopped()) return { tapes, records, status: null };
         if (o.once || isFatal(e)) throw e;
         o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', code: isJshipError(e) ? e.code : null, why: (e as Error).message, retryInMs: backoff });
-        for (const until = Date.now() + backoff; Date.now() < until && !o.stop?.stopped;) await new Promise((r) => setTimeout(r, 200));
-        if (o.stop?.stopped) return { tapes, records, status: null };
+        await sleep(backoff, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
+        if (stopped()) return { tapes, records, status: null };
         backoff = Math.min(backoff * 2, 30_000);
       }
     }
@@ -95,14 +99,20 @@ export class LinkReceiver {
   readonly #server: LinkServer;
   readonly #pool: FramePool;
 
-  private constructor(server: LinkServer, address: string, pool: FramePool) {
+  readonly #stopping: AbortController;
+
+  private constructor(server: LinkServer, address: string, pool: FramePool, stopping: AbortController) {
     this.#server = server;
     this.address = address;
     this.#pool = pool;
+    this.#stopping = stopping;
   }
 
   static async start(o: LinkSecondaryOptions & { listen: HostPort }): Promise<LinkReceiver> {
     const pool = new FramePool();
+    // Aborted by stop(): a session waiting for the replica (a restore holds it) ends instead of holding the stop.
+    const stopping = new AbortController();
+    const so = { ...o, signal: stopping.signal };
     const pos = await heldPosition(o.replicaDir, o);
     let groupId = pos.groupId;
     let busy = false;
@@ -113,17 +123,17 @@ export class LinkReceiver {
       }
       busy = true;
       try {
-        await runSecondary(ch, sessionOptions(o, pool, 'push', false));
+        await runSecondary(ch, sessionOptions(so, pool, 'push', false));
       } finally {
         busy = false;
         // A new replica was created by this session: from now on only its group is let in.
-        groupId ??= (await heldPosition(o.replicaDir, o).catch(() => ({ groupId: null }))).groupId;
+        groupId ??= (await heldPosition(o.replicaDir, so).catch(() => ({ groupId: null }))).groupId;
       }
     };
     const server = new LinkServer({ key: o.key, identityOk: (id) => (groupId === null ? /^[0-9a-f-]{36}$/.test(id) : id === groupId), session, log: o.log });
     try {
       const address = await server.listen(o.listen.host, o.listen.port);
-      return new LinkReceiver(server, address, pool);
+      return new LinkReceiver(server, address, pool, stopping);
     } catch (e) {
       await pool.close();
       throw e;
@@ -131,6 +141,7 @@ export class LinkReceiver {
   }
 
   async stop(): Promise<void> {
+    this.#stopping.abort();
     await this.#server.close();
     await this.#pool.close();
   }

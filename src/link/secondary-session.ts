@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { settlesWithin } from '../core/deferred.js';
 import { JshipError, isJshipError, param } from '../core/errors.js';
 import { cleanIncoming, importLinkStream } from '../replica/import.js';
@@ -39,6 +40,8 @@ export interface SecondaryOptions {
   resync?: ResyncRequest;
   /** A base arriving (it may span link tapes): volume bytes its records received so far cover, of all the volumes'. */
   onBaseProgress?: (p: BaseProgress) => void;
+  /** Aborted: the wait for a replica another process holds ends (with its GROUP_LOCKED): a stop is not held up by a long restore. */
+  signal?: AbortSignal;
 }
 
 export interface BaseProgress {
@@ -60,28 +63,36 @@ export interface Held {
 const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () => false);
 
 /** Opens the replica, waiting while another process (a restore, an import) holds it. */
-async function openReplica(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Replica> {
+/** How a receiver waits for a replica another process holds: up to `lockWaitMs`, until `signal` is aborted. */
+interface WaitOptions {
+  log: LinkLog;
+  lockWaitMs?: number;
+  signal?: AbortSignal;
+}
+
+async function openReplica(dir: string, o: WaitOptions): Promise<Replica> {
   return waitForReplica(o, () => Replica.open(dir, { yields: true }));
 }
 
 /** Runs `fn` (which opens the replica), waiting while another process (a restore, an import) holds it. */
-async function waitForReplica<T>(o: { log: LinkLog; lockWaitMs?: number }, fn: () => Promise<T>): Promise<T> {
+async function waitForReplica<T>(o: WaitOptions, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + (o.lockWaitMs ?? 3_600_000);
   let told = false;
   for (;;) {
     try {
       return await fn();
     } catch (e) {
-      if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline) throw e;
+      if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline || o.signal?.aborted) throw e;
       if (!told) o.log({ event: 'waiting', why: e.message });
       told = true;
-      await new Promise((res) => setTimeout(res, 500));
+      await sleep(500, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
+      if (o.signal?.aborted) throw e;
     }
   }
 }
 
 /** Runs `fn` with the replica open (see openReplica). */
-export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?: number }, fn: (r: Replica) => Promise<T>): Promise<T> {
+export async function withReplica<T>(dir: string, o: WaitOptions, fn: (r: Replica) => Promise<T>): Promise<T> {
   const r = await openReplica(dir, o);
   try {
     return await fn(r);
@@ -90,7 +101,7 @@ export async function withReplica<T>(dir: string, o: { log: LinkLog; lockWaitMs?
   }
 }
 
-export async function heldPosition(dir: string, o: { log: LinkLog; lockWaitMs?: number }): Promise<Held> {
+export async function heldPosition(dir: string, o: WaitOptions): Promise<Held> {
   if (!(await exists(join(dir, 'replica.json')))) return { groupId: null, linkName: null, held: null, epochs: [], lastSeq: null };
   return withReplica(dir, o, async (r) => {
     // What a receiver killed mid-tape left (it holds the lock now: no import is running).

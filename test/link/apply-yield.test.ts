@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { groupPaths } from '../../src/journal/group-files.js';
+import { DirLock } from '../../src/io/dir-lock.js';
 import { BIN, MiB, makeGroup, tempDir } from '../helpers.js';
 import { client, serve } from '../nbd/helpers.js';
 import { linkProc, until } from './helpers.js';
@@ -49,6 +50,41 @@ describe('a pulling secondary shares its replica', () => {
     } finally {
       // Soft: a failure above is reported, not hidden behind these.
       expect.soft(await pull.stop()).toBe(0);
+      expect.soft((await srv.stop()).code).toBe(0);
+    }
+  });
+
+  it.each(['pull', 'receive'])('link %s waiting for a replica another process holds stops at SIGTERM, at once and cleanly, and leaves the holder alone', async (verb) => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const key = groupPaths(g).linkKey;
+    const rep = join(dir, `rep-held-${verb}`);
+    let srv: Awaited<ReturnType<typeof serve>>;
+    let secondary: Awaited<ReturnType<typeof linkProc>>;
+    if (verb === 'pull') {
+      srv = await serve(g, '--link-listen', '127.0.0.1:0');
+      secondary = await linkProc('pull', rep, '--from', (srv.ready as any).link, '--psk', key, '--name', 'site-b', '--apply');
+    } else {
+      secondary = await linkProc('receive', rep, '--listen', '127.0.0.1:0', '--psk', key, '--name', 'site-c', '--apply');
+      srv = await serve(g, '--link-to', secondary.ready.listening);
+    }
+    try {
+      await until('the receiver to connect', () => secondary.events.some((e) => e.event === 'connected'));
+      // A long restore, say, takes the replica; the next tape finds it held, and the receiver waits for it.
+      const held = await DirLock.acquire(join(rep, 'lock'), 'replica');
+      try {
+        client('qemu-io', '-f', 'raw', srv.ready.exports[0]!.uri, '-c', 'write -P 0x02 0 64k');
+        await until('the receiver to wait', () => secondary.events.some((e) => e.event === 'waiting'));
+        // Before, it kept waiting for the holder through the SIGTERM (and would until the holder let go).
+        const stopped = await Promise.race([secondary.stop(), new Promise((r) => setTimeout(() => r('still running 60 s after SIGTERM'), 60_000))]);
+        if (stopped !== 0) await secondary.kill();
+        expect(stopped).toBe(0);
+        expect(secondary.events.at(-1)).toMatchObject({ event: 'stopped', signal: 'SIGTERM' });
+        expect(readFileSync(join(rep, 'lock'), 'utf8')).toContain(`"pid":${process.pid}`);
+      } finally {
+        await held.release();
+      }
+    } finally {
+      await secondary.kill();
       expect.soft((await srv.stop()).code).toBe(0);
     }
   });
