@@ -62,7 +62,6 @@ export interface Held {
 
 const exists = (p: string): Promise<boolean> => fsp.stat(p).then(() => true, () => false);
 
-/** Opens the replica, waiting while another process (a restore, an import) holds it. */
 /** How a receiver waits for a replica another process holds: up to `lockWaitMs`, until `signal` is aborted. */
 interface WaitOptions {
   log: LinkLog;
@@ -70,6 +69,7 @@ interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** Opens the replica, waiting while another process (a restore, an import) holds it. */
 async function openReplica(dir: string, o: WaitOptions): Promise<Replica> {
   return waitForReplica(o, () => Replica.open(dir, { yields: true }));
 }
