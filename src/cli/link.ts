@@ -47,9 +47,9 @@ function required(v: string | undefined, flag: string, verb: string): string {
 }
 
 /** The replica's name at its primary: --name, else the one it has, else HOST-DIRNAME. */
-async function secondaryName(dir: string, given: string | undefined, log: (e: LinkEvent) => void): Promise<string> {
+async function secondaryName(dir: string, given: string | undefined, waits: { log: (e: LinkEvent) => void; signal?: AbortSignal }): Promise<string> {
   if (given !== undefined && !NAME.test(given)) throw new JshipError('USAGE', `--name ${JSON.stringify(given)} is not a secondary name`, { hint: 'letters, digits, . _ : - (up to 64), starting with a letter or digit' });
-  const pos = await heldPosition(dir, { log });
+  const pos = await heldPosition(dir, waits);
   // Checked before any connection: the primary knows this replica by the name it has.
   if (given !== undefined && pos.linkName !== null && pos.linkName !== given) {
     throw new JshipError('USAGE', `this replica is secondary "${pos.linkName}" at its primary, not "${given}"`, { hint: `leave out --name, or give --name ${pos.linkName}` });
@@ -59,12 +59,14 @@ async function secondaryName(dir: string, given: string | undefined, log: (e: Li
   return `${hostname()}-${basename(resolve(dir))}`.replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || 'secondary';
 }
 
-async function secondaryOptions(dir: string, opts: LinkCliOptions, verb: string): Promise<LinkSecondaryOptions> {
+/** `signal`: a stop while it waits for the replica (another process holds it) ends the wait (see stopControl). */
+async function secondaryOptions(dir: string, opts: LinkCliOptions, verb: string, signal?: AbortSignal): Promise<LinkSecondaryOptions> {
   const log = eventLog(opts);
   const key = await readLinkKey(required(opts.psk, '--psk FILE (the primary\'s GROUP_DIR/link.key)', verb));
   if (opts.applyDelay !== undefined && !opts.apply) throw new JshipError('USAGE', '--apply-delay needs --apply', { hint: 'add --apply to keep the SVOLs restored' });
   const delayNs = opts.applyDelay !== undefined ? parseDuration(opts.applyDelay, '--apply-delay') : 0n;
-  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, log), key, log, ...(opts.apply ? { apply: { delayNs } } : {}), ...throttleOf(opts), onBaseProgress: baseProgress(opts, log) };
+  const waits = { log, ...(signal ? { signal } : {}) };
+  return { replicaDir: resolve(dir), name: await secondaryName(dir, opts.name, waits), key, ...waits, ...(opts.apply ? { apply: { delayNs } } : {}), ...throttleOf(opts), onBaseProgress: baseProgress(opts, log) };
 }
 
 /**
@@ -97,9 +99,33 @@ function throttleOf(opts: LinkCliOptions): { throttle?: Throttle } {
 
 const BWLIMIT_HELP = 'move at most RATE bytes per second of tapes (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)';
 
-/** Runs until SIGTERM/SIGINT, then stops `stop` and says so. */
-async function runUntilSignal(verb: string, opts: CommonOptions, ready: object, human: string[], stop: () => Promise<void>): Promise<void> {
+/**
+ * SIGTERM/SIGINT, taken from the start of a verb that runs until stopped: a
+ * receiver that is still waiting for its replica (another process, a long
+ * restore, holds it) stops at once and says so, rather than dying of the
+ * signal's default action. `signal` is aborted at the first one.
+ */
+function stopControl(verb: string): { signal: AbortSignal; stopped: Promise<string> } {
+  const c = new AbortController();
   const stopped = untilStopSignal(`link ${verb}`);
+  void stopped.then(() => c.abort());
+  return { signal: c.signal, stopped };
+}
+
+/** `start()`, unless a stop came while it waited for the replica: then null, once the stop was said. */
+async function startOrStopped<T>(opts: CommonOptions, stop: { signal: AbortSignal; stopped: Promise<string> }, start: () => Promise<T>): Promise<T | null> {
+  try {
+    return await start();
+  } catch (e) {
+    if (!stop.signal.aborted) throw e;
+    const sig = await stop.stopped;
+    emit(opts, { event: 'stopped', stopped: true, signal: sig }, () => [`stopped (${sig}) while waiting for the replica, which another process holds; nothing was received`]);
+    return null;
+  }
+}
+
+/** Runs until `stopped` (stopControl), then stops `stop` and says so. */
+async function runUntilSignal(opts: CommonOptions, stopped: Promise<string>, ready: object, human: string[], stop: () => Promise<void>): Promise<void> {
   emit(opts, { event: 'ready', ready: true, pid: process.pid, ...ready }, () => human);
   const sig = await stopped;
   await stop();
@@ -149,9 +175,10 @@ export function registerLink(program: Command): void {
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'serve'), '--listen');
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
+      const { stopped } = stopControl('serve');
       const serving = await Serving.start(dir, { nbd: false, link: { listen, key, log: eventLog(opts), ...maxTape(opts), ...zstdLevel(opts), ...throttleOf(opts) }, log: eventLog(opts) });
       const address = serving.link?.address ?? '';
-      await runUntilSignal('serve', opts, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
+      await runUntilSignal(opts, stopped, { listening: address, group: serving.group.dir, groupId: serving.group.config.groupId },
         [`serving the journal of group ${serving.group.config.groupId} to secondaries on ${address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
         async () => { await serving.stop(); });
     });
@@ -174,8 +201,9 @@ export function registerLink(program: Command): void {
       const targets = await pushTargets(opts.to, opts.candidates, opts.failoverAfter, '', opts.failbackAfter);
       const push = targets.push;
       const key = await readLinkKey(opts.psk ?? groupPaths(dir).linkKey);
+      const { stopped } = stopControl('push');
       const serving = await Serving.start(dir, { nbd: false, link: { ...targets, key, log: eventLog(opts), ...maxTape(opts), ...zstdLevel(opts), ...throttleOf(opts) }, log: eventLog(opts) });
-      await runUntilSignal('push', opts, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
+      await runUntilSignal(opts, stopped, { to: push.map((c) => c.address), group: serving.group.dir, groupId: serving.group.config.groupId },
         [`pushing the journal of group ${serving.group.config.groupId} to ${push.map((c) => c.address).join(', then ')} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`],
         async () => { await serving.stop(); });
     });
@@ -189,10 +217,11 @@ export function registerLink(program: Command): void {
     .option('--json', 'JSON lines on standard output, one per event'))
     .action(async (dir: string, opts: LinkCliOptions) => {
       const from = parseHostPort(required(opts.from, '--from HOST:PORT', 'pull'), '--from');
-      const o = await secondaryOptions(dir, opts, 'pull');
-      const metrics = await secondaryMetrics(opts, o);
       if (opts.once) {
+        // From the start: the pull may wait for its replica first (another process holds it).
         const stopGuard = onInterrupt('link pull', () => 'the link tapes confirmed so far are stored; the one being received is dropped and sent again by the next pull. Rerun the same command', opts.json === true);
+        const o = await secondaryOptions(dir, opts, 'pull');
+        const metrics = await secondaryMetrics(opts, o);
         const r = await runPull({ ...o, from, once: true }).finally(async () => { stopGuard(); await metrics?.close(); });
         emit(opts, { event: 'caught-up', tapes: r.tapes, records: r.records, primary: r.status }, () => [
           `caught up: ${r.tapes} link tapes, ${r.records} records stored; primary's last seq ${r.status?.lastSeq ?? 'none'}`,
@@ -200,16 +229,17 @@ export function registerLink(program: Command): void {
         ]);
         return;
       }
-      const stopping = new AbortController();
-      const run = runPull({ ...o, from, signal: stopping.signal });
-      const stopped = untilStopSignal('link pull');
+      const stop = stopControl('pull');
+      const o = await startOrStopped(opts, stop, () => secondaryOptions(dir, opts, 'pull', stop.signal));
+      if (!o) return;
+      const metrics = await secondaryMetrics(opts, o);
+      const run = runPull({ ...o, from });
       emit(opts, { event: 'ready', ready: true, pid: process.pid, from: opts.from, name: o.name, metrics: metrics?.where ?? null }, () => [
         `pulling from ${opts.from} as "${o.name}" into ${o.replicaDir} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`,
         ...(metrics ? [`  metrics: ${metrics.where}`] : []),
       ]);
       // runPull returns only when stopped, or fails on an error no retry mends (a wrong key, group or position).
-      const sig = await Promise.race([stopped, run.then(() => null)]);
-      stopping.abort();
+      const sig = await Promise.race([stop.stopped, run.then(() => null)]);
       await run;
       await metrics?.close();
       // What is stored and confirmed stays; a tape half received is dropped and sent again next time.
@@ -224,10 +254,16 @@ export function registerLink(program: Command): void {
     .option('--json', 'JSON lines on standard output, one per event'))
     .action(async (dir: string, opts: LinkCliOptions) => {
       const listen = parseHostPort(required(opts.listen, '--listen HOST:PORT', 'receive'), '--listen');
-      const o = await secondaryOptions(dir, opts, 'receive');
+      const stop = stopControl('receive');
+      const o = await startOrStopped(opts, stop, () => secondaryOptions(dir, opts, 'receive', stop.signal));
+      if (!o) return;
       const metrics = await secondaryMetrics(opts, o);
-      const r = await LinkReceiver.start({ ...o, listen });
-      await runUntilSignal('receive', opts, { listening: r.address, name: o.name, metrics: metrics?.where ?? null },
+      const r = await startOrStopped(opts, stop, () => LinkReceiver.start({ ...o, listen }));
+      if (!r) {
+        await metrics?.close();
+        return;
+      }
+      await runUntilSignal(opts, stop.stopped, { listening: r.address, name: o.name, metrics: metrics?.where ?? null },
         [`receiving into ${o.replicaDir} as "${o.name}" on ${r.address} (pid ${process.pid}); stop with SIGTERM or Ctrl-C`, ...(metrics ? [`  metrics: ${metrics.where}`] : [])],
         async () => { await r.stop(); await metrics?.close(); });
     });

@@ -109,11 +109,12 @@ export class LinkReceiver {
   }
 
   static async start(o: LinkSecondaryOptions & { listen: HostPort }): Promise<LinkReceiver> {
+    // May wait for the replica (another process holds it) until o.signal.
+    const pos = await heldPosition(o.replicaDir, o);
     const pool = new FramePool();
     // Aborted by stop(): a session waiting for the replica (a restore holds it) ends instead of holding the stop.
     const stopping = new AbortController();
     const so = { ...o, signal: stopping.signal };
-    const pos = await heldPosition(o.replicaDir, o);
     let groupId = pos.groupId;
     let busy = false;
     const session = async (ch: Channel): Promise<void> => {

@@ -88,4 +88,46 @@ describe('a pulling secondary shares its replica', () => {
       expect.soft((await srv.stop()).code).toBe(0);
     }
   });
+
+  // Started while the replica is held, a receiver waits for it before it is ready: a service manager's stop
+  // then ended it by the signal's default action, without a word (or, with --once, without saying what is left).
+  it.each([
+    { name: 'pull', verb: 'pull', args: ['--from', '127.0.0.1:9'], code: 0, last: { event: 'stopped', signal: 'SIGTERM' } },
+    { name: 'pull --once', verb: 'pull', args: ['--from', '127.0.0.1:9', '--once'], code: 143, last: { error: { code: 'INTERRUPTED' } } },
+    { name: 'receive', verb: 'receive', args: ['--listen', '127.0.0.1:0'], code: 0, last: { event: 'stopped', signal: 'SIGTERM' } },
+  ])('link $name started while another process holds the replica stops at SIGTERM before it is ready, and says so', async ({ verb, args, code, last }) => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const key = groupPaths(g).linkKey;
+    const rep = join(dir, `rep-early-${verb}-${args.length}`);
+    const srv = await serve(g, '--link-listen', '127.0.0.1:0');
+    try {
+      const first = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', (srv.ready as any).link, '--psk', key, '--name', 'site-b', '--once', '--json'], { encoding: 'utf8' });
+      expect(first.status, first.stderr).toBe(0);
+    } finally {
+      expect.soft((await srv.stop()).code).toBe(0);
+    }
+    const held = await DirLock.acquire(join(rep, 'lock'), 'replica');
+    const p = spawn(process.execPath, [BIN, 'link', verb, rep, ...args, '--psk', key, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const exited = new Promise<number | string>((r) => p.once('close', (c, s) => r(c ?? s ?? 'unknown')));
+      const lines: any[] = [];
+      let out = '';
+      p.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const nl = out.lastIndexOf('\n');
+        for (const l of out.slice(0, nl + 1).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        out = out.slice(nl + 1);
+      });
+      await until('the receiver to wait for the replica', () => lines.some((e) => e.event === 'waiting'));
+      p.kill('SIGTERM');
+      const status = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running 60 s after SIGTERM'), 60_000))]);
+      expect(status).toBe(code);
+      expect(lines.some((e) => e.ready)).toBe(false);
+      expect(lines.at(-1)).toMatchObject(last);
+      expect(readFileSync(join(rep, 'lock'), 'utf8')).toContain(`"pid":${process.pid}`);
+    } finally {
+      p.kill('SIGKILL');
+      await held.release();
+    }
+  });
 });
