@@ -138,11 +138,11 @@ async function liveAsks(path: string): Promise<LockInfo[]> {
   const asks: LockInfo[] = [];
   for (const name of names) {
     const at = join(dir, name);
-    const [found, st] = await Promise.all([readLockFile(at), fsp.stat(at).catch(() => undefined)]);
+    const found = await readLockFile(at);
     const info = found?.info;
-    if (!info || !st) continue; // withdrawn meanwhile, or still being written
+    if (!found || !info) continue; // withdrawn meanwhile, or still being written
     if (!isAlive(info)) await fsp.rm(at, { force: true });
-    else if (Date.now() - st.mtimeMs < STALE_ASK_MS) asks.push(info);
+    else if (Date.now() - found.mtimeMs < STALE_ASK_MS) asks.push(info);
   }
   return asks;
 }
@@ -153,8 +153,12 @@ const ASK = '.want-';
 /** A waiter renews its ask every 100 ms; one not renewed for this long is gone. */
 const STALE_ASK_MS = 10_000;
 
-/** The lock file's owner (null: unreadable, from a writer that died) and its inode; undefined when there is none. */
-async function readLockFile(path: string): Promise<{ info: LockInfo | null; ino: number } | undefined> {
+/**
+ * The lock file's owner (null: unreadable, from a writer that died), its
+ * inode and when it was last written (an ask's renewal); undefined when
+ * there is none.
+ */
+async function readLockFile(path: string): Promise<{ info: LockInfo | null; ino: number; mtimeMs: number } | undefined> {
   let h: fsp.FileHandle;
   try {
     h = await fsp.open(path, 'r');
@@ -162,13 +166,13 @@ async function readLockFile(path: string): Promise<{ info: LockInfo | null; ino:
     return undefined;
   }
   try {
-    const { ino } = await h.stat();
+    const { ino, mtimeMs } = await h.stat();
     try {
       const v = JSON.parse(await h.readFile('utf8')) as Partial<LockInfo>;
-      if (typeof v.pid !== 'number' || typeof v.host !== 'string') return { info: null, ino };
-      return { info: { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? ''), ...(v.yields === true ? { yields: true } : {}) }, ino };
+      if (typeof v.pid !== 'number' || typeof v.host !== 'string') return { info: null, ino, mtimeMs };
+      return { info: { pid: v.pid, host: v.host, start: String(v.start ?? ''), since: String(v.since ?? ''), ...(v.yields === true ? { yields: true } : {}) }, ino, mtimeMs };
     } catch {
-      return { info: null, ino };
+      return { info: null, ino, mtimeMs };
     }
   } finally {
     await h.close();

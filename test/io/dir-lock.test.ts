@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -126,5 +126,15 @@ describe('an owner that yields', () => {
     writeFileSync(join(dir, 'lock.want-dead'), JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), start: '1', since: 'x' }));
     await (await DirLock.acquire(lock, 'replica', { yields: true })).release();
     expect(readdirSync(dir)).toEqual([]);
+    // A waiter on another host cannot be checked: its ask holds the owner back while it is renewed, and not once
+    // it has not been for 10 s (it is left in place: only its writer or a check of its process removes an ask).
+    const far = join(dir, 'lock.want-far');
+    writeFileSync(far, JSON.stringify({ pid: 1, host: `not-${hostname()}`, start: '1', since: 'x' }));
+    await expect(DirLock.acquire(lock, 'replica', { yields: true })).rejects.toMatchObject({ code: 'GROUP_LOCKED' });
+    const old = new Date(Date.now() - 11_000);
+    utimesSync(far, old, old);
+    await (await DirLock.acquire(lock, 'replica', { yields: true })).release();
+    expect(readdirSync(dir)).toEqual(['lock.want-far']);
+    rmSync(far);
   });
 });
