@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Throttle } from '../io/throttle.js';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { FramePool } from '../tape/frame-pool.js';
@@ -8,7 +7,7 @@ import type { HostPort } from '../io/sockets.js';
 import { LinkServer } from './link-server.js';
 import type { LinkStatus } from './messages.js';
 import type { LinkLog } from './primary-session.js';
-import { heldPosition, runSecondary, type BaseProgress, type SecondaryOptions } from './secondary-session.js';
+import { heldPosition, pause, runSecondary, type BaseProgress, type SecondaryOptions } from './secondary-session.js';
 
 export interface LinkSecondaryOptions {
   replicaDir: string;
@@ -79,7 +78,7 @@ export async function runPull(o: LinkSecondaryOptions & { from: HostPort; once?:
         if (stopped()) return { tapes, records, status: null };
         if (o.once || isFatal(e)) throw e;
         o.log({ event: isJshipError(e, 'LINK_UNREACHABLE') ? 'unreachable' : 'disconnected', code: isJshipError(e) ? e.code : null, why: (e as Error).message, retryInMs: backoff });
-        await sleep(backoff, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
+        await pause(backoff, o.signal);
         if (stopped()) return { tapes, records, status: null };
         backoff = Math.min(backoff * 2, 30_000);
       }

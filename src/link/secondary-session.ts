@@ -85,10 +85,15 @@ async function waitForReplica<T>(o: WaitOptions, fn: () => Promise<T>): Promise<
       if (!isJshipError(e, 'GROUP_LOCKED') || Date.now() > deadline || o.signal?.aborted) throw e;
       if (!told) o.log({ event: 'waiting', why: e.message });
       told = true;
-      await sleep(500, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
+      await pause(500, o.signal);
       if (o.signal?.aborted) throw e;
     }
   }
+}
+
+/** Waits `ms`, or less when `signal` is aborted meanwhile (never throws). */
+export async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  await sleep(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 }
 
 /** Runs `fn` with the replica open (see openReplica). */
