@@ -186,13 +186,28 @@ const SYSTEM_HINTS: Record<string, { what: string; hint: string }> = {
 };
 
 /**
+ * `e`, marked as an error about the file `path` when it is a system error
+ * that names none (those of a file handle: "ENOSPC: no space left on
+ * device, write"), so that the message says which file.
+ */
+export function atPath(e: unknown, path: string): unknown {
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && (e as { path?: unknown }).path === undefined) {
+    (e as { path?: string }).path = path;
+  }
+  return e;
+}
+
+/**
  * Any error as a JshipError: errors from the system and SQLite get the code
  * IO with a hint by their code; anything else is reported as unexpected.
  */
 export function asJshipError(e: unknown): JshipError {
   if (e instanceof JshipError) return e;
   const code = (e as { code?: unknown })?.code;
-  const message = (e as Error)?.message ?? String(e);
+  let message = (e as Error)?.message ?? String(e);
+  // A system error on a file handle names no file: the one the caller knew it by (atPath) is named.
+  const path = (e as { path?: unknown })?.path;
+  if (typeof path === 'string' && !message.includes(path)) message = `${path}: ${message}`;
   const known = typeof code === 'string' ? SYSTEM_HINTS[code] : undefined;
   if (known) return new JshipError('IO', message.includes(known.what) ? message : `${known.what}: ${message}`, { hint: known.hint, cause: e });
   return new JshipError('IO', message, { hint: 'this is unexpected; the message above says what failed', cause: e });

@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
+import { JshipError, atPath, isJshipError, type ErrorCode } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
@@ -389,16 +389,20 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     if (existing && existing.file !== file) await fsp.rm(replica.tapePath(existing.file), { force: true });
     return invalidated;
   };
+  // A failure of the copy (a full disk) names where the copy goes.
+  const named = (e: unknown): never => {
+    throw atPath(e, replica.tapesDir);
+  };
   const closeSynced = async (): Promise<void> => {
-    await syncs.settle();
-    await h.sync();
+    await syncs.settle().catch(named);
+    await h.sync().catch(named);
     await h.close();
     closed = true;
   };
   try {
     const scanned = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
-      await writeFully(h, c, pos);
+      await writeFully(h, c, pos).catch(named);
       pos += c.length;
       syncs.wrote(c.length);
       progress(pos);
@@ -541,7 +545,9 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
       try {
         let at = 0;
         for await (const c of src.chunks()) {
-          await writeFully(w, c, at);
+          await writeFully(w, c, at).catch((e: unknown) => {
+            throw atPath(e, replica.tapesDir);
+          });
           at += c.length;
         }
       } finally {
@@ -549,7 +555,9 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
       }
       local = fileSource(whole);
     }
-    const report = await repairTape(local, file);
+    const report = await repairTape(local, file).catch((e: unknown) => {
+      throw atPath(e, replica.tapesDir);
+    });
     return report.state === 'repairable' ? { file, report } : null;
   } finally {
     await fsp.rm(whole, { force: true });

@@ -1,5 +1,5 @@
 import type { PointDigest } from '../core/volume-digest.js';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError, asJshipError, isJshipError } from '../core/errors.js';
 import type { NbdBackend, NbdExport, Extent } from '../nbd/export.js';
 import { Errno, STATE_HOLE, STATE_ZERO } from '../nbd/protocol.js';
 import type { KeyRing } from '../tape/crypto.js';
@@ -151,7 +151,8 @@ export class PointMount implements NbdBackend {
   async flush(): Promise<void> {}
 
   errno(e: unknown): { errno: number; message: string } {
-    const message = e instanceof Error ? e.message : String(e);
+    // A system error says which file (the scratch file that filled up) and what it means.
+    const message = asJshipError(e).message;
     if (isJshipError(e, 'VOLUME_NOT_USABLE')) return { errno: Errno.EPERM, message };
     // The scratch directory filled up: the client's write fails, nothing else is harmed.
     if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return { errno: Errno.ENOSPC, message };

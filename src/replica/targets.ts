@@ -1,6 +1,6 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { JshipError } from '../core/errors.js';
+import { JshipError, atPath } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
@@ -35,8 +35,12 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
   const touched = fresh ? new TouchedMap(fresh.size) : null;
   // Written back as the restore goes on; a background datasync that failed fails the restore at finish.
   const syncs = new BackgroundSync(h);
+  // A failure says which target (of several, perhaps on several file systems) failed.
+  const named = (e: unknown): never => {
+    throw atPath(e, path);
+  };
   const write = async (offset: number, data: Uint8Array): Promise<void> => {
-    await writeFully(h, data, offset);
+    await writeFully(h, data, offset).catch(named);
     syncs.wrote(data.length);
   };
   return {
@@ -52,14 +56,14 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
     },
     async clear(size) {
       if (kind === 'device') return this.zero(0, size);
-      await h.truncate(0);
-      await h.truncate(size);
+      await h.truncate(0).catch(named);
+      await h.truncate(size).catch(named);
       if (touched && size === touched.size) touched.reset();
       else touched?.touch(0, touched.size);
     },
     async finish() {
-      await syncs.settle();
-      await h.datasync();
+      await syncs.settle().catch(named);
+      await h.datasync().catch(named);
       await h.close();
       closed = true;
     },

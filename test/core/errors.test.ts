@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JshipError, param } from '../../src/core/errors.js';
+import { JshipError, asJshipError, atPath, param } from '../../src/core/errors.js';
 import { cliError, flagOf } from '../../src/cli/flags.js';
 
 describe('errors name library parameters; the CLI shows them as flags', () => {
@@ -37,5 +37,28 @@ describe('errors name library parameters; the CLI shows them as flags', () => {
   it('the template survives the control socket (the owner sends it, the client rebuilds the error)', () => {
     const again = new JshipError(e.code, e.template.message, { ...(e.template.hint ? { hint: e.template.hint } : {}), details: e.details });
     expect(cliError(again).message).toBe('--media-size 1 MiB cannot hold a record of 4 MiB');
+  });
+});
+
+describe('system errors name the file they are about', () => {
+  const sys = (message: string, code: string, path?: string): NodeJS.ErrnoException => Object.assign(new Error(message), { code, ...(path !== undefined ? { path } : {}) });
+
+  it('an error of a file handle gets the path the caller knew the file by, once', () => {
+    const e = atPath(sys('ENOSPC: no space left on device, write', 'ENOSPC'), '/mnt/b.img');
+    const j = asJshipError(e);
+    expect(j.code).toBe('IO');
+    expect(j.message).toBe('no space left on the file system: /mnt/b.img: ENOSPC: no space left on device, write');
+    expect(j.hint).toMatch(/free space/);
+    // Tagged again further up (a restore target inside a replica's directory): the first, nearest path stays.
+    expect(asJshipError(atPath(e, '/mnt')).message).toBe(j.message);
+  });
+
+  it('an error that names its file already, and an error that is not a system error, are left as they are', () => {
+    const open = atPath(sys("ENOENT: no such file or directory, open '/x/y'", 'ENOENT', '/x/y'), '/x');
+    expect(asJshipError(open).message).toBe("ENOENT: no such file or directory, open '/x/y'");
+    const plain = new Error('something else');
+    expect(atPath(plain, '/x')).toBe(plain);
+    expect((plain as { path?: string }).path).toBeUndefined();
+    expect(asJshipError(plain).message).toBe('something else');
   });
 });

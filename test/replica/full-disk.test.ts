@@ -37,4 +37,31 @@ describe('a replica on a full file system', () => {
     expect(readdirSync(rep).some((n) => n.startsWith('lock'))).toBe(false);
     expect(readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('.'))).toEqual([]);
   });
+
+  it('a restore whose target runs out of space says which target, and leaves nothing there', async () => {
+    const g = await makeGroup(join(dir, 'two'), { a: 4 * MiB, b: 4 * MiB }, { journalSize: 32 * MiB, chunkSize: 64 * KiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    for (const v of ['a', 'b']) for (let i = 0; i < 4; i++) await group.write(v, i * MiB, randomBytes(MiB));
+    await exportTo(group, join(dir, 't2'), { base: true });
+    await group.close();
+    const rep = join(dir, 'rep2');
+    expect((await importTapes(rep, readdirSync(join(dir, 't2')).filter((n) => n.endsWith('.tar.zst')).map((n) => join(dir, 't2', n)))).ok).toBe(true);
+    // Two targets on two file systems: volume b's has room for 2 of its 4 MiB.
+    const roomy = join(dir, 'roomy');
+    const full = join(dir, 'full');
+    mountTmpfs(roomy, '16m');
+    mounts.push(roomy);
+    mountTmpfs(full, '2m');
+    mounts.push(full);
+    const r = jshipJson('restore', rep, '--target', `a=${join(roomy, 'a.img')}`, '--target', `b=${join(full, 'b.img')}`);
+    expect(r.code).toBe(1);
+    expect(r.out.error.code).toBe('IO');
+    expect(r.out.error.message).toMatch(/no space left/i);
+    // Before, the message said "ENOSPC: no space left on device, write": not which of the targets.
+    expect(r.out.error.message).toContain(join(full, 'b.img'));
+    expect(r.out.error.message).not.toContain(join(roomy, 'a.img'));
+    expect(r.out.error.hint).toMatch(/free space/);
+    expect(readdirSync(roomy)).toEqual([]);
+    expect(readdirSync(full)).toEqual([]);
+  });
 });
