@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { writeFileAtomic, makeDirs } from '../io/files.js';
 import { DirLock } from '../io/dir-lock.js';
@@ -21,6 +21,9 @@ export interface ReplicaConfig {
    */
   promoted?: { groupDir: string; generation: number; startSeq: string; at: string };
 }
+
+/** The directories a replica keeps in its own: tapes, SVOLs, mount pins, drill logs, a mount's default scratch. */
+export const REPLICA_DIRS: readonly string[] = ['tapes', 'svol', 'mounts', 'drills', 'scratch'];
 
 /**
  * The secondary site's store: the verified tapes themselves (tapes/), their
@@ -47,6 +50,20 @@ export class Replica {
 
   get tapesDir(): string {
     return join(this.dir, 'tapes');
+  }
+
+  /**
+   * Whether `path` (symbolic links resolved) is one of the replica's own
+   * files: at the top of its directory (catalogue, config, state, lock) or
+   * in a directory it keeps there (REPLICA_DIRS). Directories of the
+   * operator's own beside them are not.
+   */
+  static owns(realDir: string, path: string): boolean {
+    const rel = relative(realDir, path);
+    if (rel === '') return true;
+    if (rel.startsWith('..') || isAbsolute(rel)) return false;
+    const parts = rel.split(sep);
+    return parts.length === 1 || REPLICA_DIRS.includes(parts[0] as string);
   }
 
   tapePath(file: string): string {

@@ -1,6 +1,6 @@
 import { makeDirs } from '../io/files.js';
 import { promises as fsp } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, param } from '../core/errors.js';
@@ -145,6 +145,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     });
   }
   const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: join(replica.dir, 'svol', `${vols[i]!.name}.img`) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
+  if (!toSvol) await checkTargets(targetPaths, replica.dir);
   const read = [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)];
   const tapes = [...new Set(read.map((s) => s.serial))].sort(byChain);
   const result: RestoreResult = {
@@ -297,6 +298,39 @@ async function resolveTargets(specs: Array<{ volume?: string; path: string }>, n
   const missing = names.filter((n) => !out.has(n));
   if (missing.length > 0) throw new JshipError('USAGE', `no ${param('targets')} for volume${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { hint: `give ${param('targets')} NAME=PATH for each, or a directory, or select volumes with ${param('volumes')}` });
   return names.map((n) => ({ volume: n, path: out.get(n) as string }));
+}
+
+/**
+ * Refuses targets a restore must not write: one file or device for two
+ * volumes (the bytes of one would stand where the other's are said to be,
+ * and only a point with a digest would catch it), and the replica's own
+ * files (its tapes, SVOLs, catalogue: with --force a restore replaced the
+ * very tape it read).
+ */
+async function checkTargets(targets: ReadonlyArray<{ volume: string; path: string }>, replicaDir: string): Promise<void> {
+  const home = await fsp.realpath(replicaDir);
+  const seen = new Map<string, string>();
+  for (const t of targets) {
+    const { real, id } = await whereIs(t.path);
+    if (Replica.owns(home, real)) {
+      throw new JshipError('USAGE', `${param('targets')} ${t.path} is among the replica's own files (${replicaDir}: its catalogue, tapes, SVOLs): a restore never writes there`, {
+        hint: 'name a file, directory or device outside the replica (or in a directory of your own inside it); to bring the SVOLs to a point, restore without --target',
+      });
+    }
+    const other = seen.get(id);
+    if (other !== undefined) {
+      throw new JshipError('USAGE', `${param('targets')}: volumes ${other} and ${t.volume} would both be restored into the same file (${t.path})`, { hint: 'give each volume its own target: NAME=PATH for each, or a directory' });
+    }
+    seen.set(id, t.volume);
+  }
+}
+
+/** Where a target really is (its directory's symbolic links resolved), and what names its file: device and inode, once it exists. */
+async function whereIs(path: string): Promise<{ real: string; id: string }> {
+  const dir = await fsp.realpath(dirname(path)).catch(() => resolve(dirname(path)));
+  const real = join(dir, basename(path));
+  const st = await fsp.stat(real).catch(() => undefined);
+  return { real, id: !st ? `path ${real}` : st.isBlockDevice() ? `device ${st.rdev}` : `file ${st.dev}:${st.ino}` };
 }
 
 /** Like Promise.all, but settles every promise before it throws the first error: nothing is left running. */
