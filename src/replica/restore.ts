@@ -248,6 +248,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     throw e;
   } finally {
+    // Renamed into place, given up on, or left for the next restore to rename: another restore may write them now.
+    for (const t of targets) await t?.release();
     await source.release();
   }
 }

@@ -1,6 +1,7 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { JshipError, atPath } from '../core/errors.js';
+import { JshipError, atPath, isJshipError } from '../core/errors.js';
+import { DirLock } from '../io/dir-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
@@ -26,11 +27,13 @@ export interface RestoreTarget {
   /** Makes it durable (a file stays under its temporary name: commitFiles renames the group's files together). */
   finish(): Promise<void>;
   abort(): Promise<void>;
+  /** Lets another restore write this target (a file's lock, held from its opening to its rename or abort). */
+  release(): Promise<void>;
 }
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
-function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>): RestoreTarget {
+function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>, release: () => Promise<void> = async () => undefined): RestoreTarget {
   let closed = false;
   const touched = fresh ? new TouchedMap(fresh.size) : null;
   // Written back as the restore goes on; a background datasync that failed fails the restore at finish.
@@ -73,6 +76,7 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
       closed = true;
       await onAbort();
     },
+    release,
   };
 }
 
@@ -92,18 +96,26 @@ export async function openFileTarget(volume: string, path: string, size: number,
   }
   if (st && !st.isFile()) throw new JshipError('TARGET_NOT_USABLE', `${path} is not a regular file`, { hint: 'name a file or a block device' });
   const tmp = tmpPathFor(path);
-  await fsp.rm(tmp, { force: true });
+  // One restore at a time writes a file: another one (from another replica) removed this one's temporary
+  // file and put its own in its place, and each renamed or removed the other's.
+  const lock = await DirLock.acquire(`${tmp}.lock`, `restore target ${path}`).catch((e: unknown) => {
+    if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+    throw new JshipError('TARGET_NOT_USABLE', e.message, { hint: 'another restore is writing this file: wait for it to end, or name another target', details: e.details });
+  });
   let h: fsp.FileHandle;
   try {
+    // What a restore killed earlier left (no live restore holds it: the lock says so).
+    await fsp.rm(tmp, { force: true });
     h = await fsp.open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
     await h.chmod(mode); // exactly this mode, whatever the umask
     await h.truncate(size);
   } catch (e) {
+    await lock.release();
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   }
   return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });
-  });
+  }, () => lock.release());
 }
 
 /** The temporary name a file target is written under, in the directory of its final name. */

@@ -76,6 +76,7 @@ describe('Applier: a coalesced restore through leased payloads', () => {
         clear: async () => undefined,
         finish: async () => undefined,
         abort: async () => undefined,
+        release: async () => undefined,
       };
       const apply = new Applier(cat, plan, [target], [size], source);
       await apply.coalesced();

@@ -3,6 +3,8 @@ import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
+import { tmpPathFor } from '../../src/replica/targets.js';
+import { DirLock } from '../../src/io/dir-lock.js';
 import { formatTime } from '../../src/core/time.js';
 import { BIN, jshipJson, tempDir, makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
@@ -160,6 +162,23 @@ describe('restore refusals and targets', () => {
     expect(readFileSync(tape).equals(tapeBytes)).toBe(true);
     expect(jship('restore', rep, '--volume', 'a', '--target', `${join(rep, 'restored')}/`).code).toBe(0);
     expect(readFileSync(join(rep, 'restored', 'a.img')).equals(readFileSync(join(d, 'a.img')))).toBe(true);
+    // One file, two restores at once (from two replicas): the second removed the first's temporary file and
+    // wrote its own there; the first's proof read the second's, and the second reported success with no file.
+    const busy = join(d, 'busy.img');
+    const theirs = await DirLock.acquire(`${tmpPathFor(busy)}.lock`, 'a restore in another process');
+    try {
+      writeFileSync(tmpPathFor(busy), 'being written');
+      const r = jship('restore', rep, '--volume', 'a', '--target', busy);
+      expect(r.code).toBe(1);
+      expect(r.out.error.code).toBe('TARGET_NOT_USABLE');
+      expect(r.out.error.message).toContain(`in use by process ${process.pid}`);
+      expect(readFileSync(tmpPathFor(busy), 'utf8')).toBe('being written');
+    } finally {
+      await theirs.release();
+    }
+    // Its lock gone, the leftover is a killed restore's: removed, and the restore goes through.
+    expect(jship('restore', rep, '--volume', 'a', '--target', busy).code).toBe(0);
+    expect(readdirSync(d).filter((n) => n.startsWith('.busy'))).toEqual([]);
     const ok = jship('restore', rep, '--target', `a=${join(d, 'out', 'a.img')}`, '--target', `b=${join(d, 'out-link', 'b.img')}`);
     expect(ok.code).toBe(0);
     expect(readFileSync(join(d, 'out', 'a.img')).equals(readFileSync(join(d, 'a.img')))).toBe(true);
