@@ -81,6 +81,39 @@ describe('tape destinations: one contract (tape/destination.ts)', () => {
   });
 });
 
+describe('a partial tape file has one writer (tape/destination.ts)', () => {
+  const next = scratch();
+
+  // Two groups exporting to one directory at once both wrote .jship-000001.partial: each removed the other's,
+  // and one linked the other's bytes under its own tape's name, then counted it and purged its journal.
+  it('a second export opening the same partial file is refused while the first writes it, and the first\'s tape is its own', async () => {
+    const dir = next();
+    mkdirSync(dir, { recursive: true });
+    const first = await new DirDestination(dir).open(1);
+    await first.write(Buffer.from('the first export\'s bytes'));
+    const err = await new DirDestination(dir).open(1).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TAPE_EXISTS' });
+    expect((err as Error).message).toMatch(new RegExp(`in use by process ${process.pid}.*another export`));
+    const at = await first.commit('jship-000001-t.tar.zst');
+    expect(readFileSync(at, 'utf8')).toBe('the first export\'s bytes');
+    // Once the first is done, the name is free; a partial left by a killed export (its lock stale) is replaced.
+    const again = await new DirDestination(dir).open(1);
+    await again.abort();
+    expect(readdirSync(dir).sort()).toEqual(['jship-000001-t.tar.zst']);
+  });
+
+  it('the same for one named tape file', async () => {
+    const dir = next();
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'one.tar.zst');
+    const first = await new FileDestination(path).open(1);
+    await expect(new FileDestination(path).open(1)).rejects.toMatchObject({ code: 'TAPE_EXISTS' });
+    await first.abort();
+    await (await new FileDestination(path).open(1)).abort();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
 describe('throttled destinations (tape/destination.ts)', () => {
   /** A destination that records the size of each write it gets. */
   const recording = (): { dest: TapeDestination; writes: number[] } => {
