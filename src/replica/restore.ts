@@ -316,7 +316,7 @@ async function checkTargets(targets: ReadonlyArray<{ volume: string; path: strin
     const { real, id } = await whereIs(t.path);
     if (Replica.owns(home, real)) {
       throw new JshipError('USAGE', `${param('targets')} ${t.path} is among the replica's own files (${replicaDir}: its catalogue, tapes, SVOLs): a restore never writes there`, {
-        hint: 'name a file, directory or device outside the replica (or in a directory of your own inside it); to bring the SVOLs to a point, restore without --target',
+        hint: `name a file, directory or device outside the replica (or in a directory of your own inside it); to bring the SVOLs to a point, restore without ${param('targets')}`,
       });
     }
     const other = seen.get(id);

@@ -106,10 +106,10 @@ describe('a partial tape file has one writer (tape/destination.ts)', () => {
     const dir = next();
     mkdirSync(dir, { recursive: true });
     const path = join(dir, 'one.tar.zst');
-    const first = await new FileDestination(path).open(1);
-    await expect(new FileDestination(path).open(1)).rejects.toMatchObject({ code: 'TAPE_EXISTS' });
+    const first = await new FileDestination(path).open();
+    await expect(new FileDestination(path).open()).rejects.toMatchObject({ code: 'TAPE_EXISTS' });
     await first.abort();
-    await (await new FileDestination(path).open(1)).abort();
+    await (await new FileDestination(path).open()).abort();
     expect(readdirSync(dir)).toEqual([]);
   });
 });
