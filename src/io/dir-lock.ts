@@ -109,6 +109,11 @@ export class DirLock {
     throw new JshipError('GROUP_LOCKED', `${what}: could not take the lock ${path}`, { hint: 'another process keeps taking it; try again' });
   }
 
+  /** The lock was let go (release). */
+  get released(): boolean {
+    return this.#released;
+  }
+
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;

@@ -286,38 +286,36 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
       syncs.wrote(chunk.length);
     },
     async commit(name, beforeRename, tape) {
-      try {
-        const dest = finalPath(name);
-        await syncs.settle();
-        await h.sync();
-        await h.close();
-        closed = true;
-        if (readBack.verifyAfterWrite) {
-          try {
-            await readBack.beforeReadBack?.(tmp);
-            await verifyReadBack(tmp, tape);
-          } catch (e) {
-            await fsp.rm(tmp, { force: true });
-            throw e;
-          }
-        }
-        await beforeRename?.(dest);
-        // link + unlink: a rename that never replaces an existing tape.
+      const dest = finalPath(name);
+      await syncs.settle();
+      await h.sync();
+      await h.close();
+      closed = true;
+      if (readBack.verifyAfterWrite) {
         try {
-          await fsp.link(tmp, dest);
+          await readBack.beforeReadBack?.(tmp);
+          await verifyReadBack(tmp, tape);
         } catch (e) {
           await fsp.rm(tmp, { force: true });
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new JshipError('TAPE_EXISTS', `${dest} exists already`, { hint: 'tapes are never overwritten: move the old one away or write to another place' });
-          }
           throw e;
         }
-        await fsp.unlink(tmp);
-        await syncDir(dirname(dest));
-        return dest;
-      } finally {
-        await lock.release();
       }
+      await beforeRename?.(dest);
+      // link + unlink: a rename that never replaces an existing tape.
+      try {
+        await fsp.link(tmp, dest);
+      } catch (e) {
+        await fsp.rm(tmp, { force: true });
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new JshipError('TAPE_EXISTS', `${dest} exists already`, { hint: 'tapes are never overwritten: move the old one away or write to another place' });
+        }
+        throw e;
+      }
+      await fsp.unlink(tmp);
+      // The name is free again; a commit that failed keeps it until abort has removed what it left.
+      await lock.release();
+      await syncDir(dirname(dest));
+      return dest;
     },
     async abort() {
       if (!closed) {
@@ -325,6 +323,8 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
         await h.close().catch(() => undefined);
       }
       closed = true;
+      // Once the lock is let go, the partial name may be another export's: nothing of it is removed.
+      if (lock.released) return;
       await fsp.rm(tmp, { force: true });
       await lock.release();
     },
