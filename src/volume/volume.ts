@@ -192,7 +192,9 @@ async function openExtent(name: string, ext: ExtentSpec, opts: { create?: boolea
       hint: 'give the file a size first (truncate -s SIZE FILE) or name it with :SIZE when it does not exist yet',
     });
   }
-  const flags = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+  // A block device is written by one opener at a time (O_EXCL: the kernel refuses a second, and a device with a
+  // mounted file system): another group's server, or a restore into the device, is refused with EBUSY.
+  const flags = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR | (blockDevice ? constants.O_EXCL : 0);
   const handle = await fsp.open(ext.path, flags).catch((e: unknown) => {
     throw ioError(name, ext.path, e);
   });
@@ -211,6 +213,6 @@ function ioError(volume: string, path: string, e: unknown): JshipError {
   const err = e as NodeJS.ErrnoException;
   const hint = err.code === 'EACCES' || err.code === 'EPERM'
     ? 'check the permissions of the file (jship needs read and write access)'
-    : err.code === 'EBUSY' ? 'the device is in use by another program' : 'check the path';
+    : err.code === 'EBUSY' ? 'the device is in use: mounted, or open for writing by another process (another group\'s jship serve, a restore into it); a volume has one writer' : 'check the path';
   return new JshipError('VOLUME_NOT_USABLE', `volume "${volume}": cannot open ${path}: ${err.message}`, { hint, cause: e });
 }

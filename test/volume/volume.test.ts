@@ -51,6 +51,12 @@ describe('volumes', () => {
     try {
       const vol = await Volume.open({ name: 'dev', extents: [{ path: dev }] });
       try {
+        // One writer: a second group over the same device (or a restore into it) was let in and wrote beside the first.
+        const second = await Volume.open({ name: 'other', extents: [{ path: dev }] }).then(async (v) => { await v.close(); return null; }, (e: unknown) => e);
+        expect(second).toMatchObject({ code: 'VOLUME_NOT_USABLE', hint: expect.stringMatching(/one writer/) });
+        expect((second as Error).message).toMatch(/EBUSY/);
+        const reader = await Volume.open({ name: 'dev', extents: [{ path: dev }] }, { readOnly: true });
+        await reader.close();
         expect(vol.size).toBe(3 * MiB);
         expect(vol.extents[0]?.blockDevice).toBe(true);
         await vol.write(4096, Buffer.alloc(4096, 0x5a));
