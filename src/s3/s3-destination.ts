@@ -123,21 +123,28 @@ class S3Upload implements TapeOutput {
       });
     }
     await beforeRename?.(url);
+    // Only where no object is yet (If-None-Match: *): another export (another group's, to the same prefix) may have
+    // completed this key since the check at start, and would otherwise be replaced after it counted its tape.
+    // radosgw 16.2 honours it on PutObject and ignores it on CompleteMultipartUpload; AWS S3 honours both.
+    // Refused, the object is still ours when it holds our bytes (a retry of a request whose answer was lost).
+    let refused = false;
     try {
       if (single) {
         await this.#st.client.send(new PutObjectCommand({
           Bucket: this.#bucket, Key: this.#key, Body: last, ContentLength: last.length, ContentMD5: (this.#md5s[0] as Buffer).toString('base64'),
-          ContentType: 'application/zstd',
+          ContentType: 'application/zstd', IfNoneMatch: '*',
         }));
       } else {
         await this.#st.client.send(new CompleteMultipartUploadCommand({
-          Bucket: this.#bucket, Key: this.#key, UploadId: this.#uploadId,
+          Bucket: this.#bucket, Key: this.#key, UploadId: this.#uploadId, IfNoneMatch: '*',
           MultipartUpload: { Parts: this.#etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
         }));
         this.#uploadId = undefined;
       }
     } catch (e) {
-      throw s3Error(e, 'completing the tape upload', this.#bucket, this.#key);
+      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 412 || (e as Error).name === 'PreconditionFailed') refused = true;
+      else throw s3Error(e, 'completing the tape upload', this.#bucket, this.#key);
     }
     // What the store holds is what we sent: size and ETag (the MD5s it checked), read back.
     let head;
@@ -145,6 +152,11 @@ class S3Upload implements TapeOutput {
       head = await this.#st.client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key }));
     } catch (e) {
       throw s3Error(e, 'confirming the uploaded tape', this.#bucket, this.#key);
+    }
+    if (refused && (head.ContentLength !== this.#bytes || unquote(head.ETag) !== etag)) {
+      throw new JshipError('TAPE_EXISTS', `${url} was written by another export while this one uploaded it`, {
+        hint: 'give each group a prefix of its own (tape names do not say which group wrote them); this tape was not counted and nothing was purged',
+      });
     }
     if (head.ContentLength !== this.#bytes || unquote(head.ETag) !== etag) {
       throw new JshipError('S3_MISMATCH', `${url}: the store holds ${head.ContentLength} bytes with ETag ${unquote(head.ETag)}, but ${this.#bytes} bytes with ETag ${etag} were sent`, {

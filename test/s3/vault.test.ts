@@ -10,6 +10,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
+import { tapeFileName } from '../../src/tape/tape-name.js';
 import { S3Peer } from './peer.js';
 import { destinationContract } from '../tape/destination-contract.js';
 import { sourceContract } from '../tape/source-contract.js';
@@ -144,6 +145,23 @@ describe('S3 vault against Ceph radosgw', () => {
     const third = partial.out.tapes.find((t: { serial: number }) => t.serial === 3);
     expect(third.outcome).not.toBe('imported');
     expect(third.message).toMatch(/SHA-256|checksum|damaged|authentication|CRC/i);
+  });
+
+  it('an object another export completed under the same key meanwhile is never replaced (If-None-Match)', async () => {
+    // Two groups exporting to one prefix: the second's tape 1 replaced the first's after the first counted it
+    // and purged its journal. (radosgw 16.2 honours the condition on a single PUT, the case here; AWS S3 on both.)
+    const out = await new S3Destination('s3://vault/race/', {}).open(1, 1n);
+    await out.write(Buffer.from('this export\'s tape'));
+    const key = `race/${tapeFileName(1, 1n, null)}`;
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: 'the other export\'s tape' }));
+    await expect(out.commit(tapeFileName(1, 1n, 9n))).rejects.toMatchObject({ code: 'TAPE_EXISTS' });
+    await out.abort();
+    expect((await body('vault', key)).toString()).toBe('the other export\'s tape');
+    // Refused, an object holding this export's own bytes is its own (a PUT retried after its answer was lost).
+    const again = await new S3Destination('s3://vault/race-2/', {}).open(1, 1n);
+    await again.write(Buffer.from('the same bytes'));
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: `race-2/${tapeFileName(1, 1n, null)}`, Body: 'the same bytes' }));
+    expect(await again.commit(tapeFileName(1, 1n, 9n))).toBe(`s3://vault/race-2/${tapeFileName(1, 1n, null)}`);
   });
 
   it('faults: wrong credentials, missing bucket, the gateway stopped in the middle of an upload', async () => {
