@@ -197,6 +197,13 @@ export function atPath(e: unknown, path: string): unknown {
   return e;
 }
 
+/** A rejection handler that rethrows what it gets marked by atPath (`.catch(rethrowAt(path))`). */
+export function rethrowAt(path: string): (e: unknown) => never {
+  return (e) => {
+    throw atPath(e, path);
+  };
+}
+
 /**
  * Any error as a JshipError: errors from the system and SQLite get the code
  * IO with a hint by their code; anything else is reported as unexpected.

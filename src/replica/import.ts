@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JshipError, atPath, isJshipError, type ErrorCode } from '../core/errors.js';
+import { JshipError, isJshipError, rethrowAt, type ErrorCode } from '../core/errors.js';
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
@@ -390,9 +390,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     return invalidated;
   };
   // A failure of the copy (a full disk) names where the copy goes.
-  const named = (e: unknown): never => {
-    throw atPath(e, replica.tapesDir);
-  };
+  const named = rethrowAt(replica.tapesDir);
   const closeSynced = async (): Promise<void> => {
     await syncs.settle().catch(named);
     await h.sync().catch(named);
@@ -545,9 +543,7 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
       try {
         let at = 0;
         for await (const c of src.chunks()) {
-          await writeFully(w, c, at).catch((e: unknown) => {
-            throw atPath(e, replica.tapesDir);
-          });
+          await writeFully(w, c, at).catch(rethrowAt(replica.tapesDir));
           at += c.length;
         }
       } finally {
@@ -555,9 +551,7 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
       }
       local = fileSource(whole);
     }
-    const report = await repairTape(local, file).catch((e: unknown) => {
-      throw atPath(e, replica.tapesDir);
-    });
+    const report = await repairTape(local, file).catch(rethrowAt(replica.tapesDir));
     return report.state === 'repairable' ? { file, report } : null;
   } finally {
     await fsp.rm(whole, { force: true });

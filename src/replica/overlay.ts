@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { JshipError, atPath } from '../core/errors.js';
+import { JshipError, rethrowAt } from '../core/errors.js';
 import { joinBytes } from '../core/bytes.js';
 /** The layer keeps whole 512-byte sectors (a partial one is read, merged and written). */
 const SECTOR = 512;
@@ -80,9 +80,7 @@ export class Overlay {
         block = await this.read(first, last - first);
         data.copy(block, offset - first);
       }
-      await writeFully(this.#h, block, first).catch((e: unknown) => {
-        throw atPath(e, this.path); // the server's log says which scratch file is full
-      });
+      await writeFully(this.#h, block, first).catch(rethrowAt(this.path)); // the server's log says which scratch file is full
       for (let s = first / SECTOR; s * SECTOR < last; s++) this.#written[s >> 3] = (this.#written[s >> 3] as number) | (1 << (s & 7));
     });
     this.#queue = run.catch(() => undefined);

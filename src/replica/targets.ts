@@ -1,6 +1,6 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { JshipError, atPath, isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
 import { DirLock } from '../io/dir-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
@@ -39,9 +39,7 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
   // Written back as the restore goes on; a background datasync that failed fails the restore at finish.
   const syncs = new BackgroundSync(h);
   // A failure says which target (of several, perhaps on several file systems) failed.
-  const named = (e: unknown): never => {
-    throw atPath(e, path);
-  };
+  const named = rethrowAt(path);
   const write = async (offset: number, data: Uint8Array): Promise<void> => {
     await writeFully(h, data, offset).catch(named);
     syncs.wrote(data.length);
