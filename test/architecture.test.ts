@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const SRC = new URL('../src/', import.meta.url).pathname;
@@ -59,6 +60,24 @@ describe('layers', () => {
         for (const m of text.matchAll(/new JshipError\('USAGE',[\s\S]*?\);\n/g)) {
           if (/(?<![\w-])--[a-z]/.test(m[0])) offenders.push(`src/${folder}/${f}: ${m[0].slice(0, 100)}`);
         }
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
+
+  it('no module awaits at its top level: V8 crashed now and then loading such a module in a worker (nodejs/node#53238)', () => {
+    const offenders: string[] = [];
+    for (const folder of readdirSync(SRC).filter((d) => !d.includes('.'))) {
+      for (const f of readdirSync(join(SRC, folder)).filter((n) => n.endsWith('.ts'))) {
+        const file = ts.createSourceFile(f, readFileSync(join(SRC, folder, f), 'utf8'), ts.ScriptTarget.ES2022, true);
+        const visit = (node: ts.Node): void => {
+          if (ts.isFunctionLike(node) || ts.isClassStaticBlockDeclaration(node)) return;
+          if (ts.isAwaitExpression(node) || (ts.isForOfStatement(node) && node.awaitModifier)) {
+            offenders.push(`src/${folder}/${f}:${file.getLineAndCharacterOfPosition(node.getStart()).line + 1}`);
+          }
+          ts.forEachChild(node, visit);
+        };
+        visit(file);
       }
     }
     expect(offenders).toEqual([]);

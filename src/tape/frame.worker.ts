@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { encodeTarHeader, tarPadding } from '../core/tar-header.js';
 import { tarPieces, unframeBytes } from './tar-entry.js';
 import { FrameCompressor, decompressFrame } from './zstd.js';
-import { hashSegment, sumEntryAlgorithm, sumEntryName, sumLine } from './segment-hash.js';
+import { hashSegment, segmentHashReady, sumEntryAlgorithm, sumEntryName, sumLine } from './segment-hash.js';
 import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
 
 /**
@@ -11,8 +11,8 @@ import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js'
  * frame and finds its entries. Inputs come as transferred buffers and go
  * back with the reply, to be used again; outputs are transferred, never copied.
  */
+if (!parentPort) throw new Error('frame.worker.js runs as a worker thread');
 const port = parentPort;
-if (!port) throw new Error('frame.worker.js runs as a worker thread');
 const { level } = workerData as FrameWorkerData;
 const compressor = new FrameCompressor(level);
 
@@ -85,7 +85,7 @@ function pack(m: Extract<FrameRequest, { op: 'pack' }>): FrameReply {
   return { id: m.id, op: 'pack', buf: own(compressor.compress(new Uint8Array(m.buf, m.offset, m.length))), spent: [m.buf] };
 }
 
-port.on('message', (m: FrameRequest) => {
+function onMessage(m: FrameRequest): void {
   try {
     const r = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : unframe(m);
     const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
@@ -94,4 +94,7 @@ port.on('message', (m: FrameRequest) => {
   } catch (e) {
     port.postMessage({ id: m.id, op: 'error', error: (e as Error).message ?? String(e), code: (e as { code?: unknown }).code, spent: [] } satisfies FrameReply);
   }
-});
+}
+
+// Requests wait in the port until the hasher is ready and the listener is on (a failure ends the worker with its error).
+void segmentHashReady().then(() => port.on('message', onMessage));

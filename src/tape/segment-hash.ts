@@ -30,12 +30,24 @@ export function segmentHashOf(version: number): SegmentHashAlgorithm {
   return version >= 4 ? 'xxh128' : 'sha256';
 }
 
-// One hasher a thread: created once (hash-wasm instantiates its WebAssembly asynchronously), then used synchronously.
-const xxh128 = await xxhash128.createXXHash128();
+// One hasher a thread: created once, then used synchronously. hash-wasm instantiates its WebAssembly
+// asynchronously; it is awaited by the callers (segmentHashReady), never at the top level of this module: a
+// module awaiting at its top level crashed V8 now and then when loaded in a worker (nodejs/node#53238).
+let xxh128: Awaited<ReturnType<typeof xxhash128.createXXHash128>> | undefined;
+let loading: Promise<void> | undefined;
+
+/** Resolves once hashSegment can be called in this thread; awaited before the first segment is hashed. */
+export function segmentHashReady(): Promise<void> {
+  loading ??= xxhash128.createXXHash128().then((h) => {
+    xxh128 = h;
+  });
+  return loading;
+}
 
 /** The hash of `bytes` as hex (XXH3-128 in its canonical form, as `xxhsum -H2` prints it). */
 export function hashSegment(algorithm: SegmentHashAlgorithm, bytes: Uint8Array): string {
   if (algorithm === 'sha256') return createHash('sha256').update(bytes).digest('hex');
+  if (!xxh128) throw new Error('internal: an XXH3-128 hash before segmentHashReady() resolved');
   xxh128.init();
   xxh128.update(bytes);
   return xxh128.digest('hex');

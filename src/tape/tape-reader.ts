@@ -12,7 +12,7 @@ import { SEGMENT_HEADER_SIZE, SegmentKind, decodeSegmentHeader, openSegment, par
 import { unframe, type TarEntry } from './tar-entry.js';
 import { PARITY_ENTRY, decodeParityHeader, parityBinName, parityJsonName, type ParityFrameRef } from './parity.js';
 import type { FramePool, Unframed } from './frame-pool.js';
-import { SEGMENT_HASHES, hashSegment, parseSumLine, segmentHashOf, sumEntryName } from './segment-hash.js';
+import { SEGMENT_HASHES, hashSegment, parseSumLine, segmentHashOf, segmentHashReady, sumEntryName } from './segment-hash.js';
 
 export interface TapeRecord {
   header: RecordHeader;
@@ -68,6 +68,7 @@ const READ_AHEAD = 4;
  * was verified before it.
  */
 export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts: ReadTapeOptions): AsyncGenerator<TapeItem> {
+  await segmentHashReady();
   const progress: TapeProgress = { segments: 0, records: 0, lastSeq: null, offset: 0 };
   const fail = (code: 'TAPE_DAMAGED' | 'TAPE_TRUNCATED', message: string, hint: string, cause?: unknown): never => {
     throw new JshipError(code, `${opts.where}: ${message}`, {

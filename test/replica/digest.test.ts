@@ -8,7 +8,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { RecordType, dataCrc, encodeRecord } from '../../src/core/record.js';
 import { decodeSegmentHeader, parseRecords, SEGMENT_HEADER_SIZE } from '../../src/tape/segment.js';
 import { decodeEntries } from '../../src/tape/tar-entry.js';
-import { hashSegment, sumEntryName, sumLine } from '../../src/tape/segment-hash.js';
+import { hashSegment, segmentHashReady, sumEntryName, sumLine } from '../../src/tape/segment-hash.js';
 import { digestVolume, groupRoot, leafHasher, type PointDigest } from '../../src/core/volume-digest.js';
 import { readReplicaState } from '../../src/replica/replica-state.js';
 import { KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
@@ -61,6 +61,7 @@ async function forge(path: string, before: bigint): Promise<void> {
   const at = rec.data.byteOffset - payload.byteOffset;
   payload[at] = (payload[at] as number) ^ 0xff;
   encodeRecord({ ...rec.header, dataCrc: dataCrc(payload.subarray(at, at + rec.data.length)) }, payload, at - 64);
+  await segmentHashReady();
   const hash = hashSegment('xxh128', content);
   const body = await pack([{ name: e!.name, content }, { name: sumEntryName(e!.name, 'xxh128'), content: sumLine(hash, e!.name) }]);
   frames[target.frame] = compress(body.subarray(0, body.length - 1024));

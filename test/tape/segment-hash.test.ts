@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { hashSegment, parseSumLine, segmentHashOf, sumEntryAlgorithm, sumEntryName, sumLine } from '../../src/tape/segment-hash.js';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { hashSegment, parseSumLine, segmentHashOf, segmentHashReady, sumEntryAlgorithm, sumEntryName, sumLine } from '../../src/tape/segment-hash.js';
 import { decodeTrailer, encodeTrailer, type SegmentInfo, type TapeTrailer } from '../../src/tape/label.js';
 import { tempDir } from '../helpers.js';
 
@@ -15,6 +15,17 @@ const trailer = (segments: SegmentInfo[]): TapeTrailer => ({
 
 describe('segment hashes', () => {
   const dir = tempDir();
+  beforeAll(() => segmentHashReady());
+
+  it('an XXH3-128 hash asked for before the hasher is ready is refused, never a wrong hash', async () => {
+    // A fresh copy of the module: its hasher is not made until segmentHashReady() is called.
+    vi.resetModules();
+    const fresh = await import('../../src/tape/segment-hash.js');
+    expect(() => fresh.hashSegment('xxh128', Buffer.from('hello'))).toThrow(/segmentHashReady/);
+    expect(fresh.hashSegment('sha256', Buffer.from('hello'))).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+    await fresh.segmentHashReady();
+    expect(fresh.hashSegment('xxh128', Buffer.from('hello'))).toBe('b5e9c1ad071b3e7fc779cfaa5e523818');
+  });
 
   it('XXH3-128 is what xxhsum -H2 prints, and xxhsum -c accepts the sum entry as written; SHA-256 what sha256sum prints', () => {
     // Golden values (xxhsum 0.8.1, coreutils sha256sum).
