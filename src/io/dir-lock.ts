@@ -1,5 +1,6 @@
-import { promises as fsp, readFileSync } from 'node:fs';
+import { constants, promises as fsp, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
@@ -118,6 +119,37 @@ export class DirLock {
     if (this.#released) return;
     this.#released = true;
     await fsp.rm(this.path, { force: true });
+  }
+}
+
+export interface LockedFileOptions {
+  /** What the file is, in messages. */
+  what: string;
+  /** Opened for reading as well as writing. */
+  read?: boolean;
+  mode: number;
+  /** The error for a file another live process is writing (given the lock's GROUP_LOCKED, naming that process). */
+  busy: (e: JshipError) => JshipError;
+}
+
+/**
+ * Creates `tmp`, a file written by one process at a time under a temporary
+ * name: a lock beside it (`TMP.lock`) names its writer, held until the caller
+ * releases it (after its rename, or after removing the file). What a writer
+ * that died left is removed first: the lock says no live one holds it.
+ * Nothing is left behind when the creation fails.
+ */
+export async function createLockedFile(tmp: string, o: LockedFileOptions): Promise<{ handle: FileHandle; lock: DirLock }> {
+  const lock = await DirLock.acquire(`${tmp}.lock`, o.what).catch((e: unknown) => {
+    throw isJshipError(e, 'GROUP_LOCKED') ? o.busy(e) : e;
+  });
+  try {
+    await fsp.rm(tmp, { force: true });
+    const handle = await fsp.open(tmp, (o.read ? constants.O_RDWR : constants.O_WRONLY) | constants.O_CREAT | constants.O_EXCL, o.mode);
+    return { handle, lock };
+  } catch (e) {
+    await lock.release();
+    throw e;
   }
 }
 

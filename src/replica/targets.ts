@@ -1,7 +1,7 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
-import { DirLock } from '../io/dir-lock.js';
+import { createLockedFile } from '../io/dir-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
@@ -96,20 +96,23 @@ export async function openFileTarget(volume: string, path: string, size: number,
   const tmp = tmpPathFor(path);
   // One restore at a time writes a file: another one (from another replica) removed this one's temporary
   // file and put its own in its place, and each renamed or removed the other's.
-  const lock = await DirLock.acquire(`${tmp}.lock`, `restore target ${path}`).catch((e: unknown) => {
-    if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
-    throw new JshipError('TARGET_NOT_USABLE', e.message, { hint: 'another restore is writing this file: wait for it to end, or name another target', details: e.details });
+  const { handle: h, lock } = await createLockedFile(tmp, {
+    what: `restore target ${path}`,
+    read: true,
+    mode,
+    busy: (e) => new JshipError('TARGET_NOT_USABLE', e.message, { hint: 'another restore is writing this file: wait for it to end, or name another target', details: e.details }),
+  }).catch((e: unknown) => {
+    if (isJshipError(e, 'TARGET_NOT_USABLE')) throw e;
+    throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   });
-  let h: fsp.FileHandle;
   try {
-    // What a restore killed earlier left (no live restore holds it: the lock says so).
-    await fsp.rm(tmp, { force: true });
-    h = await fsp.open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
     await h.chmod(mode); // exactly this mode, whatever the umask
     await h.truncate(size);
   } catch (e) {
+    await h.close();
+    await fsp.rm(tmp, { force: true });
     await lock.release();
-    throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
+    throw new JshipError('TARGET_NOT_USABLE', `cannot make ${tmp} ${formatSize(size)}: ${(e as Error).message}`, { hint: 'check the file system: its free space and largest file' });
   }
   return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });

@@ -1,8 +1,8 @@
 import { constants, promises as fsp } from 'node:fs';
 import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { JshipError, isJshipError } from '../core/errors.js';
-import { DirLock } from '../io/dir-lock.js';
+import { JshipError } from '../core/errors.js';
+import { createLockedFile } from '../io/dir-lock.js';
 import { BackgroundSync, syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
 import type { TapeTrailer } from './label.js';
 import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
@@ -259,22 +259,14 @@ export class DeviceDestination implements TapeDestination {
 async function openFileOutput(tmp: string, finalPath: (name: string) => string, readBack: ReadBackOptions = {}): Promise<TapeOutput> {
   // One export at a time writes a partial file: two groups exporting to one directory at once both wrote
   // .jship-000001.partial, each removed the other's, and one counted (and purged) a tape holding the other's bytes.
-  const lock = await DirLock.acquire(`${tmp}.lock`, `the tape file ${tmp}`).catch((e: unknown) => {
-    if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
-    throw new JshipError('TAPE_EXISTS', `${e.message}: another export is writing a tape of the same name there`, {
+  const { handle: h, lock } = await createLockedFile(tmp, {
+    what: `the tape file ${tmp}`,
+    mode: 0o644,
+    busy: (e) => new JshipError('TAPE_EXISTS', `${e.message}: another export is writing a tape of the same name there`, {
       hint: 'give each group a directory of its own (tape names do not say which group wrote them), or export one after the other; nothing was counted or purged',
       details: e.details,
-    });
+    }),
   });
-  let h: fsp.FileHandle;
-  try {
-    // What an export killed earlier left (no live export holds it: the lock says so).
-    await fsp.rm(tmp, { force: true });
-    h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  } catch (e) {
-    await lock.release();
-    throw e;
-  }
   // Written back while the export compresses: the fsync at commit has only the last of the tape left.
   const syncs = new BackgroundSync(h);
   let pos = 0;
