@@ -8,6 +8,7 @@ import type { TapeDestination, TapeOutput } from '../tape/destination.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, expectedEtag, parseS3Url, s3UrlOf } from './s3-url.js';
 import { nameGeneration, serialPrefix, tapeFileName } from '../tape/tape-name.js';
+import { claimPrefix } from './prefix-claim.js';
 
 /** Parts uploading at once: with 8 MiB parts, at most 32 MiB of a tape is in memory. */
 const PARTS_IN_FLIGHT = 3;
@@ -28,6 +29,8 @@ export class S3Destination implements TapeDestination {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #settings: S3Settings;
+  /** The group this prefix was found claimed for (once per export). */
+  #claimedFor: string | undefined;
 
   constructor(url: string, settings: S3Settings = {}) {
     const { bucket, key } = parseS3Url(url);
@@ -37,8 +40,13 @@ export class S3Destination implements TapeDestination {
     this.where = s3UrlOf(bucket, this.#prefix);
   }
 
-  async open(serial: number, firstSeq: bigint, generation = 1): Promise<TapeOutput> {
+  async open(serial: number, firstSeq: bigint, generation = 1, groupId?: string): Promise<TapeOutput> {
     const st = await store(this.#settings);
+    // The prefix is one group's (prefix-claim.ts): another group's export stops here, before it aborts another's upload as an orphan.
+    if (groupId !== undefined && this.#claimedFor !== groupId) {
+      await claimPrefix(st, this.#bucket, this.#prefix, groupId);
+      this.#claimedFor = groupId;
+    }
     // The last sequence number is not known yet: the key carries the serial and the first one (DESIGN "Names").
     const key = this.#prefix + tapeFileName(serial, firstSeq, null, generation);
     // Uploads of this serial of this epoch left by an export that was killed (its retry may start at another sequence number);

@@ -43,9 +43,11 @@ export interface TapeDestination {
   /**
    * Opens tape `serial` of an epoch's chain (`generation`, 1 unless the group
    * was promoted), whose first record has sequence number `firstSeq` (a name
-   * chosen now carries all three).
+   * chosen now carries all three), for the group `groupId`: a destination that
+   * can tell one group's tapes from another's before writing (an object store
+   * prefix) refuses another group's.
    */
-  open(serial: number, firstSeq: bigint, generation?: number): Promise<TapeOutput>;
+  open(serial: number, firstSeq: bigint, generation?: number, groupId?: string): Promise<TapeOutput>;
   /**
    * After an export's tapes are all committed (still within the export's
    * turn): a directory rewrites its carry manifest. Returns a problem to
@@ -61,8 +63,8 @@ export function throttled(dest: TapeDestination, throttle: Throttle): TapeDestin
     durable: dest.durable,
     splittable: dest.splittable,
     ...(dest.finish ? { finish: dest.finish.bind(dest) } : {}),
-    async open(serial, firstSeq, generation) {
-      const out = await dest.open(serial, firstSeq, generation);
+    async open(...tape) {
+      const out = await dest.open(...tape);
       return {
         async write(chunk) {
           // Under a limit, big chunks go in pieces, so that the pace is even at any rate. With none, a chunk goes

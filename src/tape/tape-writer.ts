@@ -390,7 +390,7 @@ export class MediaSetWriter {
     };
     const { buf: frame, release } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
     const tape: OpenTape = {
-      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? [])), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
+      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? []), label.groupId), hash: createHash('sha256'), bytes: 0, recordBytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [], writes: [], last: Promise.resolve(),
     };
     this.#tape = tape;

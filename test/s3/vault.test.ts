@@ -164,6 +164,39 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(await again.commit(tapeFileName(1, 1n, 9n))).toBe(`s3://vault/race-2/${tapeFileName(1, 1n, null)}`);
   });
 
+  it('a prefix is one group\'s: another group\'s export is refused before it uploads, aborts or purges anything', async () => {
+    // Two groups exporting to one prefix: the second's open aborted the first's unfinished upload of the same tape
+    // number as an orphan, and (radosgw ignoring If-None-Match on CompleteMultipartUpload) its tape could replace
+    // the first's after the first had counted it and purged its journal.
+    const groupA = '00000000-0000-4000-8000-00000000000a';
+    const groupB = '00000000-0000-4000-8000-00000000000b';
+    const a = await new S3Destination('s3://vault/shared/', {}).open(1, 1n, 1, groupA);
+    const bytes = randomBytes(20 * MiB);
+    await a.write(bytes); // parts of a multipart upload are out
+    await expect(new S3Destination('s3://vault/shared/', {}).open(1, 1n, 1, groupB))
+      .rejects.toMatchObject({ code: 'TAPE_EXISTS', message: expect.stringContaining(`group ${groupA}`) });
+    const url = await a.commit(tapeFileName(1, 1n, 9n));
+    expect((await body('vault', url.slice('s3://vault/'.length))).equals(bytes)).toBe(true);
+    // The claim is what a standard tool reads; the group's next export is let in.
+    expect(JSON.parse((await body('vault', 'shared/.jship-group')).toString())).toMatchObject({ format: 'jship-prefix-claim', version: 1, groupId: groupA });
+    const next = await new S3Destination('s3://vault/shared/', {}).open(2, 10n, 1, groupA);
+    await next.abort();
+    // An object of that name that is not a claim: refused, never taken over.
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: 'odd/.jship-group', Body: 'not a claim' }));
+    await expect(new S3Destination('s3://vault/odd/', {}).open(1, 1n, 1, groupA)).rejects.toMatchObject({ code: 'TAPE_EXISTS', message: expect.stringMatching(/not a jship prefix claim/) });
+
+    // As an operator runs it: the second group's export fails, its journal untouched; the prefix still imports.
+    const one = await group('claim-1', 2);
+    const two = await group('claim-2', 2);
+    expect(jshipJson('export', one.g, '--to', 's3://vault/two-groups/').code).toBe(0);
+    const before = (await openSiteGroup(two.g).then(async (g) => { const out = g.journal.outSeq; await g.close(); return out; }));
+    const refused = jshipJson('export', two.g, '--to', 's3://vault/two-groups/');
+    expect(refused.code).toBe(1);
+    expect(refused.out.error.code).toBe('TAPE_EXISTS');
+    expect(await openSiteGroup(two.g).then(async (g) => { const out = g.journal.outSeq; await g.close(); return out; })).toBe(before);
+    expect(jshipJson('import', join(dir, 'claim-replica'), 's3://vault/two-groups/').code).toBe(0);
+  });
+
   it('faults: wrong credentials, missing bucket, the gateway stopped in the middle of an upload', async () => {
     const { g } = await group('faults', 24);
     const env = { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret' };
@@ -202,7 +235,8 @@ describe('S3 vault against Ceph radosgw', () => {
     await grp.close();
     peer.run('start-rgw');
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'faults', Prefix: 'cut/' }));
-    expect(listed.Contents ?? []).toEqual([]);
+    // No tape: only the prefix's claim, made before the first upload.
+    expect((listed.Contents ?? []).map((o) => o.Key)).toEqual(['cut/.jship-group']);
     // The next export aborts what the cut one left and completes.
     const again = jshipJson('export', g, '--to', 's3://faults/cut/', '--base');
     expect(again.code, again.stderr).toBe(0);

@@ -41,8 +41,8 @@ function slowDir(dir: string, fail?: number | 'commit'): { dest: TapeDestination
   let aborts = 0;
   const dest: TapeDestination = {
     where: inner.where, durable: inner.durable, splittable: inner.splittable,
-    async open(serial, firstSeq, generation) {
-      const out = await inner.open(serial, firstSeq, generation);
+    async open(...tape) {
+      const out = await inner.open(...tape);
       const wrapped: TapeOutput = {
         async write(chunk) {
           const i = ++n;
