@@ -20,6 +20,8 @@ export interface AcquireOptions {
   yields?: boolean;
   /** How long to wait for an owner that yields (default 10 minutes). */
   waitMs?: number;
+  /** What to do when a live process holds the lock (the hint of the refusal). */
+  busyHint?: string;
 }
 
 /**
@@ -56,7 +58,7 @@ export class DirLock {
           }
         }
         try {
-          return await DirLock.#tryAcquire(path, what, me);
+          return await DirLock.#tryAcquire(path, what, me, opts.busyHint);
         } catch (e) {
           if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
           const owner = await readLockFile(path);
@@ -80,7 +82,7 @@ export class DirLock {
     return (await liveAsks(this.path)).length > 0;
   }
 
-  static async #tryAcquire(path: string, what: string, me: LockInfo): Promise<DirLock> {
+  static async #tryAcquire(path: string, what: string, me: LockInfo, busyHint = 'one process owns a group at a time: stop that process, or talk to it (its control socket) instead'): Promise<DirLock> {
     // The lock appears with its content in one step: written under a name of our own, then linked
     // (link fails if the name exists). No contender ever reads a lock that is empty or half written.
     const mine = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -98,7 +100,7 @@ export class DirLock {
         if (!seen) continue; // released meanwhile
         if (seen.info && isAlive(seen.info)) {
           throw new JshipError('GROUP_LOCKED', `${what} is in use by process ${seen.info.pid} on ${seen.info.host} (since ${seen.info.since})`, {
-            hint: 'one process owns a group at a time: stop that process, or talk to it (its control socket) instead',
+            hint: busyHint,
             details: { pid: seen.info.pid, host: seen.info.host },
           });
         }

@@ -124,7 +124,10 @@ export class Replica {
   }
 
   static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false, yields = false): Promise<Replica> {
-    const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, { yields });
+    const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, {
+      yields,
+      busyHint: 'one jship command uses a replica at a time: run this again once that process has ended',
+    });
     try {
       await makeDirs(join(dir, 'tapes'));
       if (freshCatalog) for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) await fsp.rm(join(dir, f), { force: true });

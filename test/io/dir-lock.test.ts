@@ -6,7 +6,8 @@ import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { DirLock } from '../../src/io/dir-lock.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
-import { tempDir, makeGroup, MiB } from '../helpers.js';
+import { Replica } from '../../src/replica/replica.js';
+import { tempDir, makeGroup, MiB, jshipJson } from '../helpers.js';
 
 describe('one writer per group', () => {
   const dir = tempDir();
@@ -21,6 +22,23 @@ describe('one writer per group', () => {
     }
     const again = await JournalGroup.open(g);
     await again.close();
+  });
+
+  it('a replica in use is refused with what to do about it: a replica has no control socket to talk to', async () => {
+    const g = await makeGroup(join(dir, 'rg'), { a: 1 * MiB });
+    expect(jshipJson('export', g, '--to', join(dir, 'rg-tapes'), '--base').code).toBe(0);
+    const rep = join(dir, 'rg-replica');
+    expect(jshipJson('import', rep, join(dir, 'rg-tapes')).code).toBe(0);
+    const held = await Replica.open(rep);
+    try {
+      const again = jshipJson('import', rep, join(dir, 'rg-tapes'));
+      expect(again.code).toBe(1);
+      expect(again.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining(`process ${process.pid}`) });
+      expect(again.out.error.hint).toMatch(/one jship command uses a replica at a time/);
+      expect(again.out.error.hint).not.toMatch(/control socket/);
+    } finally {
+      await held.close();
+    }
   });
 
   it('refuses while another process owns the group, and takes over once it was killed', async () => {
