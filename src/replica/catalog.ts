@@ -346,9 +346,19 @@ export class Catalog {
     tx();
   }
 
-  deleteTape(serial: number): void {
+  /** Removes tapes' rows and sets `meta`, in one transaction (expire: the rows go with the record of why). */
+  deleteTapes(serials: number[], meta: Record<string, string>): void {
     this.#synchronous(true);
-    this.#sql('DELETE FROM tapes WHERE serial = ?').run(serial);
+    this.#db.transaction(() => {
+      for (const s of serials) this.#sql('DELETE FROM tapes WHERE serial = ?').run(s);
+      const set = this.#sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+      for (const [k, v] of Object.entries(meta)) set.run(k, v);
+    })();
+  }
+
+  deleteMeta(key: string): void {
+    this.#synchronous(true);
+    this.#sql('DELETE FROM meta WHERE key = ?').run(key);
   }
 
   /** Verified update ranges, merged: what sequence numbers the replica holds. */

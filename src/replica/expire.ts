@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { JshipError, param } from '../core/errors.js';
 import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
 import { Replica } from './replica.js';
+import { syncDir } from '../io/files.js';
 import { readReplicaState } from './replica-state.js';
 import { livePins } from './mount-pins.js';
 
@@ -121,6 +122,7 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
     await replica.checkCatalogued();
     const cat = replica.catalog;
     const state = await readReplicaState(replica.dir);
+    if (confirm) await removeExpiring(replica);
     const plan = planExpire(cat, rule, BigInt(state.svol.restoredSeq));
     const serials = new Set<number>(JSON.parse(cat.getMeta('expiredSerials') ?? '[]') as number[]);
     for (const t of plan.remove) serials.add(t.serial);
@@ -136,15 +138,43 @@ export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } |
           details: { pid: pin.pid, tapes: used.join(',') },
         });
       }
-      for (const t of plan.remove) {
-        cat.deleteTape(t.serial);
-        await fsp.rm(replica.tapePath(t.file), { force: true });
-      }
-      cat.setMeta('expiredSerials', JSON.stringify(expiredSerials));
-      cat.setMeta('expiredThrough', (plan.keepFromBase.baseId - 1n).toString());
+      // The rows go in one transaction with the record of the expiry and of the files to remove: an expire
+      // killed before it removed them all left files no catalogue row named, never removed, and brought
+      // back by a rebuilt catalogue. The next expire (or rebuild) removes what the record still names.
+      cat.deleteTapes(plan.remove.map((t) => t.serial), {
+        expiredSerials: JSON.stringify(expiredSerials),
+        expiredThrough: (plan.keepFromBase.baseId - 1n).toString(),
+        [EXPIRING]: JSON.stringify(plan.remove.map((t) => t.file)),
+      });
+      await removeExpiring(replica);
     }
     return { ...plan, removed: confirm && plan.remove.length > 0, expiredSerials };
   } finally {
     await replica.close();
   }
+}
+
+/** Catalogue key of the tape files an expire has taken out of the catalogue and is removing. */
+const EXPIRING = 'expiringFiles';
+
+/** Removes the files an expire took out of the catalogue (this one, or one killed before it was done). */
+export async function removeExpiring(replica: Replica): Promise<void> {
+  const files = expiringFiles(replica.catalog.getMeta(EXPIRING));
+  if (files.length === 0) return;
+  // A file of that name imported again since is the catalogue's again: it stays.
+  const listed = new Set(replica.catalog.tapes().map((t) => t.file));
+  for (const f of files) if (!listed.has(f)) await fsp.rm(replica.tapePath(f), { force: true });
+  await syncDir(replica.tapesDir);
+  replica.catalog.deleteMeta(EXPIRING);
+}
+
+/** The file names an EXPIRING value lists (plain names in tapes/ only). */
+function expiringFiles(value: string | undefined): string[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(value ?? '[]');
+  } catch {
+    return [];
+  }
+  return Array.isArray(v) ? v.filter((f): f is string => typeof f === 'string' && f !== '' && !f.includes('/') && f !== '.' && f !== '..') : [];
 }

@@ -7,6 +7,7 @@ import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
 import { catalogKey, keepListed, noteDigests, noteLabel, scanTape, tapeRow } from './import.js';
 import { Replica } from './replica.js';
+import { removeExpiring } from './expire.js';
 
 export interface RebuildReport extends ChainReport {
   tapes: Array<{ file: string; serial: number | null; status: 'complete' | 'partial' | 'unreadable'; records: number; message: string | null }>;
@@ -22,6 +23,8 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
     try {
       const r = await Replica.open(dir);
       try {
+        // Tapes an expire had taken out of the catalogue and not yet removed (it was killed) are expired, not brought back.
+        await removeExpiring(r);
         return { through: r.catalog.getMeta('expiredThrough'), serials: r.catalog.getMeta('expiredSerials') };
       } finally {
         await r.close();

@@ -1,7 +1,7 @@
-import { rmSync, readdirSync, writeFileSync } from 'node:fs';
+import { promises as fsp, rmSync, readdirSync, writeFileSync } from 'node:fs';
 
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
 import { rebuildCatalog } from '../../src/replica/rebuild.js';
 import { expireReplica } from '../../src/replica/expire.js';
@@ -68,6 +68,51 @@ describe('replica catalogue and retention', () => {
     expect(tapes.out.gaps).toEqual([]);
     expect(jship('expire', join(dir, 'rep')).code).toBe(2);
     expect(jship('expire', join(dir, 'rep'), '--keep-since', '2026-01-01T00:00:00').code).toBe(2);
+  });
+
+  it('an expire killed before it removed its files leaves none behind: the next expire, or a rebuilt catalogue, removes them', async () => {
+    const { group } = await groupWithData(dir, 50);
+    await exportTo(group, join(dir, 't'), { base: true });
+    await writeMixed(group, 50, 2);
+    await exportTo(group, join(dir, 't'));
+    await writeMixed(group, 50, 3);
+    await exportTo(group, join(dir, 't'), { base: true });
+    await group.close();
+    const rep = join(dir, 'rep');
+    await importTapes(rep, [join(dir, 't')]);
+    const tapes = (): string[] => readdirSync(join(rep, 'tapes')).sort();
+    const all = tapes();
+    expect(all).toHaveLength(3);
+    // The expire dies at its first file removal (as under kill -9 once the catalogue is updated).
+    const rm = fsp.rm.bind(fsp);
+    const died = vi.spyOn(fsp, 'rm').mockImplementation(async (path, opts) => {
+      if (String(path).includes(join(rep, 'tapes'))) throw new Error('killed');
+      return rm(path, opts);
+    });
+    try {
+      await expect(expireReplica(rep, { keepLast: 1 }, true)).rejects.toThrow('killed');
+    } finally {
+      died.mockRestore();
+    }
+    expect(tapes()).toEqual(all); // the files are there, their rows gone
+    // A rebuilt catalogue does not bring them back...
+    await rebuildCatalog(rep);
+    expect(jship('tapes', rep).out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3]);
+    expect(tapes()).toEqual(all.slice(2));
+    // ...and the next expire, after a kill at the same point, removes them.
+    await importTapes(join(dir, 'rep2'), [join(dir, 't')]);
+    const died2 = vi.spyOn(fsp, 'rm').mockImplementation(async (path, opts) => {
+      if (String(path).includes(join(dir, 'rep2', 'tapes'))) throw new Error('killed');
+      return rm(path, opts);
+    });
+    try {
+      await expect(expireReplica(join(dir, 'rep2'), { keepLast: 1 }, true)).rejects.toThrow('killed');
+    } finally {
+      died2.mockRestore();
+    }
+    expect(readdirSync(join(dir, 'rep2', 'tapes'))).toHaveLength(3);
+    expect((await expireReplica(join(dir, 'rep2'), { keepLast: 1 }, true)).remove).toEqual([]);
+    expect(readdirSync(join(dir, 'rep2', 'tapes')).sort()).toEqual(all.slice(2));
   });
 
   it('CLI: export, verify, import, tapes with their exit codes', async () => {
