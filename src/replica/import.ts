@@ -157,7 +157,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
       labels.set(f, await readLabel(f));
     } catch (e) {
       if (!isJshipError(e)) throw e;
-      if ((await f.size()) > 0) unlabelled.set(f, e);
+      if ((await f.size().catch(() => 0)) > 0) unlabelled.set(f, e);
       else reports.push(refused(f.where, null, e));
     }
   }

@@ -43,8 +43,9 @@ export async function expandTapeSources(sources: string[], s3: StoreSettings = {
       continue;
     }
     if (st.isDirectory()) {
+      // Tapes are files (or links to files): anything else named like one is not read.
       const names = (await fsp.readdir(s)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
-      out.push(...names.map((n) => fileSource(join(s, n))));
+      for (const n of names) if ((await fsp.stat(join(s, n)).catch(() => undefined))?.isFile()) out.push(fileSource(join(s, n)));
     } else {
       out.push(fileSource(s));
     }

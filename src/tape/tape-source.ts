@@ -1,4 +1,5 @@
 import { createReadStream, promises as fsp } from 'node:fs';
+import { JshipError } from '../core/errors.js';
 
 export const READ_CHUNK = 4 * 1024 * 1024;
 
@@ -14,10 +15,27 @@ export interface TapeSource {
 }
 
 export function fileSource(path: string): TapeSource {
+  // A regular file (or a link to one): a directory or a FIFO named like a tape in a directory of tapes
+  // stopped a whole import with EISDIR, or held it forever. A pipe or a drive is named on its own (streamSource).
+  let checked: Promise<number> | undefined;
+  const regular = (): Promise<number> => (checked ??= fsp.stat(path).then((st) => {
+    if (!st.isFile()) {
+      throw new JshipError('TAPE_BAD_LABEL', `${path} is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, not a tape file`, {
+        hint: 'move it out of the directory of tapes, or name a pipe or a tape drive on its own',
+      });
+    }
+    return st.size;
+  }));
   return {
     where: path,
-    size: async () => (await fsp.stat(path)).size,
-    chunks: (start = 0, end) => createReadStream(path, { highWaterMark: READ_CHUNK, start, ...(end !== undefined ? { end } : {}) }) as AsyncIterable<Buffer>,
+    size: async () => {
+      await regular();
+      return (await fsp.stat(path)).size;
+    },
+    chunks: (start = 0, end) => (async function* () {
+      await regular();
+      yield* createReadStream(path, { highWaterMark: READ_CHUNK, start, ...(end !== undefined ? { end } : {}) }) as AsyncIterable<Buffer>;
+    })(),
   };
 }
 

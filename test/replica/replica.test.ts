@@ -1,4 +1,5 @@
-import { promises as fsp, rmSync, readdirSync, writeFileSync } from 'node:fs';
+import { promises as fsp, mkdirSync, rmSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -113,6 +114,25 @@ describe('replica catalogue and retention', () => {
     expect(readdirSync(join(dir, 'rep2', 'tapes'))).toHaveLength(3);
     expect((await expireReplica(join(dir, 'rep2'), { keepLast: 1 }, true)).remove).toEqual([]);
     expect(readdirSync(join(dir, 'rep2', 'tapes')).sort()).toEqual(all.slice(2));
+  });
+
+  it('a directory or a FIFO named like a tape in a directory of tapes is passed over: it stopped an import with EISDIR, or held it forever', async () => {
+    const { group } = await groupWithData(dir, 30);
+    await exportTo(group, join(dir, 't'));
+    await group.close();
+    const [tape] = readdirSync(join(dir, 't')).filter((n) => n.endsWith('.tar.zst'));
+    const carried = join(dir, 'carried');
+    mkdirSync(carried);
+    symlinkSync(join(dir, 't', tape!), join(carried, tape!)); // a link to a tape is a tape
+    mkdirSync(join(carried, 'jship-000002-0000000000000100.tar.zst'));
+    execFileSync('mkfifo', [join(carried, 'jship-000003-0000000000000200.tar.zst')]);
+    for (const verb of [['import', join(dir, 'rep')], ['verify'], ['tapes']]) {
+      const r = jship(...verb, carried);
+      expect(r.code, verb[0]).toBe(0);
+      expect(r.out.tapes.length, verb[0]).toBe(1);
+    }
+    // Named on its own, a directory is a directory of tapes (here, none).
+    expect(jship('verify', join(carried, 'jship-000002-0000000000000100.tar.zst')).code).toBe(2);
   });
 
   it('CLI: export, verify, import, tapes with their exit codes', async () => {
