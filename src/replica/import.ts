@@ -94,7 +94,8 @@ export interface ScannedTape {
 }
 
 /** Reads and verifies a whole tape into catalogue rows; damage stops it and is returned, not thrown. */
-export async function scanTape(from: string | TapeSource, serial: number, opts: ImportOptions, stage: (idx: number, index: Buffer) => void, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+export async function scanTape(from: string | TapeSource, label: TapeLabel, opts: ImportOptions, stage: (idx: number, index: Buffer) => void, onBytes?: (c: Buffer) => Promise<void>): Promise<ScannedTape> {
+  const serial = catalogKey(label);
   const src = asSource(from);
   const source = src.where;
   const segments: SegmentRow[] = [];
@@ -111,7 +112,15 @@ export async function scanTape(from: string | TapeSource, serial: number, opts: 
       // Nothing of an item is kept but what is copied out of it here.
       recycle: true,
     })) {
-      if (item.type === 'segment') {
+      if (item.type === 'label') {
+        // The label every decision was made on (group, serial, chain) was read first, on its own: a file
+        // replaced since would be stored and catalogued under it with another tape's records.
+        if (JSON.stringify(item.label) !== JSON.stringify(label)) {
+          throw new JshipError('TAPE_DAMAGED', `${source} changed while it was read: its label is no longer the one read first (serial ${item.label.serial} of group ${item.label.groupId}, not serial ${label.serial} of group ${label.groupId})`, {
+            hint: 'another process replaced the file meanwhile: find out which, then import it again',
+          });
+        }
+      } else if (item.type === 'segment') {
         const r0 = item.records[0];
         segments.push({
           serial, idx: item.index, kind: item.info.kind,
@@ -398,7 +407,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
     closed = true;
   };
   try {
-    const scanned = await scanTape(src, key, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
+    const scanned = await scanTape(src, label, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
       await writeFully(h, c, pos).catch(named);
       pos += c.length;

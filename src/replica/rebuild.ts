@@ -45,7 +45,7 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
       try {
         const label = await readLabel(path);
         if (label.groupId !== replica.config.groupId) throw new JshipError('TAPE_FOREIGN', `${file} belongs to group ${label.groupId}, the replica to ${replica.config.groupId}`, { hint: 'move it out of tapes/' });
-        const scan = await scanTape(path, catalogKey(label), { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
+        const scan = await scanTape(path, label, { ...opts, pool }, (idx, index) => cat.stageIndex(file, idx, index));
         const status = scan.damage ? 'partial' : 'complete';
         if (scan.damage && scan.segments.length === 0) throw scan.damage;
         // A damaged tape keeps only the segments its trailer (when found) lists, as import does.
