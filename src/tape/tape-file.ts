@@ -38,6 +38,11 @@ export async function expandTapeSources(sources: string[], s3: StoreSettings = {
     } catch (e) {
       throw new JshipError('USAGE', `${s}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`, { hint: 'name tape files or directories holding them' });
     }
+    if (st.isBlockDevice()) {
+      throw new JshipError('USAGE', `${s} is a block device: jship reads tapes from files, directories of them, tape drives (character devices), FIFOs and object storage`, {
+        hint: 'to read tapes carried on a disk, mount its file system and name the directory of tapes on it',
+      });
+    }
     if (st.isCharacterDevice() || st.isFIFO()) {
       out.push(streamSource(createReadStream(s, { highWaterMark: blockSize }), s));
       continue;
