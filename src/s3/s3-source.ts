@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { TAPE_NAME, isTapeNamed } from '../tape/tape-name.js';
+import { JshipError } from '../core/errors.js';
 import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
 
@@ -21,24 +22,37 @@ export class S3Source implements TapeSource {
   readonly where: string;
   readonly remote = true;
 
-  constructor(private readonly st: Store, readonly bucket: string, readonly key: string, private knownSize?: number) {
+  /**
+   * The object's ETag, learnt with its size: every read asks for that object (If-Match). An object
+   * replaced while an import read it in ranges gave the import bytes of two objects, one after the other.
+   */
+  #etag: string | undefined;
+  #size: number | undefined;
+
+  constructor(private readonly st: Store, readonly bucket: string, readonly key: string, listed?: { size: number; etag: string | undefined }) {
     this.where = s3UrlOf(bucket, key);
+    if (listed?.etag) {
+      this.#size = listed.size;
+      this.#etag = listed.etag;
+    }
   }
 
   async size(): Promise<number> {
-    if (this.knownSize === undefined) {
+    if (this.#size === undefined || this.#etag === undefined) {
       try {
         const h = await this.st.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key }));
-        this.knownSize = h.ContentLength ?? 0;
+        this.#size = h.ContentLength ?? 0;
+        this.#etag = h.ETag;
       } catch (e) {
         throw s3Error(e, 'reading a tape', this.bucket, this.key);
       }
     }
-    return this.knownSize;
+    return this.#size;
   }
 
   async *chunks(start = 0, end?: number): AsyncIterable<Buffer> {
-    const last = end ?? (await this.size()) - 1;
+    const size = await this.size();
+    const last = end ?? size - 1;
     if (last - start + 1 <= WINDOW) {
       if (last >= start) yield* this.#range(start, last);
       return;
@@ -73,9 +87,15 @@ export class S3Source implements TapeSource {
     for (let attempt = 0; pos <= b; attempt++) {
       let body: Readable;
       try {
-        const r = await this.st.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${pos}-${b}` }));
+        const r = await this.st.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${pos}-${b}`, ...(this.#etag ? { IfMatch: this.#etag } : {}) }));
         body = r.Body as Readable;
       } catch (e) {
+        const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (status === 412 || (e as Error).name === 'PreconditionFailed') {
+          throw new JshipError('S3_MISMATCH', `${this.where} was replaced while it was read (at byte ${pos}; it had ETag ${this.#etag})`, {
+            hint: 'another process wrote the object meanwhile: find out which, then import it again',
+          });
+        }
         throw s3Error(e, 'reading a tape', this.bucket, this.key);
       }
       try {
@@ -111,7 +131,7 @@ export async function s3Sources(url: string, settings: S3Settings = {}): Promise
       const r = await st.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }));
       for (const o of r.Contents ?? []) {
         const name = (o.Key ?? '').slice(prefix.length);
-        if (TAPE_NAME.test(name)) out.push(new S3Source(st, bucket, o.Key as string, o.Size ?? 0));
+        if (TAPE_NAME.test(name)) out.push(new S3Source(st, bucket, o.Key as string, { size: o.Size ?? 0, etag: o.ETag }));
       }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);

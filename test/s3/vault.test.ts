@@ -197,6 +197,33 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(jshipJson('import', join(dir, 'claim-replica'), 's3://vault/two-groups/').code).toBe(0);
   });
 
+  it('a tape object replaced while it is read is refused, never read as bytes of two objects (If-Match)', async () => {
+    const key = `swap/${tapeFileName(1, 1n, 9n)}`;
+    const first = randomBytes(40 * MiB);
+    const second = randomBytes(40 * MiB);
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: first }));
+    /** Which object the bytes read are. */
+    const read = async (replaceAfterFirstChunk: boolean): Promise<string> => {
+      const [src] = await s3Sources('s3://vault/swap/', {});
+      const parts: Buffer[] = [];
+      for await (const c of src!.chunks()) {
+        if (parts.length === 0 && replaceAfterFirstChunk) await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: second }));
+        parts.push(c);
+      }
+      const all = Buffer.concat(parts);
+      return all.equals(first) ? 'the first' : all.equals(second) ? 'the second' : 'neither';
+    };
+    // The ranges asked after the replacement came from the other object: 40 MiB that were neither.
+    await expect(read(true)).rejects.toMatchObject({ code: 'S3_MISMATCH', message: expect.stringContaining('replaced while it was read') });
+    expect(await read(false)).toBe('the second');
+    // A source named by its key learns the ETag with its size.
+    const [one] = await s3Sources(`s3://vault/${key}`, {});
+    const it = one!.chunks()[Symbol.asyncIterator]();
+    await it.next();
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: first }));
+    await expect((async () => { while (!(await it.next()).done); })()).rejects.toMatchObject({ code: 'S3_MISMATCH' });
+  });
+
   it('faults: wrong credentials, missing bucket, the gateway stopped in the middle of an upload', async () => {
     const { g } = await group('faults', 24);
     const env = { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret' };
