@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writePin } from './mount-pins.js';
 import { PayloadCache } from './payload-cache.js';
+import { ScratchNames, removeDeadScratch } from './scratch.js';
 
 export interface MountOptions {
   point: PointSpec;
@@ -111,9 +112,12 @@ export class PointMount implements NbdBackend {
       // Only the tapes whose bytes survive in the map are read (and held open): a long chain has hundreds.
       await source.hold(new Set(segments.map((s) => s.serial)));
       const scratch = opts.scratchDir ?? join(replica.dir, 'scratch');
+      // What mounts that were killed left there goes first.
+      await removeDeadScratch(scratch);
+      const scratchNames = new ScratchNames(opts.keepScratch ?? false);
       const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
       // Without room for the cache (a read-only or full file system), reads decompress every time.
-      if (cacheBytes > 0) cache = await PayloadCache.create(scratch, source, cacheBytes).catch(() => undefined);
+      if (cacheBytes > 0) cache = await PayloadCache.create(scratch, scratchNames.cache(), source, cacheBytes).catch(() => undefined);
       const from = source;
       const read = cache
         ? cache.read.bind(cache)
@@ -129,7 +133,7 @@ export class PointMount implements NbdBackend {
       if (opts.writable) {
         const layered: NbdExport[] = [];
         for (const x of exports) {
-          const o = await Overlay.create(scratch, x);
+          const o = await Overlay.create(scratch, scratchNames.layer(x.name), x);
           overlays.push(o);
           layered.push(writableExport(x, o));
         }

@@ -28,9 +28,9 @@ export class Overlay {
     this.#written = new Uint8Array(Math.ceil(Math.ceil(below.size / SECTOR) / 8));
   }
 
-  static async create(dir: string, below: NbdExport): Promise<Overlay> {
+  static async create(dir: string, name: string, below: NbdExport): Promise<Overlay> {
     await makeDirs(dir);
-    const path = join(dir, `mount-${process.pid}-${below.name}.scratch`);
+    const path = join(dir, name);
     let h: fsp.FileHandle;
     try {
       h = await fsp.open(path, 'wx+', 0o600);

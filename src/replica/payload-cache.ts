@@ -32,9 +32,9 @@ export class PayloadCache {
     this.#limit = limit;
   }
 
-  static async create(dir: string, source: SegmentSource, limit: number): Promise<PayloadCache> {
+  static async create(dir: string, name: string, source: SegmentSource, limit: number): Promise<PayloadCache> {
     await makeDirs(dir);
-    const path = join(dir, `mount-${process.pid}.cache`);
+    const path = join(dir, name);
     const h = await fsp.open(path, 'wx+', 0o600);
     return new PayloadCache(path, h, source, limit);
   }

@@ -4,6 +4,7 @@ import { copyFileSync, readFileSync, readdirSync, statSync, writeFileSync } from
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
+import { PointMount } from '../../src/replica/mount.js';
 import { BIN, KiB, MiB, jshipJson, jshipProc, makeGroup, tempDir } from '../helpers.js';
 import { client } from '../nbd/helpers.js';
 
@@ -127,7 +128,7 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     const scratch = join(dir, 'scratch');
     const srv = await mount(rep, '--socket', join(dir, 'w.sock'), '--writable', '--scratch', scratch);
     try {
-      expect(srv.ready.scratch).toEqual([join(scratch, `mount-${srv.ready.pid}-a.scratch`)]);
+      expect(srv.ready.scratch).toEqual([expect.stringMatching(new RegExp(`^${scratch}/mount-${srv.ready.pid}-[0-9a-f]{8}-a\\.scratch$`))]);
       const uri = srv.ready.exports[0].uri;
       client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x5a 1000 3000', '-c', 'write -z 256k 64k');
       const back = client('qemu-io', '-f', 'raw', uri, '-c', 'read -P 0x5a 1000 3000', '-c', 'read -P 0 256k 64k');
@@ -142,5 +143,28 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     expect(hashes()).toBe(before);
     expect(spawnSync('ls', ['-A', scratch], { encoding: 'utf8' }).stdout).toBe('');
     expect(jshipJson('mount', rep, '--socket', join(dir, 'w.sock'), '--keep-scratch').code).toBe(2);
+
+    // What a killed mount left (its cache, its layer) goes at the next mount; a live process's files and kept
+    // layers stay. Before, they stayed forever, and a later process given the same pid could not mount writable.
+    const dead = spawnSync('true').pid;
+    const left = [`mount-${dead}.cache`, `mount-${dead}-a.scratch`, `mount-${dead}-0badc0de.cache`, `mount-${dead}-0badc0de-a.scratch`];
+    const stays = [`mount-${process.pid}-0badc0de.cache`, `keep-${dead}-0badc0de-a.scratch`, 'notes.txt'];
+    for (const n of [...left, ...stays]) writeFileSync(join(scratch, n), 'x');
+    const again = await mount(rep, '--socket', join(dir, 'w.sock'), '--writable', '--keep-scratch', '--scratch', scratch);
+    let kept: string;
+    try {
+      kept = again.ready.scratch[0];
+      expect(kept).toMatch(new RegExp(`/keep-${again.ready.pid}-[0-9a-f]{8}-a\\.scratch$`));
+      const now = readdirSync(scratch);
+      expect(left.filter((n) => now.includes(n))).toEqual([]);
+      expect(stays.filter((n) => !now.includes(n))).toEqual([]);
+    } finally {
+      expect(await again.stop()).toBe(0);
+    }
+    expect(readdirSync(scratch).sort()).toEqual([...stays, kept.slice(scratch.length + 1)].sort());
+    // A process given the pid of a mount that was killed: the name of its layer was taken, and it could not mount.
+    writeFileSync(join(scratch, `mount-${process.pid}-a.scratch`), 'x');
+    const m = await PointMount.open(rep, { point: { kind: 'latest' }, writable: true, scratchDir: scratch, cacheBytes: 0 });
+    await m.close();
   });
 });
