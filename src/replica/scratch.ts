@@ -36,17 +36,12 @@ const THROWAWAY = /^mount-(\d+)(?:-[0-9a-f]+)?(?:\.cache|-.+\.scratch)$/;
  * (killed, or the machine went down): they stayed forever, up to the cache's
  * size each (8 GiB by default), and a later mount given the same pid could
  * not make its own. Files of a live process stay, and so do kept ones.
- * Returns the names removed.
  */
-export async function removeDeadScratch(dir: string): Promise<string[]> {
-  const removed: string[] = [];
+export async function removeDeadScratch(dir: string): Promise<void> {
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
     const pid = Number(THROWAWAY.exec(name)?.[1] ?? NaN);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || alive(pid)) continue;
-    await fsp.rm(join(dir, name), { force: true });
-    removed.push(name);
+    if (Number.isSafeInteger(pid) && pid > 0 && !alive(pid)) await fsp.rm(join(dir, name), { force: true });
   }
-  return removed;
 }
 
 function alive(pid: number): boolean {
