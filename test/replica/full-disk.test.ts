@@ -1,8 +1,9 @@
-import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { importTapes } from '../../src/replica/import.js';
-import { KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
+import { BIN, KiB, MiB, jshipJson, makeGroup, mountTmpfs, tempDir, unmount } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
 import { randomBytes } from 'node:crypto';
 import { openSiteGroup } from '../../src/owner/consumers.js';
@@ -63,5 +64,15 @@ describe('a replica on a full file system', () => {
     expect(r.out.error.hint).toMatch(/free space/);
     expect(readdirSync(roomy)).toEqual([]);
     expect(readdirSync(full)).toEqual([]);
+
+    mkdirSync(join(dir, 'small'));
+    // A file system whose largest file is smaller than the volume (here a file size limit): refused at the
+    // start, naming it; before, its empty temporary file stayed, and its handle stayed open.
+    const limited = spawnSync('prlimit', ['--fsize=1048576', process.execPath, BIN, 'restore', rep, '--volume', 'a', '--target', `a=${join(dir, 'small', 'a.img')}`, '--json'], { encoding: 'utf8' });
+    expect(limited.status, limited.stdout).toBe(1);
+    const err = JSON.parse(limited.stdout).error;
+    expect(err).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringMatching(/EFBIG/) });
+    expect(err.hint).toMatch(/largest file/);
+    expect(readdirSync(join(dir, 'small'))).toEqual([]);
   });
 });
