@@ -176,3 +176,15 @@ export async function readInto(h: fsp.FileHandle, b: Uint8Array, position: numbe
   }
   return done;
 }
+
+/**
+ * Where a file really is (its directory's symbolic links resolved) and what
+ * names it: device and inode once it exists (so a symbolic or hard link to
+ * it is the same file), the device number for a block device.
+ */
+export async function whereIs(path: string): Promise<{ real: string; id: string }> {
+  const dir = await fsp.realpath(dirname(path)).catch(() => resolve(dirname(path)));
+  const real = join(dir, basename(path));
+  const st = await fsp.stat(real).catch(() => undefined);
+  return { real, id: !st ? `path ${real}` : st.isBlockDevice() ? `device ${st.rdev}` : `file ${st.dev}:${st.ino}` };
+}

@@ -6,7 +6,7 @@ import { systemWallClock } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import type { Lineage } from '../core/epoch.js';
 import type { VolumeSpec } from '../core/volume-spec.js';
-import { exists, writeFileAtomic, makeDirs } from '../io/files.js';
+import { exists, writeFileAtomic, makeDirs, whereIs } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
 import { groupPaths, writeGroupConfig } from './group-files.js';
 import { JournalVolume } from './journal-volume.js';
@@ -57,10 +57,17 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
     if (seen.has(v.name)) throw new JshipError('BAD_VOLUME_SPEC', `volume name "${v.name}" is given twice`, { hint: 'each --volume needs its own name' });
     seen.set(v.name, v.name);
   }
+  // Compared by what names the file (device and inode, or the real path of one not made yet): through a
+  // symbolic or hard link, one file was let in as two volumes, each writing over the other's bytes.
+  const journal = await whereIs(journalPath);
+  const named = new Map<string, string>();
   const allPaths = opts.volumes.flatMap((v) => v.extents.map((e) => resolve(e.path)));
   for (const p of allPaths) {
-    if (p === journalPath) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named both as a volume and as the journal`, { hint: 'the journal needs a file of its own' });
-    if (allPaths.indexOf(p) !== allPaths.lastIndexOf(p)) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes`, { hint: 'each file or device can belong to one volume only' });
+    const { id } = await whereIs(p);
+    if (id === journal.id) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named both as a volume and as the journal${p === journalPath ? '' : ` (${journalPath})`}`, { hint: 'the journal needs a file of its own' });
+    const other = named.get(id);
+    if (other !== undefined) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes${other === p ? '' : ` (as ${other} too)`}`, { hint: 'each file or device can belong to one volume only' });
+    named.set(id, p);
   }
   if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: `add ${param('volumes')} NAME=PATH[:SIZE]` });
   const created: string[] = [];

@@ -1,6 +1,6 @@
-import { makeDirs } from '../io/files.js';
+import { makeDirs, whereIs } from '../io/files.js';
 import { promises as fsp } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, param } from '../core/errors.js';
@@ -325,14 +325,6 @@ async function checkTargets(targets: ReadonlyArray<{ volume: string; path: strin
     }
     seen.set(id, t.volume);
   }
-}
-
-/** Where a target really is (its directory's symbolic links resolved), and what names its file: device and inode, once it exists. */
-async function whereIs(path: string): Promise<{ real: string; id: string }> {
-  const dir = await fsp.realpath(dirname(path)).catch(() => resolve(dirname(path)));
-  const real = join(dir, basename(path));
-  const st = await fsp.stat(real).catch(() => undefined);
-  return { real, id: !st ? `path ${real}` : st.isBlockDevice() ? `device ${st.rdev}` : `file ${st.dev}:${st.ino}` };
 }
 
 /** Like Promise.all, but settles every promise before it throws the first error: nothing is left running. */

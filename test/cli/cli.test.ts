@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, readdirSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -88,6 +88,22 @@ describe('jship init / status / mark', () => {
     const sized = jship('init', g, '--volume', `a=${join(dir, 'sized.img')}:8K`, '--journal-size', '2M');
     expect(sized.code).toBe(1);
     expect(readFileSync(join(dir, 'sized.img')).equals(Buffer.alloc(4096, 7))).toBe(true);
+    // One file named twice, through a symbolic or a hard link, or as a volume and the journal: each wrote
+    // over the other's bytes (only the same spelling of a path was refused).
+    writeFileSync(join(dir, 'one.img'), Buffer.alloc(8192, 3));
+    symlinkSync(join(dir, 'one.img'), join(dir, 'sym.img'));
+    linkSync(join(dir, 'one.img'), join(dir, 'hard.img'));
+    for (const [args, what] of [
+      [['--volume', `a=${join(dir, 'one.img')}`, '--volume', `b=${join(dir, 'sym.img')}`], /named twice among the volumes/],
+      [['--volume', `a=${join(dir, 'one.img')},${join(dir, 'hard.img')}`], /named twice among the volumes/],
+      [['--volume', `a=${join(dir, 'sym.img')}`, '--journal', join(dir, 'one.img')], /named both as a volume and as the journal/],
+    ] as const) {
+      const twice = jship('init', g, ...args, '--journal-size', '2M', '--json');
+      expect(twice.code, args.join(' ')).toBe(2);
+      expect(twice.json.error).toMatchObject({ code: 'BAD_VOLUME_SPEC', message: expect.stringMatching(what) });
+      expect(existsSync(g)).toBe(false);
+    }
+    expect(readFileSync(join(dir, 'one.img')).equals(Buffer.alloc(8192, 3))).toBe(true);
     // Not a group.
     const notGroup = jship('status', join(dir, 'nowhere'), '--json');
     expect(notGroup.code).toBe(1);
