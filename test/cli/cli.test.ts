@@ -104,6 +104,16 @@ describe('jship init / status / mark', () => {
       expect(existsSync(g)).toBe(false);
     }
     expect(readFileSync(join(dir, 'one.img')).equals(Buffer.alloc(8192, 3))).toBe(true);
+    // Another group's journal as a volume: its superblock says so.
+    const other = join(dir, 'other');
+    expect(jship('init', other, '--volume', `a=${join(dir, 'other-a.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    const journal = join(other, 'journal.jv');
+    const before = readFileSync(journal);
+    const theirs = jship('init', g, '--volume', `a=${journal}`, '--journal-size', '2M', '--json');
+    expect(theirs.code).toBe(2);
+    expect(theirs.json.error).toMatchObject({ code: 'BAD_VOLUME_SPEC', message: expect.stringContaining(`is the journal of jship group ${JSON.parse(readFileSync(join(other, 'group.json'), 'utf8')).groupId}`) });
+    expect(readFileSync(journal).equals(before)).toBe(true);
+    expect(existsSync(g)).toBe(false);
     // Not a group.
     const notGroup = jship('status', join(dir, 'nowhere'), '--json');
     expect(notGroup.code).toBe(1);
