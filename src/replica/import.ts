@@ -6,7 +6,7 @@ import { JshipError, isJshipError, rethrowAt, type ErrorCode } from '../core/err
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
-import { BackgroundSync, syncDir, writeFully } from '../io/files.js';
+import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { labelGeneration, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { storedTapeName, tapeName } from '../tape/tape-name.js';
@@ -377,7 +377,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   }
   const stage = randomBytes(6).toString('hex');
   const tmp = replica.tapePath(`.incoming-${stage}`);
-  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, DATA_FILE_MODE);
   // The copy is written back while the tape is verified: the sync that ends it has only the last of it left.
   const syncs = new BackgroundSync(h);
   const hash = createHash('sha256');

@@ -3,7 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
 import { createLockedFile } from '../io/dir-lock.js';
 import { formatSize } from '../core/sizes.js';
-import { BackgroundSync, syncDir, writeFully, makeDirs } from '../io/files.js';
+import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
 
 /** Where one volume is restored to. */
@@ -84,7 +84,7 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
  * replaced only with `force`.
  */
 /** Restored images hold what the PVOLs hold: readable by their owner only, unless told otherwise (--mode). */
-export const DEFAULT_IMAGE_MODE = 0o600;
+export const DEFAULT_IMAGE_MODE = DATA_FILE_MODE;
 
 export async function openFileTarget(volume: string, path: string, size: number, force: boolean, mode = DEFAULT_IMAGE_MODE): Promise<RestoreTarget> {
   path = resolve(path);

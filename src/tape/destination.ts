@@ -3,7 +3,7 @@ import { join, dirname, basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { JshipError } from '../core/errors.js';
 import { createLockedFile } from '../io/dir-lock.js';
-import { BackgroundSync, syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
+import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
 import type { TapeTrailer } from './label.js';
 import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
 import type { Throttle } from '../io/throttle.js';
@@ -263,7 +263,7 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
   // .jship-000001.partial, each removed the other's, and one counted (and purged) a tape holding the other's bytes.
   const { handle: h, lock } = await createLockedFile(tmp, {
     what: `the tape file ${tmp}`,
-    mode: 0o644,
+    mode: DATA_FILE_MODE,
     busy: (e) => new JshipError('TAPE_EXISTS', `${e.message}: another export is writing a tape of the same name there`, {
       hint: 'give each group a directory of its own (tape names do not say which group wrote them), or export one after the other; nothing was counted or purged',
       details: e.details,

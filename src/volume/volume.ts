@@ -3,6 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { byteLength, sliceBytes, type Bytes } from '../core/bytes.js';
 import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
 import { formatSize } from '../core/sizes.js';
+import { DATA_FILE_MODE } from '../io/files.js';
 import type { PvolWriter } from './pvol-writer.js';
 
 /** One file or block device of a volume, placed at `start` in the volume's address space. */
@@ -166,7 +167,7 @@ async function openExtent(name: string, ext: ExtentSpec, opts: { create?: boolea
       });
     }
     if (ext.size <= 0) throw new JshipError('BAD_VOLUME_SPEC', `volume "${name}": size must be greater than 0`);
-    const h = await fsp.open(ext.path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644).catch((e: unknown) => {
+    const h = await fsp.open(ext.path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, DATA_FILE_MODE).catch((e: unknown) => {
       throw ioError(name, ext.path, e);
     });
     await h.truncate(ext.size);

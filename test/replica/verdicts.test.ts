@@ -85,12 +85,18 @@ describe('what the replica says is true', () => {
     expect(ok.code, JSON.stringify(ok.out)).toBe(0);
   });
 
-  it('restored images are 0600 unless --mode says otherwise (item 9)', async () => {
+  it('restored images are 0600 unless --mode says otherwise (item 9); so are tapes, their copies in a replica and the PVOLs init makes', async () => {
     const p = join(dir, 'p');
     mkdirSync(p);
     await baseGroup(p);
     const rep = join(dir, 'rep');
     await importTapes(rep, tapeFiles(join(p, 't')));
+    // Tapes hold the volumes' bytes (unless encrypted): they were 0644, readable by every user of both sites.
+    for (const f of [...tapeFiles(join(p, 't')), ...tapeFiles(join(rep, 'tapes'))]) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    expect(jshipJson('init', join(dir, 'made'), '--volume', `a=${join(dir, 'made.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    expect(statSync(join(dir, 'made.img')).mode & 0o777).toBe(0o600);
+    expect(jshipJson('export', join(dir, 'made'), '--to', join(dir, 'made.tar.zst'), '--base').code).toBe(0);
+    expect(statSync(join(dir, 'made.tar.zst')).mode & 0o777).toBe(0o600);
     expect(jshipJson('restore', rep, '--target', join(dir, 'x/')).code).toBe(0);
     expect(statSync(join(dir, 'x', 'a.img')).mode & 0o777).toBe(0o600);
     expect(jshipJson('restore', rep).code).toBe(0);
