@@ -58,8 +58,11 @@ describe('control socket', () => {
     } finally {
       await server.close();
     }
-    // No owner on the socket: the caller gets the lock error that sent it there.
-    const locked = new JshipError('GROUP_LOCKED', 'in use by process 1');
-    await expect(callOwner(dir, 'echo', {}, locked)).rejects.toBe(locked);
+    // No owner on the socket: the caller gets the lock error that sent it there, told that the process
+    // holding the group takes no requests (its hint said to talk to it through its control socket).
+    const locked = new JshipError('GROUP_LOCKED', 'in use by process 1', { details: { pid: 1 } });
+    await expect(callOwner(dir, 'echo', {}, locked)).rejects.toMatchObject({
+      code: 'GROUP_LOCKED', message: 'in use by process 1', details: { pid: 1 }, hint: expect.stringMatching(/one-shot command .* run this again once it has ended/),
+    });
   });
 });
