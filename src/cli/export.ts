@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline/promises';
-import type { NextMedium } from '../tape/export.js';
+import { DEFAULT_EXPORT_WAIT_MS, type NextMedium } from '../tape/export.js';
 import { JshipError } from '../core/errors.js';
 import { formatSize, parseRate, parseSize } from '../core/sizes.js';
 import { formatTime, parseDuration } from '../core/time.js';
@@ -53,7 +53,7 @@ export function registerExport(program: Command): void {
     .option('--encrypt-key <FILE>', 'encrypt segment payloads with AES-256-GCM under this 32-byte key')
     .option('--allow-empty', 'write a tape even when there is nothing to export')
     .option('--bwlimit <RATE>', 'write at most RATE bytes per second to the destination (rclone\'s meaning: 20M is 20 MiB/s, a bare number KiB/s, off)')
-    .option('--wait <DURATION>', 'wait this long for an export of the same group that is running (default 5m), then fail with EXPORT_BUSY')
+    .option('--wait <DURATION>', 'wait this long for an export of the same group that is running (in jship serve, or on its own), default 5m; then fail (EXPORT_BUSY, or GROUP_LOCKED)')
     .option('--allow-plaintext', 'write plaintext tapes although the chain\'s last tape was encrypted')
     .option('--json', 'print one JSON object (on stderr when the tape goes to standard output)');
   withS3Options(cmd)
@@ -90,6 +90,12 @@ export function registerExport(program: Command): void {
           dir,
           (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined, undefined, !toStdout && process.stdin.isTTY && process.stderr.isTTY ? askForMedium : undefined),
           { op: 'export', args: { ...absoluteRequest(req) }, onProgress: bar.onProgress },
+          {},
+          // Another export may hold the group on its own (no jship serve): waited for like one in a server.
+          {
+            ms: req.waitMs ?? DEFAULT_EXPORT_WAIT_MS,
+            onWait: (held) => process.stderr.write(`jship export: ${held.message}; waiting up to ${Math.round((req.waitMs ?? DEFAULT_EXPORT_WAIT_MS) / 1000)} s for it to end\n`),
+          },
         );
       } finally {
         bar.stop();

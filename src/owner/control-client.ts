@@ -33,7 +33,7 @@ export async function callOwner(
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
         settle(() => reject(new JshipError('GROUP_LOCKED', locked.message, {
           hint: 'that process is a one-shot command (an export, a scan, …) with no control socket: run this again once it has ended. While jship serve owns a group, commands go through it instead',
-          details: locked.details,
+          details: { ...locked.details, oneShot: true },
         })));
       }
       else settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} did not answer on ${path}: ${e.message}`, { hint: 'check that jship serve is running', cause: e })));

@@ -1,4 +1,5 @@
-import { isJshipError } from '../core/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { openSiteGroup } from './consumers.js';
 import { callOwner } from './control-client.js';
@@ -13,13 +14,31 @@ export async function onGroup<T>(
   local: (group: JournalGroup) => Promise<T>,
   remote: { op: string; args: Record<string, unknown>; onProgress?: (done: number, total: number) => void },
   openOptions: OpenGroupOptions = {},
+  /** How long to wait for a one-shot command (an export, a scan: no control socket) that holds the group; told once it waits. */
+  wait: { ms: number; onWait?: (held: JshipError) => void } = { ms: 0 },
 ): Promise<T> {
+  const waitMs = wait.ms;
+  const deadline = Date.now() + waitMs;
+  let told = false;
   let group: JournalGroup;
-  try {
-    group = await openSiteGroup(dir, openOptions);
-  } catch (e) {
-    if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
-    return (await callOwner(dir, remote.op, remote.args, e, remote.onProgress)) as T;
+  for (;;) {
+    try {
+      group = await openSiteGroup(dir, openOptions);
+      break;
+    } catch (e) {
+      if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+      try {
+        return (await callOwner(dir, remote.op, remote.args, e, remote.onProgress)) as T;
+      } catch (held) {
+        if (!isJshipError(held, 'GROUP_LOCKED') || held.details.oneShot !== true) throw held;
+        if (Date.now() >= deadline) {
+          throw waitMs === 0 ? held : new JshipError('GROUP_LOCKED', `${held.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(held.hint ? { hint: held.hint } : {}), details: held.details });
+        }
+        if (!told) wait.onWait?.(held);
+        told = true;
+      }
+      await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
+    }
   }
   try {
     return await local(group);

@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +12,19 @@ import { callOwner } from '../../src/owner/control-client.js';
 import { encodeControl } from '../../src/owner/control-codec.js';
 import { absoluteRequest } from '../../src/tape/export-request.js';
 import { findTrailer } from '../../src/tape/tape-file.js';
+
+/** Resolves once a line of `stream` matches. */
+function lineFrom(stream: Readable, re: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (d: string) => {
+      seen += d;
+      if (re.test(seen)) resolve();
+    });
+    stream.on('end', () => reject(new Error(`ended without ${re}: ${seen}`)));
+  });
+}
 
 describe('exports through the owner', () => {
   const dir = tempDir();
@@ -41,6 +55,32 @@ describe('exports through the owner', () => {
     expect(r.ok, JSON.stringify(r.tapes.map((t) => t.message))).toBe(true);
     expect(r.gaps).toEqual([]);
     expect(r.contiguousThrough).not.toBeNull();
+  });
+
+  it('an export waits (--wait) for a group another one-shot command holds on its own (no serve), as it waits for one in a server', async () => {
+    // Two cron jobs of a group with no jship serve (a scanned group): the second failed at once with GROUP_LOCKED.
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
+    const script = `import { openGroup } from ${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)};
+      const g = await openGroup(${JSON.stringify(g)}); await g.write('a', 0, Buffer.alloc(4096, 7)); process.stdout.write('HELD\\n');
+      process.stdin.on('data', async () => { await g.close(); process.exit(0); });`;
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await lineFrom(holder.stdout, /HELD/);
+    try {
+      const tapes = join(dir, 'tapes');
+      const brief = spawnSync(process.execPath, [BIN, 'export', g, '--to', `${tapes}/`, '--wait', '1s', '--json'], { encoding: 'utf8' });
+      expect(brief.status).toBe(1);
+      expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringMatching(/one-shot command/) });
+      const waiting = spawn(process.execPath, [BIN, 'export', g, '--to', `${tapes}/`, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      waiting.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      await lineFrom(waiting.stderr, /waiting up to 300 s/);
+      holder.stdin.write('let go\n');
+      const code = await new Promise((r) => waiting.on('close', r));
+      expect(code, out).toBe(0);
+      expect(JSON.parse(out).tapes).toHaveLength(1);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 
   it('an export to a directory that cannot be made fails at once, alone and through serve, and serve still stops', async () => {
