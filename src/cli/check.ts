@@ -52,7 +52,7 @@ export function registerCheck(program: Command): void {
           ...(opts.maxAge !== undefined ? { maxAge: seconds(opts.maxAge, '--max-age') } : {}),
           ...(opts.maxDrillAge !== undefined ? { maxDrillAge: seconds(opts.maxDrillAge, '--max-drill-age') } : {}),
         };
-        const replica = await Replica.open(dir);
+        const replica = await Replica.view(dir);
         try {
           checks = replicaChecks(replica.catalog, BigInt(Date.now()) * 1_000_000n, limits, await readDrills(replica.dir));
         } finally {

@@ -27,7 +27,7 @@ export function registerTapes(program: Command): void {
     .action(async (dir: string, opts: CommonOptions & S3CliOptions & DeviceCliOptions) => {
       const isReplica = !isS3Url(dir) && await fsp.access(join(dir, 'replica.json')).then(() => true, () => false);
       if (isReplica) {
-        const replica = await Replica.open(dir);
+        const replica = await Replica.view(dir);
         try {
           await replica.checkCatalogued();
           const tapes = replica.catalog.tapes();

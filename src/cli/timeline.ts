@@ -39,7 +39,7 @@ export function registerTimeline(program: Command): void {
     .argument('<REPLICA_DIR>', 'the replica')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, opts: CommonOptions) => {
-      const replica = await Replica.open(dir);
+      const replica = await Replica.view(dir);
       let t: Timeline;
       try {
         await replica.checkCatalogued();

@@ -198,16 +198,19 @@ const num = (v: unknown): number => Number(v as bigint | number);
 export class Catalog {
   readonly #db: Database.Database;
 
-  constructor(path: string) {
+  /** With `readonly`, an existing catalogue is read as committed, and nothing can be written (Replica.view). */
+  constructor(path: string, opts: { readonly?: boolean } = {}) {
     try {
-      this.#db = new Database(path);
-      this.#db.pragma('journal_mode = WAL');
-      this.#db.pragma('synchronous = FULL');
-      this.#db.pragma('foreign_keys = ON');
+      this.#db = new Database(path, opts.readonly ? { readonly: true, fileMustExist: true } : {});
       this.#db.defaultSafeIntegers(true);
-      this.#db.exec(SCHEMA);
+      if (!opts.readonly) {
+        this.#db.pragma('journal_mode = WAL');
+        this.#db.pragma('synchronous = FULL');
+        this.#db.pragma('foreign_keys = ON');
+        this.#db.exec(SCHEMA);
+      }
       const version = this.getMeta('schema');
-      if (version === undefined) this.setMeta('schema', String(SCHEMA_VERSION));
+      if (version === undefined && !opts.readonly) this.setMeta('schema', String(SCHEMA_VERSION));
       else if (version !== String(SCHEMA_VERSION)) throw new Error(`schema version ${version}, this jship uses ${SCHEMA_VERSION}`);
     } catch (e) {
       throw new JshipError('REPLICA_BAD', `catalogue ${path} cannot be opened: ${(e as Error).message}`, {

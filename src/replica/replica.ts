@@ -34,9 +34,10 @@ export class Replica {
   readonly dir: string;
   readonly config: ReplicaConfig;
   readonly catalog: Catalog;
-  readonly #lock: DirLock;
+  /** None for a view (`Replica.view`): it reads, holding nothing. */
+  readonly #lock: DirLock | undefined;
 
-  private constructor(dir: string, config: ReplicaConfig, catalog: Catalog, lock: DirLock) {
+  private constructor(dir: string, config: ReplicaConfig, catalog: Catalog, lock: DirLock | undefined) {
     this.dir = dir;
     this.config = config;
     this.catalog = catalog;
@@ -73,13 +74,19 @@ export class Replica {
   /** Opens an existing replica; with `freshCatalog`, drops its catalogue first (a rebuild). */
   static async open(dir: string, opts: { freshCatalog?: boolean; yields?: boolean } = {}): Promise<Replica> {
     dir = resolve(dir);
-    const config = await readReplicaConfig(dir);
-    if (!config) {
-      throw new JshipError('REPLICA_NOT_FOUND', `${dir} is not a jship replica (no replica.json)`, {
-        hint: 'a replica is created by the first `jship import REPLICA_DIR TAPE` into a new or empty directory',
-      });
-    }
-    return Replica.#lockAndOpen(dir, config, opts.freshCatalog ?? false, opts.yields ?? false);
+    return Replica.#lockAndOpen(dir, await existingConfig(dir), opts.freshCatalog ?? false, opts.yields ?? false);
+  }
+
+  /**
+   * A replica to read only (`check`, `tapes`, `timeline`), without its lock:
+   * its catalogue read-only, as committed so far. Monitoring asked every few
+   * minutes failed (GROUP_LOCKED, exit 1: a false alarm) for as long as an
+   * import ran. Nothing may be written through it.
+   */
+  static async view(dir: string): Promise<Replica> {
+    dir = resolve(dir);
+    const config = await existingConfig(dir);
+    return new Replica(dir, config, new Catalog(join(dir, 'catalog.db'), { readonly: true }), undefined);
   }
 
   /**
@@ -152,14 +159,24 @@ export class Replica {
   }
 
   /** Whether another process waits for this replica (an owner that yields then closes it). */
-  wanted(): Promise<boolean> {
-    return this.#lock.wanted();
+  async wanted(): Promise<boolean> {
+    return (await this.#lock?.wanted()) ?? false;
   }
 
   async close(): Promise<void> {
     this.catalog.close();
-    await this.#lock.release();
+    await this.#lock?.release();
   }
+}
+
+async function existingConfig(dir: string): Promise<ReplicaConfig> {
+  const config = await readReplicaConfig(dir);
+  if (!config) {
+    throw new JshipError('REPLICA_NOT_FOUND', `${dir} is not a jship replica (no replica.json)`, {
+      hint: 'a replica is created by the first `jship import REPLICA_DIR TAPE` into a new or empty directory',
+    });
+  }
+  return config;
 }
 
 async function readReplicaConfig(dir: string): Promise<ReplicaConfig | undefined> {

@@ -24,7 +24,7 @@ describe('one writer per group', () => {
     await again.close();
   });
 
-  it('a replica in use is refused with what to do about it: a replica has no control socket to talk to', async () => {
+  it('a replica in use is refused with what to do about it (a replica has no control socket to talk to); what only reads it is not refused', async () => {
     const g = await makeGroup(join(dir, 'rg'), { a: 1 * MiB });
     expect(jshipJson('export', g, '--to', join(dir, 'rg-tapes'), '--base').code).toBe(0);
     const rep = join(dir, 'rg-replica');
@@ -36,6 +36,12 @@ describe('one writer per group', () => {
       expect(again.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining(`process ${process.pid}`) });
       expect(again.out.error.hint).toMatch(/one jship command uses a replica at a time/);
       expect(again.out.error.hint).not.toMatch(/control socket/);
+      // What only reads is not refused: monitoring (check) failed, exit 1, for as long as an import ran.
+      for (const verb of ['check', 'tapes', 'timeline']) {
+        const r = jshipJson(verb, rep);
+        expect(r.code, `${verb}: ${JSON.stringify(r.out)}`).toBe(0);
+      }
+      expect(jshipJson('tapes', rep).out.tapes).toHaveLength(1);
     } finally {
       await held.close();
     }
