@@ -107,9 +107,27 @@ export class DirDestination implements TapeDestination {
     this.#readBack = readBack;
   }
 
-  async open(serial: number): Promise<TapeOutput> {
+  async open(serial: number, _firstSeq?: bigint, _generation?: number, groupId?: string): Promise<TapeOutput> {
     await makeDirs(this.#dir);
+    if (groupId !== undefined) await this.#checkOwner(groupId);
     return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name), this.#readBack);
+  }
+
+  /**
+   * A directory holds one group's tapes: its carry manifest names the group. Another group's export there
+   * went through whenever its tape names differed, and its manifest replaced the first group's, which
+   * then listed none of that group's tapes. A manifest whose tapes are all gone claims nothing.
+   */
+  async #checkOwner(groupId: string): Promise<void> {
+    const path = join(this.#dir, MANIFEST_NAME);
+    const m = await fsp.readFile(path, 'utf8').then((t) => decodeManifest(t, path), () => undefined).catch(() => undefined);
+    if (!m || m.groupId === groupId) return;
+    const names = new Set(await fsp.readdir(this.#dir));
+    const theirs = m.tapes.filter((t) => names.has(t.file)).map((t) => t.file);
+    if (theirs.length === 0) return;
+    throw new JshipError('TAPE_EXISTS', `${this.#dir} holds the tapes of group ${m.groupId} (${theirs.length > 2 ? `${theirs.slice(0, 2).join(', ')} and ${theirs.length - 2} more` : theirs.join(', ')}, by its ${MANIFEST_NAME}); this is group ${groupId}`, {
+      hint: 'give each group a directory of its own (tape names do not say which group wrote them); nothing was written, counted or purged',
+    });
   }
 
   /** The directory's carry manifest (jship-manifest.json) gets this export's tapes, beside those still there. */

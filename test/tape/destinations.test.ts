@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -100,6 +100,22 @@ describe('a partial tape file has one writer (tape/destination.ts)', () => {
     const again = await new DirDestination(dir).open(1);
     await again.abort();
     expect(readdirSync(dir).sort()).toEqual(['jship-000001-t.tar.zst']);
+  });
+
+  it('a directory holds one group\'s tapes: another group\'s export is refused while its manifest names tapes still there', async () => {
+    // Another group's tapes with other names went in beside the first's, and its manifest replaced the first's.
+    const dir = next();
+    mkdirSync(dir, { recursive: true });
+    const a = '00000000-0000-4000-8000-00000000000a';
+    const b = '00000000-0000-4000-8000-00000000000b';
+    writeFileSync(join(dir, 'jship-000001-0000000000000001-0000000000000003.tar.zst'), 'group a\'s tape');
+    writeFileSync(join(dir, 'jship-manifest.json'), JSON.stringify({ format: 1, groupId: a, updatedAt: new Date().toISOString(), tapes: [{ serial: 1, file: 'jship-000001-0000000000000001-0000000000000003.tar.zst', bytes: 14, sha256: '0'.repeat(64), updates: { firstSeq: '1', lastSeq: '3' }, baseId: null }] }));
+    await expect(new DirDestination(dir).open(1, 1n, 1, b)).rejects.toMatchObject({ code: 'TAPE_EXISTS', message: expect.stringContaining(`holds the tapes of group ${a}`) });
+    expect(readdirSync(dir).sort()).toEqual(['jship-000001-0000000000000001-0000000000000003.tar.zst', 'jship-manifest.json']);
+    await (await new DirDestination(dir).open(2, 4n, 1, a)).abort();
+    // Once that group's tapes are gone from it (carried away), the directory is anyone's.
+    rmSync(join(dir, 'jship-000001-0000000000000001-0000000000000003.tar.zst'));
+    await (await new DirDestination(dir).open(1, 1n, 1, b)).abort();
   });
 
   it('the same for one named tape file', async () => {
