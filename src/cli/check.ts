@@ -44,7 +44,7 @@ export function registerCheck(program: Command): void {
           ...(opts.maxRpo !== undefined ? { maxRpo: seconds(opts.maxRpo, '--max-rpo') } : {}),
           ...(opts.maxUsage !== undefined ? { maxUsage: percent(opts.maxUsage) } : {}),
         };
-        const site = await onGroup<ServingStatus>(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
+        const site = await onGroup<ServingStatus>(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { open: { checkpointIntervalMs: 0 } });
         checks = siteChecks(site, limits);
       } else {
         if (opts.maxRpo !== undefined || opts.maxUsage !== undefined) throw new JshipError('USAGE', '--max-rpo and --max-usage apply to a journal group', { hint: 'on a replica, use --max-age or --max-drill-age' });

@@ -7,6 +7,7 @@ import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
+import { oneShotWait } from './one-shot-wait.js';
 import { ZSTD_LEVEL_HELP, parseZstdLevel } from './zstd-level.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, toJson, type CommonOptions } from './output.js';
@@ -90,12 +91,8 @@ export function registerExport(program: Command): void {
           dir,
           (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined, undefined, !toStdout && process.stdin.isTTY && process.stderr.isTTY ? askForMedium : undefined),
           { op: 'export', args: { ...absoluteRequest(req) }, onProgress: bar.onProgress },
-          {},
           // Another export may hold the group on its own (no jship serve): waited for like one in a server.
-          {
-            ms: req.waitMs ?? DEFAULT_EXPORT_WAIT_MS,
-            onWait: (held) => process.stderr.write(`jship export: ${held.message}; waiting up to ${Math.round((req.waitMs ?? DEFAULT_EXPORT_WAIT_MS) / 1000)} s for it to end\n`),
-          },
+          oneShotWait('export', req.waitMs ?? DEFAULT_EXPORT_WAIT_MS),
         );
       } finally {
         bar.stop();

@@ -26,7 +26,7 @@ export function registerStatus(program: Command): void {
     .action(async (dir: string, opts: CommonOptions) => {
       let got: ServingStatus;
       try {
-        got = await onGroup(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { checkpointIntervalMs: 0 });
+        got = await onGroup(dir, async (g) => ({ ...(await siteStatus(g)), serve: null }), { op: 'status', args: {} }, { open: { checkpointIntervalMs: 0 } });
       } catch (e) {
         // A demoted group is a secondary now: what it follows and how far its replica got.
         if (isJshipError(e, 'GROUP_DEMOTED')) {

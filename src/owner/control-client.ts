@@ -30,12 +30,7 @@ export async function callOwner(
     socket.once('connect', () => socket.write(encodeControl({ op, args })));
     socket.on('error', (e: NodeJS.ErrnoException) => {
       // No server owns the group: a one-shot command (an export, a scan) does, and takes no requests.
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-        settle(() => reject(new JshipError('GROUP_LOCKED', locked.message, {
-          hint: 'that process is a one-shot command (an export, a scan, …) with no control socket: run this again once it has ended. While jship serve owns a group, commands go through it instead',
-          details: { ...locked.details, oneShot: true },
-        })));
-      }
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') settle(() => reject(heldByOneShot(locked)));
       else settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} did not answer on ${path}: ${e.message}`, { hint: 'check that jship serve is running', cause: e })));
     });
     socket.on('close', () => settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} closed its control socket without an answer`, {
@@ -58,5 +53,13 @@ export async function callOwner(
         settle(() => reject(e));
       }
     });
+  });
+}
+
+/** The refusal of a group that a one-shot command (an export, a scan) holds: it has no control socket to take requests. */
+function heldByOneShot(locked: JshipError): JshipError {
+  return new JshipError('GROUP_LOCKED', locked.message, {
+    hint: 'that process is a one-shot command (an export, a scan, …) with no control socket: run this again once it has ended. While jship serve owns a group, commands go through it instead',
+    details: { ...locked.details, oneShot: true },
   });
 }

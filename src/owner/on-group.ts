@@ -4,6 +4,14 @@ import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js
 import { openSiteGroup } from './consumers.js';
 import { callOwner } from './control-client.js';
 
+export interface OnGroupOptions {
+  open?: OpenGroupOptions;
+  /** How long to wait for a one-shot command (an export, a scan: no control socket) that holds the group. */
+  waitMs?: number;
+  /** Told once when it starts waiting. */
+  onWait?: (held: JshipError) => void;
+}
+
 /**
  * Runs an operation on a group: here, when the group is free (opened,
  * used, closed), or in the process that owns it (a running `jship serve`),
@@ -13,17 +21,15 @@ export async function onGroup<T>(
   dir: string,
   local: (group: JournalGroup) => Promise<T>,
   remote: { op: string; args: Record<string, unknown>; onProgress?: (done: number, total: number) => void },
-  openOptions: OpenGroupOptions = {},
-  /** How long to wait for a one-shot command (an export, a scan: no control socket) that holds the group; told once it waits. */
-  wait: { ms: number; onWait?: (held: JshipError) => void } = { ms: 0 },
+  o: OnGroupOptions = {},
 ): Promise<T> {
-  const waitMs = wait.ms;
+  const waitMs = o.waitMs ?? 0;
   const deadline = Date.now() + waitMs;
   let told = false;
   let group: JournalGroup;
   for (;;) {
     try {
-      group = await openSiteGroup(dir, openOptions);
+      group = await openSiteGroup(dir, o.open ?? {});
       break;
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
@@ -34,7 +40,7 @@ export async function onGroup<T>(
         if (Date.now() >= deadline) {
           throw waitMs === 0 ? held : new JshipError('GROUP_LOCKED', `${held.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(held.hint ? { hint: held.hint } : {}), details: held.details });
         }
-        if (!told) wait.onWait?.(held);
+        if (!told) o.onWait?.(held);
         told = true;
       }
       await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
