@@ -92,7 +92,7 @@ export function registerExport(program: Command): void {
           (g) => runExport(g, req, bar.onProgress, toStdout ? process.stdout : undefined, undefined, !toStdout && process.stdin.isTTY && process.stderr.isTTY ? askForMedium : undefined),
           { op: 'export', args: { ...absoluteRequest(req) }, onProgress: bar.onProgress },
           // Another export may hold the group on its own (no jship serve): waited for like one in a server.
-          oneShotWait('export', req.waitMs ?? DEFAULT_EXPORT_WAIT_MS),
+          oneShotWait('export', req.waitMs ?? DEFAULT_EXPORT_WAIT_MS, toStdout && opts.json === true),
         );
       } finally {
         bar.stop();
