@@ -132,6 +132,8 @@ export interface LockedFileOptions {
   mode: number;
   /** The error for a file another live process is writing (given the lock's GROUP_LOCKED, naming that process). */
   busy: (e: JshipError) => JshipError;
+  /** Made ready once created (its mode, its size); a failure here removes it too. */
+  prepare?: (handle: FileHandle) => Promise<void>;
 }
 
 /**
@@ -145,11 +147,17 @@ export async function createLockedFile(tmp: string, o: LockedFileOptions): Promi
   const lock = await DirLock.acquire(`${tmp}.lock`, o.what).catch((e: unknown) => {
     throw isJshipError(e, 'GROUP_LOCKED') ? o.busy(e) : e;
   });
+  let handle: FileHandle | undefined;
   try {
     await fsp.rm(tmp, { force: true });
-    const handle = await fsp.open(tmp, (o.read ? constants.O_RDWR : constants.O_WRONLY) | constants.O_CREAT | constants.O_EXCL, o.mode);
+    handle = await fsp.open(tmp, (o.read ? constants.O_RDWR : constants.O_WRONLY) | constants.O_CREAT | constants.O_EXCL, o.mode);
+    await o.prepare?.(handle);
     return { handle, lock };
   } catch (e) {
+    if (handle) {
+      await handle.close();
+      await fsp.rm(tmp, { force: true });
+    }
     await lock.release();
     throw e;
   }

@@ -60,10 +60,6 @@ export async function syncDir(dir: string): Promise<void> {
 }
 
 /**
- * Writes a file all or nothing: a temporary name in the same directory,
- * fsync, rename over the final name, fsync of the directory.
- */
-/**
  * The mode of every file jship makes that holds volume data — a PVOL it
  * creates, a tape, a replica's copy of one, a restored image: its owner's
  * only, like the journal (a tape that is not encrypted is the volumes'
@@ -71,6 +67,10 @@ export async function syncDir(dir: string): Promise<void> {
  */
 export const DATA_FILE_MODE = 0o600;
 
+/**
+ * Writes a file all or nothing: a temporary name in the same directory,
+ * fsync, rename over the final name, fsync of the directory.
+ */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);

@@ -6,11 +6,10 @@ import { systemWallClock } from '../core/clock.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_POLICY, type GroupConfig, type JournalFullPolicy } from '../core/group-config.js';
 import type { Lineage } from '../core/epoch.js';
 import type { VolumeSpec } from '../core/volume-spec.js';
-import { exists, readFully, writeFileAtomic, makeDirs, whereIs } from '../io/files.js';
-import { SUPERBLOCK_MAGIC, bytesToUuid } from '../core/superblock.js';
+import { exists, writeFileAtomic, makeDirs, whereIs } from '../io/files.js';
 import { Volume } from '../volume/volume.js';
 import { groupPaths, writeGroupConfig } from './group-files.js';
-import { JournalVolume } from './journal-volume.js';
+import { JournalVolume, readJournalSuperblock } from './journal-volume.js';
 
 export interface CreateGroupOptions {
   volumes: VolumeSpec[];
@@ -70,9 +69,9 @@ export async function createGroup(dir: string, opts: CreateGroupOptions): Promis
     if (other !== undefined) throw new JshipError('BAD_VOLUME_SPEC', `${p} is named twice among the volumes${other === p ? '' : ` (as ${other} too)`}`, { hint: 'each file or device can belong to one volume only' });
     named.set(id, p);
     // Another group's journal as a volume: its writes would land in that journal's records.
-    const head = await readHead(p, 32);
-    if (head.length === 32 && head.subarray(0, 8).equals(SUPERBLOCK_MAGIC)) {
-      throw new JshipError('BAD_VOLUME_SPEC', `${p} is the journal of jship group ${bytesToUuid(head.subarray(16, 32))}`, { hint: 'a volume is the data disk or image itself; a journal is never one' });
+    const theirs = await readJournalSuperblock(p).then((sb) => sb.groupId, () => undefined);
+    if (theirs !== undefined) {
+      throw new JshipError('BAD_VOLUME_SPEC', `${p} is the journal of jship group ${theirs}`, { hint: 'a volume is the data disk or image itself; a journal is never one' });
     }
   }
   if (opts.volumes.length === 0) throw new JshipError('USAGE', 'a group needs at least one volume', { hint: `add ${param('volumes')} NAME=PATH[:SIZE]` });
@@ -140,18 +139,5 @@ export async function checkGroupCreatable(dir: string): Promise<void> {
     throw new JshipError('GROUP_EXISTS', `${dir} is not empty${entries.includes('group.json') ? ': it holds a group already' : ''}`, {
       hint: 'name a new or empty directory; nothing was changed',
     });
-  }
-}
-
-/** The first `n` bytes of a file or device (fewer when it is shorter; none when it does not exist or cannot be read). */
-async function readHead(path: string, n: number): Promise<Buffer> {
-  const h = await fsp.open(path, 'r').catch(() => undefined);
-  if (!h) return Buffer.alloc(0);
-  try {
-    return await readFully(h, n, 0);
-  } catch {
-    return Buffer.alloc(0);
-  } finally {
-    await h.close();
   }
 }

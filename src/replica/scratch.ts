@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { stampAlive } from '../io/dir-lock.js';
 
 /**
  * The names of a mount's scratch files (its read cache and its writable
@@ -40,15 +42,6 @@ const THROWAWAY = /^mount-(\d+)(?:-[0-9a-f]+)?(?:\.cache|-.+\.scratch)$/;
 export async function removeDeadScratch(dir: string): Promise<void> {
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
     const pid = Number(THROWAWAY.exec(name)?.[1] ?? NaN);
-    if (Number.isSafeInteger(pid) && pid > 0 && !alive(pid)) await fsp.rm(join(dir, name), { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if (Number.isSafeInteger(pid) && pid > 0 && !stampAlive({ pid, host: hostname(), start: '' })) await fsp.rm(join(dir, name), { force: true });
   }
 }

@@ -101,19 +101,18 @@ export async function openFileTarget(volume: string, path: string, size: number,
     read: true,
     mode,
     busy: (e) => new JshipError('TARGET_NOT_USABLE', e.message, { hint: 'another restore is writing this file: wait for it to end, or name another target', details: e.details }),
+    prepare: async (created) => {
+      try {
+        await created.chmod(mode); // exactly this mode, whatever the umask
+        await created.truncate(size);
+      } catch (e) {
+        throw new JshipError('TARGET_NOT_USABLE', `cannot make ${tmp} ${formatSize(size)}: ${(e as Error).message}`, { hint: 'check the file system: its free space and largest file' });
+      }
+    },
   }).catch((e: unknown) => {
     if (isJshipError(e, 'TARGET_NOT_USABLE')) throw e;
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   });
-  try {
-    await h.chmod(mode); // exactly this mode, whatever the umask
-    await h.truncate(size);
-  } catch (e) {
-    await h.close();
-    await fsp.rm(tmp, { force: true });
-    await lock.release();
-    throw new JshipError('TARGET_NOT_USABLE', `cannot make ${tmp} ${formatSize(size)}: ${(e as Error).message}`, { hint: 'check the file system: its free space and largest file' });
-  }
   return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });
   }, () => lock.release());

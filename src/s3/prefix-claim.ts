@@ -1,6 +1,6 @@
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { JshipError } from '../core/errors.js';
-import { s3Error, type Store } from './s3-store.js';
+import { isPreconditionFailed, s3Error, type Store } from './s3-store.js';
 import { s3UrlOf } from './s3-url.js';
 
 /**
@@ -61,8 +61,7 @@ export async function claimPrefix(st: Store, bucket: string, prefix: string, gro
       await st.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: encodePrefixClaim(groupId, now()), ContentType: 'application/json', IfNoneMatch: '*' }));
       return;
     } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status !== 412 && (e as Error).name !== 'PreconditionFailed') throw s3Error(e, 'claiming the prefix for this group', bucket, key);
+      if (!isPreconditionFailed(e)) throw s3Error(e, 'claiming the prefix for this group', bucket, key);
     }
   }
   throw new JshipError('TAPE_EXISTS', `${url}: the prefix's claim keeps changing`, { hint: 'another export is claiming this prefix: give each group a prefix of its own' });

@@ -5,7 +5,7 @@ import {
 import { createHash } from 'node:crypto';
 import { JshipError } from '../core/errors.js';
 import type { TapeDestination, TapeOutput } from '../tape/destination.js';
-import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
+import { isPreconditionFailed, s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, expectedEtag, parseS3Url, s3UrlOf } from './s3-url.js';
 import { nameGeneration, serialPrefix, tapeFileName } from '../tape/tape-name.js';
 import { claimPrefix } from './prefix-claim.js';
@@ -150,8 +150,7 @@ class S3Upload implements TapeOutput {
         this.#uploadId = undefined;
       }
     } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 412 || (e as Error).name === 'PreconditionFailed') refused = true;
+      if (isPreconditionFailed(e)) refused = true;
       else throw s3Error(e, 'completing the tape upload', this.#bucket, this.#key);
     }
     // What the store holds is what we sent: size and ETag (the MD5s it checked), read back.

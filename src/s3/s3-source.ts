@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { TAPE_NAME, isTapeNamed } from '../tape/tape-name.js';
 import { JshipError } from '../core/errors.js';
-import { s3Error, store, type S3Settings, type Store } from './s3-store.js';
+import { isPreconditionFailed, s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
 
 const RESUMES = 5;
@@ -90,8 +90,7 @@ export class S3Source implements TapeSource {
         const r = await this.st.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${pos}-${b}`, ...(this.#etag ? { IfMatch: this.#etag } : {}) }));
         body = r.Body as Readable;
       } catch (e) {
-        const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-        if (status === 412 || (e as Error).name === 'PreconditionFailed') {
+        if (isPreconditionFailed(e)) {
           throw new JshipError('S3_MISMATCH', `${this.where} was replaced while it was read (at byte ${pos}; it had ETag ${this.#etag})`, {
             hint: 'another process wrote the object meanwhile: find out which, then import it again',
           });

@@ -94,6 +94,11 @@ async function profileRegion(): Promise<string | undefined> {
   }
 }
 
+/** Whether the store refused a conditional request (If-None-Match, If-Match): HTTP 412. */
+export function isPreconditionFailed(e: unknown): boolean {
+  return (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412 || (e as Error).name === 'PreconditionFailed';
+}
+
 /**
  * A store error as a JshipError naming the bucket and key: permanent ones
  * (no bucket, access denied, bad signature) say what to fix; the SDK has

@@ -5,7 +5,7 @@ import { JshipError } from '../core/errors.js';
 import { createLockedFile } from '../io/dir-lock.js';
 import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs, writeFileAtomic } from '../io/files.js';
 import type { TapeTrailer } from './label.js';
-import { MANIFEST_NAME, decodeManifest, mergeManifest } from './manifest.js';
+import { MANIFEST_NAME, decodeManifest, mergeManifest, type CarryManifest } from './manifest.js';
 import type { Throttle } from '../io/throttle.js';
 import { BlockedOutput } from './blocked-output.js';
 import { verifyTapes } from './verify.js';
@@ -109,6 +109,7 @@ export class DirDestination implements TapeDestination {
 
   async open(serial: number, _firstSeq?: bigint, _generation?: number, groupId?: string): Promise<TapeOutput> {
     await makeDirs(this.#dir);
+    // At every tape: with --next-media, the next tape may go to another medium mounted at the same path.
     if (groupId !== undefined) await this.#checkOwner(groupId);
     return openFileOutput(join(this.#dir, `.jship-${String(serial).padStart(6, '0')}.partial`), (name) => join(this.#dir, name), this.#readBack);
   }
@@ -119,10 +120,8 @@ export class DirDestination implements TapeDestination {
    * then listed none of that group's tapes. A manifest whose tapes are all gone claims nothing.
    */
   async #checkOwner(groupId: string): Promise<void> {
-    const path = join(this.#dir, MANIFEST_NAME);
-    const m = await fsp.readFile(path, 'utf8').then((t) => decodeManifest(t, path), () => undefined).catch(() => undefined);
+    const { manifest: m, names } = await this.#manifest();
     if (!m || m.groupId === groupId) return;
-    const names = new Set(await fsp.readdir(this.#dir));
     const theirs = m.tapes.filter((t) => names.has(t.file)).map((t) => t.file);
     if (theirs.length === 0) return;
     throw new JshipError('TAPE_EXISTS', `${this.#dir} holds the tapes of group ${m.groupId} (${theirs.length > 2 ? `${theirs.slice(0, 2).join(', ')} and ${theirs.length - 2} more` : theirs.join(', ')}, by its ${MANIFEST_NAME}); this is group ${groupId}`, {
@@ -130,12 +129,18 @@ export class DirDestination implements TapeDestination {
     });
   }
 
+  /** The directory's carry manifest as it is (undefined when missing or unreadable: it is written again), and the names in the directory. */
+  async #manifest(): Promise<{ manifest: CarryManifest | undefined; names: Set<string> }> {
+    const path = join(this.#dir, MANIFEST_NAME);
+    const manifest = await fsp.readFile(path, 'utf8').then((t) => decodeManifest(t, path), () => undefined).catch(() => undefined);
+    return { manifest, names: new Set(await fsp.readdir(this.#dir)) };
+  }
+
   /** The directory's carry manifest (jship-manifest.json) gets this export's tapes, beside those still there. */
   async finish(groupId: string, tapes: Parameters<NonNullable<TapeDestination['finish']>>[1]): Promise<string | null> {
     const path = join(this.#dir, MANIFEST_NAME);
     try {
-      const old = await fsp.readFile(path, 'utf8').then((t) => decodeManifest(t, path), () => undefined).catch(() => undefined);
-      const names = new Set(await fsp.readdir(this.#dir));
+      const { manifest: old, names } = await this.#manifest();
       const added = tapes.map((t) => ({
         serial: t.serial, file: basename(t.location), bytes: t.bytes, sha256: t.sha256,
         updates: t.trailer.updates ? { firstSeq: t.trailer.updates.firstSeq, lastSeq: t.trailer.updates.lastSeq } : null,
