@@ -196,10 +196,12 @@ const num = (v: unknown): number => Number(v as bigint | number);
  * stored tapes (`jship catalog --rebuild`).
  */
 export class Catalog {
+  readonly path: string;
   readonly #db: Database.Database;
 
   /** With `readonly`, an existing catalogue is read as committed, and nothing can be written (Replica.view). */
   constructor(path: string, opts: { readonly?: boolean } = {}) {
+    this.path = path;
     try {
       this.#db = new Database(path, opts.readonly ? { readonly: true, fileMustExist: true } : {});
       this.#db.defaultSafeIntegers(true);
@@ -242,7 +244,14 @@ export class Catalog {
 
   close(): void {
     this.#statements.clear();
-    this.#db.close();
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** Closes it with everything in its one file (no write-ahead log beside it), synchronously written: ready to be moved. */
+  closeAsOneFile(): void {
+    this.#synchronous(true);
+    this.#db.pragma('journal_mode = DELETE');
+    this.close();
   }
 
   getMeta(key: string): string | undefined {

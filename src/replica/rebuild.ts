@@ -33,7 +33,7 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
       return { through: undefined, serials: undefined };
     }
   })();
-  const replica = await Replica.open(dir, { freshCatalog: true });
+  const replica = await Replica.open(dir, { rebuild: true });
   const pool = new FramePool();
   try {
     const files = (await fsp.readdir(replica.tapesDir)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();
@@ -63,6 +63,11 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
         tapes.push({ file, serial: null, status: 'unreadable', records: 0, message: e.message });
       }
     }
+    if (expired.through) cat.setMeta('expiredThrough', expired.through);
+    if (expired.serials) cat.setMeta('expiredSerials', expired.serials);
+    const report = { tapes, ...chainReport(cat) };
+    // Until here, a rebuild killed left the replica as it was.
+    await replica.adoptCatalog();
     // The volumes' sizes are what the stored tapes say, no more (a refused tape never changes them).
     const cfg = replica.config;
     const sizes = cfg.volumes.map((v, i) => labels.reduce((m, l) => Math.max(m, l.volumes[i]?.size ?? 0), 0));
@@ -70,9 +75,7 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
       cfg.volumes = cfg.volumes.map((v, i) => ({ name: v.name, size: sizes[i] ?? v.size }));
       await replica.saveConfig();
     }
-    if (expired.through) cat.setMeta('expiredThrough', expired.through);
-    if (expired.serials) cat.setMeta('expiredSerials', expired.serials);
-    return { tapes, ...chainReport(cat) };
+    return report;
   } finally {
     await pool.close();
     await replica.close();

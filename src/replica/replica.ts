@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { JshipError } from '../core/errors.js';
-import { writeFileAtomic, makeDirs } from '../io/files.js';
+import { syncDir, writeFileAtomic, makeDirs } from '../io/files.js';
 import { DirLock } from '../io/dir-lock.js';
 import { Catalog } from './catalog.js';
 
@@ -71,10 +71,15 @@ export class Replica {
     return join(this.tapesDir, file);
   }
 
-  /** Opens an existing replica; with `freshCatalog`, drops its catalogue first (a rebuild). */
-  static async open(dir: string, opts: { freshCatalog?: boolean; yields?: boolean } = {}): Promise<Replica> {
+  /**
+   * Opens an existing replica. With `rebuild`, its catalogue is a new, empty
+   * one beside the replica's own (REBUILD_CATALOG), which `adoptCatalog`
+   * puts in place once whole: until then every reader, and the replica after
+   * a rebuild that was killed, has the catalogue from before.
+   */
+  static async open(dir: string, opts: { rebuild?: boolean; yields?: boolean } = {}): Promise<Replica> {
     dir = resolve(dir);
-    return Replica.#lockAndOpen(dir, await existingConfig(dir), opts.freshCatalog ?? false, opts.yields ?? false);
+    return Replica.#lockAndOpen(dir, await existingConfig(dir), opts.rebuild ?? false, opts.yields ?? false);
   }
 
   /**
@@ -86,7 +91,7 @@ export class Replica {
   static async view(dir: string): Promise<Replica> {
     dir = resolve(dir);
     const config = await existingConfig(dir);
-    return new Replica(dir, config, new Catalog(join(dir, 'catalog.db'), { readonly: true }), undefined);
+    return new Replica(dir, config, new Catalog(join(dir, CATALOG), { readonly: true }), undefined);
   }
 
   /**
@@ -130,15 +135,16 @@ export class Replica {
     }
   }
 
-  static async #lockAndOpen(dir: string, config: ReplicaConfig, freshCatalog = false, yields = false): Promise<Replica> {
+  static async #lockAndOpen(dir: string, config: ReplicaConfig, rebuild = false, yields = false): Promise<Replica> {
     const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, {
       yields,
       busyHint: 'one jship command uses a replica at a time: run this again once that process has ended',
     });
     try {
       await makeDirs(join(dir, 'tapes'));
-      if (freshCatalog) for (const f of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm']) await fsp.rm(join(dir, f), { force: true });
-      return new Replica(dir, config, new Catalog(join(dir, 'catalog.db')), lock);
+      // What a rebuild killed before it ended left is started over.
+      if (rebuild) for (const f of sqliteFiles(REBUILD_CATALOG)) await fsp.rm(join(dir, f), { force: true });
+      return new Replica(dir, config, new Catalog(join(dir, rebuild ? REBUILD_CATALOG : CATALOG)), lock);
     } catch (e) {
       await lock.release();
       throw e;
@@ -158,6 +164,27 @@ export class Replica {
     });
   }
 
+  /**
+   * Puts a rebuild's catalogue in place of the replica's (and closes it):
+   * written whole into its own file, made durable, the old catalogue's
+   * write-ahead log removed (SQLite would replay it into the new file), then
+   * renamed over the old one. A view opened before goes on reading the old.
+   */
+  async adoptCatalog(): Promise<void> {
+    const from = join(this.dir, REBUILD_CATALOG);
+    if (this.catalog.path !== from) throw new Error('adoptCatalog: not a rebuild');
+    this.catalog.closeAsOneFile();
+    const h = await fsp.open(from, 'r+');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    for (const f of sqliteFiles(CATALOG).slice(1)) await fsp.rm(join(this.dir, f), { force: true });
+    await fsp.rename(from, join(this.dir, CATALOG));
+    await syncDir(this.dir);
+  }
+
   /** Whether another process waits for this replica (an owner that yields then closes it). */
   async wanted(): Promise<boolean> {
     return (await this.#lock?.wanted()) ?? false;
@@ -167,6 +194,15 @@ export class Replica {
     this.catalog.close();
     await this.#lock?.release();
   }
+}
+
+const CATALOG = 'catalog.db';
+/** Where `jship catalog --rebuild` builds the new catalogue until it is whole. */
+const REBUILD_CATALOG = 'catalog.db.rebuild';
+
+/** A SQLite database's files: the database, its write-ahead log, its shared-memory index. */
+function sqliteFiles(name: string): string[] {
+  return [name, `${name}-wal`, `${name}-shm`];
 }
 
 async function existingConfig(dir: string): Promise<ReplicaConfig> {

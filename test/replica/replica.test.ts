@@ -38,6 +38,51 @@ describe('replica catalogue and retention', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('a rebuild puts its catalogue in place whole: read meanwhile, or killed, the replica keeps the one before', async () => {
+    const { group } = await groupWithData(dir, 30);
+    await exportTo(group, join(dir, 'rb'), { base: true });
+    for (const fill of [2, 3]) {
+      await writeMixed(group, 30, fill);
+      await exportTo(group, join(dir, 'rb'));
+    }
+    await group.close();
+    const rep = join(dir, 'rb-rep');
+    await importTapes(rep, [join(dir, 'rb')]);
+    const listed = async (): Promise<number[]> => {
+      const v = await Replica.view(rep);
+      try {
+        return v.catalog.tapes().map((t) => t.serial);
+      } finally {
+        await v.close();
+      }
+    };
+    const all = await listed();
+    expect(all.length).toBeGreaterThan(2);
+    // Monitoring reads the replica while the rebuild is at its second tape; then the rebuild dies there.
+    const stat = fsp.stat.bind(fsp);
+    let tapesSeen = 0;
+    let during: number[] | Error = [];
+    const died = vi.spyOn(fsp, 'stat').mockImplementation(async (path, opts) => {
+      if (String(path).startsWith(join(rep, 'tapes', '')) && String(path).endsWith('.tar.zst') && ++tapesSeen === 2) {
+        during = await listed().catch((e: Error) => e);
+        throw new Error('killed');
+      }
+      return stat(path, opts as never);
+    });
+    try {
+      await expect(rebuildCatalog(rep)).rejects.toThrow('killed');
+    } finally {
+      died.mockRestore();
+    }
+    expect(during).toEqual(all);
+    expect(await listed()).toEqual(all);
+    // The next rebuild starts over and puts a whole catalogue in place.
+    const report = await rebuildCatalog(rep);
+    expect(report.tapes.map((t) => t.serial)).toEqual(all);
+    expect(await listed()).toEqual(all);
+    expect(readdirSync(rep).filter((n) => n.startsWith('catalog.db.'))).toEqual([]);
+  });
+
   it('expire keeps every tape a restore point after the cut needs, and is a dry run without --confirm', async () => {
     const { g, group } = await groupWithData(dir, 50);
     await exportTo(group, join(dir, 't'), { base: true }); // tape 1: base A + updates
