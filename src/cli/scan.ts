@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { callOwner } from '../owner/control-client.js';
+import { answerWhileHeld } from '../owner/one-shot-control.js';
 import { formatSize, parseSize } from '../core/sizes.js';
 import { formatTime } from '../core/time.js';
 import { scanGroup } from '../journal/scan.js';
@@ -21,7 +22,7 @@ export function registerScan(program: Command): void {
       const bar = lazyProgress(opts, 'scanning');
       let r;
       try {
-        const scanOpts = { ...(blockSize !== undefined ? { blockSize } : {}), onProgress: bar.onProgress };
+        const scanOpts = { ...(blockSize !== undefined ? { blockSize } : {}), onProgress: bar.onProgress, whileHeld: answerWhileHeld };
         r = await scanGroup(dir, scanOpts).catch(async (e: unknown) => {
           // Owned by a server: it is asked (and says why it will not scan), like mark, export and status.
           if (!isJshipError(e, 'GROUP_LOCKED')) throw e;

@@ -33,7 +33,7 @@ export function registerStatus(program: Command): void {
           await demotedStatus(dir, opts);
           return;
         }
-        // Owned by a process without a control socket (an export, a scan): read what is on disk.
+        // Owned by a process that does not answer (a library's, holding the group itself): read what is on disk.
         if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
         await offlineStatus(dir, opts);
         return;

@@ -116,7 +116,12 @@ export async function adoptGrownVolumes(dir: string): Promise<Map<string, number
  * update records, then a "scan" marker. The images are consistent only if the
  * volumes were quiet (or snapshots) while scanned.
  */
-export async function scanGroup(dir: string, opts: { blockSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<ScanReport> {
+export async function scanGroup(dir: string, opts: {
+  blockSize?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Run once the group is open, closed before it is: what the scanning process does for others meanwhile (answers status). */
+  whileHeld?: (group: JournalGroup) => Promise<{ close(): Promise<void> }>;
+} = {}): Promise<ScanReport> {
   // Growth is adopted into group.json before the group is opened: not while another process owns it.
   const owner = await lockOwner(groupPaths(dir).lock);
   if (owner) {
@@ -127,8 +132,10 @@ export async function scanGroup(dir: string, opts: { blockSize?: number; onProgr
   }
   const grown = await adoptGrownVolumes(dir);
   const group = await JournalGroup.open(dir);
-  const { h64Raw } = await xxhash();
+  let held: { close(): Promise<void> } | undefined;
   try {
+    held = await opts.whileHeld?.(group);
+    const { h64Raw } = await xxhash();
     await makeDirs(join(group.dir, 'scan'));
     const total = group.volumes.reduce((n, v) => n + v.size, 0);
     let done = 0;
@@ -194,6 +201,7 @@ export async function scanGroup(dir: string, opts: { blockSize?: number; onProgr
     for (const [path, s] of states) await writeFileAtomic(path, encodeState(s));
     return { volumes: reports, marker, blockSize };
   } finally {
+    await held?.close();
     await group.close();
   }
 }

@@ -29,7 +29,7 @@ export async function callOwner(
     socket.setEncoding('utf8');
     socket.once('connect', () => socket.write(encodeControl({ op, args })));
     socket.on('error', (e: NodeJS.ErrnoException) => {
-      // No server owns the group: a one-shot command (an export, a scan) does, and takes no requests.
+      // No command answers for the group: one that holds it without answering (a library process) does.
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') settle(() => reject(heldByOneShot(locked)));
       else settle(() => reject(new JshipError('OWNER_UNREACHABLE', `the owner of ${dir} did not answer on ${path}: ${e.message}`, { hint: 'check that jship serve is running', cause: e })));
     });
@@ -42,7 +42,10 @@ export async function callOwner(
           const m = decodeControl(line) as { type?: string; done?: number; total?: number; result?: unknown; code?: string; message?: string; hint?: string; details?: unknown };
           if (m.type === 'progress') onProgress?.(m.done ?? 0, m.total ?? 0);
           else if (m.type === 'result') settle(() => resolve(m.result));
-          else if (m.type === 'error') {
+          else if (m.type === 'error' && m.code === 'GROUP_LOCKED' && (m.details as { oneShot?: unknown } | undefined)?.oneShot === true) {
+            // A one-shot command holds the group: it answers status, and refuses the rest as the lock did.
+            settle(() => reject(heldByOneShot(locked)));
+          } else if (m.type === 'error') {
             settle(() => reject(new JshipError((m.code ?? 'IO') as ErrorCode, m.message ?? 'the owner refused', {
               ...(m.hint ? { hint: m.hint } : {}),
               ...(m.details !== null && typeof m.details === 'object' ? { details: m.details as Record<string, string | number | bigint | boolean | null> } : {}),
@@ -56,10 +59,10 @@ export async function callOwner(
   });
 }
 
-/** The refusal of a group that a one-shot command (an export, a scan) holds: it has no control socket to take requests. */
+/** The refusal of a group that a one-shot command (an export, a scan) holds: it answers status and nothing else. */
 function heldByOneShot(locked: JshipError): JshipError {
   return new JshipError('GROUP_LOCKED', locked.message, {
-    hint: 'that process is a one-shot command (an export, a scan, …) with no control socket: run this again once it has ended. While jship serve owns a group, commands go through it instead',
+    hint: 'that process is a one-shot command (an export, a scan, …), which answers status and check only: run this again once it has ended. While jship serve owns a group, commands go through it instead',
     details: { ...locked.details, oneShot: true },
   });
 }

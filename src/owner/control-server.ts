@@ -36,8 +36,12 @@ export class ControlServer {
   #path = '';
   #pointer = '';
 
-  constructor(handlers: Record<string, ControlHandler>, readonly log: EventLog) {
+  readonly #fallback: ControlHandler | undefined;
+
+  /** `fallback` answers the operations `handlers` has none for (else they are refused as unknown). */
+  constructor(handlers: Record<string, ControlHandler>, readonly log: EventLog, fallback?: ControlHandler) {
     this.#handlers = new Map(Object.entries(handlers));
+    this.#fallback = fallback;
     this.#server = createServer((s) => this.#accept(s));
   }
 
@@ -106,7 +110,7 @@ export class ControlServer {
         this.#refuse(socket, e);
         return;
       }
-      const handler = this.#handlers.get(op);
+      const handler = this.#handlers.get(op) ?? this.#fallback;
       if (!handler) {
         this.#refuse(socket, new JshipError('CONTROL_PROTOCOL', `unknown control operation "${op}"`, { hint: `the owner answers: ${[...this.#handlers.keys()].join(', ')}` }));
         return;

@@ -3,6 +3,7 @@ import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { openSiteGroup } from './consumers.js';
 import { callOwner } from './control-client.js';
+import { answerWhileHeld } from './one-shot-control.js';
 
 export interface OnGroupOptions {
   open?: OpenGroupOptions;
@@ -14,8 +15,9 @@ export interface OnGroupOptions {
 
 /**
  * Runs an operation on a group: here, when the group is free (opened,
- * used, closed), or in the process that owns it (a running `jship serve`),
- * through its control socket. Both ways give the same result.
+ * used, closed; meanwhile this process answers status for it), or in the
+ * process that owns it (a running `jship serve`), through its control
+ * socket. Both ways give the same result.
  */
 export async function onGroup<T>(
   dir: string,
@@ -47,7 +49,12 @@ export async function onGroup<T>(
     }
   }
   try {
-    return await local(group);
+    const control = await answerWhileHeld(group);
+    try {
+      return await local(group);
+    } finally {
+      await control.close();
+    }
   } finally {
     await group.close();
   }

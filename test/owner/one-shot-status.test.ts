@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { JshipError } from '../../src/core/errors.js';
+import { scanGroup } from '../../src/journal/scan.js';
+import { callOwner } from '../../src/owner/control-client.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
+import { answerWhileHeld } from '../../src/owner/one-shot-control.js';
+import { BIN, jshipAsync, makeGroup, MiB, tempDir } from '../helpers.js';
+
+/** Waits (polling, with room to spare on a loaded machine) until the group's lock names `pid`. */
+async function heldBy(group: string, pid: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const text = (() => {
+      try {
+        return readFileSync(join(group, 'lock'), 'utf8');
+      } catch {
+        return '';
+      }
+    })();
+    if (text !== '' && (JSON.parse(text) as { pid: number }).pid === pid) return;
+    if (Date.now() > deadline) throw new Error(`process ${pid} never took the lock of ${group}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * A site without jship serve (a scanned group, exports from cron): while a
+ * one-shot export held the group, `jship check` failed with GROUP_LOCKED,
+ * exit 1 — a false alarm from monitoring every night, for as long as the
+ * export ran. The command that holds the group answers status now.
+ */
+describe('a group a one-shot command holds', () => {
+  const dir = tempDir();
+
+  it('answers check and status through that command; other commands are refused as before', async () => {
+    const g = await makeGroup(dir, { a: 8 * MiB }, { journalSize: 32 * MiB });
+    const write = async (): Promise<void> => {
+      const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+      await group.write('a', 0, randomBytes(4 * MiB));
+      await group.close();
+    };
+    await write();
+    expect((await jshipAsync('export', g, '--to', `${join(dir, 'tapes')}/`, '--base')).code).toBe(0);
+    await write();
+    // The export writes its tape to a pipe nobody reads yet: it holds the group until the pipe is read.
+    const exporter = spawn(process.execPath, [BIN, 'export', g, '--to', '-', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => exporter.on('close', r));
+    try {
+      await heldBy(g, exporter.pid!);
+      const check = await jshipAsync('check', g, '--max-rpo', '100d', '--max-usage', '90');
+      expect(check.code, JSON.stringify(check.out)).toBe(0);
+      expect(check.out.ok).toBe(true);
+      expect(check.out.checks.map((c: { name: string }) => c.name)).toEqual(['state', 'rpo tapes', 'usage']);
+      const status = await jshipAsync('status', g);
+      expect(status.code, JSON.stringify(status.out)).toBe(0);
+      expect(status.out.consumers.map((c: { name: string }) => c.name)).toEqual(['tapes']);
+      expect(status.out.consumers[0].behind.records).not.toBe('0');
+      // A command that changes the group still waits for the export to end, or is told to.
+      const mark = await jshipAsync('mark', g, 'during-export');
+      expect(mark.code).toBe(1);
+      expect(mark.out.error).toMatchObject({ code: 'GROUP_LOCKED', hint: expect.stringMatching(/one-shot command/), details: { pid: exporter.pid, oneShot: true } });
+      // Still the export's: nothing above took the group from it.
+      await heldBy(g, exporter.pid!);
+      exporter.stdout.resume();
+      expect(await exited).toBe(0);
+    } finally {
+      exporter.kill('SIGKILL');
+    }
+    // Released: the group is free, and its control socket gone with the command.
+    const after = await jshipAsync('check', g);
+    expect(after.code).toBe(0);
+    expect(() => readFileSync(join(g, 'control.sock'))).toThrow(/ENOENT/);
+  });
+});
+
+describe('a scan', () => {
+  const dir = tempDir();
+
+  it('answers status for its group while it scans, and stops answering when done', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    const locked = new JshipError('GROUP_LOCKED', 'held');
+    let during: unknown;
+    await scanGroup(g, {
+      whileHeld: async (group) => {
+        const answering = await answerWhileHeld(group);
+        during = await callOwner(g, 'status', {}, locked);
+        await expect(callOwner(g, 'mark', { name: 'm' }, locked)).rejects.toMatchObject({ code: 'GROUP_LOCKED', message: 'held', details: { oneShot: true } });
+        return answering;
+      },
+    });
+    expect(during).toMatchObject({ status: { dir: g }, consumers: [{ name: 'tapes' }], serve: null });
+    expect(() => readFileSync(join(g, 'control.sock'))).toThrow(/ENOENT/);
+  });
+});
