@@ -65,20 +65,19 @@ describe('layers', () => {
     expect(offenders).toEqual([]);
   });
 
-  it('no module awaits at its top level: V8 crashed now and then loading such a module in a worker (nodejs/node#53238)', () => {
+  it('no module awaits at its top level, nor the launcher: V8 crashed now and then loading such a module in a worker (nodejs/node#53238)', () => {
     const offenders: string[] = [];
-    for (const folder of readdirSync(SRC).filter((d) => !d.includes('.'))) {
-      for (const f of readdirSync(join(SRC, folder)).filter((n) => n.endsWith('.ts'))) {
-        const file = ts.createSourceFile(f, readFileSync(join(SRC, folder, f), 'utf8'), ts.ScriptTarget.ES2022, true);
-        const visit = (node: ts.Node): void => {
-          if (ts.isFunctionLike(node) || ts.isClassStaticBlockDeclaration(node)) return;
-          if (ts.isAwaitExpression(node) || (ts.isForOfStatement(node) && node.awaitModifier)) {
-            offenders.push(`src/${folder}/${f}:${file.getLineAndCharacterOfPosition(node.getStart()).line + 1}`);
-          }
-          ts.forEachChild(node, visit);
-        };
-        visit(file);
-      }
+    const modules = readdirSync(SRC).filter((d) => !d.includes('.')).flatMap((folder) => readdirSync(join(SRC, folder)).filter((n) => n.endsWith('.ts')).map((f) => `src/${folder}/${f}`));
+    for (const path of [...modules, 'bin/jship']) {
+      const file = ts.createSourceFile(path, readFileSync(join(SRC, '..', path), 'utf8'), ts.ScriptTarget.ES2022, true);
+      const visit = (node: ts.Node): void => {
+        if (ts.isFunctionLike(node) || ts.isClassStaticBlockDeclaration(node)) return;
+        if (ts.isAwaitExpression(node) || (ts.isForOfStatement(node) && node.awaitModifier)) {
+          offenders.push(`${path}:${file.getLineAndCharacterOfPosition(node.getStart()).line + 1}`);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(file);
     }
     expect(offenders).toEqual([]);
   });
