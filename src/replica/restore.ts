@@ -1,4 +1,5 @@
 import { makeDirs, whereIs } from '../io/files.js';
+import { volumeFileHolder } from '../io/volume-file-lock.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
@@ -317,6 +318,14 @@ async function checkTargets(targets: ReadonlyArray<{ volume: string; path: strin
     if (Replica.owns(home, real)) {
       throw new JshipError('USAGE', `${param('targets')} ${t.path} is among the replica's own files (${replicaDir}: its catalogue, tapes, SVOLs): a restore never writes there`, {
         hint: `name a file, directory or device outside the replica (or in a directory of your own inside it); to bring the SVOLs to a point, restore without ${param('targets')}`,
+      });
+    }
+    // A file a group writes as its volume now: renamed over, the group would go on writing the file it replaced.
+    const st = await fsp.stat(real).catch(() => undefined);
+    const holder = st?.isFile() ? await volumeFileHolder(st) : undefined;
+    if (holder) {
+      throw new JshipError('TARGET_NOT_USABLE', `${t.path} is the volume of a group that process ${holder.pid} on ${holder.host} has open: a restore would put another file in its place, and the group would go on writing the one it replaced`, {
+        hint: 'stop that group (its jship serve) first, or restore into another file',
       });
     }
     const other = seen.get(id);

@@ -5,6 +5,8 @@ import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
 import { formatSize } from '../core/sizes.js';
 import { DATA_FILE_MODE } from '../io/files.js';
 import type { PvolWriter } from './pvol-writer.js';
+import type { DirLock } from '../io/dir-lock.js';
+import { lockVolumeFile } from '../io/volume-file-lock.js';
 
 /** One file or block device of a volume, placed at `start` in the volume's address space. */
 export interface Extent {
@@ -26,11 +28,14 @@ export class Volume {
   readonly size: number;
   readonly extents: readonly Extent[];
   readonly #handles: fsp.FileHandle[];
+  /** The locks of its regular files while it writes them (io/volume-file-lock.ts). */
+  readonly #locks: DirLock[];
 
-  private constructor(name: string, extents: Extent[], handles: fsp.FileHandle[]) {
+  private constructor(name: string, extents: Extent[], handles: fsp.FileHandle[], locks: DirLock[]) {
     this.name = name;
     this.extents = extents;
     this.#handles = handles;
+    this.#locks = locks;
     this.size = extents.reduce((s, e) => s + e.size, 0);
   }
 
@@ -42,19 +47,24 @@ export class Volume {
   static async open(spec: VolumeSpec, opts: { create?: boolean; readOnly?: boolean } = {}): Promise<Volume> {
     const extents: Extent[] = [];
     const handles: fsp.FileHandle[] = [];
+    const locks: DirLock[] = [];
     try {
       let start = 0;
       for (const ext of spec.extents) {
         const { handle, size, blockDevice } = await openExtent(spec.name, ext, opts);
         handles.push(handle);
+        // A file written by one volume at a time, as a block device is (O_EXCL): the same file in two groups,
+        // or twice in one, under any name.
+        if (!blockDevice && !opts.readOnly) locks.push(await lockVolumeFile(handle, `volume "${spec.name}": ${ext.path}`));
         extents.push({ path: ext.path, start, size, blockDevice });
         start += size;
       }
     } catch (e) {
       await Promise.all(handles.map((h) => h.close()));
+      for (const l of locks) await l.release();
       throw e;
     }
-    return new Volume(spec.name, extents, handles);
+    return new Volume(spec.name, extents, handles, locks);
   }
 
   /** Checks that [offset, offset+length) lies inside the volume. */
@@ -121,6 +131,7 @@ export class Volume {
 
   async close(): Promise<void> {
     await Promise.all(this.#handles.map((h) => h.close()));
+    for (const l of this.#locks) await l.release();
   }
 
   async #each(offset: number, length: number, fn: (h: fsp.FileHandle, pos: number, bufOff: number, len: number) => Promise<void>): Promise<void> {

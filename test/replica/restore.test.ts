@@ -176,6 +176,19 @@ describe('restore refusals and targets', () => {
     } finally {
       await theirs.release();
     }
+    // A volume file a group has open (the old primary's, at a failback): renamed over, the group went on writing
+    // the file it replaced, and every write after the restore was lost with it.
+    const live = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    try {
+      const before = readFileSync(join(d, 'a.img'));
+      const r = jship('restore', rep, '--volume', 'a', '--target', join(d, 'a.img'), '--force');
+      expect(r.code).toBe(1);
+      expect(r.out.error).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringContaining(`is the volume of a group that process ${process.pid}`) });
+      expect(readFileSync(join(d, 'a.img')).equals(before)).toBe(true);
+      expect(readdirSync(d).filter((n) => n.startsWith('.a.img'))).toEqual([]);
+    } finally {
+      await live.close();
+    }
     // Its lock gone, the leftover is a killed restore's: removed, and the restore goes through.
     expect(jship('restore', rep, '--volume', 'a', '--target', busy).code).toBe(0);
     expect(readdirSync(d).filter((n) => n.startsWith('.busy'))).toEqual([]);

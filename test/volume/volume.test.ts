@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
-import { tempDir, MiB } from '../helpers.js';
+import { createGroup, openGroup } from '../../src/index.js';
+import { makeGroup, tempDir, MiB } from '../helpers.js';
 
 describe('volumes', () => {
   const dir = tempDir();
@@ -30,6 +31,44 @@ describe('volumes', () => {
       await vol.close();
     }
     expect(statSync(b).size).toBe(2 * MiB);
+  });
+
+  it('a file is the volume of one group at a time, under any name: two groups on one file wrote over each other', async () => {
+    const file = join(dir, 'shared.img');
+    const g1 = await makeGroup(join(dir, 'one'), { a: 1 * MiB });
+    // The second group names the first's file through a hard link (a symbolic link or another path alike).
+    linkSync(join(dir, 'one', 'a.img'), file);
+    const g2 = join(dir, 'two');
+    await createGroup(g2, { volumes: [{ name: 'b', extents: [{ path: file }] }], journalSize: 4 * MiB });
+    const first = await openGroup(g1, { checkpointIntervalMs: 0 });
+    try {
+      await expect(openGroup(g2, { checkpointIntervalMs: 0 })).rejects.toThrowError(expect.objectContaining({
+        code: 'VOLUME_NOT_USABLE',
+        message: expect.stringMatching(new RegExp(`volume "b": ${file} is in use by process ${process.pid}`)),
+        hint: expect.stringMatching(/belongs to one group/),
+      }));
+      // Nothing of the second group stays held: the first group's writes go on, and its file is its own.
+      await first.write('a', 0, Buffer.alloc(4096, 1));
+    } finally {
+      await first.close();
+    }
+    // Once the first lets go, the second may open it (a file moved from one group to another).
+    const second = await openGroup(g2, { checkpointIntervalMs: 0 });
+    await second.close();
+    // A group config naming one file twice is refused too.
+    const twice = await Volume.open({ name: 'x', extents: [{ path: file }, { path: join(dir, 'one', 'a.img') }] }).then(async (v) => {
+      await v.close();
+      return 'opened';
+    }, (e: { code: string }) => e.code);
+    expect(twice).toBe('VOLUME_NOT_USABLE');
+    // A read-only open (a scan's reader, a check) takes no lock.
+    const held = await Volume.open({ name: 'a', extents: [{ path: file }] });
+    try {
+      const ro = await Volume.open({ name: 'a', extents: [{ path: file }] }, { readOnly: true });
+      await ro.close();
+    } finally {
+      await held.close();
+    }
   });
 
   it('refuses missing, wrong-size, empty and unusable paths with clear errors', async () => {

@@ -1,0 +1,53 @@
+import { existsSync, promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JshipError, isJshipError } from '../core/errors.js';
+import { DirLock, lockOwner } from './dir-lock.js';
+
+/**
+ * Locks on volume files (regular files: a block device is held with O_EXCL
+ * by the kernel), by identity, in one directory for the machine: one file
+ * named in two groups (or twice in one), by another path or through a link,
+ * was written by both servers at once, each over the other's bytes and
+ * behind the other's journal.
+ */
+export function volumeLockDir(): string {
+  const set = process.env.JSHIP_LOCK_DIR;
+  if (set) return set;
+  return existsSync('/run/lock') ? '/run/lock/jship' : join(tmpdir(), 'jship-locks');
+}
+
+function lockPath(id: { dev: number; ino: number }): string {
+  return join(volumeLockDir(), `volume-${id.dev}-${id.ino}.lock`);
+}
+
+/**
+ * Takes the lock of the volume file open in `handle` (its device and inode,
+ * read from the handle: the file itself, whatever path or link named it).
+ * Refused (VOLUME_NOT_USABLE, as a busy block device is) while a live process holds it.
+ */
+export async function lockVolumeFile(handle: fsp.FileHandle, what: string): Promise<DirLock> {
+  const dir = volumeLockDir();
+  try {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o1777 });
+    // Every user's jship locks its volumes here (as in /tmp): made sticky and writable by all, whatever the umask.
+    const st = await fsp.stat(dir);
+    if ((st.mode & 0o1777) !== 0o1777 && st.uid === process.getuid?.()) await fsp.chmod(dir, 0o1777);
+  } catch (e) {
+    throw new JshipError('IO', `cannot make the volume lock directory ${dir}: ${(e as Error).message}`, {
+      hint: 'set JSHIP_LOCK_DIR to a directory every jship process on this machine can write (the same for all)',
+    });
+  }
+  const id = await handle.stat();
+  return DirLock.acquire(lockPath(id), what, {
+    busyHint: 'a volume file belongs to one group: another group (or another volume of this one) uses this file as a volume, and both would write it; check the group.json of each, and name another file',
+  }).catch((e: unknown) => {
+    if (isJshipError(e, 'GROUP_LOCKED')) throw new JshipError('VOLUME_NOT_USABLE', e.message, { ...(e.hint ? { hint: e.hint } : {}), details: e.details });
+    throw e;
+  });
+}
+
+/** The live process that holds the file at `id` as a volume, if one does. */
+export function volumeFileHolder(id: { dev: number; ino: number }): Promise<{ pid: number; host: string } | undefined> {
+  return lockOwner(lockPath(id));
+}
