@@ -1,4 +1,5 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, rmSync, truncateSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -7,9 +8,13 @@ import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { createGroup, type CreateGroupOptions } from '../src/journal/group-create.js';
 
-/** A temporary directory, empty at the start of each test and removed after it. */
+/**
+ * A temporary directory, made at the start of each test and removed after
+ * it. Only named when the suite is collected: a suite whose tests are all
+ * filtered out or skipped (which runs no hook) leaves nothing behind.
+ */
 export function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'jship-test-'));
+  const dir = join(tmpdir(), `jship-test-${randomBytes(8).toString('hex')}`);
   beforeEach(() => mkdirSync(dir, { recursive: true }));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
