@@ -1,7 +1,8 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
-import { createLockedFile } from '../io/dir-lock.js';
+import { createLockedFile, type DirLock } from '../io/dir-lock.js';
+import { lockVolumeFile } from '../io/volume-file-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
@@ -168,17 +169,30 @@ export async function openDeviceTarget(volume: string, path: string, size: numbe
   return handleTarget(volume, path, 'device', h, null, null, async () => undefined);
 }
 
-/** The standing secondary copy of a volume, written in place. */
+/**
+ * The standing secondary copy of a volume, written in place, and locked as
+ * a volume file while it is (io/volume-file-lock.ts): an SVOL is a demoted
+ * group's volume file, or a promoted group's, and a group serving that file
+ * would write it at the same time.
+ */
 export async function openSvolTarget(volume: string, path: string, size: number): Promise<RestoreTarget> {
   await makeDirs(dirname(path));
   const st = await fsp.stat(path).catch(() => undefined);
   const h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, DEFAULT_IMAGE_MODE);
-  if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
-  else if (st.size !== size) {
+  let lock: DirLock | undefined;
+  try {
+    lock = await lockVolumeFile(h, `SVOL ${path}`).catch((e: unknown) => {
+      throw isJshipError(e, 'VOLUME_NOT_USABLE') ? new JshipError('TARGET_NOT_USABLE', e.message, { hint: 'a group serves this file as its volume: stop it before the replica restores into it', details: e.details }) : e;
+    });
+    if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
+    else if (st.size !== size) throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
+  } catch (e) {
     await h.close();
-    throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
+    await lock?.release();
+    throw e;
   }
-  return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined);
+  const held = lock;
+  return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined, () => held.release());
 }
 
 /** Opens a named target: an existing block device in place, anything else as a file. */

@@ -9,6 +9,7 @@ import { formatTime } from '../../src/core/time.js';
 import { BIN, jshipJson, tempDir, makeGroup, MiB, KiB } from '../helpers.js';
 import { exportTo, writeMixed } from '../tape/helpers.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
+import { Volume } from '../../src/volume/volume.js';
 
 const bin = BIN;
 const jship = jshipJson;
@@ -196,5 +197,20 @@ describe('restore refusals and targets', () => {
     expect(ok.code).toBe(0);
     expect(readFileSync(join(d, 'out', 'a.img')).equals(readFileSync(join(d, 'a.img')))).toBe(true);
     expect(readFileSync(join(d, 'out', 'b.img')).equals(readFileSync(join(d, 'b.img')))).toBe(true);
+    // An SVOL a group writes as its volume (a promoted or demoted group's file) is not restored into meanwhile.
+    expect(jship('restore', rep, '--seq', String(mid.seq - 1n)).code).toBe(0);
+    const svol = join(rep, 'svol', 'a.img');
+    const svolBytes = readFileSync(svol);
+    const serving = await Volume.open({ name: 'a', extents: [{ path: svol }] });
+    try {
+      const r = jship('restore', rep);
+      expect(r.code).toBe(1);
+      expect(r.out.error).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringContaining(`SVOL ${svol} is in use by process ${process.pid}`), hint: expect.stringMatching(/stop it/) });
+      expect(readFileSync(svol).equals(svolBytes)).toBe(true);
+    } finally {
+      await serving.close();
+    }
+    expect(jship('restore', rep).code).toBe(0);
+    expect(readFileSync(svol).equals(readFileSync(join(d, 'a.img')))).toBe(true);
   });
 });
