@@ -13,6 +13,13 @@ export interface ReplicaState {
    * forward before anything else.
    */
   renaming?: { seq: string; files: Array<{ tmp: string; path: string }> } | null;
+  /**
+   * Temporary files of file targets a restore is writing, from their
+   * creation to their rename or removal. What a killed restore left here is
+   * removed by the next restore from this replica (whatever its target),
+   * unless a live process holds its lock.
+   */
+  writing?: string[];
 }
 
 const EMPTY_STATE: ReplicaState = { format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} };

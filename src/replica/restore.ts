@@ -8,12 +8,12 @@ import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
 import { Replica } from './replica.js';
-import { readReplicaState, writeReplicaState } from './replica-state.js';
+import { readReplicaState, writeReplicaState, type ReplicaState } from './replica-state.js';
 import { planAdopt, planRestore, type PointSpec } from './restore-plan.js';
 import { Applier, READ_AHEAD } from './applier.js';
 import { SegmentSource } from './segment-source.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { commitFiles, openSvolTarget, openTarget, type RestoreTarget } from './targets.js';
+import { commitFiles, openSvolTarget, openTarget, removeLeftover, type RestoreTarget } from './targets.js';
 
 export interface RestoreOptions {
   point: PointSpec;
@@ -135,6 +135,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     state.renaming = null;
     await writeReplicaState(replica.dir, state);
   }
+  if (!opts.dryRun) await removeLeftovers(replica.dir, state);
   const svolSeq = BigInt(state.svol.restoredSeq);
   if (toSvol && opts.inconsistent) throw new JshipError('USAGE', `${param('inconsistent')} needs ${param('targets')}: an SVOL only ever holds consistent points`, { hint: 'restore the partial image into a file' });
   if (opts.adopt && (!toSvol || svolSeq !== 0n)) throw new JshipError('USAGE', 'adopting demoted volumes goes into SVOLs never restored before', { hint: 'this is what jship demote does once; afterwards restore as usual' });
@@ -182,7 +183,12 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   try {
     for (const [k, i] of selected.entries()) {
       const t = targetPaths[k]!;
-      targets[i] = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false, opts.mode);
+      const target = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false, opts.mode);
+      targets[i] = target;
+      if (target.tmpPath !== null) {
+        state.writing = [...(state.writing ?? []), target.tmpPath];
+        await writeReplicaState(replica.dir, state);
+      }
     }
     result.targets = targets.filter((t): t is RestoreTarget => !!t).map((t) => ({ volume: t.volume, path: t.path, kind: t.kind }));
     const now = new Date().toISOString();
@@ -226,6 +232,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     const files = targets.filter((t): t is RestoreTarget => t?.tmpPath != null).map((t) => ({ tmp: t.tmpPath as string, path: t.path }));
     if (files.length > 0) {
       state.renaming = { seq: plan.seq.toString(), files };
+      state.writing = notWriting(state, files.map((f) => f.tmp));
       await writeReplicaState(replica.dir, state);
       await commitFiles(files);
       state.renaming = null;
@@ -247,12 +254,37 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     if (state.renaming) throw e;
     for (const t of targets) if (t && t.kind === 'file') await t.abort();
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
+    const removed = targets.flatMap((t) => (t?.tmpPath ? [t.tmpPath] : []));
+    if (removed.length > 0) {
+      state.writing = notWriting(state, removed);
+      await writeReplicaState(replica.dir, state);
+    }
     throw e;
   } finally {
     // Renamed into place, given up on, or left for the next restore to rename: another restore may write them now.
     for (const t of targets) await t?.release();
     await source.release();
   }
+}
+
+/**
+ * Removes the temporary files that restores from this replica were writing
+ * when they were killed (state.writing), whatever their target: before, one
+ * stayed (up to a volume's size, hidden by its dot) until a restore to the
+ * same path. One a live process holds (a restore from another replica into
+ * the same path) stays.
+ */
+async function removeLeftovers(dir: string, state: ReplicaState): Promise<void> {
+  const listed = state.writing ?? [];
+  if (listed.length === 0) return;
+  const kept: string[] = [];
+  for (const tmp of listed) if (!(await removeLeftover(tmp))) kept.push(tmp);
+  state.writing = kept;
+  await writeReplicaState(dir, state);
+}
+
+function notWriting(state: ReplicaState, done: readonly string[]): string[] {
+  return (state.writing ?? []).filter((t) => !done.includes(t));
 }
 
 /** Reads back what the targets hold (files under their temporary names) and compares it with the digest. */

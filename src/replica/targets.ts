@@ -1,7 +1,7 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
-import { createLockedFile, type DirLock } from '../io/dir-lock.js';
+import { DirLock, createLockedFile } from '../io/dir-lock.js';
 import { lockVolumeFile } from '../io/volume-file-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs } from '../io/files.js';
@@ -117,6 +117,27 @@ export async function openFileTarget(volume: string, path: string, size: number,
   return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });
   }, () => lock.release());
+}
+
+/**
+ * Removes a file target's temporary file left by a restore that was killed,
+ * and its lock: true once it is gone (its directory too). False while a
+ * live process writes it, or when it cannot be removed now (the restore
+ * that asks goes on all the same).
+ */
+export async function removeLeftover(tmp: string): Promise<boolean> {
+  let lock: DirLock;
+  try {
+    lock = await DirLock.acquire(`${tmp}.lock`, `restore target ${tmp}`);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  try {
+    await fsp.rm(tmp, { force: true });
+  } finally {
+    await lock.release();
+  }
+  return true;
 }
 
 /** The temporary name a file target is written under, in the directory of its final name. */
