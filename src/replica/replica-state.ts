@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
+import { isRestoreTemp } from './targets.js';
 import { JshipError } from '../core/errors.js';
 import { readJsonFile, writeFileAtomic } from '../io/files.js';
 
@@ -30,6 +31,10 @@ export async function readReplicaState(dir: string): Promise<ReplicaState> {
     const v = x as ReplicaState;
     if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
       throw new Error('unexpected fields');
+    }
+    // Files a restore removes: only ever a restore's temporary name, given in full.
+    if (v.writing !== undefined && !(Array.isArray(v.writing) && v.writing.every((t) => typeof t === 'string' && isAbsolute(t) && isRestoreTemp(t)))) {
+      throw new Error('"writing" names a file that is not a restore\'s temporary file');
     }
     return v;
   }, (why) => new JshipError('REPLICA_BAD', `${join(dir, 'state.json')} is damaged: ${why}`, { hint: 'move it away: the SVOLs are then rebuilt from the base at the next restore' }));

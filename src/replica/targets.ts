@@ -145,6 +145,11 @@ export function tmpPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.jship-restore`);
 }
 
+/** Whether `path` is named as tmpPathFor names a restore's temporary file. */
+export function isRestoreTemp(path: string): boolean {
+  return /^\..+\.jship-restore$/.test(basename(path));
+}
+
 /**
  * Renames complete, durable files into place. A rename whose temporary file
  * is gone was done already (by an interrupted run): this rolls a group's

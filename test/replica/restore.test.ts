@@ -83,6 +83,14 @@ describe('restore refusals and targets', () => {
     const bad = jship('restore', rep);
     expect(bad.code).toBe(1);
     expect(bad.out.error.code).toBe('REPLICA_BAD');
+    // It lists the files a restore may remove: a name that is not a restore's temporary file is not removed.
+    const victim = join(dir, 'precious.img');
+    writeFileSync(victim, 'keep me');
+    writeFileSync(join(rep, 'state.json'), JSON.stringify({ format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {}, writing: [victim] }));
+    const forged = jship('restore', rep, '--target', join(dir, 'forged/'));
+    expect(forged.code).toBe(1);
+    expect(forged.out.error).toMatchObject({ code: 'REPLICA_BAD', message: expect.stringContaining('not a restore\'s temporary file') });
+    expect(readFileSync(victim, 'utf8')).toBe('keep me');
   });
 
   it('a restore into a file killed midway leaves nothing once any later restore from the replica has run, whatever its target', async () => {
