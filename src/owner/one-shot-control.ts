@@ -11,7 +11,9 @@ import { siteStatus } from './site-status.js';
  * Before, it got GROUP_LOCKED, exit 1, for as long as the command ran: on a
  * site without a server, a false alarm every night. Every other operation
  * is refused as the lock refused it (`details.oneShot`): the caller waits for
- * the command to end (export, ack) or is told to run again then.
+ * the command to end (export, ack) or is told to run again then. Best
+ * effort: where no socket can be made (a file system without Unix sockets),
+ * the command goes on, and monitoring is refused as before.
  */
 export async function answerWhileHeld(group: JournalGroup): Promise<{ close(): Promise<void> }> {
   const server = new ControlServer(
@@ -21,6 +23,11 @@ export async function answerWhileHeld(group: JournalGroup): Promise<{ close(): P
       throw new JshipError('GROUP_LOCKED', `group ${group.dir} is held by a one-shot command`, { details: { pid: process.pid, oneShot: true } });
     },
   );
-  await server.listen(group.dir, group.config.groupId);
+  try {
+    await server.listen(group.dir, group.config.groupId);
+  } catch {
+    await server.close().catch(() => undefined);
+    return { close: async () => undefined };
+  }
   return server;
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -75,6 +75,19 @@ describe('a group a one-shot command holds', () => {
     const after = await jshipAsync('check', g);
     expect(after.code).toBe(0);
     expect(() => readFileSync(join(g, 'control.sock'))).toThrow(/ENOENT/);
+  });
+});
+
+describe('a one-shot command that cannot make its control socket', () => {
+  const dir = tempDir();
+
+  it('goes on without it (a file system without Unix sockets): only monitoring is refused, as before', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB });
+    // Something that is not a socket, and cannot be removed as one, where the socket goes.
+    mkdirSync(join(g, 'control.sock', 'x'), { recursive: true });
+    const r = await jshipAsync('export', g, '--to', `${join(dir, 'tapes')}/`, '--base');
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r.out.tapes).toHaveLength(1);
   });
 });
 
