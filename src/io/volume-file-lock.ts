@@ -29,10 +29,9 @@ function lockPath(id: { dev: number; ino: number }): string {
 export async function lockVolumeFile(handle: fsp.FileHandle, what: string): Promise<DirLock> {
   const dir = volumeLockDir();
   try {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o1777 });
-    // Every user's jship locks its volumes here (as in /tmp): made sticky and writable by all, whatever the umask.
-    const st = await fsp.stat(dir);
-    if ((st.mode & 0o1777) !== 0o1777 && st.uid === process.getuid?.()) await fsp.chmod(dir, 0o1777);
+    // Every user's jship locks its volumes here (as in /tmp): made sticky and writable by all, whatever the
+    // umask. One that existed before (JSHIP_LOCK_DIR, set up by the operator) keeps its mode.
+    if ((await fsp.mkdir(dir, { recursive: true, mode: 0o1777 })) !== undefined) await fsp.chmod(dir, 0o1777);
   } catch (e) {
     throw new JshipError('IO', `cannot make the volume lock directory ${dir}: ${(e as Error).message}`, {
       hint: 'set JSHIP_LOCK_DIR to a directory every jship process on this machine can write (the same for all)',
