@@ -17,7 +17,7 @@ import { siteStatus } from './site-status.js';
  */
 export async function answerWhileHeld(group: JournalGroup): Promise<{ close(): Promise<void> }> {
   const server = new ControlServer(
-    { status: async (): Promise<ServingStatus> => ({ ...(await siteStatus(group)), serve: null }) },
+    { status: async (): Promise<ServingStatus> => ({ ...(await siteStatus(group)), serve: null, oneShot: true }) },
     () => undefined,
     async () => {
       throw new JshipError('GROUP_LOCKED', `group ${group.dir} is held by a one-shot command`, { details: { pid: process.pid, oneShot: true } });

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { JshipError } from '../core/errors.js';
+import { JshipError, isJshipError } from '../core/errors.js';
+import { callOwner } from './control-client.js';
 import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
@@ -54,6 +55,8 @@ export interface ServedExport {
 /** What `jship status` gets from a serving owner: the site's status and the NBD server's figures. */
 export interface ServingStatus extends SiteStatus {
   serve: ServerStats | null;
+  /** Answered by a one-shot command that holds the group (one-shot-control.ts), not by a server. */
+  oneShot?: true;
 }
 
 /**
@@ -83,7 +86,9 @@ export class Serving {
   static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
     const log: EventLog = opts.log ?? ((e) => process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`));
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
-    const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts });
+    const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts }).catch(async (e: unknown) => {
+      throw isJshipError(e, 'GROUP_LOCKED') ? await whoServes(dir, e) : e;
+    });
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     let link: LinkPrimary | null = null;
     // prom-client is loaded only when metrics are asked for.
@@ -273,4 +278,23 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
     throw new JshipError('CONTROL_PROTOCOL', 'control export paths must be absolute', { hint: 'use the jship CLI, which sends them so' });
   }
   return req;
+}
+
+/**
+ * Why a server cannot own the group now, from the process that does: a
+ * server already (it says so when asked), a one-shot command (an export, a
+ * scan: it ends), or a process that does not answer. The lock's own hint
+ * ("talk to it instead") is no use to a server.
+ */
+async function whoServes(dir: string, locked: JshipError): Promise<JshipError> {
+  const details = locked.details;
+  let holder: ServingStatus;
+  try {
+    holder = (await callOwner(dir, 'status', {}, locked)) as ServingStatus;
+  } catch (e) {
+    if (!isJshipError(e, 'GROUP_LOCKED')) return locked;
+    return new JshipError('GROUP_LOCKED', locked.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
+  }
+  if (holder.oneShot) return new JshipError('GROUP_LOCKED', `${locked.message}: a one-shot command (an export, a scan, …)`, { hint: 'start jship serve again once it has ended (a service manager that restarts it on failure does so by itself)', details });
+  return new JshipError('GROUP_LOCKED', `${locked.message}: a server of the group${holder.serve ? `, on ${holder.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
 }

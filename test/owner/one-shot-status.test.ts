@@ -9,7 +9,7 @@ import { scanGroup } from '../../src/journal/scan.js';
 import { callOwner } from '../../src/owner/control-client.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { answerWhileHeld } from '../../src/owner/one-shot-control.js';
-import { BIN, jshipAsync, makeGroup, MiB, tempDir } from '../helpers.js';
+import { BIN, jshipAsync, jshipProc, makeGroup, MiB, tempDir } from '../helpers.js';
 
 /** Waits (polling, with room to spare on a loaded machine) until the group's lock names `pid`. */
 async function heldBy(group: string, pid: number): Promise<void> {
@@ -64,6 +64,10 @@ describe('a group a one-shot command holds', () => {
       const mark = await jshipAsync('mark', g, 'during-export');
       expect(mark.code).toBe(1);
       expect(mark.out.error).toMatchObject({ code: 'GROUP_LOCKED', hint: expect.stringMatching(/one-shot command/), details: { pid: exporter.pid, oneShot: true } });
+      // A server cannot start meanwhile, and is told why (the lock's "talk to it" is no use to a server).
+      const serve = await jshipAsync('serve', g, '--socket', join(dir, 'nbd.sock'));
+      expect(serve.code).toBe(1);
+      expect(serve.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringMatching(/a one-shot command/), hint: expect.stringMatching(/once it has ended/) });
       // Still the export's: nothing above took the group from it.
       await heldBy(g, exporter.pid!);
       exporter.stdout.resume();
@@ -75,6 +79,15 @@ describe('a group a one-shot command holds', () => {
     const after = await jshipAsync('check', g);
     expect(after.code).toBe(0);
     expect(() => readFileSync(join(g, 'control.sock'))).toThrow(/ENOENT/);
+    // A second server is told that one serves the group already, and where.
+    const first = await jshipProc('serve', g, '--socket', join(dir, 'nbd.sock'));
+    try {
+      const second = await jshipAsync('serve', g, '--socket', join(dir, 'nbd2.sock'));
+      expect(second.code).toBe(1);
+      expect(second.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining(`a server of the group, on ${join(dir, 'nbd.sock')}`), hint: expect.stringMatching(/one server per group/) });
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
   });
 });
 
