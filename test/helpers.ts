@@ -5,16 +5,22 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterEach, beforeEach, expect } from 'vitest';
+import { afterEach, beforeEach, expect, onTestFinished } from 'vitest';
 import { createGroup, type CreateGroupOptions } from '../src/journal/group-create.js';
 
 /**
  * A temporary directory, made at the start of each test and removed after
  * it. Only named when the suite is collected: a suite whose tests are all
  * filtered out or skipped (which runs no hook) leaves nothing behind.
+ * Called inside a test, it is made at once and removed when that test ends.
  */
 export function tempDir(): string {
   const dir = join(tmpdir(), `jship-test-${randomBytes(8).toString('hex')}`);
+  if (expect.getState().currentTestName !== undefined) {
+    mkdirSync(dir, { recursive: true });
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
   beforeEach(() => mkdirSync(dir, { recursive: true }));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
