@@ -8,6 +8,7 @@ const FLAGS: Record<string, string> = {
   replicaDir: '--replica',
   from: '--follow',
   keyFiles: '--key',
+  journalPath: '--journal',
 };
 
 /** The flag that sets a library parameter (`mediaSize` → `--media-size`). */

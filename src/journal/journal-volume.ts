@@ -1,5 +1,5 @@
 import { constants, promises as fsp } from 'node:fs';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError, isJshipError, param } from '../core/errors.js';
 import { planLayout, ringPieces, type JournalLayout } from '../core/journal-layout.js';
 import { piecesOf, type Bytes } from '../core/bytes.js';
 import {
@@ -101,8 +101,11 @@ export class JournalVolume {
       h = await fsp.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new JshipError(code === 'EEXIST' ? 'GROUP_EXISTS' : 'IO', `cannot create journal ${path}: ${(e as Error).message}`, {
-        hint: code === 'EEXIST' ? 'the journal file exists already: remove it, or choose another --journal path' : 'check the directory and its permissions',
+      if (code !== 'EEXIST') throw new JshipError('IO', `cannot create journal ${path}: ${(e as Error).message}`, { hint: 'check the directory and its permissions' });
+      // Never "remove it" when it is another group's journal: that group's unexported writes are in it.
+      const theirs = await readJournalSuperblock(path).then((sb) => sb.groupId, () => undefined);
+      throw new JshipError('GROUP_EXISTS', `cannot create journal ${path}: ${theirs ? `it is the journal of jship group ${theirs}` : 'the file exists already'}`, {
+        hint: theirs ? `choose another path for this group's ${param('journalPath')}` : `choose another path for the ${param('journalPath')}; remove the file only if you are sure nothing needs what it holds (it may be a volume)`,
       });
     }
     try {

@@ -114,6 +114,14 @@ describe('jship init / status / mark', () => {
     expect(theirs.json.error).toMatchObject({ code: 'BAD_VOLUME_SPEC', message: expect.stringContaining(`is the journal of jship group ${JSON.parse(readFileSync(join(other, 'group.json'), 'utf8')).groupId}`) });
     expect(readFileSync(journal).equals(before)).toBe(true);
     expect(existsSync(g)).toBe(false);
+    // ...or as this group's journal: it is never replaced, and never to be removed (its hint said "remove it").
+    const asJournal = jship('init', g, '--volume', `a=${join(dir, 'g-a.img')}:1M`, '--journal-size', '2M', '--journal', journal, '--json');
+    expect(asJournal.code).toBe(1);
+    expect(asJournal.json.error).toMatchObject({ code: 'GROUP_EXISTS', message: expect.stringContaining('is the journal of jship group'), hint: expect.stringContaining('choose another path for this group\'s --journal') });
+    expect(asJournal.json.error.hint).not.toMatch(/remove/);
+    expect(readFileSync(journal).equals(before)).toBe(true);
+    expect(existsSync(g)).toBe(false);
+    expect(existsSync(join(dir, 'g-a.img'))).toBe(false);
     // Not a group.
     const notGroup = jship('status', join(dir, 'nowhere'), '--json');
     expect(notGroup.code).toBe(1);
