@@ -256,8 +256,9 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     const removed = targets.flatMap((t) => (t?.tmpPath ? [t.tmpPath] : []));
     if (removed.length > 0) {
+      // The error is what the user needs; a list left as it was costs the next restore a look at files already gone.
       state.writing = notWriting(state, removed);
-      await writeReplicaState(replica.dir, state);
+      await writeReplicaState(replica.dir, state).catch(() => undefined);
     }
     throw e;
   } finally {
