@@ -20,14 +20,14 @@ export interface DeepVerification {
 export async function verifyDeep(dir: string, point: PointSpec, keys?: KeyRing): Promise<DeepVerification> {
   const mount = await PointMount.open(dir, { point, cacheBytes: 0, ...(keys ? { keys } : {}) });
   try {
-    const replica = await Replica.open(dir);
-    const digest = (() => {
-      try {
-        return replica.catalog.digest(mount.plan.seq);
-      } finally {
-        void replica.close();
-      }
-    })();
+    // Read only, without the lock the mount let go of: an import that took it meanwhile goes on.
+    const replica = await Replica.view(dir);
+    let digest;
+    try {
+      digest = replica.catalog.digest(mount.plan.seq);
+    } finally {
+      await replica.close();
+    }
     if (!digest) {
       throw new JshipError('USAGE', `${mount.plan.point} (seq ${mount.plan.seq}) has no digest of the primary's to prove it by`, {
         hint: `only restore points (jship mark) and base completions have one, brought by tapes exported by this release: give ${param('marker')} NAME`,
