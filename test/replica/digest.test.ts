@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { DirLock } from '../../src/io/dir-lock.js';
+import { importTapes } from '../../src/replica/import.js';
+import { PointMount } from '../../src/replica/mount.js';
+import { verifyDeep } from '../../src/replica/deep-verify.js';
 import tar from 'tar-stream';
 import { compress, decompress } from 'zstd-napi';
 import { openSiteGroup } from '../../src/owner/consumers.js';
@@ -171,4 +175,35 @@ describe('point digests: restores that prove equality with the primary', () => {
     expect(svol.code).toBe(1);
     expect((await readReplicaState(rep)).svol.restoredSeq).toBe('0');
   }, 120_000);
+});
+
+describe('verify --deep beside an import', () => {
+  const dir = tempDir();
+
+  it('reads the digest without the replica\'s lock, which its mount let go of and an import may hold meanwhile', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    await group.write('a', 0, randomBytes(64 * KiB));
+    await group.mark('m1');
+    await exportTo(group, join(dir, 't'), { base: true });
+    await group.close();
+    const rep = join(dir, 'rep');
+    await importTapes(rep, [join(dir, 't')]);
+    // An import takes the replica as soon as the mount has let go of it.
+    const open = PointMount.open.bind(PointMount);
+    let importing: DirLock | undefined;
+    vi.spyOn(PointMount, 'open').mockImplementation(async (...args) => {
+      const m = await open(...args);
+      importing = await DirLock.acquire(join(rep, 'lock'), 'an import');
+      return m;
+    });
+    try {
+      const v = await verifyDeep(rep, { kind: 'marker', name: 'm1' });
+      expect(v.proof.equal).toBe(true);
+      expect(importing?.released).toBe(false);
+    } finally {
+      vi.restoreAllMocks();
+      await importing?.release();
+    }
+  });
 });
