@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { onGroup } from '../owner/on-group.js';
 import { acknowledge } from '../tape/acknowledge.js';
 import { DEFAULT_EXPORT_WAIT_MS } from '../tape/export.js';
-import { oneShotWait } from './one-shot-wait.js';
+import { oneShotWait } from './waiting.js';
 import { emit, type CommonOptions } from './output.js';
 
 export function registerAck(program: Command): void {

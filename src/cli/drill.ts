@@ -6,9 +6,11 @@ import type { RunningHook } from '../io/hooks.js';
 import { runDrill } from '../replica/drill.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { emit, eventLog, type CommonOptions } from './output.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { pointFromOptions, withPointOptions } from './restore.js';
 
 interface DrillCliOptions extends CommonOptions, KeyCliOptions {
+  wait?: string;
   volume: string[];
   until?: string;
   exclusive?: boolean;
@@ -22,7 +24,7 @@ interface DrillCliOptions extends CommonOptions, KeyCliOptions {
 const collect = (v: string, all: string[]): string[] => [...all, v];
 
 export function registerDrill(program: Command): void {
-  withKeyOptions(withPointOptions(program
+  withKeyOptions(withPointOptions(addReplicaWait(program
     .command('drill')
     .description('a DR drill: mount a point writable (a throw-away layer), run a command against its NBD exports, discard the layer, record the result in the replica (exit 1 when the command fails)')
     .argument('<REPLICA_DIR>', 'the replica')
@@ -30,9 +32,10 @@ export function registerDrill(program: Command): void {
     .option('--timeout <DURATION>', 'stop the command (its whole process group) if it runs longer; the drill then fails', '1h')
     .option('--volume <NAME>', 'mount this volume (repeat; default: all)', collect, [])
     .option('--scratch <DIR>', 'where the throw-away layer goes (default REPLICA_DIR/scratch)')
-    .option('--json', 'print one JSON object: the recorded drill')))
+    .option('--json', 'print one JSON object: the recorded drill'))))
     .action(async (dir: string, opts: DrillCliOptions) => {
       const point = pointFromOptions(opts);
+      const wait = replicaWait('drill', opts.wait);
       const timeoutMs = Number(parseDuration(opts.timeout, '--timeout') / 1_000_000n);
       if (timeoutMs <= 0) throw new JshipError('USAGE', '--timeout must be more than 0', { hint: 'e.g. --timeout 20m' });
       if ((opts.exec ?? '').trim() === '') throw new JshipError('USAGE', '--exec needs a command', { hint: 'e.g. --exec "qemu-img compare -f raw -F raw /srv/expected.img \\"$JSHIP_NBD_URI_DB\\""' });
@@ -52,6 +55,7 @@ export function registerDrill(program: Command): void {
         const { record: r, path, exports } = await runDrill(dir, {
           point, command: opts.exec as string, timeoutMs, log: drillLog,
           ...(opts.volume.length > 0 ? { volumes: opts.volume } : {}), ...(keys ? { keys } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}),
+          ...(wait ? { wait } : {}),
           started: (cmd) => {
             running = cmd;
             if (interrupted) cmd.stop();

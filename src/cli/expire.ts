@@ -6,6 +6,7 @@ import { expireReplica } from '../replica/expire.js';
 import { serialText, tapeRef } from '../replica/catalog.js';
 import { emit, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { parseS3Url } from '../s3/s3-url.js';
 
 export function registerExpire(program: Command): void {
@@ -18,14 +19,15 @@ export function registerExpire(program: Command): void {
     .option('--vault <S3_URL>', 'also delete the expired tapes\' objects under s3://BUCKET/PREFIX (those retention has removed from this replica, now or before)')
     .option('--confirm', 'delete; without it, only say what would go')
     .option('--json', 'print one JSON object');
-  withS3Options(cmd)
-    .action(async (dir: string, opts: CommonOptions & S3CliOptions & { keepSince?: string; keepLast?: string; confirm?: boolean; vault?: string }) => {
+  addReplicaWait(withS3Options(cmd))
+    .action(async (dir: string, opts: CommonOptions & S3CliOptions & { keepSince?: string; keepLast?: string; confirm?: boolean; vault?: string; wait?: string }) => {
+      const wait = replicaWait('expire', opts.wait);
       if (opts.vault !== undefined) parseS3Url(opts.vault);
       if ((opts.keepSince === undefined) === (opts.keepLast === undefined)) {
         throw new JshipError('USAGE', 'expire needs exactly one of --keep-since TIME and --keep-last N', { hint: 'e.g. jship expire /srv/replica --keep-since 2026-11-01T00:00:00Z' });
       }
       const rule = opts.keepSince !== undefined ? { keepSinceTs: parseTime(opts.keepSince) } : { keepLast: Number(opts.keepLast) };
-      const r = await expireReplica(dir, rule, opts.confirm === true);
+      const r = await expireReplica(dir, rule, opts.confirm === true, wait);
       let vault: { url: string; objects: string[]; deleted: boolean } | null = null;
       if (opts.vault !== undefined) {
         const settings = s3Settings(opts);

@@ -7,7 +7,7 @@ import { formatTime, parseDuration } from '../core/time.js';
 import { onGroup } from '../owner/on-group.js';
 import { absoluteRequest, checkParity, runExport, type ExportRequest } from '../tape/export-request.js';
 import { onInterrupt } from './signals.js';
-import { oneShotWait } from './one-shot-wait.js';
+import { oneShotWait } from './waiting.js';
 import { ZSTD_LEVEL_HELP, parseZstdLevel } from './zstd-level.js';
 import { checkBlockSize } from '../tape/blocked-output.js';
 import { emit, lazyProgress, toJson, type CommonOptions } from './output.js';

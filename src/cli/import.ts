@@ -9,9 +9,11 @@ import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { importTapes, type ImportReport } from '../replica/import.js';
 import { onInterrupt } from './signals.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 
 interface ImportCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions, DeviceCliOptions {
+  wait?: string;
   ackOut?: string;
   ackKey?: string;
   allowPlaintext?: boolean;
@@ -29,8 +31,9 @@ export function registerImport(program: Command): void {
     .option('--ack-key <FILE>', 'the group\'s ack.key (copied from the primary), to sign the acknowledgement')
     .option('--manifest <FILE>', 'the medium\'s jship-manifest.json (written by export beside the tapes): every tape it lists must have arrived intact, else exit 1 naming them')
     .option('--json', 'print one JSON object');
-  withDeviceOptions(withS3Options(withKeyOptions(cmd)))
+  addReplicaWait(withDeviceOptions(withS3Options(withKeyOptions(cmd))))
     .action(async (dir: string, sources: string[], opts: ImportCliOptions) => {
+      const wait = replicaWait('import', opts.wait);
       if (opts.ackOut && !opts.ackKey) throw new JshipError('USAGE', '--ack-out needs --ack-key FILE (a copy of GROUP_DIR/ack.key)', { hint: 'copy ack.key from the primary site' });
       const keys = await keyRing(opts);
       const blockSize = readBlockSize(opts);
@@ -52,6 +55,7 @@ export function registerImport(program: Command): void {
           ...(opts.allowPlaintext ? { allowPlaintext: true } : {}),
           s3: s3Settings(opts),
           ...(blockSize !== undefined ? { blockSize } : {}),
+          ...(wait ? { wait } : {}),
           onProgress: bar.onProgress,
         });
       } finally {

@@ -9,9 +9,11 @@ import { emit, eventLog, type CommonOptions } from './output.js';
 import { proofText, provePoint } from '../replica/prove.js';
 import { pointFromOptions, withPointOptions } from './restore.js';
 import { parseListen } from './serve.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { untilStopSignal } from './signals.js';
 
 interface MountCliOptions extends CommonOptions, KeyCliOptions {
+  wait?: string;
   volume: string[];
   prove: boolean;
   until?: string;
@@ -29,7 +31,7 @@ interface MountCliOptions extends CommonOptions, KeyCliOptions {
 const collect = (v: string, all: string[]): string[] => [...all, v];
 
 export function registerMount(program: Command): void {
-  withKeyOptions(withPointOptions(program
+  withKeyOptions(withPointOptions(addReplicaWait(program
     .command('mount')
     .description('serve a point in time of a replica over NBD, read-only, straight from its tapes (nothing is restored first); stop with SIGTERM or Ctrl-C')
     .argument('<REPLICA_DIR>', 'the replica')
@@ -41,13 +43,14 @@ export function registerMount(program: Command): void {
     .option('--cache-size <SIZE>', 'keep up to SIZE of decompressed segments in a scratch file, so each is decompressed once (0: none)', '8G')
     .option('--keep-scratch', 'with --writable: leave the scratch files when the mount stops')
     .option('--no-prove', 'do not read a restore point whole in the background to prove it equal to the primary\'s digest of it')
-    .option('--json', 'JSON lines on standard output: ready, each event, stopped')))
+    .option('--json', 'JSON lines on standard output: ready, each event, stopped'))))
     .action(async (dir: string, opts: MountCliOptions) => {
       if ((opts.socket === undefined) === (opts.listen === undefined)) {
         throw new JshipError('USAGE', 'jship mount needs one of --socket PATH and --listen [HOST:]PORT', { hint: 'e.g. jship mount /srv/replica --marker nightly --socket /run/jship-drill.sock' });
       }
       const listen: Listen = opts.listen !== undefined ? parseListen(opts.listen) : { socket: opts.socket as string };
       const point = pointFromOptions(opts);
+      const wait = replicaWait('mount', opts.wait);
       if (!opts.writable && opts.keepScratch) throw new JshipError('USAGE', '--keep-scratch goes with --writable', { hint: 'add --writable to take writes into a throw-away layer' });
       const cacheBytes = opts.cacheSize === '0' ? 0 : parseSize(opts.cacheSize, '--cache-size');
       const keys = await keyRing(opts);
@@ -55,6 +58,7 @@ export function registerMount(program: Command): void {
       const mount = await PointMount.open(dir, {
         point, volumes: opts.volume, cacheBytes, ...(keys ? { keys } : {}),
         ...(opts.writable ? { writable: true } : {}), ...(opts.scratch !== undefined ? { scratchDir: opts.scratch } : {}), ...(opts.keepScratch ? { keepScratch: true } : {}),
+        ...(wait ? { wait } : {}),
       });
       const server = new NbdServer(mount, log);
       let where: string;

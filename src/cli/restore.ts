@@ -8,9 +8,11 @@ import { restoreReplica } from '../replica/restore.js';
 import { tapeRefText } from '../replica/catalog.js';
 import type { PointSpec } from '../replica/restore-plan.js';
 import { onInterrupt } from './signals.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 
 interface RestoreCliOptions extends CommonOptions, KeyCliOptions {
+  wait?: string;
   volume: string[];
   mode?: string;
   target: string[];
@@ -54,7 +56,7 @@ function parseMode(text: string): number {
 }
 
 export function registerRestore(program: Command): void {
-  withKeyOptions(withPointOptions(program
+  withKeyOptions(withPointOptions(addReplicaWait(program
     .command('restore')
     .description('rebuild volumes as they were at a point: into the SVOLs (default, whole group) or into files or devices')
     .argument('<REPLICA_DIR>', 'the replica')
@@ -65,9 +67,10 @@ export function registerRestore(program: Command): void {
     .option('--no-coalesce', 'replay every record in order instead of writing each surviving extent once')
     .option('--force', 'replace existing target files (only once the restore is complete)')
     .option('--mode <OCTAL>', 'file mode of restored image files (default 0600: they hold what the PVOLs hold)')
-    .option('--json', 'print one JSON object')))
+    .option('--json', 'print one JSON object'))))
     .action(async (dir: string, opts: RestoreCliOptions) => {
       const point = pointFromOptions(opts);
+      const wait = replicaWait('restore', opts.wait);
       const targets = opts.target.map((t) => {
         const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,62})=(.+)$/.exec(t);
         return m ? { volume: m[1] as string, path: m[2] as string } : { path: t };
@@ -85,6 +88,7 @@ export function registerRestore(program: Command): void {
           ...(opts.force ? { force: true } : {}),
           ...(opts.mode !== undefined ? { mode: parseMode(opts.mode) } : {}),
           ...(keys ? { keys } : {}),
+          ...(wait ? { wait } : {}),
           onProgress: bar.onProgress,
         });
       } finally {

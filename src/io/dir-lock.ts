@@ -22,6 +22,9 @@ export interface AcquireOptions {
   waitMs?: number;
   /** What to do when a live process holds the lock (the hint of the refusal). */
   busyHint?: string;
+  /** How long to wait for an owner that does not yield (default 0: refused at once), told once to `onBusy`. */
+  busyWaitMs?: number;
+  onBusy?: (held: JshipError) => void;
 }
 
 /**
@@ -40,6 +43,8 @@ export class DirLock {
   static async acquire(path: string, what: string, opts: AcquireOptions = {}): Promise<DirLock> {
     const me: LockInfo = { pid: process.pid, host: hostname(), start: processStart(process.pid) ?? '', since: new Date().toISOString(), ...(opts.yields ? { yields: true } : {}) };
     const deadline = Date.now() + (opts.waitMs ?? 600_000);
+    const busyDeadline = Date.now() + (opts.busyWaitMs ?? 0);
+    let toldBusy = false;
     // Each waiter asks in a file of its own, so that one served and withdrawn leaves the others' asks standing.
     const ask = `${path}${ASK}${randomBytes(8).toString('hex')}`;
     let asked = false;
@@ -63,7 +68,16 @@ export class DirLock {
           if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
           const owner = await readLockFile(path);
           if (owner === undefined) continue; // released since: try again at once
-          if (!owner.info?.yields || opts.yields || Date.now() > deadline) throw e;
+          if (!owner.info?.yields || opts.yields) {
+            // An owner that does not hand over: waited for as long as the caller said, then refused.
+            const waitMs = opts.busyWaitMs ?? 0;
+            if (Date.now() >= busyDeadline) throw waitMs > 0 ? new JshipError('GROUP_LOCKED', `${e.template.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(e.template.hint ? { hint: e.template.hint } : {}), details: e.details }) : e;
+            if (!toldBusy) opts.onBusy?.(e);
+            toldBusy = true;
+            await new Promise((r) => setTimeout(r, Math.min(200, Math.max(1, busyDeadline - Date.now()))));
+            continue;
+          }
+          if (Date.now() > deadline) throw e;
           // Ask the owner to hand over between two of its units of work, and wait for it; the ask is
           // renewed at every look, so that one whose waiter stopped (on another host too) goes stale.
           const now = new Date();

@@ -7,6 +7,7 @@ import { runHook, type RunningHook } from '../io/hooks.js';
 import { NbdServer } from '../nbd/server.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { recordDrill, type DrillRecord } from './drill-log.js';
+import type { ReplicaWait } from './replica.js';
 import { PointMount } from './mount.js';
 import type { PointSpec } from './restore-plan.js';
 
@@ -20,6 +21,8 @@ export interface DrillOptions {
   log?: EventLog;
   /** Called with the running command once it started (to stop it at an interrupt). */
   started?: (cmd: RunningHook) => void;
+  /** How long to wait for the replica while another command uses it (while the point is planned). */
+  wait?: ReplicaWait;
 }
 
 export interface DrillExport {
@@ -48,6 +51,7 @@ export async function runDrill(dir: string, opts: DrillOptions): Promise<{ recor
     const mount = await PointMount.open(dir, {
       point: opts.point, writable: true,
       ...(opts.volumes ? { volumes: opts.volumes } : {}), ...(opts.keys ? { keys: opts.keys } : {}), ...(opts.scratchDir !== undefined ? { scratchDir: opts.scratchDir } : {}),
+      ...(opts.wait ? { wait: opts.wait } : {}),
     });
     const startedAt = new Date();
     let result;

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { JshipError, param } from '../core/errors.js';
 import type { Catalog, MarkerRow, SegmentRow, TapeRow } from './catalog.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import { syncDir } from '../io/files.js';
 import { readReplicaState } from './replica-state.js';
 import { livePins } from './mount-pins.js';
@@ -113,11 +113,11 @@ export function planExpire(cat: Catalog, rule: { keepSinceTs: bigint } | { keepL
  * catalogue rows). `expiredSerials`: every serial retention has removed from
  * this replica, now (or, in a dry run, would) and before.
  */
-export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean): Promise<ExpirePlan & { removed: boolean; expiredSerials: number[] }> {
+export async function expireReplica(dir: string, rule: { keepSinceTs: bigint } | { keepLast: number }, confirm: boolean, wait?: ReplicaWait): Promise<ExpirePlan & { removed: boolean; expiredSerials: number[] }> {
   if ('keepLast' in rule && (!Number.isSafeInteger(rule.keepLast) || rule.keepLast < 1)) {
     throw new JshipError('USAGE', `${param('keepLast')} ${rule.keepLast} is not a positive number of bases`, { hint: `e.g. ${param('keepLast')} 2` });
   }
-  const replica = await Replica.open(dir);
+  const replica = await Replica.open(dir, wait ? { wait } : {});
   try {
     await replica.checkCatalogued();
     const cat = replica.catalog;

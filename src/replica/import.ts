@@ -19,7 +19,7 @@ import type { StoreSettings } from '../tape/stores.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { ZEROED_TS, keyGeneration, serialText, tapeKey, type Catalog, type MarkerRow, type SegmentRow, type TapeRow } from './catalog.js';
 import { readReplicaState, writeReplicaState } from './replica-state.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import { chainReport, type ChainReport } from './coverage.js';
 import { admitLabel, decideImport, unreadable, type HeldCopies, type ReplicaIdentity } from './import-decision.js';
 
@@ -75,6 +75,8 @@ export interface ImportOptions {
   onBaseSegment?: (baseId: bigint, bytes: number) => void;
   /** A damaged tape is not rebuilt from its parity (set on the rebuilt copy itself). */
   noRepair?: boolean;
+  /** How long to wait for the replica while another command uses it. */
+  wait?: ReplicaWait;
 }
 
 /**
@@ -194,7 +196,7 @@ export async function importTapes(dir: string, sources: string[], opts: ImportOp
 
 async function importLabelled(dir: string, files: TapeSource[], labels: Map<TapeSource, TapeLabel>, unlabelled: Map<TapeSource, JshipError>, early: Map<TapeSource, { file: string; report: RepairReport }>, reports: TapeImport[], opts: ImportOptions): Promise<ImportReport> {
   const first = files.map((f) => labels.get(f)).find((l) => l !== undefined);
-  const opened = await Replica.openOrCreate(dir, async () => first && { groupId: first.groupId, volumes: first.volumes });
+  const opened = await Replica.openOrCreate(dir, async () => first && { groupId: first.groupId, volumes: first.volumes }, opts.wait ? { wait: opts.wait } : {});
   if (!opened) {
     for (const [f, e] of unlabelled) reports.push(refused(f.where, null, e));
     return { replica: dir, created: false, tapes: reports, ok: false, coverage: [], gaps: [], missingSerials: [], contiguousThrough: null };

@@ -4,7 +4,7 @@ import type { NbdBackend, NbdExport, Extent } from '../nbd/export.js';
 import { Errno, STATE_HOLE, STATE_ZERO } from '../nbd/protocol.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { FramePool } from '../tape/frame-pool.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js';
 import { Applier } from './applier.js';
 import { ZERO_SOURCE, type ExtentMap } from '../core/extent-map.js';
@@ -19,6 +19,8 @@ import { ScratchNames, removeDeadScratch } from './scratch.js';
 
 export interface MountOptions {
   point: PointSpec;
+  /** How long to wait for the replica while another command uses it (a mount holds it only while it plans). */
+  wait?: ReplicaWait;
   /** Volumes to serve (default: all). */
   volumes?: string[];
   keys?: KeyRing;
@@ -87,7 +89,7 @@ export class PointMount implements NbdBackend {
    * mounted, and the mounted point does not change.
    */
   static async open(dir: string, opts: MountOptions): Promise<PointMount> {
-    const replica = await Replica.open(dir);
+    const replica = await Replica.open(dir, opts.wait ? { wait: opts.wait } : {});
     const pool = new FramePool();
     const overlays: Overlay[] = [];
     let source: SegmentSource | undefined;

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { JshipError } from '../core/errors.js';
+import { JshipError, param } from '../core/errors.js';
 import { syncDir, writeFileAtomic, makeDirs } from '../io/files.js';
 import { DirLock } from '../io/dir-lock.js';
 import { Catalog } from './catalog.js';
@@ -20,6 +20,12 @@ export interface ReplicaConfig {
    * the SVOLs are refused from then on (other targets still work).
    */
   promoted?: { groupDir: string; generation: number; startSeq: string; at: string };
+}
+
+/** How long a command waits for a replica another command uses (default: not at all), told once when it starts waiting. */
+export interface ReplicaWait {
+  ms: number;
+  onWait?: (held: JshipError) => void;
 }
 
 /** The directories a replica keeps in its own: tapes, SVOLs, mount pins, drill logs, a mount's default scratch. */
@@ -77,9 +83,9 @@ export class Replica {
    * puts in place once whole: until then every reader, and the replica after
    * a rebuild that was killed, has the catalogue from before.
    */
-  static async open(dir: string, opts: { rebuild?: boolean; yields?: boolean } = {}): Promise<Replica> {
+  static async open(dir: string, opts: { rebuild?: boolean; yields?: boolean; wait?: ReplicaWait } = {}): Promise<Replica> {
     dir = resolve(dir);
-    return Replica.#lockAndOpen(dir, await existingConfig(dir), opts.rebuild ?? false, opts.yields ?? false);
+    return Replica.#lockAndOpen(dir, await existingConfig(dir), opts.rebuild ?? false, opts.yields ?? false, opts.wait);
   }
 
   /**
@@ -98,11 +104,11 @@ export class Replica {
    * Opens the replica in `dir`, or creates it there from `init()` (called only
    * when the directory does not exist or is empty). Anything else is refused.
    */
-  static async openOrCreate(dir: string, init: () => Promise<Omit<ReplicaConfig, 'format' | 'createdAt'> | undefined>, opts: { yields?: boolean } = {}): Promise<{ replica: Replica; created: boolean } | undefined> {
+  static async openOrCreate(dir: string, init: () => Promise<Omit<ReplicaConfig, 'format' | 'createdAt'> | undefined>, opts: { yields?: boolean; wait?: ReplicaWait } = {}): Promise<{ replica: Replica; created: boolean } | undefined> {
     dir = resolve(dir);
     const yields = opts.yields ?? false;
     const existing = await readReplicaConfig(dir);
-    if (existing) return { replica: await Replica.#lockAndOpen(dir, existing, false, yields), created: false };
+    if (existing) return { replica: await Replica.#lockAndOpen(dir, existing, false, yields, opts.wait), created: false };
     await Replica.checkCreatable(dir);
     const fields = await init();
     if (!fields) return undefined;
@@ -135,10 +141,11 @@ export class Replica {
     }
   }
 
-  static async #lockAndOpen(dir: string, config: ReplicaConfig, rebuild = false, yields = false): Promise<Replica> {
+  static async #lockAndOpen(dir: string, config: ReplicaConfig, rebuild = false, yields = false, wait?: ReplicaWait): Promise<Replica> {
     const lock = await DirLock.acquire(join(dir, 'lock'), `replica ${dir}`, {
       yields,
-      busyHint: 'one jship command uses a replica at a time: run this again once that process has ended',
+      busyHint: `one jship command uses a replica at a time: run this again once that process has ended, or let it wait (${param('wait')} DURATION)`,
+      ...(wait ? { busyWaitMs: wait.ms, ...(wait.onWait ? { onBusy: wait.onWait } : {}) } : {}),
     });
     try {
       await makeDirs(join(dir, 'tapes'));

@@ -7,7 +7,7 @@ import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import { readReplicaState, writeReplicaState, type ReplicaState } from './replica-state.js';
 import { planAdopt, planRestore, type PointSpec } from './restore-plan.js';
 import { Applier, READ_AHEAD } from './applier.js';
@@ -42,6 +42,8 @@ export interface RestoreOptions {
    * restore to end instead of being refused.
    */
   yields?: boolean;
+  /** How long to wait for the replica while another command uses it. */
+  wait?: ReplicaWait;
 }
 
 export interface RestoreResult {
@@ -90,7 +92,7 @@ export interface RestoreResult {
  * into any files or devices.
  */
 export async function restoreReplica(dir: string, opts: RestoreOptions): Promise<RestoreResult> {
-  const replica = await Replica.open(dir, opts.yields ? { yields: true } : {});
+  const replica = await Replica.open(dir, { ...(opts.yields ? { yields: true } : {}), ...(opts.wait ? { wait: opts.wait } : {}) });
   try {
     return await run(replica, opts);
   } finally {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DirLock } from '../../src/io/dir-lock.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { Replica } from '../../src/replica/replica.js';
-import { tempDir, makeGroup, MiB, jshipJson } from '../helpers.js';
+import { BIN, tempDir, makeGroup, MiB, jshipJson } from '../helpers.js';
 
 describe('one writer per group', () => {
   const dir = tempDir();
@@ -42,6 +42,26 @@ describe('one writer per group', () => {
         expect(r.code, `${verb}: ${JSON.stringify(r.out)}`).toBe(0);
       }
       expect(jshipJson('tapes', rep).out.tapes).toHaveLength(1);
+      // With --wait, a command waits for the replica (a nightly import behind a long restore, a drill behind
+      // an import), says so once on standard error, and fails only when the wait is over.
+      const brief = spawnSync(process.execPath, [BIN, 'import', rep, join(dir, 'rg-tapes'), '--wait', '1s', '--json'], { encoding: 'utf8' });
+      expect(brief.status).toBe(1);
+      expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringContaining('--wait DURATION') });
+      expect(brief.stderr).toMatch(/jship import: .* is in use by process \d+ .*; waiting up to 1 s/);
+      const waiting = spawn(process.execPath, [BIN, 'restore', rep, '--target', join(dir, 'rg-out.img'), '--wait', '5m', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      waiting.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        waiting.stderr.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (/waiting up to 300 s/.test(err)) resolve();
+        });
+        waiting.on('exit', () => reject(new Error(`restore exited without waiting: ${err} ${out}`)));
+      });
+      await held.close();
+      expect(await new Promise((r) => waiting.on('close', r)), out).toBe(0);
+      expect(readFileSync(join(dir, 'rg-out.img')).equals(readFileSync(join(dir, 'rg', 'a.img')))).toBe(true);
     } finally {
       await held.close();
     }
