@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { callOwner } from './control-client.js';
 import { settlesWithin } from '../core/deferred.js';
@@ -86,9 +87,7 @@ export class Serving {
   static async start(dir: string, opts: ServeOptions = {}): Promise<Serving> {
     const log: EventLog = opts.log ?? ((e) => process.stderr.write(`${new Date().toISOString()} ${eventLine(e)}\n`));
     // NBD needs read-after-reply, which range order gives; the PVOL write need not delay the reply.
-    const group = await openSiteGroup(dir, { replyAfterJournal: true, onEvent: log, ...opts }).catch(async (e: unknown) => {
-      throw isJshipError(e, 'GROUP_LOCKED') ? await whoServes(dir, e) : e;
-    });
+    const group = await openWhenFree(dir, { replyAfterJournal: true, onEvent: log, ...opts }, log);
     const nbd = opts.nbd === false ? null : new NbdServer(groupBackend(group), log);
     let link: LinkPrimary | null = null;
     // prom-client is loaded only when metrics are asked for.
@@ -281,20 +280,32 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
 }
 
 /**
- * Why a server cannot own the group now, from the process that does: a
- * server already (it says so when asked), a one-shot command (an export, a
- * scan: it ends), or a process that does not answer. The lock's own hint
- * ("talk to it instead") is no use to a server.
+ * Opens the group for a server. A one-shot command that holds it (an
+ * export, a scan: it ends) is waited for, said once in the log: refused, a
+ * server started during a nightly export failed, and a service manager
+ * that restarts it every few seconds gives up after a few tries. A server
+ * of the group already, or a process that does not answer, is refused,
+ * saying which (the lock's own hint, "talk to it instead", is no use here).
  */
-async function whoServes(dir: string, locked: JshipError): Promise<JshipError> {
-  const details = locked.details;
-  let holder: ServingStatus;
-  try {
-    holder = (await callOwner(dir, 'status', {}, locked)) as ServingStatus;
-  } catch (e) {
-    if (!isJshipError(e, 'GROUP_LOCKED')) return locked;
-    return new JshipError('GROUP_LOCKED', locked.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
+async function openWhenFree(dir: string, open: OpenGroupOptions, log: EventLog): Promise<JournalGroup> {
+  let told = false;
+  for (;;) {
+    try {
+      return await openSiteGroup(dir, open);
+    } catch (e) {
+      if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
+      const details = e.details;
+      let holder: ServingStatus;
+      try {
+        holder = (await callOwner(dir, 'status', {}, e)) as ServingStatus;
+      } catch (asked) {
+        if (!isJshipError(asked, 'GROUP_LOCKED')) throw e;
+        throw new JshipError('GROUP_LOCKED', e.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
+      }
+      if (!holder.oneShot) throw new JshipError('GROUP_LOCKED', `${e.message}: a server of the group${holder.serve ? `, on ${holder.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
+      if (!told) log({ event: 'waiting-for-group', pid: details.pid ?? null, why: 'a one-shot command (an export, a scan, …) holds the group: serving starts when it ends' });
+      told = true;
+      await sleep(500);
+    }
   }
-  if (holder.oneShot) return new JshipError('GROUP_LOCKED', `${locked.message}: a one-shot command (an export, a scan, …)`, { hint: 'start jship serve again once it has ended (a service manager that restarts it on failure does so by itself)', details });
-  return new JshipError('GROUP_LOCKED', `${locked.message}: a server of the group${holder.serve ? `, on ${holder.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
 }

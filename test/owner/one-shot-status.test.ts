@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -64,14 +65,38 @@ describe('a group a one-shot command holds', () => {
       const mark = await jshipAsync('mark', g, 'during-export');
       expect(mark.code).toBe(1);
       expect(mark.out.error).toMatchObject({ code: 'GROUP_LOCKED', hint: expect.stringMatching(/one-shot command/), details: { pid: exporter.pid, oneShot: true } });
-      // A server cannot start meanwhile, and is told why (the lock's "talk to it" is no use to a server).
-      const serve = await jshipAsync('serve', g, '--socket', join(dir, 'nbd.sock'));
-      expect(serve.code).toBe(1);
-      expect(serve.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringMatching(/a one-shot command/), hint: expect.stringMatching(/once it has ended/) });
-      // Still the export's: nothing above took the group from it.
-      await heldBy(g, exporter.pid!);
-      exporter.stdout.resume();
-      expect(await exited).toBe(0);
+      // A server started meanwhile waits for the export, and says so (it failed: a service manager restarting
+      // it every few seconds gave up before a long export ended).
+      const server = spawn(process.execPath, [BIN, 'serve', g, '--socket', join(dir, 'nbd.sock'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const served = new Promise<number | null>((r) => server.on('close', r));
+      type Event = { event?: string; ready?: boolean };
+      const events: Event[] = [];
+      const waiters: Array<() => void> = [];
+      createInterface({ input: server.stdout }).on('line', (l) => {
+        events.push(JSON.parse(l));
+        for (const w of waiters) w();
+      });
+      /** Resolves once serve has printed an event `want` takes (checked as each line comes). */
+      const seen = (want: (e: Event) => boolean): Promise<void> => new Promise((resolve, reject) => {
+        const look = (): void => {
+          if (events.some(want)) resolve();
+        };
+        waiters.push(look);
+        look();
+        void served.then((c) => reject(new Error(`serve exited ${c}: ${JSON.stringify(events)}`)));
+      });
+      try {
+        await seen((e) => e.event === 'waiting-for-group');
+        // Still the export's: nothing above took the group from it.
+        await heldBy(g, exporter.pid!);
+        exporter.stdout.resume();
+        expect(await exited).toBe(0);
+        await seen((e) => e.ready === true);
+        server.kill('SIGTERM');
+        expect(await served).toBe(0);
+      } finally {
+        server.kill('SIGKILL');
+      }
     } finally {
       exporter.kill('SIGKILL');
     }
