@@ -2,13 +2,15 @@ import type { Command } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { formatTime, parseDuration } from '../core/time.js';
 import { hookProblem, runHook, type HookResult, type RunningHook } from '../io/hooks.js';
-import { onGroup } from '../owner/on-group.js';
+import { onGroup, whenNoOneShot } from '../owner/on-group.js';
+import { oneShotWait } from './waiting.js';
 import { emit, type CommonOptions } from './output.js';
 
 interface MarkOptions extends CommonOptions {
   execBefore?: string;
   execAfter?: string;
   hookTimeout: string;
+  wait: string;
 }
 
 export function registerMark(program: Command): void {
@@ -20,10 +22,15 @@ export function registerMark(program: Command): void {
     .option('--exec-before <CMD>', 'run CMD first (sh -c, in this process, e.g. fsfreeze --freeze /mnt/db); if it fails, no marker is taken')
     .option('--exec-after <CMD>', 'run CMD last, always: also when the marker or the before-hook failed (e.g. fsfreeze --unfreeze /mnt/db)')
     .option('--hook-timeout <DURATION>', 'stop a hook (its whole process group) that runs longer', '60s')
+    .option('--wait <DURATION>', 'wait this long for an export or a scan that holds the group on its own (no jship serve) to end, before the before-hook runs; then fail (GROUP_LOCKED)', '5m')
     .option('--json', 'print one JSON object')
     .action(async (dir: string, name: string, opts: MarkOptions) => {
       const timeoutMs = Number(parseDuration(opts.hookTimeout, '--hook-timeout') / 1_000_000n);
       if (timeoutMs <= 0) throw new JshipError('USAGE', '--hook-timeout must be more than 0', { hint: 'e.g. --hook-timeout 30s' });
+      const waitMs = Number(parseDuration(opts.wait, '--wait') / 1_000_000n);
+      // Waited for before any hook runs (the before-hook may freeze a file system: never frozen while this
+      // waits), and a wait that runs out runs no hook at all.
+      await whenNoOneShot(dir, oneShotWait('mark', waitMs));
       const env = { JSHIP_GROUP: dir, JSHIP_MARKER: name };
       const hooks: { before?: HookResult; after?: HookResult } = {};
       // An interrupt stops the running hook; the after-hook still runs (an application is never left quiesced).

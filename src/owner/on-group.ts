@@ -4,6 +4,8 @@ import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js
 import { openSiteGroup } from './consumers.js';
 import { callOwner } from './control-client.js';
 import { answerWhileHeld } from './one-shot-control.js';
+import { lockOwner } from '../io/dir-lock.js';
+import { groupPaths } from '../journal/group-files.js';
 
 export interface OnGroupOptions {
   open?: OpenGroupOptions;
@@ -57,5 +59,35 @@ export async function onGroup<T>(
     }
   } finally {
     await group.close();
+  }
+}
+
+/**
+ * Waits (up to `o.waitMs`, told once to `o.onWait`) while a one-shot command
+ * (an export, a scan) holds the group, and returns once none does: a server
+ * owns it, a process that does not answer holds it (onGroup then refuses it
+ * as before), or it is free. For what must happen before the group is asked
+ * for and must not wait meanwhile: `mark`'s before-hook freezes a file
+ * system, which should not stay frozen behind a nightly export.
+ */
+export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs' | 'onWait'>): Promise<void> {
+  const waitMs = o.waitMs ?? 0;
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    const owner = await lockOwner(groupPaths(dir).lock);
+    if (!owner) return;
+    const locked = new JshipError('GROUP_LOCKED', `group ${dir} is in use by process ${owner.pid} on ${owner.host}`, { details: { pid: owner.pid, host: owner.host } });
+    const answer = await callOwner(dir, 'status', {}, locked).then((s) => s as { oneShot?: boolean }, () => undefined);
+    if (answer?.oneShot !== true) return;
+    if (Date.now() >= deadline) {
+      throw new JshipError('GROUP_LOCKED', `${locked.message} (a one-shot command)${waitMs > 0 ? `, still after ${Math.round(waitMs / 1000)} s` : ''}`, {
+        hint: 'run this again once it has ended, or let it wait longer',
+        details: { ...locked.details, oneShot: true },
+      });
+    }
+    if (!told) o.onWait?.(locked);
+    told = true;
+    await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
   }
 }

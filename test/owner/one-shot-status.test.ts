@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { JshipError } from '../../src/core/errors.js';
 import { scanGroup } from '../../src/journal/scan.js';
 import { callOwner } from '../../src/owner/control-client.js';
@@ -61,10 +61,30 @@ describe('a group a one-shot command holds', () => {
       expect(status.code, JSON.stringify(status.out)).toBe(0);
       expect(status.out.consumers.map((c: { name: string }) => c.name)).toEqual(['tapes']);
       expect(status.out.consumers[0].behind.records).not.toBe('0');
-      // A command that changes the group still waits for the export to end, or is told to.
-      const mark = await jshipAsync('mark', g, 'during-export');
-      expect(mark.code).toBe(1);
-      expect(mark.out.error).toMatchObject({ code: 'GROUP_LOCKED', hint: expect.stringMatching(/one-shot command/), details: { pid: exporter.pid, oneShot: true } });
+      // A command that changes the group waits for the export to end (mark failed at once), and runs no hook
+      // meanwhile: a before-hook that froze a file system would have kept it frozen behind the export.
+      const hooks = join(dir, 'hooks.log');
+      const hookArgs = ['--exec-before', `echo before >> ${hooks}`, '--exec-after', `echo after >> ${hooks}`];
+      const brief = await jshipAsync('mark', g, 'brief', '--wait', '1s', ...hookArgs);
+      expect(brief.code).toBe(1);
+      expect(brief.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), details: { pid: exporter.pid, oneShot: true } });
+      expect(existsSync(hooks)).toBe(false);
+      const marker = spawn(process.execPath, [BIN, 'mark', g, 'during-export', ...hookArgs, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let markOut = '';
+      marker.stdout.setEncoding('utf8').on('data', (d: string) => { markOut += d; });
+      const marked = new Promise<number | null>((r) => marker.on('close', r));
+      onTestFinished(() => {
+        marker.kill('SIGKILL');
+      });
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        marker.stderr.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (/waiting up to 300 s/.test(err)) resolve();
+        });
+        void marked.then((c) => reject(new Error(`mark exited ${c} without waiting: ${err}`)));
+      });
+      expect(existsSync(hooks)).toBe(false);
       // A server started meanwhile waits for the export, and says so (it failed: a service manager restarting
       // it every few seconds gave up before a long export ended).
       const server = spawn(process.execPath, [BIN, 'serve', g, '--socket', join(dir, 'nbd.sock'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -91,6 +111,10 @@ describe('a group a one-shot command holds', () => {
         await heldBy(g, exporter.pid!);
         exporter.stdout.resume();
         expect(await exited).toBe(0);
+        // The mark went on once the export had ended (through the server, or before it started).
+        expect(await marked, markOut).toBe(0);
+        expect(JSON.parse(markOut).name).toBe('during-export');
+        expect(readFileSync(hooks, 'utf8')).toBe('before\nafter\n');
         await seen((e) => e.ready === true);
         server.kill('SIGTERM');
         expect(await served).toBe(0);
