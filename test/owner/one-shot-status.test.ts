@@ -38,7 +38,7 @@ async function heldBy(group: string, pid: number): Promise<void> {
 describe('a group a one-shot command holds', () => {
   const dir = tempDir();
 
-  it('answers check and status through that command; other commands are refused as before', async () => {
+  it('answers check and status through that command; mark waits for it before any hook, serve waits to serve, a second server is refused', async () => {
     const g = await makeGroup(dir, { a: 8 * MiB }, { journalSize: 32 * MiB });
     const write = async (): Promise<void> => {
       const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
