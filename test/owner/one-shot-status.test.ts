@@ -69,6 +69,10 @@ describe('a group a one-shot command holds', () => {
       expect(brief.code).toBe(1);
       expect(brief.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), details: { pid: exporter.pid, oneShot: true } });
       expect(existsSync(hooks)).toBe(false);
+      // So does a scan (it failed at once).
+      const scan = await jshipAsync('scan', g, '--wait', '1s');
+      expect(scan.code).toBe(1);
+      expect(scan.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s') });
       const marker = spawn(process.execPath, [BIN, 'mark', g, 'during-export', ...hookArgs, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let markOut = '';
       marker.stdout.setEncoding('utf8').on('data', (d: string) => { markOut += d; });
