@@ -77,8 +77,9 @@ describe('link under crashes', () => {
       // On disk at any moment: what is purged was confirmed by the secondary first. The superblock is read
       // first: a running primary may take a confirmation and purge between the two reads, and the
       // registry read first then held an older confirmation than the purge that followed it (a false
-      // failure, seen once in CI). Confirmations only grow, so this order never hides a purge that ran
-      // ahead of the confirmation on disk when the superblock was read.
+      // failure, seen once in CI). Confirmations only grow, so this order gives no false failure; a purge
+      // ahead of its confirmation still fails it unless the confirmation lands between the two reads, and
+      // the checks made with the primary stopped (after a kill, at the end) are exact.
       const sb = await readJournalSuperblock(config.journal.path);
       const reg = await readRegistry(g);
       const s = reg.secondaries.find((x) => x.name === 'site-b');
