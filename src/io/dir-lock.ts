@@ -71,7 +71,7 @@ export class DirLock {
           if (!owner.info?.yields || opts.yields) {
             // An owner that does not hand over: waited for as long as the caller said, then refused.
             const waitMs = opts.busyWaitMs ?? 0;
-            if (Date.now() >= busyDeadline) throw waitMs > 0 ? new JshipError('GROUP_LOCKED', `${e.template.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(e.template.hint ? { hint: e.template.hint } : {}), details: e.details }) : e;
+            if (Date.now() >= busyDeadline) throw stillHeld(e, waitMs);
             if (!toldBusy) opts.onBusy?.(e);
             toldBusy = true;
             await new Promise((r) => setTimeout(r, Math.min(200, Math.max(1, busyDeadline - Date.now()))));
@@ -175,6 +175,12 @@ export async function createLockedFile(tmp: string, o: LockedFileOptions): Promi
     await lock.release();
     throw e;
   }
+}
+
+/** A lock's refusal after a wait of `waitMs` that ran out (as it was, when there was no wait). */
+export function stillHeld(held: JshipError, waitMs: number): JshipError {
+  if (waitMs <= 0) return held;
+  return new JshipError('GROUP_LOCKED', `${held.template.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(held.template.hint ? { hint: held.template.hint } : {}), details: held.details });
 }
 
 /** Who holds the lock, if a live process does. */

@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { JshipError, type ErrorCode } from '../core/errors.js';
+import { JshipError, isJshipError, type ErrorCode } from '../core/errors.js';
 import { LineSplitter, decodeControl, encodeControl } from './control-codec.js';
 import { controlSocketPath } from './control-server.js';
 
@@ -65,4 +65,20 @@ function heldByOneShot(locked: JshipError): JshipError {
     hint: 'that process is a one-shot command (an export, a scan, …), which answers status and check only: run this again once it has ended. While jship serve owns a group, commands go through it instead',
     details: { ...locked.details, oneShot: true },
   });
+}
+
+/**
+ * What holds a group that refused us (`locked`), asked on its control
+ * socket: a server (and its status), a one-shot command (an export, a scan:
+ * it ends), or a process that does not answer (a library's).
+ */
+export async function askHolder(dir: string, locked: JshipError): Promise<{ kind: 'server'; status: { serve?: { listening: string } | null } } | { kind: 'one-shot' } | { kind: 'silent' }> {
+  let status: { oneShot?: boolean; serve?: { listening: string } | null };
+  try {
+    status = (await callOwner(dir, 'status', {}, locked)) as typeof status;
+  } catch (e) {
+    if (isJshipError(e, 'GROUP_LOCKED')) return { kind: 'silent' };
+    throw e;
+  }
+  return status.oneShot === true ? { kind: 'one-shot' } : { kind: 'server', status };
 }

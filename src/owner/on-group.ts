@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { openSiteGroup } from './consumers.js';
-import { callOwner } from './control-client.js';
+import { askHolder, callOwner } from './control-client.js';
 import { answerWhileHeld } from './one-shot-control.js';
-import { lockOwner } from '../io/dir-lock.js';
+import { lockOwner, stillHeld } from '../io/dir-lock.js';
 import { groupPaths } from '../journal/group-files.js';
 
 export interface OnGroupOptions {
@@ -42,7 +42,7 @@ export async function onGroup<T>(
       } catch (held) {
         if (!isJshipError(held, 'GROUP_LOCKED') || held.details.oneShot !== true) throw held;
         if (Date.now() >= deadline) {
-          throw waitMs === 0 ? held : new JshipError('GROUP_LOCKED', `${held.message}, still after ${Math.round(waitMs / 1000)} s`, { ...(held.hint ? { hint: held.hint } : {}), details: held.details });
+          throw stillHeld(held, waitMs);
         }
         if (!told) o.onWait?.(held);
         told = true;
@@ -77,15 +77,12 @@ export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs
   for (;;) {
     const owner = await lockOwner(groupPaths(dir).lock);
     if (!owner) return;
-    const locked = new JshipError('GROUP_LOCKED', `group ${dir} is in use by process ${owner.pid} on ${owner.host}`, { details: { pid: owner.pid, host: owner.host } });
-    const answer = await callOwner(dir, 'status', {}, locked).then((s) => s as { oneShot?: boolean }, () => undefined);
-    if (answer?.oneShot !== true) return;
-    if (Date.now() >= deadline) {
-      throw new JshipError('GROUP_LOCKED', `${locked.message} (a one-shot command)${waitMs > 0 ? `, still after ${Math.round(waitMs / 1000)} s` : ''}`, {
-        hint: 'run this again once it has ended, or let it wait longer',
-        details: { ...locked.details, oneShot: true },
-      });
-    }
+    const locked = new JshipError('GROUP_LOCKED', `group ${dir} is in use by process ${owner.pid} on ${owner.host} (a one-shot command)`, {
+      hint: 'run this again once it has ended, or let it wait longer',
+      details: { pid: owner.pid, host: owner.host, oneShot: true },
+    });
+    if ((await askHolder(dir, locked).catch(() => undefined))?.kind !== 'one-shot') return;
+    if (Date.now() >= deadline) throw stillHeld(locked, waitMs);
     if (!told) o.onWait?.(locked);
     told = true;
     await sleep(Math.min(200, Math.max(0, deadline - Date.now())));

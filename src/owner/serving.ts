@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { callOwner } from './control-client.js';
+import { askHolder } from './control-client.js';
 import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
@@ -295,14 +295,11 @@ async function openWhenFree(dir: string, open: OpenGroupOptions, log: EventLog):
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
       const details = e.details;
-      let holder: ServingStatus;
-      try {
-        holder = (await callOwner(dir, 'status', {}, e)) as ServingStatus;
-      } catch (asked) {
-        if (!isJshipError(asked, 'GROUP_LOCKED')) throw e;
-        throw new JshipError('GROUP_LOCKED', e.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
-      }
-      if (!holder.oneShot) throw new JshipError('GROUP_LOCKED', `${e.message}: a server of the group${holder.serve ? `, on ${holder.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
+      const holder = await askHolder(dir, e).catch(() => {
+        throw e;
+      });
+      if (holder.kind === 'silent') throw new JshipError('GROUP_LOCKED', e.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
+      if (holder.kind === 'server') throw new JshipError('GROUP_LOCKED', `${e.message}: a server of the group${holder.status.serve ? `, on ${holder.status.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
       if (!told) log({ event: 'waiting-for-group', pid: details.pid ?? null, why: 'a one-shot command (an export, a scan, …) holds the group: serving starts when it ends' });
       told = true;
       await sleep(500);

@@ -185,12 +185,13 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   try {
     for (const [k, i] of selected.entries()) {
       const t = targetPaths[k]!;
-      const target = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false, opts.mode);
-      targets[i] = target;
-      if (target.tmpPath !== null) {
-        state.writing = [...(state.writing ?? []), target.tmpPath];
-        await writeReplicaState(replica.dir, state);
-      }
+      targets[i] = toSvol ? await openSvolTarget(t.volume, t.path, vols[i]!.size) : await openTarget(t.volume, t.path, vols[i]!.size, opts.force ?? false, opts.mode);
+    }
+    // Listed before any byte is written: a kill from here on leaves files the next restore removes.
+    const tmps = targets.flatMap((t) => (t?.tmpPath ? [t.tmpPath] : []));
+    if (tmps.length > 0) {
+      state.writing = [...(state.writing ?? []), ...tmps];
+      await writeReplicaState(replica.dir, state);
     }
     result.targets = targets.filter((t): t is RestoreTarget => !!t).map((t) => ({ volume: t.volume, path: t.path, kind: t.kind }));
     const now = new Date().toISOString();
@@ -257,7 +258,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     for (const t of targets) if (t && t.kind === 'file') await t.abort();
     for (const t of targets) if (t && t.kind !== 'file') await t.abort();
     const removed = targets.flatMap((t) => (t?.tmpPath ? [t.tmpPath] : []));
-    if (removed.length > 0) {
+    if (removed.length > 0 && state.writing?.some((t) => removed.includes(t))) {
       // The error is what the user needs; a list left as it was costs the next restore a look at files already gone.
       state.writing = notWriting(state, removed);
       await writeReplicaState(replica.dir, state).catch(() => undefined);
