@@ -125,20 +125,16 @@ export function groupRoot(volumes: ReadonlyArray<VolumeDigest>): string {
 /**
  * Computes a volume's root from its bytes, read in chunk order by `read`
  * (a restored target, a mounted point): the other side of the proof. Chunks
- * `zeros` vouches for (never written into a new file) are not read, nor those
- * whose leaf `known` gives (read back already, after their last write).
+ * `zeros` vouches for (never written into a new file) are not read.
  */
 export async function digestVolume(name: string, size: number, chunkSize: number, hash: LeafHash, read: (offset: number, length: number) => Promise<Uint8Array>,
-  zeros?: (offset: number, length: number) => boolean, known?: (chunk: number) => bigint | undefined): Promise<VolumeDigest> {
+  zeros?: (offset: number, length: number) => boolean): Promise<VolumeDigest> {
   const table = new ChunkTable(size, chunkSize);
   // Chunks known to be zeros (`zeros`: holes of a new file) are not read; their leaf is the zeros' hash.
   const zeroLeaves = new Map<number, bigint>();
   for (let c = 0; c < table.chunks; c++) {
     const [off, len] = table.range(c);
-    const leaf = known?.(c);
-    if (leaf !== undefined) {
-      table.leaves[c] = leaf;
-    } else if (zeros?.(off, len)) {
+    if (zeros?.(off, len)) {
       let leaf = zeroLeaves.get(len);
       if (leaf === undefined) zeroLeaves.set(len, (leaf = hash(new Uint8Array(len))));
       table.leaves[c] = leaf;

@@ -25,14 +25,6 @@ export interface PointMaps {
   segments: SegmentRow[];
 }
 
-/** What a coalesced restore will write, told before it is written. */
-export interface WriteNotice {
-  /** [start, end) of `volume` will be written (data or zeros), once. */
-  announce(volume: number, start: number, end: number): void;
-  /** Every write was announced. */
-  sealed(): void;
-}
-
 const CLAIM_WINDOW = 250_000;
 /** Segments read ahead of the one being applied (an in-order replay's segment cache holds them and two more). */
 export const READ_AHEAD = 3;
@@ -209,31 +201,21 @@ export class Applier {
     }
   }
 
-  /**
-   * Newest record first: each byte goes to the last record that wrote it; written once, grouped by segment.
-   * `writes` is told of every write to come as its range is claimed, and when the last one is claimed
-   * (before the last of them are made): a restore's LiveProof reads back what nothing will write again.
-   */
-  async coalesced(writes?: WriteNotice): Promise<void> {
+  /** Newest record first: each byte goes to the last record that wrote it; written once, grouped by segment. */
+  async coalesced(): Promise<void> {
     const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
     let pending: Array<{ c: Claim; r: Ref }> = [];
     for (const r of this.#all(true)) {
       if (!this.#wanted(r.e)) continue;
       const { volume, offset } = r.e;
-      // A new file's zeros are its holes: not written (#writeClaims).
-      const written = !isZero(r.e) || !(this.#targets[volume] as RestoreTarget).fresh;
       // Only what is claimed matters here (each record's bytes are written as they are won): claimed as
       // zeros, the claimed ranges merge and the map stays as small as the union of what was written.
-      (maps[volume] as ExtentMap).claim(offset, offset + r.e.length, ZERO_SOURCE, 0, (start, end) => {
-        pending.push({ c: { volume, start, end, delta: start - offset }, r });
-        if (written) writes?.announce(volume, start, end);
-      });
+      (maps[volume] as ExtentMap).claim(offset, offset + r.e.length, ZERO_SOURCE, 0, (start, end) => pending.push({ c: { volume, start, end, delta: start - offset }, r }));
       if (pending.length >= CLAIM_WINDOW) {
         await this.#writeClaims(pending);
         pending = [];
       }
     }
-    writes?.sealed();
     await this.#writeClaims(pending);
   }
 

@@ -25,8 +25,6 @@ export interface VolumeBytes {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Ranges known to be zeros without reading them (holes of a new file nothing was written to). */
   untouched?: ((offset: number, length: number) => boolean) | undefined;
-  /** Chunks hashed already (a restore's LiveProof: read back after their last write), by chunk index. */
-  known?: ((chunk: number) => bigint | undefined) | undefined;
 }
 
 /**
@@ -44,7 +42,7 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
       out.push({ name: v.name, equal: false, expected: '(no such volume at the point)', got: '' });
       continue;
     }
-    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched, v.known);
+    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched);
     got.push(d);
     out.push({ name: v.name, equal: d.root === want.root, expected: want.root, got: d.root });
   }
@@ -68,7 +66,7 @@ const LOOK_AHEAD = 64;
  * `read` (VolumeBytes). `untouched`: see VolumeBytes (the first read of a
  * hole costs the kernel a zeroed page).
  */
-export async function fileBytes(name: string, path: string, untouched?: VolumeBytes['untouched'], known?: VolumeBytes['known']): Promise<VolumeBytes & { close(): Promise<void> }> {
+export async function fileBytes(name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeBytes & { close(): Promise<void> }> {
   const h = await fsp.open(path, constants.O_RDONLY);
   const slots = [Buffer.alloc(0), Buffer.alloc(0)];
   let given = 0; // the slot the caller holds
@@ -85,7 +83,6 @@ export async function fileBytes(name: string, path: string, untouched?: VolumeBy
   return {
     name,
     untouched,
-    known,
     async read(offset, length) {
       let b: Buffer;
       let n: number;
@@ -102,11 +99,10 @@ export async function fileBytes(name: string, path: string, untouched?: VolumeBy
         b = slot(given, length);
         n = await readInto(h, b, offset);
       }
-      // The next chunk a proof reads: the next one not known to be zeros or hashed already (those it does not read).
-      const skip = (at: number): boolean => untouched?.(at, length) === true || known?.(Math.floor(at / length)) !== undefined;
+      // The next chunk a proof reads: the next one not known to be zeros (those it does not read).
       let at = offset + length;
-      for (let i = 0; i < LOOK_AHEAD && skip(at); i++) at += length;
-      if (!skip(at)) {
+      for (let i = 0; i < LOOK_AHEAD && untouched?.(at, length); i++) at += length;
+      if (!untouched?.(at, length)) {
         const next = 1 - given;
         const bytes = readInto(h, slot(next, length), at);
         bytes.catch(() => undefined); // a failed read-ahead fails the read that uses it, and no other

@@ -3,8 +3,7 @@ import { volumeFileHolder } from '../io/volume-file-lock.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
-import { leafHasher, type PointDigest } from '../core/volume-digest.js';
-import { LiveProof } from './live-proof.js';
+import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
@@ -183,7 +182,6 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   }
 
   const targets: Array<RestoreTarget | undefined> = vols.map(() => undefined);
-  let live: Array<LiveProof | undefined> = [];
   try {
     for (const [k, i] of selected.entries()) {
       const t = targetPaths[k]!;
@@ -209,18 +207,16 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     // The base at seq 0 of volumes created zero-filled has no records: a target that is not new starts as zeros.
     const zeroBase = plan.bases[0]?.scope === 'full' && plan.bases[0].segments.length === 0;
     if (zeroBase) for (const [i, t] of targets.entries()) if (t && !t.fresh) await t.clear(vols[i]!.size);
+    const apply = new Applier(cat, plan, targets, vols.map((v) => v.size), source, opts.onProgress);
     const coalesce = opts.coalesce ?? true;
     result.coalesced = coalesce;
-    // Before anything is put in place: what was written must be what the primary had at the point. A coalesced
-    // restore reads each chunk back once its last write has ended, while it writes the rest (LiveProof).
-    const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
-    if (digest && coalesce) live = await liveProofs(digest, targets, vols);
-    const apply = new Applier(cat, plan, targets.map((t, i) => (t && live[i] ? watched(t, live[i]) : t)), vols.map((v) => v.size), source, opts.onProgress);
-    if (coalesce) await apply.coalesced(live.some((l) => l) ? { announce: (v, start, end) => live[v]?.announce(start, end - start), sealed: () => { for (const l of live) l?.seal(); } } : undefined);
+    if (coalesce) await apply.coalesced();
     else await apply.inOrder();
-    // The rest of the proof reads what nothing wrote, and what was not read back yet, while the last of it is made durable.
+    // Before anything is put in place: what was written must be what the primary had at the point. The proof
+    // reads it back while the last of it is made durable (it reads what the targets hold either way).
+    const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
     const [proof] = await allOrFirstError([
-      digest ? proveTargets(digest, targets, live) : Promise.resolve(null),
+      digest ? proveTargets(digest, targets) : Promise.resolve(null),
       Promise.all(targets.map((t) => t?.finish())),
     ] as const);
     result.proof = proof;
@@ -269,7 +265,6 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     }
     throw e;
   } finally {
-    for (const l of live) await l?.close();
     // Renamed into place, given up on, or left for the next restore to rename: another restore may write them now.
     for (const t of targets) await t?.release();
     await source.release();
@@ -296,49 +291,15 @@ function notWriting(state: ReplicaState, done: readonly string[]): string[] {
   return (state.writing ?? []).filter((t) => !done.includes(t));
 }
 
-/**
- * Reads back what the targets hold (files under their temporary names) and compares it with the digest:
- * the chunks their LiveProofs did not read back already.
- */
-async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>, live: ReadonlyArray<LiveProof | undefined>): Promise<PointProof> {
+/** Reads back what the targets hold (files under their temporary names) and compares it with the digest. */
+async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>): Promise<PointProof> {
   const readers: Array<Awaited<ReturnType<typeof fileBytes>>> = [];
   try {
-    for (const [i, t] of targets.entries()) {
-      if (!t) continue;
-      const l = live[i];
-      await l?.settle();
-      readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined, l ? (c) => l.leaf(c) : undefined));
-    }
+    for (const t of targets) if (t) readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined));
     return await provePoint(digest, readers);
   } finally {
     for (const r of readers) await r.close();
   }
-}
-
-/** A LiveProof for each target the digest has a volume of the same size for (the others are read whole at the end). */
-async function liveProofs(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>, vols: ReadonlyArray<{ size: number }>): Promise<Array<LiveProof | undefined>> {
-  const hash = await leafHasher();
-  return targets.map((t, i) => {
-    const want = t && digest.volumes.find((d) => d.name === t.volume);
-    return t && want && want.size === vols[i]?.size ? new LiveProof(t.tmpPath ?? t.path, want.size, digest.chunkSize, hash) : undefined;
-  });
-}
-
-/** A target whose writes its LiveProof checks against what was announced, and learns the end of. */
-function watched(t: RestoreTarget, live: LiveProof): RestoreTarget {
-  return {
-    ...t,
-    async write(offset, data) {
-      live.willWrite(offset, data.length);
-      await t.write(offset, data);
-      live.wrote(offset, data.length);
-    },
-    async zero(offset, length) {
-      live.willWrite(offset, length);
-      await t.zero(offset, length);
-      live.wrote(offset, length);
-    },
-  };
 }
 
 /** Tape files and bytes of the segments a plan reads, by tape: the tape chain's in serial order, then the link's. */
