@@ -33,7 +33,7 @@ describe('the unattended loop (soak)', () => {
     await peer.start(['soak']);
     Object.assign(process.env, peer.awsEnv);
   }, 120_000);
-  afterAll(() => peer.run('stop'));
+  afterAll(() => peer.stop());
   afterEach(() => {
     for (const m of mounts.splice(0)) unmount(m);
   });

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 const SCRIPT = new URL('../../scripts/s3-peer.sh', import.meta.url).pathname;
@@ -39,6 +40,12 @@ export class S3Peer {
   /** Starts the gateway again without waiting (resolves when it answers). */
   startRgwLater(): Promise<unknown> {
     return new Promise((res) => { spawn(SCRIPT, ['start-rgw', this.dir], { stdio: 'ignore', env: this.#env }).once('exit', res); });
+  }
+
+  /** Stops the daemons, then removes the store's directory (its data and logs): a run leaves nothing behind. */
+  stop(): void {
+    this.run('stop');
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   async start(buckets: string[]): Promise<void> {

@@ -36,7 +36,7 @@ describe('S3 vault against Ceph radosgw', () => {
     await peer.start(['vault', 'faults']);
     Object.assign(process.env, peer.awsEnv);
   }, 120_000);
-  afterAll(() => peer.run('stop'));
+  afterAll(() => peer.stop());
 
   /** A group whose volume holds `mib` MiB of random bytes (journaled), plus its image for comparison. */
   async function group(name: string, mib: number): Promise<{ g: string; img: string }> {
