@@ -1,5 +1,7 @@
 import Database from 'better-sqlite3';
 import { JshipError } from '../core/errors.js';
+import { crc32 } from '../core/crc32.js';
+import { INDEX_ENTRY } from '../core/record-index.js';
 import { checkPointDigest, type PointDigest } from '../core/volume-digest.js';
 import { checkLineage, type Lineage } from '../core/epoch.js';
 
@@ -303,10 +305,24 @@ export class Catalog {
     return (rows as Row[]).map(toSegment);
   }
 
-  /** The record index of one segment. */
+  /**
+   * The record index of one segment, checked: it is stored with a CRC-32 of
+   * its entries after them (`stageIndex`), because it decides where every
+   * byte of a restore goes and SQLite does not check its pages. An index
+   * without one (catalogued before the CRC was added) is taken as it is.
+   */
   recordIndex(serial: number, idx: number): Buffer {
     const r = this.#sql('SELECT record_index FROM segments WHERE serial = ? AND idx = ?').get(serial, idx) as Row | undefined;
-    return r ? Buffer.from(r.record_index as Uint8Array) : Buffer.alloc(0);
+    if (!r) return Buffer.alloc(0);
+    const b = Buffer.from(r.record_index as Uint8Array);
+    if (b.length % INDEX_ENTRY === 0) return b;
+    const entries = b.subarray(0, b.length - 4);
+    if (b.length % INDEX_ENTRY !== 4 || crc32(entries) !== b.readUInt32LE(entries.length)) {
+      throw new JshipError('REPLICA_BAD', `${this.path}: the record index of tape ${serial} segment ${idx} is damaged (${b.length % INDEX_ENTRY !== 4 ? `${b.length} bytes` : 'its CRC does not match'})`, {
+        hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
+      });
+    }
+    return entries;
   }
 
   markers(): MarkerRow[] {
@@ -320,13 +336,16 @@ export class Catalog {
   /**
    * Parks a segment's record index while its tape is still being read, so
    * that an import holds no index in memory; `putTape` with the same stage
-   * takes them, `dropStaged` forgets them.
+   * takes them, `dropStaged` forgets them. Stored with a CRC-32 of the
+   * entries after them (4 bytes, little-endian), which `recordIndex` checks.
    */
   stageIndex(stage: string, idx: number, index: Buffer): void {
     // Staged rows need no durability of their own (a crash drops them anyway):
     // no fsync per segment; putTape's transaction, synchronous again, makes them durable with the rest.
     this.#synchronous(false);
-    this.#sql('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, index);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32LE(crc32(index));
+    this.#sql('INSERT OR REPLACE INTO staged_index (stage, idx, record_index) VALUES (?, ?, ?)').run(stage, idx, Buffer.concat([index, crc]));
   }
 
   /** Forgets staged indexes: one stage, or all (left by a killed import). */

@@ -1,4 +1,5 @@
-import { promises as fsp, mkdirSync, rmSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { promises as fsp, existsSync, mkdirSync, readFileSync, rmSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
 
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { importTapes } from '../../src/replica/import.js';
 import { rebuildCatalog } from '../../src/replica/rebuild.js';
 import { expireReplica } from '../../src/replica/expire.js';
 import { Replica } from '../../src/replica/replica.js';
+import { restoreReplica } from '../../src/replica/restore.js';
 import { jshipJson, tempDir } from '../helpers.js';
 import { exportTo, groupWithData, writeMixed } from '../tape/helpers.js';
 
@@ -81,6 +83,37 @@ describe('replica catalogue and retention', () => {
     expect(report.tapes.map((t) => t.serial)).toEqual(all);
     expect(await listed()).toEqual(all);
     expect(readdirSync(rep).filter((n) => n.startsWith('catalog.db.'))).toEqual([]);
+  });
+
+  it('a record index damaged in the catalogue fails a restore (REPLICA_BAD) and nothing is put in place; it restored bytes to the wrong place, exit 0, before', async () => {
+    const { g, group } = await groupWithData(dir, 60);
+    await exportTo(group, join(dir, 'ti'));
+    await group.close();
+    const rep = join(dir, 'repi');
+    await importTapes(rep, [join(dir, 'ti')]);
+    // One record moved by 512 bytes in the catalogue only (bit rot in catalog.db, whose pages SQLite does not check).
+    const db = new Database(join(rep, 'catalog.db'));
+    const row = db.prepare('SELECT serial, idx, record_index FROM segments ORDER BY serial, idx LIMIT 1').get() as { serial: number; idx: number; record_index: Buffer };
+    const damaged = Buffer.from(row.record_index);
+    damaged.writeBigUInt64LE(damaged.readBigUInt64LE(16) ^ 512n, 16);
+    db.prepare('UPDATE segments SET record_index = ? WHERE serial = ? AND idx = ?').run(damaged, row.serial, row.idx);
+    db.close();
+    const out = join(dir, 'out-i');
+    await expect(restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] })).rejects.toThrowError(expect.objectContaining({
+      code: 'REPLICA_BAD', message: expect.stringMatching(/record index of tape \d+ segment 0 is damaged/), hint: expect.stringMatching(/catalog --rebuild/),
+    }));
+    expect(existsSync(out)).toBe(false);
+    // Rebuilt from the tapes, the catalogue restores the volumes exactly.
+    await rebuildCatalog(rep);
+    await restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] });
+    for (const v of ['a', 'b']) expect(readFileSync(join(out, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
+    // A catalogue written before indexes carried their CRC is still read (a rebuild adds them).
+    const old = new Database(join(rep, 'catalog.db'));
+    old.prepare('UPDATE segments SET record_index = substr(record_index, 1, length(record_index) - 4)').run();
+    old.close();
+    const again = join(dir, 'out-old');
+    await restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${again}/` }] });
+    for (const v of ['a', 'b']) expect(readFileSync(join(again, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
   });
 
   it('expire keeps every tape a restore point after the cut needs, and is a dry run without --confirm', async () => {
