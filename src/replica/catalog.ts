@@ -131,7 +131,25 @@ function zeroBase(ts: bigint): MarkerRow[] {
   ];
 }
 
-const SEGMENT_COLUMNS = 'serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id';
+/** The columns of a segment's row a restore plans from (all but its record index, which has a CRC of its own), in the order of its row CRC. */
+const SEGMENT_FIELDS = ['serial', 'idx', 'kind', 'first_seq', 'last_seq', 'first_ts', 'last_ts', 'records', 'frame_offset', 'frame_length', 'sha256', 'base_id'] as const;
+const SEGMENT_COLUMNS = SEGMENT_FIELDS.join(', ');
+/** A marker's columns, in the order of its row CRC. */
+const MARKER_FIELDS = ['seq', 'ts', 'kind', 'name', 'base_id', 'scope', 'payload', 'serial'] as const;
+/** Tables whose rows carry a CRC of their values (`row_crc`; NULL in rows catalogued before it was added). */
+const CHECKED_TABLES = ['segments', 'markers'] as const;
+
+/**
+ * CRC-32 of a row's values: each as text (an integer reads back from SQLite
+ * as a bigint, whatever it was written as) followed by U+001F, a NULL as
+ * U+0000 U+001F, in UTF-8. SQLite does not check its pages; a restore plans
+ * from these rows.
+ */
+function rowCrc(values: ReadonlyArray<unknown>): number {
+  let s = '';
+  for (const v of values) s += v === null || v === undefined ? '\u0000\u001f' : `${String(v)}\u001f`;
+  return crc32(Buffer.from(s, 'utf8'));
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -164,6 +182,7 @@ CREATE TABLE IF NOT EXISTS segments (
   sha256 TEXT NOT NULL,
   base_id INTEGER,
   record_index BLOB NOT NULL,
+  row_crc INTEGER,
   PRIMARY KEY (serial, idx)
 );
 CREATE INDEX IF NOT EXISTS segments_seq ON segments (kind, first_seq);
@@ -176,7 +195,8 @@ CREATE TABLE IF NOT EXISTS markers (
   base_id INTEGER,
   scope TEXT,
   payload TEXT NOT NULL,
-  serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE
+  serial INTEGER NOT NULL REFERENCES tapes(serial) ON DELETE CASCADE,
+  row_crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS markers_name ON markers (name);
 CREATE TABLE IF NOT EXISTS staged_index (
@@ -212,7 +232,10 @@ export class Catalog {
         this.#db.pragma('synchronous = FULL');
         this.#db.pragma('foreign_keys = ON');
         this.#db.exec(SCHEMA);
+        // A catalogue from before rows carried a CRC gets the column; its rows keep NULL (unchecked) until a rebuild.
+        for (const t of CHECKED_TABLES) if (!this.#hasColumn(t, 'row_crc')) this.#db.exec(`ALTER TABLE ${t} ADD COLUMN row_crc INTEGER`);
       }
+      for (const t of CHECKED_TABLES) if (this.#hasColumn(t, 'row_crc')) this.#crcColumn.add(t);
       const version = this.getMeta('schema');
       if (version === undefined && !opts.readonly) this.setMeta('schema', String(SCHEMA_VERSION));
       else if (version !== String(SCHEMA_VERSION)) throw new Error(`schema version ${version}, this jship uses ${SCHEMA_VERSION}`);
@@ -225,6 +248,27 @@ export class Catalog {
   }
 
   #sync = true;
+  /** Tables that have the row_crc column (a catalogue opened read-only may be one from before it). */
+  readonly #crcColumn = new Set<string>();
+
+  #hasColumn(table: string, column: string): boolean {
+    return (this.#db.pragma(`table_info(${table})`) as Array<{ name: string }>).some((c) => c.name === column);
+  }
+
+  /** `row_crc` in a SELECT list, or NULL for a table without it. */
+  #crc(table: (typeof CHECKED_TABLES)[number]): string {
+    return this.#crcColumn.has(table) ? 'row_crc' : 'NULL AS row_crc';
+  }
+
+  /** Throws REPLICA_BAD when a row's CRC does not match its values (rows without one are taken as they are). */
+  #checkRow(table: string, r: Row, fields: readonly string[], what: string): void {
+    if (r.row_crc === null || r.row_crc === undefined) return;
+    if (rowCrc(fields.map((f) => r[f])) !== Number(r.row_crc)) {
+      throw new JshipError('REPLICA_BAD', `${this.path}: the catalogue's row of ${what} in ${table} is damaged (its CRC does not match)`, {
+        hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
+      });
+    }
+  }
 
   #synchronous(on: boolean): void {
     if (this.#sync === on) return;
@@ -300,9 +344,12 @@ export class Catalog {
 
   segments(serial?: number): SegmentRow[] {
     const rows = serial === undefined
-      ? this.#sql(`SELECT ${SEGMENT_COLUMNS} FROM segments ORDER BY serial, idx`).all()
-      : this.#sql(`SELECT ${SEGMENT_COLUMNS} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
-    return (rows as Row[]).map(toSegment);
+      ? this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments ORDER BY serial, idx`).all()
+      : this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
+    return (rows as Row[]).map((r) => {
+      this.#checkRow('segments', r, SEGMENT_FIELDS, `tape ${String(r.serial)} segment ${String(r.idx)}`);
+      return toSegment(r);
+    });
   }
 
   /**
@@ -326,7 +373,10 @@ export class Catalog {
   }
 
   markers(): MarkerRow[] {
-    const rows = (this.#sql('SELECT * FROM markers ORDER BY seq').all() as Row[]).map((r) => ({
+    const rows = (this.#sql(`SELECT ${MARKER_FIELDS.join(', ')}, ${this.#crc('markers')} FROM markers ORDER BY seq`).all() as Row[]).map((r) => {
+      this.#checkRow('markers', r, MARKER_FIELDS, `the marker at seq ${String(r.seq)}`);
+      return r;
+    }).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
     const zeroed = this.getMeta(ZEROED_TS);
@@ -367,12 +417,18 @@ export class Catalog {
         tape.serial, tape.file, tape.sha256, tape.bytes, tape.mediaSet, tape.mediaIndex, tape.mediaLast === null ? null : tape.mediaLast ? 1 : 0,
         tape.prevSha256, tape.keyId, tape.status, tape.problem, tape.records, tape.firstSeq, tape.lastSeq, tape.firstTs, tape.lastTs, tape.baseId, tape.createdAt, tape.importedAt,
       );
-      const seg = this.#sql(`INSERT INTO segments (serial, idx, kind, first_seq, last_seq, first_ts, last_ts, records, frame_offset, frame_length, sha256, base_id, record_index)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT record_index FROM staged_index WHERE stage = ? AND idx = ?))`);
-      for (const s of segments) seg.run(s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.hash, s.baseId, stage, s.idx);
+      const seg = this.#sql(`INSERT INTO segments (${SEGMENT_COLUMNS}, row_crc, record_index)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT record_index FROM staged_index WHERE stage = ? AND idx = ?))`);
+      for (const s of segments) {
+        const values = [s.serial, s.idx, s.kind, s.firstSeq, s.lastSeq, s.firstTs, s.lastTs, s.records, s.frameOffset, s.frameLength, s.hash, s.baseId];
+        seg.run(...values, rowCrc(values), stage, s.idx);
+      }
       this.#sql('DELETE FROM staged_index WHERE stage = ?').run(stage);
-      const mk = this.#sql('INSERT OR REPLACE INTO markers (seq, ts, kind, name, base_id, scope, payload, serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-      for (const m of markers) mk.run(m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial);
+      const mk = this.#sql(`INSERT OR REPLACE INTO markers (${MARKER_FIELDS.join(', ')}, row_crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      for (const m of markers) {
+        const values = [m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial];
+        mk.run(...values, rowCrc(values));
+      }
     });
     tx();
   }
@@ -394,9 +450,10 @@ export class Catalog {
 
   /** Verified update ranges, merged: what sequence numbers the replica holds. */
   coverage(): Array<{ from: bigint; to: bigint }> {
-    const rows = this.#sql("SELECT first_seq, last_seq FROM segments WHERE kind = 'update' ORDER BY first_seq").all() as Row[];
+    const rows = this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments WHERE kind = 'update' ORDER BY first_seq`).all() as Row[];
     const out: Array<{ from: bigint; to: bigint }> = [];
     for (const r of rows) {
+      this.#checkRow('segments', r, SEGMENT_FIELDS, `tape ${String(r.serial)} segment ${String(r.idx)}`);
       const from = BigInt(r.first_seq as bigint);
       const to = BigInt(r.last_seq as bigint);
       const last = out[out.length - 1];
