@@ -260,14 +260,18 @@ export class Catalog {
     return this.#crcColumn.has(table) ? 'row_crc' : 'NULL AS row_crc';
   }
 
-  /** Throws REPLICA_BAD when a row's CRC does not match its values (rows without one are taken as they are). */
-  #checkRow(table: string, r: Row, fields: readonly string[], what: string): void {
-    if (r.row_crc === null || r.row_crc === undefined) return;
-    if (rowCrc(fields.map((f) => r[f])) !== Number(r.row_crc)) {
+  /** The row, once its CRC matches its values (rows without one are taken as they are); REPLICA_BAD otherwise. */
+  #checkRow(table: string, r: Row, fields: readonly string[], what: string): Row {
+    if (r.row_crc !== null && r.row_crc !== undefined && rowCrc(fields.map((f) => r[f])) !== Number(r.row_crc)) {
       throw new JshipError('REPLICA_BAD', `${this.path}: the catalogue's row of ${what} in ${table} is damaged (its CRC does not match)`, {
         hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
       });
     }
+    return r;
+  }
+
+  #checkSegment(r: Row): Row {
+    return this.#checkRow('segments', r, SEGMENT_FIELDS, `tape ${String(r.serial)} segment ${String(r.idx)}`);
   }
 
   #synchronous(on: boolean): void {
@@ -346,10 +350,7 @@ export class Catalog {
     const rows = serial === undefined
       ? this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments ORDER BY serial, idx`).all()
       : this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments WHERE serial = ? ORDER BY idx`).all(serial);
-    return (rows as Row[]).map((r) => {
-      this.#checkRow('segments', r, SEGMENT_FIELDS, `tape ${String(r.serial)} segment ${String(r.idx)}`);
-      return toSegment(r);
-    });
+    return (rows as Row[]).map((r) => toSegment(this.#checkSegment(r)));
   }
 
   /**
@@ -373,10 +374,7 @@ export class Catalog {
   }
 
   markers(): MarkerRow[] {
-    const rows = (this.#sql(`SELECT ${MARKER_FIELDS.join(', ')}, ${this.#crc('markers')} FROM markers ORDER BY seq`).all() as Row[]).map((r) => {
-      this.#checkRow('markers', r, MARKER_FIELDS, `the marker at seq ${String(r.seq)}`);
-      return r;
-    }).map((r) => ({
+    const rows = (this.#sql(`SELECT ${MARKER_FIELDS.join(', ')}, ${this.#crc('markers')} FROM markers ORDER BY seq`).all() as Row[]).map((r) => this.#checkRow('markers', r, MARKER_FIELDS, `the marker at seq ${String(r.seq)}`)).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
     const zeroed = this.getMeta(ZEROED_TS);
@@ -453,7 +451,7 @@ export class Catalog {
     const rows = this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments WHERE kind = 'update' ORDER BY first_seq`).all() as Row[];
     const out: Array<{ from: bigint; to: bigint }> = [];
     for (const r of rows) {
-      this.#checkRow('segments', r, SEGMENT_FIELDS, `tape ${String(r.serial)} segment ${String(r.idx)}`);
+      this.#checkSegment(r);
       const from = BigInt(r.first_seq as bigint);
       const to = BigInt(r.last_seq as bigint);
       const last = out[out.length - 1];
