@@ -176,7 +176,8 @@ describe('jship demo', () => {
   const dir = tempDir();
   it('runs the flow and passes every check', () => {
     const r = jship('demo', join(dir, 'demo'), '--json');
-    expect(r.code).toBe(0);
+    // What the demo said, should it fail (it failed once in CI within 0.2 s, exit 1, and the message was lost).
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.json.ok).toBe(true);
     expect(r.json.checks.length).toBeGreaterThanOrEqual(8);
     expect(r.json.checks.some((c: { name: string }) => /direct link/.test(c.name))).toBe(true);
