@@ -60,8 +60,7 @@ export class Volume {
         start += size;
       }
     } catch (e) {
-      await Promise.all(handles.map((h) => h.close()));
-      for (const l of locks) await l.release();
+      await closeLocked(handles, locks);
       throw e;
     }
     return new Volume(spec.name, extents, handles, locks);
@@ -130,8 +129,7 @@ export class Volume {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#handles.map((h) => h.close()));
-    for (const l of this.#locks) await l.release();
+    await closeLocked(this.#handles, this.#locks);
   }
 
   async #each(offset: number, length: number, fn: (h: fsp.FileHandle, pos: number, bufOff: number, len: number) => Promise<void>): Promise<void> {
@@ -227,4 +225,19 @@ function ioError(volume: string, path: string, e: unknown): JshipError {
     ? 'check the permissions of the file (jship needs read and write access)'
     : err.code === 'EBUSY' ? 'the device is in use: mounted, or open for writing by another process (another group\'s jship serve, a restore into it); a volume has one writer' : 'check the path';
   return new JshipError('VOLUME_NOT_USABLE', `volume "${volume}": cannot open ${path}: ${err.message}`, { hint, cause: e });
+}
+
+/**
+ * Lets go of a volume's files: the locks first, then the handles. A lock
+ * names its file by device and inode; once the last handle is closed and the
+ * file removed, the inode can be given to a new file at once, and a lock
+ * still there, held by this live process, would refuse that file to anyone
+ * (VOLUME_NOT_USABLE) until the process ended.
+ */
+async function closeLocked(handles: readonly fsp.FileHandle[], locks: readonly DirLock[]): Promise<void> {
+  try {
+    for (const l of locks) await l.release();
+  } finally {
+    await Promise.all(handles.map((h) => h.close()));
+  }
 }

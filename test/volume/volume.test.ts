@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { DirLock } from '../../src/io/dir-lock.js';
 import { Volume } from '../../src/volume/volume.js';
 import { createGroup, openGroup } from '../../src/index.js';
 import { makeGroup, tempDir, MiB } from '../helpers.js';
@@ -69,6 +70,32 @@ describe('volumes', () => {
     } finally {
       await held.close();
     }
+  });
+
+  it('a volume lets go of its file locks before it closes its files: once closed and removed, the inode may go to a new file at once', async () => {
+    const path = join(dir, 'order.img');
+    const vol = await Volume.open({ name: 'v', extents: [{ path, size: MiB }] }, { create: true });
+    // Whether this process still has the file open, from /proc/self/fd, when each lock is released.
+    const open = (): boolean => readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    });
+    const seen: boolean[] = [];
+    const release = DirLock.prototype.release;
+    const spy = vi.spyOn(DirLock.prototype, 'release').mockImplementation(function (this: DirLock) {
+      seen.push(open());
+      return release.call(this);
+    });
+    try {
+      await vol.close();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(seen).toEqual([true]);
+    expect(open()).toBe(false);
   });
 
   it('refuses missing, wrong-size, empty and unusable paths with clear errors', async () => {
