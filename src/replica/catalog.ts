@@ -263,11 +263,16 @@ export class Catalog {
   /** The row, once its CRC matches its values (rows without one are taken as they are); REPLICA_BAD otherwise. */
   #checkRow(table: string, r: Row, fields: readonly string[], what: string): Row {
     if (r.row_crc !== null && r.row_crc !== undefined && rowCrc(fields.map((f) => r[f])) !== Number(r.row_crc)) {
-      throw new JshipError('REPLICA_BAD', `${this.path}: the catalogue's row of ${what} in ${table} is damaged (its CRC does not match)`, {
-        hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
-      });
+      throw this.#damaged(`the catalogue's row of ${what} in ${table} is damaged (its CRC does not match)`);
     }
     return r;
+  }
+
+  /** A part of the catalogue that fails its CRC: the tapes are not affected, and a rebuild from them is the cure. */
+  #damaged(what: string): JshipError {
+    return new JshipError('REPLICA_BAD', `${this.path}: ${what}`, {
+      hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
+    });
   }
 
   #checkSegment(r: Row): Row {
@@ -366,9 +371,7 @@ export class Catalog {
     if (b.length % INDEX_ENTRY === 0) return b;
     const entries = b.subarray(0, b.length - 4);
     if (b.length % INDEX_ENTRY !== 4 || crc32(entries) !== b.readUInt32LE(entries.length)) {
-      throw new JshipError('REPLICA_BAD', `${this.path}: the record index of tape ${serial} segment ${idx} is damaged (${b.length % INDEX_ENTRY !== 4 ? `${b.length} bytes` : 'its CRC does not match'})`, {
-        hint: 'the catalogue is damaged (the stored tapes are not): jship catalog --rebuild REPLICA rebuilds it from them',
-      });
+      throw this.#damaged(`the record index of tape ${serial} segment ${idx} is damaged (${b.length % INDEX_ENTRY !== 4 ? `${b.length} bytes` : 'its CRC does not match'})`);
     }
     return entries;
   }

@@ -15,6 +15,16 @@ import { exportTo, groupWithData, writeMixed } from '../tape/helpers.js';
 
 const jship = jshipJson;
 
+/** Runs `f` on a replica's catalogue opened with SQLite directly (as a damaged disk, or a hand, would change it). */
+function onCatalog<T>(rep: string, f: (db: Database.Database) => T): T {
+  const db = new Database(join(rep, 'catalog.db'));
+  try {
+    return f(db);
+  } finally {
+    db.close();
+  }
+}
+
 describe('replica catalogue and retention', () => {
   const dir = tempDir();
 
@@ -93,12 +103,12 @@ describe('replica catalogue and retention', () => {
     const rep = join(dir, 'repi');
     await importTapes(rep, [join(dir, 'ti')]);
     // One record moved by 512 bytes in the catalogue only (bit rot in catalog.db, whose pages SQLite does not check).
-    const db = new Database(join(rep, 'catalog.db'));
-    const row = db.prepare('SELECT serial, idx, record_index FROM segments ORDER BY serial, idx LIMIT 1').get() as { serial: number; idx: number; record_index: Buffer };
-    const damaged = Buffer.from(row.record_index);
-    damaged.writeBigUInt64LE(damaged.readBigUInt64LE(16) ^ 512n, 16);
-    db.prepare('UPDATE segments SET record_index = ? WHERE serial = ? AND idx = ?').run(damaged, row.serial, row.idx);
-    db.close();
+    onCatalog(rep, (db) => {
+      const row = db.prepare('SELECT serial, idx, record_index FROM segments ORDER BY serial, idx LIMIT 1').get() as { serial: number; idx: number; record_index: Buffer };
+      const damaged = Buffer.from(row.record_index);
+      damaged.writeBigUInt64LE(damaged.readBigUInt64LE(16) ^ 512n, 16);
+      db.prepare('UPDATE segments SET record_index = ? WHERE serial = ? AND idx = ?').run(damaged, row.serial, row.idx);
+    });
     const out = join(dir, 'out-i');
     await expect(restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] })).rejects.toThrowError(expect.objectContaining({
       code: 'REPLICA_BAD', message: expect.stringMatching(/record index of tape \d+ segment 0 is damaged/), hint: expect.stringMatching(/catalog --rebuild/),
@@ -109,9 +119,7 @@ describe('replica catalogue and retention', () => {
     await restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] });
     for (const v of ['a', 'b']) expect(readFileSync(join(out, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
     // A catalogue written before indexes carried their CRC is still read (a rebuild adds them).
-    const old = new Database(join(rep, 'catalog.db'));
-    old.prepare('UPDATE segments SET record_index = substr(record_index, 1, length(record_index) - 4)').run();
-    old.close();
+    onCatalog(rep, (db) => db.prepare('UPDATE segments SET record_index = substr(record_index, 1, length(record_index) - 4)').run());
     const again = join(dir, 'out-old');
     await restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${again}/` }] });
     for (const v of ['a', 'b']) expect(readFileSync(join(again, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
@@ -125,11 +133,7 @@ describe('replica catalogue and retention', () => {
     await group.close();
     const rep = join(dir, 'repm');
     await importTapes(rep, [join(dir, 'tm')]);
-    const sql = (text: string): void => {
-      const db = new Database(join(rep, 'catalog.db'));
-      db.prepare(text).run();
-      db.close();
-    };
+    const sql = (text: string): unknown => onCatalog(rep, (db) => db.prepare(text).run());
     const restore = (point: PointSpec, name: string): Promise<unknown> => restoreReplica(rep, { point, targets: [{ path: `${join(dir, name)}/` }] });
     const damaged = expect.objectContaining({ code: 'REPLICA_BAD', message: expect.stringMatching(/is damaged/), hint: expect.stringMatching(/catalog --rebuild/) });
     sql("UPDATE markers SET seq = seq - 5 WHERE name = 'm1'");
@@ -144,9 +148,7 @@ describe('replica catalogue and retention', () => {
     sql('ALTER TABLE segments DROP COLUMN row_crc');
     const r = await restore({ kind: 'marker', name: 'm1' }, 'o3') as { proof: { equal: boolean } | null };
     expect(r.proof?.equal).toBe(true);
-    const db = new Database(join(rep, 'catalog.db'), { readonly: true });
-    expect((db.prepare('SELECT count(*) AS n FROM segments WHERE row_crc IS NULL').get() as { n: number }).n).toBeGreaterThan(0);
-    db.close();
+    expect(onCatalog(rep, (db) => (db.prepare('SELECT count(*) AS n FROM segments WHERE row_crc IS NULL').get() as { n: number }).n)).toBeGreaterThan(0);
   });
 
   it('expire keeps every tape a restore point after the cut needs, and is a dry run without --confirm', async () => {
