@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
 import { compressBound } from '../core/zstd-frames.js';
 import { workerUrl } from '../io/worker-url.js';
+import { Sha256Thread, type StreamSha256 } from './sha256-thread.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 
 export type { Unframed } from './tar-entry.js';
@@ -14,19 +15,19 @@ export interface FrameWorkerData {
 
 /** A message to a frame worker (frame.worker.ts). Buffers are transferred; `length` is what of each is used. */
 export type FrameRequest =
-  | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean; out?: ArrayBuffer }
+  | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean; out?: SharedArrayBuffer }
   | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer; hash: boolean }
   | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number };
 
-/** A frame worker's answer; `spent` hands the request's buffers back, to be used again. */
+/** A frame worker's answer; `spent` hands the request's buffers back, to be used again (shared ones are not transferred). */
 export type FrameReply =
-  | { id: number; op: 'frame'; buf: ArrayBuffer; length: number; hash: string | null; spent: ArrayBuffer[] }
+  | { id: number; op: 'frame'; buf: ArrayBuffer | SharedArrayBuffer; length: number; hash: string | null; spent: Array<ArrayBuffer | SharedArrayBuffer> }
   | { id: number; op: 'pack'; buf: ArrayBuffer; spent: ArrayBuffer[] }
   | {
     id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
     entries: Array<{ name: string; offset: number; length: number; hash?: string }>;
   }
-  | { id: number; op: 'error'; error: string; code: unknown; spent: ArrayBuffer[] };
+  | { id: number; op: 'error'; error: string; code: unknown; spent: Array<ArrayBuffer | SharedArrayBuffer> };
 
 interface Result {
   buf: Buffer;
@@ -114,9 +115,12 @@ export class FramePool {
   /** Each worker's jobs, in the order it answers them. */
   readonly #busy = new Map<Worker, Job[]>();
   readonly #queue: Job[] = [];
-  /** Buffers handed back by the workers, smallest first. */
+  /** Buffers handed back by the workers, smallest first; shared ones (frames made) apart. */
   readonly #spares: ArrayBuffer[] = [];
+  readonly #sharedSpares: SharedArrayBuffer[] = [];
   #spareBytes = 0;
+  /** The tapes' SHA-256, off the main thread (started on first use). */
+  readonly #sha256 = new Sha256Thread();
   #next = 0;
   #closed = false;
   /** What the last worker that failed failed with. */
@@ -175,9 +179,10 @@ export class FramePool {
       c = this.content(content.reduce((n, p) => n + p.length, 0));
       for (const p of content) c.append(p);
     }
-    // Memory for the compressed frame, used before: fresh memory costs page faults and zeroing.
-    const out = this.#take(compressBound(c.buf.byteLength));
-    const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false, out }, [c.buf, out]);
+    // Memory for the compressed frame, used before (fresh memory costs page faults and zeroing), and shared:
+    // the tape's SHA-256 thread reads it where it is while it is written.
+    const out = this.#takeShared(compressBound(c.buf.byteLength));
+    const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false, out }, [c.buf]);
     if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
     let released = false;
     return {
@@ -234,22 +239,41 @@ export class FramePool {
     return Buffer.from(this.#take(bytes), 0, bytes);
   }
 
+  /** A new SHA-256, computed on the pool's SHA-256 thread (a tape's hash: see Sha256Thread). */
+  sha256(): StreamSha256 {
+    return this.#sha256.stream();
+  }
+
   /** A buffer of at least `bytes` bytes: one handed back earlier when one is large enough. */
   #take(bytes: number): ArrayBuffer {
-    const i = bytes >= SPARE_MIN ? this.#spares.findIndex((b) => b.byteLength >= bytes) : -1;
-    if (i < 0) return new ArrayBuffer(bytes);
-    const buf = this.#spares.splice(i, 1)[0] as ArrayBuffer;
+    return this.#takeFrom(this.#spares, bytes) ?? new ArrayBuffer(bytes);
+  }
+
+  /** The same in shared memory. */
+  #takeShared(bytes: number): SharedArrayBuffer {
+    return this.#takeFrom(this.#sharedSpares, bytes) ?? new SharedArrayBuffer(bytes);
+  }
+
+  #takeFrom<B extends ArrayBufferLike>(spares: B[], bytes: number): B | undefined {
+    const i = bytes >= SPARE_MIN ? spares.findIndex((b) => b.byteLength >= bytes) : -1;
+    if (i < 0) return undefined;
+    const buf = spares.splice(i, 1)[0] as B;
     this.#spareBytes -= buf.byteLength;
     return buf;
   }
 
-  #keep(b: ArrayBuffer): void {
+  #keep(b: ArrayBuffer | SharedArrayBuffer): void {
     if (b.byteLength < SPARE_MIN || this.#closed) return;
-    this.#spares.push(b);
-    this.#spares.sort((x, y) => x.byteLength - y.byteLength);
+    const spares: ArrayBufferLike[] = b instanceof SharedArrayBuffer ? this.#sharedSpares : this.#spares;
+    spares.push(b);
+    spares.sort((x, y) => x.byteLength - y.byteLength);
     this.#spareBytes += b.byteLength;
     // The largest go first: a bounded amount of memory waits for reuse.
-    while (this.#spareBytes > SPARE_BYTES) this.#spareBytes -= (this.#spares.pop() as ArrayBuffer).byteLength;
+    while (this.#spareBytes > SPARE_BYTES) {
+      const [x, y] = [this.#spares.at(-1), this.#sharedSpares.at(-1)];
+      const from: ArrayBufferLike[] = !y || (x && x.byteLength >= y.byteLength) ? this.#spares : this.#sharedSpares;
+      this.#spareBytes -= (from.pop() as ArrayBufferLike).byteLength;
+    }
   }
 
   #submit(msg: FrameRequest, transfer: ArrayBuffer[]): Promise<FrameReply> {
@@ -281,7 +305,8 @@ export class FramePool {
   async close(): Promise<void> {
     this.#closed = true;
     this.#spares.length = 0;
+    this.#sharedSpares.length = 0;
     for (const job of this.#queue.splice(0)) job.reject(new Error('frame pool closed'));
-    await Promise.all(this.#workers.map((w) => w.terminate()));
+    await Promise.all([...this.#workers.map((w) => w.terminate()), this.#sha256.close()]);
   }
 }

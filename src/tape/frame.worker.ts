@@ -89,7 +89,9 @@ function onMessage(m: FrameRequest): void {
   try {
     const r = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : unframe(m);
     const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
-    const transfer = out && !r.spent.includes(out) ? [...r.spent, out] : r.spent;
+    // Shared memory (a frame's output) is not transferred: both threads see it.
+    const spent: ReadonlyArray<ArrayBuffer | SharedArrayBuffer> = r.spent;
+    const transfer = (out && !spent.includes(out) ? [...spent, out] : spent).filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
     port.postMessage(r, transfer);
   } catch (e) {
     port.postMessage({ id: m.id, op: 'error', error: (e as Error).message ?? String(e), code: (e as { code?: unknown }).code, spent: [] } satisfies FrameReply);
