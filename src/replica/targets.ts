@@ -34,8 +34,19 @@ export interface RestoreTarget {
 
 const ZEROES = Buffer.alloc(1024 * 1024);
 
-function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>, release: () => Promise<void> = async () => undefined): RestoreTarget {
+/**
+ * A target written through one handle. With `lock` (a lock named by the
+ * file's device and inode: an SVOL's), the handle stays open until the lock
+ * is released: closed first, the file could be removed and its inode given
+ * to a new file while the lock, still held, named it.
+ */
+function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'], h: fsp.FileHandle, fresh: { size: number } | null, tmpPath: string | null, onAbort: () => Promise<void>, lock?: DirLock): RestoreTarget {
   let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await h.close();
+  };
   const touched = fresh ? new TouchedMap(fresh.size) : null;
   // Written back as the restore goes on; a background datasync that failed fails the restore at finish.
   const syncs = new BackgroundSync(h);
@@ -66,16 +77,20 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
     async finish() {
       await syncs.settle().catch(named);
       await h.datasync().catch(named);
-      await h.close();
-      closed = true;
+      if (!lock) await close();
     },
     async abort() {
       await syncs.stop();
-      if (!closed) await h.close().catch(() => undefined);
-      closed = true;
+      if (!lock) await close().catch(() => undefined);
       await onAbort();
     },
-    release,
+    async release() {
+      try {
+        await lock?.release();
+      } finally {
+        await close().catch(() => undefined);
+      }
+    },
   };
 }
 
@@ -114,9 +129,11 @@ export async function openFileTarget(volume: string, path: string, size: number,
     if (isJshipError(e, 'TARGET_NOT_USABLE')) throw e;
     throw new JshipError('TARGET_NOT_USABLE', `cannot create ${tmp}: ${(e as Error).message}`, { hint: 'check the directory, its permissions and free space' });
   });
-  return handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
+  const target = handleTarget(volume, path, 'file', h, { size }, tmp, async () => {
     await fsp.rm(tmp, { force: true });
-  }, () => lock.release());
+  });
+  // Named by path, not inode: held from its opening to its rename or abort, after its handle is closed.
+  return { ...target, release: async () => { await target.release(); await lock.release(); } };
 }
 
 /**
@@ -213,12 +230,15 @@ export async function openSvolTarget(volume: string, path: string, size: number)
     if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
     else if (st.size !== size) throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
   } catch (e) {
-    await h.close();
-    await lock?.release();
+    // The lock first (it is named by this file's inode), then the file.
+    try {
+      await lock?.release();
+    } finally {
+      await h.close();
+    }
     throw e;
   }
-  const held = lock;
-  return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined, () => held.release());
+  return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined, lock);
 }
 
 /** Opens a named target: an existing block device in place, anything else as a file. */

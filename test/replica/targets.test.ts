@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openFileTarget, tmpPathFor } from '../../src/replica/targets.js';
+import { DirLock } from '../../src/io/dir-lock.js';
+import { openFileTarget, openSvolTarget, tmpPathFor } from '../../src/replica/targets.js';
 import { SYNC_EVERY } from '../../src/io/files.js';
 import { MiB, tempDir } from '../helpers.js';
 import { failFirstDatasync, fileHandleProto } from '../sync-spies.js';
@@ -32,5 +33,50 @@ describe('restore targets', () => {
     await expect(t.finish()).rejects.toThrow(/EIO/);
     await t.abort();
     expect(existsSync(tmpPathFor(join(dir, 'a.img')))).toBe(false);
+  });
+
+  /** Whether this process has `path` open (from /proc/self/fd) each time a lock is released, while `fn` runs. */
+  async function openAtRelease(path: string, fn: () => Promise<unknown>): Promise<boolean[]> {
+    const open = (): boolean => readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    });
+    const seen: boolean[] = [];
+    const release = DirLock.prototype.release;
+    const spy = vi.spyOn(DirLock.prototype, 'release').mockImplementation(function (this: DirLock) {
+      seen.push(open());
+      return release.call(this);
+    });
+    try {
+      await fn();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(open()).toBe(false);
+    return seen;
+  }
+
+  it('an SVOL target keeps its file open until its lock (named by the file\'s inode) is released, after a restore, a failure, or a refusal', async () => {
+    // Closed first, the file could be removed and its inode given to a new file, refused while this live process held the lock.
+    const path = join(dir, 'svol', 'v.img');
+    expect(await openAtRelease(path, async () => {
+      const t = await openSvolTarget('v', path, MiB);
+      await t.write(0, Buffer.alloc(4096, 1));
+      await t.finish();
+      await t.release();
+    })).toEqual([true]);
+    expect(await openAtRelease(path, async () => {
+      const t = await openSvolTarget('v', path, MiB);
+      await t.abort();
+      await t.release();
+    })).toEqual([true]);
+    const odd = join(dir, 'svol', 'odd.img');
+    writeFileSync(odd, Buffer.alloc(MiB + 512));
+    expect(await openAtRelease(odd, async () => {
+      await expect(openSvolTarget('v', odd, MiB)).rejects.toMatchObject({ code: 'TARGET_NOT_USABLE' });
+    })).toEqual([true]);
   });
 });
