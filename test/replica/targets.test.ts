@@ -1,11 +1,11 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DirLock } from '../../src/io/dir-lock.js';
 import { openFileTarget, openSvolTarget, tmpPathFor } from '../../src/replica/targets.js';
 import { SYNC_EVERY } from '../../src/io/files.js';
 import { MiB, tempDir } from '../helpers.js';
 import { failFirstDatasync, fileHandleProto } from '../sync-spies.js';
+import { isOpenHere, openAtLockRelease } from '../lock-spies.js';
 
 describe('restore targets', () => {
   const dir = tempDir();
@@ -35,27 +35,10 @@ describe('restore targets', () => {
     expect(existsSync(tmpPathFor(join(dir, 'a.img')))).toBe(false);
   });
 
-  /** Whether this process has `path` open (from /proc/self/fd) each time a lock is released, while `fn` runs. */
+  /** openAtLockRelease, and the file closed once `fn` has run. */
   async function openAtRelease(path: string, fn: () => Promise<unknown>): Promise<boolean[]> {
-    const open = (): boolean => readdirSync('/proc/self/fd').some((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`) === path;
-      } catch {
-        return false;
-      }
-    });
-    const seen: boolean[] = [];
-    const release = DirLock.prototype.release;
-    const spy = vi.spyOn(DirLock.prototype, 'release').mockImplementation(function (this: DirLock) {
-      seen.push(open());
-      return release.call(this);
-    });
-    try {
-      await fn();
-    } finally {
-      spy.mockRestore();
-    }
-    expect(open()).toBe(false);
+    const seen = await openAtLockRelease(path, fn);
+    expect(isOpenHere(path)).toBe(false);
     return seen;
   }
 

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import { DirLock } from '../../src/io/dir-lock.js';
+import { describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
 import { createGroup, openGroup } from '../../src/index.js';
 import { makeGroup, tempDir, MiB } from '../helpers.js';
+import { isOpenHere, openAtLockRelease } from '../lock-spies.js';
 
 describe('volumes', () => {
   const dir = tempDir();
@@ -75,27 +75,8 @@ describe('volumes', () => {
   it('a volume lets go of its file locks before it closes its files: once closed and removed, the inode may go to a new file at once', async () => {
     const path = join(dir, 'order.img');
     const vol = await Volume.open({ name: 'v', extents: [{ path, size: MiB }] }, { create: true });
-    // Whether this process still has the file open, from /proc/self/fd, when each lock is released.
-    const open = (): boolean => readdirSync('/proc/self/fd').some((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`) === path;
-      } catch {
-        return false;
-      }
-    });
-    const seen: boolean[] = [];
-    const release = DirLock.prototype.release;
-    const spy = vi.spyOn(DirLock.prototype, 'release').mockImplementation(function (this: DirLock) {
-      seen.push(open());
-      return release.call(this);
-    });
-    try {
-      await vol.close();
-    } finally {
-      spy.mockRestore();
-    }
-    expect(seen).toEqual([true]);
-    expect(open()).toBe(false);
+    expect(await openAtLockRelease(path, () => vol.close())).toEqual([true]);
+    expect(isOpenHere(path)).toBe(false);
   });
 
   it('refuses missing, wrong-size, empty and unusable paths with clear errors', async () => {
