@@ -125,6 +125,31 @@ describe('replica catalogue and retention', () => {
     for (const v of ['a', 'b']) expect(readFileSync(join(again, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
   });
 
+  it('a stored tape damaged after its import fails a restore (TAPE_DAMAGED) naming the segment, and nothing is put in place: cut short, other bytes at a frame\'s offset, a byte flipped inside a frame', async () => {
+    const { group } = await groupWithData(dir, 40);
+    await exportTo(group, join(dir, 'td'));
+    await group.close();
+    const rep = join(dir, 'repd');
+    await importTapes(rep, [join(dir, 'td')]);
+    const seg = onCatalog(rep, (db) => db.prepare('SELECT s.idx AS idx, s.frame_offset AS at, s.frame_length AS length, t.file AS file FROM segments s JOIN tapes t ON t.serial = s.serial ORDER BY s.serial, s.idx LIMIT 1').get() as { idx: number; at: number; length: number; file: string });
+    const tape = join(rep, 'tapes', seg.file);
+    const good = readFileSync(tape);
+    const damages: Array<[string, (b: Buffer) => Buffer, RegExp]> = [
+      ['cut short', (b) => b.subarray(0, seg.at + seg.length - 10), new RegExp(`segment ${seg.idx} is cut short \\(${seg.length - 10} of ${seg.length} bytes\\)`)],
+      ['other bytes at its offset', (b) => Buffer.concat([b.subarray(0, seg.at), Buffer.alloc(seg.length, 0x41), b.subarray(seg.at + seg.length)]), new RegExp(`segment ${seg.idx} cannot be read: not one whole zstd frame at the catalogued offset`)],
+      ['a byte flipped inside', (b) => { const c = Buffer.from(b); c[seg.at + Math.floor(seg.length / 2)] ^= 0x10; return c; }, new RegExp(`segment ${seg.idx} cannot be read: `)],
+    ];
+    for (const [what, damage, message] of damages) {
+      writeFileSync(tape, damage(good));
+      const out = join(dir, `out-d-${what.replace(/\W+/g, '-')}`);
+      await expect(restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }] }), what).rejects.toThrowError(expect.objectContaining({
+        code: 'TAPE_DAMAGED', message: expect.stringMatching(message), hint: expect.stringMatching(/import a good copy/),
+      }));
+      // Neither an image nor a temporary file is left.
+      expect(existsSync(out) ? readdirSync(out) : [], what).toEqual([]);
+    }
+  });
+
   it('a damaged marker or segment row in the catalogue fails a restore (REPLICA_BAD); a marker moved to an earlier seq restored that point, "not proved", exit 0, before', async () => {
     const { group } = await groupWithData(dir, 40);
     await group.mark('m1');
