@@ -137,7 +137,7 @@ describe('replica catalogue and retention', () => {
     const damages: Array<[string, (b: Buffer) => Buffer, RegExp]> = [
       ['cut short', (b) => b.subarray(0, seg.at + seg.length - 10), new RegExp(`segment ${seg.idx} is cut short \\(${seg.length - 10} of ${seg.length} bytes\\)`)],
       ['other bytes at its offset', (b) => Buffer.concat([b.subarray(0, seg.at), Buffer.alloc(seg.length, 0x41), b.subarray(seg.at + seg.length)]), new RegExp(`segment ${seg.idx} cannot be read: not one whole zstd frame at the catalogued offset`)],
-      ['a byte flipped inside', (b) => { const c = Buffer.from(b); c[seg.at + Math.floor(seg.length / 2)] ^= 0x10; return c; }, new RegExp(`segment ${seg.idx} cannot be read: `)],
+      ['a byte flipped inside', (b) => { const c = Buffer.from(b); const i = seg.at + Math.floor(seg.length / 2); c[i] = (c[i] as number) ^ 0x10; return c; }, new RegExp(`segment ${seg.idx} cannot be read: `)],
     ];
     for (const [what, damage, message] of damages) {
       writeFileSync(tape, damage(good));
