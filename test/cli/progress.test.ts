@@ -38,4 +38,12 @@ describe('progress on a terminal', () => {
     expect(text.stdout).toMatch(/ records in \d+ segments of tapes 1(, 2)*\n/);
     expect(text.stdout).not.toMatch(/object Object/);
   });
+
+  it('a command whose output is not a terminal does not load cli-progress (6 ms of every start; the bar above still shows on one)', () => {
+    const main = new URL('../../dist/cli/main.js', import.meta.url).href;
+    // Node's CommonJS cache once the verb has run: cli-progress comes in through require, or not at all.
+    const script = `import('${main}').then(async (m) => { await m.main(['node', 'jship', 'status', '${join(dir, 'none')}', '--json']); process.stderr.write('loaded=' + Object.keys(require.cache).some((k) => k.includes('/cli-progress/'))); })`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toMatch(/loaded=false$/);
+  });
 });
