@@ -136,6 +136,7 @@ const SEGMENT_FIELDS = ['serial', 'idx', 'kind', 'first_seq', 'last_seq', 'first
 const SEGMENT_COLUMNS = SEGMENT_FIELDS.join(', ');
 /** A marker's columns, in the order of its row CRC. */
 const MARKER_FIELDS = ['seq', 'ts', 'kind', 'name', 'base_id', 'scope', 'payload', 'serial'] as const;
+const MARKER_COLUMNS = MARKER_FIELDS.join(', ');
 /** Tables whose rows carry a CRC of their values (`row_crc`; NULL in rows catalogued before it was added). */
 const CHECKED_TABLES = ['segments', 'markers'] as const;
 
@@ -377,7 +378,7 @@ export class Catalog {
   }
 
   markers(): MarkerRow[] {
-    const rows = (this.#sql(`SELECT ${MARKER_FIELDS.join(', ')}, ${this.#crc('markers')} FROM markers ORDER BY seq`).all() as Row[]).map((r) => this.#checkRow('markers', r, MARKER_FIELDS, `the marker at seq ${String(r.seq)}`)).map((r) => ({
+    const rows = (this.#sql(`SELECT ${MARKER_COLUMNS}, ${this.#crc('markers')} FROM markers ORDER BY seq`).all() as Row[]).map((r) => this.#checkRow('markers', r, MARKER_FIELDS, `the marker at seq ${String(r.seq)}`)).map((r) => ({
       seq: BigInt(r.seq as bigint), ts: BigInt(r.ts as bigint), kind: String(r.kind), name: r.name === null ? null : String(r.name), baseId: big(r.base_id), scope: r.scope === null ? null : String(r.scope), payload: String(r.payload), serial: num(r.serial),
     }));
     const zeroed = this.getMeta(ZEROED_TS);
@@ -425,7 +426,7 @@ export class Catalog {
         seg.run(...values, rowCrc(values), stage, s.idx);
       }
       this.#sql('DELETE FROM staged_index WHERE stage = ?').run(stage);
-      const mk = this.#sql(`INSERT OR REPLACE INTO markers (${MARKER_FIELDS.join(', ')}, row_crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      const mk = this.#sql(`INSERT OR REPLACE INTO markers (${MARKER_COLUMNS}, row_crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
       for (const m of markers) {
         const values = [m.seq, m.ts, m.kind, m.name, m.baseId, m.scope, m.payload, m.serial];
         mk.run(...values, rowCrc(values));

@@ -2,7 +2,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { JshipError, isJshipError, rethrowAt } from '../core/errors.js';
 import { DirLock, createLockedFile } from '../io/dir-lock.js';
-import { lockVolumeFile } from '../io/volume-file-lock.js';
+import { closeLocked, lockVolumeFile } from '../io/volume-file-lock.js';
 import { formatSize } from '../core/sizes.js';
 import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully, makeDirs } from '../io/files.js';
 import { TouchedMap } from '../core/touched.js';
@@ -230,12 +230,7 @@ export async function openSvolTarget(volume: string, path: string, size: number)
     if (!st || st.size < size) await h.truncate(size); // new, or the volume grew
     else if (st.size !== size) throw new JshipError('TARGET_NOT_USABLE', `SVOL ${path} has ${st.size} bytes, the volume has ${size}`, { hint: 'move it away; the next restore rebuilds it from the base' });
   } catch (e) {
-    // The lock first (it is named by this file's inode), then the file.
-    try {
-      await lock?.release();
-    } finally {
-      await h.close();
-    }
+    await closeLocked([h], lock ? [lock] : []);
     throw e;
   }
   return handleTarget(volume, path, 'svol', h, st ? null : { size }, null, async () => undefined, lock);

@@ -6,7 +6,7 @@ import { formatSize } from '../core/sizes.js';
 import { DATA_FILE_MODE } from '../io/files.js';
 import type { PvolWriter } from './pvol-writer.js';
 import type { DirLock } from '../io/dir-lock.js';
-import { lockVolumeFile } from '../io/volume-file-lock.js';
+import { closeLocked, lockVolumeFile } from '../io/volume-file-lock.js';
 
 /** One file or block device of a volume, placed at `start` in the volume's address space. */
 export interface Extent {
@@ -225,19 +225,4 @@ function ioError(volume: string, path: string, e: unknown): JshipError {
     ? 'check the permissions of the file (jship needs read and write access)'
     : err.code === 'EBUSY' ? 'the device is in use: mounted, or open for writing by another process (another group\'s jship serve, a restore into it); a volume has one writer' : 'check the path';
   return new JshipError('VOLUME_NOT_USABLE', `volume "${volume}": cannot open ${path}: ${err.message}`, { hint, cause: e });
-}
-
-/**
- * Lets go of a volume's files: the locks first, then the handles. A lock
- * names its file by device and inode; once the last handle is closed and the
- * file removed, the inode can be given to a new file at once, and a lock
- * still there, held by this live process, would refuse that file to anyone
- * (VOLUME_NOT_USABLE) until the process ended.
- */
-async function closeLocked(handles: readonly fsp.FileHandle[], locks: readonly DirLock[]): Promise<void> {
-  try {
-    for (const l of locks) await l.release();
-  } finally {
-    await Promise.all(handles.map((h) => h.close()));
-  }
 }
