@@ -18,7 +18,7 @@ export interface ExpirePlan {
 }
 
 /** Complete full bases, oldest first: a base-started marker (scope full) with its base-complete marker. */
-export function completeBases(cat: Catalog): Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint }> {
+export function completeBases(cat: Pick<Catalog, 'markers'>): Array<{ baseId: bigint; completeSeq: bigint; completeTs: bigint }> {
   const markers = cat.markers();
   const started = new Map<bigint, MarkerRow>();
   for (const m of markers) if (m.kind === 'base-started' && m.scope === 'full' && m.baseId !== null) started.set(m.baseId, m);

@@ -1,6 +1,6 @@
 import type { Catalog } from './catalog.js';
 import { chainReport } from './coverage.js';
-import { refusal, restorableRanges, type RestorableRange } from './restore-plan.js';
+import { planRows, refusal, restorableRanges, type RestorableRange } from './restore-plan.js';
 
 export interface Timeline {
   /** Held sequence ranges with their time ranges. */
@@ -33,7 +33,9 @@ export function buildTimeline(cat: Catalog, buckets = 60): Timeline {
     const done = markers.find((x) => x.kind === 'base-complete' && x.baseId === m.seq);
     return { baseId: m.seq, scope: m.scope ?? 'full', startedTs: m.ts, completeSeq: done?.seq ?? null, completeTs: done?.ts ?? null };
   });
-  const restorable = restorableRanges(cat);
+  // Read once for every plan below (a refused marker's reason is a plan).
+  const rows = planRows(cat);
+  const restorable = restorableRanges(rows);
   const lo = coverage[0]?.fromTs ?? 0n;
   const hi = coverage[coverage.length - 1]?.toTs ?? 0n;
   const counts = new Array<number>(buckets).fill(0);
@@ -47,7 +49,7 @@ export function buildTimeline(cat: Catalog, buckets = 60): Timeline {
     coverage, gaps: chain.gaps, missingSerials: chain.missingSerials, bases,
     markers: markers.filter((m) => m.kind !== 'base-started' && m.kind !== 'base-complete').map((m) => {
       const inside = restorable.some((r) => r.fromSeq <= m.seq && m.seq <= r.toSeq);
-      return { seq: m.seq, ts: m.ts, kind: m.kind, name: m.name, restorable: inside, why: inside ? null : refusal(cat, m.seq) };
+      return { seq: m.seq, ts: m.ts, kind: m.kind, name: m.name, restorable: inside, why: inside ? null : refusal(rows, m.seq) };
     }),
     restorable, rate: { fromTs: lo, toTs: hi, buckets: counts },
   };
