@@ -98,3 +98,15 @@ export function frameSizeProblem(s: { contentSize: number | null }): string | nu
   if (s.contentSize > MAX_FRAME_CONTENT) return `it declares ${s.contentSize} bytes of content, more than the format's ${MAX_FRAME_CONTENT}-byte limit`;
   return null;
 }
+
+/**
+ * Bytes read where the catalogue puts a frame: one whole frame that may be
+ * decompressed (else a plain Error saying why), and its content size.
+ */
+export function cataloguedFrame(frame: Uint8Array): { contentSize: number } {
+  const s = scanFrame(frame, 0);
+  if (s.kind !== 'frame' || s.length !== frame.length) throw new Error('not one whole zstd frame at the catalogued offset');
+  const tooBig = frameSizeProblem(s);
+  if (tooBig !== null) throw new Error(tooBig);
+  return { contentSize: s.contentSize as number };
+}

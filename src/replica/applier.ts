@@ -1,9 +1,11 @@
 import { FLAG_BASE_ZERO, RecordType } from '../core/record.js';
 import { indexDataOff, indexFlags, indexLength, indexOffset, indexRecordLength, indexSeq, indexType, indexVolume, readIndexEntry, type IndexEntry } from '../core/record-index.js';
 import { ExtentMap, ZERO_SOURCE } from '../core/extent-map.js';
+import { atPath } from '../core/errors.js';
+import { recordBytes } from '../tape/segment.js';
 import type { Catalog, SegmentRow } from './catalog.js';
 import type { PlannedSegment, RestorePlan } from './restore-plan.js';
-import type { PayloadLease, SegmentSource } from './segment-source.js';
+import { segmentWhere, type PayloadLease, type SegmentSource } from './segment-source.js';
 import type { RestoreTarget } from './targets.js';
 
 interface Ref {
@@ -233,9 +235,16 @@ export class Applier {
       if (list) list.push(x);
       else bySeg.set(k, [x]);
     }
-    let done = 0;
     const lists = [...bySeg.values()];
+    for (const list of lists) list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
     const source = this.#source as SegmentSource;
+    // Straight into the targets' files on the pool's workers, where every segment and target allows it:
+    // no payload crosses to this thread, which only plans.
+    if (lists.every((l) => source.writesParts((l[0] as { r: Ref }).r.seg)) && this.#targets.every((t) => !t || t.direct)) {
+      await this.#writeParts(lists);
+      return;
+    }
+    let done = 0;
     // Read ahead: the next segments decompress on the worker pool while this one is written.
     const ahead = new Map<number, Promise<PayloadLease>>();
     const fetch = (i: number): void => {
@@ -253,7 +262,6 @@ export class Applier {
         for (let k = i; k < i + READ_AHEAD; k++) fetch(k);
         const lease = await (ahead.get(i) as Promise<PayloadLease>);
         ahead.delete(i);
-        list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
         const w = this.#writeList(list, lease.payload).finally(() => {
           lease.release();
           this.#progress?.(++done, bySeg.size);
@@ -270,14 +278,57 @@ export class Applier {
     }
   }
 
+  /**
+   * Each segment's claims (sorted, disjoint) written by a worker of the
+   * pool (SegmentSource.writeParts), as many segments at once as the
+   * workers take. After a failure no segment more is started, and those
+   * running end before it is thrown: no worker writes a target's
+   * descriptor once its caller may close it.
+   */
+  async #writeParts(lists: Array<Array<{ c: Claim; r: Ref }>>): Promise<void> {
+    const source = this.#source as SegmentSource;
+    const running = new Set<Promise<void>>();
+    let failed: { error: unknown } | undefined;
+    let done = 0;
+    try {
+      for (const list of lists) {
+        const parts = new Float64Array(list.length * 4);
+        for (const [k, { c, r }] of list.entries()) parts.set([this.#direct(c.volume).fd, c.start, r.e.dataOff + c.delta, c.end - c.start], k * 4);
+        const p = source.writeParts((list[0] as { r: Ref }).r.seg, parts).then((n) => {
+          for (const { c } of list) this.#direct(c.volume).wrote(c.start, c.end - c.start);
+          this.bytesWritten += n;
+          this.#progress?.(++done, lists.length);
+        }, (e: unknown) => {
+          failed ??= { error: this.#named(e) };
+        }).finally(() => running.delete(p));
+        running.add(p);
+        if (running.size >= source.partsInFlight) await Promise.race(running);
+        if (failed) break;
+      }
+    } finally {
+      await Promise.all(running);
+    }
+    if (failed) throw failed.error;
+  }
+
+  #direct(volume: number): NonNullable<RestoreTarget['direct']> {
+    return (this.#targets[volume] as RestoreTarget).direct as NonNullable<RestoreTarget['direct']>;
+  }
+
+  /** A target's failed write (SegmentSource.writeParts) named by the target's path. */
+  #named(e: unknown): unknown {
+    const fd = (e as { targetFd?: unknown }).targetFd;
+    const t = fd === undefined ? undefined : this.#targets.find((x) => x?.direct?.fd === fd);
+    return t ? atPath(e, t.path) : e;
+  }
+
   /** Writes a segment's claims (sorted, disjoint) from its payload, several at once. */
   async #writeList(list: Array<{ c: Claim; r: Ref }>, payload: Buffer): Promise<void> {
     let next = 0;
     const writer = async (): Promise<void> => {
       while (next < list.length) {
         const { c, r } = list[next++] as { c: Claim; r: Ref };
-        const from = r.e.dataOff + c.delta;
-        await (this.#targets[c.volume] as RestoreTarget).write(c.start, payload.subarray(from, from + (c.end - c.start)));
+        await (this.#targets[c.volume] as RestoreTarget).write(c.start, recordBytes(payload, r.e.dataOff + c.delta, c.end - c.start, segmentWhere(r.seg)));
         this.bytesWritten += c.end - c.start;
       }
     };
@@ -292,7 +343,7 @@ export class Applier {
       if (isZero(r.e)) await t.zero(r.e.offset, r.e.length);
       else {
         const payload = await (this.#source as SegmentSource).payload(r.seg);
-        await t.write(r.e.offset, payload.subarray(r.e.dataOff, r.e.dataOff + r.e.length));
+        await t.write(r.e.offset, recordBytes(payload, r.e.dataOff, r.e.length, segmentWhere(r.seg)));
       }
       this.bytesWritten += r.e.length;
     }

@@ -9,7 +9,8 @@ import { planRestore, type PointSpec, type RestorePlan } from './restore-plan.js
 import { Applier } from './applier.js';
 import { ZERO_SOURCE, type ExtentMap } from '../core/extent-map.js';
 import type { SegmentRow } from './catalog.js';
-import { SegmentSource } from './segment-source.js';
+import { SegmentSource, segmentWhere } from './segment-source.js';
+import { recordBytes } from '../tape/segment.js';
 import { Overlay, writableExport } from './overlay.js';
 import { join } from 'node:path';
 import { promises as fsp } from 'node:fs';
@@ -124,7 +125,7 @@ export class PointMount implements NbdBackend {
       const read = cache
         ? cache.read.bind(cache)
         : async (seg: SegmentRow, off: number, length: number, out: Buffer, at: number): Promise<void> => {
-          (await from.payload(seg)).copy(out, at, off, off + length);
+          recordBytes(await from.payload(seg), off, length, segmentWhere(seg)).copy(out, at);
         };
       let exports = vols.flatMap((v, i) => (wanted[i] ? [volumeExport(v.name, maps[i] as ExtentMap, segments, read, plan)] : []));
       pin = await writePin(replica.dir, { point: plan.point, seq: plan.seq, tapes });

@@ -2,7 +2,8 @@ import { promises as fsp, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirs } from '../io/files.js';
 import type { SegmentRow } from './catalog.js';
-import type { SegmentSource } from './segment-source.js';
+import { segmentWhere, type SegmentSource } from './segment-source.js';
+import { recordBytes } from '../tape/segment.js';
 
 /**
  * Decompressed segment payloads kept in a scratch file for the life of a
@@ -49,7 +50,7 @@ export class PayloadCache {
       if (readSync(this.#h.fd, out, at, length, where.offset + from) === length) return;
     }
     const payload = await this.#source.payload(seg);
-    payload.copy(out, at, from, from + length);
+    recordBytes(payload, from, length, segmentWhere(seg)).copy(out, at);
     if (!where && !this.#full && !this.#writing.has(k)) this.#keep(k, payload);
   }
 

@@ -1,9 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import type { FramePool } from '../tape/frame-pool.js';
-import { JshipError } from '../core/errors.js';
-import { frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
+import { JshipError, atPath } from '../core/errors.js';
+import { cataloguedFrame } from '../core/zstd-frames.js';
 import { KeyRing, missingKey } from '../tape/crypto.js';
-import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, openSegment } from '../tape/segment.js';
+import { SEGMENT_HEADER_SIZE, STORED_SEGMENT_DIFFERS, STORED_TAPE_CHANGED, expectSegment, openSegment, type ExpectedSegment } from '../tape/segment.js';
 import { frameEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
@@ -143,6 +143,49 @@ export class SegmentSource {
     return p;
   }
 
+  /**
+   * Whether `writeParts` takes this segment: with a pool, from a tape
+   * catalogued as plaintext (an encrypted segment is opened on this thread,
+   * where its key is).
+   */
+  writesParts(seg: SegmentRow): boolean {
+    const f = this.#files.get(seg.serial);
+    return this.#pool !== undefined && f !== undefined && f.keyId === null;
+  }
+
+  /** Segments `writeParts` keeps busy at once: what the pool's workers take. */
+  get partsInFlight(): number {
+    return this.#pool?.capacity ?? 1;
+  }
+
+  /**
+   * Writes parts of a segment's records straight into the targets' files,
+   * on a worker of the pool (tape/segment-parts.ts; flattened fours of
+   * target descriptor, position, offset into the records, length): the
+   * bytes written. The segment is checked as `lease` checks it. A target's
+   * failed write comes back with its `targetFd`, for the caller to name.
+   */
+  async writeParts(seg: SegmentRow, parts: Float64Array): Promise<number> {
+    const f = this.#files.get(seg.serial);
+    if (!f) throw new JshipError('REPLICA_BAD', `tape ${seg.serial} is catalogued but not stored`, { hint: 'jship catalog --rebuild' });
+    if (!this.#pool || f.keyId !== null) throw new Error('writeParts of a segment it does not take (writesParts)');
+    const { h, done } = await this.#handle(seg.serial, f.path);
+    try {
+      const n = await this.#pool.writeParts({ fd: h.fd, offset: seg.frameOffset, length: seg.frameLength, where: `${f.path} segment ${seg.idx}`, expect: this.#expected(seg, f.mediaSet), parts });
+      this.read++;
+      return n;
+    } catch (e) {
+      // A system error that is not a target's came from reading the tape.
+      throw (e as { targetFd?: unknown }).targetFd === undefined ? atPath(e, f.path) : e;
+    } finally {
+      await done();
+    }
+  }
+
+  #expected(seg: SegmentRow, mediaSetId: string): ExpectedSegment {
+    return { firstSeq: seg.firstSeq, lastSeq: seg.lastSeq, count: seg.records, groupId: this.#replica.config.groupId, mediaSetId };
+  }
+
   /** Reads, checks and opens a segment; with `recycle`, into the pool's memory, which `release` hands back. */
   async #load(seg: SegmentRow, recycle: boolean): Promise<{ payload: Buffer; release?: () => void }> {
     const f = this.#files.get(seg.serial);
@@ -151,7 +194,7 @@ export class SegmentSource {
     const frame = this.#pool ? this.#pool.frameBuffer(seg.frameLength) : Buffer.alloc(seg.frameLength);
     try {
       const { bytesRead } = await h.read(frame, 0, seg.frameLength, seg.frameOffset);
-      if (bytesRead !== seg.frameLength) throw new JshipError('TAPE_DAMAGED', `${f.path} segment ${seg.idx} is cut short (${bytesRead} of ${seg.frameLength} bytes)`, { hint: 'the stored tape changed since it was imported: import a good copy again' });
+      if (bytesRead !== seg.frameLength) throw new JshipError('TAPE_DAMAGED', `${f.path} segment ${seg.idx} is cut short (${bytesRead} of ${seg.frameLength} bytes)`, { hint: STORED_TAPE_CHANGED });
     } finally {
       await done();
     }
@@ -159,14 +202,11 @@ export class SegmentSource {
     let content: Buffer;
     let release: (() => void) | undefined;
     try {
-      const s = scanFrame(frame, 0);
-      if (s.kind !== 'frame' || s.length !== frame.length) throw new Error('not one whole zstd frame at the catalogued offset');
-      const tooBig = frameSizeProblem(s);
-      if (tooBig) throw new Error(tooBig);
+      const s = cataloguedFrame(frame);
       // Not hashed: nothing here compares it (the segment was checked whole when imported; zstd checks the frame's content checksum as it decompresses).
       let entries;
       if (this.#pool) {
-        const u = await this.#pool.unframe(frame, { hash: false, handOver: true, ...(recycle && s.contentSize !== null ? { recycle: s.contentSize } : {}) });
+        const u = await this.#pool.unframe(frame, { hash: false, handOver: true, ...(recycle ? { recycle: s.contentSize } : {}) });
         entries = u.entries;
         release = u.release;
       } else {
@@ -174,16 +214,13 @@ export class SegmentSource {
       }
       content = entries[0]?.content ?? Buffer.alloc(0);
     } catch (e) {
-      throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: 'the stored tape changed since it was imported: import a good copy again', cause: e });
+      throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: STORED_TAPE_CHANGED, cause: e });
     }
     try {
-      const sh = decodeSegmentHeader(content, where);
-      if (sh.firstSeq !== seg.firstSeq || sh.lastSeq !== seg.lastSeq || sh.count !== seg.records || sh.groupId !== this.#replica.config.groupId || sh.mediaSetId !== f.mediaSet) {
-        throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
-      }
+      const sh = expectSegment(content, this.#expected(seg, f.mediaSet), where);
       let payload = content.subarray(SEGMENT_HEADER_SIZE);
       if (sh.encrypted) {
-        if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy' });
+        if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: STORED_SEGMENT_DIFFERS });
         payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId, where), content, sh, where);
         // The decrypted payload is memory of its own: the decompressed frame is done with.
         release?.();
@@ -196,6 +233,11 @@ export class SegmentSource {
       throw e;
     }
   }
+}
+
+/** A segment as the error about one of its records names it. */
+export function segmentWhere(seg: SegmentRow): string {
+  return `tape ${seg.serial} segment ${seg.idx}`;
 }
 
 /** A segment's payload lent to one reader until it calls `release`. */

@@ -15,6 +15,12 @@ export interface RestoreTarget {
   /** Starts as zeroes (a new file): zero ranges need no writing. */
   fresh: boolean;
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Its descriptor, for writes done on another thread (a frame worker's
+   * `pwrite`: SegmentSource.writeParts), and what it is told after each
+   * (`wrote`, as `write` does its own bookkeeping). Null: `write` only.
+   */
+  direct: { fd: number; wrote(offset: number, length: number): void } | null;
   zero(offset: number, length: number): Promise<void>;
   /** Makes all of its `size` bytes zero (a file: truncated to nothing and back, all a hole; a device: written). */
   clear(size: number): Promise<void>;
@@ -62,6 +68,13 @@ function handleTarget(volume: string, path: string, kind: RestoreTarget['kind'],
     write: (offset, data) => {
       touched?.touch(offset, data.length);
       return write(offset, data);
+    },
+    direct: {
+      fd: h.fd,
+      wrote(offset, length) {
+        touched?.touch(offset, length);
+        syncs.wrote(length);
+      },
     },
     async zero(offset, length) {
       touched?.touch(offset, length);

@@ -5,6 +5,8 @@ import { compressBound } from '../core/zstd-frames.js';
 import { workerUrl } from '../io/worker-url.js';
 import { Sha256Thread, type StreamSha256 } from './sha256-thread.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
+import type { SegmentPartsRequest, TargetWriteFailure } from './segment-parts.js';
+import { JshipError, type ErrorCode } from '../core/errors.js';
 
 export type { Unframed } from './tar-entry.js';
 
@@ -17,7 +19,8 @@ export interface FrameWorkerData {
 export type FrameRequest =
   | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean; out?: SharedArrayBuffer }
   | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer; hash: boolean }
-  | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number };
+  | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number }
+  | ({ id: number; op: 'parts' } & SegmentPartsRequest);
 
 /** A frame worker's answer; `spent` hands the request's buffers back, to be used again (shared ones are not transferred). */
 export type FrameReply =
@@ -27,7 +30,9 @@ export type FrameReply =
     id: number; op: 'unframe'; bytes: ArrayBuffer; bytesOffset: number; allZero: boolean; endsWithEof: boolean; spent: ArrayBuffer[];
     entries: Array<{ name: string; offset: number; length: number; hash?: string }>;
   }
-  | { id: number; op: 'error'; error: string; code: unknown; spent: Array<ArrayBuffer | SharedArrayBuffer> };
+  | { id: number; op: 'parts'; written: number; spent: [] }
+  /** A failure: `hint` when it was a JshipError (its code is `code`); `syscall` and `targetFd` from a system error (segment-parts.ts). */
+  | { id: number; op: 'error'; error: string; code: unknown; spent: Array<ArrayBuffer | SharedArrayBuffer>; hint?: string | null; syscall?: string; targetFd?: number };
 
 interface Result {
   buf: Buffer;
@@ -44,6 +49,8 @@ interface Result {
 interface Job {
   msg: FrameRequest;
   transfer: ArrayBuffer[];
+  /** The error a failure is given as (default: zstd's). */
+  failure?: (m: Extract<FrameReply, { op: 'error' }>) => Error;
   resolve: (r: FrameReply) => void;
   reject: (e: Error) => void;
 }
@@ -138,7 +145,7 @@ export class FramePool {
         const job = this.#busy.get(w)?.shift();
         for (const b of m.spent) this.#keep(b);
         if (job) {
-          if (m.op === 'error') job.reject(new Error(`zstd: ${m.error}`));
+          if (m.op === 'error') job.reject(job.failure ? job.failure(m) : new Error(`zstd: ${m.error}`));
           else job.resolve(m);
         }
         this.#dispatch();
@@ -234,6 +241,27 @@ export class FramePool {
     return { entries, allZero: r.allZero, endsWithEof: r.endsWithEof, ...(out ? { release: () => this.#keep(r.bytes) } : {}) };
   }
 
+  /**
+   * Writes parts of a stored segment's records straight into files, on a
+   * worker (segment-parts.ts): the bytes written. Fails with the worker's
+   * TAPE_DAMAGED, or a system error (with `targetFd` when it came from a
+   * target's write). The tape's and the targets' descriptors must stay open
+   * until it settles.
+   */
+  async writeParts(req: SegmentPartsRequest): Promise<number> {
+    const r = await this.#submit({ id: 0, op: 'parts', ...req }, [], (m) => {
+      if (m.hint !== undefined) return new JshipError(m.code as ErrorCode, m.error, m.hint === null ? {} : { hint: m.hint });
+      return Object.assign(new Error(m.error), { code: m.code, ...(m.syscall ? { syscall: m.syscall } : {}), ...(m.targetFd !== undefined ? { targetFd: m.targetFd } satisfies TargetWriteFailure : {}) });
+    });
+    if (r.op !== 'parts') throw new Error('frame worker answered out of turn');
+    return r.written;
+  }
+
+  /** Jobs the workers take at once (more wait in the pool's queue). */
+  get capacity(): number {
+    return Math.max(1, this.#workers.length) * WORKER_DEPTH;
+  }
+
   /** Memory to read a frame of `bytes` bytes into, then hand to `unframe` ({ handOver: true }): reused, not fresh. */
   frameBuffer(bytes: number): Buffer {
     return Buffer.from(this.#take(bytes), 0, bytes);
@@ -276,11 +304,11 @@ export class FramePool {
     }
   }
 
-  #submit(msg: FrameRequest, transfer: ArrayBuffer[]): Promise<FrameReply> {
+  #submit(msg: FrameRequest, transfer: ArrayBuffer[], failure?: Job['failure']): Promise<FrameReply> {
     if (this.#closed) return Promise.reject(new Error('frame pool is closed'));
     if (this.#workers.length === 0) return Promise.reject(this.#failure instanceof Error ? this.#failure : new Error('frame workers failed'));
     return new Promise<FrameReply>((resolve, reject) => {
-      this.#queue.push({ msg, transfer, resolve, reject });
+      this.#queue.push({ msg, transfer, resolve, reject, ...(failure ? { failure } : {}) });
       this.#dispatch();
     });
   }

@@ -3,6 +3,8 @@ import { encodeTarHeader, tarPadding } from '../core/tar-header.js';
 import { tarPieces, unframeBytes } from './tar-entry.js';
 import { FrameCompressor, decompressFrame } from './zstd.js';
 import { hashSegment, segmentHashReady, sumEntryAlgorithm, sumEntryName, sumLine } from './segment-hash.js';
+import { writeSegmentParts } from './segment-parts.js';
+import { JshipError } from '../core/errors.js';
 import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
 
 /**
@@ -87,14 +89,20 @@ function pack(m: Extract<FrameRequest, { op: 'pack' }>): FrameReply {
 
 function onMessage(m: FrameRequest): void {
   try {
-    const r = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : unframe(m);
+    const r: FrameReply = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : m.op === 'parts' ? { id: m.id, op: 'parts', written: writeSegmentParts(m), spent: [] } : unframe(m);
     const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
     // Shared memory (a frame's output) is not transferred: both threads see it.
     const spent: ReadonlyArray<ArrayBuffer | SharedArrayBuffer> = r.spent;
     const transfer = (out && !spent.includes(out) ? [...spent, out] : spent).filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
     port.postMessage(r, transfer);
   } catch (e) {
-    port.postMessage({ id: m.id, op: 'error', error: (e as Error).message ?? String(e), code: (e as { code?: unknown }).code, spent: [] } satisfies FrameReply);
+    const x = e as { code?: unknown; syscall?: unknown; targetFd?: unknown };
+    port.postMessage({
+      id: m.id, op: 'error', error: (e as Error).message ?? String(e), code: x.code, spent: [],
+      ...(e instanceof JshipError ? { hint: e.hint ?? null } : {}),
+      ...(typeof x.syscall === 'string' ? { syscall: x.syscall } : {}),
+      ...(typeof x.targetFd === 'number' ? { targetFd: x.targetFd } : {}),
+    } satisfies FrameReply);
   }
 }
 

@@ -123,6 +123,45 @@ export function decodeSegmentHeader(b: Buffer, where: string): SegmentHeader {
   };
 }
 
+/** What a reader that finds a segment by its catalogued place expects it to be. */
+export interface ExpectedSegment {
+  firstSeq: bigint;
+  lastSeq: bigint;
+  count: number;
+  groupId: string;
+  mediaSetId: string;
+}
+
+/** The hint of every stored segment that is not what its import found. */
+export const STORED_TAPE_CHANGED = 'the stored tape changed since it was imported: import a good copy again';
+/** The same, where the catalogue may be what changed. */
+export const STORED_SEGMENT_DIFFERS = 'the stored tape changed since it was imported: rebuild the catalogue (jship catalog --rebuild) or import a good copy';
+
+/**
+ * The header of a segment read at its catalogued place, which must be the
+ * segment the catalogue says is there (else TAPE_DAMAGED): the content of
+ * its tar entry, header and payload.
+ */
+export function expectSegment(content: Buffer, want: ExpectedSegment, where: string): SegmentHeader {
+  const sh = decodeSegmentHeader(content, where);
+  if (sh.firstSeq !== want.firstSeq || sh.lastSeq !== want.lastSeq || sh.count !== want.count || sh.groupId !== want.groupId || sh.mediaSetId !== want.mediaSetId) {
+    throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: STORED_SEGMENT_DIFFERS });
+  }
+  return sh;
+}
+
+/**
+ * `length` bytes of a segment's records from `from`, where the catalogue's
+ * record index places a record's data: TAPE_DAMAGED when they run past the
+ * records (a copy shorter than the one catalogued), never fewer bytes.
+ */
+export function recordBytes(records: Buffer, from: number, length: number, where: string): Buffer {
+  if (from + length > records.length) {
+    throw new JshipError('TAPE_DAMAGED', `${where}: the catalogue puts ${length} bytes of a record at ${from}, past the segment's ${records.length} bytes of records`, { hint: STORED_SEGMENT_DIFFERS });
+  }
+  return records.subarray(from, from + length);
+}
+
 /** A segment's tar entry name: its number in the media set, zero-padded. */
 export function segmentName(number: number): string {
   return `segments/${String(number).padStart(8, '0')}.jrs`;

@@ -64,7 +64,7 @@ describe('Applier: a coalesced restore through leased payloads', () => {
       };
       const got = Buffer.alloc(size);
       const target: RestoreTarget = {
-        volume: 'a', path: 'memory', kind: 'file', fresh: true, tmpPath: null, untouched: null,
+        volume: 'a', path: 'memory', kind: 'file', fresh: true, tmpPath: null, untouched: null, direct: null,
         async write(offset, data) {
           await new Promise<void>((go) => {
             const t = setTimeout(go, 200);

@@ -9,6 +9,7 @@ import { rebuildCatalog } from '../../src/replica/rebuild.js';
 import { expireReplica } from '../../src/replica/expire.js';
 import { Replica } from '../../src/replica/replica.js';
 import { restoreReplica } from '../../src/replica/restore.js';
+import { PointMount } from '../../src/replica/mount.js';
 import type { PointSpec } from '../../src/replica/restore-plan.js';
 import { jshipJson, tempDir } from '../helpers.js';
 import { exportTo, groupWithData, writeMixed } from '../tape/helpers.js';
@@ -123,6 +124,50 @@ describe('replica catalogue and retention', () => {
     const again = join(dir, 'out-old');
     await restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${again}/` }] });
     for (const v of ['a', 'b']) expect(readFileSync(join(again, `${v}.img`)).equals(readFileSync(join(g, '..', `${v}.img`)))).toBe(true);
+  });
+
+  it('a record the catalogue places past its segment\'s records fails a restore and a mount read (TAPE_DAMAGED), coalesced or not; before, fewer bytes were written or read, the rest left as it was', async () => {
+    const { group } = await groupWithData(dir, 60);
+    await exportTo(group, join(dir, 'tp'));
+    await group.close();
+    const rep = join(dir, 'repp');
+    await importTapes(rep, [join(dir, 'tp')]);
+    // The newest update (it wins all of its range) placed past the records, in an index catalogued before
+    // indexes carried their CRC (taken as it is): a legacy catalogue, damaged.
+    const where = onCatalog(rep, (db) => {
+      const rows = db.prepare('SELECT serial, idx, record_index FROM segments').all() as Array<{ serial: number; idx: number; record_index: Buffer }>;
+      let best: { serial: number; idx: number; index: Buffer; at: number; seq: bigint } | undefined;
+      for (const r of rows) {
+        const index = Buffer.from(r.record_index).subarray(0, r.record_index.length - 4);
+        for (let at = 0; at < index.length; at += 40) {
+          const seq = index.readBigUInt64LE(at);
+          if (index[at + 38] === 1 && index.readBigUInt64LE(at + 24) > 0n && (!best || seq > best.seq)) best = { serial: r.serial, idx: r.idx, index, at, seq };
+        }
+      }
+      if (!best) throw new Error('no update record');
+      best.index.writeUInt32LE(best.index.readUInt32LE(best.at + 32) + 64 * 1024 * 1024, best.at + 32);
+      db.prepare('UPDATE segments SET record_index = ? WHERE serial = ? AND idx = ?').run(Buffer.from(best.index), best.serial, best.idx);
+      return `tape ${best.serial} segment ${best.idx}`;
+    });
+    for (const coalesce of [true, false]) {
+      const out = join(dir, `out-p-${coalesce}`);
+      await expect(restoreReplica(rep, { point: { kind: 'latest' }, targets: [{ path: `${out}/` }], coalesce })).rejects.toThrowError(expect.objectContaining({
+        code: 'TAPE_DAMAGED', message: expect.stringContaining('past the segment\'s'), hint: expect.stringMatching(/catalog --rebuild/),
+      }));
+      expect(readdirSync(out)).toEqual([]);
+    }
+    // A mount reads the same bytes: from the tapes, and through its cache of payloads.
+    for (const cacheBytes of [0, 64 * 1024 * 1024]) {
+      const m = await PointMount.open(rep, { point: { kind: 'latest' }, cacheBytes });
+      try {
+        const reads = await Promise.allSettled(m.exports.map((x) => x.read(0, x.size)));
+        expect(reads.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)).toEqual([
+          expect.objectContaining({ code: 'TAPE_DAMAGED', message: expect.stringContaining(`${where}: the catalogue puts`) }),
+        ]);
+      } finally {
+        await m.close();
+      }
+    }
   });
 
   it('a stored tape damaged after its import fails a restore (TAPE_DAMAGED) naming the segment, and nothing is put in place: cut short, other bytes at a frame\'s offset, a byte flipped inside a frame', async () => {
