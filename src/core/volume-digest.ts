@@ -145,6 +145,11 @@ export async function digestVolume(name: string, size: number, chunkSize: number
   return { name, size, root: table.root() };
 }
 
+/** A volume's digest from the leaves of all its chunks (computed elsewhere: a restore's proof on the worker pool). */
+export function digestOfLeaves(name: string, size: number, chunkSize: number, leaves: BigUint64Array): VolumeDigest {
+  return { name, size, root: new ChunkTable(size, chunkSize, leaves, new Uint8Array(leaves.length)).root() };
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Checks a digest read from a tape's trailer or a replica's catalogue (every field, every bound). */

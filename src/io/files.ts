@@ -175,7 +175,7 @@ export async function readFully(h: fsp.FileHandle, length: number, position: num
 }
 
 /** Fills `b` from `position`, looping over short reads; returns the bytes read (fewer at the end of the file). */
-export async function readInto(h: fsp.FileHandle, b: Uint8Array, position: number): Promise<number> {
+async function readInto(h: fsp.FileHandle, b: Uint8Array, position: number): Promise<number> {
   let done = 0;
   while (done < b.length) {
     const { bytesRead } = await h.read(b, done, b.length - done, position + done);

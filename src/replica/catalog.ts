@@ -453,20 +453,25 @@ export class Catalog {
   /** Verified update ranges, merged: what sequence numbers the replica holds. */
   coverage(): Array<{ from: bigint; to: bigint }> {
     const rows = this.#sql(`SELECT ${SEGMENT_COLUMNS}, ${this.#crc('segments')} FROM segments WHERE kind = 'update' ORDER BY first_seq`).all() as Row[];
-    const out: Array<{ from: bigint; to: bigint }> = [];
-    for (const r of rows) {
+    return mergedRanges(rows.map((r) => {
       this.#checkSegment(r);
-      const from = BigInt(r.first_seq as bigint);
-      const to = BigInt(r.last_seq as bigint);
-      const last = out[out.length - 1];
-      if (last && from <= last.to + 1n) {
-        if (to > last.to) last.to = to;
-      } else {
-        out.push({ from, to });
-      }
-    }
-    return out;
+      return { firstSeq: BigInt(r.first_seq as bigint), lastSeq: BigInt(r.last_seq as bigint) };
+    }));
   }
+}
+
+/** Ranges of sequence numbers (sorted by their first), merged where they touch or overlap. */
+export function mergedRanges(ranges: Iterable<{ firstSeq: bigint; lastSeq: bigint }>): Array<{ from: bigint; to: bigint }> {
+  const out: Array<{ from: bigint; to: bigint }> = [];
+  for (const { firstSeq: from, lastSeq: to } of ranges) {
+    const last = out[out.length - 1];
+    if (last && from <= last.to + 1n) {
+      if (to > last.to) last.to = to;
+    } else {
+      out.push({ from, to });
+    }
+  }
+  return out;
 }
 
 function toTape(r: Row): TapeRow {

@@ -1,6 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
-import { readInto } from '../io/files.js';
-import { digestVolume, groupRoot, leafHasher, type PointDigest, type VolumeDigest } from '../core/volume-digest.js';
+import { digestOfLeaves, digestVolume, groupRoot, leafHasher, type PointDigest, type VolumeDigest } from '../core/volume-digest.js';
+import { atPath } from '../core/errors.js';
+import type { FramePool } from '../tape/frame-pool.js';
 
 /** What a restore or a mount found, comparing what it produced with the primary's digest of the point. */
 export interface PointProof {
@@ -16,8 +17,7 @@ export interface PointProof {
 }
 
 /**
- * Something to read a volume's bytes from: a restored file or device, a
- * mounted point. What `read` returns may be reused by the next read
+ * Something to read a volume's bytes from: a mounted point. What `read` returns may be reused by the next read
  * (digestVolume hashes each chunk before it reads the next).
  */
 export interface VolumeBytes {
@@ -27,12 +27,18 @@ export interface VolumeBytes {
   untouched?: ((offset: number, length: number) => boolean) | undefined;
 }
 
+/** A volume whose leaves are computed whole elsewhere (a restored file, on the worker pool: fileLeavesOnPool). */
+export interface VolumeLeaves {
+  name: string;
+  leaves(size: number, chunkSize: number): Promise<BigUint64Array>;
+}
+
 /**
  * Computes each volume's root over the bytes given (over the size the
  * primary digested) and compares it, and the group's root when every volume
  * is there, with the primary's digest.
  */
-export async function provePoint(digest: PointDigest, volumes: readonly VolumeBytes[]): Promise<PointProof> {
+export async function provePoint(digest: PointDigest, volumes: ReadonlyArray<VolumeBytes | VolumeLeaves>): Promise<PointProof> {
   const hash = await leafHasher();
   const got: VolumeDigest[] = [];
   const out: PointProof['volumes'] = [];
@@ -42,7 +48,9 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
       out.push({ name: v.name, equal: false, expected: '(no such volume at the point)', got: '' });
       continue;
     }
-    const d = await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched);
+    const d = 'leaves' in v
+      ? digestOfLeaves(v.name, want.size, digest.chunkSize, await v.leaves(want.size, digest.chunkSize))
+      : await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched);
     got.push(d);
     out.push({ name: v.name, equal: d.root === want.root, expected: want.root, got: d.root });
   }
@@ -51,70 +59,43 @@ export async function provePoint(digest: PointDigest, volumes: readonly VolumeBy
   return { seq: BigInt(digest.seq), kind: digest.kind, name: digest.name ?? null, equal, whole, root: digest.root, volumes: out };
 }
 
-/** Chunks known to be zeros skipped, at most, to find the one to read ahead. */
-const LOOK_AHEAD = 64;
+/** The chunks one worker job reads and hashes: 64 MiB of them (at least one). */
+const LEAVES_JOB_BYTES = 64 * 1024 * 1024;
 
 /**
- * Reads a file or device (read-only, in whole chunks; bytes past its end
- * read as zeros) into two buffers used in turn: a proof reads the whole
- * volume, and fresh memory for every chunk cost more in page faults than
- * the reading (4 GiB: 12 s of system time). While the caller hashes a
- * chunk, the next one it will read (the same length, the first after it
- * that `untouched` does not call zeros) is read into the other buffer; a
- * read of anything else waits for that read to end and reads what was
- * asked. What `read` returned stays as it is until the next
- * `read` (VolumeBytes). `untouched`: see VolumeBytes (the first read of a
- * hole costs the kernel a zeroed page).
+ * A file or device as a restore's proof reads it: its leaves computed on
+ * the pool's workers (tape/file-leaves.ts), runs of chunks side by side,
+ * each read and hashed where it is read — no chunk crosses between
+ * threads. Chunks `untouched` vouches for are hashed as zeros without a
+ * read (see VolumeBytes).
  */
-export async function fileBytes(name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeBytes & { close(): Promise<void> }> {
+export async function fileLeavesOnPool(pool: FramePool, name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeLeaves & { close(): Promise<void> }> {
   const h = await fsp.open(path, constants.O_RDONLY);
-  const slots = [Buffer.alloc(0), Buffer.alloc(0)];
-  let given = 0; // the slot the caller holds
-  let ahead: { offset: number; length: number; slot: number; bytes: Promise<number> } | undefined;
-  const slot = (i: number, length: number): Buffer => {
-    if ((slots[i] as Buffer).length < length) slots[i] = Buffer.allocUnsafeSlow(length);
-    return (slots[i] as Buffer).subarray(0, length);
-  };
-  const settle = async (): Promise<void> => {
-    const a = ahead;
-    ahead = undefined;
-    await a?.bytes.catch(() => undefined);
-  };
   return {
     name,
-    untouched,
-    async read(offset, length) {
-      let b: Buffer;
-      let n: number;
-      if (ahead && ahead.offset === offset && ahead.length === length) {
-        const a = ahead;
-        ahead = undefined;
-        given = a.slot;
-        b = slot(given, length);
-        n = await a.bytes;
-      } else {
-        // Nothing may still be reading into a buffer handed out next.
-        await settle();
-        given = 1 - given;
-        b = slot(given, length);
-        n = await readInto(h, b, offset);
+    async leaves(size, chunkSize) {
+      const chunks = Math.ceil(size / chunkSize);
+      const per = Math.max(1, Math.floor(LEAVES_JOB_BYTES / chunkSize));
+      const jobs: Array<Promise<BigUint64Array>> = [];
+      for (let first = 0; first < chunks; first += per) {
+        const count = Math.min(per, chunks - first);
+        const zeros = new Uint8Array(count);
+        for (let i = 0; untouched && i < count; i++) {
+          const offset = (first + i) * chunkSize;
+          zeros[i] = untouched(offset, Math.min(chunkSize, size - offset)) ? 1 : 0;
+        }
+        jobs.push(pool.fileLeaves({ fd: h.fd, size, chunkSize, first, count, zeros }));
       }
-      // The next chunk a proof reads: the next one not known to be zeros (those it does not read).
-      let at = offset + length;
-      for (let i = 0; i < LOOK_AHEAD && untouched?.(at, length); i++) at += length;
-      if (!untouched?.(at, length)) {
-        const next = 1 - given;
-        const bytes = readInto(h, slot(next, length), at);
-        bytes.catch(() => undefined); // a failed read-ahead fails the read that uses it, and no other
-        ahead = { offset: at, length, slot: next, bytes };
+      // Every job ends before this returns or throws: the descriptor is closed after.
+      const done = await Promise.allSettled(jobs);
+      const leaves = new BigUint64Array(chunks);
+      for (const [k, r] of done.entries()) {
+        if (r.status === 'rejected') throw atPath(r.reason, path);
+        leaves.set(r.value, k * per);
       }
-      b.fill(0, n);
-      return b;
+      return leaves;
     },
-    close: async () => {
-      await settle();
-      await h.close();
-    },
+    close: () => h.close(),
   };
 }
 

@@ -1,7 +1,7 @@
 import { JshipError, isJshipError } from '../core/errors.js';
 import { indexLength, readIndexEntry } from '../core/record-index.js';
 import { formatTime } from '../core/time.js';
-import type { Catalog, SegmentRow } from './catalog.js';
+import { mergedRanges, type Catalog, type SegmentRow } from './catalog.js';
 import { baseWhole, completeBases } from './expire.js';
 
 /** What planning reads of a catalogue. */
@@ -22,7 +22,8 @@ export function planRows(cat: PlanRows): PlanRows {
   let markers: ReturnType<Catalog['markers']> | undefined;
   const rows: PlanRows = {
     segments: (serial) => (serial === undefined ? (segments ??= cat.segments()) : cat.segments(serial)),
-    coverage: () => (coverage ??= cat.coverage()),
+    // The update segments' ranges, merged as the catalogue merges them: from the rows read already.
+    coverage: () => (coverage ??= mergedRanges(rows.segments().filter((x) => x.kind === 'update').sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : a.firstSeq > b.firstSeq ? 1 : 0)))),
     markers: () => (markers ??= cat.markers()),
     recordIndex: (serial, idx) => cat.recordIndex(serial, idx),
   };

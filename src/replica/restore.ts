@@ -2,7 +2,7 @@ import { makeDirs, whereIs } from '../io/files.js';
 import { volumeFileHolder } from '../io/volume-file-lock.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileBytes, proofText, provePoint, type PointProof } from './prove.js';
+import { fileLeavesOnPool, proofText, provePoint, type PointProof } from './prove.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
@@ -216,7 +216,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     // reads it back while the last of it is made durable (it reads what the targets hold either way).
     const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
     const [proof] = await allOrFirstError([
-      digest ? proveTargets(digest, targets) : Promise.resolve(null),
+      digest ? proveTargets(digest, targets, pool) : Promise.resolve(null),
       Promise.all(targets.map((t) => t?.finish())),
     ] as const);
     result.proof = proof;
@@ -292,10 +292,10 @@ function notWriting(state: ReplicaState, done: readonly string[]): string[] {
 }
 
 /** Reads back what the targets hold (files under their temporary names) and compares it with the digest. */
-async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>): Promise<PointProof> {
-  const readers: Array<Awaited<ReturnType<typeof fileBytes>>> = [];
+async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>, pool: FramePool): Promise<PointProof> {
+  const readers: Array<Awaited<ReturnType<typeof fileLeavesOnPool>>> = [];
   try {
-    for (const t of targets) if (t) readers.push(await fileBytes(t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined));
+    for (const t of targets) if (t) readers.push(await fileLeavesOnPool(pool, t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined));
     return await provePoint(digest, readers);
   } finally {
     for (const r of readers) await r.close();

@@ -6,6 +6,7 @@ import { workerUrl } from '../io/worker-url.js';
 import { Sha256Thread, type StreamSha256 } from './sha256-thread.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 import type { SegmentPartsRequest, TargetWriteFailure } from './segment-parts.js';
+import type { FileLeavesRequest } from './file-leaves.js';
 import { JshipError, type ErrorCode } from '../core/errors.js';
 
 export type { Unframed } from './tar-entry.js';
@@ -20,7 +21,8 @@ export type FrameRequest =
   | { id: number; op: 'frame'; name: string; buf: ArrayBuffer; length: number; mtime: number; hashed: boolean; eof: boolean; out?: SharedArrayBuffer }
   | { id: number; op: 'unframe'; buf: ArrayBuffer; length: number; out?: ArrayBuffer; hash: boolean }
   | { id: number; op: 'pack'; buf: ArrayBuffer; offset: number; length: number }
-  | ({ id: number; op: 'parts' } & SegmentPartsRequest);
+  | ({ id: number; op: 'parts' } & SegmentPartsRequest)
+  | ({ id: number; op: 'leaves' } & FileLeavesRequest);
 
 /** A frame worker's answer; `spent` hands the request's buffers back, to be used again (shared ones are not transferred). */
 export type FrameReply =
@@ -31,6 +33,7 @@ export type FrameReply =
     entries: Array<{ name: string; offset: number; length: number; hash?: string }>;
   }
   | { id: number; op: 'parts'; written: number; spent: [] }
+  | { id: number; op: 'leaves'; leaves: ArrayBuffer; spent: [] }
   /** A failure: `hint` when it was a JshipError (its code is `code`); `syscall` and `targetFd` from a system error (segment-parts.ts). */
   | { id: number; op: 'error'; error: string; code: unknown; spent: Array<ArrayBuffer | SharedArrayBuffer>; hint?: string | null; syscall?: string; targetFd?: number };
 
@@ -53,6 +56,12 @@ interface Job {
   failure?: (m: Extract<FrameReply, { op: 'error' }>) => Error;
   resolve: (r: FrameReply) => void;
   reject: (e: Error) => void;
+}
+
+/** A worker's failure as it was thrown there: a JshipError, or a system error (with the descriptor of a target whose write failed). */
+function asThrown(m: Extract<FrameReply, { op: 'error' }>): Error {
+  if (m.hint !== undefined) return new JshipError(m.code as ErrorCode, m.error, m.hint === null ? {} : { hint: m.hint });
+  return Object.assign(new Error(m.error), { code: m.code, ...(m.syscall ? { syscall: m.syscall } : {}), ...(m.targetFd !== undefined ? { targetFd: m.targetFd } satisfies TargetWriteFailure : {}) });
 }
 
 /**
@@ -249,12 +258,20 @@ export class FramePool {
    * until it settles.
    */
   async writeParts(req: SegmentPartsRequest): Promise<number> {
-    const r = await this.#submit({ id: 0, op: 'parts', ...req }, [], (m) => {
-      if (m.hint !== undefined) return new JshipError(m.code as ErrorCode, m.error, m.hint === null ? {} : { hint: m.hint });
-      return Object.assign(new Error(m.error), { code: m.code, ...(m.syscall ? { syscall: m.syscall } : {}), ...(m.targetFd !== undefined ? { targetFd: m.targetFd } satisfies TargetWriteFailure : {}) });
-    });
+    const r = await this.#submit({ id: 0, op: 'parts', ...req }, [], asThrown);
     if (r.op !== 'parts') throw new Error('frame worker answered out of turn');
     return r.written;
+  }
+
+  /**
+   * The point digest's leaves of a run of a file's chunks, read and hashed
+   * on a worker (file-leaves.ts). Fails with the system's error of a read.
+   * The file's descriptor must stay open until it settles.
+   */
+  async fileLeaves(req: FileLeavesRequest): Promise<BigUint64Array> {
+    const r = await this.#submit({ id: 0, op: 'leaves', ...req }, [], asThrown);
+    if (r.op !== 'leaves') throw new Error('frame worker answered out of turn');
+    return new BigUint64Array(r.leaves);
   }
 
   /** Jobs the workers take at once (more wait in the pool's queue). */

@@ -4,6 +4,8 @@ import { tarPieces, unframeBytes } from './tar-entry.js';
 import { FrameCompressor, decompressFrame } from './zstd.js';
 import { hashSegment, segmentHashReady, sumEntryAlgorithm, sumEntryName, sumLine } from './segment-hash.js';
 import { writeSegmentParts } from './segment-parts.js';
+import { fileLeaves } from './file-leaves.js';
+import { leafHasher, type LeafHash } from '../core/volume-digest.js';
 import { JshipError } from '../core/errors.js';
 import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js';
 
@@ -89,8 +91,9 @@ function pack(m: Extract<FrameRequest, { op: 'pack' }>): FrameReply {
 
 function onMessage(m: FrameRequest): void {
   try {
-    const r: FrameReply = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : m.op === 'parts' ? { id: m.id, op: 'parts', written: writeSegmentParts(m), spent: [] } : unframe(m);
-    const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : undefined;
+    const r: FrameReply = m.op === 'frame' ? frame(m) : m.op === 'pack' ? pack(m) : m.op === 'parts' ? { id: m.id, op: 'parts', written: writeSegmentParts(m), spent: [] }
+      : m.op === 'leaves' ? { id: m.id, op: 'leaves', leaves: fileLeaves(m, leafHash).buffer as ArrayBuffer, spent: [] } : unframe(m);
+    const out = r.op === 'frame' || r.op === 'pack' ? r.buf : r.op === 'unframe' ? r.bytes : r.op === 'leaves' ? r.leaves : undefined;
     // Shared memory (a frame's output) is not transferred: both threads see it.
     const spent: ReadonlyArray<ArrayBuffer | SharedArrayBuffer> = r.spent;
     const transfer = (out && !spent.includes(out) ? [...spent, out] : spent).filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
@@ -106,5 +109,9 @@ function onMessage(m: FrameRequest): void {
   }
 }
 
-// Requests wait in the port until the hasher is ready and the listener is on (a failure ends the worker with its error).
-void segmentHashReady().then(() => port.on('message', onMessage));
+let leafHash: LeafHash;
+// Requests wait in the port until the hashers are ready and the listener is on (a failure ends the worker with its error).
+void Promise.all([segmentHashReady(), leafHasher()]).then(([, h]) => {
+  leafHash = h;
+  port.on('message', onMessage);
+});

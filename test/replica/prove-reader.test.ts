@@ -1,140 +1,81 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { setImmediate as tick } from 'node:timers/promises';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { fileBytes } from '../../src/replica/prove.js';
-import { digestVolume, leafHasher } from '../../src/core/volume-digest.js';
-import { KiB, tempDir } from '../helpers.js';
+import { fileLeavesOnPool } from '../../src/replica/prove.js';
+import { digestOfLeaves, digestVolume, leafHasher } from '../../src/core/volume-digest.js';
+import { FramePool } from '../../src/tape/frame-pool.js';
+import { KiB, MiB, tempDir } from '../helpers.js';
 
-// The proof's reader reads the next chunk while the caller hashes this one. What it hands out must hold the
-// file's bytes (zeros past its end) until the next read, whatever the caller asks next.
+// A restore's proof reads its targets back on the worker pool: runs of chunks read and hashed side by side.
+// What it computes must be what a digest over the same bytes in memory computes.
 
-describe('the proof reader', () => {
+describe('the proof reader (leaves on the worker pool)', () => {
   const dir = tempDir();
+  const pool = new FramePool({ threads: 2 });
+  afterAll(() => pool.close());
   let n = 0;
 
-  it('gives the bytes asked for, and leaves what it gave alone until the next read (property)', async () => {
-    const reads = fc.array(fc.record({ skip: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: -40 * KiB, max: 40 * KiB })), length: fc.oneof(fc.constant(16 * KiB), fc.integer({ min: 1, max: 40 * KiB })), wait: fc.boolean() }), { minLength: 1, maxLength: 40 });
-    await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 200 * KiB }), reads, async (size, plan) => {
-      const path = join(dir, `f${n++}`);
-      const content = randomBytes(size);
-      writeFileSync(path, content);
-      const want = (off: number, len: number): Buffer => {
-        const b = Buffer.alloc(len);
-        if (off < size) content.copy(b, 0, off, Math.min(size, off + len));
-        return b;
-      };
-      const r = await fileBytes('v', path);
-      try {
-        let at = 0;
-        for (const { skip, length, wait } of plan) {
-          at = Math.max(0, at + skip);
-          const got = await r.read(at, length);
-          expect(Buffer.from(got).equals(want(at, length))).toBe(true);
-          // The read ahead runs now (and, when the next read comes at once and is not the one read ahead,
-          // still runs during it): it must not be writing into what the caller holds.
-          if (wait) {
-            for (let i = 0; i < 4; i++) await tick();
-            await fsp.stat(path);
-            expect(Buffer.from(got).equals(want(at, length))).toBe(true);
-          }
-          at += length;
-        }
-      } finally {
-        await r.close();
-      }
-    }), { numRuns: 150 });
-  });
-
-  afterEach(() => {
-    vi.restoreAllMocks();
-  });
-
-  it('a read of anything but the chunk read ahead waits for that read to end first', async () => {
-    const path = join(dir, 'slow');
-    const content = randomBytes(64 * KiB);
-    writeFileSync(path, content);
-    // The read ahead (the second read the reader issues) is made slow; the read asked for next is not.
-    // It goes on once a third read has been issued (a reader that does not wait for it), or after many turns
-    // of the event loop (one that does).
-    const real = await fsp.open(path, 'r');
-    let calls = 0;
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((res) => { open = res; });
-    const turns = async (): Promise<void> => {
-      for (let i = 0; i < 50; i++) await tick();
-    };
-    let slowDone: Promise<unknown> | undefined;
-    vi.spyOn(fsp, 'open').mockResolvedValueOnce({
-      read: (b: Buffer, off: number, len: number, pos: number) => {
-        const call = ++calls;
-        if (call === 3) open();
-        const r = (async () => {
-          if (call === 2) await Promise.race([gate, turns()]);
-          return real.read(b, off, len, pos);
-        })();
-        if (call === 2) slowDone = r;
-        return r;
-      },
-      close: () => real.close(),
-    } as unknown as fsp.FileHandle);
-    const r = await fileBytes('v', path);
-    try {
-      expect(Buffer.from(await r.read(0, 16 * KiB)).equals(content.subarray(0, 16 * KiB))).toBe(true);
-      const got = await r.read(40 * KiB, 16 * KiB); // not the chunk read ahead (16 KiB)
-      await slowDone;
-      expect(Buffer.from(got).equals(content.subarray(40 * KiB, 56 * KiB))).toBe(true);
-    } finally {
-      await r.close();
-    }
-  });
-
-  it('reads ahead only chunks the proof will read: none that are known to be zeros', async () => {
-    const path = join(dir, 'sparse');
-    const chunk = 16 * KiB;
-    writeFileSync(path, randomBytes(40 * chunk));
-    const real = await fsp.open(path, 'r');
-    const readAt: number[] = [];
-    vi.spyOn(fsp, 'open').mockResolvedValueOnce({
-      read: (b: Buffer, off: number, len: number, pos: number) => {
-        readAt.push(pos);
-        return real.read(b, off, len, pos);
-      },
-      close: () => real.close(),
-    } as unknown as fsp.FileHandle);
-    // One chunk in ten written, as a restored volume a tenth written; the rest holes (zeros, not read).
-    const untouched = (o: number): boolean => (o / chunk) % 10 !== 0;
-    const r = await fileBytes('v', path, untouched);
-    try {
-      const hash = await leafHasher();
-      await digestVolume('v', 40 * chunk, chunk, hash, (o, l) => r.read(o, l), untouched);
-    } finally {
-      await r.close();
-    }
-    expect(readAt.filter((p) => p < 40 * chunk && untouched(p))).toEqual([]);
-    expect(readAt.filter((p) => p < 40 * chunk)).toEqual([0, 10, 20, 30].map((c) => c * chunk));
-  });
-
-  it('digests a file as a digest over its bytes in memory does', async () => {
+  /** The digest over `content` in memory, zeros past its end and in chunks `untouched` vouches for. */
+  async function inMemory(content: Buffer, size: number, chunkSize: number, untouched?: (o: number, l: number) => boolean): Promise<string> {
     const hash = await leafHasher();
-    for (const size of [0, 1, 64 * KiB - 1, 64 * KiB, 300 * KiB + 7]) {
-      const path = join(dir, `d${size}`);
-      const content = randomBytes(size);
-      writeFileSync(path, content);
-      const r = await fileBytes('v', path);
-      try {
-        const fromFile = await digestVolume('v', size + 3 * KiB, 16 * KiB, hash, (o, l) => r.read(o, l), (o) => o === 32 * KiB);
-        const fromMemory = await digestVolume('v', size + 3 * KiB, 16 * KiB, hash, async (o, l) => {
-          const b = Buffer.alloc(l);
-          if (o < size) content.copy(b, 0, o, Math.min(size, o + l));
-          return b;
-        }, (o) => o === 32 * KiB);
-        expect(fromFile.root).toBe(fromMemory.root);
-      } finally {
-        await r.close();
+    return (await digestVolume('v', size, chunkSize, hash, async (o, l) => {
+      const b = Buffer.alloc(l);
+      if (o < content.length) content.copy(b, 0, o, Math.min(content.length, o + l));
+      return b;
+    }, untouched)).root;
+  }
+
+  async function onPool(path: string, size: number, chunkSize: number, untouched?: (o: number, l: number) => boolean): Promise<string> {
+    const r = await fileLeavesOnPool(pool, 'v', path, untouched);
+    try {
+      return digestOfLeaves('v', size, chunkSize, await r.leaves(size, chunkSize)).root;
+    } finally {
+      await r.close();
+    }
+  }
+
+  it('computes what a digest over the bytes in memory does: any size, chunk size and untouched chunks (hashed as zeros, whatever the file holds there), a file shorter than the volume (property)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 0, max: 300 * KiB }), fc.integer({ min: 0, max: 8 * KiB }), fc.integer({ min: 1, max: 64 }), fc.option(fc.integer({ min: 2, max: 5 })),
+      async (fileSize, beyond, sectors, every) => {
+        const path = join(dir, `f${n++}`);
+        const content = randomBytes(fileSize);
+        writeFileSync(path, content);
+        const chunkSize = sectors * 512;
+        const size = fileSize + beyond;
+        const untouched = every === null ? undefined : (o: number): boolean => (o / chunkSize) % every === 1;
+        expect(await onPool(path, size, chunkSize, untouched)).toBe(await inMemory(content, size, chunkSize, untouched));
+      },
+    ), { numRuns: 60 });
+  });
+
+  it('splits a large file into jobs of 64 MiB and puts their leaves back in chunk order', async () => {
+    const path = join(dir, 'large');
+    const size = 160 * MiB + 4 * KiB;
+    const fd = openSync(path, 'w');
+    const content = Buffer.alloc(size);
+    try {
+      // A sparse file with data here and there: three jobs of four 16 MiB chunks, the last one short.
+      for (const at of [0, 17 * MiB + 3, 70 * MiB, 130 * MiB + 511, 160 * MiB]) {
+        const piece = randomBytes(4 * KiB);
+        writeSync(fd, piece, 0, piece.length, at);
+        piece.copy(content, at);
       }
+    } finally {
+      closeSync(fd);
+    }
+    expect(await onPool(path, size, 16 * MiB)).toBe(await inMemory(content, size, 16 * MiB));
+  });
+
+  it('a read that fails fails the proof with the system\'s error, naming the file', async () => {
+    // A directory opens read-only, and every read of it fails (EISDIR).
+    const r = await fileLeavesOnPool(pool, 'v', dir);
+    try {
+      await expect(r.leaves(256 * MiB, 64 * KiB)).rejects.toMatchObject({ code: 'EISDIR', path: dir });
+    } finally {
+      await r.close();
     }
   });
 });
