@@ -1,4 +1,4 @@
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { Replica } from '../../src/replica/replica.js';
 import { planRestore } from '../../src/replica/restore-plan.js';
 import { Applier } from '../../src/replica/applier.js';
 import { SegmentSource, type PayloadLease } from '../../src/replica/segment-source.js';
-import type { RestoreTarget } from '../../src/replica/targets.js';
+import { openFileTarget, tmpPathFor, type RestoreTarget } from '../../src/replica/targets.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 import { makeGroup, MiB, tempDir } from '../helpers.js';
 import { exportTo } from '../tape/helpers.js';
@@ -27,7 +27,8 @@ function openUnder(dir: string): string[] {
 describe('Applier: a coalesced restore through leased payloads', () => {
   const dir = tempDir();
 
-  it('a payload\'s memory is used again only after its writes end, whatever the target\'s pace; the tapes it opened are closed after', async () => {
+  /** A group of 24 MiB written whole, exported in tapes of 3 MiB (more than a source keeps open), then changed in places; its image. */
+  async function replicaOfChangedGroup(): Promise<Buffer> {
     const size = 24 * MiB;
     const g = await makeGroup(dir, { a: size }, { journalSize: 96 * MiB, chunkSize: 1 * MiB });
     const group = await openSiteGroup(g);
@@ -37,14 +38,63 @@ describe('Applier: a coalesced restore through leased payloads', () => {
       data.copy(image, off);
     };
     for (let i = 0; i < size / MiB; i++) await write(i * MiB, randomBytes(MiB));
-    // Several tapes (more than a source keeps open), so that reads move from tape to tape.
     await exportTo(group, join(dir, 't'), { base: true, mediaSize: 3 * MiB });
     for (let i = 0; i < 6; i++) await write(((i * 7) % 24) * MiB + 4096 * i, randomBytes(MiB - 4096 * i));
     await exportTo(group, join(dir, 't'), { mediaSize: 3 * MiB });
     await group.close();
     expect(readdirSync(join(dir, 't')).filter((f) => f.endsWith('.tar.zst')).length).toBeGreaterThan(6);
     await importTapes(join(dir, 'rep'), [join(dir, 't')]);
+    return image;
+  }
 
+  it('segments written on the workers: after one fails, no segment more starts, and the failure is thrown only once every one started has ended (no worker writes a target its caller may close)', async () => {
+    const image = await replicaOfChangedGroup();
+    const replica = await Replica.open(join(dir, 'rep'));
+    const pool = new FramePool();
+    const target = await openFileTarget('a', join(dir, 'out.img'), image.length, false);
+    try {
+      const cat = replica.catalog;
+      const source = new SegmentSource(replica, undefined, { pool });
+      const real = source.writeParts.bind(source);
+      const started: number[] = [];
+      let running = 0;
+      // The first segment fails at once; every other one takes a while longer.
+      source.writeParts = async (seg, parts): Promise<number> => {
+        const n = started.push(seg.idx);
+        running++;
+        try {
+          if (n === 1) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO', targetFd: target.direct?.fd });
+          await new Promise((go) => setTimeout(go, 20));
+          return await real(seg, parts);
+        } finally {
+          running--;
+        }
+      };
+      const apply = new Applier(cat, planRestore(cat, { kind: 'latest' }), [target], [image.length], source);
+      const err = await apply.coalesced().catch((e: unknown) => e);
+      expect(running).toBe(0);
+      expect(err).toMatchObject({ code: 'EIO', path: join(dir, 'out.img') });
+      // Those given to the workers with it (the pool's capacity) ran to their end; none was started after.
+      expect(started.length).toBe(source.partsInFlight);
+      await source.release();
+      // Without the failure, the same restore writes the image exactly.
+      source.writeParts = real;
+      const again = new Applier(cat, planRestore(cat, { kind: 'latest' }), [target], [image.length], source);
+      await again.coalesced();
+      await target.finish();
+      expect(readFileSync(tmpPathFor(join(dir, 'out.img'))).equals(image)).toBe(true);
+      await source.release();
+    } finally {
+      await target.abort();
+      await target.release();
+      await pool.close();
+      await replica.close();
+    }
+  });
+
+  it('a payload\'s memory is used again only after its writes end, whatever the target\'s pace; the tapes it opened are closed after', async () => {
+    const image = await replicaOfChangedGroup();
+    const size = image.length;
     const replica = await Replica.open(join(dir, 'rep'));
     const pool = new FramePool();
     try {
