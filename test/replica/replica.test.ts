@@ -29,6 +29,15 @@ function onCatalog<T>(rep: string, f: (db: Database.Database) => T): T {
 describe('replica catalogue and retention', () => {
   const dir = tempDir();
 
+  /** A group of `records` mixed records, exported (no base: the volumes start as zeros) into `tapes` and imported into `rep`. */
+  async function importedGroup(records: number, tapes: string, rep: string): Promise<{ g: string; rep: string }> {
+    const { g, group } = await groupWithData(dir, records);
+    await exportTo(group, join(dir, tapes));
+    await group.close();
+    await importTapes(join(dir, rep), [join(dir, tapes)]);
+    return { g, rep: join(dir, rep) };
+  }
+
   it('rebuilds the catalogue from the stored tapes alone', async () => {
     const { group } = await groupWithData(dir, 100);
     await group.mark('m1');
@@ -98,11 +107,7 @@ describe('replica catalogue and retention', () => {
   });
 
   it('a record index damaged in the catalogue fails a restore (REPLICA_BAD) and nothing is put in place; it restored bytes to the wrong place, exit 0, before', async () => {
-    const { g, group } = await groupWithData(dir, 60);
-    await exportTo(group, join(dir, 'ti'));
-    await group.close();
-    const rep = join(dir, 'repi');
-    await importTapes(rep, [join(dir, 'ti')]);
+    const { g, rep } = await importedGroup(60, 'ti', 'repi');
     // One record moved by 512 bytes in the catalogue only (bit rot in catalog.db, whose pages SQLite does not check).
     onCatalog(rep, (db) => {
       const row = db.prepare('SELECT serial, idx, record_index FROM segments ORDER BY serial, idx LIMIT 1').get() as { serial: number; idx: number; record_index: Buffer };
@@ -127,11 +132,7 @@ describe('replica catalogue and retention', () => {
   });
 
   it('a record the catalogue places past its segment\'s records fails a restore and a mount read (TAPE_DAMAGED), coalesced or not; before, fewer bytes were written or read, the rest left as it was', async () => {
-    const { group } = await groupWithData(dir, 60);
-    await exportTo(group, join(dir, 'tp'));
-    await group.close();
-    const rep = join(dir, 'repp');
-    await importTapes(rep, [join(dir, 'tp')]);
+    const { rep } = await importedGroup(60, 'tp', 'repp');
     // The newest update (it wins all of its range) placed past the records, in an index catalogued before
     // indexes carried their CRC (taken as it is): a legacy catalogue, damaged.
     const where = onCatalog(rep, (db) => {
@@ -171,11 +172,7 @@ describe('replica catalogue and retention', () => {
   });
 
   it('a stored tape damaged after its import fails a restore (TAPE_DAMAGED) naming the segment, and nothing is put in place: cut short, other bytes at a frame\'s offset, a byte flipped inside a frame', async () => {
-    const { group } = await groupWithData(dir, 40);
-    await exportTo(group, join(dir, 'td'));
-    await group.close();
-    const rep = join(dir, 'repd');
-    await importTapes(rep, [join(dir, 'td')]);
+    const { rep } = await importedGroup(40, 'td', 'repd');
     const seg = onCatalog(rep, (db) => db.prepare('SELECT s.idx AS idx, s.frame_offset AS at, s.frame_length AS length, t.file AS file FROM segments s JOIN tapes t ON t.serial = s.serial ORDER BY s.serial, s.idx LIMIT 1').get() as { idx: number; at: number; length: number; file: string });
     const tape = join(rep, 'tapes', seg.file);
     const good = readFileSync(tape);
