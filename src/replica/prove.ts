@@ -17,8 +17,9 @@ export interface PointProof {
 }
 
 /**
- * Something to read a volume's bytes from: a mounted point. What `read` returns may be reused by the next read
- * (digestVolume hashes each chunk before it reads the next).
+ * Something to read a volume's bytes from: a mounted point. What `read`
+ * returns may be reused by the next read (digestVolume hashes each chunk
+ * before it reads the next).
  */
 export interface VolumeBytes {
   name: string;

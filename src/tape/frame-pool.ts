@@ -124,7 +124,9 @@ export const MAX_ZSTD_LEVEL = 19;
  * Worker threads that make and unmake tape frames: each segment is an
  * independent zstd frame, so frames are packed, hashed and compressed (or
  * decompressed) on every core while the main thread reads the journal and
- * writes the tape in order.
+ * writes the tape in order. A restore also has them write its segments
+ * into its targets and read the targets back for its proof, where the
+ * bytes are (`writeParts`, `fileLeaves`).
  */
 export class FramePool {
   readonly #workers: Worker[] = [];

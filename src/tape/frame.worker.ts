@@ -12,8 +12,10 @@ import type { FrameReply, FrameRequest, FrameWorkerData } from './frame-pool.js'
 /**
  * A frame worker (started by FramePool): packs tar entries and compresses
  * them into one zstd frame, hashing a segment as it goes; or decompresses a
- * frame and finds its entries. Inputs come as transferred buffers and go
- * back with the reply, to be used again; outputs are transferred, never copied.
+ * frame and finds its entries; or, for a restore, writes a stored segment's
+ * parts into files (segment-parts.ts) or hashes a run of a file's chunks
+ * (file-leaves.ts). Inputs come as transferred buffers and go back with the
+ * reply, to be used again; outputs are transferred, never copied.
  */
 if (!parentPort) throw new Error('frame.worker.js runs as a worker thread');
 const port = parentPort;
