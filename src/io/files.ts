@@ -1,4 +1,4 @@
-import { constants, promises as fsp, writeSync } from 'node:fs';
+import { constants, promises as fsp, readSync, writeSync } from 'node:fs';
 import { dirname, basename, join, resolve, sep } from 'node:path';
 import { JshipError } from '../core/errors.js';
 import { randomBytes } from 'node:crypto';
@@ -118,6 +118,17 @@ export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: 
 export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
   while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** Fills `b` from `position` on the calling thread (a worker's), looping over short reads: the bytes read (fewer at the end of the file). */
+export function readFullySync(fd: number, b: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < b.length) {
+    const n = readSync(fd, b, done, b.length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
 }
 
 /**

@@ -54,9 +54,9 @@ export function volumeFileHolder(id: { dev: number; ino: number }): Promise<{ pi
 /**
  * Lets go of files locked by lockVolumeFile: the locks first, then the
  * handles. A lock names its file by device and inode; once the last handle
- * is closed and the file removed, the inode can be given to a new file at once, and a lock
- * still there, held by this live process, would refuse that file to anyone
- * (VOLUME_NOT_USABLE) until the process ended.
+ * is closed and the file removed, the inode can be given to a new file at
+ * once, and a lock still there, held by this live process, would refuse
+ * that file to anyone (VOLUME_NOT_USABLE) until the process ended.
  */
 export async function closeLocked(handles: readonly fsp.FileHandle[], locks: readonly DirLock[]): Promise<void> {
   try {

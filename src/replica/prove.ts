@@ -24,8 +24,6 @@ export interface PointProof {
 export interface VolumeBytes {
   name: string;
   read(offset: number, length: number): Promise<Uint8Array>;
-  /** Ranges known to be zeros without reading them (holes of a new file nothing was written to). */
-  untouched?: ((offset: number, length: number) => boolean) | undefined;
 }
 
 /** A volume whose leaves are computed whole elsewhere (a restored file, on the worker pool: fileLeavesOnPool). */
@@ -51,7 +49,7 @@ export async function provePoint(digest: PointDigest, volumes: ReadonlyArray<Vol
     }
     const d = 'leaves' in v
       ? digestOfLeaves(v.name, want.size, digest.chunkSize, await v.leaves(want.size, digest.chunkSize))
-      : await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len), v.untouched);
+      : await digestVolume(v.name, want.size, digest.chunkSize, hash, (off, len) => v.read(off, len));
     got.push(d);
     out.push({ name: v.name, equal: d.root === want.root, expected: want.root, got: d.root });
   }
@@ -67,10 +65,11 @@ const LEAVES_JOB_BYTES = 64 * 1024 * 1024;
  * A file or device as a restore's proof reads it: its leaves computed on
  * the pool's workers (tape/file-leaves.ts), runs of chunks side by side,
  * each read and hashed where it is read — no chunk crosses between
- * threads. Chunks `untouched` vouches for are hashed as zeros without a
- * read (see VolumeBytes).
+ * threads. Chunks `untouched` vouches for (holes of a new file nothing
+ * was written to) are hashed as zeros without a read: the first read of a
+ * hole costs the kernel a zeroed page.
  */
-export async function fileLeavesOnPool(pool: FramePool, name: string, path: string, untouched?: VolumeBytes['untouched']): Promise<VolumeLeaves & { close(): Promise<void> }> {
+export async function fileLeavesOnPool(pool: FramePool, name: string, path: string, untouched?: (offset: number, length: number) => boolean): Promise<VolumeLeaves & { close(): Promise<void> }> {
   const h = await fsp.open(path, constants.O_RDONLY);
   return {
     name,

@@ -3,7 +3,7 @@ import type { FramePool } from '../tape/frame-pool.js';
 import { JshipError, atPath } from '../core/errors.js';
 import { cataloguedFrame } from '../core/zstd-frames.js';
 import { KeyRing, missingKey } from '../tape/crypto.js';
-import { SEGMENT_HEADER_SIZE, STORED_SEGMENT_DIFFERS, STORED_TAPE_CHANGED, expectSegment, openSegment, type ExpectedSegment } from '../tape/segment.js';
+import { SEGMENT_HEADER_SIZE, STORED_TAPE_CHANGED, expectSegment, openSegment, type ExpectedSegment } from '../tape/segment.js';
 import { frameEntries } from '../tape/tar-entry.js';
 import type { SegmentRow } from './catalog.js';
 import type { Replica } from './replica.js';
@@ -171,7 +171,7 @@ export class SegmentSource {
     if (!this.#pool || f.keyId !== null) throw new Error('writeParts of a segment it does not take (writesParts)');
     const { h, done } = await this.#handle(seg.serial, f.path);
     try {
-      const n = await this.#pool.writeParts({ fd: h.fd, offset: seg.frameOffset, length: seg.frameLength, where: `${f.path} segment ${seg.idx}`, expect: this.#expected(seg, f.mediaSet), parts });
+      const n = await this.#pool.writeParts({ fd: h.fd, offset: seg.frameOffset, length: seg.frameLength, where: `${f.path} segment ${seg.idx}`, expect: this.#expected(seg, f), parts });
       this.read++;
       return n;
     } catch (e) {
@@ -182,8 +182,8 @@ export class SegmentSource {
     }
   }
 
-  #expected(seg: SegmentRow, mediaSetId: string): ExpectedSegment {
-    return { firstSeq: seg.firstSeq, lastSeq: seg.lastSeq, count: seg.records, groupId: this.#replica.config.groupId, mediaSetId };
+  #expected(seg: SegmentRow, f: { keyId: string | null; mediaSet: string }): ExpectedSegment {
+    return { firstSeq: seg.firstSeq, lastSeq: seg.lastSeq, count: seg.records, groupId: this.#replica.config.groupId, mediaSetId: f.mediaSet, plaintext: f.keyId === null };
   }
 
   /** Reads, checks and opens a segment; with `recycle`, into the pool's memory, which `release` hands back. */
@@ -217,11 +217,11 @@ export class SegmentSource {
       throw new JshipError('TAPE_DAMAGED', `${where} cannot be read: ${(e as Error).message}`, { hint: STORED_TAPE_CHANGED, cause: e });
     }
     try {
-      const sh = expectSegment(content, this.#expected(seg, f.mediaSet), where);
+      const sh = expectSegment(content, this.#expected(seg, f), where);
       let payload = content.subarray(SEGMENT_HEADER_SIZE);
       if (sh.encrypted) {
-        if (!f.keyId) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: STORED_SEGMENT_DIFFERS });
-        payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId, where), content, sh, where);
+        // expectSegment refused one in a tape catalogued as plaintext: this tape has a key id.
+        payload = openSegment((this.#keys ?? new KeyRing([])).need(f.keyId as string, where), content, sh, where);
         // The decrypted payload is memory of its own: the decompressed frame is done with.
         release?.();
         release = undefined;

@@ -1,5 +1,5 @@
-import { readSync } from 'node:fs';
 import type { LeafHash } from '../core/volume-digest.js';
+import { readFullySync } from '../io/files.js';
 
 /**
  * The leaves of a point digest (core/volume-digest.ts: each chunk's XXH64)
@@ -37,13 +37,7 @@ export function fileLeaves(m: FileLeavesRequest, hash: LeafHash): BigUint64Array
     }
     if (chunkBuf.length < length) chunkBuf = Buffer.allocUnsafeSlow(length);
     const b = chunkBuf.subarray(0, length);
-    let got = 0;
-    while (got < length) {
-      const n = readSync(m.fd, b, got, length - got, start + got);
-      if (n === 0) break;
-      got += n;
-    }
-    b.fill(0, got);
+    b.fill(0, readFullySync(m.fd, b, start));
     out[i] = hash(b);
   }
   return out;

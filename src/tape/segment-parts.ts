@@ -1,7 +1,7 @@
-import { readSync, writeSync } from 'node:fs';
 import { JshipError } from '../core/errors.js';
+import { readFullySync, writeFullySync } from '../io/files.js';
 import { cataloguedFrame } from '../core/zstd-frames.js';
-import { SEGMENT_HEADER_SIZE, STORED_SEGMENT_DIFFERS, STORED_TAPE_CHANGED, expectSegment, recordBytes, type ExpectedSegment } from './segment.js';
+import { SEGMENT_HEADER_SIZE, STORED_TAPE_CHANGED, expectSegment, recordBytes, type ExpectedSegment } from './segment.js';
 import { decodeEntries } from './tar-entry.js';
 import { decompressFrame } from './zstd.js';
 
@@ -19,7 +19,8 @@ export interface SegmentPartsRequest {
   length: number;
   /** The segment as errors name it (its tape's path and number). */
   where: string;
-  expect: ExpectedSegment;
+  /** What the segment must be (its tape is catalogued as plaintext: the caller opens encrypted ones itself). */
+  expect: Omit<ExpectedSegment, 'plaintext'>;
   /** Flattened fours: a target's descriptor, a position in it, an offset into the records payload, a length. */
   parts: Float64Array;
 }
@@ -38,12 +39,7 @@ let contentBuf: ArrayBuffer | undefined;
 export function writeSegmentParts(m: SegmentPartsRequest): number {
   const frame = frameBuf.length >= m.length ? frameBuf.subarray(0, m.length) : Buffer.allocUnsafeSlow(m.length);
   if (frame.length <= KEEP && frame.buffer !== frameBuf.buffer) frameBuf = frame;
-  let got = 0;
-  while (got < m.length) {
-    const n = readSync(m.fd, frame, got, m.length - got, m.offset + got);
-    if (n === 0) break;
-    got += n;
-  }
+  const got = readFullySync(m.fd, frame, m.offset);
   if (got !== m.length) throw new JshipError('TAPE_DAMAGED', `${m.where} is cut short (${got} of ${m.length} bytes)`, { hint: STORED_TAPE_CHANGED });
   let content: Buffer;
   try {
@@ -54,16 +50,16 @@ export function writeSegmentParts(m: SegmentPartsRequest): number {
   } catch (e) {
     throw new JshipError('TAPE_DAMAGED', `${m.where} cannot be read: ${(e as Error).message}`, { hint: STORED_TAPE_CHANGED, cause: e });
   }
-  const sh = expectSegment(content, m.expect, m.where);
   // The caller sends only segments of tapes catalogued as plaintext (an encrypted one is opened where its key is).
-  if (sh.encrypted) throw new JshipError('TAPE_DAMAGED', `${m.where}: an encrypted segment in a tape catalogued as plaintext`, { hint: STORED_SEGMENT_DIFFERS });
+  expectSegment(content, { ...m.expect, plaintext: true }, m.where);
   const payload = content.subarray(SEGMENT_HEADER_SIZE);
   let written = 0;
   for (let i = 0; i + 3 < m.parts.length; i += 4) {
-    const [fd, position, from, length] = [m.parts[i], m.parts[i + 1], m.parts[i + 2], m.parts[i + 3]] as number[] as [number, number, number, number];
-    const bytes = recordBytes(payload, from, length, m.where);
+    const fd = m.parts[i] as number;
+    const length = m.parts[i + 3] as number;
+    const bytes = recordBytes(payload, m.parts[i + 2] as number, length, m.where);
     try {
-      for (let done = 0; done < length;) done += writeSync(fd, bytes, done, length - done, position + done);
+      writeFullySync(fd, bytes, m.parts[i + 1] as number);
     } catch (e) {
       throw Object.assign(e as Error, { targetFd: fd } satisfies TargetWriteFailure);
     }

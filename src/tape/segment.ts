@@ -130,6 +130,8 @@ export interface ExpectedSegment {
   count: number;
   groupId: string;
   mediaSetId: string;
+  /** Its tape is catalogued as plaintext: an encrypted segment there is not the one catalogued. */
+  plaintext: boolean;
 }
 
 /** The hint of every stored segment that is not what its import found. */
@@ -147,6 +149,7 @@ export function expectSegment(content: Buffer, want: ExpectedSegment, where: str
   if (sh.firstSeq !== want.firstSeq || sh.lastSeq !== want.lastSeq || sh.count !== want.count || sh.groupId !== want.groupId || sh.mediaSetId !== want.mediaSetId) {
     throw new JshipError('TAPE_DAMAGED', `${where}: the segment differs from the catalogue`, { hint: STORED_SEGMENT_DIFFERS });
   }
+  if (sh.encrypted && want.plaintext) throw new JshipError('TAPE_DAMAGED', `${where}: an encrypted segment in a tape catalogued as plaintext`, { hint: STORED_SEGMENT_DIFFERS });
   return sh;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { importTapes } from '../../src/replica/import.js';
@@ -58,13 +59,14 @@ describe('Applier: a coalesced restore through leased payloads', () => {
       const real = source.writeParts.bind(source);
       const started: number[] = [];
       let running = 0;
-      // The first segment fails at once; every other one takes a while longer.
+      // The first segment fails at once; every other one first lets the event loop turn many times (a restore
+      // that threw at once would have thrown by then), then is written.
       source.writeParts = async (seg, parts): Promise<number> => {
         const n = started.push(seg.idx);
         running++;
         try {
           if (n === 1) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO', targetFd: target.direct?.fd });
-          await new Promise((go) => setTimeout(go, 20));
+          for (let i = 0; i < 50; i++) await tick();
           return await real(seg, parts);
         } finally {
           running--;

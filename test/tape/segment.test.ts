@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FrameCompressor } from '../../src/tape/zstd.js';
-import { MAX_SEGMENT_PAYLOAD, SegmentKind, decodeSegmentHeader, encodeSegmentHeader, recordsPayload, type SegmentHeader } from '../../src/tape/segment.js';
+import { MAX_SEGMENT_PAYLOAD, SegmentKind, decodeSegmentHeader, encodeSegmentHeader, expectSegment, recordsPayload, type SegmentHeader } from '../../src/tape/segment.js';
 
 const header = (o: Partial<SegmentHeader> = {}): SegmentHeader => ({
   kind: SegmentKind.Update, encrypted: true, compressed: true, count: 1, firstSeq: 1n, lastSeq: 1n, firstTs: 1n, lastTs: 1n,
@@ -34,5 +34,27 @@ describe('segment flags: compressed inside the encryption (tape format 3)', () =
     expect(bomb.length).toBeLessThan(64 * 1024);
     expect(() => recordsPayload(bomb, header(), 's')).toThrow(expect.objectContaining({ code: 'TAPE_DAMAGED' }));
     expect(() => recordsPayload(Buffer.from('not a zstd frame'), header(), 's')).toThrow(expect.objectContaining({ code: 'TAPE_DAMAGED' }));
+  });
+});
+
+describe('a segment read at its catalogued place (expectSegment)', () => {
+  const want = { firstSeq: 1n, lastSeq: 1n, count: 1, groupId: '00000000-0000-4000-8000-000000000002', mediaSetId: '00000000-0000-4000-8000-000000000001' };
+
+  it('takes the segment the catalogue names; refuses another range, group or media set, and an encrypted one in a tape catalogued as plaintext', () => {
+    const encrypted = encodeSegmentHeader(header());
+    expect(expectSegment(encrypted, { ...want, plaintext: false }, 's').encrypted).toBe(true);
+    expect(expectSegment(encodeSegmentHeader(header({ encrypted: false, compressed: false })), { ...want, plaintext: true }, 's').encrypted).toBe(false);
+    const refused = (h: Buffer, w: Parameters<typeof expectSegment>[1]): unknown => {
+      try {
+        expectSegment(h, w, 'tape 1 segment 0');
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    };
+    expect(refused(encrypted, { ...want, plaintext: true })).toMatchObject({ code: 'TAPE_DAMAGED', message: 'tape 1 segment 0: an encrypted segment in a tape catalogued as plaintext', hint: expect.stringMatching(/catalog --rebuild/) });
+    for (const other of [{ lastSeq: 2n }, { count: 2 }, { groupId: want.mediaSetId }, { mediaSetId: want.groupId }]) {
+      expect(refused(encrypted, { ...want, plaintext: false, ...other })).toMatchObject({ code: 'TAPE_DAMAGED', message: 'tape 1 segment 0: the segment differs from the catalogue' });
+    }
   });
 });
