@@ -18,6 +18,13 @@ const OPEN_TAPES = 4;
  * serves records that come from the same segment. The SHA-256 was checked at
  * import; the store is the replica's own.
  */
+/** A tape kept open: its open (maybe still running), its readers now, whether it is still among the kept few. */
+interface OpenTape {
+  readonly opening: Promise<fsp.FileHandle>;
+  readers: number;
+  kept: boolean;
+}
+
 export class SegmentSource {
   readonly #replica: Replica;
   readonly #keys: KeyRing | undefined;
@@ -28,10 +35,13 @@ export class SegmentSource {
   readonly #cacheSize: number;
   /** Tapes opened once and read through their handles (a mount, which outlives its hold on the replica). */
   readonly #held = new Map<number, fsp.FileHandle>();
-  /** The tapes read last, kept open (most recent last): a restore reads a tape's segments one after another. */
-  readonly #open = new Map<number, Promise<fsp.FileHandle>>();
-  /** Reads in flight on each kept handle: one pushed out of the kept few closes when its last read ends. */
-  readonly #users = new Map<fsp.FileHandle, number>();
+  /**
+   * The tapes read last, kept open (most recent last): a restore reads a
+   * tape's segments one after another. Each counts its readers from the
+   * moment they ask (before the open resolves); one pushed out of the kept
+   * few is closed when its last reader is done, never under one.
+   */
+  readonly #open = new Map<number, OpenTape>();
   read = 0;
 
   readonly #pool: FramePool | undefined;
@@ -65,50 +75,54 @@ export class SegmentSource {
     }
   }
 
-  /** Closes every tape it holds or keeps open. */
+  /** Closes every tape it holds, and every kept one nothing reads (one still read is closed by its last reader). */
   async release(): Promise<void> {
     for (const h of this.#held.values()) await h.close();
     this.#held.clear();
     const open = [...this.#open.values()];
     this.#open.clear();
-    for (const h of await Promise.allSettled(open)) if (h.status === 'fulfilled') await h.value.close();
+    await Promise.all(open.map((t) => this.#drop(t)));
   }
 
-  /** A handle on a tape: held, or opened and kept among the last few (the oldest closed once its reads end). */
+  /** A handle on a tape: held, or opened and kept among the last few (the oldest closed once its readers are done). */
   async #handle(serial: number, path: string): Promise<{ h: fsp.FileHandle; done: () => Promise<void> }> {
     const held = this.#held.get(serial);
     if (held) return { h: held, done: async () => undefined };
-    let p = this.#open.get(serial);
-    if (p) {
+    let t = this.#open.get(serial);
+    if (t) {
       this.#open.delete(serial);
     } else {
-      p = fsp.open(path, 'r');
-      p.catch(() => undefined);
+      const opening = fsp.open(path, 'r');
+      opening.catch(() => undefined);
+      t = { opening, readers: 0, kept: true };
     }
-    this.#open.set(serial, p);
-    const h = await p.catch((e: unknown) => {
-      if (this.#open.get(serial) === p) this.#open.delete(serial);
-      throw e;
-    });
-    this.#users.set(h, (this.#users.get(h) ?? 0) + 1);
+    this.#open.set(serial, t);
+    t.readers++;
     while (this.#open.size > OPEN_TAPES) {
-      const [oldest, q] = this.#open.entries().next().value as [number, Promise<fsp.FileHandle>];
+      const [oldest, o] = this.#open.entries().next().value as [number, OpenTape];
       this.#open.delete(oldest);
-      void q.then((o) => this.#closeIfUnused(o), () => undefined);
+      void this.#drop(o);
     }
-    return {
-      h,
-      done: async () => {
-        const n = (this.#users.get(h) ?? 1) - 1;
-        if (n > 0) this.#users.set(h, n);
-        else this.#users.delete(h);
-        if (![...this.#open.values()].includes(p)) await this.#closeIfUnused(h);
-      },
+    const tape = t;
+    const done = async (): Promise<void> => {
+      tape.readers--;
+      if (!tape.kept) await this.#drop(tape);
     };
+    try {
+      return { h: await tape.opening, done };
+    } catch (e) {
+      if (this.#open.get(serial) === tape) this.#open.delete(serial);
+      await done();
+      throw e;
+    }
   }
 
-  async #closeIfUnused(h: fsp.FileHandle): Promise<void> {
-    if (!this.#users.has(h)) await h.close().catch(() => undefined);
+  /** No longer kept: closed now if nothing reads it, else by its last reader. */
+  async #drop(t: OpenTape): Promise<void> {
+    t.kept = false;
+    if (t.readers > 0) return;
+    const h = await t.opening.catch(() => null);
+    await h?.close().catch(() => undefined);
   }
 
   /**

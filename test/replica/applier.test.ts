@@ -94,6 +94,28 @@ describe('Applier: a coalesced restore through leased payloads', () => {
     }
   });
 
+  it('segments of more tapes than it keeps open, asked for all at once: every read gets an open tape (none closed under a reader), and all are closed after', async () => {
+    await replicaOfChangedGroup();
+    const replica = await Replica.open(join(dir, 'rep'));
+    const pool = new FramePool();
+    try {
+      const segs = replica.catalog.segments();
+      expect(new Set(segs.map((s) => s.serial)).size).toBeGreaterThan(6);
+      const source = new SegmentSource(replica, undefined, { pool });
+      // Written on the workers (nothing to write: the frame is still read and checked) and leased on this thread.
+      const written = await Promise.all(segs.map((s) => source.writeParts(s, new Float64Array(0))));
+      expect(written.every((n) => n === 0)).toBe(true);
+      const leases = await Promise.all(segs.map((s) => source.lease(s)));
+      expect(leases.every((l, i) => l.payload.length > 0 && segs[i] !== undefined)).toBe(true);
+      for (const l of leases) l.release();
+      await source.release();
+      expect(openUnder(join(dir, 'rep')).filter((p) => p.endsWith('.tar.zst'))).toEqual([]);
+    } finally {
+      await pool.close();
+      await replica.close();
+    }
+  });
+
   it('a payload\'s memory is used again only after its writes end, whatever the target\'s pace; the tapes it opened are closed after', async () => {
     const image = await replicaOfChangedGroup();
     const size = image.length;
