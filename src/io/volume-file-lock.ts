@@ -17,13 +17,28 @@ export function volumeLockDir(): string {
   return existsSync('/run/lock') ? '/run/lock/jship' : join(tmpdir(), 'jship-locks');
 }
 
-function lockPath(id: { dev: number; ino: number }): string {
-  return join(volumeLockDir(), `volume-${id.dev}-${id.ino}.lock`);
+/** What names a file for its lock: its device, inode and birth time (a stat taken with `bigint: true`). */
+export interface VolumeFileId {
+  dev: bigint;
+  ino: bigint;
+  birthtimeNs: bigint;
 }
 
 /**
- * Takes the lock of the volume file open in `handle` (its device and inode,
- * read from the handle: the file itself, whatever path or link named it).
+ * The lock's name: the file's device and inode, and its birth time. An inode
+ * is given to a new file as soon as the last handle on a removed one closes,
+ * and a lock still held for the removed file (by a live process that let go
+ * of its handle: closed on garbage collection, say) refused the new one as
+ * "in use by" that process. The birth time tells the two apart (0 on a file
+ * system that does not keep one, where the name is as it was).
+ */
+function lockPath(id: VolumeFileId): string {
+  return join(volumeLockDir(), `volume-${id.dev}-${id.ino}${id.birthtimeNs === 0n ? '' : `-${id.birthtimeNs}`}.lock`);
+}
+
+/**
+ * Takes the lock of the volume file open in `handle` (its device, inode and
+ * birth time, read from the handle: the file itself, whatever path or link named it).
  * Refused (VOLUME_NOT_USABLE, as a busy block device is) while a live process holds it.
  */
 export async function lockVolumeFile(handle: fsp.FileHandle, what: string): Promise<DirLock> {
@@ -37,7 +52,7 @@ export async function lockVolumeFile(handle: fsp.FileHandle, what: string): Prom
       hint: 'set JSHIP_LOCK_DIR to a directory every jship process on this machine can write (the same for all)',
     });
   }
-  const id = await handle.stat();
+  const id = await handle.stat({ bigint: true });
   return DirLock.acquire(lockPath(id), what, {
     busyHint: 'a volume file belongs to one group: another group (or another volume of this one) uses this file as a volume, and both would write it; check the group.json of each, and name another file',
   }).catch((e: unknown) => {
@@ -47,7 +62,7 @@ export async function lockVolumeFile(handle: fsp.FileHandle, what: string): Prom
 }
 
 /** The live process that holds the file at `id` as a volume, if one does. */
-export function volumeFileHolder(id: { dev: number; ino: number }): Promise<{ pid: number; host: string } | undefined> {
+export function volumeFileHolder(id: VolumeFileId): Promise<{ pid: number; host: string } | undefined> {
   return lockOwner(lockPath(id));
 }
 

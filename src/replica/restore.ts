@@ -357,7 +357,7 @@ async function checkTargets(targets: ReadonlyArray<{ volume: string; path: strin
       });
     }
     // A file a group writes as its volume now: renamed over, the group would go on writing the file it replaced.
-    const st = await fsp.stat(real).catch(() => undefined);
+    const st = await fsp.stat(real, { bigint: true }).catch(() => undefined);
     const holder = st?.isFile() ? await volumeFileHolder(st) : undefined;
     if (holder) {
       throw new JshipError('TARGET_NOT_USABLE', `${t.path} is the volume of a group that process ${holder.pid} on ${holder.host} has open: a restore would put another file in its place, and the group would go on writing the one it replaced`, {

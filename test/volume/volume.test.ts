@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, promises as fsp, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
+import { lockVolumeFile } from '../../src/io/volume-file-lock.js';
+import type { DirLock } from '../../src/io/dir-lock.js';
 import { createGroup, openGroup } from '../../src/index.js';
 import { makeGroup, tempDir, MiB } from '../helpers.js';
 import { isOpenHere, openAtLockRelease } from '../lock-spies.js';
@@ -77,6 +79,40 @@ describe('volumes', () => {
     const vol = await Volume.open({ name: 'v', extents: [{ path, size: MiB }] }, { create: true });
     expect(await openAtLockRelease(path, () => vol.close())).toEqual([true]);
     expect(isOpenHere(path)).toBe(false);
+  });
+
+  it('a lock still held for a removed file does not refuse a new file given its inode (a handle closed on garbage collection, its file removed)', async () => {
+    const sub = join(dir, 'reuse');
+    mkdirSync(sub);
+    // A live process (this one) holds the lock of a file whose handle it let go of; the file is removed, and the
+    // next file made takes its inode (ext4 gives a freed inode back at once; tried a few times in case it does not).
+    let held: DirLock | undefined;
+    let reused = false;
+    for (let i = 0; i < 20 && !reused; i++) {
+      const old = join(sub, `old-${i}.img`);
+      writeFileSync(old, Buffer.alloc(4096));
+      const h = await fsp.open(old, 'r+');
+      await held?.release();
+      held = await lockVolumeFile(h, `volume "gone": ${old}`);
+      const ino = (await h.stat()).ino;
+      await h.close();
+      rmSync(old);
+      writeFileSync(join(sub, 'new.img'), Buffer.alloc(4096));
+      reused = statSync(join(sub, 'new.img')).ino === ino;
+      if (!reused) rmSync(join(sub, 'new.img'));
+    }
+    try {
+      expect(reused, 'the file system gave no freed inode to a new file: the case cannot be made here').toBe(true);
+      const vol = await Volume.open({ name: 'v', extents: [{ path: join(sub, 'new.img') }] });
+      try {
+        // The new file's own lock still keeps a second writer out.
+        await expect(Volume.open({ name: 'w', extents: [{ path: join(sub, 'new.img') }] })).rejects.toThrowError(expect.objectContaining({ code: 'VOLUME_NOT_USABLE' }));
+      } finally {
+        await vol.close();
+      }
+    } finally {
+      await held?.release();
+    }
   });
 
   it('refuses missing, wrong-size, empty and unusable paths with clear errors', async () => {
