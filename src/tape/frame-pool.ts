@@ -150,10 +150,12 @@ export class FramePool {
     const url = workerUrl(import.meta.url, './frame.worker.js');
     for (let i = 0; i < n; i++) {
       const w = new Worker(url, { workerData, execArgv: [] });
-      w.unref();
       this.#busy.set(w, []);
       w.on('message', (m: FrameReply) => {
-        const job = this.#busy.get(w)?.shift();
+        const jobs = this.#busy.get(w);
+        const job = jobs?.shift();
+        // An idle worker does not keep the process alive (one with a job does: its caller waits for the answer).
+        if (jobs?.length === 0) w.unref();
         for (const b of m.spent) this.#keep(b);
         if (job) {
           if (m.op === 'error') job.reject(job.failure ? job.failure(m) : new Error(`zstd: ${m.error}`));
@@ -173,6 +175,8 @@ export class FramePool {
         if (this.#workers.length === 0) for (const job of this.#queue.splice(0)) job.reject(e);
         else this.#dispatch();
       });
+      // After the listeners: adding a 'message' listener refs a worker again.
+      w.unref();
       this.#workers.push(w);
     }
   }
@@ -345,6 +349,7 @@ export class FramePool {
       if (!w || jobs.length >= WORKER_DEPTH) return;
       const job = this.#queue.shift() as Job;
       jobs.push(job);
+      w.ref();
       w.postMessage({ ...job.msg, id: this.#next++ }, job.transfer);
     }
   }

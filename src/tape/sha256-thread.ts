@@ -73,15 +73,17 @@ export class Sha256Thread {
     const w = (this.#worker ??= this.#start());
     return new Promise<Sha256Reply>((resolve, reject) => {
       this.#waiting.push({ resolve, reject });
+      w.ref();
       w.postMessage(m, transfer);
     });
   }
 
   #start(): Worker {
     const w = new Worker(workerUrl(import.meta.url, './sha256.worker.js'), { execArgv: [] });
-    w.unref();
     w.on('message', (r: Sha256Reply) => {
       const waiter = this.#waiting.shift();
+      // Idle, it does not keep the process alive; with a hash asked for, it does (its caller waits for it).
+      if (this.#waiting.length === 0) w.unref();
       if (r.op === 'error') waiter?.reject(new Error(`SHA-256: ${r.error}`));
       else waiter?.resolve(r);
     });
@@ -93,6 +95,8 @@ export class Sha256Thread {
     w.on('exit', (code) => {
       if (!this.#closed) fail(new Error(`the SHA-256 thread ended (exit code ${code})`));
     });
+    // After the listeners: adding a 'message' listener refs a worker again.
+    w.unref();
     return w;
   }
 

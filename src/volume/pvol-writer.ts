@@ -111,7 +111,6 @@ export class PvolWriter {
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(workerUrl(import.meta.url, './pvol.worker.js'), { execArgv: [] });
-    w.unref();
     w.on('message', (m: PvolReply) => {
       const b = this.#inFlight.get(m.id);
       this.#inFlight.delete(m.id);
@@ -125,6 +124,8 @@ export class PvolWriter {
       this.#inFlight.clear();
       this.#worker = undefined;
     });
+    // After the listeners: adding a 'message' listener refs a worker again.
+    w.unref();
     this.#worker = w;
     return w;
   }

@@ -1,0 +1,49 @@
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+
+const dist = (p: string): string => JSON.stringify(new URL(`../../dist/${p}`, import.meta.url).href);
+
+/**
+ * Runs `body` as an ES module in a node process of its own: what it printed
+ * and how it ended. A process kept alive by a thread it no longer uses is
+ * killed after a generous bound (status null), far above the second or so
+ * these take on a loaded machine.
+ */
+function child(body: string): { status: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('worker threads and the process\'s life', () => {
+  const dir = tempDir();
+
+  it('an idle frame pool, SHA-256 thread or PVOL writer never closed lets the process end; one awaited keeps it alive until it answers', () => {
+    const file = join(dir, 'f.bin');
+    writeFileSync(file, Buffer.alloc(3 * 4096, 7));
+    // Each waits for its thread's answer with nothing else to keep the process alive (an exit then would be
+    // 13, "unsettled top-level await"), prints it, and is never closed: an idle worker that held the process
+    // kept it running for ever (a CLI verb that failed before it used the pool it had started).
+    const r = child(`
+      import { openSync } from 'node:fs';
+      import { FramePool } from ${dist('tape/frame-pool.js')};
+      import { Sha256Thread } from ${dist('tape/sha256-thread.js')};
+      import { PvolWriter } from ${dist('volume/pvol-writer.js')};
+      const fd = openSync(${JSON.stringify(file)}, 'r+');
+      const pool = new FramePool();
+      const leaves = await pool.fileLeaves({ fd, size: 3 * 4096, chunkSize: 4096, first: 0, count: 3, zeros: new Uint8Array(3) });
+      process.stdout.write('pool ' + leaves.length + '\\n');
+      const s = new Sha256Thread().stream();
+      await s.update(Buffer.from('abc'));
+      process.stdout.write('sha256 ' + (await s.digest()) + '\\n');
+      const w = new PvolWriter();
+      // Two writes in one turn: the second goes to the writer's thread.
+      await Promise.all([w.write(fd, 0, Buffer.alloc(4096, 1)), w.write(fd, 4096, Buffer.alloc(4096, 2))]);
+      process.stdout.write('pvol written\\n');
+    `);
+    expect(r.status, r.err).toBe(0);
+    expect(r.out).toBe(['pool 3', 'sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad', 'pvol written', ''].join('\n'));
+  });
+});
