@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { reportError } from './output.js';
+import { closeUntakenPool, startFramePool } from './early-pool.js';
 // s3:// tape stores (the SDK itself loads only when a store is used).
 import '../s3/register.js';
 export const VERSION = '0.1.0';
@@ -38,6 +39,9 @@ const VERBS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
   ['demo', async () => (await import('./demo.js')).registerDemo],
 ];
 
+/** Verbs whose frame workers start before their modules load (cli/early-pool.ts). */
+const EARLY_POOL = new Set(['restore']);
+
 /**
  * Builds the command tree: with `verb` (the word after `jship`, when it
  * names one), that verb alone; for --version, none; otherwise every verb
@@ -65,6 +69,15 @@ export async function main(argv: string[]): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // A reader that went away (| head) is not an error of ours; a tape written to a stream sees it in its own write callbacks.
   process.stdout.on('error', () => undefined);
+  if (EARLY_POOL.has(argv[2] ?? '') && !argv.includes('--help') && !argv.includes('-h')) startFramePool();
+  try {
+    await run(argv, json);
+  } finally {
+    await closeUntakenPool();
+  }
+}
+
+async function run(argv: string[], json: boolean): Promise<void> {
   const program = await buildProgram(argv[2]);
   if (json) program.configureOutput({ writeErr: () => undefined });
   try {

@@ -8,6 +8,7 @@ import { restoreReplica } from '../replica/restore.js';
 import { tapeRefText } from '../replica/catalog.js';
 import type { PointSpec } from '../replica/restore-plan.js';
 import { onInterrupt } from './signals.js';
+import { takeFramePool } from './early-pool.js';
 import { addReplicaWait, replicaWait } from './waiting.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 
@@ -78,9 +79,11 @@ export function registerRestore(program: Command): void {
       const keys = await keyRing(opts);
       const bar = lazyProgress(opts, 'restoring', 'segments');
       const stopGuard = onInterrupt('restore', () => 'new files stay under temporary names (removed by the next restore, or renamed by it if this one was renaming them); an SVOL or device being written stays marked "restore in progress" until a restore to at least the same point completes. Rerun the same command', opts.json === true);
+      const pool = await takeFramePool();
       let r;
       try {
         r = await restoreReplica(dir, {
+          pool,
           point, targets, volumes: opts.volume,
           ...(opts.dryRun ? { dryRun: true } : {}),
           ...(opts.inconsistent ? { inconsistent: true } : {}),
@@ -94,6 +97,7 @@ export function registerRestore(program: Command): void {
       } finally {
         bar.stop();
         stopGuard();
+        await pool.close();
       }
       const p = r.plan;
       emit(opts, { ...r, plan: { ...p, time: formatTime(p.ts) } }, () => r.nothingToDo ? [`the SVOLs are already at seq ${p.seq} (${p.point}, ${formatTime(p.ts)}): nothing to do`] : [

@@ -44,6 +44,8 @@ export interface RestoreOptions {
   yields?: boolean;
   /** How long to wait for the replica while another command uses it. */
   wait?: ReplicaWait;
+  /** Frame workers the caller started (and closes): started early, their start-up overlaps the replica's opening. */
+  pool?: FramePool;
 }
 
 export interface RestoreResult {
@@ -102,11 +104,11 @@ export async function restoreReplica(dir: string, opts: RestoreOptions): Promise
 
 /** A restore in a replica the caller has open (and keeps open). */
 export async function run(replica: Replica, opts: RestoreOptions): Promise<RestoreResult> {
-  const pool = new FramePool();
+  const pool = opts.pool ?? new FramePool();
   try {
     return await runWith(replica, opts, pool);
   } finally {
-    await pool.close();
+    if (!opts.pool) await pool.close();
   }
 }
 
