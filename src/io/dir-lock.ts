@@ -299,16 +299,24 @@ function isAlive(owner: ProcessStamp): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
-  const start = processStart(owner.pid);
-  return start === undefined || owner.start === '' || start === owner.start;
+  const stat = processStat(owner.pid);
+  // A zombie (killed, not yet waited for by its parent) holds nothing any more.
+  if (stat?.state === 'Z' || stat?.state === 'X') return false;
+  return stat === undefined || owner.start === '' || stat.start === owner.start;
 }
 
 function processStart(pid: number): string | undefined {
+  return processStat(pid)?.start;
+}
+
+/** A process's state (R, S, D, Z…) and start time, from /proc. */
+function processStat(pid: number): { state: string; start: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime), counted after the ")" that ends the command name.
+    // Field 3 (state) and field 22 (starttime), counted after the ")" that ends the command name.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
+    const [state, start] = [fields[0], fields[19]];
+    return state === undefined || start === undefined ? undefined : { state, start };
   } catch {
     return undefined;
   }

@@ -90,6 +90,36 @@ describe('one writer per group', () => {
   });
 });
 
+describe('an owner killed and not yet reaped', () => {
+  const dir = tempDir();
+
+  it('is dead: its lock is taken over while it is a zombie (its parent has not waited for it)', async () => {
+    const lock = join(dir, 'lock');
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+      import { DirLock } from ${JSON.stringify(new URL('../../dist/io/dir-lock.js', import.meta.url).href)};
+      await DirLock.acquire(${JSON.stringify(lock)}, 'the test lock');
+      process.stdout.write('HELD\\n');
+      setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('HELD')) resolve(); });
+      holder.on('exit', (code) => reject(new Error(`holder exited ${code}`)));
+    });
+    // Killed; this process does not reap it while spawnSync blocks its event loop, so it stays a zombie
+    // (a parent script that kills without waiting, a supervisor slow to reap). The contender waits for the
+    // zombie state itself, then asks for the lock.
+    holder.kill('SIGKILL');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      import { readFileSync } from 'node:fs';
+      import { DirLock } from ${JSON.stringify(new URL('../../dist/io/dir-lock.js', import.meta.url).href)};
+      const state = () => readFileSync('/proc/${holder.pid}/stat', 'utf8').split(') ')[1].split(' ')[0];
+      while (state() !== 'Z') await new Promise((r) => setTimeout(r, 10));
+      const got = await DirLock.acquire(${JSON.stringify(lock)}, 'the test lock').then(() => 'taken', (e) => e.code + ': ' + e.message);
+      process.stdout.write(state() + ' ' + got);`], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout, r.stderr).toBe('Z taken');
+    await new Promise((resolve) => { if (holder.exitCode !== null || holder.signalCode !== null) resolve(null); else holder.on('exit', resolve); });
+  });
+});
+
 describe('the owner lock under a race', () => {
   const dir = tempDir();
 
