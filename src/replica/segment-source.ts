@@ -11,13 +11,6 @@ import type { Replica } from './replica.js';
 /** Tapes a source keeps open between reads. */
 const OPEN_TAPES = 4;
 
-/**
- * Reads single segments out of the stored tapes by their frame offsets:
- * one frame read, decompressed (zstd checks its content checksum), its
- * segment header checked against the catalogue, and decrypted. A small cache
- * serves records that come from the same segment. The SHA-256 was checked at
- * import; the store is the replica's own.
- */
 /** A tape kept open: its open (maybe still running), its readers now, whether it is still among the kept few. */
 interface OpenTape {
   readonly opening: Promise<fsp.FileHandle>;
@@ -25,6 +18,13 @@ interface OpenTape {
   kept: boolean;
 }
 
+/**
+ * Reads single segments out of the stored tapes by their frame offsets:
+ * one frame read, decompressed (zstd checks its content checksum), its
+ * segment header checked against the catalogue, and decrypted. A small cache
+ * serves records that come from the same segment. The SHA-256 was checked at
+ * import; the store is the replica's own.
+ */
 export class SegmentSource {
   readonly #replica: Replica;
   readonly #keys: KeyRing | undefined;
