@@ -828,16 +828,30 @@ export class JournalGroup {
     await this.#release(false);
   }
 
+  /**
+   * Lets go of every file and lock, each even when one before it fails (a
+   * group whose journal failed to close kept its volumes' locks and its own
+   * for as long as the process lived); the first failure is thrown after.
+   */
   async #release(clean: boolean): Promise<void> {
     this.#closed = true;
     this.#space.releaseAll();
-    await this.#pvolWriter.close();
-    await this.journal.close();
-    await Promise.all(this.volumes.map((v) => v.close()));
-    await this.#policy.bitmap?.close();
-    if (clean) await this.#epochDirty?.persist().catch(() => undefined);
-    await this.#epochDirty?.close();
-    await this.#lock.release();
+    const steps: Array<() => Promise<unknown>> = [
+      () => this.#pvolWriter.close(),
+      () => this.journal.close(),
+      async () => {
+        const closed = await Promise.allSettled(this.volumes.map((v) => v.close()));
+        const failed = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      },
+      async () => this.#policy.bitmap?.close(),
+      async () => (clean ? this.#epochDirty?.persist().catch(() => undefined) : undefined),
+      async () => this.#epochDirty?.close(),
+      () => this.#lock.release(),
+    ];
+    const failures: unknown[] = [];
+    for (const step of steps) await step().catch((e: unknown) => failures.push(e));
+    if (failures.length > 0) throw failures[0];
   }
 
   #checkUsable(): void {

@@ -197,9 +197,13 @@ export class Replica {
     return (await this.#lock?.wanted()) ?? false;
   }
 
+  /** Closes the catalogue and lets go of the lock, even when the catalogue fails to close. */
   async close(): Promise<void> {
-    this.catalog.close();
-    await this.#lock?.release();
+    try {
+      this.catalog.close();
+    } finally {
+      await this.#lock?.release();
+    }
   }
 }
 

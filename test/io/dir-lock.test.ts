@@ -8,6 +8,9 @@ import { DirLock } from '../../src/io/dir-lock.js';
 import { JournalGroup } from '../../src/journal/journal-group.js';
 import { Replica } from '../../src/replica/replica.js';
 import { BIN, tempDir, makeGroup, MiB, jshipJson } from '../helpers.js';
+import { exportTo } from '../tape/helpers.js';
+import { importTapes } from '../../src/replica/import.js';
+import { openSiteGroup } from '../../src/owner/consumers.js';
 
 describe('one writer per group', () => {
   const dir = tempDir();
@@ -22,6 +25,38 @@ describe('one writer per group', () => {
     }
     const again = await JournalGroup.open(g);
     await again.close();
+  });
+
+  it('a group (or replica) whose close fails still lets go of its files and locks: the next open in the same process is not refused', async () => {
+    const g = await makeGroup(dir, { a: 1 * MiB, b: 1 * MiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    await group.write('a', 0, Buffer.alloc(4096, 3));
+    // The journal's file fails to close (EIO from close(2), as NFS may give): its handle is gone all the same.
+    const close = group.journal.close.bind(group.journal);
+    group.journal.close = async () => {
+      await close();
+      throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
+    };
+    await expect(group.close()).rejects.toThrowError(expect.objectContaining({ code: 'EIO' }));
+    // Its volumes' locks and the group's own were released: a group that failed to close held them for as
+    // long as the process lived, and the same process (a server retrying) was refused its own group.
+    const again = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    try {
+      expect((await again.read('a', 0, 4096)).every((x) => x === 3)).toBe(true);
+      await exportTo(again, join(dir, 'cf-tapes'), { base: true });
+    } finally {
+      await again.close();
+    }
+    // A replica whose catalogue fails to close lets go of its lock all the same.
+    await importTapes(join(dir, 'cf-replica'), [join(dir, 'cf-tapes')]);
+    const replica = await Replica.open(join(dir, 'cf-replica'));
+    const closeCatalog = replica.catalog.close.bind(replica.catalog);
+    replica.catalog.close = () => {
+      closeCatalog();
+      throw Object.assign(new Error('SQLITE_IOERR: disk I/O error'), { code: 'SQLITE_IOERR' });
+    };
+    await expect(replica.close()).rejects.toThrowError(expect.objectContaining({ code: 'SQLITE_IOERR' }));
+    await (await Replica.open(join(dir, 'cf-replica'))).close();
   });
 
   it('a replica in use is refused with what to do about it (a replica has no control socket to talk to); what only reads it is not refused', async () => {
