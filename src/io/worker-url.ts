@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /**
  * The URL of a worker module (`*.worker.ts`, compiled by tsc like every
@@ -15,4 +16,20 @@ export function workerUrl(from: string, name: string): URL {
   built.pathname = `${url.pathname.slice(0, i)}/dist/${url.pathname.slice(i + '/src/'.length)}`;
   if (!existsSync(fileURLToPath(built))) throw new Error(`worker ${fileURLToPath(built)} is not built: run npm run build`);
   return built;
+}
+
+/**
+ * Starts a worker that does not keep the process alive while it is idle:
+ * its listeners are put on first, then it is unref'd (adding a `'message'`
+ * listener refs a worker again, so an `unref` before them did nothing and
+ * an idle pool held its process for ever). Its owner refs it while a
+ * caller waits for an answer, and unrefs it once it has answered them all.
+ */
+export function startIdleWorker<M>(url: URL, options: WorkerOptions, on: { message: (m: M) => void; error: (e: Error) => void; exit?: (code: number) => void }): Worker {
+  const w = new Worker(url, { execArgv: [], ...options });
+  w.on('message', on.message);
+  w.on('error', on.error);
+  if (on.exit) w.on('exit', on.exit);
+  w.unref();
+  return w;
 }

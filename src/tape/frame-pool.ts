@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
 import { compressBound } from '../core/zstd-frames.js';
-import { workerUrl } from '../io/worker-url.js';
+import { startIdleWorker, workerUrl } from '../io/worker-url.js';
 import { Sha256Thread, type StreamSha256 } from './sha256-thread.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 import type { SegmentPartsRequest, TargetWriteFailure } from './segment-parts.js';
@@ -149,34 +149,33 @@ export class FramePool {
     const workerData: FrameWorkerData = { level: opts.level ?? DEFAULT_ZSTD_LEVEL };
     const url = workerUrl(import.meta.url, './frame.worker.js');
     for (let i = 0; i < n; i++) {
-      const w = new Worker(url, { workerData, execArgv: [] });
+      const w: Worker = startIdleWorker<FrameReply>(url, { workerData }, {
+        message: (m) => {
+          const jobs = this.#busy.get(w);
+          const job = jobs?.shift();
+          // An idle worker does not keep the process alive (one with a job does: its caller waits for the answer).
+          if (jobs?.length === 0) w.unref();
+          for (const b of m.spent) this.#keep(b);
+          if (job) {
+            if (m.op === 'error') job.reject(job.failure ? job.failure(m) : new Error(`zstd: ${m.error}`));
+            else job.resolve(m);
+          }
+          this.#dispatch();
+        },
+        // A worker that failed is dropped (its jobs fail): nothing more is given to it, and with none left every job fails.
+        error: (e) => {
+          const i = this.#workers.indexOf(w);
+          if (i >= 0) this.#workers.splice(i, 1);
+          const jobs = this.#busy.get(w) ?? [];
+          this.#busy.delete(w);
+          for (const job of jobs) job.reject(e);
+          void w.terminate();
+          this.#failure = e;
+          if (this.#workers.length === 0) for (const job of this.#queue.splice(0)) job.reject(e);
+          else this.#dispatch();
+        },
+      });
       this.#busy.set(w, []);
-      w.on('message', (m: FrameReply) => {
-        const jobs = this.#busy.get(w);
-        const job = jobs?.shift();
-        // An idle worker does not keep the process alive (one with a job does: its caller waits for the answer).
-        if (jobs?.length === 0) w.unref();
-        for (const b of m.spent) this.#keep(b);
-        if (job) {
-          if (m.op === 'error') job.reject(job.failure ? job.failure(m) : new Error(`zstd: ${m.error}`));
-          else job.resolve(m);
-        }
-        this.#dispatch();
-      });
-      // A worker that failed is dropped (its jobs fail): nothing more is given to it, and with none left every job fails.
-      w.on('error', (e) => {
-        const i = this.#workers.indexOf(w);
-        if (i >= 0) this.#workers.splice(i, 1);
-        const jobs = this.#busy.get(w) ?? [];
-        this.#busy.delete(w);
-        for (const job of jobs) job.reject(e);
-        void w.terminate();
-        this.#failure = e;
-        if (this.#workers.length === 0) for (const job of this.#queue.splice(0)) job.reject(e);
-        else this.#dispatch();
-      });
-      // After the listeners: adding a 'message' listener refs a worker again.
-      w.unref();
       this.#workers.push(w);
     }
   }

@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
-import { workerUrl } from '../io/worker-url.js';
+import type { Worker } from 'node:worker_threads';
+import { startIdleWorker, workerUrl } from '../io/worker-url.js';
 
 /** A message to the SHA-256 thread (sha256.worker.ts); `stream` names one hash among several. */
 export type Sha256Request =
@@ -79,24 +79,23 @@ export class Sha256Thread {
   }
 
   #start(): Worker {
-    const w = new Worker(workerUrl(import.meta.url, './sha256.worker.js'), { execArgv: [] });
-    w.on('message', (r: Sha256Reply) => {
-      const waiter = this.#waiting.shift();
-      // Idle, it does not keep the process alive; with a hash asked for, it does (its caller waits for it).
-      if (this.#waiting.length === 0) w.unref();
-      if (r.op === 'error') waiter?.reject(new Error(`SHA-256: ${r.error}`));
-      else waiter?.resolve(r);
-    });
     const fail = (e: Error): void => {
       this.#failure ??= e;
       for (const waiter of this.#waiting.splice(0)) waiter.reject(this.#failure);
     };
-    w.on('error', fail);
-    w.on('exit', (code) => {
-      if (!this.#closed) fail(new Error(`the SHA-256 thread ended (exit code ${code})`));
+    const w: Worker = startIdleWorker<Sha256Reply>(workerUrl(import.meta.url, './sha256.worker.js'), {}, {
+      message: (r) => {
+        const waiter = this.#waiting.shift();
+        // Idle, it does not keep the process alive; with a hash asked for, it does (its caller waits for it).
+        if (this.#waiting.length === 0) w.unref();
+        if (r.op === 'error') waiter?.reject(new Error(`SHA-256: ${r.error}`));
+        else waiter?.resolve(r);
+      },
+      error: fail,
+      exit: (code) => {
+        if (!this.#closed) fail(new Error(`the SHA-256 thread ended (exit code ${code})`));
+      },
     });
-    // After the listeners: adding a 'message' listener refs a worker again.
-    w.unref();
     return w;
   }
 

@@ -1,7 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
-import { workerUrl } from '../io/worker-url.js';
+import { startIdleWorker, workerUrl } from '../io/worker-url.js';
 import { writeFullySync } from '../io/files.js';
 
 /** A batch for the PVOL writer's thread (pvol.worker.ts): ops are [fd, position, offset in buf, length] fours. */
@@ -110,22 +110,21 @@ export class PvolWriter {
 
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
-    const w = new Worker(workerUrl(import.meta.url, './pvol.worker.js'), { execArgv: [] });
-    w.on('message', (m: PvolReply) => {
-      const b = this.#inFlight.get(m.id);
-      this.#inFlight.delete(m.id);
-      if (this.#inFlight.size === 0) w.unref();
-      if (!b) return;
-      if (m.error !== undefined) b.reject(pvolError(m.error, m.code));
-      else b.resolve();
+    const w: Worker = startIdleWorker<PvolReply>(workerUrl(import.meta.url, './pvol.worker.js'), {}, {
+      message: (m) => {
+        const b = this.#inFlight.get(m.id);
+        this.#inFlight.delete(m.id);
+        if (this.#inFlight.size === 0) w.unref();
+        if (!b) return;
+        if (m.error !== undefined) b.reject(pvolError(m.error, m.code));
+        else b.resolve();
+      },
+      error: (e) => {
+        for (const b of this.#inFlight.values()) b.reject(e);
+        this.#inFlight.clear();
+        this.#worker = undefined;
+      },
     });
-    w.on('error', (e) => {
-      for (const b of this.#inFlight.values()) b.reject(e);
-      this.#inFlight.clear();
-      this.#worker = undefined;
-    });
-    // After the listeners: adding a 'message' listener refs a worker again.
-    w.unref();
     this.#worker = w;
     return w;
   }
