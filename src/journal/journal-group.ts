@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { Volume } from '../volume/volume.js';
 import { PvolWriter, SMALL_WRITE } from '../volume/pvol-writer.js';
 import { OneMore } from '../core/one-more.js';
+import { deferred, settlesWithin, type Deferred } from '../core/deferred.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
@@ -128,6 +129,8 @@ export class JournalGroup {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   #base: BaseRun | undefined;
+  /** Taken from the moment a base is asked for until it ends: one base at a time, whoever asks. */
+  #baseSlot: Deferred | undefined;
   #consumers: readonly JournalConsumer[] | undefined;
   #mono: () => bigint = systemMonoNs;
   #onEvent: EventLog | undefined;
@@ -658,28 +661,57 @@ export class JournalGroup {
    * Starts a base journal (§0154-0158): journals a "base started" marker
    * whose sequence number becomes the base id, and returns a BaseRun that
    * reads the volumes chunk by chunk while writes go on. `resync` reads only
-   * the chunks of the dirty bitmap.
+   * the chunks of the dirty bitmap. One base at a time: with `waitMs`, one
+   * being taken is waited for (`onWait` told once), else BASE_IN_PROGRESS.
    */
-  async beginBase(opts: { scope?: BaseScope; volumes?: string[]; chunks?: ReadonlyArray<readonly number[]>; for?: string } = {}): Promise<BaseRun> {
+  async beginBase(opts: { scope?: BaseScope; volumes?: string[]; chunks?: ReadonlyArray<readonly number[]>; for?: string; waitMs?: number; onWait?: (baseId: bigint | null) => void } = {}): Promise<BaseRun> {
     this.#checkUsable();
-    if (this.#base) {
-      throw new JshipError('BASE_IN_PROGRESS', `base ${this.#base.baseId} is still being taken`, { hint: 'wait for it to complete, or abort it' });
+    const waitMs = opts.waitMs ?? 0;
+    const deadline = Date.now() + waitMs;
+    let told = false;
+    // Checked and taken with no await between: two callers never both get through.
+    while (this.#baseSlot) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const which = this.#base ? `base ${this.#base.baseId} is still being taken` : 'another base is being started';
+        throw new JshipError('BASE_IN_PROGRESS', `${which}${waitMs > 0 ? ` (waited ${waitMs / 1000} s)` : ''}`, {
+          hint: 'one base at a time per group: wait for it to complete (jship status shows it), or give the export a longer --wait',
+        });
+      }
+      if (!told) opts.onWait?.(this.#base?.baseId ?? null);
+      told = true;
+      // Woken when that base ends, or at once when the group closes.
+      await settlesWithin(this.#baseSlot.promise, left);
+      this.#checkUsable();
     }
-    const scope = opts.scope ?? (this.#policy.bitmap ? 'resync' : 'full');
-    if (this.#policy.suspended && !(await this.#policy.tryResume())) {
-      throw new JshipError('JOURNAL_SUSPENDED', 'the group is suspended and its journal is still nearly full', {
-        hint: 'export and purge the journal first; the resync base needs journal space for its markers',
-      });
+    const slot = deferred();
+    this.#baseSlot = slot;
+    try {
+      const scope = opts.scope ?? (this.#policy.bitmap ? 'resync' : 'full');
+      if (this.#policy.suspended && !(await this.#policy.tryResume())) {
+        throw new JshipError('JOURNAL_SUSPENDED', 'the group is suspended and its journal is still nearly full', {
+          hint: 'export and purge the journal first; the resync base needs journal space for its markers',
+        });
+      }
+      if (scope === 'resync' && !this.#policy.bitmap && !opts.chunks) {
+        throw new JshipError('USAGE', 'a resync base needs a dirty bitmap; this group was never suspended', { hint: 'take a full base' });
+      }
+      const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
+      const indexes = names.map((n) => this.volumeIndex(n));
+      const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names, ...(opts.for !== undefined ? { for: opts.for } : {}) });
+      const run = new BaseRun(this.#baseHooks(this.#policy.suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
+      this.#base = run;
+      return run;
+    } catch (e) {
+      this.#endBaseTurn(slot);
+      throw e;
     }
-    if (scope === 'resync' && !this.#policy.bitmap && !opts.chunks) {
-      throw new JshipError('USAGE', 'a resync base needs a dirty bitmap; this group was never suspended', { hint: 'take a full base' });
-    }
-    const names = opts.volumes ?? this.config.volumes.map((v) => v.name);
-    const indexes = names.map((n) => this.volumeIndex(n));
-    const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names, ...(opts.for !== undefined ? { for: opts.for } : {}) });
-    const run = new BaseRun(this.#baseHooks(this.#policy.suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
-    this.#base = run;
-    return run;
+  }
+
+  /** The base of `slot` ended (or never started): the next one may begin. */
+  #endBaseTurn(slot: Deferred): void {
+    if (this.#baseSlot === slot) this.#baseSlot = undefined;
+    slot.resolve();
   }
 
   #baseHooks(suspensionsAtStart: number): ConstructorParameters<typeof BaseRun>[0] {
@@ -693,7 +725,10 @@ export class JournalGroup {
       check: () => this.#checkUsable(),
       mark: (p) => this.appendMarker(p, p.kind !== 'base-started'),
       finished: async (run, ok) => {
-        if (this.#base === run) this.#base = undefined;
+        if (this.#base === run) {
+          this.#base = undefined;
+          if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
+        }
         // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
         await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
         await this.flush();
@@ -836,6 +871,8 @@ export class JournalGroup {
   async #release(clean: boolean): Promise<void> {
     this.#closed = true;
     this.#space.releaseAll();
+    // Whoever waits for a base is told the group closed, not left until the end of its wait.
+    if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
     const steps: Array<() => Promise<unknown>> = [
       () => this.#pvolWriter.close(),
       () => this.journal.close(),

@@ -1,6 +1,6 @@
 import type { EventLog, JshipEvent } from '../core/events.js';
 import { hostname } from 'node:os';
-import { JshipError, isJshipError } from '../core/errors.js';
+import { JshipError } from '../core/errors.js';
 import type { JournalGroup } from '../journal/journal-group.js';
 import { EMPTY_CHAIN } from '../tape/chain-state.js';
 import { exportGroup } from '../tape/export.js';
@@ -304,7 +304,7 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
       continue;
     }
     const started = Date.now();
-    const result = await exportWithRetry(ch, o, s, last?.tape, log, resync);
+    const result = await exportNext(ch, o, s, last?.tape, log, resync);
     resync = undefined;
     asked = null;
     if (result.nothingToExport) {
@@ -341,45 +341,43 @@ async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, 
   }
 }
 
+/** How long a link tape waits for a base someone else is taking (a tape export's, another secondary's). */
+const BASE_WAIT_MS = 10 * 60_000;
+
 /**
  * Exports the next link tape for `s`, after the tape `after` still in flight
  * if one is (else after what `s` confirmed), and records it in flight before
  * its TAPE_END goes; a base taken by someone else at the moment is waited for.
  */
-async function exportWithRetry(ch: Channel, o: PrimaryOptions, s: SecondaryState, after: InflightTape | undefined, log: LinkLog, resync?: { chunks: number[][]; id?: string }): Promise<Awaited<ReturnType<typeof exportGroup>> & { inflight?: InflightTape }> {
+async function exportNext(ch: Channel, o: PrimaryOptions, s: SecondaryState, after: InflightTape | undefined, log: LinkLog, resync?: { chunks: number[][]; id?: string }): Promise<Awaited<ReturnType<typeof exportGroup>> & { inflight?: InflightTape }> {
   const at = after ?? { serial: s.confirmed.serial, sha256: s.confirmed.sha256, seq: s.confirmed.seq };
-  for (let attempt = 0; ; attempt++) {
-    let inflight: InflightTape | undefined;
-    try {
-      const result = await exportGroup(o.group, {
-        destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
-        base: !after && fullBaseFor(o.group, s),
-        ...(resync ? { resyncChunks: resync.chunks, ...(resync.id !== undefined ? { resyncFor: resync.id } : {}) } : {}),
-        keepUntilAck: true,
-        pool: o.pool,
-        maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,
-        chain: {
-          state: { ...EMPTY_CHAIN, nextSerial: at.serial + 1, lastTapeSha256: at.sha256, exportedSeq: at.seq, ackedSeq: s.confirmed.seq },
-          link: { secondary: s.name },
-          beforeSend: async (t, dataEnd) => {
-            const u = t.trailer.updates;
-            const { fullBase: base, healed, suspended } = trailerEffects(t.trailer);
-            const sent: InflightTape = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? at.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base, healed, suspended };
-            await updateRegistry(o.group.dir, (r) => {
-              const x = r.secondaries.find((y) => y.name === s.name);
-              if (!x) return;
-              if (x.inflight) x.inflightNext = sent;
-              else x.inflight = sent;
-            });
-            inflight = sent;
-          },
-        },
-      });
-      return inflight ? { ...result, inflight } : result;
-    } catch (e) {
-      if (!isJshipError(e, 'BASE_IN_PROGRESS') || attempt > 600) throw e;
-      if (attempt === 0) log({ event: 'waiting', name: s.name, why: e.message });
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
+  let inflight: InflightTape | undefined;
+  const result = await exportGroup(o.group, {
+    destination: o.throttle ? throttled(new LinkDestination(ch), o.throttle) : new LinkDestination(ch),
+    base: !after && fullBaseFor(o.group, s),
+    ...(resync ? { resyncChunks: resync.chunks, ...(resync.id !== undefined ? { resyncFor: resync.id } : {}) } : {}),
+    keepUntilAck: true,
+    // A base taken by someone else at the moment (a tape export's, another secondary's) is waited for.
+    waitMs: BASE_WAIT_MS,
+    onBaseWait: (id) => log({ event: 'waiting', name: s.name, why: id !== null ? `base ${id} is still being taken` : 'another base is being started' }),
+    pool: o.pool,
+    maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_TAPE_BYTES,
+    chain: {
+      state: { ...EMPTY_CHAIN, nextSerial: at.serial + 1, lastTapeSha256: at.sha256, exportedSeq: at.seq, ackedSeq: s.confirmed.seq },
+      link: { secondary: s.name },
+      beforeSend: async (t, dataEnd) => {
+        const u = t.trailer.updates;
+        const { fullBase: base, healed, suspended } = trailerEffects(t.trailer);
+        const sent: InflightTape = { serial: t.serial, sha256: t.sha256, seq: u?.lastSeq ?? at.seq, ts: u?.lastTs ?? null, dataEnd: dataEnd?.toString() ?? null, base, healed, suspended };
+        await updateRegistry(o.group.dir, (r) => {
+          const x = r.secondaries.find((y) => y.name === s.name);
+          if (!x) return;
+          if (x.inflight) x.inflightNext = sent;
+          else x.inflight = sent;
+        });
+        inflight = sent;
+      },
+    },
+  });
+  return inflight ? { ...result, inflight } : result;
 }

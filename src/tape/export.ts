@@ -48,8 +48,14 @@ export interface ExportOptions {
     /** Runs before a tape's end reaches the destination: `dataEnd` is the journal data position after its last update. */
     beforeSend: (t: { serial: number; sha256: string; trailer: TapeTrailer }, dataEnd: bigint | null) => Promise<void>;
   };
-  /** How long to wait for an export of the same chain that is running (default 5 minutes), then EXPORT_BUSY. */
+  /**
+   * How long to wait for an export of the same chain that is running
+   * (default 5 minutes), then EXPORT_BUSY; and, for a base, as long again for
+   * a base someone else is taking (a link secondary's), then BASE_IN_PROGRESS.
+   */
   waitMs?: number;
+  /** Told once when the export's base waits for another base (its id; null: one being started). */
+  onBaseWait?: (baseId: bigint | null) => void;
   /** Write plaintext tapes although the chain's last tape is encrypted. */
   allowPlaintext?: boolean;
   /** Parity frames at this share of each group of frames (1..100 %). */
@@ -194,8 +200,17 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       });
     }
   }
+  const warnings: string[] = [];
+  // One base at a time per group: one being taken for someone else (a link secondary registering) is waited for.
+  const baseTurn = {
+    waitMs: opts.waitMs ?? DEFAULT_EXPORT_WAIT_MS,
+    onWait: (id: bigint | null) => {
+      warnings.push(`waited for ${id !== null ? `base ${id}` : 'a base'} (taken for another consumer) to complete before taking this export's`);
+      opts.onBaseWait?.(id);
+    },
+  };
   const listedFor = { ...(listed ? { chunks: listed } : {}), ...(opts.resyncFor !== undefined ? { for: opts.resyncFor } : {}) };
-  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor }) : undefined;
+  let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor, ...baseTurn }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool(opts.zstdLevel !== undefined ? { level: opts.zstdLevel } : {});
   // Under journal pressure (nearly full, writers waiting) a tape of the tape chain ends once it holds
@@ -242,7 +257,6 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   let rawBefore = 0;
   let dataEnd: bigint | null = null;
   let updateBytes = 0;
-  const warnings: string[] = [];
   let lastMedium: WrittenTape[] = [];
   try {
     // One pass a medium: a medium that ends (--next-media) keeps the tapes finished on it; the tape
@@ -252,7 +266,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // A base that completed while its last records were on the tape the medium cut short cannot be
       // read again (its chunks would be newer than its completion): a new base is taken.
       if (medium > 1 && baseInfo && counted(baseInfo.baseId) < baseInfo.records) {
-        baseRun = await group.beginBase({ scope: baseInfo.scope, ...listedFor });
+        baseRun = await group.beginBase({ scope: baseInfo.scope, ...listedFor, ...baseTurn });
         baseInfo = null;
       }
       const writer = newWriter();
