@@ -725,13 +725,17 @@ export class JournalGroup {
       check: () => this.#checkUsable(),
       mark: (p) => this.appendMarker(p, p.kind !== 'base-started'),
       finished: async (run, ok) => {
-        if (this.#base === run) {
-          this.#base = undefined;
-          if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
+        try {
+          // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
+          await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
+          await this.flush();
+        } finally {
+          // Only then the next base: one waiting would otherwise start against a bitmap being closed.
+          if (this.#base === run) {
+            this.#base = undefined;
+            if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
+          }
         }
-        // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
-        await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
-        await this.flush();
       },
     };
   }

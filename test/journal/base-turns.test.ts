@@ -59,6 +59,28 @@ describe('bases take turns', () => {
     }
   });
 
+  it('a base waiting behind a resync base starts after the healed bitmap is gone: a full base, not a resync of a bitmap being closed', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB }, { journalSize: 1 * MiB, journalFull: 'suspend', chunkSize: 64 * KiB });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
+    try {
+      for (let i = 0; (await group.write('a', (i * 100 * KiB) % (3 * MiB), Buffer.alloc(100 * KiB, i + 1))).journaled; i++);
+      expect(group.state).toBe('suspended');
+      await group.purge(group.journal.allocSeq - 1n);
+      expect((await group.write('a', 0, Buffer.alloc(512, 1))).journaled).toBe(true);
+      expect(group.state).toBe('resync-pending');
+      const resync = await group.beginBase();
+      expect(resync.scope).toBe('resync');
+      const next = group.beginBase({ waitMs: 120_000 });
+      await finish(resync);
+      const run = await next;
+      expect(run.scope).toBe('full');
+      expect(group.state).toBe('active');
+      await finish(run);
+    } finally {
+      await group.close();
+    }
+  });
+
   it('a group closed while a base waits: the waiter is told at once (GROUP_CLOSED), not at the end of its wait', async () => {
     const g = await makeGroup(dir, { a: 1 * MiB }, { chunkSize: 64 * KiB });
     const group = await JournalGroup.open(g, { checkpointIntervalMs: 0 });
