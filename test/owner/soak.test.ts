@@ -86,7 +86,8 @@ describe('the unattended loop (soak)', () => {
       }
     };
     try {
-      expect((await jshipAsync('export', g, '--to', `${media}/`, '--base')).code).toBe(0);
+      const first = await jshipAsync('export', g, '--to', `${media}/`, '--base');
+      expect(first.code, JSON.stringify(first.out)).toBe(0);
       for (let night = 1; night <= NIGHTS; night++) {
         const load = fio(uri, 2);
         if (night === 2) {
@@ -105,7 +106,8 @@ describe('the unattended loop (soak)', () => {
         await load.done;
         // Nothing writes now: the image at the mark is what the NBD export reads.
         client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `night-${night}.img`));
-        expect(jshipJson('mark', g, `night-${night}`).code).toBe(0);
+        const marked = jshipJson('mark', g, `night-${night}`);
+        expect(marked.code, JSON.stringify(marked.out)).toBe(0);
         markers.push({ name: `night-${night}`, image: readFileSync(join(dir, `night-${night}.img`)) });
         // Every morning the night's cartridge goes to the archive and an empty one goes in.
         swapMedia();
@@ -121,7 +123,8 @@ describe('the unattended loop (soak)', () => {
       // The last night's writes go to the object store alone (the races above may have left it nothing).
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x5a 0 64k', uri);
       client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, 'last.img'));
-      expect(jshipJson('mark', g, 'last').code).toBe(0);
+      const markedLast = jshipJson('mark', g, 'last');
+      expect(markedLast.code, JSON.stringify(markedLast.out)).toBe(0);
       markers.push({ name: 'last', image: readFileSync(join(dir, 'last.img')) });
       const last = await jshipAsync('export', g, '--to', VAULT);
       expect(last.code, JSON.stringify(last.out)).toBe(0);
