@@ -675,7 +675,7 @@ export class JournalGroup {
       if (left <= 0) {
         const which = this.#base ? `base ${this.#base.baseId} is still being taken` : 'another base is being started';
         throw new JshipError('BASE_IN_PROGRESS', `${which}${waitMs > 0 ? ` (waited ${waitMs / 1000} s)` : ''}`, {
-          hint: 'one base at a time per group: wait for it to complete (jship status shows it), or give the export a longer --wait',
+          hint: 'one base at a time per group: run it again once that one completes (jship status shows it); an export waits as long as its --wait says',
         });
       }
       if (!told) opts.onWait?.(this.#base?.baseId ?? null);
