@@ -86,6 +86,12 @@ export interface WriteResult {
   journaled: boolean;
 }
 
+/** A base's turn in its group: settled when it ends; `run` once its "base started" marker is journaled. */
+interface BaseTurn {
+  ended: Deferred;
+  run?: BaseRun;
+}
+
 export const DEFAULT_PVOL_LAG_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CHECKPOINT_BYTES = 256 * 1024 * 1024;
 /**
@@ -128,9 +134,11 @@ export class JournalGroup {
   #failed: Error | undefined;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
-  #base: BaseRun | undefined;
-  /** Taken from the moment a base is asked for until it ends: one base at a time, whoever asks. */
-  #baseSlot: Deferred | undefined;
+  /**
+   * The base being taken, from the moment it is asked for (its run is set once
+   * its "base started" marker is journaled) until it ends: one at a time.
+   */
+  #baseTurn: BaseTurn | undefined;
   #consumers: readonly JournalConsumer[] | undefined;
   #mono: () => bigint = systemMonoNs;
   #onEvent: EventLog | undefined;
@@ -670,22 +678,22 @@ export class JournalGroup {
     const deadline = Date.now() + waitMs;
     let told = false;
     // Checked and taken with no await between: two callers never both get through.
-    while (this.#baseSlot) {
+    for (let turn = this.#baseTurn; turn; turn = this.#baseTurn) {
       const left = deadline - Date.now();
       if (left <= 0) {
-        const which = this.#base ? `base ${this.#base.baseId} is still being taken` : 'another base is being started';
+        const which = turn.run ? `base ${turn.run.baseId} is still being taken` : 'another base is being started';
         throw new JshipError('BASE_IN_PROGRESS', `${which}${waitMs > 0 ? ` (waited ${waitMs / 1000} s)` : ''}`, {
           hint: 'one base at a time per group: run it again once that one completes (jship status shows it); an export waits as long as its --wait says',
         });
       }
-      if (!told) opts.onWait?.(this.#base?.baseId ?? null);
+      if (!told) opts.onWait?.(turn.run?.baseId ?? null);
       told = true;
       // Woken when that base ends, or at once when the group closes.
-      await settlesWithin(this.#baseSlot.promise, left);
+      await settlesWithin(turn.ended.promise, left);
       this.#checkUsable();
     }
-    const slot = deferred();
-    this.#baseSlot = slot;
+    const turn: BaseTurn = { ended: deferred() };
+    this.#baseTurn = turn;
     try {
       const scope = opts.scope ?? (this.#policy.bitmap ? 'resync' : 'full');
       if (this.#policy.suspended && !(await this.#policy.tryResume())) {
@@ -700,18 +708,18 @@ export class JournalGroup {
       const indexes = names.map((n) => this.volumeIndex(n));
       const started = await this.appendMarker({ kind: 'base-started', scope, volumes: names, ...(opts.for !== undefined ? { for: opts.for } : {}) });
       const run = new BaseRun(this.#baseHooks(this.#policy.suspensions), started.seq, scope, indexes, this.config.chunkSize, opts.chunks);
-      this.#base = run;
+      turn.run = run;
       return run;
     } catch (e) {
-      this.#endBaseTurn(slot);
+      this.#endBaseTurn(turn);
       throw e;
     }
   }
 
-  /** The base of `slot` ended (or never started): the next one may begin. */
-  #endBaseTurn(slot: Deferred): void {
-    if (this.#baseSlot === slot) this.#baseSlot = undefined;
-    slot.resolve();
+  /** The base of `turn` ended (or never started): the next one may begin. */
+  #endBaseTurn(turn: BaseTurn): void {
+    if (this.#baseTurn === turn) this.#baseTurn = undefined;
+    turn.ended.resolve();
   }
 
   #baseHooks(suspensionsAtStart: number): ConstructorParameters<typeof BaseRun>[0] {
@@ -731,10 +739,8 @@ export class JournalGroup {
           await this.flush();
         } finally {
           // Only then the next base: one waiting would otherwise start against a bitmap being closed.
-          if (this.#base === run) {
-            this.#base = undefined;
-            if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
-          }
+          const turn = this.#baseTurn;
+          if (turn?.run === run) this.#endBaseTurn(turn);
         }
       },
     };
@@ -815,7 +821,7 @@ export class JournalGroup {
       perVolume: this.#perVolume,
       bitmap: this.#policy.bitmap,
       waitingWriters: this.#space.length,
-      base: this.#base,
+      base: this.#baseTurn?.run,
       markers: this.#markerNames.size,
       epochs: this.epochs,
       fence: this.#fence,
@@ -876,7 +882,7 @@ export class JournalGroup {
     this.#closed = true;
     this.#space.releaseAll();
     // Whoever waits for a base is told the group closed, not left until the end of its wait.
-    if (this.#baseSlot) this.#endBaseTurn(this.#baseSlot);
+    if (this.#baseTurn) this.#endBaseTurn(this.#baseTurn);
     const steps: Array<() => Promise<unknown>> = [
       () => this.#pvolWriter.close(),
       () => this.journal.close(),
