@@ -49,7 +49,7 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
     peer('start', ceph);
     await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
     // A tape of 1.1 GiB of random records (incompressible: every byte goes over the wire).
-    // A journal twice the data: an export of it is one tape (a nearly full one would end its first tapes early).
+    // A journal twice the data (an export with no server running is one tape either way).
     const { g } = await filledGroup(dir, SIZE_MIB, () => randomBytes(MiB), { journalMiB: 2 * SIZE_MIB + 64 });
     spawnSync('cp', ['-a', g, `${g}.orig`]);
     runJship(['export', g, '--to', `${dir}/tapes/`]);

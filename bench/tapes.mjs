@@ -50,7 +50,7 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
       };
       inTurn(r, jship, peer);
     }
-    // An export of a nearly full journal ends tapes early and purges each (docs/OPERATIONS.md): the set is every tape.
+    // The set is every tape the last export wrote (one, unless a server had been writing: docs/OPERATIONS.md).
     const tapes = readdirSync(tapeDir).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(tapeDir, n));
     const tapeBytes = tapes.reduce((n, t) => n + statSync(t).size, 0);
     const peerBytes = statSync(`${dir}/peer${runs - 1}.tar.zst`).size;

@@ -131,6 +131,8 @@ export class JournalGroup {
   #digests!: PointDigests;
   readonly #flushes = new OneMore(() => this.#doFlush());
   #dirtySinceFlush = false;
+  /** Volume records given out since the group was opened (writes, zeroes, trims, scanned changes). */
+  #volumeRecords = 0;
   #failed: Error | undefined;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -482,6 +484,7 @@ export class JournalGroup {
       type, flags: 0, volume, seq, timestamp, offset, length, dataPos, aux: 0n, dataCrc: data ? dataCrc(data) : 0,
     });
     if (volume !== GROUP_VOLUME) {
+      this.#volumeRecords++;
       const pv = this.#perVolume[volume] as { records: number; bytes: number };
       pv.records++;
       pv.bytes += type === RecordType.Update ? length : 0;
@@ -796,6 +799,15 @@ export class JournalGroup {
     throw new JshipError('VOLUME_UNKNOWN', `group has no volume ${JSON.stringify(volume)}`, {
       hint: `its volumes are: ${this.volumes.map((v) => v.name).join(', ')}`,
     });
+  }
+
+  /**
+   * Whether anyone writes to the volumes: the volume records given out since
+   * the group was opened, and the writers waiting for journal space now.
+   * A one-shot command (an export with no server) sees none.
+   */
+  get writeActivity(): { records: number; waiting: number } {
+    return { records: this.#volumeRecords, waiting: this.#space.length };
   }
 
   get state(): GroupState {

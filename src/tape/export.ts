@@ -213,10 +213,17 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   let baseRun = fullBase || resync ? await group.beginBase({ scope: fullBase ? 'full' : 'resync', ...listedFor, ...baseTurn }) : undefined;
   let baseInfo: ExportResult['base'] = null;
   const pool = opts.pool ?? new FramePool(opts.zstdLevel !== undefined ? { level: opts.zstdLevel } : {});
-  // Under journal pressure (nearly full, writers waiting) a tape of the tape chain ends once it holds
-  // a sixteenth of the journal's data area: it is committed and purged while the export goes on.
+  // Under journal pressure (nearly full while writes come in, or writers waiting) a tape of the tape
+  // chain ends once it holds a sixteenth of the journal's data area: it is committed and purged while
+  // the export goes on. With no one writing (a one-shot export, no server) freed space helps no one
+  // and the export stays one tape.
   const relieve = !chain && !keep;
   const relieveAfter = Math.floor(group.journal.layout.dataSize / 16);
+  const writesBefore = group.writeActivity.records;
+  const underPressure = (): boolean => {
+    const w = group.writeActivity;
+    return (w.waiting > 0 || w.records > writesBefore) && (group.state === 'full' || group.state === 'nearly-full');
+  };
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
@@ -248,7 +255,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // What this tape secured is freed now, not at the end of the export: writers waiting for journal space get it.
       if (relieve) await group.purgeSecured();
     },
-    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && (group.state === 'full' || group.state === 'nearly-full') } : {}),
+    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && underPressure() } : {}),
     ...(chain?.link ? { link: chain.link } : {}),
   });
   /** The tapes counted, over every medium. */

@@ -296,4 +296,30 @@ describe('an export under journal pressure', () => {
       await group.close();
     }
   });
+
+  it('stays one tape when no one writes: a nearly full journal exported by a one-shot command', async () => {
+    const g = await makeGroup(dir, { b: 64 * MiB }, { journalSize: 32 * MiB });
+    const tapes = join(dir, 'quiet-tapes');
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    let off = 0;
+    try {
+      while (group.journal.fits(1, 256 * KiB, false)) {
+        await group.write('b', off, randomBytes(256 * KiB));
+        off += 256 * KiB;
+      }
+    } finally {
+      await group.close();
+    }
+    // Opened again, as `jship export` with no server opens it: nothing writes while it runs.
+    const oneShot = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    try {
+      expect(oneShot.state).not.toBe('active');
+      const r = await exportTo(oneShot, tapes);
+      expect(r.tapes.length).toBe(1);
+      expect(r.records).toBe(off / (256 * KiB));
+      expect(oneShot.journal.outSeq).toBe(oneShot.journal.writtenSeq);
+    } finally {
+      await oneShot.close();
+    }
+  });
 });
