@@ -32,7 +32,7 @@ for (const [name, fn] of Object.entries(benches)) {
   for (const r of got) {
     all.push(r);
     if (r.jship.maxRecords !== undefined) {
-      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(24)} lag median ${r.jship.medianRecords} records / ${r.jship.medianSeconds.toFixed(2)} s, max ${r.jship.maxRecords} records / ${r.jship.maxSeconds.toFixed(2)} s (${r.jship.samples} samples)`);
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(24)} lag median ${Math.round(r.jship.medianRecords)} records / ${r.jship.medianSeconds.toFixed(2)} s, max ${r.jship.maxRecords} records / ${r.jship.maxSeconds.toFixed(2)} s (${r.jship.samples} samples)`);
       continue;
     }
     if (r.jship.extents !== undefined) {
