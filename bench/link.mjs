@@ -16,7 +16,7 @@ const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 const PEER = new URL('./tls-copy.mjs', import.meta.url).pathname;
 const RELAY = new URL('./delay-relay.mjs', import.meta.url).pathname;
 const DATA_MIB = SMOKE ? 32 : 1024;
-const TAPE = (SMOKE ? 8 : 64) * MiB;
+const TAPE = (SMOKE ? 8 : 256) * MiB;
 /** The lag run: fio's seconds, and the seconds before lag is sampled. */
 const LAG_SECS = SMOKE ? 4 : 30;
 const LAG_SETTLE_MS = SMOKE ? 1000 : 5000;

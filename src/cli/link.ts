@@ -168,7 +168,7 @@ export function registerLink(program: Command): void {
     .argument('<GROUP_DIR>', 'the journal group')
     .option('--listen <HOST:PORT>', 'where secondaries connect')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
-    .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--max-tape <SIZE>', MAX_TAPE_HELP)
     .option('--zstd-level <N>', `zstd level of the link tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
@@ -192,7 +192,7 @@ export function registerLink(program: Command): void {
     .option('--failover-after <DURATION>', 'move to the next candidate when the current one is unreachable this long (default 60s)')
     .option('--failback-after <DURATION>', 'while on a lower-priority candidate, try the higher ones this often and return to the first that answers (default: never)')
     .option('--psk <FILE>', 'the link key (default: GROUP_DIR/link.key)')
-    .option('--max-tape <SIZE>', 'records per link tape, at most (default 64M)')
+    .option('--max-tape <SIZE>', MAX_TAPE_HELP)
     .option('--zstd-level <N>', `zstd level of the link tapes: ${ZSTD_LEVEL_HELP}`)
     .option('--bwlimit <RATE>', BWLIMIT_HELP)
     .option('--json', 'JSON lines on standard output, one per event')
@@ -295,6 +295,8 @@ export async function pushTargets(to: string | undefined, candidates: string | u
   }
   return { push, failoverMs, failbackMs };
 }
+
+const MAX_TAPE_HELP = 'records per link tape, at most (default 256M; a sixteenth of the journal while it is nearly full and written to)';
 
 function maxTape(opts: LinkCliOptions): { maxTapeBytes?: number } {
   return opts.maxTape === undefined ? {} : { maxTapeBytes: parseSize(opts.maxTape, '--max-tape') };

@@ -810,6 +810,17 @@ export class JournalGroup {
     return { records: this.#volumeRecords, waiting: this.#space.length };
   }
 
+  /**
+   * Journal pressure: nearly full (or full) while someone writes — writers
+   * wait for space, or volume records were given out since `since` (a
+   * `writeActivity.records` taken before). Consumers then secure what they
+   * hold in smaller steps, so that the journal is purged sooner.
+   */
+  underPressure(since: number): boolean {
+    const w = this.writeActivity;
+    return (w.waiting > 0 || w.records > since) && (this.state === 'full' || this.state === 'nearly-full');
+  }
+
   get state(): GroupState {
     return stateOf({
       suspended: this.#policy.suspended,

@@ -68,6 +68,12 @@ export interface ExportOptions {
   nextMedia?: (m: NextMedium) => Promise<void>;
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
   maxUpdateBytes?: number;
+  /**
+   * Under journal pressure (JournalGroup.underPressure), stop after this
+   * many bytes of update records instead: a link tape that is confirmed
+   * sooner lets the journal be purged sooner.
+   */
+  maxUpdateBytesUnderPressure?: number;
   onProgress?: (rawBytes: number) => void;
 }
 
@@ -220,10 +226,6 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const relieve = !chain && !keep;
   const relieveAfter = Math.floor(group.journal.layout.dataSize / 16);
   const writesBefore = group.writeActivity.records;
-  const underPressure = (): boolean => {
-    const w = group.writeActivity;
-    return (w.waiting > 0 || w.records > writesBefore) && (group.state === 'full' || group.state === 'nearly-full');
-  };
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
@@ -255,7 +257,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // What this tape secured is freed now, not at the end of the export: writers waiting for journal space get it.
       if (relieve) await group.purgeSecured();
     },
-    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && underPressure() } : {}),
+    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && group.underPressure(writesBefore) } : {}),
     ...(chain?.link ? { link: chain.link } : {}),
   });
   /** The tapes counted, over every medium. */
@@ -300,6 +302,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
           const reading = { reuse: true, to: end, ...(opts.maxUpdateBytes !== undefined ? { maxBytes: opts.maxUpdateBytes - updateBytes } : {}) };
           for await (const r of group.records(next, reading)) {
             if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
+            if (opts.maxUpdateBytesUnderPressure !== undefined && updateBytes >= opts.maxUpdateBytesUnderPressure && group.underPressure(writesBefore)) break;
             await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
             rawBytes += 64 + r.data.length;
             updateBytes += 64 + r.data.length;

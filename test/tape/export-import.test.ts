@@ -297,6 +297,32 @@ describe('an export under journal pressure', () => {
     }
   });
 
+  it('stops its update records early (a link tape) only while writes come in', async () => {
+    const g = await makeGroup(dir, { c: 64 * MiB }, { journalSize: 32 * MiB });
+    const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
+    try {
+      let off = 0;
+      while (group.journal.fits(2, 512 * KiB, false)) {
+        await group.write('c', off, randomBytes(256 * KiB));
+        off += 256 * KiB;
+      }
+      const filled = off / (256 * KiB);
+      const limits = { keepUntilAck: true, maxUpdateBytes: 1024 * MiB, maxUpdateBytesUnderPressure: MiB };
+      // A write comes in while the first tape is being written: it stops soon after a MiB of records.
+      let wrote: Promise<unknown> | undefined;
+      const first = await exportTo(group, join(dir, 'link-like'), { ...limits, onProgress: () => { wrote ??= group.write('c', off, randomBytes(256 * KiB)); } });
+      await wrote;
+      // (progress is told a segment at a time: the write comes in after the first one, 2 MiB.)
+      expect(first.records).toBeLessThan(filled / 4);
+      // Nothing written while the next one runs: it takes every record left, though the journal is as full.
+      expect(group.state).not.toBe('active');
+      const rest = await exportTo(group, join(dir, 'link-like'), limits);
+      expect(first.records + rest.records).toBe(filled + 1);
+    } finally {
+      await group.close();
+    }
+  });
+
   it('stays one tape when no one writes: a nearly full journal exported by a one-shot command', async () => {
     const g = await makeGroup(dir, { b: 64 * MiB }, { journalSize: 32 * MiB });
     const tapes = join(dir, 'quiet-tapes');
