@@ -1,6 +1,6 @@
 // Shared helpers for the benchmarks: timing, peers run as child processes, reporting.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,6 +41,21 @@ const gib = (mib) => `${(mib / 1024).toFixed(1)} GiB`;
  * `dir` has less than `needMiB` free: a run that fills the disk dies in the
  * middle (in jship or in a peer, with ENOSPC), and its figures are lost.
  */
+/**
+ * The bytes written so far by the block device that holds `path`
+ * (/sys/dev/block/MAJOR:MINOR/stat, its sectors written), as a function to
+ * call before and after a run; null where no block device holds it (tmpfs,
+ * overlay): what everything on that disk wrote, this bench's and others'.
+ */
+export function deviceWrites(path) {
+  const dev = statSync(path).dev;
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  const file = `/sys/dev/block/${major}:${minor}/stat`;
+  if (!existsSync(file)) return null;
+  return () => Number(readFileSync(file, 'utf8').trim().split(/\s+/)[6]) * 512;
+}
+
 export function needSpace(name, dir, needMiB) {
   const free = freeMiB(dir);
   if (free < needMiB) {

@@ -49,7 +49,7 @@ for (const [name, fn] of Object.entries(benches)) {
       continue;
     }
     if (r.sustained) {
-      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} jship ${r.jship.mibPerSec.toFixed(1)} MiB/s (${r.jship.exports} exports, ${(r.jship.tapeBytes / 1024 ** 3).toFixed(2)} GiB of tapes, fio errors ${r.jship.errors}, peak RSS ${r.jship.rssMiB.toFixed(0)} MiB)   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1)} MiB/s   ratio ${r.ratio.toFixed(2)}×`);
+      console.log(`${r.bench.padEnd(8)} ${r.case.padEnd(32)} jship ${r.jship.mibPerSec.toFixed(1)} MiB/s (${r.jship.exports} exports, ${(r.jship.tapeBytes / 1024 ** 3).toFixed(2)} GiB of tapes, fio errors ${r.jship.errors}, peak RSS ${r.jship.rssMiB.toFixed(0)} MiB)   ${r.peer.name} ${r.peer.mibPerSec.toFixed(1)} MiB/s   ratio ${r.ratio.toFixed(2)}×${r.jship.diskMiBPerSec !== null && r.peer.diskMiBPerSec !== null ? `   (the disk wrote ${r.jship.diskMiBPerSec.toFixed(0)} MiB/s under jship, ${(r.jship.diskMiBPerSec / r.jship.mibPerSec).toFixed(2)} bytes per byte written; ${r.peer.diskMiBPerSec.toFixed(0)} MiB/s under dd)` : ''}`);
       continue;
     }
     if (r.jship.rssMiB !== undefined && !r.peer) {
