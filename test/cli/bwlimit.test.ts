@@ -54,9 +54,9 @@ describe('bandwidth limits', () => {
       expect(r.code, JSON.stringify(r.out)).toBe(0);
       expect(Date.now() - started).toBeLessThan(24_000);
     } finally {
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
-    expect(jshipJson('bwlimit', g2, '1M').code).toBe(2);
-    expect(jshipJson('bwlimit', g2, 'soon').code).toBe(2);
+    expect(jshipJson('bwlimit', g2, '1M')).toExit(2);
+    expect(jshipJson('bwlimit', g2, 'soon')).toExit(2);
   });
 });

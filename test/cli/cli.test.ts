@@ -20,48 +20,48 @@ describe('jship init / status / mark', () => {
   it('creates a group, reports its status and takes restore points', () => {
     const g = join(dir, 'g');
     const init = jship('init', g, '--volume', `db=${join(dir, 'db.img')}:4M`, '--volume', `vg=${join(dir, 'vg1.img')}:1M,${join(dir, 'vg2.img')}:1M`, '--journal-size', '2M', '--json');
-    expect(init.code).toBe(0);
+    expect(init).toExit(0);
     expect(init.json.volumes.map((v: { name: string }) => v.name)).toEqual(['db', 'vg']);
     expect(init.json.policy.journalFull).toBe('block');
     expect(readFileSync(join(g, 'ack.key'), 'utf8')).toMatch(/^[0-9a-f]{64}\n$/);
     const st = jship('status', g);
-    expect(st.code).toBe(0);
+    expect(st).toExit(0);
     expect(st.stdout).toMatch(/state: active/);
     expect(st.stdout).toMatch(/vg\s+2\.00 MiB/);
     const m = jship('mark', g, 'before-upgrade', '--json');
-    expect(m.code).toBe(0);
+    expect(m).toExit(0);
     expect(m.json.seq).toBe(1);
     expect(m.json.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     const again = jship('mark', g, 'before-upgrade');
-    expect(again.code).toBe(1);
+    expect(again).toExit(1);
     expect(again.stderr).toMatch(/exists already/);
     expect(again.stderr).toMatch(/hint:/);
     const js = jship('status', g, '--json');
     expect(js.json.sequence).toEqual({ first: 1, last: 1 });
     expect(js.json.journal.records).toBe(1);
     expect(js.json.markers).toBe(1);
-    expect(jship('mark', g, 'no spaces allowed').code).toBe(2);
+    expect(jship('mark', g, 'no spaces allowed')).toExit(2);
   });
 
   it('exits 2 on usage errors, with one JSON error object under --json', () => {
     const g = join(dir, 'g');
-    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '10X').code).toBe(2);
-    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`).code).toBe(2);
-    expect(jship('init', g, '--journal-size', '1M').code).toBe(2);
-    expect(jship('init', g, '--bogus').code).toBe(2);
-    expect(jship('frobnicate').code).toBe(2);
+    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '10X')).toExit(2);
+    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`)).toExit(2);
+    expect(jship('init', g, '--journal-size', '1M')).toExit(2);
+    expect(jship('init', g, '--bogus')).toExit(2);
+    expect(jship('frobnicate')).toExit(2);
     const r = jship('init', g, '--volume', 'bad', '--journal-size', '1M', '--json');
-    expect(r.code).toBe(2);
+    expect(r).toExit(2);
     expect(r.json.error.code).toBe('BAD_VOLUME_SPEC');
     expect(r.json.error.hint).toBeTruthy();
     const u = jship('init', g, '--nope', '--json');
-    expect(u.code).toBe(2);
+    expect(u).toExit(2);
     expect(u.json.error.code).toBe('USAGE');
     expect(existsSync(g)).toBe(false);
-    expect(jship('--help').code).toBe(0);
+    expect(jship('--help')).toExit(0);
     // A verb group without its verb is a usage error (help goes to stderr).
-    expect(jship('link').code).toBe(2);
-    expect(jship('link', '--help').code).toBe(0);
+    expect(jship('link')).toExit(2);
+    expect(jship('link', '--help')).toExit(0);
     expect(jship('init', '--help').stdout).toMatch(/--journal-size/);
   });
 
@@ -69,24 +69,24 @@ describe('jship init / status / mark', () => {
     const g = join(dir, 'g');
     // A volume that does not exist and has no size: nothing is created.
     const missing = jship('init', g, '--volume', `a=${join(dir, 'missing.img')}`, '--journal-size', '2M');
-    expect(missing.code).toBe(1);
+    expect(missing).toExit(1);
     expect(missing.stderr).toMatch(/missing\.img does not exist/);
     expect(existsSync(g)).toBe(false);
     // A journal below the minimum: the volume file it would have created is not left behind.
     const small = jship('init', g, '--volume', `a=${join(dir, 'new.img')}:1M`, '--journal-size', '100K', '--json');
-    expect(small.code).toBe(1);
+    expect(small).toExit(1);
     expect(small.json.error.code).toBe('JOURNAL_TOO_SMALL');
     expect(existsSync(join(dir, 'new.img'))).toBe(false);
     // A directory that holds something already.
     writeFileSync(join(dir, 'precious'), 'keep me');
     const busy = jship('init', dir, '--volume', `a=${join(dir, 'x.img')}:1M`, '--journal-size', '2M');
-    expect(busy.code).toBe(1);
+    expect(busy).toExit(1);
     expect(readFileSync(join(dir, 'precious'), 'utf8')).toBe('keep me');
     expect(readdirSync(dir).sort()).toEqual(['precious']);
     // An existing volume of another size.
     writeFileSync(join(dir, 'sized.img'), Buffer.alloc(4096, 7));
     const sized = jship('init', g, '--volume', `a=${join(dir, 'sized.img')}:8K`, '--journal-size', '2M');
-    expect(sized.code).toBe(1);
+    expect(sized).toExit(1);
     expect(readFileSync(join(dir, 'sized.img')).equals(Buffer.alloc(4096, 7))).toBe(true);
     // One file named twice, through a symbolic or a hard link, or as a volume and the journal: each wrote
     // over the other's bytes (only the same spelling of a path was refused).
@@ -106,17 +106,17 @@ describe('jship init / status / mark', () => {
     expect(readFileSync(join(dir, 'one.img')).equals(Buffer.alloc(8192, 3))).toBe(true);
     // Another group's journal as a volume: its superblock says so.
     const other = join(dir, 'other');
-    expect(jship('init', other, '--volume', `a=${join(dir, 'other-a.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    expect(jship('init', other, '--volume', `a=${join(dir, 'other-a.img')}:1M`, '--journal-size', '2M')).toExit(0);
     const journal = join(other, 'journal.jv');
     const before = readFileSync(journal);
     const theirs = jship('init', g, '--volume', `a=${journal}`, '--journal-size', '2M', '--json');
-    expect(theirs.code).toBe(2);
+    expect(theirs).toExit(2);
     expect(theirs.json.error).toMatchObject({ code: 'BAD_VOLUME_SPEC', message: expect.stringContaining(`is the journal of jship group ${JSON.parse(readFileSync(join(other, 'group.json'), 'utf8')).groupId}`) });
     expect(readFileSync(journal).equals(before)).toBe(true);
     expect(existsSync(g)).toBe(false);
     // ...or as this group's journal: it is never replaced, and never to be removed (its hint said "remove it").
     const asJournal = jship('init', g, '--volume', `a=${join(dir, 'g-a.img')}:1M`, '--journal-size', '2M', '--journal', journal, '--json');
-    expect(asJournal.code).toBe(1);
+    expect(asJournal).toExit(1);
     expect(asJournal.json.error).toMatchObject({ code: 'GROUP_EXISTS', message: expect.stringContaining('is the journal of jship group'), hint: expect.stringContaining('choose another path for this group\'s --journal') });
     expect(asJournal.json.error.hint).not.toMatch(/remove/);
     expect(readFileSync(journal).equals(before)).toBe(true);
@@ -124,13 +124,13 @@ describe('jship init / status / mark', () => {
     expect(existsSync(join(dir, 'g-a.img'))).toBe(false);
     // Not a group.
     const notGroup = jship('status', join(dir, 'nowhere'), '--json');
-    expect(notGroup.code).toBe(1);
+    expect(notGroup).toExit(1);
     expect(notGroup.json.error.code).toBe('GROUP_NOT_FOUND');
   });
 
   it('refuses a journal whose superblock copies are both damaged, changing nothing', () => {
     const g = join(dir, 'g');
-    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '2M')).toExit(0);
     const jpath = join(g, 'journal.jv');
     const fd = openSync(jpath, 'r+');
     writeSync(fd, Buffer.from('garbage!'), 0, 8, 50);
@@ -138,20 +138,20 @@ describe('jship init / status / mark', () => {
     closeSync(fd);
     const before = readFileSync(jpath);
     const r = jship('status', g, '--json');
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.json.error.code).toBe('JOURNAL_CORRUPT');
     expect(r.json.error.message).toMatch(/both superblock copies/);
     expect(readFileSync(jpath).equals(before)).toBe(true);
     // A foreign file in its place.
     writeFileSync(jpath, Buffer.alloc(2 * 1024 * 1024, 0x41));
     const f = jship('mark', g, 'x', '--json');
-    expect(f.code).toBe(1);
+    expect(f).toExit(1);
     expect(f.json.error.code).toBe('JOURNAL_NOT_JOURNAL');
   });
 
   it('shows the last checkpoint of a group another process owns and refuses to write to it', async () => {
     const g = join(dir, 'g');
-    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    expect(jship('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '2M')).toExit(0);
     const script = `import { openGroup } from ${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)};
       const g = await openGroup(${JSON.stringify(g)}); process.stdout.write('OPEN\\n'); setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -181,6 +181,6 @@ describe('jship demo', () => {
     expect(r.json.ok).toBe(true);
     expect(r.json.checks.length).toBeGreaterThanOrEqual(8);
     expect(r.json.checks.some((c: { name: string }) => /direct link/.test(c.name))).toBe(true);
-    expect(jship('demo', dir).code).toBe(2); // not empty
+    expect(jship('demo', dir)).toExit(2); // not empty
   });
 });

@@ -34,20 +34,20 @@ describe('mark --exec-before / --exec-after', () => {
     const g = await makeGroup(join(dir, 'f'), { a: 1 * MiB });
     const after = join(dir, 'after.log');
     const failed = jshipJson('mark', g, 'one', '--exec-before', 'echo frozen-not; exit 3', '--exec-after', `echo after >> ${after}`);
-    expect(failed.code).toBe(1);
+    expect(failed).toExit(1);
     expect(failed.out.error.code).toBe('HOOK_FAILED');
     expect(failed.out.error.message).toBe('the before hook `echo frozen-not; exit 3` exited 3: frozen-not: no marker was taken');
     expect(jshipJson('status', g).out.markers).toBe(0);
     expect(readFileSync(after, 'utf8')).toBe('after\n');
 
-    expect(jshipJson('mark', g, 'one').code).toBe(0);
+    expect(jshipJson('mark', g, 'one')).toExit(0);
     const dup = jshipJson('mark', g, 'one', '--exec-after', `echo after >> ${after}`);
-    expect(dup.code).toBe(1);
+    expect(dup).toExit(1);
     expect(dup.out.error.code).toBe('MARKER_EXISTS');
     expect(readFileSync(after, 'utf8')).toBe('after\nafter\n');
 
     const late = jshipJson('mark', g, 'two', '--exec-after', 'exit 4');
-    expect(late.code).toBe(1);
+    expect(late).toExit(1);
     expect(late.out.error.message).toMatch(/^marked "two" at seq 2, but the after hook `exit 4` exited 4$/);
     expect(jshipJson('status', g).out.markers).toBe(2);
   });
@@ -57,13 +57,13 @@ describe('mark --exec-before / --exec-after', () => {
     const pidFile = join(dir, 'sleeper.pid');
     const after = join(dir, 'after-t.log');
     const r = jshipJson('mark', g, 'slow', '--hook-timeout', '300ms', '--exec-before', `sleep 600 & echo $! > ${pidFile}; wait`, '--exec-after', `echo after >> ${after}`);
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.error.message).toMatch(/did not finish within 0\.3 s and was stopped: no marker was taken$/);
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await until('the hook\'s child to be gone', () => !alive(pid), 10_000);
     expect(readFileSync(after, 'utf8')).toBe('after\n');
     expect(jshipJson('status', g).out.markers).toBe(0);
-    expect(jshipJson('mark', g, 'x', '--hook-timeout', '0s').code).toBe(2);
+    expect(jshipJson('mark', g, 'x', '--hook-timeout', '0s')).toExit(2);
     expect(existsSync(join(g, 'lock'))).toBe(false);
   });
 });

@@ -39,14 +39,14 @@ describe('Ctrl-C on a long verb', () => {
     const tape = join(dir, 't', readdirSync(join(dir, 't'))[0]!);
     const rep = join(dir, 'rep');
     const imp = await interrupted(['import', rep, tape], () => existsSync(join(rep, 'tapes')) && readdirSync(join(rep, 'tapes')).some((n) => n.startsWith('.incoming-')));
-    expect(imp.code).toBe(130);
+    expect(imp).toExit(130);
     expect(imp.stderr).toMatch(/^jship import: interrupted by SIGINT: the tapes taken before this one are stored .* Rerun the same command/m);
     const again = jshipJson('import', rep, tape);
     expect(again.code, JSON.stringify(again.out)).toBe(0);
     expect(readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('.'))).toEqual([]);
     const out = join(dir, 'out.img');
     const rs = await interrupted(['restore', rep, '--target', out], () => existsSync(join(dir, '.out.img.jship-restore')));
-    expect(rs.code).toBe(130);
+    expect(rs).toExit(130);
     expect(rs.stderr).toMatch(/^jship restore: interrupted by SIGINT: new files stay under temporary names/m);
     expect(existsSync(out)).toBe(false);
     const done = jshipJson('restore', rep, '--target', out);

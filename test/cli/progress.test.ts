@@ -21,8 +21,8 @@ describe('progress on a terminal', () => {
     const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < 128; i++) await group.write('a', i * 64 * KiB, randomBytes(64 * KiB));
     await group.close();
-    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--base').code).toBe(0);
-    expect(jshipJson('import', join(dir, 'rep'), join(dir, 'tapes')).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--base')).toExit(0);
+    expect(jshipJson('import', join(dir, 'rep'), join(dir, 'tapes'))).toExit(0);
     const frames = onTty(['restore', join(dir, 'rep'), '--target', join(dir, 'out.img')]);
     expect(frames.length).toBeGreaterThan(0);
     for (const f of frames) {

@@ -25,7 +25,7 @@ describe('samples', () => {
     const log = join(dir, 'export.log');
     // A base first (the script takes one on Sundays; here by hand), then the nightly run.
     const base = spawnSync(join(bin, 'jship'), ['export', g, '--to', join(dir, 'mnt', 'jship', JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).groupId) + '/', '--base'], { env });
-    expect(base.status).toBe(0);
+    expect(base).toExit(0);
     // A time between the base and the next writes (a millisecond apart from both: the script takes ISO times), and the volume then.
     await nextMillisecond();
     const mid = new Date().toISOString();
@@ -37,12 +37,12 @@ describe('samples', () => {
     // An existing directory that is not a mount point (the disk is not attached): nothing written, nothing purged.
     const before = JSON.parse(spawnSync(join(bin, 'jship'), ['status', g, '--json'], { env, encoding: 'utf8' }).stdout).journal;
     const unmounted = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env, encoding: 'utf8' });
-    expect(unmounted.status).toBe(1);
+    expect(unmounted).toExit(1);
     expect(readFileSync(log, 'utf8')).toMatch(/is not a mount point/);
     expect(JSON.parse(spawnSync(join(bin, 'jship'), ['status', g, '--json'], { env, encoding: 'utf8' }).stdout).journal).toEqual(before);
     // A jship that is not there (cron's PATH lacks where it was installed): a clear line in the log, exit 127.
     const missing = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env: { PATH: '/usr/bin:/bin', JSHIP: join(dir, 'no-such-jship') }, encoding: 'utf8' });
-    expect(missing.status).toBe(127);
+    expect(missing).toExit(127);
     expect(readFileSync(log, 'utf8')).toMatch(/not found in .*set JSHIP=/);
     // Under cron's environment (PATH=/usr/bin:/bin and little else) with the mount checked away for a plain directory.
     const r = spawnSync(join(root, 'samples/nightly-export.sh'), [g, join(dir, 'mnt'), log], { env: { PATH: '/usr/bin:/bin', HOME: dir, JSHIP: env.JSHIP, JSHIP_ALLOW_UNMOUNTED: '1' }, encoding: 'utf8' });
@@ -52,11 +52,11 @@ describe('samples', () => {
     const tapes = join(dir, 'mnt', 'jship', id);
     expect(readdirSync(tapes).length).toBeGreaterThanOrEqual(2);
     const imp = spawnSync(join(bin, 'jship'), ['import', join(dir, 'rep'), tapes], { env });
-    expect(imp.status).toBe(0);
+    expect(imp).toExit(0);
     const at = new Date().toISOString();
     const rs = spawnSync(join(root, 'samples/restore-to-timestamp.sh'), [join(dir, 'rep'), at, join(dir, 'out')], { env, encoding: 'utf8' });
     // Now is after the last record: the dry run refuses and the script stops with it.
-    expect(rs.status).toBe(1);
+    expect(rs).toExit(1);
     expect(rs.stderr).toMatch(/after the last record/);
     // A time inside the history: the dry run shows the plan, the restore writes the volume as it was then.
     const ok = spawnSync(join(root, 'samples/restore-to-timestamp.sh'), [join(dir, 'rep'), mid, join(dir, 'out-mid')], { env, encoding: 'utf8' });
@@ -64,7 +64,7 @@ describe('samples', () => {
     expect(readFileSync(join(dir, 'out-mid', 'a.img')).equals(atMid)).toBe(true);
     expect(atMid.equals(readFileSync(join(dir, 'a.img')))).toBe(false);
     const latest = spawnSync(join(bin, 'jship'), ['restore', join(dir, 'rep'), '--target', join(dir, 'out/')], { env });
-    expect(latest.status).toBe(0);
+    expect(latest).toExit(0);
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
 
     // check-cron: each line's command, run as cron would (sh, cron's PATH with jship on it): silent while all holds.
@@ -82,7 +82,7 @@ describe('samples', () => {
 
   it('drill-fsck: a drill of a point whose ext4 is clean passes, one of a point with its superblock overwritten fails; both recorded', async () => {
     const img = join(dir, 'fs.img');
-    expect(spawnSync('truncate', ['-s', '16M', img]).status).toBe(0);
+    expect(spawnSync('truncate', ['-s', '16M', img])).toExit(0);
     const mk = spawnSync('mkfs.ext4', ['-q', '-F', img], { encoding: 'utf8' });
     expect(mk.status, mk.stderr).toBe(0);
     const g = await makeGroup(join(dir, 'fsck'), { root: 16 * MiB }, { journalSize: 64 * MiB });
@@ -91,19 +91,19 @@ describe('samples', () => {
     for (let o = 0; o < fs.length; o += MiB) await group.write('root', o, fs.subarray(o, o + MiB));
     await group.close();
     const jship = (...args: string[]) => spawnSync(process.execPath, [join(root, 'bin/jship'), ...args], { encoding: 'utf8' });
-    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`, '--base').status).toBe(0);
+    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`, '--base')).toExit(0);
     group = await openSiteGroup(g);
     await group.mark('clean');
     await group.write('root', 1024, Buffer.alloc(1024, 0xee)); // the primary superblock
     await group.close();
-    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`).status).toBe(0);
+    expect(jship('export', g, '--to', `${join(dir, 'fsck-tapes')}/`)).toExit(0);
     const rep = join(dir, 'fsck-rep');
-    expect(jship('import', rep, join(dir, 'fsck-tapes')).status).toBe(0);
+    expect(jship('import', rep, join(dir, 'fsck-tapes'))).toExit(0);
     const ok = jship('drill', rep, '--marker', 'clean', '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m');
     expect(ok.status, `${ok.stdout}${ok.stderr}`).toBe(0);
     expect(ok.stdout).toMatch(/passed/);
     const bad = jship('drill', rep, '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m', '--json');
-    expect(bad.status).toBe(1);
+    expect(bad).toExit(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, code: 1, output: expect.stringMatching(/ROOT: e2fsck found problems/) });
     expect(JSON.parse(jship('timeline', rep, '--json').stdout).drills.map((d: { ok: boolean }) => d.ok)).toEqual([true, false]);
   }, 120_000);

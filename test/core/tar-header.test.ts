@@ -73,11 +73,11 @@ describe('tar header codec', () => {
     const archive = Buffer.concat(tarPieces([{ name: 'jship-label.json', content: [a] }, { name: 'segments/00000001.jrs', content: [b.subarray(0, 1000), b.subarray(1000)] }], { mtime: new Date(1_796_000_000_000), eof: true }));
     writeFileSync(join(dir, 'a.tar'), archive);
     const list = spawnSync('tar', ['-tvf', join(dir, 'a.tar')], { encoding: 'utf8' });
-    expect(list.status).toBe(0);
+    expect(list).toExit(0);
     expect(list.stdout).toMatch(/-rw-r--r-- jship\/jship\s+11 .* jship-label.json/);
     expect(list.stdout).toMatch(/1537 .* segments\/00000001.jrs/);
     mkdirSync(join(dir, 'x'));
-    expect(spawnSync('tar', ['-xf', join(dir, 'a.tar'), '-C', join(dir, 'x')]).status).toBe(0);
+    expect(spawnSync('tar', ['-xf', join(dir, 'a.tar'), '-C', join(dir, 'x')])).toExit(0);
     expect(readFileSync(join(dir, 'x', 'segments', '00000001.jrs')).equals(b)).toBe(true);
   });
 

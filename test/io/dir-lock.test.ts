@@ -61,13 +61,13 @@ describe('one writer per group', () => {
 
   it('a replica in use is refused with what to do about it (a replica has no control socket to talk to); what only reads it is not refused', async () => {
     const g = await makeGroup(join(dir, 'rg'), { a: 1 * MiB });
-    expect(jshipJson('export', g, '--to', join(dir, 'rg-tapes'), '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', join(dir, 'rg-tapes'), '--base')).toExit(0);
     const rep = join(dir, 'rg-replica');
-    expect(jshipJson('import', rep, join(dir, 'rg-tapes')).code).toBe(0);
+    expect(jshipJson('import', rep, join(dir, 'rg-tapes'))).toExit(0);
     const held = await Replica.open(rep);
     try {
       const again = jshipJson('import', rep, join(dir, 'rg-tapes'));
-      expect(again.code).toBe(1);
+      expect(again).toExit(1);
       expect(again.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining(`process ${process.pid}`) });
       expect(again.out.error.hint).toMatch(/one jship command uses a replica at a time/);
       expect(again.out.error.hint).not.toMatch(/control socket/);
@@ -80,7 +80,7 @@ describe('one writer per group', () => {
       // With --wait, a command waits for the replica (a nightly import behind a long restore, a drill behind
       // an import), says so once on standard error, and fails only when the wait is over.
       const brief = spawnSync(process.execPath, [BIN, 'import', rep, join(dir, 'rg-tapes'), '--wait', '1s', '--json'], { encoding: 'utf8' });
-      expect(brief.status).toBe(1);
+      expect(brief).toExit(1);
       expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringContaining('--wait DURATION') });
       expect(brief.stderr).toMatch(/jship import: .* is in use by process \d+ .*; waiting up to 1 s/);
       const waiting = spawn(process.execPath, [BIN, 'restore', rep, '--target', join(dir, 'rg-out.img'), '--wait', '5m', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -65,8 +65,8 @@ describe('changed-block scan', () => {
     // A shrink is refused, clearly, and changes nothing.
     truncateSync(img, 3 * MiB);
     const r = spawnSync(process.execPath, [bin, 'scan', g, '--json'], { encoding: 'utf8' });
-    expect(r.status).toBe(1);
+    expect(r).toExit(1);
     expect(JSON.parse(r.stdout).error.message).toMatch(/shrank/);
-    expect(spawnSync(process.execPath, [bin, 'scan', g, '--block-size', '1000'], { encoding: 'utf8' }).status).toBe(2);
+    expect(spawnSync(process.execPath, [bin, 'scan', g, '--block-size', '1000'], { encoding: 'utf8' })).toExit(2);
   });
 });

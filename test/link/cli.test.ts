@@ -22,10 +22,10 @@ describe('link through the CLI and NBD', () => {
     const pullOnce = () => spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', linkAt, '--psk', key, '--name', 'site-b', '--once', '--json'], { encoding: 'utf8' });
     try {
       // The pulling secondary registers (and gets its base) before the writes: it holds every point from then on.
-      expect(pullOnce().status).toBe(0);
+      expect(pullOnce()).toExit(0);
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x22 3M 512k', a!);
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x33 4k 64k', b!);
-      expect(jshipJson('mark', g, 'before-change').code).toBe(0);
+      expect(jshipJson('mark', g, 'before-change')).toExit(0);
       client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', a!, join(dir, 'a-at-mark.raw'));
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x44 512k 1M', '-c', 'write -z 3M 256k', a!);
       client('qemu-io', '-f', 'raw', '-c', 'discard 4k 4k', b!);
@@ -52,12 +52,12 @@ describe('link through the CLI and NBD', () => {
       expect(st.link.find((l: any) => l.name === 'site-b').records).toBe(0);
       for (const [name, uri] of [['a', a!], ['b', b!]] as const) client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `${name}-now.raw`));
       const stopped = await srv.stop();
-      expect(stopped.code).toBe(0);
+      expect(stopped).toExit(0);
       // The pulled replica: latest and at the marker.
-      expect(jshipJson('restore', rep, '--target', join(dir, 'latest/')).code).toBe(0);
+      expect(jshipJson('restore', rep, '--target', join(dir, 'latest/'))).toExit(0);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'latest', 'a.img'), join(dir, 'a-now.raw'));
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'latest', 'b.img'), join(dir, 'b-now.raw'));
-      expect(jshipJson('restore', rep, '--marker', 'before-change', '--target', join(dir, 'marked/')).code).toBe(0);
+      expect(jshipJson('restore', rep, '--marker', 'before-change', '--target', join(dir, 'marked/'))).toExit(0);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(dir, 'marked', 'a.img'), join(dir, 'a-at-mark.raw'));
       // The pushed replica kept its SVOLs applied.
       await until('the receiver to apply', () => recv.events.some((e) => e.event === 'applied' && e.seq === st.sequence.last));
@@ -66,7 +66,7 @@ describe('link through the CLI and NBD', () => {
       expect(recv.events.some((e) => e.event === 'tape-stored')).toBe(true);
       // The replica is "site-b" at its primary: another name is a usage error, caught before any connection.
       const renamed = jshipJson('link', 'pull', rep, '--from', '127.0.0.1:1', '--psk', key, '--name', 'other', '--once');
-      expect(renamed.code).toBe(2);
+      expect(renamed).toExit(2);
       expect(renamed.out.error.message).toMatch(/secondary "site-b" at its primary, not "other"/);
     } finally {
       await srv.stop().catch(() => undefined);

@@ -34,7 +34,7 @@ describe('link pull --metrics', () => {
       await until('the primary to log the lost secondary', () => / disconnected peer=\S+ code=LINK_CLOSED /.test(srv.log()));
     } finally {
       await pull.stop();
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
   });
 });

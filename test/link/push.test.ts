@@ -83,13 +83,13 @@ describe('link push', () => {
 
   it('usage: --failback-after goes with several candidates and at least 100ms', () => {
     const one = jshipJson('link', 'push', join(dir, 'g'), '--to', '127.0.0.1:9', '--failback-after', '1m');
-    expect(one.code).toBe(2);
+    expect(one).toExit(2);
     expect(one.out.error.message).toMatch(/--failback-after 1m: it goes with several candidates/);
     const sites = join(dir, 'sites.json');
     writeFileSync(sites, JSON.stringify([{ address: '127.0.0.1:9', priority: 1 }, { address: '127.0.0.1:10', priority: 2 }]));
     const tiny = jshipJson('link', 'push', join(dir, 'g'), '--candidates', sites, '--failback-after', '10ms');
-    expect(tiny.code).toBe(2);
+    expect(tiny).toExit(2);
     const bad = jshipJson('serve', join(dir, 'g'), '--link-candidates', sites, '--link-failback-after', 'soon');
-    expect(bad.code).toBe(2);
+    expect(bad).toExit(2);
   });
 });

@@ -29,14 +29,14 @@ describe('who pins the primary\'s journal', () => {
       mkdirSync(junk);
       writeFileSync(join(junk, 'f'), 'x');
       const refused = pull(junk, 'junk');
-      expect(refused.status).toBe(1);
+      expect(refused).toExit(1);
       expect(refused.stdout).toMatch(/REPLICA_NOT_EMPTY/);
       expect(jshipJson('status', g).out.link).toEqual([]);
       const ok = pull(join(dir, 'rep'), 'site-b');
       expect(ok.status, ok.stderr).toBe(0);
       expect(jshipJson('status', g).out.link.map((s: { name: string }) => s.name)).toEqual(['site-b']);
     } finally {
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
   });
 });

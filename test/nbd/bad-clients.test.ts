@@ -111,7 +111,7 @@ describe('misbehaving clients', () => {
     expect((await good.read(4 * KiB)).every((x) => x === 0x61)).toBe(true);
     client('qemu-io', '-f', 'raw', s.ready.exports[0]!.uri, '-c', 'write -P 0x67 64k 4k', '-c', 'read -P 0x61 0 4k', '-c', 'read -P 0x64 8k 4k');
 
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     expect(s.log()).toMatch(/bad option magic/);
     expect(s.log()).toMatch(/bad request magic/);
     expect(s.log()).toMatch(/closed in the middle of a write payload/);
@@ -134,7 +134,7 @@ describe('misbehaving clients', () => {
     const stopped = await s.stop();
     fio.kill('SIGKILL');
     await fioDone;
-    expect(stopped.code).toBe(0);
+    expect(stopped).toExit(0);
     expect(stopped.out.requests).toBeGreaterThan(100);
     // Every write the PVOL received is in the journal, in order.
     expect((await journalReproducesVolumes(g)).ok).toBe(true);
@@ -201,6 +201,6 @@ describe('misbehaving clients', () => {
     expect([bs.payload.readUInt32BE(4), bs.payload.readUInt32BE(8)]).toEqual([65536, 0]); // the first 64 KiB granule holds data
     c.send(req(Cmd.DISC, 5n, 0, 0));
     expect(await c.closedByServer()).toBe(true);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
   });
 });

@@ -47,25 +47,25 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
 
     // scan asks the server too, which says why it will not: NBD writes are journaled already.
     const scan = jshipJson('scan', g);
-    expect(scan.code).toBe(1);
+    expect(scan).toExit(1);
     expect(scan.out.error.message).toMatch(/served over NBD/);
 
     const upd = jshipJson('export', g, '--to', tapes);
     expect(upd.code, upd.stderr).toBe(0);
     expect(upd.out.records).toBeGreaterThanOrEqual(8);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
 
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
     const out2 = join(dir, 'out-t2.img');
     const r2 = jshipJson('restore', rep, '--until', t2, '--target', out2);
     expect(r2.code, JSON.stringify(r2.out)).toBe(0);
     expect(client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', atT2, out2)).toMatch(/identical/);
     const outM = join(dir, 'out-marker.img');
-    expect(jshipJson('restore', rep, '--marker', 'before-upgrade', '--target', outM).code).toBe(0);
+    expect(jshipJson('restore', rep, '--marker', 'before-upgrade', '--target', outM)).toExit(0);
     expect(readFileSync(outM).equals(readFileSync(atMarker))).toBe(true);
     const outL = join(dir, 'out-latest.img');
-    expect(jshipJson('restore', rep, '--target', outL).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', outL)).toExit(0);
     expect(readFileSync(outL).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
     expect(readFileSync(outL).equals(readFileSync(out2))).toBe(false);
   });
@@ -91,9 +91,9 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     }
     const last = jshipJson('export', g, '--to', join(dir, 'tapes') + '/', '--allow-empty');
     expect(last.code, last.stderr).toBe(0);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, join(dir, 'tapes')).code).toBe(0);
+    expect(jshipJson('import', rep, join(dir, 'tapes'))).toExit(0);
     const out = join(dir, 'latest.img');
     const r = jshipJson('restore', rep, '--target', out);
     expect(r.code, JSON.stringify(r.out)).toBe(0);

@@ -39,7 +39,7 @@ describe('jship serve with real clients', () => {
     // The default export ("" in the URI) is the first volume.
     client('qemu-io', '-f', 'raw', `nbd+unix:///?socket=${join(g, 'nbd.sock')}`, '-c', 'read -P 0xab 0 64k');
     const stopped = await s.stop();
-    expect(stopped.code).toBe(0);
+    expect(stopped).toExit(0);
     expect(stopped.out).toMatchObject({ stopped: true, signal: 'SIGTERM' });
     const { ok, headers } = await journalReproducesVolumes(g);
     expect(ok).toBe(true);
@@ -91,7 +91,7 @@ describe('jship serve with real clients', () => {
     expect(job.error).toBe(0);
     expect(job.write.total_ios).toBe(2048);
 
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     const { ok, headers } = await journalReproducesVolumes(g);
     expect(ok).toBe(true);
     expect(headers.filter((h) => h.volume === 1 && h.type === RecordType.Update).reduce((n, h) => n + h.length, 0)).toBe(1 * MiB + 8 * MiB);
@@ -104,7 +104,7 @@ describe('jship serve with real clients', () => {
     const uri = s.ready.exports[0]!.uri;
     expect(uri).toBe(`nbd://${s.ready.listening}/a`);
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x3c 0 64k', '-c', 'read -P 0x3c 0 64k');
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     expect((await journalReproducesVolumes(g)).ok).toBe(true);
   });
 });
@@ -116,7 +116,7 @@ describe('a group directory too deep for a Unix socket path', () => {
     const deep = join(dir, 'd'.repeat(60), 'e'.repeat(60));
     const g = await makeGroup(deep, { a: 1 * MiB }, { journalSize: 16 * MiB });
     const refused = spawnSync(process.execPath, [BIN, 'serve', g, '--json'], { encoding: 'utf8' });
-    expect(refused.status).toBe(2);
+    expect(refused).toExit(2);
     expect(JSON.parse(refused.stdout).error.hint).toMatch(/--socket/);
     const sock = join(dir, 'n.sock');
     const s = await serve(g, '--socket', sock);
@@ -125,7 +125,7 @@ describe('a group directory too deep for a Unix socket path', () => {
     const mark = jshipJson('mark', g, 'deep');
     expect(mark.code, mark.stderr).toBe(0);
     expect(jshipJson('status', g).out.serving.listening).toBe(sock);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     expect(existsSync(join(g, 'control.path'))).toBe(false);
   });
 });
@@ -143,7 +143,7 @@ describe('--listen parsing', () => {
   it('--socket with --listen, or a bad --listen, is a usage error before anything is opened', () => {
     for (const args of [['--socket', '/tmp/x.sock', '--listen', '10809'], ['--listen', 'nope']]) {
       const r = spawnSync(process.execPath, [BIN, 'serve', '/nonexistent-group', ...args, '--json'], { encoding: 'utf8' });
-      expect(r.status).toBe(2);
+      expect(r).toExit(2);
       expect(JSON.parse(r.stdout).error.code).toBe('USAGE');
     }
   });
@@ -151,7 +151,7 @@ describe('--listen parsing', () => {
   it('a --socket in a directory that does not exist is a usage error naming the directory (was EACCES), and the group is left unlocked', async () => {
     const g = await makeGroup(join(dir, 'nodir'), { a: 1 * MiB });
     const r = spawnSync(process.execPath, [BIN, 'serve', g, '--socket', join(dir, 'no', 'such', 's.sock'), '--json'], { encoding: 'utf8' });
-    expect(r.status).toBe(2);
+    expect(r).toExit(2);
     expect(JSON.parse(r.stdout).error.message).toBe(`cannot listen on ${join(dir, 'no', 'such', 's.sock')}: ${join(dir, 'no', 'such')} does not exist`);
     expect(existsSync(join(g, 'lock'))).toBe(false);
   });

@@ -16,7 +16,7 @@ describe('journal full while serving', () => {
     const s = await serve(g);
     const uri = s.ready.exports[0]!.uri;
     const tapes = join(dir, 'tapes') + '/';
-    expect(jshipJson('export', g, '--to', tapes, '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', tapes, '--base')).toExit(0);
     const src = join(dir, 'src.img');
     writeFileSync(src, randomBytes(6 * MiB));
     // 6 MiB through a 2 MiB journal: it fills, the group suspends, the client never notices.
@@ -26,11 +26,11 @@ describe('journal full while serving', () => {
     expect(st.out.dirty.chunks).toBeGreaterThan(0);
     // An export purges; the next write finds room and resumes journaling; the next export carries
     // the resync base of the dirty chunks, and the group is active again.
-    expect(jshipJson('export', g, '--to', tapes).code).toBe(0);
+    expect(jshipJson('export', g, '--to', tapes)).toExit(0);
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x77 7M 4k');
     expect(jshipJson('status', g).out.state).toBe('resync-pending');
     const resync = jshipJson('export', g, '--to', tapes);
-    expect(resync.code).toBe(0);
+    expect(resync).toExit(0);
     expect(resync.out.base.scope).toBe('resync');
     expect(jshipJson('status', g).out.state).toBe('active');
     // One event per change of state, in order.
@@ -41,9 +41,9 @@ describe('journal full while serving', () => {
     expect(at('journal-suspended')).toBeLessThan(at('journal-resumed'));
     expect(at('journal-resumed')).toBeLessThan(at('journal-resync-complete'));
     expect(s.log()).toMatch(/ journal-suspended from=\S+ state=suspended usage="[^"]+" why="journal full/);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
     const out = join(dir, 'out.img');
     const r = jshipJson('restore', rep, '--target', out);
     expect(r.code, JSON.stringify(r.out)).toBe(0);
@@ -67,7 +67,7 @@ describe('journal full while serving', () => {
     expect(names.slice(0, 2), s.log()).toEqual(['journal-full', 'writer-blocked']);
     expect(names).toContain('writer-failed');
     expect(s.log()).toMatch(/ writer-failed error=JOURNAL_FULL usage="[^"]+" waitedMs=500\n/);
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
     // The journal holds what was acknowledged (the first writes), nothing of what was refused.
     const st = jshipJson('status', g).out;
     expect(Number(st.journal.bytes)).toBeGreaterThanOrEqual(512 * KiB);

@@ -51,7 +51,7 @@ describe('power cut: FUA and FLUSH replies follow the journal\'s fdatasync; the 
     expect(await c.simpleReply()).toEqual({ error: 0, handle: H2 });
     c.send(req(Cmd.FLUSH, H3, 0, 0));
     expect(await c.simpleReply()).toEqual({ error: 0, handle: H3 });
-    expect((await s.stop()).code).toBe(0);
+    expect((await s.stop())).toExit(0);
 
     const lines: Line[] = readFileSync(trace, 'utf8').split('\n').map((t, i) => {
       const m = /^(\d+)\s+(.*)$/.exec(t);

@@ -42,7 +42,7 @@ describe('exports through the owner', () => {
         expect(rs.filter((r) => !r.out.nothingToExport).length, JSON.stringify(rs.map((r) => r.out))).toBeGreaterThanOrEqual(1);
       }
     } finally {
-      expect((await s.stop()).code).toBe(0);
+      expect((await s.stop())).toExit(0);
     }
     const files = readdirSync(tapes).filter((f) => f.endsWith('.tar.zst')).sort();
     const serials = files.map((f) => Number(/^jship-(\d+)-/.exec(f)?.[1]));
@@ -68,7 +68,7 @@ describe('exports through the owner', () => {
     try {
       const tapes = join(dir, 'tapes');
       const brief = spawnSync(process.execPath, [BIN, 'export', g, '--to', `${tapes}/`, '--wait', '1s', '--json'], { encoding: 'utf8' });
-      expect(brief.status).toBe(1);
+      expect(brief).toExit(1);
       expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringMatching(/one-shot command/) });
       const waiting = spawn(process.execPath, [BIN, 'export', g, '--to', `${tapes}/`, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
@@ -95,10 +95,10 @@ describe('exports through the owner', () => {
     try {
       client('qemu-io', '-f', 'raw', s.ready.exports[0]!.uri, '-c', 'write -P 0x01 0 64k');
       const r = await jshipAsync('export', g, '--to', '/proc/x/');
-      expect(r.code).toBe(2);
+      expect(r).toExit(2);
       expect(r.out.error.message).toMatch(/cannot create directory \/proc\/x/);
     } finally {
-      expect((await s.stop()).code).toBe(0);
+      expect((await s.stop())).toExit(0);
     }
   });
   it('what an export answers through the owner stays small however many segments it wrote: a big export is never lost to an oversize control line', async () => {
@@ -116,7 +116,7 @@ describe('exports through the owner', () => {
       expect(Object.keys(tape).sort()).toEqual(['base', 'bytes', 'location', 'name', 'records', 'serial', 'sha256', 'updates']);
       expect(encodeControl({ type: 'result', result: answer }).length).toBeLessThan(2048);
     } finally {
-      expect((await s.stop()).code).toBe(0);
+      expect((await s.stop())).toExit(0);
     }
     const [file] = readdirSync(tapes).filter((f) => f.endsWith('.tar.zst'));
     expect((await findTrailer(join(tapes, file!)))?.segments.length).toBeGreaterThanOrEqual(15);

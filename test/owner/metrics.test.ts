@@ -40,7 +40,7 @@ describe('serve --metrics (Prometheus)', () => {
       expect(m1.get('jship_consumer_lag_records{consumer="tapes"}')).toBeGreaterThan(0);
 
       // An export through the owner: counted; the tapes then lag by nothing.
-      expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--base').code).toBe(0);
+      expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--base')).toExit(0);
       const bad = jshipJson('export', g, '--to', '/proc/no/such/', '--allow-empty');
       expect(bad.out.error.message).toMatch(/\/proc\/no/);
       const m2 = scrapeMetrics([url]);
@@ -58,7 +58,7 @@ describe('serve --metrics (Prometheus)', () => {
       // Only /metrics is served.
       expect(spawnSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${at}/`], { encoding: 'utf8' }).stdout).toBe('404');
     } finally {
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
   });
 
@@ -69,9 +69,9 @@ describe('serve --metrics (Prometheus)', () => {
     try {
       expect(scrapeMetrics(['--unix-socket', sock, 'http://localhost/metrics']).get('jship_journal_state{state="active"}')).toBe(1);
     } finally {
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
-    expect(jshipJson('serve', g, '--metrics', 'nowhere').code).toBe(2);
+    expect(jshipJson('serve', g, '--metrics', 'nowhere')).toExit(2);
   });
 
   it('the sample scrape config is one promtool accepts', () => {

@@ -46,7 +46,7 @@ describe('a group a one-shot command holds', () => {
       await group.close();
     };
     await write();
-    expect((await jshipAsync('export', g, '--to', `${join(dir, 'tapes')}/`, '--base')).code).toBe(0);
+    expect((await jshipAsync('export', g, '--to', `${join(dir, 'tapes')}/`, '--base'))).toExit(0);
     await write();
     // The export writes its tape to a pipe nobody reads yet: it holds the group until the pipe is read.
     const exporter = spawn(process.execPath, [BIN, 'export', g, '--to', '-', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -66,12 +66,12 @@ describe('a group a one-shot command holds', () => {
       const hooks = join(dir, 'hooks.log');
       const hookArgs = ['--exec-before', `echo before >> ${hooks}`, '--exec-after', `echo after >> ${hooks}`];
       const brief = await jshipAsync('mark', g, 'brief', '--wait', '1s', ...hookArgs);
-      expect(brief.code).toBe(1);
+      expect(brief).toExit(1);
       expect(brief.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), details: { pid: exporter.pid, oneShot: true } });
       expect(existsSync(hooks)).toBe(false);
       // So does a scan (it failed at once).
       const scan = await jshipAsync('scan', g, '--wait', '1s');
-      expect(scan.code).toBe(1);
+      expect(scan).toExit(1);
       expect(scan.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s') });
       const marker = spawn(process.execPath, [BIN, 'mark', g, 'during-export', ...hookArgs, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let markOut = '';
@@ -130,13 +130,13 @@ describe('a group a one-shot command holds', () => {
     }
     // Released: the group is free, and its control socket gone with the command.
     const after = await jshipAsync('check', g);
-    expect(after.code).toBe(0);
+    expect(after).toExit(0);
     expect(() => readFileSync(join(g, 'control.sock'))).toThrow(/ENOENT/);
     // A second server is told that one serves the group already, and where.
     const first = await jshipProc('serve', g, '--socket', join(dir, 'nbd.sock'));
     try {
       const second = await jshipAsync('serve', g, '--socket', join(dir, 'nbd2.sock'));
-      expect(second.code).toBe(1);
+      expect(second).toExit(1);
       expect(second.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining(`a server of the group, on ${join(dir, 'nbd.sock')}`), hint: expect.stringMatching(/one server per group/) });
     } finally {
       expect(await first.stop()).toBe(0);

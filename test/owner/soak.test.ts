@@ -99,7 +99,7 @@ describe('the unattended loop (soak)', () => {
         if (night === 3) {
           // The server is stopped under load and started again (fio's connection breaks).
           const stopped = await srv.stop();
-          expect(stopped.code).toBe(0);
+          expect(stopped).toExit(0);
           load.kill();
           srv = await serve(g, '--link-listen', linkAt);
         }
@@ -138,7 +138,7 @@ describe('the unattended loop (soak)', () => {
     } finally {
       expect(await b.stop()).toBe(0);
       expect(await c.stop()).toBe(0);
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
     swapMedia();
     expect(mediaFull).toBe(1);

@@ -56,7 +56,7 @@ describe('serve stops within --stop-timeout', () => {
         // Under way: records are in the journal (asked of the server itself).
         await until('fio to write', () => Number(jshipJson('status', g).out?.sequence?.last ?? 0) > 20, 60_000);
         const stopped = await s.stop();
-        expect(stopped.code).toBe(0);
+        expect(stopped).toExit(0);
         expect(stopped.out.forced, s.log()).toBe(false);
       } finally {
         fio.kill('SIGKILL');

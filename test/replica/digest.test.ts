@@ -115,14 +115,14 @@ describe('point digests: restores that prove equality with the primary', () => {
     for (const [k, [v, size]] of Object.entries(sizes).entries()) m3vols.push(await digestVolume(v, size, 64 * KiB, hash, async (o, l) => images.get('m3')![k]!.subarray(o, o + l)));
     expect(groupRoot(m3vols)).toBe(m3.root);
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
     for (const name of ['m1', 'm2', 'm3']) {
       const out = join(dir, `restored-${name}`);
       const r = jshipJson('restore', rep, '--marker', name, '--target', `${out}/`);
       expect(r.code, JSON.stringify(r.out)).toBe(0);
       expect(r.out.proof).toMatchObject({ kind: 'restore-point', name, equal: true, whole: true });
       for (const [k, v] of Object.keys(sizes).entries()) expect(readFileSync(join(out, `${v}.img`)).equals(images.get(name)![k]!), `${name} ${v}`).toBe(true);
-      expect(jshipJson('verify', '--deep', rep, '--marker', name).code).toBe(0);
+      expect(jshipJson('verify', '--deep', rep, '--marker', name)).toExit(0);
     }
     // A mount of a restore point proves it while it serves it.
     const m = await jshipProc('mount', rep, '--marker', 'm2', '--socket', join(dir, 'm2.sock'));
@@ -136,7 +136,7 @@ describe('point digests: restores that prove equality with the primary', () => {
     const base = jshipJson('restore', rep, '--seq', String(digests[0]!.seq));
     expect(base.out.proof).toMatchObject({ kind: 'base-complete', equal: true });
     const latest = jshipJson('restore', rep);
-    expect(latest.code).toBe(0);
+    expect(latest).toExit(0);
     expect(latest.out.proof).toBeNull();
   }, 120_000);
 
@@ -150,20 +150,20 @@ describe('point digests: restores that prove equality with the primary', () => {
     await exportTo(group, tapes);
     await group.close();
     const rep = join(dir, 'f-rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
-    expect(jshipJson('verify', '--deep', rep, '--marker', 'before-forgery').code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
+    expect(jshipJson('verify', '--deep', rep, '--marker', 'before-forgery')).toExit(0);
     const stored = join(rep, 'tapes', readdirSync(join(rep, 'tapes')).find((n) => n.endsWith('.tar.zst'))!);
     await forge(stored, m.seq);
-    expect(jshipJson('verify', stored).code).toBe(0); // every checksum holds
-    expect(jshipJson('catalog', rep, '--rebuild').code).toBe(0);
+    expect(jshipJson('verify', stored)).toExit(0); // every checksum holds
+    expect(jshipJson('catalog', rep, '--rebuild')).toExit(0);
     const out = join(dir, 'f-out');
     const r = jshipJson('restore', rep, '--marker', 'before-forgery', '--target', `${out}/`);
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.error.code).toBe('DIGEST_MISMATCH');
     expect(r.out.error.message).toMatch(/NOT equal to the primary at marker before-forgery: volume [ab] differs from the primary's digest; nothing was put in place/);
     expect(existsSync(join(out, 'a.img')) || existsSync(join(out, 'b.img'))).toBe(false);
     const deep = jshipJson('verify', '--deep', rep, '--marker', 'before-forgery');
-    expect(deep.code).toBe(1);
+    expect(deep).toExit(1);
     expect(deep.out.proof.equal).toBe(false);
     // A mount of the forged point stops serving it once the proof fails.
     const fm = await jshipProc('mount', rep, '--marker', 'before-forgery', '--socket', join(dir, 'f.sock'));
@@ -172,7 +172,7 @@ describe('point digests: restores that prove equality with the primary', () => {
     expect(fm.events.find((e) => e.event === 'stopped')).toMatchObject({ signal: null });
     // Into the SVOLs: refused the same way, and the SVOLs are not taken for that point.
     const svol = jshipJson('restore', rep, '--marker', 'before-forgery');
-    expect(svol.code).toBe(1);
+    expect(svol).toExit(1);
     expect((await readReplicaState(rep)).svol.restoredSeq).toBe('0');
   }, 120_000);
 });

@@ -42,7 +42,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(out, 'a.img'), join(dir, `${marker}-a.raw`));
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(out, 'b.img'), join(dir, `${marker}-b.raw`));
     };
-    const mark = (g: string, name: string): void => expect(jshipJson('mark', g, name).code).toBe(0);
+    const mark = (g: string, name: string): void => expect(jshipJson('mark', g, name)).toExit(0);
 
     // Epoch 1: A serves; B and C follow over the link.
     let srvA = await serve(gA, '--link-listen', '127.0.0.1:0');
@@ -66,7 +66,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     const gB = join(dir, 'B');
     const promoteArgs = [repB, '--to', gB, '--journal-size', '32M', '--chunk-size', '64K', '--psk', psk, '--ack-key', ackKey];
     const notYet = jshipJson('promote', ...promoteArgs);
-    expect(notYet.code).toBe(1);
+    expect(notYet).toExit(1);
     expect(notYet.out.error.code).toBe('PROMOTE_REFUSED');
     expect(existsSync(gB)).toBe(false);
     const promoted = jshipJson('promote', ...promoteArgs, '--force');
@@ -89,13 +89,13 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     client('qemu-io', '-f', 'raw', '-c', 'write -P 0x3f 3M 64k', a!);
     // ... C, following epoch 2, tells it: A fences itself, and writes fail from then on.
     const told = pull(repC, 'site-c', linkOf(srvA));
-    expect(told.status).toBe(1);
+    expect(told).toExit(1);
     expect(String(told.stdout)).toMatch(/GROUP_FENCED/);
     const refused = spawnSync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x40 0 4k', a!], { encoding: 'utf8' });
     expect(refused.stdout + refused.stderr).toMatch(/Operation not permitted/);
     expect(jshipJson('mark', gA, 'nope').out.error.code).toBe('GROUP_FENCED');
     expect(jshipJson('status', gA).out.fenced.epochs[0].generation).toBe(2);
-    expect((await srvA.stop()).code).toBe(0);
+    expect((await srvA.stop())).toExit(0);
 
     // Failback, step 1: A demoted; its writes after the takeover point kept on a tape, then overwritten.
     const demoted = jshipJson('demote', gA, '--follow', linkOf(srvB), '--name', 'site-a');
@@ -119,7 +119,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     pulled(repC, 'site-c', linkOf(srvB));
 
     // Failback, step 2 (planned): B's writers stop, A has caught up, A is promoted; B follows A.
-    expect((await srvB.stop()).code).toBe(0);
+    expect((await srvB.stop())).toExit(0);
     const gA3 = join(dir, 'A3');
     const back = jshipJson('promote', join(gA, 'replica'), '--to', gA3, '--journal-size', '32M', '--chunk-size', '64K', '--psk', psk, '--ack-key', ackKey, '--force');
     expect(back.code, JSON.stringify(back.out)).toBe(0);
@@ -140,14 +140,14 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
       for (const m of ['m1', 'm2', 'm3', 'm4', 'm5']) restoresAt(repC, m);
       // B's volumes, its SVOLs now, move forward to m5 too.
       pulled(join(gB, 'replica'), 'site-b', linkOf(srvA3));
-      expect(jshipJson('restore', join(gB, 'replica'), '--marker', 'm5').code).toBe(0);
+      expect(jshipJson('restore', join(gB, 'replica'), '--marker', 'm5')).toExit(0);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(repB, 'svol', 'a.img'), join(dir, 'm5-a.raw'));
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(repB, 'svol', 'b.img'), join(dir, 'm5-b.raw'));
       // The timeline at C shows both promotions.
       const tl = jshipJson('timeline', repC).out;
       expect(tl.markers.filter((m: { kind: string }) => m.kind === 'promoted').length).toBe(2);
     } finally {
-      expect((await srvA3.stop()).code).toBe(0);
+      expect((await srvA3.stop())).toExit(0);
     }
     expect(readFileSync(join(dir, 'm5-a.raw')).length).toBe(8 * MiB);
   }, 300_000);

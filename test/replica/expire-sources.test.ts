@@ -30,10 +30,10 @@ describe('retention counts only the bases a replica can restore from', () => {
       await group.close();
     }
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
     // Three bases are marked complete on the tapes; one (the tape chain's) is held.
     const plan = jshipJson('expire', rep, '--keep-last', '1');
-    expect(plan.code).toBe(0);
+    expect(plan).toExit(0);
     expect(plan.out.remove).toEqual([]);
     expect(plan.out.reason).toMatch(/^keep the last 1 usable base\(s\), from base \d+ \(from tapes, complete at seq \d+\); not counted: bases \d+, \d+ \(marked complete, but this replica does not hold their base records/);
     expect(jshipJson('expire', rep, '--keep-last', '2').out.reason).toMatch(/^fewer than 2 usable bases \(1\): everything stays/);

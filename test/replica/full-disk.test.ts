@@ -30,7 +30,7 @@ describe('a replica on a full file system', () => {
     const rep = join(fs, 'rep');
     expect((await importTapes(rep, [tapes[0]!])).ok).toBe(true);
     const r = jshipJson('import', rep, tapes[1]!);
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.error.code).toBe('IO');
     expect(r.out.error.message).toMatch(/no space left/i);
     expect(r.out.error.hint).toMatch(/free space/);
@@ -55,7 +55,7 @@ describe('a replica on a full file system', () => {
     mountTmpfs(full, '2m');
     mounts.push(full);
     const r = jshipJson('restore', rep, '--target', `a=${join(roomy, 'a.img')}`, '--target', `b=${join(full, 'b.img')}`);
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.error.code).toBe('IO');
     expect(r.out.error.message).toMatch(/no space left/i);
     // Before, the message said "ENOSPC: no space left on device, write": not which of the targets.

@@ -31,7 +31,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       await writeMixed(group, 40, 2);
       await group.mark('m1');
       await exportTo(group, tapes, { keepUntilAck: true });
-      expect(jshipJson('import', rep, tapes).code).toBe(0);
+      expect(jshipJson('import', rep, tapes)).toExit(0);
 
       const m1 = await jshipProc('mount', rep, '--marker', 'm1', '--socket', join(dir, 'm1.sock'));
       running.push(m1);
@@ -47,7 +47,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       await exportTo(group, tapes, { keepUntilAck: true });
       const imp = jshipJson('import', rep, tapes);
       expect(imp.code, JSON.stringify(imp.out)).toBe(0);
-      expect(jshipJson('restore', rep).code).toBe(0);
+      expect(jshipJson('restore', rep)).toExit(0);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', before, uri);
       // A second mount of the newest point at the same time.
       const latest = await jshipProc('mount', rep, '--socket', join(dir, 'latest.sock'));
@@ -93,13 +93,13 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
     } finally {
       await group.close();
     }
-    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
-    expect(jshipJson('restore', rep).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`)).toExit(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
+    expect(jshipJson('restore', rep)).toExit(0);
     const expected = join(rep, 'svol', 'a.img');
     const unchanged = hashes(rep);
     const noDrill = jshipJson('check', rep, '--max-drill-age', '1h');
-    expect(noDrill.code).toBe(1);
+    expect(noDrill).toExit(1);
     expect(noDrill.out.checks.find((c: { name: string }) => c.name === 'drill').message).toMatch(/no drill has passed/);
 
     // Passes: the point equals the restored SVOL; a write goes to the throw-away layer; the exports file lists both volumes.
@@ -111,11 +111,11 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
     expect(JSON.parse(readFileSync(ok.out.recorded, 'utf8'))).toMatchObject({ ok: true, command: check });
     // Fails: exit status and output recorded, exit 1.
     const bad = jshipJson('drill', rep, '--exec', 'echo "fsck: 3 errors" >&2; exit 3');
-    expect(bad.code).toBe(1);
+    expect(bad).toExit(1);
     expect(bad.out).toMatchObject({ ok: false, code: 3, output: 'fsck: 3 errors' });
     // Runs over its time: stopped (its whole process group), failed.
     const slow = jshipJson('drill', rep, '--seq', ok.out.seq, '--timeout', '1s', '--exec', 'sleep 60');
-    expect(slow.code).toBe(1);
+    expect(slow).toExit(1);
     expect(slow.out).toMatchObject({ ok: false, timedOut: true });
     expect(slow.out.durationMs).toBeLessThan(50_000);
     expect(hashes(rep)).toBe(unchanged);
@@ -128,11 +128,11 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
     expect(human).toMatch(/✗ drill/);
     expect(human).toMatch(/drills \(tested points\):\n {2}seq \d+ .* passed .*\n {2}seq \d+ .* FAILED/);
     const fresh = jshipJson('check', rep, '--max-drill-age', '1h');
-    expect(fresh.code).toBe(0);
+    expect(fresh).toExit(0);
     expect(fresh.out.checks.find((c: { name: string }) => c.name === 'drill').message).toMatch(/last passed drill .* ago \(at most 60\.0 min\); the last drill .* FAILED/);
     // Usage errors: no command, a bad timeout, a volume the replica does not have.
-    expect(spawnSync(process.execPath, [BIN, 'drill', rep], { encoding: 'utf8' }).status).toBe(2);
-    expect(jshipJson('drill', rep, '--exec', 'true', '--timeout', 'soon').code).toBe(2);
+    expect(spawnSync(process.execPath, [BIN, 'drill', rep], { encoding: 'utf8' })).toExit(2);
+    expect(jshipJson('drill', rep, '--exec', 'true', '--timeout', 'soon')).toExit(2);
     expect(jshipJson('drill', rep, '--exec', 'true', '--volume', 'nope').out.error.message).toMatch(/no volume "nope"/);
   }, 120_000);
 
@@ -144,8 +144,8 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       await group.close();
     }
     const rep = join(dir, 'x-rep');
-    expect(jshipJson('export', g, '--to', `${join(dir, 'x-tapes')}/`, '--base').code).toBe(0);
-    expect(jshipJson('import', rep, join(dir, 'x-tapes')).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'x-tapes')}/`, '--base')).toExit(0);
+    expect(jshipJson('import', rep, join(dir, 'x-tapes'))).toExit(0);
     const unchanged = hashes(rep);
     const full = join(dir, 'full');
     mountTmpfs(full, '256k');

@@ -21,14 +21,14 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
       copyFileSync(join(dir, 'b.img'), join(dir, `b-${tag}.img`));
     };
     const tapes = join(dir, 'tapes');
-    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base')).toExit(0);
     let group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < 40; i++) await group.write(i % 2 ? 'a' : 'b', (i * 37 % 16) * 64 * KiB, randomBytes(64 * KiB));
     await group.flush();
     await group.mark('m1');
     snap('m1');
     await group.close();
-    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`)).toExit(0);
     group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < 30; i++) await group.write('a', (i * 53 % 60) * 64 * KiB + 512, randomBytes(16 * KiB));
     await group.writeZeroes('a', 1 * MiB, 256 * KiB);
@@ -37,9 +37,9 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     await group.mark('m2');
     snap('m2');
     await group.close();
-    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`)).toExit(0);
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
 
     for (const m of ['m1', 'm2']) {
       const sock = join(dir, `${m}.sock`);
@@ -80,10 +80,10 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
       expect(await one.stop()).toBe(0);
     }
     const refused = jshipJson('mount', rep, '--seq', '999999', '--socket', join(dir, 'x.sock'));
-    expect(refused.code).toBe(1);
+    expect(refused).toExit(1);
     expect(refused.out.error.code).toBe('RESTORE_REFUSED');
     expect(jshipJson('restore', rep, '--seq', '999999', '--target', join(dir, 'x.img')).out.error.message).toBe(refused.out.error.message);
-    expect(jshipJson('mount', rep, '--marker', 'm1').code).toBe(2);
+    expect(jshipJson('mount', rep, '--marker', 'm1')).toExit(2);
   });
 
   it('encrypted tapes: mounted with the key their labels name; without it, or with another, refused before any export is offered', async () => {
@@ -96,12 +96,12 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     for (let i = 0; i < 16; i++) await group.write('a', i * 128 * KiB, randomBytes(64 * KiB));
     await group.close();
     const tapes = join(dir, 'enc-tapes');
-    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base', '--encrypt-key', key).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base', '--encrypt-key', key)).toExit(0);
     const rep = join(dir, 'enc-rep');
-    expect(jshipJson('import', rep, tapes, '--key', key).code).toBe(0);
+    expect(jshipJson('import', rep, tapes, '--key', key)).toExit(0);
     for (const args of [[], ['--key', other]]) {
       const r = jshipJson('mount', rep, '--socket', join(dir, 'enc.sock'), ...args);
-      expect(r.code).toBe(1);
+      expect(r).toExit(1);
       expect(r.out.error.code).toMatch(/^TAPE_(KEY_REQUIRED|AUTH_FAILED)$/);
       expect(r.out.error.hint).toMatch(/give the key with id [0-9a-f]{16}/);
     }
@@ -119,10 +119,10 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     for (let i = 0; i < 8; i++) await group.write('a', i * 256 * KiB, randomBytes(64 * KiB));
     await group.close();
     const tapes = join(dir, 'w-tapes');
-    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base')).toExit(0);
     const rep = join(dir, 'w-rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
-    expect(jshipJson('restore', rep).code).toBe(0); // the SVOLs, to check they stay as they are
+    expect(jshipJson('import', rep, tapes)).toExit(0);
+    expect(jshipJson('restore', rep)).toExit(0); // the SVOLs, to check they stay as they are
     const hashes = (): string => spawnSync('sh', ['-c', `cd ${rep} && sha256sum tapes/* svol/*`], { encoding: 'utf8' }).stdout;
     const before = hashes();
     const scratch = join(dir, 'scratch');
@@ -142,7 +142,7 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     }
     expect(hashes()).toBe(before);
     expect(spawnSync('ls', ['-A', scratch], { encoding: 'utf8' }).stdout).toBe('');
-    expect(jshipJson('mount', rep, '--socket', join(dir, 'w.sock'), '--keep-scratch').code).toBe(2);
+    expect(jshipJson('mount', rep, '--socket', join(dir, 'w.sock'), '--keep-scratch')).toExit(2);
 
     // What a killed mount left (its cache, its layer) goes at the next mount; a live process's files and kept
     // layers stay. Before, they stayed forever, and a later process given the same pid could not mount writable.

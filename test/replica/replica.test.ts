@@ -237,7 +237,7 @@ describe('replica catalogue and retention', () => {
     expect(sinceCut.remove).toEqual([]);
     // Keeping only the last base: tapes 1 and 2 are not needed.
     const dry = jship('expire', join(dir, 'rep'), '--keep-last', '1');
-    expect(dry.code).toBe(0);
+    expect(dry).toExit(0);
     expect(dry.out.remove.map((t: { serial: number }) => t.serial)).toEqual([1, 2]);
     expect(readdirSync(join(dir, 'rep', 'tapes'))).toHaveLength(4);
     const real = jship('expire', join(dir, 'rep'), '--keep-last', '1', '--confirm');
@@ -247,8 +247,8 @@ describe('replica catalogue and retention', () => {
     expect(tapes.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3, 4]);
     expect(tapes.out.missingSerials).toEqual([]);
     expect(tapes.out.gaps).toEqual([]);
-    expect(jship('expire', join(dir, 'rep')).code).toBe(2);
-    expect(jship('expire', join(dir, 'rep'), '--keep-since', '2026-01-01T00:00:00').code).toBe(2);
+    expect(jship('expire', join(dir, 'rep'))).toExit(2);
+    expect(jship('expire', join(dir, 'rep'), '--keep-since', '2026-01-01T00:00:00')).toExit(2);
   });
 
   it('an expire killed before it removed its files leaves none behind: the next expire, or a rebuilt catalogue, removes them', async () => {
@@ -312,38 +312,38 @@ describe('replica catalogue and retention', () => {
       expect(r.out.tapes.length, verb[0]).toBe(1);
     }
     // Named on its own, a directory is a directory of tapes (here, none).
-    expect(jship('verify', join(carried, 'jship-000002-0000000000000100.tar.zst')).code).toBe(2);
+    expect(jship('verify', join(carried, 'jship-000002-0000000000000100.tar.zst'))).toExit(2);
   });
 
   it('CLI: export, verify, import, tapes with their exit codes', async () => {
     const { g, group } = await groupWithData(dir, 30);
     await group.close();
     const ex = jship('export', g, '--to', join(dir, 't/'));
-    expect(ex.code).toBe(0);
+    expect(ex).toExit(0);
     expect(ex.out.tapes).toHaveLength(1);
     expect(ex.out.compressionRatio).toBeGreaterThan(0.9);
     const none = jship('export', g, '--to', join(dir, 't/'));
-    expect(none.code).toBe(0);
+    expect(none).toExit(0);
     expect(none.out.nothingToExport).toBe(true);
     const empty = jship('export', g, '--to', join(dir, 't/'), '--allow-empty');
-    expect(empty.code).toBe(0);
+    expect(empty).toExit(0);
     expect(empty.out.tapes).toHaveLength(1);
-    expect(jship('verify', join(dir, 't')).code).toBe(0);
+    expect(jship('verify', join(dir, 't'))).toExit(0);
     const file = ex.out.tapes[0].location as string;
-    expect(jship('export', g, '--to', file).code).toBe(1); // exists: never overwritten
-    expect(jship('export', g).code).toBe(2);
-    expect(jship('export', g, '--to', join(dir, 'one.tar.zst'), '--media-size', '1M').code).toBe(2);
-    expect(jship('export', g, '--to', join(dir, 't/'), '--media-size', '1Q').code).toBe(2);
+    expect(jship('export', g, '--to', file)).toExit(1); // exists: never overwritten
+    expect(jship('export', g)).toExit(2);
+    expect(jship('export', g, '--to', join(dir, 'one.tar.zst'), '--media-size', '1M')).toExit(2);
+    expect(jship('export', g, '--to', join(dir, 't/'), '--media-size', '1Q')).toExit(2);
     const imp = jship('import', join(dir, 'rep'), join(dir, 't'));
-    expect(imp.code).toBe(0);
+    expect(imp).toExit(0);
     expect(imp.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['imported', 'imported']);
     writeFileSync(join(dir, 'junk.tar.zst'), 'not a tape at all');
     const junk = jship('import', join(dir, 'rep'), join(dir, 'junk.tar.zst'));
-    expect(junk.code).toBe(1);
+    expect(junk).toExit(1);
     expect(junk.out.tapes[0].outcome).toBe('refused');
     const v = jship('verify', join(dir, 'junk.tar.zst'));
-    expect(v.code).toBe(1);
-    expect(jship('import', join(dir, 'rep'), join(dir, 'nope')).code).toBe(2);
-    expect(jship('tapes', join(dir, 't')).code).toBe(0);
+    expect(v).toExit(1);
+    expect(jship('import', join(dir, 'rep'), join(dir, 'nope'))).toExit(2);
+    expect(jship('tapes', join(dir, 't'))).toExit(0);
   });
 });

@@ -37,58 +37,58 @@ describe('restore refusals and targets', () => {
     const files = (await import('node:fs')).readdirSync(join(dir, 't')).sort().map((n) => join(dir, 't', n));
     await importTapes(rep, [files[0]!, files[2]!]);
     const before = jship('restore', rep, '--until', formatTime(early.timestamp), '--target', join(dir, 'x/'));
-    expect(before.code).toBe(1);
+    expect(before).toExit(1);
     expect(before.out.error.code).toBe('RESTORE_REFUSED');
     expect(before.out.error.message).toMatch(/no complete base|before base/);
     const gap = jship('restore', rep, '--seq', String(mid.seq), '--dry-run');
-    expect(gap.code).toBe(1);
+    expect(gap).toExit(1);
     expect(gap.out.error.message).toMatch(/not in the replica \(it holds 1\.\.\d+, \d+\.\.\d+\)/);
     const beyond = jship('restore', rep, '--seq', String(last.seq - 5n), '--dry-run');
-    expect(beyond.code).toBe(1);
+    expect(beyond).toExit(1);
     expect(beyond.out.error.message).toMatch(/needs records or base tapes the replica does not hold/);
     const after = jship('restore', rep, '--until', formatTime(last.timestamp + 1_000_000_000n), '--target', join(dir, 'x/'));
-    expect(after.code).toBe(1);
+    expect(after).toExit(1);
     expect(after.out.error.message).toMatch(/after the last record/);
-    expect(jship('restore', rep, '--until', '2026-11-24T23:00:00').code).toBe(2);
-    expect(jship('restore', rep, '--until', 'yesterday').code).toBe(2);
+    expect(jship('restore', rep, '--until', '2026-11-24T23:00:00')).toExit(2);
+    expect(jship('restore', rep, '--until', 'yesterday')).toExit(2);
     expect(jship('restore', rep, '--marker', 'nope').out.error.hint).toMatch(/no named restore points/);
-    expect(jship('restore', rep, '--volume', 'a').code).toBe(2);
-    expect(jship('restore', rep, '--seq', '5', '--marker', 'x').code).toBe(2);
+    expect(jship('restore', rep, '--volume', 'a')).toExit(2);
+    expect(jship('restore', rep, '--seq', '5', '--marker', 'x')).toExit(2);
     // Importing tape 2 closes the gap; then the SVOLs go forward and refuse going back.
     await importTapes(rep, [files[1]!]);
     expect(jship('restore', rep, '--marker', 'nope').out.error.hint).toMatch(/known restore points: after-base/);
     const fwd = jship('restore', rep);
-    expect(fwd.code).toBe(0);
+    expect(fwd).toExit(0);
     expect(fwd.out.plan.seq).toBe(Number(last.seq));
     const back = jship('restore', rep, '--marker', 'after-base');
-    expect(back.code).toBe(1);
+    expect(back).toExit(1);
     expect(back.out.error.hint).toMatch(/--target/);
     const tgt = jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/'));
-    expect(tgt.code).toBe(0);
+    expect(tgt).toExit(0);
     expect(jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/')).out.error.code).toBe('TARGET_NOT_USABLE');
-    expect(jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/'), '--force').code).toBe(0);
+    expect(jship('restore', rep, '--marker', 'after-base', '--target', join(dir, 'out/'), '--force')).toExit(0);
     // Partial image before base complete, only when asked for, only into a target.
     const inc = jship('restore', rep, '--seq', String(early.seq + 1n), '--inconsistent', '--target', join(dir, 'inc/'));
-    expect(inc.code).toBe(0);
+    expect(inc).toExit(0);
     expect(inc.out.plan.inconsistent).toBe(true);
     const single = jship('restore', rep, '--volume', 'b', '--target', join(dir, 'b-only.img'));
-    expect(single.code).toBe(0);
+    expect(single).toExit(0);
     expect(readFileSync(join(dir, 'b-only.img')).equals(readFileSync(join(dir, 'b.img')))).toBe(true);
     const tl = jship('timeline', rep);
-    expect(tl.code).toBe(0);
+    expect(tl).toExit(0);
     expect(tl.out.gaps).toEqual([]);
     expect(tl.out.svol.restoredSeq).toBe(Number(last.seq));
     // A damaged state file is named, not trusted.
     writeFileSync(join(rep, 'state.json'), '{"format":1,"svol":{"restoredSeq":"x"}}');
     const bad = jship('restore', rep);
-    expect(bad.code).toBe(1);
+    expect(bad).toExit(1);
     expect(bad.out.error.code).toBe('REPLICA_BAD');
     // It lists the files a restore may remove: a name that is not a restore's temporary file is not removed.
     const victim = join(dir, 'precious.img');
     writeFileSync(victim, 'keep me');
     writeFileSync(join(rep, 'state.json'), JSON.stringify({ format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {}, writing: [victim] }));
     const forged = jship('restore', rep, '--target', join(dir, 'forged/'));
-    expect(forged.code).toBe(1);
+    expect(forged).toExit(1);
     expect(forged.out.error).toMatchObject({ code: 'REPLICA_BAD', message: expect.stringContaining('not a restore\'s temporary file') });
     expect(readFileSync(victim, 'utf8')).toBe('keep me');
   });
@@ -119,7 +119,7 @@ describe('restore refusals and targets', () => {
     // Up to the volume's size, hidden by its dot: it stayed until a restore to that same path.
     expect(readdirSync(join(dir, 'first')).sort()).toEqual(['.a.img.jship-restore', '.a.img.jship-restore.lock']);
     const other = jship('restore', rep, '--target', join(dir, 'elsewhere.img'));
-    expect(other.code).toBe(0);
+    expect(other).toExit(0);
     expect(readdirSync(join(dir, 'first'))).toEqual([]);
     expect(JSON.parse(readFileSync(join(rep, 'state.json'), 'utf8')).writing).toEqual([]);
     expect(readFileSync(join(dir, 'elsewhere.img')).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
@@ -156,7 +156,7 @@ describe('restore refusals and targets', () => {
       expect(inProgress()).toBe(true);
       expect(jship('timeline', join(dir, 'rep')).out.svol.inProgress).not.toBeNull();
       const rerun = jship('restore', join(dir, 'rep'));
-      expect(rerun.code).toBe(0);
+      expect(rerun).toExit(0);
       expect(readFileSync(join(dir, 'rep', 'svol', 'a.img')).equals(expected)).toBe(true);
       writeFileSync(join(dir, 'rep', 'state.json'), JSON.stringify({ format: 1, svol: { restoredSeq: '0', restoredTs: null, inProgress: null }, devices: {} }));
     }
@@ -201,7 +201,7 @@ describe('restore refusals and targets', () => {
       expect(r.out.error.message).toMatch(/among the replica's own files/);
     }
     expect(readFileSync(tape).equals(tapeBytes)).toBe(true);
-    expect(jship('restore', rep, '--volume', 'a', '--target', `${join(rep, 'restored')}/`).code).toBe(0);
+    expect(jship('restore', rep, '--volume', 'a', '--target', `${join(rep, 'restored')}/`)).toExit(0);
     expect(readFileSync(join(rep, 'restored', 'a.img')).equals(readFileSync(join(d, 'a.img')))).toBe(true);
     // One file, two restores at once (from two replicas): the second removed the first's temporary file and
     // wrote its own there; the first's proof read the second's, and the second reported success with no file.
@@ -210,7 +210,7 @@ describe('restore refusals and targets', () => {
     try {
       writeFileSync(tmpPathFor(busy), 'being written');
       const r = jship('restore', rep, '--volume', 'a', '--target', busy);
-      expect(r.code).toBe(1);
+      expect(r).toExit(1);
       expect(r.out.error.code).toBe('TARGET_NOT_USABLE');
       expect(r.out.error.message).toContain(`in use by process ${process.pid}`);
       expect(readFileSync(tmpPathFor(busy), 'utf8')).toBe('being written');
@@ -223,7 +223,7 @@ describe('restore refusals and targets', () => {
     try {
       const before = readFileSync(join(d, 'a.img'));
       const r = jship('restore', rep, '--volume', 'a', '--target', join(d, 'a.img'), '--force');
-      expect(r.code).toBe(1);
+      expect(r).toExit(1);
       expect(r.out.error).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringContaining(`is the volume of a group that process ${process.pid}`) });
       expect(readFileSync(join(d, 'a.img')).equals(before)).toBe(true);
       expect(readdirSync(d).filter((n) => n.startsWith('.a.img'))).toEqual([]);
@@ -231,26 +231,26 @@ describe('restore refusals and targets', () => {
       await live.close();
     }
     // Its lock gone, the leftover is a killed restore's: removed, and the restore goes through.
-    expect(jship('restore', rep, '--volume', 'a', '--target', busy).code).toBe(0);
+    expect(jship('restore', rep, '--volume', 'a', '--target', busy)).toExit(0);
     expect(readdirSync(d).filter((n) => n.startsWith('.busy'))).toEqual([]);
     const ok = jship('restore', rep, '--target', `a=${join(d, 'out', 'a.img')}`, '--target', `b=${join(d, 'out-link', 'b.img')}`);
-    expect(ok.code).toBe(0);
+    expect(ok).toExit(0);
     expect(readFileSync(join(d, 'out', 'a.img')).equals(readFileSync(join(d, 'a.img')))).toBe(true);
     expect(readFileSync(join(d, 'out', 'b.img')).equals(readFileSync(join(d, 'b.img')))).toBe(true);
     // An SVOL a group writes as its volume (a promoted or demoted group's file) is not restored into meanwhile.
-    expect(jship('restore', rep, '--seq', String(mid.seq - 1n)).code).toBe(0);
+    expect(jship('restore', rep, '--seq', String(mid.seq - 1n))).toExit(0);
     const svol = join(rep, 'svol', 'a.img');
     const svolBytes = readFileSync(svol);
     const serving = await Volume.open({ name: 'a', extents: [{ path: svol }] });
     try {
       const r = jship('restore', rep);
-      expect(r.code).toBe(1);
+      expect(r).toExit(1);
       expect(r.out.error).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringContaining(`SVOL ${svol} is in use by process ${process.pid}`), hint: expect.stringMatching(/stop it/) });
       expect(readFileSync(svol).equals(svolBytes)).toBe(true);
     } finally {
       await serving.close();
     }
-    expect(jship('restore', rep).code).toBe(0);
+    expect(jship('restore', rep)).toExit(0);
     expect(readFileSync(svol).equals(readFileSync(join(d, 'a.img')))).toBe(true);
   });
 });

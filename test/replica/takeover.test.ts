@@ -180,7 +180,7 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       expect(await code(openSiteGroup(gA))).toBe('GROUP_DEMOTED');
       // Its status says what it is now: a secondary of epoch 2, its volumes at the applied point.
       const ds = jshipJson('status', gA);
-      expect(ds.code).toBe(0);
+      expect(ds).toExit(0);
       expect(ds.out).toMatchObject({ role: 'secondary', epoch: { generation: 2, startSeq: Number(snaps.m2.seq + 1n) }, takeoverSeq: Number(snaps.m2.seq), diverged: { records: demoted.diverged.records }, replica: { dir: join(gA, 'replica'), appliedSeq: Number(demoted.applied?.seq) } });
       await writeMixed(B, 10, 7);
       await B.mark('m5');

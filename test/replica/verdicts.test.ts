@@ -27,9 +27,9 @@ describe('what the replica says is true', () => {
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(p, 'a.img')))).toBe(true);
     expect(readFileSync(join(dir, 'out', 'b.img')).equals(readFileSync(join(p, 'b.img')))).toBe(true);
     // The SVOLs, twice: the second run has nothing to do and says so.
-    expect(jshipJson('restore', rep).code).toBe(0);
+    expect(jshipJson('restore', rep)).toExit(0);
     const again = spawnSync(process.execPath, [BIN, 'restore', rep], { encoding: 'utf8' });
-    expect(again.status).toBe(0);
+    expect(again).toExit(0);
     expect(again.stdout).toMatch(/already at seq \d+ .*nothing to do/);
     // Without a gap, "latest" names no gap.
     const whole = join(dir, 'whole');
@@ -50,8 +50,8 @@ describe('what the replica says is true', () => {
       expect(r.out.error.code).toBe('REPLICA_BAD');
       expect(r.out.error.hint).toMatch(/jship catalog .* --rebuild/);
     }
-    expect(jshipJson('catalog', rep, '--rebuild').code).toBe(0);
-    expect(jshipJson('restore', rep, '--dry-run').code).toBe(0);
+    expect(jshipJson('catalog', rep, '--rebuild')).toExit(0);
+    expect(jshipJson('restore', rep, '--dry-run')).toExit(0);
   });
 
   it('bad input is a usage error, not "this is unexpected" (item 11)', () => {
@@ -61,11 +61,11 @@ describe('what the replica says is true', () => {
       expect(r.out.error.code).toBe('BAD_SIZE');
     }
     const t = jshipJson('restore', dir, '--until', '@99999999999999999999');
-    expect(t.code).toBe(2);
+    expect(t).toExit(2);
     expect(t.out.error.code).toBe('BAD_TIME');
     mkdirSync(join(dir, 'empty'));
     const v = jshipJson('verify', join(dir, 'empty'));
-    expect(v.code).toBe(2);
+    expect(v).toExit(2);
     expect(v.out.error.message).toMatch(/no tapes/);
   });
 
@@ -77,7 +77,7 @@ describe('what the replica says is true', () => {
     await group.close();
     const to = join(dir, 'tapes');
     const small = jshipJson('export', g, '--to', `${to}/`, '--media-size', '1M');
-    expect(small.code).toBe(2);
+    expect(small).toExit(2);
     expect(small.out.error.message).toMatch(/cannot hold the largest segment of this export \(a record of 2\.00 MiB/);
     expect(existsSync(to) ? readdirSync(to) : []).toEqual([]);
     const [, n, unit] = /at least ([\d.]+) ([KMG])iB/.exec(small.out.error.hint)!;
@@ -93,17 +93,17 @@ describe('what the replica says is true', () => {
     await importTapes(rep, tapeFiles(join(p, 't')));
     // Tapes hold the volumes' bytes (unless encrypted): they were 0644, readable by every user of both sites.
     for (const f of [...tapeFiles(join(p, 't')), ...tapeFiles(join(rep, 'tapes'))]) expect(statSync(f).mode & 0o777, f).toBe(0o600);
-    expect(jshipJson('init', join(dir, 'made'), '--volume', `a=${join(dir, 'made.img')}:1M`, '--journal-size', '2M').code).toBe(0);
+    expect(jshipJson('init', join(dir, 'made'), '--volume', `a=${join(dir, 'made.img')}:1M`, '--journal-size', '2M')).toExit(0);
     expect(statSync(join(dir, 'made.img')).mode & 0o777).toBe(0o600);
-    expect(jshipJson('export', join(dir, 'made'), '--to', join(dir, 'made.tar.zst'), '--base').code).toBe(0);
+    expect(jshipJson('export', join(dir, 'made'), '--to', join(dir, 'made.tar.zst'), '--base')).toExit(0);
     expect(statSync(join(dir, 'made.tar.zst')).mode & 0o777).toBe(0o600);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'x/')).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'x/'))).toExit(0);
     expect(statSync(join(dir, 'x', 'a.img')).mode & 0o777).toBe(0o600);
-    expect(jshipJson('restore', rep).code).toBe(0);
+    expect(jshipJson('restore', rep)).toExit(0);
     expect(statSync(join(rep, 'svol', 'a.img')).mode & 0o777).toBe(0o600);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'y/'), '--mode', '0640').code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'y/'), '--mode', '0640')).toExit(0);
     expect(statSync(join(dir, 'y', 'b.img')).mode & 0o777).toBe(0o640);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'z/'), '--mode', '999').code).toBe(2);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'z/'), '--mode', '999')).toExit(2);
   });
 
   it('import - takes a tape from standard input with the same checks (item 10)', async () => {
@@ -120,11 +120,11 @@ describe('what the replica says is true', () => {
     expect(JSON.parse(pipe(readFileSync(t1)).stdout).tapes[0].outcome).toBe('duplicate');
     const cut = readFileSync(t2);
     const partial = pipe(cut.subarray(0, Math.floor(cut.length * 0.7)));
-    expect(partial.status).toBe(1);
+    expect(partial).toExit(1);
     expect(JSON.parse(partial.stdout).tapes[0].outcome).toBe('partial');
     expect(JSON.parse(pipe(cut).stdout).tapes[0].outcome).toBe('replaced');
     const r = jshipJson('restore', rep, '--target', join(dir, 'out/'));
-    expect(r.code).toBe(0);
+    expect(r).toExit(0);
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(p, 'a.img')))).toBe(true);
   });
 });

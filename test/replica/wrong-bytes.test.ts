@@ -124,7 +124,7 @@ describe('a restore is byte-exact or refused (forged, spliced and damaged tapes)
     expect(vs[1]?.chain.join(' ')).toMatch(/another group/);
     expect(vs[2]?.ok).toBe(false);
     expect(vs[2]?.chain.join(' ')).toMatch(/tapes 2\.\.2 of the chain are missing/);
-    expect(jshipJson('verify', p1, b2, p3).code).toBe(1);
+    expect(jshipJson('verify', p1, b2, p3)).toExit(1);
   });
 
   it('C: --inconsistent never bridges a gap', async () => {

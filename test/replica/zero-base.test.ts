@@ -23,7 +23,7 @@ describe('volumes created by init: the base at seq 0', () => {
     expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedTs).toMatch(/^\d+$/);
     const images: Record<string, { a: Buffer; b: Buffer }> = { m0: { a: Buffer.alloc(4 * MiB), b: Buffer.alloc(1 * MiB) } };
     const snap = (m: string): void => { images[m] = { a: readFileSync(join(dir, 'a.img')), b: readFileSync(join(dir, 'b.img')) }; };
-    expect(jshipJson('mark', g, 'm0').code).toBe(0);
+    expect(jshipJson('mark', g, 'm0')).toExit(0);
     let group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < 24; i++) await group.write(i % 3 ? 'a' : 'b', (i * 29 % 15) * 64 * KiB + (i % 2) * 512, randomBytes(48 * KiB));
     await group.flush();
@@ -31,7 +31,7 @@ describe('volumes created by init: the base at seq 0', () => {
     snap('m1');
     await group.close();
     const tapes = join(dir, 'tapes');
-    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`)).toExit(0);
     group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
     for (let i = 0; i < 16; i++) await group.write('a', (i * 53 % 60) * 64 * KiB, randomBytes(16 * KiB));
     await group.writeZeroes('a', 1 * MiB, 256 * KiB);
@@ -40,10 +40,10 @@ describe('volumes created by init: the base at seq 0', () => {
     await group.mark('m2');
     snap('m2');
     await group.close();
-    expect(jshipJson('export', g, '--to', `${tapes}/`).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`)).toExit(0);
 
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, tapes).code).toBe(0);
+    expect(jshipJson('import', rep, tapes)).toExit(0);
     const tl = jshipJson('timeline', rep).out;
     expect(tl.bases[0]).toMatchObject({ baseId: 0, scope: 'full', completeSeq: 0 });
     expect(spawnSync(process.execPath, [BIN, 'timeline', rep], { encoding: 'utf8' }).stdout).toMatch(/full base 0: the volumes as jship init created them, all zeros \(.*\), before seq 1\n/);
@@ -73,7 +73,7 @@ describe('volumes created by init: the base at seq 0', () => {
     }
     // An existing file of other bytes, replaced with --force.
     writeFileSync(join(dir, 'dirty.img'), randomBytes(1 * MiB));
-    expect(jshipJson('restore', rep, '--marker', 'm1', '--volume', 'b', '--target', join(dir, 'dirty.img'), '--force').code).toBe(0);
+    expect(jshipJson('restore', rep, '--marker', 'm1', '--volume', 'b', '--target', join(dir, 'dirty.img'), '--force')).toExit(0);
     expect(readFileSync(join(dir, 'dirty.img')).equals((images.m1 as { b: Buffer }).b)).toBe(true);
     // A mount of m1 serves the same bytes.
     const srv = await jshipProc('mount', rep, '--marker', 'm1', '--socket', join(dir, 'm.sock'));
@@ -86,8 +86,8 @@ describe('volumes created by init: the base at seq 0', () => {
     }
     same('m1', join(dir, 'mounted-a.img'), join(dir, 'mounted-b.img'));
     // A catalogue rebuilt from the tapes still knows the base at seq 0.
-    expect(jshipJson('catalog', rep, '--rebuild').code).toBe(0);
-    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'rebuilt/')).code).toBe(0);
+    expect(jshipJson('catalog', rep, '--rebuild')).toExit(0);
+    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'rebuilt/'))).toExit(0);
     same('m0', join(dir, 'rebuilt', 'a.img'), join(dir, 'rebuilt', 'b.img'));
   }, 120_000);
 
@@ -95,22 +95,22 @@ describe('volumes created by init: the base at seq 0', () => {
     const g = join(dir, 'g');
     for (const v of ['a', 'b']) { writeFileSync(join(dir, `${v}.img`), ''); truncateSync(join(dir, `${v}.img`), 1 * MiB); }
     copyFileSync(join(dir, 'a.img'), join(dir, 'a0.img'));
-    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M').code).toBe(0);
+    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M')).toExit(0);
     expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedTs).toBeUndefined();
-    expect(jshipJson('mark', g, 'm0').code).toBe(0);
-    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`).code).toBe(0);
+    expect(jshipJson('mark', g, 'm0')).toExit(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`)).toExit(0);
     const rep = join(dir, 'rep');
-    expect(jshipJson('import', rep, join(dir, 'tapes')).code).toBe(0);
+    expect(jshipJson('import', rep, join(dir, 'tapes'))).toExit(0);
     const tl = jshipJson('timeline', rep).out;
     expect(tl.bases).toEqual([]);
     expect(tl.markers[0]).toMatchObject({ name: 'm0', restorable: false });
-    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'x/')).code).toBe(1);
+    expect(jshipJson('restore', rep, '--marker', 'm0', '--target', join(dir, 'x/'))).toExit(1);
   });
 
   it('a zeroedTs that is not a decimal ns string is refused, in a label (nothing imported) and in group.json (naming the field)', async () => {
     const g = join(dir, 'g');
-    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '16M').code).toBe(0);
-    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--allow-empty').code).toBe(0);
+    expect(jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:1M`, '--journal-size', '16M')).toExit(0);
+    expect(jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--allow-empty')).toExit(0);
     const [tape] = readdirSync(join(dir, 'tapes')).filter((f) => f.endsWith('.tar.zst'));
     for (const bad of ['soon', '-1', '1'.repeat(20)]) {
       const forged = join(dir, `forged-${bad.length}.tar.zst`);
@@ -123,7 +123,7 @@ describe('volumes created by init: the base at seq 0', () => {
     const cfg = JSON.parse(readFileSync(join(g, 'group.json'), 'utf8'));
     writeFileSync(join(g, 'group.json'), JSON.stringify({ ...cfg, zeroedTs: 12 }));
     const st = jshipJson('status', g);
-    expect(st.code).toBe(1);
+    expect(st).toExit(1);
     expect(st.out.error).toMatchObject({ code: 'GROUP_BAD_CONFIG' });
     expect(st.out.error.message).toMatch(/zeroedTs must be a decimal string of nanoseconds/);
   });

@@ -101,12 +101,12 @@ describe('S3 vault against Ceph radosgw', () => {
     const i2 = jshipJson('import', rep, 's3://vault/plain/');
     expect(i2.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['duplicate', 'duplicate']);
     const out = join(dir, 'out.img');
-    expect(jshipJson('restore', rep, '--target', out).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', out)).toExit(0);
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
 
     // A second base; retention keeps the last one: tapes 1 and 2 go, from the replica and the vault (dry run first).
-    expect(jshipJson('export', g, '--to', 's3://vault/plain/', '--base').code).toBe(0);
-    expect(jshipJson('import', rep, 's3://vault/plain/').code).toBe(0);
+    expect(jshipJson('export', g, '--to', 's3://vault/plain/', '--base')).toExit(0);
+    expect(jshipJson('import', rep, 's3://vault/plain/')).toExit(0);
     const dry = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/');
     expect(dry.code, JSON.stringify(dry.out)).toBe(0);
     expect(dry.out.vault).toEqual({ url: 's3://vault/plain/', objects: [e1.out.tapes[0].location, e2.out.tapes[0].location], deleted: false });
@@ -114,7 +114,7 @@ describe('S3 vault against Ceph radosgw', () => {
     const done = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/', '--confirm');
     expect(done.out.vault.deleted).toBe(true);
     expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3]);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'after-expire.img')).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'after-expire.img'))).toExit(0);
     expect(readFileSync(join(dir, 'after-expire.img')).equals(readFileSync(img))).toBe(true);
   });
 
@@ -130,7 +130,7 @@ describe('S3 vault against Ceph radosgw', () => {
     const all = jshipJson('import', whole, 's3://vault/span/', '--key', key);
     expect(all.code, JSON.stringify(all.out)).toBe(0);
     const out = join(dir, 'span.img');
-    expect(jshipJson('restore', whole, '--target', out, '--key', key).code).toBe(0);
+    expect(jshipJson('restore', whole, '--target', out, '--key', key)).toExit(0);
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
 
     // Tape 2 vanishes from the store; tape 3 is altered there (one byte in its middle).
@@ -140,7 +140,7 @@ describe('S3 vault against Ceph radosgw', () => {
     t3.writeUInt8(t3.readUInt8(Math.floor(t3.length / 2)) ^ 0xff, Math.floor(t3.length / 2));
     await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: keyOf(3), Body: t3 }));
     const partial = jshipJson('import', join(dir, 'partial'), 's3://vault/span/', '--key', key);
-    expect(partial.code).toBe(1);
+    expect(partial).toExit(1);
     expect(partial.out.missingSerials).toContain(2);
     const third = partial.out.tapes.find((t: { serial: number }) => t.serial === 3);
     expect(third.outcome).not.toBe('imported');
@@ -188,13 +188,13 @@ describe('S3 vault against Ceph radosgw', () => {
     // As an operator runs it: the second group's export fails, its journal untouched; the prefix still imports.
     const one = await group('claim-1', 2);
     const two = await group('claim-2', 2);
-    expect(jshipJson('export', one.g, '--to', 's3://vault/two-groups/').code).toBe(0);
+    expect(jshipJson('export', one.g, '--to', 's3://vault/two-groups/')).toExit(0);
     const before = (await openSiteGroup(two.g).then(async (g) => { const out = g.journal.outSeq; await g.close(); return out; }));
     const refused = jshipJson('export', two.g, '--to', 's3://vault/two-groups/');
-    expect(refused.code).toBe(1);
+    expect(refused).toExit(1);
     expect(refused.out.error.code).toBe('TAPE_EXISTS');
     expect(await openSiteGroup(two.g).then(async (g) => { const out = g.journal.outSeq; await g.close(); return out; })).toBe(before);
-    expect(jshipJson('import', join(dir, 'claim-replica'), 's3://vault/two-groups/').code).toBe(0);
+    expect(jshipJson('import', join(dir, 'claim-replica'), 's3://vault/two-groups/')).toExit(0);
   });
 
   it('a tape object replaced while it is read is refused, never read as bytes of two objects (If-Match)', async () => {
@@ -228,19 +228,19 @@ describe('S3 vault against Ceph radosgw', () => {
     const { g } = await group('faults', 24);
     const env = { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret' };
     const denied = spawnSync(process.execPath, [BIN, 'export', g, '--to', 's3://faults/a/', '--json'], { encoding: 'utf8', env });
-    expect(denied.status).toBe(1);
+    expect(denied).toExit(1);
     const err = JSON.parse(denied.stdout).error;
     expect(err.code).toBe('S3_ACCESS_DENIED');
     expect(denied.stdout + denied.stderr).not.toContain('not-the-secret');
     const nob = jshipJson('export', g, '--to', 's3://no-such-bucket/a/');
-    expect(nob.code).toBe(1);
+    expect(nob).toExit(1);
     expect(nob.out.error.code).toBe('S3_NO_BUCKET');
     expect(nob.out.error.message).toMatch(/no-such-bucket/);
 
     // Another object already holds the key this export's tape 1 gets: never overwritten, nothing purged.
     await s3.send(new PutObjectCommand({ Bucket: 'faults', Key: 'clash/jship-000001-0000000000000001.tar.zst', Body: Buffer.from('not this tape') }));
     const clash = jshipJson('export', g, '--to', 's3://faults/clash/');
-    expect(clash.code).toBe(1);
+    expect(clash).toExit(1);
     expect(clash.out.error.code).toBe('TAPE_EXISTS');
 
     // Stop the gateway once 12 MiB of the tape went out (parts 1 and maybe 2 are stored, the rest are not).
@@ -274,7 +274,7 @@ describe('S3 vault against Ceph radosgw', () => {
 
   it('a download that breaks in the middle (the gateway restarted) resumes where it was and imports whole', async () => {
     const { g, img } = await group('resume', 24);
-    expect(jshipJson('export', g, '--to', 's3://faults/resume/', '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', 's3://faults/resume/', '--base')).toExit(0);
     let cut = false;
     let back: Promise<unknown> | undefined;
     const report = await importTapes(join(dir, 'resume-rep'), ['s3://faults/resume/'], {
@@ -290,7 +290,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(cut).toBe(true);
     expect(report.tapes.map((t) => t.outcome)).toEqual(['imported']);
     const out = join(dir, 'resume.img');
-    expect(jshipJson('restore', join(dir, 'resume-rep'), '--target', out).code).toBe(0);
+    expect(jshipJson('restore', join(dir, 'resume-rep'), '--target', out)).toExit(0);
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
   });
 
@@ -328,7 +328,7 @@ describe('S3 vault against Ceph radosgw', () => {
       expect(e.code, JSON.stringify(e.out)).toBe(0);
       expect(e.out.tapes.length).toBeGreaterThan(0);
     } finally {
-      expect((await bare.stop()).code).toBe(0);
+      expect((await bare.stop())).toExit(0);
     }
     // A server with good credentials; a caller with a wrong secret: refused, the server's are not borrowed.
     const grp = await openSiteGroup(g);
@@ -343,7 +343,7 @@ describe('S3 vault against Ceph radosgw', () => {
       expect(none.status, none.stdout).toBe(1);
       expect(JSON.parse(none.stdout).error.message).toMatch(/no AWS credentials in this environment/);
     } finally {
-      expect((await srv.stop()).code).toBe(0);
+      expect((await srv.stop())).toExit(0);
     }
   });
 });

@@ -237,7 +237,7 @@ describe('export and import round trips', () => {
     await group.close();
     const bin = new URL('../../bin/jship', import.meta.url).pathname;
     const out = spawnSync(process.execPath, [bin, 'export', g, '--to', '-', '--json'], { maxBuffer: 1 << 30 });
-    expect(out.status).toBe(0);
+    expect(out).toExit(0);
     writeFileSync(join(dir, 'stream.tar.zst'), out.stdout);
     const summary = JSON.parse(out.stderr.toString()) as { awaitingAck: boolean; journalOut: number };
     expect(summary.awaitingAck).toBe(true);
@@ -247,14 +247,14 @@ describe('export and import round trips', () => {
     expect(v?.lastSeq).toBe(last);
     // The replica acknowledges; the primary purges.
     const imp = spawnSync(process.execPath, [bin, 'import', join(dir, 'rep'), join(dir, 'stream.tar.zst'), '--ack-out', join(dir, 'ack.json'), '--ack-key', join(g, 'ack.key')], { encoding: 'utf8' });
-    expect(imp.status).toBe(0);
+    expect(imp).toExit(0);
     const forged = JSON.parse(readFileSync(join(dir, 'ack.json'), 'utf8')) as { seq: string };
     writeFileSync(join(dir, 'forged.json'), JSON.stringify({ ...forged, seq: String(last + 5n) }));
     const bad = spawnSync(process.execPath, [bin, 'ack', g, join(dir, 'forged.json'), '--json'], { encoding: 'utf8' });
-    expect(bad.status).toBe(1);
+    expect(bad).toExit(1);
     expect(JSON.parse(bad.stdout).error.code).toBe('ACK_INVALID');
     const ack = spawnSync(process.execPath, [bin, 'ack', g, join(dir, 'ack.json'), '--json'], { encoding: 'utf8' });
-    expect(ack.status).toBe(0);
+    expect(ack).toExit(0);
     expect(JSON.parse(ack.stdout).journalOut).toBe(Number(last + 1n));
   });
 });

@@ -27,23 +27,23 @@ describe('key rings', () => {
     };
     const tapes = join(dir, 'tapes');
     await write(1);
-    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base', '--encrypt-key', k1).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--base', '--encrypt-key', k1)).toExit(0);
     await write(2);
-    expect(jshipJson('export', g, '--to', `${tapes}/`, '--encrypt-key', k2).code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${tapes}/`, '--encrypt-key', k2)).toExit(0);
     const want = readFileSync(join(dir, 'a.img'));
 
     // One key: tape 2 is named by the id of the key it needs.
     const one = jshipJson('verify', tapes, '--key', k1);
-    expect(one.code).toBe(1);
+    expect(one).toExit(1);
     expect(JSON.stringify(one.out)).toContain(`encrypted with key id ${id2}; the key given has id ${id1}`);
     const rep1 = join(dir, 'rep1');
     const part = jshipJson('import', rep1, tapes, '--key', k1);
-    expect(part.code).toBe(1);
+    expect(part).toExit(1);
     expect(part.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['imported', 'refused']);
     expect(part.out.tapes[1].error ?? part.out.tapes[1].message).toMatch(new RegExp(`key id ${id2}`));
 
     // Both keys: everything.
-    expect(jshipJson('verify', tapes, '--key', k1, '--key', k2).code).toBe(0);
+    expect(jshipJson('verify', tapes, '--key', k1, '--key', k2)).toExit(0);
     const rep = join(dir, 'rep');
     const imp = jshipJson('import', rep, tapes, '--key', k1, '--key', k2);
     expect(imp.code, JSON.stringify(imp.out)).toBe(0);
@@ -53,7 +53,7 @@ describe('key rings', () => {
     expect(readFileSync(out).equals(want)).toBe(true);
     // A restore across the change with only the old key: refused before a byte is written, naming the new key's id.
     const missing = jshipJson('restore', rep, '--target', join(dir, 'no.img'), '--key', k1);
-    expect(missing.code).toBe(1);
+    expect(missing).toExit(1);
     expect(missing.out.error.message).toBe(`tape 2 was encrypted with key id ${id2}; the key given has id ${id1}`);
     expect(missing.out.error.hint).toMatch(new RegExp(`give the key with id ${id2}`));
     const none = jshipJson('restore', rep, '--target', join(dir, 'no.img'));
@@ -61,7 +61,7 @@ describe('key rings', () => {
     // A key directory holding something that is not a key is refused, naming it.
     writeFileSync(join(keys, 'README'), 'keys of the prod group\n');
     const junk = jshipJson('restore', rep, '--target', join(dir, 'no.img'), '--key-dir', keys);
-    expect(junk.code).toBe(2);
+    expect(junk).toExit(2);
     expect(junk.out.error.message).toMatch(/README holds \d+ bytes, not a 256-bit key/);
   });
 });

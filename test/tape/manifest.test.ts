@@ -44,12 +44,12 @@ describe('carry manifest (a medium carried to the secondary site)', () => {
   it('export keeps the directory\'s manifest; import --manifest says all arrived, or names the tape missing and the one altered (exit 1); a bad manifest changes nothing (exit 2)', async () => {
     const g = await makeGroup(dir, { a: 1 * MiB }, { journalSize: 16 * MiB });
     const medium = join(dir, 'medium');
-    expect(jshipJson('export', g, '--to', `${medium}/`, '--base').code).toBe(0);
+    expect(jshipJson('export', g, '--to', `${medium}/`, '--base')).toExit(0);
     for (const seed of [1, 2]) {
       const group = await openSiteGroup(g, { checkpointIntervalMs: 0 });
       await writeMixed(group, 30, seed);
       await group.close();
-      expect(jshipJson('export', g, '--to', `${medium}/`).code).toBe(0);
+      expect(jshipJson('export', g, '--to', `${medium}/`)).toExit(0);
     }
     const m = decodeManifest(readFileSync(join(medium, MANIFEST_NAME), 'utf8'), 'manifest');
     const files = readdirSync(medium).filter((f) => f.endsWith('.tar.zst')).sort();
@@ -72,11 +72,11 @@ describe('carry manifest (a medium carried to the secondary site)', () => {
     b[b.length - 200] = (b[b.length - 200] as number) ^ 0x20;
     writeFileSync(join(bad, last.file), b);
     const r = jshipJson('import', join(dir, 'rep2'), bad, '--manifest', join(bad, MANIFEST_NAME));
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.manifest).toMatchObject({ ok: false, missing: [second!.serial], differs: [last.serial] });
     // A manifest that is not one: refused before anything is read or created.
     writeFileSync(join(dir, 'junk.json'), '{"format":1}');
-    expect(jshipJson('import', join(dir, 'rep3'), medium, '--manifest', join(dir, 'junk.json')).code).toBe(2);
+    expect(jshipJson('import', join(dir, 'rep3'), medium, '--manifest', join(dir, 'junk.json'))).toExit(2);
     expect(existsSync(join(dir, 'rep3'))).toBe(false);
   });
 });

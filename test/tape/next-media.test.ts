@@ -66,7 +66,7 @@ describe('--next-media: a media set across media', () => {
     const imp = jshipJson('import', rep, ...[...media].reverse());
     expect(imp.code, JSON.stringify(imp.out)).toBe(0);
     expect(imp.out.missingSerials).toEqual([]);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'out.img')).code).toBe(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'out.img'))).toExit(0);
     expect(readFileSync(join(dir, 'out.img')).equals(readFileSync(join(dir, 'disk', 'a.img')))).toBe(true);
     // The journal was purged of what the tapes hold.
     expect(jshipJson('status', g).out.journal.records).toBe(0);
@@ -78,7 +78,7 @@ describe('--next-media: a media set across media', () => {
     mountTmpfs(medium, '1536k');
     mounts.push(medium);
     const r = jshipJson('export', g, '--to', `${join(medium, 'tapes')}/`, '--base', '--media-size', '512K', '--next-media', 'echo no disk left >&2; exit 3');
-    expect(r.code).toBe(1);
+    expect(r).toExit(1);
     expect(r.out.error.code).toBe('MEDIA_END');
     expect(r.out.error.message).toMatch(/the medium ended \(tapes 1, 2(, \d+)* finished on it and counted\), and --next-media "echo no disk left >&2; exit 3" failed \(exit 3\): no disk left/);
     const counted = tapesIn(join(medium, 'tapes'));
@@ -89,15 +89,15 @@ describe('--next-media: a media set across media', () => {
     expect(again.code, JSON.stringify(again.out)).toBe(0);
     expect(again.out.tapes[0].serial).toBe(counted.length + 1);
     const rep = join(dir, 'fail-rep');
-    expect(jshipJson('import', rep, join(medium, 'tapes'), join(dir, 'fail-m2')).code).toBe(0);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'fail.img')).code).toBe(0);
+    expect(jshipJson('import', rep, join(medium, 'tapes'), join(dir, 'fail-m2'))).toExit(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'fail.img'))).toExit(0);
     expect(readFileSync(join(dir, 'fail.img')).equals(readFileSync(join(dir, 'fail', 'a.img')))).toBe(true);
   }, 180_000);
 
   it('a drive (FIFO) whose medium ends after 5 blocks: the command loads the next, the tape is written whole on it, in whole blocks', async () => {
     const g = await group(join(dir, 'drive'));
     const fifo = join(dir, 'nst0');
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expect(spawnSync('mkfifo', [fifo])).toExit(0);
     const m1 = join(dir, 'drive-m1');
     const m2 = join(dir, 'drive-m2');
     // Medium 1 takes 5 blocks of 64 KiB and ends; the "autoloader" puts medium 2 behind the FIFO.
@@ -113,18 +113,18 @@ describe('--next-media: a media set across media', () => {
     expect(readFileSync(m1).length).toBe(5 * 64 * KiB);
     const whole = readFileSync(m2);
     expect(whole.length % (64 * KiB)).toBe(0);
-    expect(jshipJson('verify', m2).code).toBe(0);
-    expect(jshipJson('verify', m1).code).toBe(1);
+    expect(jshipJson('verify', m2)).toExit(0);
+    expect(jshipJson('verify', m1)).toExit(1);
     const rep = join(dir, 'drive-rep');
-    expect(jshipJson('import', rep, m2).code).toBe(0);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'drive.img')).code).toBe(0);
+    expect(jshipJson('import', rep, m2)).toExit(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'drive.img'))).toExit(0);
     expect(readFileSync(join(dir, 'drive.img')).equals(readFileSync(join(dir, 'drive', 'a.img')))).toBe(true);
     // A tape that does not fit on a whole medium either: stopped, not an endless row of media.
     const g2 = await group(join(dir, 'drive2'));
     const small = spawn('sh', ['-c', `while true; do head -c ${2 * 64 * KiB} "${fifo}" > /dev/null; done`], { stdio: 'ignore', detached: true });
     const nofit = jshipJson('export', g2, '--to', fifo, '--base', '--next-media', 'true');
     process.kill(-(small.pid as number), 'SIGKILL');
-    expect(nofit.code).toBe(1);
+    expect(nofit).toExit(1);
     expect(nofit.out.error.message).toMatch(/ended on a new medium too: tape 1 does not fit on one medium/);
   }, 180_000);
 
@@ -159,15 +159,15 @@ describe('--next-media: a media set across media', () => {
     expect(r.base?.records).toBe(64);
     expect(r.tapes[0]!.trailer.base).toMatchObject({ baseId: r.base!.baseId.toString(), records: 64 });
     const rep = join(dir, 'late-rep');
-    expect(jshipJson('import', rep, out).code).toBe(0);
-    expect(jshipJson('restore', rep, '--target', join(dir, 'late.img')).code).toBe(0);
+    expect(jshipJson('import', rep, out)).toExit(0);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'late.img'))).toExit(0);
     expect(readFileSync(join(dir, 'late.img')).equals(readFileSync(join(dir, 'late', 'a.img')))).toBe(true);
   });
 
   it('usage: standard output and object storage have no medium to change', async () => {
     const g = await group(join(dir, 'usage'));
     const r = spawnSync(process.execPath, [BIN, 'export', g, '--to', '-', '--next-media', 'true', '--json'], { encoding: 'utf8' });
-    expect(r.status).toBe(2);
+    expect(r).toExit(2);
     expect(JSON.parse(r.stderr || r.stdout).error.message).toMatch(/--next-media goes with a directory, a file or a tape drive/);
   });
 });

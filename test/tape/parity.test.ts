@@ -89,7 +89,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
     const tar = spawnSync('tar', ['--zstd', '-tf', file], { encoding: 'utf8' });
     expect(tar.status, tar.stderr).toBe(0);
     expect(tar.stdout.split('\n').filter((n) => n.startsWith('parity/'))).toHaveLength(gs.length * 2);
-    expect(spawnSync('zstd', ['-tq', file]).status).toBe(0);
+    expect(spawnSync('zstd', ['-tq', file])).toExit(0);
     const [v] = await verifyTapes([file]);
     expect(v!.ok).toBe(true);
     expect(v!.parity).toEqual({ percent: 10, state: 'intact', rebuilt: [], lost: [] });
@@ -148,7 +148,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
     expect(v!.parity?.state).toBe('lost');
     expect(v!.parity?.lost).toEqual(hits.map((h) => h.frame.entry));
     const cli = spawnSync(BIN, ['verify', path], { encoding: 'utf8' });
-    expect(cli.status).toBe(1);
+    expect(cli).toExit(1);
     expect(cli.stdout).toMatch(/parity 10 %: damaged, lost: beyond the parity \(segments\/\d{8}\.jrs, /);
     const r = await importTapes(join(dir, 'replica-beyond'), [path]);
     const t = r.tapes[0]!;
@@ -177,7 +177,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
     const damaged = join(dir, 'cli-damaged.tar.zst');
     writeFileSync(damaged, harm(buf, [{ frame: f, how: 'zero', at: 0 }]));
     const v = spawnSync(BIN, ['verify', damaged], { encoding: 'utf8' });
-    expect(v.status).toBe(1);
+    expect(v).toExit(1);
     expect(v.stdout).toContain(`parity 25 %: damaged, repairable: jship import rebuilds ${f.entry} from the tape's parity`);
     const i = jshipJson('import', join(dir, 'cli-replica'), damaged);
     expect(i.code, i.stderr).toBe(0);

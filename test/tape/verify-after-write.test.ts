@@ -66,7 +66,7 @@ describe('export --verify-after-write', () => {
     expect(text.status, text.stderr).toBe(0);
     expect(text.stdout).toContain('each tape was read back from the medium');
     const fifo = join(dir, 'fifo');
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expect(spawnSync('mkfifo', [fifo])).toExit(0);
     for (const to of ['-', fifo]) {
       const bad = jshipJson('export', g, '--to', to, '--verify-after-write');
       expect(bad.code, to).toBe(2);
