@@ -88,7 +88,7 @@ export function scrapeMetrics(args: string[]): Map<string, number> {
   if (r.status !== 0) throw new Error(`curl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   const lint = spawnSync('promtool', ['check', 'metrics'], { input: r.stdout, encoding: 'utf8' });
   if (lint.error) throw new Error(`promtool is missing (${lint.error.message}): .ci/run installs Debian's prometheus`);
-  expect(lint.status, `${lint.stdout}${lint.stderr}`).toBe(0);
+  expect(lint).toExit(0);
   const out = new Map<string, number>();
   for (const line of r.stdout.split('\n')) {
     if (line === '' || line.startsWith('#')) continue;

@@ -36,7 +36,7 @@ describe('bandwidth limits', () => {
     const g = await groupWith('e', 4);
     const t0 = Date.now();
     const slow = jshipJson('export', g, '--to', `${join(dir, 'tapes')}/`, '--bwlimit', '1M');
-    expect(slow.code, JSON.stringify(slow.out)).toBe(0);
+    expect(slow).toExit(0);
     expect(slow.out.tapeBytes).toBeGreaterThan(4 * MiB);
     // 4 MiB at 1 MiB/s, less the half-second burst: at least ~3.5 s.
     expect(Date.now() - t0).toBeGreaterThanOrEqual(3400);
@@ -51,7 +51,7 @@ describe('bandwidth limits', () => {
       const lifted = jshipJson('bwlimit', g2, 'off');
       expect(lifted.out).toEqual({ exports: 1, link: false, rate: null });
       const r = await running;
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r).toExit(0);
       expect(Date.now() - started).toBeLessThan(24_000);
     } finally {
       expect((await srv.stop())).toExit(0);

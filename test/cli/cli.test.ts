@@ -177,7 +177,7 @@ describe('jship demo', () => {
   it('runs the flow and passes every check', () => {
     const r = jship('demo', join(dir, 'demo'), '--json');
     // What the demo said, should it fail (it failed once in CI within 0.2 s, exit 1, and the message was lost).
-    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r).toExit(0);
     expect(r.json.ok).toBe(true);
     expect(r.json.checks.length).toBeGreaterThanOrEqual(8);
     expect(r.json.checks.some((c: { name: string }) => /direct link/.test(c.name))).toBe(true);

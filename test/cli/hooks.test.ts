@@ -24,7 +24,7 @@ describe('mark --exec-before / --exec-after', () => {
     const r = jshipJson('mark', g, 'quiet',
       '--exec-before', `echo "before $JSHIP_MARKER $(${jship} status ${g} --json | grep -o '"markers":[0-9]*')" >> ${log}`,
       '--exec-after', `echo "after $(${jship} status ${g} --json | grep -o '"markers":[0-9]*')" >> ${log}`);
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(readFileSync(log, 'utf8')).toBe('before quiet "markers":0\nafter "markers":1\n');
     expect(r.out.hooks.before).toMatchObject({ code: 0, ok: true });
     expect(r.out.hooks.after).toMatchObject({ code: 0, ok: true });

@@ -42,7 +42,7 @@ describe('Ctrl-C on a long verb', () => {
     expect(imp).toExit(130);
     expect(imp.stderr).toMatch(/^jship import: interrupted by SIGINT: the tapes taken before this one are stored .* Rerun the same command/m);
     const again = jshipJson('import', rep, tape);
-    expect(again.code, JSON.stringify(again.out)).toBe(0);
+    expect(again).toExit(0);
     expect(readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('.'))).toEqual([]);
     const out = join(dir, 'out.img');
     const rs = await interrupted(['restore', rep, '--target', out], () => existsSync(join(dir, '.out.img.jship-restore')));
@@ -50,7 +50,7 @@ describe('Ctrl-C on a long verb', () => {
     expect(rs.stderr).toMatch(/^jship restore: interrupted by SIGINT: new files stay under temporary names/m);
     expect(existsSync(out)).toBe(false);
     const done = jshipJson('restore', rep, '--target', out);
-    expect(done.code, JSON.stringify(done.out)).toBe(0);
+    expect(done).toExit(0);
     expect(existsSync(join(dir, '.out.img.jship-restore'))).toBe(false);
   });
 });

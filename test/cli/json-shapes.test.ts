@@ -91,7 +91,7 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
       run('mark', [g, 'json-2']);
       run('export', [g, '--to', tapes]);
       const pull = spawnSync(process.execPath, [BIN, 'link', 'pull', join(dir, 'pulled'), '--from', srv.ready.link, '--psk', join(g, 'link.key'), '--name', 'json-site', '--once', '--json'], { encoding: 'utf8' });
-      expect(pull.status, pull.stderr).toBe(0);
+      expect(pull).toExit(0);
       const events = lines(pull.stdout) as Array<{ event: string; percent?: number; totalBytes?: number }>;
       for (const e of events) take('link', e);
       // The new secondary's base came with its progress (issue 19 item 8): every tenth of the volumes, to the whole.
@@ -112,7 +112,7 @@ describe('every --json output has the documented shape (docs/JSON.md, docs/json/
     const r2 = join(dir, 'r2');
     try {
       const p2 = spawnSync(process.execPath, [BIN, 'link', 'pull', r2, '--from', a2.ready.listening, '--psk', join(g2, 'link.key'), '--name', 'json-b', '--once', '--json'], { encoding: 'utf8' });
-      expect(p2.status, p2.stderr).toBe(0);
+      expect(p2).toExit(0);
     } finally {
       expect(await a2.stop()).toBe(0);
     }

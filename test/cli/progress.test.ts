@@ -9,7 +9,7 @@ import { BIN, KiB, MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
 function onTty(args: string[]): string[] {
   const cmd = [process.execPath, BIN, ...args].map((a) => `'${a}'`).join(' ');
   const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  expect(r.status, r.stdout).toBe(0);
+  expect(r).toExit(0);
   return r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '\n').split(/[\r\n]/).filter((l) => /\[[░█]+\]/.test(l));
 }
 
@@ -34,7 +34,7 @@ describe('progress on a terminal', () => {
     expect(frames[0]).toMatch(/ETA …/);
     // What it says when done names the tapes it read by serial (it printed "[object Object]" for each).
     const text = spawnSync(process.execPath, [BIN, 'restore', join(dir, 'rep'), '--target', join(dir, 'again.img')], { encoding: 'utf8' });
-    expect(text.status, text.stderr).toBe(0);
+    expect(text).toExit(0);
     expect(text.stdout).toMatch(/ records in \d+ segments of tapes 1(, 2)*\n/);
     expect(text.stdout).not.toMatch(/object Object/);
   });

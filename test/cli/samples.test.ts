@@ -60,7 +60,7 @@ describe('samples', () => {
     expect(rs.stderr).toMatch(/after the last record/);
     // A time inside the history: the dry run shows the plan, the restore writes the volume as it was then.
     const ok = spawnSync(join(root, 'samples/restore-to-timestamp.sh'), [join(dir, 'rep'), mid, join(dir, 'out-mid')], { env, encoding: 'utf8' });
-    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok).toExit(0);
     expect(readFileSync(join(dir, 'out-mid', 'a.img')).equals(atMid)).toBe(true);
     expect(atMid.equals(readFileSync(join(dir, 'a.img')))).toBe(false);
     const latest = spawnSync(join(bin, 'jship'), ['restore', join(dir, 'rep'), '--target', join(dir, 'out/')], { env });
@@ -84,7 +84,7 @@ describe('samples', () => {
     const img = join(dir, 'fs.img');
     expect(spawnSync('truncate', ['-s', '16M', img])).toExit(0);
     const mk = spawnSync('mkfs.ext4', ['-q', '-F', img], { encoding: 'utf8' });
-    expect(mk.status, mk.stderr).toBe(0);
+    expect(mk).toExit(0);
     const g = await makeGroup(join(dir, 'fsck'), { root: 16 * MiB }, { journalSize: 64 * MiB });
     let group = await openSiteGroup(g);
     const fs = readFileSync(img);
@@ -100,7 +100,7 @@ describe('samples', () => {
     const rep = join(dir, 'fsck-rep');
     expect(jship('import', rep, join(dir, 'fsck-tapes'))).toExit(0);
     const ok = jship('drill', rep, '--marker', 'clean', '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m');
-    expect(ok.status, `${ok.stdout}${ok.stderr}`).toBe(0);
+    expect(ok).toExit(0);
     expect(ok.stdout).toMatch(/passed/);
     const bad = jship('drill', rep, '--exec', join(root, 'samples/drill-fsck'), '--timeout', '5m', '--json');
     expect(bad).toExit(1);

@@ -55,7 +55,7 @@ describe('export --zstd-level', () => {
     const g = await makeGroup(join(dir, 'bad'), { v: MiB });
     for (const level of ['20', '0', 'fast', '1.5']) {
       const r = spawnSync(process.execPath, [BIN, 'export', g, '--to', join(dir, 'bad', 'tapes') + '/', '--zstd-level', level], { encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(2);
+      expect(r).toExit(2);
       expect(r.stderr).toMatch(/--zstd-level/);
     }
     expect(readdirSync(join(dir, 'bad'))).not.toContain('tapes');
@@ -68,9 +68,9 @@ describe('export --zstd-level', () => {
     const owned = await groupWithText(join(dir, 'owned'));
     const out = (name: string): string => `${join(dir, name, 'tapes')}/`;
     const a = jshipJson('export', plain, '--to', out('plain'));
-    expect(a.code, a.stderr).toBe(0);
+    expect(a).toExit(0);
     const b = jshipJson('export', fast, '--to', out('fast'), '--zstd-level', '-7');
-    expect(b.code, b.stderr).toBe(0);
+    expect(b).toExit(0);
     const srv = await jshipProc('serve', owned, '--socket', join(dir, 'owned', 's.sock'));
     let c;
     try {
@@ -79,7 +79,7 @@ describe('export --zstd-level', () => {
       await expect(callOwner(owned, 'export', { to: out('owned'), zstdLevel: 'fast' }, locked)).rejects.toMatchObject({ code: 'CONTROL_PROTOCOL' });
       await expect(callOwner(owned, 'export', { to: out('owned'), zstdLevel: 40 }, locked)).rejects.toMatchObject({ code: 'USAGE' });
       c = jshipJson('export', owned, '--to', out('owned'), '--zstd-level=-7');
-      expect(c.code, c.stderr).toBe(0);
+      expect(c).toExit(0);
     } finally {
       expect(await srv.stop()).toBe(0);
     }
@@ -93,10 +93,10 @@ describe('export --zstd-level', () => {
       expect(execFileSync('tar', ['--zstd', '-tf', tape], { encoding: 'utf8' })).toMatch(/segments\/00000001\.jrs/);
       const rep = join(dir, name, 'rep');
       const imp = jshipJson('import', rep, out(name));
-      expect(imp.code, imp.stderr).toBe(0);
+      expect(imp).toExit(0);
       const target = join(dir, name, 'restored.img');
       const res = jshipJson('restore', rep, '--target', target);
-      expect(res.code, res.stderr).toBe(0);
+      expect(res).toExit(0);
       expect(readFileSync(target).equals(readFileSync(join(dir, name, 'v.img')))).toBe(true);
     }
   });
@@ -152,10 +152,10 @@ describe('the direct link\'s zstd level (link serve and link push --zstd-level, 
     for (const { rep } of [fast, owned]) {
       for (const tape of storedTapes(rep)) execFileSync('zstd', ['-tq', tape]);
       const v = jshipJson('verify', ...storedTapes(rep));
-      expect(v.code, v.stderr).toBe(0);
+      expect(v).toExit(0);
       const target = join(rep, '..', 'restored.img');
       const res = jshipJson('restore', rep, '--target', target);
-      expect(res.code, res.stderr).toBe(0);
+      expect(res).toExit(0);
       expect(readFileSync(target).equals(readFileSync(join(rep, '..', 'v.img')))).toBe(true);
     }
   }, 120_000);

@@ -25,7 +25,7 @@ describe('a pulling secondary shares its replica', () => {
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x01 0 1M');
     // A receiver killed mid-tape left this (the replica is created by the first pull).
     const first = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', (srv.ready as any).link, '--psk', key, '--name', 'site-b', '--once', '--json'], { encoding: 'utf8' });
-    expect(first.status, first.stderr).toBe(0);
+    expect(first).toExit(0);
     writeFileSync(join(rep, 'tapes', '.incoming-0123456789ab'), 'half a tape');
     const pull = await linkProc('pull', rep, '--from', (srv.ready as any).link, '--psk', key, '--name', 'site-b', ...(mode === '--apply' ? ['--apply'] : []));
     try {
@@ -102,7 +102,7 @@ describe('a pulling secondary shares its replica', () => {
     const srv = await serve(g, '--link-listen', '127.0.0.1:0');
     try {
       const first = spawnSync(process.execPath, [BIN, 'link', 'pull', rep, '--from', (srv.ready as any).link, '--psk', key, '--name', 'site-b', '--once', '--json'], { encoding: 'utf8' });
-      expect(first.status, first.stderr).toBe(0);
+      expect(first).toExit(0);
     } finally {
       expect.soft((await srv.stop()).code).toBe(0);
     }

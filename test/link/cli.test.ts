@@ -30,7 +30,7 @@ describe('link through the CLI and NBD', () => {
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x44 512k 1M', '-c', 'write -z 3M 256k', a!);
       client('qemu-io', '-f', 'raw', '-c', 'discard 4k 4k', b!);
       const pull = pullOnce();
-      expect(pull.status, pull.stderr).toBe(0);
+      expect(pull).toExit(0);
       // One JSON line per event, the last one says it caught up.
       const lines = pull.stdout.trim().split('\n').map((l) => JSON.parse(l));
       expect(lines.map((e) => e.event)).toContain('connected');

@@ -33,7 +33,7 @@ describe('who pins the primary\'s journal', () => {
       expect(refused.stdout).toMatch(/REPLICA_NOT_EMPTY/);
       expect(jshipJson('status', g).out.link).toEqual([]);
       const ok = pull(join(dir, 'rep'), 'site-b');
-      expect(ok.status, ok.stderr).toBe(0);
+      expect(ok).toExit(0);
       expect(jshipJson('status', g).out.link.map((s: { name: string }) => s.name)).toEqual(['site-b']);
     } finally {
       expect((await srv.stop())).toExit(0);

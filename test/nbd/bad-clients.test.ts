@@ -141,7 +141,7 @@ describe('misbehaving clients', () => {
 
     // Kill -9 after acknowledged writes: the next open recovers them. (An export first frees the journal fio may have filled.)
     const freed = jshipJson('export', g, '--to', join(dir, 'tapes') + '/');
-    expect(freed.code, freed.stderr).toBe(0);
+    expect(freed).toExit(0);
     const k = await serve(g);
     client('qemu-io', '-f', 'raw', k.ready.exports[0]!.uri, '-c', 'write -P 0x71 0 64k', '-c', 'write -f -P 0x72 1M 64k', '-c', 'write -z 2M 64k');
     await k.stop('SIGKILL');

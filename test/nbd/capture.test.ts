@@ -22,14 +22,14 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
 
     // The base is read from the PVOLs by the serving process, through the control socket.
     const base = jshipJson('export', g, '--to', tapes, '--base');
-    expect(base.code, base.stderr).toBe(0);
+    expect(base).toExit(0);
     expect(base.out.base.scope).toBe('full');
 
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x01 0 1M', '-c', 'write -P 0x0f 6M 64k');
     const atMarker = join(dir, 'at-marker.img');
     client('nbdcopy', uri, atMarker);
     const mark = jshipJson('mark', g, 'before-upgrade');
-    expect(mark.code, mark.stderr).toBe(0);
+    expect(mark).toExit(0);
 
     await nextMillisecond();
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x02 1M 1M', '-c', 'write -f -P 0x22 0 4k', '-c', 'discard 6M 64k');
@@ -40,7 +40,7 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     client('qemu-io', '-f', 'raw', uri, '-c', 'write -P 0x03 512k 1M', '-c', 'write -z 4M 1M');
 
     const status = jshipJson('status', g);
-    expect(status.code, status.stderr).toBe(0);
+    expect(status).toExit(0);
     expect(status.out.serving.listening).toBe(join(g, 'nbd.sock'));
     expect(status.out.serving.totals.requests).toBeGreaterThan(0);
     expect(status.out.markers).toBe(1);
@@ -51,7 +51,7 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     expect(scan.out.error.message).toMatch(/served over NBD/);
 
     const upd = jshipJson('export', g, '--to', tapes);
-    expect(upd.code, upd.stderr).toBe(0);
+    expect(upd).toExit(0);
     expect(upd.out.records).toBeGreaterThanOrEqual(8);
     expect((await s.stop())).toExit(0);
 
@@ -59,7 +59,7 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
     expect(jshipJson('import', rep, tapes)).toExit(0);
     const out2 = join(dir, 'out-t2.img');
     const r2 = jshipJson('restore', rep, '--until', t2, '--target', out2);
-    expect(r2.code, JSON.stringify(r2.out)).toBe(0);
+    expect(r2).toExit(0);
     expect(client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', atT2, out2)).toMatch(/identical/);
     const outM = join(dir, 'out-marker.img');
     expect(jshipJson('restore', rep, '--marker', 'before-upgrade', '--target', outM)).toExit(0);
@@ -82,21 +82,21 @@ describe('capture through NBD, export while serving, restore to a moment', () =>
       await untilJournaled(g, 200);
       const tapes = join(dir, 'tapes') + '/';
       const base = jshipJson('export', g, '--to', tapes, '--base');
-      expect(base.code, base.stderr).toBe(0);
+      expect(base).toExit(0);
       const more = jshipJson('export', g, '--to', tapes);
-      expect(more.code, more.stderr).toBe(0);
+      expect(more).toExit(0);
     } finally {
       fio.kill('SIGTERM');
       await fioDone;
     }
     const last = jshipJson('export', g, '--to', join(dir, 'tapes') + '/', '--allow-empty');
-    expect(last.code, last.stderr).toBe(0);
+    expect(last).toExit(0);
     expect((await s.stop())).toExit(0);
     const rep = join(dir, 'rep');
     expect(jshipJson('import', rep, join(dir, 'tapes'))).toExit(0);
     const out = join(dir, 'latest.img');
     const r = jshipJson('restore', rep, '--target', out);
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(readFileSync(out).equals(readFileSync(join(dir, 'a.img')))).toBe(true);
   });
 });

@@ -123,7 +123,7 @@ describe('a group directory too deep for a Unix socket path', () => {
     expect(existsSync(join(g, 'control.path'))).toBe(true);
     client('qemu-io', '-f', 'raw', `nbd+unix:///a?socket=${sock}`, '-c', 'write -P 0x61 0 4k');
     const mark = jshipJson('mark', g, 'deep');
-    expect(mark.code, mark.stderr).toBe(0);
+    expect(mark).toExit(0);
     expect(jshipJson('status', g).out.serving.listening).toBe(sock);
     expect((await s.stop())).toExit(0);
     expect(existsSync(join(g, 'control.path'))).toBe(false);

@@ -38,7 +38,7 @@ describe('exports through the owner', () => {
       for (let round = 0; round < 3; round++) {
         client('qemu-io', '-f', 'raw', uri, '-c', `write -P 0x${(round + 1).toString(16).padStart(2, '0')} ${round * 4}M 4M`, '-c', `write -P 0x7${round} 15M 64k`);
         const rs = await Promise.all([0, 1, 2].map(() => jshipAsync('export', g, '--to', `${tapes}/`)));
-        for (const r of rs) expect(r.code, JSON.stringify(r.out)).toBe(0);
+        for (const r of rs) expect(r).toExit(0);
         expect(rs.filter((r) => !r.out.nothingToExport).length, JSON.stringify(rs.map((r) => r.out))).toBeGreaterThanOrEqual(1);
       }
     } finally {
@@ -89,7 +89,7 @@ describe('exports through the owner', () => {
     await group.write('a', 0, Buffer.alloc(4096, 1));
     await group.close();
     const alone = spawnSync(process.execPath, [BIN, 'export', g, '--to', '/proc/x/', '--json'], { encoding: 'utf8', timeout: 60_000 });
-    expect(alone.status, alone.stderr).toBe(2);
+    expect(alone).toExit(2);
     expect(JSON.parse(alone.stdout).error.message).toMatch(/cannot create directory \/proc\/x/);
     const s = await serve(g);
     try {

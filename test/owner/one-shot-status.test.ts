@@ -54,11 +54,11 @@ describe('a group a one-shot command holds', () => {
     try {
       await heldBy(g, exporter.pid!);
       const check = await jshipAsync('check', g, '--max-rpo', '100d', '--max-usage', '90');
-      expect(check.code, JSON.stringify(check.out)).toBe(0);
+      expect(check).toExit(0);
       expect(check.out.ok).toBe(true);
       expect(check.out.checks.map((c: { name: string }) => c.name)).toEqual(['state', 'rpo tapes', 'usage']);
       const status = await jshipAsync('status', g);
-      expect(status.code, JSON.stringify(status.out)).toBe(0);
+      expect(status).toExit(0);
       expect(status.out.consumers.map((c: { name: string }) => c.name)).toEqual(['tapes']);
       expect(status.out.consumers[0].behind.records).not.toBe('0');
       // A command that changes the group waits for the export to end (mark failed at once), and runs no hook
@@ -152,7 +152,7 @@ describe('a one-shot command that cannot make its control socket', () => {
     // Something that is not a socket, and cannot be removed as one, where the socket goes.
     mkdirSync(join(g, 'control.sock', 'x'), { recursive: true });
     const r = await jshipAsync('export', g, '--to', `${join(dir, 'tapes')}/`, '--base');
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(r.out.tapes).toHaveLength(1);
   });
 });

@@ -82,12 +82,12 @@ describe('the unattended loop (soak)', () => {
         mediaFull++;
         swapMedia();
         const again = await jshipAsync('export', g, '--to', `${media}/`);
-        expect(again.code, JSON.stringify(again.out)).toBe(0);
+        expect(again).toExit(0);
       }
     };
     try {
       const first = await jshipAsync('export', g, '--to', `${media}/`, '--base');
-      expect(first.code, JSON.stringify(first.out)).toBe(0);
+      expect(first).toExit(0);
       for (let night = 1; night <= NIGHTS; night++) {
         const load = fio(uri, 2);
         if (night === 2) {
@@ -107,7 +107,7 @@ describe('the unattended loop (soak)', () => {
         // Nothing writes now: the image at the mark is what the NBD export reads.
         client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, `night-${night}.img`));
         const marked = jshipJson('mark', g, `night-${night}`);
-        expect(marked.code, JSON.stringify(marked.out)).toBe(0);
+        expect(marked).toExit(0);
         markers.push({ name: `night-${night}`, image: readFileSync(join(dir, `night-${night}.img`)) });
         // Every morning the night's cartridge goes to the archive and an empty one goes in.
         swapMedia();
@@ -124,10 +124,10 @@ describe('the unattended loop (soak)', () => {
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x5a 0 64k', uri);
       client('qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, join(dir, 'last.img'));
       const markedLast = jshipJson('mark', g, 'last');
-      expect(markedLast.code, JSON.stringify(markedLast.out)).toBe(0);
+      expect(markedLast).toExit(0);
       markers.push({ name: 'last', image: readFileSync(join(dir, 'last.img')) });
       const last = await jshipAsync('export', g, '--to', VAULT);
-      expect(last.code, JSON.stringify(last.out)).toBe(0);
+      expect(last).toExit(0);
       expect(last.out.tapes).toHaveLength(1);
       // Both secondaries catch up with the last record.
       await until('both secondaries to confirm everything', () => {
@@ -151,7 +151,7 @@ describe('the unattended loop (soak)', () => {
     expect((await peer.client.send(new ListMultipartUploadsCommand({ Bucket: 'soak' }))).Uploads ?? []).toEqual([]);
     const tapes = join(dir, 'site-t');
     const imported = jshipJson('import', tapes, archive, VAULT);
-    expect(imported.code, JSON.stringify(imported.out)).toBe(0);
+    expect(imported).toExit(0);
     expect(imported.out.gaps).toEqual([]);
     // Every marker, from the tapes and at both secondaries, byte-exact.
     for (const site of ['site-t', 'site-b', 'site-c']) {

@@ -119,7 +119,7 @@ describe('point digests: restores that prove equality with the primary', () => {
     for (const name of ['m1', 'm2', 'm3']) {
       const out = join(dir, `restored-${name}`);
       const r = jshipJson('restore', rep, '--marker', name, '--target', `${out}/`);
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r).toExit(0);
       expect(r.out.proof).toMatchObject({ kind: 'restore-point', name, equal: true, whole: true });
       for (const [k, v] of Object.keys(sizes).entries()) expect(readFileSync(join(out, `${v}.img`)).equals(images.get(name)![k]!), `${name} ${v}`).toBe(true);
       expect(jshipJson('verify', '--deep', rep, '--marker', name)).toExit(0);

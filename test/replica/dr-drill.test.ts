@@ -37,7 +37,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     const restoresAt = (rep: string, marker: string): void => {
       const out = join(dir, `r-${rep.split('/').pop()}-${marker}`);
       const r = jshipJson('restore', rep, '--marker', marker, '--target', `${out}/`);
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r).toExit(0);
       expect(r.out.proof?.equal).toBe(true);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(out, 'a.img'), join(dir, `${marker}-a.raw`));
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', join(out, 'b.img'), join(dir, `${marker}-b.raw`));
@@ -70,7 +70,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     expect(notYet.out.error.code).toBe('PROMOTE_REFUSED');
     expect(existsSync(gB)).toBe(false);
     const promoted = jshipJson('promote', ...promoteArgs, '--force');
-    expect(promoted.code, JSON.stringify(promoted.out)).toBe(0);
+    expect(promoted).toExit(0);
     expect(promoted.out.epoch.generation).toBe(2);
     const srvB = await serve(gB, '--link-listen', '127.0.0.1:0');
     [a, b] = uris(srvB);
@@ -99,7 +99,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
 
     // Failback, step 1: A demoted; its writes after the takeover point kept on a tape, then overwritten.
     const demoted = jshipJson('demote', gA, '--follow', linkOf(srvB), '--name', 'site-a');
-    expect(demoted.code, JSON.stringify(demoted.out)).toBe(0);
+    expect(demoted).toExit(0);
     expect(demoted.out.diverged.records).toBe(2);
     expect(existsSync(demoted.out.diverged.tape)).toBe(true);
     expect(demoted.out.applied.proved).toBe(true);
@@ -122,7 +122,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
     expect((await srvB.stop())).toExit(0);
     const gA3 = join(dir, 'A3');
     const back = jshipJson('promote', join(gA, 'replica'), '--to', gA3, '--journal-size', '32M', '--chunk-size', '64K', '--psk', psk, '--ack-key', ackKey, '--force');
-    expect(back.code, JSON.stringify(back.out)).toBe(0);
+    expect(back).toExit(0);
     expect(back.out.epoch.generation).toBe(3);
     const srvA3 = await serve(gA3, '--link-listen', '127.0.0.1:0');
     try {
@@ -131,7 +131,7 @@ describe('disaster-recovery drill (CLI, NBD clients)', () => {
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x51 5M 64k', a!);
       client('qemu-io', '-f', 'raw', '-c', 'write -P 0x52 0 4k', b!);
       const bDemoted = jshipJson('demote', gB, '--follow', linkOf(srvA3), '--name', 'site-b');
-      expect(bDemoted.code, JSON.stringify(bDemoted.out)).toBe(0);
+      expect(bDemoted).toExit(0);
       expect(bDemoted.out.diverged.records).toBe(0);
       expect(bDemoted.out.applied.proved).toBe(true);
       mark(gA3, 'm5');

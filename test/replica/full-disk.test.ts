@@ -69,7 +69,7 @@ describe('a replica on a full file system', () => {
     // A file system whose largest file is smaller than the volume (here a file size limit): refused at the
     // start, naming it; before, its empty temporary file stayed, and its handle stayed open.
     const limited = spawnSync('prlimit', ['--fsize=1048576', process.execPath, BIN, 'restore', rep, '--volume', 'a', '--target', `a=${join(dir, 'small', 'a.img')}`, '--json'], { encoding: 'utf8' });
-    expect(limited.status, limited.stdout).toBe(1);
+    expect(limited).toExit(1);
     const err = JSON.parse(limited.stdout).error;
     expect(err).toMatchObject({ code: 'TARGET_NOT_USABLE', message: expect.stringMatching(/EFBIG/) });
     expect(err.hint).toMatch(/largest file/);

@@ -46,7 +46,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       await writeMixed(group, 20, 4);
       await exportTo(group, tapes, { keepUntilAck: true });
       const imp = jshipJson('import', rep, tapes);
-      expect(imp.code, JSON.stringify(imp.out)).toBe(0);
+      expect(imp).toExit(0);
       expect(jshipJson('restore', rep)).toExit(0);
       client('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', before, uri);
       // A second mount of the newest point at the same time.
@@ -58,7 +58,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       // Two complete bases: keeping the last one would remove the first tapes, which the mount of m1 reads.
       const tapesBefore = readdirSync(join(rep, 'tapes')).sort();
       const refused = jshipJson('expire', rep, '--keep-last', '1', '--confirm');
-      expect(refused.code, JSON.stringify(refused.out)).toBe(1);
+      expect(refused).toExit(1);
       expect(refused.out.error.code).toBe('REPLICA_IN_USE');
       expect(refused.out.error.message).toMatch(new RegExp(`the mount of marker "m1" \\(seq ${m1.ready.seq}\\) \\(pid ${m1.ready.pid} `));
       expect(refused.out.error.hint).toMatch(/stop that mount/);
@@ -69,7 +69,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
       // Killed, its pin holds nothing: expire goes ahead and clears it.
       await m1.kill();
       const done = jshipJson('expire', rep, '--keep-last', '1', '--confirm');
-      expect(done.code, JSON.stringify(done.out)).toBe(0);
+      expect(done).toExit(0);
       expect(done.out.removed).toBe(true);
       expect(readdirSync(join(rep, 'mounts'))).toHaveLength(1);
       expect(await latest.stop()).toBe(0);
@@ -105,7 +105,7 @@ describe('a mount beside imports, link pulls, restores and expire', () => {
     // Passes: the point equals the restored SVOL; a write goes to the throw-away layer; the exports file lists both volumes.
     const check = `qemu-img compare -f raw -F raw ${expected} "$JSHIP_NBD_URI_A" && qemu-io -f raw "$JSHIP_NBD_URI_A" -c "write -P 0x33 0 64k" -c "read -P 0x33 0 64k" | grep -q "read 65536" && test -n "$JSHIP_NBD_URI_B_2" && grep -q '"b-2"' "$JSHIP_NBD_EXPORTS" && test "$JSHIP_DRILL_POINT" = 'marker "good" (seq '"$JSHIP_DRILL_SEQ"')'`;
     const ok = jshipJson('drill', rep, '--marker', 'good', '--exec', check);
-    expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+    expect(ok).toExit(0);
     expect(ok.out).toMatchObject({ ok: true, code: 0, point: expect.stringMatching(/^marker "good"/), volumes: ['a', 'b-2'] });
     expect(ok.out.exports.map((x: { env: string }) => x.env)).toEqual(['JSHIP_NBD_URI_A', 'JSHIP_NBD_URI_B_2']);
     expect(JSON.parse(readFileSync(ok.out.recorded, 'utf8'))).toMatchObject({ ok: true, command: check });

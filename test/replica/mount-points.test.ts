@@ -62,7 +62,7 @@ describe('jship mount at any point of a replica fed by tapes and the link', () =
     for (const [i, p] of points.entries()) {
       const out = join(dir, `restored-${i}`);
       const r = jshipJson('restore', rep, ...p.args, '--target', `${out}/`);
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r).toExit(0);
       expect(r.out.plan.seq).toBe(Number(p.snap.seq));
       const srv = await jshipProc('mount', rep, ...p.args, '--socket', join(dir, `p${i}.sock`));
       try {

@@ -60,7 +60,7 @@ describe('jship mount (a point in time over NBD, read-only, from the tapes)', ()
     }
     // The pull list: the tape files (and bytes of segments) a restore or a mount of m1 reads.
     const plan = jshipJson('restore', rep, '--marker', 'm1', '--target', `${join(dir, 'dry')}/`, '--dry-run');
-    expect(plan.code, JSON.stringify(plan.out)).toBe(0);
+    expect(plan).toExit(0);
     const pull = plan.out.plan.pull as Array<{ chain: string; serial: number; file: string; segments: number; bytes: number }>;
     expect(pull.map((t) => ({ chain: t.chain, serial: t.serial }))).toEqual(plan.out.plan.tapes);
     expect(pull.reduce((n, t) => n + t.segments, 0)).toBe(plan.out.plan.segments);

@@ -23,7 +23,7 @@ describe('what the replica says is true', () => {
     const rep = join(dir, 'rep');
     await importTapes(rep, [t[0]!, t[1]!, t[3]!, t[4]!]);
     const r = jshipJson('restore', rep, '--target', join(dir, 'out/'));
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(readFileSync(join(dir, 'out', 'a.img')).equals(readFileSync(join(p, 'a.img')))).toBe(true);
     expect(readFileSync(join(dir, 'out', 'b.img')).equals(readFileSync(join(p, 'b.img')))).toBe(true);
     // The SVOLs, twice: the second run has nothing to do and says so.
@@ -82,7 +82,7 @@ describe('what the replica says is true', () => {
     expect(existsSync(to) ? readdirSync(to) : []).toEqual([]);
     const [, n, unit] = /at least ([\d.]+) ([KMG])iB/.exec(small.out.error.hint)!;
     const ok = jshipJson('export', g, '--to', `${to}/`, '--media-size', `${Math.ceil(Number(n))}${unit}`);
-    expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+    expect(ok).toExit(0);
   });
 
   it('restored images are 0600 unless --mode says otherwise (item 9); so are tapes, their copies in a replica and the PVOLs init makes', async () => {
@@ -115,7 +115,7 @@ describe('what the replica says is true', () => {
     const rep = join(dir, 'rep');
     const pipe = (file: Buffer) => spawnSync(process.execPath, [BIN, 'import', rep, '-', '--json'], { input: file, encoding: 'utf8' });
     const one = pipe(readFileSync(t1));
-    expect(one.status, one.stdout).toBe(0);
+    expect(one).toExit(0);
     expect(JSON.parse(one.stdout).tapes[0].outcome).toBe('imported');
     expect(JSON.parse(pipe(readFileSync(t1)).stdout).tapes[0].outcome).toBe('duplicate');
     const cut = readFileSync(t2);

@@ -19,7 +19,7 @@ describe('volumes created by init: the base at seq 0', () => {
   it('every marker, from one before the first write, restores and mounts exactly without --base; SVOLs go back to zeros; a rebuild keeps it', async () => {
     const g = join(dir, 'g');
     const init = jshipJson('init', g, '--volume', `a=${join(dir, 'a.img')}:4M`, '--volume', `b=${join(dir, 'b.img')}:1M`, '--journal-size', '16M');
-    expect(init.code, JSON.stringify(init.out)).toBe(0);
+    expect(init).toExit(0);
     expect(JSON.parse(readFileSync(join(g, 'group.json'), 'utf8')).zeroedTs).toMatch(/^\d+$/);
     const images: Record<string, { a: Buffer; b: Buffer }> = { m0: { a: Buffer.alloc(4 * MiB), b: Buffer.alloc(1 * MiB) } };
     const snap = (m: string): void => { images[m] = { a: readFileSync(join(dir, 'a.img')), b: readFileSync(join(dir, 'b.img')) }; };
@@ -56,7 +56,7 @@ describe('volumes created by init: the base at seq 0', () => {
     };
     for (const m of ['m0', 'm1', 'm2']) {
       const r = jshipJson('restore', rep, '--marker', m, '--target', join(dir, `${m}/`));
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      expect(r).toExit(0);
       expect(r.out.plan.bases).toEqual([{ baseId: 0, scope: 'full', segments: 0 }]);
       same(m, join(dir, m, 'a.img'), join(dir, m, 'b.img'));
     }

@@ -76,7 +76,7 @@ describe('S3 vault against Ceph radosgw', () => {
   it('export, tapes, verify, import, restore byte-exact; a second export to the prefix; importing twice', async () => {
     const { g, img } = await group('plain', 20);
     const e1 = jshipJson('export', g, '--to', 's3://vault/plain/', '--base');
-    expect(e1.code, e1.stderr).toBe(0);
+    expect(e1).toExit(0);
     // The key carries the serial and the first sequence number (the last is not known when the upload starts).
     expect(e1.out.tapes[0].location).toMatch(/^s3:\/\/vault\/plain\/jship-000001-\d{16}\.tar\.zst$/);
     // Bigger than the 8 MiB part size: a multipart upload, each part with Content-MD5.
@@ -86,17 +86,17 @@ describe('S3 vault against Ceph radosgw', () => {
     await grp.mark('after');
     await grp.close();
     const e2 = jshipJson('export', g, '--to', 's3://vault/plain');
-    expect(e2.code, e2.stderr).toBe(0);
+    expect(e2).toExit(0);
     expect(e2.out.tapes.map((t: { location: string }) => t.location)).toEqual([expect.stringMatching(/^s3:\/\/vault\/plain\/jship-000002-\d{16}\.tar\.zst$/)]);
 
     const tapes = jshipJson('tapes', 's3://vault/plain/');
     expect(tapes.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([1, 2]);
     const v = jshipJson('verify', 's3://vault/plain/');
-    expect(v.code, JSON.stringify(v.out)).toBe(0);
+    expect(v).toExit(0);
 
     const rep = join(dir, 'rep');
     const i1 = jshipJson('import', rep, 's3://vault/plain/');
-    expect(i1.code, JSON.stringify(i1.out)).toBe(0);
+    expect(i1).toExit(0);
     expect(i1.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['imported', 'imported']);
     const i2 = jshipJson('import', rep, 's3://vault/plain/');
     expect(i2.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['duplicate', 'duplicate']);
@@ -108,7 +108,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(jshipJson('export', g, '--to', 's3://vault/plain/', '--base')).toExit(0);
     expect(jshipJson('import', rep, 's3://vault/plain/')).toExit(0);
     const dry = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/');
-    expect(dry.code, JSON.stringify(dry.out)).toBe(0);
+    expect(dry).toExit(0);
     expect(dry.out.vault).toEqual({ url: 's3://vault/plain/', objects: [e1.out.tapes[0].location, e2.out.tapes[0].location], deleted: false });
     expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.length).toBe(3);
     const done = jshipJson('expire', rep, '--keep-last', '1', '--vault', 's3://vault/plain/', '--confirm');
@@ -123,12 +123,12 @@ describe('S3 vault against Ceph radosgw', () => {
     const key = join(dir, 'tape.key');
     writeFileSync(key, randomBytes(32));
     const e = jshipJson('export', g, '--to', 's3://vault/span/', '--base', '--media-size', '10M', '--encrypt-key', key);
-    expect(e.code, e.stderr).toBe(0);
+    expect(e).toExit(0);
     const n = e.out.tapes.length;
     expect(n).toBeGreaterThanOrEqual(3);
     const whole = join(dir, 'whole');
     const all = jshipJson('import', whole, 's3://vault/span/', '--key', key);
-    expect(all.code, JSON.stringify(all.out)).toBe(0);
+    expect(all).toExit(0);
     const out = join(dir, 'span.img');
     expect(jshipJson('restore', whole, '--target', out, '--key', key)).toExit(0);
     expect(readFileSync(out).equals(readFileSync(img))).toBe(true);
@@ -266,7 +266,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect((listed.Contents ?? []).map((o) => o.Key)).toEqual(['cut/.jship-group']);
     // The next export aborts what the cut one left and completes.
     const again = jshipJson('export', g, '--to', 's3://faults/cut/', '--base');
-    expect(again.code, again.stderr).toBe(0);
+    expect(again).toExit(0);
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'faults' }));
     expect(uploads.Uploads ?? []).toEqual([]);
     expect(again.out.journalOut).not.toBe(outBefore.toString());
@@ -314,7 +314,7 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(r.tapes.map((t) => t.serial)).toEqual([2]);
     expect(r.updates?.firstSeq).toBe(7n);
     const rep = jshipJson('import', join(dir, 'crash-rep'), 's3://faults/crash/');
-    expect(rep.code, JSON.stringify(rep.out)).toBe(0);
+    expect(rep).toExit(0);
     expect(rep.out.gaps).toEqual([]);
   });
 
@@ -325,7 +325,7 @@ describe('S3 vault against Ceph radosgw', () => {
     const bare = await serveUnder(noAws, g);
     try {
       const e = jshipJson('export', g, '--to', 's3://vault/creds/', '--base');
-      expect(e.code, JSON.stringify(e.out)).toBe(0);
+      expect(e).toExit(0);
       expect(e.out.tapes.length).toBeGreaterThan(0);
     } finally {
       expect((await bare.stop())).toExit(0);
@@ -337,10 +337,10 @@ describe('S3 vault against Ceph radosgw', () => {
     const srv = await serve(g);
     try {
       const r = spawnSync(process.execPath, [BIN, 'export', g, '--to', 's3://vault/creds/', '--json'], { encoding: 'utf8', env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'wrong' } });
-      expect(r.status, r.stdout).toBe(1);
+      expect(r).toExit(1);
       expect(JSON.parse(r.stdout).error.code).toBe('S3_ACCESS_DENIED');
       const none = spawnSync('env', [...noAws.slice(1), process.execPath, BIN, 'export', g, '--to', 's3://vault/creds/', '--json'], { encoding: 'utf8', env: { ...process.env, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' } });
-      expect(none.status, none.stdout).toBe(1);
+      expect(none).toExit(1);
       expect(JSON.parse(none.stdout).error.message).toMatch(/no AWS credentials in this environment/);
     } finally {
       expect((await srv.stop())).toExit(0);

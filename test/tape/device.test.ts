@@ -36,7 +36,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
       const reader = readFifo(fifo, captured);
       const trace = join(dir, `strace-${bs}`);
       const r = spawnSync('strace', ['-ff', '-qq', '-y', '-e', 'trace=write,writev,pwrite64', '-o', trace, process.execPath, BIN, 'export', g, '--to', fifo, '--block-size', bs, ...(bs === '64K' ? ['--base'] : ['--allow-empty']), '--json'], { encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(0);
+      expect(r).toExit(0);
       expect(await reader).toBe(0);
       const size = bs === '64K' ? 64 * KiB : 10 * KiB;
       // Every write to the FIFO, as the kernel saw it: one block each (a file per thread: no call is split
@@ -47,7 +47,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
       expect(statSync(captured).size % size).toBe(0);
       expect(spawnSync('zstd', ['-tq', captured])).toExit(0);
       const tar = spawnSync('tar', ['-b', String(tarBlocks), '--zstd', '-tf', captured], { encoding: 'utf8' });
-      expect(tar.status, tar.stderr).toBe(0);
+      expect(tar).toExit(0);
       expect(tar.stdout.split('\n')[0]).toBe('jship-label.json');
       expect(jship('verify', captured)).toExit(0);
     }
@@ -56,7 +56,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     for (const bs of ['64K', '10K']) {
       const feeder = feedFifo(fifo, join(dir, `captured-${bs}`));
       const imp = jshipJson('import', rep, fifo, '--block-size', bs);
-      expect(imp.code, JSON.stringify(imp.out)).toBe(0);
+      expect(imp).toExit(0);
       expect(await feeder).toBe(0);
     }
     expect(jshipJson('restore', rep, '--target', join(dir, 'out.img'))).toExit(0);
@@ -65,7 +65,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     const feeder = feedFifo(fifo, join(dir, 'captured-10K'));
     const listed = jshipJson('tapes', fifo, '--block-size', '10K');
     expect(await feeder).toBe(0);
-    expect(listed.code, JSON.stringify(listed.out)).toBe(0);
+    expect(listed).toExit(0);
     expect(listed.out.tapes[0]).toMatchObject({ serial: 2, problem: null, trailer: { serial: 2 } });
     // Bad block sizes and block sizes where there are no blocks: usage errors.
     expect(jshipJson('export', g, '--to', fifo, '--block-size', '1000')).toExit(2);
@@ -111,7 +111,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     const g = await makeGroup(join(dir, 'so'), { a: 1 * MiB }, { journalSize: 16 * MiB });
     const out = join(dir, 'so.tape');
     const r = spawnSync('sh', ['-c', `'${process.execPath}' '${BIN}' export '${g}' --to - --base --block-size 32K > '${out}'`], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    expect(r).toExit(0);
     expect(statSync(out).size % (32 * KiB)).toBe(0);
     expect(jship('verify', out)).toExit(0);
   });
@@ -132,7 +132,7 @@ describe('tape drives and FIFOs: whole blocks out, the same checks in', () => {
     const first = jshipJson('import', rep, padded);
     expect(first.out.tapes[0].outcome).toBe('imported');
     const again = jshipJson('import', rep, t1, t2);
-    expect(again.code, JSON.stringify(again.out)).toBe(0);
+    expect(again).toExit(0);
     expect(again.out.tapes.map((t: { outcome: string }) => t.outcome)).toEqual(['duplicate', 'imported']);
     // The stored copy is the tape as written, byte for byte.
     const stored = readdirSync(join(rep, 'tapes')).filter((n) => n.startsWith('jship-000001')).map((n) => join(rep, 'tapes', n));
@@ -174,7 +174,7 @@ describe('tape names say what a reader expects', () => {
     await group.close();
     const tapes = join(dir, 'tapes');
     const r = jshipJson('export', g, '--to', `${tapes}/`, '--base', '--media-size', '512K');
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     const e = jshipJson('export', g, '--to', `${tapes}/`, '--allow-empty');
     expect(e).toExit(0);
     const names = [...r.out.tapes, ...e.out.tapes].map((t: { name: string; updates: { firstSeq: number; lastSeq: number } | null; base: unknown }) => {
@@ -218,7 +218,7 @@ describe('a carried disk', () => {
     mountTmpfs(mnt, '16m');
     try {
       const ok = jshipJson('export', g, '--to', `${mnt}/jship/`, '--require-mount', mnt, '--base');
-      expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+      expect(ok).toExit(0);
       expect(readdirSync(join(mnt, 'jship')).sort()).toEqual([expect.stringMatching(/^jship-000001-.*\.tar\.zst$/), 'jship-manifest.json']);
     } finally {
       unmount(mnt);

@@ -46,10 +46,10 @@ describe('key rings', () => {
     expect(jshipJson('verify', tapes, '--key', k1, '--key', k2)).toExit(0);
     const rep = join(dir, 'rep');
     const imp = jshipJson('import', rep, tapes, '--key', k1, '--key', k2);
-    expect(imp.code, JSON.stringify(imp.out)).toBe(0);
+    expect(imp).toExit(0);
     const out = join(dir, 'out.img');
     const r = jshipJson('restore', rep, '--target', out, '--key-dir', keys);
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(readFileSync(out).equals(want)).toBe(true);
     // A restore across the change with only the old key: refused before a byte is written, naming the new key's id.
     const missing = jshipJson('restore', rep, '--target', join(dir, 'no.img'), '--key', k1);

@@ -58,7 +58,7 @@ describe('carry manifest (a medium carried to the secondary site)', () => {
     for (const t of m.tapes) expect(createHash('sha256').update(readFileSync(join(medium, t.file))).digest('hex')).toBe(t.sha256);
 
     const ok = jshipJson('import', join(dir, 'rep'), medium, '--manifest', join(medium, MANIFEST_NAME));
-    expect(ok.code, JSON.stringify(ok.out)).toBe(0);
+    expect(ok).toExit(0);
     expect(ok.out.manifest).toMatchObject({ ok: true, missing: [], differs: [], foreign: false });
     expect(ok.out.manifest.arrived).toEqual(m.tapes.map((t) => t.serial));
 

@@ -41,7 +41,7 @@ describe('--next-media: a media set across media', () => {
     const script = join(dir, 'swap.sh');
     writeFileSync(script, `set -e\nn=$((JSHIP_MEDIA_NUMBER - 1))\nmkdir -p "${carried}/m$n"\nmv "$JSHIP_MEDIA_WHERE"/* "${carried}/m$n/"\necho "$JSHIP_MEDIA_NUMBER $JSHIP_MEDIA_COUNTED next=$JSHIP_NEXT_SERIAL" >> "${log}"\n`);
     const r = jshipJson('export', g, '--to', `${join(medium, 'tapes')}/`, '--base', '--media-size', '512K', '--next-media', `sh ${script}`);
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     const serials = (r.out.tapes as Array<{ serial: number }>).map((t) => t.serial);
     expect(serials).toEqual(serials.map((_, i) => i + 1));
     // One base, continued across media: its 64 chunks each on exactly one counted tape.
@@ -64,7 +64,7 @@ describe('--next-media: a media set across media', () => {
     // The replica takes the media in any order and restores the volume exactly.
     const rep = join(dir, 'rep');
     const imp = jshipJson('import', rep, ...[...media].reverse());
-    expect(imp.code, JSON.stringify(imp.out)).toBe(0);
+    expect(imp).toExit(0);
     expect(imp.out.missingSerials).toEqual([]);
     expect(jshipJson('restore', rep, '--target', join(dir, 'out.img'))).toExit(0);
     expect(readFileSync(join(dir, 'out.img')).equals(readFileSync(join(dir, 'disk', 'a.img')))).toBe(true);
@@ -86,7 +86,7 @@ describe('--next-media: a media set across media', () => {
     expect(chain.nextSerial).toBe(counted.length + 1);
     // The same export to another (larger) medium goes on from the next serial.
     const again = jshipJson('export', g, '--to', `${join(dir, 'fail-m2')}/`, '--media-size', '512K');
-    expect(again.code, JSON.stringify(again.out)).toBe(0);
+    expect(again).toExit(0);
     expect(again.out.tapes[0].serial).toBe(counted.length + 1);
     const rep = join(dir, 'fail-rep');
     expect(jshipJson('import', rep, join(medium, 'tapes'), join(dir, 'fail-m2'))).toExit(0);
@@ -105,7 +105,7 @@ describe('--next-media: a media set across media', () => {
     const loaded = join(dir, 'loaded');
     const load = `(cat "${fifo}" > "${m2}"; touch "${loaded}") >/dev/null 2>&1 &`;
     const r = jshipJson('export', g, '--to', fifo, '--base', '--next-media', load);
-    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(r).toExit(0);
     expect(r.out.tapes.map((t: { serial: number }) => t.serial)).toEqual([1]);
     await new Promise<void>((resolve) => first.on('exit', () => resolve()));
     for (let i = 0; i < 600 && !existsSync(loaded); i++) await new Promise((res) => setTimeout(res, 50));

@@ -87,7 +87,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
     }
     expect(r.tapes[0]!.trailer.parity?.frames.map((f) => [f.name, f.offset, f.length])).toEqual(gs.map((g) => [g.parity.entry, g.parity.offset, g.parity.length]));
     const tar = spawnSync('tar', ['--zstd', '-tf', file], { encoding: 'utf8' });
-    expect(tar.status, tar.stderr).toBe(0);
+    expect(tar).toExit(0);
     expect(tar.stdout.split('\n').filter((n) => n.startsWith('parity/'))).toHaveLength(gs.length * 2);
     expect(spawnSync('zstd', ['-tq', file])).toExit(0);
     const [v] = await verifyTapes([file]);
@@ -170,7 +170,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
       expect(r.out.error.code).toBe('USAGE');
     }
     const e = jshipJson('export', g, '--to', `${out}/`, '--parity', '25%');
-    expect(e.code, e.stderr).toBe(0);
+    expect(e).toExit(0);
     const tape = e.out.tapes[0].location as string;
     const buf = readFileSync(tape);
     const f = groups(await layout(buf))[0]!.data[1]!;
@@ -180,7 +180,7 @@ describe('parity: a tape that survives damaged and missing frames', () => {
     expect(v).toExit(1);
     expect(v.stdout).toContain(`parity 25 %: damaged, repairable: jship import rebuilds ${f.entry} from the tape's parity`);
     const i = jshipJson('import', join(dir, 'cli-replica'), damaged);
-    expect(i.code, i.stderr).toBe(0);
+    expect(i).toExit(0);
     expect(i.out.tapes[0].outcome).toBe('imported');
     expect(i.out.tapes[0].repaired).toEqual([f.entry]);
     expect(i.out.tapes[0].sha256).toBe(e.out.tapes[0].sha256);

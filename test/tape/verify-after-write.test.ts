@@ -58,12 +58,12 @@ describe('export --verify-after-write', () => {
     const out = join(dir, 'cli-tapes');
     const trace = join(dir, 'fadvise');
     const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fadvise64', '-o', trace, process.execPath, BIN, 'export', g, '--to', `${out}/`, '--verify-after-write', '--json'], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    expect(r).toExit(0);
     const json = JSON.parse(r.stdout);
     expect(json.verifiedAfterWrite).toBe(true);
     expect(readFileSync(trace, 'utf8')).toMatch(/fadvise64\(0, 0, 0, POSIX_FADV_DONTNEED\) = 0/);
     const text = spawnSync(BIN, ['export', g, '--to', `${out}/`, '--verify-after-write', '--allow-empty'], { encoding: 'utf8' });
-    expect(text.status, text.stderr).toBe(0);
+    expect(text).toExit(0);
     expect(text.stdout).toContain('each tape was read back from the medium');
     const fifo = join(dir, 'fifo');
     expect(spawnSync('mkfifo', [fifo])).toExit(0);
