@@ -129,7 +129,7 @@ export function runJship(args, { json = false } = {}) {
 
 /**
  * A group of one volume of `sizeMiB`, written 1 MiB at a time with `block(i)`; returns the group dir and the volume file.
- * The journal is `journalMiB` (default 64 MiB more than the data: nearly full, so an export ends its first tapes early).
+ * The journal is `journalMiB` (default 64 MiB more than the data: nearly full, as a journal left to fill is).
  */
 export async function filledGroup(dir, sizeMiB, block, { journalMiB = sizeMiB + 64 } = {}) {
   const { createGroup, openGroup } = await import('../dist/index.js');
