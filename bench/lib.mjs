@@ -37,11 +37,6 @@ function freeMiB(dir) {
 const gib = (mib) => `${(mib / 1024).toFixed(1)} GiB`;
 
 /**
- * Stops a benchmark before it writes anything when the file system holding
- * `dir` has less than `needMiB` free: a run that fills the disk dies in the
- * middle (in jship or in a peer, with ENOSPC), and its figures are lost.
- */
-/**
  * The bytes written so far by the block device that holds `path`
  * (/sys/dev/block/MAJOR:MINOR/stat, its sectors written), as a function to
  * call before and after a run; null where no block device holds it (tmpfs,
@@ -56,6 +51,11 @@ export function deviceWrites(path) {
   return () => Number(readFileSync(file, 'utf8').trim().split(/\s+/)[6]) * 512;
 }
 
+/**
+ * Stops a benchmark before it writes anything when the file system holding
+ * `dir` has less than `needMiB` free: a run that fills the disk dies in the
+ * middle (in jship or in a peer, with ENOSPC), and its figures are lost.
+ */
 export function needSpace(name, dir, needMiB) {
   const free = freeMiB(dir);
   if (free < needMiB) {

@@ -47,7 +47,7 @@ export interface PrimaryOptions {
  * tape stops at a sixteenth of the journal's data area, as a tape export's
  * does: it is confirmed, and the journal purged, sooner.
  */
-export const DEFAULT_LINK_TAPE_BYTES = 256 * 1024 * 1024;
+const DEFAULT_LINK_TAPE_BYTES = 256 * 1024 * 1024;
 /** Secondaries with a session right now, by group directory and name (one connection per secondary). */
 const active = new Set<string>();
 
