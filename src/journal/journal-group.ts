@@ -802,23 +802,23 @@ export class JournalGroup {
   }
 
   /**
-   * Whether anyone writes to the volumes: the volume records given out since
-   * the group was opened, and the writers waiting for journal space now.
-   * A one-shot command (an export with no server) sees none.
+   * Volume records given out since the group was opened: whether anyone
+   * writes. A one-shot command (an export with no server) sees it stand still.
    */
-  get writeActivity(): { records: number; waiting: number } {
-    return { records: this.#volumeRecords, waiting: this.#space.length };
+  get volumeRecords(): number {
+    return this.#volumeRecords;
   }
 
   /**
    * Journal pressure: nearly full (or full) while someone writes — writers
    * wait for space, or volume records were given out since `since` (a
-   * `writeActivity.records` taken before). Consumers then secure what they
-   * hold in smaller steps, so that the journal is purged sooner.
+   * `volumeRecords` taken before). Consumers then secure what they hold in
+   * smaller steps, so that the journal is purged sooner.
    */
   underPressure(since: number): boolean {
-    const w = this.writeActivity;
-    return (w.waiting > 0 || w.records > since) && (this.state === 'full' || this.state === 'nearly-full');
+    if (this.#space.length === 0 && this.#volumeRecords <= since) return false;
+    const state = this.state;
+    return state === 'full' || state === 'nearly-full';
   }
 
   get state(): GroupState {

@@ -369,7 +369,7 @@ async function exportNext(ch: Channel, o: PrimaryOptions, s: SecondaryState, aft
     onBaseWait: (id) => log({ event: 'waiting', name: s.name, why: id !== null ? `base ${id} is still being taken` : 'another base is being started' }),
     pool: o.pool,
     maxUpdateBytes: o.maxTapeBytes ?? DEFAULT_LINK_TAPE_BYTES,
-    maxUpdateBytesUnderPressure: Math.floor(o.group.journal.layout.dataSize / 16),
+    endUnderPressure: true,
     chain: {
       state: { ...EMPTY_CHAIN, nextSerial: at.serial + 1, lastTapeSha256: at.sha256, exportedSeq: at.seq, ackedSeq: s.confirmed.seq },
       link: { secondary: s.name },

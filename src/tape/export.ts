@@ -69,11 +69,12 @@ export interface ExportOptions {
   /** Stop taking update records after this many bytes of them (the rest goes with the next export). */
   maxUpdateBytes?: number;
   /**
-   * Under journal pressure (JournalGroup.underPressure), stop after this
-   * many bytes of update records instead: a link tape that is confirmed
-   * sooner lets the journal be purged sooner.
+   * Under journal pressure (JournalGroup.underPressure), stop taking update
+   * records once they fill a sixteenth of the journal's data area, the step
+   * in which a tape-chain export's tapes end then: a link tape that is
+   * confirmed sooner lets the journal be purged sooner.
    */
-  maxUpdateBytesUnderPressure?: number;
+  endUnderPressure?: boolean;
   onProgress?: (rawBytes: number) => void;
 }
 
@@ -225,7 +226,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   // and the export stays one tape.
   const relieve = !chain && !keep;
   const relieveAfter = Math.floor(group.journal.layout.dataSize / 16);
-  const writesBefore = group.writeActivity.records;
+  const writesBefore = group.volumeRecords;
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
@@ -302,7 +303,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
           const reading = { reuse: true, to: end, ...(opts.maxUpdateBytes !== undefined ? { maxBytes: opts.maxUpdateBytes - updateBytes } : {}) };
           for await (const r of group.records(next, reading)) {
             if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
-            if (opts.maxUpdateBytesUnderPressure !== undefined && updateBytes >= opts.maxUpdateBytesUnderPressure && group.underPressure(writesBefore)) break;
+            if (opts.endUnderPressure === true && updateBytes >= relieveAfter && group.underPressure(writesBefore)) break;
             await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
             rawBytes += 64 + r.data.length;
             updateBytes += 64 + r.data.length;

@@ -307,8 +307,8 @@ describe('an export under journal pressure', () => {
         off += 256 * KiB;
       }
       const filled = off / (256 * KiB);
-      const limits = { keepUntilAck: true, maxUpdateBytes: 1024 * MiB, maxUpdateBytesUnderPressure: MiB };
-      // A write comes in while the first tape is being written: it stops soon after a MiB of records.
+      const limits = { keepUntilAck: true, maxUpdateBytes: 1024 * MiB, endUnderPressure: true };
+      // A write comes in while the first tape is being written: it stops soon after a sixteenth of the journal.
       let wrote: Promise<unknown> | undefined;
       const first = await exportTo(group, join(dir, 'link-like'), { ...limits, onProgress: () => { wrote ??= group.write('c', off, randomBytes(256 * KiB)); } });
       await wrote;
