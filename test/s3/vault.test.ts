@@ -10,6 +10,7 @@ import { openSiteGroup } from '../../src/owner/consumers.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { importTapes } from '../../src/replica/import.js';
 import { S3Destination } from '../../src/s3/s3-destination.js';
+import { MIN_PART } from '../../src/s3/s3-store.js';
 import { tapeFileName } from '../../src/tape/tape-name.js';
 import { S3Peer } from './peer.js';
 import { destinationContract } from '../tape/destination-contract.js';
@@ -162,6 +163,15 @@ describe('S3 vault against Ceph radosgw', () => {
     await again.write(Buffer.from('the same bytes'));
     await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: `race-2/${tapeFileName(1, 1n, null)}`, Body: 'the same bytes' }));
     expect(await again.commit(tapeFileName(1, 1n, 9n))).toBe(`s3://vault/race-2/${tapeFileName(1, 1n, null)}`);
+  });
+
+  it('a tape of many parts, filled in the memory of parts already stored, is stored byte for byte', async () => {
+    // Parts 4 to 9 are filled in the memory of parts 1 to 3 once their uploads succeeded (the store checks each part's MD5).
+    const out = await new S3Destination('s3://vault/spare-parts/', { partSize: MIN_PART }).open(1, 1n);
+    const bytes = randomBytes(9 * MIN_PART + 12345);
+    for (let off = 0; off < bytes.length; off += 3 * MiB + 1) await out.write(bytes.subarray(off, off + 3 * MiB + 1));
+    const url = await out.commit(tapeFileName(1, 1n, 9n));
+    expect((await body('vault', url.slice('s3://vault/'.length))).equals(bytes)).toBe(true);
   });
 
   it('a prefix is one group\'s: another group\'s export is refused before it uploads, aborts or purges anything', async () => {
