@@ -114,6 +114,14 @@ export function mbps(bytes, secs) {
 
 const JSHIP = new URL('../bin/jship', import.meta.url).pathname;
 
+/** The node flags the launcher runs jship with (its shebang's, after `env -S node`), for a bench that runs jship's code in a process of its own. */
+export function launcherFlags() {
+  const first = readFileSync(JSHIP, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*env -S node((?: --\S+)*)\s*$/.exec(first);
+  if (!m) throw new Error(`${JSHIP}: its first line is not "#!/usr/bin/env -S node FLAGS": ${first}`);
+  return m[1].trim().split(/\s+/).filter((f) => f !== '');
+}
+
 /**
  * Runs the jship CLI as a user does (through its launcher) under GNU time:
  * returns seconds, peak RSS in MiB, and the --json output when asked for.

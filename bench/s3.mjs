@@ -1,18 +1,19 @@
 // The S3 vault: upload and download of a 1 GiB tape against `rclone copy` of
 // the same file to the same endpoint (Ceph radosgw on loopback, bluestore,
 // started by scripts/s3-peer.sh), and the peak RSS of `jship export --to s3://`
-// writing a tape larger than 1 GiB.
+// writing a tape larger than 1 GiB. jship's transfers run in a process of their
+// own with the launcher's node flags (bench/s3-transfer.mjs); both download the
+// object jship uploaded; the order alternates round by round.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { S3Destination } from '../dist/s3/s3-destination.js';
 import { s3Sources } from '../dist/s3/s3-source.js';
-import { fileChunks } from '../dist/tape/tape-file.js';
-import { MiB, SMOKE, scratch, timeCommand, timeAsync, median, mbps, runJship, filledGroup } from './lib.mjs';
+import { MiB, SMOKE, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn, launcherFlags } from './lib.mjs';
 
 const PEER = new URL('../scripts/s3-peer.sh', import.meta.url).pathname;
+const TRANSFER = new URL('./s3-transfer.mjs', import.meta.url).pathname;
 // A smoke run (under npm test, beside the S3 tests on the default ports) gets ports of its own and a store in memory.
 const PORTS = SMOKE ? { RGW_PORT: '7500', MON_PORT: '3320', MON_V1_PORT: '6809' } : {};
 const ENDPOINT = `http://127.0.0.1:${PORTS.RGW_PORT ?? 7480}`;
@@ -56,24 +57,30 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
     const tape = join(dir, 'tapes', readdirSync(join(dir, 'tapes'))[0]);
     const bytes = statSync(tape).size;
     const up = [], upPeer = [], down = [], downPeer = [];
+    // jship's transfers in a process of their own with the launcher's node flags (before session 16: in this one, with none).
+    const transfer = (...args) => {
+      const r = spawnSync(process.execPath, [...launcherFlags(), TRANSFER, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`s3-transfer.mjs ${args.join(' ')} failed: ${r.stdout}${r.stderr}`);
+      return Number(r.stdout.trim());
+    };
     for (let r = 0; r < runs; r++) {
-      up.push(await timeAsync(async () => {
-        const out = await new S3Destination(`s3://bench/j${r}/`).open(1, 1n);
-        for await (const c of fileChunks(tape)) await out.write(c);
-        await out.commit('tape');
-      }));
-      upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`], { env: rcloneEnv }));
+      inTurn(r,
+        () => up.push(transfer('up', tape, `s3://bench/j${r}/`)),
+        () => upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`], { env: rcloneEnv })));
+      // Both download the same object, the one jship uploaded (before session 16 each its own: rclone's 5 MiB parts
+      // lie in the store otherwise than jship's 8 MiB ones, and rclone read jship's 1.6x as fast as its own).
+      const [obj] = await s3Sources(`s3://bench/j${r}/`);
       const local = join(dir, `down${r}.tar.zst`);
-      down.push(await timeAsync(async () => {
-        const [src] = await s3Sources(`s3://bench/j${r}/`);
-        const w = createWriteStream(local);
-        for await (const c of src.chunks()) if (!w.write(c)) await new Promise((res) => w.once('drain', res));
-        await new Promise((res, rej) => w.end((e) => (e ? rej(e) : res())));
-      }));
-      spawnSync('rm', ['-f', local]);
       const pdir = join(dir, `pdown${r}`);
-      downPeer.push(timeCommand('rclone', ['copy', `vault:bench/p${r}/${tape.split('/').pop()}`, pdir], { env: rcloneEnv }));
-      spawnSync('rm', ['-rf', pdir]);
+      inTurn(r,
+        () => {
+          down.push(transfer('down', obj.where, local));
+          spawnSync('rm', ['-f', local]);
+        },
+        () => {
+          downPeer.push(timeCommand('rclone', ['copy', `vault:bench/${obj.key}`, pdir], { env: rcloneEnv }));
+          spawnSync('rm', ['-rf', pdir]);
+        });
       await empty();
     }
     // Peak RSS of the whole export of that 1.1 GiB of journal straight to the store.
