@@ -75,13 +75,24 @@ export class S3Source implements TapeSource {
     }
   }
 
+  /**
+   * Bytes a..b in one buffer, each piece copied in as it arrives: pieces
+   * kept until the range was whole outlived V8's young collections, and
+   * only full collections freed them.
+   */
   async #fetch(a: number, b: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    for await (const c of this.#range(a, b)) parts.push(c);
-    return Buffer.concat(parts);
+    const buf = Buffer.allocUnsafeSlow(b - a + 1);
+    let at = 0;
+    for await (const c of this.#range(a, b)) at += c.copy(buf, at);
+    return buf;
   }
 
-  /** Bytes a..b (inclusive) as one GetObject stream, resumed where it broke. */
+  /**
+   * Bytes a..b (inclusive) as one GetObject stream, resumed where it broke.
+   * A store that sends more or fewer bytes than asked for (one that ignores
+   * Range and sends the whole object) is refused: read on, its bytes would
+   * have been taken for the tape's.
+   */
   async *#range(a: number, b: number): AsyncIterable<Buffer> {
     let pos = a;
     for (let attempt = 0; pos <= b; attempt++) {
@@ -97,18 +108,33 @@ export class S3Source implements TapeSource {
         }
         throw s3Error(e, 'reading a tape', this.bucket, this.key);
       }
+      let broke: unknown;
+      let tooLong = false;
       try {
         for await (const c of body) {
           const buf = c as Buffer;
+          if (pos + buf.length > b + 1) {
+            tooLong = true;
+            break;
+          }
           pos += buf.length;
           yield buf;
         }
-        return;
       } catch (e) {
-        body.destroy();
-        if (attempt >= RESUMES) throw s3Error(e, `reading a tape (at byte ${pos}, after ${RESUMES} resumed reads)`, this.bucket, this.key);
-        await sleep(200 * 2 ** attempt);
+        broke = e;
       }
+      if (tooLong || broke === undefined) {
+        body.destroy();
+        if (tooLong || pos !== b + 1) {
+          throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
+            hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
+          });
+        }
+        return;
+      }
+      body.destroy();
+      if (attempt >= RESUMES) throw s3Error(broke, `reading a tape (at byte ${pos}, after ${RESUMES} resumed reads)`, this.bucket, this.key);
+      await sleep(200 * 2 ** attempt);
     }
   }
 }

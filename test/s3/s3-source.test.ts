@@ -1,0 +1,45 @@
+import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3Sources } from '../../src/s3/s3-source.js';
+import { MiB } from '../helpers.js';
+
+/**
+ * An HTTP endpoint that answers every GetObject with the whole object and
+ * status 200, whatever Range asked for (as some stores that call
+ * themselves S3-compatible do); HeadObject as S3 does.
+ */
+describe('S3 tape reads against a store that ignores Range', () => {
+  const object = randomBytes(9 * MiB); // more than one 8 MiB range
+  let server: Server;
+  let endpoint: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      res.setHeader('ETag', '"0123456789abcdef0123456789abcdef"');
+      res.setHeader('Content-Length', String(object.length));
+      res.setHeader('Content-Type', 'application/zstd');
+      res.end(req.method === 'HEAD' ? undefined : object);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('refuses an answer to a range that holds more bytes than asked for, naming the range (it was read as the tape\'s bytes)', async () => {
+    const [src] = await s3Sources('s3://vault/t/jship-000001-0000000000000001.tar.zst', { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+    expect(await src!.size()).toBe(object.length);
+    let read = 0;
+    await expect((async () => {
+      for await (const c of src!.chunks()) read += c.length;
+    })()).rejects.toMatchObject({ code: 'S3_ERROR', message: expect.stringContaining(`asked for bytes 0-${8 * MiB - 1}, the store sent more than ${8 * MiB} bytes`) });
+    expect(read).toBe(0);
+    // A short range (a trailer, a segment) the same: it was the object's first bytes, taken for bytes 100-199.
+    const part: Buffer[] = [];
+    await expect((async () => {
+      for await (const c of src!.chunks(100, 199)) part.push(c);
+    })()).rejects.toMatchObject({ code: 'S3_ERROR', message: expect.stringContaining('asked for bytes 100-199, the store sent more than 100 bytes') });
+    expect(part).toEqual([]);
+  });
+});
