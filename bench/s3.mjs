@@ -68,7 +68,7 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
         () => up.push(transfer('up', tape, `s3://bench/j${r}/`)),
         () => upPeer.push(timeCommand('rclone', ['copy', tape, `vault:bench/p${r}/`], { env: rcloneEnv })));
       // Both download the same object, the one jship uploaded (before session 16 each its own: rclone's 5 MiB parts
-      // lie in the store otherwise than jship's 8 MiB ones, and rclone read jship's 1.6x as fast as its own).
+      // lie in the store otherwise than jship's 8 MiB ones, and rclone read jship's 1.5-2.1x as fast as its own).
       const [obj] = await s3Sources(`s3://bench/j${r}/`);
       const local = join(dir, `down${r}.tar.zst`);
       const pdir = join(dir, `pdown${r}`);

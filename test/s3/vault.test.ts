@@ -166,7 +166,7 @@ describe('S3 vault against Ceph radosgw', () => {
   });
 
   it('a tape of many parts, filled in the memory of parts already stored, is stored byte for byte', async () => {
-    // Parts 4 to 9 are filled in the memory of parts 1 to 3 once their uploads succeeded (the store checks each part's MD5).
+    // Later parts are filled in the memory of earlier ones once their uploads succeeded (the store checks each part's MD5).
     const out = await new S3Destination('s3://vault/spare-parts/', { partSize: MIN_PART }).open(1, 1n);
     const bytes = randomBytes(9 * MIN_PART + 12345);
     for (let off = 0; off < bytes.length; off += 3 * MiB + 1) await out.write(bytes.subarray(off, off + 3 * MiB + 1));
