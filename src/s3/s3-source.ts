@@ -123,16 +123,14 @@ export class S3Source implements TapeSource {
       } catch (e) {
         broke = e;
       }
-      if (tooLong || broke === undefined) {
-        body.destroy();
-        if (tooLong || pos !== b + 1) {
-          throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
-            hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
-          });
-        }
-        return;
-      }
       body.destroy();
+      // The body ended (or was cut off above): it must have held exactly the bytes asked for.
+      if (broke === undefined) {
+        if (!tooLong && pos === b + 1) return;
+        throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
+          hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
+        });
+      }
       if (attempt >= RESUMES) throw s3Error(broke, `reading a tape (at byte ${pos}, after ${RESUMES} resumed reads)`, this.bucket, this.key);
       await sleep(200 * 2 ** attempt);
     }

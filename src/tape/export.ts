@@ -227,6 +227,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const relieve = !chain && !keep;
   const relieveAfter = Math.floor(group.journal.layout.dataSize / 16);
   const writesBefore = group.volumeRecords;
+  /** Whether `bytes` of a tape are enough to end it now: a sixteenth of the journal, under pressure. */
+  const enoughUnderPressure = (bytes: number): boolean => bytes >= relieveAfter && group.underPressure(writesBefore);
   const newWriter = (): MediaSetWriter => new MediaSetWriter({
     groupId: group.config.groupId,
     volumes: group.volumes.map((v) => ({ name: v.name, size: v.size })),
@@ -258,7 +260,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       // What this tape secured is freed now, not at the end of the export: writers waiting for journal space get it.
       if (relieve) await group.purgeSecured();
     },
-    ...(relieve ? { cutWhen: (bytes: number) => bytes >= relieveAfter && group.underPressure(writesBefore) } : {}),
+    ...(relieve ? { cutWhen: enoughUnderPressure } : {}),
     ...(chain?.link ? { link: chain.link } : {}),
   });
   /** The tapes counted, over every medium. */
@@ -303,7 +305,7 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
           const reading = { reuse: true, to: end, ...(opts.maxUpdateBytes !== undefined ? { maxBytes: opts.maxUpdateBytes - updateBytes } : {}) };
           for await (const r of group.records(next, reading)) {
             if (r.header.seq >= end || (opts.maxUpdateBytes !== undefined && updateBytes >= opts.maxUpdateBytes)) break;
-            if (opts.endUnderPressure === true && updateBytes >= relieveAfter && group.underPressure(writesBefore)) break;
+            if (opts.endUnderPressure === true && enoughUnderPressure(updateBytes)) break;
             await writer.add(SegmentKind.Update, r.header, encodeRecord({ ...r.header, dataPos: 0n }), r.data);
             rawBytes += 64 + r.data.length;
             updateBytes += 64 + r.data.length;
