@@ -8,18 +8,28 @@ import { MiB } from '../helpers.js';
 /**
  * An HTTP endpoint that answers every GetObject with the whole object and
  * status 200, whatever Range asked for (as some stores that call
- * themselves S3-compatible do); HeadObject as S3 does.
+ * themselves S3-compatible do); HeadObject as S3 does. With `short`, it
+ * answers a range with its first half only (206, a Content-Length to match).
  */
 describe('S3 tape reads against a store that ignores Range', () => {
   const object = randomBytes(9 * MiB); // more than one 8 MiB range
   let server: Server;
   let endpoint: string;
+  let short = false;
   beforeAll(async () => {
     server = createServer((req, res) => {
       req.resume();
       res.setHeader('ETag', '"0123456789abcdef0123456789abcdef"');
-      res.setHeader('Content-Length', String(object.length));
       res.setHeader('Content-Type', 'application/zstd');
+      const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+      if (short && range && req.method !== 'HEAD') {
+        const from = Number(range[1]);
+        const half = object.subarray(from, from + Math.floor((Number(range[2]) - from + 1) / 2));
+        res.writeHead(206, { 'Content-Length': String(half.length), 'Content-Range': `bytes ${from}-${from + half.length - 1}/${object.length}` });
+        res.end(half);
+        return;
+      }
+      res.setHeader('Content-Length', String(object.length));
       res.end(req.method === 'HEAD' ? undefined : object);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -41,5 +51,20 @@ describe('S3 tape reads against a store that ignores Range', () => {
       for await (const c of src!.chunks(100, 199)) part.push(c);
     })()).rejects.toMatchObject({ code: 'S3_ERROR', message: expect.stringContaining('asked for bytes 100-199, the store sent more than 100 bytes') });
     expect(part).toEqual([]);
+  });
+
+  it('refuses an answer to a range that ends short (it was taken as the whole range)', async () => {
+    short = true;
+    try {
+      const [src] = await s3Sources('s3://vault/t/jship-000001-0000000000000001.tar.zst', { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+      const part: Buffer[] = [];
+      await expect((async () => {
+        for await (const c of src!.chunks(100, 199)) part.push(c);
+      })()).rejects.toMatchObject({ code: 'S3_ERROR', message: expect.stringContaining('asked for bytes 100-199, the store sent 50 bytes') });
+      // What did come is the object's bytes 100-149, handed on before the end showed it short.
+      expect(Buffer.concat(part).equals(object.subarray(100, 150))).toBe(true);
+    } finally {
+      short = false;
+    }
   });
 });
