@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { TAPE_NAME, isTapeNamed } from '../tape/tape-name.js';
 import { JshipError } from '../core/errors.js';
+import { DirectBody } from './direct-get.js';
 import { isPreconditionFailed, s3Error, store, type S3Settings, type Store } from './s3-store.js';
 import { asPrefix, parseS3Url, s3UrlOf } from './s3-url.js';
 
@@ -53,10 +54,6 @@ export class S3Source implements TapeSource {
   async *chunks(start = 0, end?: number): AsyncIterable<Buffer> {
     const size = await this.size();
     const last = end ?? size - 1;
-    if (last - start + 1 <= WINDOW) {
-      if (last >= start) yield* this.#range(start, last);
-      return;
-    }
     const ahead: Array<Promise<Buffer>> = [];
     let next = start;
     const launch = (): void => {
@@ -76,26 +73,18 @@ export class S3Source implements TapeSource {
   }
 
   /**
-   * Bytes a..b in one buffer, each piece copied in as it arrives: pieces
-   * kept until the range was whole outlived V8's young collections, and
-   * only full collections freed them.
+   * Bytes a..b (inclusive) in one buffer, as one GetObject, resumed where
+   * it broke. Over http the socket writes the body straight into the buffer
+   * (DirectBody); otherwise each piece is copied in as it arrives (pieces
+   * kept until the range was whole outlived V8's young collections).
+   * A store that sends more or fewer bytes than asked for (one that ignores
+   * Range and sends the whole object) is refused, and none of its bytes
+   * handed on: read on, they would have been taken for the tape's.
    */
   async #fetch(a: number, b: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafeSlow(b - a + 1);
-    let at = 0;
-    for await (const c of this.#range(a, b)) at += c.copy(buf, at);
-    return buf;
-  }
-
-  /**
-   * Bytes a..b (inclusive) as one GetObject stream, resumed where it broke.
-   * A store that sends more or fewer bytes than asked for (one that ignores
-   * Range and sends the whole object) is refused: read on, its bytes would
-   * have been taken for the tape's.
-   */
-  async *#range(a: number, b: number): AsyncIterable<Buffer> {
     let pos = a;
-    for (let attempt = 0; pos <= b; attempt++) {
+    for (let attempt = 0; ; attempt++) {
       let body: Readable;
       try {
         const r = await this.st.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${pos}-${b}`, ...(this.#etag ? { IfMatch: this.#etag } : {}) }));
@@ -111,22 +100,28 @@ export class S3Source implements TapeSource {
       let broke: unknown;
       let tooLong = false;
       try {
-        for await (const c of body) {
-          const buf = c as Buffer;
-          if (pos + buf.length > b + 1) {
-            tooLong = true;
-            break;
+        if (body instanceof DirectBody) {
+          if (body.length > b + 1 - pos) tooLong = true;
+          else pos += await body.readInto(buf.subarray(pos - a));
+        } else {
+          for await (const c of body) {
+            const piece = c as Buffer;
+            if (pos + piece.length > b + 1) {
+              tooLong = true;
+              break;
+            }
+            pos += piece.copy(buf, pos - a);
           }
-          pos += buf.length;
-          yield buf;
         }
       } catch (e) {
         broke = e;
+        // What DirectBody wrote before the break is in buf; resume after it.
+        if (body instanceof DirectBody) pos += body.delivered;
       }
       body.destroy();
       // The body ended (or was cut off above): it must have held exactly the bytes asked for.
       if (broke === undefined) {
-        if (!tooLong && pos === b + 1) return;
+        if (!tooLong && pos === b + 1) return buf;
         throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
           hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
         });

@@ -2,6 +2,7 @@ import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { JshipError } from '../core/errors.js';
+import { DirectGetHandler } from './direct-get.js';
 import type { StoreCredentials, StoreSettings } from '../tape/stores.js';
 
 /**
@@ -55,7 +56,8 @@ async function makeStore(settings: S3Settings): Promise<Store> {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 6,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 300_000 }),
+    // Ranged GETs over http read straight into the range's buffer (direct-get.ts); the rest goes through node's HTTP client.
+    requestHandler: new DirectGetHandler(new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 300_000 }), { connect: 10_000, idle: 300_000 }),
     ...(settings.credentials ? { credentials: settings.credentials } : {}),
   });
   return { client, endpoint: endpoint ?? `AWS S3 (${region})`, partSize };

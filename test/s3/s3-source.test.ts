@@ -61,8 +61,8 @@ describe('S3 tape reads against a store that ignores Range', () => {
       await expect((async () => {
         for await (const c of src!.chunks(100, 199)) part.push(c);
       })()).rejects.toMatchObject({ code: 'S3_ERROR', message: expect.stringContaining('asked for bytes 100-199, the store sent 50 bytes') });
-      // What did come is the object's bytes 100-149, handed on before the end showed it short.
-      expect(Buffer.concat(part).equals(object.subarray(100, 150))).toBe(true);
+      // Nothing of it is handed on: a range is whole before it is (until session 17 its first 50 bytes were).
+      expect(part).toEqual([]);
     } finally {
       short = false;
     }
