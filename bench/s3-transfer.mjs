@@ -3,10 +3,11 @@
 //   node FLAGS s3-transfer.mjs up FILE s3://BUCKET/PREFIX/   (the path of export --to s3://)
 //   node FLAGS s3-transfer.mjs down s3://BUCKET/KEY FILE     (the path of import s3://)
 // Prints the seconds the transfer took (the process's start-up excluded, as before session 16).
-import { createWriteStream } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { S3Destination } from '../dist/s3/s3-destination.js';
 import { s3Sources } from '../dist/s3/s3-source.js';
 import { fileChunks } from '../dist/tape/tape-file.js';
+import { writeFully } from '../dist/io/files.js';
 
 const [what, from, to] = process.argv.slice(2);
 const t0 = process.hrtime.bigint();
@@ -16,9 +17,14 @@ if (what === 'up') {
   await out.commit('tape');
 } else if (what === 'down') {
   const [src] = await s3Sources(from);
-  const w = createWriteStream(to);
-  for await (const c of src.chunks()) if (!w.write(c)) await new Promise((res) => w.once('drain', res));
-  await new Promise((res, rej) => w.end((e) => (e ? rej(e) : res())));
+  // Written as import writes its copy of a tape (writeFully; before session 17 a write stream, in 8 MiB writes).
+  const w = await fsp.open(to, 'w');
+  let at = 0;
+  for await (const c of src.chunks()) {
+    await writeFully(w, c, at);
+    at += c.length;
+  }
+  await w.close();
 } else {
   throw new Error(`usage: s3-transfer.mjs up FILE URL | down URL FILE (not ${what})`);
 }

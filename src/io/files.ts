@@ -102,11 +102,20 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes all of `data` at `position`, looping over short writes. */
+/**
+ * The most one write(2) of ours hands the kernel. Larger writes into the
+ * page cache cost the kernel about twice the system time here: a 1.1 GiB
+ * file written from 8 MiB buffers took 1.3-2.3 system-seconds in 8 MiB
+ * writes and 0.8-1.0 in 1 MiB ones, every round (docs/BENCHMARKS.md,
+ * session 17). `dd bs=1M` and rclone (32 KiB) never paid it.
+ */
+export const WRITE_PIECE = 1024 * 1024;
+
+/** Writes all of `data` at `position`, in writes of WRITE_PIECE at most, looping over short writes. */
 export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    const { bytesWritten } = await h.write(data, done, data.length - done, position + done);
+    const { bytesWritten } = await h.write(data, done, Math.min(WRITE_PIECE, data.length - done), position + done);
     done += bytesWritten;
   }
 }
@@ -117,7 +126,7 @@ export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: 
  */
 export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+  while (done < data.length) done += writeSync(fd, data, done, Math.min(WRITE_PIECE, data.length - done), position + done);
 }
 
 /** Fills `b` from `position` on the calling thread (a worker's), looping over short reads: the bytes read (fewer at the end of the file). */

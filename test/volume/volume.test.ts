@@ -36,6 +36,23 @@ describe('volumes', () => {
     expect(statSync(b).size).toBe(2 * MiB);
   });
 
+  it('writes more than 1 MiB, in one buffer or in pieces, across two extents, each byte where it belongs', async () => {
+    const vol = await Volume.open({ name: 'big', extents: [{ path: join(dir, 'x.img'), size: 3 * MiB }, { path: join(dir, 'y.img'), size: 3 * MiB }] }, { create: true });
+    try {
+      const data = Buffer.alloc(4 * MiB + 333);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 12)) % 253;
+      await vol.write(1 * MiB + 5, data);
+      expect((await vol.read(1 * MiB + 5, data.length)).equals(data)).toBe(true);
+      // The same bytes as pieces of odd sizes (a pwritev), over the first write's bytes shifted by one.
+      const pieces = [data.subarray(0, 700_001), data.subarray(700_001, 2_900_000), data.subarray(2_900_000)];
+      await vol.write(1 * MiB + 6, pieces);
+      expect((await vol.read(1 * MiB + 6, data.length)).equals(data)).toBe(true);
+      expect((await vol.read(1 * MiB + 5, 1))[0]).toBe(data[0]);
+    } finally {
+      await vol.close();
+    }
+  });
+
   it('a file is the volume of one group at a time, under any name: two groups on one file wrote over each other', async () => {
     const file = join(dir, 'shared.img');
     const g1 = await makeGroup(join(dir, 'one'), { a: 1 * MiB });
