@@ -117,6 +117,11 @@ export class Channel {
     this.close();
   }
 
+  /** The peer has gone: it closed its side, or the connection failed or was closed here. */
+  get gone(): boolean {
+    return this.#failure !== undefined || this.#socket.readableEnded || this.#socket.destroyed;
+  }
+
   close(): void {
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 2000).unref();

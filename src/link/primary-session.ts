@@ -48,8 +48,13 @@ export interface PrimaryOptions {
  * does: it is confirmed, and the journal purged, sooner.
  */
 const DEFAULT_LINK_TAPE_BYTES = 256 * 1024 * 1024;
-/** Secondaries with a session right now, by group directory and name (one connection per secondary). */
-const active = new Set<string>();
+/**
+ * Secondaries with a session right now, by group directory and name (one
+ * connection per secondary): the session's channel, and when it has ended.
+ */
+const active = new Map<string, { ch: Channel; ended: Promise<void> }>();
+/** How long a new connection waits for the session of a connection its secondary has already closed. */
+const OLD_SESSION_WAIT_MS = 10_000;
 
 export async function linkStatus(group: JournalGroup, confirmed: bigint): Promise<LinkStatus> {
   const st = await group.status();
@@ -91,10 +96,15 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     });
   }) : undefined;
   const key = `${group.dir}\0${name}`;
+  // A secondary back at once (`link pull --once` run again) found the session of the connection it had
+  // just closed still ending here, and was refused as "connected already". A closed one is waited for.
+  const old = active.get(key);
+  if (old?.ch.gone) await Promise.race([old.ended, new Promise((resolve) => setTimeout(resolve, OLD_SESSION_WAIT_MS).unref())]);
   if (active.has(key)) {
     throw new JshipError('LINK_REFUSED', `secondary "${name}" is connected already`, { hint: 'one connection per secondary: stop the other link process of that replica' });
   }
-  active.add(key);
+  let ended!: () => void;
+  active.set(key, { ch, ended: new Promise<void>((resolve) => (ended = resolve)) });
   let registered = false;
   try {
     const sec = await updateRegistry(group.dir, (r) => {
@@ -147,6 +157,7 @@ export async function runPrimary(ch: Channel, o: PrimaryOptions): Promise<void> 
     // gone before its base arrived) does not stay behind to pin the journal.
     if (registered) await forgetUnconfirmed(group, name, log).catch(() => undefined);
     active.delete(key);
+    ended();
   }
 }
 

@@ -131,7 +131,9 @@ describe('link window', () => {
       const pos = await heldPosition(rep, { log: events().log });
       const ch = await dial(from, key, group.config.groupId);
       await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: 'site-b', held: pos.held, mode: 'pull', epochs: pos.epochs, lastSeq: pos.lastSeq, window: 2 }));
-      expect(decodePrimaryHello(await ch.next(10_000)).window).toBe(2);
+      const hello = await ch.next(10_000);
+      expectType(hello, MessageType.Hello); // a refusal says why
+      expect(decodePrimaryHello(hello).window).toBe(2);
       // Two READs, no CONFIRM between them: both are answered with a tape (stop and wait would refuse the second READ).
       await ch.send(message(MessageType.Read, { waitMs: 0 }));
       const t1 = await receive(ch);

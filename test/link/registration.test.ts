@@ -9,7 +9,7 @@ import { LinkPrimary } from '../../src/link/link-primary.js';
 import { dial } from '../../src/link/dial.js';
 import { parseHostPort } from '../../src/io/sockets.js';
 import { MessageType } from '../../src/link/frame.js';
-import { message } from '../../src/link/messages.js';
+import { decodeError, expect as expectType, message } from '../../src/link/messages.js';
 import { readRegistry } from '../../src/link/registry.js';
 import { writeMixed } from '../tape/helpers.js';
 import { events, linkedGroup, until } from './helpers.js';
@@ -63,3 +63,40 @@ describe('a secondary that never confirms a tape', () => {
     }
   });
 });
+
+describe('a secondary back at once', () => {
+  const dir = tempDir();
+
+  it('is not refused for the session of the connection it has just closed (link pull --once run again)', async () => {
+    const { group, key } = await linkedGroup(dir, { a: 1 * MiB }, { journalSize: 8 * MiB, chunkSize: 64 * 1024 });
+    await writeMixed(group, 20, 1);
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log });
+    try {
+      const from = parseHostPort(primary.address as string, 'x');
+      // Each connection closed, the next one opened at once: before, the primary was often still ending the
+      // last one's session ("secondary \"back\" is connected already").
+      for (let i = 0; i < 8; i++) {
+        const ch = await dial(from, key, group.config.groupId);
+        await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: null, name: 'back', held: null, mode: 'pull' }));
+        const f = await ch.next(30_000);
+        expectType(f, MessageType.Hello);
+        ch.destroy();
+      }
+      // A connection still open is refused as before: one connection per secondary.
+      const first = await dial(from, key, group.config.groupId);
+      await first.send(message(MessageType.Hello, { role: 'secondary', groupId: null, name: 'back', held: null, mode: 'pull' }));
+      expectType(await first.next(30_000), MessageType.Hello);
+      const second = await dial(from, key, group.config.groupId);
+      await second.send(message(MessageType.Hello, { role: 'secondary', groupId: null, name: 'back', held: null, mode: 'pull' }));
+      const refused = await second.next(30_000);
+      expect(refused.type).toBe(MessageType.Error);
+      expect(decodeError(refused).message).toMatch(/secondary "back" is connected already/);
+      first.destroy();
+      second.destroy();
+    } finally {
+      await primary.stop();
+      await group.close();
+    }
+  });
+});
+
