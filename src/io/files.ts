@@ -107,7 +107,9 @@ export async function exists(path: string): Promise<boolean> {
  * page cache cost the kernel about twice the system time here: a 1.1 GiB
  * file written from 8 MiB buffers took 1.3-2.3 system-seconds in 8 MiB
  * writes and 0.8-1.0 in 1 MiB ones, every round (docs/BENCHMARKS.md,
- * session 17). `dd bs=1M` and rclone (32 KiB) never paid it.
+ * session 17). `dd bs=1M` and rclone (32 KiB) never paid it. Capture's own
+ * writes (the PVOL's, the journal's batches) do not go through here: cut to
+ * 1 MiB too, the sustained bench ran slower (DECISIONS "Writing files").
  */
 export const WRITE_PIECE = 1024 * 1024;
 

@@ -8,7 +8,7 @@ import {
 import {
   SB_CLEAN, SUPERBLOCK_SLOT, decodeSuperblock, encodeSuperblock, type Superblock,
 } from '../core/superblock.js';
-import { readFully, syncDir, WRITE_PIECE, writeFully, writeFullySync } from '../io/files.js';
+import { readFully, syncDir, writeFully, writeFullySync } from '../io/files.js';
 import { dirname } from 'node:path';
 
 /** A record read back from the journal: its header and its data (empty when it has none). */
@@ -552,9 +552,7 @@ async function writevFully(h: fsp.FileHandle, bufs: Uint8Array[], position: numb
   let rest = bufs;
   let pos = position;
   while (rest.length > 0) {
-    // WRITE_PIECE at most per pwritev (io/files.ts: larger writes cost the kernel twice the time), in 1024 buffers at most (IOV_MAX).
-    const [take] = splitBuffers(rest.slice(0, 1024), WRITE_PIECE);
-    const { bytesWritten } = await h.writev(take, pos);
+    const { bytesWritten } = await h.writev(rest.slice(0, 1024), pos);
     pos += bytesWritten;
     [, rest] = splitBuffers(rest, bytesWritten);
   }

@@ -3,7 +3,7 @@ import { JshipError } from '../core/errors.js';
 import { byteLength, sliceBytes, type Bytes } from '../core/bytes.js';
 import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
 import { formatSize } from '../core/sizes.js';
-import { DATA_FILE_MODE, WRITE_PIECE } from '../io/files.js';
+import { DATA_FILE_MODE } from '../io/files.js';
 import type { PvolWriter } from './pvol-writer.js';
 import type { DirLock } from '../io/dir-lock.js';
 import { closeLocked, lockVolumeFile } from '../io/volume-file-lock.js';
@@ -94,15 +94,14 @@ export class Volume {
     return buf;
   }
 
-  /** Writes `data` (in one piece, or several written with one `pwritev`) at `offset`, 1 MiB per write at most. */
+  /** Writes `data` (in one piece, or several written with one `pwritev`) at `offset`. */
   async write(offset: number, data: Bytes): Promise<void> {
     const length = byteLength(data);
     this.checkRange(offset, length);
     await this.#each(offset, length, async (h, pos, bufOff, len) => {
       let done = 0;
       while (done < len) {
-        // WRITE_PIECE at most per write (io/files.ts: larger ones cost the kernel twice the time).
-        const rest = sliceBytes(data, bufOff + done, bufOff + Math.min(len, done + WRITE_PIECE));
+        const rest = sliceBytes(data, bufOff + done, bufOff + len);
         const { bytesWritten } = rest instanceof Uint8Array ? await h.write(rest, 0, rest.length, pos + done) : await h.writev(rest as Uint8Array[], pos + done);
         done += bytesWritten;
       }
