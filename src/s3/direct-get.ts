@@ -9,19 +9,19 @@ import type { HttpHandlerOptions, NodeHttpHandlerOptions } from '@smithy/types';
 const HEAD_MAX = 64 * 1024;
 
 /**
- * The SDK's request handler, with ranged GETs over plain http read straight
- * into the caller's buffer. Through node's HTTP client each 64 KiB socket
- * read is a fresh buffer, parsed, wrapped and copied once more; V8 counts
- * each towards its next collection, and a 1.1 GiB download cost 1.7–1.9
- * CPU-seconds, 0.7 of them collecting. Read here, the socket writes the body
- * into the range's own buffer (node's `onread`), and the same download costs
- * about 0.45 (docs/BENCHMARKS.md, session 17).
+ * The SDK's request handler, with ranged GETs read straight into the
+ * caller's buffer. Through node's HTTP client each 64 KiB socket read is a
+ * fresh buffer, parsed, wrapped and copied once more; V8 counts each
+ * towards its next collection, and a 1.1 GiB download cost 1.6–1.8
+ * user-seconds, 0.7 of them collecting. Read here, the socket (plain or
+ * TLS) writes the body into the range's own buffer (node's `onread`), and
+ * the same download costs 1.0–1.1 (docs/BENCHMARKS.md, session 17).
  *
  * Only what S3 answers a ranged GET with is taken this way: a response
- * framed by Content-Length. Anything else — https, a request without a
- * Range, a body without a length — goes to `inner`, node's HTTP client, as
- * before. The connection carries one request (`connection: close`): no
- * idle socket to find dead on reuse.
+ * framed by Content-Length. Anything else — a request without a Range, a
+ * body without a length — goes to `inner`, node's HTTP client, as before.
+ * The connection carries one request (`connection: close`): no idle socket
+ * to find dead on reuse.
  */
 export class DirectGetHandler implements HttpHandler<NodeHttpHandlerOptions> {
   readonly metadata = { handlerProtocol: 'http/1.1' };
