@@ -74,8 +74,8 @@ export class S3Source implements TapeSource {
 
   /**
    * Bytes a..b (inclusive) in one buffer, as one GetObject, resumed where
-   * it broke. Over http the socket writes the body straight into the buffer
-   * (DirectBody); otherwise each piece is copied in as it arrives (pieces
+   * it broke. The socket writes the body straight into the buffer
+   * (DirectBody); a body read otherwise is copied in as it arrives (pieces
    * kept until the range was whole outlived V8's young collections).
    * A store that sends more or fewer bytes than asked for (one that ignores
    * Range and sends the whole object) is refused, and none of its bytes
