@@ -75,6 +75,8 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
     // 6.0 s (jship) and 3.9 s (rclone) where the same downloads took 2.6-3.1 and 2.3-2.5 s by hand. The store
     // settles for a while after 4.5 GiB of uploads (and deletes): the first rounds are slower for both.
     const [obj] = await s3Sources(`s3://bench/j${runs - 1}/`);
+    // The set-up's files (the group, its copy, the tape: about 6 GiB) written back before the downloads write theirs.
+    spawnSync('sync');
     timeCommand('rclone', ['cat', `vault:bench/${obj.key}`, '--discard'], { env: rcloneEnv });
     for (let r = 0; r < (SMOKE ? 1 : 5); r++) {
       const local = join(dir, `down${r}.tar.zst`);
