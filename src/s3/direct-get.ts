@@ -107,13 +107,15 @@ export class DirectBody extends Readable {
   #into: { buf: Buffer; at: number; done: (n: number) => void; fail: (e: Error) => void } | undefined;
   /** Where the socket was told to read next (node asks for it right after each read). */
   #next: Buffer | undefined;
-  #spill = Buffer.allocUnsafeSlow(64 * 1024);
+  /** Where a read lands when no reader waits: the head's buffer, free once the head is parsed (what followed it copied out). */
+  readonly #spill: Buffer;
   #ended = false;
   #error: Error | undefined;
 
-  private constructor(socket: Socket, head: ResponseHead, early: Buffer, setDest: (d: () => Buffer, got: (n: number) => boolean) => void) {
+  private constructor(socket: Socket, head: ResponseHead, early: Buffer, spill: Buffer, setDest: (d: () => Buffer, got: (n: number) => boolean) => void) {
     super();
     this.#socket = socket;
+    this.#spill = spill;
     this.status = head.status;
     this.reason = head.reason;
     this.headers = head.headers;
@@ -245,7 +247,7 @@ export class DirectBody extends Readable {
     }
     if (!Object.keys(request.headers).some((k) => k.toLowerCase() === 'host')) lines.push(`host: ${request.hostname}${request.port ? `:${request.port}` : ''}`);
     lines.push('connection: close', '', '');
-    const head = Buffer.allocUnsafe(HEAD_MAX);
+    const head = Buffer.allocUnsafeSlow(HEAD_MAX);
     let headLen = 0;
     let dest = (): Buffer => head.subarray(headLen);
     let got = (n: number): boolean => {
@@ -276,14 +278,13 @@ export class DirectBody extends Readable {
           }
           if (!parsed) return true;
           settled = true;
-          socket.setTimeout(timeouts.idle);
           if (parsed.length === undefined) {
             socket.destroy();
             resolve(undefined);
             return false;
           }
           const early = Buffer.from(head.subarray(parsed.size, headLen));
-          resolve(new DirectBody(socket, parsed, early, (d, g) => {
+          resolve(new DirectBody(socket, parsed, early, head, (d, g) => {
             dest = d;
             got = g;
           }));
