@@ -91,6 +91,8 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
           spawnSync('rm', ['-rf', pdir]);
         });
     }
+    // Peak RSS of an import of that object (its ranges read into buffers handed back since session 18).
+    const imported = runJship(['import', join(dir, 'replica'), obj.where], { json: true });
     await empty();
     // Peak RSS of the whole export of that 1.1 GiB of journal straight to the store.
     spawnSync('rm', ['-rf', g]);
@@ -101,6 +103,7 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
       { bench: 's3', case: `upload ${tapeText(bytes)} tape`, jship: { secs: median(up), mibPerSec: mbps(bytes, median(up)), each: up }, peer: { name: 'rclone copy', secs: median(upPeer), mibPerSec: mbps(bytes, median(upPeer)), each: upPeer }, ratio: median(upPeer) / median(up) },
       { bench: 's3', case: `download ${tapeText(bytes)} tape`, jship: { secs: median(down), mibPerSec: mbps(bytes, median(down)), each: down }, peer: { name: 'rclone copy', secs: median(downPeer), mibPerSec: mbps(bytes, median(downPeer)), each: downPeer }, ratio: median(downPeer) / median(down) },
       { bench: 's3', case: `export --to s3:// of a ${(rss.out.tapeBytes / MiB).toFixed(0)} MiB tape`, jship: { rssMiB: rss.rssMiB, secs: rss.secs }, limitMiB: 256 },
+      { bench: 's3', case: `import s3:// of a ${tapeText(bytes)} tape`, jship: { rssMiB: imported.rssMiB, secs: imported.secs }, limitMiB: 256 },
     ];
     return results;
   } finally {

@@ -124,12 +124,24 @@ export async function writeFully(h: fsp.FileHandle, data: Uint8Array, position: 
 
 /**
  * `writeFully` on the calling thread: for a few KiB, where the trip to the
- * thread pool and back costs more than the copy into the page cache.
+ * thread pool and back costs more than the copy into the page cache; on a
+ * worker; or in SMALL_WRITE pieces (below).
  */
-export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
+export function writeFullySync(fd: number, data: Uint8Array, position: number, piece = WRITE_PIECE): void {
   let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, Math.min(WRITE_PIECE, data.length - done), position + done);
+  while (done < data.length) done += writeSync(fd, data, done, Math.min(piece, data.length - done), position + done);
 }
+
+/**
+ * The write size of a tape's copy from an object store (import s3://), as
+ * rclone's (strace: 32 KiB pwrite64s), on the event loop's thread. The
+ * kernel gives the page cache folios as large as each write; on this VM,
+ * larger ones often land in memory its host must hand back first: a 1.1 GiB
+ * download took 2.5-3.4 system-seconds in 1 MiB writes in most rounds of
+ * the bench, 0.8-0.9 in 32 KiB ones (docs/BENCHMARKS.md, session 18). Through
+ * the thread pool, 32 KiB writes cost a round trip each (1.5 s per GiB).
+ */
+export const SMALL_WRITE = 32 * 1024;
 
 /** Fills `b` from `position` on the calling thread (a worker's), looping over short reads: the bytes read (fewer at the end of the file). */
 export function readFullySync(fd: number, b: Uint8Array, position: number): number {

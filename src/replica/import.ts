@@ -6,7 +6,7 @@ import { JshipError, isJshipError, rethrowAt, type ErrorCode } from '../core/err
 import { decodeMarker } from '../core/marker.js';
 import { RecordType } from '../core/record.js';
 import { buildRecordIndex } from '../core/record-index.js';
-import { BackgroundSync, DATA_FILE_MODE, syncDir, writeFully } from '../io/files.js';
+import { BackgroundSync, DATA_FILE_MODE, SMALL_WRITE, syncDir, writeFully, writeFullySync } from '../io/files.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { labelGeneration, type TapeLabel, type TapeTrailer } from '../tape/label.js';
 import { storedTapeName, tapeName } from '../tape/tape-name.js';
@@ -111,6 +111,8 @@ export async function scanTape(from: string | TapeSource, label: TapeLabel, opts
       ...(opts.keys ? { keys: opts.keys } : {}),
       ...(opts.pool ? { pool: opts.pool } : {}),
       ...(onBytes ? { onBytes } : {}),
+      // The chunks' memory read into again (an object store's ranges): onBytes keeps nothing of a chunk.
+      ...(src.giveBack ? { giveBack: src.giveBack.bind(src) } : {}),
       // Nothing of an item is kept but what is copied out of it here.
       recycle: true,
     })) {
@@ -411,7 +413,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   try {
     const scanned = await scanTape(src, label, opts, (idx, index) => cat.stageIndex(stage, idx, index), async (c) => {
       hash.update(c);
-      await writeFully(h, c, pos).catch(named);
+      await copyChunk(src, h, c, pos).catch(named);
       pos += c.length;
       syncs.wrote(c.length);
       progress(pos);
@@ -527,6 +529,16 @@ async function importUnlabelled(replica: Replica, src: TapeSource, why: JshipErr
   }
 }
 
+/**
+ * Writes a chunk of a tape into its copy: a remote one (an object store's
+ * range, a stream) in SMALL_WRITE pieces on this thread, as rclone does; a
+ * local file's on the thread pool as before (small writes not measured there).
+ */
+async function copyChunk(src: TapeSource, h: fsp.FileHandle, c: Buffer, at: number): Promise<void> {
+  if (src.remote) writeFullySync(h.fd, c, at, SMALL_WRITE);
+  else await writeFully(h, c, at);
+}
+
 /** Imports the rebuilt copy of a tape, reported as the tape it was given as. */
 async function importRepaired(replica: Replica, src: TapeSource, fixed: { file: string; report: RepairReport }, opts: ImportOptions, progress: (n: number) => void, hints: ChainHints): Promise<TapeImport> {
   const r = await importOne(replica, fileSource(fixed.file), await readLabel(fixed.file), { ...opts, noRepair: true }, progress, hints);
@@ -554,8 +566,9 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
       try {
         let at = 0;
         for await (const c of src.chunks()) {
-          await writeFully(w, c, at).catch(rethrowAt(replica.tapesDir));
+          await copyChunk(src, w, c, at).catch(rethrowAt(replica.tapesDir));
           at += c.length;
+          src.giveBack?.(c);
         }
       } finally {
         await w.close();

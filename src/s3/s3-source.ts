@@ -12,6 +12,8 @@ const RESUMES = 5;
 /** Large reads go as ranges of this size, several at once (a single HTTP stream does not fill the link). */
 const WINDOW = 8 * 1024 * 1024;
 const AHEAD = 3;
+/** Range buffers kept for reuse at most (those in flight, those the reader holds). */
+const SPARES = 8;
 
 /**
  * A tape object read as a stream: ranges of 8 MiB fetched three at a time
@@ -29,6 +31,10 @@ export class S3Source implements TapeSource {
    */
   #etag: string | undefined;
   #size: number | undefined;
+  /** Range buffers handed back by the reader (giveBack), used again for later ranges. */
+  readonly #spare: Buffer[] = [];
+  /** The full-size range buffers yielded and not handed back: only these are taken back. */
+  readonly #lent = new WeakSet<Buffer>();
 
   constructor(private readonly st: Store, readonly bucket: string, readonly key: string, listed?: { size: number; etag: string | undefined }) {
     this.where = s3UrlOf(bucket, key);
@@ -49,6 +55,19 @@ export class S3Source implements TapeSource {
       }
     }
     return this.#size;
+  }
+
+  /**
+   * Takes back a chunk `chunks()` yielded, once the reader holds nothing of
+   * it (no view into it either): its memory is used again for a later range.
+   * A download otherwise allocated a fresh 8 MiB buffer per range, and
+   * touching fresh memory is what costs on a VM that hands freed memory back
+   * to its host (docs/BENCHMARKS.md, session 18).
+   */
+  giveBack(chunk: Buffer): void {
+    if (!this.#lent.has(chunk)) return;
+    this.#lent.delete(chunk);
+    if (this.#spare.length < SPARES) this.#spare.push(chunk);
   }
 
   async *chunks(start = 0, end?: number): AsyncIterable<Buffer> {
@@ -82,7 +101,8 @@ export class S3Source implements TapeSource {
    * handed on: read on, they would have been taken for the tape's.
    */
   async #fetch(a: number, b: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafeSlow(b - a + 1);
+    const full = b - a + 1 === WINDOW;
+    const buf = (full ? this.#spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(b - a + 1);
     let pos = a;
     for (let attempt = 0; ; attempt++) {
       let body: Readable;
@@ -121,7 +141,10 @@ export class S3Source implements TapeSource {
       body.destroy();
       // The body ended (or was cut off above): it must have held exactly the bytes asked for.
       if (broke === undefined) {
-        if (!tooLong && pos === b + 1) return buf;
+        if (!tooLong && pos === b + 1) {
+          if (full) this.#lent.add(buf);
+          return buf;
+        }
         throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
           hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
         });

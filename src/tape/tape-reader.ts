@@ -43,6 +43,12 @@ export interface ReadTapeOptions {
    * next item. For callers that keep nothing of them but what they copy.
    */
   recycle?: boolean;
+  /**
+   * Called with each chunk of `source` once nothing of the read holds it any
+   * more (its onBytes call has ended, and every frame in it was decoded and
+   * handled), to be read into again (TapeSource.giveBack).
+   */
+  giveBack?: (chunk: Buffer) => void;
   /** Skip decrypting and parsing records: check frames, entries and hashes only. */
   structureOnly?: boolean;
 }
@@ -318,6 +324,22 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     }
   };
 
+  /** The chunks read and not given back (with giveBack), oldest first: where each ends in the file, and whether its onBytes call has ended. */
+  const held: Array<{ chunk: Buffer; end: number; handed: boolean }> = [];
+  let readEnd = 0;
+  /**
+   * Gives back the chunks that lie wholly before the first frame not yet
+   * handled: every view into a chunk (a frame cut from it, waiting or being
+   * decoded; the unread rest) starts at or after that frame's offset.
+   */
+  const giveBackDone = (): void => {
+    if (!opts.giveBack) return;
+    const low = pending[0]?.offset ?? cutFrames[0]?.offset ?? bufStart;
+    for (let h = held[0]; h && h.end <= low && h.handed; h = held[0]) {
+      held.shift();
+      opts.giveBack(h.chunk);
+    }
+  };
   // One onBytes call runs while the next chunk is read and its frames decoded.
   let handing: Promise<void> | undefined;
   const handOn = async (c: Buffer): Promise<void> => {
@@ -331,6 +353,11 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     for await (const chunk of source) {
       const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       await handOn(c);
+      if (opts.giveBack) {
+        // The onBytes calls of the chunks before this one have ended (handOn waited for them).
+        for (const h of held) h.handed = true;
+        held.push({ chunk: c, end: (readEnd += c.length), handed: !opts.onBytes });
+      }
       parts.push(c);
       partsLen += c.length;
       if (buf.length + partsLen < want) continue;
@@ -342,10 +369,12 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
         if (item) yield item;
         release?.();
         release = undefined;
+        giveBackDone();
       }
       if (damaged) break;
     }
     await handing;
+    for (const h of held) h.handed = true;
   } finally {
     // Never left running behind the reader (its caller closes what it writes to).
     await handing?.catch(() => undefined);
@@ -356,6 +385,7 @@ export async function* readTape(source: AsyncIterable<Buffer | Uint8Array>, opts
     if (item) yield item;
     release?.();
     release = undefined;
+    giveBackDone();
   }
   if (damaged) fail('TAPE_DAMAGED', damaged, 'the tape is damaged at this point, or it is not a zstd-compressed jship tape');
   if (!label) {

@@ -12,6 +12,13 @@ export interface TapeSource {
   size(): Promise<number>;
   /** The bytes from `start` through `end` (inclusive), in large chunks: each the reader's to keep (a source never changes a chunk it yielded). */
   chunks(start?: number, end?: number): AsyncIterable<Buffer>;
+  /**
+   * Hands a chunk `chunks()` yielded back to the source, to read later bytes
+   * into: for a reader that holds nothing of it any more (no view into it
+   * either). Optional on both sides: a reader that never calls it costs the
+   * source fresh memory, nothing else.
+   */
+  giveBack?(chunk: Buffer): void;
 }
 
 export function fileSource(path: string): TapeSource {
