@@ -72,12 +72,17 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
     // lie in the store otherwise than jship's 8 MiB ones, and rclone read jship's 1.5-2.1x as fast as its own).
     // Read once untimed first, after all the uploads, then five rounds. Before session 17 each round read an
     // object uploaded just before, and whichever side went first read it cold, right after the upload: medians of
-    // 6.0 s (jship) and 3.9 s (rclone) where the same downloads took 2.6-3.1 and 2.3-2.5 s by hand. jship's
-    // first two rounds are still slow here and not by hand (BENCHMARKS session 17: what they are not).
+    // 6.0 s (jship) and 3.9 s (rclone) where the same downloads took 2.6-3.1 and 2.3-2.5 s by hand.
     const [obj] = await s3Sources(`s3://bench/j${runs - 1}/`);
     // The set-up's files (the group, its copy, the tape: about 6 GiB) written back before the downloads write theirs.
     spawnSync('sync');
-    timeCommand('rclone', ['cat', `vault:bench/${obj.key}`, '--discard'], { env: rcloneEnv });
+    // One download untimed, into a file (removed): whichever download came first paid 2-3 system-seconds more
+    // for page-cache memory the VM's host had to back first (jship, first in round 0: 4.3-5.3 s in every run of
+    // sessions 17 and 18, 1.9-2.5 s in later rounds; rclone too, second in that round, in one run). Before
+    // session 18 this was `rclone cat --discard`, which writes no file.
+    const warm = join(dir, 'warm');
+    timeCommand('rclone', ['copy', `vault:bench/${obj.key}`, warm], { env: rcloneEnv });
+    spawnSync('rm', ['-rf', warm]);
     for (let r = 0; r < (SMOKE ? 1 : 5); r++) {
       const local = join(dir, `down${r}.tar.zst`);
       const pdir = join(dir, `pdown${r}`);

@@ -134,12 +134,12 @@ export function writeFullySync(fd: number, data: Uint8Array, position: number, p
 
 /**
  * The write size of a tape's copy from an object store (import s3://), as
- * rclone's (strace: 32 KiB pwrite64s), on the event loop's thread. The
- * kernel gives the page cache folios as large as each write; on this VM,
- * larger ones often land in memory its host must hand back first: a 1.1 GiB
- * download took 2.5-3.4 system-seconds in 1 MiB writes in most rounds of
- * the bench, 0.8-0.9 in 32 KiB ones (docs/BENCHMARKS.md, session 18). Through
- * the thread pool, 32 KiB writes cost a round trip each (1.5 s per GiB).
+ * rclone's (strace: 32 KiB pwrite64s), on the event loop's thread. In the
+ * S3 bench's rounds, a 1.1 GiB download written in 1 MiB writes spent
+ * 2.2-3.2 system-seconds in most, nearly all of it copying into the page
+ * cache; in 32 KiB writes 0.69-0.75 (docs/BENCHMARKS.md, session 18; why,
+ * DECISIONS "Writing files"). Through the thread pool, 32 KiB writes cost a
+ * round trip each (1.5 s per 1.1 GiB).
  */
 export const SMALL_WRITE = 32 * 1024;
 

@@ -10,7 +10,7 @@ export interface TapeSource {
   /** Reading it costs a transfer (an object store), not a local read. */
   readonly remote?: boolean;
   size(): Promise<number>;
-  /** The bytes from `start` through `end` (inclusive), in large chunks: each the reader's to keep (a source never changes a chunk it yielded). */
+  /** The bytes from `start` through `end` (inclusive), in large chunks: each the reader's to keep (a source never changes a chunk it yielded, unless the reader gave it back). */
   chunks(start?: number, end?: number): AsyncIterable<Buffer>;
   /**
    * Hands a chunk `chunks()` yielded back to the source, to read later bytes
