@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -117,6 +117,30 @@ describe('S3 vault against Ceph radosgw', () => {
     expect(jshipJson('tapes', 's3://vault/plain/').out.tapes.map((t: { serial: number }) => t.serial)).toEqual([3]);
     expect(jshipJson('restore', rep, '--target', join(dir, 'after-expire.img'))).toExit(0);
     expect(readFileSync(join(dir, 'after-expire.img')).equals(readFileSync(img))).toBe(true);
+  });
+
+  it('a damaged object with parity is read whole once more and rebuilt on import: the stored tape is the one exported', async () => {
+    const { g, img } = await group('parity', 20);
+    const e = jshipJson('export', g, '--to', 's3://vault/parity/', '--base', '--parity', '10');
+    expect(e).toExit(0);
+    const key = (e.out.tapes[0].location as string).slice('s3://vault/'.length);
+    const good = await body('vault', key);
+    // More than two 8 MiB ranges: the damaged read, then the whole copy, each through buffers handed back and read into again.
+    expect(good.length).toBeGreaterThan(16 * MiB);
+    const bad = Buffer.from(good);
+    bad[bad.length >> 1] = (bad[bad.length >> 1] as number) ^ 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: 'vault', Key: key, Body: bad }));
+    const rep = join(dir, 'parity-rep');
+    const i = jshipJson('import', rep, 's3://vault/parity/');
+    expect(i).toExit(0);
+    expect(i.out.tapes[0].outcome).toBe('imported');
+    expect(i.out.tapes[0].repaired).toHaveLength(1);
+    const stored = readdirSync(join(rep, 'tapes'));
+    expect(stored.filter((n) => n.endsWith('.tar.zst'))).toHaveLength(1);
+    expect(stored.filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(readFileSync(join(rep, 'tapes', stored.find((n) => n.endsWith('.tar.zst'))!)).equals(good)).toBe(true);
+    expect(jshipJson('restore', rep, '--target', join(dir, 'parity.img'))).toExit(0);
+    expect(readFileSync(join(dir, 'parity.img')).equals(readFileSync(img))).toBe(true);
   });
 
   it('a media set and an encrypted export; a missing object in the middle is a gap; an altered object is caught', async () => {
