@@ -133,8 +133,9 @@ export function writeFullySync(fd: number, data: Uint8Array, position: number, p
 }
 
 /**
- * The write size of a tape's copy from an object store (import s3://), as
- * rclone's (strace: 32 KiB pwrite64s), on the event loop's thread. In the
+ * The write size of a tape's copy from an object store (import s3://), a
+ * stream or the direct link, as rclone's (strace: 32 KiB pwrite64s), on the
+ * event loop's thread. In the
  * S3 bench's rounds, a 1.1 GiB download written in 1 MiB writes spent
  * 2.2-3.2 system-seconds in most, nearly all of it copying into the page
  * cache; in 32 KiB writes 0.69-0.75 (docs/BENCHMARKS.md, session 18; why,

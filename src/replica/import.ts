@@ -531,8 +531,9 @@ async function importUnlabelled(replica: Replica, src: TapeSource, why: JshipErr
 
 /**
  * Writes a chunk of a tape into its copy: a remote one (an object store's
- * range, a stream) in SMALL_WRITE pieces on this thread, as rclone does; a
- * local file's on the thread pool as before (small writes not measured there).
+ * range, a stream, a link's tape) in SMALL_WRITE pieces on this thread, as
+ * rclone does; a local file's on the thread pool as before (small writes
+ * not measured there).
  */
 async function copyChunk(src: TapeSource, h: fsp.FileHandle, c: Buffer, at: number): Promise<void> {
   if (src.remote) writeFullySync(h.fd, c, at, SMALL_WRITE);
