@@ -77,7 +77,7 @@ export async function benchS3({ runs = SMOKE ? 1 : 2 } = {}) {
     // The set-up's files (the group, its copy, the tape: about 6 GiB) written back before the downloads write theirs.
     spawnSync('sync');
     // One download untimed, into a file (removed): whichever download came first paid 2-3 system-seconds more
-    // for page-cache memory the VM's host had to back first (jship, first in round 0: 4.3-5.3 s in every run of
+    // for page-cache memory the VM's host had to back first (jship, first in round 0: 4.2-5.3 s in every run of
     // sessions 17 and 18, 1.9-2.5 s in later rounds; rclone too, second in that round, in one run). Before
     // session 18 this was `rclone cat --discard`, which writes no file.
     const warm = join(dir, 'warm');
