@@ -107,7 +107,7 @@ export async function exists(path: string): Promise<boolean> {
  * page cache cost the kernel about twice the system time here: a 1.1 GiB
  * file written from 8 MiB buffers took 1.3-2.3 system-seconds in 8 MiB
  * writes and 0.8-1.0 in 1 MiB ones, every round (docs/BENCHMARKS.md,
- * session 17). `dd bs=1M` and rclone (32 KiB) never paid it. Capture's own
+ * session 17; smaller still for remote tapes' copies: SMALL_WRITE). Capture's own
  * writes (the PVOL's, the journal's batches) do not go through here: cut to
  * 1 MiB too, the sustained bench ran slower (DECISIONS "Writing files").
  */
@@ -135,12 +135,11 @@ export function writeFullySync(fd: number, data: Uint8Array, position: number, p
 /**
  * The write size of a tape's copy from an object store (import s3://), a
  * stream or the direct link, as rclone's (strace: 32 KiB pwrite64s), on the
- * event loop's thread. In the
- * S3 bench's rounds, a 1.1 GiB download written in 1 MiB writes spent
- * 2.2-3.2 system-seconds in most, nearly all of it copying into the page
- * cache; in 32 KiB writes 0.69-0.75 (docs/BENCHMARKS.md, session 18; why,
- * DECISIONS "Writing files"). Through the thread pool, 32 KiB writes cost a
- * round trip each (1.5 s per 1.1 GiB).
+ * event loop's thread. In the S3 bench's rounds, a 1.1 GiB download written
+ * in 1 MiB writes spent 2.2-3.2 system-seconds in most, nearly all of it
+ * copying into the page cache; in 32 KiB writes 0.69-0.75
+ * (docs/BENCHMARKS.md, session 18; why, DECISIONS "Writing files"). Through
+ * the thread pool, 32 KiB writes cost a round trip each (1.5 s per 1.1 GiB).
  */
 export const SMALL_WRITE = 32 * 1024;
 
