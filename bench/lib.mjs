@@ -90,6 +90,24 @@ export function inTurn(round, ...commands) {
   for (const c of round % 2 ? [...commands].reverse() : commands) c();
 }
 
+/**
+ * `runs` timed rounds of the commands `commandsOf(r)` gives, in turn, after
+ * one round untimed (r = -1): on this VM whichever command writes first after
+ * the set-up pays for page-cache memory the host has to back again — jship's
+ * first full restore took 3.0 s against 0.85-0.94 s in the rounds after it,
+ * and dd's, put first, 1.55 s against 0.84 (docs/BENCHMARKS.md, session 19).
+ * Each command returns its seconds; returns each command's timed seconds.
+ */
+export function warmRounds(runs, commandsOf) {
+  const secs = [];
+  for (let r = -1; r < runs; r++) {
+    const got = [];
+    inTurn(r, ...commandsOf(r).map((c, i) => () => { got[i] = c(); }));
+    if (r >= 0) got.forEach((s, i) => (secs[i] ??= []).push(s));
+  }
+  return secs;
+}
+
 export async function timeAsync(fn) {
   const t0 = process.hrtime.bigint();
   await fn();

@@ -110,6 +110,9 @@ async function throughput(prep, runs, { delayMs = 0, streams = 1 } = {}) {
   const theirs = [];
   const rss = { pull: 0, serve: 0 };
   const cpu = { pull: [], recv: [] };
+  // One pull and one copy untimed first: the first of each in an invocation was slow for both sides
+  // (docs/BENCHMARKS.md, session 15), as every bench's first write after its set-up is on this VM (bench/lib.mjs, warmRounds).
+  await pullAndCopy(prep, { delayMs, streams });
   for (let r = 0; r < runs; r++) {
     const one = await pullAndCopy(prep, { delayMs, streams });
     cpu.pull.push(one.cpu.pull);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, warmRounds } from './lib.mjs';
 
 const run = (args) => runJship(args, { json: true });
 
@@ -21,23 +21,22 @@ export async function benchFullRestore({ runs = 3, sizeMiB = Number(process.env.
     run(['import', join(dir, 'rep'), `${dir}/tapes`]);
     // The set-up's writeback (volume, journal, tapes, replica) ends before the first round, for both sides.
     spawnSync('sync');
-    const j = [];
-    const d = [];
-    for (let r = 0; r < runs; r++) {
-      const jship = () => {
-        j.push(run(['restore', join(dir, 'rep'), '--target', join(dir, `out${r}.img`)]).secs);
+    const [j, d] = warmRounds(runs, (r) => [
+      () => {
+        const { secs } = run(['restore', join(dir, 'rep'), '--target', join(dir, `out${r}.img`)]);
         spawnSync('rm', ['-f', join(dir, `out${r}.img`)]);
-      };
-      const dd = () => {
-        d.push(timeCommand('dd', [`if=${vol}`, `of=${join(dir, `dd${r}.img`)}`, 'bs=1M', 'conv=fdatasync', 'status=none']));
+        return secs;
+      },
+      () => {
+        const secs = timeCommand('dd', [`if=${vol}`, `of=${join(dir, `dd${r}.img`)}`, 'bs=1M', 'conv=fdatasync', 'status=none']);
         spawnSync('rm', ['-f', join(dir, `dd${r}.img`)]);
-      };
-      inTurn(r, jship, dd);
-    }
+        return secs;
+      },
+    ]);
     const js = median(j);
     const ds = median(d);
     return [
-      { bench: 'restore', case: `full ${sizeMiB} MiB from base`, jship: { secs: js, mibPerSec: mbps(sizeMiB * MiB, js) }, peer: { name: 'dd bs=1M conv=fdatasync', secs: ds, mibPerSec: mbps(sizeMiB * MiB, ds) }, ratio: ds / js },
+      { bench: 'restore', case: `full ${sizeMiB} MiB from base`, jship: { secs: js, mibPerSec: mbps(sizeMiB * MiB, js), runs: j }, peer: { name: 'dd bs=1M conv=fdatasync', secs: ds, mibPerSec: mbps(sizeMiB * MiB, ds), runs: d }, ratio: ds / js },
       await sparseRestore(runs, Number(process.env.JSHIP_BENCH_SPARSE_MIB ?? 4096)),
     ];
   } finally {
@@ -60,28 +59,29 @@ async function sparseRestore(runs, sizeMiB) {
     run(['export', g, '--to', `${dir}/tapes/`, '--base']);
     run(['import', join(dir, 'rep'), `${dir}/tapes`]);
     spawnSync('sync');
-    const j = [];
-    const q = [];
-    for (let r = 0; r < runs; r++) {
+    const [j, q] = warmRounds(runs, (r) => {
       const out = join(dir, `out${r}.img`);
       const peer = join(dir, `qemu${r}.img`);
-      const jship = () => {
-        j.push(run(['restore', join(dir, 'rep'), '--target', out]).secs);
-        if (spawnSync('cmp', [out, vol]).status !== 0) throw new Error('the restored image differs from the volume');
-        spawnSync('rm', ['-f', out]);
-      };
-      const qemu = () => {
-        spawnSync('truncate', ['-s', String(sizeMiB * MiB), peer]);
-        q.push(timeCommand('qemu-img', ['convert', '-n', '-t', 'writeback', '-f', 'raw', '-O', 'raw', vol, peer]));
-        // Checked as jship's output is: each round leaves the page cache as the other's does (cmp reads the holes).
-        if (spawnSync('cmp', [peer, vol]).status !== 0) throw new Error('qemu-img\'s copy differs from the volume');
-        spawnSync('rm', ['-f', peer]);
-      };
-      inTurn(r, jship, qemu);
-    }
+      return [
+        () => {
+          const { secs } = run(['restore', join(dir, 'rep'), '--target', out]);
+          if (spawnSync('cmp', [out, vol]).status !== 0) throw new Error('the restored image differs from the volume');
+          spawnSync('rm', ['-f', out]);
+          return secs;
+        },
+        () => {
+          spawnSync('truncate', ['-s', String(sizeMiB * MiB), peer]);
+          const secs = timeCommand('qemu-img', ['convert', '-n', '-t', 'writeback', '-f', 'raw', '-O', 'raw', vol, peer]);
+          // Checked as jship's output is: each round leaves the page cache as the other's does (cmp reads the holes).
+          if (spawnSync('cmp', [peer, vol]).status !== 0) throw new Error('qemu-img\'s copy differs from the volume');
+          spawnSync('rm', ['-f', peer]);
+          return secs;
+        },
+      ];
+    });
     const js = median(j);
     const qs = median(q);
-    return { bench: 'restore', case: `${sizeMiB} MiB, 10 % written`, jship: { secs: js, mibPerSec: mbps(sizeMiB * MiB, js) }, peer: { name: 'qemu-img convert -n -O raw', secs: qs, mibPerSec: mbps(sizeMiB * MiB, qs) }, ratio: qs / js };
+    return { bench: 'restore', case: `${sizeMiB} MiB, 10 % written`, jship: { secs: js, mibPerSec: mbps(sizeMiB * MiB, js), runs: j }, peer: { name: 'qemu-img convert -n -O raw', secs: qs, mibPerSec: mbps(sizeMiB * MiB, qs), runs: q }, ratio: qs / js };
   } finally {
     cleanup();
   }

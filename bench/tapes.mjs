@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGroup, openGroup } from '../dist/index.js';
-import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, inTurn } from './lib.mjs';
+import { MiB, scratch, timeCommand, median, mbps, runJship, filledGroup, warmRounds } from './lib.mjs';
 
 const WORDS = 'the of and to in is was for on that with as by at from journal volume record tape base sequence restore marker primary secondary export import purge ring segment'.split(' ');
 
@@ -30,26 +30,26 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
     const journalBytes = sizeMiB * MiB;
     // Export purges the journal: each run starts from a pristine copy of the group directory.
     spawnSync('cp', ['-a', g, `${g}.orig`]);
-    const exportTimes = [];
-    const peerTimes = [];
-    let tapeDir;
-    for (let r = 0; r < runs; r++) {
+    const tapeDir = join(dir, `tapes${runs - 1}`);
+    const [exportTimes, peerTimes] = warmRounds(runs, (r) => {
       spawnSync('rm', ['-rf', g]);
       spawnSync('cp', ['-a', `${g}.orig`, g]);
       spawnSync('sync');
-      tapeDir = join(dir, `tapes${r}`);
-      const t = tapeDir;
+      const t = join(dir, `tapes${r}`);
       // The last run's outputs are kept, for the import and the sizes.
-      const jship = () => {
-        exportTimes.push(runJship(['export', g, '--to', `${t}/`]).secs);
-        if (r < runs - 1) spawnSync('rm', ['-rf', t]);
-      };
-      const peer = () => {
-        peerTimes.push(timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T2 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]));
-        if (r < runs - 1) spawnSync('rm', ['-f', `${dir}/peer${r}.tar.zst`]);
-      };
-      inTurn(r, jship, peer);
-    }
+      return [
+        () => {
+          const { secs } = runJship(['export', g, '--to', `${t}/`]);
+          if (r < runs - 1) spawnSync('rm', ['-rf', t]);
+          return secs;
+        },
+        () => {
+          const secs = timeCommand('sh', ['-c', `tar -cf - -C ${dir} vol.img | zstd -1 -T2 -q -o ${dir}/peer${r}.tar.zst && sync ${dir}/peer${r}.tar.zst`]);
+          if (r < runs - 1) spawnSync('rm', ['-f', `${dir}/peer${r}.tar.zst`]);
+          return secs;
+        },
+      ];
+    });
     // The set is every tape the last export wrote (one, unless a server had been writing: docs/OPERATIONS.md).
     const tapes = readdirSync(tapeDir).filter((n) => n.endsWith('.tar.zst')).sort().map((n) => join(tapeDir, n));
     const tapeBytes = tapes.reduce((n, t) => n + statSync(t).size, 0);
@@ -58,31 +58,32 @@ export async function benchTapes({ runs = 3, sizeMiB = Number(process.env.JSHIP_
     const ep = median(peerTimes);
     results.push({
       bench: 'export', case: `${sizeMiB} MiB mixed`, bytes: journalBytes,
-      jship: { secs: ej, mibPerSec: mbps(journalBytes, ej), tapeBytes },
-      peer: { name: 'tar | zstd -1 -T2 + sync', secs: ep, mibPerSec: mbps(journalBytes, ep), tapeBytes: peerBytes },
+      jship: { secs: ej, mibPerSec: mbps(journalBytes, ej), tapeBytes, runs: exportTimes },
+      peer: { name: 'tar | zstd -1 -T2 + sync', secs: ep, mibPerSec: mbps(journalBytes, ep), tapeBytes: peerBytes, runs: peerTimes },
       ratio: ep / ej,
     });
-    const importTimes = [];
-    const verifyPeer = [];
-    for (let r = 0; r < runs; r++) {
+    const [importTimes, verifyPeer] = warmRounds(runs, (r) => {
       const rep = join(dir, `rep${r}`);
       const copy = join(dir, `copy${r}`);
-      const jship = () => {
-        importTimes.push(runJship(['import', rep, ...tapes]).secs);
-        spawnSync('rm', ['-rf', rep]);
-      };
-      const peer = () => {
-        verifyPeer.push(timeCommand('sh', ['-c', `mkdir ${copy} && cp ${tapes.join(' ')} ${copy}/ && sync ${copy}/* && for t in ${copy}/*; do zstd -d -c -q $t | openssl dgst -sha256; done > /dev/null`]));
-        spawnSync('rm', ['-rf', copy]);
-      };
-      inTurn(r, jship, peer);
-    }
+      return [
+        () => {
+          const { secs } = runJship(['import', rep, ...tapes]);
+          spawnSync('rm', ['-rf', rep]);
+          return secs;
+        },
+        () => {
+          const secs = timeCommand('sh', ['-c', `mkdir ${copy} && cp ${tapes.join(' ')} ${copy}/ && sync ${copy}/* && for t in ${copy}/*; do zstd -d -c -q $t | openssl dgst -sha256; done > /dev/null`]);
+          spawnSync('rm', ['-rf', copy]);
+          return secs;
+        },
+      ];
+    });
     const ij = median(importTimes);
     const ip = median(verifyPeer);
     results.push({
       bench: 'import', case: `${sizeMiB} MiB, ${tapes.length} tapes`, bytes: journalBytes,
-      jship: { secs: ij, mibPerSec: mbps(journalBytes, ij) },
-      peer: { name: 'cp + sync, zstd -d | openssl dgst -sha256', secs: ip, mibPerSec: mbps(journalBytes, ip) },
+      jship: { secs: ij, mibPerSec: mbps(journalBytes, ij), runs: importTimes },
+      peer: { name: 'cp + sync, zstd -d | openssl dgst -sha256', secs: ip, mibPerSec: mbps(journalBytes, ip), runs: verifyPeer },
       ratio: ip / ij,
     });
   } finally {
