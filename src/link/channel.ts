@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { FrameReader, MessageType, type Frame } from './frame.js';
+import type { FrameReads } from './frame-reads.js';
 import { message } from './messages.js';
 
 /**
@@ -8,20 +9,36 @@ import { message } from './messages.js';
  * whole frame (or fails when the peer goes quiet past the timeout, closes,
  * or sends something that is not a frame), `send()` writes and waits when
  * the socket's buffer is full. Reading stops while 8 frames wait to be
- * taken or 8 MiB are unparsed.
+ * taken or 8 MiB are unparsed. A socket this side dials is read through
+ * FrameReads (each frame read into its own memory) instead of 'data'.
  */
 export class Channel {
   readonly peer: string;
   readonly #socket: Duplex;
   readonly #reader = new FrameReader();
+  readonly #reads: FrameReads | undefined;
   readonly #frames: Frame[] = [];
   #waiter: { resolve: (f: Frame) => void; reject: (e: unknown) => void } | undefined;
   #failure: unknown;
 
-  constructor(socket: Duplex, peer: string) {
+  constructor(socket: Duplex, peer: string, reads?: FrameReads) {
     this.#socket = socket;
     this.peer = peer;
-    socket.on('data', (c: Buffer) => {
+    this.#reads = reads;
+    if (reads) {
+      // A socket dialed with reads.onread: frames come whole; reading stops while 8 wait to be taken.
+      reads.attach({
+        frame: (f) => {
+          this.#frames.push(f);
+          this.#deliver();
+          return this.#frames.length < 8;
+        },
+        fail: (e) => {
+          this.#fail(e);
+          socket.destroy();
+        },
+      });
+    } else socket.on('data', (c: Buffer) => {
       this.#reader.push(c);
       try {
         for (let f = this.#reader.next(); f; f = this.#reader.next()) this.#frames.push(f);
@@ -108,6 +125,15 @@ export class Channel {
       this.#socket.once('close', gone);
       register((e) => finish(e));
     });
+  }
+
+  /**
+   * A TAPE_DATA payload its reader keeps nothing of any more: a dialed
+   * channel reads the next one into its memory (FrameReads). Only a payload
+   * `next` gave, given back once.
+   */
+  giveBack(payload: Buffer): void {
+    this.#reads?.giveBack(payload);
   }
 
   /** Tells the peer why, then closes. */

@@ -1,6 +1,8 @@
+import type { OnReadOpts } from 'node:net';
 import tls from 'node:tls';
 import { JshipError } from '../core/errors.js';
 import { Channel } from './channel.js';
+import { FrameReads } from './frame-reads.js';
 import { clientOptions, handshakeFailure } from './link-tls.js';
 import { formatHostPort, type HostPort } from '../io/sockets.js';
 
@@ -8,7 +10,10 @@ import { formatHostPort, type HostPort } from '../io/sockets.js';
 export function dial(to: HostPort, key: Buffer, identity: string, timeoutMs = 10_000): Promise<Channel> {
   const where = formatHostPort(to);
   return new Promise<Channel>((resolve, reject) => {
-    const socket = tls.connect({ host: to.host, port: to.port, ...clientOptions(key, identity) });
+    const reads = new FrameReads();
+    // tls.connect takes onread (nodejs/node#35753); @types/node leaves it out.
+    const options: tls.ConnectionOptions & { onread: OnReadOpts } = { host: to.host, port: to.port, ...clientOptions(key, identity), onread: reads.onread };
+    const socket = tls.connect(options);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new JshipError('LINK_UNREACHABLE', `${where} did not answer within ${timeoutMs / 1000} s`, { hint: 'check that the other site runs jship link and that the network lets the port through' }));
@@ -18,7 +23,7 @@ export function dial(to: HostPort, key: Buffer, identity: string, timeoutMs = 10
       socket.off('error', onError);
       socket.setKeepAlive(true, 10_000);
       socket.setNoDelay(true);
-      resolve(new Channel(socket, where));
+      resolve(new Channel(socket, where, reads));
     });
     const onError = (e: Error & { code?: string }): void => {
       clearTimeout(timer);

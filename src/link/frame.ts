@@ -113,9 +113,14 @@ export class FrameReader {
     }
     const payload = this.#q.take(this.#header.length);
     if (!payload) return undefined;
-    const { type, crc } = this.#header;
-    if (crc32(payload, crc32(this.#headerBytes as Buffer)) !== crc) bad(`CRC mismatch in a ${MessageType[type]} frame`);
+    const frame = checkedFrame(this.#headerBytes as Buffer, this.#header, payload);
     this.#header = undefined;
-    return { type, payload };
+    return frame;
   }
+}
+
+/** The frame, once its CRC (over header bytes 0..11, then the payload) is the header's; refuses it otherwise. */
+export function checkedFrame(headerBytes: Buffer, h: FrameHeader, payload: Buffer): Frame {
+  if (crc32(payload, crc32(headerBytes.subarray(0, 12))) !== h.crc) bad(`CRC mismatch in a ${MessageType[h.type]} frame`);
+  return { type: h.type, payload };
 }

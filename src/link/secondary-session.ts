@@ -257,7 +257,8 @@ async function receiveTape(ch: Channel, replica: Replica, serial: number, o: Sec
     base.bytes = Math.min(total, base.bytes + covered);
     o.onBaseProgress?.({ baseId: id, bytes: base.bytes, totalBytes: total });
   };
-  const report = await importLinkStream(replica, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256, onBaseSegment });
+  // Each payload's memory goes back to the channel once the import holds nothing of it (the next is read into it).
+  const report = await importLinkStream(replica, first.payload, chunks, where, { pool: o.pool, expectSha256: () => end?.sha256, onBaseSegment, giveBack: (c) => ch.giveBack(c) });
   if (report.outcome !== 'imported' && report.outcome !== 'duplicate' && report.outcome !== 'replaced') {
     throw new JshipError(report.code ?? 'TAPE_DAMAGED', `link tape ${serial} was not stored: ${report.message}`, { hint: 'it is sent again; if this repeats, check the replica (jship verify)' });
   }

@@ -236,12 +236,13 @@ async function importLabelled(dir: string, files: TapeSource[], labels: Map<Tape
  * once, and `first` the first of them (the label frame, which the sender
  * writes alone). Stored, verified and catalogued like any tape.
  */
-export async function importLinkStream(replica: Replica, first: Buffer, chunks: () => AsyncIterable<Buffer>, where: string, opts: { pool: FramePool; expectSha256: () => string | undefined; onBaseSegment?: (baseId: bigint, bytes: number) => void }): Promise<TapeImport> {
+export async function importLinkStream(replica: Replica, first: Buffer, chunks: () => AsyncIterable<Buffer>, where: string, opts: { pool: FramePool; expectSha256: () => string | undefined; onBaseSegment?: (baseId: bigint, bytes: number) => void; giveBack?: (chunk: Buffer) => void }): Promise<TapeImport> {
   const label = await labelOf(first, where);
   if (!label.link) throw new JshipError('TAPE_BAD_LABEL', `${where} is not a link tape`, { hint: 'the primary sent a tape of its tape chain over the link: run the same jship release on both sites' });
   // A stream has no size to compare with and cannot be read twice: it is copied, hashed and verified in one pass.
-  const src: TapeSource = { where, remote: true, size: async () => -1, chunks };
-  return importOne(replica, src, label, opts, () => undefined);
+  const { giveBack, ...rest } = opts;
+  const src: TapeSource = { where, remote: true, size: async () => -1, chunks, ...(giveBack ? { giveBack } : {}) };
+  return importOne(replica, src, label, rest, () => undefined);
 }
 
 /** Removes what an import killed midway left: staged record indexes and `.incoming-*` files. */
