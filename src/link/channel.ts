@@ -102,10 +102,10 @@ export class Channel {
     let more = true;
     let written: ((e?: Error | null) => void) | undefined;
     const wait = opts.written ? this.#until((done) => { written = done; }) : undefined;
-    this.#socket.cork();
+    // Not corked: a TLS socket copies pieces written together (a writev) into one fresh buffer to encrypt them,
+    // 4 MiB per TAPE_DATA frame; written one by one, each is encrypted where it lies (the header a record of its own).
     // A socket's writes call back in order: the last one's callback says every piece is written.
     pieces.forEach((piece, i) => { more = i === pieces.length - 1 && written ? this.#socket.write(piece, written) : this.#socket.write(piece); });
-    this.#socket.uncork();
     if (wait) return wait;
     if (!more) await this.#until((done) => this.#socket.once('drain', done));
   }
