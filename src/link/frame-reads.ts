@@ -1,7 +1,12 @@
-import { FRAME_HEADER, MAX_PAYLOAD, checkedFrame, decodeFrameHeader, type Frame, type FrameHeader } from './frame.js';
+import { FRAME_HEADER, MAX_PAYLOAD, MessageType, checkedFrame, decodeFrameHeader, type Frame, type FrameHeader } from './frame.js';
 
-/** Payloads this long or longer (TAPE_DATA: up to 4 MiB) are read into memory that is given back and read into again. */
-const LEND_FROM = 64 * 1024;
+/**
+ * TAPE_DATA payloads this long or longer (up to MAX_PAYLOAD, 4 MiB) are read
+ * into a MAX_PAYLOAD buffer that is given back and read into again: at
+ * most twice the memory of a fresh one, for the waiting frames and those
+ * an import holds.
+ */
+const LEND_FROM = MAX_PAYLOAD / 2;
 /** Given-back payload buffers kept (MAX_PAYLOAD each). */
 const SPARES = 8;
 
@@ -17,12 +22,13 @@ export interface FrameSink {
  * only). Without it Node.js reads each TLS record (16 KiB) into fresh memory
  * and FrameReader copies those into each frame; here a header is read into
  * its 16 bytes and a payload into its own buffer, nothing copied, and a long
- * payload's buffer (4 MiB) is read into again once its reader gives it back
- * (`giveBack`). Each read asks for no more than the frame still lacks, so a
+ * TAPE_DATA payload's buffer (4 MiB) is read into again once its reader
+ * gives it back (`giveBack`). Each read asks for no more than the frame still lacks, so a
  * read never spans two frames. Every frame is checked as FrameReader checks
  * it (header, CRC).
  */
 export class FrameReads {
+  readonly #lendFrom: number;
   readonly #header = Buffer.alloc(FRAME_HEADER);
   #head: FrameHeader | undefined;
   #payload: Buffer = Buffer.alloc(0);
@@ -34,6 +40,11 @@ export class FrameReads {
   /** Frames (and a failure) that came before the sink was attached. */
   readonly #early: Frame[] = [];
   #failure: unknown;
+
+  /** `lendFrom`: LEND_FROM unless a test asks for less. */
+  constructor(opts: { lendFrom?: number } = {}) {
+    this.#lendFrom = opts.lendFrom ?? LEND_FROM;
+  }
 
   /** The socket's `onread` option. */
   readonly onread = {
@@ -65,7 +76,7 @@ export class FrameReads {
         return this.#fail(e);
       }
       this.#filled = 0;
-      this.#payload = this.#take(this.#head.length);
+      this.#payload = this.#take(this.#head);
       if (this.#head.length > 0) return true;
     } else if (this.#filled < this.#head.length) {
       return true;
@@ -86,8 +97,8 @@ export class FrameReads {
     return this.#sink.frame(frame);
   }
 
-  #take(length: number): Buffer {
-    if (length < LEND_FROM) return Buffer.allocUnsafe(length);
+  #take({ type, length }: FrameHeader): Buffer {
+    if (type !== MessageType.TapeData || length < this.#lendFrom) return Buffer.allocUnsafe(length);
     const b = this.#spare.pop() ?? Buffer.allocUnsafeSlow(MAX_PAYLOAD);
     this.#lent.add(b.buffer);
     return b.subarray(0, length);
