@@ -95,6 +95,13 @@ interface BaseTurn {
 export const DEFAULT_PVOL_LAG_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CHECKPOINT_BYTES = 256 * 1024 * 1024;
 /**
+ * A flush rewrites the superblock's checkpoint at most this often (10 ms).
+ * Records flushed since are found by recovery's scan past the checkpoint,
+ * as the last flush's always were; a record there that a disk later damages
+ * ends the log instead of failing the open (JOURNAL_CORRUPT).
+ */
+export const HEAD_EVERY_NS = 10_000_000n;
+/**
  * A journal group opened for writing: the consistency group of patent §0030
  * and the primary side of §0037-0049. One sequence and one clock for all its
  * volumes; every write is in the journal before it reaches the PVOL and
@@ -143,6 +150,8 @@ export class JournalGroup {
   #baseTurn: BaseTurn | undefined;
   #consumers: readonly JournalConsumer[] | undefined;
   #mono: () => bigint = systemMonoNs;
+  /** When a flush last rewrote the superblock's checkpoint (monotonic ns). */
+  #headWrittenAt: bigint | undefined;
   #onEvent: EventLog | undefined;
   #lastState: GroupState = 'active';
   #rates!: GroupRates;
@@ -324,8 +333,16 @@ export class JournalGroup {
         this.#policy.bitmap?.sync(),
         epochMarked ? this.#epochDirty?.sync() : undefined,
       ]);
-      // Made durable by the next sync; until then the previous copy stands.
-      await this.journal.writeSuperblock({ headSeq, headDataPos, lastTimestamp: this.#clock.last }, false);
+      this.journal.noteDurable(headSeq, headDataPos);
+      // The superblock's checkpoint is where recovery stops requiring records intact and takes what it finds
+      // (FORMAT "Recovery"): rewritten at most every HEAD_EVERY_NS (and by every other superblock write), not
+      // after each FLUSH: its pwrite and the extra page in the next fdatasync cost qd-1 write + FLUSH p99 0.1-0.2 ms.
+      const now = this.#mono();
+      if (this.#headWrittenAt === undefined || now - this.#headWrittenAt >= HEAD_EVERY_NS) {
+        this.#headWrittenAt = now;
+        // Made durable by the next sync; until then the previous copy stands.
+        await this.journal.writeSuperblock({ lastTimestamp: this.#clock.last }, false);
+      }
     })();
     try {
       await run;

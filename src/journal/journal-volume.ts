@@ -72,6 +72,8 @@ export class JournalVolume {
   allocPos: bigint;
   #closed = false;
   #sbChain: Promise<void> = Promise.resolve();
+  /** The end of the records known durable (an fdatasync covered them): every superblock written carries it as its checkpoint. */
+  #durable: { seq: bigint; pos: bigint };
 
   private constructor(path: string, h: fsp.FileHandle, sb: Superblock) {
     this.path = path;
@@ -85,6 +87,7 @@ export class JournalVolume {
     this.writtenPos = sb.headDataPos;
     this.allocSeq = sb.headSeq;
     this.allocPos = sb.headDataPos;
+    this.#durable = { seq: sb.headSeq, pos: sb.headDataPos };
   }
 
   /**
@@ -445,7 +448,22 @@ export class JournalVolume {
     }
     const newOut = upto + 1n;
     const newOutPos = last ? last.dataPos + BigInt(dataLength(last)) : this.outDataPos;
+    // The checkpoint is never behind journal-out (recovery reads from one to the other): the records purged are durable first.
+    if (newOut > this.#durable.seq) {
+      const end = { seq: this.writtenSeq, pos: this.writtenPos };
+      await this.sync();
+      this.noteDurable(end.seq, end.pos);
+    }
     await this.writeSuperblock({ outSeq: newOut, outDataPos: newOutPos }, true);
+  }
+
+  /**
+   * Records before `seq` (data before `pos`) are durable: an fdatasync that
+   * began after they were written has ended. The next superblock written,
+   * whatever it is written for, takes them as its checkpoint.
+   */
+  noteDurable(seq: bigint, pos: bigint): void {
+    if (seq > this.#durable.seq) this.#durable = { seq, pos };
   }
 
   /** fdatasync of the journal file. */
@@ -460,8 +478,10 @@ export class JournalVolume {
   async writeSuperblock(fields: Partial<Omit<Superblock, 'generation' | 'groupId'>>, durable: boolean): Promise<void> {
     // Serialized: each write derives from the one before (generation, flags, pointers).
     const run = this.#sbChain.then(async () => {
-      const next: Superblock = { ...this.#sb, ...fields, generation: this.#sb.generation + 1n };
-      // One sector, after every FLUSH: written from this thread like a small batch (SYNC_WRITE_BYTES).
+      const head = { headSeq: this.#durable.seq, headDataPos: this.#durable.pos };
+      const next: Superblock = { ...this.#sb, ...head, ...fields, generation: this.#sb.generation + 1n };
+      this.noteDurable(next.headSeq, next.headDataPos);
+      // One sector: written from this thread like a small batch (SYNC_WRITE_BYTES).
       writeFullySync(this.#h.fd, encodeSuperblock(next), Number(next.generation % 2n) * SUPERBLOCK_SLOT);
       if (durable) await this.#h.datasync();
       this.#sb = next;

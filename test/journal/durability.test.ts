@@ -1,5 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { JournalGroup } from '../../src/journal/journal-group.js';
+import { HEAD_EVERY_NS, JournalGroup } from '../../src/journal/journal-group.js';
 import { deferred } from '../../src/core/deferred.js';
 import { tempDir, makeGroup, KiB, MiB } from '../helpers.js';
 import { until } from '../link/helpers.js';
@@ -131,6 +132,69 @@ describe('journal as the durability point', () => {
       await until('the checkpoint by bytes', async () => (await group.status()).journal.appliedSeq === 3n);
       s = await group.status();
       expect(s.journal.pvolBehind).toEqual({ records: 0n, bytes: 0, unwrittenBytes: 0 });
+    } finally {
+      await group.close();
+    }
+  });
+
+  it('a flush rewrites the superblock\'s checkpoint at most every 10 ms; recovery finds every flushed record past it, and a purge never leaves it behind journal-out', async () => {
+    const g = await makeGroup(`${dir}/head`, { a: 1 * MiB }, { journalSize: 8 * MiB });
+    let mono = 1_000_000_000n;
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0, monoClock: () => mono });
+    const jpath = group.journal.path;
+    /** The journal file as a crash would leave it now (read before the close, written back after). */
+    const crashCopy = (): Buffer => readFileSync(jpath);
+    try {
+      await group.write(0, 0, Buffer.alloc(4 * KiB, 1));
+      await group.flush();
+      const first = group.journal.superblock;
+      expect(first.headSeq).toBe(2n);
+      for (let i = 1; i < 6; i++) {
+        await group.write(0, i * 4 * KiB, Buffer.alloc(4 * KiB, i + 1));
+        await group.flush();
+      }
+      // Five flushes within the interval: no superblock write.
+      expect(group.journal.superblock.generation).toBe(first.generation);
+      const copy = crashCopy();
+      mono += HEAD_EVERY_NS;
+      await group.write(0, 6 * 4 * KiB, Buffer.alloc(4 * KiB, 7));
+      await group.flush();
+      expect(group.journal.superblock.generation).toBe(first.generation + 1n);
+      expect(group.journal.superblock.headSeq).toBe(8n);
+      await group.close();
+      // A crash after the five: the checkpoint says seq 2, the scan past it takes the other five.
+      writeFileSync(jpath, copy);
+      const again = await JournalGroup.open(g, { checkpointIntervalMs: 0, monoClock: () => mono });
+      try {
+        const seqs: bigint[] = [];
+        for await (const r of again.records()) seqs.push(r.header.seq);
+        expect(seqs).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
+        // Flushes within the interval, then a purge past the checkpoint they left behind.
+        for (let i = 0; i < 4; i++) {
+          await again.write(0, i * 4 * KiB, Buffer.alloc(4 * KiB, 0x40 + i));
+          await again.flush();
+        }
+        const behind = again.journal.superblock.headSeq;
+        expect(behind).toBeLessThan(again.journal.writtenSeq);
+        await again.journal.purge(behind + 1n);
+        expect(again.journal.superblock.headSeq).toBeGreaterThanOrEqual(again.journal.outSeq);
+        const purged = crashCopy();
+        await again.close();
+        writeFileSync(jpath, purged);
+      } catch (e) {
+        await again.close();
+        throw e;
+      }
+      // Opened after a crash right after the purge: journal-out and the checkpoint agree, every record after the purge is there.
+      const third = await JournalGroup.open(g, { checkpointIntervalMs: 0, monoClock: () => mono });
+      try {
+        const seqs: bigint[] = [];
+        for await (const r of third.records()) seqs.push(r.header.seq);
+        expect(seqs[0]).toBe(third.journal.outSeq);
+        expect(seqs[seqs.length - 1]).toBe(third.journal.writtenSeq - 1n);
+      } finally {
+        await third.close();
+      }
     } finally {
       await group.close();
     }
