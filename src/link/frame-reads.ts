@@ -1,14 +1,16 @@
 import { FRAME_HEADER, MAX_PAYLOAD, MessageType, checkedFrame, decodeFrameHeader, type Frame, type FrameHeader } from './frame.js';
 
 /**
- * TAPE_DATA payloads this long or longer (up to MAX_PAYLOAD, 4 MiB) are read
- * into a MAX_PAYLOAD buffer that is given back and read into again: at
- * most twice the memory of a fresh one, for the waiting frames and those
- * an import holds.
+ * TAPE_DATA payloads this long or longer are read into a buffer of the next
+ * power of two (at most MAX_PAYLOAD, 4 MiB) that is given back and read into
+ * again: at most twice a payload's own memory.
  */
-const LEND_FROM = MAX_PAYLOAD / 2;
-/** Given-back payload buffers kept (MAX_PAYLOAD each). */
-const SPARES = 8;
+const LEND_FROM = 64 * 1024;
+/** Given-back buffers kept, in bytes (32 MiB: eight of the largest). */
+const SPARE_BYTES = 32 * 1024 * 1024;
+
+/** The size of the buffer a payload of `length` bytes is read into: the next power of two. */
+const sizeFor = (length: number): number => 2 ** Math.ceil(Math.log2(length));
 
 /** Where the frames go: `frame` returns false to stop reading until the socket is resumed. */
 export interface FrameSink {
@@ -22,29 +24,25 @@ export interface FrameSink {
  * only). Without it Node.js reads each TLS record (16 KiB) into fresh memory
  * and FrameReader copies those into each frame; here a header is read into
  * its 16 bytes and a payload into its own buffer, nothing copied, and a long
- * TAPE_DATA payload's buffer (4 MiB) is read into again once its reader
- * gives it back (`giveBack`). Each read asks for no more than the frame still lacks, so a
+ * TAPE_DATA payload's buffer is read into again once its reader gives it
+ * back (`giveBack`). Each read asks for no more than the frame still lacks, so a
  * read never spans two frames. Every frame is checked as FrameReader checks
  * it (header, CRC).
  */
 export class FrameReads {
-  readonly #lendFrom: number;
   readonly #header = Buffer.alloc(FRAME_HEADER);
   #head: FrameHeader | undefined;
   #payload: Buffer = Buffer.alloc(0);
   #filled = 0;
-  readonly #spare: Buffer[] = [];
+  /** Given-back buffers by size, and their bytes in all. */
+  readonly #spare = new Map<number, Buffer[]>();
+  #spareBytes = 0;
   /** The payload buffers handed on and not given back yet. */
   readonly #lent = new WeakSet<ArrayBufferLike>();
   #sink: FrameSink | undefined;
   /** Frames (and a failure) that came before the sink was attached. */
   readonly #early: Frame[] = [];
   #failure: unknown;
-
-  /** `lendFrom`: LEND_FROM unless a test asks for less. */
-  constructor(opts: { lendFrom?: number } = {}) {
-    this.#lendFrom = opts.lendFrom ?? LEND_FROM;
-  }
 
   /** The socket's `onread` option. */
   readonly onread = {
@@ -62,7 +60,12 @@ export class FrameReads {
   /** A payload its reader keeps nothing of any more: its memory is read into again. Anything else is ignored. */
   giveBack(payload: Buffer): void {
     if (payload.byteOffset !== 0 || !this.#lent.delete(payload.buffer)) return;
-    if (this.#spare.length < SPARES) this.#spare.push(Buffer.from(payload.buffer, 0, MAX_PAYLOAD));
+    const size = payload.buffer.byteLength;
+    if (this.#spareBytes + size > SPARE_BYTES) return;
+    const list = this.#spare.get(size) ?? [];
+    list.push(Buffer.from(payload.buffer, 0, size));
+    this.#spare.set(size, list);
+    this.#spareBytes += size;
   }
 
   #read(n: number): boolean {
@@ -98,8 +101,11 @@ export class FrameReads {
   }
 
   #take({ type, length }: FrameHeader): Buffer {
-    if (type !== MessageType.TapeData || length < this.#lendFrom) return Buffer.allocUnsafe(length);
-    const b = this.#spare.pop() ?? Buffer.allocUnsafeSlow(MAX_PAYLOAD);
+    if (type !== MessageType.TapeData || length < LEND_FROM) return Buffer.allocUnsafe(length);
+    const size = Math.min(sizeFor(length), MAX_PAYLOAD);
+    const spare = this.#spare.get(size)?.pop();
+    if (spare) this.#spareBytes -= size;
+    const b = spare ?? Buffer.allocUnsafeSlow(size);
     this.#lent.add(b.buffer);
     return b.subarray(0, length);
   }

@@ -36,7 +36,7 @@ describe('link frames read into their own memory (FrameReads)', () => {
     fc.assert(fc.property(
       fc.array(fc.record({
         type: fc.oneof(fc.constant(MessageType.TapeData as number), fc.constantFrom(...TYPES)),
-        // Small payloads, and long ones: a TAPE_DATA one is lent (from 64 KiB here, half of MAX_PAYLOAD as built).
+        // Small payloads, and long ones: a TAPE_DATA one of 64 KiB or more is lent.
         length: fc.oneof(fc.nat({ max: 3000 }), fc.integer({ min: BIG, max: BIG + 5000 })),
         seed: fc.nat(255),
         giveBack: fc.boolean(),
@@ -45,7 +45,7 @@ describe('link frames read into their own memory (FrameReads)', () => {
       (list, sizes) => {
         const payloads = list.map((f) => Buffer.alloc(f.length, f.seed));
         const bytes = Buffer.concat(list.map((f, i) => encodeFrame(f.type as MessageType, payloads[i])));
-        const reads = new FrameReads({ lendFrom: BIG });
+        const reads = new FrameReads();
         const got: Frame[] = [];
         reads.attach({
           frame: (f) => {
@@ -92,6 +92,16 @@ describe('link frames read into their own memory (FrameReads)', () => {
     expect(got[4]?.payload.buffer === first.buffer).toBe(false);
     expect(got[3]?.payload.every((b) => b === 4)).toBe(true);
     expect(got[1]?.payload.every((b) => b === 2)).toBe(true);
+    // A buffer is read into again by a payload of its size class (the next power of two): 1 MiB for 600 KiB, not for 3 MiB.
+    feed(reads, encodeFrame(MessageType.TapeData, Buffer.alloc(1024 * 1024, 8)), []);
+    const mib = got[5]?.payload as Buffer;
+    reads.giveBack(mib);
+    feed(reads, encodeFrame(MessageType.TapeData, Buffer.alloc(3 * 1024 * 1024, 9)), []);
+    feed(reads, encodeFrame(MessageType.TapeData, Buffer.alloc(600 * 1024, 10)), []);
+    expect(got[6]?.payload.buffer === mib.buffer).toBe(false);
+    expect(got[7]?.payload.buffer === mib.buffer).toBe(true);
+    expect(got[6]?.payload.every((b) => b === 9) && got[7]?.payload.every((b) => b === 10)).toBe(true);
+    got.splice(5);
     // Only TAPE_DATA is lent: a long frame of another type has memory of its own, never read into again.
     feed(reads, encodeFrame(MessageType.Status, Buffer.alloc(MAX_PAYLOAD, 6)), []);
     const status = got[5]?.payload as Buffer;
