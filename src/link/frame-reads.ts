@@ -25,9 +25,9 @@ export interface FrameSink {
  * and FrameReader copies those into each frame; here a header is read into
  * its 16 bytes and a payload into its own buffer, nothing copied, and a long
  * TAPE_DATA payload's buffer is read into again once its reader gives it
- * back (`giveBack`). Each read asks for no more than the frame still lacks, so a
- * read never spans two frames. Every frame is checked as FrameReader checks
- * it (header, CRC).
+ * back (`giveBack`). Each read asks for no more than the frame still lacks,
+ * so a read never spans two frames. Every frame is checked as FrameReader
+ * checks it (header, CRC).
  */
 export class FrameReads {
   readonly #header = Buffer.alloc(FRAME_HEADER);
