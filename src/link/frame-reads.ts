@@ -1,3 +1,4 @@
+import { BufferLender } from '../core/buffer-lender.js';
 import { FRAME_HEADER, MAX_PAYLOAD, MessageType, checkedFrame, decodeFrameHeader, type Frame, type FrameHeader } from './frame.js';
 
 /**
@@ -34,11 +35,7 @@ export class FrameReads {
   #head: FrameHeader | undefined;
   #payload: Buffer = Buffer.alloc(0);
   #filled = 0;
-  /** Given-back buffers by size, and their bytes in all. */
-  readonly #spare = new Map<number, Buffer[]>();
-  #spareBytes = 0;
-  /** The payload buffers handed on and not given back yet. */
-  readonly #lent = new WeakSet<ArrayBufferLike>();
+  readonly #buffers = new BufferLender(SPARE_BYTES);
   #sink: FrameSink | undefined;
   /** Frames (and a failure) that came before the sink was attached. */
   readonly #early: Frame[] = [];
@@ -59,13 +56,7 @@ export class FrameReads {
 
   /** A payload its reader keeps nothing of any more: its memory is read into again. Anything else is ignored. */
   giveBack(payload: Buffer): void {
-    if (payload.byteOffset !== 0 || !this.#lent.delete(payload.buffer)) return;
-    const size = payload.buffer.byteLength;
-    if (this.#spareBytes + size > SPARE_BYTES) return;
-    const list = this.#spare.get(size) ?? [];
-    list.push(Buffer.from(payload.buffer, 0, size));
-    this.#spare.set(size, list);
-    this.#spareBytes += size;
+    this.#buffers.giveBack(payload);
   }
 
   #read(n: number): boolean {
@@ -102,12 +93,7 @@ export class FrameReads {
 
   #take({ type, length }: FrameHeader): Buffer {
     if (type !== MessageType.TapeData || length < LEND_FROM) return Buffer.allocUnsafe(length);
-    const size = Math.min(sizeFor(length), MAX_PAYLOAD);
-    const spare = this.#spare.get(size)?.pop();
-    if (spare) this.#spareBytes -= size;
-    const b = spare ?? Buffer.allocUnsafeSlow(size);
-    this.#lent.add(b.buffer);
-    return b.subarray(0, length);
+    return this.#buffers.lend(Math.min(sizeFor(length), MAX_PAYLOAD)).subarray(0, length);
   }
 
   #fail(e: unknown): false {

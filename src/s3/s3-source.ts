@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { TapeSource } from '../tape/tape-source.js';
 import { TAPE_NAME, isTapeNamed } from '../tape/tape-name.js';
+import { BufferLender } from '../core/buffer-lender.js';
 import { JshipError } from '../core/errors.js';
 import { DirectBody } from './direct-get.js';
 import { isPreconditionFailed, s3Error, store, type S3Settings, type Store } from './s3-store.js';
@@ -31,10 +32,8 @@ export class S3Source implements TapeSource {
    */
   #etag: string | undefined;
   #size: number | undefined;
-  /** Range buffers handed back by the reader (giveBack), used again for later ranges. */
-  readonly #spare: Buffer[] = [];
-  /** The full-size range buffers yielded and not handed back: only these are taken back. */
-  readonly #lent = new WeakSet<Buffer>();
+  /** Full-size range buffers, handed back by the reader (giveBack) and used again for later ranges. */
+  readonly #buffers = new BufferLender(SPARES * WINDOW);
 
   constructor(private readonly st: Store, readonly bucket: string, readonly key: string, listed?: { size: number; etag: string | undefined }) {
     this.where = s3UrlOf(bucket, key);
@@ -65,9 +64,7 @@ export class S3Source implements TapeSource {
    * to its host (docs/BENCHMARKS.md, session 18).
    */
   giveBack(chunk: Buffer): void {
-    if (!this.#lent.has(chunk)) return;
-    this.#lent.delete(chunk);
-    if (this.#spare.length < SPARES) this.#spare.push(chunk);
+    this.#buffers.giveBack(chunk);
   }
 
   async *chunks(start = 0, end?: number): AsyncIterable<Buffer> {
@@ -101,8 +98,7 @@ export class S3Source implements TapeSource {
    * handed on: read on, they would have been taken for the tape's.
    */
   async #fetch(a: number, b: number): Promise<Buffer> {
-    const full = b - a + 1 === WINDOW;
-    const buf = (full ? this.#spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(b - a + 1);
+    const buf = b - a + 1 === WINDOW ? this.#buffers.lend(WINDOW) : Buffer.allocUnsafeSlow(b - a + 1);
     let pos = a;
     for (let attempt = 0; ; attempt++) {
       let body: Readable;
@@ -141,10 +137,7 @@ export class S3Source implements TapeSource {
       body.destroy();
       // The body ended (or was cut off above): it must have held exactly the bytes asked for.
       if (broke === undefined) {
-        if (!tooLong && pos === b + 1) {
-          if (full) this.#lent.add(buf);
-          return buf;
-        }
+        if (!tooLong && pos === b + 1) return buf;
         throw new JshipError('S3_ERROR', `${this.where}: asked for bytes ${a}-${b}, the store sent ${tooLong ? `more than ${b - a + 1}` : pos - a} bytes`, {
           hint: 'the store does not honour ranged reads (Range) as S3 does; copy the object to a disk and import the file',
         });
