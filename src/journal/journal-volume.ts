@@ -448,12 +448,8 @@ export class JournalVolume {
     }
     const newOut = upto + 1n;
     const newOutPos = last ? last.dataPos + BigInt(dataLength(last)) : this.outDataPos;
-    // The checkpoint is never behind journal-out (recovery reads from one to the other): the records purged are durable first.
-    if (newOut > this.#durable.seq) {
-      const end = { seq: this.writtenSeq, pos: this.writtenPos };
-      await this.sync();
-      this.noteDurable(end.seq, end.pos);
-    }
+    // The checkpoint is never behind journal-out (recovery reads from one to the other): the group purges after a checkpoint's flush.
+    if (newOut > this.#durable.seq) throw new Error(`purge past the durable end (${upto} >= ${this.#durable.seq})`);
     await this.writeSuperblock({ outSeq: newOut, outDataPos: newOutPos }, true);
   }
 
