@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, rmSync, truncateSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -135,4 +135,21 @@ export async function jshipProc(...args: string[]): Promise<{ ready: any; events
 export async function nextMillisecond(): Promise<void> {
   const now = Date.now();
   while (Date.now() <= now) await new Promise((r) => setImmediate(r));
+}
+
+/**
+ * A tape file's hash as the standard tool docs/FORMAT.md names for its
+ * format computes it: `b3sum` from format 5, `sha256sum` before (both
+ * print `HEX  NAME`). Bytes are written to a file of their own first.
+ */
+export function toolHash(file: string | Buffer, version = 5): string {
+  let path = file;
+  if (typeof path !== 'string') {
+    path = join(tempDir(), 'bytes');
+    writeFileSync(path, file);
+  }
+  const tool = version >= 5 ? 'b3sum' : 'sha256sum';
+  const r = spawnSync(tool, [path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${tool} failed (the tests need it: .ci/run installs it): ${r.stderr ?? String(r.error)}`);
+  return r.stdout.split(' ')[0] as string;
 }

@@ -101,7 +101,7 @@ function manifestLines(c: ManifestCheck & { file: string; foreign: boolean }): s
   return [
     ...(c.foreign ? [`MANIFEST ${c.file} is of another group than this replica`] : []),
     ...(c.missing.length ? [`MANIFEST ${c.file}: tape${c.missing.length > 1 ? 's' : ''} ${list(c.missing)} listed but not given: not on the medium, or not named on the command line`] : []),
-    ...(c.differs.length ? [`MANIFEST ${c.file}: tape${c.differs.length > 1 ? 's' : ''} ${list(c.differs)} arrived, but not as written (another SHA-256, damaged, or refused): get ${c.differs.length > 1 ? 'them' : 'it'} again from the primary's copies`] : []),
+    ...(c.differs.length ? [`MANIFEST ${c.file}: tape${c.differs.length > 1 ? 's' : ''} ${list(c.differs)} arrived, but not as written (another hash, damaged, or refused): get ${c.differs.length > 1 ? 'them' : 'it'} again from the primary's copies`] : []),
   ];
 }
 

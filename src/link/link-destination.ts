@@ -5,7 +5,7 @@ import { message } from './messages.js';
 
 /**
  * Tapes written into a link connection: TAPE_BEGIN, the tape's bytes in
- * TAPE_DATA frames, TAPE_END with its size and SHA-256. Nothing is durable
+ * TAPE_DATA frames, TAPE_END with its size and hash. Nothing is durable
  * here: the tape counts once the secondary confirms it.
  */
 export class LinkDestination implements TapeDestination {

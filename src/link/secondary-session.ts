@@ -224,7 +224,7 @@ async function createReplica(dir: string, hello: PrimaryHello, name: string): Pr
 
 /**
  * Receives one tape and imports it as it arrives (copied, hashed and
- * verified in one pass); the size and SHA-256 of TAPE_END must match what
+ * verified in one pass); the size and hash of TAPE_END must match what
  * arrived. `arrived` is called once all of it has (before it is stored).
  */
 async function receiveTape(ch: Channel, replica: Replica, serial: number, o: SecondaryOptions, timeoutMs: number, base: { id: bigint; bytes: number }, arrived?: () => Promise<void>): Promise<{ serial: number; sha256: string; bytes: number; records: number; lastSeq: string | null }> {

@@ -62,7 +62,7 @@ export function admitLabel(source: string, label: TapeLabel, key: number, me: Re
   // The chain: the label must name the tape before it that the replica holds (a damaged copy's hash proves nothing).
   const prev = held.prev;
   if (prev && prev.status === 'complete' && label.prevTapeSha256 !== prev.sha256) {
-    return new JshipError('TAPE_CHAIN_BROKEN', `${source}: its label names a previous tape with SHA-256 ${label.prevTapeSha256 ?? 'none'}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial - 1} (${prev.file}) has ${prev.sha256}`, {
+    return new JshipError('TAPE_CHAIN_BROKEN', `${source}: its label names a previous tape with hash ${label.prevTapeSha256 ?? 'none'}, but the replica's ${label.link ? 'link tape' : 'tape'} ${label.serial - 1} (${prev.file}) has ${prev.sha256}`, {
       hint: `this tape is not of this chain (forged, or from a copied group directory), or the replica's tape ${label.serial - 1} is a copy that differs from the one exported: verify both against the primary's copies; a good copy of tape ${label.serial - 1} given together with this one replaces the held one. Nothing was changed`,
     });
   }
@@ -91,16 +91,16 @@ function plaintextRefusal(label: TapeLabel, key: number, encryptedSince: number,
 export interface ReadFacts {
   /** Why reading stopped early (damaged, truncated, undecryptable), or undefined: verified to its trailer. */
   damage: JshipError | undefined;
-  /** The SHA-256 of the bytes read (the whole tape when undamaged). */
+  /** The hash (tape/tape-hash.ts) of the bytes read (the whole tape when undamaged). */
   sha256: string;
   /** The verified segments kept (of a damaged tape: those every hash it carries vouches for) and their records. */
   segments: number;
   records: number;
   /** The kept records conflict with the epochs the replica follows (divergedRecords), or null. */
   diverged: JshipError | null;
-  /** SHA-256s that the labels of the tapes imported with this one name for it (as their previous tape). */
+  /** Hashes that the labels of the tapes imported with this one name for it (as their previous tape). */
   namedBy: ReadonlySet<string>;
-  /** The SHA-256 its sender computed (the direct link), when there is one. */
+  /** The hash its sender computed (the direct link), when there is one. */
   expected: string | undefined;
 }
 
@@ -141,7 +141,7 @@ export function decideImport(source: string, what: string, label: TapeLabel, rea
   if (next && next.prevSha256 !== read.sha256) {
     return {
       outcome: 'refused',
-      error: new JshipError('TAPE_CHAIN_BROKEN', `${source} has SHA-256 ${read.sha256}, but the replica's ${chain} ${label.serial + 1} (${next.file}) names a previous tape with ${next.prevSha256 ?? 'none'}`, {
+      error: new JshipError('TAPE_CHAIN_BROKEN', `${source} has hash ${read.sha256}, but the replica's ${chain} ${label.serial + 1} (${next.file}) names a previous tape with ${next.prevSha256 ?? 'none'}`, {
         hint: `this copy is not the tape that came before ${label.serial + 1} (forged, from a copied group directory, or altered), or the held tape ${label.serial + 1} is not of this chain: verify both against the primary's copies. Nothing was changed`,
       }),
     };
@@ -164,7 +164,7 @@ export function decideImport(source: string, what: string, label: TapeLabel, rea
   if (read.expected !== undefined && read.expected !== read.sha256) {
     return {
       outcome: 'refused',
-      error: new JshipError('TAPE_DAMAGED', `${source} arrived with SHA-256 ${read.sha256.slice(0, 12)}…, its sender computed ${read.expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }),
+      error: new JshipError('TAPE_DAMAGED', `${source} arrived with hash ${read.sha256.slice(0, 12)}…, its sender computed ${read.expected.slice(0, 12)}…`, { hint: 'it was damaged on its way and not stored; it is sent again' }),
     };
   }
   return same ? { outcome: 'replaced', supersedes } : { outcome: 'imported' };

@@ -1,5 +1,5 @@
 import { constants, promises as fsp } from 'node:fs';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JshipError, isJshipError, rethrowAt, type ErrorCode } from '../core/errors.js';
@@ -12,7 +12,8 @@ import { labelGeneration, type TapeLabel, type TapeTrailer } from '../tape/label
 import { storedTapeName, tapeName } from '../tape/tape-name.js';
 import { compareLineages, epochEnd, lineageText, onLineage } from '../core/epoch.js';
 import { readTape } from '../tape/tape-reader.js';
-import { expandTapeSources, findTrailer, labelOf, readLabel, sha256File } from '../tape/tape-file.js';
+import { expandTapeSources, findTrailer, labelOf, readLabel, tapeHashFile } from '../tape/tape-file.js';
+import { newHasher, tapeHashOf } from '../tape/tape-hash.js';
 import { asSource, fileSource, type TapeSource } from '../tape/tape-source.js';
 import { repairTape, type RepairReport } from '../tape/repair.js';
 import type { StoreSettings } from '../tape/stores.js';
@@ -45,7 +46,7 @@ export interface TapeImport {
   updates: { firstSeq: bigint; lastSeq: bigint } | null;
   /** For damaged tapes: what could not be kept. */
   lost: { segments: number; firstSeq: bigint | null; lastSeq: bigint | null; records: number | null } | null;
-  /** The tape's SHA-256 (over its frames, as its writer computed it), when it was read whole or is held already. */
+  /** The tape's hash (tape/tape-hash.ts: over its frames, as its writer computed it), when it was read whole or is held already. */
   sha256?: string;
   /** Frames (their first entries) that were damaged or missing and were rebuilt from the tape's parity. */
   repaired?: string[];
@@ -69,7 +70,7 @@ export interface ImportOptions {
   onProgress?: (done: number, total: number) => void;
   /** Take a plaintext tape into a chain whose tapes before it are encrypted (the primary was told --allow-plaintext). */
   allowPlaintext?: boolean;
-  /** The whole tape's SHA-256 as its sender computed it (asked once the tape is read): another one refuses the tape. */
+  /** The whole tape's hash as its sender computed it (asked once the tape is read): another one refuses the tape. */
   expectSha256?: () => string | undefined;
   /** Each base segment as it is read (before the tape is stored): its base and the volume bytes its records cover. */
   onBaseSegment?: (baseId: bigint, bytes: number) => void;
@@ -257,7 +258,7 @@ function refused(source: string, serial: number | null, e: JshipError): TapeImpo
   return { source, serial, outcome: 'refused', message: e.message, code: e.code, records: 0, updates: null, lost: null };
 }
 
-/** What the labels of one import's tapes say of the tapes before them: catalogue key → SHA-256s named. */
+/** What the labels of one import's tapes say of the tapes before them: catalogue key → hashes named. */
 type ChainHints = Map<number, Set<string>>;
 
 function chainHints(labels: Iterable<TapeLabel>): ChainHints {
@@ -385,7 +386,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, DATA_FILE_MODE);
   // The copy is written back while the tape is verified: the sync that ends it has only the last of it left.
   const syncs = new BackgroundSync(h);
-  const hash = createHash('sha256');
+  const hash = newHasher(tapeHashOf(label.version));
   let pos = 0;
   let closed = false;
   /** Stores the verified copy: the file into place, what the label says into replica.json, the rows into the catalogue. */
@@ -420,13 +421,13 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       progress(pos);
     });
     const { damage } = scanned;
-    let sha256 = hash.digest('hex');
+    let sha256 = hash.digest();
     if (!damage && scanned.end !== undefined && scanned.end < pos) {
       // The same tape is the same tape: padding after its trailer (a drive's last block, zeros) is not
       // kept, so the stored copy and its hash are the tape as written, whatever medium carried it.
       await h.truncate(scanned.end);
       pos = scanned.end;
-      sha256 = await sha256File(tmp);
+      sha256 = await tapeHashFile(tmp, label.version);
     }
     if (damage && !opts.noRepair && !unreadable(damage, scanned.segments.length)) {
       // A tape with parity is rebuilt, byte for byte, when its damage is within the parity; then imported as it was written.
@@ -490,7 +491,7 @@ async function importOne(replica: Replica, src: TapeSource, label: TapeLabel, op
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         // Left by an import that was killed before it catalogued the tape: keep it if it is this very tape.
-        if ((await sha256File(finalPath)) !== sha256) {
+        if ((await tapeHashFile(finalPath, label.version)) !== sha256) {
           return refused(source, label.serial, new JshipError('TAPE_CONFLICT', `${finalPath} exists and is not this tape`, { hint: 'move the stray file away, then import again' }));
         }
       }
@@ -587,7 +588,7 @@ async function repairCopy(replica: Replica, src: TapeSource, stage: string): Pro
 /**
  * The segments of a damaged tape that every hash it carries vouches for:
  * those before the damage, and, when its trailer was found, only as many as
- * match the trailer's list (name and SHA-256) in order. Markers go with
+ * match the trailer's list (name and hash) in order. Markers go with
  * their segments.
  */
 export function keepListed(scan: ScannedTape, label: TapeLabel, found: TapeTrailer | undefined): { segments: SegmentRow[]; markers: MarkerRow[]; cut: string | null; own: TapeTrailer | undefined } {
@@ -625,12 +626,12 @@ async function invalidateDiverged(replica: Replica, old: TapeRow, segments: Segm
 /**
  * Whether a source holds the tape the replica has. A local file is hashed;
  * a remote object is not downloaded for that: the same size and the same
- * label (group, serial, media set id, previous tape's SHA-256, creation
+ * label (group, serial, media set id, previous tape's hash, creation
  * time, host) identify it, so importing a whole prefix again reads only
  * the first MiB of each tape already held.
  */
 async function sameTape(replica: Replica, existing: TapeRow, src: TapeSource, label: TapeLabel): Promise<boolean> {
-  if (!src.remote) return (await sha256File(src)) === existing.sha256;
+  if (!src.remote) return (await tapeHashFile(src, label.version)) === existing.sha256;
   const held = await readLabel(replica.tapePath(existing.file)).catch(() => undefined);
   return held !== undefined && JSON.stringify(held) === JSON.stringify(label);
 }

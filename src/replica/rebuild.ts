@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { TapeLabel } from '../tape/label.js';
 import type { KeyRing } from '../tape/crypto.js';
-import { findTrailer, readLabel, sha256File } from '../tape/tape-file.js';
+import { findTrailer, readLabel, tapeHashFile } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
 import { catalogKey, keepListed, noteDigests, noteLabel, scanTape, tapeRow } from './import.js';
@@ -52,7 +52,7 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
         const trailer = scan.damage ? await findTrailer(path).catch(() => undefined) : undefined;
         const kept = keepListed(scan, label, trailer);
         const { size } = await fsp.stat(path);
-        cat.putTape(tapeRow(label, file, await sha256File(path), size, status, scan.damage?.message ?? null, kept.segments, scan.trailer), kept.segments, kept.markers, file);
+        cat.putTape(tapeRow(label, file, await tapeHashFile(path, label.version), size, status, scan.damage?.message ?? null, kept.segments, scan.trailer), kept.segments, kept.markers, file);
         noteLabel(cat, label);
         if (status === 'complete') noteDigests(cat, scan.trailer);
         labels.push(label);

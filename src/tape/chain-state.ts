@@ -10,7 +10,7 @@ export interface ChainState {
   format: 1;
   /** Serial of the next tape. */
   nextSerial: number;
-  /** SHA-256 of the last tape of the chain. */
+  /** The hash of the last tape of the chain (tape-hash.ts). */
   lastTapeSha256: string | null;
   /** Highest sequence number written to a committed tape (the chain's position; export continues after it). */
   exportedSeq: string;

@@ -25,7 +25,7 @@ export interface TapeOutput {
    * Makes the tape durable and visible under `name` (files: fsync, rename,
    * fsync of the directory). Returns where it is. `beforeRename` runs after
    * the fsync and before the rename (to record the intent). `tape`: the
-   * whole tape's SHA-256 and size, as the writer computed them.
+   * whole tape's hash (tape/tape-hash.ts) and size, as the writer computed them.
    */
   commit(name: string, beforeRename?: (finalPath: string) => Promise<void>, tape?: { sha256: string; bytes: number }): Promise<string>;
   /** Removes what was written. */
@@ -354,7 +354,7 @@ async function openFileOutput(tmp: string, finalPath: (name: string) => string, 
  * `iflag=nocache count=0`: posix_fadvise DONTNEED over the whole file, which
  * Node has no call for), so the bytes come from the disk, not from memory;
  * then every frame, hash and checksum is checked and the whole tape's
- * SHA-256 compared with the writer's.
+ * hash compared with the writer's.
  */
 async function verifyReadBack(path: string, tape: { sha256: string; bytes: number } | undefined): Promise<void> {
   const dd = spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], { encoding: 'utf8' });
@@ -366,7 +366,7 @@ async function verifyReadBack(path: string, tape: { sha256: string; bytes: numbe
   const [v] = await verifyTapes([path]);
   const problem = !v ? 'nothing was read'
     : !v.ok ? (v.error?.message ?? 'it does not verify')
-      : tape && (v.sha256 !== tape.sha256 || v.bytes !== tape.bytes) ? `read back it has SHA-256 ${v.sha256?.slice(0, 12)}… over ${v.bytes} bytes; written it had ${tape.sha256.slice(0, 12)}… over ${tape.bytes}` : null;
+      : tape && (v.sha256 !== tape.sha256 || v.bytes !== tape.bytes) ? `read back it has hash ${v.sha256?.slice(0, 12)}… over ${v.bytes} bytes; written it had ${tape.sha256.slice(0, 12)}… over ${tape.bytes}` : null;
   if (problem) {
     throw new JshipError('TAPE_VERIFY_FAILED', `the tape written to ${path} did not read back as written: ${problem}; it was removed, and is not counted: nothing it held was purged`, {
       hint: 'the medium (or the path to it) does not keep what is written: check it (dmesg, SMART, the cable), or use another one, then run the same export again',

@@ -8,7 +8,7 @@ import { formatSize } from '../core/sizes.js';
 import { trailerEffects, type TapeTrailer } from './label.js';
 import { SegmentKind } from './segment.js';
 import { FramePool } from './frame-pool.js';
-import { expandTapeSources, sha256File } from './tape-file.js';
+import { expandTapeSources, tapeHashFile } from './tape-file.js';
 import { isStoreUrl, type StoreSettings } from './stores.js';
 import { readChainState, writeChainState, type ChainState } from './chain-state.js';
 
@@ -391,7 +391,7 @@ function advance(state: ChainState, serial: number, sha256: string, updates: { f
 async function reconcile(dir: string, state: ChainState, s3?: StoreSettings): Promise<ChainState> {
   const c = state.committing;
   if (!c) return state;
-  const sha = await (async () => sha256File(isStoreUrl(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
+  const sha = await (async () => tapeHashFile(isStoreUrl(c.path) ? (await expandTapeSources([c.path], s3))[0] ?? c.path : c.path))().catch(() => undefined);
   const next = sha === c.sha256
     ? advance(state, c.serial, c.sha256, c.firstSeq !== null && c.lastSeq !== null ? { firstSeq: c.firstSeq, lastSeq: c.lastSeq, ...(c.lastTs !== undefined ? { lastTs: c.lastTs } : {}) } : null, c.keepUntilAck)
     : { ...state, committing: null };

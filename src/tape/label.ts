@@ -11,16 +11,17 @@ export interface TapeLabel {
    * The tape format's version: 2, segments bound to their tape; 3, the same
    * with encrypted segments compressed before they are encrypted (written
    * for encrypted tapes only); 4, segment hashes XXH3-128 instead of
-   * SHA-256 (every tape written now). Readers read all three.
+   * SHA-256; 5, the tape's own hash BLAKE3 instead of SHA-256 (every tape
+   * written now: tape-hash.ts). Readers read all four.
    */
-  version: 2 | 3 | 4;
+  version: 2 | 3 | 4 | 5;
   groupId: string;
   volumes: Array<{ name: string; size: number }>;
   /** Position in the group's chain of tapes, from 1. */
   serial: number;
   /** The tapes written by one export (split by --media-size) share a media set id. */
   mediaSet: { id: string; index: number };
-  /** SHA-256 of the whole file of the chain's previous tape (serial - 1); null for serial 1. */
+  /** The hash of the whole file of the chain's previous tape (serial - 1), by that tape's version (tape-hash.ts); null for serial 1. */
   prevTapeSha256: string | null;
   createdAt: string;
   host: string;
@@ -95,8 +96,8 @@ export interface TapeTrailer {
 }
 
 export const LABEL_NAME = 'jship-label.json';
-/** The format version written now (readers take 2 to 4). */
-export const TAPE_VERSION = 4;
+/** The format version written now (readers take 2 to 5). */
+export const TAPE_VERSION = 5;
 export const TRAILER_NAME = 'jship-trailer.json';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -141,8 +142,8 @@ const text = (x: unknown): boolean => typeof x === 'string' && x.length <= LABEL
 export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   const v = parse(bytes, where);
   if (v.format !== 'jship-tape') fail(where, 'format', 'is not "jship-tape"');
-  if (v.version !== 2 && v.version !== 3 && v.version !== 4) {
-    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads versions 2 to 4)`, {
+  if (v.version !== 2 && v.version !== 3 && v.version !== 4 && v.version !== 5) {
+    throw new JshipError('TAPE_BAD_LABEL', `${where}: tape format version ${String(v.version)} is not supported (this jship reads versions 2 to 5)`, {
       hint: typeof v.version === 'number' && v.version < 2 ? 'the tape was written by an earlier jship, whose segments are not bound to their tape: export it again with this release' : 'the tape was written by a newer jship: read it with that release',
     });
   }
@@ -162,7 +163,7 @@ export function decodeLabel(bytes: Buffer, where: string): TapeLabel {
   if (!Number.isSafeInteger(v.serial) || (v.serial as number) < 1 || (v.serial as number) > LABEL_LIMITS.serial) fail(where, 'serial', 'is not a positive integer below 2^31');
   const ms = v.mediaSet as Record<string, unknown> | undefined;
   if (typeof ms?.id !== 'string' || !UUID.test(ms.id) || !Number.isSafeInteger(ms.index) || (ms.index as number) < 0 || (ms.index as number) > LABEL_LIMITS.mediaIndex) fail(where, 'mediaSet', 'is malformed');
-  if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a SHA-256');
+  if (v.prevTapeSha256 !== null && (typeof v.prevTapeSha256 !== 'string' || !HEX64.test(v.prevTapeSha256))) fail(where, 'prevTapeSha256', 'is not a tape hash (64 hex digits)');
   if (v.epochs !== undefined) {
     checkLineage(v.epochs, (why) => fail(where, 'epochs', why));
     if ((v.epochs as Lineage).length === 0) fail(where, 'epochs', 'is empty (generation 1 leaves it out)');

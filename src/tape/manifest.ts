@@ -2,7 +2,7 @@ import { JshipError } from '../core/errors.js';
 
 /**
  * The carry manifest, `jship-manifest.json` beside the tapes on a medium:
- * which tapes the medium should hold (serial, file name, size, SHA-256,
+ * which tapes the medium should hold (serial, file name, size, hash,
  * what they hold), rewritten by every export to that directory. The site
  * that receives the medium compares what arrived with it (`import
  * --manifest`): a tape missing or different is named before anyone relies

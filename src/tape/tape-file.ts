@@ -1,5 +1,5 @@
 import { createReadStream, promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { newHasher, tapeHashOf } from './tape-hash.js';
 import { join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
@@ -102,10 +102,15 @@ export async function labelOf(first: Buffer, where: string): Promise<TapeLabel> 
   throw new JshipError('TAPE_BAD_LABEL', `${where}: no jship label in its first ${first.length} bytes`, { hint: 'this is not a jship tape, or its beginning is damaged' });
 }
 
-export async function sha256File(source: string | TapeSource): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of asSource(source).chunks()) h.update(c);
-  return h.digest('hex');
+/**
+ * The hash of a whole tape file (tape/tape-hash.ts): the algorithm of
+ * format `version`, or of the version its own label names.
+ */
+export async function tapeHashFile(source: string | TapeSource, version?: number): Promise<string> {
+  const src = asSource(source);
+  const h = newHasher(tapeHashOf(version ?? (await readLabel(src)).version));
+  for await (const c of src.chunks()) h.update(c);
+  return h.digest();
 }
 
 /**

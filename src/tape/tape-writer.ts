@@ -14,7 +14,8 @@ import {
 import { tapeName } from './tape-name.js';
 import { SEGMENT_HEADER_SIZE, SegmentKind, encodeSegmentHeader, segmentAad, segmentName } from './segment.js';
 import type { FrameContent, FramePool } from './frame-pool.js';
-import type { StreamSha256 } from './sha256-thread.js';
+import type { StreamHash } from './hash-thread.js';
+import { tapeHashOf } from './tape-hash.js';
 import type { PointDigest } from '../core/volume-digest.js';
 import { encodeParity } from '../core/reed-solomon.js';
 import { groupFits, parityFrame, parityJsonName, parityShards, type GroupFrame, type ParityFrameRef } from './parity.js';
@@ -49,7 +50,7 @@ export interface MediaSetOptions {
   volumes: Array<{ name: string; size: number }>;
   /** Serial of the first tape; the next ones follow. */
   firstSerial: number;
-  /** SHA-256 of the chain's previous tape, or null for the first tape of a chain. */
+  /** The hash of the chain's previous tape (tape/tape-hash.ts), or null for the first tape of a chain. */
   prevSha256: string | null;
   destination: TapeDestination;
   pool: FramePool;
@@ -116,8 +117,8 @@ interface OpenTape {
   index: number;
   label: TapeLabel;
   out: TapeOutput;
-  /** Its SHA-256, computed on the pool's SHA-256 thread as its bytes are written. */
-  hash: StreamSha256;
+  /** Its hash (BLAKE3, format 5), computed on the pool's hash thread as its bytes are written. */
+  hash: StreamHash;
   bytes: number;
   /** Data bytes of the records in its segments. */
   recordBytes: number;
@@ -393,7 +394,7 @@ export class MediaSetWriter {
     };
     const { buf: frame, release } = await this.#o.pool.frame(LABEL_NAME, [encodeJson(label)], { mtime: this.#env.now() });
     const tape: OpenTape = {
-      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? []), label.groupId), hash: this.#o.pool.sha256(), bytes: 0, recordBytes: 0, segments: [],
+      serial, index: label.mediaSet.index, label, out: await this.#o.destination.open(serial, firstSeq, generationOf(this.#o.epochs ?? []), label.groupId), hash: this.#o.pool.tapeHash(tapeHashOf(label.version)), bytes: 0, recordBytes: 0, segments: [],
       group: { frames: [], bytes: 0, longest: 0 }, parityRefs: [], writes: [], last: Promise.resolve(),
     };
     this.#tape = tape;

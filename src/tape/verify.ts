@@ -1,4 +1,4 @@
-import { TapeHash } from './tape-hash.js';
+import { TAPE_HASH_TITLE, TapeHash, tapeHashOf } from './tape-hash.js';
 import { isJshipError, type ErrorCode } from '../core/errors.js';
 import type { KeyRing } from './crypto.js';
 import { labelGeneration, type TapeLabel, type TapeTrailer } from './label.js';
@@ -13,6 +13,7 @@ export interface TapeVerification {
   ok: boolean;
   label: TapeLabel | null;
   trailer: TapeTrailer | null;
+  /** The tape's hash: SHA-256, or BLAKE3 from format 5 (tape/tape-hash.ts; the key kept its name). */
   sha256: string | null;
   bytes: number;
   segments: number;
@@ -68,7 +69,7 @@ function checkChain(tapes: TapeVerification[]): void {
       cur.chain.push(`tapes ${pl.serial + 1}..${cl.serial - 1} of the chain are missing between ${prev.path} and ${cur.path}`);
       continue;
     }
-    if (cl.prevTapeSha256 !== prev.sha256) cur.chain.push(`its label names a previous tape with SHA-256 ${cl.prevTapeSha256 ?? 'none'}, but tape ${pl.serial} (${prev.path}) has ${prev.sha256}`);
+    if (cl.prevTapeSha256 !== prev.sha256) cur.chain.push(`its label names a previous tape with hash ${cl.prevTapeSha256 ?? 'none'}, but tape ${pl.serial} (${prev.path}) has ${TAPE_HASH_TITLE[tapeHashOf(pl.version)]} ${prev.sha256}`);
     if (prev.lastSeq !== null && cur.firstSeq !== null && cur.firstSeq !== prev.lastSeq + 1n) cur.chain.push(`its records start at ${cur.firstSeq}, tape ${pl.serial} ended at ${prev.lastSeq}`);
   }
 }
@@ -94,6 +95,7 @@ async function verifyOne(src: TapeSource, opts: { keys?: KeyRing; pool?: FramePo
         hash.add(c);
       },
     })) {
+      if (item.type === 'label') hash.follow(item.label.version);
       hash.upTo(item.offset + item.length);
       v.bytes = hash.hashed;
       if (item.type === 'label') v.label = item.label;

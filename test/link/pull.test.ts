@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { importLinkStream } from '../../src/replica/import.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 
 import { Replica } from '../../src/replica/replica.js';
-import { KiB, MiB, tempDir } from '../helpers.js';
+import { KiB, MiB, tempDir, toolHash } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
 import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
 
@@ -140,7 +140,7 @@ describe('link window', () => {
       await ch.send(message(MessageType.Read, { waitMs: 0 }));
       const t2 = await receive(ch);
       expect([t1.serial, t2.serial]).toEqual([confirmedBefore.serial + 1, confirmedBefore.serial + 2]);
-      for (const t of [t1, t2]) expect(createHash('sha256').update(t.bytes).digest('hex')).toBe(t.end.sha256);
+      for (const t of [t1, t2]) expect(toolHash(t.bytes)).toBe(t.end.sha256);
       const mid = (await readRegistry(g)).secondaries[0]!;
       expect(mid.confirmed.serial).toBe(confirmedBefore.serial);
       expect([mid.inflight?.serial, mid.inflightNext?.serial]).toEqual([t1.serial, t2.serial]);

@@ -13,7 +13,7 @@ import { verifyTapes } from '../../src/tape/verify.js';
 import { verifySummary } from './source-contract.js';
 import { KeyRing, readKeyFile, type TapeKey } from '../../src/tape/crypto.js';
 import { importTapes } from '../../src/replica/import.js';
-import { tempDir } from '../helpers.js';
+import { tempDir, toolHash } from '../helpers.js';
 import { relabel } from '../replica/forge.js';
 
 /**
@@ -168,6 +168,8 @@ describe('golden tapes', () => {
       const rep = join(dir, 'replicas', f);
       if (f.startsWith('foreign-')) await importTapes(rep, [join(FIXTURES, committed.find((x) => x.startsWith('plain-')) as string)]);
       const imp = (await importTapes(rep, [path], withKey)).tapes[0];
+      // The tape's hash is its file's as the standard tool of its version computes it (FORMAT "The tape's hash").
+      if (v!.ok) expect(v!.sha256, `${f}: its hash is ${v!.label!.version >= 5 ? 'b3sum' : 'sha256sum'}'s`).toBe(toolHash(path, v!.label!.version));
       reports[f] = { verify: { ...verifySummary(v!), recordsChecked: v!.recordsChecked, encrypted: v!.label?.encryption?.keyId ?? null }, import: { outcome: imp?.outcome, code: imp?.code ?? null, records: imp?.records ?? null } };
       // The reader: the same items (or the same error) whole and one byte at a time.
       const read = async (src: AsyncIterable<Buffer>, k: { keys?: KeyRing }): Promise<unknown> => items(src, f, k).then((x) => ({ items: x.map(({ offset: _o, length: _l, ...rest }) => rest) }), (e: { code?: string; message: string }) => ({ error: e.code ?? e.message }));
@@ -203,6 +205,29 @@ describe('golden tapes', () => {
     // Unchanged, each reads.
     expect(await read('plain-', 4)).toBeNull();
     expect(await read('v2-plain-', 2)).toBeNull();
+  });
+
+  it('a chain goes on across the format change: a version-5 tape after a version-4 one names its SHA-256, verifies with it given together and imports after it', async () => {
+    const v4 = join(FIXTURES, readdirSync(FIXTURES).find((n) => n.startsWith('v4-set-')) as string);
+    const second = readFileSync(join(FIXTURES, readdirSync(FIXTURES).find((n) => n.startsWith('set-jship-000002')) as string));
+    const sha = toolHash(v4, 4);
+    const d = join(dir, 'across');
+    mkdirSync(d, { recursive: true });
+    const next = join(d, 'jship-000002-0000000000000015-0000000000000028.tar.zst');
+    writeFileSync(next, await relabel(second, (l) => ({ ...l, prevTapeSha256: sha })));
+    const vs = await verifyTapes([v4, next]);
+    expect(vs.map((x) => ({ ok: x.ok, chain: x.chain, version: x.label?.version }))).toEqual([{ ok: true, chain: [], version: 4 }, { ok: true, chain: [], version: 5 }]);
+    expect(vs[0]?.sha256).toBe(sha);
+    expect(vs[1]?.sha256).toBe(toolHash(next, 5));
+    const rep = join(d, 'rep');
+    const imported = await importTapes(rep, [v4, next]);
+    expect(imported.tapes.map((t) => [t.outcome, t.code])).toEqual([['imported', null], ['imported', null]]);
+    // Named with another hash, the same tape breaks the chain (the check is not skipped across versions).
+    const forged = join(d, 'forged', 'jship-000002-0000000000000015-0000000000000028.tar.zst');
+    mkdirSync(join(d, 'forged'));
+    writeFileSync(forged, await relabel(second, (l) => ({ ...l, prevTapeSha256: toolHash(v4, 5) })));
+    expect((await verifyTapes([v4, forged]))[1]?.chain).toEqual([expect.stringMatching(/names a previous tape with hash [0-9a-f]{64}, but tape 1 \(.*\) has SHA-256 [0-9a-f]{64}/)]);
+    expect((await importTapes(join(d, 'rep2'), [v4, forged])).tapes.map((t) => t.code)).toEqual([null, 'TAPE_CHAIN_BROKEN']);
   });
 
   it('tapes of two epochs given together are two chains: tape 1 of each is not "serial 1 twice"', async () => {

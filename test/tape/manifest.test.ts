@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { MANIFEST_NAME, checkManifest, decodeManifest, mergeManifest, type CarryManifest } from '../../src/tape/manifest.js';
-import { MiB, jshipJson, makeGroup, tempDir } from '../helpers.js';
+import { MiB, jshipJson, makeGroup, tempDir, toolHash } from '../helpers.js';
 import { writeMixed } from './helpers.js';
 
 const GROUP = '6f1c2b4e-0d3a-4c55-9e1f-2a7b8c9d0e1f';
@@ -55,7 +54,7 @@ describe('carry manifest (a medium carried to the secondary site)', () => {
     const files = readdirSync(medium).filter((f) => f.endsWith('.tar.zst')).sort();
     expect(m.tapes.map((t) => t.file)).toEqual(files);
     expect(m.tapes.length).toBeGreaterThanOrEqual(3);
-    for (const t of m.tapes) expect(createHash('sha256').update(readFileSync(join(medium, t.file))).digest('hex')).toBe(t.sha256);
+    for (const t of m.tapes) expect(toolHash(join(medium, t.file))).toBe(t.sha256);
 
     const ok = jshipJson('import', join(dir, 'rep'), medium, '--manifest', join(medium, MANIFEST_NAME));
     expect(ok).toExit(0);

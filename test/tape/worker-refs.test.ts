@@ -29,13 +29,13 @@ describe('worker threads and the process\'s life', () => {
     const r = child(`
       import { openSync } from 'node:fs';
       import { FramePool } from ${dist('tape/frame-pool.js')};
-      import { Sha256Thread } from ${dist('tape/sha256-thread.js')};
+      import { HashThread } from ${dist('tape/hash-thread.js')};
       import { PvolWriter } from ${dist('volume/pvol-writer.js')};
       const fd = openSync(${JSON.stringify(file)}, 'r+');
       const pool = new FramePool();
       const leaves = await pool.fileLeaves({ fd, size: 3 * 4096, chunkSize: 4096, first: 0, count: 3, zeros: new Uint8Array(3) });
       process.stdout.write('pool ' + leaves.length + '\\n');
-      const s = new Sha256Thread().stream();
+      const s = new HashThread().stream('sha256');
       await s.update(Buffer.from('abc'));
       process.stdout.write('sha256 ' + (await s.digest()) + '\\n');
       const w = new PvolWriter();

@@ -6,10 +6,10 @@ import { RecordType, dataCrc, encodeRecord, type RecordHeader } from '../../src/
 import { DirDestination } from '../../src/tape/destination.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 import { SegmentKind } from '../../src/tape/segment.js';
-import { Sha256Thread, type StreamSha256 } from '../../src/tape/sha256-thread.js';
+import { HashThread, type StreamHash } from '../../src/tape/hash-thread.js';
 import { MediaSetWriter } from '../../src/tape/tape-writer.js';
 import { verifyTapes } from '../../src/tape/verify.js';
-import { tempDir } from '../helpers.js';
+import { tempDir, toolHash } from '../helpers.js';
 
 const GROUP = '0f3c1d2e-4a5b-4c6d-8e7f-901a2b3c4d5e';
 
@@ -24,25 +24,31 @@ function shared(bytes: Uint8Array, offset = 0): Buffer {
   return b;
 }
 
-describe('SHA-256 on its own thread (tape/sha256-thread.ts)', () => {
-  it('gives node:crypto\'s digest for streams fed side by side, from shared memory, plain buffers, views and empty chunks', async () => {
-    const t = new Sha256Thread();
+describe('a tape\'s hash on its own thread (tape/hash-thread.ts)', () => {
+  it('gives node:crypto\'s SHA-256 and b3sum\'s BLAKE3 for streams fed side by side, from shared memory, plain buffers, views and empty chunks', async () => {
+    const t = new HashThread();
     try {
       const chunks = [randomBytes(1 << 20), randomBytes(1), Buffer.alloc(0), randomBytes(70_000), Buffer.from('abc')];
-      const want = [createHash('sha256'), createHash('sha256'), createHash('sha256')];
-      const streams = [t.stream(), t.stream(), t.stream()];
+      const algorithms = ['sha256', 'blake3', 'sha256', 'blake3'] as const;
+      const streams = algorithms.map((a) => t.stream(a));
       const pending: Array<Promise<void>> = [];
       for (const [i, c] of chunks.entries()) {
         for (const [k, s] of streams.entries()) {
           if (k === 2) continue; // the third stays empty
-          // Stream 0 gets shared memory; stream 1 views into a larger plain buffer (only the view is hashed).
-          const bytes = k === 0 ? shared(c, i) : Buffer.concat([randomBytes(3), c, randomBytes(5)]).subarray(3, 3 + c.length);
-          (want[k] as ReturnType<typeof createHash>).update(c);
+          // Streams 0 and 3 get shared memory; stream 1 views into a larger plain buffer (only the view is hashed).
+          const bytes = k !== 1 ? shared(c, i) : Buffer.concat([randomBytes(3), c, randomBytes(5)]).subarray(3, 3 + c.length);
           pending.push(s.update(bytes));
         }
       }
       await Promise.all(pending);
-      expect(await Promise.all(streams.map((s) => s.digest()))).toEqual(want.map((h) => h.digest('hex')));
+      const all = Buffer.concat(chunks);
+      expect(await Promise.all(streams.map((s) => s.digest()))).toEqual([
+        createHash('sha256').update(all).digest('hex'), toolHash(all), createHash('sha256').digest('hex'), toolHash(all),
+      ]);
+      // BLAKE3's own test vector.
+      const abc = t.stream('blake3');
+      await abc.update(Buffer.from('abc'));
+      expect(await abc.digest()).toBe('6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85');
     } finally {
       await t.close();
     }
@@ -50,9 +56,9 @@ describe('SHA-256 on its own thread (tape/sha256-thread.ts)', () => {
 
   it('reads shared memory where it is (nothing copied or transferred), and hands a copy of anything else over', async () => {
     const posted = vi.spyOn(Worker.prototype, 'postMessage');
-    const t = new Sha256Thread();
+    const t = new HashThread();
     try {
-      const s = t.stream();
+      const s = t.stream('sha256');
       const sab = shared(randomBytes(4096), 100);
       await s.update(sab);
       const plain = randomBytes(4096);
@@ -71,12 +77,12 @@ describe('SHA-256 on its own thread (tape/sha256-thread.ts)', () => {
   });
 
   it('a stream dropped gets no answer, and the streams after it still get theirs', async () => {
-    const t = new Sha256Thread();
+    const t = new HashThread();
     try {
-      const a = t.stream();
+      const a = t.stream('sha256');
       await a.update(randomBytes(1000));
       a.drop();
-      const b = t.stream();
+      const b = t.stream('sha256');
       const bytes = randomBytes(5000);
       await b.update(shared(bytes));
       expect(await b.digest()).toBe(createHash('sha256').update(bytes).digest('hex'));
@@ -87,23 +93,23 @@ describe('SHA-256 on its own thread (tape/sha256-thread.ts)', () => {
 
   it('a thread that fails fails what waits on it and everything after, and a closed one refuses work', async () => {
     const posted = vi.spyOn(Worker.prototype, 'postMessage');
-    const t = new Sha256Thread();
-    const s = t.stream();
+    const t = new HashThread();
+    const s = t.stream('sha256');
     const waiting = s.update(randomBytes(1 << 20));
     (posted.mock.contexts[0] as Worker).emit('error', new Error('hasher crashed'));
     await expect(waiting).rejects.toThrow('hasher crashed');
     await expect(s.digest()).rejects.toThrow('hasher crashed');
     await t.close();
-    const u = new Sha256Thread();
+    const u = new HashThread();
     await u.close();
-    await expect(u.stream().update(randomBytes(10))).rejects.toThrow('closed');
+    await expect(u.stream('sha256').update(randomBytes(10))).rejects.toThrow('closed');
   });
 });
 
 describe('a tape is hashed off the main thread as it is written (tape/tape-writer.ts)', () => {
   it('a frame\'s memory goes back to the pool only once it is both written and hashed, however slow the hash', async () => {
     const pool = new FramePool({ threads: 2 });
-    const realSha = pool.sha256.bind(pool);
+    const realHash = pool.tapeHash.bind(pool);
     const realFrame = pool.frame.bind(pool);
     const events: string[] = [];
     const ids = new Map<Uint8Array, number>();
@@ -115,8 +121,8 @@ describe('a tape is hashed off the main thread as it is written (tape/tape-write
       return { ...f, release: () => { events.push(`released ${id}`); f.release(); } };
     });
     // Each hash ends many turns after it was asked for (the write long done by then).
-    vi.spyOn(pool, 'sha256').mockImplementation((): StreamSha256 => {
-      const s = realSha();
+    vi.spyOn(pool, 'tapeHash').mockImplementation((algorithm): StreamHash => {
+      const s = realHash(algorithm);
       return {
         ...s,
         update: async (bytes) => {

@@ -1,17 +1,18 @@
 import type { Worker } from 'node:worker_threads';
 import { startIdleWorker, workerUrl } from '../io/worker-url.js';
+import type { TapeHashAlgorithm } from './tape-hash.js';
 
-/** A message to the SHA-256 thread (sha256.worker.ts); `stream` names one hash among several. */
-export type Sha256Request =
-  | { op: 'update'; stream: number; buf: ArrayBufferLike; offset: number; length: number }
-  | { op: 'digest'; stream: number }
+/** A message to the hash thread (hash.worker.ts); `stream` names one hash among several, `algorithm` is its own. */
+export type HashRequest =
+  | { op: 'update'; stream: number; algorithm: TapeHashAlgorithm; buf: ArrayBufferLike; offset: number; length: number }
+  | { op: 'digest'; stream: number; algorithm: TapeHashAlgorithm }
   | { op: 'drop'; stream: number };
 
 /** Its answer to each 'update' and 'digest', in the order they were sent ('drop' has none). */
-export type Sha256Reply = { op: 'updated' } | { op: 'digest'; hex: string } | { op: 'error'; error: string };
+export type HashReply = { op: 'updated' } | { op: 'digest'; hex: string } | { op: 'error'; error: string };
 
-/** One SHA-256 computed on the thread, over the bytes given to `update` in the order given. */
-export interface StreamSha256 {
+/** One hash computed on the thread, over the bytes given to `update` in the order given. */
+export interface StreamHash {
   /**
    * Hashes `bytes` after those given before; resolves once they are hashed
    * (until then they must stay as they are: memory shared with the thread
@@ -25,24 +26,24 @@ export interface StreamSha256 {
 }
 
 /**
- * SHA-256 off the caller's thread. A tape's hash is sequential by nature
- * and was half of an export's main thread for incompressible data (0.87 of
- * 1.75 CPU-s for 1 GiB): the main thread hands each frame over and goes on
+ * A tape's hash (tape-hash.ts) off the caller's thread. It is sequential by
+ * nature, and as SHA-256 it was half of an export's main thread for
+ * incompressible data (0.87 of 1.75 CPU-s for 1 GiB): the main thread hands each frame over and goes on
  * with the next, and the frame's memory goes back to the pool once it is
  * both written and hashed. Frames in shared memory (SharedArrayBuffer, as
  * FramePool makes them) are read in place; other bytes are copied. One
  * thread, started on first use, serves every stream.
  */
-export class Sha256Thread {
+export class HashThread {
   #worker: Worker | undefined;
   /** What each request sent waits for, in the order sent (the thread answers in order). */
-  readonly #waiting: Array<{ resolve: (r: Sha256Reply) => void; reject: (e: Error) => void }> = [];
+  readonly #waiting: Array<{ resolve: (r: HashReply) => void; reject: (e: Error) => void }> = [];
   #next = 0;
   #failure: Error | undefined;
   #closed = false;
 
-  /** A new hash. */
-  stream(): StreamSha256 {
+  /** A new hash with `algorithm`. */
+  stream(algorithm: TapeHashAlgorithm): StreamHash {
     const stream = this.#next++;
     let ended = false;
     return {
@@ -50,28 +51,28 @@ export class Sha256Thread {
         const shared = bytes.buffer instanceof SharedArrayBuffer;
         // A copy of its own (Buffer's slice() would be a view), handed over: the caller's memory stays its own.
         const buf = shared ? bytes.buffer : new Uint8Array(bytes).buffer;
-        const r = await this.#send({ op: 'update', stream, buf, offset: shared ? bytes.byteOffset : 0, length: bytes.length }, shared ? [] : [buf as ArrayBuffer]);
-        if (r.op !== 'updated') throw new Error('SHA-256 thread answered out of turn');
+        const r = await this.#send({ op: 'update', stream, algorithm, buf, offset: shared ? bytes.byteOffset : 0, length: bytes.length }, shared ? [] : [buf as ArrayBuffer]);
+        if (r.op !== 'updated') throw new Error('the hash thread answered out of turn');
       },
       digest: async () => {
         ended = true;
-        const r = await this.#send({ op: 'digest', stream }, []);
-        if (r.op !== 'digest') throw new Error('SHA-256 thread answered out of turn');
+        const r = await this.#send({ op: 'digest', stream, algorithm }, []);
+        if (r.op !== 'digest') throw new Error('the hash thread answered out of turn');
         return r.hex;
       },
       drop: () => {
         if (ended || !this.#worker || this.#failure) return;
         ended = true;
-        this.#worker.postMessage({ op: 'drop', stream } satisfies Sha256Request);
+        this.#worker.postMessage({ op: 'drop', stream } satisfies HashRequest);
       },
     };
   }
 
-  #send(m: Sha256Request, transfer: ArrayBuffer[]): Promise<Sha256Reply> {
-    if (this.#closed) return Promise.reject(new Error('the SHA-256 thread is closed'));
+  #send(m: HashRequest, transfer: ArrayBuffer[]): Promise<HashReply> {
+    if (this.#closed) return Promise.reject(new Error('the hash thread is closed'));
     if (this.#failure) return Promise.reject(this.#failure);
     const w = (this.#worker ??= this.#start());
-    return new Promise<Sha256Reply>((resolve, reject) => {
+    return new Promise<HashReply>((resolve, reject) => {
       this.#waiting.push({ resolve, reject });
       w.ref();
       w.postMessage(m, transfer);
@@ -83,17 +84,17 @@ export class Sha256Thread {
       this.#failure ??= e;
       for (const waiter of this.#waiting.splice(0)) waiter.reject(this.#failure);
     };
-    const w: Worker = startIdleWorker<Sha256Reply>(workerUrl(import.meta.url, './sha256.worker.js'), {}, {
+    const w: Worker = startIdleWorker<HashReply>(workerUrl(import.meta.url, './hash.worker.js'), {}, {
       message: (r) => {
         const waiter = this.#waiting.shift();
         // Idle, it does not keep the process alive; with a hash asked for, it does (its caller waits for it).
         if (this.#waiting.length === 0) w.unref();
-        if (r.op === 'error') waiter?.reject(new Error(`SHA-256: ${r.error}`));
+        if (r.op === 'error') waiter?.reject(new Error(`tape hash: ${r.error}`));
         else waiter?.resolve(r);
       },
       error: fail,
       exit: (code) => {
-        if (!this.#closed) fail(new Error(`the SHA-256 thread ended (exit code ${code})`));
+        if (!this.#closed) fail(new Error(`the hash thread ended (exit code ${code})`));
       },
     });
     return w;
@@ -101,7 +102,7 @@ export class Sha256Thread {
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error('the SHA-256 thread is closed'));
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error('the hash thread is closed'));
     await this.#worker?.terminate();
   }
 }
