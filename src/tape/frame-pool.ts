@@ -3,8 +3,6 @@ import type { Worker } from 'node:worker_threads';
 import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
 import { compressBound } from '../core/zstd-frames.js';
 import { startIdleWorker, workerUrl } from '../io/worker-url.js';
-import { HashThread, type StreamHash } from './hash-thread.js';
-import type { TapeHashAlgorithm } from './tape-hash.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 import type { SegmentPartsRequest, TargetWriteFailure } from './segment-parts.js';
 import type { FileLeavesRequest } from './file-leaves.js';
@@ -138,8 +136,6 @@ export class FramePool {
   readonly #spares: ArrayBuffer[] = [];
   readonly #sharedSpares: SharedArrayBuffer[] = [];
   #spareBytes = 0;
-  /** The tapes' hashes, off the main thread (started on first use). */
-  readonly #hashes = new HashThread();
   #next = 0;
   #closed = false;
   /** What the last worker that failed failed with. */
@@ -202,7 +198,7 @@ export class FramePool {
       for (const p of content) c.append(p);
     }
     // Memory for the compressed frame, used before (fresh memory costs page faults and zeroing), and shared:
-    // the tape's hash thread reads it where it is while it is written.
+    // the worker compresses into it where it is, nothing transferred either way.
     const out = this.#takeShared(compressBound(c.buf.byteLength));
     const r = await this.#submit({ id: 0, op: 'frame', name, buf: c.buf, length: c.length, mtime: opts.mtime.getTime(), hashed: opts.hashed ?? false, eof: opts.eof ?? false, out }, [c.buf]);
     if (r.op !== 'frame') throw new Error('frame worker answered out of turn');
@@ -290,10 +286,6 @@ export class FramePool {
     return Buffer.from(this.#take(bytes), 0, bytes);
   }
 
-  /** A new tape hash with `algorithm`, computed on the pool's hash thread (see HashThread). */
-  tapeHash(algorithm: TapeHashAlgorithm): StreamHash {
-    return this.#hashes.stream(algorithm);
-  }
 
   /** A buffer of at least `bytes` bytes: one handed back earlier when one is large enough. */
   #take(bytes: number): ArrayBuffer {
@@ -359,6 +351,6 @@ export class FramePool {
     this.#spares.length = 0;
     this.#sharedSpares.length = 0;
     for (const job of this.#queue.splice(0)) job.reject(new Error('frame pool closed'));
-    await Promise.all([...this.#workers.map((w) => w.terminate()), this.#hashes.close()]);
+    await Promise.all(this.#workers.map((w) => w.terminate()));
   }
 }
