@@ -1,11 +1,11 @@
 import { createReadStream, promises as fsp } from 'node:fs';
-import { newHasher, tapeHashOf } from './tape-hash.js';
 import { join } from 'node:path';
 import { JshipError, isJshipError } from '../core/errors.js';
 import { ZSTD_MAGIC, frameSizeProblem, scanFrame } from '../core/zstd-frames.js';
 import { TRAILER_NAME, decodeTrailer, type TapeLabel, type TapeTrailer } from './label.js';
 import { readTape } from './tape-reader.js';
 import { frameEntries } from './tar-entry.js';
+import { newHasher, tapeHashOf } from './tape-hash.js';
 import { asSource, fileSource, streamSource, type StreamSource, type TapeSource } from './tape-source.js';
 import { isStoreUrl, storeFor, type StoreSettings } from './stores.js';
 

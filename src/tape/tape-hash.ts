@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { createRequire } from 'node:module';
+
+/**
+ * The BLAKE3 binding, loaded on first use: loading it takes about 15 ms,
+ * which verbs that never hash a tape (a restore) need not pay at start.
+ */
+let blake3: typeof import('@napi-rs/blake-hash') | undefined;
+const load = (): typeof import('@napi-rs/blake-hash') => (blake3 ??= createRequire(import.meta.url)('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash'));
 
 /**
  * A tape's hash over its whole file: its identity in the chain (the next
@@ -31,7 +38,7 @@ export function newHasher(algorithm: TapeHashAlgorithm): Hasher {
     const h = createHash('sha256');
     return { update: (b) => void h.update(b), digest: () => h.digest('hex') };
   }
-  const h = new Blake3Hasher();
+  const h = new (load().Blake3Hasher)();
   // The binding takes a Buffer: a view of the same memory, not a copy.
   return { update: (b) => void h.update(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.length)), digest: () => h.digest('hex') };
 }
