@@ -286,7 +286,6 @@ export class FramePool {
     return Buffer.from(this.#take(bytes), 0, bytes);
   }
 
-
   /** A buffer of at least `bytes` bytes: one handed back earlier when one is large enough. */
   #take(bytes: number): ArrayBuffer {
     return this.#takeFrom(this.#spares, bytes) ?? new ArrayBuffer(bytes);
