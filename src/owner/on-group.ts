@@ -40,9 +40,12 @@ export async function onGroup<T>(
       try {
         return (await callOwner(dir, remote.op, remote.args, e, remote.onProgress)) as T;
       } catch (held) {
-        if (!isJshipError(held, 'GROUP_LOCKED') || held.details.oneShot !== true) throw held;
+        // A one-shot command on its way out ends a control connection it has not answered yet: once one was
+        // seen holding the group, that is still it (the lock goes next), not a server gone wrong.
+        const leaving = told && isJshipError(held, 'OWNER_UNREACHABLE');
+        if (!leaving && (!isJshipError(held, 'GROUP_LOCKED') || held.details.oneShot !== true)) throw held;
         if (Date.now() >= deadline) {
-          throw stillHeld(held, waitMs);
+          throw leaving ? held : stillHeld(held as JshipError, waitMs);
         }
         if (!told) o.onWait?.(held);
         told = true;
@@ -74,6 +77,8 @@ export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs
   const waitMs = o.waitMs ?? 0;
   const deadline = Date.now() + waitMs;
   let told = false;
+  /** The process last seen answering as a one-shot command. */
+  let oneShot: { pid: number; host: string } | undefined;
   for (;;) {
     const owner = await lockOwner(groupPaths(dir).lock);
     if (!owner) return;
@@ -81,7 +86,12 @@ export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs
       hint: 'run this again once it has ended, or let it wait longer',
       details: { pid: owner.pid, host: owner.host, oneShot: true },
     });
-    if ((await askHolder(dir, locked).catch(() => undefined))?.kind !== 'one-shot') return;
+    const kind = (await askHolder(dir, locked).catch(() => undefined))?.kind;
+    if (kind === 'one-shot') oneShot = owner;
+    // A one-shot command on its way out closes its control socket before it lets go of the lock: the same
+    // process still holding it is still that command (a mark that stopped waiting then failed, hooks run).
+    const leaving = (kind === undefined || kind === 'silent') && oneShot !== undefined && oneShot.pid === owner.pid && oneShot.host === owner.host;
+    if (kind !== 'one-shot' && !leaving) return;
     if (Date.now() >= deadline) throw stillHeld(locked, waitMs);
     if (!told) o.onWait?.(locked);
     told = true;

@@ -289,15 +289,24 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
  */
 async function openWhenFree(dir: string, open: OpenGroupOptions, log: EventLog): Promise<JournalGroup> {
   let told = false;
+  /** The process last seen answering as a one-shot command. */
+  let oneShot: unknown;
   for (;;) {
     try {
       return await openSiteGroup(dir, open);
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
       const details = e.details;
-      const holder = await askHolder(dir, e).catch(() => {
-        throw e;
-      });
+      const holder = await askHolder(dir, e).catch(() => undefined);
+      if (holder?.kind === 'one-shot') oneShot = details.pid;
+      // A one-shot command on its way out closes its control socket (a connection made meanwhile ends
+      // unanswered) before it lets go of the lock: the same process still holding it is still that command.
+      const leaving = (holder === undefined || holder.kind === 'silent') && oneShot !== undefined && details.pid === oneShot;
+      if (leaving) {
+        await sleep(500);
+        continue;
+      }
+      if (!holder) throw e;
       if (holder.kind === 'silent') throw new JshipError('GROUP_LOCKED', e.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
       if (holder.kind === 'server') throw new JshipError('GROUP_LOCKED', `${e.message}: a server of the group${holder.status.serve ? `, on ${holder.status.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });
       if (!told) log({ event: 'waiting-for-group', pid: details.pid ?? null, why: 'a one-shot command (an export, a scan, …) holds the group: serving starts when it ends' });
