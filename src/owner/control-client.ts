@@ -67,12 +67,15 @@ function heldByOneShot(locked: JshipError): JshipError {
   });
 }
 
+/** What holds a group, as its control socket says. */
+export type Holder = { kind: 'server'; status: { serve?: { listening: string } | null } } | { kind: 'one-shot' } | { kind: 'silent' };
+
 /**
  * What holds a group that refused us (`locked`), asked on its control
  * socket: a server (and its status), a one-shot command (an export, a scan:
  * it ends), or a process that does not answer (a library's).
  */
-export async function askHolder(dir: string, locked: JshipError): Promise<{ kind: 'server'; status: { serve?: { listening: string } | null } } | { kind: 'one-shot' } | { kind: 'silent' }> {
+async function askHolder(dir: string, locked: JshipError): Promise<Holder> {
   let status: { oneShot?: boolean; serve?: { listening: string } | null };
   try {
     status = (await callOwner(dir, 'status', {}, locked)) as typeof status;
@@ -81,4 +84,23 @@ export async function askHolder(dir: string, locked: JshipError): Promise<{ kind
     throw e;
   }
   return status.oneShot === true ? { kind: 'one-shot' } : { kind: 'server', status };
+}
+
+/**
+ * askHolder, asked again and again by one waiter. A one-shot command on its
+ * way out closes its control socket (a connection made meanwhile ends
+ * unanswered) before it lets go of the lock: the process last seen answering
+ * as a one-shot, still holding the lock (`locked.details`), is still that
+ * command, not a silent holder. Undefined: the owner could not be asked.
+ */
+export class HolderWatch {
+  #oneShot: string | undefined;
+
+  async ask(dir: string, locked: JshipError): Promise<Holder | undefined> {
+    const who = `${String(locked.details.pid)}@${String(locked.details.host)}`;
+    const holder = await askHolder(dir, locked).catch(() => undefined);
+    if (holder?.kind === 'one-shot') this.#oneShot = who;
+    if ((holder === undefined || holder.kind === 'silent') && this.#oneShot === who) return { kind: 'one-shot' };
+    return holder;
+  }
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { JshipError, isJshipError } from '../core/errors.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
 import { openSiteGroup } from './consumers.js';
-import { askHolder, callOwner } from './control-client.js';
+import { HolderWatch, callOwner } from './control-client.js';
 import { answerWhileHeld } from './one-shot-control.js';
 import { lockOwner, stillHeld } from '../io/dir-lock.js';
 import { groupPaths } from '../journal/group-files.js';
@@ -77,8 +77,7 @@ export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs
   const waitMs = o.waitMs ?? 0;
   const deadline = Date.now() + waitMs;
   let told = false;
-  /** The process last seen answering as a one-shot command. */
-  let oneShot: { pid: number; host: string } | undefined;
+  const holders = new HolderWatch();
   for (;;) {
     const owner = await lockOwner(groupPaths(dir).lock);
     if (!owner) return;
@@ -86,12 +85,8 @@ export async function whenNoOneShot(dir: string, o: Pick<OnGroupOptions, 'waitMs
       hint: 'run this again once it has ended, or let it wait longer',
       details: { pid: owner.pid, host: owner.host, oneShot: true },
     });
-    const kind = (await askHolder(dir, locked).catch(() => undefined))?.kind;
-    if (kind === 'one-shot') oneShot = owner;
-    // A one-shot command on its way out closes its control socket before it lets go of the lock: the same
-    // process still holding it is still that command (a mark that stopped waiting then failed, hooks run).
-    const leaving = (kind === undefined || kind === 'silent') && oneShot !== undefined && oneShot.pid === owner.pid && oneShot.host === owner.host;
-    if (kind !== 'one-shot' && !leaving) return;
+    // One on its way out still counts (HolderWatch): a mark that stopped waiting then ran its hooks and failed.
+    if ((await holders.ask(dir, locked))?.kind !== 'one-shot') return;
     if (Date.now() >= deadline) throw stillHeld(locked, waitMs);
     if (!told) o.onWait?.(locked);
     told = true;

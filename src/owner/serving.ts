@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { askHolder } from './control-client.js';
+import { HolderWatch } from './control-client.js';
 import { settlesWithin } from '../core/deferred.js';
 import { ControlServer } from './control-server.js';
 import type { JournalGroup, OpenGroupOptions } from '../journal/journal-group.js';
@@ -289,23 +289,15 @@ function exportArgs(args: Record<string, unknown>): ExportRequest {
  */
 async function openWhenFree(dir: string, open: OpenGroupOptions, log: EventLog): Promise<JournalGroup> {
   let told = false;
-  /** The process last seen answering as a one-shot command. */
-  let oneShot: unknown;
+  const holders = new HolderWatch();
   for (;;) {
     try {
       return await openSiteGroup(dir, open);
     } catch (e) {
       if (!isJshipError(e, 'GROUP_LOCKED')) throw e;
       const details = e.details;
-      const holder = await askHolder(dir, e).catch(() => undefined);
-      if (holder?.kind === 'one-shot') oneShot = details.pid;
-      // A one-shot command on its way out closes its control socket (a connection made meanwhile ends
-      // unanswered) before it lets go of the lock: the same process still holding it is still that command.
-      const leaving = (holder === undefined || holder.kind === 'silent') && oneShot !== undefined && details.pid === oneShot;
-      if (leaving) {
-        await sleep(500);
-        continue;
-      }
+      // One on its way out still counts as a one-shot (HolderWatch).
+      const holder = await holders.ask(dir, e);
       if (!holder) throw e;
       if (holder.kind === 'silent') throw new JshipError('GROUP_LOCKED', e.message, { hint: 'that process holds the group without answering (a program using jship as a library, or a command that could not make its control socket): stop it, or start jship serve once it has ended', details });
       if (holder.kind === 'server') throw new JshipError('GROUP_LOCKED', `${e.message}: a server of the group${holder.status.serve ? `, on ${holder.status.serve.listening}` : ''}`, { hint: 'one server per group: use that one, or stop it first', details });

@@ -14,8 +14,9 @@ const load = (): typeof import('@napi-rs/blake-hash') => (blake3 ??= createRequi
  * TAPE_END and CONFIRM. BLAKE3 from tape format 5 (`b3sum` checks it),
  * SHA-256 before (`sha256sum`): four times cheaper here, where each
  * export, import and link end hashed every tape byte (docs/DECISIONS.md,
- * "The tape's hash is BLAKE3…"; docs/FORMAT.md, "The tape's hash"). Both are 64 hex digits; a tape's own version names
- * its algorithm, so a chain may hold both.
+ * "The tape's hash is BLAKE3…"; docs/FORMAT.md, "The tape's hash"). Both
+ * are 64 hex digits; a tape's own version names its algorithm, so a chain
+ * may hold both.
  */
 export type TapeHashAlgorithm = 'sha256' | 'blake3';
 
