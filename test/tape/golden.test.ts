@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -228,6 +228,22 @@ describe('golden tapes', () => {
     writeFileSync(forged, await relabel(second, (l) => ({ ...l, prevTapeSha256: toolHash(v4, 5) })));
     expect((await verifyTapes([v4, forged]))[1]?.chain).toEqual([expect.stringMatching(/names a previous tape with hash [0-9a-f]{64}, but tape 1 \(.*\) has SHA-256 [0-9a-f]{64}/)]);
     expect((await importTapes(join(d, 'rep2'), [v4, forged])).tapes.map((t) => t.code)).toEqual([null, 'TAPE_CHAIN_BROKEN']);
+  });
+
+  it('a label of a version this jship does not read (6, a newer one; 1, an older one) is refused with what to do, and nothing is imported', async () => {
+    const plain = readFileSync(join(FIXTURES, readdirSync(FIXTURES).find((n) => n.startsWith('plain-')) as string));
+    const d = join(dir, 'versions');
+    mkdirSync(d, { recursive: true });
+    for (const [version, hint] of [[6, /newer jship/], [1, /earlier jship/]] as const) {
+      const forged = await relabel(plain, (l) => ({ ...l, version: version as 5 }));
+      const got = await items((async function* () { yield forged; })(), 'forged').then(() => null, (e: unknown) => e);
+      expect(got).toMatchObject({ code: 'TAPE_BAD_LABEL', message: expect.stringContaining(`tape format version ${version} is not supported (this jship reads versions 2 to 5)`), hint: expect.stringMatching(hint) });
+      const file = join(d, `v${version}-jship-000001-0000000000000001-0000000000000028.tar.zst`);
+      writeFileSync(file, forged);
+      const rep = join(d, `rep${version}`);
+      expect((await importTapes(rep, [file])).tapes.map((t) => [t.outcome, t.code])).toEqual([['refused', 'TAPE_BAD_LABEL']]);
+      expect(existsSync(join(rep, 'tapes')) ? readdirSync(join(rep, 'tapes')).filter((n) => n.endsWith('.tar.zst')) : []).toEqual([]);
+    }
   });
 
   it('tapes of two epochs given together are two chains: tape 1 of each is not "serial 1 twice"', async () => {
