@@ -76,7 +76,8 @@ export function timeCommand(cmd, args, opts = {}) {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  if (r.error) throw new Error(`${cmd} cannot be run (${r.error.code ?? r.error.message}): scripts/install-tools.sh installs the peers (npm run bench runs it)`);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.signal ?? `exit ${r.status}`}): ${r.stderr}`);
   return secs;
 }
 
