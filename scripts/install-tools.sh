@@ -23,7 +23,7 @@ command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v curl >/dev/null || need+=(curl)
 command -v rclone >/dev/null || need+=(rclone)
-command -v openssl >/dev/null || need+=(openssl)   # the tapes benchmark's import peer (openssl dgst -sha256), the link benchmark's key
+command -v openssl >/dev/null || need+=(openssl)   # the tapes benchmark's import peer (openssl dgst -sha256)
 command -v xxhsum >/dev/null || need+=(xxhash)   # checks an extracted tape's segment hashes (xxhsum -c), as an operator would
 command -v b3sum >/dev/null || need+=(b3sum)   # checks a tape's own hash (BLAKE3, tape format 5), as an operator would
 # promtool checks the /metrics exposition in the metrics test.
