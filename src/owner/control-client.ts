@@ -97,8 +97,12 @@ export class HolderWatch {
   #oneShot: string | undefined;
 
   async ask(dir: string, locked: JshipError): Promise<Holder | undefined> {
+    return this.judge(locked, await askHolder(dir, locked).catch(() => undefined));
+  }
+
+  /** What to take the holder `locked` names for, given what its control socket answered (undefined: nothing). */
+  judge(locked: JshipError, holder: Holder | undefined): Holder | undefined {
     const who = `${String(locked.details.pid)}@${String(locked.details.host)}`;
-    const holder = await askHolder(dir, locked).catch(() => undefined);
     if (holder?.kind === 'one-shot') this.#oneShot = who;
     if ((holder === undefined || holder.kind === 'silent') && this.#oneShot === who) return { kind: 'one-shot' };
     return holder;

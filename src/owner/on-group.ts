@@ -30,6 +30,7 @@ export async function onGroup<T>(
   const waitMs = o.waitMs ?? 0;
   const deadline = Date.now() + waitMs;
   let told = false;
+  const holders = new HolderWatch();
   let group: JournalGroup;
   for (;;) {
     try {
@@ -40,10 +41,12 @@ export async function onGroup<T>(
       try {
         return (await callOwner(dir, remote.op, remote.args, e, remote.onProgress)) as T;
       } catch (held) {
-        // A one-shot command on its way out ends a control connection it has not answered yet: once one was
-        // seen holding the group, that is still it (the lock goes next), not a server gone wrong.
-        const leaving = told && isJshipError(held, 'OWNER_UNREACHABLE');
-        if (!leaving && (!isJshipError(held, 'GROUP_LOCKED') || held.details.oneShot !== true)) throw held;
+        // A one-shot command on its way out ends a control connection it has not answered yet: the process
+        // seen answering as one, still holding the lock, is still it (HolderWatch), not a server gone wrong.
+        const oneShot = isJshipError(held, 'GROUP_LOCKED') && held.details.oneShot === true;
+        const leaving = !oneShot && isJshipError(held, 'OWNER_UNREACHABLE') && holders.judge(e, undefined)?.kind === 'one-shot';
+        if (oneShot) holders.judge(e, { kind: 'one-shot' });
+        else if (!leaving) throw held;
         if (Date.now() >= deadline) {
           throw leaving ? held : stillHeld(held as JshipError, waitMs);
         }
