@@ -33,3 +33,14 @@ export function startIdleWorker<M>(url: URL, options: WorkerOptions, on: { messa
   w.unref();
   return w;
 }
+
+/**
+ * Stops a worker started by startIdleWorker, keeping the process alive until
+ * it has stopped. Its owner must not unref it once the stop has begun (an
+ * answer still on its way did that: nothing kept the process alive, and it
+ * ended with the stop, and its caller, unsettled).
+ */
+export async function stopWorker(w: Worker): Promise<void> {
+  w.ref();
+  await w.terminate();
+}

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { TAR_BLOCK, TAR_EOF_BYTES } from '../core/tar-header.js';
 import { compressBound } from '../core/zstd-frames.js';
-import { startIdleWorker, workerUrl } from '../io/worker-url.js';
+import { startIdleWorker, stopWorker, workerUrl } from '../io/worker-url.js';
 import type { TarEntry, Unframed } from './tar-entry.js';
 import type { SegmentPartsRequest, TargetWriteFailure } from './segment-parts.js';
 import type { FileLeavesRequest } from './file-leaves.js';
@@ -150,8 +150,9 @@ export class FramePool {
         message: (m) => {
           const jobs = this.#busy.get(w);
           const job = jobs?.shift();
-          // An idle worker does not keep the process alive (one with a job does: its caller waits for the answer).
-          if (jobs?.length === 0) w.unref();
+          // An idle worker does not keep the process alive (one with a job does: its caller waits for the answer;
+          // one being stopped does too, until it has stopped).
+          if (jobs?.length === 0 && !this.#closed) w.unref();
           for (const b of m.spent) this.#keep(b);
           if (job) {
             if (m.op === 'error') job.reject(job.failure ? job.failure(m) : new Error(`zstd: ${m.error}`));
@@ -349,7 +350,8 @@ export class FramePool {
     this.#closed = true;
     this.#spares.length = 0;
     this.#sharedSpares.length = 0;
-    for (const job of this.#queue.splice(0)) job.reject(new Error('frame pool closed'));
-    await Promise.all(this.#workers.map((w) => w.terminate()));
+    // What the workers still owe fails too (an answer on its way is not read): nothing waits on a stopped worker.
+    for (const job of [...this.#queue.splice(0), ...[...this.#busy.values()].flatMap((jobs) => jobs.splice(0))]) job.reject(new Error('frame pool closed'));
+    await Promise.all(this.#workers.map(stopWorker));
   }
 }

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { JshipError } from '../core/errors.js';
 import { deferred } from '../core/deferred.js';
-import { startIdleWorker, workerUrl } from '../io/worker-url.js';
+import { startIdleWorker, stopWorker, workerUrl } from '../io/worker-url.js';
 import { writeFullySync } from '../io/files.js';
 
 /** A batch for the PVOL writer's thread (pvol.worker.ts): ops are [fd, position, offset in buf, length] fours. */
@@ -86,7 +86,7 @@ export class PvolWriter {
     if (this.#pending) this.#send(this.#pending);
     await Promise.allSettled([...this.#inFlight.values()].map((b) => b.done));
     this.#closed = true;
-    await this.#worker?.terminate();
+    if (this.#worker) await stopWorker(this.#worker);
     this.#worker = undefined;
   }
 
@@ -114,7 +114,7 @@ export class PvolWriter {
       message: (m) => {
         const b = this.#inFlight.get(m.id);
         this.#inFlight.delete(m.id);
-        if (this.#inFlight.size === 0) w.unref();
+        if (this.#inFlight.size === 0 && !this.#closed) w.unref();
         if (!b) return;
         if (m.error !== undefined) b.reject(pvolError(m.error, m.code));
         else b.resolve();

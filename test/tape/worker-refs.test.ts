@@ -42,4 +42,26 @@ describe('worker threads and the process\'s life', () => {
     expect(r.status, r.err).toBe(0);
     expect(r.out).toBe(['pool 3', 'pvol written', ''].join('\n'));
   });
+
+  it('a frame pool closed while a worker\'s answer is on its way closes, and what it still owed fails', () => {
+    // The answer arrived after close had begun: the pool unref'd the worker it was terminating, nothing kept the
+    // process alive, and it ended with close unsettled (a CLI verb exited 0 having said nothing: jship import
+    // onto a full disk, under load).
+    const r = child(`
+      import { FramePool } from ${dist('tape/frame-pool.js')};
+      const pool = new FramePool({ threads: 1 });
+      const job = (n) => { const c = pool.content(n); c.append(Buffer.alloc(n, 7)); return pool.frame('x', c, { mtime: new Date(0) }); };
+      await job(4096); // the worker is up
+      const owed = [job(1 << 16), job(1 << 16)];
+      for (const p of owed) p.catch(() => undefined);
+      // This thread is busy while the worker answers: its answers wait, unread, when close begins.
+      const until = Date.now() + 300;
+      while (Date.now() < until);
+      await pool.close();
+      process.stdout.write('closed\\n');
+      for (const p of owed) process.stdout.write(await p.then(() => 'answered\\n', (e) => e.message + '\\n'));
+    `);
+    expect(r.status, r.err).toBe(0);
+    expect(r.out).toBe(['closed', 'frame pool closed', 'frame pool closed', ''].join('\n'));
+  });
 });
