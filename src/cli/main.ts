@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { JshipError } from '../core/errors.js';
 import { reportError } from './output.js';
 import { closeUntakenPool, startFramePool } from './early-pool.js';
+import { failIfUnfinished } from './unfinished.js';
 // s3:// tape stores (the SDK itself loads only when a store is used).
 import '../s3/register.js';
 export const VERSION = '0.1.0';
@@ -70,10 +71,12 @@ export async function main(argv: string[]): Promise<void> {
   // A reader that went away (| head) is not an error of ours; a tape written to a stream sees it in its own write callbacks.
   process.stdout.on('error', () => undefined);
   if (EARLY_POOL.has(argv[2] ?? '') && !argv.includes('--help') && !argv.includes('-h')) startFramePool();
+  const settled = failIfUnfinished(json);
   try {
     await run(argv, json);
   } finally {
     await closeUntakenPool();
+    settled();
   }
 }
 

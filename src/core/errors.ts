@@ -108,7 +108,9 @@ export type ErrorCode =
   | 'RESTORE_REFUSED'
   | 'TARGET_NOT_USABLE'
   | 'DIGEST_MISMATCH'
-  | 'IO';
+  | 'IO'
+  // a bug of jship's own
+  | 'INTERNAL';
 
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['USAGE', 'BAD_SIZE', 'BAD_TIME', 'BAD_VOLUME_SPEC', 'MARKER_BAD_NAME', 'S3_BAD_URL']);
 
