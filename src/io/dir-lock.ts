@@ -106,6 +106,7 @@ export class DirLock {
       for (let attempt = 0; attempt < 200; attempt++) {
         try {
           await fsp.link(mine, path);
+          await removeOrphans(path).catch(() => undefined); // tidying only: the lock is taken either way
           return new DirLock(path);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -212,6 +213,25 @@ async function liveAsks(path: string): Promise<LockInfo[]> {
     else if (Date.now() - found.mtimeMs < STALE_ASK_MS) asks.push(info);
   }
   return asks;
+}
+
+/**
+ * Removes the files a contender for the lock at `path` wrote under a name of
+ * its own (`LOCK.PID-RAND`, see #tryAcquire) and left when it was killed
+ * before it removed them: each names its writer, and only one whose writer
+ * is gone goes (a live contender's is about to be linked). One never
+ * written (its writer killed at once) goes once it is as old as a stale guard.
+ */
+async function removeOrphans(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.`;
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || !/^\d+-[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
+    const at = join(dir, name);
+    const found = await readLockFile(at);
+    if (!found) continue;
+    if (found.info ? !isAlive(found.info) : Date.now() - found.mtimeMs > STALE_GUARD_MS) await fsp.rm(at, { force: true });
+  }
 }
 
 /** What follows a lock's name in the name of an ask for it. */

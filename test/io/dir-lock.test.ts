@@ -247,3 +247,28 @@ describe('an owner that yields', () => {
     rmSync(far);
   });
 });
+
+describe('what a contender killed midway left', () => {
+  const dir = tempDir();
+
+  it('its lock file written under a name of its own goes at the next acquire; a live or far contender\'s stays', async () => {
+    const lock = join(dir, 'lock');
+    // A process that has ended: its pid names nobody any more (a pid above the kernel's limit never runs).
+    const dead = { pid: 2 ** 22 + 1, host: hostname(), start: '1', since: 'x' };
+    writeFileSync(join(dir, 'lock.4194305-0badf00d'), JSON.stringify(dead));
+    // Killed right after it created its file: nothing in it, and old.
+    writeFileSync(join(dir, 'lock.4194306-00000001'), '');
+    utimesSync(join(dir, 'lock.4194306-00000001'), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    // A live contender's (this process), one just created and not yet written, one on another host, and a
+    // file that only looks alike: all stay.
+    const live = `lock.${process.pid}-0000beef`;
+    writeFileSync(join(dir, live), JSON.stringify({ pid: process.pid, host: hostname(), start: '', since: 'x' }));
+    writeFileSync(join(dir, 'lock.4194307-00000002'), '');
+    writeFileSync(join(dir, 'lock.4194308-00000003'), JSON.stringify({ ...dead, pid: 4194308, host: `not-${hostname()}` }));
+    writeFileSync(join(dir, 'lock.notes'), 'x');
+    // Before, each stayed for ever: a group or replica directory killed often enough filled with them.
+    await (await DirLock.acquire(lock, 'group')).release();
+    expect(readdirSync(dir).sort()).toEqual([live, 'lock.4194307-00000002', 'lock.4194308-00000003', 'lock.notes'].sort());
+  });
+});
+
