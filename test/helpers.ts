@@ -57,6 +57,20 @@ function openAndClose(path: string): string {
 
 export const BIN = fileURLToPath(new URL('../bin/jship', import.meta.url));
 
+/** A built module's URL (dist/P), quoted for the body of `nodeModule`. */
+export const distUrl = (p: string): string => JSON.stringify(new URL(`../dist/${p}`, import.meta.url).href);
+
+/**
+ * Runs `body` as an ES module in a node process of its own: what it printed
+ * and how it ended. One kept alive by something it no longer uses is killed
+ * after a generous bound (status null), far above the second or so these
+ * take on a loaded machine.
+ */
+export function nodeModule(body: string): { status: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
 /** Runs the built CLI with --json; returns the exit code and the parsed JSON object. */
 export function jshipJson(...args: string[]): { code: number; out: any; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8' });

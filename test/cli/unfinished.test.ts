@@ -1,13 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-
-const dist = (p: string): string => JSON.stringify(new URL(`../../dist/${p}`, import.meta.url).href);
-
-/** Runs `body` as an ES module in a node process of its own (not awaited at its top level: as bin/jship runs main). */
-function child(body: string): { status: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, out: r.stdout, err: r.stderr };
-}
+import { distUrl as dist, nodeModule as child } from '../helpers.js';
 
 describe('a verb that stops with its work unfinished', () => {
   it('fails, saying so, where it ended 0 having said nothing; a verb that settled, or chose its exit, keeps its code', () => {

@@ -1,21 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-
-const dist = (p: string): string => JSON.stringify(new URL(`../../dist/${p}`, import.meta.url).href);
-
-/**
- * Runs `body` as an ES module in a node process of its own: what it printed
- * and how it ended. A process kept alive by a thread it no longer uses is
- * killed after a generous bound (status null), far above the second or so
- * these take on a loaded machine.
- */
-function child(body: string): { status: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, out: r.stdout, err: r.stderr };
-}
+import { distUrl as dist, nodeModule as child, tempDir } from '../helpers.js';
 
 describe('worker threads and the process\'s life', () => {
   const dir = tempDir();
