@@ -10,6 +10,7 @@ import { expandTapeSources } from '../tape/tape-file.js';
 import { formatSize } from '../core/sizes.js';
 import { emit, type CommonOptions } from './output.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 
 export function registerVerify(program: Command): void {
   const cmd = program
@@ -18,14 +19,15 @@ export function registerVerify(program: Command): void {
     .argument('<TAPE...>', 'tape files (or directories of them), tape drives or FIFOs, s3://BUCKET/KEY.tar.zst objects or s3://BUCKET/PREFIX; with --deep, a replica directory')
     .option('--deep', 'REPLICA_DIR instead of tapes: read a point (--marker, --seq, --until) from the replica as a restore would and prove it equal to the primary\'s digest of it, writing nothing')
     .option('--json', 'print one JSON object');
-  withPointOptions(withDeviceOptions(withS3Options(withKeyOptions(cmd))))
-    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & KeyCliOptions & DeviceCliOptions & { deep?: boolean; until?: string; exclusive?: boolean; marker?: string; seq?: string }) => {
+  addReplicaWait(withPointOptions(withDeviceOptions(withS3Options(withKeyOptions(cmd)))))
+    .action(async (paths: string[], opts: CommonOptions & S3CliOptions & KeyCliOptions & DeviceCliOptions & { deep?: boolean; until?: string; exclusive?: boolean; marker?: string; seq?: string; wait?: string }) => {
       const keys = await keyRing(opts);
       const point = opts.until !== undefined || opts.marker !== undefined || opts.seq !== undefined ? pointFromOptions(opts) : undefined;
       if (opts.deep) {
         if (paths.length !== 1) throw new JshipError('USAGE', 'verify --deep takes one replica directory', { hint: 'e.g. jship verify --deep /srv/replica --marker nightly-2026-12-01' });
         if (!point) throw new JshipError('USAGE', 'verify --deep needs the point to prove: --marker NAME (or --seq N of a base completion)', { hint: 'jship timeline REPLICA lists the restore points' });
-        const v = await verifyDeep(paths[0] as string, point, keys);
+        const wait = replicaWait('verify', opts.wait);
+        const v = await verifyDeep(paths[0] as string, point, { ...(keys ? { keys } : {}), ...(wait ? { wait } : {}) });
         if (!v.proof.equal) process.exitCode = 1;
         emit(opts, { ok: v.proof.equal, point: v.point, seq: v.seq, proof: v.proof }, () => [
           `${v.proof.equal ? 'ok ' : 'BAD'} ${v.point} (seq ${v.seq}): ${proofText(v.proof)}`,
@@ -33,7 +35,7 @@ export function registerVerify(program: Command): void {
         ]);
         return;
       }
-      if (point) throw new JshipError('USAGE', '--marker, --seq and --until go with --deep', { hint: 'verify --deep REPLICA_DIR --marker NAME' });
+      if (point || opts.wait !== undefined) throw new JshipError('USAGE', `${point ? '--marker, --seq and --until go' : '--wait goes'} with --deep`, { hint: 'verify --deep REPLICA_DIR --marker NAME' });
       const sources = await expandTapeSources(paths, s3Settings(opts), readBlockSize(opts));
       if (sources.length === 0) throw new JshipError('USAGE', `no tapes in ${paths.join(', ')}`, { hint: 'name tape files, directories holding *.tar.zst tapes, or s3:// objects or prefixes holding tapes' });
       const results = await verifyTapes(sources, keys ? { keys } : {});

@@ -2,7 +2,7 @@ import { JshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { PointMount } from './mount.js';
 import { provePoint, type PointProof } from './prove.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import type { PointSpec } from './restore-plan.js';
 
 export interface DeepVerification {
@@ -17,8 +17,8 @@ export interface DeepVerification {
  * plans it, straight from the tapes) and compared with the primary's digest
  * of it. Only restore points and base completions have a digest.
  */
-export async function verifyDeep(dir: string, point: PointSpec, keys?: KeyRing): Promise<DeepVerification> {
-  const mount = await PointMount.open(dir, { point, cacheBytes: 0, ...(keys ? { keys } : {}) });
+export async function verifyDeep(dir: string, point: PointSpec, opts: { keys?: KeyRing; wait?: ReplicaWait } = {}): Promise<DeepVerification> {
+  const mount = await PointMount.open(dir, { point, cacheBytes: 0, ...opts });
   try {
     // Read only, without the lock the mount let go of: an import that took it meanwhile goes on.
     const replica = await Replica.view(dir);

@@ -6,7 +6,7 @@ import { findTrailer, readLabel, tapeHashFile } from '../tape/tape-file.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { chainReport, type ChainReport } from './coverage.js';
 import { catalogKey, keepListed, noteDigests, noteLabel, scanTape, tapeRow } from './import.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import { removeExpiring } from './expire.js';
 
 export interface RebuildReport extends ChainReport {
@@ -17,11 +17,12 @@ export interface RebuildReport extends ChainReport {
  * Rebuilds the catalogue from the stored tapes alone (Bacula's bscan lesson):
  * every tape in tapes/ is read and verified again.
  */
-export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {}): Promise<RebuildReport> {
+export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing; wait?: ReplicaWait } = {}): Promise<RebuildReport> {
+  const wait = opts.wait ? { wait: opts.wait } : {};
   // The old catalogue may be damaged or of another schema: keep only what it says about expiry.
   const expired = await (async () => {
     try {
-      const r = await Replica.open(dir);
+      const r = await Replica.open(dir, wait);
       try {
         // Tapes an expire had taken out of the catalogue and not yet removed (it was killed) are expired, not brought back.
         await removeExpiring(r);
@@ -29,11 +30,13 @@ export async function rebuildCatalog(dir: string, opts: { keys?: KeyRing } = {})
       } finally {
         await r.close();
       }
-    } catch {
+    } catch (e) {
+      // Another command uses the replica: refused (before, what an expire had done was forgotten when it let go in between).
+      if (isJshipError(e, 'GROUP_LOCKED')) throw e;
       return { through: undefined, serials: undefined };
     }
   })();
-  const replica = await Replica.open(dir, { rebuild: true });
+  const replica = await Replica.open(dir, { rebuild: true, ...wait });
   const pool = new FramePool();
   try {
     const files = (await fsp.readdir(replica.tapesDir)).filter((n) => n.endsWith('.tar.zst') && !n.startsWith('.')).sort();

@@ -61,6 +61,7 @@ describe('one writer per group', () => {
 
   it('a replica in use is refused with what to do about it (a replica has no control socket to talk to); what only reads it is not refused', async () => {
     const g = await makeGroup(join(dir, 'rg'), { a: 1 * MiB });
+    expect(jshipJson('mark', g, 'm1')).toExit(0);
     expect(jshipJson('export', g, '--to', join(dir, 'rg-tapes'), '--base')).toExit(0);
     const rep = join(dir, 'rg-replica');
     expect(jshipJson('import', rep, join(dir, 'rg-tapes'))).toExit(0);
@@ -83,6 +84,13 @@ describe('one writer per group', () => {
       expect(brief).toExit(1);
       expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringContaining('--wait DURATION') });
       expect(brief.stderr).toMatch(/jship import: .* is in use by process \d+ .*; waiting up to 1 s/);
+      // So do catalog --rebuild and verify --deep, whose refusal names --wait too (before, an unknown option there).
+      for (const args of [['catalog', rep, '--rebuild'], ['verify', '--deep', rep, '--marker', 'm1']]) {
+        const r = spawnSync(process.execPath, [BIN, ...args, '--wait', '1s', '--json'], { encoding: 'utf8' });
+        expect(r, args[0]).toExit(1);
+        expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s') });
+        expect(r.stderr).toMatch(new RegExp(`jship ${args[0]}: .* is in use by process \\d+ .*; waiting up to 1 s`));
+      }
       const waiting = spawn(process.execPath, [BIN, 'restore', rep, '--target', join(dir, 'rg-out.img'), '--wait', '5m', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       waiting.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
