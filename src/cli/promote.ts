@@ -7,6 +7,7 @@ import { formatTime, parseDuration } from '../core/time.js';
 import { readLinkKey } from '../link/link-tls.js';
 import { DEFAULT_QUIET_MS, promoteReplica } from '../replica/promote.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 import { emit, lazyProgress, type CommonOptions } from './output.js';
 import { pointFromOptions, withPointOptions } from './restore.js';
 
@@ -22,10 +23,11 @@ interface PromoteCliOptions extends CommonOptions, KeyCliOptions {
   exclusive?: boolean;
   marker?: string;
   seq?: string;
+  wait?: string;
 }
 
 export function registerPromote(program: Command): void {
-  withKeyOptions(withPointOptions(program
+  addReplicaWait(withKeyOptions(withPointOptions(program
     .command('promote')
     .description('takeover: make this replica\'s site the primary of a new epoch of the group, its SVOLs (restored to a consistent point, the latest by default) the PVOLs')
     .argument('<REPLICA_DIR>', 'the replica to promote')
@@ -36,7 +38,7 @@ export function registerPromote(program: Command): void {
     .option('--ack-key <FILE>', 'the group\'s ack.key (the copy this site used for import --ack-out); default: a new key')
     .option('--quiet-for <DURATION>', 'how long the old primary must have been silent (no tape stored) before a promotion without --force (default 5m)')
     .option('--force', 'promote although the old primary was heard from recently (make sure it is down or cut off: two primaries would write apart); recorded in the new epoch\'s first marker')
-    .option('--json', 'print one JSON object')))
+    .option('--json', 'print one JSON object'))))
     .action(async (dir: string, opts: PromoteCliOptions) => {
       if (opts.to === undefined) throw new JshipError('USAGE', 'promote needs --to GROUP_DIR', { hint: 'name a new directory for the group the site serves from now on' });
       const point = pointFromOptions(opts);
@@ -47,6 +49,7 @@ export function registerPromote(program: Command): void {
       const linkKey = opts.psk !== undefined ? `${(await readLinkKey(opts.psk)).toString('hex')}\n` : undefined;
       const ackKey = opts.ackKey !== undefined ? await readAckKeyFile(opts.ackKey) : undefined;
       const keys = await keyRing(opts);
+      const wait = replicaWait('promote', opts.wait);
       const bar = lazyProgress(opts, 'promoting', 'bytes');
       let r;
       try {
@@ -56,6 +59,7 @@ export function registerPromote(program: Command): void {
           ...(linkKey !== undefined ? { linkKey } : {}),
           ...(ackKey !== undefined ? { ackKey } : {}),
           ...(keys ? { keys } : {}),
+          ...(wait ? { wait } : {}),
           onProgress: bar.onProgress,
         });
       } finally {

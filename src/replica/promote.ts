@@ -9,7 +9,7 @@ import { readGroupConfig } from '../journal/group-files.js';
 import type { KeyRing } from '../tape/crypto.js';
 import type { MarkerPayload } from '../core/marker.js';
 import { ZEROED_TS } from './catalog.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaWait } from './replica.js';
 import type { PointSpec } from './restore-plan.js';
 import { run as restoreIn } from './restore.js';
 
@@ -28,6 +28,8 @@ export interface PromoteOptions {
   linkKey?: string;
   ackKey?: string;
   keys?: KeyRing;
+  /** How long to wait for the replica while another command uses it (a nightly import). */
+  wait?: ReplicaWait;
   now?: () => number;
   onProgress?: (done: number, total: number) => void;
 }
@@ -61,7 +63,7 @@ export const DEFAULT_QUIET_MS = 5 * 60_000;
  * `force` — a replica that heard from its primary within `quietMs`.
  */
 export async function promoteReplica(dir: string, opts: PromoteOptions): Promise<PromoteResult> {
-  const replica = await Replica.open(dir);
+  const replica = await Replica.open(dir, opts.wait ? { wait: opts.wait } : {});
   try {
     return await promoteIn(replica, opts);
   } finally {

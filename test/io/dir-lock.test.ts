@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -84,13 +84,14 @@ describe('one writer per group', () => {
       expect(brief).toExit(1);
       expect(JSON.parse(brief.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s'), hint: expect.stringContaining('--wait DURATION') });
       expect(brief.stderr).toMatch(/jship import: .* is in use by process \d+ .*; waiting up to 1 s/);
-      // So do catalog --rebuild and verify --deep, whose refusal names --wait too (before, an unknown option there).
-      for (const args of [['catalog', rep, '--rebuild'], ['verify', '--deep', rep, '--marker', 'm1']]) {
+      // So do catalog --rebuild, verify --deep and promote, whose refusal names --wait too (before, an unknown option there).
+      for (const args of [['catalog', rep, '--rebuild'], ['verify', '--deep', rep, '--marker', 'm1'], ['promote', rep, '--to', join(dir, 'rg-promoted')]]) {
         const r = spawnSync(process.execPath, [BIN, ...args, '--wait', '1s', '--json'], { encoding: 'utf8' });
         expect(r, args[0]).toExit(1);
         expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s') });
         expect(r.stderr).toMatch(new RegExp(`jship ${args[0]}: .* is in use by process \\d+ .*; waiting up to 1 s`));
       }
+      expect(existsSync(join(dir, 'rg-promoted'))).toBe(false);
       const waiting = spawn(process.execPath, [BIN, 'restore', rep, '--target', join(dir, 'rg-out.img'), '--wait', '5m', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       waiting.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
