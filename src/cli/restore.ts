@@ -105,6 +105,7 @@ export function registerRestore(program: Command): void {
         `  point: ${p.point}; the result is the state at ${formatTime(p.ts)}${p.inconsistent ? ' (INCONSISTENT: before the base completed)' : ''}`,
         `  ${p.incrementalFrom !== null ? `from the SVOLs at seq ${p.incrementalFrom}` : `from base ${p.bases[0]?.baseId ?? '?'}`}${p.bases.length > (p.incrementalFrom !== null ? 0 : 1) ? ` with resync bases ${p.bases.filter((b) => b.scope === 'resync').map((b) => b.baseId).join(', ')}` : ''}: ${p.records} records in ${p.segments} segments of tapes ${p.tapes.map(tapeRefText).join(', ') || '-'}`,
         ...(r.dryRun ? [`  tapes to have at hand (${formatSize(p.pull.reduce((n, t) => n + t.bytes, 0))} of segments at most):`, ...p.pull.map((t) => `    ${t.file}  ${t.segments} segment${t.segments === 1 ? '' : 's'}, ${formatSize(t.bytes)}`)] : []),
+        ...(r.svolsRebuilt ? [`  rebuilt from the base, not brought forward: ${r.svolsRebuilt}`] : []),
         ...(r.finishedInterrupted ? ['  this restore had been interrupted between renaming its files: the renames are finished, every target now holds this point'] : []),
         ...(r.dryRun || r.finishedInterrupted ? [] : [`  ${r.coalesced ? 'coalesced' : 'replayed in order'}: ${formatSize(r.bytesWritten)} written, ${r.segmentsRead} of ${p.segments} segments read`]),
         ...(r.dryRun || r.finishedInterrupted ? [] : [`  ${r.proof ? proofText(r.proof) : 'not proved: the primary made no digest of this point (only restore points and base completions have one)'}`]),

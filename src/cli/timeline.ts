@@ -3,6 +3,7 @@ import { formatTime } from '../core/time.js';
 import { Replica } from '../replica/replica.js';
 import { buildTimeline, type Timeline } from '../replica/timeline.js';
 import { readReplicaState } from '../replica/replica-state.js';
+import { changedSvols } from '../replica/svol-files.js';
 import { readDrills, type DrillRecord } from '../replica/drill-log.js';
 import { emit, type CommonOptions } from './output.js';
 
@@ -48,8 +49,10 @@ export function registerTimeline(program: Command): void {
         await replica.close();
       }
       const state = await readReplicaState(replica.dir);
+      const { restoredSeq, restoredTs, inProgress } = state.svol;
+      const changed = restoredSeq !== '0' ? await changedSvols(replica.dir, replica.config.volumes.map((v) => v.name), state.svol) : null;
       const drills = await readDrills(replica.dir);
-      emit(opts, { ...t, svol: state.svol, drills: drills.map((d) => ({ point: d.point, seq: d.seq, ts: d.ts, ok: d.ok, code: d.code, command: d.command, finishedAt: d.finishedAt, durationMs: d.durationMs })) }, () => [
+      emit(opts, { ...t, svol: { restoredSeq, restoredTs, inProgress, changed }, drills: drills.map((d) => ({ point: d.point, seq: d.seq, ts: d.ts, ok: d.ok, code: d.code, command: d.command, finishedAt: d.finishedAt, durationMs: d.durationMs })) }, () => [
         ...(t.restorable.length === 0
           ? ['restorable: nothing yet (no full base complete with the records after it held)']
           : t.restorable.map((r, i) => `${i === 0 ? 'restorable:' : '           '} ${formatTime(r.fromTs)} .. ${formatTime(r.toTs)} (seq ${r.fromSeq}..${r.toSeq})`)),
@@ -63,7 +66,7 @@ export function registerTimeline(program: Command): void {
         'markers:',
         ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}${m.restorable ? '' : `  NOT RESTORABLE: ${m.why ?? 'outside every restorable range'}`}`),
         ...(drills.length ? ['drills (tested points):', ...drills.map((d) => `  seq ${d.seq}  ${formatTime(BigInt(d.ts))}  ${d.ok ? 'passed' : 'FAILED'}  ${d.finishedAt}  ${d.point}  \`${d.command}\``)] : []),
-        `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}`,
+        `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}${changed ? `; CHANGED outside jship since (${changed}): the next restore rebuilds them from the base` : ''}`,
       ]);
     });
 }

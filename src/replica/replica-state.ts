@@ -2,11 +2,13 @@ import { isAbsolute, join } from 'node:path';
 import { isRestoreTemp } from './targets.js';
 import { JshipError } from '../core/errors.js';
 import { readJsonFile, writeFileAtomic } from '../io/files.js';
+import type { SvolFile } from './svol-files.js';
 
 /** REPLICA_DIR/state.json: the secondary pointers of the SVOLs (§0078-0083) and restores in progress. */
 export interface ReplicaState {
   format: 1;
-  svol: { restoredSeq: string; restoredTs: string | null; inProgress: { seq: string; startedAt: string } | null };
+  /** `files`: each SVOL file as the restore that brought them to `restoredSeq` left it (svol-files.ts); absent in states written before. */
+  svol: { restoredSeq: string; restoredTs: string | null; inProgress: { seq: string; startedAt: string } | null; files?: Record<string, SvolFile> };
   devices: Record<string, { inProgress: { seq: string; startedAt: string } | null; restoredSeq: string | null }>;
   /**
    * Restored files (complete and durable under their temporary names) being
@@ -31,6 +33,11 @@ export async function readReplicaState(dir: string): Promise<ReplicaState> {
     const v = x as ReplicaState;
     if (v.format !== 1 || typeof v.svol !== 'object' || !seqOk(v.svol.restoredSeq) || (v.svol.inProgress !== null && !seqOk(v.svol.inProgress?.seq)) || typeof v.devices !== 'object') {
       throw new Error('unexpected fields');
+    }
+    const digits = (x: unknown): boolean => typeof x === 'string' && /^\d{1,30}$/.test(x);
+    const files = v.svol.files;
+    if (files !== undefined && (files === null || typeof files !== 'object' || !Object.values(files).every((f) => typeof f === 'object' && f !== null && digits(f.dev) && digits(f.ino) && digits(f.size) && digits(f.mtimeNs)))) {
+      throw new Error('"svol.files" is not a list of files (dev, ino, size, mtimeNs)');
     }
     // Files a restore removes: only ever a restore's temporary name, given in full.
     if (v.writing !== undefined && !(Array.isArray(v.writing) && v.writing.every((t) => typeof t === 'string' && isAbsolute(t) && isRestoreTemp(t)))) {

@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileLeavesOnPool, proofText, provePoint, type PointProof } from './prove.js';
 import type { PointDigest } from '../core/volume-digest.js';
-import { JshipError, param } from '../core/errors.js';
+import { JshipError, isJshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
 import { Replica, type ReplicaWait } from './replica.js';
@@ -14,6 +14,7 @@ import { Applier, READ_AHEAD } from './applier.js';
 import { SegmentSource } from './segment-source.js';
 import { FramePool } from '../tape/frame-pool.js';
 import { commitFiles, openSvolTarget, openTarget, removeLeftover, type RestoreTarget } from './targets.js';
+import { changedSvols, svolFile, svolPath, type SvolFile } from './svol-files.js';
 
 export interface RestoreOptions {
   point: PointSpec;
@@ -79,6 +80,11 @@ export interface RestoreResult {
    * the point has none (a time or seq between them, an older tape).
    */
   proof: PointProof | null;
+  /**
+   * Why the SVOLs were rebuilt from the base instead of brought forward from
+   * the point they held: one of them was changed outside jship since.
+   */
+  svolsRebuilt?: string;
   /** The SVOLs were at this point already: nothing was read or written. */
   nothingToDo?: boolean;
   /** The same restore had been killed between its renames: this run finished them and wrote nothing. */
@@ -140,17 +146,20 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     await writeReplicaState(replica.dir, state);
   }
   if (!opts.dryRun) await removeLeftovers(replica.dir, state);
-  const svolSeq = BigInt(state.svol.restoredSeq);
+  let svolSeq = BigInt(state.svol.restoredSeq);
+  // SVOLs changed outside jship since their restore hold no point: they are rebuilt from the base, not brought forward.
+  const changed = toSvol && svolSeq > 0n && !opts.adopt ? await changedSvols(replica.dir, vols.map((v) => v.name), state.svol) : null;
+  if (changed) svolSeq = 0n;
   if (toSvol && opts.inconsistent) throw new JshipError('USAGE', `${param('inconsistent')} needs ${param('targets')}: an SVOL only ever holds consistent points`, { hint: 'restore the partial image into a file' });
   if (opts.adopt && (!toSvol || svolSeq !== 0n)) throw new JshipError('USAGE', 'adopting demoted volumes goes into SVOLs never restored before', { hint: 'this is what jship demote does once; afterwards restore as usual' });
-  const plan = opts.adopt ? planAdopt(cat, typeof opts.adopt === 'object' ? opts.adopt.requestId : undefined) : planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false });
+  const plan = opts.adopt ? planAdopt(cat, typeof opts.adopt === 'object' ? opts.adopt.requestId : undefined) : planOr(changed, () => planRestore(cat, opts.point, toSvol ? { svolSeq } : { inconsistent: opts.inconsistent ?? false }));
   const inProgress = state.svol.inProgress;
   if (toSvol && inProgress && plan.seq < BigInt(inProgress.seq)) {
     throw new JshipError('RESTORE_REFUSED', `an interrupted restore of the SVOLs to seq ${inProgress.seq} left them between points; restore them to at least that point`, {
       hint: 'rerun the restore to the same (or a later) point; for an earlier point use --target',
     });
   }
-  const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: join(replica.dir, 'svol', `${vols[i]!.name}.img`) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
+  const targetPaths = toSvol ? selected.map((i) => ({ volume: vols[i]!.name, path: svolPath(replica.dir, vols[i]!.name) })) : await resolveTargets(opts.targets ?? [], selected.map((i) => vols[i]!.name));
   if (!toSvol) await checkTargets(targetPaths, replica.dir);
   const read = [...plan.updateSegments, ...plan.bases.flatMap((b) => b.segments)];
   const tapes = [...new Set(read.map((s) => s.serial))].sort(byChain);
@@ -164,6 +173,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
       tapes: tapes.map(tapeRef), pull: pullList(cat, read), inconsistent: plan.inconsistent,
     },
     targets: targetPaths.map((t) => ({ ...t, kind: toSvol ? 'svol' : 'target' })),
+    ...(changed ? { svolsRebuilt: changed } : {}),
     dryRun: opts.dryRun ?? false,
     coalesced: false,
     segmentsRead: 0,
@@ -246,7 +256,13 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     result.segmentsRead = source.read;
     result.bytesWritten = apply.bytesWritten;
     if (toSvol) {
-      state.svol = { restoredSeq: plan.seq.toString(), restoredTs: plan.ts.toString(), inProgress: null };
+      // Each file as this restore leaves it (made durable above): the next one brings forward only these.
+      const files: Record<string, SvolFile> = {};
+      for (const t of targets) {
+        const f = t && (await svolFile(t.path));
+        if (t && f) files[t.volume] = f;
+      }
+      state.svol = { restoredSeq: plan.seq.toString(), restoredTs: plan.ts.toString(), inProgress: null, files };
       await writeReplicaState(replica.dir, state);
     }
     if (devices.length > 0) {
@@ -270,6 +286,16 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     // Renamed into place, given up on, or left for the next restore to rename: another restore may write them now.
     for (const t of targets) await t?.release();
     await source.release();
+  }
+}
+
+/** The plan; one refused while the SVOLs are rebuilt says why they are. */
+function planOr<T>(changed: string | null, plan: () => T): T {
+  try {
+    return plan();
+  } catch (e) {
+    if (!changed || !isJshipError(e)) throw e;
+    throw new JshipError(e.code, `the SVOLs must be rebuilt from a base (${changed}): ${e.template.message}`, { ...(e.template.hint ? { hint: e.template.hint } : {}), details: e.details });
   }
 }
 

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Compressor, compress } from 'zstd-napi';
@@ -264,4 +264,64 @@ describe('a restore is byte-exact or refused (forged, spliced and damaged tapes)
     expect(readFileSync(join(out, 'a.img')).equals(want.a)).toBe(true);
     expect(readFileSync(join(out, 'b.img')).equals(want.b)).toBe(true);
   });
+
+  it('I: an SVOL changed outside jship (removed, written into, truncated) is rebuilt from the base, not brought forward', async () => {
+    const p = join(dir, 'pi');
+    mkdirSync(p);
+    const g = await baseGroup(p);
+    const t = join(p, 't');
+    const rep = join(dir, 'rep-i');
+    const restore = (): { code: number; out: any } => jshipJson('restore', rep);
+    const next = async (seed: number): Promise<void> => {
+      await nextTape(g, t, 10, seed);
+      expect((await importTapes(rep, tapeFiles(t))).ok).toBe(true);
+    };
+    const exact = async (): Promise<void> => {
+      const want = await model(dir, tapeFiles(t));
+      expect(svol(rep, 'a').equals(want.a)).toBe(true);
+      expect(svol(rep, 'b').equals(want.b)).toBe(true);
+    };
+    await importTapes(rep, tapeFiles(t));
+    expect(restore()).toExit(0);
+    // Untouched: brought forward from their point, as before.
+    await next(2);
+    const forward = restore();
+    expect(forward).toExit(0);
+    expect(forward.out.plan.incrementalFrom).not.toBeNull();
+    expect(forward.out.svolsRebuilt).toBeUndefined();
+    await exact();
+    // Removed: before, a new file of zeros was brought forward (only the newest records in it), and reported restored.
+    rmSync(join(rep, 'svol', 'a.img'));
+    await next(3);
+    const removed = restore();
+    expect(removed).toExit(0);
+    expect(removed.out.plan.incrementalFrom).toBeNull();
+    expect(removed.out.svolsRebuilt).toMatch(/a\.img is missing/);
+    await exact();
+    // Written into (a file system on it mounted read-write for a look): before, "nothing to do".
+    const fd = openSync(join(rep, 'svol', 'b.img'), 'r+');
+    writeSync(fd, Buffer.from('written by someone else'), 0, 23, 4096);
+    closeSync(fd);
+    const written = restore();
+    expect(written).toExit(0);
+    expect(written.out.nothingToDo).toBeUndefined();
+    expect(written.out.svolsRebuilt).toMatch(/b\.img was written after its restore, by something other than jship/);
+    await exact();
+    // Truncated: before, grown back with zeros and brought forward.
+    truncateSync(join(rep, 'svol', 'a.img'), 4096);
+    await next(4);
+    const cut = restore();
+    expect(cut).toExit(0);
+    expect(cut.out.svolsRebuilt).toMatch(/a\.img changed size \(1048576 bytes when restored, 4096 now\)/);
+    await exact();
+    // Monitoring sees it before the next restore; and the human output says so.
+    expect(jshipJson('timeline', rep).out.svol.changed).toBeNull();
+    rmSync(join(rep, 'svol', 'b.img'));
+    expect(jshipJson('timeline', rep).out.svol.changed).toMatch(/b\.img is missing/);
+    const human = spawnSync(process.execPath, [BIN, 'restore', rep], { encoding: 'utf8' });
+    expect(human).toExit(0);
+    expect(human.stdout).toMatch(/rebuilt from the base, not brought forward: .*b\.img is missing/);
+    await exact();
+  });
 });
+
