@@ -69,9 +69,12 @@ export const DATA_FILE_MODE = 0o600;
 
 /**
  * Writes a file all or nothing: a temporary name in the same directory,
- * fsync, rename over the final name, fsync of the directory.
+ * fsync, rename over the final name, fsync of the directory. What a writer
+ * killed before its rename left under such a name goes at a later write of
+ * the same file, once older than any write takes (STALE_TMP_MS).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  await removeStaleTmps(path).catch(() => undefined); // tidying only
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const h = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   try {
@@ -90,6 +93,19 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     throw e;
   }
   await syncDir(dirname(path));
+}
+
+/** A temporary file of writeFileAtomic this old was left by a writer that died (a write takes milliseconds; one on another host too). */
+const STALE_TMP_MS = 60 * 60_000;
+
+async function removeStaleTmps(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  for (const name of await fsp.readdir(dir)) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length))) continue;
+    const st = await fsp.lstat(join(dir, name)).catch(() => undefined);
+    if (st?.isFile() && Date.now() - st.mtimeMs > STALE_TMP_MS) await fsp.rm(join(dir, name), { force: true });
+  }
 }
 
 export async function exists(path: string): Promise<boolean> {

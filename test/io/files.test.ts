@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { openSync, closeSync, promises as fsp, readFileSync } from 'node:fs';
+import { openSync, closeSync, promises as fsp, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { writeFully, writeFullySync } from '../../src/io/files.js';
+import { writeFileAtomic, writeFully, writeFullySync } from '../../src/io/files.js';
 import { tempDir } from '../helpers.js';
 
 /**
@@ -41,3 +41,26 @@ describe('writeFully', () => {
     expect(readFileSync(join(dir, 'g')).equals(data)).toBe(true);
   });
 });
+
+describe('writeFileAtomic', () => {
+  const dir = tempDir();
+
+  it('leaves the file whole and nothing beside it; what a writer killed before its rename left goes once it is an hour old', async () => {
+    const path = join(dir, 'state.json');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    // Left by writers killed midway: one long ago, one just now (its writer may still be renaming it).
+    writeFileSync(join(dir, '.state.json.0123456789ab.tmp'), '{"half');
+    utimesSync(join(dir, '.state.json.0123456789ab.tmp'), old, old);
+    writeFileSync(join(dir, '.state.json.ba9876543210.tmp'), '{"half');
+    // Not its to remove: another file's, and a name only alike.
+    writeFileSync(join(dir, '.other.json.0123456789ab.tmp'), 'x');
+    utimesSync(join(dir, '.other.json.0123456789ab.tmp'), old, old);
+    writeFileSync(join(dir, '.state.json.notes.tmp'), 'x');
+    utimesSync(join(dir, '.state.json.notes.tmp'), old, old);
+    await writeFileAtomic(path, '{"format":1}\n');
+    expect(readFileSync(path, 'utf8')).toBe('{"format":1}\n');
+    // Before, every one stayed for ever.
+    expect(readdirSync(dir).sort()).toEqual(['.other.json.0123456789ab.tmp', '.state.json.ba9876543210.tmp', '.state.json.notes.tmp', 'state.json']);
+  });
+});
+
