@@ -15,6 +15,7 @@ import type { JournalForecast, JournalRate } from '../core/journal-rates.js';
 import { siteStatus, type ConsumerLag, type HeldBy } from '../owner/site-status.js';
 import type { ServingStatus } from '../owner/serving.js';
 import { generationOf } from '../core/epoch.js';
+import { outsideText } from '../owner/site-checks.js';
 import { demotedStatus as readDemotedStatus } from '../link/demote.js';
 
 export function registerStatus(program: Command): void {
@@ -124,6 +125,7 @@ function statusLines(s: GroupStatus): string[] {
     s.sequence.first === null
       ? `  no records held${s.sequence.last !== null ? ` (last seq ${s.sequence.last})` : ''}`
       : `  sequence ${s.sequence.first}..${s.sequence.last}  time ${time(s.time.first)} .. ${time(s.time.last)}`,
+    ...(s.outside ? [`CHANGED OUTSIDE JSHIP: ${outsideText(s.outside)}`] : []),
     ...(s.dirty ? [`dirty bitmap: ${s.dirty.chunks} chunks (${formatSize(s.dirty.bytes)}) need a resync base`] : []),
     ...(s.base ? [`base ${s.base.baseId} (${s.base.scope}) in progress`] : []),
     ...(s.waitingWriters > 0 ? [`${s.waitingWriters} writers waiting for journal space`] : []),

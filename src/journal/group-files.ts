@@ -6,9 +6,10 @@ import { readJsonFile, writeFileAtomic } from '../io/files.js';
 import { checkLineage, type Lineage } from '../core/epoch.js';
 
 /** The files of a group directory. */
-export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string; fenced: string; epochBitmap: string; demoted: string } {
+export function groupPaths(dir: string): { config: string; lock: string; markers: string; bitmap: string; ackKey: string; linkKey: string; journal: string; fenced: string; epochBitmap: string; demoted: string; outside: string } {
   return {
     fenced: join(dir, 'fenced.json'),
+    outside: join(dir, 'outside.json'),
     epochBitmap: join(dir, 'epoch.bitmap'),
     demoted: join(dir, 'demoted.json'),
     config: join(dir, 'group.json'),
@@ -108,4 +109,36 @@ export async function readFence(dir: string): Promise<Fence | null> {
 
 export async function writeFence(dir: string, f: Fence): Promise<void> {
   await writeFileAtomic(groupPaths(dir).fenced, `${JSON.stringify(f, null, 2)}\n`);
+}
+
+/**
+ * outside.json: volume files the group found changed when it opened, since
+ * its last clean close (their size or last write differs from what the
+ * close recorded): changed outside jship, so the journal lacks the change
+ * and the secondaries do not have it. Kept until a scan journals those
+ * volumes' changes, or a full base reads them again.
+ */
+export interface OutsideChange {
+  /** The volumes whose files changed. */
+  volumes: string[];
+  /** When the group first saw it. */
+  noticedAt: string;
+}
+
+export async function readOutside(dir: string): Promise<OutsideChange | null> {
+  const path = groupPaths(dir).outside;
+  return readJsonFile<OutsideChange | null>(path, () => null, (x) => {
+    const v = x as OutsideChange;
+    if (typeof v !== 'object' || v === null || !Array.isArray(v.volumes) || !v.volumes.every((n) => typeof n === 'string') || typeof v.noticedAt !== 'string') throw new Error('unexpected fields');
+    return v;
+  }, (why) => new JshipError('OUTSIDE_STATE_DAMAGED', `${path} is damaged: ${why}`, {
+    hint: 'it lists volumes changed outside jship: run jship scan GROUP_DIR (or export a full base), then move the file away',
+  }));
+}
+
+/** Writes (or, with no volumes left, removes) outside.json. */
+export async function writeOutside(dir: string, o: OutsideChange | null): Promise<void> {
+  const path = groupPaths(dir).outside;
+  if (!o || o.volumes.length === 0) await fsp.rm(path, { force: true });
+  else await writeFileAtomic(path, `${JSON.stringify(o, null, 2)}\n`);
 }

@@ -4,7 +4,7 @@ import { MINUTE_NS, RateWindow, forecast, type JournalCounters, type JournalFore
 import type { Volume } from '../volume/volume.js';
 import type { BaseRun, BaseScope } from './base-reader.js';
 import type { DirtyBitmap } from './dirty-bitmap.js';
-import type { Fence } from './group-files.js';
+import type { Fence, OutsideChange } from './group-files.js';
 import type { JournalVolume } from './journal-volume.js';
 
 export type GroupState = 'active' | 'nearly-full' | 'full' | 'suspended' | 'resync-pending';
@@ -52,6 +52,8 @@ export interface GroupStatus {
   epoch: { generation: number; startSeq: bigint };
   /** Set when the group learned of a newer epoch of itself (it takes no writes). */
   fenced: Fence | null;
+  /** Volumes whose files changed outside jship (found at an open): the journal lacks those changes until a scan or a full base. */
+  outside: OutsideChange | null;
   /** The group's clock when the status was taken (ns since the epoch). */
   now: bigint;
   /** Journal write and purge rates, and when the journal would be full at them. */
@@ -144,6 +146,7 @@ export interface StatusParts extends Pick<GroupStatus, 'dir' | 'state' | 'waitin
   base: BaseRun | undefined;
   epochs: Lineage;
   fence: Fence | null;
+  outside: OutsideChange | null;
   rates: GroupRates;
 }
 
@@ -193,6 +196,7 @@ export async function groupStatus(p: StatusParts): Promise<GroupStatus> {
     markers: p.markers,
     epoch: { generation, startSeq: epochStart(p.epochs, generation) },
     fenced: p.fence,
+    outside: p.outside,
     now: p.clock.now,
     rates: p.rates.report(),
   };

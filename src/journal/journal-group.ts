@@ -16,7 +16,7 @@ import { deferred, settlesWithin, type Deferred } from '../core/deferred.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
-import { appendMarkerLog, groupPaths, readFence, readGroupConfig, writeFence, type Fence } from './group-files.js';
+import { appendMarkerLog, groupPaths, readFence, readGroupConfig, readOutside, writeFence, writeOutside, type Fence, type OutsideChange } from './group-files.js';
 import { JournalVolume, READ_BATCH_BYTES, type JournalRecord } from './journal-volume.js';
 import { DirLock } from '../io/dir-lock.js';
 import { RangeOrder } from './range-order.js';
@@ -157,6 +157,7 @@ export class JournalGroup {
   #rates!: GroupRates;
   #purging: Promise<unknown> = Promise.resolve();
   #fence: Fence | null = null;
+  #outside: OutsideChange | null = null;
   /** A promoted group: every chunk written in its epoch (what an old primary that is demoted must get again). */
   #epochDirty: DirtyBitmap | undefined;
   /** Chunks marked on disk (a suspended write) since the last flush: the flush syncs the epoch bitmap too. */
@@ -220,6 +221,13 @@ export class JournalGroup {
       group.#fence = await readFence(dir);
       group.#epochDirty = epochDirty;
       group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, journal.writtenSeq - 1n, group.#order);
+      // Volume files changed since the last clean close were written outside jship: kept until a scan or a full base.
+      group.#outside = await readOutside(dir);
+      const changed = group.#digests.changedOutside.filter((n) => !group.#outside?.volumes.includes(n));
+      if (changed.length > 0) {
+        group.#outside = { volumes: [...(group.#outside?.volumes ?? []), ...changed], noticedAt: group.#outside?.noticedAt ?? new Date().toISOString() };
+        await writeOutside(dir, group.#outside);
+      }
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#pvolLag = opts.pvolLagBytes ?? DEFAULT_PVOL_LAG_BYTES;
       group.#checkpointBytes = opts.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
@@ -756,6 +764,8 @@ export class JournalGroup {
         try {
           // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
           await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
+          // A full base read the volumes as they are, changes made outside jship included.
+          if (ok && run.scope === 'full') await this.journaledOutside(run.volumes.map((i) => this.volumes[i]?.name ?? ''));
           await this.flush();
         } finally {
           // Only then the next base: one waiting would otherwise start against a bitmap being closed.
@@ -848,6 +858,19 @@ export class JournalGroup {
     });
   }
 
+  /**
+   * The volumes whose changes made outside jship are now in the journal (a
+   * scan journaled them, a full base read them): no longer listed in
+   * outside.json.
+   */
+  async journaledOutside(volumes: readonly string[]): Promise<void> {
+    const o = this.#outside;
+    if (!o || !o.volumes.some((v) => volumes.includes(v))) return;
+    const left = o.volumes.filter((v) => !volumes.includes(v));
+    this.#outside = left.length > 0 ? { ...o, volumes: left } : null;
+    await writeOutside(this.dir, this.#outside);
+  }
+
   /** The group's status (group-status.ts). */
   status(): Promise<GroupStatus> {
     return groupStatus({
@@ -865,6 +888,7 @@ export class JournalGroup {
       markers: this.#markerNames.size,
       epochs: this.epochs,
       fence: this.#fence,
+      outside: this.#outside,
       rates: this.#rates,
     });
   }

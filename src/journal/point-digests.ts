@@ -20,12 +20,12 @@ interface Point {
 /** Where a group keeps its point digests (one JSON line each) and, between a clean close and the next open, its chunk table. */
 export const digestPaths = (dir: string): { log: string; table: string } => ({ log: join(dir, 'digests.jsonl'), table: join(dir, 'digest-table.bin') });
 
-/** What identifies the volume files the saved table was taken of (an out-of-band change makes it worthless). */
-async function fileStamps(volumes: readonly Volume[]): Promise<string[]> {
-  return Promise.all(volumes.flatMap((v) => v.extents.map(async (e) => {
+/** What identifies the volume files the saved table was taken of (an out-of-band change makes it worthless), volume by volume. */
+async function fileStamps(volumes: readonly Volume[]): Promise<string[][]> {
+  return Promise.all(volumes.map((v) => Promise.all(v.extents.map(async (e) => {
     const st = await fsp.stat(e.path);
     return `${e.path}:${st.size}:${st.mtimeMs}`;
-  })));
+  }))));
 }
 
 /**
@@ -61,12 +61,21 @@ export class PointDigests {
     this.#hash = hash;
   }
 
+  /**
+   * The volumes whose files changed since the clean close that saved the
+   * table (size or last write): written outside jship. Empty when none did,
+   * or when there was no table to compare with (the first open, a crash).
+   */
+  changedOutside: readonly string[] = [];
+
   static async open(dir: string, volumes: readonly Volume[], chunkSize: number, lastSeq: bigint, order: RangeOrder): Promise<PointDigests> {
     const paths = digestPaths(dir);
-    const tables = await loadTable(paths.table, volumes, chunkSize, lastSeq).catch(() => undefined);
+    const saved = await loadTable(paths.table, volumes, chunkSize, lastSeq).catch(() => undefined);
+    const tables = saved && 'tables' in saved ? saved.tables : undefined;
     // Used once: a crash after this open must not find a table that no longer matches the volumes.
     await fsp.rm(paths.table, { force: true });
     const d = new PointDigests(dir, tables ?? volumes.map((v) => new ChunkTable(v.size, chunkSize)), await leafHasher(), order, volumes);
+    if (saved && 'changed' in saved) d.changedOutside = saved.changed;
     const text = await fsp.readFile(paths.log, 'utf8').catch(() => '');
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
@@ -199,7 +208,7 @@ export class PointDigests {
   /** Keeps the table for the next open (a clean close, after the last record `lastSeq`). */
   async save(volumes: readonly Volume[], lastSeq: bigint): Promise<void> {
     await this.settled();
-    const header = Buffer.from(`${JSON.stringify({ seq: lastSeq.toString(), chunkSize: this.#tables[0]?.chunkSize, files: await fileStamps(volumes), sizes: this.#tables.map((t) => t.size) })}\n`);
+    const header = Buffer.from(`${JSON.stringify({ seq: lastSeq.toString(), chunkSize: this.#tables[0]?.chunkSize, files: (await fileStamps(volumes)).flat(), sizes: this.#tables.map((t) => t.size) })}\n`);
     const parts: Buffer[] = [header];
     for (const t of this.#tables) {
       const leaves = Buffer.alloc(t.chunks * 8);
@@ -210,11 +219,18 @@ export class PointDigests {
   }
 }
 
-async function loadTable(path: string, volumes: readonly Volume[], chunkSize: number, lastSeq: bigint): Promise<ChunkTable[] | undefined> {
+/**
+ * The table saved at the last clean close, if it still describes the
+ * volumes; else, when only the volume files' stamps differ (the same
+ * journal, the same files), the volumes whose files changed since.
+ */
+async function loadTable(path: string, volumes: readonly Volume[], chunkSize: number, lastSeq: bigint): Promise<{ tables: ChunkTable[] } | { changed: string[] } | undefined> {
   const buf = await fsp.readFile(path);
   const nl = buf.indexOf(10);
   const h = JSON.parse(buf.subarray(0, nl).toString('utf8')) as { seq: string; chunkSize: number; files: string[]; sizes: number[] };
-  if (h.seq !== lastSeq.toString() || h.chunkSize !== chunkSize || JSON.stringify(h.files) !== JSON.stringify(await fileStamps(volumes))) return undefined;
+  if (h.seq !== lastSeq.toString() || h.chunkSize !== chunkSize) return undefined;
+  const stamps = await fileStamps(volumes);
+  if (JSON.stringify(h.files) !== JSON.stringify(stamps.flat())) return outsideChanges(h.files, stamps, volumes);
   if (h.sizes.length !== volumes.length || h.sizes.some((s, i) => s !== volumes[i]?.size)) return undefined;
   let at = nl + 1;
   const tables: ChunkTable[] = [];
@@ -228,5 +244,18 @@ async function loadTable(path: string, volumes: readonly Volume[], chunkSize: nu
     at += n;
     tables.push(new ChunkTable(v.size, chunkSize, leaves, dirty));
   }
-  return at === buf.length ? tables : undefined;
+  return at === buf.length ? { tables } : undefined;
+}
+
+/** The volumes whose extent files changed (size or last write), when the files are the same ones as saved; else nothing is claimed. */
+function outsideChanges(saved: string[], now: string[][], volumes: readonly Volume[]): { changed: string[] } | undefined {
+  const file = (stamp: string): string => stamp.slice(0, stamp.lastIndexOf(':', stamp.lastIndexOf(':') - 1));
+  const flat = now.flat();
+  if (saved.length !== flat.length || saved.some((x, i) => file(x) !== file(flat[i] as string))) return undefined;
+  let i = 0;
+  const changed: string[] = [];
+  for (const [k, v] of volumes.entries()) {
+    for (const stamp of now[k] as string[]) if (stamp !== saved[i++] && !changed.includes(v.name)) changed.push(v.name);
+  }
+  return { changed };
 }

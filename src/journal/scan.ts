@@ -199,6 +199,8 @@ export async function scanGroup(dir: string, opts: {
     await group.flush();
     // Only now, with the records durable: a crash before this re-journals the same blocks next time (harmless).
     for (const [path, s] of states) await writeFileAtomic(path, encodeState(s));
+    // What changed outside jship is in the journal now, for every volume scanned before (a first scan journals nothing).
+    await group.journaledOutside(reports.filter((r) => !r.first).map((r) => r.name));
     return { volumes: reports, marker, blockSize };
   } finally {
     await held?.close();

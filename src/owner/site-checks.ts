@@ -1,5 +1,6 @@
 import { formatDuration, type Check } from '../core/check.js';
 import type { SiteStatus } from './site-status.js';
+import type { OutsideChange } from '../journal/group-files.js';
 
 export interface SiteLimits {
   /** Seconds: every consumer's RPO at most this. */
@@ -18,6 +19,7 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
   const out: Check[] = [];
   const bad = s.state === 'full' || s.state === 'suspended' || s.state === 'resync-pending';
   out.push({ name: 'state', ok: !bad, message: `journal state ${s.state}${bad ? ` (${site.heldBy.why})` : ''}` });
+  if (s.outside) out.push({ name: 'outside', ok: false, message: outsideText(s.outside) });
   if (limits.maxRpo !== undefined) {
     const max = limits.maxRpo;
     const pinning = site.consumers.filter((c) => c.pins);
@@ -43,4 +45,10 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
     });
   }
   return out;
+}
+
+/** What a group whose volume files changed outside jship says, and what to do. */
+export function outsideText(o: OutsideChange): string {
+  const v = o.volumes.length > 1 ? `volumes ${o.volumes.join(', ')}` : `volume ${o.volumes[0]}`;
+  return `the files of ${v} changed outside jship while the group was closed (seen ${o.noticedAt}): the journal and the secondaries lack those changes; run jship scan GROUP_DIR with the volumes quiet (a volume's first scan only records hashes: export a full base after it)`;
 }
