@@ -226,7 +226,8 @@ export class JournalGroup {
       const changed = group.#digests.changedOutside.filter((n) => !group.#outside?.volumes.includes(n));
       if (changed.length > 0) {
         group.#outside = { volumes: [...(group.#outside?.volumes ?? []), ...changed], noticedAt: group.#outside?.noticedAt ?? new Date().toISOString() };
-        await writeOutside(dir, group.#outside);
+        // Told by this process even if it cannot be kept (a full file system): never a reason not to open.
+        await writeOutside(dir, group.#outside).catch(() => undefined);
       }
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#pvolLag = opts.pvolLagBytes ?? DEFAULT_PVOL_LAG_BYTES;
@@ -765,7 +766,8 @@ export class JournalGroup {
           // A base that holds every dirty chunk clears the bitmap (suspend-policy.ts).
           await this.#policy.baseDone(run, ok, suspensionsAtStart, this.volumes.length);
           // A full base read the volumes as they are, changes made outside jship included.
-          if (ok && run.scope === 'full') await this.journaledOutside(run.volumes.map((i) => this.volumes[i]?.name ?? ''));
+          // (Kept when that cannot be written: a note too many, never a base failed for it.)
+          if (ok && run.scope === 'full') await this.journaledOutside(run.volumes.map((i) => this.volumes[i]?.name ?? '')).catch(() => undefined);
           await this.flush();
         } finally {
           // Only then the next base: one waiting would otherwise start against a bitmap being closed.
