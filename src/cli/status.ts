@@ -125,7 +125,7 @@ function statusLines(s: GroupStatus): string[] {
     s.sequence.first === null
       ? `  no records held${s.sequence.last !== null ? ` (last seq ${s.sequence.last})` : ''}`
       : `  sequence ${s.sequence.first}..${s.sequence.last}  time ${time(s.time.first)} .. ${time(s.time.last)}`,
-    ...(s.outside ? [`CHANGED OUTSIDE JSHIP: ${outsideText(s.outside)}`] : []),
+    ...(s.outside ? [`CHANGED OUTSIDE JSHIP: ${outsideText(s.outside, s.dir)}`] : []),
     ...(s.dirty ? [`dirty bitmap: ${s.dirty.chunks} chunks (${formatSize(s.dirty.bytes)}) need a resync base`] : []),
     ...(s.base ? [`base ${s.base.baseId} (${s.base.scope}) in progress`] : []),
     ...(s.waitingWriters > 0 ? [`${s.waitingWriters} writers waiting for journal space`] : []),

@@ -19,7 +19,7 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
   const out: Check[] = [];
   const bad = s.state === 'full' || s.state === 'suspended' || s.state === 'resync-pending';
   out.push({ name: 'state', ok: !bad, message: `journal state ${s.state}${bad ? ` (${site.heldBy.why})` : ''}` });
-  if (s.outside) out.push({ name: 'outside', ok: false, message: outsideText(s.outside) });
+  if (s.outside) out.push({ name: 'outside', ok: false, message: outsideText(s.outside, s.dir) });
   if (limits.maxRpo !== undefined) {
     const max = limits.maxRpo;
     const pinning = site.consumers.filter((c) => c.pins);
@@ -48,7 +48,7 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
 }
 
 /** What a group whose volume files changed outside jship says, and what to do. */
-export function outsideText(o: OutsideChange): string {
+export function outsideText(o: OutsideChange, dir: string): string {
   const v = o.volumes.length > 1 ? `volumes ${o.volumes.join(', ')}` : `volume ${o.volumes[0]}`;
-  return `the files of ${v} changed outside jship while the group was closed (seen ${o.noticedAt}): the journal and the secondaries lack those changes; run jship scan GROUP_DIR with the volumes quiet (a volume's first scan only records hashes: export a full base after it)`;
+  return `the files of ${v} changed outside jship while the group was closed (seen ${o.noticedAt}): the journal and the secondaries lack those changes; run jship scan ${dir} with the volumes quiet (a volume's first scan only records hashes: export a full base after it)`;
 }

@@ -31,6 +31,7 @@ describe('a volume file changed while its group was closed', () => {
     const check = jshipJson('check', g);
     expect(check).toExit(1);
     expect(check.out.checks.find((c: { name: string }) => c.name === 'outside')).toMatchObject({ ok: false, message: expect.stringMatching(/volume a changed outside jship .*run jship scan/) });
+    expect(check.out.checks.find((c: { name: string }) => c.name === 'outside').message).toContain(`run jship scan ${g} with the volumes quiet`);
     // A first scan only records hashes: it journals nothing, so the note stays; a full base reads the volumes as they are.
     expect(jshipJson('scan', g)).toExit(0);
     expect(jshipJson('status', g).out.outside).toMatchObject({ volumes: ['a'] });
