@@ -66,7 +66,7 @@ export function registerTimeline(program: Command): void {
         'markers:',
         ...t.markers.map((m) => `  seq ${m.seq}  ${formatTime(m.ts)}  ${m.kind}${m.name ? ` "${m.name}"` : ''}${m.restorable ? '' : `  NOT RESTORABLE: ${m.why ?? 'outside every restorable range'}`}`),
         ...(drills.length ? ['drills (tested points):', ...drills.map((d) => `  seq ${d.seq}  ${formatTime(BigInt(d.ts))}  ${d.ok ? 'passed' : 'FAILED'}  ${d.finishedAt}  ${d.point}  \`${d.command}\``)] : []),
-        `SVOLs: ${state.svol.restoredSeq === '0' ? 'never restored' : `at seq ${state.svol.restoredSeq}${state.svol.restoredTs ? ` (${formatTime(BigInt(state.svol.restoredTs))})` : ''}`}${state.svol.inProgress ? `; a restore to seq ${state.svol.inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}${changed ? `; CHANGED outside jship since (${changed}): the next restore rebuilds them from the base` : ''}`,
+        `SVOLs: ${restoredSeq === '0' ? 'never restored' : `at seq ${restoredSeq}${restoredTs ? ` (${formatTime(BigInt(restoredTs))})` : ''}`}${inProgress ? `; a restore to seq ${inProgress.seq} is IN PROGRESS (not a consistent point)` : ''}${changed ? `; CHANGED outside jship since (${changed}): the next restore rebuilds them from the base` : ''}`,
       ]);
     });
 }

@@ -12,6 +12,7 @@ import { Replica } from '../replica/replica.js';
 import { readReplicaState } from '../replica/replica-state.js';
 import { restoreReplica } from '../replica/restore.js';
 import { importTapes, type ImportOptions } from '../replica/import.js';
+import { svolPath } from '../replica/svol-files.js';
 import { expandTapeSources, readLabel } from '../tape/tape-file.js';
 import { readChainState } from '../tape/chain-state.js';
 import { DirDestination } from '../tape/destination.js';
@@ -312,7 +313,7 @@ async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGr
     }
     await makeDirs(join(dir, 'svol'));
     for (const v of config.volumes) {
-      const link = join(dir, 'svol', `${v.name}.img`);
+      const link = svolPath(dir, v.name);
       const target = v.extents[0]?.path ?? '';
       const now = await fsp.readlink(link).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : `not a link (${e.code})`));
       if (now === target) continue;

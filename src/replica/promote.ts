@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { generationOf, promoted as nextLineage, type Lineage } from '../core/epoch.js';
 import { JshipError } from '../core/errors.js';
 import { checkGroupCreatable, createGroup } from '../journal/group-create.js';
@@ -10,6 +10,7 @@ import type { KeyRing } from '../tape/crypto.js';
 import type { MarkerPayload } from '../core/marker.js';
 import { ZEROED_TS } from './catalog.js';
 import { Replica, type ReplicaWait } from './replica.js';
+import { svolPath } from './svol-files.js';
 import type { PointSpec } from './restore-plan.js';
 import { run as restoreIn } from './restore.js';
 
@@ -99,7 +100,7 @@ async function promoteIn(replica: Replica, opts: PromoteOptions): Promise<Promot
   const restored = await restoreIn(replica, { point: opts.point, ...(opts.keys ? { keys: opts.keys } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
   const seq = restored.plan.seq;
   const lineage = nextLineage(replica.catalog.lineage(), seq + 1n);
-  const volumes = cfg.volumes.map((v) => ({ name: v.name, path: join(replica.dir, 'svol', `${v.name}.img`), size: v.size }));
+  const volumes = cfg.volumes.map((v) => ({ name: v.name, path: svolPath(replica.dir, v.name), size: v.size }));
   for (const v of volumes) {
     const st = await fsp.stat(v.path).catch(() => undefined);
     if (!st || st.size !== v.size) throw new JshipError('PROMOTE_REFUSED', `SVOL ${v.path} is ${st ? `${st.size} bytes, not ${v.size}` : 'missing'} after the restore`, { hint: 'this is a bug in jship: nothing was promoted' });
@@ -162,8 +163,7 @@ async function interruptedPromotion(replica: Replica, to: string): Promise<{ lin
   if (replica.config.promoted) return null;
   const g = await readGroupConfig(to).catch(() => undefined);
   if (!g || g.groupId !== replica.config.groupId || !g.epochs || g.epochs.length !== replica.catalog.lineage().length + 1) return null;
-  const svol = join(replica.dir, 'svol');
-  if (!g.volumes.every((v) => v.extents.length === 1 && v.extents[0]?.path === join(svol, `${v.name}.img`))) return null;
+  if (!g.volumes.every((v) => v.extents.length === 1 && v.extents[0]?.path === svolPath(replica.dir, v.name))) return null;
   const last = g.epochs[g.epochs.length - 1];
   return last ? { lineage: g.epochs, seq: BigInt(last.startSeq) - 1n } : null;
 }
