@@ -14,6 +14,7 @@ import { emit, eventLog, type CommonOptions } from './output.js';
 import { keyRing, withKeyOptions, type KeyCliOptions } from './key-options.js';
 import { s3Settings, withS3Options, type S3CliOptions } from './s3-options.js';
 import { isS3Url } from '../s3/s3-url.js';
+import { addReplicaWait, replicaWait } from './waiting.js';
 
 interface DemoteCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions {
   follow?: string;
@@ -21,6 +22,7 @@ interface DemoteCliOptions extends CommonOptions, S3CliOptions, KeyCliOptions {
   psk?: string;
   name?: string;
   full?: boolean;
+  wait?: string;
 }
 
 export function registerDemote(program: Command): void {
@@ -34,7 +36,7 @@ export function registerDemote(program: Command): void {
     .option('--name <NAME>', 'this site\'s name at the new primary (default HOST-DIRNAME)')
     .option('--full', 'ask for a full base instead of the differing chunks (when those cannot be known: records purged, two promotions since)')
     .option('--json', 'print one JSON object');
-  withS3Options(withKeyOptions(cmd))
+  withS3Options(withKeyOptions(addReplicaWait(cmd)))
     .action(async (dir: string, opts: DemoteCliOptions) => {
       if (opts.follow === undefined) throw new JshipError('USAGE', 'demote needs --follow HOST:PORT or --follow TAPES', { hint: 'the address where the promoted site runs jship link serve, or a directory of its tapes' });
       if (opts.name !== undefined && !NAME.test(opts.name)) throw new JshipError('USAGE', `--name ${JSON.stringify(opts.name)} is not a secondary name`, { hint: 'letters, digits, . _ : - (up to 64), starting with a letter or digit' });
@@ -42,6 +44,7 @@ export function registerDemote(program: Command): void {
       // Tapes: an existing path or an object-store prefix; else a link address.
       const byTapes = isS3Url(opts.follow) || existsSync(opts.follow);
       const keys = await keyRing(opts);
+      const wait = replicaWait('demote', opts.wait);
       const follow = byTapes
         ? { tapes: [opts.follow], importOptions: { s3: s3Settings(opts), ...(keys ? { keys } : {}) } }
         : { from: parseHostPort(opts.follow, '--follow'), key: await readLinkKey(opts.psk ?? groupPaths(resolve(dir)).linkKey) };
@@ -49,6 +52,7 @@ export function registerDemote(program: Command): void {
         ...follow, name, log: opts.json ? () => undefined : eventLog({ json: false }),
         ...(opts.replica !== undefined ? { replicaDir: opts.replica } : {}),
         ...(opts.full ? { full: true } : {}),
+        ...(wait ? { wait } : {}),
       });
       const a = r.applied;
       if (r.refused.length > 0) process.exitCode = 1;

@@ -20,11 +20,15 @@ export function deferred<T = void>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-/** Whether `p` settles (either way) within `ms`; the timer does not hold the process open. */
+/**
+ * Whether `p` settles (either way) within `ms`. The timer holds the process
+ * open: a wait that nothing else holds (a server's stop whose connections
+ * all went) ends in `false` and the caller's next step, not in a process
+ * that stops before its work is done.
+ */
 export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
-    t.unref();
     const done = (): void => {
       clearTimeout(t);
       resolve(true);

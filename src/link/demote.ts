@@ -8,7 +8,7 @@ import type { HostPort } from '../io/sockets.js';
 import { makeDirs, readJsonFile, writeFileAtomic } from '../io/files.js';
 import { groupPaths, readGroupConfig } from '../journal/group-files.js';
 import { JournalGroup } from '../journal/journal-group.js';
-import { Replica } from '../replica/replica.js';
+import { Replica, type ReplicaWait } from '../replica/replica.js';
 import { readReplicaState } from '../replica/replica-state.js';
 import { restoreReplica } from '../replica/restore.js';
 import { importTapes, type ImportOptions } from '../replica/import.js';
@@ -45,6 +45,8 @@ export interface DemoteOptions {
   /** Ask for a full base instead of the differing chunks (when those cannot be known). */
   full?: boolean;
   timeoutMs?: number;
+  /** How long each open of the replica waits while another command uses it (an import, a restore); default: refused at once. */
+  wait?: ReplicaWait;
 }
 
 /** GROUP_DIR/demoted.json: written before the volumes change hands; the group is not opened again. */
@@ -107,7 +109,7 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   if ((o.tapes === undefined) === (o.from === undefined || o.key === undefined)) throw new JshipError('USAGE', 'demote follows the new primary over the link or by its tapes: give one', { hint: `${param('from')} HOST:PORT or ${param('tapes')} TAPES` });
   const sources = o.tapes ? await tapeFiles(o.tapes, o.importOptions) : undefined;
   demoted ??= await prepare(groupDir, replicaDir, o, sources);
-  await makeReplica(replicaDir, config, o.name);
+  await makeReplica(replicaDir, config, o.name, o.wait);
   let refused: DemoteResult['refused'] = [];
   const result = (received: DemoteResult['received'], applied: DemoteResult['applied'], awaiting: DemoteResult['awaiting']): DemoteResult => ({
     groupDir, replica: replicaDir, epoch: generationOf(demoted.epochs), takeoverSeq: BigInt(demoted.takeoverSeq),
@@ -118,12 +120,12 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   if (sources) {
     // By tapes: the request goes to the new primary in a file; its tapes come back and are applied once they hold the base.
     const request = demoted.diverged.request ? await writeRequest(groupDir, config.groupId, demoted.diverged.request) : null;
-    const imported = await importTapes(replicaDir, sources, o.importOptions);
+    const imported = await importTapes(replicaDir, sources, { ...o.importOptions, ...(o.wait ? { wait: o.wait } : {}) });
     // A tape the replica refused (of another promotion, damaged beyond use) is said, not passed over.
     refused = imported.tapes.filter((x) => x.outcome === 'refused').map((t) => ({ source: t.source, code: t.code, message: t.message }));
     const received = { tapes: imported.tapes.filter((t) => t.outcome === 'imported' || t.outcome === 'partial').length, records: imported.tapes.reduce((n, t) => n + (t.outcome === 'imported' || t.outcome === 'partial' ? t.records : 0), 0) };
     try {
-      return result(received, await apply(replicaDir, demoted), null);
+      return result(received, await apply(replicaDir, demoted, o.wait), null);
     } catch (e) {
       if (!isJshipError(e, 'RESTORE_REFUSED') || (await readReplicaState(replicaDir)).svol.restoredSeq !== '0') throw e;
       const command = request ? `jship export GROUP_DIR --to MEDIA --resync-for ${request}` : 'jship export GROUP_DIR --to MEDIA --base';
@@ -135,12 +137,13 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   let received = { tapes: 0, records: 0 };
   try {
     // The resync is asked for until the replica holds the new primary's first tape; then it resumes like any secondary.
-    const held = await withReplica(replicaDir, (r) => r.catalog.tapes().length);
+    const held = await withReplica(replicaDir, o.wait, (r) => r.catalog.tapes().length);
     const ch = await dial(o.from as HostPort, o.key as Buffer, config.groupId);
     try {
       const r = await runSecondary(ch, {
         replicaDir, name: o.name, mode: 'pull', pool, log: o.log, once: true,
         ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+        ...(o.wait ? { lockWaitMs: o.wait.ms } : {}),
         ...(held === 0 && demoted.diverged.request ? { resync: demoted.diverged.request } : {}),
       });
       received = { tapes: r.tapes, records: r.records };
@@ -150,7 +153,7 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   } finally {
     await pool.close();
   }
-  return result(received, await apply(replicaDir, demoted), null);
+  return result(received, await apply(replicaDir, demoted, o.wait), null);
 }
 
 /**
@@ -158,11 +161,11 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
  * proved against the primary's digest: the first time from the resync base
  * written for this demotion (or a full base), then forward as usual.
  */
-async function apply(replicaDir: string, demoted: Demoted): Promise<NonNullable<DemoteResult['applied']>> {
+async function apply(replicaDir: string, demoted: Demoted, wait: ReplicaWait | undefined): Promise<NonNullable<DemoteResult['applied']>> {
   const state = await readReplicaState(replicaDir);
   const first = state.svol.restoredSeq === '0' && !demoted.full;
   const id = demoted.diverged.request?.id;
-  const r = await restoreReplica(replicaDir, { point: { kind: 'latest' }, ...(first ? { adopt: id !== undefined ? { requestId: id } : true } : {}) });
+  const r = await restoreReplica(replicaDir, { point: { kind: 'latest' }, ...(wait ? { wait } : {}), ...(first ? { adopt: id !== undefined ? { requestId: id } : true } : {}) });
   return { seq: r.plan.seq, ts: r.plan.ts, bytesWritten: r.bytesWritten, proved: r.proof ? r.proof.equal : null };
 }
 
@@ -301,8 +304,8 @@ async function probe(o: DemoteOptions, groupId: string): Promise<Lineage> {
 }
 
 /** The replica whose SVOLs are the group's volume files, in place (symbolic links); made again where a killed demote left off. */
-async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGroupConfig>>, name: string): Promise<void> {
-  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: config.groupId, volumes: config.volumes.map((v) => ({ name: v.name, size: v.extents.reduce((n, e) => n + e.size, 0) })) }));
+async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGroupConfig>>, name: string, wait: ReplicaWait | undefined): Promise<void> {
+  const opened = await Replica.openOrCreate(dir, async () => ({ groupId: config.groupId, volumes: config.volumes.map((v) => ({ name: v.name, size: v.extents.reduce((n, e) => n + e.size, 0) })) }), wait ? { wait } : {});
   if (!opened) throw new JshipError('IO', `${dir}: the replica could not be created`, { hint: 'check the directory' });
   const r = opened.replica;
   try {
@@ -325,10 +328,19 @@ async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGr
   }
 }
 
-async function withReplica<T>(dir: string, fn: (r: Replica) => T | Promise<T>): Promise<T> {
-  const r = await Replica.open(dir);
+async function withReplica<T>(dir: string, wait: ReplicaWait | undefined, fn: (r: Replica) => T | Promise<T>): Promise<T> {
+  const r = await Replica.open(dir, wait ? { wait } : {});
   try {
     return await fn(r);
+  } finally {
+    await r.close();
+  }
+}
+
+async function viewReplica<T>(dir: string, fn: (r: Replica) => T): Promise<T> {
+  const r = await Replica.view(dir);
+  try {
+    return fn(r);
   } finally {
     await r.close();
   }
@@ -349,13 +361,17 @@ export interface DemotedStatus {
   replica: { dir: string; lastSeq: bigint | null; lastContact: string | null; appliedSeq: bigint | null; appliedTs: bigint | null };
 }
 
-/** The status of a demoted group (null: the group was not demoted). Reads its replica's catalogue (waiting for its lock). */
+/**
+ * The status of a demoted group (null: the group was not demoted). Reads
+ * its replica's catalogue as committed so far, without its lock: a status
+ * asked while an import or a restore holds the replica is answered.
+ */
 export async function demotedStatus(groupDir: string): Promise<DemotedStatus | null> {
   groupDir = resolve(groupDir);
   const d = await readDemoted(groupDir);
   if (!d) return null;
   const config = await readGroupConfig(groupDir);
-  const held = await withReplica(d.replica, (r) => r.catalog.tapes().reduce<{ lastSeq: bigint | null; lastContact: string | null }>((m, t) => ({
+  const held = await viewReplica(d.replica, (r) => r.catalog.tapes().reduce<{ lastSeq: bigint | null; lastContact: string | null }>((m, t) => ({
     lastSeq: t.lastSeq !== null && (m.lastSeq === null || t.lastSeq > m.lastSeq) ? t.lastSeq : m.lastSeq,
     lastContact: m.lastContact === null || t.importedAt > m.lastContact ? t.importedAt : m.lastContact,
   }), { lastSeq: null, lastContact: null })).catch((e: unknown) => {

@@ -372,6 +372,18 @@ describe('takeover (issue 15): promote a secondary, a third site follows it, the
       const A2 = await code(openSiteGroup(gA));
       expect(A2).toBe('GROUP_DEMOTED');
       expect(jshipJson('status', gA).out).toMatchObject({ role: 'demoting', replica: { appliedSeq: null } });
+      // While another command holds the demoted group's replica (an import, a restore), status still answers
+      // (it failed, GROUP_LOCKED: a false alarm), and demote --wait waits, then fails (it was an unknown option).
+      const heldReplica = await Replica.open(join(gA, 'replica'));
+      try {
+        expect(jshipJson('status', gA)).toMatchObject({ code: 0, out: { role: 'demoting' } });
+        const again = jshipJson('demote', gA, '--follow', tapesB, '--wait', '1s');
+        expect(again.code, JSON.stringify(again.out)).toBe(1);
+        expect(again.out.error).toMatchObject({ code: 'GROUP_LOCKED', message: expect.stringContaining('still after 1 s') });
+        expect(again.stderr).toMatch(/jship demote: .* is in use by process \d+ .*; waiting up to 1 s/);
+      } finally {
+        await heldReplica.close();
+      }
       // At B: a request of another group, or naming another takeover point, is refused; nothing is exported.
       const req = JSON.parse(readFileSync(first.awaiting!.request!, 'utf8')) as { format: number; groupId: string; request: { id: string; fromSeq: string; volumes: unknown[] } };
       const tapesB2 = join(d, 'tapesB2');
