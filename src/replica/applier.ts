@@ -7,6 +7,7 @@ import type { Catalog, SegmentRow } from './catalog.js';
 import type { PlannedSegment, RestorePlan } from './restore-plan.js';
 import { segmentWhere, type PayloadLease, type SegmentSource } from './segment-source.js';
 import type { RestoreTarget } from './targets.js';
+import type { WrittenRegions } from './prove.js';
 
 interface Ref {
   e: IndexEntry;
@@ -203,8 +204,13 @@ export class Applier {
     }
   }
 
-  /** Newest record first: each byte goes to the last record that wrote it; written once, grouped by segment. */
-  async coalesced(): Promise<void> {
+  /**
+   * Newest record first: each byte goes to the last record that wrote it;
+   * written once, grouped by segment. `regions` is told of each region of
+   * a target as soon as nothing more will be written there (a restore's
+   * proof reads it back then).
+   */
+  async coalesced(regions?: WrittenRegions): Promise<void> {
     const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
     let pending: Array<{ c: Claim; r: Ref }> = [];
     for (const r of this.#all(true)) {
@@ -218,10 +224,11 @@ export class Applier {
         pending = [];
       }
     }
-    await this.#writeClaims(pending);
+    // The last window: every claim left is in it, so a region none of its segments writes is final now.
+    await this.#writeClaims(pending, regions);
   }
 
-  async #writeClaims(claims: Array<{ c: Claim; r: Ref }>): Promise<void> {
+  async #writeClaims(claims: Array<{ c: Claim; r: Ref }>, regions?: WrittenRegions): Promise<void> {
     const bySeg = new Map<string, Array<{ c: Claim; r: Ref }>>();
     for (const x of claims) {
       if (isZero(x.r.e)) {
@@ -237,11 +244,12 @@ export class Applier {
     }
     const lists = [...bySeg.values()];
     for (const list of lists) list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
+    const written = regions ? this.#countdown(regions, lists) : () => undefined;
     const source = this.#source as SegmentSource;
     // Straight into the targets' files on the pool's workers, where every segment and target allows it:
     // no payload crosses to this thread, which only plans.
     if (lists.every((l) => source.writesParts((l[0] as { r: Ref }).r.seg)) && this.#targets.every((t) => !t || t.direct)) {
-      await this.#writeParts(lists);
+      await this.#writeParts(lists, written);
       return;
     }
     let done = 0;
@@ -262,7 +270,7 @@ export class Applier {
         for (let k = i; k < i + READ_AHEAD; k++) fetch(k);
         const lease = await (ahead.get(i) as Promise<PayloadLease>);
         ahead.delete(i);
-        const w = this.#writeList(list, lease.payload).finally(() => {
+        const w = this.#writeList(list, lease.payload).then(() => written(i)).finally(() => {
           lease.release();
           this.#progress?.(++done, bySeg.size);
         });
@@ -285,17 +293,18 @@ export class Applier {
    * running end before it is thrown: no worker writes a target's
    * descriptor once its caller may close it.
    */
-  async #writeParts(lists: Array<Array<{ c: Claim; r: Ref }>>): Promise<void> {
+  async #writeParts(lists: Array<Array<{ c: Claim; r: Ref }>>, written: (list: number) => void): Promise<void> {
     const source = this.#source as SegmentSource;
     const running = new Set<Promise<void>>();
     let failed: { error: unknown } | undefined;
     let done = 0;
     try {
-      for (const list of lists) {
+      for (const [i, list] of lists.entries()) {
         const parts = new Float64Array(list.length * 4);
         for (const [k, { c, r }] of list.entries()) parts.set([this.#direct(c.volume).fd, c.start, r.e.dataOff + c.delta, c.end - c.start], k * 4);
         const p = source.writeParts((list[0] as { r: Ref }).r.seg, parts).then((n) => {
           for (const { c } of list) this.#direct(c.volume).wrote(c.start, c.end - c.start);
+          written(i);
           this.bytesWritten += n;
           this.#progress?.(++done, lists.length);
         }, (e: unknown) => {
@@ -309,6 +318,43 @@ export class Applier {
       await Promise.all(running);
     }
     if (failed) throw failed.error;
+  }
+
+  /**
+   * Counts, for each region of each target, the segments of the last window
+   * that write into it; tells `regions` at once of those none writes (every
+   * earlier write has ended) and returns what to call as each segment's
+   * writes end: a region is final once the last of its segments is written.
+   */
+  #countdown(regions: WrittenRegions, lists: ReadonlyArray<ReadonlyArray<{ c: Claim }>>): (list: number) => void {
+    const rb = regions.regionBytes;
+    // A key per (volume, region): volumes < 2^10, regions < 2^32.
+    const key = (volume: number, region: number): number => volume * 2 ** 32 + region;
+    const left = new Map<number, number>();
+    const keysOf = lists.map((list) => {
+      const keys: number[] = [];
+      // Claims are sorted by volume, then offset: their keys ascend, and a repeat is the last one pushed.
+      for (const { c } of list) {
+        for (let r = Math.floor(c.start / rb); r <= Math.floor((c.end - 1) / rb); r++) {
+          const k = key(c.volume, r);
+          if (keys[keys.length - 1] === k) continue;
+          keys.push(k);
+          left.set(k, (left.get(k) ?? 0) + 1);
+        }
+      }
+      return keys;
+    });
+    for (const [v, size] of this.#sizes.entries()) {
+      if (!this.#targets[v]) continue;
+      for (let r = 0; r * rb < size; r++) if (!left.has(key(v, r))) regions.final(v, r);
+    }
+    return (list) => {
+      for (const k of keysOf[list] ?? []) {
+        const n = (left.get(k) ?? 1) - 1;
+        left.set(k, n);
+        if (n === 0) regions.final(Math.floor(k / 2 ** 32), k % 2 ** 32);
+      }
+    };
   }
 
   #direct(volume: number): NonNullable<RestoreTarget['direct']> {

@@ -2,8 +2,7 @@ import { makeDirs, whereIs } from '../io/files.js';
 import { volumeFileHolder } from '../io/volume-file-lock.js';
 import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileLeavesOnPool, proofText, provePoint, type PointProof } from './prove.js';
-import type { PointDigest } from '../core/volume-digest.js';
+import { RestoreProof, proofText, type PointProof } from './prove.js';
 import { JshipError, isJshipError, param } from '../core/errors.js';
 import type { KeyRing } from '../tape/crypto.js';
 import { byChain, tapeRef, type Catalog, type SegmentRow, type TapeRef } from './catalog.js';
@@ -194,6 +193,7 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
   }
 
   const targets: Array<RestoreTarget | undefined> = vols.map(() => undefined);
+  let proving: RestoreProof | undefined;
   try {
     for (const [k, i] of selected.entries()) {
       const t = targetPaths[k]!;
@@ -222,13 +222,15 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     const apply = new Applier(cat, plan, targets, vols.map((v) => v.size), source, opts.onProgress);
     const coalesce = opts.coalesce ?? true;
     result.coalesced = coalesce;
-    if (coalesce) await apply.coalesced();
-    else await apply.inOrder();
     // Before anything is put in place: what was written must be what the primary had at the point. The proof
-    // reads it back while the last of it is made durable (it reads what the targets hold either way).
+    // reads each part back once nothing more is written there, the last of it while it is made durable (it
+    // reads what the targets hold either way).
     const digest = plan.inconsistent ? undefined : cat.digest(plan.seq);
+    proving = digest ? await RestoreProof.open(pool, digest, targets.map((t) => t && { name: t.volume, path: t.tmpPath ?? t.path, untouched: t.untouched ?? undefined })) : undefined;
+    if (coalesce) await apply.coalesced(proving);
+    else await apply.inOrder();
     const [proof] = await allOrFirstError([
-      digest ? proveTargets(digest, targets, pool) : Promise.resolve(null),
+      proving ? proving.result() : Promise.resolve(null),
       Promise.all(targets.map((t) => t?.finish())),
     ] as const);
     result.proof = proof;
@@ -283,6 +285,8 @@ async function runWith(replica: Replica, opts: RestoreOptions, pool: FramePool):
     }
     throw e;
   } finally {
+    // Its reads end before its descriptors close.
+    await proving?.close();
     // Renamed into place, given up on, or left for the next restore to rename: another restore may write them now.
     for (const t of targets) await t?.release();
     await source.release();
@@ -317,17 +321,6 @@ async function removeLeftovers(dir: string, state: ReplicaState): Promise<void> 
 
 function notWriting(state: ReplicaState, done: readonly string[]): string[] {
   return (state.writing ?? []).filter((t) => !done.includes(t));
-}
-
-/** Reads back what the targets hold (files under their temporary names) and compares it with the digest. */
-async function proveTargets(digest: PointDigest, targets: ReadonlyArray<RestoreTarget | undefined>, pool: FramePool): Promise<PointProof> {
-  const readers: Array<Awaited<ReturnType<typeof fileLeavesOnPool>>> = [];
-  try {
-    for (const t of targets) if (t) readers.push(await fileLeavesOnPool(pool, t.volume, t.tmpPath ?? t.path, t.untouched ?? undefined));
-    return await provePoint(digest, readers);
-  } finally {
-    for (const r of readers) await r.close();
-  }
 }
 
 /** Tape files and bytes of the segments a plan reads, by tape: the tape chain's in serial order, then the link's. */

@@ -94,6 +94,90 @@ describe('Applier: a coalesced restore through leased payloads', () => {
     }
   });
 
+  it('tells of each region of a target, once, as soon as nothing more will be written there: no write into it begins or is still running after (a restore\'s proof reads it back then), and the first is told while writes go on', async () => {
+    const image = await replicaOfChangedGroup();
+    const size = image.length;
+    const replica = await Replica.open(join(dir, 'rep'));
+    const pool = new FramePool();
+    const regionBytes = 2 * MiB;
+    try {
+      const cat = replica.catalog;
+      // On the workers (a file target) and through leased payloads (a target with no descriptor).
+      for (const direct of [true, false]) {
+        const source = new SegmentSource(replica, undefined, { pool });
+        const events: string[] = [];
+        const told = new Map<number, number>();
+        const running = new Map<number, number>();
+        const wrong: string[] = [];
+        const regionsOf = (offset: number, length: number): number[] => Array.from({ length: Math.floor((offset + length - 1) / regionBytes) - Math.floor(offset / regionBytes) + 1 }, (_v, k) => Math.floor(offset / regionBytes) + k);
+        const begin = (offset: number, length: number): void => {
+          events.push('write');
+          for (const r of regionsOf(offset, length)) {
+            if (told.has(r)) wrong.push(`a write into region ${r} began after it was told`);
+            running.set(r, (running.get(r) ?? 0) + 1);
+          }
+        };
+        const end = (offset: number, length: number): void => {
+          for (const r of regionsOf(offset, length)) running.set(r, (running.get(r) ?? 0) - 1);
+        };
+        const regions = {
+          regionBytes,
+          final(volume: number, region: number): void {
+            events.push('final');
+            if (volume !== 0) wrong.push(`volume ${volume} told`);
+            if ((running.get(region) ?? 0) > 0) wrong.push(`region ${region} told while a write into it ran`);
+            told.set(region, (told.get(region) ?? 0) + 1);
+          },
+        };
+        const got = Buffer.alloc(size);
+        let target: RestoreTarget;
+        if (direct) {
+          target = await openFileTarget('a', join(dir, 'regions.img'), size, false);
+          const real = source.writeParts.bind(source);
+          source.writeParts = async (seg, parts): Promise<number> => {
+            const spans = Array.from({ length: parts.length / 4 }, (_v, k) => [parts[k * 4 + 1] as number, parts[k * 4 + 3] as number] as const);
+            for (const [o, l] of spans) begin(o, l);
+            try {
+              return await real(seg, parts);
+            } finally {
+              for (const [o, l] of spans) end(o, l);
+            }
+          };
+        } else {
+          target = {
+            volume: 'a', path: 'memory', kind: 'file', fresh: true, tmpPath: null, untouched: null, direct: null,
+            async write(offset, data) {
+              begin(offset, data.length);
+              await tick();
+              got.set(data, offset);
+              end(offset, data.length);
+            },
+            zero: async () => undefined,
+            clear: async () => undefined,
+            finish: async () => undefined,
+            abort: async () => undefined,
+            release: async () => undefined,
+          };
+        }
+        try {
+          await new Applier(cat, planRestore(cat, { kind: 'latest' }), [target], [size], source).coalesced(regions);
+          await target.finish();
+          expect(wrong, direct ? 'on the workers' : 'leased').toEqual([]);
+          expect([...told.entries()].sort((a, b) => a[0] - b[0])).toEqual(Array.from({ length: size / regionBytes }, (_v, r) => [r, 1]));
+          expect(events.indexOf('final')).toBeLessThan(events.lastIndexOf('write'));
+          expect((direct ? readFileSync(tmpPathFor(join(dir, 'regions.img'))) : got).equals(image)).toBe(true);
+        } finally {
+          await source.release();
+          await target.abort();
+          await target.release();
+        }
+      }
+    } finally {
+      await pool.close();
+      await replica.close();
+    }
+  });
+
   it('segments of more tapes than it keeps open, asked for all at once: every read gets an open tape (none closed under a reader), and all are closed after', async () => {
     await replicaOfChangedGroup();
     const replica = await Replica.open(join(dir, 'rep'));

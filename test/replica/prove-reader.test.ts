@@ -3,15 +3,19 @@ import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { fileLeavesOnPool } from '../../src/replica/prove.js';
-import { digestOfLeaves, digestVolume, leafHasher } from '../../src/core/volume-digest.js';
+import { RestoreProof } from '../../src/replica/prove.js';
+import { DIGEST_ALGORITHM, digestVolume, leafHasher, type PointDigest } from '../../src/core/volume-digest.js';
 import { FramePool } from '../../src/tape/frame-pool.js';
 import { KiB, MiB, tempDir } from '../helpers.js';
 
-// A restore's proof reads its targets back on the worker pool: runs of chunks read and hashed side by side.
-// What it computes must be what a digest over the same bytes in memory computes.
+// A restore's proof reads its targets back on the worker pool: regions of chunks read and hashed side by side,
+// each once the restore has written all it will write there, in whatever order. What it computes must be what a
+// digest over the same bytes in memory computes.
 
-describe('the proof reader (leaves on the worker pool)', () => {
+/** A digest of one volume `v` whose root nothing matches: the proof's `got` is what it computed. */
+const digestOf = (size: number, chunkSize: number): PointDigest => ({ algorithm: DIGEST_ALGORITHM, seq: '1', kind: 'restore-point', name: 'm', chunkSize, volumes: [{ name: 'v', size, root: '0'.repeat(64) }], root: '0'.repeat(64) });
+
+describe('the restore proof (leaves on the worker pool)', () => {
   const dir = tempDir();
   const pool = new FramePool({ threads: 2 });
   afterAll(() => pool.close());
@@ -27,12 +31,18 @@ describe('the proof reader (leaves on the worker pool)', () => {
     }, untouched)).root;
   }
 
-  async function onPool(path: string, size: number, chunkSize: number, untouched?: (o: number, l: number) => boolean): Promise<string> {
-    const r = await fileLeavesOnPool(pool, 'v', path, untouched);
+  /** The root the proof computes; `order`: regions told final first (each index taken modulo their count, repeats allowed), the rest at the end. */
+  async function onPool(path: string, size: number, chunkSize: number, untouched?: (o: number, l: number) => boolean, order: number[] = []): Promise<string> {
+    const proof = await RestoreProof.open(pool, digestOf(size, chunkSize), [undefined, { name: 'v', path, untouched }]);
     try {
-      return digestOfLeaves('v', size, chunkSize, await r.leaves(size, chunkSize)).root;
+      const regions = Math.max(1, Math.ceil(size / proof.regionBytes));
+      for (const r of order) proof.final(1, r % regions);
+      // Told of regions past the end, or of a volume not restored: nothing to read.
+      proof.final(1, regions + 1);
+      proof.final(0, 0);
+      return (await proof.result()).volumes[0]!.got;
     } finally {
-      await r.close();
+      await proof.close();
     }
   }
 
@@ -51,7 +61,7 @@ describe('the proof reader (leaves on the worker pool)', () => {
     ), { numRuns: 60 });
   });
 
-  it('splits a large file into jobs of 64 MiB and puts their leaves back in chunk order', async () => {
+  it('splits a large file into regions of 64 MiB and puts their leaves back in chunk order, whichever region is read first', async () => {
     const path = join(dir, 'large');
     const size = 160 * MiB + 4 * KiB;
     const fd = openSync(path, 'w');
@@ -66,16 +76,46 @@ describe('the proof reader (leaves on the worker pool)', () => {
     } finally {
       closeSync(fd);
     }
-    expect(await onPool(path, size, 16 * MiB)).toBe(await inMemory(content, size, 16 * MiB));
+    const want = await inMemory(content, size, 16 * MiB);
+    expect(await onPool(path, size, 16 * MiB)).toBe(want);
+    expect(await onPool(path, size, 16 * MiB, undefined, [2, 0])).toBe(want);
+    expect(await onPool(path, size, 16 * MiB, undefined, [1, 1, 2, 0])).toBe(want);
+  });
+
+  it('reads a final region once more than its backlog waits (before its bytes leave the page cache), the rest at the end', async () => {
+    const path = join(dir, 'backlog');
+    const chunkSize = 16 * MiB;
+    const size = 192 * MiB;
+    const before = randomBytes(size);
+    writeFileSync(path, before);
+    const after = Buffer.from(before);
+    after.fill(7, 0, 64 * MiB);
+    const want = { before: await inMemory(before, size, chunkSize), after: await inMemory(after, size, chunkSize) };
+    // Regions 0 and 1 told final, then region 0 changes on disk (a proof that reads it later sees the change).
+    for (const [backlog, read] of [[0, 'before'], [64 * MiB, 'before'], [128 * MiB, 'after']] as const) {
+      writeFileSync(path, before);
+      const proof = await RestoreProof.open(pool, digestOf(size, chunkSize), [{ name: 'v', path }], backlog);
+      try {
+        expect(proof.regionBytes).toBe(64 * MiB);
+        proof.final(0, 0);
+        proof.final(0, 1);
+        await proof.settled();
+        writeFileSync(path, after);
+        expect((await proof.result()).volumes[0]!.got, `backlog ${backlog}`).toBe(want[read]);
+      } finally {
+        await proof.close();
+      }
+    }
   });
 
   it('a read that fails fails the proof with the system\'s error, naming the file', async () => {
     // A directory opens read-only, and every read of it fails (EISDIR).
-    const r = await fileLeavesOnPool(pool, 'v', dir);
+    const proof = await RestoreProof.open(pool, digestOf(256 * MiB, 64 * KiB), [{ name: 'v', path: dir }]);
     try {
-      await expect(r.leaves(256 * MiB, 64 * KiB)).rejects.toMatchObject({ code: 'EISDIR', path: dir });
+      proof.final(0, 1);
+      await expect(proof.result()).rejects.toMatchObject({ code: 'EISDIR', path: dir });
     } finally {
-      await r.close();
+      await proof.close();
     }
   });
 });
