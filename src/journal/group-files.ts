@@ -114,7 +114,8 @@ export async function writeFence(dir: string, f: Fence): Promise<void> {
 /**
  * outside.json: volume files the group found changed when it opened, since
  * its last clean close (their size or last write differs from what the
- * close recorded): changed outside jship, so the journal lacks the change
+ * close recorded), or while it was open and wrote nothing to them
+ * (Volume.changedOutside): changed outside jship, so the journal lacks the change
  * and the secondaries do not have it. Kept until a scan journals those
  * volumes' changes, or a full base reads them again.
  */

@@ -52,7 +52,7 @@ export interface GroupStatus {
   epoch: { generation: number; startSeq: bigint };
   /** Set when the group learned of a newer epoch of itself (it takes no writes). */
   fenced: Fence | null;
-  /** Volumes whose files changed outside jship (found at an open): the journal lacks those changes until a scan or a full base. */
+  /** Volumes whose files changed outside jship (found at an open, or at a look while open): the journal lacks those changes until a scan or a full base. */
   outside: OutsideChange | null;
   /** The group's clock when the status was taken (ns since the epoch). */
   now: bigint;

@@ -223,12 +223,7 @@ export class JournalGroup {
       group.#digests = await PointDigests.open(dir, volumes, config.chunkSize, journal.writtenSeq - 1n, group.#order);
       // Volume files changed since the last clean close were written outside jship: kept until a scan or a full base.
       group.#outside = await readOutside(dir);
-      const changed = group.#digests.changedOutside.filter((n) => !group.#outside?.volumes.includes(n));
-      if (changed.length > 0) {
-        group.#outside = { volumes: [...(group.#outside?.volumes ?? []), ...changed], noticedAt: group.#outside?.noticedAt ?? new Date().toISOString() };
-        // Told by this process even if it cannot be kept (a full file system): never a reason not to open.
-        await writeOutside(dir, group.#outside).catch(() => undefined);
-      }
+      await group.#noteOutside(group.#digests.changedOutside);
       group.#replyAfterJournal = opts.replyAfterJournal ?? false;
       group.#pvolLag = opts.pvolLagBytes ?? DEFAULT_PVOL_LAG_BYTES;
       group.#checkpointBytes = opts.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
@@ -239,9 +234,10 @@ export class JournalGroup {
       const interval = opts.checkpointIntervalMs ?? 5000;
       if (interval > 0) {
         group.#timer = setInterval(() => {
-          if ((group.#dirtySinceFlush || group.#sinceCheckpoint > 0 || group.journal.appliedSeq < group.journal.writtenSeq - 1n) && !group.#closed && !group.#failed) {
-            group.checkpoint().catch(() => undefined);
-          }
+          if (group.#closed || group.#failed) return;
+          if (group.#dirtySinceFlush || group.#sinceCheckpoint > 0 || group.journal.appliedSeq < group.journal.writtenSeq - 1n) group.checkpoint().catch(() => undefined);
+          // A quiet group looks at its volume files all the same (a checkpoint looks as it ends).
+          else group.#noticeWrittenOutside().catch(() => undefined);
         }, interval);
         group.#timer.unref();
       }
@@ -383,6 +379,7 @@ export class JournalGroup {
       await Promise.allSettled(applying);
       this.#checkUsable();
       await Promise.all(this.volumes.map((v) => v.sync()));
+      await this.#noticeWrittenOutside();
       // Made durable by the next journal sync (a flush, a purge, close): until then recovery redoes a little more.
       if (target > this.journal.appliedSeq) await this.journal.writeSuperblock({ appliedSeq: target }, false);
       this.#sinceCheckpoint -= bytes;
@@ -858,6 +855,33 @@ export class JournalGroup {
       journal: this.journal,
       nearlyFullPercent: this.config.policy.nearlyFullPercent,
     });
+  }
+
+  /** Adds volumes changed outside jship to outside.json (kept until a scan or a full base journals them). */
+  async #noteOutside(changed: readonly string[]): Promise<void> {
+    const fresh = changed.filter((n) => !this.#outside?.volumes.includes(n));
+    if (fresh.length === 0) return;
+    this.#outside = { volumes: [...(this.#outside?.volumes ?? []), ...fresh], noticedAt: this.#outside?.noticedAt ?? new Date().toISOString() };
+    // Told by this process even if it cannot be kept (a full file system): never a reason to fail an open or a checkpoint.
+    await writeOutside(this.dir, this.#outside).catch(() => undefined);
+  }
+
+  /**
+   * At each checkpoint, and every checkpoint interval while the group is
+   * quiet: volume files another process wrote while the group has them open
+   * (Volume.changedOutside: seen only where none of the group's own writes
+   * began since the last look), told as at an open.
+   */
+  async #noticeWrittenOutside(): Promise<void> {
+    let changed: string[];
+    try {
+      changed = this.volumes.filter((v) => v.changedOutside()).map((v) => v.name);
+    } catch {
+      return;
+    }
+    if (changed.length === 0) return;
+    this.#onEvent?.({ event: 'changed-outside', volumes: changed, hint: 'another process wrote these volume files: jship scan GROUP_DIR journals the change' });
+    await this.#noteOutside(changed);
   }
 
   /**

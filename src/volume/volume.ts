@@ -1,4 +1,4 @@
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import { constants, fstatSync, promises as fsp, type Stats } from 'node:fs';
 import { JshipError } from '../core/errors.js';
 import { byteLength, sliceBytes, type Bytes } from '../core/bytes.js';
 import type { ExtentSpec, VolumeSpec } from '../core/volume-spec.js';
@@ -30,6 +30,11 @@ export class Volume {
   readonly #handles: fsp.FileHandle[];
   /** The locks of its regular files while it writes them (io/volume-file-lock.ts). */
   readonly #locks: DirLock[];
+  /** Its own writes not yet in the files, and whether one began since the last look (changedOutside). */
+  #writing = 0;
+  #wrote = false;
+  /** Each regular file's last write (ns) at the last look; undefined before the first. */
+  #seen: Array<bigint | null> | undefined;
 
   private constructor(name: string, extents: Extent[], handles: fsp.FileHandle[], locks: DirLock[]) {
     this.name = name;
@@ -98,20 +103,49 @@ export class Volume {
   async write(offset: number, data: Bytes): Promise<void> {
     const length = byteLength(data);
     this.checkRange(offset, length);
-    await this.#each(offset, length, async (h, pos, bufOff, len) => {
+    await this.#own(() => this.#each(offset, length, async (h, pos, bufOff, len) => {
       let done = 0;
       while (done < len) {
         const rest = sliceBytes(data, bufOff + done, bufOff + len);
         const { bytesWritten } = rest instanceof Uint8Array ? await h.write(rest, 0, rest.length, pos + done) : await h.writev(rest as Uint8Array[], pos + done);
         done += bytesWritten;
       }
-    });
+    }));
   }
 
   /** Writes through a PvolWriter: small writes batched onto its worker thread. */
   async writeBatched(writer: PvolWriter, offset: number, data: Uint8Array): Promise<void> {
     this.checkRange(offset, data.length);
-    await this.#each(offset, data.length, (h, pos, bufOff, len) => writer.write(h.fd, pos, data.subarray(bufOff, bufOff + len)));
+    await this.#own(() => this.#each(offset, data.length, (h, pos, bufOff, len) => writer.write(h.fd, pos, data.subarray(bufOff, bufOff + len))));
+  }
+
+  /** One of its own writes: counted from before it begins until it is in the files, whatever its end. */
+  async #own(write: () => Promise<void>): Promise<void> {
+    this.#writing++;
+    this.#wrote = true;
+    try {
+      await write();
+    } finally {
+      this.#writing--;
+    }
+  }
+
+  /**
+   * Whether a regular file of the volume was written by another process
+   * since the last look: its last write (mtime) moved while none of the
+   * volume's own writes began. A look while one of its own writes is
+   * running, or after one began, tells nothing (false) and starts again;
+   * the first look only remembers. A block device keeps no last write.
+   * Synchronous: no write of this process begins during it.
+   */
+  changedOutside(): boolean {
+    if (this.#writing > 0) return false;
+    const now = this.#handles.map((h, i) => (this.extents[i]?.blockDevice ? null : fstatSync(h.fd, { bigint: true }).mtimeNs));
+    const before = this.#seen;
+    const quiet = !this.#wrote;
+    this.#seen = now;
+    this.#wrote = false;
+    return before !== undefined && quiet && now.some((m, i) => m !== before[i]);
   }
 
   /** Writes zeroes over a range (also used for TRIM, so that a trimmed range reads back as zeroes). */

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { groupPaths } from '../../src/journal/group-files.js';
-import { jshipJson, MiB, tempDir } from '../helpers.js';
+import { JournalGroup } from '../../src/journal/journal-group.js';
+import type { JshipEvent } from '../../src/core/events.js';
+import { jshipJson, makeGroup, MiB, tempDir } from '../helpers.js';
 
 /** Writes into a volume file behind jship's back (a VM image restored from a backup, a file system mounted on it). */
 function scribble(path: string): void {
@@ -46,6 +48,60 @@ describe('a volume file changed while its group was closed', () => {
     expect(scan.out.volumes.find((v: { name: string }) => v.name === 'b').changedBlocks).toBeGreaterThan(0);
     expect(jshipJson('status', g).out.outside).toBeNull();
     expect(jshipJson('check', g)).toExit(0);
+  });
+});
+
+describe('a volume file written by another process while its group is open', () => {
+  const dir = tempDir();
+
+  it('is seen at the next checkpoint when the group wrote nothing there since the one before; the group\'s own writes, batched or not, running or ended, are never taken for it', async () => {
+    const g = await makeGroup(dir, { a: 4 * MiB, b: 4 * MiB }, { journalSize: 32 * MiB });
+    const events: JshipEvent[] = [];
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 0, consumers: [], onEvent: (e) => events.push(e) });
+    try {
+      await group.checkpoint();
+      // The group's own writes, small (batched on the PVOL writer's thread) and large, some still running
+      // while the checkpoint looks: nothing to say, round after round.
+      for (let round = 0; round < 20; round++) {
+        const writes = Array.from({ length: 8 }, (_v, i) => group.write(i % 2 ? 'a' : 'b', ((round * 8 + i) % 60) * 64 * 1024, randomBytes(i % 3 === 0 ? 64 * 1024 : 4096)));
+        const cp = group.checkpoint();
+        await Promise.all(writes);
+        await cp;
+        if (round % 4 === 0) await group.checkpoint();
+      }
+      expect((await group.status()).outside).toBeNull();
+      expect(events.filter((e) => e.event === 'changed-outside')).toEqual([]);
+      // Before, this went unnoticed for as long as the group stayed open (and at its clean close, for good).
+      scribble(join(dir, 'b.img'));
+      await group.write('a', 0, randomBytes(4096));
+      await group.checkpoint();
+      expect((await group.status()).outside).toMatchObject({ volumes: ['b'] });
+      expect(events.filter((e) => e.event === 'changed-outside')).toMatchObject([{ volumes: ['b'] }]);
+      // Said once; kept through the close and the next open.
+      await group.checkpoint();
+      expect(events.filter((e) => e.event === 'changed-outside')).toHaveLength(1);
+    } finally {
+      await group.close();
+    }
+    expect(jshipJson('status', g).out.outside).toMatchObject({ volumes: ['b'] });
+    expect(jshipJson('check', g)).toExit(1);
+  });
+
+  it('is seen by a quiet group too, at its next checkpoint interval (with nothing to checkpoint)', async () => {
+    const g = await makeGroup(join(dir, 'quiet'), { a: 1 * MiB }, { journalSize: 8 * MiB });
+    let told: (e: JshipEvent) => void = () => undefined;
+    const seen = new Promise<JshipEvent>((resolve) => { told = resolve; });
+    const group = await JournalGroup.open(g, { checkpointIntervalMs: 20, consumers: [], onEvent: (e) => { if (e.event === 'changed-outside') told(e); } });
+    try {
+      // Looked at once (the first look only remembers), then written behind its back.
+      await group.write('a', 0, randomBytes(4096));
+      await group.checkpoint();
+      scribble(join(dir, 'quiet', 'a.img'));
+      expect(await seen).toMatchObject({ volumes: ['a'] });
+      expect((await group.status()).outside).toMatchObject({ volumes: ['a'] });
+    } finally {
+      await group.close();
+    }
   });
 });
 
