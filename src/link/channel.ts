@@ -55,6 +55,11 @@ export class Channel {
     socket.on('close', () => this.#fail(new JshipError('LINK_CLOSED', `${peer} closed the connection`, { hint: 'the transfer resumes from the last confirmed record when the link is back' })));
   }
 
+  /** The connection has failed or closed: whatever waits on the peer can stop waiting. */
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
   #fail(e: unknown): void {
     this.#failure ??= e;
     this.#deliver();

@@ -312,7 +312,7 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
     const s = await current(group.dir, name);
     const from = last ? BigInt(last.tape.seq) : BigInt(s.confirmed.seq);
     // With a tape in flight, records are not waited for: its confirmation is taken first.
-    if (!resync && !(await recordsFor(group, s, from, last ? 0 : (asked ?? heartbeatMs)))) {
+    if (!resync && !(await recordsFor(group, s, from, last ? 0 : (asked ?? heartbeatMs), () => ch.failed))) {
       if (last) {
         await take();
       } else {
@@ -349,12 +349,17 @@ function fullBaseFor(group: JournalGroup, s: SecondaryState): boolean {
   return s.needsBase || (s.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending');
 }
 
-/** Whether there is something to send to `s` after record `from` (a base, a resync base, records), waiting up to `waitMs` for records. */
-async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, waitMs: number): Promise<boolean> {
+/**
+ * Whether there is something to send to `s` after record `from` (a base, a
+ * resync base, records), waiting up to `waitMs` for records — or until the
+ * connection is `gone`: a secondary that went away (or a server that stops)
+ * held its session, and the server's stop, for the rest of the wait.
+ */
+async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, waitMs: number, gone: () => boolean): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > from) return true;
-    if (Date.now() >= deadline) return false;
+    if (Date.now() >= deadline || gone()) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -170,6 +170,8 @@ export async function runSecondary(ch: Channel, o: SecondaryOptions): Promise<{ 
       if (o.mode === 'pull' && !asked) await read();
       asked = false;
       const pending = ch.next(o.mode === 'pull' ? timeoutMs + 10_000 : timeoutMs);
+      // Taken below (awaited); until then a connection that closes (a stop) must not fail it with no one to take it.
+      pending.catch(() => undefined);
       // Between two tapes, and while the next one is not here, another process asking for the replica
       // gets it: asked before the wait too, as tapes that come back to back never leave it waiting.
       while (replica) {

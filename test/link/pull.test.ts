@@ -18,7 +18,7 @@ import { FramePool } from '../../src/tape/frame-pool.js';
 import { Replica } from '../../src/replica/replica.js';
 import { KiB, MiB, tempDir, toolHash } from '../helpers.js';
 import { writeMixed } from '../tape/helpers.js';
-import { events, expectRestoresTo, linkedGroup, snapshot } from './helpers.js';
+import { events, expectRestoresTo, linkedGroup, snapshot, until } from './helpers.js';
 
 describe('link pull (library)', () => {
   const dir = tempDir();
@@ -172,4 +172,63 @@ describe('link window', () => {
       await group.close();
     }
   }, 60_000);
+  it('a stop while the receiver looks whether another process wants the replica ends the pull cleanly: the frame it waited for fails with no one to take it, never as an unhandled rejection (exit 1 under load)', async () => {
+    const d = join(dir, 'stop-while-looking');
+    const { group, key } = await linkedGroup(d, { a: 1 * MiB }, { journalSize: 16 * MiB, chunkSize: 64 * KiB });
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: events().log, maxTapeBytes: 64 * KiB });
+    const wanted = Object.getOwnPropertyDescriptor(Replica.prototype, 'wanted') as PropertyDescriptor;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const from = parseHostPort(primary.address as string, '--from');
+      const rep = join(d, 'rep');
+      await runPull({ replicaDir: rep, name: 'site-b', key, log: events().log, from, once: true });
+      await writeMixed(group, 40, 7);
+      // The look at the replica's lock is held until the connection is gone (a stop comes while it runs).
+      let looking!: () => void;
+      const looked = new Promise<void>((r) => { looking = r; });
+      let letGo!: () => void;
+      const held = new Promise<void>((r) => { letGo = r; });
+      Object.defineProperty(Replica.prototype, 'wanted', { configurable: true, value: async () => { looking(); await held; return false; } });
+      const stop = new AbortController();
+      const pulling = runPull({ replicaDir: rep, name: 'site-b', key, log: events().log, from, signal: stop.signal });
+      await looked;
+      stop.abort();
+      // Long enough for a rejection no one takes to be reported (it is, after the microtasks of a turn).
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      letGo();
+      expect((await pulling).status).toBe(null);
+      expect(unhandled).toEqual([]);
+    } finally {
+      Object.defineProperty(Replica.prototype, 'wanted', wanted);
+      process.off('unhandledRejection', onUnhandled);
+      await primary.stop();
+      await group.close();
+    }
+  });
+  it('a secondary that goes away while the primary waits for records for it ends its session there, not at the end of the wait it asked for', async () => {
+    const d = join(dir, 'gone-while-waiting');
+    const { group, key } = await linkedGroup(d, { a: 256 * KiB }, { journalSize: 8 * MiB, chunkSize: 64 * KiB });
+    const log = events();
+    const primary = await LinkPrimary.start(group, { listen: { host: '127.0.0.1', port: 0 }, key, log: log.log, maxTapeBytes: 64 * KiB });
+    try {
+      const from = parseHostPort(primary.address as string, '--from');
+      const rep = join(d, 'rep');
+      await runPull({ replicaDir: rep, name: 'site-b', key, log: events().log, from, once: true });
+      const pos = await heldPosition(rep, { log: events().log });
+      const ch = await dial(from, key, group.config.groupId);
+      await ch.send(message(MessageType.Hello, { role: 'secondary', groupId: pos.groupId, name: 'site-b', held: pos.held, mode: 'pull', epochs: pos.epochs, lastSeq: pos.lastSeq }));
+      expectType(await ch.next(10_000), MessageType.Hello);
+      // Nothing to send: the primary waits up to a minute for records (as long as a READ may ask), then goes.
+      const ended = log.all.length;
+      await ch.send(message(MessageType.Read, { waitMs: 60_000 }));
+      ch.close();
+      // Before, the session (and a server's stop behind it) waited out the minute.
+      await until('the session to end', () => log.all.slice(ended).some((e) => e.event === 'disconnected' || e.event === 'session-failed'), 30_000);
+    } finally {
+      await primary.stop();
+      await group.close();
+    }
+  });
 });
