@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadNative } from './native.js';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 
 /**
@@ -23,7 +23,7 @@ function load(): { crc32: Crc32; implementation: 'node-rs' | 'zlib' } {
   const zlib = { crc32: zlibCrc32 as Crc32, implementation: 'zlib' as const };
   let fast: Crc32;
   try {
-    const m = createRequire(import.meta.url)('@node-rs/crc32') as { crc32?: unknown };
+    const m = loadNative('@node-rs/crc32') as { crc32?: unknown };
     if (typeof m.crc32 !== 'function') return zlib;
     fast = m.crc32 as Crc32;
   } catch {

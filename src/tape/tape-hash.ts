@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { loadNative } from '../core/native.js';
 
 /**
- * The BLAKE3 binding, loaded on first use: loading it takes about 15 ms,
+ * The BLAKE3 binding, loaded on first use (core/native.ts): loading it takes a few ms,
  * which verbs that never hash a tape (a restore) need not pay at start.
  */
 let blake3: typeof import('@napi-rs/blake-hash') | undefined;
-const load = (): typeof import('@napi-rs/blake-hash') => (blake3 ??= createRequire(import.meta.url)('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash'));
+const load = (): typeof import('@napi-rs/blake-hash') => (blake3 ??= loadNative('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash'));
 
 /**
  * A tape's hash over its whole file: its identity in the chain (the next
