@@ -89,7 +89,7 @@ interface ProvedVolume {
   name: string;
   path: string;
   h: fsp.FileHandle;
-  /** The size and chunks the primary digested (null: the point has no such volume; provePoint says so). */
+  /** The size and chunks the primary digested (0 when the point has no such volume: provePoint says so). */
   size: number;
   chunks: number;
   untouched: ((offset: number, length: number) => boolean) | undefined;
