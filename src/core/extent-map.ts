@@ -91,6 +91,18 @@ export class ExtentMap {
     }
   }
 
+  /** Whether every byte of [start, end) (clipped to the volume) is claimed: no later claim can take any of it. */
+  covers(start: number, end: number): boolean {
+    end = Math.min(end, this.size);
+    let at = start;
+    for (const e of this.extents(start, end - start)) {
+      if (e.start > at) return false;
+      at = Math.max(at, e.end);
+      if (at >= end) return true;
+    }
+    return at >= end;
+  }
+
   /** Bytes held in typed arrays (for the memory budget). */
   get bytes(): number {
     return this.#chunks.length * this.#cap * 24;

@@ -14,6 +14,18 @@ interface Ref {
   seg: SegmentRow;
 }
 
+/**
+ * What a coalesced restore tells of final regions (Applier.#countdown):
+ * `covered` says whether a region is claimed whole after a window (null:
+ * the last window, after which every region is final); `done` marks, by
+ * volume, the regions told already.
+ */
+interface Told {
+  regions: WrittenRegions;
+  covered: ((volume: number, start: number, end: number) => boolean) | null;
+  done: Array<Uint8Array | undefined>;
+}
+
 /** A byte range a record won: [start, end) of its volume, `delta` bytes into the record. */
 interface Claim {
   volume: number;
@@ -210,8 +222,12 @@ export class Applier {
    * a target as soon as nothing more will be written there (a restore's
    * proof reads it back then).
    */
-  async coalesced(regions?: WrittenRegions): Promise<void> {
+  async coalesced(regions?: WrittenRegions, claimWindow = CLAIM_WINDOW): Promise<void> {
     const maps = this.#sizes.map((size, v) => (this.#wantedVolumes[v] ? new ExtentMap(size) : undefined));
+    // A region every byte of which is claimed is final once this window's writes there end: older records claim none of it.
+    const covered = (volume: number, start: number, end: number): boolean => (maps[volume] as ExtentMap).covers(start, end);
+    // Regions told final in an earlier window, by volume (each is told once).
+    const done: Array<Uint8Array | undefined> = [];
     let pending: Array<{ c: Claim; r: Ref }> = [];
     for (const r of this.#all(true)) {
       if (!this.#wanted(r.e)) continue;
@@ -219,16 +235,16 @@ export class Applier {
       // Only what is claimed matters here (each record's bytes are written as they are won): claimed as
       // zeros, the claimed ranges merge and the map stays as small as the union of what was written.
       (maps[volume] as ExtentMap).claim(offset, offset + r.e.length, ZERO_SOURCE, 0, (start, end) => pending.push({ c: { volume, start, end, delta: start - offset }, r }));
-      if (pending.length >= CLAIM_WINDOW) {
-        await this.#writeClaims(pending);
+      if (pending.length >= claimWindow) {
+        await this.#writeClaims(pending, regions && { regions, covered, done });
         pending = [];
       }
     }
-    // The last window: every claim left is in it, so a region none of its segments writes is final now.
-    await this.#writeClaims(pending, regions);
+    // The last window: every claim left is in it, so every region is final once its writes in it end.
+    await this.#writeClaims(pending, regions && { regions, covered: null, done });
   }
 
-  async #writeClaims(claims: Array<{ c: Claim; r: Ref }>, regions?: WrittenRegions): Promise<void> {
+  async #writeClaims(claims: Array<{ c: Claim; r: Ref }>, told?: Told): Promise<void> {
     const bySeg = new Map<string, Array<{ c: Claim; r: Ref }>>();
     for (const x of claims) {
       if (isZero(x.r.e)) {
@@ -244,7 +260,7 @@ export class Applier {
     }
     const lists = [...bySeg.values()];
     for (const list of lists) list.sort((a, b) => a.c.volume - b.c.volume || a.c.start - b.c.start);
-    const written = regions ? this.#countdown(regions, lists) : () => undefined;
+    const written = told ? this.#countdown(told, claims, lists) : () => undefined;
     const source = this.#source as SegmentSource;
     // Straight into the targets' files on the pool's workers, where every segment and target allows it:
     // no payload crosses to this thread, which only plans.
@@ -321,38 +337,61 @@ export class Applier {
   }
 
   /**
-   * Counts, for each region of each target, the segments of the last window
-   * that write into it; tells `regions` at once of those none writes (every
-   * earlier write has ended) and returns what to call as each segment's
-   * writes end: a region is final once the last of its segments is written.
+   * Counts, for each region that is final after this window, the segments
+   * of the window that write into it; tells `regions` at once of those none
+   * writes (every earlier write has ended) and returns what to call as each
+   * segment's writes end: a region is final once the last of its segments
+   * is written. After the last window every region is final; after another,
+   * those this window claimed into that are claimed whole (`covered`).
+   * Typed arrays by volume and region: a window has up to 250 000 claims.
    */
-  #countdown(regions: WrittenRegions, lists: ReadonlyArray<ReadonlyArray<{ c: Claim }>>): (list: number) => void {
+  #countdown(told: Told, claims: ReadonlyArray<{ c: Claim }>, lists: ReadonlyArray<ReadonlyArray<{ c: Claim }>>): (list: number) => void {
+    const { regions, covered, done } = told;
     const rb = regions.regionBytes;
-    // A key per (volume, region): volumes < 2^10, regions < 2^32.
-    const key = (volume: number, region: number): number => volume * 2 ** 32 + region;
-    const left = new Map<number, number>();
-    const keysOf = lists.map((list) => {
-      const keys: number[] = [];
-      // Claims are sorted by volume, then offset: their keys ascend, and a repeat is the last one pushed.
-      for (const { c } of list) {
+    const count = (v: number): number => Math.ceil((this.#sizes[v] as number) / rb);
+    for (const [v] of this.#sizes.entries()) if (this.#targets[v]) done[v] ??= new Uint8Array(count(v));
+    // Per region: -1 while it is not final after this window; else this window's segments still to write there.
+    const left = this.#sizes.map((_size, v) => (this.#targets[v] ? new Int32Array(count(v)).fill(-1) : undefined));
+    if (covered) {
+      const looked = left.map((l) => l && new Uint8Array(l.length));
+      for (const { c } of claims) {
+        const seen = looked[c.volume] as Uint8Array;
+        const already = done[c.volume] as Uint8Array;
         for (let r = Math.floor(c.start / rb); r <= Math.floor((c.end - 1) / rb); r++) {
-          const k = key(c.volume, r);
-          if (keys[keys.length - 1] === k) continue;
-          keys.push(k);
-          left.set(k, (left.get(k) ?? 0) + 1);
+          if (seen[r] === 1 || already[r] === 1) continue;
+          seen[r] = 1;
+          if (covered(c.volume, r * rb, Math.min((r + 1) * rb, this.#sizes[c.volume] as number))) (left[c.volume] as Int32Array)[r] = 0;
         }
       }
-      return keys;
-    });
-    for (const [v, size] of this.#sizes.entries()) {
-      if (!this.#targets[v]) continue;
-      for (let r = 0; r * rb < size; r++) if (!left.has(key(v, r))) regions.final(v, r);
+    } else {
+      for (const [v, l] of left.entries()) if (l) for (let r = 0; r < l.length; r++) if ((done[v] as Uint8Array)[r] === 0) l[r] = 0;
     }
+    // Each segment's regions, as volume and region pairs (its claims are sorted: a repeat is the last pair pushed).
+    const regionsOf = lists.map((list) => {
+      const pairs: number[] = [];
+      for (const { c } of list) {
+        const l = left[c.volume] as Int32Array;
+        for (let r = Math.floor(c.start / rb); r <= Math.floor((c.end - 1) / rb); r++) {
+          if ((l[r] as number) < 0 || (pairs[pairs.length - 2] === c.volume && pairs[pairs.length - 1] === r)) continue;
+          pairs.push(c.volume, r);
+          l[r] = (l[r] as number) + 1;
+        }
+      }
+      return pairs;
+    });
+    const final = (v: number, r: number): void => {
+      (done[v] as Uint8Array)[r] = 1;
+      regions.final(v, r);
+    };
+    for (const [v, l] of left.entries()) if (l) for (let r = 0; r < l.length; r++) if (l[r] === 0) final(v, r);
     return (list) => {
-      for (const k of keysOf[list] ?? []) {
-        const n = (left.get(k) ?? 1) - 1;
-        left.set(k, n);
-        if (n === 0) regions.final(Math.floor(k / 2 ** 32), k % 2 ** 32);
+      const pairs = regionsOf[list] ?? [];
+      for (let i = 0; i < pairs.length; i += 2) {
+        const v = pairs[i] as number;
+        const r = pairs[i + 1] as number;
+        const l = left[v] as Int32Array;
+        l[r] = (l[r] as number) - 1;
+        if (l[r] === 0) final(v, r);
       }
     };
   }

@@ -49,6 +49,12 @@ describe('extent map (newest-first claims)', () => {
       }
       // Each byte is won once, by its last writer.
       expect(won).toBe(written);
+      // A range is covered when every byte of it was written (what a restore's proof takes for final).
+      for (const [s0, e0] of [[0, size], [Math.floor(size / 4), Math.floor(size / 2) + 1], [size - 1, size], [Math.floor(size / 3), Math.floor(size / 3) + 64]] as const) {
+        let all = true;
+        for (let b = s0; b < Math.min(e0, size); b++) if (who[b]! < 0) all = false;
+        if (map.covers(s0, e0) !== all) throw new Error(`covers(${s0}, ${e0}) is ${!all}, the replay says ${all}`);
+      }
       // A window anywhere returns exactly the extents that overlap it.
       const w0 = Math.floor(size / 3);
       const ws = [...map.extents(w0, 7)];

@@ -102,8 +102,9 @@ describe('Applier: a coalesced restore through leased payloads', () => {
     const regionBytes = 2 * MiB;
     try {
       const cat = replica.catalog;
-      // On the workers (a file target) and through leased payloads (a target with no descriptor).
-      for (const direct of [true, false]) {
+      // On the workers (a file target) and through leased payloads (a target with no descriptor); in one window
+      // of claims, and in windows of 7 claims (a restore of more than 250 000: regions whole after a window are told then).
+      for (const [direct, window] of [[true, undefined], [false, undefined], [true, 7], [false, 7]] as const) {
         const source = new SegmentSource(replica, undefined, { pool });
         const events: string[] = [];
         const told = new Map<number, number>();
@@ -160,9 +161,9 @@ describe('Applier: a coalesced restore through leased payloads', () => {
           };
         }
         try {
-          await new Applier(cat, planRestore(cat, { kind: 'latest' }), [target], [size], source).coalesced(regions);
+          await new Applier(cat, planRestore(cat, { kind: 'latest' }), [target], [size], source).coalesced(regions, window);
           await target.finish();
-          expect(wrong, direct ? 'on the workers' : 'leased').toEqual([]);
+          expect(wrong, `${direct ? 'on the workers' : 'leased'}, window ${window ?? 'whole'}`).toEqual([]);
           expect([...told.entries()].sort((a, b) => a[0] - b[0])).toEqual(Array.from({ length: size / regionBytes }, (_v, r) => [r, 1]));
           expect(events.indexOf('final')).toBeLessThan(events.lastIndexOf('write'));
           expect((direct ? readFileSync(tmpPathFor(join(dir, 'regions.img'))) : got).equals(image)).toBe(true);
