@@ -27,7 +27,7 @@ export interface VolumeBytes {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
-/** A volume whose leaves are computed whole elsewhere (a restored file, on the worker pool: fileLeavesOnPool). */
+/** A volume whose leaves are computed whole elsewhere (a restored file, read back on the worker pool: RestoreProof). */
 export interface VolumeLeaves {
   name: string;
   leaves(size: number, chunkSize: number): Promise<BigUint64Array>;
