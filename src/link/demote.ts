@@ -137,7 +137,7 @@ export async function demoteGroup(groupDir: string, o: DemoteOptions): Promise<D
   let received = { tapes: 0, records: 0 };
   try {
     // The resync is asked for until the replica holds the new primary's first tape; then it resumes like any secondary.
-    const held = await withReplica(replicaDir, o.wait, (r) => r.catalog.tapes().length);
+    const held = await withReplica(Replica.open(replicaDir, o.wait ? { wait: o.wait } : {}), (r) => r.catalog.tapes().length);
     const ch = await dial(o.from as HostPort, o.key as Buffer, config.groupId);
     try {
       const r = await runSecondary(ch, {
@@ -328,19 +328,11 @@ async function makeReplica(dir: string, config: Awaited<ReturnType<typeof readGr
   }
 }
 
-async function withReplica<T>(dir: string, wait: ReplicaWait | undefined, fn: (r: Replica) => T | Promise<T>): Promise<T> {
-  const r = await Replica.open(dir, wait ? { wait } : {});
+/** Runs `fn` with the replica `opening` gives (opened with its lock, or a view without it), then closes it. */
+async function withReplica<T>(opening: Promise<Replica>, fn: (r: Replica) => T | Promise<T>): Promise<T> {
+  const r = await opening;
   try {
     return await fn(r);
-  } finally {
-    await r.close();
-  }
-}
-
-async function viewReplica<T>(dir: string, fn: (r: Replica) => T): Promise<T> {
-  const r = await Replica.view(dir);
-  try {
-    return fn(r);
   } finally {
     await r.close();
   }
@@ -371,7 +363,7 @@ export async function demotedStatus(groupDir: string): Promise<DemotedStatus | n
   const d = await readDemoted(groupDir);
   if (!d) return null;
   const config = await readGroupConfig(groupDir);
-  const held = await viewReplica(d.replica, (r) => r.catalog.tapes().reduce<{ lastSeq: bigint | null; lastContact: string | null }>((m, t) => ({
+  const held = await withReplica(Replica.view(d.replica), (r) => r.catalog.tapes().reduce<{ lastSeq: bigint | null; lastContact: string | null }>((m, t) => ({
     lastSeq: t.lastSeq !== null && (m.lastSeq === null || t.lastSeq > m.lastSeq) ? t.lastSeq : m.lastSeq,
     lastContact: m.lastContact === null || t.importedAt > m.lastContact ? t.importedAt : m.lastContact,
   }), { lastSeq: null, lastContact: null })).catch((e: unknown) => {
