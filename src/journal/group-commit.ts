@@ -24,14 +24,17 @@ export class GroupCommit {
   readonly #journal: JournalVolume;
   readonly #failed: () => Error | undefined;
   readonly #fail: (e: unknown) => void;
+  readonly #written: () => void;
   readonly #batches: Batch[] = [];
   #writing = false;
   #inWrite: Batch | undefined;
 
-  constructor(journal: JournalVolume, hooks: { failed: () => Error | undefined; fail: (e: unknown) => void }) {
+  /** `written`: called after each batch is written (the journal's `writtenSeq` has moved on). */
+  constructor(journal: JournalVolume, hooks: { failed: () => Error | undefined; fail: (e: unknown) => void; written?: () => void }) {
     this.#journal = journal;
     this.#failed = hooks.failed;
     this.#fail = hooks.fail;
+    this.#written = hooks.written ?? ((): void => undefined);
   }
 
   /** Queues an encoded record (synchronously, in sequence order); resolves once it is written. */
@@ -63,6 +66,7 @@ export class GroupCommit {
         await this.#journal.writeBatch(b.records);
         this.#batches.shift();
         b.resolve();
+        this.#written();
       } catch (e) {
         this.#batches.shift();
         this.#fail(e);

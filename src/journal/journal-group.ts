@@ -173,7 +173,7 @@ export class JournalGroup {
     this.#markerNames = markerNames;
     this.#perVolume = perVolume;
     this.#onEvent = onEvent;
-    this.#commit = new GroupCommit(journal, { failed: () => this.#failed, fail: (e) => this.#fail(e) });
+    this.#commit = new GroupCommit(journal, { failed: () => this.#failed, fail: (e) => this.#fail(e), written: () => this.#wake() });
     this.#space = new SpaceWaiters({
       dir,
       timeoutMs: config.policy.blockTimeoutMs,
@@ -657,6 +657,32 @@ export class JournalGroup {
     if (now === was) return;
     this.#lastState = now;
     this.#onEvent?.({ event: stateEvent(was, now), from: was, state: now, usage: usageText(this.journal), ...(why ? { why } : {}) });
+    this.#wake();
+  }
+
+  /** Those waiting in nextChange. */
+  readonly #changeWaiters = new Set<() => void>();
+
+  #wake(): void {
+    for (const w of [...this.#changeWaiters]) w();
+  }
+
+  /**
+   * Resolves after the next batch of records is written to the journal,
+   * the group's state changes (a suspension, a resync asked for) or it
+   * fails or closes, or after `ms`, whichever comes first: a link session waits for records to send
+   * on this instead of looking every few milliseconds.
+   */
+  nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#changeWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.#changeWaiters.add(done);
+    });
   }
 
   // ---- suspend policy ----------------------------------------------------------
@@ -970,6 +996,7 @@ export class JournalGroup {
    */
   async #release(clean: boolean): Promise<void> {
     this.#closed = true;
+    this.#wake();
     this.#space.releaseAll();
     // Whoever waits for a base is told the group closed, not left until the end of its wait.
     if (this.#baseTurn) this.#endBaseTurn(this.#baseTurn);
@@ -1049,6 +1076,7 @@ export class JournalGroup {
     if (this.#failed) return;
     this.#failed = e instanceof Error ? e : new Error(String(e));
     this.#onEvent?.({ event: 'group-failed', error: this.#failed.message, hint: 'the group takes no more writes; close it and open it again once the cause is mended' });
+    this.#wake();
   }
 
   #track<T>(p: Promise<T>): Promise<T> {

@@ -312,7 +312,7 @@ async function sendLoop(ch: Channel, o: PrimaryOptions, name: string, mode: 'pul
     const s = await current(group.dir, name);
     const from = last ? BigInt(last.tape.seq) : BigInt(s.confirmed.seq);
     // With a tape in flight, records are not waited for: its confirmation is taken first.
-    if (!resync && !(await recordsFor(group, s, from, last ? 0 : (asked ?? heartbeatMs), () => ch.failed))) {
+    if (!resync && !(await recordsFor(group, s, from, last ? 0 : (asked ?? heartbeatMs), ch))) {
       if (last) {
         await take();
       } else {
@@ -352,17 +352,24 @@ function fullBaseFor(group: JournalGroup, s: SecondaryState): boolean {
 /**
  * Whether there is something to send to `s` after record `from` (a base, a
  * resync base, records), waiting up to `waitMs` for records — or until the
- * connection is `gone`: a secondary that went away (or a server that stops)
- * held its session, and the server's stop, for the rest of the wait.
+ * connection `ch` ends: a secondary that went away (or a server that stops)
+ * held its session, and the server's stop, for the rest of the wait. It
+ * looks again as each batch of records is written and the group's state
+ * changes (it looked every 20 ms: up to that much more lag), and at least
+ * every LOOK_AGAIN_MS for what the group does not announce.
  */
-async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, waitMs: number, gone: () => boolean): Promise<boolean> {
+async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, waitMs: number, ch: Pick<Channel, 'failed' | 'ended'>): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > from) return true;
-    if (Date.now() >= deadline || gone()) return false;
-    await new Promise((r) => setTimeout(r, 20));
+    const left = deadline - Date.now();
+    if (left <= 0 || ch.failed) return false;
+    await Promise.race([group.nextChange(Math.min(left, LOOK_AGAIN_MS)), ch.ended]);
   }
 }
+
+/** The longest recordsFor waits without looking again (a base asked for elsewhere is not announced). */
+const LOOK_AGAIN_MS = 250;
 
 /** How long a link tape waits for a base someone else is taking (a tape export's, another secondary's). */
 const BASE_WAIT_MS = 10 * 60_000;
