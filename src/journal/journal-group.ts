@@ -663,15 +663,18 @@ export class JournalGroup {
   /** Those waiting in nextChange. */
   readonly #changeWaiters = new Set<() => void>();
 
+  /** Wakes those waiting in nextChange (after every batch written: nothing to do, most of the time). */
   #wake(): void {
+    if (this.#changeWaiters.size === 0) return;
     for (const w of [...this.#changeWaiters]) w();
   }
 
   /**
    * Resolves after the next batch of records is written to the journal,
    * the group's state changes (a suspension, a resync asked for) or it
-   * fails or closes, or after `ms`, whichever comes first: a link session waits for records to send
-   * on this instead of looking every few milliseconds.
+   * fails or closes, or after `ms`, whichever comes first: a link session
+   * waits on this for records to send, instead of looking every few
+   * milliseconds.
    */
   nextChange(ms: number): Promise<void> {
     return new Promise((resolve) => {
