@@ -133,7 +133,7 @@ export async function readOutside(dir: string): Promise<OutsideChange | null> {
     if (typeof v !== 'object' || v === null || !Array.isArray(v.volumes) || !v.volumes.every((n) => typeof n === 'string') || typeof v.noticedAt !== 'string') throw new Error('unexpected fields');
     return v;
   }, (why) => new JshipError('OUTSIDE_STATE_DAMAGED', `${path} is damaged: ${why}`, {
-    hint: 'it lists volumes changed outside jship: run jship scan GROUP_DIR (or export a full base), then move the file away',
+    hint: `it lists volumes changed outside jship: run jship scan ${dir} (or export a full base), then move the file away`,
   }));
 }
 

@@ -909,7 +909,7 @@ export class JournalGroup {
       return;
     }
     if (changed.length === 0) return;
-    this.#onEvent?.({ event: 'changed-outside', volumes: changed, hint: 'another process wrote these volume files: jship scan GROUP_DIR journals the change' });
+    this.#onEvent?.({ event: 'changed-outside', volumes: changed, hint: `another process wrote these volume files: jship scan ${this.dir} (with the volumes quiet) journals the change` });
     await this.#noteOutside(changed);
   }
 

@@ -1,5 +1,5 @@
-import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { groupPaths } from '../../src/journal/group-files.js';
@@ -51,6 +51,18 @@ describe('a volume file changed while its group was closed', () => {
   });
 });
 
+describe('a damaged outside.json', () => {
+  const dir = tempDir();
+
+  it('is refused with the command to run, naming the group\'s directory', () => {
+    const g = makeGroupSync(dir);
+    writeFileSync(groupPaths(g).outside, '{"volumes": ');
+    const r = jshipJson('status', g);
+    expect(r).toExit(1);
+    expect(r.out.error).toMatchObject({ code: 'OUTSIDE_STATE_DAMAGED', hint: expect.stringContaining(`run jship scan ${g} `) });
+  });
+});
+
 describe('a volume file written by another process while its group is open', () => {
   const dir = tempDir();
 
@@ -76,7 +88,8 @@ describe('a volume file written by another process while its group is open', () 
       await group.write('a', 0, randomBytes(4096));
       await group.checkpoint();
       expect((await group.status()).outside).toMatchObject({ volumes: ['b'] });
-      expect(events.filter((e) => e.event === 'changed-outside')).toMatchObject([{ volumes: ['b'] }]);
+      // The hint names the group's directory, ready to run.
+      expect(events.filter((e) => e.event === 'changed-outside')).toMatchObject([{ volumes: ['b'], hint: expect.stringContaining(`jship scan ${resolve(g)} `) }]);
       // Said once; kept through the close and the next open.
       await group.checkpoint();
       expect(events.filter((e) => e.event === 'changed-outside')).toHaveLength(1);
