@@ -672,19 +672,26 @@ export class JournalGroup {
   /**
    * Resolves after the next batch of records is written to the journal,
    * the group's state changes (a suspension, a resync asked for) or it
-   * fails or closes, or after `ms`, whichever comes first: a link session
+   * fails or closes, after `ms`, or once `signal` aborts, whichever comes
+   * first, and leaves nothing behind (timer, listener): a link session
    * waits on this for records to send, instead of looking every few
    * milliseconds.
    */
-  nextChange(ms: number): Promise<void> {
+  nextChange(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve();
+        return;
+      }
       const done = (): void => {
         clearTimeout(timer);
         this.#changeWaiters.delete(done);
+        signal?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, ms));
       this.#changeWaiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
     });
   }
 

@@ -1,6 +1,5 @@
 import type { Duplex } from 'node:stream';
 import { JshipError, isJshipError } from '../core/errors.js';
-import { deferred } from '../core/deferred.js';
 import { FrameReader, MessageType, type Frame } from './frame.js';
 import type { FrameReads } from './frame-reads.js';
 import { message } from './messages.js';
@@ -21,7 +20,7 @@ export class Channel {
   readonly #frames: Frame[] = [];
   #waiter: { resolve: (f: Frame) => void; reject: (e: unknown) => void } | undefined;
   #failure: unknown;
-  readonly #ended = deferred();
+  readonly #ended = new AbortController();
 
   constructor(socket: Duplex, peer: string, reads?: FrameReads) {
     this.#socket = socket;
@@ -62,14 +61,14 @@ export class Channel {
     return this.#failure !== undefined;
   }
 
-  /** Resolves once the connection has failed or closed (`failed`); never rejects. */
-  get ended(): Promise<void> {
-    return this.#ended.promise;
+  /** Aborts once the connection has failed or closed (`failed`): for waits that end with it. */
+  get ended(): AbortSignal {
+    return this.#ended.signal;
   }
 
   #fail(e: unknown): void {
     this.#failure ??= e;
-    this.#ended.resolve();
+    this.#ended.abort();
     this.#deliver();
   }
 

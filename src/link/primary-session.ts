@@ -364,7 +364,8 @@ async function recordsFor(group: JournalGroup, s: SecondaryState, from: bigint, 
     if (fullBaseFor(group, s) || group.state === 'resync-pending' || group.journal.writtenSeq - 1n > from) return true;
     const left = deadline - Date.now();
     if (left <= 0 || ch.failed) return false;
-    await Promise.race([group.nextChange(Math.min(left, LOOK_AGAIN_MS)), ch.ended]);
+    // Not Promise.race with a promise of the connection's end: each race would leave a reaction on it for the session's life.
+    await group.nextChange(Math.min(left, LOOK_AGAIN_MS), ch.ended);
   }
 }
 

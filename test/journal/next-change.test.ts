@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalGroup } from '../../src/journal/journal-group.js';
@@ -19,6 +20,30 @@ describe('JournalGroup.nextChange', () => {
       expect(await settlesWithin(waiting, 30_000)).toBe(true);
       // Each wait is for the next change: one after the write waits again.
       expect(await settlesWithin(group.nextChange(600_000), 50)).toBe(false);
+    } finally {
+      await group.close();
+    }
+  });
+
+  it('resolves when its signal aborts (the link connection ended), at once if it has, and leaves no listener on it', async () => {
+    const group = await JournalGroup.open(await makeGroup(join(dir, 'c'), { v: MiB }), { checkpointIntervalMs: 0 });
+    try {
+      const ended = new AbortController();
+      const waiting = group.nextChange(600_000, ended.signal);
+      expect(await settlesWithin(waiting, 50)).toBe(false);
+      ended.abort();
+      expect(await settlesWithin(waiting, 30_000)).toBe(true);
+      expect(await settlesWithin(group.nextChange(600_000, ended.signal), 30_000)).toBe(true);
+      // A session waits again and again on the same connection's signal: nothing piles up on it.
+      const open = new AbortController();
+      for (let i = 0; i < 20; i++) {
+        // Ended by its time, or by a written record.
+        const next = group.nextChange(i % 2 ? 1 : 600_000, open.signal);
+        expect(getEventListeners(open.signal, 'abort')).toHaveLength(1);
+        if (i % 2 === 0) await group.write('v', 0, Buffer.alloc(4096, i));
+        await next;
+      }
+      expect(getEventListeners(open.signal, 'abort')).toHaveLength(0);
     } finally {
       await group.close();
     }
