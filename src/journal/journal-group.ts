@@ -77,6 +77,15 @@ export interface JournalConsumer {
   secured(group: JournalGroup): Promise<bigint | null>;
 }
 
+/** Records kept in the journal for a reader in this process (JournalGroup.hold). */
+export interface JournalHold {
+  /** The first record kept when the hold began: the sequence number asked for, or journal-out if later. */
+  readonly from: bigint;
+  /** Keeps records from `seq` on from now (the reader is past those before it). */
+  move(seq: bigint): void;
+  release(): void;
+}
+
 /** What a journaled (or, while suspended, bitmap-tracked) write returns. */
 export interface WriteResult {
   /** Sequence number of the (last) record of this write; while suspended, the last record before it. */
@@ -156,6 +165,8 @@ export class JournalGroup {
   #lastState: GroupState = 'active';
   #rates!: GroupRates;
   #purging: Promise<unknown> = Promise.resolve();
+  /** Where each hold's kept records begin. */
+  readonly #holds = new Map<symbol, bigint>();
   #fence: Fence | null = null;
   #outside: OutsideChange | null = null;
   /** A promoted group: every chunk written in its epoch (what an old primary that is demoted must get again). */
@@ -595,7 +606,10 @@ export class JournalGroup {
     if (upto < this.journal.outSeq) return this.journal.outSeq;
     // Never past the applied pointer: what is purged must be durable on the PVOLs.
     await this.checkpoint();
-    const limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
+    let limit = this.journal.appliedSeq < upto ? this.journal.appliedSeq : upto;
+    // Nor into what a reader of this process holds (looked at after the last wait: a hold taken meanwhile counts).
+    for (const from of this.#holds.values()) if (from - 1n < limit) limit = from - 1n;
+    if (limit < this.journal.outSeq) return this.journal.outSeq;
     // The epoch's written chunks are durable before the records that show them go.
     await this.#epochDirty?.persist();
     await this.#epochDirty?.sync();
@@ -637,6 +651,31 @@ export class JournalGroup {
     });
     this.#purging = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Keeps the records from `seq` (or from journal-out, if it is later) in
+   * the journal until released, whatever the consumers have secured: an
+   * export reads records after it starts, and a purge another consumer asks
+   * for meanwhile (a link secondary's confirmation, while the tape chain
+   * pins nothing before its first tape) took them from under it
+   * (JOURNAL_PURGED). Waits for a purge that is running; `from` says where
+   * the kept records begin.
+   */
+  async hold(seq: bigint): Promise<JournalHold> {
+    await this.#purging;
+    const key = Symbol('hold');
+    const from = seq > this.journal.outSeq ? seq : this.journal.outSeq;
+    this.#holds.set(key, from);
+    return {
+      from,
+      move: (to) => {
+        if (this.#holds.has(key)) this.#holds.set(key, to);
+      },
+      release: () => {
+        this.#holds.delete(key);
+      },
+    };
   }
 
   /** The header of a record still in the journal and on disk (journal-out ≤ seq < written), else null. */

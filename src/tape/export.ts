@@ -1,6 +1,6 @@
 import { JshipError, isJshipError, param } from '../core/errors.js';
 import { encodeRecord } from '../core/record.js';
-import type { JournalGroup } from '../journal/journal-group.js';
+import type { JournalGroup, JournalHold } from '../journal/journal-group.js';
 import type { TapeKey } from './crypto.js';
 import type { TapeDestination } from './destination.js';
 import { MediaSetWriter, minMediaSize, type WrittenTape } from './tape-writer.js';
@@ -163,6 +163,18 @@ export async function chainTurn<T>(group: JournalGroup, waitMs: number, run: () 
 }
 
 async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<ExportResult> {
+  let hold: JournalHold | undefined;
+  try {
+    return await exportHeld(group, opts, (h) => {
+      hold = h;
+    });
+  } finally {
+    hold?.release();
+  }
+}
+
+/** exportChain, the journal's records it reads held (`held`) from the moment it knows where it starts. */
+async function exportHeld(group: JournalGroup, opts: ExportOptions, held: (h: JournalHold) => void): Promise<ExportResult> {
   if (opts.mediaSize !== undefined && !opts.destination.splittable) {
     throw new JshipError('USAGE', `${param('mediaSize')} needs a directory to write a media set into, not ${opts.destination.where}`, { hint: `give ${param('to')} a directory` });
   }
@@ -178,9 +190,13 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
   const keep = opts.keepUntilAck === true || (!opts.destination.durable && opts.purgeOnClose !== true);
   let from = BigInt(state.exportedSeq) + 1n;
   let lostBeforeExport: ExportResult['lostBeforeExport'] = null;
-  if (from < group.journal.outSeq) {
-    lostBeforeExport = { from, to: group.journal.outSeq - 1n };
-    from = group.journal.outSeq;
+  // Kept until the export ends: before the chain's first tape it pins nothing, and a link secondary's
+  // confirmation purged the records this export was about to read (JOURNAL_PURGED).
+  const hold = await group.hold(from);
+  held(hold);
+  if (from < hold.from) {
+    lostBeforeExport = { from, to: hold.from - 1n };
+    from = hold.from;
   }
   // After a suspension whose resync base another consumer took, only a full base heals this chain.
   const healByFullBase = !chain && state.sawSuspension === true && group.state !== 'suspended' && group.state !== 'resync-pending';
@@ -257,6 +273,8 @@ async function exportChain(group: JournalGroup, opts: ExportOptions): Promise<Ex
       if (effects.healed) delete state.sawSuspension;
       else if (effects.suspended) state.sawSuspension = true;
       await save(state);
+      // The chain pins what comes after its tapes itself now.
+      hold.move(BigInt(state.exportedSeq) + 1n);
       // What this tape secured is freed now, not at the end of the export: writers waiting for journal space get it.
       if (relieve) await group.purgeSecured();
     },
