@@ -5,29 +5,9 @@ import { makeAck, parseAckKey } from '../../src/core/ack.js';
 import { groupPaths } from '../../src/journal/group-files.js';
 import { acknowledge } from '../../src/tape/acknowledge.js';
 import { readChainState } from '../../src/tape/chain-state.js';
-import { DirDestination, type TapeOutput } from '../../src/tape/destination.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { tempDir } from '../helpers.js';
-import { exportTo, groupWithData, writeMixed } from './helpers.js';
-
-/** A directory destination whose writes wait until the gate opens. */
-class GatedDir extends DirDestination {
-  readonly #gate: Promise<void>;
-  constructor(dir: string, gate: Promise<void>) {
-    super(dir);
-    this.#gate = gate;
-  }
-
-  override async open(serial: number): Promise<TapeOutput> {
-    const out = await super.open(serial);
-    const gate = this.#gate;
-    return {
-      write: async (c) => { await gate; await out.write(c); },
-      commit: (name, before, tape) => out.commit(name, before, tape),
-      abort: () => out.abort(),
-    };
-  }
-}
+import { GatedDir, exportTo, groupWithData, writeMixed } from './helpers.js';
 
 describe('an acknowledgement while an export runs', () => {
   const dir = tempDir();

@@ -3,31 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { deferred } from '../../src/core/deferred.js';
 import { JournalGroup, type JournalConsumer } from '../../src/journal/journal-group.js';
 import { tapeChain } from '../../src/owner/consumers.js';
-import { DirDestination, type TapeOutput } from '../../src/tape/destination.js';
 import { exportGroup } from '../../src/tape/export.js';
 import { KiB, makeGroup, MiB, tempDir } from '../helpers.js';
-import { journalRecords, tapeRecords, writeMixed } from './helpers.js';
-
-/** A directory destination that says when a tape is opened, and holds its writes until let go. */
-class HeldDir extends DirDestination {
-  readonly opened = deferred();
-  readonly #go: Promise<void>;
-  constructor(dir: string, go: Promise<void>) {
-    super(dir);
-    this.#go = go;
-  }
-
-  override async open(serial: number): Promise<TapeOutput> {
-    const out = await super.open(serial);
-    this.opened.resolve();
-    const go = this.#go;
-    return {
-      write: async (c) => { await go; await out.write(c); },
-      commit: (name, before, tape) => out.commit(name, before, tape),
-      abort: () => out.abort(),
-    };
-  }
-}
+import { GatedDir, journalRecords, tapeRecords, writeMixed } from './helpers.js';
 
 // Seen in the soak test (CI, once in session 24 and once in 25): `jship export --base`, the tape chain's first
 // export, failed with JOURNAL_PURGED while two link secondaries were pulling from the same server.
@@ -43,7 +21,7 @@ describe('the tape chain\'s first export while a link secondary confirms', () =>
       await writeMixed(group, 40);
       const before = await journalRecords(group);
       const go = deferred();
-      const to = new HeldDir(join(dir, 'tapes'), go.promise);
+      const to = new GatedDir(join(dir, 'tapes'), go.promise);
       const exporting = exportGroup(group, { destination: to, base: true });
       exporting.catch(() => undefined);
       // The base is being written (the chain pins nothing yet) when the secondary's confirmation purges.

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { JournalGroup } from '../../src/journal/journal-group.js';
 import { openSiteGroup } from '../../src/owner/consumers.js';
 import { RecordType } from '../../src/core/record.js';
-import { DirDestination } from '../../src/tape/destination.js';
+import { DirDestination, type TapeOutput } from '../../src/tape/destination.js';
+import { deferred } from '../../src/core/deferred.js';
 import { exportGroup, type ExportOptions } from '../../src/tape/export.js';
 import { readTape, type TapeRecord } from '../../src/tape/tape-reader.js';
 import { fileChunks } from '../../src/tape/tape-file.js';
@@ -76,3 +77,24 @@ export async function exportTo(group: JournalGroup, dir: string, opts: Partial<E
 }
 
 export const tapesDir = (dir: string): string => join(dir, 'tapes');
+
+/** A directory destination that says when a tape is opened (`opened`), and holds its writes until `gate` resolves. */
+export class GatedDir extends DirDestination {
+  readonly opened = deferred();
+  readonly #gate: Promise<void>;
+  constructor(dir: string, gate: Promise<void>) {
+    super(dir);
+    this.#gate = gate;
+  }
+
+  override async open(serial: number): Promise<TapeOutput> {
+    const out = await super.open(serial);
+    this.opened.resolve();
+    const gate = this.#gate;
+    return {
+      write: async (c) => { await gate; await out.write(c); },
+      commit: (name, before, tape) => out.commit(name, before, tape),
+      abort: () => out.abort(),
+    };
+  }
+}
