@@ -115,8 +115,8 @@ export async function writeFence(dir: string, f: Fence): Promise<void> {
  * outside.json: volume files the group found changed when it opened, since
  * its last clean close (their size or last write differs from what the
  * close recorded), or while it was open and wrote nothing to them
- * (Volume.changedOutside): changed outside jship, so the journal lacks the change
- * and the secondaries do not have it. Kept until a scan journals those
+ * (Volume.changedOutside): changed outside jship, so the journal lacks the
+ * change and the secondaries do not have it. Kept until a scan journals those
  * volumes' changes, or a full base reads them again.
  */
 export interface OutsideChange {
@@ -124,6 +124,11 @@ export interface OutsideChange {
   volumes: string[];
   /** When the group first saw it. */
   noticedAt: string;
+}
+
+/** What to run for volumes changed outside jship (the changed-outside event, status and check say it). */
+export function outsideAdvice(dir: string): string {
+  return `run jship scan ${dir} with the volumes quiet (a volume's first scan only records hashes: export a full base after it)`;
 }
 
 export async function readOutside(dir: string): Promise<OutsideChange | null> {

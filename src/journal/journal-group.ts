@@ -16,7 +16,7 @@ import { deferred, settlesWithin, type Deferred } from '../core/deferred.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { PointDigests } from './point-digests.js';
 import type { PointDigest } from '../core/volume-digest.js';
-import { appendMarkerLog, groupPaths, readFence, readGroupConfig, readOutside, writeFence, writeOutside, type Fence, type OutsideChange } from './group-files.js';
+import { appendMarkerLog, groupPaths, outsideAdvice, readFence, readGroupConfig, readOutside, writeFence, writeOutside, type Fence, type OutsideChange } from './group-files.js';
 import { JournalVolume, READ_BATCH_BYTES, type JournalRecord } from './journal-volume.js';
 import { DirLock } from '../io/dir-lock.js';
 import { RangeOrder } from './range-order.js';
@@ -955,7 +955,7 @@ export class JournalGroup {
       return;
     }
     if (changed.length === 0) return;
-    this.#onEvent?.({ event: 'changed-outside', volumes: changed, hint: `another process wrote these volume files: jship scan ${this.dir} (with the volumes quiet) journals the change` });
+    this.#onEvent?.({ event: 'changed-outside', volumes: changed, hint: `another process wrote these volume files: ${outsideAdvice(this.dir)}` });
     await this.#noteOutside(changed);
   }
 

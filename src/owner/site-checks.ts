@@ -1,6 +1,6 @@
 import { formatDuration, type Check } from '../core/check.js';
 import type { SiteStatus } from './site-status.js';
-import type { OutsideChange } from '../journal/group-files.js';
+import { outsideAdvice, type OutsideChange } from '../journal/group-files.js';
 
 export interface SiteLimits {
   /** Seconds: every consumer's RPO at most this. */
@@ -50,5 +50,5 @@ export function siteChecks(site: SiteStatus, limits: SiteLimits): Check[] {
 /** What a group whose volume files changed outside jship says, and what to do. */
 export function outsideText(o: OutsideChange, dir: string): string {
   const v = o.volumes.length > 1 ? `volumes ${o.volumes.join(', ')}` : `volume ${o.volumes[0]}`;
-  return `the files of ${v} changed outside jship (seen ${o.noticedAt}): the journal and the secondaries lack those changes; run jship scan ${dir} with the volumes quiet (a volume's first scan only records hashes: export a full base after it)`;
+  return `the files of ${v} changed outside jship (seen ${o.noticedAt}): the journal and the secondaries lack those changes; ${outsideAdvice(dir)}`;
 }
